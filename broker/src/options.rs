@@ -1,0 +1,230 @@
+//! Typed server options: what a conf file and the command line resolve to.
+//!
+//! Field names follow nats-server's `server/opts.go` so that operators find the
+//! same knobs. Defaults come from nats-server's `server/const.go`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default client port (nats-server `DEFAULT_PORT`).
+pub const DEFAULT_PORT: u16 = 4222;
+/// Default maximum payload, 1 MiB (`MAX_PAYLOAD_SIZE`).
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+/// Default maximum control line, 4 KiB (`MAX_CONTROL_LINE_SIZE`).
+pub const DEFAULT_MAX_CONTROL_LINE: usize = 4096;
+/// Default maximum pending bytes per client, 64 MiB (`MAX_PENDING_SIZE`).
+pub const DEFAULT_MAX_PENDING: usize = 64 * 1024 * 1024;
+/// Default maximum connections (`DEFAULT_MAX_CONNECTIONS`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64 * 1024;
+/// Default ping interval (`DEFAULT_PING_INTERVAL`).
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
+/// Default outstanding pings before a connection is stale (`DEFAULT_PING_MAX_OUT`).
+pub const DEFAULT_PING_MAX: u32 = 2;
+/// Default auth timeout, 2 s (`AUTH_TIMEOUT`).
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default write deadline, 10 s (`DEFAULT_FLUSH_DEADLINE`).
+pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// Default lame duck duration (`DEFAULT_LAME_DUCK_DURATION`).
+pub const DEFAULT_LAME_DUCK_DURATION: Duration = Duration::from_secs(120);
+/// Default lame duck grace period (`DEFAULT_LAME_DUCK_GRACE_PERIOD`).
+pub const DEFAULT_LAME_DUCK_GRACE_PERIOD: Duration = Duration::from_secs(10);
+
+/// Where a listener listens: plain TCP, or SCION (kept typed even before SCION links exist).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// `host:port` or `port`; host defaults to 0.0.0.0.
+    Tcp { host: String, port: i32 },
+    /// `nats://ISD-AS,IP:port` and friends: the ISD-AS as written, the IP and port.
+    Scion { isd_as: String, ip: std::net::IpAddr, port: u16 },
+}
+
+/// One user of `authorization { users [...] }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct User {
+    pub username: String,
+    pub password: String,
+    pub permissions: Option<Permissions>,
+}
+
+/// Publish/subscribe permissions (`permissions { publish, subscribe }`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: Option<SubjectPermission>,
+    pub subscribe: Option<SubjectPermission>,
+    /// `allow_responses` (nats-server ResponsePermission); None = off.
+    pub allow_responses: Option<ResponsePermission>,
+}
+
+/// Allow/deny subject lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubjectPermission {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+/// `allow_responses { max, expires }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponsePermission {
+    pub max: usize,
+    pub expires: Duration,
+}
+
+/// `authorization { ... }` of the client port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Authorization {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub users: Vec<User>,
+    pub timeout: Option<Duration>,
+    /// Default permissions for users without their own (`default_permissions`).
+    pub default_permissions: Option<Permissions>,
+}
+
+/// A route URL: `nats-route://[user:pass@]host:port` or a SCION form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteUrl {
+    /// The URL exactly as configured (for logs).
+    pub url: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub target: RouteTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    Tcp { host: String, port: u16 },
+    Scion { isd_as: String, ip: std::net::IpAddr, port: u16 },
+}
+
+/// `cluster { ... }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterOpts {
+    pub name: Option<String>,
+    pub listen: Option<ListenAddr>,
+    pub routes: Vec<RouteUrl>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub auth_timeout: Option<Duration>,
+    pub advertise: Option<String>,
+    pub no_advertise: bool,
+    /// `connect_retries` for implicit routes (0 = default behaviour).
+    pub connect_retries: u32,
+    /// `pool_size`, `compression` etc. do not exist in 2.9; kept out on purpose.
+    pub tls: Option<TlsOpts>,
+}
+
+/// `tls { cert_file, key_file, ca_file, verify }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOpts {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub verify: bool,
+    pub timeout: Option<Duration>,
+}
+
+/// `scion { ... }`: parsed and typed; used by the SCION link layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScionOpts {
+    /// Ordered preference words, validated (`latency`, `bandwidth`, `hops`, `mtu`).
+    pub path_preference: Vec<String>,
+    pub daemon: Option<String>,
+    pub topology: Option<PathBuf>,
+    pub policy_acl: Vec<String>,
+    pub policy_sequence: Option<String>,
+    pub probe_interval: Option<Duration>,
+    /// Number of disjoint paths to send each datagram over (1 = off).
+    pub redundancy: Option<u32>,
+    /// Tag messages forwarded over SCION routes with the path fingerprint header.
+    pub path_header: bool,
+}
+
+/// All server options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub config_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    /// Client listen host (default 0.0.0.0).
+    pub host: String,
+    /// Client port; -1 = random (nats-server `RANDOM_PORT`).
+    pub port: i32,
+    /// Extra client listeners given as SCION addresses in `listen`.
+    pub scion_listen: Option<ListenAddr>,
+    pub client_advertise: Option<String>,
+    pub no_advertise: bool,
+
+    pub http_host: String,
+    /// Monitoring port; 0 = off, -1 = random.
+    pub http_port: i32,
+
+    pub max_payload: usize,
+    pub max_control_line: usize,
+    pub max_pending: usize,
+    pub max_connections: usize,
+    /// 0 = unlimited.
+    pub max_subscriptions: usize,
+    pub ping_interval: Duration,
+    pub ping_max: u32,
+    pub write_deadline: Duration,
+    pub lame_duck_duration: Duration,
+    pub lame_duck_grace_period: Duration,
+
+    pub authorization: Authorization,
+    pub no_auth_user: Option<String>,
+
+    pub cluster: ClusterOpts,
+    pub scion: Option<ScionOpts>,
+
+    pub debug: bool,
+    pub trace: bool,
+    pub logtime: bool,
+    pub log_file: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub syslog: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config_file: None,
+            server_name: None,
+            host: "0.0.0.0".to_string(),
+            port: DEFAULT_PORT as i32,
+            scion_listen: None,
+            client_advertise: None,
+            no_advertise: false,
+            http_host: "0.0.0.0".to_string(),
+            http_port: 0,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            max_control_line: DEFAULT_MAX_CONTROL_LINE,
+            max_pending: DEFAULT_MAX_PENDING,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_subscriptions: 0,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            ping_max: DEFAULT_PING_MAX,
+            write_deadline: DEFAULT_WRITE_DEADLINE,
+            lame_duck_duration: DEFAULT_LAME_DUCK_DURATION,
+            lame_duck_grace_period: DEFAULT_LAME_DUCK_GRACE_PERIOD,
+            authorization: Authorization::default(),
+            no_auth_user: None,
+            cluster: ClusterOpts::default(),
+            scion: None,
+            debug: false,
+            trace: false,
+            logtime: true,
+            log_file: None,
+            pid_file: None,
+            syslog: false,
+        }
+    }
+}
+
+/// Convenience for tests and embedding: a listen address for the client port.
+impl Options {
+    pub fn client_listen(&self) -> Option<SocketAddr> {
+        let port = if self.port < 0 { 0 } else { self.port as u16 };
+        format!("{}:{}", self.host, port).parse().ok()
+    }
+}

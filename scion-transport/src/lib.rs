@@ -1,0 +1,2 @@
+//! Path-aware QUIC over SCION.
+pub mod address;

@@ -1,0 +1,1 @@
+//! Time synchronisation over NATS.
