@@ -1,2 +1,4 @@
 //! Path-aware QUIC over SCION.
 pub mod address;
+pub mod wire;
+pub mod emu;
