@@ -1,1 +1,3 @@
 //! Time synchronisation over NATS.
+
+pub mod core;

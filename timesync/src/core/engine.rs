@@ -1,0 +1,585 @@
+//! The follower engine: polls sources, validates and filters samples per (source, path),
+//! selects a source and drives the discipline loop. Pure: the driver calls `handle_*` with
+//! `now` and carries out the returned [`Action`]s.
+
+use super::discipline::{ClockAction, Discipline, DisciplineConfig, SyncState};
+use super::filter::{FilterOutput, PathFilter};
+use super::sample::{measure, Outstanding, ReplyTimes, Sample, SampleError};
+use super::select::{Candidate, Selector, MIN_FOR_INTERSECTION};
+use super::{ns_to_s, MonoNs, WallNs, PHI};
+use serde::{Deserialize, Serialize};
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send a request with this nonce to the source, then report the transmit timestamp with
+    /// [`Engine::handle_transmitted`].
+    Send { source: String, nonce: u64 },
+    /// Apply a clock correction.
+    Clock(ClockAction),
+    /// Call [`Engine::handle_timer`] at (or after) this time. Replaces earlier timers.
+    SetTimer { at: MonoNs },
+}
+
+/// One configured source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    pub id: String,
+    pub priority: u8,
+}
+
+/// Engine tunables (all times in nanoseconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineConfig {
+    pub poll_ns: i64,
+    /// Requests per poll (>= 1); sent back to back, each after the previous answer.
+    pub burst: u32,
+    /// Requests in the first poll, so the startup decision rests on a min-delay choice.
+    pub startup_burst: u32,
+    pub request_timeout_ns: i64,
+    /// A source with no valid reply for this long is unreachable.
+    pub lost_after_ns: i64,
+    /// Consecutive failed requests after which a source is unreachable.
+    pub lost_after_failures: u32,
+    /// Period of the steering/selection tick.
+    pub tick_ns: i64,
+    pub discipline: DisciplineConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            poll_ns: 1_000_000_000,
+            burst: 1,
+            startup_burst: 4,
+            request_timeout_ns: 1_000_000_000,
+            lost_after_ns: 2_000_000_000,
+            lost_after_failures: 2,
+            tick_ns: 250_000_000,
+            discipline: DisciplineConfig::default(),
+        }
+    }
+}
+
+/// A reply as the driver received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub times: ReplyTimes,
+    pub stratum: u8,
+    pub leap: u8,
+    pub root_delay_ns: i64,
+    pub root_dispersion_ns: i64,
+    /// SCION path fingerprint of the reply (header `Nats-Scion-Path`), if any.
+    pub path: Option<String>,
+}
+
+/// Why a request produced no reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestFailure {
+    Timeout,
+    NoResponders,
+    Other,
+}
+
+/// Per-source view for status output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceReport {
+    pub id: String,
+    pub priority: u8,
+    pub stratum: u8,
+    pub reachable: bool,
+    pub selected: bool,
+    pub falseticker: bool,
+    /// Offset of the source relative to the local clock now, ns (from the filter's best).
+    pub offset_ns: Option<i64>,
+    pub delay_ns: Option<i64>,
+    pub jitter_ns: i64,
+    pub path: Option<String>,
+    pub path_switches: u64,
+    pub delay_shifts: u64,
+    pub samples: u64,
+    pub rejected: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+/// What `timesync tracking` shows (like `chronyc tracking`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tracking {
+    pub state: SyncState,
+    pub selected: Option<String>,
+    /// Current estimated offset (source minus local), ns.
+    pub offset_ns: i64,
+    /// Last measured (filtered) offset, ns.
+    pub last_offset_ns: i64,
+    pub delay_ns: i64,
+    pub jitter_ns: i64,
+    /// Commanded frequency correction, ppm.
+    pub freq_ppm: f64,
+    /// Estimated raw-clock frequency error, ppm, and its one-sigma uncertainty.
+    pub est_freq_ppm: f64,
+    pub freq_sigma_ppm: f64,
+    /// Bound on |local clock - source clock|, ns.
+    pub max_error_ns: i64,
+    pub since_update_ms: Option<i64>,
+    pub steps: u64,
+    pub path_switches: u64,
+    pub source_switches: u64,
+    pub sources: Vec<SourceReport>,
+}
+
+#[derive(Debug, Clone)]
+struct Source {
+    cfg: SourceConfig,
+    path: Option<String>,
+    filter: PathFilter,
+    next_poll: MonoNs,
+    burst_left: u32,
+    pending: Vec<(u64, Option<WallNs>, MonoNs)>,
+    last_reply: Option<MonoNs>,
+    consecutive_failures: u32,
+    stratum: u8,
+    root_delay: f64,
+    root_dispersion: f64,
+    last_fed: Option<MonoNs>,
+    falseticker: bool,
+    path_switches: u64,
+    delay_shifts: u64,
+    samples: u64,
+    rejected: u64,
+    failures: u64,
+    last_error: Option<String>,
+}
+
+impl Source {
+    fn reachable(&self, now: MonoNs, cfg: &EngineConfig) -> bool {
+        self.last_reply
+            .is_some_and(|t| now - t <= cfg.lost_after_ns)
+            && self.consecutive_failures < cfg.lost_after_failures
+    }
+}
+
+/// Statistics of the sample last fed to the loop (kept through holdover for max-error).
+#[derive(Debug, Clone, Copy, Default)]
+struct FedStats {
+    delay: f64,
+    jitter: f64,
+    root: f64,
+}
+
+/// The follower's pure state machine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    cfg: EngineConfig,
+    sources: Vec<Source>,
+    discipline: Discipline,
+    selector: Selector,
+    selected: Option<String>,
+    next_nonce: u64,
+    next_tick: MonoNs,
+    fed: Option<FedStats>,
+    source_switches: u64,
+    started: MonoNs,
+}
+
+/// Polls to wait at startup for enough sources before deciding on a step.
+const STARTUP_GRACE_POLLS: i64 = 3;
+
+impl Engine {
+    /// `nonce_seed` should be random so replies to an earlier incarnation cannot match.
+    pub fn new(
+        cfg: EngineConfig,
+        sources: Vec<SourceConfig>,
+        now: MonoNs,
+        initial_freq: f64,
+        nonce_seed: u64,
+    ) -> Self {
+        let sources = sources
+            .into_iter()
+            .map(|cfg| Source {
+                cfg,
+                path: None,
+                filter: PathFilter::new(),
+                next_poll: now,
+                burst_left: 0,
+                pending: Vec::new(),
+                last_reply: None,
+                consecutive_failures: 0,
+                stratum: 16,
+                root_delay: 0.0,
+                root_dispersion: 0.0,
+                last_fed: None,
+                falseticker: false,
+                path_switches: 0,
+                delay_shifts: 0,
+                samples: 0,
+                rejected: 0,
+                failures: 0,
+                last_error: None,
+            })
+            .collect();
+        Self {
+            cfg,
+            sources,
+            discipline: Discipline::new(cfg.discipline, now, initial_freq),
+            selector: Selector::default(),
+            selected: None,
+            next_nonce: nonce_seed,
+            next_tick: now,
+            fed: None,
+            source_switches: 0,
+            started: now,
+        }
+    }
+
+    pub fn discipline(&self) -> &Discipline {
+        &self.discipline
+    }
+
+    pub fn selected(&self) -> Option<&str> {
+        self.selected.as_deref()
+    }
+
+    /// Cumulative correction applied up to `now` (seconds); drivers can check their clock.
+    pub fn correction(&self, now: MonoNs) -> f64 {
+        self.discipline.correction(now)
+    }
+
+    fn send(&mut self, idx: usize, now: MonoNs, out: &mut Vec<Action>) {
+        let nonce = self.next_nonce;
+        self.next_nonce = self.next_nonce.wrapping_add(1);
+        let src = &mut self.sources[idx];
+        src.pending.push((nonce, None, now));
+        out.push(Action::Send {
+            source: src.cfg.id.clone(),
+            nonce,
+        });
+    }
+
+    fn next_timer(&self) -> MonoNs {
+        let mut at = self.next_tick;
+        for s in &self.sources {
+            at = at.min(s.next_poll);
+            for &(_, _, sent) in &s.pending {
+                at = at.min(sent + self.cfg.request_timeout_ns);
+            }
+        }
+        at
+    }
+
+    fn finish(&self, mut out: Vec<Action>) -> Vec<Action> {
+        out.push(Action::SetTimer {
+            at: self.next_timer(),
+        });
+        out
+    }
+
+    /// The timer fired: expire requests, start polls, re-run selection and steering.
+    pub fn handle_timer(&mut self, now: MonoNs) -> Vec<Action> {
+        let mut out = Vec::new();
+        for i in 0..self.sources.len() {
+            let timeout = self.cfg.request_timeout_ns;
+            let expired: Vec<u64> = self.sources[i]
+                .pending
+                .iter()
+                .filter(|p| now - p.2 >= timeout)
+                .map(|p| p.0)
+                .collect();
+            for nonce in expired {
+                self.fail(i, nonce, RequestFailure::Timeout);
+            }
+            if self.sources[i].next_poll <= now {
+                let src = &mut self.sources[i];
+                let burst = if src.last_reply.is_none() {
+                    self.cfg.startup_burst
+                } else {
+                    self.cfg.burst
+                };
+                src.burst_left = burst.max(1) - 1;
+                // Keep the poll grid; skip missed slots instead of bunching up.
+                while src.next_poll <= now {
+                    src.next_poll += self.cfg.poll_ns.max(1);
+                }
+                self.send(i, now, &mut out);
+            }
+        }
+        if now >= self.next_tick {
+            while self.next_tick <= now {
+                self.next_tick += self.cfg.tick_ns.max(1);
+            }
+            self.reselect(now);
+            out.extend(self.discipline.tick(now).into_iter().map(Action::Clock));
+        }
+        self.finish(out)
+    }
+
+    /// The driver sent request `nonce` at follower clock time `t1`.
+    pub fn handle_transmitted(&mut self, source: &str, nonce: u64, t1: WallNs) {
+        if let Some(src) = self.sources.iter_mut().find(|s| s.cfg.id == source) {
+            if let Some(p) = src.pending.iter_mut().find(|p| p.0 == nonce) {
+                p.1 = Some(t1);
+            }
+        }
+    }
+
+    fn fail(&mut self, idx: usize, nonce: u64, why: RequestFailure) {
+        let src = &mut self.sources[idx];
+        let before = src.pending.len();
+        src.pending.retain(|p| p.0 != nonce);
+        if src.pending.len() != before {
+            src.consecutive_failures += 1;
+            src.failures += 1;
+            src.burst_left = 0;
+            src.last_error = Some(format!("{why:?}"));
+        }
+    }
+
+    /// A request failed without a reply (no responders, client error, timeout seen first by
+    /// the driver).
+    pub fn handle_failure(
+        &mut self,
+        now: MonoNs,
+        source: &str,
+        nonce: u64,
+        why: RequestFailure,
+    ) -> Vec<Action> {
+        if let Some(i) = self.sources.iter().position(|s| s.cfg.id == source) {
+            self.fail(i, nonce, why);
+            self.reselect(now);
+        }
+        self.finish(Vec::new())
+    }
+
+    /// A reply arrived at follower clock time `t4` (monotonic `now`).
+    pub fn handle_reply(
+        &mut self,
+        now: MonoNs,
+        source: &str,
+        reply: Reply,
+        t4: WallNs,
+    ) -> Result<Vec<Action>, SampleError> {
+        let Some(i) = self.sources.iter().position(|s| s.cfg.id == source) else {
+            return Ok(self.finish(Vec::new()));
+        };
+        let correction = self.discipline.correction(now);
+        let src = &mut self.sources[i];
+        let Some(pos) = src.pending.iter().position(|p| p.0 == reply.times.nonce) else {
+            // Late (already timed out) or duplicate reply: RFC 5905 "duplicate" check.
+            src.rejected += 1;
+            return Ok(self.finish(Vec::new()));
+        };
+        let (nonce, t1, _) = src.pending.remove(pos);
+        let Some(t1) = t1 else {
+            src.rejected += 1;
+            return Ok(self.finish(Vec::new()));
+        };
+        let sample = match measure(Outstanding { nonce, t1 }, reply.times, t4, now, correction) {
+            Ok(s) => s,
+            Err(e) => {
+                src.rejected += 1;
+                src.last_error = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        if reply.leap == 3 || reply.stratum == 0 || reply.stratum >= 16 {
+            // An unsynchronised source (RFC 5905 leap 3 / stratum 16) is not a reference.
+            src.rejected += 1;
+            src.last_error = Some("source unsynchronised".into());
+            return Ok(self.finish(Vec::new()));
+        }
+        src.samples += 1;
+        src.last_reply = Some(now);
+        src.consecutive_failures = 0;
+        src.stratum = reply.stratum;
+        src.root_delay = reply.root_delay_ns.max(0) as f64 / 1e9;
+        src.root_dispersion = reply.root_dispersion_ns.max(0) as f64 / 1e9;
+        if src.path != reply.path {
+            // A different path has a different delay and asymmetry: restart its filter.
+            if src.path.is_some() || !src.filter.is_empty() {
+                src.path_switches += 1;
+            }
+            src.path = reply.path.clone();
+            src.filter = PathFilter::new();
+        }
+        let output = src.filter.push(sample);
+        let mut out = Vec::new();
+        if src.burst_left > 0 {
+            src.burst_left -= 1;
+            self.send(i, now, &mut out);
+        }
+        let emitted = match output {
+            FilterOutput::Emit(s) => Some(s),
+            FilterOutput::Shift(s) => {
+                self.sources[i].delay_shifts += 1;
+                Some(s)
+            }
+            FilterOutput::Spike | FilterOutput::Held => None,
+        };
+        self.reselect(now);
+        let is_selected = self.selected.as_deref() == Some(source);
+        if is_selected {
+            out.extend(self.feed(i, now, emitted));
+        }
+        Ok(self.finish(out))
+    }
+
+    fn feed(&mut self, i: usize, now: MonoNs, emitted: Option<Sample>) -> Vec<Action> {
+        let src = &self.sources[i];
+        let sample = if self.discipline.state() == SyncState::Startup {
+            // The startup decision (step or slew) waits for a full startup burst.
+            if src.filter.len() < (self.cfg.startup_burst as usize).clamp(1, 8) {
+                return Vec::new();
+            }
+            // With several sources, wait (a bounded time) until enough of them answered for
+            // the falseticker check, so a lying source cannot decide the startup step.
+            let want = self.sources.len().min(MIN_FOR_INTERSECTION);
+            let have = self
+                .sources
+                .iter()
+                .filter(|s| s.reachable(now, &self.cfg) && !s.filter.is_empty())
+                .count();
+            if have < want && now - self.started < STARTUP_GRACE_POLLS * self.cfg.poll_ns {
+                return Vec::new();
+            }
+            src.filter.best()
+        } else {
+            emitted
+        };
+        let Some(sample) = sample else {
+            return Vec::new();
+        };
+        if src.last_fed.is_some_and(|t| sample.mono <= t) {
+            return Vec::new();
+        }
+        let jitter = src.filter.jitter();
+        let stats = FedStats {
+            delay: sample.delay,
+            jitter,
+            root: src.root_delay / 2.0 + src.root_dispersion,
+        };
+        self.sources[i].last_fed = Some(sample.mono);
+        self.fed = Some(stats);
+        self.discipline
+            .update(now, sample, jitter)
+            .into_iter()
+            .map(Action::Clock)
+            .collect()
+    }
+
+    fn candidates(&mut self, now: MonoNs) -> Vec<Candidate> {
+        let corr = self.discipline.correction(now);
+        let mut cands = Vec::new();
+        for s in &self.sources {
+            if !s.reachable(now, &self.cfg) {
+                continue;
+            }
+            let Some(best) = s.filter.best() else {
+                continue;
+            };
+            let age = ns_to_s(now - best.mono).max(0.0);
+            let root = s.root_delay / 2.0 + s.root_dispersion;
+            cands.push(Candidate {
+                id: s.cfg.id.clone(),
+                priority: s.cfg.priority,
+                stratum: s.stratum,
+                offset: best.offset - (corr - best.correction),
+                distance: root + best.delay / 2.0 + s.filter.jitter() + PHI * age,
+                metric: root + s.filter.min_delay().unwrap_or(best.delay) / 2.0,
+            });
+        }
+        cands
+    }
+
+    fn reselect(&mut self, now: MonoNs) {
+        let cands = self.candidates(now);
+        let sel = self.selector.select(&cands);
+        for s in &mut self.sources {
+            s.falseticker = sel.falsetickers.contains(&s.cfg.id);
+        }
+        if sel.selected != self.selected {
+            if self.selected.is_some() && sel.selected.is_some() {
+                self.source_switches += 1;
+            }
+            self.selected = sel.selected;
+        }
+        self.discipline.set_holdover(self.selected.is_none());
+    }
+
+    /// Bound on |local - source| at `now`, seconds: the source's root distance, half the
+    /// round trip of the sample last used (the worst-case asymmetry), its jitter, the residual
+    /// phase not yet slewed out plus three sigma of the estimate, and PHI growth since the
+    /// last update (RFC 5905 dispersion). Infinite before the first update.
+    pub fn max_error(&self, now: MonoNs) -> f64 {
+        let Some(fed) = self.fed else {
+            return f64::INFINITY;
+        };
+        let d = &self.discipline;
+        fed.root
+            + fed.delay / 2.0
+            + fed.jitter
+            + self.offset_at(now).abs()
+            + 3.0 * d.offset_sigma()
+            + d.holdover_dispersion(now)
+    }
+
+    /// Estimated offset (source minus local clock) at `now`, seconds.
+    pub fn offset_at(&self, now: MonoNs) -> f64 {
+        self.discipline.offset_at(now)
+    }
+
+    pub fn tracking(&self, now: MonoNs) -> Tracking {
+        let ns = |s: f64| super::s_to_ns(s);
+        let sel = self.selected.as_deref();
+        let fed = self.fed.unwrap_or_default();
+        let d = &self.discipline;
+        let corr = d.correction(now);
+        Tracking {
+            state: d.state(),
+            selected: self.selected.clone(),
+            offset_ns: ns(self.offset_at(now)),
+            last_offset_ns: ns(d.last_offset()),
+            delay_ns: ns(fed.delay),
+            jitter_ns: ns(fed.jitter),
+            freq_ppm: d.frequency() * 1e6,
+            est_freq_ppm: d.estimated_frequency() * 1e6,
+            freq_sigma_ppm: d.frequency_sigma() * 1e6,
+            max_error_ns: {
+                let m = self.max_error(now);
+                if m.is_finite() {
+                    ns(m)
+                } else {
+                    i64::MAX
+                }
+            },
+            since_update_ms: d.last_update().map(|t| (now - t) / 1_000_000),
+            steps: d.steps(),
+            path_switches: self.sources.iter().map(|s| s.path_switches).sum(),
+            source_switches: self.source_switches,
+            sources: self
+                .sources
+                .iter()
+                .map(|s| {
+                    let best = s.filter.best();
+                    SourceReport {
+                        id: s.cfg.id.clone(),
+                        priority: s.cfg.priority,
+                        stratum: s.stratum,
+                        reachable: s.reachable(now, &self.cfg),
+                        selected: sel == Some(s.cfg.id.as_str()),
+                        falseticker: s.falseticker,
+                        offset_ns: best.map(|b| ns(b.offset - (corr - b.correction))),
+                        delay_ns: best.map(|b| ns(b.delay)),
+                        jitter_ns: ns(s.filter.jitter()),
+                        path: s.path.clone(),
+                        path_switches: s.path_switches,
+                        delay_shifts: s.delay_shifts,
+                        samples: s.samples,
+                        rejected: s.rejected,
+                        failures: s.failures,
+                        last_error: s.last_error.clone(),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
