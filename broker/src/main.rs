@@ -1,3 +1,4 @@
-fn main() {
-    println!("broker: not yet");
+//! The `broker` binary: parse the command line, load config, run.
+fn main() -> std::process::ExitCode {
+    broker::run_main(std::env::args().collect())
 }

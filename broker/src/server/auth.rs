@@ -1,0 +1,341 @@
+//! Client authentication and subject permissions (nats-server `server/auth.go`,
+//! `client.go` `canSubscribe` / `pubAllowed`).
+
+use std::collections::HashMap;
+
+use crate::options::{Options, Permissions, SubjectPermission};
+use crate::proto::json::ConnectInfo;
+use crate::sublist::{is_valid_subject, subject_is_subset_match};
+
+/// Resolved authentication settings.
+#[derive(Debug, Default)]
+pub struct AuthConfig {
+    token: Option<String>,
+    single: Option<(String, String)>,
+    users: HashMap<String, UserEntry>,
+    no_auth_user: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct UserEntry {
+    password: String,
+    perms: Option<CompiledPerms>,
+}
+
+/// Who a connection authenticated as.
+#[derive(Debug, Clone, Default)]
+pub struct AuthResult {
+    pub user: Option<String>,
+    pub perms: Option<CompiledPerms>,
+}
+
+impl AuthConfig {
+    pub fn from_options(o: &Options) -> Self {
+        let a = &o.authorization;
+        let mut users = HashMap::new();
+        let default_perms = a.default_permissions.as_ref().map(CompiledPerms::compile);
+        for u in &a.users {
+            users.insert(
+                u.username.clone(),
+                UserEntry {
+                    password: u.password.clone(),
+                    perms: u
+                        .permissions
+                        .as_ref()
+                        .map(CompiledPerms::compile)
+                        .or_else(|| default_perms.clone()),
+                },
+            );
+        }
+        let single = match (&a.user, &a.password) {
+            (Some(u), p) => Some((u.clone(), p.clone().unwrap_or_default())),
+            _ => None,
+        };
+        AuthConfig {
+            token: a.token.clone(),
+            single,
+            users,
+            no_auth_user: o.no_auth_user.clone(),
+        }
+    }
+
+    /// Whether clients must authenticate (INFO `auth_required`).
+    pub fn required(&self) -> bool {
+        self.token.is_some() || self.single.is_some() || !self.users.is_empty()
+    }
+
+    /// The `no_auth_user`, if it names a configured user.
+    pub fn no_auth_user(&self) -> Option<AuthResult> {
+        let name = self.no_auth_user.as_ref()?;
+        let u = self.users.get(name)?;
+        Some(AuthResult {
+            user: Some(name.clone()),
+            perms: u.perms.clone(),
+        })
+    }
+
+    /// Checks a CONNECT. `None` = Authorization Violation.
+    pub fn check(&self, c: &ConnectInfo) -> Option<AuthResult> {
+        if !self.required() {
+            return Some(AuthResult::default());
+        }
+        let no_creds = c.user.as_deref().unwrap_or("").is_empty()
+            && c.pass.as_deref().unwrap_or("").is_empty()
+            && c.auth_token.as_deref().unwrap_or("").is_empty();
+        if no_creds {
+            if let Some(r) = self.no_auth_user() {
+                return Some(r);
+            }
+        }
+        if !self.users.is_empty() {
+            let name = c.user.as_deref()?;
+            let u = self.users.get(name)?;
+            if password_matches(&u.password, c.pass.as_deref().unwrap_or("")) {
+                return Some(AuthResult {
+                    user: Some(name.to_string()),
+                    perms: u.perms.clone(),
+                });
+            }
+            return None;
+        }
+        if let Some(tok) = &self.token {
+            return (c.auth_token.as_deref() == Some(tok.as_str())).then(AuthResult::default);
+        }
+        if let Some((u, p)) = &self.single {
+            let ok = c.user.as_deref() == Some(u.as_str())
+                && password_matches(p, c.pass.as_deref().unwrap_or(""));
+            return ok.then(|| AuthResult {
+                user: Some(u.clone()),
+                perms: None,
+            });
+        }
+        None
+    }
+}
+
+/// Constant-time-ish comparison. Bcrypt hashes (`$2a$…`) are not supported
+/// yet; such a configured password never matches a plain one.
+fn password_matches(configured: &str, given: &str) -> bool {
+    let a = configured.as_bytes();
+    let b = given.as_bytes();
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Allow/deny lists ready for matching.
+#[derive(Debug, Clone, Default)]
+pub struct CompiledList {
+    /// `None` = everything allowed (no allow list configured).
+    allow: Option<Vec<Pattern>>,
+    deny: Vec<Pattern>,
+}
+
+#[derive(Debug, Clone)]
+struct Pattern {
+    subject: String,
+    /// Subscribe allow entries may carry a queue: "foo v1".
+    queue: Option<String>,
+}
+
+impl CompiledList {
+    fn compile(p: &SubjectPermission) -> Self {
+        let parse = |s: &String| {
+            let mut it = s.split_whitespace();
+            let subject = it.next().unwrap_or("").to_string();
+            let queue = it.next().map(str::to_string);
+            Pattern { subject, queue }
+        };
+        CompiledList {
+            allow: if p.allow.is_empty() {
+                None
+            } else {
+                Some(p.allow.iter().map(parse).collect())
+            },
+            deny: p.deny.iter().map(parse).collect(),
+        }
+    }
+
+    /// Publish check for a literal subject (`pubAllowed`).
+    pub fn allows_publish(&self, subject: &str) -> bool {
+        if let Some(allow) = &self.allow {
+            if !allow
+                .iter()
+                .any(|p| subject_is_subset_match(subject, &p.subject))
+            {
+                return false;
+            }
+        }
+        !self
+            .deny
+            .iter()
+            .any(|p| subject_is_subset_match(subject, &p.subject))
+    }
+
+    /// Subscribe check (`canSubscribe`): the subscription subject must lie
+    /// within an allow entry; a queue subscription may also match an entry
+    /// that names that queue.
+    pub fn allows_subscribe(&self, subject: &str, queue: Option<&str>) -> bool {
+        if let Some(allow) = &self.allow {
+            let ok = allow.iter().any(|p| {
+                subject_is_subset_match(subject, &p.subject)
+                    && match (&p.queue, queue) {
+                        (None, _) => true,
+                        (Some(pq), Some(q)) => queue_matches(pq, q),
+                        (Some(_), None) => false,
+                    }
+            });
+            if !ok {
+                return false;
+            }
+        }
+        !self.deny.iter().any(|p| {
+            subject_is_subset_match(subject, &p.subject)
+                && match (&p.queue, queue) {
+                    (None, _) => true,
+                    (Some(pq), Some(q)) => queue_matches(pq, q),
+                    (Some(_), None) => false,
+                }
+        })
+    }
+
+    /// Deny entries that a wildcard subscription overlaps: messages on those
+    /// subjects must be filtered at delivery (nats-server `loadMsgDenyFilter`).
+    pub fn deny_overlaps(&self, subject: &str) -> bool {
+        self.deny
+            .iter()
+            .any(|p| p.queue.is_none() && subject_is_subset_match(&p.subject, subject))
+    }
+
+    pub fn denies_literal(&self, subject: &str) -> bool {
+        self.deny
+            .iter()
+            .any(|p| p.queue.is_none() && subject_is_subset_match(subject, &p.subject))
+    }
+}
+
+fn queue_matches(pattern: &str, queue: &str) -> bool {
+    if is_valid_subject(pattern) && is_valid_subject(queue) {
+        subject_is_subset_match(queue, pattern)
+    } else {
+        pattern == queue
+    }
+}
+
+/// Publish and subscribe permissions of one user.
+#[derive(Debug, Clone, Default)]
+pub struct CompiledPerms {
+    pub publish: Option<CompiledList>,
+    pub subscribe: Option<CompiledList>,
+}
+
+impl CompiledPerms {
+    pub fn compile(p: &Permissions) -> Self {
+        CompiledPerms {
+            publish: p.publish.as_ref().map(CompiledList::compile),
+            subscribe: p.subscribe.as_ref().map(CompiledList::compile),
+        }
+    }
+
+    pub fn can_publish(&self, subject: &str) -> bool {
+        self.publish
+            .as_ref()
+            .is_none_or(|l| l.allows_publish(subject))
+    }
+
+    pub fn can_subscribe(&self, subject: &str, queue: Option<&str>) -> bool {
+        self.subscribe
+            .as_ref()
+            .is_none_or(|l| l.allows_subscribe(subject, queue))
+    }
+}
+
+/// Go's `%q` for the strings that appear in permission errors.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{Authorization, User};
+
+    fn perms(pub_allow: &[&str], pub_deny: &[&str], sub_allow: &[&str]) -> Permissions {
+        Permissions {
+            publish: Some(SubjectPermission {
+                allow: pub_allow.iter().map(|s| s.to_string()).collect(),
+                deny: pub_deny.iter().map(|s| s.to_string()).collect(),
+            }),
+            subscribe: Some(SubjectPermission {
+                allow: sub_allow.iter().map(|s| s.to_string()).collect(),
+                deny: vec![],
+            }),
+            allow_responses: None,
+        }
+    }
+
+    #[test]
+    fn publish_allow_deny() {
+        let p = CompiledPerms::compile(&perms(&["foo.>"], &["foo.secret"], &[]));
+        assert!(p.can_publish("foo.bar"));
+        assert!(!p.can_publish("foo.secret"));
+        assert!(!p.can_publish("bar"));
+    }
+
+    #[test]
+    fn subscribe_with_queue_entries() {
+        let p = CompiledPerms::compile(&perms(&[], &[], &["foo", "bar v1"]));
+        assert!(p.can_subscribe("foo", None));
+        assert!(p.can_subscribe("foo", Some("any")));
+        assert!(p.can_subscribe("bar", Some("v1")));
+        assert!(!p.can_subscribe("bar", None));
+        assert!(!p.can_subscribe("bar", Some("v2")));
+        assert!(!p.can_subscribe("baz", None));
+    }
+
+    #[test]
+    fn users_and_no_auth_user() {
+        let mut o = Options::default();
+        o.authorization = Authorization {
+            users: vec![User {
+                username: "a".into(),
+                password: "pw".into(),
+                permissions: None,
+            }],
+            ..Default::default()
+        };
+        o.no_auth_user = Some("a".into());
+        let cfg = AuthConfig::from_options(&o);
+        assert!(cfg.required());
+        let mut c = ConnectInfo::default();
+        assert_eq!(cfg.check(&c).unwrap().user.as_deref(), Some("a"));
+        c.user = Some("a".into());
+        c.pass = Some("bad".into());
+        assert!(cfg.check(&c).is_none());
+        c.pass = Some("pw".into());
+        assert!(cfg.check(&c).is_some());
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(go_quote("foo.bar"), "\"foo.bar\"");
+        assert_eq!(go_quote("a\"b"), "\"a\\\"b\"");
+    }
+}

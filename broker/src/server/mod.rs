@@ -1,0 +1,370 @@
+//! The running server: listeners, shared state, lifecycle.
+
+pub mod auth;
+pub mod client;
+pub mod closed;
+pub mod outbound;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+
+use crate::options::Options;
+use crate::proto::json::ServerInfo;
+use crate::sublist::Sublist;
+
+pub use client::{ClientShared, SubRef, Subscription};
+pub use closed::ClosedState;
+
+/// The version we report. Clients and tools key features off it, so we
+/// report the nats-server release whose behaviour we match.
+pub const VERSION: &str = "2.9.10";
+/// Our own version, shown next to it in logs and /varz.
+pub const BROKER_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Client protocol version we speak (`ClientProtoInfo`).
+pub const PROTO: i32 = 1;
+/// nats-server keeps this many closed connections for /connz?state=closed.
+pub const MAX_CLOSED_CLIENTS: usize = 10_000;
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("could not listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("invalid listen address {0:?}")]
+    BadAddress(String),
+}
+
+/// Server-wide counters (`/varz`).
+#[derive(Default)]
+pub struct ServerStats {
+    pub in_msgs: AtomicU64,
+    pub out_msgs: AtomicU64,
+    pub in_bytes: AtomicU64,
+    pub out_bytes: AtomicU64,
+    pub slow_consumers: AtomicU64,
+    pub total_connections: AtomicU64,
+}
+
+/// What /connz shows of a closed connection.
+#[derive(Clone, Debug)]
+pub struct ClosedConn {
+    pub snapshot: client::ConnSnapshot,
+}
+
+/// State shared by every task of one server.
+pub struct ServerState {
+    pub id: String,
+    pub name: String,
+    opts: RwLock<Arc<Options>>,
+    pub sublist: RwLock<Sublist<SubRef>>,
+    /// Mirror of the sublist generation, readable without the lock, so
+    /// connections can validate their private match caches cheaply.
+    pub sub_gen: AtomicU64,
+    pub clients: Mutex<HashMap<u64, Arc<ClientShared>>>,
+    pub closed: Mutex<VecDeque<ClosedConn>>,
+    next_cid: AtomicU64,
+    pub stats: ServerStats,
+    pub start_instant: Instant,
+    pub start_time: SystemTime,
+    pub client_addr: Mutex<Option<SocketAddr>>,
+    pub http_addr: Mutex<Option<SocketAddr>>,
+    pub shutdown: Notify,
+    pub shutting_down: AtomicBool,
+    pub lame_duck: AtomicBool,
+    pub auth: RwLock<Arc<auth::AuthConfig>>,
+    pub config_load_time: Mutex<SystemTime>,
+}
+
+impl ServerState {
+    pub fn new(opts: Options) -> Arc<Self> {
+        let id = generate_server_id();
+        let name = opts.server_name.clone().unwrap_or_else(|| id.clone());
+        let auth = auth::AuthConfig::from_options(&opts);
+        Arc::new(ServerState {
+            id,
+            name,
+            opts: RwLock::new(Arc::new(opts)),
+            sublist: RwLock::new(Sublist::new()),
+            sub_gen: AtomicU64::new(0),
+            clients: Mutex::new(HashMap::new()),
+            closed: Mutex::new(VecDeque::new()),
+            next_cid: AtomicU64::new(1),
+            stats: ServerStats::default(),
+            start_instant: Instant::now(),
+            start_time: SystemTime::now(),
+            client_addr: Mutex::new(None),
+            http_addr: Mutex::new(None),
+            shutdown: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+            lame_duck: AtomicBool::new(false),
+            auth: RwLock::new(Arc::new(auth)),
+            config_load_time: Mutex::new(SystemTime::now()),
+        })
+    }
+
+    pub fn opts(&self) -> Arc<Options> {
+        self.opts.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_opts(&self, opts: Options) {
+        let auth = auth::AuthConfig::from_options(&opts);
+        *self.opts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(opts);
+        *self.auth.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(auth);
+        *lock(&self.config_load_time) = SystemTime::now();
+    }
+
+    pub fn auth(&self) -> Arc<auth::AuthConfig> {
+        self.auth.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn next_cid(&self) -> u64 {
+        self.next_cid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The INFO a new client gets.
+    pub fn client_info(&self, cid: u64, client_ip: &str) -> ServerInfo {
+        let opts = self.opts();
+        let addr = *lock(&self.client_addr);
+        ServerInfo {
+            server_id: self.id.clone(),
+            server_name: self.name.clone(),
+            version: VERSION.to_string(),
+            proto: PROTO,
+            git_commit: None,
+            go: format!("rust{}", rustc_version()),
+            host: opts.host.clone(),
+            port: addr.map(|a| a.port()).unwrap_or(0),
+            headers: true,
+            auth_required: self.auth().required(),
+            max_payload: opts.max_payload as i64,
+            client_id: cid,
+            client_ip: Some(client_ip.to_string()),
+            ldm: self.lame_duck.load(Ordering::Relaxed),
+            ..Default::default()
+        }
+    }
+
+    pub fn num_clients(&self) -> usize {
+        lock(&self.clients).len()
+    }
+
+    pub fn record_closed(&self, snap: client::ConnSnapshot) {
+        let mut g = lock(&self.closed);
+        if g.len() >= MAX_CLOSED_CLIENTS {
+            g.pop_front();
+        }
+        g.push_back(ClosedConn { snapshot: snap });
+    }
+
+    /// Updates the lock-free mirror of the sublist generation. Call with the
+    /// write lock still held.
+    pub fn publish_generation(&self, gen: u64) {
+        self.sub_gen.store(gen, Ordering::Release);
+    }
+}
+
+/// Locks a std mutex, continuing through poisoning (state behind these locks
+/// stays consistent per operation).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn rustc_version() -> &'static str {
+    option_env!("CARGO_PKG_RUST_VERSION").unwrap_or("")
+}
+
+/// A server id in nats-server's shape: 56 upper-case base32 characters
+/// starting with 'N' (an nkey server public key).
+fn generate_server_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut s = String::with_capacity(56);
+    s.push('N');
+    for _ in 1..56 {
+        let i = rand::random_range(0..ALPHABET.len());
+        s.push(ALPHABET[i] as char);
+    }
+    s
+}
+
+/// A running server, for the binary and for tests.
+pub struct ServerHandle {
+    pub state: Arc<ServerState>,
+    pub client_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// Closes listeners and every connection, and waits (bounded) for the
+    /// connection tasks to end.
+    pub async fn shutdown(self) {
+        let state = self.state.clone();
+        state.shutting_down.store(true, Ordering::Release);
+        state.shutdown.notify_waiters();
+        let clients: Vec<_> = lock(&state.clients).values().cloned().collect();
+        for c in clients {
+            c.out.close(ClosedState::ServerShutdown);
+        }
+        for t in self.tasks {
+            t.abort();
+        }
+        // Connection tasks end once their writers flush; bound the wait.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while state.num_clients() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        info!("Server Exiting..");
+    }
+}
+
+fn client_bind_addr(opts: &Options) -> Result<SocketAddr, StartError> {
+    let port = if opts.port < 0 { 0 } else { opts.port as u16 };
+    let host = if opts.host.is_empty() {
+        "0.0.0.0"
+    } else {
+        opts.host.as_str()
+    };
+    let text = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    if let Ok(a) = text.parse() {
+        return Ok(a);
+    }
+    // Host names (e.g. "localhost") resolve through the system.
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut it| it.next())
+        .ok_or(StartError::BadAddress(text))
+}
+
+/// Binds the listeners and starts serving. Listeners are bound before this
+/// returns, so callers can connect right away (no readiness race).
+pub async fn start(opts: Options) -> Result<ServerHandle, StartError> {
+    let bind = client_bind_addr(&opts)?;
+    let http = opts.http_port;
+    let http_host = opts.http_host.clone();
+    let state = ServerState::new(opts);
+    log_startup(&state);
+
+    let mut tasks = Vec::new();
+    let mut http_addr = None;
+    if http != 0 {
+        let port = if http < 0 { 0 } else { http as u16 };
+        let addr = format!("{http_host}:{port}");
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+        info!("Starting http monitor on {}:{}", http_host, local.port());
+        *lock(&state.http_addr) = Some(local);
+        http_addr = Some(local);
+        tasks.push(tokio::spawn(crate::monitor::serve(state.clone(), listener)));
+    }
+
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: bind.to_string(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: bind.to_string(),
+        source,
+    })?;
+    *lock(&state.client_addr) = Some(local);
+    info!(
+        "Listening for client connections on {}:{}",
+        display_host(&state.opts().host),
+        local.port()
+    );
+    let opts = state.opts();
+    if opts.scion.is_some() || opts.scion_listen.is_some() {
+        warn!("SCION links are configured but not yet available in this build: the scion block and SCION addresses are parsed and checked, SCION listeners and routes are not started");
+    }
+    info!("Server is ready");
+    tasks.push(tokio::spawn(accept_loop(state.clone(), listener)));
+    Ok(ServerHandle {
+        state,
+        client_addr: local,
+        http_addr,
+        tasks,
+    })
+}
+
+fn display_host(h: &str) -> &str {
+    if h.is_empty() {
+        "0.0.0.0"
+    } else {
+        h
+    }
+}
+
+fn log_startup(state: &ServerState) {
+    let opts = state.opts();
+    info!("Starting nats-server");
+    info!(
+        "  Version:  {} (nats-scion broker {})",
+        VERSION, BROKER_VERSION
+    );
+    info!("  Git:      [not set]");
+    if let Some(c) = &opts.cluster.name {
+        info!("  Cluster:  {}", c);
+    }
+    info!("  Name:     {}", state.name);
+    info!("  ID:       {}", state.id);
+    if let Some(f) = &opts.config_file {
+        info!("Using configuration file: {}", f.display());
+    }
+}
+
+async fn accept_loop(state: Arc<ServerState>, listener: TcpListener) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = state.shutdown.notified() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                if state.shutting_down.load(Ordering::Acquire)
+                    || state.lame_duck.load(Ordering::Acquire)
+                {
+                    drop(stream);
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(client::run(state.clone(), stream, peer));
+            }
+            Err(e) => {
+                // nats-server: "Temporary Client Accept Error(%v), sleeping %dms"
+                error!(
+                    "Temporary Client Accept Error({}), sleeping {}ms",
+                    e,
+                    backoff.as_millis()
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Per-connection outbound buffer with a byte limit (nats-server
+//! `client.queueOutbound` / `flushOutbound`).
+//!
+//! Producers (any task delivering to this connection) append under a short
+//! std mutex; the connection's writer task swaps the buffer out and writes it.
+//! When pending bytes exceed `max_pending` the connection is marked as a slow
+//! consumer and closed, so a stalled reader can never grow the broker's memory
+//! without bound and never stalls the producers.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+use super::closed::ClosedState;
+
+/// Buffers kept between flushes are trimmed back to this size.
+const RETAINED_CAPACITY: usize = 64 * 1024;
+
+struct Inner {
+    buf: Vec<u8>,
+    closed: Option<ClosedState>,
+}
+
+pub struct Outbound {
+    inner: Mutex<Inner>,
+    /// Wakes the writer task.
+    notify: Notify,
+    /// Set once the connection is closing (read without the lock).
+    closing: AtomicBool,
+    /// Wakes the reader task when the connection must close.
+    close_notify: Notify,
+    max_pending: usize,
+}
+
+/// The enqueue failed because the connection is (now) closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
+impl Outbound {
+    pub fn new(max_pending: usize) -> Self {
+        Outbound {
+            inner: Mutex::new(Inner {
+                buf: Vec::new(),
+                closed: None,
+            }),
+            notify: Notify::new(),
+            closing: AtomicBool::new(false),
+            close_notify: Notify::new(),
+            max_pending,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the buffer in a state
+        // worse than "some bytes appended"; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends bytes produced by `fill`. Returns `Err(Closed)` if the
+    /// connection is closed or became a slow consumer with this append.
+    /// Does not wake the writer: call [`Outbound::flush_signal`] after a batch.
+    pub fn append_with(&self, fill: impl FnOnce(&mut Vec<u8>)) -> Result<usize, Closed> {
+        if self.closing.load(Ordering::Relaxed) {
+            return Err(Closed);
+        }
+        let mut g = self.lock();
+        if g.closed.is_some() {
+            return Err(Closed);
+        }
+        let before = g.buf.len();
+        fill(&mut g.buf);
+        let added = g.buf.len() - before;
+        if g.buf.len() > self.max_pending {
+            g.buf.truncate(before);
+            g.closed = Some(ClosedState::SlowConsumerPendingBytes);
+            drop(g);
+            self.mark_closing();
+            return Err(Closed);
+        }
+        Ok(added)
+    }
+
+    /// Appends raw bytes (protocol replies).
+    pub fn append(&self, data: &[u8]) -> Result<usize, Closed> {
+        self.append_with(|b| b.extend_from_slice(data))
+    }
+
+    /// Appends and wakes the writer.
+    pub fn send(&self, data: &[u8]) -> Result<usize, Closed> {
+        let r = self.append(data);
+        self.flush_signal();
+        r
+    }
+
+    /// Wakes the writer task.
+    pub fn flush_signal(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Waits until there is something to write or the connection closes.
+    pub async fn wait(&self) {
+        self.notify.notified().await
+    }
+
+    /// Swaps the pending bytes into `spare` (which must be empty).
+    /// Returns the close reason once closed and drained.
+    pub fn take(&self, spare: &mut Vec<u8>) -> Option<ClosedState> {
+        let mut g = self.lock();
+        std::mem::swap(&mut g.buf, spare);
+        if g.buf.capacity() > RETAINED_CAPACITY && spare.len() < RETAINED_CAPACITY {
+            g.buf.shrink_to(RETAINED_CAPACITY);
+        }
+        g.closed
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.lock().buf.len()
+    }
+
+    /// Marks the connection closed for `reason` (first reason wins). The
+    /// writer flushes what is pending (so a final `-ERR` reaches the peer)
+    /// and then ends.
+    pub fn close(&self, reason: ClosedState) {
+        {
+            let mut g = self.lock();
+            if g.closed.is_none() {
+                g.closed = Some(reason);
+            }
+        }
+        self.mark_closing();
+    }
+
+    fn mark_closing(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.notify.notify_one();
+        self.close_notify.notify_waiters();
+        self.close_notify.notify_one();
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    pub fn closed_reason(&self) -> Option<ClosedState> {
+        self.lock().closed
+    }
+
+    /// Resolves when the connection is marked closing.
+    pub async fn closed(&self) {
+        loop {
+            if self.is_closing() {
+                return;
+            }
+            let n = self.close_notify.notified();
+            if self.is_closing() {
+                return;
+            }
+            n.await;
+        }
+    }
+
+    /// Discards pending data (after a write error / slow consumer cut).
+    pub fn discard(&self) {
+        let mut g = self.lock();
+        g.buf = Vec::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_consumer_cut_keeps_memory_bounded() {
+        let o = Outbound::new(100);
+        assert!(o.append(&[0u8; 60]).is_ok());
+        assert_eq!(o.append(&[0u8; 60]), Err(Closed));
+        assert_eq!(o.pending(), 60);
+        assert_eq!(
+            o.closed_reason(),
+            Some(ClosedState::SlowConsumerPendingBytes)
+        );
+        assert_eq!(o.append(b"x"), Err(Closed));
+    }
+
+    #[test]
+    fn take_swaps() {
+        let o = Outbound::new(1000);
+        o.append(b"abc").unwrap();
+        let mut spare = Vec::new();
+        assert_eq!(o.take(&mut spare), None);
+        assert_eq!(spare, b"abc");
+        assert_eq!(o.pending(), 0);
+    }
+}
