@@ -2,3 +2,4 @@
 pub mod address;
 pub mod wire;
 pub mod emu;
+pub mod path;

@@ -1,0 +1,728 @@
+//! Selector behaviour on a virtual clock: a tiny simulated network answers probes (or not),
+//! sends SCMP, and the test checks when and why the selector switches.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use scion_transport::address::IsdAsn;
+use scion_transport::path::{
+    PathFingerprint, PathInfo, PathInterface, PathPolicy, PathState, Selector, SelectorAction,
+    SelectorConfig, SwitchCause,
+};
+
+const MS: Duration = Duration::from_millis(1);
+const UNIX_T0: u64 = 1_700_000_000;
+
+fn ia(s: &str) -> IsdAsn {
+    s.parse().unwrap()
+}
+
+/// Builds a path from AS hops `(ia, ingress, egress)`; per-link latency/bandwidth optional.
+fn path(
+    id: u64,
+    hops: &[(&str, u16, u16)],
+    lat_ms: &[Option<u64>],
+    bw: &[Option<u64>],
+) -> PathInfo {
+    let mut ifs = Vec::new();
+    for (i, (a, ing, eg)) in hops.iter().enumerate() {
+        if i > 0 {
+            ifs.push(PathInterface::new(ia(a), *ing));
+        }
+        if i + 1 < hops.len() {
+            ifs.push(PathInterface::new(ia(a), *eg));
+        }
+    }
+    let mut p = PathInfo::new(
+        PathFingerprint::from_u64(id),
+        ia(hops[0].0),
+        ia(hops[hops.len() - 1].0),
+        ifs,
+        1472,
+        UNIX_T0 + 6 * 3600,
+    );
+    p.latency = lat_ms.iter().map(|l| l.map(|v| MS * v as u32)).collect();
+    p.bandwidth_kbps = bw.to_vec();
+    p
+}
+
+/// P1 via B (low latency, low bandwidth), P2 via C (more latency, high bandwidth), P3 via D,E
+/// (long), P4 via B again but over B#3 (shares A#1 and B#1 with P1).
+fn topology() -> Vec<PathInfo> {
+    vec![
+        path(
+            1,
+            &[
+                ("1-ff00:0:a", 0, 1),
+                ("1-ff00:0:b", 1, 2),
+                ("1-ff00:0:f", 1, 0),
+            ],
+            &[Some(2), Some(1), Some(2)],
+            &[Some(1_000), Some(100_000), Some(1_000)],
+        ),
+        path(
+            2,
+            &[
+                ("1-ff00:0:a", 0, 2),
+                ("1-ff00:0:c", 1, 2),
+                ("1-ff00:0:f", 2, 0),
+            ],
+            &[Some(5), Some(1), Some(5)],
+            &[Some(100_000), Some(100_000), Some(50_000)],
+        ),
+        path(
+            3,
+            &[
+                ("1-ff00:0:a", 0, 3),
+                ("1-ff00:0:d", 1, 2),
+                ("1-ff00:0:e", 1, 2),
+                ("1-ff00:0:f", 3, 0),
+            ],
+            &[Some(10), Some(1), Some(10), Some(1), Some(10)],
+            &[None, None, None, None, None],
+        ),
+        path(
+            4,
+            &[
+                ("1-ff00:0:a", 0, 1),
+                ("1-ff00:0:b", 1, 3),
+                ("1-ff00:0:f", 4, 0),
+            ],
+            &[Some(2), Some(1), Some(9)],
+            &[Some(1_000), Some(100_000), Some(1_000)],
+        ),
+    ]
+}
+
+fn fp(id: u64) -> PathFingerprint {
+    PathFingerprint::from_u64(id)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Link {
+    Up {
+        rtt: Duration,
+    },
+    /// Packets vanish.
+    Blackhole,
+    /// The first router answers with SCMP interface down for this interface.
+    Scmp {
+        ia: IsdAsn,
+        ifid: u16,
+        after: Duration,
+    },
+}
+
+struct Sim {
+    sel: Selector,
+    t0: Instant,
+    now: Instant,
+    links: HashMap<PathFingerprint, Link>,
+    replies: Vec<(Instant, PathFingerprint, u64)>,
+    scmps: Vec<(Instant, IsdAsn, u16)>,
+    switches: Vec<(Duration, PathFingerprint, SwitchCause)>,
+    probes: Vec<(Duration, PathFingerprint)>,
+    refreshes: Vec<Duration>,
+}
+
+impl Sim {
+    fn new(cfg: SelectorConfig, paths: Vec<PathInfo>) -> Sim {
+        Sim::with_rtts(cfg, paths, &[])
+    }
+
+    /// `rtts[i]` is the RTT in ms of path `i + 1` (default 10 ms), in place before any probe.
+    fn with_rtts(cfg: SelectorConfig, paths: Vec<PathInfo>, rtts: &[u32]) -> Sim {
+        let mut sel = Selector::new(cfg).unwrap();
+        let t0 = Instant::now();
+        let mut links = HashMap::new();
+        for p in &paths {
+            links.insert(p.fingerprint, Link::Up { rtt: MS * 10 });
+        }
+        for (i, r) in rtts.iter().enumerate() {
+            links.insert(fp(i as u64 + 1), Link::Up { rtt: MS * *r });
+        }
+        sel.set_paths(t0, Duration::from_secs(UNIX_T0), paths);
+        let mut s = Sim {
+            sel,
+            t0,
+            now: t0,
+            links,
+            replies: Vec::new(),
+            scmps: Vec::new(),
+            switches: Vec::new(),
+            probes: Vec::new(),
+            refreshes: Vec::new(),
+        };
+        s.poll();
+        s
+    }
+
+    fn at(&self) -> Duration {
+        self.now - self.t0
+    }
+
+    fn set(&mut self, id: u64, link: Link) {
+        self.links.insert(fp(id), link);
+    }
+
+    fn poll(&mut self) {
+        for a in self.sel.poll(self.now) {
+            match a {
+                SelectorAction::SendProbe { fingerprint, seq } => {
+                    self.sel.on_probe_sent(self.now, fingerprint, seq);
+                    self.probes.push((self.at(), fingerprint));
+                    match self.links.get(&fingerprint).copied() {
+                        Some(Link::Up { rtt }) => {
+                            self.replies.push((self.now + rtt, fingerprint, seq))
+                        }
+                        Some(Link::Scmp { ia, ifid, after }) => {
+                            self.scmps.push((self.now + after, ia, ifid))
+                        }
+                        Some(Link::Blackhole) | None => {}
+                    }
+                }
+                SelectorAction::SwitchTo { fingerprint, cause } => {
+                    self.switches.push((self.at(), fingerprint, cause))
+                }
+                SelectorAction::RefreshPaths => self.refreshes.push(self.at()),
+            }
+        }
+    }
+
+    /// Runs the event loop until `until` (relative to t0). Bounded by an event count.
+    fn run_until(&mut self, until: Duration) {
+        let end = self.t0 + until;
+        for _ in 0..1_000_000 {
+            let next_reply = self.replies.iter().map(|r| r.0).min();
+            let next_scmp = self.scmps.iter().map(|r| r.0).min();
+            let next_timer = self.sel.poll_timeout();
+            let next = [next_reply, next_scmp, next_timer]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next.filter(|t| *t <= end) else {
+                self.now = end;
+                self.poll();
+                return;
+            };
+            assert!(next >= self.now, "time went backwards");
+            self.now = next;
+            let now = self.now;
+            let due: Vec<_> = self
+                .replies
+                .iter()
+                .filter(|r| r.0 <= now)
+                .copied()
+                .collect();
+            self.replies.retain(|r| r.0 > now);
+            for (_, f, seq) in due {
+                self.sel.on_probe_reply(now, f, seq);
+            }
+            let due: Vec<_> = self.scmps.iter().filter(|r| r.0 <= now).copied().collect();
+            self.scmps.retain(|r| r.0 > now);
+            for (_, a, i) in due {
+                self.sel.on_scmp_interface_down(now, a, i);
+            }
+            self.poll();
+        }
+        panic!("event loop did not reach {until:?}");
+    }
+
+    fn active(&self) -> PathFingerprint {
+        self.sel.active().expect("an active path").fingerprint
+    }
+
+    fn state(&self, id: u64) -> PathState {
+        self.sel
+            .candidates()
+            .into_iter()
+            .find(|c| c.info.fingerprint == fp(id))
+            .map(|c| c.state)
+            .expect("path listed")
+    }
+
+    fn switches_after(&self, t: Duration) -> Vec<(Duration, PathFingerprint, SwitchCause)> {
+        self.switches.iter().filter(|s| s.0 >= t).copied().collect()
+    }
+}
+
+fn cfg(pref: &str) -> SelectorConfig {
+    SelectorConfig {
+        preference: pref.parse().unwrap(),
+        ..SelectorConfig::default()
+    }
+}
+
+#[test]
+fn initial_choice_follows_preference() {
+    let s = Sim::new(cfg(""), topology());
+    assert_eq!(
+        s.switches,
+        vec![(Duration::ZERO, fp(1), SwitchCause::Initial)]
+    );
+    assert_eq!(s.sel.switch_count(), 0);
+
+    // Reverse the daemon order: with no preference, the daemon's first path wins.
+    let mut rev = topology();
+    rev.reverse();
+    let s = Sim::new(cfg(""), rev);
+    assert_eq!(s.active(), fp(4));
+    let mut rev = topology();
+    rev.reverse();
+    let s = Sim::new(cfg("latency"), rev);
+    assert_eq!(s.active(), fp(1));
+}
+
+#[test]
+fn preference_bandwidth_first_picks_a_different_path_than_latency() {
+    let s = Sim::new(cfg("latency"), topology());
+    assert_eq!(s.active(), fp(1), "P1 has 5 ms, P2 11 ms");
+    let s = Sim::new(cfg("bandwidth,latency"), topology());
+    assert_eq!(
+        s.active(),
+        fp(2),
+        "P2 bottleneck 50 Mbit/s beats P1's 1 Mbit/s"
+    );
+    let s = Sim::new(cfg("hops,latency"), topology());
+    assert_eq!(s.active(), fp(1));
+}
+
+#[test]
+fn scmp_interface_down_switches_at_once() {
+    let mut s = Sim::new(cfg("latency"), topology());
+    s.run_until(MS * 1000);
+    assert_eq!(s.active(), fp(1));
+    let t = s.at();
+    // Interface B#1 dies: P1 and P4 both use it.
+    let hit = s.sel.on_scmp_interface_down(s.now, ia("1-ff00:0:b"), 1);
+    assert_eq!(hit, 2);
+    s.poll();
+    assert_eq!(s.switches_after(t), vec![(t, fp(2), SwitchCause::ScmpDown)]);
+    assert_eq!(s.state(1), PathState::Down);
+    assert_eq!(s.state(4), PathState::Down);
+    assert_eq!(s.state(2), PathState::Alive);
+    let v = s.sel.candidates();
+    let p1 = v.iter().find(|c| c.info.fingerprint == fp(1)).unwrap();
+    assert!(
+        p1.reason.as_deref().unwrap().contains("1-ff00:0:b#1"),
+        "{:?}",
+        p1.reason
+    );
+}
+
+#[test]
+fn silent_blackhole_detected_within_300ms() {
+    // Try many phases of the blackhole relative to the probe schedule.
+    let mut worst = Duration::ZERO;
+    for rtt_ms in [1u64, 10, 30] {
+        for phase in 0..10u32 {
+            let r = rtt_ms as u32;
+            let mut s = Sim::with_rtts(cfg("latency"), topology(), &[r, r, r, r]);
+            s.run_until(MS * 2000 + MS * (phase * 7));
+            assert_eq!(s.active(), fp(1));
+            let t = s.at();
+            s.set(1, Link::Blackhole);
+            s.run_until(t + MS * 1000);
+            let sw = s.switches_after(t);
+            assert_eq!(sw.len(), 1, "rtt {rtt_ms} phase {phase}: {sw:?}");
+            assert_eq!(sw[0].2, SwitchCause::ProbeLoss);
+            assert_ne!(sw[0].1, fp(1));
+            let took = sw[0].0 - t;
+            worst = worst.max(took);
+            assert!(
+                took <= MS * 300,
+                "rtt {rtt_ms} phase {phase}: took {took:?}"
+            );
+        }
+    }
+    assert!(worst >= MS * 100, "suspiciously fast detection {worst:?}");
+}
+
+#[test]
+fn flapping_path_does_not_ping_pong_then_fails_back() {
+    let mut s = Sim::with_rtts(cfg("latency"), topology(), &[5, 12]);
+    s.run_until(MS * 1000);
+    assert_eq!(s.active(), fp(1));
+    // P1 flaps: 400 ms dead, 900 ms alive, for 13 s.
+    let mut t = s.at();
+    let flap_start = t;
+    for _ in 0..10 {
+        s.set(1, Link::Blackhole);
+        t += MS * 400;
+        s.run_until(t);
+        s.set(1, Link::Up { rtt: MS * 5 });
+        t += MS * 900;
+        s.run_until(t);
+    }
+    let during = s.switches_after(flap_start);
+    assert_eq!(during.len(), 1, "one switch away, none back: {during:?}");
+    assert_eq!(during[0].2, SwitchCause::ProbeLoss);
+    assert_ne!(s.active(), fp(1));
+    // P1 now stays up (it has been since the last 900 ms phase began): failback once, after
+    // it answered probes again and then held for 2 s.
+    let up_since = t - MS * 900;
+    s.run_until(t + MS * 5000);
+    let back = s.switches_after(t);
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!((back[0].1, back[0].2), (fp(1), SwitchCause::Better));
+    let after = back[0].0 - up_since;
+    assert!(
+        after >= MS * 2000 && after <= MS * 3000,
+        "failback after {after:?}"
+    );
+    assert_eq!(s.sel.switch_count(), 2);
+}
+
+#[test]
+fn failback_after_recovery_and_not_for_marginal_gain() {
+    let mut s = Sim::with_rtts(cfg("latency"), topology(), &[10, 30, 10, 10]);
+    s.run_until(MS * 1000);
+    let t = s.at();
+    s.set(
+        1,
+        Link::Scmp {
+            ia: ia("1-ff00:0:b"),
+            ifid: 2,
+            after: MS * 2,
+        },
+    );
+    s.run_until(t + MS * 500);
+    let sw = s.switches_after(t);
+    assert_eq!(sw.len(), 1);
+    assert_eq!(sw[0].2, SwitchCause::ScmpDown);
+    assert!(sw[0].0 - t <= MS * 60, "{sw:?}");
+    // P4 (10 ms) is as good as P1 (10 ms): whichever we are on, P1's return is no gain.
+    let on = sw[0].1;
+    let recover = s.at();
+    s.set(1, Link::Up { rtt: MS * 10 });
+    s.run_until(recover + MS * 6000);
+    if on == fp(4) {
+        assert!(
+            s.switches_after(recover).is_empty(),
+            "tie must not cause a switch"
+        );
+        assert_eq!(
+            s.state(1),
+            PathState::Alive,
+            "recovered path is alive again"
+        );
+    } else {
+        let back = s.switches_after(recover);
+        assert_eq!(back.len(), 1, "{back:?}");
+        assert_eq!(back[0].2, SwitchCause::Better);
+    }
+}
+
+#[test]
+fn failback_to_recovered_preferred_path() {
+    // Only P1 and P2: P1 is far better (10 vs 40 ms).
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::with_rtts(cfg("latency"), paths, &[10, 40]);
+    s.run_until(MS * 1000);
+    let t = s.at();
+    s.set(1, Link::Blackhole);
+    s.run_until(t + MS * 1500);
+    assert_eq!(s.active(), fp(2));
+    assert_eq!(s.state(1), PathState::Down);
+    let recover = s.at();
+    s.set(1, Link::Up { rtt: MS * 10 });
+    s.run_until(recover + MS * 5000);
+    let back = s.switches_after(recover);
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!((back[0].1, back[0].2), (fp(1), SwitchCause::Better));
+    let after = back[0].0 - recover;
+    // Down probes every 500 ms, 2 answers to revive, then 2 s hold.
+    assert!(after >= MS * 2000 && after <= MS * 3200, "{after:?}");
+}
+
+#[test]
+fn latency_increase_moves_to_better_path() {
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::with_rtts(cfg("latency"), paths, &[10, 20]);
+    s.run_until(MS * 3000);
+    assert_eq!(s.active(), fp(1));
+    assert!(s.switches_after(MS * 1).is_empty());
+    let t = s.at();
+    s.set(1, Link::Up { rtt: MS * 60 });
+    s.run_until(t + MS * 3000);
+    let sw = s.switches_after(t);
+    assert_eq!(sw.len(), 1, "{sw:?}");
+    assert_eq!((sw[0].1, sw[0].2), (fp(2), SwitchCause::Better));
+    assert!(sw[0].0 - t <= MS * 1000, "took {:?}", sw[0].0 - t);
+    let rtt1 = s
+        .sel
+        .candidates()
+        .into_iter()
+        .find(|c| c.info.fingerprint == fp(1));
+    assert!(rtt1.unwrap().rtt.unwrap() > MS * 40);
+}
+
+#[test]
+fn small_latency_noise_does_not_switch() {
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::with_rtts(cfg("latency"), paths, &[20, 19]);
+    s.run_until(MS * 10_000);
+    assert_eq!(s.active(), fp(1));
+    assert_eq!(s.sel.switch_count(), 0);
+}
+
+#[test]
+fn all_paths_down_stays_keeps_probing_and_recovers() {
+    let mut s = Sim::new(cfg("latency"), topology());
+    s.run_until(MS * 1000);
+    let t = s.at();
+    for id in 1..=4 {
+        s.set(id, Link::Blackhole);
+    }
+    s.run_until(t + MS * 5000);
+    let sw = s.switches_after(t);
+    // At most a hop or two while paths are still being found dead; then it stays put.
+    assert!(sw.len() <= 3, "{sw:?}");
+    let settled = s.at();
+    let stuck_on = s.active();
+    s.run_until(settled + MS * 5000);
+    assert!(s.switches_after(settled).is_empty());
+    assert_eq!(s.active(), stuck_on);
+    for id in 1..=4 {
+        assert_eq!(s.state(id), PathState::Down, "path {id}");
+    }
+    // Still probing the active path at full rate, and the others slowly.
+    let recent: Vec<_> = s.probes.iter().filter(|p| p.0 >= settled).collect();
+    let on_active = recent.iter().filter(|p| p.1 == stuck_on).count();
+    assert!((90..=110).contains(&on_active), "{on_active} probes in 5 s");
+    assert!(recent.iter().any(|p| p.1 != stuck_on));
+    // Refresh requested while nothing works, but rate-limited.
+    let refreshes = s.refreshes.iter().filter(|r| **r >= t).count();
+    assert!((1..=2).contains(&refreshes), "{refreshes}");
+    // P3 recovers: we move to it quickly.
+    let recover = s.at();
+    s.set(3, Link::Up { rtt: MS * 10 });
+    s.run_until(recover + MS * 3000);
+    let sw = s.switches_after(recover);
+    if stuck_on == fp(3) {
+        assert!(sw.is_empty());
+    } else {
+        assert_eq!(sw.len(), 1, "{sw:?}");
+        assert_eq!(sw[0].1, fp(3));
+        assert!(sw[0].0 - recover <= MS * 1500, "{sw:?}");
+    }
+    assert_eq!(s.state(3), PathState::Alive);
+}
+
+#[test]
+fn expiry_requests_refresh_and_switches_off_expired_path() {
+    let mut paths = topology();
+    // P1 expires in 10 min, the others in 6 h.
+    paths[0].expiry_unix_secs = UNIX_T0 + 600;
+    let mut s = Sim::new(cfg("latency"), paths);
+    assert_eq!(s.active(), fp(1));
+    s.run_until(Duration::from_secs(299));
+    assert!(s.refreshes.is_empty(), "{:?}", s.refreshes);
+    s.run_until(Duration::from_secs(301));
+    assert_eq!(s.refreshes, vec![Duration::from_secs(300)]);
+    // The daemon has nothing newer: we ask again every 10 s, and leave P1 when it expires.
+    s.run_until(Duration::from_secs(601));
+    assert!(
+        s.refreshes.len() >= 25 && s.refreshes.len() <= 32,
+        "{}",
+        s.refreshes.len()
+    );
+    let sw = s.switches_after(Duration::from_secs(1));
+    assert_eq!(sw.len(), 1, "{sw:?}");
+    assert_eq!(sw[0].0, Duration::from_secs(600));
+    assert_eq!(sw[0].2, SwitchCause::Expiry);
+    assert_eq!(s.state(1), PathState::Expired);
+}
+
+#[test]
+fn refresh_keeps_state_and_replaces_vanished_active() {
+    let mut s = Sim::new(cfg("latency"), topology());
+    s.run_until(MS * 2000);
+    let rtt_before = s.sel.candidates()[0].rtt;
+    assert!(rtt_before.is_some());
+    // Same paths with a later expiry: nothing changes, history kept.
+    let mut fresh = topology();
+    for p in &mut fresh {
+        p.expiry_unix_secs += 3600;
+    }
+    s.sel
+        .set_paths(s.now, Duration::from_secs(UNIX_T0 + 2), fresh);
+    s.poll();
+    assert_eq!(s.sel.switch_count(), 0);
+    assert_eq!(s.sel.candidates()[0].rtt, rtt_before);
+    // A refresh without P1: switch with cause Refresh.
+    let t = s.at();
+    let without: Vec<PathInfo> = topology().into_iter().skip(1).collect();
+    s.sel
+        .set_paths(s.now, Duration::from_secs(UNIX_T0 + 2), without);
+    s.poll();
+    let sw = s.switches_after(t);
+    assert_eq!(sw.len(), 1);
+    assert_eq!(sw[0].2, SwitchCause::Refresh);
+    assert!(s
+        .sel
+        .candidates()
+        .iter()
+        .all(|c| c.info.fingerprint != fp(1)));
+}
+
+#[test]
+fn redundancy_picks_disjoint_paths() {
+    let c = SelectorConfig {
+        redundancy: 2,
+        ..cfg("latency")
+    };
+    let mut s = Sim::new(c, topology());
+    s.run_until(MS * 1000);
+    let set: Vec<_> = s.sel.active_set().iter().map(|p| p.fingerprint).collect();
+    // P4 is the second-best by latency but shares A#1/B#1 with P1.
+    assert_eq!(set, vec![fp(1), fp(2)]);
+    // Both members are probed at the active rate.
+    let p2 = s
+        .probes
+        .iter()
+        .filter(|p| p.1 == fp(2) && p.0 >= MS * 500)
+        .count();
+    assert!(p2 >= 9, "{p2}");
+
+    let c = SelectorConfig {
+        redundancy: 3,
+        ..cfg("latency")
+    };
+    let mut s = Sim::new(c, topology());
+    s.run_until(MS * 1000);
+    let set: Vec<_> = s.sel.active_set().iter().map(|p| p.fingerprint).collect();
+    assert_eq!(set, vec![fp(1), fp(2), fp(3)]);
+    // C dies: the set shrinks to disjoint survivors and fills with the least overlapping.
+    let t = s.at();
+    s.sel.on_scmp_interface_down(s.now, ia("1-ff00:0:c"), 1);
+    s.run_until(t + MS * 10);
+    let set: Vec<_> = s.sel.active_set().iter().map(|p| p.fingerprint).collect();
+    assert_eq!(set, vec![fp(1), fp(3), fp(4)]);
+    let views = s.sel.candidates();
+    assert!(views.iter().filter(|v| v.in_active_set).count() == 3);
+}
+
+#[test]
+fn small_mtu_and_policy_filter_with_reasons() {
+    let mut paths = topology();
+    paths[0].mtu = 1280; // 3 ASes: 1200 + 36 + 8 + 4 + 16 + 48 > 1280
+    let c = SelectorConfig {
+        policy: PathPolicy::new(
+            Some(scion_transport::path::Acl::from_entries(&["- 1-ff00:0:c", "+"]).unwrap()),
+            None,
+        ),
+        ..cfg("latency")
+    };
+    let s = Sim::new(c, paths);
+    assert_eq!(s.active(), fp(4));
+    let views = s.sel.candidates();
+    let p1 = views.iter().find(|v| v.info.fingerprint == fp(1)).unwrap();
+    assert_eq!(p1.state, PathState::Filtered);
+    assert!(
+        p1.reason.as_deref().unwrap().contains("MTU 1280"),
+        "{:?}",
+        p1.reason
+    );
+    assert_eq!(p1.rank, None);
+    let p2 = views.iter().find(|v| v.info.fingerprint == fp(2)).unwrap();
+    assert_eq!(p2.state, PathState::Filtered);
+    assert!(
+        p2.reason.as_deref().unwrap().contains("ACL denies"),
+        "{:?}",
+        p2.reason
+    );
+    assert!(s.probes.iter().all(|p| p.1 != fp(1) && p.1 != fp(2)));
+}
+
+#[test]
+fn probing_is_bounded() {
+    let mut many = topology();
+    for i in 0..20u64 {
+        many.push(path(
+            100 + i,
+            &[
+                ("1-ff00:0:a", 0, 10 + i as u16),
+                ("1-ff00:0:f", 10 + i as u16, 0),
+            ],
+            &[None],
+            &[None],
+        ));
+    }
+    let mut s = Sim::new(cfg("latency"), many);
+    s.run_until(Duration::from_secs(10));
+    let per_sec = s.probes.len() as f64 / 10.0;
+    // Active 20/s plus at most four watched backups at ~3.3/s.
+    assert!(per_sec <= 35.0, "{per_sec} probes/s");
+    assert!(per_sec >= 20.0, "{per_sec} probes/s");
+    let distinct: std::collections::HashSet<_> = s.probes.iter().map(|p| p.1).collect();
+    assert!(distinct.len() <= 5, "{}", distinct.len());
+}
+
+#[test]
+fn stray_replies_are_rejected() {
+    let mut s = Sim::new(cfg(""), topology());
+    assert!(!s.sel.on_probe_reply(s.now, fp(1), 9999));
+    let (f, seq) = match s
+        .sel
+        .poll(s.now + MS * 60)
+        .into_iter()
+        .find_map(|a| match a {
+            SelectorAction::SendProbe { fingerprint, seq } => Some((fingerprint, seq)),
+            _ => None,
+        }) {
+        Some(x) => x,
+        None => panic!("expected a probe"),
+    };
+    s.now += MS * 60;
+    let other = if f == fp(1) { fp(2) } else { fp(1) };
+    assert!(!s.sel.on_probe_reply(s.now, other, seq), "wrong path");
+    assert!(s.sel.on_probe_reply(s.now + MS, f, seq));
+    assert!(!s.sel.on_probe_reply(s.now + MS * 2, f, seq), "duplicate");
+}
+
+#[test]
+fn bad_configs_are_rejected() {
+    let bad = [
+        SelectorConfig {
+            redundancy: 0,
+            ..SelectorConfig::default()
+        },
+        SelectorConfig {
+            active_probe_interval: Duration::ZERO,
+            ..SelectorConfig::default()
+        },
+        SelectorConfig {
+            down_after_misses: 0,
+            ..SelectorConfig::default()
+        },
+        SelectorConfig {
+            probe_timeout_min: Duration::from_secs(5),
+            ..SelectorConfig::default()
+        },
+    ];
+    for c in bad {
+        assert!(Selector::new(c).is_err());
+    }
+}
+
+#[test]
+fn no_paths_asks_for_paths_then_starts() {
+    let mut sel = Selector::new(SelectorConfig::default()).unwrap();
+    let t0 = Instant::now();
+    assert_eq!(sel.poll(t0), vec![SelectorAction::RefreshPaths]);
+    assert!(sel.poll(t0 + MS * 100).is_empty());
+    assert_eq!(sel.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    sel.set_paths(t0 + MS * 200, Duration::from_secs(UNIX_T0), topology());
+    let acts = sel.poll(t0 + MS * 200);
+    assert_eq!(
+        acts[0],
+        SelectorAction::SwitchTo {
+            fingerprint: fp(1),
+            cause: SwitchCause::Initial
+        }
+    );
+    assert!(acts[1..]
+        .iter()
+        .all(|a| matches!(a, SelectorAction::SendProbe { .. })));
+}
