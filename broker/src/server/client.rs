@@ -13,16 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, error, info, trace};
 
 use super::auth::{go_quote, CompiledPerms};
 use super::closed::ClosedState;
+use super::deliver::{process_msg_results, Batch, Msg, Source};
 use super::outbound::Outbound;
-use super::{lock, ServerState};
-use crate::proto::encode::{self, Delivery};
+use super::{lock, remove_sub_now, ServerState};
+use crate::proto::encode;
 use crate::proto::json::ConnectInfo;
 use crate::proto::{parse_op, ConnKind, Op, ParseError, ParseLimits, PubArgs, Step};
 use crate::sublist::MatchResult;
@@ -70,6 +69,8 @@ pub struct ClientShared {
     pub subs: Mutex<HashMap<Vec<u8>, SubRef>>,
     /// Subscribe deny list to filter deliveries of wildcard subscriptions.
     pub sub_deny: Mutex<Option<Arc<CompiledPerms>>>,
+    /// Takes async INFO updates (protocol >= 1 and first PONG sent).
+    pub async_info: AtomicBool,
 }
 
 impl ClientShared {
@@ -86,6 +87,7 @@ impl ClientShared {
             meta: Mutex::new(ConnMeta::default()),
             subs: Mutex::new(HashMap::new()),
             sub_deny: Mutex::new(None),
+            async_info: AtomicBool::new(false),
         }
     }
 
@@ -105,6 +107,8 @@ pub struct Subscription {
     /// 0 = no auto-unsubscribe limit.
     pub max: AtomicU64,
     pub delivered: AtomicU64,
+    /// Queue weight announced by a route (1 for local subscriptions).
+    pub qw: AtomicU64,
 }
 
 /// Pointer-identity handle stored in the sublist.
@@ -190,7 +194,10 @@ impl ClientShared {
 }
 
 /// Serves one accepted client connection until it closes.
-pub async fn run(srv: Arc<ServerState>, stream: TcpStream, peer: SocketAddr) {
+pub async fn run<S>(srv: Arc<ServerState>, stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let opts = srv.opts();
     let cid = srv.next_cid();
     let shared = Arc::new(ClientShared::new(
@@ -203,7 +210,7 @@ pub async fn run(srv: Arc<ServerState>, stream: TcpStream, peer: SocketAddr) {
     let _ = shared.out.append(&info);
     debug!("{} - Client connection created", shared.log_prefix());
 
-    let (mut rd, wr) = stream.into_split();
+    let (mut rd, wr) = tokio::io::split(stream);
     let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
 
     // Register, unless over max_connections (INFO goes first, as in
@@ -241,7 +248,7 @@ pub async fn run(srv: Arc<ServerState>, stream: TcpStream, peer: SocketAddr) {
         awaiting_auth: auth.required(),
         perms: None,
         pings_out: 0,
-        flush: Vec::new(),
+        batch: Batch::default(),
         cache: HashMap::default(),
         cache_gen: u64::MAX,
         limits: ParseLimits {
@@ -251,9 +258,8 @@ pub async fn run(srv: Arc<ServerState>, stream: TcpStream, peer: SocketAddr) {
         max_subs: opts.max_subscriptions,
         batch_in_msgs: 0,
         batch_in_bytes: 0,
-        batch_out_msgs: 0,
-        batch_out_bytes: 0,
         scratch: Vec::new(),
+        urls_gen_at_connect: srv.cluster.urls_generation.load(Ordering::Acquire),
     };
     let reason = conn.read_loop(&mut rd, &opts).await;
     shared.out.close(reason);
@@ -282,7 +288,10 @@ fn log_close(shared: &ClientShared, reason: ClosedState, max_pending: usize) {
     debug!("{} - Client connection closed: {}", p, reason);
 }
 
-async fn writer_loop(shared: Arc<ClientShared>, mut wr: OwnedWriteHalf, deadline: Duration) {
+pub(crate) async fn writer_loop<W>(shared: Arc<ClientShared>, mut wr: W, deadline: Duration)
+where
+    W: AsyncWrite + Unpin,
+{
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let closed = shared.out.take(&mut buf);
@@ -327,27 +336,27 @@ struct Conn {
     awaiting_auth: bool,
     perms: Option<Arc<CompiledPerms>>,
     pings_out: u32,
-    /// Connections that got data in this batch and need their writer woken.
-    flush: Vec<Arc<ClientShared>>,
+    /// Writers to wake and counters of this read batch.
+    batch: Batch,
     cache: HashMap<Box<[u8]>, Arc<MatchResult<super::SubRef>>, foldhash::fast::RandomState>,
     cache_gen: u64,
     limits: ParseLimits,
     max_subs: usize,
     batch_in_msgs: u64,
     batch_in_bytes: u64,
-    batch_out_msgs: u64,
-    batch_out_bytes: u64,
-    /// Reused buffer for a delivery line built once per message.
+    /// Reused buffer for protocol lines built per message.
     scratch: Vec<u8>,
+    /// Connect-URL generation when the INFO was sent.
+    urls_gen_at_connect: u64,
 }
 
 /// Ends the connection with this close state.
 struct Close(ClosedState);
 
 impl Conn {
-    async fn read_loop(
+    async fn read_loop<R: AsyncRead + Unpin>(
         &mut self,
-        rd: &mut tokio::net::tcp::OwnedReadHalf,
+        rd: &mut R,
         opts: &crate::options::Options,
     ) -> ClosedState {
         let mut rbuf = BytesMut::with_capacity(START_READ_BUF);
@@ -529,20 +538,11 @@ impl Conn {
 
     fn mark_flush_self(&mut self) {
         let me = self.shared.clone();
-        self.mark_flush(&me);
-    }
-
-    fn mark_flush(&mut self, c: &Arc<ClientShared>) {
-        if self.flush.iter().any(|x| x.cid == c.cid) {
-            return;
-        }
-        self.flush.push(c.clone());
+        self.batch.mark(&me);
     }
 
     fn end_batch(&mut self) {
-        for c in self.flush.drain(..) {
-            c.out.flush_signal();
-        }
+        self.batch.finish(&self.srv);
         let st = &self.srv.stats;
         if self.batch_in_msgs > 0 {
             self.shared
@@ -558,14 +558,6 @@ impl Conn {
                 .fetch_add(self.batch_in_bytes, Ordering::Relaxed);
             self.batch_in_msgs = 0;
             self.batch_in_bytes = 0;
-        }
-        if self.batch_out_msgs > 0 {
-            st.out_msgs
-                .fetch_add(self.batch_out_msgs, Ordering::Relaxed);
-            st.out_bytes
-                .fetch_add(self.batch_out_bytes, Ordering::Relaxed);
-            self.batch_out_msgs = 0;
-            self.batch_out_bytes = 0;
         }
     }
 
@@ -597,7 +589,7 @@ impl Conn {
                 Ok(())
             }
             Op::Ping => {
-                self.send(encode::PONG);
+                self.handle_ping();
                 Ok(())
             }
             Op::Pong => {
@@ -617,6 +609,25 @@ impl Conn {
             // Route operations never reach a client parser.
             _ => Err(Close(ClosedState::ProtocolViolation)),
         }
+    }
+
+    /// PONG, and on the first PING of a protocol-1 client an INFO first if
+    /// the cluster's connect URLs changed since it connected
+    /// (nats-server `processPing`).
+    fn handle_ping(&mut self) {
+        if self.connected
+            && self.connect.protocol >= 1
+            && !self.shared.async_info.load(Ordering::Acquire)
+        {
+            self.shared.async_info.store(true, Ordering::Release);
+            let gen = self.srv.cluster.urls_generation.load(Ordering::Acquire);
+            if gen != self.urls_gen_at_connect {
+                let ip = self.shared.peer.ip().to_string();
+                let line = self.srv.client_info(self.shared.cid, &ip).to_line();
+                self.send(&line);
+            }
+        }
+        self.send(encode::PONG);
     }
 
     fn handle_connect(&mut self, json: &[u8]) -> Result<(), Close> {
@@ -719,6 +730,7 @@ impl Conn {
             sid: sid.to_vec(),
             max: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            qw: AtomicU64::new(1),
         }));
         let inserted = {
             let mut sl = self.srv.sublist.write().unwrap_or_else(|e| e.into_inner());
@@ -730,7 +742,8 @@ impl Conn {
             self.send(encode::ERR_INVALID_SUBJECT);
             return;
         }
-        lock(&self.shared.subs).insert(sid.to_vec(), sub);
+        lock(&self.shared.subs).insert(sid.to_vec(), sub.clone());
+        super::cluster::local_interest_changed(&self.srv, &sub, 1);
         if self.connect.verbose {
             self.send(encode::OK);
         }
@@ -744,7 +757,7 @@ impl Conn {
             if max > 0 && (max as u64) > delivered {
                 sub.max.store(max as u64, Ordering::Release);
             } else {
-                remove_sub(&self.srv, &sub);
+                remove_sub_now(&self.srv, &sub);
             }
         }
         if self.connect.verbose {
@@ -781,33 +794,20 @@ impl Conn {
             self.send(encode::OK);
         }
         let result = self.lookup(p.subject, subject);
-        let d = Delivery {
+        let msg = Msg {
             subject: p.subject,
-            sid: &[],
+            subject_str: subject,
             reply: p.reply,
             hdr_len: p.hdr_len,
             hdr_raw: p.hdr_raw,
             size_raw: p.size_raw,
             payload: p.payload,
         };
-        let mut delivered = false;
-        for sub in &result.plain {
-            delivered |= self.deliver(sub, &d, subject);
-        }
-        for q in &result.queues {
-            let n = q.members.len();
-            if n == 0 {
-                continue;
-            }
-            let start = rand::random_range(0..n);
-            for i in 0..n {
-                let sub = &q.members[(start + i) % n];
-                if self.deliver(sub, &d, subject) {
-                    delivered = true;
-                    break;
-                }
-            }
-        }
+        let src = Source::Client {
+            me: &self.shared,
+            echo: self.connect.echo,
+        };
+        let delivered = process_msg_results(&self.srv, &mut self.batch, &result, &msg, &src);
         if !delivered && result.is_empty() && self.connect.no_responders {
             if let Some(reply) = p.reply {
                 self.no_responders(reply);
@@ -861,67 +861,6 @@ impl Conn {
         }
     }
 
-    /// Delivers to one subscription; false if it did not take the message.
-    fn deliver(&mut self, sub: &SubRef, d: &Delivery<'_>, subject: &str) -> bool {
-        let client = &sub.client;
-        if !self.connect.echo && Arc::ptr_eq(client, &self.shared) {
-            return false;
-        }
-        let max = sub.max.load(Ordering::Acquire);
-        let n = sub.delivered.fetch_add(1, Ordering::AcqRel) + 1;
-        if max > 0 && n > max {
-            return false;
-        }
-        if client.kind == ConnKind::Client {
-            if let Some(deny) = lock(&client.sub_deny).as_ref() {
-                if let Some(l) = &deny.subscribe {
-                    if l.deny_overlaps(&sub.subject) && l.denies_literal(subject) {
-                        return false;
-                    }
-                }
-            }
-        }
-        let headers = client.headers.load(Ordering::Relaxed);
-        let d = Delivery {
-            sid: &sub.sid,
-            ..*d
-        };
-        match client
-            .out
-            .append_with(|b| encode::write_client_msg(b, &d, headers))
-        {
-            Ok(_) => {
-                client.stats.out_msgs.fetch_add(1, Ordering::Relaxed);
-                let body = if d.hdr_len > 0 && !headers {
-                    d.payload.len() - d.hdr_len
-                } else {
-                    d.payload.len()
-                };
-                client
-                    .stats
-                    .out_bytes
-                    .fetch_add(body as u64, Ordering::Relaxed);
-                self.batch_out_msgs += 1;
-                self.batch_out_bytes += body as u64;
-                let c = client.clone();
-                self.mark_flush(&c);
-            }
-            Err(_) => {
-                if client.out.closed_reason() == Some(ClosedState::SlowConsumerPendingBytes) {
-                    self.srv
-                        .stats
-                        .slow_consumers
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                return false;
-            }
-        }
-        if max > 0 && n == max {
-            remove_sub(&self.srv, sub);
-        }
-        true
-    }
-
     /// Removes every subscription of this connection.
     fn cleanup(&mut self) {
         let subs: Vec<SubRef> = lock(&self.shared.subs).drain().map(|(_, s)| s).collect();
@@ -933,21 +872,14 @@ impl Conn {
             let _ = sl.remove(&s.subject, s.queue.as_deref(), s);
         }
         self.srv.publish_generation(sl.generation());
+        drop(sl);
+        for s in &subs {
+            super::cluster::local_interest_changed(&self.srv, s, -1);
+        }
         trace!(
             "{} - removed {} subscriptions",
             self.shared.log_prefix(),
             subs.len()
         );
     }
-}
-
-/// Removes one subscription from the index and its connection.
-pub fn remove_sub(srv: &ServerState, sub: &SubRef) {
-    let removed = lock(&sub.client.subs).remove(&sub.sid).is_some();
-    if !removed {
-        return;
-    }
-    let mut sl = srv.sublist.write().unwrap_or_else(|e| e.into_inner());
-    let _ = sl.remove(&sub.subject, sub.queue.as_deref(), sub);
-    srv.publish_generation(sl.generation());
 }

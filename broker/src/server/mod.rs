@@ -3,7 +3,10 @@
 pub mod auth;
 pub mod client;
 pub mod closed;
+pub mod cluster;
+pub mod deliver;
 pub mod outbound;
+pub mod route;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -83,6 +86,7 @@ pub struct ServerState {
     pub lame_duck: AtomicBool,
     pub auth: RwLock<Arc<auth::AuthConfig>>,
     pub config_load_time: Mutex<SystemTime>,
+    pub cluster: cluster::ClusterState,
 }
 
 impl ServerState {
@@ -90,6 +94,12 @@ impl ServerState {
         let id = generate_server_id();
         let name = opts.server_name.clone().unwrap_or_else(|| id.clone());
         let auth = auth::AuthConfig::from_options(&opts);
+        let cluster_enabled = opts.cluster.listen.is_some() || !opts.cluster.routes.is_empty();
+        let cluster = cluster::ClusterState::new(cluster_enabled, opts.cluster.name.clone());
+        if cluster_enabled && opts.cluster.name.is_none() {
+            // nats-server generates a dynamic name when none is configured.
+            cluster.set_name(&generate_server_id()[..22]);
+        }
         Arc::new(ServerState {
             id,
             name,
@@ -109,6 +119,7 @@ impl ServerState {
             lame_duck: AtomicBool::new(false),
             auth: RwLock::new(Arc::new(auth)),
             config_load_time: Mutex::new(SystemTime::now()),
+            cluster,
         })
     }
 
@@ -150,6 +161,12 @@ impl ServerState {
             client_id: cid,
             client_ip: Some(client_ip.to_string()),
             ldm: self.lame_duck.load(Ordering::Relaxed),
+            cluster: self.cluster.enabled.then(|| self.cluster.name()),
+            connect_urls: if self.cluster.enabled {
+                self.cluster.connect_urls()
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         }
     }
@@ -171,6 +188,21 @@ impl ServerState {
     pub fn publish_generation(&self, gen: u64) {
         self.sub_gen.store(gen, Ordering::Release);
     }
+}
+
+/// Removes one subscription from the index and its connection, and tells
+/// the routes when interest goes away.
+pub fn remove_sub_now(srv: &ServerState, sub: &SubRef) {
+    let removed = lock(&sub.client.subs).remove(&sub.sid).is_some();
+    if !removed {
+        return;
+    }
+    {
+        let mut sl = srv.sublist.write().unwrap_or_else(|e| e.into_inner());
+        let _ = sl.remove(&sub.subject, sub.queue.as_deref(), sub);
+        srv.publish_generation(sl.generation());
+    }
+    cluster::local_interest_changed(srv, sub, -1);
 }
 
 /// Locks a std mutex, continuing through poisoning (state behind these locks
@@ -300,8 +332,20 @@ pub async fn start(opts: Options) -> Result<ServerHandle, StartError> {
     if opts.scion.is_some() || opts.scion_listen.is_some() {
         warn!("SCION links are configured but not yet available in this build: the scion block and SCION addresses are parsed and checked, SCION listeners and routes are not started");
     }
-    info!("Server is ready");
+    *lock(&state.cluster.own_urls) = own_connect_urls(&opts, local);
     tasks.push(tokio::spawn(accept_loop(state.clone(), listener)));
+    info!("Server is ready");
+    if state.cluster.enabled {
+        let bind = cluster_bind_addr(&opts)?;
+        let (_, route_tasks) =
+            route::start_routing(state.clone(), bind)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: bind.to_string(),
+                    source,
+                })?;
+        tasks.extend(route_tasks);
+    }
     Ok(ServerHandle {
         state,
         client_addr: local,
@@ -367,4 +411,90 @@ async fn accept_loop(state: Arc<ServerState>, listener: TcpListener) {
             }
         }
     }
+}
+
+/// Where the cluster listener binds.
+fn cluster_bind_addr(opts: &Options) -> Result<SocketAddr, StartError> {
+    use crate::options::ListenAddr;
+    let (host, port) = match &opts.cluster.listen {
+        Some(ListenAddr::Tcp { host, port }) => (host.clone(), *port),
+        Some(ListenAddr::Scion { port, .. }) => {
+            // SCION route listeners come with the SCION transport; until then
+            // the route port is served over TCP on loopback only.
+            warn!("cluster listen is a SCION address: serving routes over TCP on 127.0.0.1:{port} until SCION links are available");
+            ("127.0.0.1".to_string(), *port as i32)
+        }
+        None => ("0.0.0.0".to_string(), 0),
+    };
+    let host = if host.is_empty() {
+        "0.0.0.0".to_string()
+    } else {
+        host
+    };
+    let port = if port < 0 { 0 } else { port as u16 };
+    let text = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    text.parse().map_err(|_| StartError::BadAddress(text))
+}
+
+/// The client URLs this server advertises (nats-server
+/// `getClientConnectURLs`): `client_advertise` if set, else the listen host,
+/// or every non-loopback interface address when listening on all of them.
+fn own_connect_urls(opts: &Options, local: SocketAddr) -> Vec<String> {
+    if opts.no_advertise {
+        return Vec::new();
+    }
+    if let Some(a) = &opts.client_advertise {
+        return vec![a.clone()];
+    }
+    let ip = local.ip();
+    if !ip.is_unspecified() {
+        return vec![SocketAddr::new(ip, local.port()).to_string()];
+    }
+    interface_addrs()
+        .into_iter()
+        .filter(|a| !a.is_loopback())
+        .map(|a| SocketAddr::new(a, local.port()).to_string())
+        .collect()
+}
+
+/// Addresses of the machine's interfaces (best effort, via getifaddrs).
+fn interface_addrs() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    // SAFETY: getifaddrs fills a linked list we only read and then free
+    // with freeifaddrs; every pointer is checked for null before use.
+    unsafe {
+        let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut cur = ifap;
+        while !cur.is_null() {
+            let addr = (*cur).ifa_addr;
+            if !addr.is_null() {
+                match (*addr).sa_family as i32 {
+                    libc::AF_INET => {
+                        let sin = &*(addr as *const libc::sockaddr_in);
+                        out.push(std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+                            u32::from_be(sin.sin_addr.s_addr),
+                        )));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(addr as *const libc::sockaddr_in6);
+                        let v6 = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                        if !v6.is_unicast_link_local() {
+                            out.push(std::net::IpAddr::V6(v6));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out
 }

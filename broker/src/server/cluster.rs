@@ -1,0 +1,298 @@
+//! Cluster state: the route registry, local interest propagated to routes,
+//! gossip of new servers, and client connect URLs (nats-server
+//! `server/route.go`, `server.go` connect-URL bookkeeping).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::debug;
+
+use super::client::{ClientShared, Subscription};
+use super::{lock, ServerState};
+use crate::proto::json::ServerInfo;
+use crate::proto::ConnKind;
+
+/// What we know about one registered (or registering) route.
+#[derive(Debug, Clone, Default)]
+pub struct RouteMeta {
+    pub remote_id: String,
+    pub remote_name: String,
+    pub did_solicit: bool,
+    pub is_configured: bool,
+    /// The URL we dialled, or one built from the remote's INFO.
+    pub url: Option<String>,
+    /// The remote's client connect URLs (for gossip to clients).
+    pub connect_urls: Vec<String>,
+    pub remote_port: u16,
+    pub rtt: Option<Duration>,
+    pub lnoc: bool,
+    /// Full INFO of the remote as received (for gossip).
+    pub info: Option<ServerInfo>,
+}
+
+/// A route connection as the registry sees it.
+pub struct RouteHandle {
+    pub shared: Arc<ClientShared>,
+    pub meta: Mutex<RouteMeta>,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// Registered routes by connection id.
+    by_cid: BTreeMap<u64, Arc<RouteHandle>>,
+    /// Registered route connection id by remote server id.
+    by_remote: HashMap<String, u64>,
+}
+
+/// Cluster-wide state of this server.
+pub struct ClusterState {
+    /// Clustering is configured (a cluster listen address or routes).
+    pub enabled: bool,
+    name: Mutex<String>,
+    pub dynamic_name: AtomicBool,
+    registry: Mutex<Registry>,
+    /// Local interest sent to routes: key "subject" or "subject queue" →
+    /// reference count (nats-server `acc.rm`).
+    interest: Mutex<HashMap<String, i32>>,
+    pub listen_addr: Mutex<Option<SocketAddr>>,
+    /// Client connect URLs learned from routes, reference counted.
+    remote_urls: Mutex<BTreeMap<String, u32>>,
+    /// Our own client connect URLs.
+    pub own_urls: Mutex<Vec<String>>,
+    /// Bumped whenever the connect URL set changes.
+    pub urls_generation: AtomicU64,
+}
+
+impl ClusterState {
+    pub fn new(enabled: bool, name: Option<String>) -> Self {
+        let dynamic = name.is_none();
+        ClusterState {
+            enabled,
+            name: Mutex::new(name.unwrap_or_default()),
+            dynamic_name: AtomicBool::new(dynamic),
+            registry: Mutex::new(Registry::default()),
+            interest: Mutex::new(HashMap::new()),
+            listen_addr: Mutex::new(None),
+            remote_urls: Mutex::new(BTreeMap::new()),
+            own_urls: Mutex::new(Vec::new()),
+            urls_generation: AtomicU64::new(0),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        lock(&self.name).clone()
+    }
+
+    pub fn set_name(&self, n: &str) {
+        *lock(&self.name) = n.to_string();
+    }
+
+    /// Registered routes.
+    pub fn routes(&self) -> Vec<Arc<RouteHandle>> {
+        lock(&self.registry).by_cid.values().cloned().collect()
+    }
+
+    pub fn num_routes(&self) -> usize {
+        lock(&self.registry).by_cid.len()
+    }
+
+    pub fn has_remote(&self, id: &str) -> bool {
+        lock(&self.registry).by_remote.contains_key(id)
+    }
+
+    /// Registers a route; false if a route to the same server exists
+    /// (nats-server `addRoute`). Returns (added, other_routes_exist).
+    pub fn add_route(&self, r: Arc<RouteHandle>, remote_id: &str) -> (bool, bool) {
+        let mut g = lock(&self.registry);
+        if g.by_remote.contains_key(remote_id) {
+            return (false, false);
+        }
+        g.by_remote.insert(remote_id.to_string(), r.shared.cid);
+        g.by_cid.insert(r.shared.cid, r);
+        let others = g.by_cid.len() > 1;
+        (true, others)
+    }
+
+    /// Removes a route if it is the registered one for its remote.
+    pub fn remove_route(&self, cid: u64) -> Option<Arc<RouteHandle>> {
+        let mut g = lock(&self.registry);
+        let r = g.by_cid.remove(&cid)?;
+        let id = lock(&r.meta).remote_id.clone();
+        if g.by_remote.get(&id) == Some(&cid) {
+            g.by_remote.remove(&id);
+        }
+        Some(r)
+    }
+
+    /// Client connect URLs to advertise: ours first, then the remotes'.
+    pub fn connect_urls(&self) -> Vec<String> {
+        let mut v = lock(&self.own_urls).clone();
+        for u in lock(&self.remote_urls).keys() {
+            if !v.contains(u) {
+                v.push(u.clone());
+            }
+        }
+        v
+    }
+
+    /// Adds or removes remote connect URLs; true if the set changed.
+    pub fn update_remote_urls(&self, urls: &[String], add: bool) -> bool {
+        let mut changed = false;
+        let mut m = lock(&self.remote_urls);
+        for u in urls {
+            if add {
+                let c = m.entry(u.clone()).or_insert(0);
+                *c += 1;
+                changed |= *c == 1;
+            } else if let Some(c) = m.get_mut(u) {
+                *c -= 1;
+                if *c == 0 {
+                    m.remove(u);
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.urls_generation.fetch_add(1, Ordering::AcqRel);
+        }
+        changed
+    }
+
+    /// Snapshot of the local interest map (for a new route's full sync).
+    pub fn interest_protos(&self) -> Vec<u8> {
+        let g = lock(&self.interest);
+        let mut out = Vec::with_capacity(g.len() * 32);
+        let mut keys: Vec<_> = g.iter().collect();
+        keys.sort();
+        for (key, n) in keys {
+            let (subject, queue) = split_key(key);
+            write_rs_plus(&mut out, subject, queue, *n);
+        }
+        out
+    }
+}
+
+fn split_key(key: &str) -> (&str, Option<&str>) {
+    match key.split_once(' ') {
+        Some((s, q)) => (s, Some(q)),
+        None => (key, None),
+    }
+}
+
+/// `RS+ $G subject [queue weight]\r\n`
+pub fn write_rs_plus(out: &mut Vec<u8>, subject: &str, queue: Option<&str>, weight: i32) {
+    out.extend_from_slice(b"RS+ $G ");
+    out.extend_from_slice(subject.as_bytes());
+    if let Some(q) = queue {
+        out.push(b' ');
+        out.extend_from_slice(q.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(weight.max(1).to_string().as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `RS- $G subject [queue]\r\n`
+pub fn write_rs_minus(out: &mut Vec<u8>, subject: &str, queue: Option<&str>) {
+    out.extend_from_slice(b"RS- $G ");
+    out.extend_from_slice(subject.as_bytes());
+    if let Some(q) = queue {
+        out.push(b' ');
+        out.extend_from_slice(q.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Tracks a local subscription coming or going and tells every route when
+/// the interest changes (nats-server `updateRouteSubscriptionMap`): plain
+/// subjects on 0→1 and 1→0, queue groups on every weight change.
+pub fn local_interest_changed(srv: &ServerState, sub: &Subscription, delta: i32) {
+    if !srv.cluster.enabled || sub.client.kind != ConnKind::Client {
+        return;
+    }
+    let key = match &sub.queue {
+        Some(q) => format!("{} {}", sub.subject, q),
+        None => sub.subject.clone(),
+    };
+    let is_queue = sub.queue.is_some();
+    let mut interest = lock(&srv.cluster.interest);
+    let (n, update) = match interest.get_mut(&key) {
+        Some(n) => {
+            *n += delta;
+            let v = *n;
+            if v <= 0 {
+                interest.remove(&key);
+                (0, true)
+            } else {
+                (v, is_queue)
+            }
+        }
+        None if delta > 0 => {
+            interest.insert(key, delta);
+            (delta, true)
+        }
+        None => (0, false),
+    };
+    if !update {
+        return;
+    }
+    let mut line = Vec::with_capacity(64);
+    if n > 0 {
+        write_rs_plus(&mut line, &sub.subject, sub.queue.as_deref(), n);
+    } else {
+        write_rs_minus(&mut line, &sub.subject, sub.queue.as_deref());
+    }
+    // Sent while holding the interest lock so every route sees the updates
+    // in the order the map changed.
+    for r in srv.cluster.routes() {
+        let _ = r.shared.out.send(&line);
+    }
+    drop(interest);
+    debug!(
+        "interest {} {} (n={})",
+        if n > 0 { "RS+" } else { "RS-" },
+        sub.subject,
+        n
+    );
+}
+
+/// Sends the current INFO to clients that take async INFO updates
+/// (nats-server `sendAsyncInfoToClients`).
+pub fn send_async_info_to_clients(srv: &ServerState) {
+    let clients: Vec<_> = lock(&srv.clients).values().cloned().collect();
+    for c in clients {
+        if c.kind == ConnKind::Client && c.async_info.load(Ordering::Acquire) {
+            let ip = c.peer.ip().to_string();
+            let line = srv.client_info(c.cid, &ip).to_line();
+            let _ = c.out.send(&line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protos() {
+        let mut b = Vec::new();
+        write_rs_plus(&mut b, "foo", None, 1);
+        write_rs_plus(&mut b, "foo", Some("q"), 3);
+        write_rs_minus(&mut b, "foo", Some("q"));
+        assert_eq!(b, b"RS+ $G foo\r\nRS+ $G foo q 3\r\nRS- $G foo q\r\n");
+    }
+
+    #[test]
+    fn connect_url_refcounts() {
+        let c = ClusterState::new(true, Some("c".into()));
+        let u = vec!["127.0.0.1:1".to_string()];
+        assert!(c.update_remote_urls(&u, true));
+        assert!(!c.update_remote_urls(&u, true));
+        assert!(!c.update_remote_urls(&u, false));
+        assert!(c.update_remote_urls(&u, false));
+        assert!(c.connect_urls().is_empty());
+    }
+}

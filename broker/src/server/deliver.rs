@@ -1,0 +1,418 @@
+//! Fan-out of one message to the subscriptions that match it
+//! (nats-server `client.go` `processMsgResults`, `deliverMsg`,
+//! `msgHeaderForRouteOrLeaf`).
+//!
+//! Rules kept from nats-server:
+//! - every plain local subscription gets the message; a route with any
+//!   matching interest gets it once (`addSubToRouteTargets`);
+//! - one member per queue group, chosen at random; remote members count with
+//!   the weight their route announced;
+//! - a message that came from a route is never forwarded to another route,
+//!   and only reaches the queue groups the sender named, preferring local
+//!   members.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::client::{ClientShared, SubRef};
+use super::closed::ClosedState;
+use super::{remove_sub_now, ServerState};
+use crate::proto::encode::{self, Delivery};
+use crate::proto::ConnKind;
+use crate::sublist::MatchResult;
+
+/// The global account name used on routes (we serve only `$G`).
+pub const GLOBAL_ACCOUNT: &[u8] = b"$G";
+
+/// A message being routed.
+#[derive(Clone, Copy)]
+pub struct Msg<'a> {
+    pub subject: &'a [u8],
+    pub subject_str: &'a str,
+    pub reply: Option<&'a [u8]>,
+    pub hdr_len: usize,
+    pub hdr_raw: &'a [u8],
+    pub size_raw: &'a [u8],
+    /// Headers + payload, no trailing CRLF.
+    pub payload: &'a [u8],
+}
+
+/// Where the message came from.
+pub enum Source<'a> {
+    /// A local client; `echo` false hides its own subscriptions.
+    Client {
+        me: &'a Arc<ClientShared>,
+        echo: bool,
+    },
+    /// A route; `queues` are the queue groups the sender asked us to serve.
+    Route { queues: &'a [&'a [u8]] },
+}
+
+struct RouteTarget {
+    client: Arc<ClientShared>,
+    /// "q1 q2 " (trailing space, as nats-server builds it).
+    queues: Vec<u8>,
+}
+
+/// Per-read-batch state: whom to wake and what to count.
+#[derive(Default)]
+pub struct Batch {
+    flush: Vec<Arc<ClientShared>>,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+    targets: Vec<RouteTarget>,
+}
+
+impl Batch {
+    /// Remembers to wake `c`'s writer at the end of the batch.
+    pub fn mark(&mut self, c: &Arc<ClientShared>) {
+        if let Some(last) = self.flush.last() {
+            if last.cid == c.cid {
+                return;
+            }
+        }
+        if self.flush.len() < 64 {
+            if self.flush.iter().any(|x| x.cid == c.cid) {
+                return;
+            }
+        } else if self.flush.iter().any(|x| Arc::ptr_eq(x, c)) {
+            return;
+        }
+        self.flush.push(c.clone());
+    }
+
+    /// Wakes every writer that got data and folds the counters into the
+    /// server totals.
+    pub fn finish(&mut self, srv: &ServerState) {
+        for c in self.flush.drain(..) {
+            c.out.flush_signal();
+        }
+        if self.out_msgs > 0 {
+            srv.stats
+                .out_msgs
+                .fetch_add(self.out_msgs, Ordering::Relaxed);
+            srv.stats
+                .out_bytes
+                .fetch_add(self.out_bytes, Ordering::Relaxed);
+            self.out_msgs = 0;
+            self.out_bytes = 0;
+        }
+    }
+}
+
+/// Delivers `msg` to the matching subscriptions. Returns whether anyone
+/// (local or route) took it.
+pub fn process_msg_results(
+    srv: &ServerState,
+    batch: &mut Batch,
+    result: &MatchResult<SubRef>,
+    msg: &Msg<'_>,
+    src: &Source<'_>,
+) -> bool {
+    batch.targets.clear();
+    let from_route = matches!(src, Source::Route { .. });
+    let mut delivered = false;
+
+    for sub in &result.plain {
+        if sub.client.kind == ConnKind::Route {
+            if !from_route {
+                add_route_target(batch, sub, None);
+            }
+            continue;
+        }
+        delivered |= deliver_local(srv, batch, sub, msg, src);
+    }
+
+    for q in &result.queues {
+        if let Source::Route { queues } = src {
+            // A routed message only reaches the groups its sender named.
+            if !queues.iter().any(|n| *n == q.name.as_bytes()) {
+                continue;
+            }
+        }
+        delivered |= pick_queue_member(srv, batch, &q.members, msg, src);
+    }
+
+    for i in 0..batch.targets.len() {
+        let (client, queues) = {
+            let t = &batch.targets[i];
+            (
+                t.client.clone(),
+                std::mem::take(&mut batch.targets[i].queues),
+            )
+        };
+        if write_route_msg(batch, &client, msg, &queues) {
+            delivered = true;
+        }
+    }
+    delivered
+}
+
+fn add_route_target(batch: &mut Batch, sub: &SubRef, queue: Option<&str>) {
+    if let Some(t) = batch
+        .targets
+        .iter_mut()
+        .find(|t| Arc::ptr_eq(&t.client, &sub.client))
+    {
+        if let Some(q) = queue {
+            t.queues.extend_from_slice(q.as_bytes());
+            t.queues.push(b' ');
+        }
+        return;
+    }
+    let mut queues = Vec::new();
+    if let Some(q) = queue {
+        queues.extend_from_slice(q.as_bytes());
+        queues.push(b' ');
+    }
+    batch.targets.push(RouteTarget {
+        client: sub.client.clone(),
+        queues,
+    });
+}
+
+/// Chooses one member of a queue group.
+fn pick_queue_member(
+    srv: &ServerState,
+    batch: &mut Batch,
+    members: &[SubRef],
+    msg: &Msg<'_>,
+    src: &Source<'_>,
+) -> bool {
+    let from_route = matches!(src, Source::Route { .. });
+    let n = members.len();
+    if n == 0 {
+        return false;
+    }
+    if from_route {
+        // Prefer (only use) local members for routed messages.
+        let is_local = |s: &&SubRef| s.client.kind != ConnKind::Route;
+        let locals = members.iter().filter(is_local).count();
+        if locals == 0 {
+            return false;
+        }
+        let start = rand::random_range(0..locals);
+        for i in 0..locals {
+            let k = (start + i) % locals;
+            if let Some(s) = members.iter().filter(is_local).nth(k) {
+                if deliver_local(srv, batch, s, msg, src) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+    // From a client: weighted random over locals (weight 1) and routes
+    // (their announced weight), then fall through the rest in order.
+    let total: u64 = members.iter().map(weight).sum();
+    let mut pick = rand::random_range(0..total.max(1));
+    let mut start = 0;
+    for (i, s) in members.iter().enumerate() {
+        let w = weight(s);
+        if pick < w {
+            start = i;
+            break;
+        }
+        pick -= w;
+    }
+    for i in 0..n {
+        let s = &members[(start + i) % n];
+        if s.client.kind == ConnKind::Route {
+            if s.client.out.is_closing() {
+                continue;
+            }
+            add_route_target(batch, s, s.queue.as_deref());
+            return true;
+        }
+        if deliver_local(srv, batch, s, msg, src) {
+            return true;
+        }
+    }
+    false
+}
+
+fn weight(s: &SubRef) -> u64 {
+    if s.client.kind == ConnKind::Route {
+        s.qw.load(Ordering::Relaxed).max(1)
+    } else {
+        1
+    }
+}
+
+/// Delivers to one local client subscription; false if it did not take it.
+pub fn deliver_local(
+    srv: &ServerState,
+    batch: &mut Batch,
+    sub: &SubRef,
+    msg: &Msg<'_>,
+    src: &Source<'_>,
+) -> bool {
+    let client = &sub.client;
+    if let Source::Client { me, echo: false } = src {
+        if Arc::ptr_eq(client, me) {
+            return false;
+        }
+    }
+    let max = sub.max.load(Ordering::Acquire);
+    let n = sub.delivered.fetch_add(1, Ordering::AcqRel) + 1;
+    if max > 0 && n > max {
+        return false;
+    }
+    if let Some(deny) = super::lock(&client.sub_deny).as_ref() {
+        if let Some(l) = &deny.subscribe {
+            if l.deny_overlaps(&sub.subject) && l.denies_literal(msg.subject_str) {
+                return false;
+            }
+        }
+    }
+    let headers = client.headers.load(Ordering::Relaxed);
+    let d = Delivery {
+        subject: msg.subject,
+        sid: &sub.sid,
+        reply: msg.reply,
+        hdr_len: msg.hdr_len,
+        hdr_raw: msg.hdr_raw,
+        size_raw: msg.size_raw,
+        payload: msg.payload,
+    };
+    match client
+        .out
+        .append_with(|b| encode::write_client_msg(b, &d, headers))
+    {
+        Ok(_) => {
+            let body = if msg.hdr_len > 0 && !headers {
+                msg.payload.len() - msg.hdr_len
+            } else {
+                msg.payload.len()
+            } as u64;
+            client.stats.out_msgs.fetch_add(1, Ordering::Relaxed);
+            client.stats.out_bytes.fetch_add(body, Ordering::Relaxed);
+            batch.out_msgs += 1;
+            batch.out_bytes += body;
+            batch.mark(client);
+        }
+        Err(_) => {
+            if client.out.closed_reason() == Some(ClosedState::SlowConsumerPendingBytes) {
+                srv.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            }
+            return false;
+        }
+    }
+    if max > 0 && n == max {
+        remove_sub_now(srv, sub);
+    }
+    true
+}
+
+/// Appends `RMSG`/`HMSG` for a route (nats-server `msgHeaderForRouteOrLeaf`).
+fn write_route_msg(
+    batch: &mut Batch,
+    route: &Arc<ClientShared>,
+    msg: &Msg<'_>,
+    queues: &[u8],
+) -> bool {
+    let headers = route.headers.load(Ordering::Relaxed);
+    let ok = route
+        .out
+        .append_with(|b| encode_route_msg(b, msg, queues, headers))
+        .is_ok();
+    if ok {
+        route.stats.out_msgs.fetch_add(1, Ordering::Relaxed);
+        route
+            .stats
+            .out_bytes
+            .fetch_add(msg.payload.len() as u64, Ordering::Relaxed);
+        batch.out_msgs += 1;
+        batch.out_bytes += msg.payload.len() as u64;
+        batch.mark(route);
+    }
+    ok
+}
+
+/// Encodes one routed message.
+pub fn encode_route_msg(b: &mut Vec<u8>, msg: &Msg<'_>, queues: &[u8], headers: bool) {
+    let with_hdr = msg.hdr_len > 0 && headers;
+    b.reserve(msg.subject.len() + msg.payload.len() + queues.len() + 48);
+    b.extend_from_slice(if with_hdr { b"HMSG " } else { b"RMSG " });
+    b.extend_from_slice(GLOBAL_ACCOUNT);
+    b.push(b' ');
+    b.extend_from_slice(msg.subject);
+    b.push(b' ');
+    if !queues.is_empty() {
+        match msg.reply {
+            Some(r) if !r.is_empty() => {
+                b.extend_from_slice(b"+ ");
+                b.extend_from_slice(r);
+                b.push(b' ');
+            }
+            _ => b.extend_from_slice(b"| "),
+        }
+        b.extend_from_slice(queues);
+    } else if let Some(r) = msg.reply {
+        if !r.is_empty() {
+            b.extend_from_slice(r);
+            b.push(b' ');
+        }
+    }
+    let body = if msg.hdr_len > 0 {
+        if with_hdr {
+            b.extend_from_slice(msg.hdr_raw);
+            b.push(b' ');
+            b.extend_from_slice(msg.size_raw);
+            msg.payload
+        } else {
+            let body = &msg.payload[msg.hdr_len.min(msg.payload.len())..];
+            encode::push_usize(b, body.len());
+            body
+        }
+    } else {
+        b.extend_from_slice(msg.size_raw);
+        msg.payload
+    };
+    b.extend_from_slice(encode::CRLF);
+    b.extend_from_slice(body);
+    b.extend_from_slice(encode::CRLF);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m<'a>(
+        reply: Option<&'a [u8]>,
+        payload: &'a [u8],
+        hdr: usize,
+        hdr_raw: &'a [u8],
+        size_raw: &'a [u8],
+    ) -> Msg<'a> {
+        Msg {
+            subject: b"foo",
+            subject_str: "foo",
+            reply,
+            hdr_len: hdr,
+            hdr_raw,
+            size_raw,
+            payload,
+        }
+    }
+
+    #[test]
+    fn rmsg_forms() {
+        let mut b = Vec::new();
+        encode_route_msg(&mut b, &m(None, b"hi", 0, b"", b"2"), b"", true);
+        assert_eq!(b, b"RMSG $G foo 2\r\nhi\r\n");
+        b.clear();
+        encode_route_msg(&mut b, &m(Some(b"r"), b"hi", 0, b"", b"2"), b"", true);
+        assert_eq!(b, b"RMSG $G foo r 2\r\nhi\r\n");
+        b.clear();
+        encode_route_msg(&mut b, &m(Some(b"r"), b"hi", 0, b"", b"2"), b"q1 q2 ", true);
+        assert_eq!(b, b"RMSG $G foo + r q1 q2 2\r\nhi\r\n");
+        b.clear();
+        encode_route_msg(&mut b, &m(None, b"hi", 0, b"", b"2"), b"q1 ", true);
+        assert_eq!(b, b"RMSG $G foo | q1 2\r\nhi\r\n");
+        b.clear();
+        let p = b"NATS/1.0\r\n\r\nhi";
+        encode_route_msg(&mut b, &m(None, p, 12, b"12", b"14"), b"", true);
+        assert_eq!(b, b"HMSG $G foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n");
+    }
+}

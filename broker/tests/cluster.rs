@@ -1,0 +1,527 @@
+//! Clustering over TCP routes: three of our brokers, and mixed clusters with
+//! Debian's nats-server 2.9.10.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl};
+use broker::server::{start, ServerHandle};
+use futures::StreamExt;
+use tokio::time::{sleep, timeout, Instant};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn route(addr: SocketAddr) -> RouteUrl {
+    RouteUrl {
+        url: format!("nats-route://{addr}"),
+        user: None,
+        password: None,
+        target: RouteTarget::Tcp {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        },
+    }
+}
+
+fn node_opts(name: &str, routes: Vec<RouteUrl>) -> Options {
+    Options {
+        server_name: Some(name.to_string()),
+        host: "127.0.0.1".into(),
+        port: -1,
+        cluster: ClusterOpts {
+            name: Some("c1".into()),
+            listen: Some(ListenAddr::Tcp {
+                host: "127.0.0.1".into(),
+                port: -1,
+            }),
+            routes,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn route_addr(h: &ServerHandle) -> SocketAddr {
+    h.state
+        .cluster
+        .listen_addr
+        .lock()
+        .unwrap()
+        .expect("cluster listening")
+}
+
+async fn wait_routes(h: &ServerHandle, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while h.state.cluster.num_routes() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} has {} routes, wanted {n}",
+            h.state.name,
+            h.state.cluster.num_routes()
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_interest(h: &ServerHandle, subject: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !h.state.sublist.read().unwrap().has_interest(subject) {
+        assert!(
+            Instant::now() < deadline,
+            "no interest in {subject} on {}",
+            h.state.name
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn client(h: &ServerHandle) -> async_nats::Client {
+    timeout(WAIT, async_nats::connect(h.client_addr.to_string()))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}
+
+async fn three_nodes() -> (ServerHandle, ServerHandle, ServerHandle) {
+    let a = start(node_opts("a", vec![])).await.unwrap();
+    let ra = route_addr(&a);
+    let b = start(node_opts("b", vec![route(ra)])).await.unwrap();
+    let c = start(node_opts("c", vec![route(ra)])).await.unwrap();
+    // Gossip turns the star into a full mesh.
+    for h in [&a, &b, &c] {
+        wait_routes(h, 2).await;
+    }
+    (a, b, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_forms_full_mesh_and_interest_propagates() {
+    let (a, b, c) = three_nodes().await;
+    let nc_c = client(&c).await;
+    let mut sub = nc_c.subscribe("foo.>").await.unwrap();
+    nc_c.flush().await.unwrap();
+    wait_interest(&b, "foo.bar").await;
+    let nc_b = client(&b).await;
+    for i in 0..10 {
+        nc_b.publish("foo.bar", format!("m{i}").into())
+            .await
+            .unwrap();
+    }
+    nc_b.flush().await.unwrap();
+    for i in 0..10 {
+        let m = timeout(WAIT, sub.next()).await.unwrap().unwrap();
+        assert_eq!(m.payload, format!("m{i}").as_bytes());
+    }
+    // Nothing more: the message crossed one route, never two.
+    assert!(timeout(Duration::from_millis(200), sub.next())
+        .await
+        .is_err());
+    drop((a, b, c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_groups_deliver_once_cluster_wide() {
+    let (a, b, c) = three_nodes().await;
+    let na = client(&a).await;
+    let nb = client(&b).await;
+    let nc = client(&c).await;
+    let mut q1 = na.queue_subscribe("work", "g".into()).await.unwrap();
+    let mut q2 = na.queue_subscribe("work", "g".into()).await.unwrap();
+    let mut q3 = nb.queue_subscribe("work", "g".into()).await.unwrap();
+    na.flush().await.unwrap();
+    nb.flush().await.unwrap();
+    wait_interest(&c, "work").await;
+    // Weight updates reach C after the first RS+; let them settle by
+    // waiting for A's weight 2 to arrive.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let total: u64 = {
+            let sl = c.state.sublist.read().unwrap();
+            let r = sl.match_subject("work");
+            r.queues
+                .iter()
+                .flat_map(|q| q.members.iter())
+                .map(|s| s.qw.load(std::sync::atomic::Ordering::Relaxed))
+                .sum()
+        };
+        if total >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "queue weights did not reach C");
+        sleep(Duration::from_millis(10)).await;
+    }
+    const N: usize = 300;
+    for i in 0..N {
+        nc.publish("work", i.to_string().into()).await.unwrap();
+    }
+    nc.flush().await.unwrap();
+    let mut seen = HashSet::new();
+    let mut per = [0usize; 3];
+    let deadline = Instant::now() + WAIT;
+    while seen.len() < N && Instant::now() < deadline {
+        tokio::select! {
+            Some(m) = q1.next() => { per[0] += 1; assert!(seen.insert(m.payload.to_vec()), "duplicate"); }
+            Some(m) = q2.next() => { per[1] += 1; assert!(seen.insert(m.payload.to_vec()), "duplicate"); }
+            Some(m) = q3.next() => { per[2] += 1; assert!(seen.insert(m.payload.to_vec()), "duplicate"); }
+            _ = sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    assert_eq!(seen.len(), N, "every message exactly once, got {per:?}");
+    assert!(per.iter().all(|&n| n > 0), "all members served: {per:?}");
+    // And no late duplicates.
+    let extra = timeout(Duration::from_millis(200), async {
+        tokio::select! {
+            m = q1.next() => m, m = q2.next() => m, m = q3.next() => m,
+        }
+    })
+    .await;
+    assert!(extra.is_err(), "unexpected extra delivery");
+    drop((a, b, c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_reply_across_nodes() {
+    let (a, b, c) = three_nodes().await;
+    let na = client(&a).await;
+    let mut svc = na.subscribe("svc.echo").await.unwrap();
+    na.flush().await.unwrap();
+    let responder = tokio::spawn(async move {
+        for _ in 0..5 {
+            let m = svc.next().await.unwrap();
+            na.publish(m.reply.unwrap(), m.payload).await.unwrap();
+        }
+        na.flush().await.unwrap();
+    });
+    wait_interest(&c, "svc.echo").await;
+    let nc = client(&c).await;
+    for i in 0..5 {
+        let r = timeout(WAIT, nc.request("svc.echo", format!("q{i}").into()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.payload, format!("q{i}").as_bytes());
+    }
+    responder.await.unwrap();
+    drop((a, b, c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_restart_reforms_routes_and_resyncs_interest() {
+    let a = start(node_opts("a", vec![])).await.unwrap();
+    let ra = route_addr(&a);
+    let b = start(node_opts("b", vec![route(ra)])).await.unwrap();
+    wait_routes(&a, 1).await;
+    let nb = client(&b).await;
+    let mut sub = nb.subscribe("x").await.unwrap();
+    nb.flush().await.unwrap();
+    wait_interest(&a, "x").await;
+    // Kill A; B keeps retrying its configured route.
+    a.shutdown().await;
+    sleep(Duration::from_millis(100)).await;
+    let mut o = node_opts("a2", vec![]);
+    o.cluster.listen = Some(ListenAddr::Tcp {
+        host: "127.0.0.1".into(),
+        port: ra.port() as i32,
+    });
+    let a2 = start(o).await.unwrap();
+    wait_routes(&a2, 1).await;
+    wait_interest(&a2, "x").await;
+    let na = client(&a2).await;
+    na.publish("x", "after".into()).await.unwrap();
+    na.flush().await.unwrap();
+    let m = timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    assert_eq!(m.payload, "after".as_bytes());
+    assert!(timeout(Duration::from_millis(200), sub.next())
+        .await
+        .is_err());
+    drop((a2, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_learn_connect_urls() {
+    let (a, b, c) = three_nodes().await;
+    // A fresh client on A sees all three client URLs in INFO.
+    let mut raw = tokio::net::TcpStream::connect(a.client_addr).await.unwrap();
+    let line = read_line(&mut raw).await;
+    for h in [&a, &b, &c] {
+        assert!(
+            line.contains(&h.client_addr.to_string()),
+            "INFO {line} lacks {}",
+            h.client_addr
+        );
+    }
+    drop((a, b, c));
+}
+
+async fn read_line(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    timeout(WAIT, async {
+        loop {
+            let n = s.read(&mut b).await.unwrap();
+            assert!(n > 0, "closed");
+            buf.push(b[0]);
+            if buf.ends_with(b"\r\n") {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    String::from_utf8(buf).unwrap()
+}
+
+/// Debian's nats-server as a cluster peer, killed on drop.
+struct NatsServer {
+    child: Child,
+    client: SocketAddr,
+    cluster: SocketAddr,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nats_server(routes: &[SocketAddr]) -> Option<NatsServer> {
+    let bin = which_nats_server()?;
+    let cp = free_port();
+    let rp = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args(["-a", "127.0.0.1", "-p", &cp.to_string(), "-n", "gnatsd"])
+        .args(["--cluster_name", "c1"])
+        .args(["--cluster", &format!("nats://127.0.0.1:{rp}")]);
+    if !routes.is_empty() {
+        let r: Vec<String> = routes.iter().map(|a| format!("nats-route://{a}")).collect();
+        cmd.args(["--routes", &r.join(",")]);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(NatsServer {
+        child,
+        client: format!("127.0.0.1:{cp}").parse().unwrap(),
+        cluster: format!("127.0.0.1:{rp}").parse().unwrap(),
+    })
+}
+
+fn which_nats_server() -> Option<String> {
+    for p in [
+        "/usr/bin/nats-server",
+        "/usr/sbin/nats-server",
+        "/usr/local/bin/nats-server",
+    ] {
+        if std::path::Path::new(p).exists() {
+            return Some(p.to_string());
+        }
+    }
+    None
+}
+
+async fn connect_retry(addr: SocketAddr) -> async_nats::Client {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(Ok(c)) = timeout(
+            Duration::from_secs(2),
+            async_nats::connect(addr.to_string()),
+        )
+        .await
+        {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "could not connect to {addr}");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Publishes until the subscriber sees one message (interest crosses the
+/// route asynchronously and nats-server offers no way to ask for it).
+async fn publish_until_seen(
+    pubc: &async_nats::Client,
+    sub: &mut async_nats::Subscriber,
+    subject: &str,
+) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        pubc.publish(subject.to_string(), "probe".into())
+            .await
+            .unwrap();
+        pubc.flush().await.unwrap();
+        if let Ok(Some(_)) = timeout(Duration::from_millis(100), sub.next()).await {
+            // Drain any other probes already in flight.
+            while let Ok(Some(_)) = timeout(Duration::from_millis(100), sub.next()).await {}
+            return;
+        }
+        assert!(Instant::now() < deadline, "no delivery on {subject}");
+    }
+}
+
+async fn mixed_pubsub_both_ways(ours: &ServerHandle, theirs: &NatsServer) {
+    let n_ours = client(ours).await;
+    let n_theirs = connect_retry(theirs.client).await;
+    // theirs -> ours
+    let mut s1 = n_ours.subscribe("mixed.a").await.unwrap();
+    n_ours.flush().await.unwrap();
+    publish_until_seen(&n_theirs, &mut s1, "mixed.a").await;
+    for i in 0..20 {
+        n_theirs
+            .publish("mixed.a", format!("{i}").into())
+            .await
+            .unwrap();
+    }
+    n_theirs.flush().await.unwrap();
+    for i in 0..20 {
+        let m = timeout(WAIT, s1.next()).await.unwrap().unwrap();
+        assert_eq!(m.payload, format!("{i}").as_bytes());
+    }
+    // ours -> theirs, with headers
+    let mut s2 = n_theirs.subscribe("mixed.b").await.unwrap();
+    n_theirs.flush().await.unwrap();
+    publish_until_seen(&n_ours, &mut s2, "mixed.b").await;
+    let mut hdrs = async_nats::HeaderMap::new();
+    hdrs.insert("X-Test", "1");
+    n_ours
+        .publish_with_headers("mixed.b", hdrs, "h".into())
+        .await
+        .unwrap();
+    n_ours.flush().await.unwrap();
+    let m = timeout(WAIT, s2.next()).await.unwrap().unwrap();
+    assert_eq!(m.payload, "h".as_bytes());
+    assert_eq!(
+        m.headers.unwrap().get("X-Test").map(|v| v.as_str()),
+        Some("1")
+    );
+    // request on theirs, responder on ours
+    let mut svc = n_ours.subscribe("mixed.svc").await.unwrap();
+    n_ours.flush().await.unwrap();
+    let n2 = n_ours.clone();
+    let responder = tokio::spawn(async move {
+        while let Some(m) = svc.next().await {
+            if let Some(r) = m.reply {
+                n2.publish(r, m.payload).await.unwrap();
+                n2.flush().await.unwrap();
+            }
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match timeout(
+            Duration::from_millis(500),
+            n_theirs.request("mixed.svc", "ping".into()),
+        )
+        .await
+        {
+            Ok(Ok(r)) => {
+                assert_eq!(r.payload, "ping".as_bytes());
+                break;
+            }
+            _ => assert!(
+                Instant::now() < deadline,
+                "request across mixed route failed"
+            ),
+        }
+    }
+    responder.abort();
+    // queue group: members on both sides, publisher on theirs, each once.
+    let mut qa = n_ours.queue_subscribe("mixed.q", "g".into()).await.unwrap();
+    let mut qb = n_theirs
+        .queue_subscribe("mixed.q", "g".into())
+        .await
+        .unwrap();
+    n_ours.flush().await.unwrap();
+    n_theirs.flush().await.unwrap();
+    sleep(Duration::from_millis(300)).await;
+    const N: usize = 200;
+    for i in 0..N {
+        n_theirs
+            .publish("mixed.q", i.to_string().into())
+            .await
+            .unwrap();
+    }
+    n_theirs.flush().await.unwrap();
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + WAIT;
+    while seen.len() < N && Instant::now() < deadline {
+        tokio::select! {
+            Some(m) = qa.next() => assert!(seen.insert(m.payload.to_vec()), "duplicate"),
+            Some(m) = qb.next() => assert!(seen.insert(m.payload.to_vec()), "duplicate"),
+            _ = sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    assert_eq!(seen.len(), N);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_cluster_ours_dials_nats_server() {
+    let Some(theirs) = nats_server(&[]) else {
+        panic!("nats-server 2.9.10 is required (apt-get install nats-server)");
+    };
+    let ours = start(node_opts("ours", vec![route(theirs.cluster)]))
+        .await
+        .unwrap();
+    wait_routes(&ours, 1).await;
+    mixed_pubsub_both_ways(&ours, &theirs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_cluster_nats_server_dials_ours_and_gossip_meshes() {
+    // Seed is ours; nats-server and a second broker both route to it and
+    // must find each other through gossip.
+    let seed = start(node_opts("seed", vec![])).await.unwrap();
+    let rs = route_addr(&seed);
+    let Some(theirs) = nats_server(&[rs]) else {
+        panic!("nats-server 2.9.10 is required (apt-get install nats-server)");
+    };
+    let other = start(node_opts("other", vec![route(rs)])).await.unwrap();
+    wait_routes(&seed, 2).await;
+    wait_routes(&other, 2).await;
+    mixed_pubsub_both_ways(&seed, &theirs).await;
+    mixed_pubsub_both_ways(&other, &theirs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_cluster_nats_server_seed_gossips_to_ours() {
+    let Some(seed) = nats_server(&[]) else {
+        panic!("nats-server 2.9.10 is required (apt-get install nats-server)");
+    };
+    // Wait for the seed's route port.
+    let deadline = Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(seed.cluster).await.is_err() {
+        assert!(Instant::now() < deadline);
+        sleep(Duration::from_millis(20)).await;
+    }
+    let x = start(node_opts("x", vec![route(seed.cluster)]))
+        .await
+        .unwrap();
+    let y = start(node_opts("y", vec![route(seed.cluster)]))
+        .await
+        .unwrap();
+    wait_routes(&x, 2).await;
+    wait_routes(&y, 2).await;
+    let nx = client(&x).await;
+    let mut s = nx.subscribe("g.t").await.unwrap();
+    nx.flush().await.unwrap();
+    wait_interest(&y, "g.t").await;
+    let ny = client(&y).await;
+    ny.publish("g.t", "1".into()).await.unwrap();
+    ny.flush().await.unwrap();
+    let m = timeout(WAIT, s.next()).await.unwrap().unwrap();
+    assert_eq!(m.payload, "1".as_bytes());
+    // Exactly once although x and y also both route to the seed.
+    assert!(timeout(Duration::from_millis(200), s.next()).await.is_err());
+}
