@@ -502,9 +502,11 @@ mod tests {
         );
     }
 
+    type ErrCheck = fn(&AddrError) -> bool;
+
     #[test]
     fn scion_addr_errors() {
-        let cases: &[(&str, fn(&AddrError) -> bool)] = &[
+        let cases: &[(&str, ErrCheck)] = &[
             ("", |e| matches!(e, AddrError::Empty)),
             ("127.0.0.1:80", |e| {
                 matches!(e, AddrError::MissingComma { .. })

@@ -105,6 +105,11 @@ enum Link {
     },
     /// Packets vanish.
     Blackhole,
+    /// Every `every`-th probe vanishes.
+    Lossy {
+        rtt: Duration,
+        every: u32,
+    },
     /// The first router answers with SCMP interface down for this interface.
     Scmp {
         ia: IsdAsn,
@@ -118,6 +123,7 @@ struct Sim {
     t0: Instant,
     now: Instant,
     links: HashMap<PathFingerprint, Link>,
+    sent_per_path: HashMap<PathFingerprint, u32>,
     replies: Vec<(Instant, PathFingerprint, u64)>,
     scmps: Vec<(Instant, IsdAsn, u16)>,
     switches: Vec<(Duration, PathFingerprint, SwitchCause)>,
@@ -147,6 +153,7 @@ impl Sim {
             t0,
             now: t0,
             links,
+            sent_per_path: HashMap::new(),
             replies: Vec::new(),
             scmps: Vec::new(),
             switches: Vec::new(),
@@ -177,6 +184,13 @@ impl Sim {
                         }
                         Some(Link::Scmp { ia, ifid, after }) => {
                             self.scmps.push((self.now + after, ia, ifid))
+                        }
+                        Some(Link::Lossy { rtt, every }) => {
+                            let n = self.sent_per_path.entry(fingerprint).or_insert(0);
+                            *n += 1;
+                            if *n % every != 0 {
+                                self.replies.push((self.now + rtt, fingerprint, seq))
+                            }
                         }
                         Some(Link::Blackhole) | None => {}
                     }
@@ -335,6 +349,7 @@ fn silent_blackhole_detected_within_300ms() {
             );
         }
     }
+    eprintln!("worst silent-blackhole detection: {worst:?}");
     assert!(worst >= MS * 100, "suspiciously fast detection {worst:?}");
 }
 
@@ -725,4 +740,55 @@ fn no_paths_asks_for_paths_then_starts() {
     assert!(acts[1..]
         .iter()
         .all(|a| matches!(a, SelectorAction::SendProbe { .. })));
+}
+
+#[test]
+fn persistently_lossy_active_path_is_left() {
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::with_rtts(cfg("latency"), paths, &[10, 30]);
+    s.run_until(MS * 3000);
+    assert_eq!(s.active(), fp(1));
+    let t = s.at();
+    // Every other probe lost: never three in a row, but half the traffic gone.
+    s.set(
+        1,
+        Link::Lossy {
+            rtt: MS * 10,
+            every: 2,
+        },
+    );
+    s.run_until(t + MS * 5000);
+    let sw = s.switches_after(t);
+    assert_eq!(sw.len(), 1, "{sw:?}");
+    assert_eq!((sw[0].1, sw[0].2), (fp(2), SwitchCause::ProbeLoss));
+    let took = sw[0].0 - t;
+    eprintln!("lossy active path left after {took:?}");
+    assert!(took <= MS * 1500, "{took:?}");
+    assert_eq!(s.state(1), PathState::Suspect);
+    // Healed: P1 comes back once its window is clean and it is better by the margin.
+    let healed = s.at();
+    s.set(1, Link::Up { rtt: MS * 10 });
+    s.run_until(healed + MS * 10_000);
+    let back = s.switches_after(healed);
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!((back[0].1, back[0].2), (fp(1), SwitchCause::Better));
+}
+
+#[test]
+fn sparse_loss_does_not_switch() {
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::with_rtts(cfg("latency"), paths, &[10, 30]);
+    s.set(
+        1,
+        Link::Lossy {
+            rtt: MS * 10,
+            every: 10,
+        },
+    );
+    s.run_until(MS * 20_000);
+    assert_eq!(s.active(), fp(1));
+    assert_eq!(s.sel.switch_count(), 0);
+    let v = s.sel.candidates();
+    let loss = v[0].loss.unwrap();
+    assert!(loss > 0.0 && loss < 0.25, "{loss}");
 }

@@ -172,7 +172,7 @@ impl PathInfo {
     pub fn validate(&self) -> Result<(), PathInfoError> {
         let fp = || self.fingerprint.short();
         let n = self.interfaces.len();
-        if n % 2 != 0 {
+        if !n.is_multiple_of(2) {
             return Err(PathInfoError::OddInterfaces {
                 fingerprint: fp(),
                 count: n,
@@ -220,7 +220,7 @@ impl PathInfo {
     /// Empty for a path inside one AS or a malformed (odd) interface list.
     pub fn as_hops(&self) -> Vec<AsHop> {
         let ifs = &self.interfaces;
-        if ifs.is_empty() || ifs.len() % 2 != 0 {
+        if ifs.is_empty() || !ifs.len().is_multiple_of(2) {
             return Vec::new();
         }
         let mut hops = Vec::with_capacity(ifs.len() / 2 + 1);

@@ -489,7 +489,7 @@ impl Sequence {
         let Some(root) = &self.root else {
             return true;
         };
-        if path.interfaces.len() % 2 != 0 {
+        if !path.interfaces.len().is_multiple_of(2) {
             // pathpol.GetSequence rejects such paths; so do we.
             return false;
         }

@@ -85,6 +85,16 @@ impl ProbeStats {
         Some(lost as f32 / self.window.len() as f32)
     }
 
+    /// True when the window is full and at least `threshold` of it was lost.
+    pub fn is_lossy(&self, threshold: f32) -> bool {
+        self.window.len() >= self.window_cap && self.loss().is_some_and(|l| l >= threshold)
+    }
+
+    /// Forgets the outcome history (not the RTT): a path that came back starts afresh.
+    pub fn clear_window(&mut self) {
+        self.window.clear();
+    }
+
     /// How long to wait for a probe's answer before counting it lost.
     pub fn timeout(&self, min: Duration, initial: Duration, max: Duration) -> Duration {
         match self.srtt {

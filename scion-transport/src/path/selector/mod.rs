@@ -25,182 +25,19 @@
 //!   left; expired paths are never used; paths too small for QUIC are filtered with a reason.
 //! - `redundancy: n` exposes the n best mutually disjoint live paths as the active set.
 
+mod config;
+mod plan;
+mod view;
+
 use std::collections::HashMap;
-use std::fmt;
 use std::time::{Duration, Instant};
 
+pub use config::{SelectorConfig, SelectorConfigError};
+pub use view::{CandidateView, PathState, SelectorAction, SwitchCause};
+
 use super::model::{PathFingerprint, PathInfo};
-use super::policy::PathPolicy;
-use super::preference::{PathMetrics, PathPreference, SwitchMargin, Verdict};
 use super::probe::ProbeStats;
 use crate::address::IsdAsn;
-
-/// Selector tuning. `Default` gives the values described in the module docs.
-#[derive(Debug, Clone)]
-pub struct SelectorConfig {
-    pub preference: PathPreference,
-    pub policy: PathPolicy,
-    /// Smallest UDP payload a path must carry: QUIC needs 1200-byte datagrams (RFC 9000 14.1).
-    pub min_payload: u16,
-    /// Source + destination host address bytes in the SCION header (8 = IPv4 to IPv4).
-    pub host_addr_bytes: u16,
-    pub active_probe_interval: Duration,
-    pub backup_probe_interval: Duration,
-    /// Interval for Down paths that are watched for recovery.
-    pub down_probe_interval: Duration,
-    /// How many backups to watch (twice: by standing and by preference; overlaps count once).
-    pub probed_backups: usize,
-    pub probe_timeout_min: Duration,
-    /// Timeout while a path has no RTT sample yet.
-    pub probe_timeout_initial: Duration,
-    pub probe_timeout_max: Duration,
-    /// Consecutive lost probes that mark a path Down.
-    pub down_after_misses: u32,
-    /// Consecutive answered probes that bring a Down path back.
-    pub revive_after_replies: u32,
-    /// How long a better path must have answered every probe before we switch to it.
-    pub failback_hold: Duration,
-    pub margin: SwitchMargin,
-    pub refresh_before_expiry: Duration,
-    /// Minimum time between two `RefreshPaths` actions.
-    pub refresh_retry: Duration,
-    /// Paths in the active set (1 = plain failover; n > 1 = send over n disjoint paths).
-    pub redundancy: usize,
-    /// Probe outcomes kept for the loss figure.
-    pub loss_window: usize,
-}
-
-impl Default for SelectorConfig {
-    fn default() -> Self {
-        SelectorConfig {
-            preference: PathPreference::default(),
-            policy: PathPolicy::default(),
-            min_payload: 1200,
-            host_addr_bytes: 8,
-            active_probe_interval: Duration::from_millis(50),
-            backup_probe_interval: Duration::from_millis(300),
-            down_probe_interval: Duration::from_millis(500),
-            probed_backups: 2,
-            probe_timeout_min: Duration::from_millis(80),
-            probe_timeout_initial: Duration::from_secs(1),
-            probe_timeout_max: Duration::from_secs(2),
-            down_after_misses: 3,
-            revive_after_replies: 2,
-            failback_hold: Duration::from_secs(2),
-            margin: SwitchMargin::default(),
-            refresh_before_expiry: Duration::from_secs(300),
-            refresh_retry: Duration::from_secs(10),
-            redundancy: 1,
-            loss_window: 20,
-        }
-    }
-}
-
-/// A configuration the selector cannot run with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SelectorConfigError {
-    #[error("selector: {0} must be greater than zero")]
-    Zero(&'static str),
-    #[error("selector: probe_timeout_min ({min:?}) is above probe_timeout_max ({max:?})")]
-    TimeoutBounds { min: Duration, max: Duration },
-}
-
-/// Why the selector changed path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SwitchCause {
-    /// First path chosen.
-    Initial,
-    /// The active path crosses an interface reported down by SCMP.
-    ScmpDown,
-    /// The active path stopped answering probes.
-    ProbeLoss,
-    /// A better path has been stable for the hold time.
-    Better,
-    /// The active path's hop fields expired.
-    Expiry,
-    /// A path refresh no longer lists (or no longer allows) the active path.
-    Refresh,
-}
-
-impl fmt::Display for SwitchCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SwitchCause::Initial => "initial",
-            SwitchCause::ScmpDown => "scmp-down",
-            SwitchCause::ProbeLoss => "probe-loss",
-            SwitchCause::Better => "better",
-            SwitchCause::Expiry => "expiry",
-            SwitchCause::Refresh => "refresh",
-        })
-    }
-}
-
-/// What the I/O side must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SelectorAction {
-    /// Send probe `seq` over this path now, then call `on_probe_sent`.
-    SendProbe {
-        fingerprint: PathFingerprint,
-        seq: u64,
-    },
-    /// Use this path for data from now on.
-    SwitchTo {
-        fingerprint: PathFingerprint,
-        cause: SwitchCause,
-    },
-    /// Ask the path source for fresh paths and pass them to `set_paths`.
-    RefreshPaths,
-}
-
-/// A path's standing, as shown on /pathz.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PathState {
-    /// Answers probes.
-    Alive,
-    /// Not probed yet (or no outcome yet).
-    Unprobed,
-    /// Lost its last one or two probes.
-    Suspect,
-    /// SCMP interface down, or too many lost probes in a row.
-    Down,
-    /// Hop fields expired.
-    Expired,
-    /// Removed by MTU or policy (see `reason`).
-    Filtered,
-}
-
-impl fmt::Display for PathState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PathState::Alive => "alive",
-            PathState::Unprobed => "unprobed",
-            PathState::Suspect => "suspect",
-            PathState::Down => "down",
-            PathState::Expired => "expired",
-            PathState::Filtered => "filtered",
-        })
-    }
-}
-
-/// One path as /pathz shows it.
-#[derive(Debug, Clone)]
-pub struct CandidateView {
-    pub info: PathInfo,
-    pub state: PathState,
-    /// Smoothed probe RTT.
-    pub rtt: Option<Duration>,
-    pub rtt_var: Option<Duration>,
-    /// Lost fraction of the recent probes.
-    pub loss: Option<f32>,
-    /// Why the path is Down, Filtered or Expired.
-    pub reason: Option<String>,
-    pub active: bool,
-    pub in_active_set: bool,
-    /// Position in the selector's current ranking (0 = best), if usable at all.
-    pub rank: Option<usize>,
-    pub probes_sent: u64,
-    pub probes_answered: u64,
-}
 
 #[derive(Debug, Clone)]
 enum DownReason {
@@ -252,33 +89,9 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// A selector with no paths yet; fails on a configuration it cannot run with.
     pub fn new(cfg: SelectorConfig) -> Result<Self, SelectorConfigError> {
-        for (name, d) in [
-            ("active_probe_interval", cfg.active_probe_interval),
-            ("backup_probe_interval", cfg.backup_probe_interval),
-            ("down_probe_interval", cfg.down_probe_interval),
-            ("probe_timeout_min", cfg.probe_timeout_min),
-            ("refresh_retry", cfg.refresh_retry),
-        ] {
-            if d.is_zero() {
-                return Err(SelectorConfigError::Zero(name));
-            }
-        }
-        if cfg.down_after_misses == 0 {
-            return Err(SelectorConfigError::Zero("down_after_misses"));
-        }
-        if cfg.revive_after_replies == 0 {
-            return Err(SelectorConfigError::Zero("revive_after_replies"));
-        }
-        if cfg.redundancy == 0 {
-            return Err(SelectorConfigError::Zero("redundancy"));
-        }
-        if cfg.probe_timeout_min > cfg.probe_timeout_max {
-            return Err(SelectorConfigError::TimeoutBounds {
-                min: cfg.probe_timeout_min,
-                max: cfg.probe_timeout_max,
-            });
-        }
+        cfg.validate()?;
         Ok(Selector {
             cfg,
             cands: Vec::new(),
@@ -452,6 +265,7 @@ impl Selector {
                 if c.stats.consecutive_replies >= revive_after {
                     c.down = None;
                     c.alive_since = Some(now);
+                    c.stats.clear_window();
                 }
             }
             None => {
@@ -480,86 +294,8 @@ impl Selector {
         )
     }
 
-    fn state_of(&self, c: &Candidate, now: Instant) -> PathState {
-        if c.filtered.is_some() {
-            PathState::Filtered
-        } else if now >= c.expires_at {
-            PathState::Expired
-        } else if c.down.is_some() {
-            PathState::Down
-        } else if c.stats.consecutive_misses > 0 {
-            PathState::Suspect
-        } else if c.stats.answered == 0 {
-            PathState::Unprobed
-        } else {
-            PathState::Alive
-        }
-    }
-
-    fn metrics<'a>(&self, c: &'a Candidate) -> PathMetrics<'a> {
-        PathMetrics {
-            info: &c.info,
-            measured_rtt: c.stats.srtt,
-        }
-    }
-
-    /// Usable paths (not filtered or expired) by preference only, any state.
-    fn preferred_order(&self, now: Instant) -> Vec<usize> {
-        let mut idx: Vec<usize> = (0..self.cands.len())
-            .filter(|&i| {
-                !matches!(
-                    self.state_of(&self.cands[i], now),
-                    PathState::Filtered | PathState::Expired
-                )
-            })
-            .collect();
-        self.cfg
-            .preference
-            .sort_by_metrics(&mut idx, |&i| self.metrics(&self.cands[i]));
-        idx
-    }
-
-    /// Usable paths best first: live before unprobed before suspect before down, preference
-    /// order within each class.
-    fn ranking(&self, now: Instant) -> Vec<usize> {
-        let mut idx = self.preferred_order(now);
-        // Stable: keeps the preference order inside each class.
-        idx.sort_by_key(|&i| self.state_of(&self.cands[i], now));
-        idx
-    }
-
     fn active_index(&self) -> Option<usize> {
         self.active.and_then(|f| self.index.get(&f).copied())
-    }
-
-    /// Whether `cand` should replace `cur` as a failback: better by preference beyond the
-    /// margin, or, with no preference, earlier in the daemon's order.
-    ///
-    /// Both RTT estimates are taken in favour of staying: the candidate at the worse of its
-    /// SRTT and latest sample, the active path at the better of the two. A backup is probed
-    /// only every few hundred ms, so its SRTT lags a change; a single sample is noisy. Leaving a
-    /// working path on either alone would be a needless (and possibly wrong) switch.
-    fn is_better(&self, cand: usize, cur: usize) -> bool {
-        let (c, a) = (&self.cands[cand], &self.cands[cur]);
-        if self.cfg.preference.is_empty() {
-            return cand < cur;
-        }
-        let pick = |s: &ProbeStats, worst: bool| match (s.srtt, s.latest_rtt) {
-            (Some(x), Some(y)) => Some(if worst { x.max(y) } else { x.min(y) }),
-            (x, y) => x.or(y),
-        };
-        let cm = PathMetrics {
-            info: &c.info,
-            measured_rtt: pick(&c.stats, true),
-        };
-        let am = PathMetrics {
-            info: &a.info,
-            measured_rtt: pick(&a.stats, false),
-        };
-        self.cfg
-            .preference
-            .compare_with_margin(&cm, &am, &self.cfg.margin)
-            == Verdict::Better
     }
 
     fn switch(&mut self, i: usize, cause: SwitchCause, out: &mut Vec<SelectorAction>) {
@@ -672,147 +408,29 @@ impl Selector {
             }
             return;
         }
+        // Leave a working path only for one that has answered every probe for the hold time:
+        // either it is better by preference, or the active path keeps losing probes.
         let hold = self.cfg.failback_hold;
-        let better = ranking.iter().copied().find(|&i| {
+        let active_lossy = self.cands[ai].stats.is_lossy(self.cfg.lossy_threshold);
+        let target = ranking.iter().copied().find_map(|i| {
             let c = &self.cands[i];
-            i != ai
+            let stable = i != ai
                 && self.state_of(c, now) == PathState::Alive
                 && c.alive_since
-                    .is_some_and(|t| now.saturating_duration_since(t) >= hold)
-                && self.is_better(i, ai)
+                    .is_some_and(|t| now.saturating_duration_since(t) >= hold);
+            if !stable {
+                None
+            } else if self.is_better(i, ai) {
+                Some((i, SwitchCause::Better))
+            } else if active_lossy {
+                Some((i, SwitchCause::ProbeLoss))
+            } else {
+                None
+            }
         });
-        if let Some(i) = better {
-            self.switch(i, SwitchCause::Better, out);
+        if let Some((i, cause)) = target {
+            self.switch(i, cause, out);
         }
-    }
-
-    /// When the next `RefreshPaths` is due, if any.
-    fn refresh_due(&self, now: Instant) -> Option<Instant> {
-        let usable: Vec<&Candidate> = self
-            .cands
-            .iter()
-            .filter(|c| {
-                !matches!(
-                    self.state_of(c, now),
-                    PathState::Filtered | PathState::Expired
-                )
-            })
-            .collect();
-        let nothing_live = usable
-            .iter()
-            .all(|c| self.state_of(c, now) == PathState::Down);
-        let due = if nothing_live {
-            now
-        } else {
-            usable
-                .iter()
-                .map(|c| {
-                    c.expires_at
-                        .checked_sub(self.cfg.refresh_before_expiry)
-                        .unwrap_or(now)
-                })
-                .min()?
-        };
-        Some(match self.last_refresh_request {
-            Some(t) => due.max(t + self.cfg.refresh_retry),
-            None => due,
-        })
-    }
-
-    /// Paths to probe with their next due time.
-    fn probe_plan(&self, now: Instant) -> Vec<(usize, Instant)> {
-        let mut roles: Vec<(usize, Role)> = Vec::new();
-        let ranking = self.ranking(now);
-        for i in self.active_set_indices(now, &ranking) {
-            roles.push((i, Role::Active));
-        }
-        let k = self.cfg.probed_backups;
-        let by_rank = ranking.iter().copied();
-        let by_pref = self.preferred_order(now).into_iter();
-        for i in by_rank
-            .filter(|i| !roles.iter().any(|(j, _)| j == i))
-            .take(k)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .chain(
-                by_pref
-                    .filter(|i| !roles.iter().any(|(j, _)| j == i))
-                    .take(k)
-                    .collect::<Vec<_>>(),
-            )
-        {
-            if !roles.iter().any(|(j, _)| *j == i) {
-                roles.push((i, Role::Backup));
-            }
-        }
-        roles
-            .into_iter()
-            .map(|(i, role)| {
-                let c = &self.cands[i];
-                let interval = match (role, &c.down) {
-                    (Role::Active, _) => self.cfg.active_probe_interval,
-                    // A Down path that started answering again is confirmed quickly.
-                    (Role::Backup, Some(_)) if c.stats.consecutive_replies > 0 => {
-                        self.cfg.active_probe_interval
-                    }
-                    (Role::Backup, Some(_)) => self.cfg.down_probe_interval,
-                    (Role::Backup, None) => self.cfg.backup_probe_interval,
-                };
-                let due = c.last_probe_sent.map_or(now, |t| t + interval);
-                (i, due)
-            })
-            .collect()
-    }
-
-    /// Active path first, then (redundancy > 1) the best live paths sharing no interface with
-    /// those already chosen; if too few disjoint paths exist, the least overlapping live ones.
-    fn active_set_indices(&self, now: Instant, ranking: &[usize]) -> Vec<usize> {
-        let Some(ai) = self.active_index() else {
-            return Vec::new();
-        };
-        let mut set = vec![ai];
-        let n = self.cfg.redundancy;
-        if n <= 1 {
-            return set;
-        }
-        let live: Vec<usize> = ranking
-            .iter()
-            .copied()
-            .filter(|&i| i != ai && self.state_of(&self.cands[i], now) < PathState::Down)
-            .collect();
-        for &i in &live {
-            if set.len() >= n {
-                break;
-            }
-            if set
-                .iter()
-                .all(|&j| self.cands[i].info.is_disjoint(&self.cands[j].info))
-            {
-                set.push(i);
-            }
-        }
-        while set.len() < n {
-            let overlap = |i: usize| -> usize {
-                set.iter()
-                    .map(|&j| {
-                        self.cands[i]
-                            .info
-                            .shared_interfaces(&self.cands[j].info)
-                            .len()
-                    })
-                    .sum()
-            };
-            let next = live
-                .iter()
-                .copied()
-                .filter(|i| !set.contains(i))
-                .min_by_key(|&i| overlap(i));
-            match next {
-                Some(i) => set.push(i),
-                None => break,
-            }
-        }
-        set
     }
 
     /// The earliest time `poll` has something to do.

@@ -1,0 +1,119 @@
+//! Selector configuration and its validation.
+
+use std::time::Duration;
+
+use crate::path::policy::PathPolicy;
+use crate::path::preference::{PathPreference, SwitchMargin};
+
+/// Selector tuning. `Default` gives the values described in the module docs.
+#[derive(Debug, Clone)]
+pub struct SelectorConfig {
+    pub preference: PathPreference,
+    pub policy: PathPolicy,
+    /// Smallest UDP payload a path must carry: QUIC needs 1200-byte datagrams (RFC 9000 14.1).
+    pub min_payload: u16,
+    /// Source + destination host address bytes in the SCION header (8 = IPv4 to IPv4).
+    pub host_addr_bytes: u16,
+    pub active_probe_interval: Duration,
+    pub backup_probe_interval: Duration,
+    /// Interval for Down paths that are watched for recovery.
+    pub down_probe_interval: Duration,
+    /// How many backups to watch (twice: by standing and by preference; overlaps count once).
+    pub probed_backups: usize,
+    pub probe_timeout_min: Duration,
+    /// Timeout while a path has no RTT sample yet.
+    pub probe_timeout_initial: Duration,
+    pub probe_timeout_max: Duration,
+    /// Consecutive lost probes that mark a path Down.
+    pub down_after_misses: u32,
+    /// Consecutive answered probes that bring a Down path back.
+    pub revive_after_replies: u32,
+    /// How long a better path must have answered every probe before we switch to it.
+    pub failback_hold: Duration,
+    pub margin: SwitchMargin,
+    pub refresh_before_expiry: Duration,
+    /// Minimum time between two `RefreshPaths` actions.
+    pub refresh_retry: Duration,
+    /// Paths in the active set (1 = plain failover; n > 1 = send over n disjoint paths).
+    pub redundancy: usize,
+    /// Probe outcomes kept for the loss figure.
+    pub loss_window: usize,
+    /// A path losing at least this fraction of the probes in its (full) loss window counts as
+    /// Suspect even between losses, and an active path in that state is left for a stable one.
+    /// Three-in-a-row detection alone misses a path that drops every other packet.
+    pub lossy_threshold: f32,
+}
+
+impl Default for SelectorConfig {
+    fn default() -> Self {
+        SelectorConfig {
+            preference: PathPreference::default(),
+            policy: PathPolicy::default(),
+            min_payload: 1200,
+            host_addr_bytes: 8,
+            active_probe_interval: Duration::from_millis(50),
+            backup_probe_interval: Duration::from_millis(300),
+            down_probe_interval: Duration::from_millis(500),
+            probed_backups: 2,
+            probe_timeout_min: Duration::from_millis(80),
+            probe_timeout_initial: Duration::from_secs(1),
+            probe_timeout_max: Duration::from_secs(2),
+            down_after_misses: 3,
+            revive_after_replies: 2,
+            failback_hold: Duration::from_secs(2),
+            margin: SwitchMargin::default(),
+            refresh_before_expiry: Duration::from_secs(300),
+            refresh_retry: Duration::from_secs(10),
+            redundancy: 1,
+            loss_window: 20,
+            lossy_threshold: 0.25,
+        }
+    }
+}
+
+/// A configuration the selector cannot run with.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SelectorConfigError {
+    #[error("selector: {0} must be greater than zero")]
+    Zero(&'static str),
+    #[error("selector: probe_timeout_min ({min:?}) is above probe_timeout_max ({max:?})")]
+    TimeoutBounds { min: Duration, max: Duration },
+    #[error("selector: lossy_threshold {0} is not a fraction in 0..=1")]
+    LossyThreshold(f32),
+}
+
+impl SelectorConfig {
+    /// Checks the values a selector cannot run with (zero intervals, inverted bounds, ...).
+    pub fn validate(&self) -> Result<(), SelectorConfigError> {
+        for (name, d) in [
+            ("active_probe_interval", self.active_probe_interval),
+            ("backup_probe_interval", self.backup_probe_interval),
+            ("down_probe_interval", self.down_probe_interval),
+            ("probe_timeout_min", self.probe_timeout_min),
+            ("refresh_retry", self.refresh_retry),
+        ] {
+            if d.is_zero() {
+                return Err(SelectorConfigError::Zero(name));
+            }
+        }
+        if self.down_after_misses == 0 {
+            return Err(SelectorConfigError::Zero("down_after_misses"));
+        }
+        if self.revive_after_replies == 0 {
+            return Err(SelectorConfigError::Zero("revive_after_replies"));
+        }
+        if self.redundancy == 0 {
+            return Err(SelectorConfigError::Zero("redundancy"));
+        }
+        if self.probe_timeout_min > self.probe_timeout_max {
+            return Err(SelectorConfigError::TimeoutBounds {
+                min: self.probe_timeout_min,
+                max: self.probe_timeout_max,
+            });
+        }
+        if !(0.0..=1.0).contains(&self.lossy_threshold) {
+            return Err(SelectorConfigError::LossyThreshold(self.lossy_threshold));
+        }
+        Ok(())
+    }
+}
