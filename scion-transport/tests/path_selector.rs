@@ -188,7 +188,7 @@ impl Sim {
                         Some(Link::Lossy { rtt, every }) => {
                             let n = self.sent_per_path.entry(fingerprint).or_insert(0);
                             *n += 1;
-                            if *n % every != 0 {
+                            if !(*n).is_multiple_of(every) {
                                 self.replies.push((self.now + rtt, fingerprint, seq))
                             }
                         }
