@@ -3,3 +3,5 @@ pub mod address;
 pub mod wire;
 pub mod emu;
 pub mod path;
+pub mod daemon;
+pub mod topology;

@@ -1,0 +1,142 @@
+//! Client of the SCION daemon (sciond) over gRPC, with scion-protobuf's generated client.
+//!
+//! The same code talks to a real daemon (scionproto ≥ v0.12, SCIONLab), to PocketSCION and
+//! to the emulator's daemons. The vendored proto of scion-protobuf 0.5.2 has no `PortRange`
+//! call, so the dispatched port range comes from topology.json (see `topology.rs`).
+
+use std::time::Duration;
+
+use scion_protobuf::daemon::v1 as grpc;
+use scion_protobuf::daemon::DaemonServiceClient;
+use tonic::transport::{Channel, Endpoint};
+use tracing::warn;
+
+use crate::address::IsdAsn;
+use crate::wire::{self, ScionPath};
+
+/// Default daemon address of scionproto end hosts.
+pub const DEFAULT_DAEMON_ADDRESS: &str = "127.0.0.1:30255";
+/// Environment variable the SCION tools read for the daemon address.
+pub const DAEMON_ADDRESS_ENV: &str = "SCION_DAEMON_ADDRESS";
+/// Bound on connecting to and on each call to the daemon.
+const DAEMON_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors of talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("SCION daemon address {0:?} is not a valid host:port or URL")]
+    BadAddress(String),
+    #[error("cannot reach the SCION daemon at {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: tonic::transport::Error,
+    },
+    #[error("SCION daemon call {call} failed: {status}")]
+    Call {
+        call: &'static str,
+        status: Box<tonic::Status>,
+    },
+}
+
+/// The daemon address to use: the configured one, else `SCION_DAEMON_ADDRESS`, else
+/// `127.0.0.1:30255`.
+pub fn resolve_daemon_address(configured: Option<&str>) -> String {
+    configured
+        .map(str::to_string)
+        .or_else(|| std::env::var(DAEMON_ADDRESS_ENV).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| DEFAULT_DAEMON_ADDRESS.to_string())
+}
+
+/// What the daemon says about an AS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsInfo {
+    pub ia: IsdAsn,
+    pub core: bool,
+    pub mtu: u16,
+}
+
+/// A connected daemon client (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct DaemonClient {
+    client: DaemonServiceClient<Channel>,
+    addr: String,
+}
+
+impl DaemonClient {
+    /// Connects to `addr` (`host:port` or `http://host:port`).
+    pub async fn connect(addr: &str) -> Result<Self, DaemonError> {
+        let url = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let endpoint = Endpoint::from_shared(url)
+            .map_err(|_| DaemonError::BadAddress(addr.to_string()))?
+            .connect_timeout(DAEMON_TIMEOUT)
+            .timeout(DAEMON_TIMEOUT);
+        let channel = endpoint.connect().await.map_err(|source| DaemonError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
+        Ok(DaemonClient {
+            client: DaemonServiceClient::new(channel),
+            addr: addr.to_string(),
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.addr
+    }
+
+    /// The local AS (`AS` call with ISD-AS 0).
+    pub async fn local_as(&self) -> Result<AsInfo, DaemonError> {
+        let answer = self
+            .client
+            .clone()
+            .r#as(grpc::AsRequest { isd_as: 0 })
+            .await
+            .map_err(|status| DaemonError::Call {
+                call: "AS",
+                status: Box::new(status),
+            })?
+            .into_inner();
+        Ok(AsInfo {
+            ia: IsdAsn(answer.isd_as),
+            core: answer.core,
+            mtu: u16::try_from(answer.mtu).unwrap_or(u16::MAX),
+        })
+    }
+
+    /// Paths from `src` to `dst`. Answers the transport cannot use are skipped with a log
+    /// line naming the reason, so one odd path never hides the others.
+    pub async fn paths(
+        &self,
+        src: IsdAsn,
+        dst: IsdAsn,
+        refresh: bool,
+    ) -> Result<Vec<ScionPath>, DaemonError> {
+        let answer = self
+            .client
+            .clone()
+            .paths(grpc::PathsRequest {
+                source_isd_as: src.0,
+                destination_isd_as: dst.0,
+                refresh,
+                hidden: false,
+            })
+            .await
+            .map_err(|status| DaemonError::Call {
+                call: "Paths",
+                status: Box::new(status),
+            })?
+            .into_inner();
+        let mut out = Vec::with_capacity(answer.paths.len());
+        for (i, p) in answer.paths.into_iter().enumerate() {
+            match wire::path_from_daemon(p, src, dst) {
+                Ok(path) => out.push(path),
+                Err(e) => warn!(%src, %dst, index = i, error = %e, "ignoring daemon path"),
+            }
+        }
+        Ok(out)
+    }
+}
