@@ -1,6 +1,6 @@
 //! SCION addresses: `IsdAsn` and `ScionAddr`, with parsers for every form users write.
 //!
-//! Pure: no scion_proto names here (those live in `wire.rs` only).
+//! Pure: no scion-proto names here (those live in `wire.rs` only).
 //!
 //! Text forms follow scionproto `pkg/addr` (`ParseISD`, `ParseAS`, `IA.String`):
 //! ISD is decimal; AS is decimal when it fits a BGP AS number (< 2^32), otherwise three

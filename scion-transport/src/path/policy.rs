@@ -159,6 +159,10 @@ impl FromStr for HopPredicate {
         if p.asn == 0 && p.ifids().iter().any(|&i| i != 0) {
             return Err(err("interfaces must be 0 when the AS is a wildcard"));
         }
+        // `#0` and `#0,0` match any interface, exactly like no interface at all.
+        if p.ifids().iter().all(|&i| i == 0) {
+            p.n_ifids = 0;
+        }
         Ok(p)
     }
 }
@@ -564,7 +568,8 @@ mod tests {
             ("1-ff00:0:110#1,2", "1-ff00:0:110#1,2"),
             ("1-ff00:0:110#0,2", "1-ff00:0:110#0,2"),
             ("0-0#0", "0-0#0"),
-            ("0-0#0,0", "0-0#0,0"),
+            ("0-0#0,0", "0-0#0"),
+            ("1-ff00:0:110#0,0", "1-ff00:0:110#0"),
             ("64-12345", "64-12345#0"),
         ];
         for (s, canon) in ok {

@@ -1,8 +1,8 @@
 //! The path selector: a pure state machine choosing the path for one remote SCION address.
 //!
-//! Shaped like quinn-proto's `Connection`: inputs are methods taking `now`, outputs are polled
-//! ([`Selector::poll`] returns actions, [`Selector::poll_timeout`] says when to poll next). It
-//! owns no socket and reads no clock, so tests drive it on a virtual clock.
+//! Shaped like a sans-I/O protocol state machine (STYLE.md): inputs are methods taking `now`,
+//! outputs are polled ([`Selector::poll`] returns actions, [`Selector::poll_timeout`] says when
+//! to poll next). It owns no socket and reads no clock, so tests drive it on a virtual clock.
 //!
 //! Both ends of a connection run one: nothing here assumes the dialing side (Go pan fails over
 //! only on the dialer and never fails back).
