@@ -43,7 +43,11 @@ pub enum DaemonError {
 pub fn resolve_daemon_address(configured: Option<&str>) -> String {
     configured
         .map(str::to_string)
-        .or_else(|| std::env::var(DAEMON_ADDRESS_ENV).ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            std::env::var(DAEMON_ADDRESS_ENV)
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or_else(|| DEFAULT_DAEMON_ADDRESS.to_string())
 }
 
@@ -74,10 +78,13 @@ impl DaemonClient {
             .map_err(|_| DaemonError::BadAddress(addr.to_string()))?
             .connect_timeout(DAEMON_TIMEOUT)
             .timeout(DAEMON_TIMEOUT);
-        let channel = endpoint.connect().await.map_err(|source| DaemonError::Connect {
-            addr: addr.to_string(),
-            source,
-        })?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| DaemonError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
         Ok(DaemonClient {
             client: DaemonServiceClient::new(channel),
             addr: addr.to_string(),

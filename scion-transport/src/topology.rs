@@ -126,7 +126,10 @@ impl LocalTopology {
         Ok(LocalTopology {
             ia,
             mtu: raw.mtu,
-            core: raw.attributes.iter().any(|a| a.eq_ignore_ascii_case("core")),
+            core: raw
+                .attributes
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case("core")),
             dispatched_ports,
             border_routers,
         })
@@ -180,7 +183,10 @@ mod tests {
 
     #[test]
     fn bad_files_are_clear_errors() {
-        assert!(matches!(LocalTopology::parse("{"), Err(TopologyFileError::Json(_))));
+        assert!(matches!(
+            LocalTopology::parse("{"),
+            Err(TopologyFileError::Json(_))
+        ));
         assert!(matches!(
             LocalTopology::parse(r#"{"isd_as": "nope"}"#),
             Err(TopologyFileError::IsdAs(_))

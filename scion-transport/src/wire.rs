@@ -166,7 +166,10 @@ pub struct ScionPath {
 impl ScionPath {
     /// Fingerprint as lower-case hex (the form users see in /pathz and logs).
     pub fn fingerprint_hex(&self) -> String {
-        self.fingerprint.iter().map(|b| format!("{b:02x}")).collect()
+        self.fingerprint
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Bytes of SCION + UDP header this path costs for the given host addresses.
@@ -190,10 +193,7 @@ fn our_ia(ia: sp_addr::IsdAsn) -> IsdAsn {
 }
 
 fn proto_socket(addr: &ScionAddr) -> sp_addr::SocketAddr {
-    sp_addr::SocketAddr::from_std(
-        proto_ia(addr.ia),
-        StdSocketAddr::new(addr.ip, addr.port),
-    )
+    sp_addr::SocketAddr::from_std(proto_ia(addr.ia), StdSocketAddr::new(addr.ip, addr.port))
 }
 
 fn proto_host(ia: IsdAsn, ip: IpAddr) -> sp_addr::ScionAddr {
@@ -254,14 +254,36 @@ pub struct UdpDatagram {
 /// The kinds of SCMP message the transport reacts to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScmpKind {
-    ExternalInterfaceDown { ia: IsdAsn, ifid: u64 },
-    InternalConnectivityDown { ia: IsdAsn, ingress: u64, egress: u64 },
-    PacketTooBig { mtu: u16 },
-    DestinationUnreachable { code: u8 },
-    ParameterProblem { code: u8, pointer: u16 },
-    EchoRequest { id: u16, seq: u16 },
-    EchoReply { id: u16, seq: u16 },
-    Other { kind: u8 },
+    ExternalInterfaceDown {
+        ia: IsdAsn,
+        ifid: u64,
+    },
+    InternalConnectivityDown {
+        ia: IsdAsn,
+        ingress: u64,
+        egress: u64,
+    },
+    PacketTooBig {
+        mtu: u16,
+    },
+    DestinationUnreachable {
+        code: u8,
+    },
+    ParameterProblem {
+        code: u8,
+        pointer: u16,
+    },
+    EchoRequest {
+        id: u16,
+        seq: u16,
+    },
+    EchoReply {
+        id: u16,
+        seq: u16,
+    },
+    Other {
+        kind: u8,
+    },
 }
 
 /// The head of the packet an SCMP error quotes (routers may truncate the rest).
@@ -288,7 +310,9 @@ pub enum Received {
     Udp(UdpDatagram),
     Scmp(ScmpReport),
     /// Another upper-layer protocol (not for us).
-    Other { next_header: u8 },
+    Other {
+        next_header: u8,
+    },
 }
 
 /// Decodes one datagram received from the underlay.
@@ -358,7 +382,9 @@ fn scmp_kind(message: &sp_scmp::ScmpMessage) -> (ScmpKind, Option<Bytes>) {
             Some(m.get_offending_packet()),
         ),
         M::DestinationUnreachable(m) => (
-            ScmpKind::DestinationUnreachable { code: m.code.into() },
+            ScmpKind::DestinationUnreachable {
+                code: m.code.into(),
+            },
             Some(m.get_offending_packet()),
         ),
         M::ParameterProblem(m) => (
@@ -399,12 +425,12 @@ pub fn decode_quote(quote: Bytes) -> Result<QuotedUdp, DecodeError> {
         return Err(DecodeError::Packet("quote shorter than its headers".into()));
     }
     let mut header = data.split_to(remaining);
-    let address =
-        sp_packet::AddressHeader::decode_with_context(&mut header, common.address_info)
-            .map_err(|e| DecodeError::Packet(e.to_string()))?;
+    let address = sp_packet::AddressHeader::decode_with_context(&mut header, common.address_info)
+        .map_err(|e| DecodeError::Packet(e.to_string()))?;
     let path_len = header.remaining();
-    let path = sp_path::DataPlanePath::decode_with_context(&mut header, (common.path_type, path_len))
-        .map_err(|e| DecodeError::Path(e.to_string()))?;
+    let path =
+        sp_path::DataPlanePath::decode_with_context(&mut header, (common.path_type, path_len))
+            .map_err(|e| DecodeError::Path(e.to_string()))?;
     if common.next_header != UDP_PROTOCOL {
         return Err(DecodeError::Packet("quoted packet is not UDP".into()));
     }
@@ -616,7 +642,9 @@ pub fn build_standard_path(segments: &[SegmentSpec]) -> Result<DataPath, BuildPa
         path.add_segment(info, hops)
             .map_err(|_| BuildPathError::SegmentCount(segments.len()))?;
     }
-    Ok(DataPath(sp_path::encoded::EncodedStandardPath::from(path).into()))
+    Ok(DataPath(
+        sp_path::encoded::EncodedStandardPath::from(path).into(),
+    ))
 }
 
 #[cfg(test)]

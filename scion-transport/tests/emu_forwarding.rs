@@ -64,9 +64,12 @@ async fn recv(sock: &UdpSocket) -> Received {
 
 #[tokio::test]
 async fn every_daemon_path_forwards_and_replies_come_back() {
-    let emu = Emulator::start(Topology::from_toml(TOPO).expect("topo"), EmuOptions::default())
-        .await
-        .expect("start");
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topo"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("start");
     let (src_ia, dst_ia) = (ia("1-ff00:0:111"), ia("1-ff00:0:112"));
     let daemon = DaemonClient::connect(&emu.daemon_addr(src_ia).expect("daemon").to_string())
         .await
@@ -88,9 +91,16 @@ async fn every_daemon_path_forwards_and_replies_come_back() {
         assert_eq!(got.payload, payload);
         assert_eq!(got.src, a_addr);
         // Reply on the reversed path through the destination AS's router.
-        let reply = wire::encode_udp(&b_addr, &a_addr, &got.path.reversed().expect("rev"), Bytes::from_static(b"back"))
-            .expect("enc reply");
-        b.send_to(&reply, emu.router_addr(dst_ia).expect("router")).await.expect("send");
+        let reply = wire::encode_udp(
+            &b_addr,
+            &a_addr,
+            &got.path.reversed().expect("rev"),
+            Bytes::from_static(b"back"),
+        )
+        .expect("enc reply");
+        b.send_to(&reply, emu.router_addr(dst_ia).expect("router"))
+            .await
+            .expect("send");
         let Received::Udp(back) = recv(&a).await else {
             panic!("expected UDP reply");
         };
@@ -101,9 +111,12 @@ async fn every_daemon_path_forwards_and_replies_come_back() {
 
 #[tokio::test]
 async fn down_link_answers_with_scmp_and_blackhole_is_silent() {
-    let emu = Emulator::start(Topology::from_toml(TOPO).expect("topo"), EmuOptions::default())
-        .await
-        .expect("start");
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topo"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("start");
     let (src_ia, dst_ia) = (ia("1-ff00:0:111"), ia("1-ff00:0:112"));
     let daemon = DaemonClient::connect(&emu.daemon_addr(src_ia).expect("daemon").to_string())
         .await
@@ -119,9 +132,16 @@ async fn down_link_answers_with_scmp_and_blackhole_is_silent() {
     let end = "1-ff00:0:112#1".parse::<String>().expect("s");
     let reply = emu.command(&format!("link {end} down")).expect("command");
     assert_eq!(reply, "ok");
-    let pkt = wire::encode_udp(&a_addr, &b_addr, &via_core.data, Bytes::from(vec![0x40; 1200]))
-        .expect("enc");
-    a.send_to(&pkt, via_core.next_hop.expect("hop")).await.expect("send");
+    let pkt = wire::encode_udp(
+        &a_addr,
+        &b_addr,
+        &via_core.data,
+        Bytes::from(vec![0x40; 1200]),
+    )
+    .expect("enc");
+    a.send_to(&pkt, via_core.next_hop.expect("hop"))
+        .await
+        .expect("send");
     let Received::Scmp(report) = recv(&a).await else {
         panic!("expected SCMP");
     };
@@ -138,19 +158,27 @@ async fn down_link_answers_with_scmp_and_blackhole_is_silent() {
 
     // Blackhole: nothing comes back at all.
     let link_end = scion_transport::emu::topo::parse_link_end("1-ff00:0:110#2").expect("end");
-    emu.set_link(link_end, LinkChange::State(LinkState::Blackhole)).expect("set");
+    emu.set_link(link_end, LinkChange::State(LinkState::Blackhole))
+        .expect("set");
     let dropped_before = emu.stats().dropped;
-    a.send_to(&pkt, via_core.next_hop.expect("hop")).await.expect("send");
+    a.send_to(&pkt, via_core.next_hop.expect("hop"))
+        .await
+        .expect("send");
     let mut buf = [0u8; 2048];
-    assert!(timeout(Duration::from_millis(300), a.recv_from(&mut buf)).await.is_err());
+    assert!(timeout(Duration::from_millis(300), a.recv_from(&mut buf))
+        .await
+        .is_err());
     assert!(emu.stats().dropped > dropped_before);
 }
 
 #[tokio::test]
 async fn bad_mac_gets_parameter_problem() {
-    let emu = Emulator::start(Topology::from_toml(TOPO).expect("topo"), EmuOptions::default())
-        .await
-        .expect("start");
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topo"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("start");
     let (src_ia, dst_ia) = (ia("1-ff00:0:111"), ia("1-ff00:0:112"));
     let daemon = DaemonClient::connect(&emu.daemon_addr(src_ia).expect("daemon").to_string())
         .await
@@ -158,35 +186,50 @@ async fn bad_mac_gets_parameter_problem() {
     let paths = daemon.paths(src_ia, dst_ia, false).await.expect("paths");
     let (a, a_addr) = host(src_ia).await;
     let (_b, b_addr) = host(dst_ia).await;
-    let mut pkt = wire::encode_udp(&a_addr, &b_addr, &paths[0].data, Bytes::from_static(b"x"))
-        .expect("enc");
+    let mut pkt =
+        wire::encode_udp(&a_addr, &b_addr, &paths[0].data, Bytes::from_static(b"x")).expect("enc");
     // Flip one bit of the first hop field's MAC: 12 common + 16 IA + 8 hosts + 4 meta + 8 info
     // + 6 into the hop field.
     let mac_byte = 12 + 16 + 8 + 4 + 8 + 6;
     pkt[mac_byte] ^= 1;
-    a.send_to(&pkt, paths[0].next_hop.expect("hop")).await.expect("send");
+    a.send_to(&pkt, paths[0].next_hop.expect("hop"))
+        .await
+        .expect("send");
     let Received::Scmp(report) = recv(&a).await else {
         panic!("expected SCMP");
     };
-    assert!(matches!(report.kind, ScmpKind::ParameterProblem { code: 51, .. }));
+    assert!(matches!(
+        report.kind,
+        ScmpKind::ParameterProblem { code: 51, .. }
+    ));
 }
 
 #[tokio::test]
 async fn control_socket_takes_commands() {
-    let emu = Emulator::start(Topology::from_toml(TOPO).expect("topo"), EmuOptions::default())
-        .await
-        .expect("start");
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topo"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("start");
     let ctl = emu.control_addr();
     let ok = scion_transport::emu::send_control(ctl, "link 1-ff00:0:110#1 latency 30")
         .await
         .expect("answer");
     assert_eq!(ok, "ok");
-    let show = scion_transport::emu::send_control(ctl, "show").await.expect("show");
+    let show = scion_transport::emu::send_control(ctl, "show")
+        .await
+        .expect("show");
     assert!(show.contains("latency_ms=30"), "{show}");
-    let err = scion_transport::emu::send_control(ctl, "link 9-9#1 down").await.expect("answer");
+    let err = scion_transport::emu::send_control(ctl, "link 9-9#1 down")
+        .await
+        .expect("answer");
     assert!(err.starts_with("error:"), "{err}");
     let json = emu.topology_json(ia("1-ff00:0:111")).expect("json");
     let local = scion_transport::topology::LocalTopology::parse(&json).expect("parse own json");
     assert_eq!(local.dispatched_ports, Some((31000, 32767)));
-    assert_eq!(local.border_routers[0].internal_addr, emu.router_addr(ia("1-ff00:0:111")).expect("r"));
+    assert_eq!(
+        local.border_routers[0].internal_addr,
+        emu.router_addr(ia("1-ff00:0:111")).expect("r")
+    );
 }

@@ -6,7 +6,7 @@
 //! scion-emu ctl <control-addr> show
 //! ```
 
-use anyhow::{Context, bail};
+use anyhow::{bail, Context};
 use scion_transport::emu::{self, EmuOptions, Topology};
 
 const USAGE: &str = "usage: scion-emu run <topology.toml> [--control ADDR] [--ip IP] [--topology-dir DIR]\n       scion-emu ctl <control-addr> <command...>";
@@ -15,8 +15,7 @@ const USAGE: &str = "usage: scion-emu run <topology.toml> [--control ADDR] [--ip
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,7 +28,9 @@ async fn main() -> anyhow::Result<()> {
             let mut dir = None;
             let mut rest = args[2..].iter();
             while let Some(flag) = rest.next() {
-                let value = rest.next().with_context(|| format!("{flag} needs a value"))?;
+                let value = rest
+                    .next()
+                    .with_context(|| format!("{flag} needs a value"))?;
                 match flag.as_str() {
                     "--control" => options.control = Some(value.parse().context("--control")?),
                     "--ip" => options.ip = value.parse().context("--ip")?,
@@ -40,7 +41,11 @@ async fn main() -> anyhow::Result<()> {
             emu::serve(topology, options, dir.as_deref()).await?;
         }
         Some("ctl") => {
-            let addr = args.get(1).context(USAGE)?.parse().context("control address")?;
+            let addr = args
+                .get(1)
+                .context(USAGE)?
+                .parse()
+                .context("control address")?;
             let line = args[2..].join(" ");
             let answer = emu::send_control(addr, &line).await?;
             println!("{answer}");

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::topo::{LinkEnd, LinkState, parse_link_end};
+use super::topo::{parse_link_end, LinkEnd, LinkState};
 
 /// A change to one link (both directions).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,7 +31,9 @@ pub enum CommandError {
     Empty,
     #[error("unknown command {0:?} (expected link or show)")]
     Unknown(String),
-    #[error("usage: link <ISD-AS>#<ifid> up|down|blackhole|latency <ms>|jitter <ms>|loss <p>|bandwidth <kbps>")]
+    #[error(
+        "usage: link <ISD-AS>#<ifid> up|down|blackhole|latency <ms>|jitter <ms>|loss <p>|bandwidth <kbps>"
+    )]
     Usage,
     #[error("bad interface {0:?}")]
     Interface(String),
@@ -88,16 +90,35 @@ mod tests {
     fn parses_every_form() {
         let end = parse_link_end("1-ff00:0:110#2").expect("end");
         let cases = [
-            ("link 1-ff00:0:110#2 down", LinkChange::State(LinkState::Down)),
+            (
+                "link 1-ff00:0:110#2 down",
+                LinkChange::State(LinkState::Down),
+            ),
             ("link 1-ff00:0:110#2 up", LinkChange::State(LinkState::Up)),
-            ("  link 1-ff00:0:110#2   blackhole ", LinkChange::State(LinkState::Blackhole)),
-            ("link 1-ff00:0:110#2 latency 12.5", LinkChange::Latency(Duration::from_micros(12_500))),
-            ("link 1-ff00:0:110#2 jitter 1", LinkChange::Jitter(Duration::from_millis(1))),
+            (
+                "  link 1-ff00:0:110#2   blackhole ",
+                LinkChange::State(LinkState::Blackhole),
+            ),
+            (
+                "link 1-ff00:0:110#2 latency 12.5",
+                LinkChange::Latency(Duration::from_micros(12_500)),
+            ),
+            (
+                "link 1-ff00:0:110#2 jitter 1",
+                LinkChange::Jitter(Duration::from_millis(1)),
+            ),
             ("link 1-ff00:0:110#2 loss 0.25", LinkChange::Loss(0.25)),
-            ("link 1-ff00:0:110#2 bandwidth 1000", LinkChange::BandwidthKbps(1000)),
+            (
+                "link 1-ff00:0:110#2 bandwidth 1000",
+                LinkChange::BandwidthKbps(1000),
+            ),
         ];
         for (line, change) in cases {
-            assert_eq!(parse_command(line), Ok(Command::Link(end, change)), "{line}");
+            assert_eq!(
+                parse_command(line),
+                Ok(Command::Link(end, change)),
+                "{line}"
+            );
         }
         assert_eq!(parse_command("show"), Ok(Command::Show));
     }

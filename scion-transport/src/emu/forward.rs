@@ -69,7 +69,11 @@ pub fn layout(pkt: &[u8]) -> Result<Layout, DropReason> {
     }
     let dl = 4 * (((pkt[9] >> 4) & 0x3) as usize + 1);
     let sl = 4 * ((pkt[9] & 0x3) as usize + 1);
-    let ia = |o: usize| IsdAsn(u64::from_be_bytes(pkt[o..o + 8].try_into().unwrap_or([0; 8])));
+    let ia = |o: usize| {
+        IsdAsn(u64::from_be_bytes(
+            pkt[o..o + 8].try_into().unwrap_or([0; 8]),
+        ))
+    };
     let dst_host = (COMMON_LEN + 16, dl);
     let src_host = (COMMON_LEN + 16 + dl, sl);
     let path_start = COMMON_LEN + 16 + dl + sl;
@@ -189,7 +193,12 @@ fn set_seg_id(path: &mut [u8], info: usize, v: u16) {
 }
 
 fn timestamp(path: &[u8], info: usize) -> u32 {
-    u32::from_be_bytes([path[info + 4], path[info + 5], path[info + 6], path[info + 7]])
+    u32::from_be_bytes([
+        path[info + 4],
+        path[info + 5],
+        path[info + 6],
+        path[info + 7],
+    ])
 }
 
 fn check_hop(path: &[u8], meta: &Meta, key: &[u8; 16], now_secs: u64) -> Result<(), DropReason> {
@@ -324,12 +333,12 @@ pub fn reverse_path_here(pkt: &[u8]) -> Result<Vec<u8>, DropReason> {
     let meta = Meta::parse(path)?;
     let mut out = vec![0u8; path.len()];
     let mut seg_len = [0usize; 3];
-    for i in 0..meta.num_inf {
+    for (i, len) in seg_len.iter_mut().enumerate().take(meta.num_inf) {
         let src = meta.info_off(meta.num_inf - 1 - i);
         let dst = meta.info_off(i);
         out[dst..dst + INFO_LEN].copy_from_slice(&path[src..src + INFO_LEN]);
         out[dst] ^= FLAG_CONS_DIR;
-        seg_len[i] = meta.seg_len[meta.num_inf - 1 - i];
+        *len = meta.seg_len[meta.num_inf - 1 - i];
     }
     for h in 0..meta.num_hf {
         let src = meta.hop_off(meta.num_hf - 1 - h);
@@ -440,8 +449,13 @@ mod tests {
             ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, n as u8)),
             port,
         };
-        wire::encode_udp(&host(1, 31000), &host(4, 31001), &path, Bytes::from_static(b"x"))
-            .expect("encode")
+        wire::encode_udp(
+            &host(1, 31000),
+            &host(4, 31001),
+            &path,
+            Bytes::from_static(b"x"),
+        )
+        .expect("encode")
     }
 
     fn walk(pkt: &mut [u8]) -> Vec<(u64, Step)> {
@@ -488,8 +502,13 @@ mod tests {
         let Ok(wire::Received::Udp(udp)) = wire::decode(Bytes::from(pkt.clone())) else {
             panic!("decode");
         };
-        let reply = wire::encode_udp(&udp.dst, &udp.src, &udp.path.reversed().expect("rev"), Bytes::new())
-            .expect("encode reply");
+        let reply = wire::encode_udp(
+            &udp.dst,
+            &udp.src,
+            &udp.path.reversed().expect("rev"),
+            Bytes::new(),
+        )
+        .expect("encode reply");
         let mut reply = reply;
         let mut ingress = 0;
         let mut at = 4u64;
@@ -501,7 +520,10 @@ mod tests {
             finish_egress(&mut reply).expect("egress");
             (at, ingress) = (next_as, next_in);
         }
-        assert_eq!(process(&mut reply, ia(1), &key(1), 1, NOW), Ok(Step::Deliver));
+        assert_eq!(
+            process(&mut reply, ia(1), &key(1), 1, NOW),
+            Ok(Step::Deliver)
+        );
     }
 
     #[test]
@@ -543,7 +565,9 @@ mod tests {
                 if at == stop {
                     break;
                 }
-                let Step::Forward { egress } = step else { panic!("{step:?}") };
+                let Step::Forward { egress } = step else {
+                    panic!("{step:?}")
+                };
                 finish_egress(&mut pkt).expect("egress");
                 (at, ingress) = link(at, egress);
             }
@@ -553,7 +577,10 @@ mod tests {
                 (ia(stop), IpAddr::V4(Ipv4Addr::LOCALHOST)),
                 (ia(1), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1))),
                 &rev_path,
-                &wire::ScmpKind::ExternalInterfaceDown { ia: ia(stop), ifid: 2 },
+                &wire::ScmpKind::ExternalInterfaceDown {
+                    ia: ia(stop),
+                    ifid: 2,
+                },
                 Bytes::copy_from_slice(&pkt[..60]),
             )
             .expect("scmp");

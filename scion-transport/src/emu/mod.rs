@@ -20,7 +20,7 @@ use scion_protobuf::daemon::v1::daemon_service_server::DaemonServiceServer;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
-pub use control::{Command, CommandError, LinkChange, parse_command};
+pub use control::{parse_command, Command, CommandError, LinkChange};
 pub use router::{EmuStats, SHIM_DISPATCHER_PORT};
 pub use topo::{LinkEnd, LinkParams, LinkState, Topology, TopologyError};
 
@@ -76,7 +76,11 @@ impl Emulator {
             )));
         }
         for (end, rx) in bound.delay_rx {
-            tasks.push(tokio::spawn(router::run_delay_line(shared.clone(), end, rx)));
+            tasks.push(tokio::spawn(router::run_delay_line(
+                shared.clone(),
+                end,
+                rx,
+            )));
         }
         let mut daemons = BTreeMap::new();
         for spec in &shared.topo.ases {
@@ -180,9 +184,7 @@ fn apply(shared: &Shared, end: LinkEnd, change: LinkChange) -> Result<(), EmuErr
         .topo
         .link_of(end)
         .ok_or(EmuError::UnknownInterface(end))?;
-    let mut p = shared.links[link]
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut p = shared.links[link].lock().unwrap_or_else(|e| e.into_inner());
     match change {
         LinkChange::State(s) => p.state = s,
         LinkChange::Latency(d) => p.latency = d,
@@ -216,7 +218,10 @@ fn describe(shared: &Shared, daemons: &BTreeMap<IsdAsn, SocketAddr>) -> String {
             "as {} core={} daemon={} router={} dispatched_ports={}-{}\n",
             spec.ia,
             spec.core,
-            daemons.get(&spec.ia).map(|a| a.to_string()).unwrap_or_default(),
+            daemons
+                .get(&spec.ia)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
             router.map(|a| a.to_string()).unwrap_or_default(),
             spec.dispatched_ports.0,
             spec.dispatched_ports.1
@@ -302,7 +307,9 @@ pub async fn send_control(control: SocketAddr, line: &str) -> std::io::Result<St
     let mut buf = vec![0u8; 65536];
     let n = tokio::time::timeout(std::time::Duration::from_secs(2), sock.recv(&mut buf))
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer from emulator"))??;
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer from emulator")
+        })??;
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use scion_protobuf::daemon::v1 as grpc;
 
-use super::topo::{INTERNAL_BANDWIDTH_KBPS, LinkParams, Topology};
+use super::topo::{LinkParams, Topology, INTERNAL_BANDWIDTH_KBPS};
 use crate::address::IsdAsn;
 use crate::wire::{self, HopSpec, SegmentSpec};
 
@@ -56,7 +56,12 @@ pub fn enumerate(topo: &Topology, src: IsdAsn, dst: IsdAsn) -> Vec<AsPath> {
     // Shortest first, then by interface ids for a stable order between calls.
     out.sort_by(|a, b| {
         a.hops.len().cmp(&b.hops.len()).then_with(|| {
-            let key = |p: &AsPath| p.hops.iter().map(|h| (h.ingress, h.egress)).collect::<Vec<_>>();
+            let key = |p: &AsPath| {
+                p.hops
+                    .iter()
+                    .map(|h| (h.ingress, h.egress))
+                    .collect::<Vec<_>>()
+            };
             key(a).cmp(&key(b))
         })
     });

@@ -96,10 +96,13 @@ impl Shared {
     }
 }
 
+/// Receiving end of one link direction's delay line: (arrival time, packet).
+pub(crate) type DelayRx = mpsc::Receiver<(Instant, Vec<u8>)>;
+
 /// Sockets bound before any task starts (so addresses are known up front).
 pub(crate) struct Bound {
     pub shared: Arc<Shared>,
-    pub delay_rx: Vec<(LinkEnd, mpsc::Receiver<(Instant, Vec<u8>)>)>,
+    pub delay_rx: Vec<(LinkEnd, DelayRx)>,
 }
 
 /// Binds every router socket on `ip` (port 0) and wires interfaces to their peers.
@@ -231,7 +234,16 @@ pub(crate) fn handle(shared: &Shared, ia: IsdAsn, ingress: u16, pkt: &mut [u8], 
         Ok(Step::Forward { egress }) => {
             let end = LinkEnd { ia, ifid: egress };
             let Some(iface) = shared.ifaces.get(&end) else {
-                return scmp(shared, ia, pkt, ScmpKind::ParameterProblem { code: 50, pointer: 0 }, depth);
+                return scmp(
+                    shared,
+                    ia,
+                    pkt,
+                    ScmpKind::ParameterProblem {
+                        code: 50,
+                        pointer: 0,
+                    },
+                    depth,
+                );
             };
             let params = *shared.links[iface.link]
                 .lock()
@@ -275,7 +287,8 @@ fn send_on_link(shared: &Shared, ia: IsdAsn, iface: &IfaceRt, params: &LinkParam
         return drop_pkt(shared, ia, "link loss");
     }
     let now = Instant::now();
-    let unshaped = params.latency.is_zero() && params.jitter.is_zero() && params.bandwidth_kbps == 0;
+    let unshaped =
+        params.latency.is_zero() && params.jitter.is_zero() && params.bandwidth_kbps == 0;
     let arrival = {
         let mut s = iface.shaper.lock().unwrap_or_else(|e| e.into_inner());
         if unshaped && s.last_arrival <= now {
@@ -339,7 +352,11 @@ fn deliver(shared: &Shared, ia: IsdAsn, router: &RouterRt, pkt: &[u8]) {
         SHIM_DISPATCHER_PORT
     };
     shared.counters.delivered.fetch_add(1, Ordering::Relaxed);
-    if router.internal.try_send_to(pkt, SocketAddr::new(ip, port)).is_err() {
+    if router
+        .internal
+        .try_send_to(pkt, SocketAddr::new(ip, port))
+        .is_err()
+    {
         drop_pkt(shared, ia, "socket busy");
     }
 }

@@ -351,10 +351,24 @@ mod tests {
 
     #[test]
     fn ia_round_trip() {
-        for s in ["1-ff00:0:110", "18-ffaa:1:10bf", "1-64512", "65535-ffff:ffff:ffff"] {
+        for s in [
+            "1-ff00:0:110",
+            "18-ffaa:1:10bf",
+            "1-64512",
+            "65535-ffff:ffff:ffff",
+        ] {
             assert_eq!(fmt_ia(parse_ia(s).expect(s)), s);
         }
-        for bad in ["", "1", "1-", "x-1", "1-ff00:0", "1-ff00:0:1:2", "1-4294967296", "1-fffff:0:1"] {
+        for bad in [
+            "",
+            "1",
+            "1-",
+            "x-1",
+            "1-ff00:0",
+            "1-ff00:0:1:2",
+            "1-4294967296",
+            "1-fffff:0:1",
+        ] {
             assert!(parse_ia(bad).is_none(), "{bad}");
         }
     }
@@ -364,8 +378,14 @@ mod tests {
         let cases = [
             ("[[as]]\nia = \"nope\"", "bad ISD-AS"),
             ("[[as]]\nia = \"1-1\"\n[[as]]\nia = \"1-1\"", "listed twice"),
-            ("[[as]]\nia = \"1-1\"\n[[link]]\na = \"1-1#1\"\nb = \"1-2#1\"", "not listed"),
-            ("[[as]]\nia = \"1-1\"\n[[link]]\na = \"1-1#1\"\nb = \"1-1#2\"", "itself"),
+            (
+                "[[as]]\nia = \"1-1\"\n[[link]]\na = \"1-1#1\"\nb = \"1-2#1\"",
+                "not listed",
+            ),
+            (
+                "[[as]]\nia = \"1-1\"\n[[link]]\na = \"1-1#1\"\nb = \"1-1#2\"",
+                "itself",
+            ),
             ("[[as]]\nia = \"1-1\"\nkey = \"zz\"", "hex"),
             ("[[as]]\nia = \"1-1\"\nbogus = 1", "unknown field"),
             (
