@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need on a fresh Debian
+# machine, then runs formatting, lints and every test suite.
+#   bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- 1. System packages the tests talk to -----------------------------------
+need=()
+command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+nats-server --version
+
+# In CI keep build artifacts between runs on the same machine.
+if [ "${CI:-}" = "true" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  export CARGO_TARGET_DIR="${HOME:-/tmp}/.cache/nats-scion/target"
+fi
+
+# --- 2. Formatting and lints -------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# --- 3. Purity of the pure modules ------------------------------------------
+log "pure-module check"
+bash scripts/check-pure.sh
+
+# --- 4. Tests ------------------------------------------------------------------
+log "cargo test"
+cargo test --workspace --locked 2>&1 | tee /tmp/nats-scion-test.log
+log "config check of every shipped config"
+cargo run -q --locked -p broker -- -t -c configs/server1.conf
+cargo run -q --locked -p broker -- -t -c configs/server2.conf
+log "all tests passed"
