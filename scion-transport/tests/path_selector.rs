@@ -792,3 +792,34 @@ fn sparse_loss_does_not_switch() {
     let loss = v[0].loss.unwrap();
     assert!(loss > 0.0 && loss < 0.25, "{loss}");
 }
+
+#[test]
+fn preferred_path_dead_from_the_start_is_left_quickly() {
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::with_rtts(cfg("latency"), paths, &[10, 30]);
+    assert_eq!(s.active(), fp(1));
+    s.set(1, Link::Blackhole);
+    // The first probe went out before any RTT was known (1 s timeout); later ones borrow
+    // P2's measured RTT.
+    s.run_until(MS * 2000);
+    let sw = s.switches_after(MS);
+    assert_eq!(sw.len(), 1, "{sw:?}");
+    assert_eq!((sw[0].1, sw[0].2), (fp(2), SwitchCause::ProbeLoss));
+    eprintln!("dead-from-start path left after {:?}", sw[0].0);
+    assert!(sw[0].0 <= MS * 400, "{sw:?}");
+}
+
+#[test]
+fn datagram_cap_follows_smallest_usable_path() {
+    let mut paths = topology();
+    paths[1].mtu = 1400;
+    paths[2].mtu = 1000; // filtered: too small for QUIC, so it does not lower the cap
+    let mut sel = Selector::new(SelectorConfig::default()).unwrap();
+    let t0 = Instant::now();
+    assert_eq!(sel.max_datagram_payload(), None);
+    sel.set_paths(t0, Duration::from_secs(UNIX_T0), paths);
+    // P2: 3 ASes, estimated 2 segments / 4 hop fields: 36 + 8 + 4 + 16 + 48 = 112 B header.
+    assert_eq!(sel.max_datagram_payload(), Some(1400 - 112));
+    assert_eq!(sel.path(&fp(3)).map(|p| p.mtu), Some(1000));
+    assert!(sel.path(&fp(99)).is_none());
+}

@@ -286,10 +286,22 @@ impl Selector {
         }
     }
 
+    /// Probe timeout for path `i`. Before its first answer, a path borrows a guess from its
+    /// siblings: every path leads to the same peer, so four times the slowest measured SRTT is
+    /// a generous bound; this lets a path that is dead from the start be found in a few
+    /// hundred ms instead of `probe_timeout_initial`.
     fn timeout_of(&self, i: usize) -> Duration {
+        let initial = self
+            .cands
+            .iter()
+            .filter_map(|c| c.stats.srtt)
+            .max()
+            .map_or(self.cfg.probe_timeout_initial, |s| {
+                (s * 4).min(self.cfg.probe_timeout_initial)
+            });
         self.cands[i].stats.timeout(
             self.cfg.probe_timeout_min,
-            self.cfg.probe_timeout_initial,
+            initial,
             self.cfg.probe_timeout_max,
         )
     }
@@ -466,6 +478,29 @@ impl Selector {
         self.active_index().map(|i| &self.cands[i].info)
     }
 
+    /// The known path with this fingerprint.
+    pub fn path(&self, fingerprint: &PathFingerprint) -> Option<&PathInfo> {
+        self.index.get(fingerprint).map(|&i| &self.cands[i].info)
+    }
+
+    /// Largest UDP payload every usable (not filtered, not expired) path carries: the cap
+    /// for QUIC's MTU discovery, so a switch never lands on a path too small for the packets
+    /// QUIC already sends. `None` without usable paths.
+    pub fn max_datagram_payload(&self) -> Option<usize> {
+        let now = self.last_now?;
+        let host = self.cfg.host_addr_bytes as usize;
+        self.cands
+            .iter()
+            .filter(|c| {
+                !matches!(
+                    self.state_of(c, now),
+                    PathState::Filtered | PathState::Expired
+                )
+            })
+            .map(|c| c.info.max_payload(host))
+            .min()
+    }
+
     /// The paths to send each datagram on: the active one, plus disjoint live ones when
     /// `redundancy` > 1. States are as of the last input or poll.
     pub fn active_set(&self) -> Vec<&PathInfo> {
@@ -524,6 +559,7 @@ impl Selector {
                     rank: ranking.iter().position(|&r| r == i),
                     probes_sent: c.stats.sent,
                     probes_answered: c.stats.answered,
+                    last_data_rx: c.last_data_rx,
                 }
             })
             .collect()

@@ -2,7 +2,7 @@
 //! view of a candidate.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::path::model::{PathFingerprint, PathInfo};
 
@@ -101,4 +101,6 @@ pub struct CandidateView {
     pub rank: Option<usize>,
     pub probes_sent: u64,
     pub probes_answered: u64,
+    /// When data last arrived from the peer over this path (`on_data_received`).
+    pub last_data_rx: Option<Instant>,
 }
