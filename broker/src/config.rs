@@ -1,0 +1,596 @@
+//! Conf tree -> typed [`Options`], following nats-server 2.9.10
+//! `server/opts.go` (`ProcessConfigFile`, `parseCluster`, `parseAuthorization`,
+//! `parseUsers`, `parseUserPermissions`, `parseTLS`).
+//!
+//! As in nats-server, keys are case-insensitive, all problems of a file are
+//! collected before failing, and each error names `file:line:col` of the key
+//! (`server.conf:2:1: unknown field "foo_bar"`). Warnings (e.g. a bare
+//! integer `ping_interval`) are returned, never printed.
+//!
+//! Keys nats-server knows but this broker does not implement:
+//! - errors, because ignoring them would change what the server does or lets
+//!   through: `jetstream`, `store_dir`, `accounts`, `system_account`,
+//!   `leafnodes`, `gateway`, `mappings`, `operator`, `resolver*`, `trusted`,
+//!   `tls` (client TLS), `https`, `ocsp`, `websocket`, `mqtt`,
+//!   `no_header_support`, `http_base_path`, `default_js_domain`, user `nkey`
+//!   and `allowed_connection_types`, `cluster.permissions`;
+//! - warnings and ignored, because they only tune logging or profiling:
+//!   `disable_sublist_cache`, `max_traced_msg_len`, `log_size_limit`,
+//!   `remote_syslog`, `ports_file_dir`, `prof_port`, `connect_error_reports`,
+//!   `reconnect_error_reports`, `server_tags`, `allow_non_tls`,
+//!   `no_system_account`, `max_sub_tokens`; `trace_verbose` sets `trace`.
+
+mod addr;
+mod blocks;
+
+pub use addr::{
+    check_port, parse_go_duration, parse_listen_str, parse_route_url, parse_scion_socket, IsdAs,
+    ScionSocket,
+};
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::conf::{self, Entry, Map, Node, ParseError, Pos, Source, Value};
+use crate::options::{ListenAddr, Options};
+
+/// Result of loading a file: the options and the warnings to show the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub options: Options,
+    pub warnings: Vec<String>,
+}
+
+/// One problem in a configuration, at the position of its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{pos}: {message}")]
+pub struct FieldError {
+    pub pos: Pos,
+    /// The key the problem is about, as written.
+    pub key: String,
+    pub message: String,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("error opening config file: {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// All errors of the file (warnings first, like nats-server's processConfigErr).
+    #[error("{}", render(errors, warnings))]
+    Invalid {
+        errors: Vec<FieldError>,
+        warnings: Vec<String>,
+    },
+}
+
+fn render(errors: &[FieldError], warnings: &[String]) -> String {
+    let lines: Vec<String> = warnings
+        .iter()
+        .cloned()
+        .chain(errors.iter().map(ToString::to_string))
+        .collect();
+    lines.join("\n")
+}
+
+/// Reads included files and environment variables from the real system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsSource;
+
+impl Source for OsSource {
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+    fn env_var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+/// Load a configuration file on top of the defaults.
+pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
+    let mut options = Options::default();
+    let warnings = apply_file(&mut options, path)?;
+    Ok(Loaded { options, warnings })
+}
+
+/// Apply a configuration file to `opts` (values in the file win), returning warnings.
+pub fn apply_file(opts: &mut Options, path: &Path) -> Result<Vec<String>, ConfigError> {
+    let data = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let map = conf::parse(&data, Some(path), &OsSource)?;
+    opts.config_file = Some(path.to_path_buf());
+    apply_map(opts, &map)
+}
+
+/// `broker -t -c file`: load and validate, returning the warnings.
+pub fn check_config(path: &Path) -> Result<Vec<String>, ConfigError> {
+    load_file(path).map(|l| l.warnings)
+}
+
+/// Load a configuration held in memory (no includes, no environment).
+pub fn load_str(src: &str) -> Result<Loaded, ConfigError> {
+    let map = conf::parse_str(src)?;
+    let mut options = Options::default();
+    let warnings = apply_map(&mut options, &map)?;
+    Ok(Loaded { options, warnings })
+}
+
+/// Apply a parsed configuration to `opts`.
+pub fn apply_map(opts: &mut Options, map: &Map) -> Result<Vec<String>, ConfigError> {
+    let mut m = Mapper::default();
+    for e in map {
+        m.top_level(opts, e);
+    }
+    m.validate(opts);
+    if m.errors.is_empty() {
+        Ok(m.warnings)
+    } else {
+        Err(ConfigError::Invalid {
+            errors: m.errors,
+            warnings: m.warnings,
+        })
+    }
+}
+
+/// Collects errors and warnings while walking the tree.
+#[derive(Default)]
+pub(crate) struct Mapper {
+    pub(crate) errors: Vec<FieldError>,
+    pub(crate) warnings: Vec<String>,
+    /// Where whole-file checks should point: key name -> position.
+    pub(crate) seen: Vec<(&'static str, Pos)>,
+}
+
+/// How a configured-but-unimplemented nats-server key is treated.
+enum Unsupported {
+    Error,
+    Ignore,
+}
+
+impl Mapper {
+    pub(crate) fn error(&mut self, e: &Entry, message: impl Into<String>) {
+        self.error_at(&e.key_pos, &e.key, message);
+    }
+
+    pub(crate) fn error_at(&mut self, pos: &Pos, key: &str, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            pos: pos.clone(),
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// nats-server's configWarningErr wording.
+    pub(crate) fn warn(&mut self, e: &Entry, reason: impl AsRef<str>) {
+        self.warnings.push(format!(
+            "{}: invalid use of field {:?}: {}",
+            e.key_pos,
+            e.key,
+            reason.as_ref()
+        ));
+    }
+
+    /// Unknown key; like nats-server, keys used as `$variables` are exempt.
+    pub(crate) fn unknown(&mut self, e: &Entry) {
+        if !e.used_as_variable {
+            self.error(e, format!("unknown field {:?}", e.key));
+        }
+    }
+
+    fn unsupported(&mut self, e: &Entry, how: Unsupported) {
+        match how {
+            Unsupported::Error => self.error(
+                e,
+                format!("field {:?} is not supported by this broker", e.key),
+            ),
+            Unsupported::Ignore => self.warn(e, "not supported by this broker, ignored"),
+        }
+    }
+
+    fn type_error(&mut self, e: &Entry, want: &str) {
+        let got = e.value.value.type_name();
+        self.error(
+            e,
+            format!("invalid value for {:?}: expected {want}, got {got}", e.key),
+        );
+    }
+
+    pub(crate) fn string(&mut self, e: &Entry) -> Option<String> {
+        match &e.value.value {
+            Value::String(s) => Some(s.clone()),
+            _ => {
+                self.type_error(e, "a string");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn int(&mut self, e: &Entry) -> Option<i64> {
+        match e.value.value {
+            Value::Integer(i) => Some(i),
+            _ => {
+                self.type_error(e, "an integer");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn boolean(&mut self, e: &Entry) -> Option<bool> {
+        match e.value.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.type_error(e, "a boolean");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn map<'a>(&mut self, e: &'a Entry) -> Option<&'a Map> {
+        match &e.value.value {
+            Value::Map(m) => Some(m),
+            _ => {
+                self.type_error(e, "a map");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn array<'a>(&mut self, e: &'a Entry) -> Option<&'a [Node]> {
+        match &e.value.value {
+            Value::Array(a) => Some(a),
+            _ => {
+                self.type_error(e, "an array");
+                None
+            }
+        }
+    }
+
+    /// A non-negative integer that fits `usize`; `max` bounds it further.
+    pub(crate) fn size(&mut self, e: &Entry, max: u64) -> Option<usize> {
+        let v = self.int(e)?;
+        if v < 0 {
+            self.error(e, format!("{} value can not be negative", e.key));
+            return None;
+        }
+        if v as u64 > max {
+            self.error(e, format!("{} value is too big", e.key));
+            return None;
+        }
+        usize::try_from(v).ok()
+    }
+
+    /// nats-server `parseDuration`: a Go duration string, or (deprecated) a
+    /// bare number of seconds with a warning.
+    pub(crate) fn duration(&mut self, e: &Entry) -> Option<Duration> {
+        let nanos = match &e.value.value {
+            Value::String(s) => match parse_go_duration(s) {
+                Ok(n) => n,
+                Err(err) => {
+                    self.error(e, format!("error parsing {}: {err}", e.key));
+                    return None;
+                }
+            },
+            Value::Integer(secs) => {
+                self.warn(e, format!("{} should be converted to a duration", e.key));
+                i128::from(*secs) * 1_000_000_000
+            }
+            _ => {
+                self.type_error(e, "a duration string such as \"2m\"");
+                return None;
+            }
+        };
+        if nanos < 0 {
+            self.error(e, format!("invalid {}, needs to be positive", e.key));
+            return None;
+        }
+        Some(Duration::from_nanos(
+            u64::try_from(nanos).unwrap_or(u64::MAX),
+        ))
+    }
+
+    /// A duration given as (fractional) seconds, as nats-server takes
+    /// `authorization.timeout`; strings in Go duration syntax are also accepted.
+    pub(crate) fn seconds(&mut self, e: &Entry) -> Option<Duration> {
+        let secs = match &e.value.value {
+            Value::Integer(i) => *i as f64,
+            Value::Float(f) => *f,
+            Value::String(_) => return self.duration(e),
+            _ => {
+                self.type_error(e, "a number of seconds");
+                return None;
+            }
+        };
+        match Duration::try_from_secs_f64(secs) {
+            Ok(d) => Some(d),
+            Err(_) => {
+                self.error(
+                    e,
+                    format!("invalid {}: {secs} is not a valid number of seconds", e.key),
+                );
+                None
+            }
+        }
+    }
+
+    fn top_level(&mut self, o: &mut Options, e: &Entry) {
+        use Unsupported::{Error as Reject, Ignore};
+        match e.key.to_ascii_lowercase().as_str() {
+            "listen" => match &e.value.value {
+                Value::Integer(p) => match check_port(*p) {
+                    Ok(p) => o.port = p,
+                    Err(msg) => self.error(e, msg),
+                },
+                Value::String(s) => match parse_listen_str(s) {
+                    Ok(ListenAddr::Tcp { host, port }) => {
+                        o.host = if host.is_empty() {
+                            "0.0.0.0".to_string()
+                        } else {
+                            host
+                        };
+                        o.port = port;
+                    }
+                    Ok(scion) => o.scion_listen = Some(scion),
+                    Err(msg) => self.error(e, msg),
+                },
+                _ => self.type_error(e, "port or host:port"),
+            },
+            "port" => {
+                if let Some(p) = self.int(e) {
+                    match check_port(p) {
+                        Ok(p) => o.port = p,
+                        Err(msg) => self.error(e, msg),
+                    }
+                }
+            }
+            "host" | "net" => {
+                if let Some(h) = self.string(e) {
+                    o.host = h;
+                }
+            }
+            "client_advertise" => o.client_advertise = self.string(e),
+            "server_name" => {
+                self.seen.push(("server_name", e.key_pos.clone()));
+                o.server_name = self.string(e);
+            }
+            "debug" => o.debug = self.boolean(e).unwrap_or(o.debug),
+            "trace" => o.trace = self.boolean(e).unwrap_or(o.trace),
+            "trace_verbose" => {
+                o.trace = self.boolean(e).unwrap_or(o.trace);
+                self.warn(e, "verbose tracing is not supported, using trace");
+            }
+            "logtime" => o.logtime = self.boolean(e).unwrap_or(o.logtime),
+            "syslog" => o.syslog = self.boolean(e).unwrap_or(o.syslog),
+            "logfile" | "log_file" => o.log_file = self.string(e).map(PathBuf::from),
+            "pidfile" | "pid_file" => o.pid_file = self.string(e).map(PathBuf::from),
+            "http" => match &e.value.value {
+                Value::Integer(p) => match check_port(*p) {
+                    Ok(p) => o.http_port = p,
+                    Err(msg) => self.error(e, msg),
+                },
+                Value::String(s) => match parse_listen_str(s) {
+                    Ok(ListenAddr::Tcp { host, port }) => {
+                        o.http_host = if host.is_empty() {
+                            "0.0.0.0".to_string()
+                        } else {
+                            host
+                        };
+                        o.http_port = port;
+                    }
+                    Ok(_) => self.error(e, "monitoring can not listen on a SCION address"),
+                    Err(msg) => self.error(e, msg),
+                },
+                _ => self.type_error(e, "port or host:port"),
+            },
+            "http_port" | "monitor_port" => {
+                if let Some(p) = self.int(e) {
+                    match check_port(p) {
+                        Ok(p) => o.http_port = p,
+                        Err(msg) => self.error(e, msg),
+                    }
+                }
+            }
+            // nats-server stores these as int32 and rejects larger values.
+            "max_control_line" => {
+                if let Some(v) = self.size(e, i32::MAX as u64) {
+                    o.max_control_line = v;
+                }
+            }
+            "max_payload" => {
+                if let Some(v) = self.size(e, i32::MAX as u64) {
+                    o.max_payload = v;
+                }
+            }
+            "max_pending" => {
+                if let Some(v) = self.size(e, i64::MAX as u64) {
+                    o.max_pending = v;
+                }
+            }
+            "max_connections" | "max_conn" => {
+                if let Some(v) = self.size(e, i64::MAX as u64) {
+                    o.max_connections = v;
+                }
+            }
+            "max_subscriptions" | "max_subs" => {
+                if let Some(v) = self.size(e, i64::MAX as u64) {
+                    o.max_subscriptions = v;
+                }
+            }
+            "ping_interval" => {
+                if let Some(d) = self.duration(e) {
+                    o.ping_interval = d;
+                }
+            }
+            "ping_max" => {
+                if let Some(v) = self.size(e, u32::MAX as u64) {
+                    o.ping_max = v as u32;
+                }
+            }
+            "write_deadline" => {
+                if let Some(d) = self.duration(e) {
+                    o.write_deadline = d;
+                }
+            }
+            // nats-server takes only duration strings for these two.
+            "lame_duck_duration" => {
+                if let Some(d) = self.duration_string(e) {
+                    if d < Duration::from_secs(30) {
+                        self.error(
+                            e,
+                            format!("invalid lame_duck_duration of {d:?}, minimum is 30 seconds"),
+                        );
+                    } else {
+                        o.lame_duck_duration = d;
+                    }
+                }
+            }
+            "lame_duck_grace_period" => {
+                if let Some(d) = self.duration_string(e) {
+                    o.lame_duck_grace_period = d;
+                }
+            }
+            "authorization" => blocks::authorization(self, o, e),
+            "no_auth_user" => {
+                self.seen.push(("no_auth_user", e.key_pos.clone()));
+                o.no_auth_user = self.string(e);
+            }
+            "cluster" => blocks::cluster(self, o, e),
+            "scion" => blocks::scion(self, o, e),
+            "jetstream"
+            | "store_dir"
+            | "storedir"
+            | "accounts"
+            | "system_account"
+            | "system"
+            | "leaf"
+            | "leafnodes"
+            | "gateway"
+            | "mappings"
+            | "maps"
+            | "operator"
+            | "operators"
+            | "roots"
+            | "root"
+            | "root_operators"
+            | "root_operator"
+            | "resolver"
+            | "account_resolver"
+            | "accounts_resolver"
+            | "resolver_tls"
+            | "resolver_preload"
+            | "resolver_pinned_accounts"
+            | "trusted"
+            | "trusted_keys"
+            | "tls"
+            | "https"
+            | "https_port"
+            | "ocsp"
+            | "websocket"
+            | "ws"
+            | "mqtt"
+            | "no_header_support"
+            | "http_base_path"
+            | "default_js_domain" => self.unsupported(e, Reject),
+            "disable_sublist_cache"
+            | "no_sublist_cache"
+            | "max_traced_msg_len"
+            | "logfile_size_limit"
+            | "log_size_limit"
+            | "remote_syslog"
+            | "ports_file_dir"
+            | "prof_port"
+            | "connect_error_reports"
+            | "reconnect_error_reports"
+            | "server_tags"
+            | "allow_non_tls"
+            | "no_system_account"
+            | "no_system"
+            | "no_sys_acc"
+            | "max_sub_tokens"
+            | "max_subscription_tokens" => self.unsupported(e, Ignore),
+            _ => self.unknown(e),
+        }
+    }
+
+    fn duration_string(&mut self, e: &Entry) -> Option<Duration> {
+        match &e.value.value {
+            Value::String(_) => self.duration(e),
+            _ => {
+                self.type_error(e, "a duration string such as \"30s\"");
+                None
+            }
+        }
+    }
+
+    /// Checks that need the whole file (nats-server does some of these when
+    /// the server starts; doing them here makes `-t` catch them).
+    fn validate(&mut self, o: &mut Options) {
+        finalize_defaults(o);
+        let at = |m: &Mapper, key: &str| {
+            m.seen
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default()
+        };
+        if o.server_name.as_deref().is_some_and(|n| n.contains(' ')) {
+            let pos = at(self, "server_name");
+            self.error_at(&pos, "server_name", "server name cannot contain spaces");
+        }
+        if o.cluster.name.as_deref().is_some_and(|n| n.contains(' ')) {
+            let pos = at(self, "cluster.name");
+            self.error_at(&pos, "name", "cluster name cannot contain spaces");
+        }
+        if let Some(user) = o.no_auth_user.clone() {
+            if !o.authorization.users.iter().any(|u| u.username == user) {
+                let pos = at(self, "no_auth_user");
+                self.error_at(
+                    &pos,
+                    "no_auth_user",
+                    format!("no_auth_user: {user:?} not present as user in authorization block"),
+                );
+            }
+        }
+    }
+}
+
+/// nats-server's `setBaselineOptions`: zero means "default" for these.
+pub fn finalize_defaults(o: &mut Options) {
+    use crate::options as d;
+    if o.port == 0 {
+        o.port = i32::from(d::DEFAULT_PORT);
+    }
+    if o.max_payload == 0 {
+        o.max_payload = d::DEFAULT_MAX_PAYLOAD;
+    }
+    if o.max_control_line == 0 {
+        o.max_control_line = d::DEFAULT_MAX_CONTROL_LINE;
+    }
+    if o.max_pending == 0 {
+        o.max_pending = d::DEFAULT_MAX_PENDING;
+    }
+    if o.max_connections == 0 {
+        o.max_connections = d::DEFAULT_MAX_CONNECTIONS;
+    }
+    if o.ping_interval.is_zero() {
+        o.ping_interval = d::DEFAULT_PING_INTERVAL;
+    }
+    if o.ping_max == 0 {
+        o.ping_max = d::DEFAULT_PING_MAX;
+    }
+    if o.write_deadline.is_zero() {
+        o.write_deadline = d::DEFAULT_WRITE_DEADLINE;
+    }
+    if o.lame_duck_grace_period.is_zero() {
+        o.lame_duck_grace_period = d::DEFAULT_LAME_DUCK_GRACE_PERIOD;
+    }
+}

@@ -1,0 +1,714 @@
+//! The nested blocks: `authorization`, permissions, `cluster` (with its
+//! `tls`), and the SCION extension block `scion`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::addr::{check_port, parse_listen_str, parse_route_url, IsdAs};
+use super::Mapper;
+use crate::conf::{Entry, Node, Value};
+use crate::options::{
+    Authorization, ListenAddr, Options, Permissions, ResponsePermission, ScionOpts,
+    SubjectPermission, TlsOpts, User,
+};
+
+/// nats-server `DEFAULT_ALLOW_RESPONSE_MAX_MSGS` / `_EXPIRATION` (server/const.go).
+const DEFAULT_ALLOW_RESPONSE_MAX: usize = 1;
+const DEFAULT_ALLOW_RESPONSE_EXPIRES: Duration = Duration::from_secs(120);
+
+/// The path preference words the SCION path selector understands.
+pub const PATH_PREFERENCE_WORDS: [&str; 4] = ["latency", "bandwidth", "hops", "mtu"];
+
+/// Upper bound for `scion.redundancy` (copies of each datagram).
+pub const MAX_REDUNDANCY: i64 = 16;
+
+pub(super) fn authorization(m: &mut Mapper, o: &mut Options, e: &Entry) {
+    let Some(am) = m.map(e) else { return };
+    let mut auth = Authorization::default();
+    let mut users_present = false;
+    for f in am {
+        match f.key.to_ascii_lowercase().as_str() {
+            "user" | "username" => auth.user = m.string(f),
+            "pass" | "password" => auth.password = m.string(f),
+            "token" => auth.token = m.string(f),
+            "timeout" => auth.timeout = m.seconds(f),
+            "users" => {
+                users_present = true;
+                auth.users = users(m, f);
+            }
+            "default_permission" | "default_permissions" | "permissions" => {
+                auth.default_permissions = permissions(m, f);
+            }
+            _ => m.unknown(f),
+        }
+    }
+    // The same conflicts nats-server rejects in processConfigFileLine.
+    if (auth.user.is_some() || auth.password.is_some()) && auth.token.is_some() {
+        m.error(e, "Cannot have a user/pass and token");
+    }
+    if users_present && auth.user.is_some() {
+        m.error(e, "Can not have a single user/pass and a users array");
+    }
+    if users_present && auth.token.is_some() {
+        m.error(e, "Can not have a token and a users array");
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for u in &auth.users {
+        if seen.contains(&u.username.as_str()) {
+            m.error(e, format!("Duplicate user {:?} detected", u.username));
+        }
+        seen.push(&u.username);
+    }
+    // nats-server applyDefaultPermissions: users without their own get the defaults.
+    if let Some(defaults) = &auth.default_permissions {
+        for u in auth.users.iter_mut().filter(|u| u.permissions.is_none()) {
+            u.permissions = Some(defaults.clone());
+        }
+    }
+    o.authorization = auth;
+}
+
+fn users(m: &mut Mapper, e: &Entry) -> Vec<User> {
+    let Some(list) = m.array(e) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for node in list {
+        let Value::Map(um) = &node.value else {
+            m.error_at(
+                &node.pos,
+                &e.key,
+                format!(
+                    "Expected user entry to be a map/struct, got {}",
+                    node.value.type_name()
+                ),
+            );
+            continue;
+        };
+        let mut user = User::default();
+        for f in um {
+            match f.key.to_ascii_lowercase().as_str() {
+                "user" | "username" => user.username = m.string(f).unwrap_or_default(),
+                "pass" | "password" => user.password = m.string(f).unwrap_or_default(),
+                "permission" | "permissions" | "authorization" => {
+                    user.permissions = permissions(m, f)
+                }
+                "nkey" | "allowed_connection_types" | "connection_types" | "clients" => m.error(
+                    f,
+                    format!("field {:?} is not supported by this broker", f.key),
+                ),
+                _ => m.unknown(f),
+            }
+        }
+        if user.username.is_empty() {
+            m.error_at(&node.pos, &e.key, "User entry requires a user");
+            continue;
+        }
+        out.push(user);
+    }
+    out
+}
+
+/// `permissions { publish, subscribe, allow_responses }` (nats-server
+/// `parseUserPermissions`). nats-server also turns off the blanket publish
+/// allow when `allow_responses` is set; `Permissions` cannot express an
+/// explicitly empty allow list, so the server must treat
+/// `allow_responses.is_some()` with no publish allow list as "publish only to
+/// reply subjects".
+pub(super) fn permissions(m: &mut Mapper, e: &Entry) -> Option<Permissions> {
+    let pm = m.map(e)?;
+    let mut p = Permissions::default();
+    for f in pm {
+        match f.key.to_ascii_lowercase().as_str() {
+            "pub" | "publish" | "import" => p.publish = subject_permission(m, f),
+            "sub" | "subscribe" | "export" => p.subscribe = subject_permission(m, f),
+            "publish_allow_responses" | "allow_responses" => {
+                p.allow_responses = allow_responses(m, f)
+            }
+            _ => {
+                if !f.used_as_variable {
+                    m.error(f, format!("Unknown field {:?} parsing permissions", f.key));
+                }
+            }
+        }
+    }
+    Some(p)
+}
+
+fn allow_responses(m: &mut Mapper, e: &Entry) -> Option<ResponsePermission> {
+    let mut rp = ResponsePermission {
+        max: DEFAULT_ALLOW_RESPONSE_MAX,
+        expires: DEFAULT_ALLOW_RESPONSE_EXPIRES,
+    };
+    let rm = match &e.value.value {
+        Value::Bool(true) => return Some(rp),
+        Value::Bool(false) => return None,
+        Value::Map(rm) => rm,
+        _ => {
+            m.error(
+                e,
+                "error parsing response permissions, expected a boolean or a map",
+            );
+            return None;
+        }
+    };
+    for f in rm {
+        match f.key.to_ascii_lowercase().as_str() {
+            "max" | "max_msgs" | "max_messages" | "max_responses" => {
+                // Negative means unlimited, 0 keeps the default (nats-server).
+                match m.int(f) {
+                    Some(n) if n < 0 => rp.max = usize::MAX,
+                    Some(0) | None => {}
+                    Some(n) => rp.max = usize::try_from(n).unwrap_or(usize::MAX),
+                }
+            }
+            "expires" | "expiration" | "ttl" => match &f.value.value {
+                Value::String(s) => match super::parse_go_duration(s) {
+                    Ok(n) if n < 0 => rp.expires = Duration::MAX,
+                    Ok(0) => {}
+                    Ok(n) => {
+                        rp.expires = Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX))
+                    }
+                    Err(err) => m.error(f, format!("error parsing expires: {err}")),
+                },
+                _ => m.error(f, "error parsing expires, not a duration string"),
+            },
+            _ => {
+                if !f.used_as_variable {
+                    m.error(f, format!("Unknown field {:?} parsing permissions", f.key));
+                }
+            }
+        }
+    }
+    Some(rp)
+}
+
+/// A subject, a list of subjects (both = allow), or `{ allow, deny }`.
+fn subject_permission(m: &mut Mapper, e: &Entry) -> Option<SubjectPermission> {
+    match &e.value.value {
+        Value::Map(sm) => {
+            if sm.is_empty() {
+                return None;
+            }
+            let mut sp = SubjectPermission::default();
+            for f in sm {
+                match f.key.to_ascii_lowercase().as_str() {
+                    "allow" => sp.allow = subjects(m, f, &f.value).unwrap_or_default(),
+                    "deny" => sp.deny = subjects(m, f, &f.value).unwrap_or_default(),
+                    _ => {
+                        if !f.used_as_variable {
+                            m.error(f, format!("Unknown field name {:?} parsing subject permissions, only 'allow' or 'deny' are permitted", f.key));
+                        }
+                    }
+                }
+            }
+            Some(sp)
+        }
+        _ => subjects(m, e, &e.value).map(|allow| SubjectPermission {
+            allow,
+            deny: Vec::new(),
+        }),
+    }
+}
+
+fn subjects(m: &mut Mapper, e: &Entry, node: &Node) -> Option<Vec<String>> {
+    let list: Vec<(String, &Node)> = match &node.value {
+        Value::String(s) => vec![(s.clone(), node)],
+        Value::Array(items) => {
+            let mut v = Vec::new();
+            for it in items {
+                match &it.value {
+                    Value::String(s) => v.push((s.clone(), it)),
+                    _ => {
+                        m.error_at(
+                            &it.pos,
+                            &e.key,
+                            "Subject in permissions array cannot be cast to string",
+                        );
+                        return None;
+                    }
+                }
+            }
+            v
+        }
+        other => {
+            m.error(
+                e,
+                format!(
+                    "Expected subject permissions to be a subject, or array of subjects, got {}",
+                    other.type_name()
+                ),
+            );
+            return None;
+        }
+    };
+    let mut ok = true;
+    for (s, n) in &list {
+        // nats-server checkPermSubjectArray: a subject, or "subject queue".
+        let fields: Vec<&str> = s.split_whitespace().collect();
+        let valid = is_valid_subject(s) || (fields.len() == 2 && is_valid_subject(fields[0]));
+        if !valid {
+            let shown = if fields.len() == 2 {
+                fields[0]
+            } else {
+                s.as_str()
+            };
+            m.error_at(
+                &n.pos,
+                &e.key,
+                format!("subject {shown:?} is not a valid subject"),
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| list.into_iter().map(|(s, _)| s).collect())
+}
+
+/// nats-server `IsValidSubject` (server/sublist.go): non-empty tokens, no
+/// white space, `>` only as the last token.
+pub fn is_valid_subject(subject: &str) -> bool {
+    if subject.is_empty() {
+        return false;
+    }
+    let mut full_wildcard_seen = false;
+    for tok in subject.split('.') {
+        if tok.is_empty() || full_wildcard_seen {
+            return false;
+        }
+        if tok.contains([' ', '\t', '\n', '\r', '\x0c']) {
+            return false;
+        }
+        if tok == ">" {
+            full_wildcard_seen = true;
+        }
+    }
+    true
+}
+
+pub(super) fn cluster(m: &mut Mapper, o: &mut Options, e: &Entry) {
+    let Some(cm) = m.map(e) else { return };
+    let mut listen: Option<ListenAddr> = o.cluster.listen.clone();
+    let mut host: Option<String> = None;
+    let mut port: Option<i32> = None;
+    let mut routes_seen: Vec<String> = Vec::new();
+    for f in cm {
+        match f.key.to_ascii_lowercase().as_str() {
+            "name" => {
+                m.seen.push(("cluster.name", f.key_pos.clone()));
+                o.cluster.name = m.string(f);
+            }
+            "listen" => match &f.value.value {
+                Value::Integer(p) => match check_port(*p) {
+                    Ok(p) => port = Some(p),
+                    Err(msg) => m.error(f, msg),
+                },
+                Value::String(s) => match parse_listen_str(s) {
+                    Ok(l) => listen = Some(l),
+                    Err(msg) => m.error(f, msg),
+                },
+                _ => m.error(
+                    f,
+                    format!(
+                        "invalid value for \"listen\": expected port or host:port, got {}",
+                        f.value.value.type_name()
+                    ),
+                ),
+            },
+            "port" => {
+                if let Some(p) = m.int(f) {
+                    match check_port(p) {
+                        Ok(p) => port = Some(p),
+                        Err(msg) => m.error(f, msg),
+                    }
+                }
+            }
+            "host" | "net" => host = m.string(f),
+            "authorization" => cluster_auth(m, o, f),
+            "routes" => {
+                let Some(list) = m.array(f) else { continue };
+                let mut routes = Vec::new();
+                for n in list {
+                    let Value::String(s) = &n.value else {
+                        m.error_at(
+                            &n.pos,
+                            &f.key,
+                            format!("route must be a URL string, got {}", n.value.type_name()),
+                        );
+                        continue;
+                    };
+                    if routes_seen.contains(s) {
+                        m.warnings.push(format!(
+                            "{}: invalid use of field {s:?}: Duplicate route entry detected",
+                            n.pos
+                        ));
+                        continue;
+                    }
+                    routes_seen.push(s.clone());
+                    match parse_route_url(s) {
+                        Ok(r) => routes.push(r),
+                        Err(msg) => m.error_at(&n.pos, &f.key, msg),
+                    }
+                }
+                o.cluster.routes = routes;
+            }
+            "tls" => o.cluster.tls = tls(m, f),
+            "cluster_advertise" | "advertise" => o.cluster.advertise = m.string(f),
+            "no_advertise" => o.cluster.no_advertise = m.boolean(f).unwrap_or(false),
+            "connect_retries" => {
+                if let Some(v) = m.size(f, u32::MAX as u64) {
+                    o.cluster.connect_retries = v as u32;
+                }
+            }
+            "permissions" => m.error(
+                f,
+                format!("field {:?} is not supported by this broker", f.key),
+            ),
+            _ => m.unknown(f),
+        }
+    }
+    if host.is_some() || port.is_some() {
+        match listen {
+            Some(ListenAddr::Scion { .. }) => {
+                m.error(
+                    e,
+                    "cluster host/port can not be combined with a SCION listen address",
+                );
+                return;
+            }
+            Some(ListenAddr::Tcp { host: h, port: p }) => {
+                listen = Some(ListenAddr::Tcp {
+                    host: host.unwrap_or(h),
+                    port: port.unwrap_or(p),
+                })
+            }
+            None => {
+                listen = Some(ListenAddr::Tcp {
+                    host: host.unwrap_or_else(|| "0.0.0.0".to_string()),
+                    port: port.unwrap_or(0),
+                })
+            }
+        }
+    }
+    // nats-server enables clustering only with a cluster port.
+    if let Some(ListenAddr::Tcp { host, port: 0 }) = &listen {
+        m.warn(
+            e,
+            format!("cluster has no port (host {host:?}), clustering is disabled"),
+        );
+        listen = None;
+    }
+    if let Some(ListenAddr::Tcp { host, .. }) = &mut listen {
+        if host.is_empty() {
+            *host = "0.0.0.0".to_string();
+        }
+    }
+    o.cluster.listen = listen;
+}
+
+fn cluster_auth(m: &mut Mapper, o: &mut Options, e: &Entry) {
+    let Some(am) = m.map(e) else { return };
+    for f in am {
+        match f.key.to_ascii_lowercase().as_str() {
+            "user" | "username" => o.cluster.username = m.string(f),
+            "pass" | "password" => o.cluster.password = m.string(f),
+            "timeout" => o.cluster.auth_timeout = m.seconds(f),
+            "token" => m.error(f, "Cluster authorization does not support tokens"),
+            "users" => m.error(f, "Cluster authorization does not allow multiple users"),
+            "permissions" | "default_permissions" | "default_permission" => m.error(
+                f,
+                "cluster permissions are not supported by this broker (and deprecated inside cluster authorization)",
+            ),
+            _ => m.unknown(f),
+        }
+    }
+}
+
+/// nats-server `parseTLS`, for the keys this broker implements.
+fn tls(m: &mut Mapper, e: &Entry) -> Option<TlsOpts> {
+    let tm = m.map(e)?;
+    let mut t = TlsOpts::default();
+    for f in tm {
+        let key = f.key.to_ascii_lowercase();
+        match key.as_str() {
+            "cert_file" | "key_file" | "ca_file" => {
+                let Value::String(s) = &f.value.value else {
+                    m.error(
+                        f,
+                        format!("error parsing tls config, expected '{key}' to be filename"),
+                    );
+                    continue;
+                };
+                let path = Some(PathBuf::from(s));
+                match key.as_str() {
+                    "cert_file" => t.cert_file = path,
+                    "key_file" => t.key_file = path,
+                    _ => t.ca_file = path,
+                }
+            }
+            "verify" => match f.value.value {
+                Value::Bool(b) => t.verify = b,
+                _ => m.error(
+                    f,
+                    "error parsing tls config, expected 'verify' to be a boolean",
+                ),
+            },
+            "timeout" => match &f.value.value {
+                Value::Integer(_) | Value::Float(_) | Value::String(_) => t.timeout = m.seconds(f),
+                _ => m.error(f, "error parsing tls config, 'timeout' wrong type"),
+            },
+            "insecure"
+            | "verify_and_map"
+            | "verify_cert_and_check_known_urls"
+            | "cipher_suites"
+            | "curve_preferences"
+            | "connection_rate_limit"
+            | "pinned_certs" => m.error(
+                f,
+                format!("field {:?} is not supported by this broker", f.key),
+            ),
+            _ => m.error(
+                f,
+                format!("error parsing tls config, unknown field [{:?}]", f.key),
+            ),
+        }
+    }
+    Some(t)
+}
+
+/// The `scion { ... }` block (this broker's extension; not in nats-server).
+pub(super) fn scion(m: &mut Mapper, o: &mut Options, e: &Entry) {
+    let Some(sm) = m.map(e) else { return };
+    let mut s = ScionOpts::default();
+    for f in sm {
+        match f.key.to_ascii_lowercase().as_str() {
+            "path_preference" => {
+                if let Some(p) = path_preference(m, f) {
+                    s.path_preference = p;
+                }
+            }
+            "daemon" => {
+                if let Some(d) = m.string(f) {
+                    if d.parse::<SocketAddr>().is_err() {
+                        m.error(f, format!("invalid daemon address {d:?}: expected IP:port"));
+                    } else {
+                        s.daemon = Some(d);
+                    }
+                }
+            }
+            "topology" => s.topology = m.string(f).map(PathBuf::from),
+            "policy" => policy(m, &mut s, f),
+            "probe_interval" => {
+                if let Some(d) = m.duration(f) {
+                    if d.is_zero() {
+                        m.error(f, "probe_interval must be greater than zero");
+                    } else {
+                        s.probe_interval = Some(d);
+                    }
+                }
+            }
+            "redundancy" => {
+                if let Some(n) = m.int(f) {
+                    if (1..=MAX_REDUNDANCY).contains(&n) {
+                        s.redundancy = Some(n as u32);
+                    } else {
+                        m.error(
+                            f,
+                            format!("redundancy must be between 1 and {MAX_REDUNDANCY}, got {n}"),
+                        );
+                    }
+                }
+            }
+            "path_header" => s.path_header = m.boolean(f).unwrap_or(false),
+            _ => m.unknown(f),
+        }
+    }
+    o.scion = Some(s);
+}
+
+/// `"bandwidth,latency"` (or an array of words): ordered, no empty item, no
+/// duplicates, only known words. The Go prototype turned bad strings into
+/// "no preference" silently; we reject them.
+fn path_preference(m: &mut Mapper, e: &Entry) -> Option<Vec<String>> {
+    let raw: Vec<String> = match &e.value.value {
+        Value::String(s) => s
+            .split(',')
+            .map(|w| w.trim().to_ascii_lowercase())
+            .collect(),
+        Value::Array(items) => {
+            let mut v = Vec::new();
+            for it in items {
+                match &it.value {
+                    Value::String(w) => v.push(w.trim().to_ascii_lowercase()),
+                    other => {
+                        m.error(
+                            e,
+                            format!(
+                                "invalid path_preference: expected words, got {}",
+                                other.type_name()
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            v
+        }
+        other => {
+            m.error(e, format!("invalid value for \"path_preference\": expected a string such as \"bandwidth,latency\", got {}", other.type_name()));
+            return None;
+        }
+    };
+    let shown = match &e.value.value {
+        Value::String(s) => format!("{s:?}"),
+        _ => format!("{raw:?}"),
+    };
+    let allowed = PATH_PREFERENCE_WORDS.join(", ");
+    let mut out: Vec<String> = Vec::new();
+    for w in raw {
+        let problem = if w.is_empty() {
+            Some("empty item".to_string())
+        } else if !PATH_PREFERENCE_WORDS.contains(&w.as_str()) {
+            Some(format!("unknown word {w:?} (expected {allowed})"))
+        } else if out.contains(&w) {
+            Some(format!("duplicate word {w:?}"))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            m.error(e, format!("invalid path_preference {shown}: {p}"));
+            return None;
+        }
+        out.push(w);
+    }
+    Some(out)
+}
+
+fn policy(m: &mut Mapper, s: &mut ScionOpts, e: &Entry) {
+    let Some(pm) = m.map(e) else { return };
+    for f in pm {
+        match f.key.to_ascii_lowercase().as_str() {
+            "acl" => {
+                let Some(list) = m.array(f) else { continue };
+                let mut acl = Vec::new();
+                for n in list {
+                    let Value::String(entry) = &n.value else {
+                        m.error_at(
+                            &n.pos,
+                            &f.key,
+                            format!("acl entry must be a string, got {}", n.value.type_name()),
+                        );
+                        continue;
+                    };
+                    match check_acl_entry(entry) {
+                        Ok(()) => acl.push(entry.clone()),
+                        Err(msg) => m.error_at(
+                            &n.pos,
+                            &f.key,
+                            format!("invalid acl entry {entry:?}: {msg}"),
+                        ),
+                    }
+                }
+                // scionproto pathpol.NewACL: the last entry must match every hop.
+                if acl.len() == list.len() {
+                    match acl.last() {
+                        Some(last) if acl_matches_all(last) => s.policy_acl = acl,
+                        _ => m.error(
+                            f,
+                            "ACL does not have a default (end it with \"+\" or \"-\")",
+                        ),
+                    }
+                }
+            }
+            "sequence" => s.policy_sequence = m.string(f),
+            _ => m.unknown(f),
+        }
+    }
+}
+
+/// `+` or `-`, optionally followed by a hop predicate `ISD[-AS][#IF[,IF]]`.
+fn check_acl_entry(entry: &str) -> Result<(), String> {
+    let mut parts = entry.split_whitespace();
+    match parts.next() {
+        Some("+") | Some("-") => {}
+        _ => return Err("must start with \"+\" or \"-\"".to_string()),
+    }
+    if let Some(pred) = parts.next() {
+        check_hop_predicate(pred)?;
+    }
+    if parts.next().is_some() {
+        return Err("too many fields".to_string());
+    }
+    Ok(())
+}
+
+fn check_hop_predicate(pred: &str) -> Result<(), String> {
+    let (ia, ifaces) = match pred.split_once('#') {
+        Some((ia, ifs)) => (ia, Some(ifs)),
+        None => (pred, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match ia.split_once('-') {
+        None if digits(ia) => {}
+        Some((isd, asn)) if digits(isd) => {
+            if asn != "0" && format!("{isd}-{asn}").parse::<IsdAs>().is_err() {
+                return Err(format!("bad AS {asn:?}"));
+            }
+        }
+        _ => return Err(format!("bad hop predicate {pred:?}")),
+    }
+    if let Some(ifs) = ifaces {
+        if ia.split_once('-').is_none() {
+            return Err("interfaces need an ISD-AS".to_string());
+        }
+        let list: Vec<&str> = ifs.split(',').collect();
+        if list.len() > 2 || !list.iter().all(|i| digits(i)) {
+            return Err(format!("bad interfaces {ifs:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn acl_matches_all(entry: &str) -> bool {
+    let mut parts = entry.split_whitespace();
+    parts.next();
+    match parts.next() {
+        None => true,
+        Some(pred) => matches!(pred, "0" | "0-0" | "0-0#0"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_validity() {
+        for ok in ["foo", "foo.*", "foo.>", ">", "*.bar"] {
+            assert!(is_valid_subject(ok), "{ok}");
+        }
+        for bad in ["", "foo..bar", ".foo", "foo.", "foo.>.bar", "a b"] {
+            assert!(!is_valid_subject(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn acl_entries() {
+        for ok in [
+            "+",
+            "-",
+            "+ 1-ff00:0:110#1,2",
+            "- 1",
+            "+ 0-0#0",
+            "- 1-64512",
+        ] {
+            assert!(check_acl_entry(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "x", "+ a", "+ 1-zz", "+ 1#3", "+ 1-0#1,2,3", "+ 1 2"] {
+            assert!(check_acl_entry(bad).is_err(), "{bad}");
+        }
+        assert!(acl_matches_all("-"));
+        assert!(acl_matches_all("+ 0-0#0"));
+        assert!(!acl_matches_all("+ 1-0#0"));
+    }
+}
