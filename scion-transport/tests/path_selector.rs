@@ -715,6 +715,21 @@ fn bad_configs_are_rejected() {
             probe_timeout_min: Duration::from_secs(5),
             ..SelectorConfig::default()
         },
+        SelectorConfig {
+            failback_hold: Duration::MAX,
+            ..SelectorConfig::default()
+        },
+        SelectorConfig {
+            margin: scion_transport::path::SwitchMargin {
+                latency_ratio: -2.0,
+                ..Default::default()
+            },
+            ..SelectorConfig::default()
+        },
+        SelectorConfig {
+            lossy_threshold: f32::NAN,
+            ..SelectorConfig::default()
+        },
     ];
     for c in bad {
         assert!(Selector::new(c).is_err());
@@ -822,4 +837,16 @@ fn datagram_cap_follows_smallest_usable_path() {
     assert_eq!(sel.max_datagram_payload(), Some(1400 - 112));
     assert_eq!(sel.path(&fp(3)).map(|p| p.mtu), Some(1000));
     assert!(sel.path(&fp(99)).is_none());
+}
+
+#[test]
+fn hostile_metadata_does_not_panic() {
+    let mut paths = topology();
+    paths[0].expiry_unix_secs = u64::MAX;
+    paths[1].latency = vec![Some(Duration::MAX); 3];
+    paths[2].bandwidth_kbps = vec![Some(u64::MAX), Some(0), None, Some(1), Some(u64::MAX)];
+    let mut s = Sim::new(cfg("latency,bandwidth"), paths);
+    s.run_until(MS * 3000);
+    assert!(s.sel.active().is_some());
+    assert!(s.sel.candidates().len() == 4);
 }

@@ -269,7 +269,10 @@ impl PathInfo {
         if self.latency.len() != links {
             return None;
         }
-        self.latency.iter().copied().sum::<Option<Duration>>()
+        // Saturating: metadata comes from the network and must not be able to panic us.
+        self.latency
+            .iter()
+            .try_fold(Duration::ZERO, |acc, l| l.map(|l| acc.saturating_add(l)))
     }
 
     /// Smallest announced per-stretch bandwidth; `None` if any stretch is unknown or the path

@@ -198,8 +198,11 @@ impl SwitchMargin {
                         _ => return true,
                     },
                 };
-                let needed = b.mul_f64(1.0 + self.latency_ratio) + self.latency_abs;
-                needed <= w
+                // Checked float maths: metadata latencies are untrusted and may be absurd.
+                match Duration::try_from_secs_f64(b.as_secs_f64() * (1.0 + self.latency_ratio)) {
+                    Ok(scaled) => scaled.saturating_add(self.latency_abs) <= w,
+                    Err(_) => false,
+                }
             }
             PreferenceKey::Bandwidth => {
                 match (
@@ -290,7 +293,7 @@ fn latency_sum(p: &PathInfo) -> (Duration, HashSet<Stretch>) {
         match p.latency.get(i).copied().flatten() {
             // pan also treats an announced 0 as unknown (its FIXME about snet using 0 for
             // unknown); we have Option, so 0 is a real, if unlikely, value.
-            Some(l) => sum += l,
+            Some(l) => sum = sum.saturating_add(l),
             None => {
                 unknown.insert((w[0], w[1]));
             }
@@ -489,6 +492,15 @@ mod tests {
         };
         assert_eq!(
             pref.compare_with_margin(&us(200), &us(1500), &m),
+            Verdict::Tie
+        );
+        // Absurd metadata must not overflow the margin arithmetic.
+        let secs = |s: u64| PathMetrics {
+            info: &p,
+            measured_rtt: Some(Duration::from_secs(s)),
+        };
+        assert_eq!(
+            pref.compare_with_margin(&secs(u64::MAX - 10), &secs(u64::MAX), &m),
             Verdict::Tie
         );
     }

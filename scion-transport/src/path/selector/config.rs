@@ -5,6 +5,9 @@ use std::time::Duration;
 use crate::path::policy::PathPolicy;
 use crate::path::preference::{PathPreference, SwitchMargin};
 
+/// Upper bound for every duration setting: keeps deadline arithmetic far from overflow.
+const MAX_SETTING: Duration = Duration::from_secs(24 * 3600);
+
 /// Selector tuning. `Default` gives the values described in the module docs.
 #[derive(Debug, Clone)]
 pub struct SelectorConfig {
@@ -80,6 +83,10 @@ pub enum SelectorConfigError {
     TimeoutBounds { min: Duration, max: Duration },
     #[error("selector: lossy_threshold {0} is not a fraction in 0..=1")]
     LossyThreshold(f32),
+    #[error("selector: {0} = {1:?} is above the 1 day limit")]
+    TooLarge(&'static str, Duration),
+    #[error("selector: {0} = {1} must be a ratio in 0..=100")]
+    Ratio(&'static str, f64),
 }
 
 impl SelectorConfig {
@@ -110,6 +117,29 @@ impl SelectorConfig {
                 min: self.probe_timeout_min,
                 max: self.probe_timeout_max,
             });
+        }
+        for (name, d) in [
+            ("active_probe_interval", self.active_probe_interval),
+            ("backup_probe_interval", self.backup_probe_interval),
+            ("down_probe_interval", self.down_probe_interval),
+            ("probe_timeout_initial", self.probe_timeout_initial),
+            ("probe_timeout_max", self.probe_timeout_max),
+            ("failback_hold", self.failback_hold),
+            ("refresh_before_expiry", self.refresh_before_expiry),
+            ("refresh_retry", self.refresh_retry),
+            ("margin.latency_abs", self.margin.latency_abs),
+        ] {
+            if d > MAX_SETTING {
+                return Err(SelectorConfigError::TooLarge(name, d));
+            }
+        }
+        for (name, r) in [
+            ("margin.latency_ratio", self.margin.latency_ratio),
+            ("margin.bandwidth_ratio", self.margin.bandwidth_ratio),
+        ] {
+            if !(0.0..=100.0).contains(&r) {
+                return Err(SelectorConfigError::Ratio(name, r));
+            }
         }
         if !(0.0..=1.0).contains(&self.lossy_threshold) {
             return Err(SelectorConfigError::LossyThreshold(self.lossy_threshold));

@@ -39,6 +39,9 @@ use super::model::{PathFingerprint, PathInfo};
 use super::probe::ProbeStats;
 use crate::address::IsdAsn;
 
+/// Longest lifetime we believe a path has (SCION hop fields expire within 24 h).
+const MAX_PATH_LIFETIME: Duration = Duration::from_secs(2 * 24 * 3600);
+
 #[derive(Debug, Clone)]
 enum DownReason {
     Scmp(String),
@@ -132,7 +135,10 @@ impl Selector {
                 continue;
             }
             let filtered = self.filter_reason(&info);
-            let remaining = Duration::from_secs(info.expiry_unix_secs).saturating_sub(unix_now);
+            // Hop fields live at most a day; the cap keeps a bogus expiry from overflowing.
+            let remaining = Duration::from_secs(info.expiry_unix_secs)
+                .saturating_sub(unix_now)
+                .min(MAX_PATH_LIFETIME);
             let expires_at = now + remaining;
             let cand = match old.remove(&info.fingerprint) {
                 Some(mut c) => {
