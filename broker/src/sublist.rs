@@ -23,6 +23,11 @@ const CACHE_MAX: usize = 1024;
 /// A sweep drops entries until this many are left (nats-server `slCacheSweep`).
 const CACHE_SWEEP_TO: usize = 512;
 
+/// Most tokens a subscription subject may have. nats-server has no such limit, but its trie walks
+/// recurse (and Go stacks grow); ours recurse too, on fixed-size thread stacks, so the trie depth
+/// is bounded here. Publish subjects need no bound: their walk only recurses as deep as the trie.
+pub const MAX_SUBJECT_TOKENS: usize = 1024;
+
 /// Token separator and wildcard tokens (nats-server `btsep`, `pwcs`, `fwcs`).
 const SEP: char = '.';
 const PWC: &str = "*";
@@ -32,8 +37,8 @@ const FWC: &str = ">";
 /// `ErrNotFound`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SublistError {
-    /// The subject is not a valid subscription subject (see [`is_valid_subject`]), or the queue
-    /// group name is empty.
+    /// The subject is not a valid subscription subject (see [`is_valid_subject`]), has more
+    /// than [`MAX_SUBJECT_TOKENS`] tokens, or the queue group name is empty.
     #[error("sublist: invalid subject")]
     InvalidSubject,
     /// No subscription with this subject, queue group and item exists.
@@ -225,7 +230,10 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
     ) -> Result<(), SublistError> {
         // nats-server's Insert only rejects empty tokens and a non-final `>`; we also reject
         // whitespace (IsValidSubject) so that nothing unroutable can enter the index.
-        if !is_valid_subject(subject) || queue == Some("") {
+        if !is_valid_subject(subject)
+            || queue == Some("")
+            || subject.split(SEP).nth(MAX_SUBJECT_TOKENS).is_some()
+        {
             return Err(SublistError::InvalidSubject);
         }
         let mut level = &mut self.root;
@@ -292,6 +300,37 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
         self.generation += 1;
         self.invalidate(subject);
         Ok(())
+    }
+
+    /// Removes many subscriptions at once (a closing connection, a lost route) and returns how
+    /// many were found. Like nats-server `RemoveBatch`, the cache is dropped once at the end
+    /// instead of being scanned for every wildcard subscription. Generation bumps once.
+    pub fn remove_batch<'a, I>(&mut self, subs: I) -> usize
+    where
+        I: IntoIterator<Item = (&'a str, Option<&'a str>, &'a T)>,
+        T: 'a,
+    {
+        let mut removed = 0usize;
+        for (subject, queue, item) in subs {
+            if is_valid_subject(subject)
+                && queue != Some("")
+                && remove_in_level(&mut self.root, subject, queue, item)
+            {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.count -= removed;
+            self.removes += removed as u64;
+            self.generation += 1;
+            if let Some(cache) = self.cache.as_mut() {
+                match cache.get_mut() {
+                    Ok(cache) => cache.map.clear(),
+                    Err(poisoned) => poisoned.into_inner().map.clear(),
+                }
+            }
+        }
+        removed
     }
 
     /// Drops the cached results that a subscription on `subject` takes part in.
@@ -835,6 +874,57 @@ mod tests {
     }
 
     #[test]
+    fn remove_batch() {
+        let mut s = Sublist::new();
+        let subs = [
+            ("a.b", None, 1u32),
+            ("a.*", Some("q"), 2),
+            ("a.>", None, 3),
+            ("c", None, 4),
+        ];
+        for (subject, queue, item) in subs {
+            s.insert(subject, queue, item).unwrap();
+        }
+        assert_eq!(s.match_subject("a.b").fanout(), 3);
+        let g = s.generation();
+        let gone = [
+            ("a.b", None, &1u32),
+            ("a.*", Some("q"), &2),
+            ("a.>", None, &3),
+            ("a.>", None, &99), // not there
+            ("a..b", None, &1), // invalid
+        ];
+        assert_eq!(s.remove_batch(gone), 3);
+        assert_eq!(s.count(), 1);
+        assert_eq!(s.generation(), g + 1);
+        assert!(s.match_subject("a.b").is_empty());
+        assert_eq!(s.match_subject("c").plain, vec![4]);
+        assert_eq!(s.stats().num_removes, 3);
+        assert_eq!(s.remove_batch([]), 0);
+        assert_eq!(s.generation(), g + 1);
+    }
+
+    #[test]
+    fn deep_subjects_are_bounded() {
+        let mut s = Sublist::new();
+        let deep = vec!["*"; MAX_SUBJECT_TOKENS].join(".");
+        s.insert(&deep, None, 1).unwrap();
+        let too_deep = vec!["a"; MAX_SUBJECT_TOKENS + 1].join(".");
+        assert_eq!(
+            s.insert(&too_deep, None, 2),
+            Err(SublistError::InvalidSubject)
+        );
+        // Matching walks the full depth of `*` nodes; a very long publish subject is fine too.
+        let literal = vec!["x"; MAX_SUBJECT_TOKENS].join(".");
+        assert_eq!(s.match_subject(&literal).plain, vec![1]);
+        let huge = vec!["x"; 100_000].join(".");
+        assert!(s.match_subject(&huge).is_empty());
+        assert_eq!(s.all().len(), 1);
+        s.remove(&deep, None, &1).unwrap();
+        assert!(s.root.is_empty());
+    }
+
+    #[test]
     fn many_subscribers_on_one_subject() {
         let mut s = Sublist::new();
         for i in 0..5000 {
@@ -1206,6 +1296,16 @@ mod tests {
                             model.swap_remove(rng.random_range(0..model.len()));
                         cached.remove(&subject, queue, &id).unwrap();
                         uncached.remove(&subject, queue, &id).unwrap();
+                    }
+                    // Occasionally a batch removal (a connection going away).
+                    3 if rng.random_range(0..20) == 0 && !model.is_empty() => {
+                        let n = rng.random_range(1..=model.len().min(20));
+                        let gone: Vec<_> = (0..n)
+                            .map(|_| model.swap_remove(rng.random_range(0..model.len())))
+                            .collect();
+                        let batch = || gone.iter().map(|(s, q, id)| (s.as_str(), *q, id));
+                        assert_eq!(cached.remove_batch(batch()), n);
+                        assert_eq!(uncached.remove_batch(batch()), n);
                     }
                     _ => {
                         let literal = random_subject(&mut rng, false);
