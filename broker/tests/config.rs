@@ -1,0 +1,654 @@
+//! Configuration tests through the public API: every shipped config, the
+//! SCION seed configs, typed mapping, error texts and positions, the CLI
+//! merge, a differential check against Debian's nats-server 2.9.10 (`-t`),
+//! and a bounded fuzz smoke run of the conf parser over the seed corpus.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Proc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use broker::cli::{parse_args, Command};
+use broker::conf::{self, Value};
+use broker::config::{self, ConfigError};
+use broker::options::{ListenAddr, RouteTarget};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A fresh directory under the system temp dir, unique per test.
+fn tmpdir() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "broker-config-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).expect("create dir");
+    }
+    std::fs::write(&p, text).expect("write conf");
+    p
+}
+
+fn invalid(err: ConfigError) -> Vec<String> {
+    match err {
+        ConfigError::Invalid { errors, .. } => errors.iter().map(ToString::to_string).collect(),
+        other => panic!("expected field errors, got {other}"),
+    }
+}
+
+#[test]
+fn every_shipped_config_loads() {
+    let dir = repo_root().join("configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("configs/ exists") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("conf") {
+            continue;
+        }
+        n += 1;
+        if let Err(e) = config::check_config(&path) {
+            panic!("{} does not load: {e}", path.display());
+        }
+    }
+    assert!(n >= 2, "expected the seed configs in {}", dir.display());
+}
+
+#[test]
+fn seed_config_server1_typed() {
+    let l = config::load_file(&repo_root().join("configs/server1.conf")).expect("server1");
+    let o = &l.options;
+    assert_eq!(o.server_name.as_deref(), Some("s1"));
+    assert_eq!(o.port, 4222);
+    assert!(!o.debug);
+    let scion = o.scion.as_ref().expect("scion block kept");
+    assert_eq!(scion.path_preference, vec!["bandwidth", "latency"]);
+    assert_eq!(o.cluster.name.as_deref(), Some("c1"));
+    assert_eq!(
+        o.cluster.listen,
+        Some(ListenAddr::Scion {
+            isd_as: "18-ffaa:1:10bf".into(),
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 4248
+        })
+    );
+    assert!(o.cluster.routes.is_empty());
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+#[test]
+fn seed_config_server2_typed() {
+    let l = config::load_file(&repo_root().join("configs/server2.conf")).expect("server2");
+    let o = &l.options;
+    assert_eq!(o.server_name.as_deref(), Some("s2"));
+    assert_eq!(o.port, 5222);
+    assert!(o.debug);
+    assert_eq!(
+        o.cluster.listen,
+        Some(ListenAddr::Scion {
+            isd_as: "18-ffaa:1:10a0".into(),
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 5248
+        })
+    );
+    assert_eq!(o.cluster.routes.len(), 1);
+    let r = &o.cluster.routes[0];
+    assert_eq!(r.url, "nats-route://[18-ffaa:1:10bf,127.0.0.1]:4248");
+    assert_eq!(
+        r.target,
+        RouteTarget::Scion {
+            isd_as: "18-ffaa:1:10bf".into(),
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 4248
+        }
+    );
+    assert_eq!(
+        o.config_file.as_deref(),
+        Some(repo_root().join("configs/server2.conf").as_path())
+    );
+}
+
+#[test]
+fn unknown_field_error_text() {
+    let d = tmpdir();
+    let p = write(&d, "server.conf", "port = 4222\nfoo_bar = 1\n");
+    let errs = invalid(config::load_file(&p).unwrap_err());
+    assert_eq!(
+        errs,
+        vec![format!("{}:2:1: unknown field \"foo_bar\"", p.display())]
+    );
+    // Inside a block too, at the key's own position.
+    let p = write(&d, "b.conf", "cluster {\n  name: c1\n  pool_size: 3\n}\n");
+    let errs = invalid(config::load_file(&p).unwrap_err());
+    assert_eq!(
+        errs,
+        vec![format!("{}:3:3: unknown field \"pool_size\"", p.display())]
+    );
+}
+
+#[test]
+fn bad_path_preference_names_file_position_and_key() {
+    let d = tmpdir();
+    for (pref, why) in [
+        ("bandwidth,foo", "unknown word \"foo\""),
+        ("bandwidth,,latency", "empty item"),
+        ("latency,latency", "duplicate word \"latency\""),
+        ("bandwidth latency", "unknown word \"bandwidth latency\""),
+    ] {
+        let p = write(
+            &d,
+            "pp.conf",
+            &format!("port: 4222\nscion {{\n  path_preference = \"{pref}\"\n}}\n"),
+        );
+        let errs = invalid(config::load_file(&p).unwrap_err());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let want_prefix = format!("{}:3:3: invalid path_preference \"{pref}\": ", p.display());
+        assert!(errs[0].starts_with(&want_prefix), "{}", errs[0]);
+        assert!(errs[0].contains(why), "{}", errs[0]);
+    }
+}
+
+#[test]
+fn full_mapping() {
+    let d = tmpdir();
+    write(
+        &d,
+        "inc/users.conf",
+        "ALICE_PASS = \"$2a$11$abcdefg\"\nBOB = bob\n",
+    );
+    let p = write(
+        &d,
+        "full.conf",
+        r#"
+# every kind of key the broker maps
+server_name: "hub-1"
+listen: 127.0.0.1:4333
+http: "127.0.0.1:8333"
+client_advertise: "example.com:4333"
+max_payload: 2MB
+max_control_line = 8k
+max_pending: 32MiB
+max_connections 100; max_subscriptions: 1000
+ping_interval: "30s"
+ping_max: 3
+write_deadline = "2.5s"
+lame_duck_duration: "45s"
+lame_duck_grace_period: "5s"
+debug: yes, trace: off
+logtime: false
+log_file: "/var/log/broker.log"
+pid_file: '/run/broker.pid'
+syslog: false
+authorization {
+  include 'inc/users.conf'
+  timeout: 0.5
+  default_permissions { publish: "pub.>", subscribe: ["a", "b.*"] }
+  users = [
+    {user: alice, password: $ALICE_PASS, permissions: {
+        publish: { allow: ["x.>"], deny: "x.secret" }
+        subscribe: { deny: ["y"] }
+        allow_responses: { max: 5, expires: "1m" }
+    }}
+    {user: $BOB, pass: "b"}
+  ]
+}
+no_auth_user: bob
+cluster {
+  name: c1
+  host: 127.0.0.1
+  port: 6333
+  authorization { user: ru, password: rp, timeout: 2 }
+  routes = [
+    nats-route://ru:rp@10.0.0.2:6333
+    "nats-route://[18-ffaa:1:10bf,127.0.0.1]:4248"
+  ]
+  cluster_advertise: "10.0.0.1:6333"
+  no_advertise: true
+  connect_retries: 5
+  tls { cert_file: "c.pem", key_file: "k.pem", ca_file: "ca.pem", verify: true, timeout: 3 }
+}
+scion {
+  path_preference: "latency, hops"
+  daemon: "127.0.0.1:30255"
+  topology: "/etc/scion/topology.json"
+  policy { acl: ["- 1-ff00:0:110", "+"], sequence: "1-ff00:0:133#0 0*" }
+  probe_interval: "500ms"
+  redundancy: 2
+  path_header: true
+}
+"#,
+    );
+    let l = config::load_file(&p).unwrap_or_else(|e| panic!("{e}"));
+    let o = l.options;
+    assert_eq!(o.server_name.as_deref(), Some("hub-1"));
+    assert_eq!((o.host.as_str(), o.port), ("127.0.0.1", 4333));
+    assert_eq!((o.http_host.as_str(), o.http_port), ("127.0.0.1", 8333));
+    assert_eq!(o.client_advertise.as_deref(), Some("example.com:4333"));
+    assert_eq!(o.max_payload, 2 * 1024 * 1024);
+    assert_eq!(o.max_control_line, 8000);
+    assert_eq!(o.max_pending, 32 * 1024 * 1024);
+    assert_eq!((o.max_connections, o.max_subscriptions), (100, 1000));
+    assert_eq!(o.ping_interval, Duration::from_secs(30));
+    assert_eq!(o.ping_max, 3);
+    assert_eq!(o.write_deadline, Duration::from_millis(2500));
+    assert_eq!(o.lame_duck_duration, Duration::from_secs(45));
+    assert_eq!(o.lame_duck_grace_period, Duration::from_secs(5));
+    assert!(o.debug && !o.trace && !o.logtime && !o.syslog);
+    assert_eq!(o.log_file, Some(PathBuf::from("/var/log/broker.log")));
+    assert_eq!(o.pid_file, Some(PathBuf::from("/run/broker.pid")));
+
+    let a = &o.authorization;
+    assert_eq!(a.timeout, Some(Duration::from_millis(500)));
+    assert_eq!(a.users.len(), 2);
+    let alice = &a.users[0];
+    assert_eq!(alice.username, "alice");
+    assert_eq!(alice.password, "$2a$11$abcdefg");
+    let ap = alice.permissions.as_ref().expect("alice perms");
+    let pubp = ap.publish.as_ref().expect("publish");
+    assert_eq!(
+        (pubp.allow.clone(), pubp.deny.clone()),
+        (vec!["x.>".to_string()], vec!["x.secret".to_string()])
+    );
+    assert_eq!(ap.subscribe.as_ref().unwrap().deny, vec!["y"]);
+    let rp = ap.allow_responses.as_ref().expect("allow_responses");
+    assert_eq!((rp.max, rp.expires), (5, Duration::from_secs(60)));
+    // bob has no permissions of his own: he gets the defaults.
+    let bob = &a.users[1];
+    assert_eq!((bob.username.as_str(), bob.password.as_str()), ("bob", "b"));
+    let bp = bob.permissions.as_ref().expect("default perms applied");
+    assert_eq!(bp.publish.as_ref().unwrap().allow, vec!["pub.>"]);
+    assert_eq!(bp.subscribe.as_ref().unwrap().allow, vec!["a", "b.*"]);
+    assert_eq!(a.default_permissions.as_ref(), Some(bp));
+    assert_eq!(o.no_auth_user.as_deref(), Some("bob"));
+
+    let c = &o.cluster;
+    assert_eq!(c.name.as_deref(), Some("c1"));
+    assert_eq!(
+        c.listen,
+        Some(ListenAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: 6333
+        })
+    );
+    assert_eq!(
+        (c.username.as_deref(), c.password.as_deref()),
+        (Some("ru"), Some("rp"))
+    );
+    assert_eq!(c.auth_timeout, Some(Duration::from_secs(2)));
+    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.routes[0].user.as_deref(), Some("ru"));
+    assert_eq!(
+        c.routes[0].target,
+        RouteTarget::Tcp {
+            host: "10.0.0.2".into(),
+            port: 6333
+        }
+    );
+    assert!(matches!(
+        c.routes[1].target,
+        RouteTarget::Scion { port: 4248, .. }
+    ));
+    assert_eq!(c.advertise.as_deref(), Some("10.0.0.1:6333"));
+    assert!(c.no_advertise);
+    assert_eq!(c.connect_retries, 5);
+    let tls = c.tls.as_ref().expect("tls");
+    assert_eq!(tls.cert_file, Some(PathBuf::from("c.pem")));
+    assert!(tls.verify);
+    assert_eq!(tls.timeout, Some(Duration::from_secs(3)));
+
+    let s = o.scion.expect("scion");
+    assert_eq!(s.path_preference, vec!["latency", "hops"]);
+    assert_eq!(s.daemon.as_deref(), Some("127.0.0.1:30255"));
+    assert_eq!(s.topology, Some(PathBuf::from("/etc/scion/topology.json")));
+    assert_eq!(s.policy_acl, vec!["- 1-ff00:0:110", "+"]);
+    assert_eq!(s.policy_sequence.as_deref(), Some("1-ff00:0:133#0 0*"));
+    assert_eq!(s.probe_interval, Some(Duration::from_millis(500)));
+    assert_eq!(s.redundancy, Some(2));
+    assert!(s.path_header);
+    // The variable definitions from the include are used, so not unknown fields.
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+#[test]
+fn warnings_and_type_errors() {
+    let l = config::load_str("ping_interval: 5\nwrite_deadline: 3\nprof_port: 6060\n").unwrap();
+    assert_eq!(l.options.ping_interval, Duration::from_secs(5));
+    assert_eq!(l.options.write_deadline, Duration::from_secs(3));
+    assert_eq!(
+        l.warnings,
+        vec![
+            "1:1: invalid use of field \"ping_interval\": ping_interval should be converted to a duration",
+            "2:1: invalid use of field \"write_deadline\": write_deadline should be converted to a duration",
+            "3:1: invalid use of field \"prof_port\": not supported by this broker, ignored",
+        ]
+    );
+    let errs = invalid(config::load_str("port: \"x\"\ndebug: 1\nmax_payload: 3GB\nlame_duck_duration: \"10s\"\nping_interval: \"5d\"").unwrap_err());
+    assert_eq!(
+        errs,
+        vec![
+            "1:1: invalid value for \"port\": expected an integer, got string",
+            "2:1: invalid value for \"debug\": expected a boolean, got integer",
+            "3:1: max_payload value is too big",
+            "4:1: invalid lame_duck_duration of 10s, minimum is 30 seconds",
+            "5:1: error parsing ping_interval: time: unknown unit \"d\" in duration \"5d\"",
+        ]
+    );
+}
+
+#[test]
+fn semantic_keys_are_refused_and_auth_conflicts() {
+    let errs = invalid(
+        config::load_str("jetstream {}\nleafnodes { port: 7422 }\ntls { cert_file: x }\n")
+            .unwrap_err(),
+    );
+    assert_eq!(errs.len(), 3);
+    assert!(
+        errs[0].starts_with("1:1: field \"jetstream\" is not supported"),
+        "{errs:?}"
+    );
+    let errs =
+        invalid(config::load_str("authorization { user: a, password: b, token: t }").unwrap_err());
+    assert_eq!(errs, vec!["1:1: Cannot have a user/pass and token"]);
+    let errs =
+        invalid(config::load_str("authorization { users: [{user: a}, {user: a}] }").unwrap_err());
+    assert_eq!(errs, vec!["1:1: Duplicate user \"a\" detected"]);
+    let errs = invalid(config::load_str("no_auth_user: ghost").unwrap_err());
+    assert!(errs[0].contains("not present as user"), "{errs:?}");
+    let errs = invalid(
+        config::load_str(
+            "authorization {\n users: [{user: a, permissions: {publish: \"foo..bar\"}}]\n}",
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(
+        errs,
+        vec!["2:44: subject \"foo..bar\" is not a valid subject"]
+    );
+    let errs = invalid(config::load_str("listen: \"nats://127.0.0.1:4222\"").unwrap_err());
+    assert_eq!(
+        errs,
+        vec!["1:1: could not parse address string \"nats://127.0.0.1:4222\""]
+    );
+    let errs =
+        invalid(config::load_str("scion { policy { acl: [\"+ 1-ff00:0:110\"] } }").unwrap_err());
+    assert!(errs[0].contains("ACL does not have a default"), "{errs:?}");
+}
+
+#[test]
+fn parse_errors_carry_file_position() {
+    let d = tmpdir();
+    let p = write(
+        &d,
+        "syntax.conf",
+        "port = 4222\ncluster {\n  name = c1\n  routes = [ a b ]\n}\n",
+    );
+    let e = config::load_file(&p).unwrap_err();
+    let text = e.to_string();
+    assert!(text.starts_with(&format!("{}:4:", p.display())), "{text}");
+    let p = write(
+        &d,
+        "var.conf",
+        "port = 4222\nserver_name = $NO_SUCH_BROKER_VARIABLE_X\n",
+    );
+    assert_eq!(
+        config::load_file(&p).unwrap_err().to_string(),
+        format!(
+            "{}:2:15: variable reference for 'NO_SUCH_BROKER_VARIABLE_X' can not be found",
+            p.display()
+        )
+    );
+    let missing = d.join("nope.conf");
+    assert!(matches!(
+        config::load_file(&missing),
+        Err(ConfigError::Read { .. })
+    ));
+}
+
+#[test]
+fn environment_variables_and_includes() {
+    // A variable name no other test uses; values are parsed as conf values.
+    std::env::set_var("BROKER_CONFIG_TEST_PORT_7781", "4999");
+    let d = tmpdir();
+    write(
+        &d,
+        "sub/limits.conf",
+        "max_payload: 64KB\ninclude more.conf\n",
+    );
+    write(&d, "sub/more.conf", "ping_max: 7\n");
+    let p = write(
+        &d,
+        "main.conf",
+        "port: $BROKER_CONFIG_TEST_PORT_7781\ninclude 'sub/limits.conf'\n",
+    );
+    let o = config::load_file(&p)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .options;
+    assert_eq!(o.port, 4999);
+    assert_eq!(o.max_payload, 64 * 1024);
+    assert_eq!(o.ping_max, 7);
+    // Errors inside an included file name that file.
+    write(&d, "sub/bad.conf", "\nmax_payload: \"big\"\n");
+    let p = write(&d, "main2.conf", "include sub/bad.conf\n");
+    let errs = invalid(config::load_file(&p).unwrap_err());
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with(&format!("{}:2:1:", d.join("sub/bad.conf").display())),
+        "{errs:?}"
+    );
+}
+
+fn run_opts(args: &[String]) -> broker::options::Options {
+    match parse_args(args.to_vec()) {
+        Ok(Command::Run(l)) => l.options,
+        other => panic!("{args:?}: {other:?}"),
+    }
+}
+
+#[test]
+fn cli_flags_override_file_values() {
+    let d = tmpdir();
+    let p = write(
+        &d,
+        "c.conf",
+        "port: 4333\ndebug: true\nserver_name: file\nhttp_port: 8222\n",
+    );
+    let ps = p.display().to_string();
+    let o = run_opts(&[
+        "-c".into(),
+        ps.clone(),
+        "-p".into(),
+        "5000".into(),
+        "-D=false".into(),
+    ]);
+    assert_eq!(o.port, 5000);
+    assert!(!o.debug);
+    assert_eq!(o.server_name.as_deref(), Some("file"));
+    assert_eq!(o.http_port, 8222);
+    // Flag before -c still wins (nats-server parses flags again after the file).
+    let o = run_opts(&[
+        "--name".into(),
+        "flag".into(),
+        "--config".into(),
+        ps.clone(),
+    ]);
+    assert_eq!(o.server_name.as_deref(), Some("flag"));
+    // -t only names the file; a bad file surfaces through check_config.
+    match parse_args(vec!["-t".to_string(), "-c".to_string(), ps.clone()]) {
+        Ok(Command::CheckConfig(path)) => assert!(config::check_config(&path).is_ok()),
+        other => panic!("{other:?}"),
+    }
+    let bad = write(&d, "bad.conf", "foo_bar: 1\n");
+    let e = parse_args(vec!["-c".to_string(), bad.display().to_string()]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{}:1:1: unknown field \"foo_bar\"", bad.display())
+    );
+}
+
+/// Same files through Debian's nats-server 2.9.10 `-t`: where both know the
+/// keys, both must accept or both must reject. Skipped when it is absent.
+#[test]
+fn differential_check_against_nats_server() {
+    let ns = Path::new("/usr/bin/nats-server");
+    if !ns.exists() {
+        eprintln!("skipping: /usr/bin/nats-server not installed");
+        return;
+    }
+    let d = tmpdir();
+    let cases: &[(&str, &str)] = &[
+        ("ok_basic", "port: 4222\nserver_name: a\nmax_payload: 1MB\nping_interval: \"1m\"\n"),
+        ("ok_json", "{\n  \"port\": 4222,\n  \"debug\": true\n}\n"),
+        ("ok_auth", "authorization {\n  users = [\n    {user: a, password: b, permissions: {publish: {deny: \">\"}}}\n  ]\n}\n"),
+        ("ok_cluster", "cluster {\n  name: c\n  listen: 127.0.0.1:6222\n  routes: [nats-route://127.0.0.1:6223]\n}\n"),
+        ("ok_vars", "P = 4222\nport: $P\n"),
+        ("ok_block", "server_name = (\nabc\n)\n"),
+        ("ok_comments", "// c\nport: 4222 # c\n"),
+        ("bad_unknown", "port: 4222\nfoo_bar: 1\n"),
+        ("bad_unknown_cluster", "cluster {\n  bogus: 1\n}\n"),
+        ("bad_var", "port: $UNDEFINED_BROKER_DIFF_VAR\n"),
+        ("bad_syntax", "port: [1,\n"),
+        ("bad_token_and_user", "authorization { user: a, pass: b, token: c }\n"),
+        ("bad_users_and_user", "authorization { user: a, users: [] }\n"),
+        ("bad_lame_duck", "lame_duck_duration: \"1s\"\n"),
+        ("bad_listen", "listen: \"nats://127.0.0.1:4222\"\n"),
+        ("bad_subject", "authorization { users: [ {user: a, permissions: {publish: \"a..b\"}} ] }\n"),
+        ("bad_perm_key", "authorization { users: [ {user: a, permissions: {bogus: \"a\"}} ] }\n"),
+        ("bad_type", "port: \"abc\"\n"),
+    ];
+    for (name, text) in cases {
+        let p = write(&d, &format!("{name}.conf"), text);
+        let theirs = Proc::new(ns)
+            .arg("-t")
+            .arg("-c")
+            .arg(&p)
+            .output()
+            .expect("run nats-server -t");
+        let ours = config::check_config(&p);
+        assert_eq!(
+            ours.is_ok(),
+            theirs.status.success(),
+            "{name}: ours {:?}, nats-server: {}",
+            ours.as_ref().err().map(ToString::to_string),
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        if *name == "bad_unknown" {
+            let msg = String::from_utf8_lossy(&theirs.stderr);
+            let want = format!("{}:2:1: unknown field \"foo_bar\"", p.display());
+            assert!(msg.contains(&want), "nats-server said {msg}");
+            assert_eq!(ours.unwrap_err().to_string(), want);
+        }
+    }
+}
+
+/// The body of the `conf_parse` cargo-fuzz target, run on stable over the
+/// committed seed corpus plus a fixed-seed set of mutations: parse, and map
+/// every successful parse; nothing may panic.
+#[test]
+fn conf_parse_fuzz_smoke() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/conf_parse");
+    let mut seeds: Vec<Vec<u8>> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&corpus) {
+        for e in rd.flatten() {
+            if let Ok(b) = std::fs::read(e.path()) {
+                seeds.push(b);
+            }
+        }
+    }
+    for shipped in ["configs/server1.conf", "configs/server2.conf"] {
+        seeds.push(std::fs::read(repo_root().join(shipped)).expect("seed config"));
+    }
+    let tokens: &[&[u8]] = &[
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"(",
+        b")\n",
+        b"=",
+        b":",
+        b";",
+        b",",
+        b"\n",
+        b" ",
+        b"#",
+        b"//",
+        b"'",
+        b"\"",
+        b"\\x4",
+        b"\\",
+        b"$",
+        b"$a",
+        b"include ",
+        b"1k",
+        b"2MB",
+        b"-1",
+        b"1.5",
+        b"2016-05-04T18:53:41Z",
+        b"true",
+        b"\xff",
+        b"\0",
+        b"cluster",
+        b"authorization",
+        b"users",
+        b"scion",
+        b"path_preference",
+        b"listen",
+    ];
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut runs = 0;
+    for seed in &seeds {
+        exercise(seed);
+        for _ in 0..300 {
+            let mut s = seed.clone();
+            for _ in 0..(1 + next() % 4) {
+                let at = if s.is_empty() {
+                    0
+                } else {
+                    (next() as usize) % (s.len() + 1)
+                };
+                match next() % 3 {
+                    0 => {
+                        let t = tokens[(next() as usize) % tokens.len()];
+                        s.splice(at..at, t.iter().copied());
+                    }
+                    1 if !s.is_empty() => {
+                        let end = (at + 1 + (next() as usize) % 8).min(s.len());
+                        s.drain(at.min(s.len() - 1)..end);
+                    }
+                    _ => {
+                        let b = (next() % 256) as u8;
+                        s.insert(at, b);
+                    }
+                }
+            }
+            exercise(&s);
+            runs += 1;
+        }
+    }
+    assert!(runs >= 600, "ran {runs} mutations");
+}
+
+fn exercise(data: &[u8]) {
+    if let Ok(map) = conf::parse(data, None, &conf::NoSource) {
+        let mut o = broker::options::Options::default();
+        let _ = config::apply_map(&mut o, &map);
+        // Values must be well-formed trees.
+        for e in &map {
+            let _ = matches!(e.value.value, Value::Map(_));
+        }
+    }
+}
