@@ -850,3 +850,52 @@ fn hostile_metadata_does_not_panic() {
     assert!(s.sel.active().is_some());
     assert!(s.sel.candidates().len() == 4);
 }
+
+#[test]
+fn scmp_internal_down_hits_only_that_transit_pair() {
+    let mut s = Sim::new(cfg("latency"), topology());
+    s.run_until(MS * 500);
+    // Inside B, 1 -> 2 is P1's transit; P4 goes 1 -> 3 and is unaffected.
+    let hit = s.sel.on_scmp_internal_down(s.now, ia("1-ff00:0:b"), 1, 2);
+    assert_eq!(hit, 1);
+    s.poll();
+    assert_eq!(s.state(1), PathState::Down);
+    assert_eq!(s.state(4), PathState::Alive);
+    assert_eq!(s.active(), fp(2));
+    assert_eq!(s.switches.last().unwrap().2, SwitchCause::ScmpDown);
+}
+
+#[test]
+fn both_ends_fail_over_independently() {
+    // The accepting side runs its own selector over the reverse paths; a cut of the link
+    // under P1 must move both directions, without either side telling the other.
+    let reverse = |p: &PathInfo| {
+        let mut r = p.clone();
+        r.interfaces.reverse();
+        std::mem::swap(&mut r.src, &mut r.dst);
+        r.latency.reverse();
+        r.bandwidth_kbps.reverse();
+        r.fingerprint.0[31] = 0xff;
+        r
+    };
+    let fwd = topology();
+    let back: Vec<PathInfo> = fwd.iter().map(reverse).collect();
+    let mut client = Sim::new(cfg("latency"), fwd);
+    let mut server = Sim::new(cfg("latency"), back);
+    client.run_until(MS * 1000);
+    server.run_until(MS * 1000);
+    let cut_rev = server.active();
+    assert_eq!(client.active(), fp(1));
+    // Link B#2 - F#1 dies silently in both directions.
+    client.set(1, Link::Blackhole);
+    server.links.insert(cut_rev, Link::Blackhole);
+    client.run_until(MS * 1300);
+    server.run_until(MS * 1300);
+    assert_ne!(client.active(), fp(1));
+    assert_ne!(server.active(), cut_rev);
+    for s in [&client, &server] {
+        let sw = s.switches_after(MS * 1000);
+        assert_eq!(sw.len(), 1, "{sw:?}");
+        assert_eq!(sw[0].2, SwitchCause::ProbeLoss);
+    }
+}
