@@ -5,3 +5,5 @@ pub mod emu;
 pub mod path;
 pub mod daemon;
 pub mod topology;
+pub mod quic;
+pub mod socket;

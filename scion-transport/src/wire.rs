@@ -104,6 +104,20 @@ impl DataPath {
             .map_err(|_| DecodeError::UnsupportedPath)
     }
 
+    /// Number of (info fields, hop fields) in the encoded path.
+    pub fn shape(&self) -> (u8, u8) {
+        match &self.0 {
+            sp_path::DataPlanePath::Standard(path) => {
+                let meta = path.meta_header();
+                (
+                    meta.info_fields_count() as u8,
+                    meta.hop_fields_count() as u8,
+                )
+            }
+            _ => (0, 0),
+        }
+    }
+
     /// Interface ids in travel order as (ingress, egress) pairs per hop field.
     ///
     /// Used to recognise which of our candidate paths a quoted or reflected packet used.
@@ -170,6 +184,34 @@ impl ScionPath {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
+    }
+
+    /// The pure core's view of this path (selector, preference, policy).
+    pub fn to_path_info(&self) -> crate::path::PathInfo {
+        use crate::path::{DataplaneShape, PathFingerprint, PathInfo, PathInterface};
+        let (info_fields, hop_fields) = self.data.shape();
+        PathInfo {
+            fingerprint: PathFingerprint(self.fingerprint),
+            src: self.src,
+            dst: self.dst,
+            interfaces: self
+                .interfaces
+                .iter()
+                .map(|h| PathInterface::new(h.ia, h.ifid))
+                .collect(),
+            mtu: self.mtu,
+            expiry_unix_secs: self
+                .expiry
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            latency: self.latency.clone(),
+            bandwidth_kbps: self.bandwidth_kbps.clone(),
+            dataplane: Some(DataplaneShape {
+                info_fields,
+                hop_fields,
+            }),
+        }
     }
 
     /// Bytes of SCION + UDP header this path costs for the given host addresses.

@@ -1,0 +1,552 @@
+//! QUIC over SCION: upstream quinn 0.11 on a custom `AsyncUdpSocket`, and the public endpoint.
+//!
+//! quinn sees each SCION peer as a stable synthetic IPv6 address (ULA `fd5c:10::/32`), so a
+//! path switch below it is invisible to QUIC: no migration, no new connection IDs. MTU is
+//! pinned to 1200 bytes initially (RFC 9000 §14: the minimum QUIC datagram) and discovery is
+//! capped by the smallest usable path's MTU minus the SCION header, because quinn would
+//! otherwise grow packets past what the path carries.
+
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncUdpSocket, UdpPoller};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tokio::net::UdpSocket;
+use tracing::{info, warn};
+
+use crate::address::ScionAddr;
+use crate::daemon::{resolve_daemon_address, DaemonClient, DaemonError};
+use crate::path::{CandidateView, SelectorConfig};
+use crate::socket::{PathError, PathEvent, ScionSocket};
+use crate::topology::{LocalTopology, TopologyFileError};
+
+/// ALPN of QUIC connections between nats-scion peers.
+pub const DEFAULT_ALPN: &[u8] = b"nats-scion";
+/// QUIC's minimum datagram size (RFC 9000 §14).
+pub const QUIC_MIN_DATAGRAM: u16 = 1200;
+/// Header budget assumed for the server side before it knows the client's paths: a
+/// three-segment path of nine hop fields with IPv6 hosts (12+16+32+4+24+108+8).
+const SERVER_HEADER_BUDGET: u16 = 204;
+
+/// TLS material for an endpoint (used both to accept and to dial).
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    pub key: Arc<PrivateKeyDer<'static>>,
+    /// Trust anchors for peers' certificates.
+    pub roots: Vec<CertificateDer<'static>>,
+    /// Accept any server certificate (still encrypted; authentication left to the application,
+    /// e.g. the cluster `authorization` block). Off unless asked for.
+    pub skip_server_verification: bool,
+}
+
+/// Errors of building TLS configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("{path}: {what}")]
+    Pem { path: String, what: String },
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("QUIC TLS configuration rejected: {0}")]
+    Quic(String),
+}
+
+impl TlsConfig {
+    /// A fresh self-signed certificate for `names`, trusted by this configuration itself:
+    /// endpoints sharing one `TlsConfig` verify each other properly.
+    pub fn self_signed(names: &[&str]) -> Result<Self, TlsError> {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let cert = rcgen::generate_simple_self_signed(names)?;
+        let der = cert.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        Ok(TlsConfig {
+            cert_chain: vec![der.clone()],
+            key: Arc::new(key),
+            roots: vec![der],
+            skip_server_verification: false,
+        })
+    }
+
+    /// Certificate chain, key and CA bundle from PEM files (nats-server `tls {cert_file,
+    /// key_file, ca_file}`).
+    pub fn from_pem_files(cert: &Path, key: &Path, ca: &Path) -> Result<Self, TlsError> {
+        use rustls::pki_types::pem::PemObject;
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|source| TlsError::Read {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let pem_err = |p: &Path, what: String| TlsError::Pem {
+            path: p.display().to_string(),
+            what,
+        };
+        let cert_chain = CertificateDer::pem_slice_iter(&read(cert)?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| pem_err(cert, e.to_string()))?;
+        if cert_chain.is_empty() {
+            return Err(pem_err(cert, "no certificate found".into()));
+        }
+        let key_der =
+            PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| pem_err(key, e.to_string()))?;
+        let roots = CertificateDer::pem_slice_iter(&read(ca)?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| pem_err(ca, e.to_string()))?;
+        if roots.is_empty() {
+            return Err(pem_err(ca, "no CA certificate found".into()));
+        }
+        Ok(TlsConfig {
+            cert_chain,
+            key: Arc::new(key_der),
+            roots,
+            skip_server_verification: false,
+        })
+    }
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    fn server_config(&self, alpn: &[Vec<u8>]) -> Result<quinn::ServerConfig, TlsError> {
+        let mut tls = rustls::ServerConfig::builder_with_provider(Self::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(self.cert_chain.clone(), self.key.clone_key())?;
+        tls.alpn_protocols = alpn.to_vec();
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|e| TlsError::Quic(e.to_string()))?;
+        Ok(quinn::ServerConfig::with_crypto(Arc::new(quic)))
+    }
+
+    fn client_crypto(
+        &self,
+        alpn: &[Vec<u8>],
+    ) -> Result<Arc<quinn::crypto::rustls::QuicClientConfig>, TlsError> {
+        let builder = rustls::ClientConfig::builder_with_provider(Self::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?;
+        let mut tls = if self.skip_server_verification {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoServerVerification(Self::provider())))
+                .with_no_client_auth()
+        } else {
+            let mut roots = rustls::RootCertStore::empty();
+            for r in &self.roots {
+                roots.add(r.clone())?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        tls.alpn_protocols = alpn.to_vec();
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| TlsError::Quic(e.to_string()))?;
+        Ok(Arc::new(quic))
+    }
+}
+
+/// Encrypts without authenticating the server (signatures are still checked, so the key
+/// exchange is bound to the presented certificate).
+#[derive(Debug)]
+struct NoServerVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoServerVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Everything [`ScionEndpoint::bind`] needs.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// Our SCION address. Its ISD-AS must be the daemon's AS; port 0 picks a free port in
+    /// the AS's dispatched range.
+    pub local: ScionAddr,
+    /// Daemon address; None = `SCION_DAEMON_ADDRESS` or 127.0.0.1:30255.
+    pub daemon: Option<String>,
+    /// topology.json of the local AS (for `dispatched_ports` and MTU).
+    pub topology: Option<PathBuf>,
+    /// Preference, policy, probe timing, redundancy.
+    pub selector: SelectorConfig,
+    pub tls: TlsConfig,
+    pub alpn: Vec<Vec<u8>>,
+    pub keep_alive: Duration,
+    pub idle_timeout: Duration,
+    /// Accept incoming connections (server role) as well as dialing.
+    pub accept: bool,
+}
+
+impl TransportConfig {
+    /// Defaults for everything but the address and TLS.
+    pub fn new(local: ScionAddr, tls: TlsConfig) -> Self {
+        TransportConfig {
+            local,
+            daemon: None,
+            topology: None,
+            selector: SelectorConfig::default(),
+            tls,
+            alpn: vec![DEFAULT_ALPN.to_vec()],
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            accept: true,
+        }
+    }
+}
+
+/// Errors of [`ScionEndpoint::bind`].
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error(transparent)]
+    Topology(#[from] TopologyFileError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("local address {local} is in {local_ia} but the SCION daemon serves {daemon_ia}")]
+    WrongAs {
+        local: ScionAddr,
+        local_ia: crate::address::IsdAsn,
+        daemon_ia: crate::address::IsdAsn,
+    },
+    #[error("local address {local} is in {local_ia} but topology.json is for {file_ia}")]
+    WrongTopologyAs {
+        local: ScionAddr,
+        local_ia: crate::address::IsdAsn,
+        file_ia: crate::address::IsdAsn,
+    },
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("no free UDP port in the dispatched range {0}-{1}")]
+    NoFreePort(u16, u16),
+    #[error("invalid selector configuration: {0}")]
+    Selector(#[from] crate::path::SelectorConfigError),
+    #[error("QUIC endpoint: {0}")]
+    Quic(io::Error),
+}
+
+/// Errors of [`ScionEndpoint::connect`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("QUIC connect to {remote}: {source}")]
+    Start {
+        remote: ScionAddr,
+        source: quinn::ConnectError,
+    },
+    #[error("QUIC handshake with {remote}: {source}")]
+    Handshake {
+        remote: ScionAddr,
+        source: quinn::ConnectionError,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// quinn's view of a [`ScionSocket`].
+#[derive(Debug)]
+struct QuicSocket(Arc<ScionSocket>);
+
+#[derive(Debug)]
+struct Poller(Arc<ScionSocket>);
+
+impl UdpPoller for Poller {
+    fn poll_writable(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_send_ready(cx)
+    }
+}
+
+impl AsyncUdpSocket for QuicSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        Box::pin(Poller(self.0.clone()))
+    }
+
+    fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
+        match transmit.segment_size {
+            Some(size) if size > 0 => {
+                for chunk in transmit.contents.chunks(size) {
+                    self.0.send_quic(transmit.destination, chunk)?;
+                }
+                Ok(())
+            }
+            _ => self.0.send_quic(transmit.destination, transmit.contents),
+        }
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        let (Some(buf), Some(m)) = (bufs.first_mut(), meta.first_mut()) else {
+            return Poll::Ready(Ok(0));
+        };
+        match self.0.poll_recv_quic(cx, buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready((len, addr)) => {
+                *m = RecvMeta {
+                    addr,
+                    len,
+                    stride: len,
+                    ecn: None,
+                    dst_ip: None,
+                };
+                Poll::Ready(Ok(1))
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::new(0xfd5c, 0x0010, 0, 0, 0, 0, 0, 0)),
+            self.0.local().port,
+        ))
+    }
+
+    fn may_fragment(&self) -> bool {
+        false
+    }
+}
+
+/// A QUIC endpoint on a SCION address: dials and accepts path-aware connections.
+pub struct ScionEndpoint {
+    socket: Arc<ScionSocket>,
+    endpoint: quinn::Endpoint,
+    config: TransportConfig,
+    local_mtu: u16,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ScionEndpoint {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+fn transport_config(config: &TransportConfig, max_payload: u16) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.initial_mtu(QUIC_MIN_DATAGRAM);
+    t.min_mtu(QUIC_MIN_DATAGRAM);
+    let mut mtud = quinn::MtuDiscoveryConfig::default();
+    mtud.upper_bound(max_payload.max(QUIC_MIN_DATAGRAM));
+    t.mtu_discovery_config(Some(mtud));
+    t.keep_alive_interval(Some(config.keep_alive));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(config.idle_timeout) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t
+}
+
+impl ScionEndpoint {
+    /// Connects to the daemon, checks the local AS, binds the UDP socket and starts QUIC.
+    pub async fn bind(config: TransportConfig) -> Result<Self, BindError> {
+        config.selector.validate()?;
+        let topo = match &config.topology {
+            Some(p) => Some(LocalTopology::load(p)?),
+            None => None,
+        };
+        if let Some(t) = &topo {
+            if t.ia != config.local.ia {
+                return Err(BindError::WrongTopologyAs {
+                    local: config.local,
+                    local_ia: config.local.ia,
+                    file_ia: t.ia,
+                });
+            }
+        }
+        let daemon_addr = resolve_daemon_address(config.daemon.as_deref());
+        let daemon = DaemonClient::connect(&daemon_addr).await?;
+        let as_info = daemon.local_as().await?;
+        if as_info.ia != config.local.ia {
+            return Err(BindError::WrongAs {
+                local: config.local,
+                local_ia: config.local.ia,
+                daemon_ia: as_info.ia,
+            });
+        }
+        let range = topo.as_ref().and_then(|t| t.dispatched_ports);
+        let udp = bind_udp(config.local, range).await?;
+        let port = udp
+            .local_addr()
+            .map_err(|source| BindError::Bind {
+                addr: SocketAddr::new(config.local.ip, config.local.port),
+                source,
+            })?
+            .port();
+        let local = ScionAddr {
+            port,
+            ..config.local
+        };
+        if let Some((lo, hi)) = range {
+            if !(lo..=hi).contains(&port) {
+                warn!(%local, lo, hi, "port is outside the AS's dispatched range: routers will deliver to port 30041, so a shim dispatcher is needed");
+            }
+        }
+        let local_mtu = topo.as_ref().and_then(|t| t.mtu).unwrap_or(as_info.mtu);
+        let socket = Arc::new(ScionSocket::new(
+            udp,
+            local,
+            config.selector.clone(),
+            Some(daemon),
+        ));
+        let server_config = if config.accept {
+            let mut sc = config.tls.server_config(&config.alpn)?;
+            sc.transport_config(Arc::new(transport_config(
+                &config,
+                local_mtu.saturating_sub(SERVER_HEADER_BUDGET),
+            )));
+            Some(sc)
+        } else {
+            None
+        };
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            server_config,
+            Arc::new(QuicSocket(socket.clone())),
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(BindError::Quic)?;
+        let driver = tokio::spawn(socket.clone().run_driver());
+        info!(%local, daemon = %daemon_addr, mtu = local_mtu, "SCION/QUIC endpoint bound");
+        Ok(ScionEndpoint {
+            socket,
+            endpoint,
+            config,
+            local_mtu,
+            driver,
+        })
+    }
+
+    /// Our SCION address (with the port actually bound).
+    pub fn local_addr(&self) -> ScionAddr {
+        self.socket.local()
+    }
+
+    /// Dials `remote`: loads paths from the daemon, picks one, and runs the QUIC handshake.
+    pub async fn connect(
+        &self,
+        remote: ScionAddr,
+        server_name: &str,
+    ) -> Result<quinn::Connection, ConnectError> {
+        self.socket.load_paths(remote, false).await?;
+        let synthetic = self.socket.synthetic_for(remote)?;
+        let budget = self
+            .socket
+            .payload_budget(remote)
+            .unwrap_or(self.local_mtu.saturating_sub(SERVER_HEADER_BUDGET));
+        let mut client =
+            quinn::ClientConfig::new(self.config.tls.client_crypto(&self.config.alpn)?);
+        client.transport_config(Arc::new(transport_config(&self.config, budget)));
+        let connecting = self
+            .endpoint
+            .connect_with(client, synthetic, server_name)
+            .map_err(|source| ConnectError::Start { remote, source })?;
+        connecting
+            .await
+            .map_err(|source| ConnectError::Handshake { remote, source })
+    }
+
+    /// Waits for the next incoming connection attempt (None once the endpoint is closed).
+    pub async fn accept(&self) -> Option<quinn::Incoming> {
+        self.endpoint.accept().await
+    }
+
+    /// The SCION address of a connection's peer.
+    pub fn remote_of(&self, connection: &quinn::Connection) -> Option<ScionAddr> {
+        self.socket.remote_of(connection.remote_address())
+    }
+
+    /// Candidate paths to `remote` with metadata, measured RTT, loss, state and rank.
+    pub fn path_stats(&self, remote: ScionAddr) -> Vec<CandidateView> {
+        self.socket.path_stats(remote)
+    }
+
+    /// Number of path switches toward `remote`.
+    pub fn switch_count(&self, remote: ScionAddr) -> u64 {
+        self.socket.switch_count(remote)
+    }
+
+    /// Path switch events (cause, gap, new hops) for logs and metrics.
+    pub fn path_events(&self) -> tokio::sync::broadcast::Receiver<PathEvent> {
+        self.socket.subscribe()
+    }
+
+    /// The underlying quinn endpoint (for `close`, `wait_idle`, stats).
+    pub fn quinn(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+}
+
+/// Binds the UDP socket; port 0 means "a free port in the dispatched range" when known.
+async fn bind_udp(local: ScionAddr, range: Option<(u16, u16)>) -> Result<UdpSocket, BindError> {
+    if local.port != 0 {
+        let addr = SocketAddr::new(local.ip, local.port);
+        return UdpSocket::bind(addr)
+            .await
+            .map_err(|source| BindError::Bind { addr, source });
+    }
+    let Some((lo, hi)) = range else {
+        let addr = SocketAddr::new(local.ip, 0);
+        return UdpSocket::bind(addr)
+            .await
+            .map_err(|source| BindError::Bind { addr, source });
+    };
+    // Start at a random offset so parallel endpoints do not race for the same ports.
+    let span = (hi - lo) as u32 + 1;
+    let start = rand::random::<u32>() % span;
+    for i in 0..span.min(2048) {
+        let port = lo + ((start + i) % span) as u16;
+        if let Ok(sock) = UdpSocket::bind(SocketAddr::new(local.ip, port)).await {
+            return Ok(sock);
+        }
+    }
+    Err(BindError::NoFreePort(lo, hi))
+}

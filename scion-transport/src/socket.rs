@@ -1,0 +1,685 @@
+//! The SCION socket: a tokio UDP socket whose port is the SCION/UDP port (dispatcherless),
+//! with one path selector per remote address.
+//!
+//! Receive side: every datagram is decoded and demultiplexed: SCION/UDP payloads starting with
+//! 0x00 are probes (QUIC packets always have the 0x40 "fixed bit" set, RFC 9000 §17), other
+//! SCION/UDP payloads go to QUIC, SCMP goes to the selector. SCMP is accepted only when it
+//! quotes a packet we sent (our address and port, to a peer we know), and it never becomes a
+//! socket or connection error: it only marks paths down.
+//!
+//! Send side: QUIC datagrams go over the selector's active set (one path, or N disjoint paths
+//! in redundant mode), or, before the selector has paths, over the reverse of the path the peer
+//! last used to reach us.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::io::ReadBuf;
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, Notify};
+use tracing::{debug, info, trace, warn};
+
+use crate::address::{IsdAsn, ScionAddr};
+use crate::daemon::DaemonClient;
+use crate::path::{
+    CandidateView, PathFingerprint, Selector, SelectorAction, SelectorConfig, SwitchCause,
+};
+use crate::wire::{self, DataPath, Received, ScionPath, ScmpKind};
+
+/// First byte of a probe frame; never the first byte of a QUIC packet.
+pub const PROBE_TAG: u8 = 0x00;
+const PROBE_REQUEST: u8 = 1;
+const PROBE_REPLY: u8 = 2;
+const PROBE_LEN: usize = 18;
+/// Largest datagram read from the underlay.
+const RECV_BUF: usize = 65536;
+/// Bound on remembered probe sequence numbers per peer.
+const MAX_PENDING_PROBES: usize = 4096;
+/// Longest the path driver sleeps when no selector asks for an earlier wake-up.
+const DRIVER_IDLE: Duration = Duration::from_millis(100);
+/// Wait after a failed daemon query before asking again.
+const LOAD_RETRY: Duration = Duration::from_secs(2);
+/// Bound on peers one socket tracks (each holds a selector and probe state).
+const MAX_PEERS: usize = 4096;
+/// Synthetic IPv6 prefix (ULA fd5c:10::/32) under which quinn sees SCION peers.
+const SYNTHETIC_PREFIX: [u16; 2] = [0xfd5c, 0x0010];
+
+/// A path switch, for logs and metrics.
+#[derive(Debug, Clone)]
+pub struct PathEvent {
+    pub remote: ScionAddr,
+    pub from: Option<PathFingerprint>,
+    pub to: PathFingerprint,
+    pub cause: SwitchCause,
+    pub at: SystemTime,
+    /// Time since the old path last answered a probe (for SCMP and probe-loss switches): how
+    /// long traffic on it may have been lost before the switch.
+    pub gap: Option<Duration>,
+    /// Hops of the new path as `ISD-AS#if` sequence.
+    pub hops: String,
+}
+
+/// Where and how to send to one peer over one path.
+#[derive(Debug, Clone)]
+struct Route {
+    data: DataPath,
+    next_hop: SocketAddr,
+}
+
+struct Peer {
+    remote: ScionAddr,
+    synthetic: SocketAddr,
+    selector: Option<Selector>,
+    routes: HashMap<PathFingerprint, Route>,
+    active: Vec<PathFingerprint>,
+    reply: Option<Route>,
+    reply_raw: Vec<u8>,
+    probe_fp: HashMap<u64, PathFingerprint>,
+    last_probe_reply: HashMap<PathFingerprint, Instant>,
+    wants_paths: bool,
+    loading: bool,
+    /// No daemon query before this time (back-off after a failed one).
+    next_load: Option<Instant>,
+}
+
+#[derive(Default)]
+struct PeerTable {
+    peers: HashMap<ScionAddr, Peer>,
+    by_synthetic: HashMap<SocketAddr, ScionAddr>,
+    next_id: u32,
+}
+
+/// Errors of sending toward a peer that has no usable path yet.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("no path to {0}: the daemon returned none")]
+    NoPaths(ScionAddr),
+    #[error("no usable path to {remote}: all {count} paths were filtered or are down")]
+    NoUsablePath { remote: ScionAddr, count: usize },
+    #[error("cannot ask the SCION daemon for paths: {0}")]
+    Daemon(#[from] crate::daemon::DaemonError),
+    #[error("too many peers on one socket (limit {0})")]
+    TooManyPeers(usize),
+}
+
+/// The shared socket state used by quinn (through `quic.rs`) and by the path driver.
+pub struct ScionSocket {
+    udp: UdpSocket,
+    local: ScionAddr,
+    token: u64,
+    selector_config: SelectorConfig,
+    daemon: Option<DaemonClient>,
+    table: Mutex<PeerTable>,
+    recv_buf: Mutex<Vec<u8>>,
+    events: broadcast::Sender<PathEvent>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for ScionSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScionSocket")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+impl ScionSocket {
+    /// Wraps a bound UDP socket whose address is `local`'s host address and port.
+    pub fn new(
+        udp: UdpSocket,
+        local: ScionAddr,
+        selector_config: SelectorConfig,
+        daemon: Option<DaemonClient>,
+    ) -> Self {
+        let (events, _) = broadcast::channel(256);
+        ScionSocket {
+            udp,
+            local,
+            token: rand::random(),
+            selector_config,
+            daemon,
+            table: Mutex::new(PeerTable::default()),
+            recv_buf: Mutex::new(vec![0u8; RECV_BUF]),
+            events,
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn local(&self) -> ScionAddr {
+        self.local
+    }
+
+    /// Path switch events (bounded; slow receivers miss the oldest).
+    pub fn subscribe(&self) -> broadcast::Receiver<PathEvent> {
+        self.events.subscribe()
+    }
+
+    fn table(&self) -> MutexGuard<'_, PeerTable> {
+        // A panic while holding the lock cannot leave the table inconsistent in a way that
+        // matters more than losing the socket, so keep going with the inner value.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The stable synthetic address quinn uses for `remote` (created on first use).
+    pub fn synthetic_for(&self, remote: ScionAddr) -> Result<SocketAddr, PathError> {
+        let mut table = self.table();
+        Self::peer_entry(&mut table, remote, self.local.ia).map(|p| p.synthetic)
+    }
+
+    fn peer_entry(
+        table: &mut PeerTable,
+        remote: ScionAddr,
+        local_ia: IsdAsn,
+    ) -> Result<&mut Peer, PathError> {
+        if !table.peers.contains_key(&remote) {
+            if table.peers.len() >= MAX_PEERS {
+                return Err(PathError::TooManyPeers(MAX_PEERS));
+            }
+            table.next_id = table.next_id.wrapping_add(1);
+            let id = table.next_id;
+            let ip = Ipv6Addr::new(
+                SYNTHETIC_PREFIX[0],
+                SYNTHETIC_PREFIX[1],
+                0,
+                0,
+                0,
+                0,
+                (id >> 16) as u16,
+                id as u16,
+            );
+            let synthetic = SocketAddr::new(IpAddr::V6(ip), remote.port);
+            table.by_synthetic.insert(synthetic, remote);
+            let same_as = remote.ia == local_ia;
+            table.peers.insert(
+                remote,
+                Peer {
+                    remote,
+                    synthetic,
+                    selector: None,
+                    routes: HashMap::new(),
+                    active: Vec::new(),
+                    reply: same_as.then(|| Route {
+                        data: DataPath::empty(),
+                        next_hop: SocketAddr::new(remote.ip, remote.port),
+                    }),
+                    reply_raw: Vec::new(),
+                    probe_fp: HashMap::new(),
+                    last_probe_reply: HashMap::new(),
+                    wants_paths: !same_as,
+                    loading: false,
+                    next_load: None,
+                },
+            );
+        }
+        table
+            .peers
+            .get_mut(&remote)
+            .ok_or(PathError::TooManyPeers(MAX_PEERS))
+    }
+
+    /// The SCION address behind a synthetic address quinn reports.
+    pub fn remote_of(&self, synthetic: SocketAddr) -> Option<ScionAddr> {
+        self.table().by_synthetic.get(&synthetic).copied()
+    }
+
+    /// Candidate paths to `remote` with state, RTT, loss and rank (empty if unknown peer).
+    pub fn path_stats(&self, remote: ScionAddr) -> Vec<CandidateView> {
+        self.table()
+            .peers
+            .get(&remote)
+            .and_then(|p| p.selector.as_ref())
+            .map(Selector::candidates)
+            .unwrap_or_default()
+    }
+
+    /// Number of path switches for `remote` so far.
+    pub fn switch_count(&self, remote: ScionAddr) -> u64 {
+        self.table()
+            .peers
+            .get(&remote)
+            .and_then(|p| p.selector.as_ref())
+            .map(Selector::switch_count)
+            .unwrap_or(0)
+    }
+
+    /// Fetches paths for `remote` from the daemon and installs them in its selector.
+    ///
+    /// Returns the number of usable paths; AS-local peers need none and return 0.
+    pub async fn load_paths(&self, remote: ScionAddr, refresh: bool) -> Result<usize, PathError> {
+        if remote.ia == self.local.ia {
+            self.synthetic_for(remote)?;
+            return Ok(0);
+        }
+        let daemon = self.daemon.as_ref().ok_or(PathError::NoPaths(remote))?;
+        let paths = daemon.paths(self.local.ia, remote.ia, refresh).await?;
+        self.install_paths(remote, paths)
+    }
+
+    /// Installs `paths` (from a daemon or a static list) for `remote`.
+    pub fn install_paths(
+        &self,
+        remote: ScionAddr,
+        paths: Vec<ScionPath>,
+    ) -> Result<usize, PathError> {
+        if paths.is_empty() {
+            return Err(PathError::NoPaths(remote));
+        }
+        let now = Instant::now();
+        let mut table = self.table();
+        let peer = Self::peer_entry(&mut table, remote, self.local.ia)?;
+        let mut infos = Vec::with_capacity(paths.len());
+        for p in paths {
+            let Some(next_hop) = p.next_hop else {
+                debug!(%remote, "ignoring a path without first-hop router");
+                continue;
+            };
+            let info = p.to_path_info();
+            peer.routes.insert(
+                info.fingerprint,
+                Route {
+                    data: p.data,
+                    next_hop,
+                },
+            );
+            infos.push(info);
+        }
+        let count = infos.len();
+        if peer.selector.is_none() {
+            match Selector::new(self.selector_config.clone()) {
+                Ok(s) => peer.selector = Some(s),
+                Err(e) => {
+                    warn!(%remote, error = %e, "invalid selector configuration");
+                    return Err(PathError::NoUsablePath { remote, count });
+                }
+            }
+        }
+        if let Some(selector) = peer.selector.as_mut() {
+            selector.set_paths(now, unix_now(), infos);
+            for c in selector.candidates() {
+                if let (crate::path::PathState::Filtered, Some(reason)) = (c.state, &c.reason) {
+                    info!(%remote, path = %c.info.fingerprint.short(), hops = %c.info.hop_sequence(), reason, "path filtered");
+                }
+            }
+        }
+        peer.wants_paths = false;
+        peer.loading = false;
+        self.drive_peer(peer, now);
+        let usable = peer
+            .selector
+            .as_ref()
+            .map(|s| s.active().is_some())
+            .unwrap_or(false);
+        drop(table);
+        self.wake.notify_one();
+        if usable {
+            Ok(count)
+        } else {
+            Err(PathError::NoUsablePath { remote, count })
+        }
+    }
+
+    /// Smallest UDP payload budget over the usable candidate paths to `remote`.
+    pub fn payload_budget(&self, remote: ScionAddr) -> Option<u16> {
+        let table = self.table();
+        let peer = table.peers.get(&remote)?;
+        let selector = peer.selector.as_ref()?;
+        selector
+            .candidates()
+            .iter()
+            .filter(|c| c.rank.is_some())
+            .filter_map(|c| {
+                let route = peer.routes.get(&c.info.fingerprint)?;
+                let overhead = wire::header_overhead(&route.data, self.local.ip, remote.ip);
+                (c.info.mtu as usize).checked_sub(overhead)
+            })
+            .min()
+            .map(|v| v.min(u16::MAX as usize) as u16)
+    }
+
+    /// Polls the selector of `peer` and carries out its actions.
+    fn drive_peer(&self, peer: &mut Peer, now: Instant) {
+        let Some(selector) = peer.selector.as_mut() else {
+            return;
+        };
+        let actions = selector.poll(now);
+        for action in actions {
+            match action {
+                SelectorAction::SendProbe { fingerprint, seq } => {
+                    if let Some(route) = peer.routes.get(&fingerprint) {
+                        let frame = probe_frame(PROBE_REQUEST, seq, self.token);
+                        match wire::encode_udp(&self.local, &peer.remote, &route.data, frame) {
+                            Ok(pkt) => {
+                                let _ = self.udp.try_send_to(&pkt, route.next_hop);
+                            }
+                            Err(e) => debug!(?e, "probe encoding failed"),
+                        }
+                        if peer.probe_fp.len() >= MAX_PENDING_PROBES {
+                            peer.probe_fp.clear();
+                        }
+                        peer.probe_fp.insert(seq, fingerprint);
+                        if let Some(s) = peer.selector.as_mut() {
+                            s.on_probe_sent(now, fingerprint, seq);
+                        }
+                    }
+                }
+                SelectorAction::SwitchTo { fingerprint, cause } => {
+                    let from = peer.active.first().copied();
+                    if let Some(s) = peer.selector.as_ref() {
+                        peer.active = s.active_set().iter().map(|p| p.fingerprint).collect();
+                        if peer.active.is_empty() {
+                            peer.active.push(fingerprint);
+                        }
+                    }
+                    let gap = match cause {
+                        SwitchCause::ScmpDown | SwitchCause::ProbeLoss => from
+                            .and_then(|f| peer.last_probe_reply.get(&f))
+                            .map(|t| now.saturating_duration_since(*t)),
+                        _ => None,
+                    };
+                    let hops = peer
+                        .selector
+                        .as_ref()
+                        .and_then(|s| s.active().map(|p| p.hop_sequence()))
+                        .unwrap_or_default();
+                    info!(
+                        remote = %peer.remote,
+                        from = %from.map(|f| f.short()).unwrap_or_else(|| "-".into()),
+                        to = %fingerprint.short(),
+                        %cause,
+                        gap_ms = gap.map(|g| g.as_secs_f64() * 1000.0),
+                        %hops,
+                        "SCION path switch"
+                    );
+                    let _ = self.events.send(PathEvent {
+                        remote: peer.remote,
+                        from,
+                        to: fingerprint,
+                        cause,
+                        at: SystemTime::now(),
+                        gap,
+                        hops,
+                    });
+                }
+                SelectorAction::RefreshPaths => {
+                    peer.wants_paths = true;
+                }
+            }
+        }
+        // The active set can also change without a SwitchTo (redundant mode membership).
+        if let Some(s) = peer.selector.as_ref() {
+            let set: Vec<PathFingerprint> = s.active_set().iter().map(|p| p.fingerprint).collect();
+            if !set.is_empty() && set != peer.active {
+                peer.active = set;
+            }
+        }
+    }
+
+    /// Sends one QUIC datagram to the peer behind `synthetic`.
+    pub fn send_quic(&self, synthetic: SocketAddr, payload: &[u8]) -> io::Result<()> {
+        let (remote, routes) = {
+            let table = self.table();
+            let Some(remote) = table.by_synthetic.get(&synthetic).copied() else {
+                // Unknown destination: as if lost (quinn will time out).
+                return Ok(());
+            };
+            let Some(peer) = table.peers.get(&remote) else {
+                return Ok(());
+            };
+            let mut routes: Vec<Route> = peer
+                .active
+                .iter()
+                .filter_map(|f| peer.routes.get(f).cloned())
+                .collect();
+            if routes.is_empty() {
+                routes.extend(peer.reply.clone());
+            }
+            (remote, routes)
+        };
+        if routes.is_empty() {
+            trace!(%remote, "no route yet; datagram dropped");
+            return Ok(());
+        }
+        let payload = Bytes::copy_from_slice(payload);
+        let mut result = Ok(());
+        for (i, route) in routes.iter().enumerate() {
+            let pkt = wire::encode_udp(&self.local, &remote, &route.data, payload.clone())
+                .map_err(io::Error::other)?;
+            match self.udp.try_send_to(&pkt, route.next_hop) {
+                Ok(_) => {}
+                // Only the first copy may ask quinn to wait; redundant copies are best effort.
+                Err(e) if i == 0 && e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    debug!(%remote, ?e, "send failed");
+                    result = Ok(());
+                }
+            }
+        }
+        result
+    }
+
+    pub(crate) fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.udp.poll_send_ready(cx)
+    }
+
+    /// Receives the next QUIC datagram into `buf`, handling probes and SCMP on the way.
+    pub fn poll_recv_quic(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut [u8],
+    ) -> Poll<(usize, SocketAddr)> {
+        let mut buf = self.recv_buf.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded per call so one flood of probes/SCMP cannot starve the endpoint driver.
+        for _ in 0..256 {
+            let mut read = ReadBuf::new(&mut buf);
+            let from = match self.udp.poll_recv_from(cx, &mut read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(from)) => from,
+                Poll::Ready(Err(e)) => {
+                    // ICMP errors (e.g. port unreachable) surface here; never end the endpoint.
+                    trace!(?e, "underlay receive error ignored");
+                    continue;
+                }
+            };
+            let datagram = Bytes::copy_from_slice(read.filled());
+            match wire::decode(datagram) {
+                Ok(Received::Udp(udp)) => {
+                    if udp.dst.port != self.local.port || udp.payload.is_empty() {
+                        continue;
+                    }
+                    if udp.payload[0] == PROBE_TAG {
+                        self.on_probe(&udp, from);
+                        continue;
+                    }
+                    let Some(synthetic) = self.note_reply_path(&udp, from) else {
+                        continue;
+                    };
+                    let n = udp.payload.len().min(out.len());
+                    out[..n].copy_from_slice(&udp.payload[..n]);
+                    return Poll::Ready((n, synthetic));
+                }
+                Ok(Received::Scmp(report)) => self.on_scmp(report),
+                Ok(Received::Other { next_header }) => {
+                    trace!(next_header, "ignoring non-UDP SCION packet");
+                }
+                Err(e) => trace!(?e, %from, "undecodable datagram"),
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Remembers the reverse of the path a peer used, creating the peer on first contact.
+    fn note_reply_path(&self, udp: &wire::UdpDatagram, from: SocketAddr) -> Option<SocketAddr> {
+        let mut table = self.table();
+        let new_peer = !table.peers.contains_key(&udp.src);
+        let peer = match Self::peer_entry(&mut table, udp.src, self.local.ia) {
+            Ok(p) => p,
+            Err(e) => {
+                debug!(%e, "dropping datagram from a new peer");
+                return None;
+            }
+        };
+        if peer.reply_raw.as_slice() != udp.path.raw() {
+            match udp.path.reversed() {
+                Ok(rev) => {
+                    peer.reply = Some(Route {
+                        data: rev,
+                        next_hop: from,
+                    });
+                    peer.reply_raw = udp.path.raw().to_vec();
+                }
+                Err(e) => debug!(?e, "cannot reverse the peer's path"),
+            }
+        }
+        let synthetic = peer.synthetic;
+        if new_peer && peer.wants_paths {
+            drop(table);
+            self.wake.notify_one();
+        }
+        Some(synthetic)
+    }
+
+    fn on_probe(&self, udp: &wire::UdpDatagram, from: SocketAddr) {
+        let p = &udp.payload;
+        if p.len() != PROBE_LEN {
+            return;
+        }
+        let seq = u64::from_be_bytes(p[2..10].try_into().unwrap_or_default());
+        let token = u64::from_be_bytes(p[10..18].try_into().unwrap_or_default());
+        match p[1] {
+            PROBE_REQUEST => {
+                // Echo over the reverse of the probed path, so the RTT is that path's.
+                let Ok(rev) = udp.path.reversed() else {
+                    return;
+                };
+                let frame = probe_frame(PROBE_REPLY, seq, token);
+                if let Ok(pkt) = wire::encode_udp(&self.local, &udp.src, &rev, frame) {
+                    let _ = self.udp.try_send_to(&pkt, from);
+                }
+            }
+            PROBE_REPLY if token == self.token => {
+                let now = Instant::now();
+                let mut table = self.table();
+                let Some(peer) = table.peers.get_mut(&udp.src) else {
+                    return;
+                };
+                let Some(fp) = peer.probe_fp.remove(&seq) else {
+                    return;
+                };
+                if let Some(s) = peer.selector.as_mut() {
+                    if s.on_probe_reply(now, fp, seq) {
+                        peer.last_probe_reply.insert(fp, now);
+                    }
+                }
+                self.drive_peer(peer, now);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_scmp(&self, report: wire::ScmpReport) {
+        let Some(quoted) = report.quoted else {
+            return;
+        };
+        // Only SCMP about our own packets counts (SCMP is unauthenticated).
+        if quoted.src != self.local {
+            debug!(quoted = %quoted.src, "SCMP quoting someone else's packet ignored");
+            return;
+        }
+        let now = Instant::now();
+        let mut table = self.table();
+        let Some(peer) = table.peers.get_mut(&quoted.dst) else {
+            return;
+        };
+        let Some(selector) = peer.selector.as_mut() else {
+            return;
+        };
+        let marked = match &report.kind {
+            ScmpKind::ExternalInterfaceDown { ia, ifid } => match u16::try_from(*ifid) {
+                Ok(ifid) => selector.on_scmp_interface_down(now, *ia, ifid),
+                Err(_) => 0,
+            },
+            ScmpKind::InternalConnectivityDown {
+                ia,
+                ingress,
+                egress,
+            } => match (u16::try_from(*ingress), u16::try_from(*egress)) {
+                (Ok(i), Ok(e)) => selector.on_scmp_internal_down(now, *ia, i, e),
+                _ => 0,
+            },
+            other => {
+                debug!(kind = ?other, from = %report.from.0, "SCMP error");
+                0
+            }
+        };
+        if marked > 0 {
+            info!(remote = %peer.remote, kind = ?report.kind, paths = marked, "SCMP marked paths down");
+            self.drive_peer(peer, now);
+        }
+    }
+
+    /// Runs selectors on their timers and loads paths when asked; ends when `self` is dropped
+    /// by everyone else.
+    pub async fn run_driver(self: Arc<Self>) {
+        loop {
+            let now = Instant::now();
+            let mut next = now + DRIVER_IDLE;
+            let mut to_load = Vec::new();
+            {
+                let mut table = self.table();
+                for peer in table.peers.values_mut() {
+                    self.drive_peer(peer, now);
+                    if let Some(t) = peer.selector.as_ref().and_then(Selector::poll_timeout) {
+                        next = next.min(t);
+                    }
+                    let backoff_over = peer.next_load.is_none_or(|t| t <= now);
+                    if peer.wants_paths && !peer.loading && backoff_over && self.daemon.is_some() {
+                        peer.loading = true;
+                        to_load.push((peer.remote, peer.selector.is_some()));
+                    }
+                }
+            }
+            for (remote, refresh) in to_load {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = me.load_paths(remote, refresh).await {
+                        warn!(%remote, error = %e, "loading SCION paths failed");
+                        let mut table = me.table();
+                        if let Some(p) = table.peers.get_mut(&remote) {
+                            p.loading = false;
+                            p.next_load = Some(Instant::now() + LOAD_RETRY);
+                        }
+                    }
+                });
+            }
+            if Arc::strong_count(&self) <= 1 {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next.max(now + Duration::from_millis(1)))) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+}
+
+fn probe_frame(kind: u8, seq: u64, token: u64) -> Bytes {
+    let mut frame = Vec::with_capacity(PROBE_LEN);
+    frame.push(PROBE_TAG);
+    frame.push(kind);
+    frame.extend_from_slice(&seq.to_be_bytes());
+    frame.extend_from_slice(&token.to_be_bytes());
+    Bytes::from(frame)
+}
