@@ -36,7 +36,11 @@ pub enum ListenAddr {
     /// `host:port` or `port`; host defaults to 0.0.0.0.
     Tcp { host: String, port: i32 },
     /// `nats://ISD-AS,IP:port` and friends: the ISD-AS as written, the IP and port.
-    Scion { isd_as: String, ip: std::net::IpAddr, port: u16 },
+    Scion {
+        isd_as: String,
+        ip: std::net::IpAddr,
+        port: u16,
+    },
 }
 
 /// One user of `authorization { users [...] }`.
@@ -94,8 +98,15 @@ pub struct RouteUrl {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteTarget {
-    Tcp { host: String, port: u16 },
-    Scion { isd_as: String, ip: std::net::IpAddr, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Scion {
+        isd_as: String,
+        ip: std::net::IpAddr,
+        port: u16,
+    },
 }
 
 /// `cluster { ... }`.
@@ -195,7 +206,8 @@ impl Default for Options {
             scion_listen: None,
             client_advertise: None,
             no_advertise: false,
-            http_host: "0.0.0.0".to_string(),
+            // Empty = the client host, as nats-server defaults HTTPHost to Host.
+            http_host: String::new(),
             http_port: 0,
             max_payload: DEFAULT_MAX_PAYLOAD,
             max_control_line: DEFAULT_MAX_CONTROL_LINE,

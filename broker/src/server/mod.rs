@@ -240,6 +240,7 @@ impl ServerHandle {
     /// Closes listeners and every connection, and waits (bounded) for the
     /// connection tasks to end.
     pub async fn shutdown(self) {
+        info!("Initiating Shutdown...");
         let state = self.state.clone();
         state.shutting_down.store(true, Ordering::Release);
         state.shutdown.notify_waiters();
@@ -284,7 +285,11 @@ fn client_bind_addr(opts: &Options) -> Result<SocketAddr, StartError> {
 
 /// Binds the listeners and starts serving. Listeners are bound before this
 /// returns, so callers can connect right away (no readiness race).
-pub async fn start(opts: Options) -> Result<ServerHandle, StartError> {
+pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
+    // nats-server defaults the monitoring host to the client host.
+    if opts.http_host.is_empty() {
+        opts.http_host = display_host(&opts.host).to_string();
+    }
     let bind = client_bind_addr(&opts)?;
     let http = opts.http_port;
     let http_host = opts.http_host.clone();
