@@ -203,6 +203,20 @@ impl Discipline {
         self.t = now;
     }
 
+    /// The measurement path changed (new SCION path, persistent delay shift, other source):
+    /// its asymmetry, and so the offset it reports, may differ by up to `sigma`. Widen the
+    /// phase uncertainty and drop the phase/frequency correlation so the next samples move
+    /// the phase estimate (slewed out later) instead of being read as a frequency change.
+    pub fn reset_phase(&mut self, now: MonoNs, sigma: f64) {
+        if !self.initialised {
+            return;
+        }
+        self.predict(now);
+        self.p[0][0] += sigma * sigma;
+        self.p[0][1] = 0.0;
+        self.p[1][0] = 0.0;
+    }
+
     /// Periodic re-evaluation of the steering law (every engine tick).
     pub fn tick(&mut self, now: MonoNs) -> Vec<ClockAction> {
         if !self.initialised {

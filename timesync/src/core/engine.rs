@@ -142,6 +142,9 @@ struct Source {
     root_delay: f64,
     root_dispersion: f64,
     last_fed: Option<MonoNs>,
+    /// The path to this source changed since its last sample was used: see
+    /// [`Discipline::reset_phase`].
+    phase_reset: bool,
     falseticker: bool,
     path_switches: u64,
     delay_shifts: u64,
@@ -209,6 +212,7 @@ impl Engine {
                 root_delay: 0.0,
                 root_dispersion: 0.0,
                 last_fed: None,
+                phase_reset: false,
                 falseticker: false,
                 path_switches: 0,
                 delay_shifts: 0,
@@ -398,8 +402,14 @@ impl Engine {
             if src.path.is_some() || !src.filter.is_empty() {
                 src.path_switches += 1;
             }
+            let first = src.path.is_none() && src.filter.is_empty();
             src.path = reply.path.clone();
-            src.filter = PathFilter::new();
+            src.filter = if first {
+                PathFilter::new()
+            } else {
+                PathFilter::after_path_change()
+            };
+            src.phase_reset = true;
         }
         let output = src.filter.push(sample);
         let mut out = Vec::new();
@@ -411,6 +421,7 @@ impl Engine {
             FilterOutput::Emit(s) => Some(s),
             FilterOutput::Shift(s) => {
                 self.sources[i].delay_shifts += 1;
+                self.sources[i].phase_reset = true;
                 Some(s)
             }
             FilterOutput::Spike | FilterOutput::Held => None,
@@ -451,12 +462,15 @@ impl Engine {
         if src.last_fed.is_some_and(|t| sample.mono <= t) {
             return Vec::new();
         }
-        let jitter = src.filter.jitter();
+        let jitter = src.filter.jitter(self.discipline.estimated_frequency());
         let stats = FedStats {
             delay: sample.delay,
             jitter,
             root: src.root_delay / 2.0 + src.root_dispersion,
         };
+        if std::mem::take(&mut self.sources[i].phase_reset) {
+            self.discipline.reset_phase(now, sample.delay / 2.0);
+        }
         self.sources[i].last_fed = Some(sample.mono);
         self.fed = Some(stats);
         self.discipline
@@ -468,6 +482,7 @@ impl Engine {
 
     fn candidates(&mut self, now: MonoNs) -> Vec<Candidate> {
         let corr = self.discipline.correction(now);
+        let freq = self.discipline.estimated_frequency();
         let mut cands = Vec::new();
         for s in &self.sources {
             if !s.reachable(now, &self.cfg) {
@@ -483,7 +498,7 @@ impl Engine {
                 priority: s.cfg.priority,
                 stratum: s.stratum,
                 offset: best.offset - (corr - best.correction),
-                distance: root + best.delay / 2.0 + s.filter.jitter() + PHI * age,
+                distance: root + best.delay / 2.0 + s.filter.jitter(freq) + PHI * age,
                 metric: root + s.filter.min_delay().unwrap_or(best.delay) / 2.0,
             });
         }
@@ -499,6 +514,12 @@ impl Engine {
         if sel.selected != self.selected {
             if self.selected.is_some() && sel.selected.is_some() {
                 self.source_switches += 1;
+            }
+            // A different source has its own path asymmetry.
+            if let Some(new) = &sel.selected {
+                if let Some(s) = self.sources.iter_mut().find(|s| &s.cfg.id == new) {
+                    s.phase_reset = true;
+                }
             }
             self.selected = sel.selected;
         }
@@ -569,7 +590,7 @@ impl Engine {
                         falseticker: s.falseticker,
                         offset_ns: best.map(|b| ns(b.offset - (corr - b.correction))),
                         delay_ns: best.map(|b| ns(b.delay)),
-                        jitter_ns: ns(s.filter.jitter()),
+                        jitter_ns: ns(s.filter.jitter(d.estimated_frequency())),
                         path: s.path.clone(),
                         path_switches: s.path_switches,
                         delay_shifts: s.delay_shifts,

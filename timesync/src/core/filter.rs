@@ -38,11 +38,22 @@ pub struct PathFilter {
     window: VecDeque<Sample>,
     high: Vec<Sample>,
     last_emitted: Option<i64>,
+    /// Drop the next sample: it may straddle a path change (request on the old path, reply
+    /// on the new one) and then carries half the delay difference as offset error.
+    discard_next: bool,
 }
 
 impl PathFilter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A filter for a path that just replaced another one (see `discard_next`).
+    pub fn after_path_change() -> Self {
+        Self {
+            discard_next: true,
+            ..Self::default()
+        }
     }
 
     /// Number of samples in the window.
@@ -85,18 +96,21 @@ impl PathFilter {
     }
 
     /// RFC 5905 peer jitter: RMS difference of the window's offsets from the best sample's,
-    /// each aged by the clock corrections applied since (so a slew is not mistaken for noise).
-    pub fn jitter(&self) -> f64 {
+    /// each aged to the best sample's time with the clock corrections applied in between and
+    /// the estimated frequency error `freq` (so neither a slew nor a known drift is mistaken
+    /// for noise).
+    pub fn jitter(&self, freq: f64) -> f64 {
         let Some(best) = self.best() else { return 0.0 };
         if self.window.len() < 2 {
             return 0.0;
         }
-        let best_off = best.offset + best.correction;
+        let aged = |s: &Sample| s.offset + s.correction - freq * super::ns_to_s(s.mono - best.mono);
+        let best_off = aged(&best);
         let sum: f64 = self
             .window
             .iter()
             .map(|s| {
-                let d = (s.offset + s.correction) - best_off;
+                let d = aged(s) - best_off;
                 d * d
             })
             .sum();
@@ -105,6 +119,9 @@ impl PathFilter {
 
     /// Feed one validated sample.
     pub fn push(&mut self, sample: Sample) -> FilterOutput {
+        if std::mem::take(&mut self.discard_next) {
+            return FilterOutput::Spike;
+        }
         if let Some(min) = self.min_delay() {
             if sample.delay > min + self.spike_threshold(min) {
                 return self.push_high(sample);
@@ -132,9 +149,11 @@ impl PathFilter {
         if self.high.len() < POP_PERSIST {
             return FilterOutput::Spike;
         }
-        // Persistent shift: restart the window from the agreeing high samples.
+        // Persistent shift: restart the window from the agreeing high samples, except the
+        // first, which may have straddled the change (one leg on each path: its offset is off
+        // by half the delay difference while its delay still looks plausible).
         self.window.clear();
-        for s in std::mem::take(&mut self.high) {
+        for s in std::mem::take(&mut self.high).into_iter().skip(1) {
             self.insert(s);
         }
         match self.best() {
@@ -209,11 +228,12 @@ mod tests {
         assert_eq!(f.push(s(8, 0.0, 0.090)), FilterOutput::Spike);
         assert_eq!(f.push(s(9, 0.0, 0.091)), FilterOutput::Spike);
         match f.push(s(10, 0.0, 0.0905)) {
-            FilterOutput::Shift(b) => assert_eq!(b.mono, 8),
+            // The first high sample (mono 8) may straddle the change and is dropped.
+            FilterOutput::Shift(b) => assert_eq!(b.mono, 10),
             other => panic!("expected shift, got {other:?}"),
         }
-        assert_eq!(f.len(), 3);
-        assert!((f.min_delay().unwrap() - 0.090).abs() < 1e-12);
+        assert_eq!(f.len(), 2);
+        assert!((f.min_delay().unwrap() - 0.0905).abs() < 1e-12);
         // Later samples on the new level are ordinary.
         assert!(matches!(f.push(s(11, 0.0, 0.0899)), FilterOutput::Emit(_)));
     }
@@ -228,6 +248,14 @@ mod tests {
         assert_eq!(f.push(s(9, 0.0, 0.300)), FilterOutput::Spike);
         assert_eq!(f.push(s(10, 0.0, 0.095)), FilterOutput::Spike);
         assert!((f.min_delay().unwrap() - 0.040).abs() < 1e-12);
+    }
+
+    #[test]
+    fn first_sample_after_path_change_is_discarded() {
+        let mut f = PathFilter::after_path_change();
+        assert_eq!(f.push(s(0, 0.010, 0.060)), FilterOutput::Spike);
+        assert!(f.is_empty());
+        assert!(matches!(f.push(s(1, 0.0, 0.090)), FilterOutput::Emit(_)));
     }
 
     #[test]
@@ -246,6 +274,12 @@ mod tests {
             mono: 1,
             correction: 0.001,
         });
-        assert!(f.jitter() < 1e-12, "{}", f.jitter());
+        assert!(f.jitter(0.0) < 1e-12, "{}", f.jitter(0.0));
+        // A known drift of 100 ppm over 1 s is not jitter either.
+        let mut f = PathFilter::new();
+        f.push(s(0, 0.0, 0.040));
+        f.push(s(1_000_000_000, 0.0001, 0.041));
+        assert!(f.jitter(100e-6) < 1e-12);
+        assert!(f.jitter(0.0) > 9e-5);
     }
 }

@@ -1,0 +1,659 @@
+//! Command line: argument definitions and the subcommands. `main.rs` only calls [`main`].
+
+use crate::clock::{DisciplinedClock, FakeSkew, SystemClock, VirtualClock};
+use crate::core::wire::{
+    self, decode_beacon, Announce, FollowerStatus, ANNOUNCE_PREFIX, BEACON_SUBJECT, HDR_SOURCE,
+    STATUS_PREFIX,
+};
+use crate::core::{DisciplineConfig, EngineConfig, SourceConfig};
+use crate::follow::{run_follow, FollowOptions};
+use crate::source::{run_source, SourceOptions};
+use crate::steer;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Time synchronisation over NATS.
+#[derive(Debug, Parser)]
+#[command(name = "timesync", version)]
+pub struct Cli {
+    /// NATS server URL; repeat for failover (tried in order, reconnects rotate).
+    #[arg(
+        short = 's',
+        long = "server",
+        global = true,
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub servers: Vec<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve time: answer requests on time.sync.<id>, beacon on time.system, announce.
+    Source(SourceArgs),
+    /// Follow one or more sources and keep a disciplined clock.
+    Follow(FollowArgs),
+    /// List the sources announcing themselves.
+    Sources(ListArgs),
+    /// List followers and their status.
+    Followers(FollowersArgs),
+    /// Show a follower's tracking state (like `chronyc tracking`).
+    Tracking(TrackingArgs),
+    /// Print time.system beacons with decoded headers.
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct SkewArgs {
+    /// Testing only: start this clock skewed by this many ms relative to the host clock.
+    #[arg(
+        long = "fake-offset-ms",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub offset_ms: f64,
+    /// Testing only: run this clock fast (+) or slow (-) by this many ppm.
+    #[arg(
+        long = "fake-ppm",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub ppm: f64,
+}
+
+impl SkewArgs {
+    pub fn skew(&self) -> Result<FakeSkew> {
+        if !self.offset_ms.is_finite() || self.offset_ms.abs() > 1e9 {
+            bail!("--fake-offset-ms must be a finite number of ms below 1e9");
+        }
+        if !self.ppm.is_finite() || self.ppm.abs() > 1000.0 {
+            bail!("--fake-ppm must be within ±1000");
+        }
+        Ok(FakeSkew {
+            offset_ns: (self.offset_ms * 1e6).round() as i64,
+            freq: self.ppm * 1e-6,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Source id (one subject token: A-Z a-z 0-9 - _).
+    #[arg(long)]
+    pub id: String,
+    #[arg(long, default_value_t = 1)]
+    pub stratum: u8,
+    /// Preference announced to followers (lower wins).
+    #[arg(long, default_value_t = 0)]
+    pub priority: u8,
+    #[arg(long = "beacon-ms", default_value_t = 500)]
+    pub beacon_ms: u64,
+    #[arg(long = "announce-ms", default_value_t = 2000)]
+    pub announce_ms: u64,
+    #[command(flatten)]
+    pub skew: SkewArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClockMode {
+    /// Keep a virtual clock; never touch the host clock.
+    Observe,
+    /// Steer the host clock through adjtimex (needs CAP_SYS_TIME).
+    Discipline,
+}
+
+#[derive(Debug, Args)]
+pub struct FollowArgs {
+    /// Follower id (one subject token).
+    #[arg(long)]
+    pub id: String,
+    /// Source to follow as ID or ID:PRIORITY; repeatable. Without any, sources are
+    /// discovered from time.announce.* for --discover-ms.
+    #[arg(long = "source")]
+    pub sources: Vec<String>,
+    #[arg(long = "discover-ms", default_value_t = 2500)]
+    pub discover_ms: u64,
+    #[arg(long, value_enum, default_value_t = ClockMode::Observe)]
+    pub clock: ClockMode,
+    /// Discipline even if another time daemon runs.
+    #[arg(long)]
+    pub force: bool,
+    /// Refuse steps larger than this (seconds).
+    #[arg(long = "max-step-s", default_value_t = steer::DEFAULT_MAX_STEP_S)]
+    pub max_step_s: f64,
+    /// Startup offsets above this are stepped, smaller ones slewed (ms).
+    #[arg(long = "step-threshold-ms", default_value_t = 10.0)]
+    pub step_threshold_ms: f64,
+    #[arg(long = "poll-ms", default_value_t = 1000)]
+    pub poll_ms: u64,
+    /// Requests per poll.
+    #[arg(long, default_value_t = 1)]
+    pub burst: u32,
+    #[arg(long = "timeout-ms", default_value_t = 1000)]
+    pub timeout_ms: u64,
+    #[arg(long = "status-ms", default_value_t = 1000)]
+    pub status_ms: u64,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9123).
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    #[command(flatten)]
+    pub skew: SkewArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// How long to listen for announcements.
+    #[arg(long = "wait-ms", default_value_t = 2500)]
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FollowersArgs {
+    /// Also show each follower's per-source view.
+    #[arg(short, long)]
+    pub verbose: bool,
+    #[arg(long = "wait-ms", default_value_t = 1500)]
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct TrackingArgs {
+    /// Follower id; without it the first follower heard from is shown.
+    #[arg(long)]
+    pub id: Option<String>,
+    #[arg(long = "wait-ms", default_value_t = 3000)]
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Only beacons of this source.
+    pub source: Option<String>,
+    /// Stop after this many beacons (default: run until interrupted).
+    #[arg(short = 'n', long)]
+    pub count: Option<u64>,
+}
+
+/// Connect to the first reachable server of the list; async-nats keeps the rest for
+/// reconnects.
+pub async fn connect(servers: &[String], name: &str, retry: bool) -> Result<async_nats::Client> {
+    let addrs: Vec<async_nats::ServerAddr> = servers
+        .iter()
+        .map(|s| s.parse().with_context(|| format!("bad server URL {s:?}")))
+        .collect::<Result<_>>()?;
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(3));
+    if retry {
+        opts = opts.retry_on_initial_connect();
+    }
+    opts.connect(addrs)
+        .await
+        .with_context(|| format!("connect to {}", servers.join(", ")))
+}
+
+fn parse_source(spec: &str) -> Result<SourceConfig> {
+    let (id, prio) = match spec.split_once(':') {
+        Some((id, p)) => (
+            id,
+            p.parse()
+                .with_context(|| format!("bad priority in --source {spec:?}"))?,
+        ),
+        None => (spec, 0),
+    };
+    wire::validate_id(id).with_context(|| format!("--source {spec:?}"))?;
+    Ok(SourceConfig {
+        id: id.to_string(),
+        priority: prio,
+    })
+}
+
+/// Shutdown flag flipped by Ctrl-C / SIGTERM.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+pub async fn main(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Source(a) => source(&cli.servers, a).await,
+        Command::Follow(a) => follow(&cli.servers, a).await,
+        Command::Sources(a) => sources(&cli.servers, a).await,
+        Command::Followers(a) => followers(&cli.servers, a).await,
+        Command::Tracking(a) => tracking(&cli.servers, a).await,
+        Command::Tail(a) => tail(&cli.servers, a).await,
+    }
+}
+
+fn nonzero_ms(name: &str, ms: u64) -> Result<Duration> {
+    if ms == 0 {
+        bail!("{name} must be greater than 0");
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+async fn source(servers: &[String], a: SourceArgs) -> Result<()> {
+    wire::validate_id(&a.id).context("--id")?;
+    if a.stratum == 0 || a.stratum >= 16 {
+        bail!("--stratum must be 1..=15");
+    }
+    let opts = SourceOptions {
+        id: a.id.clone(),
+        stratum: a.stratum,
+        priority: a.priority,
+        leap: 0,
+        root_delay_ns: 0,
+        root_dispersion_ns: 0,
+        beacon_interval: nonzero_ms("--beacon-ms", a.beacon_ms)?,
+        announce_interval: nonzero_ms("--announce-ms", a.announce_ms)?,
+        skew: a.skew.skew()?,
+    };
+    let client = connect(servers, &format!("timesync-source-{}", a.id), true).await?;
+    run_source(client, opts, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Build the follower's clock, running the discipline-mode start checks.
+pub fn make_clock(
+    mode: ClockMode,
+    force: bool,
+    max_step_s: f64,
+    skew: FakeSkew,
+) -> Result<Arc<dyn DisciplinedClock>> {
+    match mode {
+        ClockMode::Observe => Ok(Arc::new(VirtualClock::new(skew))),
+        ClockMode::Discipline => {
+            if skew != FakeSkew::default() {
+                bail!("--fake-offset-ms/--fake-ppm only apply to --clock observe");
+            }
+            let procs = steer::scan_processes().context("scan /proc for time daemons")?;
+            let found = steer::conflicts(&procs);
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            for w in steer::check_start(&found, steer::has_cap_sys_time(&status), force)? {
+                warn!("{w}");
+            }
+            Ok(Arc::new(SystemClock::new(max_step_s)?))
+        }
+    }
+}
+
+async fn discover(client: &async_nats::Client, wait: Duration) -> Result<Vec<Announce>> {
+    let mut sub = client.subscribe(format!("{ANNOUNCE_PREFIX}.*")).await?;
+    let mut seen = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
+        match serde_json::from_slice::<Announce>(&msg.payload) {
+            Ok(a) if wire::validate_id(&a.id).is_ok() => {
+                seen.insert(a.id.clone(), a);
+            }
+            Ok(a) => warn!(id = a.id, "announcement with an unusable id"),
+            Err(err) => warn!(subject = %msg.subject, %err, "bad announcement"),
+        }
+    }
+    Ok(seen.into_values().collect())
+}
+
+async fn follow(servers: &[String], a: FollowArgs) -> Result<()> {
+    wire::validate_id(&a.id).context("--id")?;
+    if !(a.step_threshold_ms.is_finite() && a.step_threshold_ms >= 0.0) {
+        bail!("--step-threshold-ms must be a non-negative number");
+    }
+    if !(a.max_step_s.is_finite() && a.max_step_s > 0.0) {
+        bail!("--max-step-s must be a positive number");
+    }
+    if a.burst == 0 || a.burst > 16 {
+        bail!("--burst must be 1..=16");
+    }
+    let poll = nonzero_ms("--poll-ms", a.poll_ms)?;
+    let timeout = nonzero_ms("--timeout-ms", a.timeout_ms)?;
+    let status_interval = nonzero_ms("--status-ms", a.status_ms)?;
+    let mut sources = a
+        .sources
+        .iter()
+        .map(|s| parse_source(s))
+        .collect::<Result<Vec<_>>>()?;
+    let clock = make_clock(a.clock, a.force, a.max_step_s, a.skew.skew()?)?;
+    let client = connect(servers, &format!("timesync-follow-{}", a.id), true).await?;
+    if sources.is_empty() {
+        let found = discover(&client, Duration::from_millis(a.discover_ms)).await?;
+        sources = found
+            .into_iter()
+            .map(|x| SourceConfig {
+                id: x.id,
+                priority: x.priority,
+            })
+            .collect();
+        info!(count = sources.len(), "discovered sources");
+    }
+    let mut engine = EngineConfig {
+        poll_ns: poll.as_nanos() as i64,
+        burst: a.burst,
+        request_timeout_ns: timeout.as_nanos() as i64,
+        discipline: DisciplineConfig {
+            step_threshold: a.step_threshold_ms / 1e3,
+            ..DisciplineConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    // Loss detection must stay within ~3 s but never undercut one poll plus its timeout.
+    engine.lost_after_ns = engine
+        .lost_after_ns
+        .max(engine.poll_ns + engine.request_timeout_ns);
+    let shutdown = shutdown_signal();
+    let (status_tx, status_rx) = watch::channel(None);
+    if let Some(addr) = a.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind metrics on {addr}"))?;
+        info!(%addr, "metrics listening");
+        tokio::spawn(crate::metrics::serve(listener, status_rx, shutdown.clone()));
+    }
+    let opts = FollowOptions {
+        id: a.id,
+        sources,
+        engine,
+        status_interval,
+    };
+    run_follow(client, clock, opts, status_tx, shutdown).await?;
+    Ok(())
+}
+
+async fn sources(servers: &[String], a: ListArgs) -> Result<()> {
+    let client = connect(servers, "timesync-cli", false).await?;
+    let found = discover(&client, Duration::from_millis(a.wait_ms)).await?;
+    println!(
+        "{:<20} {:>4} {:>7} {:>4} {:>10} {:>10} {:>9} {:>10}",
+        "SOURCE", "STR", "PRIO", "LEAP", "ROOTDLY", "ROOTDISP", "UPTIME", "SERVED"
+    );
+    for s in &found {
+        println!(
+            "{:<20} {:>4} {:>7} {:>4} {:>10} {:>10} {:>8}s {:>10}",
+            s.id,
+            s.stratum,
+            s.priority,
+            s.leap,
+            fmt_ns(s.root_delay_ns),
+            fmt_ns(s.root_dispersion_ns),
+            s.uptime_s,
+            s.served
+        );
+    }
+    if found.is_empty() {
+        println!("(no source announced itself within {} ms)", a.wait_ms);
+    }
+    Ok(())
+}
+
+/// Human-readable signed duration.
+pub fn fmt_ns(ns: i64) -> String {
+    if ns == i64::MAX {
+        return "-".into();
+    }
+    let a = ns.unsigned_abs();
+    if a >= 1_000_000_000 {
+        format!("{:.3}s", ns as f64 / 1e9)
+    } else if a >= 1_000_000 {
+        format!("{:.3}ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.1}us", ns as f64 / 1e3)
+    }
+}
+
+async fn collect_status(
+    client: &async_nats::Client,
+    wait: Duration,
+    want: Option<&str>,
+) -> Result<BTreeMap<String, FollowerStatus>> {
+    let subject = match want {
+        Some(id) => wire::status_subject(id),
+        None => format!("{STATUS_PREFIX}.*"),
+    };
+    let mut sub = client.subscribe(subject).await?;
+    let mut seen = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
+        match serde_json::from_slice::<FollowerStatus>(&msg.payload) {
+            Ok(s) => {
+                seen.insert(s.id.clone(), s);
+                if want.is_some() {
+                    break;
+                }
+            }
+            Err(err) => warn!(subject = %msg.subject, %err, "bad status message"),
+        }
+    }
+    Ok(seen)
+}
+
+async fn followers(servers: &[String], a: FollowersArgs) -> Result<()> {
+    let client = connect(servers, "timesync-cli", false).await?;
+    let seen = collect_status(&client, Duration::from_millis(a.wait_ms), None).await?;
+    println!(
+        "{:<20} {:<16} {:<9} {:>12} {:>12} {:>12} {:<16}",
+        "FOLLOWER", "ADDRESS", "STATE", "OFFSET", "DELAY", "MAXERR", "SOURCE"
+    );
+    for s in seen.values() {
+        let t = &s.tracking;
+        println!(
+            "{:<20} {:<16} {:<9} {:>12} {:>12} {:>12} {:<16}",
+            s.id,
+            s.address,
+            t.state.as_str(),
+            fmt_ns(t.offset_ns),
+            fmt_ns(t.delay_ns),
+            fmt_ns(t.max_error_ns),
+            t.selected.as_deref().unwrap_or("-")
+        );
+        if a.verbose {
+            for src in &t.sources {
+                println!(
+                    "    {} {:<16} reach={} offset={} delay={} jitter={} path={} samples={} rejected={} failures={} host_offset={}{}",
+                    if src.selected { '*' } else if src.falseticker { 'x' } else { ' ' },
+                    src.id,
+                    u8::from(src.reachable),
+                    src.offset_ns.map_or("-".into(), fmt_ns),
+                    src.delay_ns.map_or("-".into(), fmt_ns),
+                    fmt_ns(src.jitter_ns),
+                    src.path.as_deref().unwrap_or("-"),
+                    src.samples,
+                    src.rejected,
+                    src.failures,
+                    fmt_ns(s.host_offset_ns),
+                    src.last_error.as_deref().map(|e| format!(" last_error={e}")).unwrap_or_default(),
+                );
+            }
+        }
+    }
+    if seen.is_empty() {
+        println!("(no follower status within {} ms)", a.wait_ms);
+    }
+    Ok(())
+}
+
+async fn tracking(servers: &[String], a: TrackingArgs) -> Result<()> {
+    let client = connect(servers, "timesync-cli", false).await?;
+    let seen = collect_status(&client, Duration::from_millis(a.wait_ms), a.id.as_deref()).await?;
+    let Some(s) = seen.values().next() else {
+        bail!("no follower status received within {} ms", a.wait_ms);
+    };
+    let t = &s.tracking;
+    println!(
+        "Follower        : {} ({}, clock {})",
+        s.id, s.address, s.mode
+    );
+    println!("State           : {}", t.state.as_str());
+    println!("Reference       : {}", t.selected.as_deref().unwrap_or("-"));
+    println!(
+        "System offset   : {} (source minus local)",
+        fmt_ns(t.offset_ns)
+    );
+    println!("Last offset     : {}", fmt_ns(t.last_offset_ns));
+    println!("Root delay      : {}", fmt_ns(t.delay_ns));
+    println!("Jitter          : {}", fmt_ns(t.jitter_ns));
+    println!(
+        "Frequency       : {:.3} ppm applied, {:.3} ± {:.3} ppm estimated",
+        t.freq_ppm, t.est_freq_ppm, t.freq_sigma_ppm
+    );
+    println!("Max error       : {}", fmt_ns(t.max_error_ns));
+    println!(
+        "Last update     : {}",
+        t.since_update_ms
+            .map_or("never".into(), |m| format!("{m} ms ago"))
+    );
+    println!("Steps           : {}", t.steps);
+    println!("Path switches   : {}", t.path_switches);
+    println!("Source switches : {}", t.source_switches);
+    Ok(())
+}
+
+async fn tail(servers: &[String], a: TailArgs) -> Result<()> {
+    let client = connect(servers, "timesync-cli", false).await?;
+    let mut sub = client.subscribe(BEACON_SUBJECT).await?;
+    let mut n = 0u64;
+    while let Some(msg) = sub.next().await {
+        let header = |name: &str| {
+            msg.headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str())
+        };
+        if let Some(want) = &a.source {
+            if header(HDR_SOURCE) != Some(want.as_str()) {
+                continue;
+            }
+        }
+        match decode_beacon(&msg.payload, header) {
+            Ok(b) => println!(
+                "{} source={} seq={} tx_ns={} stratum={} leap={} epoch={}",
+                b.micros,
+                b.source.as_deref().unwrap_or("-"),
+                b.seq.map_or("-".into(), |v| v.to_string()),
+                b.tx_ns.map_or("-".into(), |v| v.to_string()),
+                b.stratum.map_or("-".into(), |v| v.to_string()),
+                b.leap.map_or("-".into(), |v| v.to_string()),
+                b.epoch.map_or("-".into(), |v| v.to_string()),
+            ),
+            Err(err) => println!("undecodable beacon: {err}"),
+        }
+        n += 1;
+        if a.count.is_some_and(|c| n >= c) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_specs_parse_and_reject_garbage() {
+        assert_eq!(
+            parse_source("a").unwrap(),
+            SourceConfig {
+                id: "a".into(),
+                priority: 0
+            }
+        );
+        assert_eq!(parse_source("b:3").unwrap().priority, 3);
+        assert!(parse_source("b:x").is_err());
+        assert!(parse_source("b.c").is_err());
+        assert!(parse_source("").is_err());
+    }
+
+    #[test]
+    fn cli_parses_documented_forms() {
+        let c = Cli::try_parse_from([
+            "timesync",
+            "-s",
+            "nats://a:4222",
+            "-s",
+            "nats://b:4222",
+            "follow",
+            "--id",
+            "f1",
+            "--source",
+            "s1",
+            "--source",
+            "s2:1",
+            "--fake-offset-ms",
+            "-250",
+            "--fake-ppm",
+            "100",
+            "--metrics",
+            "127.0.0.1:9100",
+        ])
+        .unwrap();
+        assert_eq!(c.servers.len(), 2);
+        match c.command {
+            Command::Follow(f) => {
+                assert_eq!(f.sources, vec!["s1", "s2:1"]);
+                assert_eq!(f.clock, ClockMode::Observe);
+                assert_eq!(f.skew.offset_ms, -250.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["timesync", "follow", "--id", "f", "--clock", "bogus"]).is_err()
+        );
+        let c = Cli::try_parse_from(["timesync", "followers", "-v"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Followers(FollowersArgs { verbose: true, .. })
+        ));
+    }
+
+    #[test]
+    fn skew_is_validated() {
+        assert!(SkewArgs {
+            offset_ms: f64::NAN,
+            ppm: 0.0
+        }
+        .skew()
+        .is_err());
+        assert!(SkewArgs {
+            offset_ms: 0.0,
+            ppm: 5000.0
+        }
+        .skew()
+        .is_err());
+        assert_eq!(
+            SkewArgs {
+                offset_ms: 1.5,
+                ppm: -2.0
+            }
+            .skew()
+            .unwrap(),
+            FakeSkew {
+                offset_ns: 1_500_000,
+                freq: -2e-6
+            }
+        );
+    }
+
+    #[test]
+    fn durations_format_readably() {
+        assert_eq!(fmt_ns(1_500), "1.5us");
+        assert_eq!(fmt_ns(-2_500_000), "-2.500ms");
+        assert_eq!(fmt_ns(3_000_000_000), "3.000s");
+        assert_eq!(fmt_ns(i64::MAX), "-");
+    }
+}

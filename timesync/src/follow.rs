@@ -1,0 +1,277 @@
+//! `timesync follow`: the async driver around [`crate::core::Engine`].
+//!
+//! One task owns the engine. Each request runs in its own small task that reads t1 right
+//! before publishing and t4 right after the reply resolves, then reports back over a bounded
+//! channel; the owner feeds the engine and carries out its actions on the clock.
+
+use crate::clock::{mono_raw_ns, realtime_ns, ClockError, DisciplinedClock};
+use crate::core::engine::{Reply, RequestFailure};
+use crate::core::sample::ReplyTimes;
+use crate::core::wire::{self, FollowerStatus, SyncReply, SyncRequest, HDR_SCION_PATH, VERSION};
+use crate::core::{Action, ClockAction, Engine, EngineConfig, SourceConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+/// Follower settings.
+#[derive(Debug, Clone)]
+pub struct FollowOptions {
+    pub id: String,
+    pub sources: Vec<SourceConfig>,
+    pub engine: EngineConfig,
+    pub status_interval: Duration,
+}
+
+#[derive(Debug, Error)]
+pub enum FollowError {
+    #[error("no sources configured or discovered")]
+    NoSources,
+    #[error("clock: {0}")]
+    Clock(#[from] ClockError),
+}
+
+enum Event {
+    Transmitted {
+        source: String,
+        nonce: u64,
+        t1: i64,
+    },
+    Reply {
+        source: String,
+        reply: Reply,
+        t4: i64,
+        mono: i64,
+    },
+    Failure {
+        source: String,
+        nonce: u64,
+        why: RequestFailure,
+    },
+}
+
+/// Capacity of the request-result channel (a few polls' worth for many sources).
+const EVENT_CAPACITY: usize = 256;
+
+fn failure_kind(e: &async_nats::RequestError) -> RequestFailure {
+    match e.kind() {
+        async_nats::RequestErrorKind::TimedOut => RequestFailure::Timeout,
+        async_nats::RequestErrorKind::NoResponders => RequestFailure::NoResponders,
+        _ => RequestFailure::Other,
+    }
+}
+
+fn spawn_request(
+    client: &async_nats::Client,
+    clock: &Arc<dyn DisciplinedClock>,
+    tx: &mpsc::Sender<Event>,
+    source: String,
+    nonce: u64,
+    timeout: Duration,
+) {
+    let (client, clock, tx) = (client.clone(), clock.clone(), tx.clone());
+    tokio::spawn(async move {
+        let subject = wire::sync_subject(&source);
+        let t1 = clock.now();
+        let payload = SyncRequest {
+            v: VERSION,
+            nonce,
+            t1,
+        }
+        .encode();
+        let req = async_nats::Request::new()
+            .payload(payload.into())
+            .timeout(Some(timeout));
+        // Report t1 first; the channel is FIFO so the engine sees it before the reply.
+        let fut = client.send_request(subject, req);
+        if tx
+            .send(Event::Transmitted {
+                source: source.clone(),
+                nonce,
+                t1,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let res = fut.await;
+        let (t4, mono) = (clock.now(), mono_raw_ns());
+        let ev = match res {
+            Ok(msg) => match SyncReply::decode(&msg.payload) {
+                Ok(r) if r.source == source => {
+                    let path = msg
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(HDR_SCION_PATH))
+                        .map(|v| v.as_str().to_string());
+                    Event::Reply {
+                        source,
+                        reply: Reply {
+                            times: ReplyTimes {
+                                nonce: r.nonce,
+                                t1_echo: r.t1,
+                                t2: r.t2,
+                                t3: r.t3,
+                            },
+                            stratum: r.stratum,
+                            leap: r.leap,
+                            root_delay_ns: r.root_delay_ns,
+                            root_dispersion_ns: r.root_dispersion_ns,
+                            path,
+                        },
+                        t4,
+                        mono,
+                    }
+                }
+                Ok(r) => {
+                    warn!(
+                        source,
+                        replied = r.source,
+                        "reply from an unexpected source"
+                    );
+                    Event::Failure {
+                        source,
+                        nonce,
+                        why: RequestFailure::Other,
+                    }
+                }
+                Err(err) => {
+                    warn!(source, %err, "undecodable reply");
+                    Event::Failure {
+                        source,
+                        nonce,
+                        why: RequestFailure::Other,
+                    }
+                }
+            },
+            Err(err) => {
+                debug!(source, %err, "request failed");
+                Event::Failure {
+                    source,
+                    nonce,
+                    why: failure_kind(&err),
+                }
+            }
+        };
+        let _ = tx.send(ev).await;
+    });
+}
+
+/// Snapshot of the follower for status messages and metrics.
+pub fn status(
+    id: &str,
+    address: &str,
+    engine: &Engine,
+    clock: &dyn DisciplinedClock,
+) -> FollowerStatus {
+    FollowerStatus {
+        id: id.to_string(),
+        address: address.to_string(),
+        mode: clock.mode().to_string(),
+        tracking: engine.tracking(mono_raw_ns()),
+        host_offset_ns: clock.now() - realtime_ns(),
+    }
+}
+
+/// Run the follower until `shutdown` flips to true.
+pub async fn run_follow(
+    client: async_nats::Client,
+    clock: Arc<dyn DisciplinedClock>,
+    opts: FollowOptions,
+    status_out: watch::Sender<Option<FollowerStatus>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), FollowError> {
+    if opts.sources.is_empty() {
+        return Err(FollowError::NoSources);
+    }
+    let now = mono_raw_ns();
+    let mut engine = Engine::new(
+        opts.engine,
+        opts.sources.clone(),
+        now,
+        clock.initial_frequency(),
+        rand::random(),
+    );
+    let timeout = Duration::from_nanos(opts.engine.request_timeout_ns.max(1) as u64);
+    let (tx, mut rx) = mpsc::channel::<Event>(EVENT_CAPACITY);
+    let status_subject = wire::status_subject(&opts.id);
+    let mut status_tick = tokio::time::interval(opts.status_interval);
+    status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut timer_at = now;
+    let mut last_state = engine.discipline().state();
+    let mut last_selected: Option<String> = None;
+    info!(id = opts.id, mode = clock.mode(), sources = ?opts.sources.iter().map(|s| &s.id).collect::<Vec<_>>(), "follower started");
+    loop {
+        let wait = Duration::from_nanos((timer_at - mono_raw_ns()).max(0) as u64);
+        let actions = tokio::select! {
+            _ = tokio::time::sleep(wait) => engine.handle_timer(mono_raw_ns()),
+            ev = rx.recv() => match ev {
+                Some(Event::Transmitted { source, nonce, t1 }) => {
+                    engine.handle_transmitted(&source, nonce, t1);
+                    Vec::new()
+                }
+                Some(Event::Reply { source, reply, t4, mono }) => {
+                    match engine.handle_reply(mono, &source, reply, t4) {
+                        Ok(a) => a,
+                        Err(err) => {
+                            warn!(source, %err, "rejected sample");
+                            Vec::new()
+                        }
+                    }
+                }
+                Some(Event::Failure { source, nonce, why }) => {
+                    engine.handle_failure(mono_raw_ns(), &source, nonce, why)
+                }
+                // We hold a sender ourselves, so the channel cannot close.
+                None => Vec::new(),
+            },
+            _ = status_tick.tick() => {
+                // Read each time: with retry_on_initial_connect the INFO arrives after we start.
+                let address = client.server_info().client_ip;
+                let st = status(&opts.id, &address, &engine, clock.as_ref());
+                match serde_json::to_vec(&st) {
+                    Ok(body) => {
+                        if let Err(err) = client.publish(status_subject.clone(), body.into()).await {
+                            debug!(%err, "status publish failed");
+                        }
+                    }
+                    Err(err) => warn!(%err, "status encoding failed"),
+                }
+                let _ = status_out.send(Some(st));
+                Vec::new()
+            }
+            _ = shutdown.changed() => break,
+        };
+        for action in actions {
+            match action {
+                Action::Send { source, nonce } => {
+                    spawn_request(&client, &clock, &tx, source, nonce, timeout)
+                }
+                Action::Clock(c) => {
+                    if let ClockAction::Step { offset } = c {
+                        info!(offset_s = offset, "stepping clock (startup)");
+                    }
+                    clock.apply(c)?;
+                }
+                Action::SetTimer { at } => timer_at = at,
+            }
+        }
+        let state = engine.discipline().state();
+        if state != last_state {
+            info!(
+                from = last_state.as_str(),
+                to = state.as_str(),
+                "sync state changed"
+            );
+            last_state = state;
+        }
+        let sel = engine.selected().map(str::to_string);
+        if sel != last_selected {
+            info!(from = ?last_selected, to = ?sel, "selected source changed");
+            last_selected = sel;
+        }
+    }
+    Ok(())
+}
