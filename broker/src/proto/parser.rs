@@ -334,8 +334,14 @@ pub fn parse_op<'a>(
         Some(p) => as_ + p,
         None => {
             // Control-line limit on a line still waiting for its end
-            // (parser.go: split-buffer check on argBuf).
-            if kind == ConnKind::Client && buf.len() - as_ > limits.max_control_line {
+            // (parser.go: split-buffer check on argBuf, which leaves out a
+            // CR already seen, so a line split between its CR and LF is
+            // judged like the whole line).
+            let mut pending = buf.len() - as_;
+            if buf.last() == Some(&b'\r') {
+                pending -= 1;
+            }
+            if kind == ConnKind::Client && pending > limits.max_control_line {
                 return Err(ParseError::MaxControlLine);
             }
             return incomplete;
@@ -438,15 +444,15 @@ fn parse_pub<'a>(
 ) -> Result<Step<'a>, ParseError> {
     let mut a: [&[u8]; 4] = [&[]; 4];
     let n = collect_args(arg, &mut a);
-    let (subject, reply, hdr_raw, size_raw): (&[u8], Option<&[u8]>, &[u8], &[u8]) =
-        match (headers, n) {
-            (false, 2) => (a[0], None, &[], a[1]),
-            (false, 3) => (a[0], Some(a[1]), &[], a[2]),
-            (true, 3) => (a[0], None, a[1], a[2]),
-            (true, 4) => (a[0], Some(a[1]), a[2], a[3]),
-            (false, _) => return Err(ParseError::BadArgs("processPub Parse Error")),
-            (true, _) => return Err(ParseError::BadArgs("processHeaderPub Parse Error")),
-        };
+    let empty: &[u8] = &[];
+    let (subject, reply, hdr_raw, size_raw) = match (headers, n) {
+        (false, 2) => (a[0], None, empty, a[1]),
+        (false, 3) => (a[0], Some(a[1]), empty, a[2]),
+        (true, 3) => (a[0], None, a[1], a[2]),
+        (true, 4) => (a[0], Some(a[1]), a[2], a[3]),
+        (false, _) => return Err(ParseError::BadArgs("processPub Parse Error")),
+        (true, _) => return Err(ParseError::BadArgs("processHeaderPub Parse Error")),
+    };
     let hdr_len = if headers {
         parse_size(hdr_raw).ok_or(ParseError::BadArgs(
             "processHeaderPub Bad or Missing Header Size",
@@ -748,6 +754,15 @@ mod tests {
             parse_op(b"SUB aaaaaaaaaaaaa", ConnKind::Client, &lim),
             Err(ParseError::MaxControlLine)
         );
+        // A line of exactly the limit split between CR and LF is fine.
+        assert_eq!(
+            parse_op(b"SUB aaaaaa 1\r", ConnKind::Client, &lim),
+            Ok(Step::Incomplete { total_hint: None })
+        );
+        assert!(matches!(
+            parse_op(b"SUB aaaaaa 1\r\n", ConnKind::Client, &lim),
+            Ok(Step::Op { .. })
+        ));
     }
 
     #[test]
@@ -804,14 +819,9 @@ mod tests {
         let mut out = Vec::new();
         for part in parts {
             buf.extend_from_slice(part);
-            loop {
-                match parse_op(&buf, ConnKind::Client, &LIM).unwrap() {
-                    Step::Op { op, consumed } => {
-                        out.push(format!("{op:?}"));
-                        buf.drain(..consumed);
-                    }
-                    Step::Incomplete { .. } => break,
-                }
+            while let Step::Op { op, consumed } = parse_op(&buf, ConnKind::Client, &LIM).unwrap() {
+                out.push(format!("{op:?}"));
+                buf.drain(..consumed);
             }
         }
         assert!(buf.is_empty());

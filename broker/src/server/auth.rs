@@ -59,9 +59,16 @@ impl AuthConfig {
         }
     }
 
-    /// Whether clients must authenticate (INFO `auth_required`).
-    pub fn required(&self) -> bool {
+    /// Whether any client authentication is configured: a connection must
+    /// then start with CONNECT, or be taken as the `no_auth_user`.
+    pub fn expects_connect(&self) -> bool {
         self.token.is_some() || self.single.is_some() || !self.users.is_empty()
+    }
+
+    /// INFO `auth_required`: false when a `no_auth_user` lets clients in
+    /// without credentials (server.go createClient resets it).
+    pub fn required(&self) -> bool {
+        self.expects_connect() && self.no_auth_user.is_none()
     }
 
     /// The `no_auth_user`, if it names a configured user.
@@ -76,7 +83,7 @@ impl AuthConfig {
 
     /// Checks a CONNECT. `None` = Authorization Violation.
     pub fn check(&self, c: &ConnectInfo) -> Option<AuthResult> {
-        if !self.required() {
+        if !self.expects_connect() {
             return Some(AuthResult::default());
         }
         let no_creds = c.user.as_deref().unwrap_or("").is_empty()
@@ -312,18 +319,21 @@ mod tests {
 
     #[test]
     fn users_and_no_auth_user() {
-        let mut o = Options::default();
-        o.authorization = Authorization {
-            users: vec![User {
-                username: "a".into(),
-                password: "pw".into(),
-                permissions: None,
-            }],
-            ..Default::default()
+        let o = Options {
+            authorization: Authorization {
+                users: vec![User {
+                    username: "a".into(),
+                    password: "pw".into(),
+                    permissions: None,
+                }],
+                ..Default::default()
+            },
+            no_auth_user: Some("a".into()),
+            ..Options::default()
         };
-        o.no_auth_user = Some("a".into());
         let cfg = AuthConfig::from_options(&o);
-        assert!(cfg.required());
+        assert!(cfg.expects_connect());
+        assert!(!cfg.required(), "no_auth_user clears INFO auth_required");
         let mut c = ConnectInfo::default();
         assert_eq!(cfg.check(&c).unwrap().user.as_deref(), Some("a"));
         c.user = Some("a".into());

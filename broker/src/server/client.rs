@@ -245,7 +245,7 @@ where
         shared: shared.clone(),
         connect: ConnectInfo::default(),
         connected: false,
-        awaiting_auth: auth.required(),
+        awaiting_auth: auth.expects_connect(),
         perms: None,
         pings_out: 0,
         batch: Batch::default(),
@@ -631,15 +631,13 @@ impl Conn {
     }
 
     fn handle_connect(&mut self, json: &[u8]) -> Result<(), Close> {
-        let ci: ConnectInfo = match serde_json::from_slice(json) {
-            Ok(c) => c,
-            Err(e) => {
-                // nats-server closes without -ERR on bad CONNECT JSON.
-                error!("{} - processConnect: {}", self.shared.log_prefix(), e);
-                return Err(Close(ClosedState::ProtocolViolation));
-            }
-        };
-        self.connect = ci;
+        // Like nats-server, the document is applied on top of the current
+        // options (a second CONNECT keeps what it omits); bad JSON closes
+        // without an -ERR.
+        if let Err(e) = self.connect.merge_client_json(json) {
+            error!("{} - processConnect: {}", self.shared.log_prefix(), e);
+            return Err(Close(ClosedState::ProtocolViolation));
+        }
         if !self.connected || self.awaiting_auth {
             let auth = self.srv.auth();
             match auth.check(&self.connect) {
@@ -808,7 +806,10 @@ impl Conn {
             echo: self.connect.echo,
         };
         let delivered = process_msg_results(&self.srv, &mut self.batch, &result, &msg, &src);
-        if !delivered && result.is_empty() && self.connect.no_responders {
+        // client.go processInboundClientMsg: the 503 goes out whenever
+        // nothing was delivered, also when the only match was our own
+        // subscription suppressed by echo:false.
+        if !delivered && self.connect.no_responders {
             if let Some(reply) = p.reply {
                 self.no_responders(reply);
             }
