@@ -98,6 +98,11 @@ PIDS=()
 
 cleanup() {
   local pid
+  # Keep the server logs of the last run for diagnosis (bench/results/logs/ is not committed).
+  if [ -d "$WORK" ] && ls "$WORK"/*.log >/dev/null 2>&1; then
+    rm -rf "$ROOT/bench/results/logs" && mkdir -p "$ROOT/bench/results/logs" &&
+      cp "$WORK"/*.log "$ROOT/bench/results/logs/" 2>/dev/null
+  fi
   for pid in "${PIDS[@]}"; do
     kill -TERM "$pid" 2>/dev/null
   done
@@ -153,7 +158,11 @@ rss_mib() {
 nats_bench() {
   local port=$1 size=$2 n=$3 nsubs=$4 out field
   out=$(timeout "$TIMEOUT" "$TOOLS/nats-bench" -s "nats://127.0.0.1:$port" -np 1 -ns "$nsubs" \
-    -n "$n" -ms "$size" "bench.tp.$RANDOM" 2>&1) || { echo n/a; return; }
+    -n "$n" -ms "$size" "bench.tp.$RANDOM" 2>&1) || {
+    log "nats-bench -ns $nsubs -ms $size -n $n on port $port failed (rc $?; 124 = timeout): $(printf '%s' "$out" | tail -n1)"
+    echo n/a
+    return
+  }
   if [ "$nsubs" = 0 ]; then field="Pub stats"; else field="Sub stats"; fi
   out=$(printf '%s\n' "$out" | sed -n "s/^ *$field: \([0-9,]*\) msgs\/sec.*/\1/p" | head -n1 | tr -d ,)
   echo "${out:-n/a}"
@@ -162,7 +171,11 @@ nats_bench() {
 # nats_rtt URL RESPONDER_URL -> "P50 P99" in µs
 nats_rtt() {
   local out p50 p99
-  out=$(timeout "$TIMEOUT" "$TOOLS/nats-rtt" -s "$1" -rs "$2" -n "$RTT_N" -ms 16 2>&1) || { echo "n/a n/a"; return; }
+  out=$(timeout "$TIMEOUT" "$TOOLS/nats-rtt" -s "$1" -rs "$2" -n "$RTT_N" -ms 16 2>&1) || {
+    log "nats-rtt -s $1 -rs $2 failed (rc $?; 124 = timeout): $(printf '%s' "$out" | tail -n1)"
+    echo "n/a n/a"
+    return
+  }
   p50=$(printf '%s\n' "$out" | sed -n 's/.* p50=\([^ ]*\) .*/\1/p' | head -n1)
   p99=$(printf '%s\n' "$out" | sed -n 's/.* p99=\([^ ]*\) .*/\1/p' | head -n1)
   echo "$(python3 "$HELP" godur "${p50:-x}") $(python3 "$HELP" godur "${p99:-x}")"
@@ -172,7 +185,11 @@ nats_rtt() {
 nats_xbench() {
   local out
   out=$(timeout "$TIMEOUT" "$TOOLS/nats-xbench" -p "nats://127.0.0.1:$1" -s "nats://127.0.0.1:$2" \
-    -ms "$3" -n "$4" 2>&1) || { echo n/a; return; }
+    -ms "$3" -n "$4" 2>&1) || {
+    log "nats-xbench -ms $3 -n $4 ($1 -> $2) failed (rc $?; 124 = timeout): $(printf '%s' "$out" | tail -n1)"
+    echo n/a
+    return
+  }
   out=$(printf '%s\n' "$out" | sed -n 's/.*end-to-end sub \([0-9.]*\) msgs\/s.*/\1/p' | head -n1)
   echo "${out:-n/a}"
 }

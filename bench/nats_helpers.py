@@ -305,12 +305,18 @@ def report(path, ours_label, theirs_label):
                 except ValueError:
                     pass
             return statistics.median(nums) if nums else None
+        def cell(vs):
+            m = med(vs)
+            if m is None:
+                return "n/a"
+            ok = sum(1 for v in vs if v != "n/a")
+            # A median over fewer runs than were made is flagged: some runs failed.
+            return fmt_num(m, unit) + ("" if ok == len(vs) else f" ({ok}/{len(vs)} ok)")
         mo, mt = med(ours), med(theirs)
         ratio = f"{mo / mt:.2f}×" if mo is not None and mt else "n/a"
         better = "higher" if higher else "lower"
         rows.append(
-            f"| {label} | {unit} | {fmt_num(mo, unit) if mo is not None else 'n/a'} | "
-            f"{fmt_num(mt, unit) if mt is not None else 'n/a'} | {ratio} | {better} | {runs} |"
+            f"| {label} | {unit} | {cell(ours)} | {cell(theirs)} | {ratio} | {better} | {runs} |"
         )
     print("\n".join(rows))
     return 0
