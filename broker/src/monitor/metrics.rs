@@ -1,0 +1,338 @@
+//! `/metrics`: Prometheus text exposition format 0.0.4.
+//!
+//! nats-server has no Prometheus endpoint (operators run
+//! prometheus-nats-exporter against /varz); we serve one directly, with our
+//! own names. All names start with `nats_scion_`:
+//!
+//! | name | type | meaning |
+//! |---|---|---|
+//! | `nats_scion_info{server_id,server_name,version}` | gauge | always 1 |
+//! | `nats_scion_varz_start_time_seconds` | gauge | server start, Unix seconds |
+//! | `nats_scion_varz_uptime_seconds` | gauge | seconds since start |
+//! | `nats_scion_varz_mem` | gauge | resident set size, bytes |
+//! | `nats_scion_varz_cpu` | gauge | CPU percent (see /varz `cpu`) |
+//! | `nats_scion_varz_connections` | gauge | open client connections |
+//! | `nats_scion_varz_total_connections` | counter | client connections accepted |
+//! | `nats_scion_varz_subscriptions` | gauge | subscriptions in the index |
+//! | `nats_scion_varz_slow_consumers` | counter | slow consumer cut-offs |
+//! | `nats_scion_varz_in_msgs`, `_out_msgs` | counter | messages in / out |
+//! | `nats_scion_varz_in_bytes`, `_out_bytes` | counter | payload bytes in / out |
+//! | `nats_scion_varz_routes` | gauge | registered routes |
+//! | `nats_scion_subsz_num_cache` | gauge | match cache entries |
+//! | `nats_scion_subsz_num_matches` | counter | subject matches |
+//! | `nats_scion_subsz_cache_hit_rate` | gauge | match cache hit rate, 0..1 |
+//! | `nats_scion_route_rtt_seconds{rid,remote_id}` | gauge | route RTT |
+//! | `nats_scion_route_in_msgs{rid,remote_id}` (and `_out_msgs`, `_in_bytes`, `_out_bytes`) | counter | per-route traffic |
+//! | `nats_scion_route_pending_bytes{rid,remote_id}` | gauge | bytes queued to the route |
+//! | `nats_scion_route_subscriptions{rid,remote_id}` | gauge | interest the peer registered |
+//! | `nats_scion_route_path_switches{rid,remote_id}` | counter | SCION path changes (SCION routes only) |
+//! | `nats_scion_http_requests{path}` | counter | monitoring requests per endpoint |
+
+use std::fmt::Write;
+
+use super::routez::RouteInfo;
+use super::subsz::StatsJson;
+use super::varz::Varz;
+
+/// Escapes a label value (backslash, double quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A per-route metric: name, type, help, value.
+type PerRoute = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&RouteInfo) -> f64,
+);
+
+struct Out(String);
+
+impl Out {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, v: impl std::fmt::Display) {
+        self.head(name, kind, help);
+        let _ = writeln!(self.0, "{name} {v}");
+    }
+}
+
+/// A float the way Prometheus parsers read it.
+fn num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "NaN".to_string()
+    }
+}
+
+/// Renders the exposition text.
+pub fn render(
+    v: &Varz,
+    uptime_secs: f64,
+    start_secs: f64,
+    sl: &StatsJson,
+    routes: &[RouteInfo],
+) -> String {
+    let mut o = Out(String::with_capacity(4096));
+    o.head("nats_scion_info", "gauge", "Server identity; always 1.");
+    let _ = writeln!(
+        o.0,
+        "nats_scion_info{{server_id=\"{}\",server_name=\"{}\",version=\"{}\"}} 1",
+        label(&v.server_id),
+        label(&v.server_name),
+        label(&v.version)
+    );
+    o.one(
+        "nats_scion_varz_start_time_seconds",
+        "gauge",
+        "Server start time, Unix seconds.",
+        num(start_secs),
+    );
+    o.one(
+        "nats_scion_varz_uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+        num(uptime_secs),
+    );
+    o.one(
+        "nats_scion_varz_mem",
+        "gauge",
+        "Resident set size in bytes.",
+        v.mem,
+    );
+    o.one(
+        "nats_scion_varz_cpu",
+        "gauge",
+        "CPU use in percent.",
+        num(v.cpu.0),
+    );
+    o.one(
+        "nats_scion_varz_connections",
+        "gauge",
+        "Open client connections.",
+        v.connections,
+    );
+    o.one(
+        "nats_scion_varz_total_connections",
+        "counter",
+        "Client connections accepted since start.",
+        v.total_connections,
+    );
+    o.one(
+        "nats_scion_varz_subscriptions",
+        "gauge",
+        "Subscriptions in the subject index.",
+        v.subscriptions,
+    );
+    o.one(
+        "nats_scion_varz_slow_consumers",
+        "counter",
+        "Connections cut off as slow consumers.",
+        v.slow_consumers,
+    );
+    o.one(
+        "nats_scion_varz_in_msgs",
+        "counter",
+        "Messages received.",
+        v.in_msgs,
+    );
+    o.one(
+        "nats_scion_varz_out_msgs",
+        "counter",
+        "Messages delivered.",
+        v.out_msgs,
+    );
+    o.one(
+        "nats_scion_varz_in_bytes",
+        "counter",
+        "Payload bytes received.",
+        v.in_bytes,
+    );
+    o.one(
+        "nats_scion_varz_out_bytes",
+        "counter",
+        "Payload bytes delivered.",
+        v.out_bytes,
+    );
+    o.one(
+        "nats_scion_varz_routes",
+        "gauge",
+        "Registered routes.",
+        v.routes,
+    );
+    o.one(
+        "nats_scion_subsz_num_cache",
+        "gauge",
+        "Entries in the match cache.",
+        sl.num_cache,
+    );
+    o.one(
+        "nats_scion_subsz_num_matches",
+        "counter",
+        "Subject matches performed.",
+        sl.num_matches,
+    );
+    o.one(
+        "nats_scion_subsz_cache_hit_rate",
+        "gauge",
+        "Match cache hit rate, 0 to 1.",
+        num(sl.cache_hit_rate.0),
+    );
+
+    let per_route: [PerRoute; 7] = [
+        (
+            "nats_scion_route_rtt_seconds",
+            "gauge",
+            "Route round-trip time.",
+            |r| r.rtt.unwrap_or_default().as_secs_f64(),
+        ),
+        (
+            "nats_scion_route_in_msgs",
+            "counter",
+            "Messages received on the route.",
+            |r| r.in_msgs as f64,
+        ),
+        (
+            "nats_scion_route_out_msgs",
+            "counter",
+            "Messages sent on the route.",
+            |r| r.out_msgs as f64,
+        ),
+        (
+            "nats_scion_route_in_bytes",
+            "counter",
+            "Payload bytes received on the route.",
+            |r| r.in_bytes as f64,
+        ),
+        (
+            "nats_scion_route_out_bytes",
+            "counter",
+            "Payload bytes sent on the route.",
+            |r| r.out_bytes as f64,
+        ),
+        (
+            "nats_scion_route_pending_bytes",
+            "gauge",
+            "Bytes queued to the route.",
+            |r| r.pending_size as f64,
+        ),
+        (
+            "nats_scion_route_subscriptions",
+            "gauge",
+            "Interest the peer registered.",
+            |r| r.num_subs as f64,
+        ),
+    ];
+    if !routes.is_empty() {
+        for (name, kind, help, f) in per_route {
+            o.head(name, kind, help);
+            for r in routes {
+                let _ = writeln!(
+                    o.0,
+                    "{name}{{rid=\"{}\",remote_id=\"{}\"}} {}",
+                    r.rid,
+                    label(&r.remote_id),
+                    num(f(r))
+                );
+            }
+        }
+        let scion: Vec<&RouteInfo> = routes.iter().filter(|r| r.scion.is_some()).collect();
+        if !scion.is_empty() {
+            o.head(
+                "nats_scion_route_path_switches",
+                "counter",
+                "SCION path changes on the route.",
+            );
+            for r in scion {
+                let n = r.scion.as_ref().map(|s| s.path_switches).unwrap_or(0);
+                let _ = writeln!(
+                    o.0,
+                    "nats_scion_route_path_switches{{rid=\"{}\",remote_id=\"{}\"}} {n}",
+                    r.rid,
+                    label(&r.remote_id)
+                );
+            }
+        }
+    }
+    o.head(
+        "nats_scion_http_requests",
+        "counter",
+        "Monitoring requests per endpoint.",
+    );
+    for (path, n) in &v.http_req_stats {
+        let _ = writeln!(
+            o.0,
+            "nats_scion_http_requests{{path=\"{}\"}} {n}",
+            label(path)
+        );
+    }
+    o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::routez::ScionLinkInfo;
+    use crate::monitor::varz::{varz, Runtime};
+    use crate::options::Options;
+    use crate::sublist::SublistStats;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn renders_valid_exposition_lines() {
+        let mut rt = Runtime {
+            server_id: "NID".into(),
+            server_name: "a\"b".into(),
+            in_msgs: 42,
+            routes: 1,
+            ..Default::default()
+        };
+        rt.http_req_stats.insert("/varz".into(), 3);
+        let v = varz(&Options::default(), rt);
+        let route = RouteInfo {
+            rid: 9,
+            remote_id: "NR".into(),
+            did_solicit: false,
+            is_configured: false,
+            ip: String::new(),
+            port: 0,
+            start: SystemTime::UNIX_EPOCH,
+            last_activity: SystemTime::UNIX_EPOCH,
+            rtt: Some(Duration::from_millis(2)),
+            pending_size: 0,
+            in_msgs: 5,
+            out_msgs: 0,
+            in_bytes: 0,
+            out_bytes: 0,
+            num_subs: 0,
+            subs: Vec::new(),
+            scion: Some(ScionLinkInfo {
+                path_switches: 4,
+                ..Default::default()
+            }),
+        };
+        let sl = StatsJson::from(&SublistStats::default());
+        let text = render(&v, 1.5, 1e9, &sl, &[route]);
+        assert!(text.contains(
+            "nats_scion_info{server_id=\"NID\",server_name=\"a\\\"b\",version=\"\"} 1\n"
+        ));
+        assert!(text.contains("\nnats_scion_varz_in_msgs 42\n"));
+        assert!(text.contains("\nnats_scion_route_in_msgs{rid=\"9\",remote_id=\"NR\"} 5\n"));
+        assert!(text.contains("\nnats_scion_route_rtt_seconds{rid=\"9\",remote_id=\"NR\"} 0.002\n"));
+        assert!(text.contains("\nnats_scion_route_path_switches{rid=\"9\",remote_id=\"NR\"} 4\n"));
+        assert!(text.contains("\nnats_scion_http_requests{path=\"/varz\"} 3\n"));
+        // Every sample line is `name{labels} value` or `name value`.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap_or(("", ""));
+            assert!(name.starts_with("nats_scion_"), "{line}");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}

@@ -1,0 +1,759 @@
+//! The HTTP monitoring port: endpoints, query parameters, HTTP behaviour,
+//! and a differential check of the JSON key sets against Debian's
+//! nats-server 2.9.10.
+//!
+//! Every wait is bounded; every listener is on 127.0.0.1 with a random port.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl};
+use broker::server::{start, ServerHandle};
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn opts() -> Options {
+    Options {
+        host: "127.0.0.1".into(),
+        port: -1,
+        http_host: "127.0.0.1".into(),
+        http_port: -1,
+        ..Default::default()
+    }
+}
+
+async fn broker(o: Options) -> ServerHandle {
+    timeout(WAIT, start(o))
+        .await
+        .expect("start in time")
+        .expect("broker starts")
+}
+
+fn http_addr(h: &ServerHandle) -> SocketAddr {
+    h.http_addr.expect("monitoring enabled")
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Decodes `Transfer-Encoding: chunked` (Go's server uses it for large bodies).
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size_txt = String::from_utf8_lossy(&b[..nl]).to_string();
+        let size =
+            usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        if size == 0 || b.len() < nl + 2 + size {
+            return out;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
+        b = &b[(nl + 4 + size).min(b.len())..];
+    }
+}
+
+fn parse_resp(raw: &[u8]) -> Resp {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut r = Resp {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    };
+    if r.header("transfer-encoding") == Some("chunked") {
+        r.body = dechunk(&r.body);
+    }
+    r
+}
+
+/// Sends raw bytes, reads until the server closes (bounded).
+async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("server closes in time")
+        .expect("read");
+    out
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Resp {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    parse_resp(&raw_exchange(addr, req.as_bytes()).await)
+}
+
+async fn get_json(addr: SocketAddr, path: &str) -> Value {
+    let r = get(addr, path).await;
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.json()
+}
+
+/// Polls `path` until `pred` holds (bounded).
+async fn wait_json(addr: SocketAddr, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = get_json(addr, path).await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{path} never satisfied: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn nats(h: &ServerHandle, name: &str) -> async_nats::Client {
+    timeout(
+        WAIT,
+        async_nats::ConnectOptions::new()
+            .name(name)
+            .connect(h.client_addr.to_string()),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect")
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn varz_reports_server_and_counters() {
+    let h = broker(opts()).await;
+    let m = http_addr(&h);
+    let v = get_json(m, "/varz").await;
+    assert_eq!(v["server_id"], h.state.id.as_str());
+    assert_eq!(v["version"], "2.9.10");
+    assert_eq!(v["port"], h.client_addr.port());
+    assert_eq!(v["http_port"], m.port());
+    assert_eq!(v["host"], "127.0.0.1");
+    assert_eq!(v["ping_interval"], 120_000_000_000u64);
+    assert_eq!(v["auth_timeout"], 2);
+    assert_eq!(v["connections"], 0);
+    assert_eq!(v["cluster"], serde_json::json!({}));
+    assert!(v["mem"].as_u64().unwrap_or(0) > 0);
+    assert!(v["cores"].as_u64().unwrap_or(0) >= 1);
+    assert!(v["uptime"].as_str().unwrap_or("").ends_with('s'));
+    assert!(v["start"].as_str().unwrap_or("").ends_with('Z'));
+
+    let c = nats(&h, "pub").await;
+    let mut sub = c.subscribe("a.b").await.expect("sub");
+    for _ in 0..3 {
+        c.publish("a.b", "hello".into()).await.expect("pub");
+    }
+    c.flush().await.expect("flush");
+    for _ in 0..3 {
+        timeout(WAIT, sub.next())
+            .await
+            .expect("msg in time")
+            .expect("msg");
+    }
+    let v = wait_json(m, "/varz", |v| v["out_msgs"] == 3).await;
+    assert_eq!(v["connections"], 1);
+    assert_eq!(v["total_connections"], 1);
+    assert_eq!(v["in_msgs"], 3);
+    assert_eq!(v["in_bytes"], 15);
+    assert_eq!(v["out_bytes"], 15);
+    assert_eq!(v["subscriptions"], 1);
+    assert!(v["http_req_stats"]["/varz"].as_u64().unwrap_or(0) >= 2);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn connz_sorting_paging_filters_and_closed() {
+    let h = broker(opts()).await;
+    let m = http_addr(&h);
+    let a = nats(&h, "alpha").await;
+    let b = nats(&h, "beta").await;
+    let _s1 = a.subscribe("x.1").await.expect("sub");
+    let _s2 = a.subscribe("x.2").await.expect("sub");
+    let _s3 = b
+        .queue_subscribe("q.1", "workers".into())
+        .await
+        .expect("sub");
+    for _ in 0..5 {
+        b.publish("nowhere", "12345678".into()).await.expect("pub");
+    }
+    a.flush().await.expect("flush");
+    b.flush().await.expect("flush");
+
+    let v = wait_json(m, "/connz", |v| {
+        v["num_connections"] == 2
+            && v["connections"][1]["in_msgs"] == 5
+            && v["connections"][0]["subscriptions"] == 2
+    })
+    .await;
+    assert_eq!(v["total"], 2);
+    assert_eq!(v["limit"], 1024);
+    assert_eq!(v["offset"], 0);
+    let c0 = &v["connections"][0];
+    assert_eq!(c0["name"], "alpha");
+    assert_eq!(c0["kind"], "Client");
+    assert_eq!(c0["type"], "nats");
+    assert_eq!(c0["lang"], "rust");
+    assert_eq!(c0["ip"], "127.0.0.1");
+    assert!(c0.get("subscriptions_list").is_none());
+    let (cid_a, cid_b) = (
+        c0["cid"].as_u64().unwrap_or(0),
+        v["connections"][1]["cid"].as_u64().unwrap_or(0),
+    );
+    assert!(cid_a < cid_b);
+
+    // Descending by bytes received: beta first.
+    let v = get_json(m, "/connz?sort=bytes_from").await;
+    assert_eq!(v["connections"][0]["name"], "beta");
+    assert_eq!(v["connections"][0]["in_bytes"], 40);
+    let v = get_json(m, "/connz?sort=subs&limit=1").await;
+    assert_eq!(v["num_connections"], 1);
+    assert_eq!(v["total"], 2);
+    assert_eq!(v["connections"][0]["name"], "alpha");
+    let v = get_json(m, "/connz?offset=1").await;
+    assert_eq!(v["connections"][0]["name"], "beta");
+    let v = get_json(m, "/connz?offset=5").await;
+    assert_eq!(v["connections"], serde_json::json!([]));
+
+    // Subscriptions, plain and detailed.
+    let v = get_json(m, &format!("/connz?cid={cid_a}&subs=1")).await;
+    assert_eq!(v["limit"], 1);
+    assert_eq!(
+        v["connections"][0]["subscriptions_list"],
+        serde_json::json!(["x.1", "x.2"])
+    );
+    let v = get_json(m, &format!("/connz?cid={cid_b}&subs=detail")).await;
+    let d = &v["connections"][0]["subscriptions_list_detail"][0];
+    assert_eq!(d["subject"], "q.1");
+    assert_eq!(d["qgroup"], "workers");
+    assert_eq!(d["cid"], cid_b);
+
+    // Bad parameters: nats-server's texts.
+    let r = get(m, "/connz?sort=foo").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.text(), "invalid sorting option: foo");
+    let r = get(m, "/connz?sort=stop").await;
+    assert_eq!(r.text(), "sort by stop only valid on closed connections");
+    let r = get(m, "/connz?limit=x").await;
+    assert_eq!(
+        r.text(),
+        "Error decoding int for 'limit': strconv.Atoi: parsing \"x\": invalid syntax"
+    );
+    assert_eq!(
+        get(m, "/connz?state=zz").await.text(),
+        "Error decoding state for zz"
+    );
+
+    // Close beta: it moves to the closed list with a reason.
+    drop(_s3);
+    drop(b);
+    let v = wait_json(m, "/connz?state=closed", |v| v["num_connections"] == 1).await;
+    let c = &v["connections"][0];
+    assert_eq!(c["cid"], cid_b);
+    assert_eq!(c["reason"], "Client Closed");
+    assert!(c["stop"].as_str().unwrap_or("").ends_with('Z'));
+    let v = get_json(m, "/connz?state=any&sort=cid").await;
+    assert_eq!(v["total"], 2);
+    let v = get_json(m, "/connz?state=closed&sort=stop").await;
+    assert_eq!(v["num_connections"], 1);
+    let v = get_json(m, "/connz").await;
+    assert_eq!(v["num_connections"], 1);
+    assert_eq!(v["connections"][0]["cid"], cid_a);
+    drop(a);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn connz_auth_user_filter() {
+    let mut o = opts();
+    o.authorization.users = vec![
+        broker::options::User {
+            username: "alice".into(),
+            password: "pa".into(),
+            permissions: None,
+        },
+        broker::options::User {
+            username: "bob".into(),
+            password: "pb".into(),
+            permissions: None,
+        },
+    ];
+    let h = broker(o).await;
+    let m = http_addr(&h);
+    let url = h.client_addr.to_string();
+    let connect = |u: &'static str, p: &'static str| {
+        let url = url.clone();
+        async move {
+            timeout(
+                WAIT,
+                async_nats::ConnectOptions::with_user_and_password(u.into(), p.into()).connect(url),
+            )
+            .await
+            .expect("in time")
+            .expect("connect")
+        }
+    };
+    let _a = connect("alice", "pa").await;
+    let _b = connect("bob", "pb").await;
+    wait_json(m, "/connz", |v| v["num_connections"] == 2).await;
+    let v = get_json(m, "/connz?auth=true&user=bob").await;
+    assert_eq!(v["num_connections"], 1);
+    assert_eq!(v["connections"][0]["authorized_user"], "bob");
+    let v = get_json(m, "/connz").await;
+    assert!(v["connections"][0].get("authorized_user").is_none());
+    assert_eq!(get_json(m, "/varz").await["auth_required"], true);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn subsz_stats_list_and_test_filter() {
+    let h = broker(opts()).await;
+    let m = http_addr(&h);
+    let v = get_json(m, "/subsz").await;
+    assert_eq!(v["num_subscriptions"], 0);
+    assert!(v.get("server_id").is_none());
+
+    let c = nats(&h, "s").await;
+    let _w = c.subscribe("foo.*").await.expect("sub");
+    let _x = c.subscribe("foo.bar").await.expect("sub");
+    let _y = c.subscribe("other").await.expect("sub");
+    c.flush().await.expect("flush");
+    wait_json(m, "/subsz", |v| v["num_subscriptions"] == 3).await;
+
+    let v = get_json(m, "/subsz?subs=1").await;
+    assert_eq!(v["total"], 3);
+    assert_eq!(v["limit"], 1024);
+    assert_eq!(v["server_id"], h.state.id.as_str());
+    assert_eq!(v["subscriptions_list"][0]["account"], "$G");
+    let v = get_json(m, "/subsz?subs=1&test=foo.bar").await;
+    let subjects: BTreeSet<&str> = v["subscriptions_list"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["subject"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(subjects, BTreeSet::from(["foo.*", "foo.bar"]));
+    let v = get_json(m, "/subsz?subs=1&limit=1&offset=1").await;
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["offset"], 1);
+    let v = get_json(m, "/subscriptionsz?subs=1&test=none").await;
+    assert!(v.get("subscriptions_list").is_none());
+    let r = get(m, "/subsz?test=foo.*").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.text(),
+        "invalid test subject, must be valid publish subject: foo.*"
+    );
+    h.shutdown().await;
+}
+
+fn cluster_opts(routes: Vec<SocketAddr>) -> Options {
+    let mut o = opts();
+    o.cluster = ClusterOpts {
+        name: Some("mon".into()),
+        listen: Some(ListenAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: -1,
+        }),
+        routes: routes
+            .into_iter()
+            .map(|a| RouteUrl {
+                url: format!("nats-route://{a}"),
+                user: None,
+                password: None,
+                target: RouteTarget::Tcp {
+                    host: a.ip().to_string(),
+                    port: a.port(),
+                },
+            })
+            .collect(),
+        ..Default::default()
+    };
+    o
+}
+
+#[tokio::test]
+async fn routez_empty_then_lists_a_route() {
+    let solo = broker(opts()).await;
+    let v = get_json(http_addr(&solo), "/routez").await;
+    assert_eq!(v["num_routes"], 0);
+    assert_eq!(v["routes"], serde_json::json!([]));
+    solo.shutdown().await;
+
+    let a = broker(cluster_opts(vec![])).await;
+    let a_route = a
+        .state
+        .cluster
+        .listen_addr
+        .lock()
+        .map(|g| *g)
+        .unwrap_or(None)
+        .expect("cluster listening");
+    let b = broker(cluster_opts(vec![a_route])).await;
+    let vb = wait_json(http_addr(&b), "/routez", |v| v["num_routes"] == 1).await;
+    let r = &vb["routes"][0];
+    assert_eq!(r["remote_id"], a.state.id.as_str());
+    assert_eq!(r["did_solicit"], true);
+    assert_eq!(r["is_configured"], true);
+    assert_eq!(r["port"], a_route.port());
+    let va = wait_json(http_addr(&a), "/routez", |v| v["num_routes"] == 1).await;
+    assert_eq!(va["routes"][0]["remote_id"], b.state.id.as_str());
+    assert_eq!(va["routes"][0]["did_solicit"], false);
+
+    // Interest from b shows on a's route entry.
+    let c = nats(&b, "sub").await;
+    let _s = c.subscribe("route.interest").await.expect("sub");
+    c.flush().await.expect("flush");
+    let va = wait_json(http_addr(&a), "/routez?subs=1", |v| {
+        v["routes"][0]["subscriptions"] == 1
+    })
+    .await;
+    assert_eq!(
+        va["routes"][0]["subscriptions_list"],
+        serde_json::json!(["route.interest"])
+    );
+
+    let varz = get_json(http_addr(&a), "/varz").await;
+    assert_eq!(varz["routes"], 1);
+    assert_eq!(varz["cluster"]["name"], "mon");
+    assert_eq!(varz["cluster"]["cluster_port"], a_route.port());
+    let metrics = get(http_addr(&a), "/metrics").await.text();
+    assert!(
+        metrics.contains("\nnats_scion_varz_routes 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nats_scion_route_subscriptions{rid="),
+        "{metrics}"
+    );
+    drop(c);
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn healthz_metrics_root_and_unknown_paths() {
+    let h = broker(opts()).await;
+    let m = http_addr(&h);
+    let r = get(m, "/healthz").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), r#"{"status":"ok"}"#);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let r = get(m, "/healthz?js-enabled-only=true").await;
+    assert_eq!(r.status, 200);
+    let r = get(m, "/healthz?js-enabled-only=x").await;
+    assert_eq!(r.status, 400);
+
+    let r = get(m, "/metrics").await;
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text();
+    for name in [
+        "nats_scion_varz_connections 0",
+        "nats_scion_varz_in_msgs 0",
+        "nats_scion_varz_subscriptions 0",
+        "nats_scion_varz_slow_consumers 0",
+        "nats_scion_varz_routes 0",
+        "nats_scion_http_requests{path=\"/healthz\"} 3",
+    ] {
+        assert!(text.contains(name), "missing {name:?} in\n{text}");
+    }
+
+    let r = get(m, "/").await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("href=./connz"));
+    for path in ["/nope", "/pathz", "/varz/", "/jsz"] {
+        let r = get(m, path).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.text(), "404 page not found\n");
+    }
+    let r = get(m, "/varz?callback=cb").await;
+    assert_eq!(r.header("content-type"), Some("application/javascript"));
+    assert!(r.text().starts_with("cb({"));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn http_methods_keepalive_and_limits() {
+    let h = broker(opts()).await;
+    let m = http_addr(&h);
+
+    let r = parse_resp(&raw_exchange(m, b"POST /varz HTTP/1.1\r\nConnection: close\r\n\r\n").await);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+
+    let raw = raw_exchange(m, b"HEAD /varz HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    let r = parse_resp(&raw);
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    assert!(
+        r.header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+            > 100
+    );
+
+    // Two pipelined requests on one keep-alive connection, then close.
+    let raw = raw_exchange(
+        m,
+        b"GET /healthz HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&raw);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+
+    let r = parse_resp(&raw_exchange(m, b"GARBAGE\r\n\r\n").await);
+    assert_eq!(r.status, 400);
+    let big = format!("GET /varz HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    let r = parse_resp(&raw_exchange(m, big.as_bytes()).await);
+    assert_eq!(r.status, 431);
+    let r =
+        parse_resp(&raw_exchange(m, b"GET /varz HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc").await);
+    assert_eq!(r.status, 413);
+
+    // More parallel requests than connection slots: all are answered.
+    let mut tasks = Vec::new();
+    for _ in 0..48 {
+        tasks.push(tokio::spawn(async move { get(m, "/varz").await.status }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), 200);
+    }
+    h.shutdown().await;
+}
+
+/// Debian's nats-server, killed on drop.
+struct RefServer {
+    child: Child,
+    client: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Drop for RefServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nats_server_bin() -> Option<std::path::PathBuf> {
+    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
+        return Some(p.into());
+    }
+    ["/usr/bin/nats-server", "/usr/sbin/nats-server"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// Starts nats-server on random ports and learns them from its log.
+fn start_ref(bin: &std::path::Path) -> RefServer {
+    let mut child = Command::new(bin)
+        .args(["-a", "127.0.0.1", "-p", "-1", "-m", "-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nats-server");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let after = |line: &str, marker: &str| -> Option<SocketAddr> {
+        line.split(marker).nth(1)?.trim().parse().ok()
+    };
+    let (mut client, mut http) = (None, None);
+    let deadline = std::time::Instant::now() + WAIT;
+    while client.is_none() || http.is_none() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("nats-server log lines in time");
+        client = client.or_else(|| after(&line, "Listening for client connections on "));
+        http = http.or_else(|| after(&line, "Starting http monitor on "));
+    }
+    RefServer {
+        child,
+        client: client.unwrap_or_else(|| unreachable!()),
+        http: http.unwrap_or_else(|| unreachable!()),
+    }
+}
+
+/// A raw client that subscribes and proves the server processed it (PONG).
+async fn raw_client(addr: SocketAddr) -> TcpStream {
+    let mut s = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("in time")
+        .expect("connect");
+    s.write_all(
+        b"CONNECT {\"verbose\":false,\"name\":\"diff\",\"lang\":\"raw\",\"version\":\"1\"}\r\nSUB foo 1\r\nPUB foo 2\r\nhi\r\nPING\r\n",
+    )
+    .await
+    .expect("write");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while !got.windows(6).any(|w| w == b"PONG\r\n") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .expect("PONG in time")
+            .expect("read");
+        assert!(n > 0, "server closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    s
+}
+
+/// JSON type of a value, for comparing shapes.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Same keys (except `ours_lack`) with the same JSON types.
+fn same_shape(what: &str, ours: &Value, theirs: &Value, ours_lack: &[&str]) {
+    let (ko, kt) = (keys(ours), keys(theirs));
+    let lack: BTreeSet<String> = ours_lack.iter().map(|s| s.to_string()).collect();
+    let missing: Vec<_> = kt.difference(&ko).filter(|k| !lack.contains(*k)).collect();
+    let extra: Vec<_> = ko.difference(&kt).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: keys only in nats-server {missing:?}, only in ours {extra:?}"
+    );
+    for k in ko.intersection(&kt) {
+        assert_eq!(
+            kind(&ours[k]),
+            kind(&theirs[k]),
+            "{what}.{k}: {} vs {}",
+            ours[k],
+            theirs[k]
+        );
+    }
+}
+
+#[tokio::test]
+async fn differential_key_sets_against_nats_server() {
+    let Some(bin) = nats_server_bin() else {
+        eprintln!("SKIP differential_key_sets_against_nats_server: nats-server not installed (apt-get install nats-server, or set NATS_SERVER_BIN)");
+        return;
+    };
+    let theirs = start_ref(&bin);
+    let ours = broker(opts()).await;
+    let _c1 = raw_client(theirs.client).await;
+    let _c2 = raw_client(ours.client_addr).await;
+    let (tm, om) = (theirs.http, http_addr(&ours));
+
+    // nats-server always has a system account; we have no accounts.
+    for (path, lack) in [
+        ("/varz", &["system_account"][..]),
+        ("/connz", &[][..]),
+        ("/connz?subs=1", &[][..]),
+        ("/connz?subs=detail&auth=1", &[][..]),
+        ("/subsz", &[][..]),
+        ("/subsz?subs=1", &[][..]),
+        ("/routez", &[][..]),
+        ("/healthz", &[][..]),
+    ] {
+        let t = get_json(tm, path).await;
+        let o = get_json(om, path).await;
+        same_shape(path, &o, &t, lack);
+        if path.starts_with("/connz") {
+            same_shape(
+                &format!("{path} connection"),
+                &o["connections"][0],
+                &t["connections"][0],
+                &[],
+            );
+        }
+        if path == "/varz" {
+            for block in [
+                "cluster",
+                "gateway",
+                "leaf",
+                "mqtt",
+                "websocket",
+                "jetstream",
+            ] {
+                same_shape(&format!("/varz.{block}"), &o[block], &t[block], &[]);
+            }
+        }
+    }
+    // Same error texts for bad parameters.
+    for path in [
+        "/connz?sort=foo",
+        "/connz?sort=reason",
+        "/connz?limit=1x",
+        "/connz?cid=-1",
+        "/connz?subs=maybe",
+        "/connz?state=zz",
+        "/subsz?test=a.>",
+        "/subsz?offset=q",
+        "/healthz?js-server-only=2",
+    ] {
+        let (t, o) = (get(tm, path).await, get(om, path).await);
+        assert_eq!((o.status, o.text()), (t.status, t.text()), "{path}");
+    }
+    assert_eq!(get(om, "/nope").await.text(), get(tm, "/nope").await.text());
+    ours.shutdown().await;
+}
