@@ -112,6 +112,10 @@ pub fn apply_file(opts: &mut Options, path: &Path) -> Result<Vec<String>, Config
 }
 
 /// `broker -t -c file`: load and validate, returning the warnings.
+///
+/// Note: nats-server 2.9.10's `-t` also fails when a file has only warnings
+/// (e.g. `ping_interval: 5`), because `ProcessConfigFile` returns them as an
+/// error; a caller that wants that strictness treats a non-empty list as failure.
 pub fn check_config(path: &Path) -> Result<Vec<String>, ConfigError> {
     load_file(path).map(|l| l.warnings)
 }
@@ -405,6 +409,7 @@ impl Mapper {
                 }
             }
             "max_payload" => {
+                self.seen.push(("max_payload", e.key_pos.clone()));
                 if let Some(v) = self.size(e, i32::MAX as u64) {
                     o.max_payload = v;
                 }
@@ -453,6 +458,8 @@ impl Mapper {
                 }
             }
             "lame_duck_grace_period" => {
+                self.seen
+                    .push(("lame_duck_grace_period", e.key_pos.clone()));
                 if let Some(d) = self.duration_string(e) {
                     o.lame_duck_grace_period = d;
                 }
@@ -549,6 +556,29 @@ impl Mapper {
         if o.cluster.name.as_deref().is_some_and(|n| n.contains(' ')) {
             let pos = at(self, "cluster.name");
             self.error_at(&pos, "name", "cluster name cannot contain spaces");
+        }
+        // nats-server validateOptions (server/server.go), checked at start there.
+        if o.lame_duck_grace_period >= o.lame_duck_duration {
+            let pos = at(self, "lame_duck_grace_period");
+            self.error_at(
+                &pos,
+                "lame_duck_grace_period",
+                format!(
+                    "lame duck grace period ({:?}) should be strictly lower than lame duck duration ({:?})",
+                    o.lame_duck_grace_period, o.lame_duck_duration
+                ),
+            );
+        }
+        if o.max_payload > o.max_pending {
+            let pos = at(self, "max_payload");
+            self.error_at(
+                &pos,
+                "max_payload",
+                format!(
+                    "max_payload ({}) cannot be higher than max_pending ({})",
+                    o.max_payload, o.max_pending
+                ),
+            );
         }
         if let Some(user) = o.no_auth_user.clone() {
             if !o.authorization.users.iter().any(|u| u.username == user) {

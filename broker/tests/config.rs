@@ -360,6 +360,16 @@ fn semantic_keys_are_refused_and_auth_conflicts() {
     let errs =
         invalid(config::load_str("authorization { users: [{user: a}, {user: a}] }").unwrap_err());
     assert_eq!(errs, vec!["1:1: Duplicate user \"a\" detected"]);
+    let errs = invalid(config::load_str("max_pending: 1MB\nmax_payload: 2MB\n").unwrap_err());
+    assert_eq!(
+        errs,
+        vec!["2:1: max_payload (2097152) cannot be higher than max_pending (1048576)"]
+    );
+    let errs = invalid(
+        config::load_str("lame_duck_duration: \"30s\"\nlame_duck_grace_period: \"30s\"\n")
+            .unwrap_err(),
+    );
+    assert_eq!(errs, vec!["2:1: lame duck grace period (30s) should be strictly lower than lame duck duration (30s)"]);
     let errs = invalid(config::load_str("no_auth_user: ghost").unwrap_err());
     assert!(errs[0].contains("not present as user"), "{errs:?}");
     let errs = invalid(
