@@ -138,7 +138,11 @@ async fn serve_conn(mon: &Monitor, mut stream: TcpStream) {
                 debug!("monitoring: bad request: {e}");
                 let resp = Response::text(e.status(), format!("{e}\n"));
                 let bytes = resp.encode(false, false, &gofmt::http_date(SystemTime::now()));
-                let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&bytes)).await;
+                if let Ok(Ok(())) =
+                    tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&bytes)).await
+                {
+                    lingering_close(&mut stream).await;
+                }
                 return;
             }
         };
@@ -155,8 +159,27 @@ async fn serve_conn(mon: &Monitor, mut stream: TcpStream) {
             _ => return,
         }
         if !keep {
-            let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+            lingering_close(&mut stream).await;
             return;
+        }
+    }
+}
+
+/// Half-closes, then reads and discards what the peer still sends for a
+/// short while. Closing with unread input makes the kernel send RST, which
+/// can destroy the response still in flight (RFC 9112 §9.6, "lingering
+/// close"). Bounded in time and bytes.
+async fn lingering_close(stream: &mut TcpStream) {
+    const LINGER: Duration = Duration::from_secs(1);
+    const MAX_DRAIN: usize = 256 * 1024;
+    let _ = tokio::time::timeout(LINGER, stream.shutdown()).await;
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut drained = 0;
+    let mut chunk = [0u8; 4096];
+    while drained < MAX_DRAIN {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => return,
         }
     }
 }
