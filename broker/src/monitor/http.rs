@@ -475,6 +475,41 @@ mod tests {
     }
 
     #[test]
+    fn every_split_point_waits_then_parses_the_same() {
+        let raw = b"GET /connz?subs=1&sort=cid HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+        let (whole, used) = parse_request(raw).unwrap().unwrap();
+        assert_eq!(used, raw.len());
+        for cut in 0..raw.len() {
+            assert_eq!(parse_request(&raw[..cut]), Ok(None), "cut at {cut}");
+        }
+        // Two pipelined requests: the first is taken, the rest stays.
+        let mut two = raw.to_vec();
+        two.extend_from_slice(b"GET /varz HTTP/1.1\r\n\r\n");
+        let (first, used) = parse_request(&two).unwrap().unwrap();
+        assert_eq!(first, whole);
+        let (second, _) = parse_request(&two[used..]).unwrap().unwrap();
+        assert_eq!(second.path, "/varz");
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // Deterministic pseudo-random inputs, including near-valid ones.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let alphabet = b"GET /?=&%+ HTP1.0\r\n:ab\xff";
+        for len in 0..400 {
+            let mut buf = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                buf.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            let _ = parse_request(&buf);
+            let _ = Query::parse(&String::from_utf8_lossy(&buf));
+        }
+    }
+
+    #[test]
     fn bare_lf_and_leading_empty_lines() {
         let raw = "\r\nGET /varz HTTP/1.0\nConnection: keep-alive\n\n";
         let (r, used) = req(raw).unwrap().unwrap();
