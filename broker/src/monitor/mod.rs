@@ -13,12 +13,14 @@
 //!
 //! Not served (404): nats-server's `/gatewayz`, `/leafz`, `/accountz`,
 //! `/accstatz`, `/jsz`, `/stacksz`, `/ipqueuesz` (features we do not have),
-//! and `/pathz`, which arrives with the SCION link layer (see [`routez`]).
+//! and `/pathz`, whose document [`pathz`] defines; it is served once the
+//! SCION link layer reports its paths (404 until then).
 
 pub mod connz;
 pub mod gofmt;
 pub mod http;
 pub mod metrics;
+pub mod pathz;
 pub mod procstat;
 pub mod routez;
 pub mod subsz;
