@@ -26,10 +26,17 @@
 //! | `nats_scion_route_pending_bytes{rid,remote_id}` | gauge | bytes queued to the route |
 //! | `nats_scion_route_subscriptions{rid,remote_id}` | gauge | interest the peer registered |
 //! | `nats_scion_route_path_switches{rid,remote_id}` | counter | SCION path changes (SCION routes only) |
+//! | `nats_scion_path_switches{link,id,remote}` | counter | active path changes toward a SCION peer |
+//! | `nats_scion_path_candidates{link,id,remote}` | gauge | candidate paths toward the peer |
+//! | `nats_scion_path_active{link,id,remote,fingerprint}` | gauge | 1 for the path in use |
+//! | `nats_scion_path_alive{…,fingerprint}` | gauge | 1 while the path answers probes |
+//! | `nats_scion_path_rtt_seconds{…,fingerprint}` | gauge | smoothed probe RTT |
+//! | `nats_scion_path_loss_ratio{…,fingerprint}` | gauge | lost fraction of recent probes |
 //! | `nats_scion_http_requests{path}` | counter | monitoring requests per endpoint |
 
 use std::fmt::Write;
 
+use super::pathz::PathzDest;
 use super::routez::RouteInfo;
 use super::subsz::StatsJson;
 use super::varz::Varz;
@@ -79,6 +86,7 @@ pub fn render(
     start_secs: f64,
     sl: &StatsJson,
     routes: &[RouteInfo],
+    paths: &[PathzDest],
 ) -> String {
     let mut o = Out(String::with_capacity(4096));
     o.head("nats_scion_info", "gauge", "Server identity; always 1.");
@@ -261,6 +269,7 @@ pub fn render(
             }
         }
     }
+    render_paths(&mut o, paths);
     o.head(
         "nats_scion_http_requests",
         "counter",
@@ -274,6 +283,84 @@ pub fn render(
         );
     }
     o.0
+}
+
+/// Per-destination and per-path SCION metrics (the /pathz numbers).
+fn render_paths(o: &mut Out, dests: &[PathzDest]) {
+    if dests.is_empty() {
+        return;
+    }
+    let dest_label = |d: &PathzDest| {
+        format!(
+            "link=\"{}\",id=\"{}\",remote=\"{}\"",
+            d.link,
+            d.id,
+            label(&d.remote)
+        )
+    };
+    o.head(
+        "nats_scion_path_switches",
+        "counter",
+        "Active path changes toward the peer.",
+    );
+    for d in dests {
+        let _ = writeln!(
+            o.0,
+            "nats_scion_path_switches{{{}}} {}",
+            dest_label(d),
+            d.path_switches
+        );
+    }
+    o.head(
+        "nats_scion_path_candidates",
+        "gauge",
+        "Candidate paths toward the peer.",
+    );
+    for d in dests {
+        let _ = writeln!(
+            o.0,
+            "nats_scion_path_candidates{{{}}} {}",
+            dest_label(d),
+            d.paths.len()
+        );
+    }
+    type PathValue = fn(&super::pathz::PathCandidate) -> Option<f64>;
+    let per_path: [(&str, &str, PathValue); 4] = [
+        ("nats_scion_path_active", "1 for the path in use.", |p| {
+            Some(if p.active { 1.0 } else { 0.0 })
+        }),
+        (
+            "nats_scion_path_alive",
+            "1 while the path answers probes.",
+            |p| Some(if p.state == "alive" { 1.0 } else { 0.0 }),
+        ),
+        (
+            "nats_scion_path_rtt_seconds",
+            "Smoothed probe RTT of the path.",
+            |p| p.rtt.map(|d| d.as_secs_f64()),
+        ),
+        (
+            "nats_scion_path_loss_ratio",
+            "Lost fraction of recent probes.",
+            |p| p.loss.map(|l| l.0),
+        ),
+    ];
+    for (name, help, f) in per_path {
+        o.head(name, "gauge", help);
+        for d in dests {
+            for p in &d.paths {
+                if let Some(v) = f(p) {
+                    let _ = writeln!(
+                        o.0,
+                        "{name}{{{},fingerprint=\"{}\"}} {}",
+                        dest_label(d),
+                        label(&p.fingerprint),
+                        num(v)
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -319,7 +406,7 @@ mod tests {
             }),
         };
         let sl = StatsJson::from(&SublistStats::default());
-        let text = render(&v, 1.5, 1e9, &sl, &[route]);
+        let text = render(&v, 1.5, 1e9, &sl, &[route], &[]);
         assert!(text.contains(
             "nats_scion_info{server_id=\"NID\",server_name=\"a\\\"b\",version=\"\"} 1\n"
         ));
@@ -334,5 +421,57 @@ mod tests {
             assert!(name.starts_with("nats_scion_"), "{line}");
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn path_metrics() {
+        use crate::monitor::gofmt::{GoFloat, GoTime};
+        use crate::monitor::pathz::{PathCandidate, PathzDest};
+        let path = PathCandidate {
+            fingerprint: "ab".into(),
+            hops: Vec::new(),
+            state: "alive".into(),
+            active: true,
+            in_active_set: true,
+            rank: Some(0),
+            rtt: Some(Duration::from_millis(20)),
+            rtt_var: None,
+            loss: Some(GoFloat(0.25)),
+            mtu: 1472,
+            expiry: GoTime(SystemTime::UNIX_EPOCH),
+            latency: None,
+            bandwidth_kbps: None,
+            probes_sent: 4,
+            probes_answered: 3,
+            reason: None,
+        };
+        let dest = PathzDest {
+            remote: "1-ff00:0:111,10.0.0.2:30555".into(),
+            link: "route",
+            id: 3,
+            remote_id: String::new(),
+            path_switches: 2,
+            active: None,
+            why_active: String::new(),
+            last_switch: None,
+            paths: vec![path],
+        };
+        let v = varz(&Options::default(), Runtime::default());
+        let sl = StatsJson::from(&SublistStats::default());
+        let text = render(&v, 0.0, 0.0, &sl, &[], &[dest]);
+        let l = "link=\"route\",id=\"3\",remote=\"1-ff00:0:111,10.0.0.2:30555\"";
+        assert!(
+            text.contains(&format!("\nnats_scion_path_switches{{{l}}} 2\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "\nnats_scion_path_rtt_seconds{{{l},fingerprint=\"ab\"}} 0.02\n"
+        )));
+        assert!(text.contains(&format!(
+            "\nnats_scion_path_loss_ratio{{{l},fingerprint=\"ab\"}} 0.25\n"
+        )));
+        assert!(text.contains(&format!(
+            "\nnats_scion_path_active{{{l},fingerprint=\"ab\"}} 1\n"
+        )));
     }
 }

@@ -308,8 +308,14 @@ impl Monitor {
                     .unwrap_or_else(|e| e.into_inner())
                     .stats();
                 let routes = route_infos(&self.state, SubsLevel::None);
-                let text =
-                    metrics::render(&v, up, start_secs, &subsz::StatsJson::from(&sl), &routes);
+                let text = metrics::render(
+                    &v,
+                    up,
+                    start_secs,
+                    &subsz::StatsJson::from(&sl),
+                    &routes,
+                    &[],
+                );
                 Response::new(200, http::PROMETHEUS, text.into_bytes())
             }
             _ => Response::not_found(),
