@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
 use scion_proto::address as sp_addr;
-use scion_proto::packet as sp_packet;
+use scion_proto::packet::{self as sp_packet, MessageChecksum as _};
 use scion_proto::path as sp_path;
 use scion_proto::scmp as sp_scmp;
 use scion_proto::wire_encoding::{WireDecode, WireDecodeWithContext, WireEncodeVec};
@@ -46,6 +46,8 @@ pub enum DecodeError {
     UnsupportedPath,
     #[error("service (SVC) host addresses are not supported here")]
     ServiceAddress,
+    #[error("UDP checksum mismatch")]
+    Checksum,
 }
 
 /// Errors of turning a daemon answer into a [`ScionPath`].
@@ -366,6 +368,10 @@ pub fn decode(datagram: Bytes) -> Result<Received, DecodeError> {
         UDP_PROTOCOL => {
             let udp = sp_packet::ScionPacketUdp::try_from(raw)
                 .map_err(|e| DecodeError::Packet(e.to_string()))?;
+            // Routers do not check it; end hosts must (SCION UDP checksum is mandatory).
+            if !udp.datagram.verify_checksum(&udp.headers.address) {
+                return Err(DecodeError::Checksum);
+            }
             let src = udp.source().ok_or(DecodeError::ServiceAddress)?;
             let dst = udp.destination().ok_or(DecodeError::ServiceAddress)?;
             Ok(Received::Udp(UdpDatagram {
