@@ -36,6 +36,7 @@ async fn endpoint(
     dir: &std::path::Path,
     as_: &str,
     tls: &TlsConfig,
+    tune: fn(&mut TransportConfig),
 ) -> ScionEndpoint {
     let ia = ia(as_);
     let topo = dir.join(format!("{}.json", as_.replace(':', "_")));
@@ -50,10 +51,15 @@ async fn endpoint(
     );
     cfg.daemon = Some(emu.daemon_addr(ia).expect("daemon").to_string());
     cfg.topology = Some(topo);
+    tune(&mut cfg);
     ScionEndpoint::bind(cfg).await.expect("bind")
 }
 
 async fn net() -> Net {
+    net_with(|_| {}).await
+}
+
+async fn net_with(tune: fn(&mut TransportConfig)) -> Net {
     let emu = Emulator::start(
         Topology::from_toml(TOPO).expect("topo"),
         EmuOptions::default(),
@@ -64,8 +70,8 @@ async fn net() -> Net {
         std::env::temp_dir().join(format!("scion-quic-{}-{}", std::process::id(), rand_u32()));
     std::fs::create_dir_all(&dir).expect("tempdir");
     let tls = TlsConfig::self_signed(&["server.test"]).expect("cert");
-    let server = endpoint(&emu, &dir, "1-ff00:0:112", &tls).await;
-    let client = endpoint(&emu, &dir, "1-ff00:0:111", &tls).await;
+    let server = endpoint(&emu, &dir, "1-ff00:0:112", &tls, tune).await;
+    let client = endpoint(&emu, &dir, "1-ff00:0:111", &tls, tune).await;
     Net {
         emu,
         client,
@@ -154,6 +160,23 @@ async fn handshake_and_bulk_stream() {
     let stats = n.client.path_stats(server_addr);
     assert_eq!(stats.len(), 2, "both paths known: {stats:?}");
     assert!(stats.iter().any(|c| c.active));
+    // The accepting side runs its own selection toward the client (not just reply paths).
+    let (_, server) = (got, _server);
+    let client_addr = n.client.local_addr();
+    let mut server_view = Vec::new();
+    for _ in 0..100 {
+        server_view = server.path_stats(client_addr);
+        if server_view.iter().any(|c| c.active) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        server_view.len(),
+        2,
+        "server loaded paths to the client: {server_view:?}"
+    );
+    assert!(server_view.iter().any(|c| c.active));
     drop(n.emu);
 }
 
@@ -232,4 +255,115 @@ async fn silent_blackhole_keeps_every_byte_in_order() {
         switch.gap.is_some_and(|g| g < Duration::from_millis(600)),
         "{switch:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_increase_moves_to_the_better_path() {
+    let n = net_with(|cfg| {
+        cfg.selector.preference = "latency".parse().expect("preference");
+    })
+    .await;
+    let server_addr = n.server.local_addr();
+    let server = tokio::spawn(async move {
+        let got = serve_and_check(&n.server).await;
+        (got, n.server)
+    });
+    let conn = timeout(
+        Duration::from_secs(10),
+        n.client.connect(server_addr, "server.test"),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    let before = n.client.path_stats(server_addr);
+    let active = before.iter().find(|c| c.active).expect("active");
+    assert_eq!(
+        active.info.interfaces.len(),
+        2,
+        "starts on the direct (1 ms) path"
+    );
+    let mut events = n.client.path_events();
+    // Make the direct link far slower than the 2+2 ms detour.
+    let end = parse_link_end("1-ff00:0:111#2").expect("end");
+    n.emu
+        .set_link(end, LinkChange::Latency(Duration::from_millis(40)))
+        .expect("latency");
+    let mut send = conn.open_uni().await.expect("open");
+    let mut sent = 0u64;
+    let mut better = None;
+    for _ in 0..800 {
+        let data: Vec<u8> = (sent..sent + 512).map(pattern).collect();
+        send.write_all(&data).await.expect("write");
+        sent += 512;
+        if let Ok(e) = events.try_recv() {
+            if e.cause == SwitchCause::Better {
+                better = Some(e);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    send.finish().expect("finish");
+    let (got, _server) = timeout(Duration::from_secs(30), server)
+        .await
+        .expect("server done")
+        .expect("join");
+    assert_eq!(got, sent);
+    let event = better.expect("switched for latency");
+    let after = n.client.path_stats(server_addr);
+    let active = after.iter().find(|c| c.active).expect("active");
+    assert_eq!(
+        active.info.interfaces.len(),
+        4,
+        "now on the detour via the core: {event:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redundant_mode_sends_on_two_disjoint_paths_and_survives_a_blackhole() {
+    let n = net_with(|cfg| {
+        cfg.selector.redundancy = 2;
+    })
+    .await;
+    let server_addr = n.server.local_addr();
+    let server = tokio::spawn(async move {
+        let got = serve_and_check(&n.server).await;
+        (got, n.server)
+    });
+    let conn = timeout(
+        Duration::from_secs(10),
+        n.client.connect(server_addr, "server.test"),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    let stats = n.client.path_stats(server_addr);
+    assert_eq!(
+        stats.iter().filter(|c| c.in_active_set).count(),
+        2,
+        "{stats:?}"
+    );
+    let forwarded_before = n.emu.stats().forwarded;
+    let mut send = conn.open_uni().await.expect("open");
+    let mut sent = 0u64;
+    for round in 0..600u64 {
+        let data: Vec<u8> = (sent..sent + 1024).map(pattern).collect();
+        send.write_all(&data).await.expect("write");
+        sent += 1024;
+        if round == 200 {
+            let end = parse_link_end("1-ff00:0:111#2").expect("end");
+            n.emu
+                .set_link(end, LinkChange::State(LinkState::Blackhole))
+                .expect("cut");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    send.finish().expect("finish");
+    let (got, _server) = timeout(Duration::from_secs(30), server)
+        .await
+        .expect("server done")
+        .expect("join");
+    assert_eq!(got, sent);
+    // Duplicates went over both paths: the routers forwarded well over one copy per packet.
+    assert!(n.emu.stats().forwarded - forwarded_before > 2 * (sent / 1200));
 }
