@@ -18,6 +18,9 @@ const EXE: &str = "nats-server";
 
 /// Runs the binary with `args` (including argv[0]).
 pub fn run_main(args: Vec<String>) -> ExitCode {
+    if args.get(1).map(String::as_str) == Some("proxy") {
+        return crate::proxy::run_cli(&args[2..]);
+    }
     let cmd = match cli::parse_args(args.into_iter().skip(1)) {
         Ok(c) => c,
         Err(e) => {

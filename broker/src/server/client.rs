@@ -71,6 +71,9 @@ pub struct ClientShared {
     pub sub_deny: Mutex<Option<Arc<CompiledPerms>>>,
     /// Takes async INFO updates (protocol >= 1 and first PONG sent).
     pub async_info: AtomicBool,
+    /// Display form of the peer when it is not a plain IP:port (a SCION
+    /// address `[ISD-AS,IP]:port`).
+    pub label: Option<String>,
 }
 
 impl ClientShared {
@@ -88,12 +91,22 @@ impl ClientShared {
             subs: Mutex::new(HashMap::new()),
             sub_deny: Mutex::new(None),
             async_info: AtomicBool::new(false),
+            label: None,
         }
+    }
+
+    /// Sets the display label of the peer (SCION address).
+    pub fn with_label(mut self, label: Option<String>) -> Self {
+        self.label = label;
+        self
     }
 
     /// nats-server's log prefix: `127.0.0.1:53412 - cid:5`.
     pub fn log_prefix(&self) -> String {
-        format!("{}:{} - cid:{}", self.peer.ip(), self.peer.port(), self.cid)
+        match &self.label {
+            Some(l) => format!("{} - cid:{}", l, self.cid),
+            None => format!("{}:{} - cid:{}", self.peer.ip(), self.peer.port(), self.cid),
+        }
     }
 }
 
@@ -198,14 +211,24 @@ pub async fn run<S>(srv: Arc<ServerState>, stream: S, peer: SocketAddr)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    run_labeled(srv, stream, peer, None).await
+}
+
+/// Serves one client connection over any byte stream; `label` names a
+/// non-TCP peer (a SCION address) in logs and /connz.
+pub async fn run_labeled<S>(
+    srv: Arc<ServerState>,
+    stream: S,
+    peer: SocketAddr,
+    label: Option<String>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let opts = srv.opts();
     let cid = srv.next_cid();
-    let shared = Arc::new(ClientShared::new(
-        cid,
-        ConnKind::Client,
-        peer,
-        opts.max_pending,
-    ));
+    let shared = Arc::new(
+        ClientShared::new(cid, ConnKind::Client, peer, opts.max_pending).with_label(label),
+    );
     let info = srv.client_info(cid, &peer.ip().to_string()).to_line();
     let _ = shared.out.append(&info);
     debug!("{} - Client connection created", shared.log_prefix());

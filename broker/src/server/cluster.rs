@@ -31,6 +31,8 @@ pub struct RouteMeta {
     pub lnoc: bool,
     /// Full INFO of the remote as received (for gossip).
     pub info: Option<ServerInfo>,
+    /// Set for routes carried over QUIC/SCION.
+    pub scion: Option<super::scion::ScionPeer>,
 }
 
 /// A route connection as the registry sees it.

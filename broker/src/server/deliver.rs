@@ -15,7 +15,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::client::{ClientShared, SubRef};
-use super::closed::ClosedState;
 use super::{remove_sub_now, ServerState};
 use crate::proto::encode::{self, Delivery};
 use crate::proto::ConnKind;
@@ -291,8 +290,9 @@ pub fn deliver_local(
             batch.out_bytes += body;
             batch.mark(client);
         }
-        Err(_) => {
-            if client.out.closed_reason() == Some(ClosedState::SlowConsumerPendingBytes) {
+        Err(e) => {
+            // Count the cut once, not every message dropped after it.
+            if e.cut_now {
                 srv.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
             }
             return false;

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod deliver;
 pub mod outbound;
 pub mod route;
+pub mod scion;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ pub enum StartError {
     },
     #[error("invalid listen address {0:?}")]
     BadAddress(String),
+    #[error("SCION: {0}")]
+    Scion(String),
 }
 
 /// Server-wide counters (`/varz`).
@@ -87,6 +90,7 @@ pub struct ServerState {
     pub auth: RwLock<Arc<auth::AuthConfig>>,
     pub config_load_time: Mutex<SystemTime>,
     pub cluster: cluster::ClusterState,
+    pub scion: scion::ScionSlot,
 }
 
 impl ServerState {
@@ -120,6 +124,7 @@ impl ServerState {
             auth: RwLock::new(Arc::new(auth)),
             config_load_time: Mutex::new(SystemTime::now()),
             cluster,
+            scion: Mutex::new(scion::ScionLinks::default()),
         })
     }
 
@@ -334,22 +339,32 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
         local.port()
     );
     let opts = state.opts();
-    if opts.scion.is_some() || opts.scion_listen.is_some() {
-        warn!("SCION links are configured but not yet available in this build: the scion block and SCION addresses are parsed and checked, SCION listeners and routes are not started");
-    }
     *lock(&state.cluster.own_urls) = own_connect_urls(&opts, local);
     tasks.push(tokio::spawn(accept_loop(state.clone(), listener)));
     info!("Server is ready");
     if state.cluster.enabled {
         let bind = cluster_bind_addr(&opts)?;
-        let (_, route_tasks) =
-            route::start_routing(state.clone(), bind)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: bind.to_string(),
-                    source,
-                })?;
+        let route_tasks = route::start_routing(state.clone(), bind)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: bind.map(|b| b.to_string()).unwrap_or_default(),
+                source,
+            })?;
         tasks.extend(route_tasks);
+    }
+    let wants_scion = matches!(
+        opts.cluster.listen,
+        Some(crate::options::ListenAddr::Scion { .. })
+    ) || opts.scion_listen.is_some()
+        || opts
+            .cluster
+            .routes
+            .iter()
+            .any(|r| matches!(r.target, crate::options::RouteTarget::Scion { .. }));
+    if wants_scion {
+        scion::start(&state, &mut tasks).await?;
+    } else if opts.scion.is_some() {
+        warn!("a scion block is configured but no listen address or route is a SCION address: no SCION link is started");
     }
     Ok(ServerHandle {
         state,
@@ -418,17 +433,12 @@ async fn accept_loop(state: Arc<ServerState>, listener: TcpListener) {
     }
 }
 
-/// Where the cluster listener binds.
-fn cluster_bind_addr(opts: &Options) -> Result<SocketAddr, StartError> {
+/// Where the TCP cluster listener binds (None when routes listen on SCION).
+fn cluster_bind_addr(opts: &Options) -> Result<Option<SocketAddr>, StartError> {
     use crate::options::ListenAddr;
     let (host, port) = match &opts.cluster.listen {
         Some(ListenAddr::Tcp { host, port }) => (host.clone(), *port),
-        Some(ListenAddr::Scion { port, .. }) => {
-            // SCION route listeners come with the SCION transport; until then
-            // the route port is served over TCP on loopback only.
-            warn!("cluster listen is a SCION address: serving routes over TCP on 127.0.0.1:{port} until SCION links are available");
-            ("127.0.0.1".to_string(), *port as i32)
-        }
+        Some(ListenAddr::Scion { .. }) => return Ok(None),
         None => ("0.0.0.0".to_string(), 0),
     };
     let host = if host.is_empty() {
@@ -442,7 +452,9 @@ fn cluster_bind_addr(opts: &Options) -> Result<SocketAddr, StartError> {
     } else {
         format!("{host}:{port}")
     };
-    text.parse().map_err(|_| StartError::BadAddress(text))
+    text.parse()
+        .map(Some)
+        .map_err(|_| StartError::BadAddress(text))
 }
 
 /// The client URLs this server advertises (nats-server

@@ -35,7 +35,15 @@ pub struct Outbound {
 
 /// The enqueue failed because the connection is (now) closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Closed;
+pub struct Closed {
+    /// This very append pushed the connection over `max_pending` and cut it
+    /// as a slow consumer. Exactly one append per connection reports it, so
+    /// the server counts each slow consumer once (nats-server
+    /// `queueOutbound` bumps `slowConsumers` once, then the client is closed).
+    pub cut_now: bool,
+}
+
+const CLOSED: Closed = Closed { cut_now: false };
 
 impl Outbound {
     pub fn new(max_pending: usize) -> Self {
@@ -57,16 +65,16 @@ impl Outbound {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends bytes produced by `fill`. Returns `Err(Closed)` if the
+    /// Appends bytes produced by `fill`. Returns `Err(Closed { .. })` if the
     /// connection is closed or became a slow consumer with this append.
     /// Does not wake the writer: call [`Outbound::flush_signal`] after a batch.
     pub fn append_with(&self, fill: impl FnOnce(&mut Vec<u8>)) -> Result<usize, Closed> {
         if self.closing.load(Ordering::Relaxed) {
-            return Err(Closed);
+            return Err(CLOSED);
         }
         let mut g = self.lock();
         if g.closed.is_some() {
-            return Err(Closed);
+            return Err(CLOSED);
         }
         let before = g.buf.len();
         fill(&mut g.buf);
@@ -76,7 +84,7 @@ impl Outbound {
             g.closed = Some(ClosedState::SlowConsumerPendingBytes);
             drop(g);
             self.mark_closing();
-            return Err(Closed);
+            return Err(Closed { cut_now: true });
         }
         Ok(added)
     }
@@ -176,13 +184,14 @@ mod tests {
     fn slow_consumer_cut_keeps_memory_bounded() {
         let o = Outbound::new(100);
         assert!(o.append(&[0u8; 60]).is_ok());
-        assert_eq!(o.append(&[0u8; 60]), Err(Closed));
+        assert_eq!(o.append(&[0u8; 60]), Err(Closed { cut_now: true }));
         assert_eq!(o.pending(), 60);
         assert_eq!(
             o.closed_reason(),
             Some(ClosedState::SlowConsumerPendingBytes)
         );
-        assert_eq!(o.append(b"x"), Err(Closed));
+        // Later appends fail without reporting the cut again.
+        assert_eq!(o.append(b"x"), Err(CLOSED));
     }
 
     #[test]

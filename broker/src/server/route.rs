@@ -102,39 +102,36 @@ fn join_host_port(h: &str, p: u16) -> String {
     }
 }
 
-/// Binds the cluster listener and starts accepting and soliciting routes.
+/// Binds the TCP cluster listener (when routes listen on TCP) and starts
+/// accepting and soliciting TCP routes. SCION routes are started by
+/// `server::scion`.
 pub async fn start_routing(
     srv: Arc<ServerState>,
-    bind: SocketAddr,
-) -> std::io::Result<(SocketAddr, Vec<tokio::task::JoinHandle<()>>)> {
-    let listener = TcpListener::bind(bind).await?;
-    let local = listener.local_addr()?;
-    *lock(&srv.cluster.listen_addr) = Some(local);
+    bind: Option<SocketAddr>,
+) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
     info!("Cluster name is {}", srv.cluster.name());
     if srv.cluster.dynamic_name.load(Ordering::Relaxed) {
         warn!("Cluster name was dynamically generated, consider setting one");
     }
-    info!(
-        "Listening for route connections on {}",
-        join_host_port(&bind.ip().to_string(), local.port())
-    );
-    let mut tasks = vec![tokio::spawn(accept_routes(srv.clone(), listener))];
+    let mut tasks = Vec::new();
+    if let Some(bind) = bind {
+        let listener = TcpListener::bind(bind).await?;
+        let local = listener.local_addr()?;
+        *lock(&srv.cluster.listen_addr) = Some(local);
+        info!(
+            "Listening for route connections on {}",
+            join_host_port(&bind.ip().to_string(), local.port())
+        );
+        tasks.push(tokio::spawn(accept_routes(srv.clone(), listener)));
+    }
     let opts = srv.opts();
     for r in &opts.cluster.routes {
-        match &r.target {
-            RouteTarget::Tcp { .. } => {
-                let s = solicit_from_url(r, true);
-                tasks.push(tokio::spawn(connect_to_route(srv.clone(), s, true)));
-            }
-            RouteTarget::Scion { .. } => {
-                warn!(
-                    "Route {} is a SCION address: SCION route links are not available in this build yet",
-                    r.url
-                );
-            }
+        if let RouteTarget::Tcp { .. } = &r.target {
+            let s = solicit_from_url(r, true);
+            tasks.push(tokio::spawn(connect_to_route(srv.clone(), s, true)));
         }
     }
-    Ok((local, tasks))
+    Ok(tasks)
 }
 
 fn solicit_from_url(r: &RouteUrl, configured: bool) -> Solicit {
@@ -252,7 +249,7 @@ fn report_connect_err(attempts: u32, err: &str) {
     }
 }
 
-/// Serves one route connection (dialled when `solicit` is set).
+/// Serves one TCP route connection (dialled when `solicit` is set).
 pub async fn run_route<S>(
     srv: Arc<ServerState>,
     stream: S,
@@ -261,14 +258,34 @@ pub async fn run_route<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    run_route_labeled(srv, stream, peer, solicit, None).await
+}
+
+/// Serves one route connection over any byte stream; `scion` is set for
+/// routes carried over QUIC/SCION (their dialling and reconnects are owned
+/// by `server::scion`).
+pub async fn run_route_labeled<S>(
+    srv: Arc<ServerState>,
+    stream: S,
+    peer: SocketAddr,
+    solicit: Option<Solicit>,
+    scion: Option<super::scion::ScionPeer>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let is_scion = scion.is_some();
     let opts = srv.opts();
     let rid = srv.next_cid();
-    let shared = Arc::new(ClientShared::new(
-        rid,
-        ConnKind::Route,
-        peer,
-        opts.max_pending.max(64 * 1024 * 1024),
-    ));
+    let label = scion.as_ref().map(|s| s.remote.to_string());
+    let shared = Arc::new(
+        ClientShared::new(
+            rid,
+            ConnKind::Route,
+            peer,
+            opts.max_pending.max(64 * 1024 * 1024),
+        )
+        .with_label(label.clone()),
+    );
     shared.headers.store(true, Ordering::Relaxed);
     let handle = Arc::new(RouteHandle {
         shared: shared.clone(),
@@ -276,10 +293,14 @@ pub async fn run_route<S>(
             did_solicit: solicit.is_some(),
             is_configured: solicit.as_ref().is_some_and(|s| s.configured),
             url: solicit.as_ref().map(|s| s.url.clone()),
+            scion,
             ..Default::default()
         }),
     });
-    let prefix = format!("{}:{} - rid:{}", peer.ip(), peer.port(), rid);
+    let prefix = match &label {
+        Some(l) => format!("{l} - rid:{rid}"),
+        None => format!("{}:{} - rid:{}", peer.ip(), peer.port(), rid),
+    };
     let (mut rd, wr) = tokio::io::split(stream);
     let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
     lock(&srv.clients).insert(rid, shared.clone());
@@ -336,8 +357,12 @@ pub async fn run_route<S>(
     info!("{} - Router connection closed: {}", prefix, reason);
     srv.record_closed(shared.snapshot(&srv, Some(SystemTime::now())));
 
-    // Reconnect a dialled route unless we are connected to that server
-    // through another connection (nats-server closeConnection).
+    // Reconnect a dialled TCP route unless we are connected to that server
+    // through another connection (nats-server closeConnection). SCION
+    // routes are re-dialled by their owner in `server::scion`.
+    if is_scion {
+        return;
+    }
     if let Some(s) = solicit {
         let remote_id = lock(&handle.meta).remote_id.clone();
         if srv.shutting_down.load(Ordering::Acquire) {

@@ -1,0 +1,466 @@
+//! Client and route links over QUIC/SCION (`scion-transport`).
+//!
+//! - A route is one QUIC connection with one bidirectional stream carrying the
+//!   ordinary route protocol; the dialer opens the stream (its CONNECT+INFO
+//!   announce it). Path selection and failover happen under the QUIC
+//!   connection, on both ends, so the route survives path outages without
+//!   reconnecting.
+//! - A SCION client link is one QUIC connection per NATS connection; the
+//!   server opens the stream so that it can speak first (INFO), exactly as on
+//!   TCP. The `broker proxy` command and [`connect_client_stream`] are the
+//!   client side.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use scion_transport::address::{IsdAsn, ScionAddr};
+use scion_transport::path::{Acl, PathPolicy, PathPreference, SelectorConfig, Sequence};
+use scion_transport::quic::{ScionEndpoint, TlsConfig, TransportConfig};
+use tracing::{debug, error, info, warn};
+
+use super::route::{run_route_labeled, Solicit};
+use super::{lock, ServerState, StartError};
+use crate::options::{ListenAddr, Options, RouteTarget, ScionOpts};
+
+/// QUIC server name used for route and client links.
+pub const SERVER_NAME: &str = "nats-scion";
+
+/// The SCION endpoints of a server.
+#[derive(Default)]
+pub struct ScionLinks {
+    pub route_endpoint: Option<Arc<ScionEndpoint>>,
+    pub client_endpoint: Option<Arc<ScionEndpoint>>,
+}
+
+/// Errors building SCION link configuration; each names the config key.
+#[derive(Debug, thiserror::Error)]
+pub enum ScionConfigError {
+    #[error("{key}: invalid ISD-AS {value:?}: {reason}")]
+    IsdAs {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("scion.path_preference: {0}")]
+    Preference(String),
+    #[error("scion.policy: {0}")]
+    Policy(String),
+    #[error("cluster.tls: {0}")]
+    Tls(String),
+    #[error("{key}: {source}")]
+    Bind {
+        key: &'static str,
+        source: scion_transport::quic::BindError,
+    },
+    #[error("cluster.routes: SCION route {0} needs a SCION cluster.listen address to dial from")]
+    NoLocalScion(String),
+}
+
+/// Parses an ISD-AS written in a listen address.
+pub fn parse_ia(key: &'static str, s: &str) -> Result<IsdAsn, ScionConfigError> {
+    s.parse::<IsdAsn>().map_err(|e| ScionConfigError::IsdAs {
+        key,
+        value: s.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn selector_config(scion: Option<&ScionOpts>) -> Result<SelectorConfig, ScionConfigError> {
+    let mut c = SelectorConfig::default();
+    let Some(s) = scion else {
+        return Ok(c);
+    };
+    c.preference = s
+        .path_preference
+        .join(",")
+        .parse::<PathPreference>()
+        .map_err(|e| ScionConfigError::Preference(e.to_string()))?;
+    let acl = if s.policy_acl.is_empty() {
+        None
+    } else {
+        Some(
+            Acl::from_entries(&s.policy_acl)
+                .map_err(|e| ScionConfigError::Policy(e.to_string()))?,
+        )
+    };
+    let sequence = match &s.policy_sequence {
+        Some(q) => Some(
+            q.parse::<Sequence>()
+                .map_err(|e| ScionConfigError::Policy(e.to_string()))?,
+        ),
+        None => None,
+    };
+    c.policy = PathPolicy::new(acl, sequence);
+    if let Some(p) = s.probe_interval {
+        c.active_probe_interval = p;
+    }
+    if let Some(r) = s.redundancy {
+        c.redundancy = r.max(1) as usize;
+    }
+    Ok(c)
+}
+
+fn tls_for(opts: &Options, for_routes: bool) -> Result<(TlsConfig, bool), ScionConfigError> {
+    if for_routes {
+        if let Some(t) = &opts.cluster.tls {
+            if let (Some(cert), Some(key), Some(ca)) = (&t.cert_file, &t.key_file, &t.ca_file) {
+                let tls = TlsConfig::from_pem_files(cert, key, ca)
+                    .map_err(|e| ScionConfigError::Tls(e.to_string()))?;
+                return Ok((tls, true));
+            }
+            return Err(ScionConfigError::Tls(
+                "cert_file, key_file and ca_file are all needed for SCION route links".into(),
+            ));
+        }
+    }
+    let mut tls =
+        TlsConfig::self_signed(&[SERVER_NAME]).map_err(|e| ScionConfigError::Tls(e.to_string()))?;
+    tls.skip_server_verification = true;
+    Ok((tls, false))
+}
+
+fn transport_config(
+    opts: &Options,
+    local: ScionAddr,
+    for_routes: bool,
+) -> Result<(TransportConfig, bool), ScionConfigError> {
+    let (tls, verified) = tls_for(opts, for_routes)?;
+    let mut cfg = TransportConfig::new(local, tls);
+    cfg.daemon = opts.scion.as_ref().and_then(|s| s.daemon.clone());
+    cfg.topology = opts.scion.as_ref().and_then(|s| s.topology.clone());
+    cfg.selector = selector_config(opts.scion.as_ref())?;
+    // Routes keep their own PING/PONG; keep QUIC alive well below its idle
+    // timeout so a quiet route is not torn down.
+    cfg.keep_alive = Duration::from_secs(2);
+    cfg.idle_timeout = Duration::from_secs(30);
+    Ok((cfg, verified))
+}
+
+fn scion_addr(
+    key: &'static str,
+    isd_as: &str,
+    ip: std::net::IpAddr,
+    port: u16,
+) -> Result<ScionAddr, ScionConfigError> {
+    Ok(ScionAddr {
+        ia: parse_ia(key, isd_as)?,
+        ip,
+        port,
+    })
+}
+
+/// Binds the SCION endpoints the options ask for and starts serving them.
+pub async fn start(
+    srv: &Arc<ServerState>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(), StartError> {
+    let opts = srv.opts();
+    let err = |e: ScionConfigError| StartError::Scion(e.to_string());
+    let mut links = ScionLinks::default();
+
+    if let Some(ListenAddr::Scion { isd_as, ip, port }) = &opts.cluster.listen {
+        let local = scion_addr("cluster.listen", isd_as, *ip, *port).map_err(err)?;
+        let (cfg, verified) = transport_config(&opts, local, true).map_err(err)?;
+        let ep = ScionEndpoint::bind(cfg).await.map_err(|source| {
+            err(ScionConfigError::Bind {
+                key: "cluster.listen",
+                source,
+            })
+        })?;
+        check_port_range(&ep, "cluster.listen");
+        if !verified {
+            warn!("SCION route links are encrypted (QUIC/TLS) but peers are not authenticated beyond the cluster authorization: set cluster.tls {{cert_file, key_file, ca_file}} to verify them");
+        }
+        info!(
+            "Listening for route connections on {} (SCION)",
+            ep.local_addr()
+        );
+        let ep = Arc::new(ep);
+        tasks.push(tokio::spawn(accept_routes(srv.clone(), ep.clone())));
+        tasks.push(tokio::spawn(log_path_events(ep.clone(), "route")));
+        links.route_endpoint = Some(ep);
+    }
+
+    if let Some(ListenAddr::Scion { isd_as, ip, port }) = &opts.scion_listen {
+        let local = scion_addr("listen", isd_as, *ip, *port).map_err(err)?;
+        let (cfg, _) = transport_config(&opts, local, false).map_err(err)?;
+        let ep = ScionEndpoint::bind(cfg).await.map_err(|source| {
+            err(ScionConfigError::Bind {
+                key: "listen",
+                source,
+            })
+        })?;
+        check_port_range(&ep, "listen");
+        info!(
+            "Listening for client connections on {} (SCION)",
+            ep.local_addr()
+        );
+        let ep = Arc::new(ep);
+        tasks.push(tokio::spawn(accept_clients(srv.clone(), ep.clone())));
+        tasks.push(tokio::spawn(log_path_events(ep.clone(), "client")));
+        links.client_endpoint = Some(ep);
+    }
+
+    // Dial the SCION routes.
+    for r in &opts.cluster.routes {
+        if let RouteTarget::Scion { isd_as, ip, port } = &r.target {
+            let Some(ep) = links.route_endpoint.clone() else {
+                return Err(err(ScionConfigError::NoLocalScion(r.url.clone())));
+            };
+            let remote = scion_addr("cluster.routes", isd_as, *ip, *port).map_err(err)?;
+            let s = Solicit {
+                url: r.url.clone(),
+                user: r.user.clone(),
+                password: r.password.clone(),
+                configured: true,
+            };
+            tasks.push(tokio::spawn(dial_route_forever(srv.clone(), ep, remote, s)));
+        }
+    }
+    *lock(&srv.scion) = links;
+    Ok(())
+}
+
+fn check_port_range(ep: &ScionEndpoint, key: &str) {
+    let port = ep.local_addr().port;
+    // The transport warns with the AS's real range when topology.json is
+    // known; here we repeat the common default so operators see it at start.
+    if !(31000..=32767).contains(&port) {
+        warn!(
+            "{}: SCION port {} is outside the usual dispatched range 31000-32767: on a dispatcherless AS the border router will not deliver to it without a shim dispatcher",
+            key, port
+        );
+    }
+}
+
+async fn log_path_events(ep: Arc<ScionEndpoint>, what: &'static str) {
+    let mut rx = ep.path_events();
+    loop {
+        match rx.recv().await {
+            Ok(ev) => {
+                let gap = ev
+                    .gap
+                    .map(|g| format!("{:.1}ms", g.as_secs_f64() * 1e3))
+                    .unwrap_or_else(|| "-".into());
+                match ev.from {
+                    Some(from) => warn!(
+                        "SCION {} path to {} switched: cause={:?} gap={} from={} to={} hops=[{}]",
+                        what,
+                        ev.remote,
+                        ev.cause,
+                        gap,
+                        from.short(),
+                        ev.to.short(),
+                        ev.hops
+                    ),
+                    None => info!(
+                        "SCION {} path to {}: {} hops=[{}]",
+                        what,
+                        ev.remote,
+                        ev.to.short(),
+                        ev.hops
+                    ),
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                warn!("SCION {} path events: {} not logged", what, n);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// A SocketAddr standing for a SCION peer in places that need one.
+fn host_sockaddr(a: &ScionAddr) -> SocketAddr {
+    SocketAddr::new(a.ip, a.port)
+}
+
+async fn accept_routes(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
+    loop {
+        let incoming = tokio::select! {
+            i = ep.accept() => i,
+            _ = srv.shutdown.notified() => return,
+        };
+        let Some(incoming) = incoming else { return };
+        let srv = srv.clone();
+        let ep = ep.clone();
+        tokio::spawn(async move {
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!("SCION route handshake failed: {}", e);
+                    return;
+                }
+            };
+            let Some(remote) = ep.remote_of(&conn) else {
+                return;
+            };
+            // One stream per route; accept it with a bound so a silent
+            // peer does not hold the connection.
+            let stream = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await;
+            let Ok(Ok((send, recv))) = stream else {
+                debug!("SCION route from {} opened no stream", remote);
+                conn.close(0u32.into(), b"no stream");
+                return;
+            };
+            let io = tokio::io::join(recv, send);
+            run_route_labeled(
+                srv,
+                io,
+                host_sockaddr(&remote),
+                None,
+                Some(ScionPeer {
+                    remote,
+                    endpoint: ep.clone(),
+                }),
+            )
+            .await;
+            conn.close(0u32.into(), b"route closed");
+        });
+    }
+}
+
+/// A route's SCION side, for logs and monitoring.
+#[derive(Clone)]
+pub struct ScionPeer {
+    pub remote: ScionAddr,
+    pub endpoint: Arc<ScionEndpoint>,
+}
+
+impl std::fmt::Debug for ScionPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ScionPeer({})", self.remote)
+    }
+}
+
+/// Dials a configured SCION route, forever with back-off, and serves it.
+async fn dial_route_forever(
+    srv: Arc<ServerState>,
+    ep: Arc<ScionEndpoint>,
+    remote: ScionAddr,
+    s: Solicit,
+) {
+    let mut delay = Duration::from_millis(250);
+    let mut attempts: u32 = 0;
+    loop {
+        if srv.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        debug!("Trying to connect to route on {} (SCION)", remote);
+        let conn =
+            tokio::time::timeout(Duration::from_secs(5), ep.connect(remote, SERVER_NAME)).await;
+        match conn {
+            Ok(Ok(conn)) => {
+                attempts = 0;
+                delay = Duration::from_millis(250);
+                match conn.open_bi().await {
+                    Ok((send, recv)) => {
+                        let io = tokio::io::join(recv, send);
+                        run_route_labeled(
+                            srv.clone(),
+                            io,
+                            host_sockaddr(&remote),
+                            Some(s.clone()),
+                            Some(ScionPeer {
+                                remote,
+                                endpoint: ep.clone(),
+                            }),
+                        )
+                        .await;
+                    }
+                    Err(e) => error!("SCION route to {}: cannot open stream: {}", remote, e),
+                }
+                conn.close(0u32.into(), b"route closed");
+                // run_route returns when the route closed; if the remote is
+                // still registered through another connection, stop here.
+                if srv.shutting_down.load(Ordering::Acquire) {
+                    return;
+                }
+            }
+            Ok(Err(e)) => {
+                attempts += 1;
+                if attempts == 1 || attempts % 60 == 0 {
+                    error!(
+                        "Error trying to connect to route (attempt {}): {}",
+                        attempts, e
+                    );
+                } else {
+                    debug!(
+                        "Error trying to connect to route (attempt {}): {}",
+                        attempts, e
+                    );
+                }
+            }
+            Err(_) => {
+                attempts += 1;
+                debug!(
+                    "Error trying to connect to route (attempt {}): timeout",
+                    attempts
+                );
+            }
+        }
+        let jitter = Duration::from_millis(rand::random_range(0..100));
+        tokio::select! {
+            _ = tokio::time::sleep(delay + jitter) => {}
+            _ = srv.shutdown.notified() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn accept_clients(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
+    loop {
+        let incoming = tokio::select! {
+            i = ep.accept() => i,
+            _ = srv.shutdown.notified() => return,
+        };
+        let Some(incoming) = incoming else { return };
+        if srv.lame_duck.load(Ordering::Acquire) {
+            incoming.refuse();
+            continue;
+        }
+        let srv = srv.clone();
+        let ep = ep.clone();
+        tokio::spawn(async move {
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!("SCION client handshake failed: {}", e);
+                    return;
+                }
+            };
+            let Some(remote) = ep.remote_of(&conn) else {
+                return;
+            };
+            let Ok((send, recv)) = conn.open_bi().await else {
+                return;
+            };
+            let io = tokio::io::join(recv, send);
+            super::client::run_labeled(srv, io, host_sockaddr(&remote), Some(remote.to_string()))
+                .await;
+            conn.close(0u32.into(), b"closed");
+        });
+    }
+}
+
+/// Client side of a SCION client link: one QUIC connection whose stream the
+/// server opens. Used by `broker proxy` and Rust programs.
+pub async fn connect_client_stream(
+    ep: &ScionEndpoint,
+    remote: ScionAddr,
+) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream), String> {
+    let conn = ep
+        .connect(remote, SERVER_NAME)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (send, recv) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
+        .await
+        .map_err(|_| format!("{remote}: the server opened no stream"))?
+        .map_err(|e| e.to_string())?;
+    Ok((conn, send, recv))
+}
+
+/// Shared slot in the server state.
+pub type ScionSlot = Mutex<ScionLinks>;
