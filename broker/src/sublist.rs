@@ -333,6 +333,14 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
         removed
     }
 
+    /// Forgets cached results for subscriptions on `subject` and bumps the generation, without
+    /// changing the index: for when something a result depends on changed outside it, such as a
+    /// remote queue subscription's weight (nats-server `UpdateRemoteQSub`).
+    pub fn refresh(&mut self, subject: &str) {
+        self.generation += 1;
+        self.invalidate(subject);
+    }
+
     /// Drops the cached results that a subscription on `subject` takes part in.
     ///
     /// nats-server (`addToCache`/`removeFromCache`) patches results on insert and drops them on
@@ -1070,6 +1078,21 @@ mod tests {
         assert_eq!(plain_of(&s.match_subject("x.y")), vec![4]);
         // The earlier result handed out is unchanged (immutable snapshot).
         assert_eq!(plain_of(&first), vec![1]);
+    }
+
+    #[test]
+    fn refresh_drops_affected_entries() {
+        let mut s = Sublist::new();
+        s.insert("a.*", Some("q"), 1).unwrap();
+        s.insert("c", None, 2).unwrap();
+        let a = s.match_subject("a.b");
+        let c = s.match_subject("c");
+        let g = s.generation();
+        s.refresh("a.*");
+        assert_eq!(s.generation(), g + 1);
+        assert!(!Arc::ptr_eq(&a, &s.match_subject("a.b")), "a.b recomputed");
+        assert!(Arc::ptr_eq(&c, &s.match_subject("c")), "c untouched");
+        assert_eq!(*a, *s.match_subject("a.b"));
     }
 
     #[test]
