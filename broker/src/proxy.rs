@@ -195,12 +195,49 @@ pub async fn start(cfg: ProxyConfig) -> Result<Proxy, ProxyError> {
     })
 }
 
+/// Where new client connections go: the configured upstream first, then the
+/// SCION client listeners the cluster advertised (learned from INFO).
+struct Upstreams {
+    configured: ScionAddr,
+    learned: std::sync::Mutex<Vec<ScionAddr>>,
+}
+
+impl Upstreams {
+    fn candidates(&self) -> Vec<ScionAddr> {
+        let mut v = vec![self.configured];
+        for a in self
+            .learned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if !v.contains(a) {
+                v.push(*a);
+            }
+        }
+        v
+    }
+
+    fn learn(&self, urls: &[ScionAddr]) {
+        let mut g = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        for a in urls {
+            if !g.contains(a) && g.len() < 64 {
+                g.push(*a);
+            }
+        }
+    }
+}
+
 async fn accept_loop(listener: TcpListener, ep: Arc<ScionEndpoint>, upstream: ScionAddr) {
+    let ups = Arc::new(Upstreams {
+        configured: upstream,
+        learned: std::sync::Mutex::new(Vec::new()),
+    });
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
-                tokio::spawn(carry(tcp, peer, ep.clone(), upstream));
+                tokio::spawn(carry(tcp, peer, ep.clone(), ups.clone()));
             }
             Err(e) => {
                 warn!("proxy accept error: {}", e);
@@ -210,19 +247,146 @@ async fn accept_loop(listener: TcpListener, ep: Arc<ScionEndpoint>, upstream: Sc
     }
 }
 
-async fn carry(mut tcp: TcpStream, peer: SocketAddr, ep: Arc<ScionEndpoint>, upstream: ScionAddr) {
-    let (conn, send, recv) = match connect_client_stream(&ep, upstream).await {
-        Ok(x) => x,
-        Err(e) => {
-            error!("proxy: {} -> {}: {}", peer, upstream, e);
-            return;
+async fn carry(tcp: TcpStream, peer: SocketAddr, ep: Arc<ScionEndpoint>, ups: Arc<Upstreams>) {
+    let mut last_err = String::new();
+    let mut linked = None;
+    for up in ups.candidates() {
+        match connect_client_stream(&ep, up).await {
+            Ok(x) => {
+                linked = Some((up, x));
+                break;
+            }
+            Err(e) => {
+                warn!("proxy: {} -> {}: {}", peer, up, e);
+                last_err = e;
+            }
         }
+    }
+    let Some((up, (conn, send, recv))) = linked else {
+        error!("proxy: {}: no upstream reachable: {}", peer, last_err);
+        return;
     };
-    debug!("proxy: {} -> {} connected", peer, upstream);
-    let mut quic = tokio::io::join(recv, send);
-    let r = tokio::io::copy_bidirectional(&mut tcp, &mut quic).await;
-    debug!("proxy: {} closed: {:?}", peer, r.map(|_| ()));
+    debug!("proxy: {} -> {} connected", peer, up);
+    let (mut tcp_rd, tcp_wr) = tcp.into_split();
+    let mut send = send;
+    let up_dir = async {
+        let r = tokio::io::copy(&mut tcp_rd, &mut send).await;
+        let _ = send.finish();
+        r.map(|_| ())
+    };
+    let down_dir = relay_server_to_client(recv, tcp_wr, &ups);
+    let r = tokio::select! {
+        r = up_dir => r,
+        r = down_dir => r,
+    };
+    debug!("proxy: {} closed: {:?}", peer, r);
     conn.close(0u32.into(), b"client closed");
+}
+
+/// Copies the server's protocol to the TCP client, rewriting INFO: the
+/// SCION client listeners in `connect_urls` are learned as fail-over
+/// upstreams and removed, because the TCP client could not dial them (and
+/// NATS libraries reject URLs they cannot parse).
+async fn relay_server_to_client(
+    mut from: quinn::RecvStream,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    ups: &Upstreams,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+    let mut scanner = ServerScanner::default();
+    loop {
+        let n = from.read_buf(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let out = scanner.feed(&mut buf, |urls| ups.learn(urls));
+        to.write_all(&out).await?;
+    }
+}
+
+/// Splits the server-to-client byte stream into protocol units, passing
+/// message payloads through untouched.
+#[derive(Default)]
+struct ServerScanner {
+    /// Payload bytes (plus CRLF) still to pass through.
+    payload_left: usize,
+}
+
+/// INFO lines longer than this are passed through unmodified.
+const MAX_INFO: usize = 1024 * 1024;
+
+impl ServerScanner {
+    fn feed(&mut self, buf: &mut bytes::BytesMut, mut learn: impl FnMut(&[ScionAddr])) -> Vec<u8> {
+        let mut out = Vec::with_capacity(buf.len());
+        loop {
+            if self.payload_left > 0 {
+                let n = self.payload_left.min(buf.len());
+                out.extend_from_slice(&buf.split_to(n));
+                self.payload_left -= n;
+                if self.payload_left > 0 {
+                    break;
+                }
+                continue;
+            }
+            let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+                if buf.len() > MAX_INFO {
+                    out.extend_from_slice(&buf.split_to(buf.len()));
+                }
+                break;
+            };
+            let line = buf.split_to(nl + 1);
+            let upper: Vec<u8> = line
+                .iter()
+                .take(5)
+                .map(|b| b.to_ascii_uppercase())
+                .collect();
+            if upper.starts_with(b"INFO ") {
+                out.extend_from_slice(&rewrite_info(&line, &mut learn));
+            } else if upper.starts_with(b"MSG ") || upper.starts_with(b"HMSG ") {
+                let size = crate::proto::split_args(&line)
+                    .last()
+                    .and_then(crate::proto::parse_size)
+                    .unwrap_or(0);
+                self.payload_left = size + 2;
+                out.extend_from_slice(&line);
+            } else {
+                out.extend_from_slice(&line);
+            }
+        }
+        out
+    }
+}
+
+fn rewrite_info(line: &[u8], learn: &mut impl FnMut(&[ScionAddr])) -> Vec<u8> {
+    let body = line[5..].trim_ascii();
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return line.to_vec();
+    };
+    if let Some(urls) = v.get_mut("connect_urls").and_then(|u| u.as_array_mut()) {
+        let mut scion = Vec::new();
+        urls.retain(
+            |u| match u.as_str().and_then(|s| s.parse::<ScionAddr>().ok()) {
+                Some(a) => {
+                    scion.push(a);
+                    false
+                }
+                None => true,
+            },
+        );
+        learn(&scion);
+        if urls.is_empty() {
+            if let Some(m) = v.as_object_mut() {
+                m.remove("connect_urls");
+            }
+        }
+    }
+    let mut out = b"INFO ".to_vec();
+    if serde_json::to_writer(&mut out, &v).is_err() {
+        return line.to_vec();
+    }
+    out.extend_from_slice(b" \r\n");
+    out
 }
 
 /// Runs `broker proxy ARGS` until interrupted.
@@ -268,6 +432,31 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn scanner_rewrites_info_and_skips_payloads() {
+        let mut sc = ServerScanner::default();
+        let mut learned = Vec::new();
+        let input = b"INFO {\"server_id\":\"x\",\"connect_urls\":[\"127.0.0.1:4222\",\"[1-ff00:0:111,127.0.0.1]:31000\"]} \r\nMSG a 1 17\r\nINFO {\"fake\":1}\r\n\r\nPING\r\n";
+        // Feed in two pieces split inside the payload.
+        let mut b1 = bytes::BytesMut::from(&input[..70]);
+        let mut out = sc.feed(&mut b1, |u| learned.extend_from_slice(u));
+        let mut b2 = bytes::BytesMut::from(&b1[..]);
+        b2.extend_from_slice(&input[70..]);
+        out.extend(sc.feed(&mut b2, |u| learned.extend_from_slice(u)));
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("INFO {"), "{text}");
+        assert!(
+            text.contains("127.0.0.1:4222") && !text.contains("1-ff00"),
+            "{text}"
+        );
+        assert!(
+            text.contains("MSG a 1 17\r\nINFO {\"fake\":1}\r\n\r\nPING\r\n"),
+            "{text}"
+        );
+        assert_eq!(learned.len(), 1);
+        assert_eq!(learned[0].port, 31000);
     }
 
     #[test]

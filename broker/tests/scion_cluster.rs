@@ -330,3 +330,119 @@ async fn nats_client_through_proxy_to_scion_listener() {
         "a client labelled with its SCION address: {labels:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_learns_cluster_listeners_and_fails_over() {
+    let emu = Emulator::start(Topology::from_toml(TOPO).unwrap(), EmuOptions::default())
+        .await
+        .unwrap();
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "broker-proxy-fo-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    )));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let scion_listen = |as_: &str| {
+        Some(ListenAddr::Scion {
+            isd_as: as_.into(),
+            ip: localhost(),
+            port: 0,
+        })
+    };
+    let mut oa = node("a", &emu, &dir, AS_A, vec![], "latency");
+    oa.scion_listen = scion_listen(AS_A);
+    let a = start(oa).await.unwrap();
+    let mut ob = node(
+        "b",
+        &emu,
+        &dir,
+        AS_B,
+        vec![scion_route(route_endpoint(&a))],
+        "latency",
+    );
+    ob.scion_listen = scion_listen(AS_B);
+    let b = start(ob).await.unwrap();
+    wait_routes(&a, 1).await;
+    wait_routes(&b, 1).await;
+    let client_ep = |h: &ServerHandle| {
+        h.state
+            .scion
+            .lock()
+            .unwrap()
+            .client_endpoint
+            .as_ref()
+            .unwrap()
+            .local_addr()
+    };
+    let (ua, ub) = (client_ep(&a), client_ep(&b));
+    // A advertises B's SCION client listener to SCION clients.
+    let deadline = Instant::now() + WAIT;
+    while !a
+        .state
+        .cluster
+        .scion_connect_urls()
+        .contains(&ub.to_string())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "A never learned B's SCION listener"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    let so = scion_opts(&emu, &dir, AS_B, "latency");
+    let proxy = broker::proxy::start(broker::proxy::ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: ua,
+        local: ScionAddr {
+            ia: ia(AS_B),
+            ip: localhost(),
+            port: 0,
+        },
+        daemon: so.daemon.clone(),
+        topology: so.topology.clone(),
+        path_preference: None,
+    })
+    .await
+    .unwrap();
+    // async-nats through the proxy: it must not see the SCION URLs (it would
+    // refuse to connect) and must get through to A.
+    let nc = timeout(WAIT, async_nats::connect(proxy.listen.to_string()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        nc.server_info()
+            .connect_urls
+            .iter()
+            .all(|u| !u.contains("ff00")),
+        "SCION URLs leaked to a TCP client: {:?}",
+        nc.server_info().connect_urls
+    );
+    let mut sub = nc.subscribe("fo").await.unwrap();
+    nc.flush().await.unwrap();
+    wait_interest(&a, "fo").await;
+    // Kill A: the client reconnects to the proxy, which now dials B.
+    a.shutdown().await;
+    let nb = async_nats::connect(b.client_addr.to_string())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        nb.publish("fo", "after".into()).await.unwrap();
+        nb.flush().await.unwrap();
+        if let Ok(Some(m)) = timeout(Duration::from_millis(200), sub.next()).await {
+            assert_eq!(m.payload, "after".as_bytes());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "client never came back through B"
+        );
+    }
+    let labels: Vec<_> = broker::server::lock(&b.state.clients)
+        .values()
+        .filter_map(|c| c.label.clone())
+        .collect();
+    assert!(!labels.is_empty(), "the proxied client now lives on B");
+    let _ = ub;
+}

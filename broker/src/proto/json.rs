@@ -117,6 +117,13 @@ pub struct ServerInfo {
     pub info_on_connect: bool,
     #[serde(skip_serializing_if = "is_false", default)]
     pub connect_info: bool,
+    /// nats-scion extension on route INFO: the SCION client listeners of
+    /// the cluster (`[ISD-AS,IP]:port`). Kept out of `connect_urls` there
+    /// because nats-server peers would pass them to TCP clients, whose
+    /// libraries reject addresses they cannot parse. nats-server ignores
+    /// unknown INFO fields.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub scion_connect_urls: Vec<String>,
 }
 
 impl ServerInfo {

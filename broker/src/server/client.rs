@@ -229,7 +229,7 @@ pub async fn run_labeled<S>(
     let shared = Arc::new(
         ClientShared::new(cid, ConnKind::Client, peer, opts.max_pending).with_label(label),
     );
-    let info = srv.client_info(cid, &peer.ip().to_string()).to_line();
+    let info = srv.client_info_for(&shared).to_line();
     let _ = shared.out.append(&info);
     debug!("{} - Client connection created", shared.log_prefix());
 
@@ -645,8 +645,7 @@ impl Conn {
             self.shared.async_info.store(true, Ordering::Release);
             let gen = self.srv.cluster.urls_generation.load(Ordering::Acquire);
             if gen != self.urls_gen_at_connect {
-                let ip = self.shared.peer.ip().to_string();
-                let line = self.srv.client_info(self.shared.cid, &ip).to_line();
+                let line = self.srv.client_info_for(&self.shared).to_line();
                 self.send(&line);
             }
         }

@@ -26,6 +26,8 @@ pub struct RouteMeta {
     pub url: Option<String>,
     /// The remote's client connect URLs (for gossip to clients).
     pub connect_urls: Vec<String>,
+    /// The remote's SCION client listeners.
+    pub scion_connect_urls: Vec<String>,
     pub remote_port: u16,
     pub rtt: Option<Duration>,
     pub lnoc: bool,
@@ -64,6 +66,10 @@ pub struct ClusterState {
     remote_urls: Mutex<BTreeMap<String, u32>>,
     /// Our own client connect URLs.
     pub own_urls: Mutex<Vec<String>>,
+    /// SCION client listeners learned from routes, reference counted.
+    remote_scion_urls: Mutex<BTreeMap<String, u32>>,
+    /// Our own SCION client listener(s), `[ISD-AS,IP]:port`.
+    pub own_scion_urls: Mutex<Vec<String>>,
     /// Bumped whenever the connect URL set changes.
     pub urls_generation: AtomicU64,
 }
@@ -80,6 +86,8 @@ impl ClusterState {
             listen_addr: Mutex::new(None),
             remote_urls: Mutex::new(BTreeMap::new()),
             own_urls: Mutex::new(Vec::new()),
+            remote_scion_urls: Mutex::new(BTreeMap::new()),
+            own_scion_urls: Mutex::new(Vec::new()),
             urls_generation: AtomicU64::new(0),
         }
     }
@@ -140,29 +148,55 @@ impl ClusterState {
         v
     }
 
-    /// Adds or removes remote connect URLs; true if the set changed.
-    pub fn update_remote_urls(&self, urls: &[String], add: bool) -> bool {
-        let mut changed = false;
-        let mut m = lock(&self.remote_urls);
-        for u in urls {
-            if add {
-                let c = m.entry(u.clone()).or_insert(0);
-                *c += 1;
-                changed |= *c == 1;
-            } else if let Some(c) = m.get_mut(u) {
-                *c -= 1;
-                if *c == 0 {
-                    m.remove(u);
-                    changed = true;
-                }
+    /// SCION client listeners to advertise to SCION clients: ours first.
+    pub fn scion_connect_urls(&self) -> Vec<String> {
+        let mut v = lock(&self.own_scion_urls).clone();
+        for u in lock(&self.remote_scion_urls).keys() {
+            if !v.contains(u) {
+                v.push(u.clone());
             }
         }
+        v
+    }
+
+    /// Adds or removes remote SCION connect URLs; true if the set changed.
+    pub fn update_remote_scion_urls(&self, urls: &[String], add: bool) -> bool {
+        let changed = refcount_update(&mut lock(&self.remote_scion_urls), urls, add);
         if changed {
             self.urls_generation.fetch_add(1, Ordering::AcqRel);
         }
         changed
     }
 
+    /// Adds or removes remote connect URLs; true if the set changed.
+    pub fn update_remote_urls(&self, urls: &[String], add: bool) -> bool {
+        let changed = refcount_update(&mut lock(&self.remote_urls), urls, add);
+        if changed {
+            self.urls_generation.fetch_add(1, Ordering::AcqRel);
+        }
+        changed
+    }
+}
+
+fn refcount_update(m: &mut BTreeMap<String, u32>, urls: &[String], add: bool) -> bool {
+    let mut changed = false;
+    for u in urls {
+        if add {
+            let c = m.entry(u.clone()).or_insert(0);
+            *c += 1;
+            changed |= *c == 1;
+        } else if let Some(c) = m.get_mut(u) {
+            *c -= 1;
+            if *c == 0 {
+                m.remove(u);
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+impl ClusterState {
     /// Snapshot of the local interest map (for a new route's full sync).
     pub fn interest_protos(&self) -> Vec<u8> {
         let g = lock(&self.interest);
@@ -267,8 +301,7 @@ pub fn send_async_info_to_clients(srv: &ServerState) {
     let clients: Vec<_> = lock(&srv.clients).values().cloned().collect();
     for c in clients {
         if c.kind == ConnKind::Client && c.async_info.load(Ordering::Acquire) {
-            let ip = c.peer.ip().to_string();
-            let line = srv.client_info(c.cid, &ip).to_line();
+            let line = srv.client_info_for(&c).to_line();
             let _ = c.out.send(&line);
         }
     }

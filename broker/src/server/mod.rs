@@ -176,6 +176,19 @@ impl ServerState {
         }
     }
 
+    /// The INFO for one connected client: SCION clients (which reached us
+    /// through a SCION listener, so through our proxy or Rust API) get the
+    /// cluster's SCION client listeners as `connect_urls`; TCP clients get
+    /// TCP URLs only, since NATS client libraries reject URLs they cannot
+    /// parse.
+    pub fn client_info_for(&self, c: &ClientShared) -> ServerInfo {
+        let mut info = self.client_info(c.cid, &c.peer.ip().to_string());
+        if c.label.is_some() {
+            info.connect_urls = self.cluster.scion_connect_urls();
+        }
+        info
+    }
+
     pub fn num_clients(&self) -> usize {
         lock(&self.clients).len()
     }

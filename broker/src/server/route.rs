@@ -77,6 +77,11 @@ pub fn route_info(srv: &ServerState) -> ServerInfo {
             lock(&srv.cluster.own_urls).clone()
         },
         lnoc: true,
+        scion_connect_urls: if opts.cluster.no_advertise {
+            Vec::new()
+        } else {
+            lock(&srv.cluster.own_scion_urls).clone()
+        },
         ..Default::default()
     }
 }
@@ -699,6 +704,7 @@ impl RouteConn {
             m.remote_name = info.server_name.clone();
             m.remote_port = info.port;
             m.connect_urls = info.connect_urls.clone();
+            m.scion_connect_urls = info.scion_connect_urls.clone();
             if m.url.is_none() {
                 m.url = Some(format!(
                     "nats-route://{}/",
@@ -743,10 +749,14 @@ impl RouteConn {
                 }
             }
         }
-        if !srv.opts().cluster.no_advertise
-            && srv.cluster.update_remote_urls(&info.connect_urls, true)
-        {
-            send_async_info_to_clients(&srv);
+        if !srv.opts().cluster.no_advertise {
+            let a = srv.cluster.update_remote_urls(&info.connect_urls, true);
+            let b = srv
+                .cluster
+                .update_remote_scion_urls(&info.scion_connect_urls, true);
+            if a || b {
+                send_async_info_to_clients(&srv);
+            }
         }
         Ok(())
     }
@@ -980,10 +990,13 @@ impl RouteConn {
         }
         if self.registered {
             if let Some(r) = self.srv.cluster.remove_route(self.shared.cid) {
-                let urls = lock(&r.meta).connect_urls.clone();
-                if self.srv.cluster.update_remote_urls(&urls, false)
-                    && !self.srv.opts().cluster.no_advertise
-                {
+                let (urls, surls) = {
+                    let m = lock(&r.meta);
+                    (m.connect_urls.clone(), m.scion_connect_urls.clone())
+                };
+                let a = self.srv.cluster.update_remote_urls(&urls, false);
+                let b = self.srv.cluster.update_remote_scion_urls(&surls, false);
+                if (a || b) && !self.srv.opts().cluster.no_advertise {
                     send_async_info_to_clients(&self.srv);
                 }
             }

@@ -198,6 +198,9 @@ pub async fn start(
             ep.local_addr()
         );
         let ep = Arc::new(ep);
+        if !opts.no_advertise {
+            lock(&srv.cluster.own_scion_urls).push(ep.local_addr().to_string());
+        }
         tasks.push(tokio::spawn(accept_clients(srv.clone(), ep.clone())));
         tasks.push(tokio::spawn(log_path_events(ep.clone(), "client")));
         links.client_endpoint = Some(ep);
@@ -451,9 +454,10 @@ pub async fn connect_client_stream(
     ep: &ScionEndpoint,
     remote: ScionAddr,
 ) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream), String> {
-    let conn = ep
-        .connect(remote, SERVER_NAME)
+    // A dead listener would otherwise hold us for the QUIC idle timeout.
+    let conn = tokio::time::timeout(Duration::from_secs(3), ep.connect(remote, SERVER_NAME))
         .await
+        .map_err(|_| format!("{remote}: no QUIC handshake within 3s"))?
         .map_err(|e| e.to_string())?;
     let (send, recv) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
         .await
