@@ -3,7 +3,7 @@
 # (ours, theirs, ours, theirs, ... for N rounds), reporting medians and our/their ratios as a
 # Markdown table on stdout and in bench/results/latest.md (latest-route.md for --route).
 #
-# Usage: bench/compare.sh [--rounds N] [--route | --all] [--quick] [--no-build]
+# Usage: bench/compare.sh [--rounds N] [--route | --all] [--quick] [--no-build] [--out NAME]
 #   --rounds N   rounds per server (default 3)
 #   --route      only the cluster workloads: two servers of each kind routed together,
 #                nats-xbench publisher on A / subscriber on B, nats-rtt requester on A /
@@ -11,6 +11,7 @@
 #   --all        single-server and route workloads (table in latest.md)
 #   --quick      small message counts (smoke test of the script itself)
 #   --no-build   do not run `cargo build --release -p broker`
+#   --out NAME   file name under bench/results/ (default latest.md, latest-route.md for --route)
 # Environment:
 #   OURS_CMD     our server command (default: <repo>/target/release/broker); the script appends
 #                `-a 127.0.0.1 -p PORT` (and `--cluster ... --routes ... --cluster_name ...`)
@@ -31,6 +32,7 @@ MODE=single
 QUICK=0
 BUILD=1
 ARGS_TEXT="bench/compare.sh $*"
+OUT_NAME=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
@@ -38,11 +40,13 @@ while [ $# -gt 0 ]; do
     --all) MODE=all; shift ;;
     --quick) QUICK=1; shift ;;
     --no-build) BUILD=0; shift ;;
+    --out) OUT_NAME=${2:?--out needs a file name}; shift 2 ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$ROUNDS" in ''|*[!0-9]*|0) echo "compare.sh: --rounds must be a positive integer" >&2; exit 2 ;; esac
+case "$OUT_NAME" in */*|.*) echo "compare.sh: --out takes a plain file name" >&2; exit 2 ;; esac
 
 OURS_CMD=${OURS_CMD:-$ROOT/target/release/broker}
 THEIRS_CMD=${THEIRS_CMD:-nats-server}
@@ -282,8 +286,10 @@ done
 THEIRS_VERSION=$(timeout 5 ${THEIRS_CMD} --version 2>&1 | head -n1)
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null | head -n1)
-OUT_NAME=latest.md
-[ "$MODE" = route ] && OUT_NAME=latest-route.md
+if [ -z "$OUT_NAME" ]; then
+  OUT_NAME=latest.md
+  [ "$MODE" = route ] && OUT_NAME=latest-route.md
+fi
 REPORT="$WORK/report.md"
 {
   echo "## Broker benchmark: $OURS_LABEL vs $THEIRS_LABEL"
