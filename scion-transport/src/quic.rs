@@ -117,7 +117,8 @@ impl TlsConfig {
         Arc::new(rustls::crypto::ring::default_provider())
     }
 
-    fn server_config(&self, alpn: &[Vec<u8>]) -> Result<quinn::ServerConfig, TlsError> {
+    /// quinn server configuration from this TLS material (TLS 1.3 only, given ALPNs).
+    pub fn server_config(&self, alpn: &[Vec<u8>]) -> Result<quinn::ServerConfig, TlsError> {
         let mut tls = rustls::ServerConfig::builder_with_provider(Self::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_no_client_auth()
@@ -128,7 +129,8 @@ impl TlsConfig {
         Ok(quinn::ServerConfig::with_crypto(Arc::new(quic)))
     }
 
-    fn client_crypto(
+    /// quinn client crypto from this TLS material (roots, or no verification if asked).
+    pub fn client_crypto(
         &self,
         alpn: &[Vec<u8>],
     ) -> Result<Arc<quinn::crypto::rustls::QuicClientConfig>, TlsError> {

@@ -11,7 +11,7 @@
 //! in redundant mode), or, before the selector has paths, over the reverse of the path the peer
 //! last used to reach us.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,6 +42,13 @@ const RECV_BUF: usize = 65536;
 const MAX_PENDING_PROBES: usize = 4096;
 /// Longest the path driver sleeps when no selector asks for an earlier wake-up.
 const DRIVER_IDLE: Duration = Duration::from_millis(100);
+/// QUIC datagrams remembered per peer for replay after a failover.
+const REPLAY_PACKETS: usize = 128;
+/// Replay window after an SCMP-signalled switch: datagrams this young were likely sent into
+/// the broken link before the router's answer arrived.
+const REPLAY_SCMP: Duration = Duration::from_millis(50);
+/// Upper bound of the replay window after a probe-loss switch.
+const REPLAY_MAX: Duration = Duration::from_millis(500);
 /// Wait after a failed daemon query before asking again.
 const LOAD_RETRY: Duration = Duration::from_secs(2);
 /// Bound on peers one socket tracks (each holds a selector and probe state).
@@ -85,6 +92,9 @@ struct Peer {
     loading: bool,
     /// No daemon query before this time (back-off after a failed one).
     next_load: Option<Instant>,
+    /// Recently sent QUIC datagrams, replayed on the new path after a failover so the gap
+    /// does not wait for QUIC's loss detection (QUIC drops the duplicates, RFC 9000 §12.3).
+    recent: VecDeque<(Instant, Bytes)>,
 }
 
 #[derive(Default)]
@@ -219,6 +229,7 @@ impl ScionSocket {
                     wants_paths: !same_as,
                     loading: false,
                     next_load: None,
+                    recent: VecDeque::new(),
                 },
             );
         }
@@ -401,6 +412,16 @@ impl ScionSocket {
                         %hops,
                         "SCION path switch"
                     );
+                    let window = match cause {
+                        SwitchCause::ScmpDown => Some(REPLAY_SCMP),
+                        SwitchCause::ProbeLoss => {
+                            Some(gap.map_or(REPLAY_MAX, |g| (g + REPLAY_SCMP).min(REPLAY_MAX)))
+                        }
+                        _ => None,
+                    };
+                    if let Some(window) = window {
+                        self.replay(peer, now, window);
+                    }
                     let _ = self.events.send(PathEvent {
                         remote: peer.remote,
                         from,
@@ -425,17 +446,47 @@ impl ScionSocket {
         }
     }
 
+    /// Re-sends the datagrams of the last `window` over the (new) active routes.
+    fn replay(&self, peer: &Peer, now: Instant, window: Duration) {
+        let routes: Vec<&Route> = peer
+            .active
+            .iter()
+            .filter_map(|f| peer.routes.get(f))
+            .collect();
+        let mut replayed = 0;
+        for (_, payload) in peer
+            .recent
+            .iter()
+            .filter(|(t, _)| now.saturating_duration_since(*t) <= window)
+        {
+            for route in &routes {
+                if let Ok(pkt) =
+                    wire::encode_udp(&self.local, &peer.remote, &route.data, payload.clone())
+                {
+                    let _ = self.udp.try_send_to(&pkt, route.next_hop);
+                    replayed += 1;
+                }
+            }
+        }
+        debug!(remote = %peer.remote, replayed, "replayed recent datagrams on the new path");
+    }
+
     /// Sends one QUIC datagram to the peer behind `synthetic`.
     pub fn send_quic(&self, synthetic: SocketAddr, payload: &[u8]) -> io::Result<()> {
+        let payload = Bytes::copy_from_slice(payload);
         let (remote, routes) = {
-            let table = self.table();
+            let mut table = self.table();
             let Some(remote) = table.by_synthetic.get(&synthetic).copied() else {
                 // Unknown destination: as if lost (quinn will time out).
                 return Ok(());
             };
-            let Some(peer) = table.peers.get(&remote) else {
+            let Some(peer) = table.peers.get_mut(&remote) else {
                 return Ok(());
             };
+            if peer.recent.len() >= REPLAY_PACKETS {
+                peer.recent.pop_front();
+            }
+            peer.recent.push_back((Instant::now(), payload.clone()));
             let mut routes: Vec<Route> = peer
                 .active
                 .iter()
@@ -450,7 +501,6 @@ impl ScionSocket {
             trace!(%remote, "no route yet; datagram dropped");
             return Ok(());
         }
-        let payload = Bytes::copy_from_slice(payload);
         let mut result = Ok(());
         for (i, route) in routes.iter().enumerate() {
             let pkt = wire::encode_udp(&self.local, &remote, &route.data, payload.clone())

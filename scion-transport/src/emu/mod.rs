@@ -90,7 +90,9 @@ impl Emulator {
                 ia: spec.ia,
                 shared: shared.clone(),
             });
-            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            // Nagle plus delayed ACKs would add ~40 ms to every daemon answer.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = tonic::transport::Server::builder()
                     .add_service(service)

@@ -1,0 +1,351 @@
+//! Transport benchmarks (run with `cargo bench -p scion-transport --bench transport`):
+//!
+//! 1. bulk throughput: QUIC over SCION on the emulator (shaping off) vs quinn over plain UDP
+//!    on loopback, same TLS material and stream size;
+//! 2. failover gap (p50/p99) of a 1 kHz sequenced stream when the active path is cut with
+//!    SCMP, and when it is silently blackholed;
+//! 3. emulator router forwarding rate for small packets over a two-AS path.
+//!
+//! Figures are printed as `name: value` lines; nothing here asserts on timing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use scion_transport::address::{IsdAsn, ScionAddr};
+use scion_transport::daemon::DaemonClient;
+use scion_transport::emu::topo::parse_link_end;
+use scion_transport::emu::{EmuHandle, EmuOptions, Emulator, LinkChange, LinkState, Topology};
+use scion_transport::quic::{ScionEndpoint, TlsConfig, TransportConfig, DEFAULT_ALPN};
+use scion_transport::wire;
+use tokio::time::timeout;
+
+const TOPO: &str = include_str!("../emu/two-paths.toml");
+/// Same network without link latency ("shaping off").
+const TOPO_FLAT: &str = r#"
+[[as]]
+ia = "1-ff00:0:110"
+core = true
+[[as]]
+ia = "1-ff00:0:111"
+[[as]]
+ia = "1-ff00:0:112"
+[[link]]
+a = "1-ff00:0:110#1"
+b = "1-ff00:0:111#1"
+[[link]]
+a = "1-ff00:0:110#2"
+b = "1-ff00:0:112#1"
+[[link]]
+a = "1-ff00:0:111#2"
+b = "1-ff00:0:112#2"
+"#;
+
+const BULK_BYTES: usize = 64 << 20;
+const FAILOVER_RUNS: usize = 20;
+
+fn ia(s: &str) -> IsdAsn {
+    s.parse().expect("ia")
+}
+
+struct Pair {
+    emu: EmuHandle,
+    client: ScionEndpoint,
+    server: ScionEndpoint,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn pair(topo: &str, tls: &TlsConfig, tag: &str) -> Pair {
+    let emu = Emulator::start(
+        Topology::from_toml(topo).expect("topo"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    let dir = std::env::temp_dir().join(format!("scion-bench-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut eps = Vec::new();
+    for as_ in ["1-ff00:0:112", "1-ff00:0:111"] {
+        let path = dir.join(format!("{}.json", as_.replace(':', "_")));
+        std::fs::write(&path, emu.topology_json(ia(as_)).expect("json")).expect("write");
+        let mut cfg = TransportConfig::new(
+            ScionAddr {
+                ia: ia(as_),
+                ip: "127.0.0.1".parse().expect("ip"),
+                port: 0,
+            },
+            tls.clone(),
+        );
+        cfg.daemon = Some(emu.daemon_addr(ia(as_)).expect("daemon").to_string());
+        cfg.topology = Some(path);
+        eps.push(ScionEndpoint::bind(cfg).await.expect("bind"));
+    }
+    let client = eps.pop().expect("client");
+    let server = eps.pop().expect("server");
+    Pair {
+        emu,
+        client,
+        server,
+        dir,
+    }
+}
+
+async fn sink(conn: quinn::Connection) -> usize {
+    let mut recv = conn.accept_uni().await.expect("stream");
+    let mut total = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    while let Some(n) = recv.read(&mut buf).await.expect("read") {
+        total += n;
+    }
+    total
+}
+
+async fn push(conn: &quinn::Connection, bytes: usize) -> Duration {
+    let chunk = vec![0x5au8; 1 << 16];
+    let mut send = conn.open_uni().await.expect("open");
+    let start = Instant::now();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        send.write_all(&chunk[..n]).await.expect("write");
+        left -= n;
+    }
+    send.finish().expect("finish");
+    let _ = send.stopped().await;
+    start.elapsed()
+}
+
+async fn bulk_scion(tls: &TlsConfig) -> (f64, Duration) {
+    let p = pair(TOPO_FLAT, tls, "bulk").await;
+    let server_addr = p.server.local_addr();
+    let accept = async {
+        let conn = p
+            .server
+            .accept()
+            .await
+            .expect("incoming")
+            .await
+            .expect("accept");
+        sink(conn).await
+    };
+    let dial = async {
+        let t = Instant::now();
+        let conn = p
+            .client
+            .connect(server_addr, "server.test")
+            .await
+            .expect("connect");
+        let hs = t.elapsed();
+        (push(&conn, BULK_BYTES).await, hs, conn)
+    };
+    let (got, (elapsed, hs, _conn)) = tokio::join!(accept, dial);
+    assert_eq!(got, BULK_BYTES);
+    drop(p);
+    (BULK_BYTES as f64 * 8.0 / elapsed.as_secs_f64() / 1e6, hs)
+}
+
+async fn bulk_plain(tls: &TlsConfig) -> (f64, Duration) {
+    let alpn = vec![DEFAULT_ALPN.to_vec()];
+    let server_cfg = tls.server_config(&alpn).expect("server cfg");
+    let server =
+        quinn::Endpoint::server(server_cfg, "127.0.0.1:0".parse().expect("addr")).expect("server");
+    let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
+    client.set_default_client_config(quinn::ClientConfig::new(
+        tls.client_crypto(&alpn).expect("crypto"),
+    ));
+    let addr: SocketAddr = server.local_addr().expect("addr");
+    let accept = async {
+        let conn = server
+            .accept()
+            .await
+            .expect("incoming")
+            .await
+            .expect("accept");
+        sink(conn).await
+    };
+    let dial = async {
+        let t = Instant::now();
+        let conn = client
+            .connect(addr, "server.test")
+            .expect("connect")
+            .await
+            .expect("hs");
+        let hs = t.elapsed();
+        (push(&conn, BULK_BYTES).await, hs, conn)
+    };
+    let (got, (elapsed, hs, _conn)) = tokio::join!(accept, dial);
+    assert_eq!(got, BULK_BYTES);
+    (BULK_BYTES as f64 * 8.0 / elapsed.as_secs_f64() / 1e6, hs)
+}
+
+/// One failover run: 1 kHz 8-byte sequence numbers, cut after 300 ms; returns the largest
+/// inter-arrival gap at the receiver.
+async fn failover_gap(tls: &TlsConfig, state: LinkState, run: usize) -> Duration {
+    let p = pair(TOPO, tls, &format!("fo{run}")).await;
+    let server_addr = p.server.local_addr();
+    let receiver = async {
+        let conn = p
+            .server
+            .accept()
+            .await
+            .expect("incoming")
+            .await
+            .expect("accept");
+        let mut recv = conn.accept_uni().await.expect("stream");
+        let mut buf = [0u8; 8];
+        let mut expected = 0u64;
+        let mut last = None::<Instant>;
+        let mut worst = Duration::ZERO;
+        while recv.read_exact(&mut buf).await.is_ok() {
+            let seq = u64::from_be_bytes(buf);
+            assert_eq!(seq, expected, "in order, none lost");
+            expected += 1;
+            let now = Instant::now();
+            if let Some(l) = last {
+                if std::env::var("GAP_DEBUG").is_ok() && now - l > Duration::from_millis(5) {
+                    eprintln!("seq {seq} waited {:?}", now - l);
+                }
+                worst = worst.max(now - l);
+            }
+            last = Some(now);
+        }
+        worst
+    };
+    let sender = async {
+        let conn = p
+            .client
+            .connect(server_addr, "server.test")
+            .await
+            .expect("connect");
+        let mut send = conn.open_uni().await.expect("open");
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        for seq in 0..1500u64 {
+            tick.tick().await;
+            send.write_all(&seq.to_be_bytes()).await.expect("write");
+            if seq == 300 {
+                let stats = p.client.path_stats(server_addr);
+                let active = stats.iter().find(|c| c.active).expect("active");
+                let first = active.info.interfaces[0];
+                let end = parse_link_end(&format!("{}#{}", first.ia, first.ifid)).expect("end");
+                p.emu.set_link(end, LinkChange::State(state)).expect("cut");
+                if std::env::var("GAP_DEBUG").is_ok() {
+                    eprintln!("cut {end} at seq {seq}");
+                }
+            }
+        }
+        send.finish().expect("finish");
+        let _ = send.stopped().await;
+        conn
+    };
+    let (worst, _conn) = tokio::join!(receiver, sender);
+    worst
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn forwarding_rate() -> f64 {
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO_FLAT).expect("topo"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    let (src, dst) = (ia("1-ff00:0:111"), ia("1-ff00:0:112"));
+    let daemon = DaemonClient::connect(&emu.daemon_addr(src).expect("d").to_string())
+        .await
+        .expect("daemon");
+    let paths = daemon.paths(src, dst, false).await.expect("paths");
+    let path = paths
+        .iter()
+        .find(|p| p.interfaces.len() == 2)
+        .expect("direct path");
+    let a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("a");
+    let b = Arc::new(
+        tokio::net::UdpSocket::bind("127.0.0.1:31900")
+            .await
+            .expect("b in range"),
+    );
+    let a_addr = ScionAddr {
+        ia: src,
+        ip: "127.0.0.1".parse().expect("ip"),
+        port: a.local_addr().expect("a").port(),
+    };
+    let b_addr = ScionAddr {
+        ia: dst,
+        ip: "127.0.0.1".parse().expect("ip"),
+        port: 31900,
+    };
+    let pkt =
+        wire::encode_udp(&a_addr, &b_addr, &path.data, Bytes::from(vec![0u8; 100])).expect("enc");
+    let next = path.next_hop.expect("hop");
+    let window = Duration::from_secs(3);
+    let counter = tokio::spawn({
+        let b = b.clone();
+        async move {
+            let mut buf = [0u8; 2048];
+            let mut n = 0u64;
+            let end = Instant::now() + window;
+            while let Ok(Ok(_)) = timeout(
+                end.saturating_duration_since(Instant::now()),
+                b.recv_from(&mut buf),
+            )
+            .await
+            {
+                n += 1;
+            }
+            n
+        }
+    });
+    let start = Instant::now();
+    while start.elapsed() < window {
+        for _ in 0..64 {
+            let _ = a.send_to(&pkt, next).await;
+        }
+        tokio::task::yield_now().await;
+    }
+    let received = counter.await.expect("counter");
+    received as f64 / window.as_secs_f64()
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let tls = TlsConfig::self_signed(&["server.test"]).expect("cert");
+        let (plain, plain_hs) = bulk_plain(&tls).await;
+        let (scion, scion_hs) = bulk_scion(&tls).await;
+        println!("bulk_quinn_plain_udp_mbit_s: {plain:.0}");
+        println!("bulk_quic_over_scion_emulator_mbit_s: {scion:.0}");
+        println!("bulk_ratio_scion_to_plain: {:.2}", scion / plain);
+        println!("handshake_plain_ms: {:.2}", plain_hs.as_secs_f64() * 1e3);
+        println!("handshake_scion_ms_incl_daemon_query: {:.2}", scion_hs.as_secs_f64() * 1e3);
+        for (name, state) in [("scmp_cut", LinkState::Down), ("blackhole", LinkState::Blackhole)] {
+            let mut gaps = Vec::new();
+            for run in 0..FAILOVER_RUNS {
+                gaps.push(failover_gap(&tls, state, run).await);
+            }
+            gaps.sort();
+            println!(
+                "failover_{name}_gap_ms: p50 {:.1} p99 {:.1} max {:.1} (runs {FAILOVER_RUNS}, path RTT ~2 ms)",
+                percentile(&gaps, 0.5).as_secs_f64() * 1e3,
+                percentile(&gaps, 0.99).as_secs_f64() * 1e3,
+                gaps[gaps.len() - 1].as_secs_f64() * 1e3
+            );
+        }
+        let rate = forwarding_rate().await;
+        println!("emulator_forwarding_pkts_s: {rate:.0} (100-byte payload, 2 routers)");
+    });
+}
