@@ -377,7 +377,7 @@ fn cases() -> Vec<Case> {
             .send(0, format!("{QUIET_HDR}SUB foo 1\r\nPING\r\n"))
             .open(1)
             .send(1, format!("{QUIET}SUB foo 2\r\nPING\r\n"))
-            .send(0, "HPUB foo r 22 27\r\nNATS/1.0\r\nA: bcdefg\r\n\r\nhello\r\nHPUB foo 12 12\r\nNATS/1.0\r\n\r\n\r\nPING\r\n")
+            .send(0, "HPUB foo r 22 27\r\nNATS/1.0\r\nA: bcdef\r\n\r\nhello\r\nHPUB foo 12 12\r\nNATS/1.0\r\n\r\n\r\nPING\r\n")
             .send(1, "PING\r\n"),
         Case::script("hpub_without_headers", Default, format!("{QUIET}HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPING\r\n")),
         Case::script("hpub_header_gt_total", Default, format!("{QUIET_HDR}HPUB foo 20 10\r\n")),
