@@ -49,6 +49,8 @@ pub enum Command {
     Tracking(TrackingArgs),
     /// Print time.system beacons with decoded headers.
     Tail(TailArgs),
+    /// Run the benchmark scenarios, print the comparison table, write an SVG plot.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, Args)]
@@ -239,6 +241,7 @@ pub async fn main(cli: Cli) -> Result<()> {
         Command::Followers(a) => followers(&cli.servers, a).await,
         Command::Tracking(a) => tracking(&cli.servers, a).await,
         Command::Tail(a) => tail(&cli.servers, a).await,
+        Command::Bench(a) => crate::bench::run(a).await,
     }
 }
 
@@ -362,6 +365,7 @@ async fn follow(servers: &[String], a: FollowArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("bind metrics on {addr}"))?;
+        let addr = listener.local_addr().unwrap_or(addr);
         info!(%addr, "metrics listening");
         tokio::spawn(crate::metrics::serve(listener, status_rx, shutdown.clone()));
     }

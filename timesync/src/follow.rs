@@ -33,13 +33,10 @@ pub enum FollowError {
 }
 
 enum Event {
-    Transmitted {
+    Reply {
         source: String,
         nonce: u64,
         t1: i64,
-    },
-    Reply {
-        source: String,
         reply: Reply,
         t4: i64,
         mono: i64,
@@ -73,29 +70,22 @@ fn spawn_request(
     let (client, clock, tx) = (client.clone(), clock.clone(), tx.clone());
     tokio::spawn(async move {
         let subject = wire::sync_subject(&source);
-        let t1 = clock.now();
-        let payload = SyncRequest {
-            v: VERSION,
-            nonce,
-            t1,
-        }
-        .encode();
-        let req = async_nats::Request::new()
-            .payload(payload.into())
-            .timeout(Some(timeout));
-        // Report t1 first; the channel is FIFO so the engine sees it before the reply.
-        let fut = client.send_request(subject, req);
-        if tx
-            .send(Event::Transmitted {
-                source: source.clone(),
+        let payload_for = |t1| {
+            SyncRequest {
+                v: VERSION,
                 nonce,
                 t1,
-            })
-            .await
-            .is_err()
-        {
-            return;
-        }
+            }
+            .encode()
+        };
+        // Read t1 as late as possible: right before the request future starts publishing.
+        // (Anything awaited between t1 and the publish would count as outbound delay only
+        // and bias the offset by half of it.) The engine learns t1 together with the result.
+        let t1 = clock.now();
+        let req = async_nats::Request::new()
+            .payload(payload_for(t1).into())
+            .timeout(Some(timeout));
+        let fut = client.send_request(subject, req);
         let res = fut.await;
         let (t4, mono) = (clock.now(), mono_raw_ns());
         let ev = match res {
@@ -108,6 +98,8 @@ fn spawn_request(
                         .map(|v| v.as_str().to_string());
                     Event::Reply {
                         source,
+                        nonce,
+                        t1,
                         reply: Reply {
                             times: ReplyTimes {
                                 nonce: r.nonce,
@@ -208,11 +200,8 @@ pub async fn run_follow(
         let actions = tokio::select! {
             _ = tokio::time::sleep(wait) => engine.handle_timer(mono_raw_ns()),
             ev = rx.recv() => match ev {
-                Some(Event::Transmitted { source, nonce, t1 }) => {
+                Some(Event::Reply { source, nonce, t1, reply, t4, mono }) => {
                     engine.handle_transmitted(&source, nonce, t1);
-                    Vec::new()
-                }
-                Some(Event::Reply { source, reply, t4, mono }) => {
                     match engine.handle_reply(mono, &source, reply, t4) {
                         Ok(a) => a,
                         Err(err) => {

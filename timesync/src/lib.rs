@@ -5,6 +5,7 @@
 //! µs since the epoch, metadata in `Timesync-*` headers), `time.announce.<source>`,
 //! `time.status.<follower>`. See [`core::wire`].
 
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod core;

@@ -497,7 +497,7 @@ impl Engine {
                 id: s.cfg.id.clone(),
                 priority: s.cfg.priority,
                 stratum: s.stratum,
-                offset: best.offset - (corr - best.correction),
+                offset: best.offset - (corr - best.correction) + freq * age,
                 distance: root + best.delay / 2.0 + s.filter.jitter(freq) + PHI * age,
                 metric: root + s.filter.min_delay().unwrap_or(best.delay) / 2.0,
             });
@@ -588,7 +588,10 @@ impl Engine {
                         reachable: s.reachable(now, &self.cfg),
                         selected: sel == Some(s.cfg.id.as_str()),
                         falseticker: s.falseticker,
-                        offset_ns: best.map(|b| ns(b.offset - (corr - b.correction))),
+                        offset_ns: best.map(|b| {
+                            let age = ns_to_s(now - b.mono).max(0.0);
+                            ns(b.offset - (corr - b.correction) + d.estimated_frequency() * age)
+                        }),
                         delay_ns: best.map(|b| ns(b.delay)),
                         jitter_ns: ns(s.filter.jitter(d.estimated_frequency())),
                         path: s.path.clone(),

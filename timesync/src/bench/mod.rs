@@ -1,0 +1,600 @@
+//! `timesync bench`: runs the scenarios against Debian's nats-server on loopback,
+//! with the user-space delay proxy where a WAN is needed, and prints our figures beside the
+//! naive seed approach's (set the clock to each received `time.system` value) from the same
+//! run. Ground truth: every role runs in this process on this host, so a follower's true
+//! error is its virtual clock minus CLOCK_REALTIME minus the source's (zero) skew.
+
+pub mod natsd;
+pub mod proxy;
+pub mod svg;
+
+use crate::cli::{connect, fmt_ns};
+use crate::clock::{realtime_ns, FakeSkew, VirtualClock};
+use crate::core::wire::{FollowerStatus, BEACON_SUBJECT, HDR_SOURCE};
+use crate::core::{EngineConfig, SourceConfig, SyncState};
+use crate::follow::{run_follow, FollowOptions};
+use crate::source::{run_source, SourceOptions};
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use natsd::Natsd;
+use proxy::{DelayProxy, Profile};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Where to write the offset-over-time plot.
+    #[arg(long, default_value = "timesync-bench.svg")]
+    pub svg: PathBuf,
+    /// Shorter phases (for a smoke run; figures are less settled).
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// One status observation of a follower.
+#[derive(Debug, Clone, Copy)]
+pub struct Point {
+    /// Seconds since the bench started.
+    pub t: f64,
+    pub error_ns: i64,
+    pub max_error_ns: i64,
+    pub state: SyncState,
+    pub steps: u64,
+}
+
+/// A follower running in this process.
+pub struct Follower {
+    status: watch::Receiver<Option<FollowerStatus>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Follower {
+    pub async fn start(
+        url: &str,
+        id: &str,
+        sources: Vec<SourceConfig>,
+        skew: FakeSkew,
+    ) -> Result<Self> {
+        let client = connect(&[url.to_string()], id, false).await?;
+        let clock = Arc::new(VirtualClock::new(skew));
+        let (stx, srx) = watch::channel(None);
+        let (stop, stop_rx) = watch::channel(false);
+        let opts = FollowOptions {
+            id: id.into(),
+            sources,
+            engine: EngineConfig::default(),
+            status_interval: Duration::from_millis(100),
+        };
+        let id = id.to_string();
+        let task = tokio::spawn(async move {
+            if let Err(err) = run_follow(client, clock, opts, stx, stop_rx).await {
+                tracing::error!(id, %err, "bench follower failed");
+            }
+        });
+        Ok(Self {
+            status: srx,
+            stop,
+            task,
+        })
+    }
+
+    /// Wait for the next status (bounded).
+    pub async fn next(&mut self, origin: Instant) -> Option<(Point, FollowerStatus)> {
+        tokio::time::timeout(Duration::from_secs(2), self.status.changed())
+            .await
+            .ok()?
+            .ok()?;
+        let st = self.status.borrow_and_update().clone()?;
+        let t = &st.tracking;
+        Some((
+            Point {
+                t: origin.elapsed().as_secs_f64(),
+                error_ns: st.host_offset_ns,
+                max_error_ns: t.max_error_ns,
+                state: t.state,
+                steps: t.steps,
+            },
+            st,
+        ))
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// The naive seed approach: a subscriber that sets its clock to every beacon's payload.
+/// Its error just after each beacon is `payload - true time at receipt`.
+pub struct Naive {
+    rx: mpsc::Receiver<(f64, i64)>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Naive {
+    pub async fn start(url: &str, source: &str, origin: Instant) -> Result<Self> {
+        let client = connect(&[url.to_string()], "naive", false).await?;
+        let mut sub = client.subscribe(BEACON_SUBJECT).await?;
+        let (tx, rx) = mpsc::channel(4096);
+        let source = source.to_string();
+        let task = tokio::spawn(async move {
+            let _client = client;
+            while let Some(msg) = sub.next().await {
+                let now = realtime_ns();
+                let from = msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(HDR_SOURCE))
+                    .map(|v| v.as_str() == source);
+                if from != Some(true) {
+                    continue;
+                }
+                let Some(us) = std::str::from_utf8(&msg.payload)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i64>().ok())
+                else {
+                    continue;
+                };
+                let _ = tx.try_send((origin.elapsed().as_secs_f64(), us * 1000 - now));
+            }
+        });
+        Ok(Self { rx, _task: task })
+    }
+
+    /// All errors recorded since the last call.
+    pub fn drain(&mut self) -> Vec<(f64, i64)> {
+        let mut v = Vec::new();
+        while let Ok(x) = self.rx.try_recv() {
+            v.push(x);
+        }
+        v
+    }
+}
+
+/// A source running in this process.
+pub struct Source {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Source {
+    pub async fn start(url: &str, id: &str, priority: u8) -> Result<Self> {
+        let client = connect(&[url.to_string()], id, false).await?;
+        let (stop, stop_rx) = watch::channel(false);
+        let opts = SourceOptions {
+            id: id.into(),
+            stratum: 1,
+            priority,
+            leap: 0,
+            root_delay_ns: 0,
+            root_dispersion_ns: 0,
+            beacon_interval: Duration::from_millis(500),
+            announce_interval: Duration::from_secs(2),
+            skew: FakeSkew::default(),
+        };
+        let task = tokio::spawn(async move {
+            let _ = run_source(client, opts, stop_rx).await;
+        });
+        Ok(Self { stop, task })
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// p-quantile of |x|.
+pub fn abs_quantile(v: impl IntoIterator<Item = i64>, p: f64) -> Option<i64> {
+    let mut v: Vec<i64> = v.into_iter().map(|x| x.saturating_abs()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    Some(v[((v.len() - 1) as f64 * p).round() as usize])
+}
+
+struct Row {
+    scenario: &'static str,
+    metric: &'static str,
+    ours: String,
+    naive: String,
+    target: &'static str,
+    pass: Option<bool>,
+}
+
+/// Collect follower points (and naive points) for `dur`.
+async fn observe(
+    f: &mut Follower,
+    naive: &mut Naive,
+    dur: Duration,
+    origin: Instant,
+    pts: &mut Vec<Point>,
+    npts: &mut Vec<(f64, i64)>,
+) -> (Vec<Point>, Vec<(f64, i64)>) {
+    let end = Instant::now() + dur;
+    let (mut mine, mut nv) = (Vec::new(), Vec::new());
+    // Bounded: one status every 100 ms, `next` itself times out after 2 s.
+    while Instant::now() < end {
+        match f.next(origin).await {
+            Some((p, _)) => {
+                mine.push(p);
+                pts.push(p);
+            }
+            None => break,
+        }
+    }
+    let n = naive.drain();
+    npts.extend(n.iter().copied());
+    nv.extend(n);
+    (mine, nv)
+}
+
+/// Wait until the follower is in sync and its error has settled below `limit_ns` (bounded).
+async fn settle(f: &mut Follower, origin: Instant, limit_ns: i64, max: Duration) -> bool {
+    let end = Instant::now() + max;
+    let mut good = 0;
+    while Instant::now() < end {
+        let Some((p, _)) = f.next(origin).await else {
+            return false;
+        };
+        if p.state == SyncState::Sync && p.error_ns.abs() < limit_ns {
+            good += 1;
+            if good >= 50 {
+                return true;
+            }
+        } else {
+            good = 0;
+        }
+    }
+    false
+}
+
+/// Time from now until the follower selects `want` (bounded by `max`).
+async fn time_to_select(f: &mut Follower, want: &str, max: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < max {
+        let (_, st) = f.next(start).await?;
+        if st.tracking.selected.as_deref() == Some(want) {
+            return Some(start.elapsed());
+        }
+    }
+    None
+}
+
+fn us(ns: i64) -> String {
+    fmt_ns(ns)
+}
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let (warm, measure, switch) = if args.quick {
+        (
+            Duration::from_secs(20),
+            Duration::from_secs(10),
+            Duration::from_secs(20),
+        )
+    } else {
+        (
+            Duration::from_secs(60),
+            Duration::from_secs(30),
+            Duration::from_secs(40),
+        )
+    };
+    let natsd = Natsd::start().await.context("start nats-server")?;
+    let url = natsd.url();
+    let origin = Instant::now();
+    let mut rows = Vec::new();
+    let mut markers = Vec::new();
+    let (mut lo_pts, mut lo_naive) = (Vec::new(), Vec::new());
+    let (mut wan_pts, mut wan_naive) = (Vec::new(), Vec::new());
+
+    println!(
+        "timesync bench: nats-server {} on {url}",
+        natsd::server_bin()
+    );
+    let src = Source::start(&url, "ref", 0).await?;
+    let skew = FakeSkew {
+        offset_ns: 250_000_000,
+        freq: 100e-6,
+    };
+    let only_ref = vec![SourceConfig {
+        id: "ref".into(),
+        priority: 0,
+    }];
+    let wan = DelayProxy::start(
+        natsd.addr(),
+        Profile::symmetric(Duration::from_millis(40), Duration::from_micros(500)),
+    )
+    .await?;
+    let mut f_lo = Follower::start(&url, "bench-loopback", only_ref.clone(), skew).await?;
+    let mut f_wan = Follower::start(&wan.url(), "bench-wan", only_ref.clone(), skew).await?;
+    let mut n_lo = Naive::start(&url, "ref", origin).await?;
+    let mut n_wan = Naive::start(&wan.url(), "ref", origin).await?;
+
+    // --- 1. loopback ---------------------------------------------------------------
+    println!("[1/5] loopback: converging from +250 ms / +100 ppm ...");
+    let ok = settle(&mut f_lo, origin, 1_000_000, warm).await;
+    markers.push((
+        origin.elapsed().as_secs_f64(),
+        "loopback measure".to_string(),
+    ));
+    let (m, n) = observe(
+        &mut f_lo,
+        &mut n_lo,
+        measure,
+        origin,
+        &mut lo_pts,
+        &mut lo_naive,
+    )
+    .await;
+    let ours = abs_quantile(m.iter().map(|p| p.error_ns), 0.99);
+    let naive = abs_quantile(n.iter().map(|x| x.1), 0.99);
+    rows.push(Row {
+        scenario: "loopback (nats-server)",
+        metric: "p99 |error|",
+        ours: ours.map_or("-".into(), us),
+        naive: naive.map_or("-".into(), us),
+        target: "<= 50us",
+        pass: Some(ok && ours.is_some_and(|v| v <= 50_000)),
+    });
+    f_lo.stop().await;
+
+    // --- 2. 40 ms RTT with jitter --------------------------------------------------
+    println!("[2/5] 40 ms RTT + 0.5 ms mean jitter per direction ...");
+    let ok = settle(&mut f_wan, origin, 2_000_000, warm).await;
+    markers.push((origin.elapsed().as_secs_f64(), "40 ms RTT".to_string()));
+    let (m, n) = observe(
+        &mut f_wan,
+        &mut n_wan,
+        measure,
+        origin,
+        &mut wan_pts,
+        &mut wan_naive,
+    )
+    .await;
+    let ours = abs_quantile(m.iter().map(|p| p.error_ns), 0.99);
+    let naive = abs_quantile(n.iter().map(|x| x.1), 0.99);
+    rows.push(Row {
+        scenario: "40 ms RTT + jitter (proxy)",
+        metric: "p99 |error|",
+        ours: ours.map_or("-".into(), us),
+        naive: naive.map_or("-".into(), us),
+        target: "<= 1ms",
+        pass: Some(ok && ours.is_some_and(|v| v <= 1_000_000)),
+    });
+
+    // --- 3. 40 -> 90 ms symmetric switch -------------------------------------------
+    println!("[3/5] switching the path to 90 ms RTT ...");
+    let steps_before = m.last().map_or(0, |p| p.steps);
+    wan.set(Profile::symmetric(
+        Duration::from_millis(90),
+        Duration::from_micros(500),
+    ));
+    markers.push((origin.elapsed().as_secs_f64(), "-> 90 ms".to_string()));
+    let (m, n) = observe(
+        &mut f_wan,
+        &mut n_wan,
+        switch,
+        origin,
+        &mut wan_pts,
+        &mut wan_naive,
+    )
+    .await;
+    let ours = abs_quantile(m.iter().map(|p| p.error_ns), 1.0);
+    let naive = abs_quantile(n.iter().map(|x| x.1), 1.0);
+    let steps_after = m.last().map_or(0, |p| p.steps);
+    rows.push(Row {
+        scenario: "40 -> 90 ms RTT switch",
+        metric: "max |error| after",
+        ours: format!(
+            "{} ({} steps)",
+            ours.map_or("-".into(), us),
+            steps_after - steps_before
+        ),
+        naive: naive.map_or("-".into(), us),
+        target: "<= 2ms, no step",
+        pass: Some(ours.is_some_and(|v| v <= 2_000_000) && steps_after == steps_before),
+    });
+
+    // --- 4. asymmetric switch ------------------------------------------------------
+    println!("[4/5] back to 40 ms, then an asymmetric 40/50 ms path ...");
+    wan.set(Profile::symmetric(
+        Duration::from_millis(40),
+        Duration::from_micros(500),
+    ));
+    markers.push((origin.elapsed().as_secs_f64(), "-> 40 ms".to_string()));
+    let _ = observe(
+        &mut f_wan,
+        &mut n_wan,
+        switch,
+        origin,
+        &mut wan_pts,
+        &mut wan_naive,
+    )
+    .await;
+    wan.set(Profile {
+        up: Duration::from_millis(40),
+        down: Duration::from_millis(50),
+        jitter: Duration::from_micros(500),
+        cut: false,
+    });
+    markers.push((origin.elapsed().as_secs_f64(), "-> 40/50 ms".to_string()));
+    let (m, n) = observe(
+        &mut f_wan,
+        &mut n_wan,
+        switch,
+        origin,
+        &mut wan_pts,
+        &mut wan_naive,
+    )
+    .await;
+    let worst = abs_quantile(m.iter().map(|p| p.error_ns), 1.0);
+    let covered = m.iter().all(|p| p.error_ns.abs() <= p.max_error_ns);
+    let margin = m.iter().map(|p| p.max_error_ns - p.error_ns.abs()).min();
+    let naive = abs_quantile(n.iter().map(|x| x.1), 1.0);
+    rows.push(Row {
+        scenario: "asymmetric 40/50 ms switch",
+        metric: "max |error|; covered",
+        ours: format!(
+            "{}; {} (min margin {})",
+            worst.map_or("-".into(), us),
+            if covered { "yes" } else { "NO" },
+            margin.map_or("-".into(), us)
+        ),
+        naive: format!("{}; no bound", naive.map_or("-".into(), us)),
+        target: "max-error covers",
+        pass: Some(covered && !m.is_empty()),
+    });
+    f_wan.stop().await;
+
+    // --- 5. failover -----------------------------------------------------------------
+    println!("[5/5] source failover: blackhole the primary, then stop it ...");
+    let cut = DelayProxy::start(natsd.addr(), Profile::default()).await?;
+    let primary = Source::start(&cut.url(), "primary", 0).await?;
+    let backup = Source::start(&url, "backup", 1).await?;
+    let both = vec![
+        SourceConfig {
+            id: "primary".into(),
+            priority: 0,
+        },
+        SourceConfig {
+            id: "backup".into(),
+            priority: 1,
+        },
+    ];
+    let mut f_fo = Follower::start(&url, "bench-failover", both, skew).await?;
+    let warm_fo = time_to_select(&mut f_fo, "primary", Duration::from_secs(20)).await;
+    let _ = settle(&mut f_fo, origin, 1_000_000, Duration::from_secs(15)).await;
+    cut.set(Profile {
+        cut: true,
+        ..Profile::default()
+    });
+    let blackhole = time_to_select(&mut f_fo, "backup", Duration::from_secs(15)).await;
+    cut.set(Profile::default());
+    let back = time_to_select(&mut f_fo, "primary", Duration::from_secs(20)).await;
+    primary.stop().await;
+    let stopped = time_to_select(&mut f_fo, "backup", Duration::from_secs(15)).await;
+    let fmt_d = |d: Option<Duration>| {
+        d.map_or("not within 15 s".to_string(), |d| {
+            format!("{:.2}s", d.as_secs_f64())
+        })
+    };
+    let three = Duration::from_secs(3);
+    rows.push(Row {
+        scenario: "failover: primary blackholed",
+        metric: "time to backup",
+        ours: fmt_d(blackhole),
+        naive: "never (no failover)".into(),
+        target: "<= 3s",
+        pass: Some(warm_fo.is_some() && blackhole.is_some_and(|d| d <= three)),
+    });
+    rows.push(Row {
+        scenario: "failover: primary stopped",
+        metric: "time to backup",
+        ours: fmt_d(stopped),
+        naive: "never (no failover)".into(),
+        target: "<= 3s",
+        pass: Some(back.is_some() && stopped.is_some_and(|d| d <= three)),
+    });
+    f_fo.stop().await;
+    backup.stop().await;
+    src.stop().await;
+
+    // --- report ------------------------------------------------------------------------
+    println!();
+    println!(
+        "{:<30} {:<22} {:<40} {:<22} {:<16} OK",
+        "SCENARIO", "METRIC", "TIMESYNC", "NAIVE (set clock = beacon)", "TARGET"
+    );
+    for r in &rows {
+        println!(
+            "{:<30} {:<22} {:<40} {:<22} {:<16} {}",
+            r.scenario,
+            r.metric,
+            r.ours,
+            r.naive,
+            r.target,
+            match r.pass {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            }
+        );
+    }
+    let to_ms = |v: &[Point]| {
+        v.iter()
+            .map(|p| (p.t, p.error_ns as f64 / 1e6))
+            .collect::<Vec<_>>()
+    };
+    let naive_ms = |v: &[(f64, i64)]| {
+        v.iter()
+            .map(|&(t, e)| (t, e as f64 / 1e6))
+            .collect::<Vec<_>>()
+    };
+    let plot = svg::render(
+        "timesync vs naive (clock := beacon): error against ground truth",
+        &[
+            svg::Panel {
+                title: "40 ms RTT proxy path: switches to 90 ms and to asymmetric 40/50 ms".into(),
+                y_label: "error (ms)".into(),
+                series: vec![
+                    svg::Series {
+                        name: "naive".into(),
+                        color: "#d62728",
+                        points: naive_ms(&wan_naive),
+                    },
+                    svg::Series {
+                        name: "timesync".into(),
+                        color: "#1f77b4",
+                        points: to_ms(&wan_pts),
+                    },
+                    svg::Series {
+                        name: "timesync max-error".into(),
+                        color: "#9ecae1",
+                        points: wan_pts
+                            .iter()
+                            .map(|p| (p.t, p.max_error_ns as f64 / 1e6))
+                            .collect(),
+                    },
+                ],
+            },
+            svg::Panel {
+                title: "timesync on the proxy path, zoomed".into(),
+                y_label: "error (ms)".into(),
+                series: vec![svg::Series {
+                    name: "timesync".into(),
+                    color: "#1f77b4",
+                    points: to_ms(&wan_pts),
+                }],
+            },
+            svg::Panel {
+                title: "loopback through nats-server".into(),
+                y_label: "error (us)".into(),
+                series: vec![
+                    svg::Series {
+                        name: "naive".into(),
+                        color: "#d62728",
+                        points: lo_naive.iter().map(|&(t, e)| (t, e as f64 / 1e3)).collect(),
+                    },
+                    svg::Series {
+                        name: "timesync".into(),
+                        color: "#1f77b4",
+                        points: lo_pts
+                            .iter()
+                            .map(|p| (p.t, p.error_ns as f64 / 1e3))
+                            .collect(),
+                    },
+                ],
+            },
+        ],
+        &markers,
+    );
+    std::fs::write(&args.svg, plot).with_context(|| format!("write {}", args.svg.display()))?;
+    println!("\nplot written to {}", args.svg.display());
+    natsd.stop().await;
+    Ok(())
+}
