@@ -389,7 +389,9 @@ fn transport_config(config: &TransportConfig, max_payload: u16) -> quinn::Transp
 
 impl ScionEndpoint {
     /// Connects to the daemon, checks the local AS, binds the UDP socket and starts QUIC.
-    pub async fn bind(config: TransportConfig) -> Result<Self, BindError> {
+    pub async fn bind(mut config: TransportConfig) -> Result<Self, BindError> {
+        // Header size estimate for the MTU filter: both hosts in our address family.
+        config.selector.host_addr_bytes = if config.local.ip.is_ipv4() { 8 } else { 32 };
         config.selector.validate()?;
         let topo = match &config.topology {
             Some(p) => Some(LocalTopology::load(p)?),
@@ -478,7 +480,10 @@ impl ScionEndpoint {
         remote: ScionAddr,
         server_name: &str,
     ) -> Result<quinn::Connection, ConnectError> {
-        self.socket.load_paths(remote, false).await?;
+        // Paths already known (an earlier connection, or static paths) are reused.
+        if !self.socket.has_active_path(remote) {
+            self.socket.load_paths(remote, false).await?;
+        }
         let synthetic = self.socket.synthetic_for(remote)?;
         let budget = self
             .socket
@@ -494,6 +499,16 @@ impl ScionEndpoint {
         connecting
             .await
             .map_err(|source| ConnectError::Handshake { remote, source })
+    }
+
+    /// Uses `paths` for `remote` instead of asking the daemon (tests, pinned deployments).
+    /// Returns how many of them the selector can use.
+    pub fn set_static_paths(
+        &self,
+        remote: ScionAddr,
+        paths: Vec<crate::wire::ScionPath>,
+    ) -> Result<usize, PathError> {
+        self.socket.install_paths(remote, paths)
     }
 
     /// Waits for the next incoming connection attempt (None once the endpoint is closed).

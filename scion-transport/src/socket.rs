@@ -254,6 +254,18 @@ impl ScionSocket {
             .unwrap_or_default()
     }
 
+    /// Whether `remote` already has a selected path (or needs none: same AS).
+    pub fn has_active_path(&self, remote: ScionAddr) -> bool {
+        if remote.ia == self.local.ia {
+            return false;
+        }
+        self.table()
+            .peers
+            .get(&remote)
+            .and_then(|p| p.selector.as_ref())
+            .is_some_and(|s| s.active().is_some())
+    }
+
     /// Number of path switches for `remote` so far.
     pub fn switch_count(&self, remote: ScionAddr) -> u64 {
         self.table()

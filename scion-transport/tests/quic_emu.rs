@@ -367,3 +367,80 @@ async fn redundant_mode_sends_on_two_disjoint_paths_and_survives_a_blackhole() {
     // Duplicates went over both paths: the routers forwarded well over one copy per packet.
     assert!(n.emu.stats().forwarded - forwarded_before > 2 * (sent / 1200));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_in_one_as_talk_over_the_empty_path() {
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topo"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    let dir = std::env::temp_dir().join(format!(
+        "scion-quic-local-{}-{}",
+        std::process::id(),
+        rand_u32()
+    ));
+    std::fs::create_dir_all(&dir).expect("tempdir");
+    let _guard = TempDir(dir.clone());
+    let tls = TlsConfig::self_signed(&["server.test"]).expect("cert");
+    let server = endpoint(&emu, &dir, "1-ff00:0:112", &tls, |_| {}).await;
+    let client = endpoint(&emu, &dir, "1-ff00:0:112", &tls, |_| {}).await;
+    let server_addr = server.local_addr();
+    let serving = tokio::spawn(async move {
+        let got = serve_and_check(&server).await;
+        (got, server)
+    });
+    let conn = timeout(
+        Duration::from_secs(10),
+        client.connect(server_addr, "server.test"),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    let mut send = conn.open_uni().await.expect("open");
+    let data: Vec<u8> = (0..100_000u64).map(pattern).collect();
+    send.write_all(&data).await.expect("write");
+    send.finish().expect("finish");
+    let (got, _server) = timeout(Duration::from_secs(30), serving)
+        .await
+        .expect("done")
+        .expect("join");
+    assert_eq!(got, 100_000);
+    assert_eq!(emu.stats().forwarded, 0, "no router involved");
+}
+
+#[tokio::test]
+async fn wrong_as_and_unreachable_daemon_are_clear_errors() {
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topo"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    let tls = TlsConfig::self_signed(&["x"]).expect("cert");
+    let mut cfg = TransportConfig::new(
+        ScionAddr {
+            ia: ia("1-ff00:0:111"),
+            ip: "127.0.0.1".parse().expect("ip"),
+            port: 0,
+        },
+        tls.clone(),
+    );
+    cfg.daemon = Some(emu.daemon_addr(ia("1-ff00:0:112")).expect("d").to_string());
+    let err = ScionEndpoint::bind(cfg.clone())
+        .await
+        .err()
+        .expect("must fail");
+    assert!(
+        err.to_string().contains("daemon serves 1-ff00:0:112"),
+        "{err}"
+    );
+    // A port nobody listens on: connecting fails with the address in the message.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = closed.local_addr().expect("addr");
+    drop(closed);
+    cfg.daemon = Some(addr.to_string());
+    let err = ScionEndpoint::bind(cfg).await.err().expect("must fail");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
