@@ -41,6 +41,7 @@ fn scion_opts(emu: &EmuHandle, dir: &TempDir, as_: &str, pref: &str) -> ScionOpt
         path_preference: pref.split(',').map(str::to_string).collect(),
         daemon: Some(emu.daemon_addr(ia(as_)).unwrap().to_string()),
         topology: Some(topo),
+        path_header: true,
         ..Default::default()
     }
 }
@@ -148,7 +149,7 @@ async fn pair(pref: &str) -> Pair {
 
 /// Publishes `n` sequenced messages at ~1 kHz on A while `cut` runs after
 /// `cut_after` messages; returns (received in order, max gap).
-async fn sequenced_stream(p: &Pair, n: u32, cut_after: u32, cut: &str) -> Duration {
+async fn sequenced_stream(p: &Pair, n: u32, cut_after: u32, cut: &str) -> (Duration, Vec<String>) {
     let na = async_nats::connect(p.a.client_addr.to_string())
         .await
         .unwrap();
@@ -179,12 +180,22 @@ async fn sequenced_stream(p: &Pair, n: u32, cut_after: u32, cut: &str) -> Durati
     let mut next = 0u32;
     let mut last = Instant::now();
     let mut max_gap = Duration::ZERO;
+    let mut tags: Vec<String> = Vec::new();
     while next < n {
         let m = timeout(WAIT, sub.next())
             .await
             .unwrap_or_else(|_| panic!("stalled at {next} of {n}"))
             .unwrap();
         let v: u32 = std::str::from_utf8(&m.payload).unwrap().parse().unwrap();
+        let tag = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Scion-Path"))
+            .map(|v| v.as_str().to_string())
+            .expect("messages over a SCION route carry Nats-Scion-Path");
+        if tags.last() != Some(&tag) {
+            tags.push(tag);
+        }
         assert_eq!(v, next, "lost, duplicated or reordered");
         let now = Instant::now();
         if next > 0 {
@@ -198,7 +209,7 @@ async fn sequenced_stream(p: &Pair, n: u32, cut_after: u32, cut: &str) -> Durati
     assert!(timeout(Duration::from_millis(300), sub.next())
         .await
         .is_err());
-    max_gap
+    (max_gap, tags)
 }
 
 fn active_link(p: &Pair) -> String {
@@ -226,9 +237,10 @@ async fn route_survives_scmp_signalled_cut() {
         !before.contains("1-ff00:0:110"),
         "direct path first: {before}"
     );
-    let gap = sequenced_stream(&p, 2000, 700, "link 1-ff00:0:111#2 down").await;
+    let (gap, tags) = sequenced_stream(&p, 2000, 700, "link 1-ff00:0:111#2 down").await;
     let after = active_link(&p);
     assert_ne!(before, after, "switched to the path through the core");
+    assert_eq!(tags.len(), 2, "the path header changed once: {tags:?}");
     eprintln!("SCMP cut: max delivery gap {gap:?}");
 }
 
@@ -236,7 +248,7 @@ async fn route_survives_scmp_signalled_cut() {
 async fn route_survives_silent_blackhole() {
     let p = pair("latency").await;
     let before = active_link(&p);
-    let gap = sequenced_stream(&p, 2000, 700, "link 1-ff00:0:111#2 blackhole").await;
+    let (gap, _tags) = sequenced_stream(&p, 2000, 700, "link 1-ff00:0:111#2 blackhole").await;
     let after = active_link(&p);
     assert_ne!(before, after);
     eprintln!("blackhole: max delivery gap {gap:?}");

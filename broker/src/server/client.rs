@@ -74,6 +74,10 @@ pub struct ClientShared {
     /// Display form of the peer when it is not a plain IP:port (a SCION
     /// address `[ISD-AS,IP]:port`).
     pub label: Option<String>,
+    /// For routes over SCION with `scion { path_header: true }`: the active
+    /// path's fingerprint, added to every forwarded message as the
+    /// `Nats-Scion-Path` header.
+    pub path_tag: Mutex<Option<Arc<str>>>,
 }
 
 impl ClientShared {
@@ -92,6 +96,7 @@ impl ClientShared {
             sub_deny: Mutex::new(None),
             async_info: AtomicBool::new(false),
             label: None,
+            path_tag: Mutex::new(None),
         }
     }
 

@@ -312,9 +312,17 @@ fn write_route_msg(
     queues: &[u8],
 ) -> bool {
     let headers = route.headers.load(Ordering::Relaxed);
+    let tag = if route.label.is_some() {
+        super::lock(&route.path_tag).clone()
+    } else {
+        None
+    };
     let ok = route
         .out
-        .append_with(|b| encode_route_msg(b, msg, queues, headers))
+        .append_with(|b| match &tag {
+            Some(t) if headers => encode_route_msg_tagged(b, msg, queues, t),
+            _ => encode_route_msg(b, msg, queues, headers),
+        })
         .is_ok();
     if ok {
         route.stats.out_msgs.fetch_add(1, Ordering::Relaxed);
@@ -327,6 +335,56 @@ fn write_route_msg(
         batch.mark(route);
     }
     ok
+}
+
+/// The header naming the SCION path a message crossed.
+pub const PATH_HEADER: &str = "Nats-Scion-Path";
+
+/// Encodes one routed message as HMSG with the `Nats-Scion-Path` header
+/// added (headers are created when the message had none).
+pub fn encode_route_msg_tagged(b: &mut Vec<u8>, msg: &Msg<'_>, queues: &[u8], tag: &str) {
+    let hdr_len = msg.hdr_len.min(msg.payload.len());
+    let old_hdr = &msg.payload[..hdr_len];
+    let body = &msg.payload[hdr_len..];
+    let mut hdr: Vec<u8> = Vec::with_capacity(hdr_len + tag.len() + 40);
+    if hdr_len >= 4 && old_hdr.ends_with(b"\r\n\r\n") {
+        hdr.extend_from_slice(&old_hdr[..hdr_len - 2]);
+    } else {
+        hdr.extend_from_slice(b"NATS/1.0\r\n");
+    }
+    hdr.extend_from_slice(PATH_HEADER.as_bytes());
+    hdr.extend_from_slice(b": ");
+    hdr.extend_from_slice(tag.as_bytes());
+    hdr.extend_from_slice(b"\r\n\r\n");
+    b.reserve(msg.subject.len() + hdr.len() + body.len() + queues.len() + 48);
+    b.extend_from_slice(b"HMSG ");
+    b.extend_from_slice(GLOBAL_ACCOUNT);
+    b.push(b' ');
+    b.extend_from_slice(msg.subject);
+    b.push(b' ');
+    if !queues.is_empty() {
+        match msg.reply {
+            Some(r) if !r.is_empty() => {
+                b.extend_from_slice(b"+ ");
+                b.extend_from_slice(r);
+                b.push(b' ');
+            }
+            _ => b.extend_from_slice(b"| "),
+        }
+        b.extend_from_slice(queues);
+    } else if let Some(r) = msg.reply {
+        if !r.is_empty() {
+            b.extend_from_slice(r);
+            b.push(b' ');
+        }
+    }
+    encode::push_usize(b, hdr.len());
+    b.push(b' ');
+    encode::push_usize(b, hdr.len() + body.len());
+    b.extend_from_slice(encode::CRLF);
+    b.extend_from_slice(&hdr);
+    b.extend_from_slice(body);
+    b.extend_from_slice(encode::CRLF);
 }
 
 /// Encodes one routed message.
@@ -394,6 +452,23 @@ mod tests {
             size_raw,
             payload,
         }
+    }
+
+    #[test]
+    fn tagged_forms() {
+        let mut b = Vec::new();
+        encode_route_msg_tagged(&mut b, &m(Some(b"r"), b"hi", 0, b"", b"2"), b"", "ab12");
+        assert_eq!(
+            b,
+            b"HMSG $G foo r 35 37\r\nNATS/1.0\r\nNats-Scion-Path: ab12\r\n\r\nhi\r\n"
+        );
+        b.clear();
+        let p = b"NATS/1.0\r\nA: 1\r\n\r\nhi";
+        encode_route_msg_tagged(&mut b, &m(None, p, 18, b"18", b"20"), b"q ", "ab12");
+        assert_eq!(
+            b,
+            b"HMSG $G foo | q 41 43\r\nNATS/1.0\r\nA: 1\r\nNats-Scion-Path: ab12\r\n\r\nhi\r\n"
+        );
     }
 
     #[test]

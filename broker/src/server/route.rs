@@ -292,6 +292,17 @@ pub async fn run_route_labeled<S>(
         .with_label(label.clone()),
     );
     shared.headers.store(true, Ordering::Relaxed);
+    if let Some(p) = &scion {
+        if opts.scion.as_ref().is_some_and(|s| s.path_header) {
+            let active = p
+                .endpoint
+                .path_stats(p.remote)
+                .into_iter()
+                .find(|c| c.active)
+                .map(|c| Arc::<str>::from(c.info.fingerprint.short().to_string()));
+            *lock(&shared.path_tag) = active;
+        }
+    }
     let handle = Arc::new(RouteHandle {
         shared: shared.clone(),
         meta: Mutex::new(RouteMeta {

@@ -179,7 +179,11 @@ pub async fn start(
         );
         let ep = Arc::new(ep);
         tasks.push(tokio::spawn(accept_routes(srv.clone(), ep.clone())));
-        tasks.push(tokio::spawn(log_path_events(ep.clone(), "route")));
+        tasks.push(tokio::spawn(log_path_events(
+            srv.clone(),
+            ep.clone(),
+            "route",
+        )));
         links.route_endpoint = Some(ep);
     }
 
@@ -202,7 +206,11 @@ pub async fn start(
             lock(&srv.cluster.own_scion_urls).push(ep.local_addr().to_string());
         }
         tasks.push(tokio::spawn(accept_clients(srv.clone(), ep.clone())));
-        tasks.push(tokio::spawn(log_path_events(ep.clone(), "client")));
+        tasks.push(tokio::spawn(log_path_events(
+            srv.clone(),
+            ep.clone(),
+            "client",
+        )));
         links.client_endpoint = Some(ep);
     }
 
@@ -238,11 +246,23 @@ fn check_port_range(ep: &ScionEndpoint, key: &str) {
     }
 }
 
-async fn log_path_events(ep: Arc<ScionEndpoint>, what: &'static str) {
+async fn log_path_events(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, what: &'static str) {
     let mut rx = ep.path_events();
     loop {
         match rx.recv().await {
             Ok(ev) => {
+                if srv.opts().scion.as_ref().is_some_and(|s| s.path_header) {
+                    let tag: Arc<str> = ev.to.short().to_string().into();
+                    for r in srv.cluster.routes() {
+                        let is_peer = lock(&r.meta)
+                            .scion
+                            .as_ref()
+                            .is_some_and(|p| p.remote == ev.remote);
+                        if is_peer {
+                            *lock(&r.shared.path_tag) = Some(tag.clone());
+                        }
+                    }
+                }
                 let gap = ev
                     .gap
                     .map(|g| format!("{:.1}ms", g.as_secs_f64() * 1e3))
