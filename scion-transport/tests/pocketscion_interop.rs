@@ -150,6 +150,16 @@ fn tls() -> TlsConfig {
 }
 
 async fn endpoint(pocket: &Pocket, as_: &str, tls: &TlsConfig) -> ScionEndpoint {
+    endpoint_with(pocket, as_, tls, 1).await
+}
+
+/// `redundancy` > 1 sends every datagram over that many disjoint paths at once.
+async fn endpoint_with(
+    pocket: &Pocket,
+    as_: &str,
+    tls: &TlsConfig,
+    redundancy: usize,
+) -> ScionEndpoint {
     let mut cfg = TransportConfig::new(
         ScionAddr {
             ia: ia(as_),
@@ -160,6 +170,7 @@ async fn endpoint(pocket: &Pocket, as_: &str, tls: &TlsConfig) -> ScionEndpoint 
     );
     // No topology.json: PocketSCION has none, and its routers deliver to any port.
     cfg.daemon = Some(pocket.daemon(as_));
+    cfg.selector.redundancy = redundancy;
     timeout(Duration::from_secs(10), ScionEndpoint::bind(cfg))
         .await
         .expect("bind in time")
@@ -295,10 +306,22 @@ async fn serve_and_check(server: &ScionEndpoint) -> (u64, Duration, Option<Scion
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs POCKETSCION_BIN (run scripts/pocketscion-interop.sh)"]
 async fn quic_stream_survives_a_link_cut() {
+    stream_through_cut(1).await;
+}
+
+/// The same cut in redundant mode (every datagram over both disjoint links): the stream goes
+/// on over the surviving copy, and the dead path leaves the active set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs POCKETSCION_BIN (run scripts/pocketscion-interop.sh)"]
+async fn redundant_stream_survives_a_link_cut() {
+    stream_through_cut(2).await;
+}
+
+async fn stream_through_cut(redundancy: usize) {
     let mut pocket = Pocket::start().await;
     let tls = tls();
-    let server = endpoint(&pocket, CORE, &tls).await;
-    let client = endpoint(&pocket, LEAF_A, &tls).await;
+    let server = endpoint_with(&pocket, CORE, &tls, redundancy).await;
+    let client = endpoint_with(&pocket, LEAF_A, &tls, redundancy).await;
     let server_addr = server.local_addr();
     let server_task = tokio::spawn(async move {
         let r = serve_and_check(&server).await;
@@ -336,6 +359,8 @@ async fn quic_stream_survives_a_link_cut() {
         if round == cut_round {
             let stats = client.path_stats(server_addr);
             assert_eq!(stats.len(), 2, "{stats:#?}");
+            let in_set = stats.iter().filter(|c| c.in_active_set).count();
+            assert_eq!(in_set, redundancy, "active set size: {stats:#?}");
             let act = active(&stats);
             let first = act.info.interfaces[0];
             assert_eq!(first.ia, ia(LEAF_A), "{act:?}");
@@ -368,16 +393,20 @@ async fn quic_stream_survives_a_link_cut() {
     while let Ok(e) = events.try_recv() {
         seen.push(e);
     }
-    let switch = seen
-        .iter()
-        .find(|e| e.cause == SwitchCause::ScmpDown)
-        .unwrap_or_else(|| panic!("an SCMP-driven switch on the client, got {seen:#?}"));
-    let reaction = switch.at.duration_since(cut_at).unwrap_or(Duration::ZERO);
-    assert!(
-        reaction < Duration::from_secs(1),
-        "switch {reaction:?} after the cut: {switch:?}"
-    );
-    assert!(client.switch_count(server_addr) > switches_before);
+    // In plain mode the cut must cause an SCMP-driven switch (in redundant mode it may not:
+    // the other copy keeps flowing and the dead path just leaves the set).
+    let switch = seen.iter().find(|e| e.cause == SwitchCause::ScmpDown);
+    let reaction = switch.map(|e| e.at.duration_since(cut_at).unwrap_or(Duration::ZERO));
+    if redundancy == 1 {
+        let switch =
+            switch.unwrap_or_else(|| panic!("an SCMP-driven switch on the client, got {seen:#?}"));
+        let reaction = reaction.unwrap_or_default();
+        assert!(
+            reaction < Duration::from_secs(1),
+            "switch {reaction:?} after the cut: {switch:?}"
+        );
+        assert!(client.switch_count(server_addr) > switches_before);
+    }
 
     let stats = client.path_stats(server_addr);
     let now_active = active(&stats);
@@ -390,6 +419,7 @@ async fn quic_stream_survives_a_link_cut() {
         .find(|c| uses(c, LEAF_A, ifid))
         .expect("the cut path is still known (PocketSCION's daemon keeps listing it)");
     assert_eq!(dead.state, PathState::Down, "{dead:#?}");
+    assert!(!dead.in_active_set, "{dead:#?}");
 
     // The accepting side runs its own selector toward the client: it must not be left on the
     // dead link either (its ACKs would be lost).
@@ -404,15 +434,18 @@ async fn quic_stream_survives_a_link_cut() {
         );
     }
     eprintln!(
-        "PocketSCION failover: {sent} bytes in {:.2} s, all in order; client switch {:.1} ms \
-         after the cut command (cause {}, gap {:?}, new path {}); longest read pause at the \
-         server {:.1} ms; server active path {}",
+        "PocketSCION failover (redundancy {redundancy}): {sent} bytes in {:.2} s, all in order; \
+         SCMP-driven switch {} after the cut command ({}); longest read pause at the server \
+         {:.1} ms; client active path {}; server active path {}",
         elapsed.as_secs_f64(),
-        reaction.as_secs_f64() * 1e3,
-        switch.cause,
-        switch.gap,
-        switch.hops,
+        reaction
+            .map(|r| format!("{:.1} ms", r.as_secs_f64() * 1e3))
+            .unwrap_or_else(|| "none".into()),
+        switch
+            .map(|e| format!("gap {:?}, new path {}", e.gap, e.hops))
+            .unwrap_or_default(),
         worst_pause.as_secs_f64() * 1e3,
+        now_active.info.hop_sequence(),
         server_stats
             .iter()
             .find(|c| c.active)
