@@ -241,7 +241,7 @@ pub async fn connect_to_route(srv: Arc<ServerState>, s: Solicit, forever: bool) 
 
 fn report_connect_err(attempts: u32, err: &str) {
     // nats-server reports the first attempt and then every so often.
-    if attempts == 1 || attempts % 60 == 0 {
+    if attempts == 1 || attempts.is_multiple_of(60) {
         error!(
             "Error trying to connect to route (attempt {}): {}",
             attempts, err

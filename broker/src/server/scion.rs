@@ -404,7 +404,7 @@ async fn dial_route_forever(
             }
             Ok(Err(e)) => {
                 attempts += 1;
-                if attempts == 1 || attempts % 60 == 0 {
+                if attempts == 1 || attempts.is_multiple_of(60) {
                     error!(
                         "Error trying to connect to route (attempt {}): {}",
                         attempts, e
