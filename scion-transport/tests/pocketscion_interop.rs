@@ -267,9 +267,19 @@ async fn daemon_answers_through_our_client() {
     assert_eq!(pocket.command("quit").await, "ok");
 }
 
-/// Accepts one connection and one stream and checks every byte; returns the byte count and
-/// the longest pause between two reads.
-async fn serve_and_check(server: &ScionEndpoint) -> (u64, Duration, Option<ScionAddr>) {
+/// Pauses between two reads longer than this are reported with their time.
+const NOTABLE_PAUSE: Duration = Duration::from_millis(50);
+
+/// Accepts one connection and one stream and checks every byte; returns the byte count, the
+/// longest pause between two reads, the notable pauses (end time, length) and the peer.
+async fn serve_and_check(
+    server: &ScionEndpoint,
+) -> (
+    u64,
+    Duration,
+    Vec<(SystemTime, Duration)>,
+    Option<ScionAddr>,
+) {
     let incoming = timeout(Duration::from_secs(15), server.accept())
         .await
         .expect("incoming in time")
@@ -281,6 +291,7 @@ async fn serve_and_check(server: &ScionEndpoint) -> (u64, Duration, Option<Scion
     let mut buf = vec![0u8; 64 * 1024];
     let mut last = None::<Instant>;
     let mut worst = Duration::ZERO;
+    let mut pauses = Vec::new();
     while let Some(n) = recv.read(&mut buf).await.expect("read") {
         for (k, b) in buf[..n].iter().enumerate() {
             assert_eq!(
@@ -294,10 +305,13 @@ async fn serve_and_check(server: &ScionEndpoint) -> (u64, Duration, Option<Scion
         let now = Instant::now();
         if let Some(t) = last {
             worst = worst.max(now - t);
+            if now - t > NOTABLE_PAUSE {
+                pauses.push((SystemTime::now(), now - t));
+            }
         }
         last = Some(now);
     }
-    (got, worst, remote)
+    (got, worst, pauses, remote)
 }
 
 /// QUIC from a host in 1-ff00:0:111 to one in the core, through PocketSCION's routers; the
@@ -381,10 +395,11 @@ async fn stream_through_cut(redundancy: usize) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     send.finish().expect("finish");
-    let ((got, worst_pause, client_seen), server) = timeout(Duration::from_secs(30), server_task)
-        .await
-        .expect("server finished in time")
-        .expect("server task");
+    let ((got, worst_pause, pauses, client_seen), server) =
+        timeout(Duration::from_secs(30), server_task)
+            .await
+            .expect("server finished in time")
+            .expect("server task");
     let elapsed = start.elapsed();
     assert_eq!(got, sent, "every byte arrived, in order (checked per byte)");
 
@@ -420,6 +435,34 @@ async fn stream_through_cut(redundancy: usize) {
         .expect("the cut path is still known (PocketSCION's daemon keeps listing it)");
     assert_eq!(dead.state, PathState::Down, "{dead:#?}");
     assert!(!dead.in_active_set, "{dead:#?}");
+    let dead_fp = dead.info.fingerprint;
+
+    // Link back up: the watched Down path answers probes again and is revived.
+    assert_eq!(
+        pocket.command(&format!("link {LEAF_A} {ifid} up")).await,
+        "ok down"
+    );
+    let up_at = Instant::now();
+    let revived = loop {
+        let state = client
+            .path_stats(server_addr)
+            .into_iter()
+            .find(|c| c.info.fingerprint == dead_fp)
+            .map(|c| c.state);
+        if state == Some(PathState::Alive) {
+            break up_at.elapsed();
+        }
+        assert!(
+            up_at.elapsed() < Duration::from_secs(10),
+            "path over the restored link not revived: {:#?}",
+            client.path_stats(server_addr)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "restored link: path alive again after {:.0} ms",
+        revived.as_secs_f64() * 1e3
+    );
 
     // The accepting side runs its own selector toward the client: it must not be left on the
     // dead link either (its ACKs would be lost).
@@ -436,7 +479,7 @@ async fn stream_through_cut(redundancy: usize) {
     eprintln!(
         "PocketSCION failover (redundancy {redundancy}): {sent} bytes in {:.2} s, all in order; \
          SCMP-driven switch {} after the cut command ({}); longest read pause at the server \
-         {:.1} ms; client active path {}; server active path {}",
+         {:.1} ms (pauses over 50 ms: {:?}); client active path {}; server active path {}",
         elapsed.as_secs_f64(),
         reaction
             .map(|r| format!("{:.1} ms", r.as_secs_f64() * 1e3))
@@ -445,6 +488,20 @@ async fn stream_through_cut(redundancy: usize) {
             .map(|e| format!("gap {:?}, new path {}", e.gap, e.hops))
             .unwrap_or_default(),
         worst_pause.as_secs_f64() * 1e3,
+        pauses
+            .iter()
+            .map(|(end, len)| {
+                let start = end.checked_sub(*len).unwrap_or(*end);
+                let rel = match start.duration_since(cut_at) {
+                    Ok(d) => d.as_secs_f64() * 1e3,
+                    Err(e) => -e.duration().as_secs_f64() * 1e3,
+                };
+                format!(
+                    "{:.0} ms starting {rel:+.0} ms from the cut",
+                    len.as_secs_f64() * 1e3
+                )
+            })
+            .collect::<Vec<_>>(),
         now_active.info.hop_sequence(),
         server_stats
             .iter()
