@@ -248,7 +248,9 @@ async fn user_password_and_token_auth() {
         )
         .await
         .expect("rejection should be prompt");
-        let err = r.err().expect("bad credentials must be rejected");
+        let Err(err) = r else {
+            panic!("bad credentials {u}/{p} must be rejected");
+        };
         assert_eq!(
             err.kind(),
             async_nats::ConnectErrorKind::AuthorizationViolation,

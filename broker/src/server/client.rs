@@ -548,11 +548,13 @@ impl Conn {
         self.connected = true;
         self.awaiting_auth = false;
         self.perms = r.perms.map(Arc::new);
-        if let Some(p) = &self.perms {
-            if p.subscribe.is_some() {
-                *lock(&self.shared.sub_deny) = Some(p.clone());
-            }
-        }
+        // Replace (or clear) the delivery-time deny filter: a re-CONNECT may
+        // switch to a user without subscribe permissions.
+        *lock(&self.shared.sub_deny) = self
+            .perms
+            .as_ref()
+            .filter(|p| p.subscribe.is_some())
+            .cloned();
         let mut m = lock(&self.shared.meta);
         m.user = r.user;
         m.connected = true;
@@ -665,12 +667,13 @@ impl Conn {
             error!("{} - processConnect: {}", self.shared.log_prefix(), e);
             return Err(Close(ClosedState::ProtocolViolation));
         }
-        if !self.connected || self.awaiting_auth {
-            let auth = self.srv.auth();
-            match auth.check(&self.connect) {
-                Some(r) => self.authenticated(r),
-                None => return Err(self.auth_violation()),
-            }
+        // Every CONNECT is authenticated again (client.go processConnect
+        // calls checkAuthentication each time): a second CONNECT with bad
+        // credentials closes, one naming another user switches permissions.
+        let auth = self.srv.auth();
+        match auth.check(&self.connect) {
+            Some(r) => self.authenticated(r),
+            None => return Err(self.auth_violation()),
         }
         let proto = self.connect.protocol;
         if !(0..=1).contains(&proto) {
@@ -729,15 +732,9 @@ impl Conn {
             }
         }
         {
+            // client.go processSubEx checks the limit before looking up the
+            // sid, so a duplicate sid at the limit also gets the -ERR.
             let subs = lock(&self.shared.subs);
-            if subs.contains_key(sid) {
-                // A duplicate sid returns the existing subscription.
-                drop(subs);
-                if self.connect.verbose {
-                    self.send(encode::OK);
-                }
-                return;
-            }
             if self.max_subs > 0 && subs.len() >= self.max_subs {
                 drop(subs);
                 error!(
@@ -745,6 +742,14 @@ impl Conn {
                     self.shared.log_prefix()
                 );
                 self.send(encode::ERR_MAX_SUBS);
+                return;
+            }
+            if subs.contains_key(sid) {
+                // A duplicate sid returns the existing subscription.
+                drop(subs);
+                if self.connect.verbose {
+                    self.send(encode::OK);
+                }
                 return;
             }
         }

@@ -254,9 +254,7 @@ pub fn nth_pong_end(buf: &[u8], n: usize) -> Option<usize> {
     let mut line_start = 0;
     while line_start < buf.len() {
         let rest = &buf[line_start..];
-        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-            return None;
-        };
+        let nl = rest.iter().position(|&b| b == b'\n')?;
         if &rest[..nl + 1] == b"PONG\r\n" {
             seen += 1;
             if seen == n {
