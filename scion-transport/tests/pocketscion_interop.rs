@@ -598,12 +598,19 @@ async fn fresh_endpoint_connects_while_daemon_lists_a_dead_path() {
 
 /// Receives datagrams on `sock` until one decodes as SCION, or the deadline passes.
 async fn recv_scion(sock: &tokio::net::UdpSocket, within: Duration) -> Received {
+    recv_scion_from(sock, within).await.0
+}
+
+/// As [`recv_scion`], also returning the underlay sender (the last router).
+async fn recv_scion_from(sock: &tokio::net::UdpSocket, within: Duration) -> (Received, SocketAddr) {
     let mut buf = vec![0u8; 65536];
-    let (n, _) = timeout(within, sock.recv_from(&mut buf))
+    let (n, from) = timeout(within, sock.recv_from(&mut buf))
         .await
         .expect("an answer in time")
         .expect("recv");
-    wire::decode(bytes::Bytes::copy_from_slice(&buf[..n])).expect("decodable SCION packet")
+    let received =
+        wire::decode(bytes::Bytes::copy_from_slice(&buf[..n])).expect("decodable SCION packet");
+    (received, from)
 }
 
 /// The checks above only mean something if PocketSCION really verifies what we send. A packet
@@ -677,6 +684,99 @@ async fn routers_check_hop_field_macs() {
             assert_eq!(quoted.dst, dst);
         }
         other => panic!("expected SCMP, got {other:?}"),
+    }
+    assert_eq!(pocket.command("quit").await, "ok");
+}
+
+/// Two-segment paths (up to the core, down to the other child) are too small for QUIC at
+/// PocketSCION's MTU, but our wire code must still handle them: a datagram over one crosses
+/// the segment change at the core, the answer goes back over OUR reversal of the path as it
+/// arrived (every hop MAC checked again), and when the core's link toward the destination is
+/// cut, the SCMP External-Interface-Down comes from the core (a remote AS), travels back over
+/// a path PocketSCION reversed, and names an interface on our path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs POCKETSCION_BIN (run scripts/pocketscion-interop.sh)"]
+async fn multi_segment_path_reversal_and_remote_scmp() {
+    let mut pocket = Pocket::start().await;
+    let d = DaemonClient::connect(&pocket.daemon(LEAF_A))
+        .await
+        .expect("connect");
+    let paths = d.paths(ia(LEAF_A), ia(LEAF_B), false).await.expect("paths");
+    let path = paths.first().expect("a path");
+    assert_eq!(
+        path.data.shape(),
+        (2, 4),
+        "two segments of two hops: {path:?}"
+    );
+    assert_eq!(path.interfaces.len(), 4, "{path:?}");
+
+    let a_sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let b_sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let a = ScionAddr::new(
+        ia(LEAF_A),
+        "127.0.0.1".parse().expect("ip"),
+        a_sock.local_addr().expect("addr").port(),
+    );
+    let b = ScionAddr::new(
+        ia(LEAF_B),
+        "127.0.0.1".parse().expect("ip"),
+        b_sock.local_addr().expect("addr").port(),
+    );
+    let router_a = path.next_hop.expect("first hop");
+    let ping = bytes::Bytes::from_static(b"\x01ping over two segments");
+    let pong = bytes::Bytes::from_static(b"\x01pong over our reversal");
+
+    let pkt = wire::encode_udp(&a, &b, &path.data, ping.clone()).expect("encode");
+    a_sock.send_to(&pkt, router_a).await.expect("send");
+    let (received, router_b) = recv_scion_from(&b_sock, Duration::from_secs(5)).await;
+    let Received::Udp(udp) = received else {
+        panic!("expected the datagram at 112, got {received:?}");
+    };
+    assert_eq!((udp.src, udp.dst), (a, b));
+    assert_eq!(udp.payload, ping);
+    assert_eq!(router_b, pocket.router(LEAF_B), "delivered by 112's router");
+
+    let back = udp.path.reversed().expect("reverse a two-segment path");
+    let pkt = wire::encode_udp(&b, &a, &back, pong.clone()).expect("encode");
+    b_sock.send_to(&pkt, router_b).await.expect("send");
+    match recv_scion(&a_sock, Duration::from_secs(5)).await {
+        Received::Udp(udp) => {
+            assert_eq!((udp.src, udp.dst), (b, a));
+            assert_eq!(udp.payload, pong);
+        }
+        other => panic!("expected the answer over the reversed path, got {other:?}"),
+    }
+
+    // Cut the core's link toward 112 (third interface in travel order: the core's egress).
+    let core_egress = path.interfaces[2];
+    assert_eq!(core_egress.ia, ia(CORE), "{path:?}");
+    assert_eq!(
+        pocket
+            .command(&format!("link {CORE} {} down", core_egress.ifid))
+            .await,
+        "ok up"
+    );
+    let pkt = wire::encode_udp(&a, &b, &path.data, ping.clone()).expect("encode");
+    a_sock.send_to(&pkt, router_a).await.expect("send");
+    match recv_scion(&a_sock, Duration::from_secs(5)).await {
+        Received::Scmp(report) => {
+            assert_eq!(
+                report.kind,
+                ScmpKind::ExternalInterfaceDown {
+                    ia: ia(CORE),
+                    ifid: u64::from(core_egress.ifid),
+                },
+                "{report:?}"
+            );
+            assert_eq!(report.from.0, ia(CORE), "sent by the core's router");
+            let quoted = report.quoted.expect("our packet is quoted");
+            assert_eq!((quoted.src, quoted.dst), (a, b));
+        }
+        other => panic!("expected SCMP from the core, got {other:?}"),
     }
     assert_eq!(pocket.command("quit").await, "ok");
 }
