@@ -354,6 +354,20 @@ async fn stream_through_cut(redundancy: usize) {
         "handshake through PocketSCION: {:.1} ms",
         t.elapsed().as_secs_f64() * 1e3
     );
+    // Both links must be usable before the cut (in redundant mode: both in the active set).
+    let waited = Instant::now();
+    loop {
+        let stats = client.path_stats(server_addr);
+        let in_set = stats.iter().filter(|c| c.in_active_set).count();
+        if stats.len() == 2 && in_set == redundancy {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "active set never reached {redundancy}: {stats:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut events = client.path_events();
     let mut send = conn.open_uni().await.expect("open");
 
