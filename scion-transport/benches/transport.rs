@@ -317,7 +317,68 @@ async fn forwarding_rate() -> f64 {
     received as f64 / window.as_secs_f64()
 }
 
+/// CPU cost of the per-packet work (no sockets): encode, decode, router processing.
+fn per_packet_costs() {
+    use scion_transport::emu::forward;
+    let ia_a = ia("1-ff00:0:111");
+    let ia_b = ia("1-ff00:0:112");
+    let key = [7u8; 16];
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let hop = |i, e| wire::HopSpec {
+        cons_ingress: i,
+        cons_egress: e,
+        exp_time: 63,
+        key,
+    };
+    let path = wire::build_standard_path(&[wire::SegmentSpec {
+        cons_dir: true,
+        seg_id: 1,
+        timestamp: ts as u32,
+        hops: vec![hop(0, 2), hop(2, 0)],
+    }])
+    .expect("path");
+    let a = ScionAddr {
+        ia: ia_a,
+        ip: "127.0.0.1".parse().expect("ip"),
+        port: 31000,
+    };
+    let b = ScionAddr {
+        ia: ia_b,
+        ip: "127.0.0.1".parse().expect("ip"),
+        port: 31001,
+    };
+    let payload = Bytes::from(vec![0x40u8; 1200]);
+    let n = 100_000;
+    let t = Instant::now();
+    let mut pkt = Vec::new();
+    for _ in 0..n {
+        pkt = wire::encode_udp(&a, &b, &path, payload.clone()).expect("enc");
+    }
+    let enc = t.elapsed() / n;
+    let t = Instant::now();
+    for _ in 0..n {
+        let _ = wire::decode(Bytes::copy_from_slice(&pkt)).expect("dec");
+    }
+    let dec = t.elapsed() / n;
+    let t = Instant::now();
+    for _ in 0..n {
+        let mut p = pkt.clone();
+        let _ = forward::process(&mut p, ia_a, &key, 0, ts).expect("process");
+    }
+    let fwd = t.elapsed() / n;
+    println!(
+        "per_packet_ns: encode {} decode {} router_process {} (1200-byte payload)",
+        enc.as_nanos(),
+        dec.as_nanos(),
+        fwd.as_nanos()
+    );
+}
+
 fn main() {
+    per_packet_costs();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -190,8 +190,8 @@ pub(crate) async fn run_socket(shared: Arc<Shared>, ia: IsdAsn, ingress: u16) {
                 continue;
             }
         };
-        let mut pkt = buf[..n].to_vec();
-        handle(&shared, ia, ingress, &mut pkt, 0);
+        // Processed in place: forwarding rewrites only the path meta header and SegIDs.
+        handle(&shared, ia, ingress, &mut buf[..n], 0);
     }
 }
 
