@@ -82,12 +82,15 @@ struct Pocket {
 
 impl Pocket {
     async fn start() -> Pocket {
-        let bin = std::env::var(BIN_ENV).unwrap_or_else(|_| {
-            panic!(
-                "\n\n*** {BIN_ENV} is not set: the PocketSCION interop tests cannot run. ***\n\
+        let bin = std::env::var(BIN_ENV)
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| {
+                panic!(
+                    "\n\n*** {BIN_ENV} is not set: the PocketSCION interop tests cannot run. ***\n\
                  Build the wrapper and run them with: bash scripts/pocketscion-interop.sh\n\n"
-            )
-        });
+                )
+            });
         let mut child = Command::new(&bin)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
