@@ -49,6 +49,8 @@ const REPLAY_PACKETS: usize = 128;
 const REPLAY_SCMP: Duration = Duration::from_millis(50);
 /// Upper bound of the replay window after a probe-loss switch.
 const REPLAY_MAX: Duration = Duration::from_millis(500);
+/// Peers without traffic this long are forgotten (QUIC keep-alives keep live ones fresh).
+const PEER_IDLE: Duration = Duration::from_secs(120);
 /// Wait after a failed daemon query before asking again.
 const LOAD_RETRY: Duration = Duration::from_secs(2);
 /// Bound on peers one socket tracks (each holds a selector and probe state).
@@ -95,6 +97,8 @@ struct Peer {
     /// Recently sent QUIC datagrams, replayed on the new path after a failover so the gap
     /// does not wait for QUIC's loss detection (QUIC drops the duplicates, RFC 9000 §12.3).
     recent: VecDeque<(Instant, Bytes)>,
+    /// Last datagram sent to or received from the peer (idle peers are forgotten).
+    last_activity: Instant,
 }
 
 #[derive(Default)]
@@ -230,6 +234,7 @@ impl ScionSocket {
                     loading: false,
                     next_load: None,
                     recent: VecDeque::new(),
+                    last_activity: Instant::now(),
                 },
             );
         }
@@ -498,7 +503,16 @@ impl ScionSocket {
             if peer.recent.len() >= REPLAY_PACKETS {
                 peer.recent.pop_front();
             }
-            peer.recent.push_back((Instant::now(), payload.clone()));
+            let now = Instant::now();
+            while peer
+                .recent
+                .front()
+                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > REPLAY_MAX)
+            {
+                peer.recent.pop_front();
+            }
+            peer.recent.push_back((now, payload.clone()));
+            peer.last_activity = now;
             let mut routes: Vec<Route> = peer
                 .active
                 .iter()
@@ -605,6 +619,7 @@ impl ScionSocket {
                 Err(e) => debug!(?e, "cannot reverse the peer's path"),
             }
         }
+        peer.last_activity = Instant::now();
         let synthetic = peer.synthetic;
         if new_peer && peer.wants_paths {
             drop(table);
@@ -701,7 +716,25 @@ impl ScionSocket {
             let mut to_load = Vec::new();
             {
                 let mut table = self.table();
+                let idle: Vec<(ScionAddr, SocketAddr)> = table
+                    .peers
+                    .values()
+                    .filter(|p| now.saturating_duration_since(p.last_activity) > PEER_IDLE)
+                    .map(|p| (p.remote, p.synthetic))
+                    .collect();
+                for (remote, synthetic) in idle {
+                    debug!(%remote, "forgetting idle SCION peer");
+                    table.peers.remove(&remote);
+                    table.by_synthetic.remove(&synthetic);
+                }
                 for peer in table.peers.values_mut() {
+                    while peer
+                        .recent
+                        .front()
+                        .is_some_and(|(t, _)| now.saturating_duration_since(*t) > REPLAY_MAX)
+                    {
+                        peer.recent.pop_front();
+                    }
                     self.drive_peer(peer, now);
                     if let Some(t) = peer.selector.as_ref().and_then(Selector::poll_timeout) {
                         next = next.min(t);
