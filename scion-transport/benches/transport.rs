@@ -151,6 +151,54 @@ async fn bulk_scion(tls: &TlsConfig) -> (f64, Duration) {
     (BULK_BYTES as f64 * 8.0 / elapsed.as_secs_f64() / 1e6, hs)
 }
 
+/// Same as `bulk_scion` but both hosts in one AS: SCION headers, no routers.
+async fn bulk_scion_same_as(tls: &TlsConfig) -> f64 {
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO_FLAT).expect("topo"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    let mut eps = Vec::new();
+    for _ in 0..2 {
+        let mut cfg = TransportConfig::new(
+            ScionAddr {
+                ia: ia("1-ff00:0:112"),
+                ip: "127.0.0.1".parse().expect("ip"),
+                port: 0,
+            },
+            tls.clone(),
+        );
+        cfg.daemon = Some(
+            emu.daemon_addr(ia("1-ff00:0:112"))
+                .expect("daemon")
+                .to_string(),
+        );
+        eps.push(ScionEndpoint::bind(cfg).await.expect("bind"));
+    }
+    let (server, client) = (&eps[0], &eps[1]);
+    let server_addr = server.local_addr();
+    let accept = async {
+        let conn = server
+            .accept()
+            .await
+            .expect("incoming")
+            .await
+            .expect("accept");
+        sink(conn).await
+    };
+    let dial = async {
+        let conn = client
+            .connect(server_addr, "server.test")
+            .await
+            .expect("connect");
+        (push(&conn, BULK_BYTES).await, conn)
+    };
+    let (got, (elapsed, _conn)) = tokio::join!(accept, dial);
+    assert_eq!(got, BULK_BYTES);
+    BULK_BYTES as f64 * 8.0 / elapsed.as_secs_f64() / 1e6
+}
+
 async fn bulk_plain(tls: &TlsConfig) -> (f64, Duration) {
     let alpn = vec![DEFAULT_ALPN.to_vec()];
     let server_cfg = tls.server_config(&alpn).expect("server cfg");
@@ -391,6 +439,8 @@ fn main() {
         println!("bulk_quinn_plain_udp_mbit_s: {plain:.0}");
         println!("bulk_quic_over_scion_emulator_mbit_s: {scion:.0}");
         println!("bulk_ratio_scion_to_plain: {:.2}", scion / plain);
+        let same_as = bulk_scion_same_as(&tls).await;
+        println!("bulk_quic_over_scion_same_as_no_routers_mbit_s: {same_as:.0}");
         println!("handshake_plain_ms: {:.2}", plain_hs.as_secs_f64() * 1e3);
         println!("handshake_scion_ms_incl_daemon_query: {:.2}", scion_hs.as_secs_f64() * 1e3);
         for (name, state) in [("scmp_cut", LinkState::Down), ("blackhole", LinkState::Blackhole)] {
