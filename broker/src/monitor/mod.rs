@@ -10,11 +10,11 @@
 //!   query parameters and 400 error texts. `?callback=f` wraps the JSON
 //!   as JSONP like nats-server's `ResponseHandler`.
 //! - `/metrics` — Prometheus text, names in [`metrics`].
+//! - `/pathz` — SCION paths per peer ([`pathz`]); 404 while the server has
+//!   no SCION endpoint.
 //!
 //! Not served (404): nats-server's `/gatewayz`, `/leafz`, `/accountz`,
-//! `/accstatz`, `/jsz`, `/stacksz`, `/ipqueuesz` (features we do not have),
-//! and `/pathz`, whose document [`pathz`] defines; it is served once the
-//! SCION link layer reports its paths (404 until then).
+//! `/accstatz`, `/jsz`, `/stacksz`, `/ipqueuesz` (features we do not have).
 
 pub mod connz;
 pub mod gofmt;
@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod pathz;
 pub mod procstat;
 pub mod routez;
+pub mod scion_view;
 pub mod subsz;
 pub mod varz;
 
@@ -65,12 +66,14 @@ const ROUTEZ: &str = "/routez";
 const SUBSZ: &str = "/subsz";
 const HEALTHZ: &str = "/healthz";
 const METRICS: &str = "/metrics";
+const PATHZ: &str = "/pathz";
 
 /// State of the monitoring server.
 struct Monitor {
     state: Arc<ServerState>,
     req_stats: Mutex<BTreeMap<String, u64>>,
     cpu: procstat::CpuSampler,
+    switches: scion_view::SwitchLog,
 }
 
 /// Serves the monitoring endpoints until the server shuts down.
@@ -79,6 +82,7 @@ pub async fn serve(state: Arc<ServerState>, listener: TcpListener) {
         state: state.clone(),
         req_stats: Mutex::new(BTreeMap::new()),
         cpu: procstat::CpuSampler::default(),
+        switches: scion_view::SwitchLog::default(),
     });
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
     // Dropping the set (when this task is aborted or returns) aborts every
@@ -314,10 +318,17 @@ impl Monitor {
                     start_secs,
                     &subsz::StatsJson::from(&sl),
                     &routes,
-                    &[],
+                    &scion_view::pathz_dests(&self.state, &self.switches).unwrap_or_default(),
                 );
                 Response::new(200, http::PROMETHEUS, text.into_bytes())
             }
+            PATHZ => match scion_view::pathz_dests(&self.state, &self.switches) {
+                None => Response::not_found(),
+                Some(dests) => {
+                    self.count(PATHZ);
+                    respond(q, pretty(&pathz::pathz(&self.state.id, dests, now)))
+                }
+            },
             _ => Response::not_found(),
         }
     }
@@ -376,9 +387,8 @@ impl Monitor {
     }
 }
 
-/// The server's registered routes as the monitor shows them. Routes over
-/// SCION will fill `scion` here once the SCION link layer reports path
-/// state for them.
+/// The server's registered routes as the monitor shows them; routes over
+/// SCION carry their peer address, active path and switch count.
 pub fn route_infos(state: &ServerState, subs: SubsLevel) -> Vec<RouteInfo> {
     state
         .cluster
@@ -386,9 +396,19 @@ pub fn route_infos(state: &ServerState, subs: SubsLevel) -> Vec<RouteInfo> {
         .iter()
         .map(|r| {
             let s = r.shared.snapshot(state, None);
-            let (remote_id, did_solicit, is_configured, rtt) = {
+            let (remote_id, did_solicit, is_configured, rtt, scion) = {
                 let m = lock(&r.meta);
-                (m.remote_id.clone(), m.did_solicit, m.is_configured, m.rtt)
+                let scion = m
+                    .scion
+                    .as_ref()
+                    .map(|p| scion_view::link_info(&p.endpoint, p.remote));
+                (
+                    m.remote_id.clone(),
+                    m.did_solicit,
+                    m.is_configured,
+                    m.rtt,
+                    scion,
+                )
             };
             let details = if subs == SubsLevel::None {
                 Vec::new()
@@ -417,7 +437,7 @@ pub fn route_infos(state: &ServerState, subs: SubsLevel) -> Vec<RouteInfo> {
                 out_bytes: s.out_bytes,
                 num_subs: s.subscriptions.min(u32::MAX as usize) as u32,
                 subs: details,
-                scion: None,
+                scion,
             }
         })
         .collect()

@@ -1,0 +1,211 @@
+//! Bridges the SCION link layer's path view (`scion_transport`) to
+//! /routez (`"scion"` of a route), /pathz and /metrics.
+//!
+//! Per peer the endpoint gives the candidate paths (`path_stats`) and the
+//! switch count; the last switch (cause, gap) comes from its event stream,
+//! which the monitor drains on each request ([`SwitchLog`]). Switches that
+//! happened before the first monitoring request are counted but their
+//! details are not known.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use scion_transport::address::ScionAddr;
+use scion_transport::path::CandidateView;
+use scion_transport::quic::ScionEndpoint;
+use scion_transport::socket::PathEvent;
+use tokio::sync::broadcast::{self, error::TryRecvError};
+
+use super::gofmt::{GoFloat, GoTime};
+use super::pathz::{bottleneck_kbps, total_latency, PathCandidate, PathSwitch, PathzDest};
+use super::routez::{ScionLinkInfo, ScionPathInfo};
+use crate::server::{lock, ServerState};
+
+/// One candidate path as /pathz shows it.
+pub fn candidate(c: &CandidateView) -> PathCandidate {
+    let info = &c.info;
+    PathCandidate {
+        fingerprint: info.fingerprint.to_string(),
+        hops: info.interfaces.iter().map(|i| i.to_string()).collect(),
+        state: c.state.to_string(),
+        active: c.active,
+        in_active_set: c.in_active_set,
+        rank: c.rank,
+        rtt: c.rtt,
+        rtt_var: c.rtt_var,
+        loss: c.loss.map(|l| GoFloat(f64::from(l))),
+        mtu: info.mtu,
+        expiry: GoTime(UNIX_EPOCH + Duration::from_secs(info.expiry_unix_secs)),
+        latency: total_latency(&info.latency, info.interfaces.len()),
+        bandwidth_kbps: bottleneck_kbps(&info.bandwidth_kbps),
+        probes_sent: c.probes_sent,
+        probes_answered: c.probes_answered,
+        reason: c.reason.clone(),
+    }
+}
+
+/// A path switch event as /pathz shows it.
+pub fn switch(e: &PathEvent) -> PathSwitch {
+    PathSwitch {
+        cause: e.cause.to_string(),
+        at: GoTime(e.at),
+        from: e.from.map(|f| f.to_string()),
+        to: e.to.to_string(),
+        gap: e.gap,
+    }
+}
+
+/// The `"scion"` object of a route: peer address, active path, switches.
+pub fn link_info(ep: &ScionEndpoint, remote: ScionAddr) -> ScionLinkInfo {
+    let active = ep.path_stats(remote).into_iter().find(|c| c.active);
+    ScionLinkInfo {
+        remote: remote.to_string(),
+        path: active.map(|c| {
+            let p = candidate(&c);
+            ScionPathInfo {
+                fingerprint: p.fingerprint,
+                hops: p.hops,
+                rtt: p.rtt,
+                mtu: Some(p.mtu),
+                expiry: Some(p.expiry),
+            }
+        }),
+        path_switches: ep.switch_count(remote),
+    }
+}
+
+/// The last switch per peer, from the endpoints' event streams.
+#[derive(Default)]
+pub struct SwitchLog {
+    /// One receiver per endpoint, keyed by the endpoint's address.
+    receivers: Mutex<Vec<(usize, broadcast::Receiver<PathEvent>)>>,
+    last: Mutex<HashMap<ScionAddr, PathEvent>>,
+}
+
+impl SwitchLog {
+    /// Subscribes to `ep` once, then takes every queued event. A receiver
+    /// that fell behind skips to the oldest retained event.
+    pub fn refresh(&self, eps: &[Arc<ScionEndpoint>]) {
+        let mut rx = lock(&self.receivers);
+        for ep in eps {
+            let key = Arc::as_ptr(ep) as usize;
+            if !rx.iter().any(|(k, _)| *k == key) {
+                rx.push((key, ep.path_events()));
+            }
+        }
+        let mut last = lock(&self.last);
+        for (_, r) in rx.iter_mut() {
+            loop {
+                match r.try_recv() {
+                    Ok(e) => {
+                        last.insert(e.remote, e);
+                    }
+                    Err(TryRecvError::Lagged(_)) => continue,
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+            }
+        }
+    }
+
+    pub fn last(&self, remote: ScionAddr) -> Option<PathSwitch> {
+        lock(&self.last).get(&remote).map(switch)
+    }
+}
+
+/// The server's SCION endpoints, if any.
+pub fn endpoints(state: &ServerState) -> Vec<Arc<ScionEndpoint>> {
+    let links = lock(&state.scion);
+    let mut eps: Vec<Arc<ScionEndpoint>> = Vec::new();
+    for ep in [&links.route_endpoint, &links.client_endpoint]
+        .into_iter()
+        .flatten()
+    {
+        if !eps.iter().any(|e| Arc::ptr_eq(e, ep)) {
+            eps.push(ep.clone());
+        }
+    }
+    eps
+}
+
+/// /pathz destinations: one per route carried over SCION. `None` when the
+/// server has no SCION endpoint (the endpoint then answers 404).
+pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Option<Vec<PathzDest>> {
+    let eps = endpoints(state);
+    if eps.is_empty() {
+        return None;
+    }
+    log.refresh(&eps);
+    let mut out = Vec::new();
+    for r in state.cluster.routes() {
+        let (peer, remote_id) = {
+            let m = lock(&r.meta);
+            (m.scion.clone(), m.remote_id.clone())
+        };
+        let Some(peer) = peer else { continue };
+        out.push(PathzDest {
+            remote: peer.remote.to_string(),
+            link: "route",
+            id: r.shared.cid,
+            remote_id,
+            path_switches: peer.endpoint.switch_count(peer.remote),
+            active: None,
+            why_active: String::new(),
+            last_switch: log.last(peer.remote),
+            paths: peer
+                .endpoint
+                .path_stats(peer.remote)
+                .iter()
+                .map(candidate)
+                .collect(),
+        });
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scion_transport::path::{PathFingerprint, PathInfo, PathInterface, PathState};
+
+    #[test]
+    fn candidate_conversion() {
+        let ia = |s: &str| s.parse().unwrap_or_else(|e| panic!("{s}: {e:?}"));
+        let info = PathInfo {
+            fingerprint: PathFingerprint::from_u64(0xab),
+            src: ia("1-ff00:0:110"),
+            dst: ia("1-ff00:0:111"),
+            interfaces: vec![
+                PathInterface::new(ia("1-ff00:0:110"), 1),
+                PathInterface::new(ia("1-ff00:0:111"), 7),
+            ],
+            mtu: 1472,
+            expiry_unix_secs: 3600,
+            latency: vec![Some(Duration::from_millis(11))],
+            bandwidth_kbps: vec![Some(100_000)],
+            dataplane: None,
+        };
+        let view = CandidateView {
+            info,
+            state: PathState::Alive,
+            rtt: Some(Duration::from_micros(12_500)),
+            rtt_var: None,
+            loss: Some(0.25),
+            reason: None,
+            active: true,
+            in_active_set: true,
+            rank: Some(0),
+            probes_sent: 8,
+            probes_answered: 6,
+            last_data_rx: None,
+        };
+        let c = candidate(&view);
+        assert_eq!(c.hops, vec!["1-ff00:0:110#1", "1-ff00:0:111#7"]);
+        assert_eq!(c.state, "alive");
+        assert!(c.fingerprint.starts_with("00000000000000ab"));
+        assert_eq!(c.latency, Some(Duration::from_millis(11)));
+        assert_eq!(c.bandwidth_kbps, Some(100_000));
+        assert_eq!(c.loss, Some(GoFloat(0.25)));
+        assert_eq!(c.expiry, GoTime(UNIX_EPOCH + Duration::from_secs(3600)));
+    }
+}

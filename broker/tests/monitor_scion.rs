@@ -1,0 +1,238 @@
+//! Monitoring of routes over SCION (issue 5, path observability): /routez
+//! shows the peer's SCION address, active path and switch count; /pathz
+//! lists candidate paths with state and the reason for the active one;
+//! /metrics carries the same numbers; a link cut shows up as a switch.
+//!
+//! Runs on the in-process SCION emulator; loopback only, bounded waits.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
+use broker::server::{start, ServerHandle};
+use scion_transport::address::{IsdAsn, ScionAddr};
+use scion_transport::emu::{EmuHandle, EmuOptions, Emulator, Topology};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{sleep, timeout, Instant};
+
+const TOPO: &str = include_str!("../../scion-transport/emu/two-paths.toml");
+const AS_A: &str = "1-ff00:0:111";
+const AS_B: &str = "1-ff00:0:112";
+const WAIT: Duration = Duration::from_secs(15);
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn ia(s: &str) -> IsdAsn {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e:?}"))
+}
+
+fn localhost() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
+}
+
+fn node(emu: &EmuHandle, dir: &TempDir, as_: &str, routes: Vec<RouteUrl>) -> Options {
+    let topo = dir.0.join(format!("{}.json", as_.replace(':', "_")));
+    std::fs::write(&topo, emu.topology_json(ia(as_)).expect("topology")).expect("write");
+    Options {
+        host: "127.0.0.1".into(),
+        port: -1,
+        http_host: "127.0.0.1".into(),
+        http_port: -1,
+        cluster: ClusterOpts {
+            name: Some("c1".into()),
+            listen: Some(ListenAddr::Scion {
+                isd_as: as_.into(),
+                ip: localhost(),
+                port: 0,
+            }),
+            routes,
+            ..Default::default()
+        },
+        scion: Some(ScionOpts {
+            path_preference: vec!["latency".into()],
+            daemon: Some(emu.daemon_addr(ia(as_)).expect("daemon").to_string()),
+            topology: Some(topo),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn route_endpoint(h: &ServerHandle) -> ScionAddr {
+    h.state
+        .scion
+        .lock()
+        .map(|g| g.route_endpoint.as_ref().map(|e| e.local_addr()))
+        .ok()
+        .flatten()
+        .expect("SCION route endpoint")
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .expect("in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+async fn wait_json(addr: SocketAddr, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = get(addr, path).await;
+        if status == 200 {
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if pred(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{path} never satisfied: {v}");
+        } else {
+            assert!(Instant::now() < deadline, "{path}: {status} {body}");
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routez_pathz_metrics_over_scion() {
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topology"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "broker-monscion-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    )));
+    std::fs::create_dir_all(&dir.0).expect("dir");
+    let a = start(node(&emu, &dir, AS_A, vec![]))
+        .await
+        .expect("start a");
+    let ra = route_endpoint(&a);
+    let route = RouteUrl {
+        url: format!("nats-route://{ra}"),
+        user: None,
+        password: None,
+        target: RouteTarget::Scion {
+            isd_as: ra.ia.to_string(),
+            ip: ra.ip,
+            port: ra.port,
+        },
+    };
+    let b = start(node(&emu, &dir, AS_B, vec![route]))
+        .await
+        .expect("start b");
+    let mb = b.http_addr.expect("monitoring");
+
+    // /routez: the SCION side of the route.
+    let v = wait_json(mb, "/routez", |v| {
+        v["num_routes"] == 1 && v["routes"][0]["scion"]["path"].is_object()
+    })
+    .await;
+    let scion = &v["routes"][0]["scion"];
+    assert_eq!(scion["remote"], ra.to_string());
+    let hops = scion["path"]["hops"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(hops.len() >= 2, "hops: {scion}");
+    assert!(hops.iter().all(|h| h.as_str().unwrap_or("").contains('#')));
+    let first_active = scion["path"]["fingerprint"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let switches_before = scion["path_switches"].as_u64().unwrap_or(0);
+
+    // /pathz: two candidates toward A (direct, and through the core), one active.
+    let v = wait_json(mb, "/pathz", |v| {
+        v["destinations"][0]["paths"]
+            .as_array()
+            .is_some_and(|p| p.len() >= 2)
+    })
+    .await;
+    let d = &v["destinations"][0];
+    assert_eq!(d["link"], "route");
+    assert_eq!(d["remote"], ra.to_string());
+    assert_eq!(d["remote_id"], a.state.id.as_str());
+    let paths = d["paths"].as_array().cloned().unwrap_or_default();
+    assert_eq!(paths.iter().filter(|p| p["active"] == true).count(), 1);
+    assert_eq!(d["active"], first_active.as_str());
+    assert!(d["why_active"].as_str().unwrap_or("").starts_with("rank "));
+    for p in &paths {
+        assert!(
+            p["state"].is_string() && p["mtu"].as_u64().unwrap_or(0) > 0,
+            "{p}"
+        );
+    }
+
+    // /metrics carries the same.
+    let (_, metrics) = get(mb, "/metrics").await;
+    assert!(
+        metrics.contains("nats_scion_path_candidates{link=\"route\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nats_scion_route_path_switches{rid="),
+        "{metrics}"
+    );
+
+    // Cut the direct link (SCMP signalled): the route switches path, and
+    // /routez and /pathz say so.
+    let r =
+        scion_transport::emu::send_control(emu.control_addr(), "link 1-ff00:0:111#2 down").await;
+    assert!(r.is_ok(), "control: {r:?}");
+    let v = wait_json(mb, "/routez", |v| {
+        let s = &v["routes"][0]["scion"];
+        s["path_switches"].as_u64().unwrap_or(0) > switches_before
+            && s["path"]["fingerprint"].as_str().unwrap_or("") != first_active
+    })
+    .await;
+    eprintln!("after cut: {}", v["routes"][0]["scion"]);
+    let v = wait_json(mb, "/pathz", |v| {
+        v["destinations"][0]["last_switch"].is_object()
+    })
+    .await;
+    let sw = &v["destinations"][0]["last_switch"];
+    assert_eq!(sw["from"], first_active.as_str());
+    assert!(sw["cause"].is_string(), "{sw}");
+
+    // A server without SCION has no /pathz.
+    let plain = start(Options {
+        host: "127.0.0.1".into(),
+        port: -1,
+        http_host: "127.0.0.1".into(),
+        http_port: -1,
+        ..Default::default()
+    })
+    .await
+    .expect("start plain");
+    let (status, _) = get(plain.http_addr.expect("monitoring"), "/pathz").await;
+    assert_eq!(status, 404);
+    plain.shutdown().await;
+    b.shutdown().await;
+    a.shutdown().await;
+}
