@@ -236,3 +236,106 @@ async fn routez_pathz_metrics_over_scion() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connz_and_pathz_show_a_client_over_scion() {
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topology"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "broker-monscion-c-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    )));
+    std::fs::create_dir_all(&dir.0).expect("dir");
+    let mut o = node(&emu, &dir, AS_A, vec![]);
+    o.cluster = ClusterOpts::default();
+    o.scion_listen = Some(ListenAddr::Scion {
+        isd_as: AS_A.into(),
+        ip: localhost(),
+        port: 0,
+    });
+    let srv = start(o).await.expect("start");
+    let upstream = srv
+        .state
+        .scion
+        .lock()
+        .map(|g| g.client_endpoint.as_ref().map(|e| e.local_addr()))
+        .ok()
+        .flatten()
+        .expect("SCION client endpoint");
+    // The proxy runs in AS B with its own view of the topology.
+    let b_opts = node(&emu, &dir, AS_B, vec![]);
+    let b_scion = b_opts.scion.expect("scion opts");
+    let proxy = broker::proxy::start(broker::proxy::ProxyConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        upstream,
+        local: ScionAddr {
+            ia: ia(AS_B),
+            ip: localhost(),
+            port: 0,
+        },
+        daemon: b_scion.daemon.clone(),
+        topology: b_scion.topology.clone(),
+        path_preference: None,
+    })
+    .await
+    .expect("proxy");
+    let over_scion = timeout(
+        WAIT,
+        async_nats::ConnectOptions::new()
+            .name("via-scion")
+            .connect(proxy.listen.to_string()),
+    )
+    .await
+    .expect("in time")
+    .expect("connect through proxy");
+    let direct = timeout(
+        WAIT,
+        async_nats::ConnectOptions::new()
+            .name("direct")
+            .connect(srv.client_addr.to_string()),
+    )
+    .await
+    .expect("in time")
+    .expect("connect");
+    over_scion.flush().await.expect("flush");
+    direct.flush().await.expect("flush");
+
+    let m = srv.http_addr.expect("monitoring");
+    let v = wait_json(m, "/connz", |v| {
+        v["num_connections"] == 2
+            && v["connections"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["scion"]["path"].is_object()))
+    })
+    .await;
+    let conns = v["connections"].as_array().cloned().unwrap_or_default();
+    let via = conns
+        .iter()
+        .find(|c| c["name"] == "via-scion")
+        .expect("the SCION client");
+    let remote = via["scion"]["remote"].as_str().unwrap_or("").to_string();
+    assert!(remote.starts_with(&format!("[{AS_B},")), "{via}");
+    assert!(via["scion"]["path"]["hops"]
+        .as_array()
+        .is_some_and(|h| !h.is_empty()));
+    let plain = conns
+        .iter()
+        .find(|c| c["name"] == "direct")
+        .expect("the TCP client");
+    assert!(plain.get("scion").is_none(), "{plain}");
+
+    let v = wait_json(m, "/pathz", |v| v["num_destinations"] == 1).await;
+    let d = &v["destinations"][0];
+    assert_eq!(d["link"], "client");
+    assert_eq!(d["id"], via["cid"]);
+    assert_eq!(d["remote"], remote.as_str());
+    assert!(d["paths"].as_array().is_some_and(|p| !p.is_empty()));
+    drop(over_scion);
+    drop(direct);
+    srv.shutdown().await;
+}

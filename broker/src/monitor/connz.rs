@@ -11,6 +11,7 @@ use super::http::{
     decode_bool, decode_int, decode_state, decode_subs, decode_uint64, ConnState, ParamError,
     Query, SubsLevel,
 };
+use super::routez::ScionLinkInfo;
 use super::subsz::SubDetail;
 use crate::proto::ConnKind;
 use crate::server::client::ConnSnapshot;
@@ -140,6 +141,10 @@ pub struct ConnInfo {
     pub subscriptions_list: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub subscriptions_list_detail: Vec<SubDetail>,
+    /// Our addition for clients connected over SCION: peer address, active
+    /// path, path switches (absent for TCP clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scion: Option<ScionLinkInfo>,
     /// Sort key only.
     #[serde(skip)]
     pub rtt_raw: Duration,
@@ -192,12 +197,14 @@ fn row(s: &ConnSnapshot, now: SystemTime, auth: bool) -> ConnInfo {
         },
         subscriptions_list: Vec::new(),
         subscriptions_list_detail: Vec::new(),
+        scion: None,
         rtt_raw: s.rtt.unwrap_or_default(),
     }
 }
 
 fn open_row(state: &ServerState, c: &ClientShared, o: &ConnzOptions, now: SystemTime) -> ConnInfo {
     let mut r = row(&c.snapshot(state, None), now, o.auth);
+    r.scion = super::scion_view::client_link(state, c);
     if o.subs != SubsLevel::None {
         let mut details: Vec<SubDetail> =
             lock(&c.subs).values().map(|s| SubDetail::of(s)).collect();

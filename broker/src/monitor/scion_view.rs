@@ -20,7 +20,8 @@ use tokio::sync::broadcast::{self, error::TryRecvError};
 use super::gofmt::{GoFloat, GoTime};
 use super::pathz::{bottleneck_kbps, total_latency, PathCandidate, PathSwitch, PathzDest};
 use super::routez::{ScionLinkInfo, ScionPathInfo};
-use crate::server::{lock, ServerState};
+use crate::proto::ConnKind;
+use crate::server::{lock, ClientShared, ServerState};
 
 /// One candidate path as /pathz shows it.
 pub fn candidate(c: &CandidateView) -> PathCandidate {
@@ -128,8 +129,17 @@ pub fn endpoints(state: &ServerState) -> Vec<Arc<ScionEndpoint>> {
     eps
 }
 
-/// /pathz destinations: one per route carried over SCION. `None` when the
-/// server has no SCION endpoint (the endpoint then answers 404).
+/// The `"scion"` object of a client connected over SCION (its peer label
+/// is the SCION address the client endpoint saw).
+pub fn client_link(state: &ServerState, c: &ClientShared) -> Option<ScionLinkInfo> {
+    let remote: ScionAddr = c.label.as_deref()?.parse().ok()?;
+    let ep = lock(&state.scion).client_endpoint.clone()?;
+    Some(link_info(&ep, remote))
+}
+
+/// /pathz destinations: one per route or client link carried over SCION.
+/// `None` when the server has no SCION endpoint (the endpoint then
+/// answers 404).
 pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Option<Vec<PathzDest>> {
     let eps = endpoints(state);
     if eps.is_empty() {
@@ -159,6 +169,30 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Option<Vec<PathzDest
                 .map(candidate)
                 .collect(),
         });
+    }
+    let client_ep = lock(&state.scion).client_endpoint.clone();
+    if let Some(ep) = client_ep {
+        let clients: Vec<Arc<ClientShared>> = lock(&state.clients)
+            .values()
+            .filter(|c| c.kind == ConnKind::Client && c.label.is_some())
+            .cloned()
+            .collect();
+        for c in clients {
+            let Some(remote) = c.label.as_deref().and_then(|l| l.parse::<ScionAddr>().ok()) else {
+                continue;
+            };
+            out.push(PathzDest {
+                remote: remote.to_string(),
+                link: "client",
+                id: c.cid,
+                remote_id: String::new(),
+                path_switches: ep.switch_count(remote),
+                active: None,
+                why_active: String::new(),
+                last_switch: log.last(remote),
+                paths: ep.path_stats(remote).iter().map(candidate).collect(),
+            });
+        }
     }
     Some(out)
 }
