@@ -610,8 +610,15 @@ fn nats_server_bin() -> Option<std::path::PathBuf> {
 
 /// Starts nats-server on random ports and learns them from its log.
 fn start_ref(bin: &std::path::Path) -> RefServer {
+    start_ref_with(bin, &[]).0
+}
+
+/// Same, with extra arguments; also returns the route listen address when
+/// the log names one.
+fn start_ref_with(bin: &std::path::Path, extra: &[&str]) -> (RefServer, Option<SocketAddr>) {
     let mut child = Command::new(bin)
         .args(["-a", "127.0.0.1", "-p", "-1", "-m", "-1"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -628,21 +635,24 @@ fn start_ref(bin: &std::path::Path) -> RefServer {
     let after = |line: &str, marker: &str| -> Option<SocketAddr> {
         line.split(marker).nth(1)?.trim().parse().ok()
     };
-    let (mut client, mut http) = (None, None);
+    let (mut client, mut http, mut route) = (None, None, None);
+    let want_route = !extra.is_empty();
     let deadline = std::time::Instant::now() + WAIT;
-    while client.is_none() || http.is_none() {
+    while client.is_none() || http.is_none() || (want_route && route.is_none()) {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let line = rx
             .recv_timeout(left)
             .expect("nats-server log lines in time");
         client = client.or_else(|| after(&line, "Listening for client connections on "));
         http = http.or_else(|| after(&line, "Starting http monitor on "));
+        route = route.or_else(|| after(&line, "Listening for route connections on "));
     }
-    RefServer {
+    let server = RefServer {
         child,
         client: client.unwrap_or_else(|| unreachable!()),
         http: http.unwrap_or_else(|| unreachable!()),
-    }
+    };
+    (server, route)
 }
 
 /// A raw client that subscribes and proves the server processed it (PONG).
@@ -766,5 +776,72 @@ async fn differential_key_sets_against_nats_server() {
         assert_eq!((o.status, o.text()), (t.status, t.text()), "{path}");
     }
     assert_eq!(get(om, "/nope").await.text(), get(tm, "/nope").await.text());
+    ours.shutdown().await;
+}
+
+#[tokio::test]
+async fn differential_routez_and_cluster_against_nats_server() {
+    let Some(bin) = nats_server_bin() else {
+        eprintln!("SKIP differential_routez_and_cluster_against_nats_server: nats-server not installed (apt-get install nats-server, or set NATS_SERVER_BIN)");
+        return;
+    };
+    let (theirs, their_route) = start_ref_with(
+        &bin,
+        &["--cluster", "nats://127.0.0.1:-1", "--cluster_name", "mon"],
+    );
+    let their_route = their_route.expect("nats-server route listen address");
+    // Ours routes to theirs: a mixed cluster of two.
+    let ours = broker(cluster_opts(vec![their_route])).await;
+    let (tm, om) = (theirs.http, http_addr(&ours));
+    let t = wait_json(tm, "/routez", |v| v["num_routes"] == 1).await;
+    let o = wait_json(om, "/routez", |v| v["num_routes"] == 1).await;
+    same_shape("/routez", &o, &t, &[]);
+    same_shape("/routez route", &o["routes"][0], &t["routes"][0], &[]);
+    assert_eq!(o["routes"][0]["remote_id"], t["server_id"]);
+    assert_eq!(t["routes"][0]["remote_id"], o["server_id"]);
+    assert_eq!(o["routes"][0]["did_solicit"], true);
+    assert_eq!(t["routes"][0]["did_solicit"], false);
+
+    // Interest crosses: a subscription on ours shows on their route entry
+    // and theirs on ours, with the same subs=1 shape.
+    let c = nats(&ours, "x").await;
+    let s = c.subscribe("diff.route").await.expect("sub");
+    c.flush().await.expect("flush");
+    let t = wait_json(tm, "/routez?subs=1", |v| {
+        v["routes"][0]["subscriptions"] == 1
+    })
+    .await;
+    assert_eq!(
+        t["routes"][0]["subscriptions_list"],
+        serde_json::json!(["diff.route"])
+    );
+    let _raw = raw_client(theirs.client).await;
+    let o = wait_json(om, "/routez?subs=1", |v| {
+        v["routes"][0]["subscriptions"] == 1
+    })
+    .await;
+    assert_eq!(
+        o["routes"][0]["subscriptions_list"],
+        serde_json::json!(["foo"])
+    );
+    same_shape(
+        "/routez?subs=1 route",
+        &o["routes"][0],
+        &t["routes"][0],
+        &[],
+    );
+
+    let (tv, ov) = (get_json(tm, "/varz").await, get_json(om, "/varz").await);
+    // Only ours has configured routes, so only ours lists `urls`.
+    let mut oc = ov["cluster"].clone();
+    assert_eq!(
+        oc.as_object_mut().and_then(|m| m.remove("urls")),
+        Some(serde_json::json!([their_route.to_string()]))
+    );
+    same_shape("/varz.cluster", &oc, &tv["cluster"], &[]);
+    assert_eq!(ov["routes"], tv["routes"]);
+    assert_eq!(ov["cluster"]["name"], "mon");
+    drop(s);
+    drop(c);
     ours.shutdown().await;
 }

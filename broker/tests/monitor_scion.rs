@@ -189,6 +189,15 @@ async fn routez_pathz_metrics_over_scion() {
         );
     }
 
+    // /varz names the SCION cluster address and the bound route port.
+    let v = wait_json(mb, "/varz", |v| v["routes"] == 1).await;
+    assert_eq!(v["cluster"]["addr"], format!("{AS_B},127.0.0.1"));
+    assert_eq!(v["cluster"]["cluster_port"], route_endpoint(&b).port);
+    assert_eq!(
+        v["cluster"]["urls"][0],
+        format!("[{},{}]:{}", ra.ia, ra.ip, ra.port)
+    );
+
     // /metrics carries the same.
     let (_, metrics) = get(mb, "/metrics").await;
     assert!(

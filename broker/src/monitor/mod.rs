@@ -364,7 +364,16 @@ impl Monitor {
             } else {
                 String::new()
             },
-            cluster_port: lock(&st.cluster.listen_addr).map(|a| a.port()).unwrap_or(0),
+            // The bound route port: TCP listener, else the SCION route endpoint.
+            cluster_port: lock(&st.cluster.listen_addr)
+                .map(|a| a.port())
+                .or_else(|| {
+                    lock(&st.scion)
+                        .route_endpoint
+                        .as_ref()
+                        .map(|e| e.local_addr().port)
+                })
+                .unwrap_or(0),
             start: Some(st.start_time),
             now: Some(now),
             uptime: st.start_instant.elapsed(),
