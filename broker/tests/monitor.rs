@@ -760,6 +760,56 @@ async fn differential_key_sets_against_nats_server() {
             }
         }
     }
+    // Values that follow from the same (default) configuration agree.
+    let (tv, ov) = (get_json(tm, "/varz").await, get_json(om, "/varz").await);
+    for k in [
+        "version",
+        "proto",
+        "host",
+        "max_connections",
+        "ping_interval",
+        "ping_max",
+        "http_host",
+        "http_base_path",
+        "https_port",
+        "auth_timeout",
+        "max_control_line",
+        "max_payload",
+        "max_pending",
+        "tls_timeout",
+        "write_deadline",
+        "cores",
+        "gomaxprocs",
+        "connections",
+        "total_connections",
+        "in_msgs",
+        "out_msgs",
+        "in_bytes",
+        "out_bytes",
+    ] {
+        assert_eq!(ov[k], tv[k], "/varz {k}");
+    }
+    let (tc, oc) = (get_json(tm, "/connz").await, get_json(om, "/connz").await);
+    for k in [
+        "kind",
+        "type",
+        "ip",
+        "pending_bytes",
+        "in_msgs",
+        "out_msgs",
+        "in_bytes",
+        "out_bytes",
+        "subscriptions",
+        "name",
+        "lang",
+        "version",
+    ] {
+        assert_eq!(
+            oc["connections"][0][k], tc["connections"][0][k],
+            "/connz {k}"
+        );
+    }
+
     // Same error texts for bad parameters.
     for path in [
         "/connz?sort=foo",
