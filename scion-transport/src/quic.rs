@@ -542,26 +542,38 @@ impl ScionEndpoint {
     }
 }
 
+/// Socket buffer size asked for (the kernel caps it at `net.core.{r,w}mem_max`): SCION
+/// decoding costs more per datagram than plain UDP, so bursts need room to queue.
+pub const UDP_BUFFER_BYTES: usize = 4 << 20;
+
+/// Binds a UDP socket with large buffers.
+pub fn bind_udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // Best effort: a smaller buffer only costs throughput.
+    let _ = sock.set_recv_buffer_size(UDP_BUFFER_BYTES);
+    let _ = sock.set_send_buffer_size(UDP_BUFFER_BYTES);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
 /// Binds the UDP socket; port 0 means "a free port in the dispatched range" when known.
 async fn bind_udp(local: ScionAddr, range: Option<(u16, u16)>) -> Result<UdpSocket, BindError> {
     if local.port != 0 {
         let addr = SocketAddr::new(local.ip, local.port);
-        return UdpSocket::bind(addr)
-            .await
-            .map_err(|source| BindError::Bind { addr, source });
+        return bind_udp_socket(addr).map_err(|source| BindError::Bind { addr, source });
     }
     let Some((lo, hi)) = range else {
         let addr = SocketAddr::new(local.ip, 0);
-        return UdpSocket::bind(addr)
-            .await
-            .map_err(|source| BindError::Bind { addr, source });
+        return bind_udp_socket(addr).map_err(|source| BindError::Bind { addr, source });
     };
     // Start at a random offset so parallel endpoints do not race for the same ports.
     let span = (hi - lo) as u32 + 1;
     let start = rand::random::<u32>() % span;
     for i in 0..span.min(2048) {
         let port = lo + ((start + i) % span) as u16;
-        if let Ok(sock) = UdpSocket::bind(SocketAddr::new(local.ip, port)).await {
+        if let Ok(sock) = bind_udp_socket(SocketAddr::new(local.ip, port)) {
             return Ok(sock);
         }
     }

@@ -109,7 +109,7 @@ pub(crate) struct Bound {
 pub(crate) async fn bind(topo: Topology, ip: IpAddr) -> io::Result<Bound> {
     let mut routers = HashMap::new();
     for spec in &topo.ases {
-        let sock = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let sock = crate::quic::bind_udp_socket(SocketAddr::new(ip, 0))?;
         let addr = sock.local_addr()?;
         routers.insert(
             spec.ia,
@@ -124,7 +124,7 @@ pub(crate) async fn bind(topo: Topology, ip: IpAddr) -> io::Result<Bound> {
     let mut sockets = HashMap::new();
     for (i, link) in topo.links.iter().enumerate() {
         for end in [link.a, link.b] {
-            let sock = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+            let sock = crate::quic::bind_udp_socket(SocketAddr::new(ip, 0))?;
             let addr = sock.local_addr()?;
             sockets.insert(end, (i, Arc::new(sock), addr));
         }
