@@ -329,7 +329,7 @@ where
                 break;
             }
             match tokio::time::timeout(deadline, wr.write_all(&buf)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => shared.out.written(),
                 Ok(Err(_)) => {
                     shared.out.close(ClosedState::WriteError);
                     shared.out.discard();
@@ -421,6 +421,15 @@ impl Conn {
                             self.end_batch();
                             if let Err(Close(reason)) = res {
                                 return reason;
+                            }
+                            // Fast-producer stall (nats-server stalledWait):
+                            // a consumer above half its pending limit slows
+                            // this publisher instead of being cut at once.
+                            for c in self.batch.take_stalled() {
+                                let ttl = c.out.stall_duration();
+                                if tokio::time::timeout(ttl, c.out.unstalled()).await.is_err() {
+                                    debug!("{} - Timed out of fast producer stall ({:?})", self.shared.log_prefix(), ttl);
+                                }
                             }
                         }
                     }

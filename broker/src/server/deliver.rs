@@ -57,6 +57,9 @@ struct RouteTarget {
 #[derive(Default)]
 pub struct Batch {
     flush: Vec<Arc<ClientShared>>,
+    /// Local consumers above half their pending limit (client producers
+    /// wait for them after the batch).
+    stalled: Vec<Arc<ClientShared>>,
     pub out_msgs: u64,
     pub out_bytes: u64,
     targets: Vec<RouteTarget>,
@@ -78,6 +81,11 @@ impl Batch {
             return;
         }
         self.flush.push(c.clone());
+    }
+
+    /// Consumers this batch found stalled; cleared.
+    pub fn take_stalled(&mut self) -> Vec<Arc<ClientShared>> {
+        std::mem::take(&mut self.stalled)
     }
 
     /// Wakes every writer that got data and folds the counters into the
@@ -289,6 +297,12 @@ pub fn deliver_local(
             batch.out_msgs += 1;
             batch.out_bytes += body;
             batch.mark(client);
+            if matches!(src, Source::Client { .. })
+                && client.out.is_stalled()
+                && !batch.stalled.iter().any(|c| Arc::ptr_eq(c, client))
+            {
+                batch.stalled.push(client.clone());
+            }
         }
         Err(e) => {
             // Count the cut once, not every message dropped after it.

@@ -19,6 +19,9 @@ const RETAINED_CAPACITY: usize = 64 * 1024;
 
 struct Inner {
     buf: Vec<u8>,
+    /// Bytes the writer took and is still writing; they count as pending
+    /// until written (nats-server decrements `pb` only after the write).
+    in_flight: usize,
     closed: Option<ClosedState>,
 }
 
@@ -31,6 +34,11 @@ pub struct Outbound {
     /// Wakes the reader task when the connection must close.
     close_notify: Notify,
     max_pending: usize,
+    /// Pending bytes are above half of `max_pending`: producers should wait
+    /// a little (nats-server `out.stc`, fast-producer stall).
+    stalled: AtomicBool,
+    /// Wakes stalled producers once the writer drained below the mark.
+    stall_notify: Notify,
 }
 
 /// The enqueue failed because the connection is (now) closed.
@@ -50,12 +58,15 @@ impl Outbound {
         Outbound {
             inner: Mutex::new(Inner {
                 buf: Vec::new(),
+                in_flight: 0,
                 closed: None,
             }),
             notify: Notify::new(),
             closing: AtomicBool::new(false),
             close_notify: Notify::new(),
             max_pending,
+            stalled: AtomicBool::new(false),
+            stall_notify: Notify::new(),
         }
     }
 
@@ -79,7 +90,11 @@ impl Outbound {
         let before = g.buf.len();
         fill(&mut g.buf);
         let added = g.buf.len() - before;
-        if g.buf.len() > self.max_pending {
+        let pending = g.buf.len() + g.in_flight;
+        if pending > self.max_pending / 2 && !self.stalled.load(Ordering::Relaxed) {
+            self.stalled.store(true, Ordering::Release);
+        }
+        if pending > self.max_pending {
             g.buf.truncate(before);
             g.closed = Some(ClosedState::SlowConsumerPendingBytes);
             drop(g);
@@ -116,15 +131,67 @@ impl Outbound {
     pub fn take(&self, spare: &mut Vec<u8>) -> Option<ClosedState> {
         let mut g = self.lock();
         std::mem::swap(&mut g.buf, spare);
+        g.in_flight = spare.len();
         if g.buf.capacity() > RETAINED_CAPACITY && spare.len() < RETAINED_CAPACITY {
             g.buf.shrink_to(RETAINED_CAPACITY);
         }
         g.closed
     }
 
-    /// Bytes waiting to be written.
+    /// Bytes waiting to be written (including those being written).
     pub fn pending(&self) -> usize {
-        self.lock().buf.len()
+        let g = self.lock();
+        g.buf.len() + g.in_flight
+    }
+
+    /// The writer finished writing what it took: release stalled producers
+    /// once pending bytes are below half of the limit.
+    pub fn written(&self) {
+        let below = {
+            let mut g = self.lock();
+            g.in_flight = 0;
+            g.buf.len() <= self.max_pending / 2
+        };
+        if below && self.stalled.swap(false, Ordering::AcqRel) {
+            self.stall_notify.notify_waiters();
+        }
+    }
+
+    /// Whether producers should slow down for this connection.
+    pub fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Acquire)
+    }
+
+    /// How long a producer waits at most (nats-server `stallDuration`:
+    /// 100 ms, plus 100 ms per tenth of the upper half used, 1 s when full).
+    pub fn stall_duration(&self) -> std::time::Duration {
+        use std::time::Duration;
+        let pb = self.pending();
+        let mp = self.max_pending.max(1);
+        if pb >= mp {
+            return Duration::from_secs(1);
+        }
+        let hmp = mp / 2;
+        let mut ttl = Duration::from_millis(100);
+        if pb > hmp {
+            let bsz = (hmp / 10).max(1);
+            ttl += Duration::from_millis(100) * ((pb - hmp) / bsz) as u32;
+        }
+        ttl.min(Duration::from_secs(1))
+    }
+
+    /// Resolves once the connection is no longer stalled (or closes).
+    pub async fn unstalled(&self) {
+        loop {
+            if !self.is_stalled() || self.is_closing() {
+                return;
+            }
+            let n = self.stall_notify.notified();
+            if !self.is_stalled() || self.is_closing() {
+                return;
+            }
+            n.await;
+        }
     }
 
     /// Marks the connection closed for `reason` (first reason wins). The
@@ -142,6 +209,8 @@ impl Outbound {
 
     fn mark_closing(&self) {
         self.closing.store(true, Ordering::Release);
+        self.stalled.store(false, Ordering::Release);
+        self.stall_notify.notify_waiters();
         self.notify.notify_one();
         self.close_notify.notify_waiters();
         self.close_notify.notify_one();
@@ -201,6 +270,25 @@ mod tests {
         let mut spare = Vec::new();
         assert_eq!(o.take(&mut spare), None);
         assert_eq!(spare, b"abc");
+        // Taken bytes count until the writer reports them written.
+        assert_eq!(o.pending(), 3);
+        o.written();
         assert_eq!(o.pending(), 0);
+    }
+
+    #[test]
+    fn stall_above_half_and_release_after_write() {
+        let o = Outbound::new(100);
+        o.append(&[0u8; 40]).unwrap();
+        assert!(!o.is_stalled());
+        o.append(&[0u8; 20]).unwrap();
+        assert!(o.is_stalled());
+        assert!(o.stall_duration() >= std::time::Duration::from_millis(100));
+        let mut spare = Vec::new();
+        o.take(&mut spare);
+        // Still stalled while the taken bytes are being written.
+        assert!(o.is_stalled());
+        o.written();
+        assert!(!o.is_stalled());
     }
 }
