@@ -662,3 +662,169 @@ fn exercise(data: &[u8]) {
         }
     }
 }
+
+/// Canonical form shared with `tests/conf_diff/main.go`.
+fn canon(v: &Value) -> String {
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+    match v {
+        Value::String(s) => format!("S{}", hex(s.as_bytes())),
+        Value::Integer(i) => format!("I{i}"),
+        Value::Float(f) => format!("F{:x}", f.to_bits()),
+        Value::Bool(b) => format!("B{b}"),
+        Value::Datetime(d) => format!("D{d}"),
+        Value::Array(a) => {
+            let parts: Vec<String> = a.iter().map(|n| canon(&n.value)).collect();
+            format!("[{}]", parts.join(","))
+        }
+        Value::Map(m) => {
+            let mut parts: Vec<(String, String)> = m
+                .iter()
+                .map(|e| (hex(e.key.as_bytes()), canon(&e.value.value)))
+                .collect();
+            parts.sort();
+            let parts: Vec<String> = parts.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            format!("{{{}}}", parts.join(","))
+        }
+    }
+}
+
+/// The grammar against nats-server's own `conf` package (2.9.10, from
+/// Debian's golang-github-nats-io-nats-server-dev), built with `go` at test
+/// time: on the seed corpus plus fixed-seed mutations, every input both
+/// accept must give the same tree, nothing nats-server rejects may be
+/// accepted, and our extra rejections must be the documented stricter cases.
+/// Skipped when `go` or the Go source is not installed.
+#[test]
+fn grammar_differential_against_nats_server_conf_package() {
+    let src = Path::new("/usr/share/gocode/src/github.com/nats-io/nats-server/conf");
+    let have_go = Proc::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !src.join("lex.go").exists() || !have_go {
+        eprintln!("skipping: go or nats-server conf sources not installed");
+        return;
+    }
+    let d = tmpdir();
+    std::fs::create_dir_all(d.join("conf")).unwrap();
+    for f in ["lex.go", "parse.go"] {
+        std::fs::copy(src.join(f), d.join("conf").join(f)).expect("copy Go source");
+    }
+    std::fs::write(d.join("go.mod"), "module confdiff\n\ngo 1.19\n").unwrap();
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conf_diff/main.go");
+    std::fs::copy(&harness, d.join("main.go")).expect("copy harness");
+    let built = Proc::new("go")
+        .args(["build", "-o", "gconf", "."])
+        .current_dir(&d)
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .expect("run go build");
+    assert!(
+        built.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    // Inputs: the seed corpus, then mutations of it (fixed seed).
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/conf_parse");
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&corpus)
+        .expect("seed corpus")
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .collect();
+    seeds.sort();
+    let mut inputs = seeds.clone();
+    let alphabet = b" \t\n\r{}[]()=:;,#/'\"\\$-.0123456789kKbBiIeExabcTZtrue";
+    let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for _ in 0..3000 {
+        let mut s = seeds[(next() as usize) % seeds.len()].clone();
+        for _ in 0..(1 + next() % 5) {
+            let at = (next() as usize) % (s.len() + 1);
+            match next() % 3 {
+                0 => s.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+                1 if !s.is_empty() => {
+                    s.remove(at.min(s.len() - 1));
+                }
+                _ => {
+                    let other = &seeds[(next() as usize) % seeds.len()];
+                    let from = (next() as usize) % (other.len() + 1);
+                    let to = (from + (next() as usize) % 10).min(other.len());
+                    s.splice(at..at, other[from..to].iter().copied());
+                }
+            }
+        }
+        inputs.push(s);
+    }
+    std::fs::create_dir_all(d.join("in")).unwrap();
+    std::fs::create_dir_all(d.join("cwd")).unwrap();
+    let names: Vec<String> = (0..inputs.len())
+        .map(|i| format!("in/{i:05}.conf"))
+        .collect();
+    for (n, data) in names.iter().zip(&inputs) {
+        std::fs::write(d.join(n), data).unwrap();
+    }
+    // Empty environment and an empty working directory: no variable or
+    // include can resolve on either side.
+    let out = Proc::new(d.join("gconf"))
+        .args(names.iter().map(|n| d.join(n)))
+        .current_dir(d.join("cwd"))
+        .env_clear()
+        .output()
+        .expect("run Go harness");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let theirs: std::collections::HashMap<String, String> = text
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(f, r)| (f.to_string(), r.to_string()))
+        .collect();
+
+    let (mut same, mut stricter) = (0, 0);
+    for (n, data) in names.iter().zip(&inputs) {
+        let key = d.join(n).display().to_string();
+        let go = theirs
+            .get(&key)
+            .unwrap_or_else(|| panic!("no Go result for {key}"));
+        let ours = conf::parse(data, None, &conf::NoSource);
+        let input = String::from_utf8_lossy(data);
+        match (go.as_str(), &ours) {
+            ("PANIC", _) => {}
+            ("ERR", Ok(m)) => panic!("nats-server rejects {input:?}, we accept {m:?}"),
+            ("ERR", Err(_)) => same += 1,
+            ("LOSSY", _) => {}
+            (tree, Ok(m)) => {
+                assert_eq!(
+                    canon(&Value::Map(m.clone())),
+                    tree,
+                    "different tree for {input:?}"
+                );
+                same += 1;
+            }
+            (_, Err(e)) => {
+                let documented = e.message.starts_with("expected a value for key")
+                    || e.message.contains("invalid size suffix")
+                    || e.message.contains("is out of the range")
+                    || e.message == "Unexpected EOF.";
+                assert!(
+                    documented,
+                    "we reject {input:?} ({e}), nats-server accepts it"
+                );
+                stricter += 1;
+            }
+        }
+    }
+    assert!(
+        same > inputs.len() * 3 / 4,
+        "same {same}, stricter {stricter}"
+    );
+}
