@@ -432,6 +432,58 @@ async fn echo_off_and_drain() {
     srv.shutdown().await;
 }
 
+#[tokio::test]
+async fn connection_and_subscription_limits() {
+    let mut o = local_opts();
+    o.max_connections = 1;
+    o.max_subscriptions = 2;
+    let srv = start_broker(o).await;
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let e2 = errors.clone();
+    let c = connect_with(
+        &srv,
+        ConnectOptions::new().event_callback(move |ev| {
+            let e2 = e2.clone();
+            async move {
+                if let Event::ServerError(ServerError::Other(s)) = ev {
+                    e2.lock().unwrap().push(s);
+                }
+            }
+        }),
+    )
+    .await;
+    // A second connection is refused while the first is up.
+    let second = tokio::time::timeout(WAIT, ConnectOptions::new().connect(url(&srv)))
+        .await
+        .expect("refusal should be prompt");
+    assert!(
+        second.is_err(),
+        "max_connections 1 admitted a second client"
+    );
+    let _a = c.subscribe("a").await.unwrap();
+    let _b = c.subscribe("b").await.unwrap();
+    let _x = c.subscribe("c").await.unwrap();
+    c.flush().await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !errors
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| e == "maximum subscriptions exceeded")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no max subscriptions error: {:?}",
+            errors.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The connection survives the refused subscription.
+    assert_eq!(srv.state.sublist.read().unwrap().count(), 2);
+    c.flush().await.unwrap();
+    srv.shutdown().await;
+}
+
 /// A subscriber that never reads must be cut once its pending bytes pass
 /// max_pending, without stalling the publisher or a healthy subscriber.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -520,6 +572,20 @@ async fn stalled_subscriber_is_cut_as_slow_consumer() {
     // what the kernel buffered and then hits EOF.
     let _ = stalled.read_to_close(Duration::from_secs(10)).await;
     assert!(stalled.eof, "stalled subscriber was not disconnected");
+    // The cut is recorded with nats-server's close reason (what /connz
+    // ?state=closed shows).
+    let reasons: Vec<_> = srv
+        .state
+        .closed
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.snapshot.reason)
+        .collect();
+    assert!(
+        reasons.contains(&broker::server::ClosedState::SlowConsumerPendingBytes),
+        "{reasons:?}"
+    );
     // The healthy subscriber got every message (bounded wait).
     wait_count(&received, sent).await;
     let closed: Vec<String> = srv
