@@ -1,27 +1,25 @@
 //! `timesync bench`: runs the scenarios against Debian's nats-server on loopback,
 //! with the user-space delay proxy where a WAN is needed, and prints our figures beside the
 //! naive seed approach's (set the clock to each received `time.system` value) from the same
-//! run. Ground truth: every role runs in this process on this host, so a follower's true
-//! error is its virtual clock minus CLOCK_REALTIME minus the source's (zero) skew.
+//! run. Sources and followers are child processes of this binary; all run on this host, so a
+//! follower's true error is its reported `host_offset_ns` (virtual clock minus
+//! CLOCK_REALTIME) minus the source's skew, which is zero here.
 
 pub mod natsd;
 pub mod proxy;
 pub mod svg;
 
 use crate::cli::{connect, fmt_ns};
-use crate::clock::{realtime_ns, FakeSkew, VirtualClock};
+use crate::clock::{realtime_ns, FakeSkew};
 use crate::core::wire::{FollowerStatus, BEACON_SUBJECT, HDR_SOURCE};
-use crate::core::{EngineConfig, SourceConfig, SyncState};
-use crate::follow::{run_follow, FollowOptions};
-use crate::source::{run_source, SourceOptions};
+use crate::core::{SourceConfig, SyncState};
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use natsd::Natsd;
 use proxy::{DelayProxy, Profile};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 #[derive(Debug, clap::Args)]
@@ -45,50 +43,83 @@ pub struct Point {
     pub steps: u64,
 }
 
-/// A follower running in this process.
+/// A `timesync` role running as a child process of the bench (killed on drop), so the
+/// figures are those of the real binary, one process per role as deployed.
+pub struct Role {
+    child: tokio::process::Child,
+}
+
+impl Role {
+    pub fn spawn(url: &str, args: &[String]) -> Result<Self> {
+        let exe = std::env::current_exe().context("locate the timesync binary")?;
+        let child = tokio::process::Command::new(exe)
+            .arg("-s")
+            .arg(url)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn timesync role")?;
+        Ok(Self { child })
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A follower process and a subscription to its status (taken directly from nats-server,
+/// never through the delay proxy).
 pub struct Follower {
-    status: watch::Receiver<Option<FollowerStatus>>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    _role: Role,
+    sub: async_nats::Subscriber,
+    _client: async_nats::Client,
 }
 
 impl Follower {
     pub async fn start(
         url: &str,
+        status_url: &str,
         id: &str,
         sources: Vec<SourceConfig>,
         skew: FakeSkew,
     ) -> Result<Self> {
-        let client = connect(&[url.to_string()], id, false).await?;
-        let clock = Arc::new(VirtualClock::new(skew));
-        let (stx, srx) = watch::channel(None);
-        let (stop, stop_rx) = watch::channel(false);
-        let opts = FollowOptions {
-            id: id.into(),
-            sources,
-            engine: EngineConfig::default(),
-            status_interval: Duration::from_millis(100),
-        };
-        let id = id.to_string();
-        let task = tokio::spawn(async move {
-            if let Err(err) = run_follow(client, clock, opts, stx, stop_rx).await {
-                tracing::error!(id, %err, "bench follower failed");
-            }
-        });
+        let client = connect(&[status_url.to_string()], "bench-status", false).await?;
+        let sub = client
+            .subscribe(crate::core::wire::status_subject(id))
+            .await?;
+        client.flush().await?;
+        let mut args: Vec<String> = vec![
+            "follow".into(),
+            "--id".into(),
+            id.into(),
+            "--status-ms".into(),
+            "100".into(),
+            "--fake-offset-ms".into(),
+            (skew.offset_ns as f64 / 1e6).to_string(),
+            "--fake-ppm".into(),
+            (skew.freq * 1e6).to_string(),
+        ];
+        for s in sources {
+            args.push("--source".into());
+            args.push(format!("{}:{}", s.id, s.priority));
+        }
+        let role = Role::spawn(url, &args)?;
         Ok(Self {
-            status: srx,
-            stop,
-            task,
+            _role: role,
+            sub,
+            _client: client,
         })
     }
 
-    /// Wait for the next status (bounded).
+    /// Next status (bounded).
     pub async fn next(&mut self, origin: Instant) -> Option<(Point, FollowerStatus)> {
-        tokio::time::timeout(Duration::from_secs(2), self.status.changed())
+        let msg = tokio::time::timeout(Duration::from_secs(3), self.sub.next())
             .await
-            .ok()?
-            .ok()?;
-        let st = self.status.borrow_and_update().clone()?;
+            .ok()??;
+        let st: FollowerStatus = serde_json::from_slice(&msg.payload).ok()?;
         let t = &st.tracking;
         Some((
             Point {
@@ -103,8 +134,7 @@ impl Follower {
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        self._role.stop().await;
     }
 }
 
@@ -155,37 +185,27 @@ impl Naive {
     }
 }
 
-/// A source running in this process.
-pub struct Source {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Source {
-    pub async fn start(url: &str, id: &str, priority: u8) -> Result<Self> {
-        let client = connect(&[url.to_string()], id, false).await?;
-        let (stop, stop_rx) = watch::channel(false);
-        let opts = SourceOptions {
-            id: id.into(),
-            stratum: 1,
-            priority,
-            leap: 0,
-            root_delay_ns: 0,
-            root_dispersion_ns: 0,
-            beacon_interval: Duration::from_millis(500),
-            announce_interval: Duration::from_secs(2),
-            skew: FakeSkew::default(),
-        };
-        let task = tokio::spawn(async move {
-            let _ = run_source(client, opts, stop_rx).await;
-        });
-        Ok(Self { stop, task })
-    }
-
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
-    }
+/// A source process; returns once it announces itself.
+pub async fn start_source(url: &str, id: &str, priority: u8) -> Result<Role> {
+    let client = connect(&[url.to_string()], "bench-wait", false).await?;
+    let mut sub = client
+        .subscribe(crate::core::wire::announce_subject(id))
+        .await?;
+    client.flush().await?;
+    let role = Role::spawn(
+        url,
+        &[
+            "source".into(),
+            "--id".into(),
+            id.into(),
+            "--priority".into(),
+            priority.to_string(),
+        ],
+    )?;
+    tokio::time::timeout(Duration::from_secs(15), sub.next())
+        .await
+        .context("source did not announce itself within 15 s")?;
+    Ok(role)
 }
 
 /// p-quantile of |x|.
@@ -205,6 +225,29 @@ struct Row {
     naive: String,
     target: &'static str,
     pass: Option<bool>,
+}
+
+fn print_header() {
+    println!(
+        "{:<30} {:<22} {:<40} {:<22} {:<16} OK",
+        "SCENARIO", "METRIC", "TIMESYNC", "NAIVE (set clock = beacon)", "TARGET"
+    );
+}
+
+fn print_row(r: &Row) {
+    println!(
+        "{:<30} {:<22} {:<40} {:<22} {:<16} {}",
+        r.scenario,
+        r.metric,
+        r.ours,
+        r.naive,
+        r.target,
+        match r.pass {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "-",
+        }
+    );
 }
 
 /// Collect follower points (and naive points) for `dur`.
@@ -244,7 +287,7 @@ async fn settle(f: &mut Follower, origin: Instant, limit_ns: i64, max: Duration)
         };
         if p.state == SyncState::Sync && p.error_ns.abs() < limit_ns {
             good += 1;
-            if good >= 50 {
+            if good >= 100 {
                 return true;
             }
         } else {
@@ -296,7 +339,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "timesync bench: nats-server {} on {url}",
         natsd::server_bin()
     );
-    let src = Source::start(&url, "ref", 0).await?;
+    let src = start_source(&url, "ref", 0).await?;
     let skew = FakeSkew {
         offset_ns: 250_000_000,
         freq: 100e-6,
@@ -310,14 +353,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         Profile::symmetric(Duration::from_millis(40), Duration::from_micros(500)),
     )
     .await?;
-    let mut f_lo = Follower::start(&url, "bench-loopback", only_ref.clone(), skew).await?;
-    let mut f_wan = Follower::start(&wan.url(), "bench-wan", only_ref.clone(), skew).await?;
+    let mut f_lo = Follower::start(&url, &url, "bench-loopback", only_ref.clone(), skew).await?;
+    let mut f_wan = Follower::start(&wan.url(), &url, "bench-wan", only_ref.clone(), skew).await?;
     let mut n_lo = Naive::start(&url, "ref", origin).await?;
     let mut n_wan = Naive::start(&wan.url(), "ref", origin).await?;
 
     // --- 1. loopback ---------------------------------------------------------------
     println!("[1/5] loopback: converging from +250 ms / +100 ppm ...");
-    let ok = settle(&mut f_lo, origin, 1_000_000, warm).await;
+    let ok = settle(&mut f_lo, origin, 100_000, warm).await;
     markers.push((
         origin.elapsed().as_secs_f64(),
         "loopback measure".to_string(),
@@ -341,6 +384,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         target: "<= 50us",
         pass: Some(ok && ours.is_some_and(|v| v <= 50_000)),
     });
+    print_row(rows.last().expect("just pushed"));
     f_lo.stop().await;
 
     // --- 2. 40 ms RTT with jitter --------------------------------------------------
@@ -366,6 +410,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         target: "<= 1ms",
         pass: Some(ok && ours.is_some_and(|v| v <= 1_000_000)),
     });
+    print_row(rows.last().expect("just pushed"));
 
     // --- 3. 40 -> 90 ms symmetric switch -------------------------------------------
     println!("[3/5] switching the path to 90 ms RTT ...");
@@ -399,6 +444,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         target: "<= 2ms, no step",
         pass: Some(ours.is_some_and(|v| v <= 2_000_000) && steps_after == steps_before),
     });
+    print_row(rows.last().expect("just pushed"));
 
     // --- 4. asymmetric switch ------------------------------------------------------
     println!("[4/5] back to 40 ms, then an asymmetric 40/50 ms path ...");
@@ -449,13 +495,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         target: "max-error covers",
         pass: Some(covered && !m.is_empty()),
     });
+    print_row(rows.last().expect("just pushed"));
     f_wan.stop().await;
 
     // --- 5. failover -----------------------------------------------------------------
     println!("[5/5] source failover: blackhole the primary, then stop it ...");
     let cut = DelayProxy::start(natsd.addr(), Profile::default()).await?;
-    let primary = Source::start(&cut.url(), "primary", 0).await?;
-    let backup = Source::start(&url, "backup", 1).await?;
+    let primary = start_source(&cut.url(), "primary", 0).await?;
+    let backup = start_source(&url, "backup", 1).await?;
     let both = vec![
         SourceConfig {
             id: "primary".into(),
@@ -466,7 +513,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             priority: 1,
         },
     ];
-    let mut f_fo = Follower::start(&url, "bench-failover", both, skew).await?;
+    let mut f_fo = Follower::start(&url, &url, "bench-failover", both, skew).await?;
     let warm_fo = time_to_select(&mut f_fo, "primary", Duration::from_secs(20)).await;
     let _ = settle(&mut f_fo, origin, 1_000_000, Duration::from_secs(15)).await;
     cut.set(Profile {
@@ -492,6 +539,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         target: "<= 3s",
         pass: Some(warm_fo.is_some() && blackhole.is_some_and(|d| d <= three)),
     });
+    print_row(rows.last().expect("just pushed"));
     rows.push(Row {
         scenario: "failover: primary stopped",
         metric: "time to backup",
@@ -500,30 +548,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         target: "<= 3s",
         pass: Some(back.is_some() && stopped.is_some_and(|d| d <= three)),
     });
+    print_row(rows.last().expect("just pushed"));
     f_fo.stop().await;
     backup.stop().await;
     src.stop().await;
 
     // --- report ------------------------------------------------------------------------
-    println!();
-    println!(
-        "{:<30} {:<22} {:<40} {:<22} {:<16} OK",
-        "SCENARIO", "METRIC", "TIMESYNC", "NAIVE (set clock = beacon)", "TARGET"
-    );
+    println!("\nsummary:");
+    print_header();
     for r in &rows {
-        println!(
-            "{:<30} {:<22} {:<40} {:<22} {:<16} {}",
-            r.scenario,
-            r.metric,
-            r.ours,
-            r.naive,
-            r.target,
-            match r.pass {
-                Some(true) => "yes",
-                Some(false) => "NO",
-                None => "-",
-            }
-        );
+        print_row(r);
     }
     let to_ms = |v: &[Point]| {
         v.iter()
