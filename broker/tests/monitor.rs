@@ -810,6 +810,41 @@ async fn differential_key_sets_against_nats_server() {
         );
     }
 
+    // Strings are escaped like Go's encoder: `<`, `>`, `&`, U+2028, \b, \f.
+    let mut keep = Vec::new();
+    for addr in [theirs.client, ours.client_addr] {
+        let mut s = timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .expect("in time")
+            .expect("connect");
+        s.write_all(
+            b"CONNECT {\"verbose\":false,\"name\":\"odd<a>&b\\u2028\\b\\f\\u0001\\\"q\",\"lang\":\"raw\"}\r\nPING\r\n",
+        )
+        .await
+        .expect("write");
+        let mut buf = [0u8; 512];
+        let mut got = Vec::new();
+        while !got.windows(6).any(|w| w == b"PONG\r\n") {
+            let n = timeout(WAIT, s.read(&mut buf))
+                .await
+                .expect("PONG in time")
+                .expect("read");
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        keep.push(s);
+    }
+    let name_line = |body: String| {
+        body.lines()
+            .find(|l| l.contains("\"name\": \"odd"))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let t = name_line(get(tm, "/connz").await.text());
+    let o = name_line(get(om, "/connz").await.text());
+    assert!(!t.is_empty());
+    assert_eq!(o, t);
+
     // Same error texts for bad parameters.
     for path in [
         "/connz?sort=foo",

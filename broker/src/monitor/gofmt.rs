@@ -229,6 +229,99 @@ pub fn go_quote(s: &str) -> String {
     out
 }
 
+/// JSON as Go's `json.MarshalIndent(v, "", "  ")` writes it: two-space
+/// indent, and Go's string escaping (`<`, `>`, `&`, U+2028, U+2029 as
+/// `\u` escapes; `\b` and `\f` as `\u0008`, `\u000c`), so that text
+/// from clients (names, subjects) comes out byte-for-byte like nats-server.
+pub fn to_go_json_pretty<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoFormatter::default());
+    match v.serialize(&mut ser) {
+        Ok(()) => out,
+        Err(e) => format!("{{\"error\":{:?}}}", e.to_string()).into_bytes(),
+    }
+}
+
+/// `PrettyFormatter` with Go's string escaping.
+#[derive(Default)]
+struct GoFormatter(serde_json::ser::PrettyFormatter<'static>);
+
+impl serde_json::ser::Formatter for GoFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            let esc = match c {
+                '<' => "\\u003c",
+                '>' => "\\u003e",
+                '&' => "\\u0026",
+                '\u{2028}' => "\\u2028",
+                '\u{2029}' => "\\u2029",
+                _ => continue,
+            };
+            w.write_all(&fragment.as_bytes()[start..i])?;
+            w.write_all(esc.as_bytes())?;
+            start = i + c.len_utf8();
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+
+    fn write_char_escape<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        e: serde_json::ser::CharEscape,
+    ) -> std::io::Result<()> {
+        use serde_json::ser::CharEscape;
+        match e {
+            CharEscape::Backspace => w.write_all(b"\\u0008"),
+            CharEscape::FormFeed => w.write_all(b"\\u000c"),
+            other => serde_json::ser::CompactFormatter.write_char_escape(w, other),
+        }
+    }
+
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_array(w)
+    }
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object(w)
+    }
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+    fn end_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object_key(w)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object_value(w)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +410,15 @@ mod tests {
     fn quote() {
         assert_eq!(go_quote("x"), "\"x\"");
         assert_eq!(go_quote("a\"b\\\n\u{1}"), "\"a\\\"b\\\\\\n\\x01\"");
+    }
+
+    #[test]
+    fn json_escaping_like_go() {
+        let v = serde_json::json!({"name": "a<b>&c\u{2028}\u{8}\u{c}\n\u{1}\"é", "list": [], "o": {}, "n": [1, 2]});
+        let txt = String::from_utf8(to_go_json_pretty(&v)).unwrap_or_default();
+        assert_eq!(
+            txt,
+            "{\n  \"list\": [],\n  \"n\": [\n    1,\n    2\n  ],\n  \"name\": \"a\\u003cb\\u003e\\u0026c\\u2028\\u0008\\u000c\\n\\u0001\\\"é\",\n  \"o\": {}\n}"
+        );
     }
 }

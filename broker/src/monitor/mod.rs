@@ -212,7 +212,7 @@ async fn read_request(
 }
 
 fn pretty<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes())
+    gofmt::to_go_json_pretty(v)
 }
 
 /// nats-server `ResponseHandler`: JSON, or JSONP when `callback` is given.
