@@ -146,12 +146,18 @@ PIDS+=($!)
 PIDS+=($!)
 
 log "stream: ${DURATION}s at 1 kHz, link $CUT_MODE at ${CUT_AT}s, restore at ${RESTORE_AT}s"
-set +e
+SERVICES=("${PIDS[@]}")
+# In the background so that a signal to this script runs the cleanup at once (bash defers
+# traps while a foreground command runs).
 timeout $(( DURATION + 2 * READY_TIMEOUT + 30 )) "$BIN/examples/demo" \
   --pub nats://127.0.0.1:4222 --sub nats://127.0.0.1:5222 \
   --monitor1 127.0.0.1:8222 --monitor2 127.0.0.1:8223 --control "$CONTROL" \
   --followers f1,f2 --out "$OUT" --duration "$DURATION" --cut-at "$CUT_AT" \
-  --restore-at "$RESTORE_AT" --cut-mode "$CUT_MODE" --ready-timeout "$READY_TIMEOUT"
+  --restore-at "$RESTORE_AT" --cut-mode "$CUT_MODE" --ready-timeout "$READY_TIMEOUT" &
+DRIVER=$!
+PIDS+=("$DRIVER")
+set +e
+wait "$DRIVER"
 rc=$?
 set -e
 [ "$rc" = 124 ] && { echo "demo.sh: the demo driver did not finish in time" >&2; rc=2; }
@@ -163,7 +169,7 @@ for f in "$OUT"/s1.log "$OUT"/s2.log "$OUT"/source.log "$OUT"/follower-*.log "$O
     [ "$rc" = 0 ] && rc=1
   fi
 done
-for p in "${PIDS[@]}"; do
+for p in "${SERVICES[@]}"; do
   kill -0 "$p" 2>/dev/null || { echo "demo.sh: process $p exited during the demo (see logs in $OUT)" >&2; [ "$rc" = 0 ] && rc=1; }
 done
 log "logs, summary.txt, timeline.csv, offsets.csv and plot.svg are in $OUT"
