@@ -40,7 +40,14 @@ enum Setup {
     MaxSubs,
     /// ping_interval 200 ms, ping_max 2.
     Stale,
+    /// A user whose password is a bcrypt hash.
+    BcryptUser,
+    /// A bcrypt-hashed token.
+    BcryptToken,
 }
+
+/// OpenBSD bcrypt test vector: the password "U*U" at cost 5.
+const BCRYPT_UU: &str = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
 
 const USERS_CONF: &str = r#"
 authorization {
@@ -69,6 +76,12 @@ impl Setup {
             Setup::MaxConn => "max_connections: 1",
             Setup::MaxSubs => "max_subscriptions: 2",
             Setup::Stale => "ping_interval: \"200ms\"\nping_max: 2",
+            Setup::BcryptUser => {
+                "authorization { users = [ { user: alice, password: \"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\" } ] }"
+            }
+            Setup::BcryptToken => {
+                "authorization { token: \"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\" }"
+            }
         }
     }
 
@@ -104,6 +117,14 @@ impl Setup {
                 o.ping_interval = Duration::from_millis(200);
                 o.ping_max = 2;
             }
+            Setup::BcryptUser => {
+                o.authorization.users = vec![User {
+                    username: "alice".into(),
+                    password: BCRYPT_UU.into(),
+                    permissions: None,
+                }];
+            }
+            Setup::BcryptToken => o.authorization.token = Some(BCRYPT_UU.into()),
         }
         o
     }
@@ -623,6 +644,11 @@ fn cases() -> Vec<Case> {
         Case::script("users_sub_wildcard_over_allow", Users, "CONNECT {\"user\":\"alice\",\"pass\":\"pa\",\"verbose\":false}\r\nSUB foo.* 1\r\nSUB *.x 2\r\nSUB foo.hidden.x 3\r\nPING\r\n"),
         Case::script("users_invalid_subject", Users, "CONNECT {\"user\":\"alice\",\"pass\":\"pa\",\"verbose\":false}\r\nSUB foo..bar 1\r\nSUB foo.x..y 2\r\nPING\r\n"),
         Case::script("max_subs_invalid_subject", MaxSubs, "CONNECT {\"verbose\":false}\r\nSUB a 1\r\nSUB b..c 2\r\nSUB d 3\r\nSUB e..f 4\r\nPING\r\n"),
+        Case::script("bcrypt_user_ok", BcryptUser, "CONNECT {\"user\":\"alice\",\"pass\":\"U*U\"}\r\nPING\r\n"),
+        Case::script("bcrypt_user_bad", BcryptUser, "CONNECT {\"user\":\"alice\",\"pass\":\"U*V\"}\r\nPING\r\n"),
+        Case::script("bcrypt_user_hash_as_pass", BcryptUser, format!("CONNECT {{\"user\":\"alice\",\"pass\":\"{BCRYPT_UU}\"}}\r\nPING\r\n")),
+        Case::script("bcrypt_token_ok", BcryptToken, "CONNECT {\"auth_token\":\"U*U\",\"verbose\":false}\r\nPING\r\n"),
+        Case::script("bcrypt_token_bad", BcryptToken, "CONNECT {\"auth_token\":\"U*\"}\r\nPING\r\n"),
         Case::script("max_subs_duplicate_sid", MaxSubs, "CONNECT {\"verbose\":false}\r\nSUB a 1\r\nSUB b 2\r\nSUB b 2\r\nSUB c 3\r\nPING\r\n"),
         Case::script("limits_pub_exact_then_over_hpub", Limits, format!("{QUIET_HDR}SUB foo 1\r\nHPUB foo 12 100\r\nNATS/1.0\r\n\r\n{}\r\nPING\r\n", "y".repeat(88))),
     ]);

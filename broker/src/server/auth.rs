@@ -106,7 +106,9 @@ impl AuthConfig {
             return None;
         }
         if let Some(tok) = &self.token {
-            return (c.auth_token.as_deref() == Some(tok.as_str())).then(AuthResult::default);
+            // Tokens may be bcrypt hashes too (auth.go comparePasswords).
+            let given = c.auth_token.as_deref().unwrap_or("");
+            return password_matches(tok, given).then(AuthResult::default);
         }
         if let Some((u, p)) = &self.single {
             let ok = c.user.as_deref() == Some(u.as_str())
@@ -120,9 +122,33 @@ impl AuthConfig {
     }
 }
 
-/// Constant-time-ish comparison. Bcrypt hashes (`$2a$…`) are not supported
-/// yet; such a configured password never matches a plain one.
+/// nats-server `isBcrypt`: a configured secret matching `^\$2(a|b|x|y)?\$\d\d\$`
+/// is a bcrypt hash.
+fn is_bcrypt(s: &str) -> bool {
+    let b = s.as_bytes();
+    let rest = match b.strip_prefix(b"$2") {
+        Some(r) => r,
+        None => return false,
+    };
+    let rest = match rest.first() {
+        Some(b'a' | b'b' | b'x' | b'y') => &rest[1..],
+        _ => rest,
+    };
+    rest.len() >= 4
+        && rest[0] == b'$'
+        && rest[1].is_ascii_digit()
+        && rest[2].is_ascii_digit()
+        && rest[3] == b'$'
+}
+
+/// Compares a client's secret with the configured one like nats-server
+/// `comparePasswords`: bcrypt verification for bcrypt hashes, otherwise a
+/// constant-time byte comparison.
 fn password_matches(configured: &str, given: &str) -> bool {
+    if is_bcrypt(configured) {
+        // A malformed hash or a bcrypt error is a failed login, as in Go.
+        return bcrypt::verify(given, configured).unwrap_or(false);
+    }
     let a = configured.as_bytes();
     let b = given.as_bytes();
     if a.len() != b.len() {
@@ -341,6 +367,21 @@ mod tests {
         assert!(cfg.check(&c).is_none());
         c.pass = Some("pw".into());
         assert!(cfg.check(&c).is_some());
+    }
+
+    #[test]
+    fn bcrypt_passwords() {
+        // OpenBSD bcrypt test vector: "U*U" at cost 5.
+        let hash = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+        assert!(is_bcrypt(hash));
+        assert!(password_matches(hash, "U*U"));
+        assert!(!password_matches(hash, "U*V"));
+        assert!(!password_matches(hash, hash));
+        assert!(is_bcrypt("$2$10$x") && !is_bcrypt("$2c$10$x") && !is_bcrypt("$2a$1$"));
+        // A bcrypt-shaped but broken hash never matches.
+        assert!(!password_matches("$2a$05$short", "x"));
+        assert!(password_matches("plain", "plain"));
+        assert!(!password_matches("plain", "plaiN"));
     }
 
     #[test]
