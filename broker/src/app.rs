@@ -21,7 +21,8 @@ pub fn run_main(args: Vec<String>) -> ExitCode {
     if args.get(1).map(String::as_str) == Some("proxy") {
         return crate::proxy::run_cli(&args[2..]);
     }
-    let cmd = match cli::parse_args(args.into_iter().skip(1)) {
+    let flags: Vec<String> = args.iter().skip(1).cloned().collect();
+    let cmd = match cli::parse_args(flags.clone()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{EXE}: {e}");
@@ -42,10 +43,15 @@ pub fn run_main(args: Vec<String>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::CheckConfig(path) => match config::check_config(&path) {
-            Ok(warnings) => {
+            // nats-server 2.9.10's -t fails on warnings too (it checks in
+            // pedantic mode).
+            Ok(warnings) if !warnings.is_empty() => {
                 for w in warnings {
                     eprintln!("{EXE}: {w}");
                 }
+                ExitCode::FAILURE
+            }
+            Ok(_) => {
                 eprintln!("{EXE}: configuration file {} is valid", path.display());
                 ExitCode::SUCCESS
             }
@@ -56,12 +62,12 @@ pub fn run_main(args: Vec<String>) -> ExitCode {
         },
         Command::Run(loaded) => {
             let loaded = *loaded;
-            run_server(loaded.options, loaded.warnings)
+            run_server(loaded.options, loaded.warnings, flags)
         }
     }
 }
 
-fn run_server(opts: Options, warnings: Vec<String>) -> ExitCode {
+fn run_server(opts: Options, warnings: Vec<String>, flags: Vec<String>) -> ExitCode {
     let log_cfg = LogConfig {
         debug: opts.debug,
         trace: opts.trace,
@@ -88,6 +94,7 @@ fn run_server(opts: Options, warnings: Vec<String>) -> ExitCode {
     let pid_file = opts.pid_file.clone();
     let pid_for_run = pid_file.clone();
     let code = rt.block_on(async move {
+        let sigs = Signals::install();
         let handle = match server::start(opts).await {
             Ok(h) => h,
             Err(e) => {
@@ -101,7 +108,7 @@ fn run_server(opts: Options, warnings: Vec<String>) -> ExitCode {
                 error!("Could not write pidfile: {}", e);
             }
         }
-        wait_for_signals(handle).await
+        wait_for_signals(handle, flags, sigs).await
     });
     if let Some(p) = pid_file {
         let _ = std::fs::remove_file(p);
@@ -109,16 +116,48 @@ fn run_server(opts: Options, warnings: Vec<String>) -> ExitCode {
     code
 }
 
+/// Signal streams, installed before the server starts so that a signal
+/// sent right after "Server is ready" is never missed.
 #[cfg(unix)]
-async fn wait_for_signals(handle: ServerHandle) -> ExitCode {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mk = |k| signal(k).ok();
-    let (mut int, mut term, mut hup, mut usr2) = (
-        mk(SignalKind::interrupt()),
-        mk(SignalKind::terminate()),
-        mk(SignalKind::hangup()),
-        mk(SignalKind::user_defined2()),
-    );
+struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+    usr2: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mk = |k| signal(k).ok();
+        Signals {
+            int: mk(SignalKind::interrupt()),
+            term: mk(SignalKind::terminate()),
+            hup: mk(SignalKind::hangup()),
+            usr2: mk(SignalKind::user_defined2()),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Self {
+        Signals
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(handle: ServerHandle, flags: Vec<String>, sigs: Signals) -> ExitCode {
+    let Signals {
+        mut int,
+        mut term,
+        mut hup,
+        mut usr2,
+    } = sigs;
     async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
         match s {
             Some(s) => {
@@ -144,7 +183,7 @@ async fn wait_for_signals(handle: ServerHandle) -> ExitCode {
             }
             _ = recv(&mut hup) => {
                 tracing::debug!("Trapped \"hangup\" signal");
-                if let Err(e) = reload(&handle.state) {
+                if let Err(e) = reload(&handle.state, &flags) {
                     error!("Failed to reload server configuration: {}", e);
                 }
             }
@@ -159,24 +198,36 @@ async fn wait_for_signals(handle: ServerHandle) -> ExitCode {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(handle: ServerHandle) -> ExitCode {
+async fn wait_for_signals(handle: ServerHandle, _flags: Vec<String>, _sigs: Signals) -> ExitCode {
     let _ = tokio::signal::ctrl_c().await;
     handle.shutdown().await;
     ExitCode::SUCCESS
 }
 
-/// Re-reads the configuration file and applies what can change at run time
-/// (nats-server `Reload`): limits, auth, logging levels, timeouts. Listen
-/// addresses, names and cluster membership need a restart; a change to them
-/// fails the reload and keeps the running configuration.
-pub fn reload(state: &Arc<ServerState>) -> Result<(), String> {
+/// Re-reads the configuration file, re-applies the command-line flags over
+/// it as at start, and applies what can change at run time (nats-server
+/// `Reload`): limits, auth, logging levels, timeouts. Listen addresses,
+/// names and cluster membership need a restart; a change to them fails the
+/// reload and keeps the running configuration.
+pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> {
     let cur = state.opts();
-    let Some(path) = cur.config_file.clone() else {
+    if cur.config_file.is_none() {
         return Err("config reload not supported: no configuration file".into());
+    }
+    let new = match cli::parse_args(flags.to_vec()).map_err(|e| e.to_string())? {
+        Command::Run(loaded) => {
+            for w in &loaded.warnings {
+                warn!("{}", w);
+            }
+            loaded.options
+        }
+        _ => return Err("config reload: the command line no longer starts a server".into()),
     };
-    let loaded = config::load_file(&path).map_err(|e| e.to_string())?;
-    let mut new = loaded.options;
-    new.config_file = Some(path);
+    let mut new = new;
+    if new.http_host.is_empty() {
+        // start() resolved the default (the client host) into the options.
+        new.http_host = cur.http_host.clone();
+    }
     check_reloadable(&cur, &new)?;
     let changes = describe_changes(&cur, &new);
     state.set_opts(new);

@@ -1,0 +1,239 @@
+//! The `broker` binary as an operator runs it: startup log lines, `-t`,
+//! SIGHUP reload, SIGINT/SIGTERM, lame duck on SIGUSR2, pid file.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_broker");
+
+struct Broker {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Broker {
+    fn spawn(args: &[&str]) -> Broker {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn broker");
+        let err = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Broker {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (bounded) for a log line containing `needle`.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        while Instant::now() < deadline {
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                self.seen.push(l.clone());
+                if l.contains(needle) {
+                    return l;
+                }
+            }
+        }
+        panic!(
+            "no log line with {needle:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    fn wait_exit(&mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return st.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "broker did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn info_line(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    while !buf.ends_with(b"\r\n") {
+        let n = s.read(&mut b).expect("read INFO");
+        assert!(n > 0);
+        buf.push(b[0]);
+    }
+    String::from_utf8(buf).unwrap()
+}
+
+fn tmpdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("broker-life-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn startup_lines_like_nats_server_and_sigint_exits_zero() {
+    let port = free_port();
+    let mut b = Broker::spawn(&["-a", "127.0.0.1", "-p", &port.to_string()]);
+    let l = b.wait_for("Starting nats-server");
+    // [pid] yyyy/mm/dd hh:mm:ss.uuuuuu [INF] text
+    let re_ok = l.starts_with('[') && l.contains("] ") && l.contains(" [INF] Starting nats-server");
+    assert!(re_ok, "{l}");
+    b.wait_for(&format!(
+        "Listening for client connections on 127.0.0.1:{port}"
+    ));
+    b.wait_for("Server is ready");
+    b.signal(libc::SIGINT);
+    assert_eq!(b.wait_exit(), 0);
+}
+
+#[test]
+fn sigterm_exits_one_like_nats_server() {
+    let port = free_port();
+    let mut b = Broker::spawn(&["-a", "127.0.0.1", "-p", &port.to_string()]);
+    b.wait_for("Server is ready");
+    b.signal(libc::SIGTERM);
+    assert_eq!(b.wait_exit(), 1);
+}
+
+#[test]
+fn sighup_reloads_limits_and_pid_file_is_written() {
+    let dir = tmpdir("hup");
+    let conf = dir.join("s.conf");
+    let pid = dir.join("s.pid");
+    let port = free_port();
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{port}\nmax_payload: 1000\npid_file: \"{}\"\n",
+            pid.display()
+        ),
+    )
+    .unwrap();
+    let mut b = Broker::spawn(&["-c", conf.to_str().unwrap()]);
+    b.wait_for("Server is ready");
+    assert!(info_line(port).contains("\"max_payload\":1000"));
+    let written: u32 = std::fs::read_to_string(&pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(written, b.child.id());
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{port}\nmax_payload: 2000\npid_file: \"{}\"\n",
+            pid.display()
+        ),
+    )
+    .unwrap();
+    b.signal(libc::SIGHUP);
+    b.wait_for("Reloaded server configuration");
+    assert!(info_line(port).contains("\"max_payload\":2000"));
+    // A change that needs a restart is refused and the old config stays.
+    let other = free_port();
+    std::fs::write(
+        &conf,
+        format!("listen: 127.0.0.1:{other}\nmax_payload: 3000\n"),
+    )
+    .unwrap();
+    b.signal(libc::SIGHUP);
+    b.wait_for("Failed to reload server configuration");
+    assert!(info_line(port).contains("\"max_payload\":2000"));
+    b.signal(libc::SIGINT);
+    assert_eq!(b.wait_exit(), 0);
+    assert!(!pid.exists(), "pid file removed on exit");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn lame_duck_on_sigusr2_stops_accepting_and_closes_clients() {
+    let dir = tmpdir("ldm");
+    let conf = dir.join("s.conf");
+    let port = free_port();
+    std::fs::write(
+        &conf,
+        format!("listen: 127.0.0.1:{port}\nlame_duck_grace_period: 1s\nlame_duck_duration: 30s\n"),
+    )
+    .unwrap();
+    let mut b = Broker::spawn(&["-c", conf.to_str().unwrap()]);
+    b.wait_for("Server is ready");
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"CONNECT {\"protocol\":1}\r\nPING\r\n")
+        .unwrap();
+    b.signal(libc::SIGUSR2);
+    b.wait_for("Entering lame duck mode");
+    assert_eq!(b.wait_exit(), 0);
+    // The existing client was closed.
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn check_config_flag() {
+    let dir = tmpdir("t");
+    let good = dir.join("good.conf");
+    std::fs::write(&good, "port: 4333\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["-t", "-c", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is valid"));
+    let bad = dir.join("bad.conf");
+    std::fs::write(&bad, "port: 4333\nfoo_bar: 1\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["-t", "-c", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.conf:2:1: unknown field \"foo_bar\""),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
