@@ -262,6 +262,19 @@ async fn connz_sorting_paging_filters_and_closed() {
     );
     assert!(cid_a < cid_b);
 
+    // The first /connz found no RTT and sent PINGs; the PONGs set it
+    // (nats-server `getRTT`).
+    let v = wait_json(m, "/connz", |v| {
+        v["connections"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(|c| c["rtt"] != "0s"))
+    })
+    .await;
+    assert!(v["connections"][0]["rtt"]
+        .as_str()
+        .unwrap_or("")
+        .ends_with('s'));
+
     // Descending by bytes received: beta first.
     let v = get_json(m, "/connz?sort=bytes_from").await;
     assert_eq!(v["connections"][0]["name"], "beta");

@@ -204,6 +204,10 @@ fn row(s: &ConnSnapshot, now: SystemTime, auth: bool) -> ConnInfo {
 
 fn open_row(state: &ServerState, c: &ClientShared, o: &ConnzOptions, now: SystemTime) -> ConnInfo {
     let mut r = row(&c.snapshot(state, None), now, o.auth);
+    // No RTT yet: measure one for the next request (nats-server `getRTT`).
+    if r.rtt_raw.is_zero() {
+        c.request_rtt();
+    }
     r.scion = super::scion_view::client_link(state, c);
     if o.subs != SubsLevel::None {
         let mut details: Vec<SubDetail> =

@@ -78,6 +78,9 @@ pub struct ClientShared {
     /// path's fingerprint, added to every forwarded message as the
     /// `Nats-Scion-Path` header.
     pub path_tag: Mutex<Option<Arc<str>>>,
+    /// When a PING asked for by monitoring ([`ClientShared::request_rtt`])
+    /// was sent; the next PONG sets `meta.rtt`.
+    pub rtt_probe: Mutex<Option<Instant>>,
 }
 
 impl ClientShared {
@@ -97,7 +100,29 @@ impl ClientShared {
             async_info: AtomicBool::new(false),
             label: None,
             path_tag: Mutex::new(None),
+            rtt_probe: Mutex::new(None),
         }
+    }
+
+    /// Sends a PING to measure the RTT when none is known yet, like
+    /// nats-server's `getRTT` for /connz (`sendRTTPingLocked`): only for
+    /// clients that sent CONNECT with a `lang`, and after our first PONG or
+    /// 2 s after accept. True if a PING went out.
+    pub fn request_rtt(&self) -> bool {
+        {
+            let m = lock(&self.meta);
+            if m.rtt.is_some() || !m.connected || m.lang.is_empty() {
+                return false;
+            }
+        }
+        let settled = self.async_info.load(Ordering::Relaxed)
+            || self.start.elapsed().unwrap_or_default() > Duration::from_secs(2);
+        let mut probe = lock(&self.rtt_probe);
+        if !settled || probe.is_some() {
+            return false;
+        }
+        *probe = Some(Instant::now());
+        self.out.send(encode::PING).is_ok()
     }
 
     /// Sets the display label of the peer (SCION address).
@@ -633,6 +658,9 @@ impl Conn {
             }
             Op::Pong => {
                 self.pings_out = 0;
+                if let Some(sent) = lock(&self.shared.rtt_probe).take() {
+                    lock(&self.shared.meta).rtt = Some(sent.elapsed());
+                }
                 Ok(())
             }
             Op::Connect(json) => self.handle_connect(json),
