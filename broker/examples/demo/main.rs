@@ -605,6 +605,29 @@ fn summarize(
         "longest gap between deliveries: {:.1} ms (starting at t={gap_at:.2} s)\n",
         gap * 1e3
     ));
+    if let Some((cut_t, _)) = events.first() {
+        let g = c.seq.gap_after(*cut_t, 3.0).unwrap_or(0.0);
+        s.push_str(&format!(
+            "longest gap within 3 s after the cut: {:.1} ms (below {:.0} ms counts as no gap)\n",
+            g * 1e3,
+            stats::NOTABLE_GAP_S * 1e3
+        ));
+    }
+    if !c.seq.gaps().is_empty() {
+        let list: Vec<String> = c
+            .seq
+            .gaps()
+            .iter()
+            .take(12)
+            .map(|(at, len)| format!("t={at:.2}s {:.0}ms", len * 1e3))
+            .collect();
+        s.push_str(&format!(
+            "gaps of {:.0} ms or more: {} ({})\n",
+            stats::NOTABLE_GAP_S * 1e3,
+            c.seq.gaps().len(),
+            list.join(", ")
+        ));
+    }
     let p = |q| stats::percentile(&c.latencies_ms, q).unwrap_or(f64::NAN);
     s.push_str(&format!(
         "one-way latency: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms\n",

@@ -12,7 +12,12 @@ pub struct SeqTracker {
     last_arrival: Option<f64>,
     longest_gap: f64,
     longest_gap_at: f64,
+    /// Every gap of at least [`NOTABLE_GAP_S`]: (when it began, length), in order.
+    gaps: Vec<(f64, f64)>,
 }
+
+/// Gaps between deliveries at least this long are listed (a 1 kHz stream has 1 ms gaps).
+pub const NOTABLE_GAP_S: f64 = 0.05;
 
 /// Sequence numbers above this are refused as garbage (no demo runs this long at 1 kHz).
 pub const MAX_SEQ: u64 = 100_000_000;
@@ -38,6 +43,9 @@ impl SeqTracker {
             _ => self.highest = Some(seq),
         }
         if let Some(prev) = self.last_arrival {
+            if t - prev >= NOTABLE_GAP_S && self.gaps.len() < 10_000 {
+                self.gaps.push((prev, t - prev));
+            }
             if t - prev > self.longest_gap {
                 self.longest_gap = t - prev;
                 self.longest_gap_at = prev;
@@ -59,6 +67,18 @@ impl SeqTracker {
     /// Longest time between two consecutive arrivals, and when it began.
     pub fn longest_gap(&self) -> (f64, f64) {
         (self.longest_gap, self.longest_gap_at)
+    }
+    /// Gaps of at least [`NOTABLE_GAP_S`]: (when each began, its length).
+    pub fn gaps(&self) -> &[(f64, f64)] {
+        &self.gaps
+    }
+    /// The longest gap that began within `window` seconds after `at` (e.g. a path cut).
+    pub fn gap_after(&self, at: f64, window: f64) -> Option<f64> {
+        self.gaps
+            .iter()
+            .filter(|(start, len)| *start + len >= at && *start <= at + window)
+            .map(|(_, len)| *len)
+            .fold(None, |m, l| Some(m.map_or(l, |x: f64| x.max(l))))
     }
     /// Messages among the first `sent` that never arrived.
     pub fn lost(&self, sent: u64) -> u64 {
@@ -212,6 +232,11 @@ mod tests {
         assert_eq!(s.lost(8), 3);
         let (gap, at) = s.longest_gap();
         assert!((gap - 0.496).abs() < 1e-9 && (at - 0.004).abs() < 1e-9);
+        assert_eq!(s.gaps().len(), 1);
+        assert!(s
+            .gap_after(0.3, 1.0)
+            .is_some_and(|g| (g - 0.496).abs() < 1e-9));
+        assert_eq!(s.gap_after(0.6, 1.0), None);
         assert!(!s.on_msg(MAX_SEQ + 1, 1.0));
     }
 
