@@ -139,7 +139,13 @@ fn seed_corpus_has_valid_scripts() {
 #[test]
 fn random_mutations_never_panic() {
     let seeds = corpus();
-    let mut rng = StdRng::seed_from_u64(0x6e61_7473);
+    // Fixed by default so the test command is reproducible; override with
+    // PROTO_FUZZ_SEED / PROTO_FUZZ_ITERS for longer exploratory runs.
+    let seed = std::env::var("PROTO_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x6e61_7473u64);
+    let mut rng = StdRng::seed_from_u64(seed);
     let iterations = std::env::var("PROTO_FUZZ_ITERS")
         .ok()
         .and_then(|s| s.parse().ok())
