@@ -712,6 +712,18 @@ impl Conn {
             Some(r) => self.authenticated(r),
             None => return Err(self.auth_violation()),
         }
+        // Naming an account (or asking for a new one) is an authorization
+        // violation without operator/account config (client.go
+        // processConnect: "Now its considered an error").
+        if self.connect.new_account
+            || self
+                .connect
+                .account
+                .as_deref()
+                .is_some_and(|a| !a.is_empty())
+        {
+            return Err(self.auth_violation());
+        }
         let proto = self.connect.protocol;
         if !(0..=1).contains(&proto) {
             let _ = self.shared.out.send(encode::ERR_BAD_PROTOCOL);
