@@ -263,6 +263,8 @@ pub enum BindError {
         local_ia: crate::address::IsdAsn,
         file_ia: crate::address::IsdAsn,
     },
+    #[error("local address {0}: SCION packets carry the host address, so it must be a concrete IP (not 0.0.0.0 or ::)")]
+    UnspecifiedIp(ScionAddr),
     #[error("cannot bind {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
     #[error("no free UDP port in the dispatched range {0}-{1}")]
@@ -393,6 +395,9 @@ impl ScionEndpoint {
         // Header size estimate for the MTU filter: both hosts in our address family.
         config.selector.host_addr_bytes = if config.local.ip.is_ipv4() { 8 } else { 32 };
         config.selector.validate()?;
+        if config.local.ip.is_unspecified() {
+            return Err(BindError::UnspecifiedIp(config.local));
+        }
         let topo = match &config.topology {
             Some(p) => Some(LocalTopology::load(p)?),
             None => None,

@@ -427,6 +427,13 @@ async fn wrong_as_and_unreachable_daemon_are_clear_errors() {
         },
         tls.clone(),
     );
+    let mut unspecified = cfg.clone();
+    unspecified.local.ip = "0.0.0.0".parse().expect("ip");
+    let err = ScionEndpoint::bind(unspecified)
+        .await
+        .err()
+        .expect("must fail");
+    assert!(err.to_string().contains("concrete IP"), "{err}");
     cfg.daemon = Some(emu.daemon_addr(ia("1-ff00:0:112")).expect("d").to_string());
     let err = ScionEndpoint::bind(cfg.clone())
         .await
