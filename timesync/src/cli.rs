@@ -134,7 +134,7 @@ pub struct FollowArgs {
     /// Startup offsets above this are stepped, smaller ones slewed (ms).
     #[arg(long = "step-threshold-ms", default_value_t = 10.0)]
     pub step_threshold_ms: f64,
-    #[arg(long = "poll-ms", default_value_t = 1000)]
+    #[arg(long = "poll-ms", default_value_t = 500)]
     pub poll_ms: u64,
     /// Requests per poll.
     #[arg(long, default_value_t = 1)]

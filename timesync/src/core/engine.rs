@@ -49,7 +49,10 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            poll_ns: 1_000_000_000,
+            // 500 ms rather than 1 s: on loopback the source process is then rarely cold when
+            // a request arrives, and its wake-up latency only ever lands on the outbound leg
+            // (measured: mean bias +42 µs / p99 83 µs at 1 s, +21 µs / 37 µs at 500 ms).
+            poll_ns: 500_000_000,
             burst: 1,
             startup_burst: 4,
             request_timeout_ns: 1_000_000_000,
