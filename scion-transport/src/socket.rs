@@ -323,6 +323,9 @@ impl ScionSocket {
             infos.push(info);
         }
         let count = infos.len();
+        // Forget routes of paths the source no longer lists (the selector drops them too).
+        peer.routes
+            .retain(|fp, _| infos.iter().any(|i| i.fingerprint == *fp));
         if peer.selector.is_none() {
             match Selector::new(self.selector_config.clone()) {
                 Ok(s) => peer.selector = Some(s),
