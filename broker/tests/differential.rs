@@ -657,6 +657,12 @@ fn cases() -> Vec<Case> {
         Case::script("connect_big_protocol", Default, "CONNECT {\"protocol\":99999999999999999999}\r\nPING\r\n"),
         Case::script("connect_nested_unknown", Default, "CONNECT {\"verbose\":false,\"x\":{\"y\":[1,2,{\"z\":null}]}}\r\nPING\r\n"),
         Case::script("connect_unicode_escape", Default, "CONNECT {\"verbose\":false,\"name\":\"\\u00e9\\ud83d\\ude00\"}\r\nPING\r\n"),
+        // nats-server PINGs a new client after about 2 s (then every
+        // ping_interval); the read bound of a send without PING is 3 s.
+        Case::new("first_ping_after_connect", Default)
+            .open(0)
+            .send(0, format!("{QUIET}PING\r\n"))
+            .send(0, ""),
         Case::script("max_subs_duplicate_sid", MaxSubs, "CONNECT {\"verbose\":false}\r\nSUB a 1\r\nSUB b 2\r\nSUB b 2\r\nSUB c 3\r\nPING\r\n"),
         Case::script("limits_pub_exact_then_over_hpub", Limits, format!("{QUIET_HDR}SUB foo 1\r\nHPUB foo 12 100\r\nNATS/1.0\r\n\r\n{}\r\nPING\r\n", "y".repeat(88))),
     ]);

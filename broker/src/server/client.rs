@@ -30,6 +30,9 @@ use crate::sublist::MatchResult;
 /// nats-server's dynamic read buffer (`startBufSize` .. `maxBufSize`).
 const START_READ_BUF: usize = 512;
 const MAX_READ_BUF: usize = 64 * 1024;
+/// Upper bound of the delay before a client's first PING (nats-server
+/// `firstClientPingInterval`).
+const FIRST_CLIENT_PING_INTERVAL: Duration = Duration::from_secs(2);
 /// Per-connection match cache size (nats-server `maxResultCacheSize`).
 const MAX_RESULT_CACHE: usize = 512;
 
@@ -413,8 +416,14 @@ impl Conn {
         opts: &crate::options::Options,
     ) -> ClosedState {
         let mut rbuf = BytesMut::with_capacity(START_READ_BUF);
+        // nats-server sends a client its first PING early, after
+        // min(ping_interval, 2s) plus up to 20% jitter (client.go
+        // setFirstPingTimer, server.go firstClientPingInterval), then one
+        // every ping_interval.
+        let first = opts.ping_interval.min(FIRST_CLIENT_PING_INTERVAL);
+        let jitter = first.mul_f64(rand::random_range(0.0..0.2));
         let mut ping = tokio::time::interval_at(
-            tokio::time::Instant::now() + opts.ping_interval,
+            tokio::time::Instant::now() + first + jitter,
             opts.ping_interval,
         );
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
