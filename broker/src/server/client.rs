@@ -92,7 +92,11 @@ impl ClientShared {
             cid,
             kind,
             peer,
-            out: Outbound::new(max_pending),
+            // Only client connections are cut as slow consumers on pending
+            // bytes (nats-server queueOutbound checks c.kind == CLIENT);
+            // routes slow their producers down and are bounded by the
+            // write deadline.
+            out: Outbound::with_cut(max_pending, kind == ConnKind::Client),
             headers: AtomicBool::new(false),
             stats: ConnStats::default(),
             start: SystemTime::now(),
@@ -416,6 +420,7 @@ impl Conn {
         opts: &crate::options::Options,
     ) -> ClosedState {
         let mut rbuf = BytesMut::with_capacity(START_READ_BUF);
+        let mut read_target = START_READ_BUF;
         // nats-server sends a client its first PING early, after
         // min(ping_interval, 2s) plus up to 20% jitter (client.go
         // setFirstPingTimer, server.go firstClientPingInterval), then one
@@ -435,10 +440,14 @@ impl Conn {
         tokio::pin!(auth_deadline);
         let mut last_ping_sent: Option<Instant> = None;
         loop {
-            if rbuf.capacity() - rbuf.len() < 256 {
-                let grow = rbuf.capacity().clamp(START_READ_BUF, MAX_READ_BUF);
-                rbuf.reserve(grow);
+            // Read size grows while reads fill the space offered (busy
+            // connection) and shrinks when they stay small (idle one), like
+            // nats-server's dynamic read buffer; always offer the full
+            // target so a leftover partial message never forces tiny reads.
+            if rbuf.capacity() - rbuf.len() < read_target {
+                rbuf.reserve(read_target);
             }
+            let offered = rbuf.capacity() - rbuf.len();
             tokio::select! {
                 biased;
                 _ = self.shared.out.closed() => {
@@ -448,7 +457,12 @@ impl Conn {
                     match r {
                         Ok(0) => return ClosedState::ClientClosed,
                         Err(_) => return ClosedState::ReadError,
-                        Ok(_) => {
+                        Ok(n) => {
+                            if n >= offered && read_target < MAX_READ_BUF {
+                                read_target = (read_target * 2).min(MAX_READ_BUF);
+                            } else if n < read_target / 4 && read_target > START_READ_BUF {
+                                read_target /= 2;
+                            }
                             let now_ns = self.srv.start_instant.elapsed().as_nanos() as u64;
                             self.shared.last_activity.store(now_ns, Ordering::Relaxed);
                             let res = self.process(&mut rbuf);

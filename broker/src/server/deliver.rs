@@ -150,6 +150,14 @@ pub fn process_msg_results(
         };
         if write_route_msg(batch, &client, msg, &queues) {
             delivered = true;
+            // A client publisher also waits for a backed-up route
+            // (nats-server deliverMsg: stalledWait for any destination).
+            if matches!(src, Source::Client { .. })
+                && client.out.is_stalled()
+                && !batch.stalled.iter().any(|c| Arc::ptr_eq(c, &client))
+            {
+                batch.stalled.push(client.clone());
+            }
         }
     }
     delivered

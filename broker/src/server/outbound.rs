@@ -39,7 +39,12 @@ pub struct Outbound {
     stalled: AtomicBool,
     /// Wakes stalled producers once the writer drained below the mark.
     stall_notify: Notify,
+    /// Cut the connection when pending bytes exceed `max_pending`.
+    cut_on_overflow: bool,
 }
+
+/// Growth step of the pending buffer.
+const GROW_STEP: usize = 64 * 1024;
 
 /// The enqueue failed because the connection is (now) closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +60,12 @@ const CLOSED: Closed = Closed { cut_now: false };
 
 impl Outbound {
     pub fn new(max_pending: usize) -> Self {
+        Self::with_cut(max_pending, true)
+    }
+
+    /// `cut` = false keeps the connection when it goes over `max_pending`
+    /// (routes): producers stall instead and the write deadline bounds it.
+    pub fn with_cut(max_pending: usize, cut: bool) -> Self {
         Outbound {
             inner: Mutex::new(Inner {
                 buf: Vec::new(),
@@ -67,6 +78,7 @@ impl Outbound {
             max_pending,
             stalled: AtomicBool::new(false),
             stall_notify: Notify::new(),
+            cut_on_overflow: cut,
         }
     }
 
@@ -88,13 +100,20 @@ impl Outbound {
             return Err(CLOSED);
         }
         let before = g.buf.len();
+        // Grow in bounded steps instead of doubling, so a consumer close to
+        // max_pending does not hold twice that in capacity.
+        if g.buf.capacity() - before < GROW_STEP {
+            let room = self.max_pending.saturating_sub(before) + GROW_STEP;
+            let grow = g.buf.capacity().clamp(GROW_STEP, room.max(GROW_STEP));
+            g.buf.reserve_exact(grow);
+        }
         fill(&mut g.buf);
         let added = g.buf.len() - before;
         let pending = g.buf.len() + g.in_flight;
         if pending > self.max_pending / 2 && !self.stalled.load(Ordering::Relaxed) {
             self.stalled.store(true, Ordering::Release);
         }
-        if pending > self.max_pending {
+        if pending > self.max_pending && self.cut_on_overflow {
             g.buf.truncate(before);
             g.closed = Some(ClosedState::SlowConsumerPendingBytes);
             drop(g);
