@@ -46,7 +46,13 @@ for f in configs/*.conf; do
   cargo run -q --locked -p broker -- -t -c "$f"
 done
 
-# --- 5. Interop with a SCION implementation we did not write ------------------
+# --- 5. The demo in short mode, and the verbatim seed configs ------------------
+log "demo (short mode)"
+bash scripts/demo.sh --short
+log "seed configs start against the emulated SCIONLab topology"
+bash scripts/seed-check.sh --no-build
+
+# --- 6. Interop with a SCION implementation we did not write ------------------
 log "PocketSCION interop"
 bash scripts/pocketscion-interop.sh
 
