@@ -1,9 +1,9 @@
 //! Path-aware QUIC over SCION.
 pub mod address;
-pub mod wire;
+pub mod daemon;
 pub mod emu;
 pub mod path;
-pub mod daemon;
-pub mod topology;
 pub mod quic;
 pub mod socket;
+pub mod topology;
+pub mod wire;
