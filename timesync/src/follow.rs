@@ -164,6 +164,7 @@ pub fn status(
         mode: clock.mode().to_string(),
         tracking: engine.tracking(mono_raw_ns()),
         host_offset_ns: clock.now() - realtime_ns(),
+        at_unix_ns: realtime_ns(),
     }
 }
 

@@ -209,6 +209,7 @@ mod tests {
             mode: "observe".into(),
             tracking: e.tracking(0),
             host_offset_ns: 0,
+            at_unix_ns: 0,
         };
         let text = render(Some(&st));
         for name in [

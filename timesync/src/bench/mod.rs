@@ -20,7 +20,6 @@ use proxy::{DelayProxy, Profile};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -35,8 +34,10 @@ pub struct BenchArgs {
 /// One status observation of a follower.
 #[derive(Debug, Clone, Copy)]
 pub struct Point {
-    /// Seconds since the bench started.
+    /// Seconds since the bench started, at the time the follower took the status.
     pub t: f64,
+    /// Host CLOCK_REALTIME when the status was taken.
+    pub at_ns: i64,
     pub error_ns: i64,
     pub max_error_ns: i64,
     pub state: SyncState,
@@ -114,8 +115,8 @@ impl Follower {
         })
     }
 
-    /// Next status (bounded).
-    pub async fn next(&mut self, origin: Instant) -> Option<(Point, FollowerStatus)> {
+    /// Next status (bounded). `origin` is the bench start (CLOCK_REALTIME ns).
+    pub async fn next(&mut self, origin: i64) -> Option<(Point, FollowerStatus)> {
         let msg = tokio::time::timeout(Duration::from_secs(3), self.sub.next())
             .await
             .ok()??;
@@ -123,7 +124,8 @@ impl Follower {
         let t = &st.tracking;
         Some((
             Point {
-                t: origin.elapsed().as_secs_f64(),
+                t: (st.at_unix_ns - origin) as f64 / 1e9,
+                at_ns: st.at_unix_ns,
                 error_ns: st.host_offset_ns,
                 max_error_ns: t.max_error_ns,
                 state: t.state,
@@ -146,7 +148,7 @@ pub struct Naive {
 }
 
 impl Naive {
-    pub async fn start(url: &str, source: &str, origin: Instant) -> Result<Self> {
+    pub async fn start(url: &str, source: &str, origin: i64) -> Result<Self> {
         let client = connect(&[url.to_string()], "naive", false).await?;
         let mut sub = client.subscribe(BEACON_SUBJECT).await?;
         let (tx, rx) = mpsc::channel(4096);
@@ -169,7 +171,7 @@ impl Naive {
                 else {
                     continue;
                 };
-                let _ = tx.try_send((origin.elapsed().as_secs_f64(), us * 1000 - now));
+                let _ = tx.try_send(((now - origin) as f64 / 1e9, us * 1000 - now));
             }
         });
         Ok(Self { rx, _task: task })
@@ -250,41 +252,61 @@ fn print_row(r: &Row) {
     );
 }
 
-/// Collect follower points (and naive points) for `dur`.
+/// Collect the follower's statuses taken during the next `dur` (older, queued statuses are
+/// skipped) and the naive subscriber's errors from the same window.
 async fn observe(
     f: &mut Follower,
     naive: &mut Naive,
     dur: Duration,
-    origin: Instant,
+    origin: i64,
     pts: &mut Vec<Point>,
     npts: &mut Vec<(f64, i64)>,
 ) -> (Vec<Point>, Vec<(f64, i64)>) {
-    let end = Instant::now() + dur;
-    let (mut mine, mut nv) = (Vec::new(), Vec::new());
-    // Bounded: one status every 100 ms, `next` itself times out after 2 s.
-    while Instant::now() < end {
-        match f.next(origin).await {
-            Some((p, _)) => {
-                mine.push(p);
-                pts.push(p);
-            }
-            None => break,
+    let start = realtime_ns();
+    let end = start + dur.as_nanos() as i64;
+    let mut mine = Vec::new();
+    let _ = naive.drain();
+    // Bounded: statuses come every 100 ms and `next` times out after 3 s.
+    while let Some((p, _)) = f.next(origin).await {
+        if p.at_ns < start {
+            continue;
         }
+        if p.at_ns >= end {
+            break;
+        }
+        mine.push(p);
+        pts.push(p);
     }
-    let n = naive.drain();
-    npts.extend(n.iter().copied());
-    nv.extend(n);
+    let (t0, t1) = ((start - origin) as f64 / 1e9, (end - origin) as f64 / 1e9);
+    let nv: Vec<(f64, i64)> = naive
+        .drain()
+        .into_iter()
+        .filter(|x| x.0 >= t0 && x.0 < t1)
+        .collect();
+    npts.extend(nv.iter().copied());
     (mine, nv)
 }
 
-/// Wait until the follower is in sync and its error has settled below `limit_ns` (bounded).
-async fn settle(f: &mut Follower, origin: Instant, limit_ns: i64, max: Duration) -> bool {
-    let end = Instant::now() + max;
+/// Wait until the follower is in sync and its error has stayed below `limit_ns` for 10 s of
+/// statuses (bounded by `max`). The statuses seen are kept for the plot.
+async fn settle(
+    f: &mut Follower,
+    origin: i64,
+    limit_ns: i64,
+    max: Duration,
+    pts: &mut Vec<Point>,
+) -> bool {
+    let start = realtime_ns();
+    let end = start + max.as_nanos() as i64;
     let mut good = 0;
-    while Instant::now() < end {
-        let Some((p, _)) = f.next(origin).await else {
+    while let Some((p, _)) = f.next(origin).await {
+        if p.at_ns < start {
+            continue;
+        }
+        pts.push(p);
+        if p.at_ns >= end {
             return false;
-        };
+        }
         if p.state == SyncState::Sync && p.error_ns.abs() < limit_ns {
             good += 1;
             if good >= 100 {
@@ -297,16 +319,26 @@ async fn settle(f: &mut Follower, origin: Instant, limit_ns: i64, max: Duration)
     false
 }
 
-/// Time from now until the follower selects `want` (bounded by `max`).
+/// Time from now until the follower reports selecting `want` (status timestamps; bounded).
 async fn time_to_select(f: &mut Follower, want: &str, max: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < max {
-        let (_, st) = f.next(start).await?;
+    let start = realtime_ns();
+    let end = start + max.as_nanos() as i64;
+    while let Some((p, st)) = f.next(start).await {
+        if p.at_ns < start {
+            continue;
+        }
+        if p.at_ns >= end {
+            return None;
+        }
         if st.tracking.selected.as_deref() == Some(want) {
-            return Some(start.elapsed());
+            return Some(Duration::from_nanos((p.at_ns - start) as u64));
         }
     }
     None
+}
+
+fn since(origin: i64) -> f64 {
+    (realtime_ns() - origin) as f64 / 1e9
 }
 
 fn us(ns: i64) -> String {
@@ -329,7 +361,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     };
     let natsd = Natsd::start().await.context("start nats-server")?;
     let url = natsd.url();
-    let origin = Instant::now();
+    let origin = realtime_ns();
     let mut rows = Vec::new();
     let mut markers = Vec::new();
     let (mut lo_pts, mut lo_naive) = (Vec::new(), Vec::new());
@@ -360,11 +392,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
     // --- 1. loopback ---------------------------------------------------------------
     println!("[1/5] loopback: converging from +250 ms / +100 ppm ...");
-    let ok = settle(&mut f_lo, origin, 100_000, warm).await;
-    markers.push((
-        origin.elapsed().as_secs_f64(),
-        "loopback measure".to_string(),
-    ));
+    let ok = settle(&mut f_lo, origin, 100_000, warm, &mut lo_pts).await;
+    markers.push((since(origin), "loopback measure".to_string()));
     let (m, n) = observe(
         &mut f_lo,
         &mut n_lo,
@@ -389,8 +418,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
     // --- 2. 40 ms RTT with jitter --------------------------------------------------
     println!("[2/5] 40 ms RTT + 0.5 ms mean jitter per direction ...");
-    let ok = settle(&mut f_wan, origin, 2_000_000, warm).await;
-    markers.push((origin.elapsed().as_secs_f64(), "40 ms RTT".to_string()));
+    let ok = settle(&mut f_wan, origin, 2_000_000, warm, &mut wan_pts).await;
+    markers.push((since(origin), "40 ms RTT".to_string()));
     let (m, n) = observe(
         &mut f_wan,
         &mut n_wan,
@@ -419,7 +448,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         Duration::from_millis(90),
         Duration::from_micros(500),
     ));
-    markers.push((origin.elapsed().as_secs_f64(), "-> 90 ms".to_string()));
+    markers.push((since(origin), "-> 90 ms".to_string()));
     let (m, n) = observe(
         &mut f_wan,
         &mut n_wan,
@@ -452,7 +481,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         Duration::from_millis(40),
         Duration::from_micros(500),
     ));
-    markers.push((origin.elapsed().as_secs_f64(), "-> 40 ms".to_string()));
+    markers.push((since(origin), "-> 40 ms".to_string()));
     let _ = observe(
         &mut f_wan,
         &mut n_wan,
@@ -468,7 +497,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         jitter: Duration::from_micros(500),
         cut: false,
     });
-    markers.push((origin.elapsed().as_secs_f64(), "-> 40/50 ms".to_string()));
+    markers.push((since(origin), "-> 40/50 ms".to_string()));
     let (m, n) = observe(
         &mut f_wan,
         &mut n_wan,
@@ -515,7 +544,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     ];
     let mut f_fo = Follower::start(&url, &url, "bench-failover", both, skew).await?;
     let warm_fo = time_to_select(&mut f_fo, "primary", Duration::from_secs(20)).await;
-    let _ = settle(&mut f_fo, origin, 1_000_000, Duration::from_secs(15)).await;
+    let _ = settle(
+        &mut f_fo,
+        origin,
+        1_000_000,
+        Duration::from_secs(15),
+        &mut Vec::new(),
+    )
+    .await;
     cut.set(Profile {
         cut: true,
         ..Profile::default()

@@ -185,6 +185,9 @@ pub struct FollowerStatus {
     /// Follower clock minus this host's CLOCK_REALTIME, ns: ground truth for tests and benches
     /// that run source and follower on one host.
     pub host_offset_ns: i64,
+    /// Host CLOCK_REALTIME when this status was taken, ns since the epoch.
+    #[serde(default)]
+    pub at_unix_ns: i64,
 }
 
 impl FollowerStatus {
