@@ -692,7 +692,10 @@ fn is_literal(s: &str) -> bool {
 /// tokens. Whitespace cannot reach here (the protocol parser splits on it), and an index holds no
 /// subject with whitespace, so it could not match anyway.
 fn is_match_subject(s: &str) -> bool {
-    !s.is_empty() && s.split(SEP).all(|t| !t.is_empty() && t != PWC && t != FWC)
+    // Wildcard tokens in a published subject are matched as they are, like
+    // nats-server's matchLevel: `PUB foo.*` reaches `foo.*`, `foo.>` and `>`
+    // subscribers (they live in the wildcard slots), never `foo.bar`.
+    !s.is_empty() && s.split(SEP).all(|t| !t.is_empty())
 }
 
 /// True when every subject that `subject` (which may contain wildcards) can stand for is also
@@ -1024,15 +1027,29 @@ mod tests {
                 "foo.",
                 "foo..bar",
                 "foo...bar",
-                "*",
-                ">",
-                "foo.*",
-                "foo.>",
             ] {
                 assert!(s.match_subject(subject).is_empty(), "{subject:?}");
                 assert!(!s.has_interest(subject), "{subject:?}");
             }
             assert_eq!(s.cache_count(), 0, "invalid subjects must not be cached");
+        }
+    }
+
+    #[test]
+    fn wildcard_publish_subjects_match_like_nats_server() {
+        for mut s in both_kinds() {
+            s.insert(">", None, 1).unwrap();
+            s.insert("foo.*", None, 2).unwrap();
+            s.insert("foo.bar", None, 3).unwrap();
+            s.insert("foo.>", None, 4).unwrap();
+            let mut got: Vec<u32> = s.match_subject("foo.*").plain.clone();
+            got.sort();
+            assert_eq!(got, vec![1, 2, 4]);
+            // nats-server's matchLevel lets `*` subscriptions match any
+            // single published token, `>` included.
+            let mut got: Vec<u32> = s.match_subject("foo.>").plain.clone();
+            got.sort();
+            assert_eq!(got, vec![1, 2, 4]);
         }
     }
 
