@@ -557,35 +557,3 @@ mod tests {
         assert!(abs_quantile(&sim.obs, 50.0, 100.0, 1.0) < 1e-3);
     }
 }
-
-#[cfg(test)]
-mod debug {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn dump() {
-        let mut sim = Sim::new(
-            0.0,
-            20e-6,
-            vec![source("a", 0, super::tests::shift_link(0.010))],
-            EngineConfig::default(),
-        );
-        for i in 0..40 {
-            sim.run_until(190.0 + i as f64 * 5.0);
-            let o = sim.obs.last().unwrap().clone();
-            let m = sim.clock.mono(o.t);
-            let t = sim.engine.tracking(m);
-            eprintln!(
-                "t={:.1} err={:.6} maxerr={:.6} {:?} off={} freq={:.3} est={:.3} steps={}",
-                o.t,
-                o.error,
-                o.max_error,
-                o.state,
-                t.offset_ns,
-                t.freq_ppm,
-                t.est_freq_ppm,
-                t.steps
-            );
-        }
-    }
-}
