@@ -43,8 +43,10 @@ pub struct Outbound {
     cut_on_overflow: bool,
 }
 
-/// Growth step of the pending buffer.
+/// Growth step of the pending buffer once it is large.
 const GROW_STEP: usize = 64 * 1024;
+/// First allocation of the pending buffer.
+const MIN_STEP: usize = 1024;
 
 /// The enqueue failed because the connection is (now) closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,9 +104,11 @@ impl Outbound {
         let before = g.buf.len();
         // Grow in bounded steps instead of doubling, so a consumer close to
         // max_pending does not hold twice that in capacity.
-        if g.buf.capacity() - before < GROW_STEP {
+        // Small connections start small (idle clients cost little memory).
+        let cap = g.buf.capacity();
+        if cap - before < GROW_STEP.min(cap.max(MIN_STEP)) {
             let room = self.max_pending.saturating_sub(before) + GROW_STEP;
-            let grow = g.buf.capacity().clamp(GROW_STEP, room.max(GROW_STEP));
+            let grow = cap.clamp(MIN_STEP, room.max(MIN_STEP));
             g.buf.reserve_exact(grow);
         }
         fill(&mut g.buf);
