@@ -525,3 +525,39 @@ async fn mixed_cluster_nats_server_seed_gossips_to_ours() {
     // Exactly once although x and y also both route to the seed.
     assert!(timeout(Duration::from_millis(200), s.next()).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_nats_client_fails_over_using_connect_urls() {
+    let (a, b, c) = three_nodes().await;
+    // The client knows only A; it learns B and C from INFO connect_urls.
+    let nc = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(a.client_addr.to_string())
+        .await
+        .unwrap();
+    let mut sub = nc.subscribe("fo.x").await.unwrap();
+    nc.flush().await.unwrap();
+    wait_interest(&b, "fo.x").await;
+    // Kill A: the client must reconnect to B or C and resubscribe.
+    a.shutdown().await;
+    let nb = client(&b).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        nb.publish("fo.x", "after".into()).await.unwrap();
+        nb.flush().await.unwrap();
+        if let Ok(Some(m)) = timeout(Duration::from_millis(200), sub.next()).await {
+            assert_eq!(m.payload, "after".as_bytes());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "client did not fail over to another node"
+        );
+    }
+    let port = nc.server_info().port;
+    assert!(
+        port == b.client_addr.port() || port == c.client_addr.port(),
+        "now connected to B or C, not {port}"
+    );
+    drop((b, c));
+}
