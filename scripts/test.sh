@@ -12,6 +12,9 @@ need=()
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v nix-instantiate >/dev/null 2>&1 || need+=(nix-bin)
+# The conf-grammar differential test builds nats-server's own Go conf parser.
+command -v go >/dev/null 2>&1 || need+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/nats-io/nats-server ] || need+=(golang-github-nats-io-nats-server-dev)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   SUDO=""
@@ -40,6 +43,8 @@ bash scripts/check-pure.sh
 
 # --- 4. Tests ------------------------------------------------------------------
 log "cargo test"
+# Tests that compare against reference peers must not skip here.
+export NATS_SCION_REQUIRE_PEERS=1
 cargo test --workspace --locked 2>&1 | tee /tmp/nats-scion-test.log
 log "config check of every shipped config"
 for f in configs/*.conf; do
