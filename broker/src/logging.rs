@@ -137,6 +137,8 @@ pub fn init(cfg: &LogConfig) -> std::io::Result<()> {
             let writer: &'static FileWriter = Box::leak(Box::new(FileWriter(Mutex::new(file))));
             let layer = tracing_subscriber::fmt::layer()
                 .event_format(NatsFormat::new(cfg.logtime))
+                // Plain text like nats-server: harnesses grep these lines.
+                .with_ansi(false)
                 .with_writer(move || writer);
             let _ = tracing_subscriber::registry()
                 .with(filter)
@@ -146,6 +148,7 @@ pub fn init(cfg: &LogConfig) -> std::io::Result<()> {
         None => {
             let layer = tracing_subscriber::fmt::layer()
                 .event_format(NatsFormat::new(cfg.logtime))
+                .with_ansi(false)
                 .with_writer(std::io::stderr);
             let _ = tracing_subscriber::registry()
                 .with(filter)
