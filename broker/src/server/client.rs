@@ -18,13 +18,12 @@ use tracing::{debug, error, info, trace};
 
 use super::auth::{go_quote, CompiledPerms};
 use super::closed::ClosedState;
-use super::deliver::{process_msg_results, Batch, Msg, Source};
+use super::deliver::{process_msg_results, Batch, MatchCache, Msg, Source};
 use super::outbound::Outbound;
 use super::{lock, remove_sub_now, ServerState};
 use crate::proto::encode;
 use crate::proto::json::ConnectInfo;
 use crate::proto::{parse_op, ConnKind, Op, ParseError, ParseLimits, PubArgs, Step};
-use crate::sublist::MatchResult;
 
 /// Initial read buffer; grows to [`MAX_READ_BUF`] under load like
 /// nats-server's dynamic read buffer (`startBufSize` .. `maxBufSize`).
@@ -33,8 +32,6 @@ const MAX_READ_BUF: usize = 64 * 1024;
 /// Upper bound of the delay before a client's first PING (nats-server
 /// `firstClientPingInterval`).
 const FIRST_CLIENT_PING_INTERVAL: Duration = Duration::from_secs(2);
-/// Per-connection match cache size (nats-server `maxResultCacheSize`).
-const MAX_RESULT_CACHE: usize = 512;
 
 /// Counters of one connection.
 #[derive(Default, Debug)]
@@ -309,8 +306,7 @@ pub async fn run_labeled<S>(
         perms: None,
         pings_out: 0,
         batch: Batch::default(),
-        cache: HashMap::default(),
-        cache_gen: u64::MAX,
+        cache: MatchCache::default(),
         limits: ParseLimits {
             max_control_line: opts.max_control_line,
             max_payload: Some(opts.max_payload),
@@ -398,8 +394,7 @@ struct Conn {
     pings_out: u32,
     /// Writers to wake and counters of this read batch.
     batch: Batch,
-    cache: HashMap<Box<[u8]>, Arc<MatchResult<super::SubRef>>, foldhash::fast::RandomState>,
-    cache_gen: u64,
+    cache: MatchCache,
     limits: ParseLimits,
     max_subs: usize,
     batch_in_msgs: u64,
@@ -895,7 +890,7 @@ impl Conn {
         if self.connect.verbose {
             self.send(encode::OK);
         }
-        let result = self.lookup(p.subject, subject);
+        let result = self.cache.lookup(&self.srv, p.subject, subject);
         let msg = Msg {
             subject: p.subject,
             subject_str: subject,
@@ -919,29 +914,6 @@ impl Conn {
             }
         }
         Ok(())
-    }
-
-    /// Match with the per-connection cache (nats-server `c.in.results`).
-    fn lookup(&mut self, key: &[u8], subject: &str) -> Arc<MatchResult<SubRef>> {
-        let gen = self.srv.sub_gen.load(Ordering::Acquire);
-        if gen != self.cache_gen {
-            self.cache.clear();
-            self.cache_gen = gen;
-        } else if let Some(r) = self.cache.get(key) {
-            return r.clone();
-        }
-        let r = {
-            let sl = self.srv.sublist.read().unwrap_or_else(|e| e.into_inner());
-            // The generation may have moved between the load above and the
-            // lock; caching under the older generation is then harmless (the
-            // next lookup sees a newer generation and clears).
-            sl.match_subject(subject)
-        };
-        if self.cache.len() >= MAX_RESULT_CACHE {
-            self.cache.clear();
-        }
-        self.cache.insert(key.into(), r.clone());
-        r
     }
 
     fn no_responders(&mut self, reply: &[u8]) {

@@ -20,6 +20,58 @@ use crate::proto::encode::{self, Delivery};
 use crate::proto::ConnKind;
 use crate::sublist::MatchResult;
 
+/// Per-connection cache of match results (nats-server `c.in.results`):
+/// valid while the sublist generation is unchanged, so the shared sublist
+/// lock is taken only on a miss. Used by client and route readers alike.
+pub struct MatchCache {
+    map:
+        std::collections::HashMap<Box<[u8]>, Arc<MatchResult<SubRef>>, foldhash::fast::RandomState>,
+    generation: u64,
+}
+
+/// Entries kept per connection (nats-server `maxResultCacheSize`).
+const MAX_RESULT_CACHE: usize = 512;
+
+impl Default for MatchCache {
+    fn default() -> Self {
+        MatchCache {
+            map: Default::default(),
+            generation: u64::MAX,
+        }
+    }
+}
+
+impl MatchCache {
+    /// The subscriptions matching `subject` (`key` is its bytes).
+    pub fn lookup(
+        &mut self,
+        srv: &ServerState,
+        key: &[u8],
+        subject: &str,
+    ) -> Arc<MatchResult<SubRef>> {
+        let gen = srv.sub_gen.load(Ordering::Acquire);
+        if gen != self.generation {
+            self.map.clear();
+            self.generation = gen;
+        } else if let Some(r) = self.map.get(key) {
+            return r.clone();
+        }
+        // The generation may move between the load above and the lock;
+        // caching under the older one is harmless: the next lookup sees a
+        // newer generation and clears.
+        let r = srv
+            .sublist
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .match_subject(subject);
+        if self.map.len() >= MAX_RESULT_CACHE {
+            self.map.clear();
+        }
+        self.map.insert(key.into(), r.clone());
+        r
+    }
+}
+
 /// The global account name used on routes (we serve only `$G`).
 pub const GLOBAL_ACCOUNT: &[u8] = b"$G";
 

@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 use super::client::{writer_loop, ClientShared, SubRef, Subscription};
 use super::closed::ClosedState;
 use super::cluster::{send_async_info_to_clients, RouteHandle, RouteMeta};
-use super::deliver::{process_msg_results, Batch, Msg, Source};
+use super::deliver::{process_msg_results, Batch, MatchCache, Msg, Source};
 use super::{lock, ServerState};
 use crate::options::{RouteTarget, RouteUrl};
 use crate::proto::encode;
@@ -357,8 +357,7 @@ pub async fn run_route_labeled<S>(
         got_info: false,
         registered: false,
         batch: Batch::default(),
-        cache: std::collections::HashMap::new(),
-        cache_gen: u64::MAX,
+        cache: MatchCache::default(),
         in_msgs: 0,
         in_bytes: 0,
         ping_sent: None,
@@ -426,8 +425,7 @@ struct RouteConn {
     got_info: bool,
     registered: bool,
     batch: Batch,
-    cache: std::collections::HashMap<Vec<u8>, Arc<crate::sublist::MatchResult<SubRef>>>,
-    cache_gen: u64,
+    cache: MatchCache,
     in_msgs: u64,
     in_bytes: u64,
     ping_sent: Option<Instant>,
@@ -916,7 +914,7 @@ impl RouteConn {
         let Ok(subject_str) = std::str::from_utf8(subject) else {
             return Ok(());
         };
-        let result = self.lookup(subject, subject_str);
+        let result = self.cache.lookup(&self.srv, subject, subject_str);
         if result.is_empty() {
             return Ok(());
         }
@@ -961,27 +959,6 @@ impl RouteConn {
             return self.routed_msg(&v, 0, payload, false);
         }
         self.routed_msg(rest, hdr, payload, true)
-    }
-
-    fn lookup(&mut self, key: &[u8], subject: &str) -> Arc<crate::sublist::MatchResult<SubRef>> {
-        let gen = self.srv.sub_gen.load(Ordering::Acquire);
-        if gen != self.cache_gen {
-            self.cache.clear();
-            self.cache_gen = gen;
-        } else if let Some(r) = self.cache.get(key) {
-            return r.clone();
-        }
-        let r = self
-            .srv
-            .sublist
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .match_subject(subject);
-        if self.cache.len() >= 512 {
-            self.cache.clear();
-        }
-        self.cache.insert(key.to_vec(), r.clone());
-        r
     }
 
     /// Removes the route's interest and registration.
