@@ -17,6 +17,9 @@ use scion_proto::wire_encoding::{WireDecode, WireDecodeWithContext, WireEncodeVe
 
 use crate::address::{IsdAsn, ScionAddr};
 
+mod fast;
+pub use fast::{decode_udp_fast, FastDecoded, FastUdp, UdpTemplate};
+
 /// SCMP protocol number in the SCION common header's NextHdr field.
 pub const SCMP_PROTOCOL: u8 = 202;
 /// UDP protocol number in the SCION common header's NextHdr field.
@@ -366,6 +369,15 @@ pub fn decode(datagram: Bytes) -> Result<Received, DecodeError> {
         .map_err(|e| DecodeError::Packet(e.to_string()))?;
     match raw.headers.common.next_header {
         UDP_PROTOCOL => {
+            // scion-proto 0.5.2 subtracts the header size from the UDP length unchecked (a
+            // panic in debug builds), so refuse lengths below the header first.
+            if raw.payload.len() >= UDP_HEADER_LEN
+                && u16::from_be_bytes([raw.payload[4], raw.payload[5]]) < UDP_HEADER_LEN as u16
+            {
+                return Err(DecodeError::Packet(
+                    "UDP length below its header size".into(),
+                ));
+            }
             let udp = sp_packet::ScionPacketUdp::try_from(raw)
                 .map_err(|e| DecodeError::Packet(e.to_string()))?;
             // Routers do not check it; end hosts must (SCION UDP checksum is mandatory).
