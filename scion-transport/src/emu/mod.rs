@@ -5,6 +5,7 @@
 //! can be shaped, cut (SCMP-signalled) or blackholed at run time through [`EmuHandle`] or the
 //! control socket (see [`control`]).
 
+mod batch;
 pub mod control;
 mod daemon;
 pub mod forward;

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, trace};
 
-use super::forward::{self, Step};
+use super::batch::{Group, Out, RecvBufs, RouterSocket};
+use super::forward::{self, HopKey, Step};
 use super::topo::{LinkEnd, LinkParams, LinkState, Topology};
 use crate::address::IsdAsn;
 use crate::wire::{self, ScmpKind};
@@ -26,8 +26,9 @@ const MAX_QUEUE_DELAY: std::time::Duration = std::time::Duration::from_millis(20
 const MAX_SCMP_PACKET: usize = 1232;
 /// Port of the shim dispatcher, for destinations outside the dispatched range.
 pub const SHIM_DISPATCHER_PORT: u16 = 30041;
-/// Largest datagram the routers read.
-const RECV_BUF: usize = 65536;
+
+/// Maps looked up per packet: SipHash showed up in the forwarding profile.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Counters of all routers together.
 #[derive(Debug, Default)]
@@ -48,8 +49,8 @@ pub struct EmuStats {
 }
 
 pub(crate) struct RouterRt {
-    pub key: [u8; 16],
-    pub internal: Arc<UdpSocket>,
+    pub key: HopKey,
+    pub internal: RouterSocket,
     pub internal_addr: SocketAddr,
     pub dispatched: (u16, u16),
 }
@@ -61,7 +62,7 @@ struct Shaper {
 
 pub(crate) struct IfaceRt {
     pub link: usize,
-    pub socket: Arc<UdpSocket>,
+    pub socket: RouterSocket,
     pub local_addr: SocketAddr,
     pub peer: SocketAddr,
     shaper: Mutex<Shaper>,
@@ -72,8 +73,8 @@ pub(crate) struct IfaceRt {
 pub(crate) struct Shared {
     pub topo: Topology,
     pub links: Vec<Mutex<LinkParams>>,
-    pub routers: HashMap<IsdAsn, RouterRt>,
-    pub ifaces: HashMap<LinkEnd, IfaceRt>,
+    pub routers: FastMap<IsdAsn, RouterRt>,
+    pub ifaces: FastMap<LinkEnd, IfaceRt>,
     pub counters: Counters,
 }
 
@@ -107,15 +108,15 @@ pub(crate) struct Bound {
 
 /// Binds every router socket on `ip` (port 0) and wires interfaces to their peers.
 pub(crate) async fn bind(topo: Topology, ip: IpAddr) -> io::Result<Bound> {
-    let mut routers = HashMap::new();
+    let mut routers = FastMap::default();
     for spec in &topo.ases {
-        let sock = crate::quic::bind_udp_socket(SocketAddr::new(ip, 0))?;
-        let addr = sock.local_addr()?;
+        let sock = RouterSocket::bind(SocketAddr::new(ip, 0))?;
+        let addr = sock.addr;
         routers.insert(
             spec.ia,
             RouterRt {
-                key: spec.key,
-                internal: Arc::new(sock),
+                key: HopKey::new(&spec.key),
+                internal: sock,
                 internal_addr: addr,
                 dispatched: spec.dispatched_ports,
             },
@@ -124,18 +125,22 @@ pub(crate) async fn bind(topo: Topology, ip: IpAddr) -> io::Result<Bound> {
     let mut sockets = HashMap::new();
     for (i, link) in topo.links.iter().enumerate() {
         for end in [link.a, link.b] {
-            let sock = crate::quic::bind_udp_socket(SocketAddr::new(ip, 0))?;
-            let addr = sock.local_addr()?;
-            sockets.insert(end, (i, Arc::new(sock), addr));
+            let sock = RouterSocket::bind(SocketAddr::new(ip, 0))?;
+            sockets.insert(end, (i, sock));
         }
     }
-    let mut ifaces = HashMap::new();
+    let addrs: HashMap<LinkEnd, SocketAddr> =
+        sockets.iter().map(|(end, (_, s))| (*end, s.addr)).collect();
+    let mut ifaces = FastMap::default();
     let mut delay_rx = Vec::new();
     let now = Instant::now();
     for link in &topo.links {
         for (end, other) in [(link.a, link.b), (link.b, link.a)] {
-            let (i, socket, local_addr) = sockets[&end].clone();
-            let peer = sockets[&other].2;
+            let Some((i, socket)) = sockets.remove(&end) else {
+                continue;
+            };
+            let local_addr = socket.addr;
+            let peer = addrs[&other];
             let (delay_tx, rx) = mpsc::channel(LINK_QUEUE_PACKETS);
             delay_rx.push((end, rx));
             ifaces.insert(
@@ -168,47 +173,145 @@ pub(crate) async fn bind(topo: Topology, ip: IpAddr) -> io::Result<Bound> {
 }
 
 /// Receive loop of one router socket; `ingress` 0 is the AS-internal socket.
+///
+/// Reads a batch, processes every packet in place (forwarding rewrites only the path meta
+/// header and SegIDs, never a length), and sends runs of consecutive packets with the same
+/// next hop and size as one GSO send.
 pub(crate) async fn run_socket(shared: Arc<Shared>, ia: IsdAsn, ingress: u16) {
+    let shared: &Shared = &shared;
     let socket = if ingress == 0 {
-        shared.routers.get(&ia).map(|r| r.internal.clone())
+        shared.routers.get(&ia).map(|r| &r.internal)
     } else {
         shared
             .ifaces
             .get(&LinkEnd { ia, ifid: ingress })
-            .map(|i| i.socket.clone())
+            .map(|i| &i.socket)
     };
     let Some(socket) = socket else {
         return;
     };
-    let mut buf = vec![0u8; RECV_BUF];
+    let mut bufs = RecvBufs::new();
+    let mut group = Group::new();
+    let mut answers = Vec::new();
     loop {
-        let (n, _from) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
+        let n = match bufs.recv_from(socket).await {
+            Ok(n) => n,
             // ICMP port-unreachable from a departed host surfaces here on Linux; keep going.
             Err(e) => {
                 trace!(%ia, ingress, ?e, "router recv error");
                 continue;
             }
         };
-        // Processed in place: forwarding rewrites only the path meta header and SegIDs.
-        handle(&shared, ia, ingress, &mut buf[..n], 0);
+        let clock = Clock::now();
+        for slot in 0..n {
+            let stride = bufs.stride(slot);
+            let len = bufs.datagram_mut(slot).len();
+            let mut off = 0;
+            while off < len && stride > 0 {
+                let end = (off + stride).min(len);
+                let pkt = &mut bufs.datagram_mut(slot)[off..end];
+                let out = handle(shared, ia, ingress, pkt, &clock, 0, &mut answers);
+                if !answers.is_empty() {
+                    // Keep the order of everything this socket sends.
+                    flush(shared, ia, &mut group, Some(&bufs));
+                    for (out, answer) in answers.drain(..) {
+                        send_one(shared, ia, out, &answer);
+                    }
+                }
+                if let Some(out) = out {
+                    if !group.fits(&out, end - off) {
+                        flush(shared, ia, &mut group, Some(&bufs));
+                    }
+                    group.push(out, &bufs, slot, off..end);
+                }
+                off = end;
+            }
+        }
+        flush(shared, ia, &mut group, Some(&bufs));
     }
 }
 
-/// Delay line of one link direction: sends each packet at its arrival time.
+/// Delay line of one link direction: sends each packet at its arrival time, and everything
+/// else already due at that moment in the same (GSO) sends.
 pub(crate) async fn run_delay_line(
     shared: Arc<Shared>,
     end: LinkEnd,
     mut rx: mpsc::Receiver<(Instant, Vec<u8>)>,
 ) {
+    let shared: &Shared = &shared;
     let Some(iface) = shared.ifaces.get(&end) else {
         return;
     };
-    while let Some((at, pkt)) = rx.recv().await {
+    let out = Out {
+        socket: &iface.socket,
+        to: iface.peer,
+    };
+    let mut group = Group::new();
+    let mut next = None;
+    loop {
+        let (at, pkt) = match next.take() {
+            Some(item) => item,
+            None => match rx.recv().await {
+                Some(item) => item,
+                None => return,
+            },
+        };
         if at > Instant::now() {
             tokio::time::sleep_until(at).await;
         }
-        let _ = iface.socket.send_to(&pkt, iface.peer).await;
+        let now = Instant::now();
+        group.push_owned(out, &pkt);
+        // Bounded by the channel's capacity; the first packet not yet due waits for its time.
+        while let Ok((at, pkt)) = rx.try_recv() {
+            if at > now {
+                next = Some((at, pkt));
+                break;
+            }
+            if !group.fits(&out, pkt.len()) {
+                flush(shared, end.ia, &mut group, None);
+            }
+            group.push_owned(out, &pkt);
+        }
+        flush(shared, end.ia, &mut group, None);
+    }
+}
+
+/// Sends a finished group; a refused send drops (and counts) all its packets.
+fn flush(shared: &Shared, ia: IsdAsn, group: &mut Group<'_>, bufs: Option<&RecvBufs>) {
+    let Some(f) = group.take(bufs) else {
+        return;
+    };
+    if f.out
+        .socket
+        .try_send(f.out.to, f.contents, f.segment)
+        .is_err()
+    {
+        shared
+            .counters
+            .dropped
+            .fetch_add(f.count as u64, Ordering::Relaxed);
+        debug!(%ia, packets = f.count, "emulator dropped packets: socket busy");
+    }
+}
+
+fn send_one(shared: &Shared, ia: IsdAsn, out: Out<'_>, pkt: &[u8]) {
+    if out.socket.try_send(out.to, pkt, pkt.len()).is_err() {
+        drop_pkt(shared, ia, "socket busy");
+    }
+}
+
+/// Time of one received batch: every packet in it arrived at about the same moment.
+pub(crate) struct Clock {
+    now: Instant,
+    secs: u64,
+}
+
+impl Clock {
+    pub fn now() -> Clock {
+        Clock {
+            now: Instant::now(),
+            secs: now_secs(),
+        }
     }
 }
 
@@ -224,69 +327,91 @@ fn drop_pkt(shared: &Shared, ia: IsdAsn, why: &str) {
     debug!(%ia, why, "emulator dropped a packet");
 }
 
+/// SCMP answers a router produced while handling one packet, with where each goes.
+pub(crate) type Answers<'s> = Vec<(Out<'s>, Vec<u8>)>;
+
 /// Processes one packet at AS `ia` arriving on `ingress` (0 = from a host of the AS).
-pub(crate) fn handle(shared: &Shared, ia: IsdAsn, ingress: u16, pkt: &mut [u8], depth: u8) {
-    let Some(router) = shared.routers.get(&ia) else {
-        return;
-    };
-    match forward::process(pkt, ia, &router.key, ingress, now_secs()) {
+///
+/// Returns where the (rewritten in place) packet leaves for when it goes out on the fast path
+/// now; `None` when it was dropped, answered, or queued on a shaped link. SCMP answers are
+/// added to `answers`.
+pub(crate) fn handle<'s>(
+    shared: &'s Shared,
+    ia: IsdAsn,
+    ingress: u16,
+    pkt: &mut [u8],
+    clock: &Clock,
+    depth: u8,
+    answers: &mut Answers<'s>,
+) -> Option<Out<'s>> {
+    let router = shared.routers.get(&ia)?;
+    match forward::process(pkt, ia, &router.key, ingress, clock.secs) {
         Ok(Step::Deliver) => deliver(shared, ia, router, pkt),
         Ok(Step::Forward { egress }) => {
             let end = LinkEnd { ia, ifid: egress };
             let Some(iface) = shared.ifaces.get(&end) else {
-                return scmp(
-                    shared,
-                    ia,
-                    pkt,
-                    ScmpKind::ParameterProblem {
-                        code: 50,
-                        pointer: 0,
-                    },
-                    depth,
-                );
+                let kind = ScmpKind::ParameterProblem {
+                    code: 50,
+                    pointer: 0,
+                };
+                scmp(shared, ia, pkt, kind, clock, depth, answers);
+                return None;
             };
             let params = *shared.links[iface.link]
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             match params.state {
-                LinkState::Down => scmp(
-                    shared,
-                    ia,
-                    pkt,
-                    ScmpKind::ExternalInterfaceDown {
+                LinkState::Down => {
+                    let kind = ScmpKind::ExternalInterfaceDown {
                         ia,
                         ifid: egress as u64,
-                    },
-                    depth,
-                ),
-                LinkState::Blackhole => drop_pkt(shared, ia, "blackholed link"),
+                    };
+                    scmp(shared, ia, pkt, kind, clock, depth, answers);
+                    None
+                }
+                LinkState::Blackhole => {
+                    drop_pkt(shared, ia, "blackholed link");
+                    None
+                }
                 LinkState::Up => {
                     if forward::finish_egress(pkt).is_err() {
-                        return drop_pkt(shared, ia, "egress");
+                        drop_pkt(shared, ia, "egress");
+                        return None;
                     }
                     if pkt.len() > params.mtu as usize {
-                        return drop_pkt(shared, ia, "larger than link MTU");
+                        drop_pkt(shared, ia, "larger than link MTU");
+                        return None;
                     }
-                    send_on_link(shared, ia, iface, &params, pkt);
+                    send_on_link(shared, ia, iface, &params, pkt, clock.now)
                 }
             }
         }
-        Ok(Step::ParameterProblem { code }) => scmp(
-            shared,
-            ia,
-            pkt,
-            ScmpKind::ParameterProblem { code, pointer: 0 },
-            depth,
-        ),
-        Err(reason) => drop_pkt(shared, ia, &format!("{reason:?}")),
+        Ok(Step::ParameterProblem { code }) => {
+            let kind = ScmpKind::ParameterProblem { code, pointer: 0 };
+            scmp(shared, ia, pkt, kind, clock, depth, answers);
+            None
+        }
+        Err(reason) => {
+            drop_pkt(shared, ia, &format!("{reason:?}"));
+            None
+        }
     }
 }
 
-fn send_on_link(shared: &Shared, ia: IsdAsn, iface: &IfaceRt, params: &LinkParams, pkt: &[u8]) {
+/// Link shaping of one packet: `Some` = send now (unshaped and nothing queued), else it went
+/// into the link's delay line (or was dropped by loss or a full queue).
+fn send_on_link<'s>(
+    shared: &'s Shared,
+    ia: IsdAsn,
+    iface: &'s IfaceRt,
+    params: &LinkParams,
+    pkt: &[u8],
+    now: Instant,
+) -> Option<Out<'s>> {
     if params.loss > 0.0 && rand::random::<f64>() < params.loss {
-        return drop_pkt(shared, ia, "link loss");
+        drop_pkt(shared, ia, "link loss");
+        return None;
     }
-    let now = Instant::now();
     let unshaped =
         params.latency.is_zero() && params.jitter.is_zero() && params.bandwidth_kbps == 0;
     let arrival = {
@@ -297,7 +422,8 @@ fn send_on_link(shared: &Shared, ia: IsdAsn, iface: &IfaceRt, params: &LinkParam
             let start = s.next_free.max(now);
             if start.duration_since(now) > MAX_QUEUE_DELAY {
                 drop(s);
-                return drop_pkt(shared, ia, "link queue full");
+                drop_pkt(shared, ia, "link queue full");
+                return None;
             }
             let tx = if params.bandwidth_kbps > 0 {
                 std::time::Duration::from_secs_f64(
@@ -316,25 +442,32 @@ fn send_on_link(shared: &Shared, ia: IsdAsn, iface: &IfaceRt, params: &LinkParam
     };
     shared.counters.forwarded.fetch_add(1, Ordering::Relaxed);
     match arrival {
-        None => {
-            if iface.socket.try_send_to(pkt, iface.peer).is_err() {
-                drop_pkt(shared, ia, "socket busy");
-            }
-        }
+        None => Some(Out {
+            socket: &iface.socket,
+            to: iface.peer,
+        }),
         Some(at) => {
             if iface.delay_tx.try_send((at, pkt.to_vec())).is_err() {
                 drop_pkt(shared, ia, "delay line full");
             }
+            None
         }
     }
 }
 
-fn deliver(shared: &Shared, ia: IsdAsn, router: &RouterRt, pkt: &[u8]) {
+fn deliver<'s>(
+    shared: &'s Shared,
+    ia: IsdAsn,
+    router: &'s RouterRt,
+    pkt: &[u8],
+) -> Option<Out<'s>> {
     let Ok(lay) = forward::layout(pkt) else {
-        return drop_pkt(shared, ia, "layout");
+        drop_pkt(shared, ia, "layout");
+        return None;
     };
     let Some(ip) = forward::dst_ip(pkt, &lay) else {
-        return drop_pkt(shared, ia, "service destination");
+        drop_pkt(shared, ia, "service destination");
+        return None;
     };
     let port = if lay.next_header == wire::SCMP_PROTOCOL {
         scmp_port(pkt)
@@ -342,7 +475,8 @@ fn deliver(shared: &Shared, ia: IsdAsn, router: &RouterRt, pkt: &[u8]) {
         forward::udp_dst_port(pkt, &lay)
     };
     let Some(port) = port else {
-        return drop_pkt(shared, ia, "no destination port");
+        drop_pkt(shared, ia, "no destination port");
+        return None;
     };
     // Dispatcherless rule (scionproto >= v0.12): ports outside the range go to the shim.
     let (lo, hi) = router.dispatched;
@@ -352,13 +486,10 @@ fn deliver(shared: &Shared, ia: IsdAsn, router: &RouterRt, pkt: &[u8]) {
         SHIM_DISPATCHER_PORT
     };
     shared.counters.delivered.fetch_add(1, Ordering::Relaxed);
-    if router
-        .internal
-        .try_send_to(pkt, SocketAddr::new(ip, port))
-        .is_err()
-    {
-        drop_pkt(shared, ia, "socket busy");
-    }
+    Some(Out {
+        socket: &router.internal,
+        to: SocketAddr::new(ip, port),
+    })
 }
 
 /// The port an SCMP message is for: the quoted packet's source port or the echo identifier.
@@ -373,7 +504,15 @@ fn scmp_port(pkt: &[u8]) -> Option<u16> {
 }
 
 /// Answers `pkt` with an SCMP error from this router, sent back along the reversed path.
-fn scmp(shared: &Shared, ia: IsdAsn, pkt: &[u8], kind: ScmpKind, depth: u8) {
+fn scmp<'s>(
+    shared: &'s Shared,
+    ia: IsdAsn,
+    pkt: &[u8],
+    kind: ScmpKind,
+    clock: &Clock,
+    depth: u8,
+    answers: &mut Answers<'s>,
+) {
     let Ok(lay) = forward::layout(pkt) else {
         return drop_pkt(shared, ia, "layout");
     };
@@ -406,12 +545,15 @@ fn scmp(shared: &Shared, ia: IsdAsn, pkt: &[u8], kind: ScmpKind, depth: u8) {
         Ok(mut answer) => {
             shared.counters.scmp_sent.fetch_add(1, Ordering::Relaxed);
             drop_pkt(shared, ia, "answered with SCMP");
-            if lay.src_ia == ia {
+            let out = if lay.src_ia == ia {
                 // The offender is a host of this AS: hand the answer over directly, as a real
                 // router does (its path's hop fields may be the very ones that failed).
-                deliver(shared, ia, router, &answer);
+                deliver(shared, ia, router, &answer)
             } else {
-                handle(shared, ia, 0, &mut answer, depth + 1);
+                handle(shared, ia, 0, &mut answer, clock, depth + 1, answers)
+            };
+            if let Some(out) = out {
+                answers.push((out, answer));
             }
         }
         Err(e) => debug!(%ia, ?e, "SCMP encoding failed"),

@@ -1,0 +1,194 @@
+//! Emulator forwarding-rate probe for profiling (ignored by default; it prints figures and
+//! asserts only that packets got through). Run in release:
+//!
+//! `RATE_MODE=gso RATE_PAYLOAD=1200 cargo test --release -p scion-transport --test emu_rate -- --ignored --nocapture`
+//!
+//! RATE_MODE `single` sends one packet per system call (like the bench's forwarding line),
+//! `gso` sends 64 KiB GSO batches; the receiver reads with GRO either way. RATE_SECS (default 3)
+//! is the window; RATE_TOPO `flat` (default) or `shaped` (1 ms link latency on the path used).
+//! RATE_INFLIGHT (default 4096) bounds packets sent but not yet received, so an overloaded
+//! first router does not burn the CPU the others need; 0 sends open loop like the bench.
+
+use std::io::IoSliceMut;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use scion_transport::address::{IsdAsn, ScionAddr};
+use scion_transport::daemon::DaemonClient;
+use scion_transport::emu::{EmuOptions, Emulator, Topology};
+use scion_transport::wire;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+fn topo(shaped: bool) -> String {
+    let lat = if shaped { "latency_ms = 1" } else { "" };
+    format!(
+        r#"
+[[as]]
+ia = "1-ff00:0:110"
+core = true
+[[as]]
+ia = "1-ff00:0:111"
+[[as]]
+ia = "1-ff00:0:112"
+[[link]]
+a = "1-ff00:0:110#1"
+b = "1-ff00:0:111#1"
+[[link]]
+a = "1-ff00:0:110#2"
+b = "1-ff00:0:112#1"
+[[link]]
+a = "1-ff00:0:111#2"
+b = "1-ff00:0:112#2"
+{lat}
+"#
+    )
+}
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn ia(s: &str) -> IsdAsn {
+    s.parse().expect("ia")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, run by hand in release"]
+async fn forwarding_rate_probe() {
+    let mode: String = env("RATE_MODE", "single".to_string());
+    let payload: usize = env("RATE_PAYLOAD", 100);
+    let window = Duration::from_secs_f64(env("RATE_SECS", 3.0));
+    let shaped = env("RATE_TOPO", "flat".to_string()) == "shaped";
+    let inflight: u64 = env("RATE_INFLIGHT", 4096);
+    let received = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(tokio::sync::Notify::new());
+    let emu = Emulator::start(
+        Topology::from_toml(&topo(shaped)).expect("topo"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    let (src, dst) = (ia("1-ff00:0:111"), ia("1-ff00:0:112"));
+    let daemon = DaemonClient::connect(&emu.daemon_addr(src).expect("d").to_string())
+        .await
+        .expect("daemon");
+    let paths = daemon.paths(src, dst, false).await.expect("paths");
+    let path = paths
+        .iter()
+        .find(|p| p.interfaces.len() == 2)
+        .expect("direct path");
+    let a = UdpSocket::bind("127.0.0.1:0").await.expect("a");
+    let a_state = UdpSocketState::new((&a).into()).expect("a state");
+    let mut b = None;
+    for port in 31900..32000u16 {
+        if let Ok(s) = UdpSocket::bind(("127.0.0.1", port)).await {
+            b = Some(s);
+            break;
+        }
+    }
+    let b = Arc::new(b.expect("b in range"));
+    // Best effort: the counter must not be the bottleneck.
+    let _ = socket2::SockRef::from(&*b).set_recv_buffer_size(8 << 20);
+    let b_state = Arc::new(UdpSocketState::new((&*b).into()).expect("b state"));
+    let addr = |ia, port| ScionAddr {
+        ia,
+        ip: "127.0.0.1".parse().expect("ip"),
+        port,
+    };
+    let pkt = wire::encode_udp(
+        &addr(src, a.local_addr().expect("a").port()),
+        &addr(dst, b.local_addr().expect("b").port()),
+        &path.data,
+        Bytes::from(vec![0u8; payload]),
+    )
+    .expect("enc");
+    let next = path.next_hop.expect("hop");
+    let segs = (65000 / pkt.len()).clamp(1, 64);
+    let batch: Vec<u8> = pkt.iter().copied().cycle().take(pkt.len() * segs).collect();
+    let counter = tokio::spawn({
+        let (b, b_state) = (b.clone(), b_state.clone());
+        let (received, progress) = (received.clone(), progress.clone());
+        async move {
+            let mut storage = vec![0u8; 16 * 65536];
+            let mut meta = vec![RecvMeta::default(); 16];
+            let mut n = 0u64;
+            let end = tokio::time::Instant::now() + window + Duration::from_millis(100);
+            loop {
+                let mut slices: Vec<IoSliceMut<'_>> =
+                    storage.chunks_mut(65536).map(IoSliceMut::new).collect();
+                let got = tokio::time::timeout_at(
+                    end,
+                    b.async_io(Interest::READABLE, || {
+                        b_state.recv((&*b).into(), &mut slices, &mut meta)
+                    }),
+                )
+                .await;
+                let Ok(Ok(k)) = got else { break };
+                for m in &meta[..k] {
+                    n += m.len.div_ceil(m.stride.max(1)) as u64;
+                }
+                received.store(n, Ordering::Relaxed);
+                progress.notify_one();
+            }
+            n
+        }
+    });
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut lost_waits = 0u32;
+    let mut forgiven = 0u64;
+    while start.elapsed() < window {
+        let outstanding = sent.saturating_sub(forgiven + received.load(Ordering::Relaxed));
+        if inflight > 0 && outstanding > inflight {
+            // Lost packets never come back: after a quiet 20 ms, forget what is in flight.
+            if tokio::time::timeout(Duration::from_millis(20), progress.notified())
+                .await
+                .is_err()
+            {
+                forgiven = sent.saturating_sub(received.load(Ordering::Relaxed));
+                lost_waits += 1;
+            }
+            continue;
+        }
+        if mode == "gso" {
+            let t = Transmit {
+                destination: next,
+                ecn: None,
+                contents: &batch,
+                segment_size: Some(pkt.len()),
+                src_ip: None,
+            };
+            if a_state.try_send((&a).into(), &t).is_ok() {
+                sent += segs as u64;
+            }
+        } else {
+            for _ in 0..64 {
+                if a.send_to(&pkt, next).await.is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    let received = counter.await.expect("counter");
+    println!("rate_probe: sender waited out losses {lost_waits} times");
+    let stats = emu.stats();
+    println!(
+        "rate_probe mode={mode} payload={payload} shaped={shaped}: sent {sent} received {received} \
+         -> {:.0} pkts/s, {:.0} Mbit/s of SCION packets ({} B); emu forwarded {} delivered {} dropped {}",
+        received as f64 / window.as_secs_f64(),
+        received as f64 * pkt.len() as f64 * 8.0 / window.as_secs_f64() / 1e6,
+        pkt.len(),
+        stats.forwarded,
+        stats.delivered,
+        stats.dropped
+    );
+    assert!(received > 0, "nothing got through");
+}
