@@ -16,7 +16,9 @@ mod harness;
 
 use std::time::Duration;
 
-use broker::options::{Authorization, Options, Permissions, SubjectPermission, User};
+use broker::options::{
+    Authorization, Options, Permissions, ResponsePermission, SubjectPermission, User,
+};
 use harness::{
     count_pings, ends_with_ping, local_opts, normalize_info, show, start_broker, Raw, RefServer,
     STEP_TIMEOUT,
@@ -44,10 +46,30 @@ enum Setup {
     BcryptUser,
     /// A bcrypt-hashed token.
     BcryptToken,
+    /// Service users with `allow_responses` (max 1 / max 2) and a plain
+    /// client user.
+    Responses,
 }
 
 /// OpenBSD bcrypt test vector: the password "U*U" at cost 5.
 const BCRYPT_UU: &str = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+
+const RESPONSES_CONF: &str = r#"
+authorization {
+  users = [
+    { user: svc, password: ps, permissions: {
+        subscribe: "req.>"
+        publish: { deny: ">" }
+        allow_responses: true
+    } }
+    { user: svc2, password: ps, permissions: {
+        publish: "ok.>"
+        allow_responses: { max: 2, expires: "1m" }
+    } }
+    { user: cli, password: pc }
+  ]
+}
+"#;
 
 const USERS_CONF: &str = r#"
 authorization {
@@ -82,6 +104,7 @@ impl Setup {
             Setup::BcryptToken => {
                 "authorization { token: \"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\" }"
             }
+            Setup::Responses => RESPONSES_CONF,
         }
     }
 
@@ -125,6 +148,7 @@ impl Setup {
                 }];
             }
             Setup::BcryptToken => o.authorization.token = Some(BCRYPT_UU.into()),
+            Setup::Responses => o.authorization = responses_auth(),
         }
         o
     }
@@ -157,6 +181,47 @@ fn users_auth() -> Authorization {
                 password: "pb".into(),
                 permissions: None,
             },
+        ],
+        ..Default::default()
+    }
+}
+
+fn responses_auth() -> Authorization {
+    let svc = Permissions {
+        publish: Some(SubjectPermission {
+            allow: vec![],
+            deny: list(&[">"]),
+        }),
+        subscribe: Some(SubjectPermission {
+            allow: list(&["req.>"]),
+            deny: vec![],
+        }),
+        allow_responses: Some(ResponsePermission {
+            max: 1,
+            expires: Duration::from_secs(120),
+        }),
+    };
+    let svc2 = Permissions {
+        publish: Some(SubjectPermission {
+            allow: list(&["ok.>"]),
+            deny: vec![],
+        }),
+        subscribe: None,
+        allow_responses: Some(ResponsePermission {
+            max: 2,
+            expires: Duration::from_secs(60),
+        }),
+    };
+    let user = |name: &str, pass: &str, permissions| User {
+        username: name.into(),
+        password: pass.into(),
+        permissions,
+    };
+    Authorization {
+        users: vec![
+            user("svc", "ps", Some(svc)),
+            user("svc2", "ps", Some(svc2)),
+            user("cli", "pc", None),
         ],
         ..Default::default()
     }
@@ -657,6 +722,7 @@ fn cases() -> Vec<Case> {
         Case::script("max_subs_duplicate_sid", MaxSubs, "CONNECT {\"verbose\":false}\r\nSUB a 1\r\nSUB b 2\r\nSUB b 2\r\nSUB c 3\r\nPING\r\n"),
         Case::script("limits_pub_exact_then_over_hpub", Limits, format!("{QUIET_HDR}SUB foo 1\r\nHPUB foo 12 100\r\nNATS/1.0\r\n\r\n{}\r\nPING\r\n", "y".repeat(88))),
     ]);
+    v.extend(response_cases());
     // The INFO of each setup alone.
     for (name, s) in [
         ("info_token", Token),
@@ -670,6 +736,50 @@ fn cases() -> Vec<Case> {
         ));
     }
     v
+}
+
+const SVC: &str = "CONNECT {\"user\":\"svc\",\"pass\":\"ps\",\"verbose\":false}\r\n";
+const SVC2: &str = "CONNECT {\"user\":\"svc2\",\"pass\":\"ps\",\"verbose\":false}\r\n";
+const CLI: &str = "CONNECT {\"user\":\"cli\",\"pass\":\"pc\",\"verbose\":false}\r\n";
+
+/// `allow_responses` (client.go pubAllowedFullCheck / deliverMsg reply
+/// tracking): conn 0 is the service, conn 1 the requester.
+fn response_cases() -> Vec<Case> {
+    use Setup::Responses;
+    vec![
+        // max 1: the first reply passes, the second and any other subject
+        // are permission violations.
+        Case::new("responses_max_1", Responses)
+            .open(0)
+            .send(0, format!("{SVC}SUB req.a 1\r\nPUB _INBOX.early 1\r\nx\r\nPING\r\n"))
+            .open(1)
+            .send(1, format!("{CLI}SUB _INBOX.> 1\r\nPUB req.a _INBOX.r1 1\r\nq\r\nPING\r\n"))
+            .send(0, "PING\r\n")
+            .send(0, "PUB _INBOX.r1 2\r\nr1\r\nPUB _INBOX.r1 2\r\nr2\r\nPUB _INBOX.other 1\r\nz\r\nPUB req.a 1\r\ny\r\nPING\r\n")
+            .send(1, "PING\r\n"),
+        // max 2 with a publish allow list: two replies, a third refused; a
+        // new request with the same reply subject allows replies again.
+        Case::new("responses_max_2_and_allow_list", Responses)
+            .open(0)
+            .send(0, format!("{SVC2}SUB req.b 1\r\nPING\r\n"))
+            .open(1)
+            .send(1, format!("{CLI}SUB _INBOX.> 1\r\nPUB req.b _INBOX.r 1\r\nq\r\nPING\r\n"))
+            .send(0, "PING\r\n")
+            .send(0, "PUB _INBOX.r 1\r\n1\r\nPUB _INBOX.r 1\r\n2\r\nPUB _INBOX.r 1\r\n3\r\nPUB ok.x 1\r\no\r\nPING\r\n")
+            .send(1, "PUB req.b _INBOX.r 1\r\nq\r\nPING\r\n")
+            .send(0, "PUB _INBOX.r 1\r\n4\r\nPING\r\n")
+            .send(1, "PING\r\n"),
+        // A request without a reply subject allows nothing; a second
+        // CONNECT starts with an empty reply map.
+        Case::new("responses_no_reply_and_reconnect", Responses)
+            .open(0)
+            .send(0, format!("{SVC}SUB req.c 1\r\nPING\r\n"))
+            .open(1)
+            .send(1, format!("{CLI}SUB _INBOX.> 1\r\nPUB req.c 1\r\nn\r\nPUB req.c _INBOX.c 1\r\nq\r\nPING\r\n"))
+            .send(0, "PING\r\n")
+            .send(0, format!("{SVC}PUB _INBOX.c 1\r\nr\r\nPING\r\n"))
+            .send(1, "PING\r\n"),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

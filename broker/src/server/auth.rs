@@ -2,8 +2,9 @@
 //! `client.go` `canSubscribe` / `pubAllowed`).
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use crate::options::{Options, Permissions, SubjectPermission};
+use crate::options::{Options, Permissions, ResponsePermission, SubjectPermission};
 use crate::proto::json::ConnectInfo;
 use crate::sublist::{is_valid_subject, subject_is_subset_match};
 
@@ -261,13 +262,29 @@ fn queue_matches(pattern: &str, queue: &str) -> bool {
 pub struct CompiledPerms {
     pub publish: Option<CompiledList>,
     pub subscribe: Option<CompiledList>,
+    /// `allow_responses`: replies to received requests may be published
+    /// even where `publish` denies them.
+    pub responses: Option<ResponseLimits>,
 }
 
 impl CompiledPerms {
     pub fn compile(p: &Permissions) -> Self {
+        let mut publish = p.publish.as_ref().map(CompiledList::compile);
+        let responses = p.allow_responses.as_ref().map(ResponseLimits::from_config);
+        if responses.is_some() {
+            // auth.go validateResponsePermissions / opts.go
+            // parseUserPermissions: with response permissions and no publish
+            // allow list, the blanket allow is turned off (an empty allow
+            // list), so only replies (and explicit allows) may be published.
+            let list = publish.get_or_insert_with(CompiledList::default);
+            if list.allow.is_none() {
+                list.allow = Some(Vec::new());
+            }
+        }
         CompiledPerms {
-            publish: p.publish.as_ref().map(CompiledList::compile),
+            publish,
             subscribe: p.subscribe.as_ref().map(CompiledList::compile),
+            responses,
         }
     }
 
@@ -281,6 +298,118 @@ impl CompiledPerms {
         self.subscribe
             .as_ref()
             .is_none_or(|l| l.allows_subscribe(subject, queue))
+    }
+}
+
+/// nats-server `DEFAULT_ALLOW_RESPONSE_MAX_MSGS` (server/const.go).
+pub const DEFAULT_ALLOW_RESPONSE_MAX_MSGS: u64 = 1;
+/// nats-server `DEFAULT_ALLOW_RESPONSE_EXPIRATION` (server/const.go).
+pub const DEFAULT_ALLOW_RESPONSE_EXPIRATION: Duration = Duration::from_secs(120);
+/// Tracked reply subjects above which expired/used ones are pruned
+/// (client.go `replyPermLimit`).
+const REPLY_PERM_LIMIT: usize = 4096;
+
+/// Limits of `allow_responses` (auth.go `ResponsePermission`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseLimits {
+    /// Replies allowed per received request; `None` = unlimited (a negative
+    /// `max` in the config).
+    pub max: Option<u64>,
+    /// How long after the request a reply is allowed; `None` = no expiry (a
+    /// negative `expires`).
+    pub expires: Option<Duration>,
+}
+
+impl ResponseLimits {
+    /// Zero values take the defaults like auth.go
+    /// `validateResponsePermissions`; the config layer maps negative values
+    /// to `usize::MAX` / `Duration::MAX` (unlimited).
+    pub fn from_config(r: &ResponsePermission) -> Self {
+        let max = match r.max {
+            0 => Some(DEFAULT_ALLOW_RESPONSE_MAX_MSGS),
+            usize::MAX => None,
+            n => Some(n as u64),
+        };
+        let expires = if r.expires.is_zero() {
+            Some(DEFAULT_ALLOW_RESPONSE_EXPIRATION)
+        } else if r.expires == Duration::MAX {
+            None
+        } else {
+            Some(r.expires)
+        };
+        ResponseLimits { max, expires }
+    }
+}
+
+/// Reply subjects of requests delivered to a connection with response
+/// permissions (client.go `c.replies`, filled in `deliverMsg`, consumed in
+/// `pubAllowedFullCheck`). Pure: the caller passes `now`.
+#[derive(Debug)]
+pub struct ReplyTracker {
+    limits: ResponseLimits,
+    /// Reply subject -> (when the request was delivered, replies sent).
+    replies: HashMap<Box<[u8]>, (Instant, u64)>,
+}
+
+impl ReplyTracker {
+    pub fn new(limits: ResponseLimits) -> Self {
+        ReplyTracker {
+            limits,
+            replies: HashMap::new(),
+        }
+    }
+
+    /// A message with reply subject `reply` was delivered: allow replies to
+    /// it again from `now` (a repeated reply subject restarts its count, as
+    /// in deliverMsg).
+    pub fn track(&mut self, reply: &[u8], now: Instant) {
+        match self.replies.get_mut(reply) {
+            Some(e) => *e = (now, 0),
+            None => {
+                self.replies.insert(reply.into(), (now, 0));
+            }
+        }
+        if self.replies.len() > REPLY_PERM_LIMIT {
+            self.prune(now);
+        }
+    }
+
+    /// Whether a publish to `subject` (denied by the publish lists) is a
+    /// permitted reply. Counts the reply; the entry is dropped once it is
+    /// over `max` or expired (client.go `pubAllowedFullCheck`).
+    pub fn allow(&mut self, subject: &[u8], now: Instant) -> bool {
+        let Some(e) = self.replies.get_mut(subject) else {
+            return false;
+        };
+        e.1 += 1;
+        let over = self.limits.max.is_some_and(|m| e.1 > m);
+        let expired = self
+            .limits
+            .expires
+            .is_some_and(|ttl| now.saturating_duration_since(e.0) > ttl);
+        if over || expired {
+            self.replies.remove(subject);
+            return false;
+        }
+        true
+    }
+
+    /// Drops used-up and expired entries (client.go `pruneReplyPerms`).
+    fn prune(&mut self, now: Instant) {
+        let l = self.limits;
+        self.replies.retain(|_, (t, n)| {
+            !(l.max.is_some_and(|m| *n >= m)
+                || l.expires
+                    .is_some_and(|ttl| now.saturating_duration_since(*t) > ttl))
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.replies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.replies.is_empty()
     }
 }
 
@@ -382,6 +511,102 @@ mod tests {
         assert!(!password_matches("$2a$05$short", "x"));
         assert!(password_matches("plain", "plain"));
         assert!(!password_matches("plain", "plaiN"));
+    }
+
+    fn responses(max: usize, expires: Duration) -> Permissions {
+        Permissions {
+            publish: Some(SubjectPermission {
+                allow: vec![],
+                deny: vec![">".into()],
+            }),
+            subscribe: None,
+            allow_responses: Some(ResponsePermission { max, expires }),
+        }
+    }
+
+    #[test]
+    fn allow_responses_turns_off_blanket_publish_allow() {
+        let mut p = Permissions {
+            allow_responses: Some(ResponsePermission {
+                max: 0,
+                expires: Duration::ZERO,
+            }),
+            ..Permissions::default()
+        };
+        let c = CompiledPerms::compile(&p);
+        assert!(!c.can_publish("anything"));
+        assert_eq!(
+            c.responses,
+            Some(ResponseLimits {
+                max: Some(DEFAULT_ALLOW_RESPONSE_MAX_MSGS),
+                expires: Some(DEFAULT_ALLOW_RESPONSE_EXPIRATION),
+            })
+        );
+        // An explicit allow list is kept.
+        p.publish = Some(SubjectPermission {
+            allow: vec!["ok".into()],
+            deny: vec![],
+        });
+        let c = CompiledPerms::compile(&p);
+        assert!(c.can_publish("ok") && !c.can_publish("other"));
+    }
+
+    #[test]
+    fn reply_tracker_max_and_expiry() {
+        let t0 = Instant::now();
+        let l = CompiledPerms::compile(&responses(2, Duration::from_secs(60)))
+            .responses
+            .unwrap();
+        let mut t = ReplyTracker::new(l);
+        assert!(!t.allow(b"_INBOX.a", t0), "no request seen");
+        t.track(b"_INBOX.a", t0);
+        assert!(t.allow(b"_INBOX.a", t0));
+        assert!(t.allow(b"_INBOX.a", t0));
+        assert!(!t.allow(b"_INBOX.a", t0), "third reply over max 2");
+        assert!(!t.allow(b"_INBOX.a", t0), "entry dropped");
+        // A new request with the same reply subject restarts the count.
+        t.track(b"_INBOX.a", t0);
+        assert!(t.allow(b"_INBOX.a", t0));
+        t.track(b"_INBOX.b", t0);
+        assert!(
+            !t.allow(b"_INBOX.b", t0 + Duration::from_secs(61)),
+            "expired"
+        );
+        assert_eq!(t.len(), 1, "only _INBOX.a is left");
+    }
+
+    #[test]
+    fn reply_tracker_unlimited_and_prune() {
+        let t0 = Instant::now();
+        let l = CompiledPerms::compile(&responses(usize::MAX, Duration::MAX))
+            .responses
+            .unwrap();
+        assert_eq!(
+            l,
+            ResponseLimits {
+                max: None,
+                expires: None
+            }
+        );
+        let mut t = ReplyTracker::new(l);
+        t.track(b"r", t0);
+        for _ in 0..10 {
+            assert!(t.allow(b"r", t0 + Duration::from_secs(86_400)));
+        }
+        // With limits, used-up entries are pruned once over the limit.
+        let l = ResponseLimits {
+            max: Some(1),
+            expires: None,
+        };
+        let mut t = ReplyTracker::new(l);
+        for i in 0..REPLY_PERM_LIMIT {
+            let r = format!("r.{i}");
+            t.track(r.as_bytes(), t0);
+            assert!(t.allow(r.as_bytes(), t0));
+        }
+        assert_eq!(t.len(), REPLY_PERM_LIMIT);
+        t.track(b"fresh", t0);
+        assert_eq!(t.len(), 1, "used entries pruned, the fresh one kept");
     }
 
     #[test]

@@ -13,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tracing::{debug, error, info, trace};
 
-use super::auth::{go_quote, CompiledPerms};
+use super::auth::{go_quote, CompiledPerms, ReplyTracker};
 use super::closed::ClosedState;
 use super::deliver::{process_msg_results, Batch, MatchCache, Msg, Source};
+pub(crate) use super::outbound::writer_loop;
 use super::outbound::Outbound;
 use super::{lock, remove_sub_now, ServerState};
 use crate::proto::encode;
@@ -32,6 +33,53 @@ const MAX_READ_BUF: usize = 64 * 1024;
 /// Upper bound of the delay before a client's first PING (nats-server
 /// `firstClientPingInterval`).
 const FIRST_CLIENT_PING_INTERVAL: Duration = Duration::from_secs(2);
+/// A PING is sent regardless of activity when the last one went out longer
+/// ago than this (nats-server `DEFAULT_RTT_MEASUREMENT_INTERVAL`).
+const RTT_MEASUREMENT_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Times (nanoseconds since server start) the ping timer looks at.
+#[derive(Debug, Clone, Copy, Default)]
+struct PingClock {
+    /// Last activity: CONNECT, a read with messages or (un)subscriptions, or
+    /// messages delivered to the connection (client.go `c.last`).
+    last: u64,
+    /// Last PING received from the client (`c.ping.last`).
+    ping_in: Option<u64>,
+    /// Last PING we sent (`c.rttStart`).
+    rtt_start: Option<u64>,
+    /// An RTT estimate exists (nats-server sets one at CONNECT).
+    rtt_known: bool,
+}
+
+/// Why the ping timer does not send a PING this time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PingSkip {
+    /// Client activity this long ago.
+    Activity(Duration),
+    /// The client's own PING this long ago.
+    RemotePing(Duration),
+}
+
+/// client.go `processPingTimer` for a CLIENT: no PING is needed when the
+/// connection had activity, or the client pinged us, within the interval,
+/// unless an RTT measurement is due (none yet, or the last PING we sent is
+/// over an hour old). Pure: `now` is nanoseconds since server start.
+fn ping_skip(now: u64, c: &PingClock, interval: Duration) -> Option<PingSkip> {
+    let hour = RTT_MEASUREMENT_INTERVAL.as_nanos() as u64;
+    let need_rtt = !c.rtt_known || c.rtt_start.is_none_or(|t| now.saturating_sub(t) > hour);
+    if need_rtt {
+        return None;
+    }
+    let iv = interval.as_nanos() as u64;
+    let since = |t: u64| now.saturating_sub(t);
+    if since(c.last) < iv {
+        return Some(PingSkip::Activity(Duration::from_nanos(since(c.last))));
+    }
+    match c.ping_in {
+        Some(p) if since(p) < iv => Some(PingSkip::RemotePing(Duration::from_nanos(since(p)))),
+        _ => None,
+    }
+}
 
 /// Counters of one connection.
 #[derive(Default, Debug)]
@@ -69,6 +117,11 @@ pub struct ClientShared {
     pub subs: Mutex<HashMap<Vec<u8>, SubRef>>,
     /// Subscribe deny list to filter deliveries of wildcard subscriptions.
     pub sub_deny: Mutex<Option<Arc<CompiledPerms>>>,
+    /// The user has `allow_responses`: reply subjects of delivered messages
+    /// are recorded in `replies` (read without the lock on every delivery).
+    pub track_replies: AtomicBool,
+    /// Reply subjects this connection may answer (client.go `c.replies`).
+    pub replies: Mutex<Option<ReplyTracker>>,
     /// Takes async INFO updates (protocol >= 1 and first PONG sent).
     pub async_info: AtomicBool,
     /// Display form of the peer when it is not a plain IP:port (a SCION
@@ -81,6 +134,8 @@ pub struct ClientShared {
     /// When a PING asked for by monitoring ([`ClientShared::request_rtt`])
     /// was sent; the next PONG sets `meta.rtt`.
     pub rtt_probe: Mutex<Option<Instant>>,
+    /// Log prefix once CONNECT named the client: `... - cid:5 - "v1.2:rust:name"`.
+    pub named_prefix: Mutex<Option<String>>,
 }
 
 impl ClientShared {
@@ -101,10 +156,13 @@ impl ClientShared {
             meta: Mutex::new(ConnMeta::default()),
             subs: Mutex::new(HashMap::new()),
             sub_deny: Mutex::new(None),
+            track_replies: AtomicBool::new(false),
+            replies: Mutex::new(None),
             async_info: AtomicBool::new(false),
             label: None,
             path_tag: Mutex::new(None),
             rtt_probe: Mutex::new(None),
+            named_prefix: Mutex::new(None),
         }
     }
 
@@ -137,6 +195,9 @@ impl ClientShared {
 
     /// nats-server's log prefix: `127.0.0.1:53412 - cid:5`.
     pub fn log_prefix(&self) -> String {
+        if let Some(p) = lock(&self.named_prefix).as_ref() {
+            return p.clone();
+        }
         match &self.label {
             Some(l) => format!("{} - cid:{}", l, self.cid),
             None => format!("{}:{} - cid:{}", self.peer.ip(), self.peer.port(), self.cid),
@@ -313,6 +374,9 @@ pub async fn run_labeled<S>(
         },
         max_subs: opts.max_subscriptions,
         batch_in_msgs: 0,
+        batch_subs: 0,
+        flush_self: false,
+        clock: PingClock::default(),
         batch_in_bytes: 0,
         scratch: Vec::new(),
         urls_gen_at_connect: srv.cluster.urls_generation.load(Ordering::Acquire),
@@ -322,6 +386,11 @@ pub async fn run_labeled<S>(
     conn.cleanup();
     let _ = writer.await;
     let reason = shared.out.closed_reason().unwrap_or(reason);
+    // client.go handleWriteTimeout counts a write-deadline slow consumer,
+    // except before CONNECT on a server that expects one.
+    if reason == ClosedState::SlowConsumerWriteDeadline && conn.connected {
+        srv.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+    }
     log_close(&shared, reason, opts.max_pending);
     lock(&srv.clients).remove(&cid);
     srv.record_closed(shared.snapshot(&srv, Some(SystemTime::now())));
@@ -329,58 +398,14 @@ pub async fn run_labeled<S>(
 
 fn log_close(shared: &ClientShared, reason: ClosedState, max_pending: usize) {
     let p = shared.log_prefix();
-    match reason {
-        ClosedState::SlowConsumerPendingBytes => {
-            info!(
-                "{} - Slow Consumer Detected: MaxPending of {} Exceeded",
-                p, max_pending
-            );
-        }
-        ClosedState::SlowConsumerWriteDeadline => {
-            info!("{} - Slow Consumer Detected: WriteDeadline exceeded", p);
-        }
-        _ => {}
+    // The writer logs a write-deadline cut itself, with its figures.
+    if reason == ClosedState::SlowConsumerPendingBytes {
+        info!(
+            "{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+            p, max_pending
+        );
     }
     debug!("{} - Client connection closed: {}", p, reason);
-}
-
-pub(crate) async fn writer_loop<W>(shared: Arc<ClientShared>, mut wr: W, deadline: Duration)
-where
-    W: AsyncWrite + Unpin,
-{
-    let mut buf: Vec<u8> = Vec::new();
-    loop {
-        let closed = shared.out.take(&mut buf);
-        if !buf.is_empty() {
-            // A slow-consumer cut discards what is pending; do not push it.
-            if closed == Some(ClosedState::SlowConsumerPendingBytes) {
-                break;
-            }
-            match tokio::time::timeout(deadline, wr.write_all(&buf)).await {
-                Ok(Ok(())) => shared.out.written(),
-                Ok(Err(_)) => {
-                    shared.out.close(ClosedState::WriteError);
-                    shared.out.discard();
-                    break;
-                }
-                Err(_) => {
-                    shared.out.close(ClosedState::SlowConsumerWriteDeadline);
-                    shared.out.discard();
-                    break;
-                }
-            }
-            buf.clear();
-            if buf.capacity() > MAX_READ_BUF * 4 {
-                buf = Vec::new();
-            }
-            continue;
-        }
-        if closed.is_some() {
-            break;
-        }
-        shared.out.wait().await;
-    }
-    let _ = tokio::time::timeout(Duration::from_millis(200), wr.shutdown()).await;
 }
 
 /// The reader's private state.
@@ -398,6 +423,12 @@ struct Conn {
     limits: ParseLimits,
     max_subs: usize,
     batch_in_msgs: u64,
+    /// SUB/UNSUB operations of this read batch (client.go `c.in.subs`).
+    batch_subs: u32,
+    /// Our own writer has protocol replies to send after this batch.
+    flush_self: bool,
+    /// Inputs of the ping timer's activity check.
+    clock: PingClock,
     batch_in_bytes: u64,
     /// Reused buffer for protocol lines built per message.
     scratch: Vec<u8>,
@@ -458,32 +489,33 @@ impl Conn {
                             } else if n < read_target / 4 && read_target > START_READ_BUF {
                                 read_target /= 2;
                             }
-                            let now_ns = self.srv.start_instant.elapsed().as_nanos() as u64;
-                            self.shared.last_activity.store(now_ns, Ordering::Relaxed);
-                            let res = self.process(&mut rbuf);
-                            self.end_batch();
-                            if let Err(Close(reason)) = res {
+                            if let Err(Close(reason)) = self.process_read(&mut rbuf).await {
                                 return reason;
-                            }
-                            // Fast-producer stall (nats-server stalledWait):
-                            // a consumer above half its pending limit slows
-                            // this publisher instead of being cut at once.
-                            for c in self.batch.take_stalled() {
-                                let ttl = c.out.stall_duration();
-                                if tokio::time::timeout(ttl, c.out.unstalled()).await.is_err() {
-                                    debug!("{} - Timed out of fast producer stall ({:?})", self.shared.log_prefix(), ttl);
-                                }
                             }
                         }
                     }
                 }
                 _ = ping.tick() => {
+                    let now = self.now_ns();
+                    self.clock.last = self.shared.last_activity.load(Ordering::Relaxed);
+                    match ping_skip(now, &self.clock, opts.ping_interval) {
+                        Some(PingSkip::Activity(d)) => {
+                            debug!("{} - Delaying PING due to client activity {:?} ago", self.shared.log_prefix(), d);
+                            continue;
+                        }
+                        Some(PingSkip::RemotePing(d)) => {
+                            debug!("{} - Delaying PING due to remote ping {:?} ago", self.shared.log_prefix(), d);
+                            continue;
+                        }
+                        None => {}
+                    }
                     if self.pings_out + 1 > opts.ping_max {
                         debug!("{} - Stale Client Connection - Closing", self.shared.log_prefix());
                         let _ = self.shared.out.send(encode::ERR_STALE);
                         return ClosedState::StaleConnection;
                     }
                     self.pings_out += 1;
+                    self.clock.rtt_start = Some(now);
                     last_ping_sent = Some(Instant::now());
                     let _ = self.shared.out.send(encode::PING);
                 }
@@ -501,13 +533,45 @@ impl Conn {
         }
     }
 
-    /// Parses and handles every complete operation in `rbuf`.
-    fn process(&mut self, rbuf: &mut BytesMut) -> Result<(), Close> {
+    /// Handles what one read brought. A message that found a consumer
+    /// above half its pending limit makes this publisher wait before the
+    /// next operation (client.go deliverMsg calls stalledWait for every
+    /// message to a stalled consumer, so a fast producer is slowed message
+    /// by message rather than once per read).
+    async fn process_read(&mut self, rbuf: &mut BytesMut) -> Result<(), Close> {
+        loop {
+            let res = self.process(rbuf);
+            if self.end_batch() {
+                let now = self.now_ns();
+                self.shared.last_activity.store(now, Ordering::Relaxed);
+            }
+            if !res? {
+                return Ok(());
+            }
+            for c in self.batch.take_stalled() {
+                let ttl = c.out.stall_duration();
+                if tokio::time::timeout(ttl, c.out.unstalled()).await.is_err() {
+                    debug!(
+                        "{} - Timed out of fast producer stall ({:?})",
+                        self.shared.log_prefix(),
+                        ttl
+                    );
+                }
+            }
+            if self.shared.out.is_closing() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Parses and handles the complete operations in `rbuf`, stopping early
+    /// (returning true) after a message that found a stalled consumer.
+    fn process(&mut self, rbuf: &mut BytesMut) -> Result<bool, Close> {
         let mut pos = 0;
         let res = loop {
             let buf = &rbuf[pos..];
             if buf.is_empty() {
-                break Ok(());
+                break Ok(false);
             }
             if self.awaiting_auth && !self.connected && !matches!(buf[0], b'C' | b'c') {
                 // nats-server checks the first byte of the first operation
@@ -523,6 +587,9 @@ impl Conn {
                     if let Err(c) = self.handle(op) {
                         break Err(c);
                     }
+                    if self.batch.has_stalled() {
+                        break Ok(true);
+                    }
                 }
                 Ok(Step::Incomplete { total_hint }) => {
                     if let Some(total) = total_hint {
@@ -530,7 +597,7 @@ impl Conn {
                             rbuf.reserve(total - (rbuf.len() - pos));
                         }
                     }
-                    break Ok(());
+                    break Ok(false);
                 }
                 Err(e) => break Err(self.parse_error(e, buf)),
             }
@@ -607,6 +674,17 @@ impl Conn {
             .as_ref()
             .filter(|p| p.subscribe.is_some())
             .cloned();
+        // client.go setPermissions: every (re-)CONNECT starts a fresh reply
+        // map when the user has response permissions.
+        let tracker = self
+            .perms
+            .as_ref()
+            .and_then(|p| p.responses)
+            .map(ReplyTracker::new);
+        self.shared
+            .track_replies
+            .store(tracker.is_some(), Ordering::Release);
+        *lock(&self.shared.replies) = tracker;
         let mut m = lock(&self.shared.meta);
         m.user = r.user;
         m.connected = true;
@@ -614,17 +692,23 @@ impl Conn {
 
     fn send(&mut self, data: &[u8]) {
         if self.shared.out.append(data).is_ok() {
-            self.mark_flush_self();
+            // Not through the batch: protocol replies (PONG, +OK, -ERR) are
+            // not message deliveries and do not count as activity
+            // (client.go enqueueProto vs flushClients).
+            self.flush_self = true;
         }
     }
 
-    fn mark_flush_self(&mut self) {
-        let me = self.shared.clone();
-        self.batch.mark(&me);
-    }
-
-    fn end_batch(&mut self) {
+    /// Wakes the writers of this read batch and folds its counters. Returns
+    /// whether the batch counts as client activity (client.go readLoop:
+    /// messages or (un)subscriptions).
+    fn end_batch(&mut self) -> bool {
+        let active = self.batch_in_msgs > 0 || self.batch_subs > 0;
+        self.batch_subs = 0;
         self.batch.finish(&self.srv);
+        if std::mem::take(&mut self.flush_self) {
+            self.shared.out.flush_signal();
+        }
         let st = &self.srv.stats;
         if self.batch_in_msgs > 0 {
             self.shared
@@ -641,6 +725,11 @@ impl Conn {
             self.batch_in_msgs = 0;
             self.batch_in_bytes = 0;
         }
+        active
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.srv.start_instant.elapsed().as_nanos() as u64
     }
 
     fn handle(&mut self, op: Op<'_>) -> Result<(), Close> {
@@ -663,14 +752,19 @@ impl Conn {
                 queue,
                 sid,
             } => {
+                self.batch_subs += 1;
                 self.handle_sub(subject, queue, sid);
                 Ok(())
             }
             Op::Unsub { sid, max } => {
+                self.batch_subs += 1;
                 self.handle_unsub(sid, max);
                 Ok(())
             }
             Op::Ping => {
+                // client.go processPing: a client's PING makes ours
+                // unnecessary for an interval.
+                self.clock.ping_in = Some(self.now_ns());
                 self.handle_ping();
                 Ok(())
             }
@@ -722,6 +816,8 @@ impl Conn {
             error!("{} - processConnect: {}", self.shared.log_prefix(), e);
             return Err(Close(ClosedState::ProtocolViolation));
         }
+        // Named before authentication, so an auth error names the client.
+        self.name_log_prefix();
         // Every CONNECT is authenticated again (client.go processConnect
         // calls checkAuthentication each time): a second CONNECT with bad
         // credentials closes, one naming another user switches permissions.
@@ -730,6 +826,11 @@ impl Conn {
             Some(r) => self.authenticated(r),
             None => return Err(self.auth_violation()),
         }
+        // client.go processConnect: `c.last = time.Now()`, and the RTT is
+        // estimated from the time since accept.
+        let now = self.now_ns();
+        self.shared.last_activity.store(now, Ordering::Relaxed);
+        self.clock.rtt_known = true;
         // Naming an account (or asking for a new one) is an authorization
         // violation without operator/account config (client.go
         // processConnect: "Now its considered an error").
@@ -764,6 +865,33 @@ impl Conn {
             self.send(encode::OK);
         }
         Ok(())
+    }
+
+    /// client.go processConnect: log lines of a client that sent a version,
+    /// lang or name carry `"v<version>:<lang>:<name>"` after the cid (each
+    /// CONNECT appends to the current prefix, as there).
+    fn name_log_prefix(&self) {
+        let c = &self.connect;
+        let parts: Vec<String> = [
+            c.version
+                .as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("v{v}")),
+            c.lang.clone().filter(|l| !l.is_empty()),
+            c.name.clone().filter(|n| !n.is_empty()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            return;
+        }
+        let p = format!(
+            "{} - {}",
+            self.shared.log_prefix(),
+            go_quote(&parts.join(":"))
+        );
+        *lock(&self.shared.named_prefix) = Some(p);
     }
 
     fn handle_sub(&mut self, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
@@ -875,7 +1003,7 @@ impl Conn {
             self.send(encode::ERR_INVALID_PUB_SUBJECT);
         }
         if let Some(perms) = &self.perms {
-            if !perms.can_publish(subject) {
+            if !perms.can_publish(subject) && !self.reply_allowed(p.subject) {
                 let text = format!("Permissions Violation for Publish to {}", go_quote(subject));
                 error!(
                     "{} - Publish Violation - User {}, Subject {}",
@@ -914,6 +1042,18 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// A publish the permission lists deny may still answer a request this
+    /// connection received (client.go pubAllowedFullCheck with
+    /// `c.perms.resp`).
+    fn reply_allowed(&self, subject: &[u8]) -> bool {
+        if !self.shared.track_replies.load(Ordering::Acquire) {
+            return false;
+        }
+        lock(&self.shared.replies)
+            .as_mut()
+            .is_some_and(|t| t.allow(subject, Instant::now()))
     }
 
     fn no_responders(&mut self, reply: &[u8]) {
@@ -958,5 +1098,57 @@ impl Conn {
             self.shared.log_prefix(),
             subs.len()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn clock(last: u64, ping_in: Option<u64>, rtt_start: Option<u64>) -> PingClock {
+        PingClock {
+            last,
+            ping_in,
+            rtt_start,
+            rtt_known: true,
+        }
+    }
+
+    #[test]
+    fn first_ping_always_goes_out() {
+        let iv = Duration::from_secs(1);
+        // No PING sent yet: an RTT sample is due even if busy.
+        assert_eq!(ping_skip(2 * S, &clock(2 * S, None, None), iv), None);
+        // No CONNECT yet (no RTT estimate).
+        let mut c = clock(2 * S, None, Some(S));
+        c.rtt_known = false;
+        assert_eq!(ping_skip(2 * S, &c, iv), None);
+    }
+
+    #[test]
+    fn activity_or_remote_ping_delays() {
+        let iv = Duration::from_secs(1);
+        let now = 10 * S;
+        let busy = clock(now - S / 5, None, Some(5 * S));
+        assert_eq!(
+            ping_skip(now, &busy, iv),
+            Some(PingSkip::Activity(Duration::from_millis(200)))
+        );
+        let pinged = clock(0, Some(now - S / 2), Some(5 * S));
+        assert_eq!(
+            ping_skip(now, &pinged, iv),
+            Some(PingSkip::RemotePing(Duration::from_millis(500)))
+        );
+        // Exactly one interval ago is no longer recent (Go: delta < interval).
+        assert_eq!(
+            ping_skip(now, &clock(now - S, Some(now - S), Some(5 * S)), iv),
+            None
+        );
+        // An hour after the last PING we sent, one goes out regardless.
+        let hour = 3600 * S;
+        let stale_rtt = clock(hour + 2 * S, None, Some(S));
+        assert_eq!(ping_skip(hour + 2 * S + 1, &stale_rtt, iv), None);
     }
 }

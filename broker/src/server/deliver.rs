@@ -135,6 +135,11 @@ impl Batch {
         self.flush.push(c.clone());
     }
 
+    /// Whether a delivery of this batch found a stalled consumer.
+    pub fn has_stalled(&self) -> bool {
+        !self.stalled.is_empty()
+    }
+
     /// Consumers this batch found stalled; cleared.
     pub fn take_stalled(&mut self) -> Vec<Arc<ClientShared>> {
         std::mem::take(&mut self.stalled)
@@ -143,8 +148,14 @@ impl Batch {
     /// Wakes every writer that got data and folds the counters into the
     /// server totals.
     pub fn finish(&mut self, srv: &ServerState) {
-        for c in self.flush.drain(..) {
-            c.out.flush_signal();
+        if !self.flush.is_empty() {
+            // Message delivery is activity of the receiver (client.go
+            // flushClients sets `cp.last`): its ping timer skips a PING.
+            let now = srv.start_instant.elapsed().as_nanos() as u64;
+            for c in self.flush.drain(..) {
+                c.last_activity.store(now, Ordering::Relaxed);
+                c.out.flush_signal();
+            }
         }
         if self.out_msgs > 0 {
             srv.stats
@@ -342,9 +353,14 @@ pub fn deliver_local(
         size_raw: msg.size_raw,
         payload: msg.payload,
     };
+    let hint = msg.subject.len()
+        + msg.reply.map_or(0, <[u8]>::len)
+        + sub.sid.len()
+        + msg.payload.len()
+        + 48;
     match client
         .out
-        .append_with(|b| encode::write_client_msg(b, &d, headers))
+        .append_with(hint, |b| encode::write_client_msg(b, &d, headers))
     {
         Ok(_) => {
             let body = if msg.hdr_len > 0 && !headers {
@@ -357,6 +373,15 @@ pub fn deliver_local(
             batch.out_msgs += 1;
             batch.out_bytes += body;
             batch.mark(client);
+            // client.go deliverMsg: a receiver with response permissions may
+            // answer this request's reply subject.
+            if let Some(reply) = msg.reply.filter(|r| !r.is_empty()) {
+                if client.track_replies.load(Ordering::Relaxed) {
+                    if let Some(t) = super::lock(&client.replies).as_mut() {
+                        t.track(reply, std::time::Instant::now());
+                    }
+                }
+            }
             if matches!(src, Source::Client { .. })
                 && client.out.is_stalled()
                 && !batch.stalled.iter().any(|c| Arc::ptr_eq(c, client))
@@ -393,7 +418,7 @@ fn write_route_msg(
     };
     let ok = route
         .out
-        .append_with(|b| match &tag {
+        .append_with(route_hint(msg, queues, tag.as_deref()), |b| match &tag {
             Some(t) if headers => encode_route_msg_tagged(b, msg, queues, t),
             _ => encode_route_msg(b, msg, queues, headers),
         })
@@ -409,6 +434,16 @@ fn write_route_msg(
         batch.mark(route);
     }
     ok
+}
+
+/// About how many bytes a routed message takes (the chunk to reserve).
+fn route_hint(msg: &Msg<'_>, queues: &[u8], tag: Option<&str>) -> usize {
+    msg.subject.len()
+        + msg.reply.map_or(0, <[u8]>::len)
+        + queues.len()
+        + msg.payload.len()
+        + tag.map_or(0, |t| t.len() + PATH_HEADER.len() + 16)
+        + 64
 }
 
 /// The header naming the SCION path a message crossed.

@@ -2,27 +2,57 @@
 //! `client.queueOutbound` / `flushOutbound`).
 //!
 //! Producers (any task delivering to this connection) append under a short
-//! std mutex; the connection's writer task swaps the buffer out and writes it.
-//! When pending bytes exceed `max_pending` the connection is marked as a slow
-//! consumer and closed, so a stalled reader can never grow the broker's memory
-//! without bound and never stalls the producers.
+//! std mutex; the connection's writer task takes the pending chunks and
+//! writes them. When pending bytes exceed `max_pending` the connection is
+//! marked as a slow consumer and closed, so a stalled reader can never grow
+//! the broker's memory without bound and never stalls the producers.
+//!
+//! Pending bytes live in a list of chunks of at most [`CHUNK`] bytes (like
+//! nats-server's `out.nb` list of buffers up to `maxBufSize`) rather than in
+//! one growing buffer: growing a large buffer reallocates and copies it,
+//! briefly holding old and new copies and leaving freed blocks of every
+//! size behind, which made the peak RSS of a stalled subscriber about twice
+//! its pending bytes. Equal-sized chunks are reused by the allocator.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
+use tracing::info;
 
+use super::client::ClientShared;
 use super::closed::ClosedState;
+use crate::proto::ConnKind;
 
-/// Buffers kept between flushes are trimmed back to this size.
-const RETAINED_CAPACITY: usize = 64 * 1024;
+/// Largest chunk (nats-server `maxBufSize`, 64 KiB). A single message
+/// larger than this gets a chunk of its own size.
+pub const CHUNK: usize = 64 * 1024;
+/// First chunk of a connection; later chunks double up to [`CHUNK`], so idle
+/// connections stay small (nats-server starts at `startBufSize`).
+const FIRST_CHUNK: usize = 1024;
+/// Written chunks kept per connection for reuse.
+const POOL_MAX: usize = 2;
+/// Chunks written with one vectored write at most.
+const MAX_IOV: usize = 64;
+
+/// Pending bytes as a list of chunks.
+pub type Chunks = VecDeque<Vec<u8>>;
 
 struct Inner {
-    buf: Vec<u8>,
+    chunks: Chunks,
+    /// Bytes in `chunks`.
+    len: usize,
     /// Bytes the writer took and is still writing; they count as pending
     /// until written (nats-server decrements `pb` only after the write).
     in_flight: usize,
     closed: Option<ClosedState>,
+    /// Written chunks (emptied) for reuse.
+    pool: Vec<Vec<u8>>,
+    /// Capacity of the last chunk started (the next one doubles it).
+    last_cap: usize,
 }
 
 pub struct Outbound {
@@ -42,11 +72,6 @@ pub struct Outbound {
     /// Cut the connection when pending bytes exceed `max_pending`.
     cut_on_overflow: bool,
 }
-
-/// Growth step of the pending buffer once it is large.
-const GROW_STEP: usize = 64 * 1024;
-/// First allocation of the pending buffer.
-const MIN_STEP: usize = 1024;
 
 /// The enqueue failed because the connection is (now) closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +95,12 @@ impl Outbound {
     pub fn with_cut(max_pending: usize, cut: bool) -> Self {
         Outbound {
             inner: Mutex::new(Inner {
-                buf: Vec::new(),
+                chunks: VecDeque::new(),
+                len: 0,
                 in_flight: 0,
                 closed: None,
+                pool: Vec::new(),
+                last_cap: 0,
             }),
             notify: Notify::new(),
             closing: AtomicBool::new(false),
@@ -90,10 +118,16 @@ impl Outbound {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends bytes produced by `fill`. Returns `Err(Closed { .. })` if the
-    /// connection is closed or became a slow consumer with this append.
-    /// Does not wake the writer: call [`Outbound::flush_signal`] after a batch.
-    pub fn append_with(&self, fill: impl FnOnce(&mut Vec<u8>)) -> Result<usize, Closed> {
+    /// Appends bytes produced by `fill`, which writes about `hint` bytes
+    /// (a larger fill still works, it may just reallocate its chunk).
+    /// Returns `Err(Closed { .. })` if the connection is closed or became a
+    /// slow consumer with this append. Does not wake the writer: call
+    /// [`Outbound::flush_signal`] after a batch.
+    pub fn append_with(
+        &self,
+        hint: usize,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<usize, Closed> {
         if self.closing.load(Ordering::Relaxed) {
             return Err(CLOSED);
         }
@@ -101,26 +135,36 @@ impl Outbound {
         if g.closed.is_some() {
             return Err(CLOSED);
         }
-        let before = g.buf.len();
-        // Grow in bounded steps instead of doubling, so a consumer close to
-        // max_pending does not hold twice that in capacity.
-        // Small connections start small (idle clients cost little memory).
-        let cap = g.buf.capacity();
-        if cap - before < GROW_STEP.min(cap.max(MIN_STEP)) {
-            let room = self.max_pending.saturating_sub(before) + GROW_STEP;
-            let grow = cap.clamp(MIN_STEP, room.max(MIN_STEP));
-            g.buf.reserve_exact(grow);
+        let g = &mut *g;
+        let room = g.chunks.back().map_or(0, |c| c.capacity() - c.len());
+        if room < hint || g.chunks.is_empty() {
+            let cap = if g.last_cap == 0 {
+                FIRST_CHUNK
+            } else {
+                (g.last_cap * 2).min(CHUNK)
+            };
+            let chunk = match g.pool.last() {
+                Some(c) if c.capacity() >= hint => g.pool.pop().unwrap_or_default(),
+                _ => Vec::with_capacity(cap.max(hint)),
+            };
+            g.last_cap = chunk.capacity().min(CHUNK);
+            g.chunks.push_back(chunk);
         }
-        fill(&mut g.buf);
-        let added = g.buf.len() - before;
-        let pending = g.buf.len() + g.in_flight;
+        let Some(last) = g.chunks.back_mut() else {
+            return Err(CLOSED);
+        };
+        let before = last.len();
+        fill(last);
+        let added = last.len() - before;
+        g.len += added;
+        let pending = g.len + g.in_flight;
         if pending > self.max_pending / 2 && !self.stalled.load(Ordering::Relaxed) {
             self.stalled.store(true, Ordering::Release);
         }
         if pending > self.max_pending && self.cut_on_overflow {
-            g.buf.truncate(before);
+            last.truncate(before);
+            g.len -= added;
             g.closed = Some(ClosedState::SlowConsumerPendingBytes);
-            drop(g);
             self.mark_closing();
             return Err(Closed { cut_now: true });
         }
@@ -129,7 +173,7 @@ impl Outbound {
 
     /// Appends raw bytes (protocol replies).
     pub fn append(&self, data: &[u8]) -> Result<usize, Closed> {
-        self.append_with(|b| b.extend_from_slice(data))
+        self.append_with(data.len(), |b| b.extend_from_slice(data))
     }
 
     /// Appends and wakes the writer.
@@ -149,35 +193,52 @@ impl Outbound {
         self.notify.notified().await
     }
 
-    /// Swaps the pending bytes into `spare` (which must be empty).
+    /// Moves the pending chunks into `spare` (which must be empty).
     /// Returns the close reason once closed and drained.
-    pub fn take(&self, spare: &mut Vec<u8>) -> Option<ClosedState> {
+    pub fn take(&self, spare: &mut Chunks) -> Option<ClosedState> {
         let mut g = self.lock();
-        std::mem::swap(&mut g.buf, spare);
-        g.in_flight = spare.len();
-        if g.buf.capacity() > RETAINED_CAPACITY && spare.len() < RETAINED_CAPACITY {
-            g.buf.shrink_to(RETAINED_CAPACITY);
-        }
+        std::mem::swap(&mut g.chunks, spare);
+        g.in_flight = g.len;
+        g.len = 0;
         g.closed
     }
 
     /// Bytes waiting to be written (including those being written).
     pub fn pending(&self) -> usize {
         let g = self.lock();
-        g.buf.len() + g.in_flight
+        g.len + g.in_flight
     }
 
-    /// The writer finished writing what it took: release stalled producers
-    /// once pending bytes are below half of the limit.
-    pub fn written(&self) {
+    /// The writer finished writing what it took (`done`, emptied here, its
+    /// full-size chunks kept for reuse): release stalled producers once
+    /// pending bytes are below half of the limit.
+    pub fn written(&self, done: &mut Chunks) {
         let below = {
             let mut g = self.lock();
             g.in_flight = 0;
-            g.buf.len() <= self.max_pending / 2
+            // Keep the last chunks written (the largest, as chunks only
+            // grow); oversized single-message chunks are freed.
+            while let Some(mut c) = done.pop_back() {
+                if g.pool.len() >= POOL_MAX {
+                    break;
+                }
+                if c.capacity() <= CHUNK {
+                    c.clear();
+                    g.pool.push(c);
+                }
+            }
+            done.clear();
+            g.len <= self.max_pending / 2
         };
         if below && self.stalled.swap(false, Ordering::AcqRel) {
             self.stall_notify.notify_waiters();
         }
+    }
+
+    /// The writer wrote `n` of the bytes it took and keeps the rest.
+    pub fn partially_written(&self, n: usize) {
+        let mut g = self.lock();
+        g.in_flight = g.in_flight.saturating_sub(n);
     }
 
     /// Whether producers should slow down for this connection.
@@ -264,8 +325,155 @@ impl Outbound {
     /// Discards pending data (after a write error / slow consumer cut).
     pub fn discard(&self) {
         let mut g = self.lock();
-        g.buf = Vec::new();
+        g.chunks = VecDeque::new();
+        g.pool = Vec::new();
+        g.len = 0;
     }
+}
+
+/// How one deadline-bounded write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteEnd {
+    Done,
+    Timeout,
+    Error,
+}
+
+/// Writes `chunks` (from offset `off` in the first) until done, an error,
+/// or `deadline` passes, with vectored writes; returns the bytes written.
+/// One deadline covers the whole flush like client.go flushOutbound
+/// (`SetWriteDeadline` before `nb.WriteTo`).
+async fn write_chunks<W>(
+    wr: &mut W,
+    chunks: &Chunks,
+    off: usize,
+    deadline: Duration,
+) -> (usize, WriteEnd)
+where
+    W: AsyncWrite + Unpin,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    let (mut idx, mut pos) = (0, off);
+    let mut n = 0;
+    let mut iov: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(MAX_IOV.min(chunks.len()));
+    loop {
+        while idx < chunks.len() && pos >= chunks[idx].len() {
+            idx += 1;
+            pos = 0;
+        }
+        if idx >= chunks.len() {
+            return (n, WriteEnd::Done);
+        }
+        iov.clear();
+        iov.push(std::io::IoSlice::new(&chunks[idx][pos..]));
+        for c in chunks.iter().skip(idx + 1).take(MAX_IOV - 1) {
+            if !c.is_empty() {
+                iov.push(std::io::IoSlice::new(c));
+            }
+        }
+        let mut k = match tokio::time::timeout_at(until, wr.write_vectored(&iov)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (n, WriteEnd::Error),
+            Ok(Ok(k)) => k,
+            Err(_) => return (n, WriteEnd::Timeout),
+        };
+        n += k;
+        while k > 0 {
+            let left = chunks[idx].len() - pos;
+            if k < left {
+                pos += k;
+                break;
+            }
+            k -= left;
+            idx += 1;
+            pos = 0;
+        }
+    }
+}
+
+/// Drops the first `n` bytes of `chunks` (`off` of the first are already
+/// gone); returns the new offset into the first chunk.
+fn consume(chunks: &mut Chunks, mut off: usize, mut n: usize) -> usize {
+    while let Some(front) = chunks.front() {
+        let left = front.len() - off;
+        if n < left {
+            return off + n;
+        }
+        n -= left;
+        off = 0;
+        chunks.pop_front();
+    }
+    0
+}
+
+/// The writer task of a connection: takes what producers appended and
+/// writes it, each flush bounded by the write deadline (client.go
+/// writeLoop / flushOutbound / handleWriteTimeout).
+pub(crate) async fn writer_loop<W>(shared: Arc<ClientShared>, mut wr: W, deadline: Duration)
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut chunks = Chunks::new();
+    // Bytes of the first chunk already written (a route's partial write).
+    let mut off = 0;
+    loop {
+        let closed = if chunks.is_empty() {
+            shared.out.take(&mut chunks)
+        } else {
+            shared.out.closed_reason()
+        };
+        if !chunks.is_empty() {
+            // A slow-consumer cut discards what is pending; do not push it.
+            if closed == Some(ClosedState::SlowConsumerPendingBytes) {
+                break;
+            }
+            let attempted = chunks.iter().map(Vec::len).sum::<usize>() - off;
+            let (n, end) = write_chunks(&mut wr, &chunks, off, deadline).await;
+            match end {
+                WriteEnd::Done => {
+                    shared.out.written(&mut chunks);
+                    off = 0;
+                    continue;
+                }
+                WriteEnd::Error => {
+                    shared.out.close(ClosedState::WriteError);
+                    shared.out.discard();
+                    break;
+                }
+                WriteEnd::Timeout => {
+                    let is_client = shared.kind == ConnKind::Client;
+                    let connected = super::lock(&shared.meta).connected;
+                    // handleWriteTimeout: before CONNECT the close is
+                    // silent; otherwise it is a slow consumer, logged with
+                    // the deadline and what the flush attempted.
+                    if !is_client || connected {
+                        info!(
+                            "{} - Slow Consumer Detected: WriteDeadline of {} exceeded with {} chunks of {} total bytes.",
+                            shared.log_prefix(),
+                            crate::monitor::gofmt::go_duration(deadline),
+                            chunks.len(),
+                            attempted
+                        );
+                    }
+                    // Clients are always closed; other connections only
+                    // when nothing at all was written (the rest of a partial
+                    // write is retried).
+                    if is_client || n == 0 {
+                        shared.out.close(ClosedState::SlowConsumerWriteDeadline);
+                        shared.out.discard();
+                        break;
+                    }
+                    off = consume(&mut chunks, off, n);
+                    shared.out.partially_written(n);
+                    continue;
+                }
+            }
+        }
+        if closed.is_some() {
+            break;
+        }
+        shared.out.wait().await;
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(200), wr.shutdown()).await;
 }
 
 #[cfg(test)]
@@ -287,16 +495,74 @@ mod tests {
     }
 
     #[test]
-    fn take_swaps() {
+    fn take_moves_chunks() {
         let o = Outbound::new(1000);
         o.append(b"abc").unwrap();
-        let mut spare = Vec::new();
+        o.append(b"de").unwrap();
+        let mut spare = Chunks::new();
         assert_eq!(o.take(&mut spare), None);
-        assert_eq!(spare, b"abc");
+        assert_eq!(
+            spare.iter().flatten().copied().collect::<Vec<u8>>(),
+            b"abcde"
+        );
+        assert_eq!(spare.len(), 1, "small appends share a chunk");
         // Taken bytes count until the writer reports them written.
-        assert_eq!(o.pending(), 3);
-        o.written();
-        assert_eq!(o.pending(), 0);
+        assert_eq!(o.pending(), 5);
+        o.append(b"f").unwrap();
+        assert_eq!(o.pending(), 6);
+        o.written(&mut spare);
+        assert!(spare.is_empty());
+        assert_eq!(o.pending(), 1);
+    }
+
+    #[test]
+    fn chunks_grow_to_the_cap_and_are_reused() {
+        let o = Outbound::new(usize::MAX);
+        let msg = [7u8; 1000];
+        for _ in 0..1000 {
+            o.append(&msg).unwrap();
+        }
+        let mut taken = Chunks::new();
+        o.take(&mut taken);
+        assert_eq!(taken.iter().map(Vec::len).sum::<usize>(), 1_000_000);
+        // 1 KiB, 2 KiB, ... then CHUNK-sized; never one big buffer.
+        assert!(taken.iter().all(|c| c.capacity() <= CHUNK));
+        assert_eq!(taken.front().map(Vec::capacity), Some(FIRST_CHUNK));
+        assert!(taken.len() < 1_000_000 / (CHUNK / 2) + 8);
+        o.written(&mut taken);
+        // The next append reuses a written chunk.
+        o.append(&msg).unwrap();
+        o.take(&mut taken);
+        assert_eq!(taken.front().map(Vec::capacity), Some(CHUNK));
+        // A message larger than a chunk gets its own chunk.
+        let big = vec![1u8; 3 * CHUNK];
+        o.written(&mut taken);
+        o.append(b"x").unwrap();
+        o.append(&big).unwrap();
+        o.take(&mut taken);
+        assert_eq!(taken.len(), 2);
+        assert_eq!(taken[1].len(), 3 * CHUNK);
+    }
+
+    #[test]
+    fn consume_partial() {
+        let mut c: Chunks = [b"abc".to_vec(), b"de".to_vec(), b"fgh".to_vec()].into();
+        let off = consume(&mut c, 0, 4);
+        assert_eq!((c.len(), off), (2, 1));
+        assert_eq!(&c[0][off..], b"e");
+        let off = consume(&mut c, off, 2);
+        assert_eq!((c.len(), off), (1, 1));
+        assert_eq!(consume(&mut c, off, 2), 0);
+        assert!(c.is_empty());
+    }
+
+    #[tokio::test]
+    async fn vectored_write_of_chunks() {
+        let c: Chunks = [b"abc".to_vec(), Vec::new(), b"de".to_vec()].into();
+        let mut out = Vec::new();
+        let (n, end) = write_chunks(&mut out, &c, 1, Duration::from_secs(1)).await;
+        assert_eq!((n, end), (4, WriteEnd::Done));
+        assert_eq!(out, b"bcde");
     }
 
     #[test]
@@ -307,11 +573,11 @@ mod tests {
         o.append(&[0u8; 20]).unwrap();
         assert!(o.is_stalled());
         assert!(o.stall_duration() >= std::time::Duration::from_millis(100));
-        let mut spare = Vec::new();
+        let mut spare = Chunks::new();
         o.take(&mut spare);
         // Still stalled while the taken bytes are being written.
         assert!(o.is_stalled());
-        o.written();
+        o.written(&mut spare);
         assert!(!o.is_stalled());
     }
 }

@@ -1,0 +1,127 @@
+//! The server's PING to a client is skipped while the client is busy
+//! (nats-server 2.9.10 client.go `processPingTimer`): activity (messages
+//! published or delivered, (un)subscriptions) or a PING from the client
+//! within the last ping_interval delays it. The first timed PING always goes
+//! out (no RTT sample yet), and an idle client keeps being pinged.
+//!
+//! Each scenario runs against our broker and against nats-server with
+//! `ping_interval: "1s"` and must give the same PING counts.
+
+mod harness;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use harness::{local_opts, start_broker, RefServer, STEP_TIMEOUT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long each client is watched.
+const WINDOW: Duration = Duration::from_millis(3500);
+/// The busy clients' pace.
+const PACE: Duration = Duration::from_millis(200);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Only answers the server's PINGs.
+    Idle,
+    /// Publishes (to a subject nobody has) every PACE.
+    Publisher,
+    /// Sends its own PING every PACE.
+    Pinger,
+    /// Receives a message every PACE (published by a helper connection).
+    Receiver,
+}
+
+/// Connects, runs `role` for WINDOW and returns how many PINGs the server
+/// sent this client.
+async fn count_pings(addr: SocketAddr, role: Role) -> usize {
+    let mut s = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    s.set_nodelay(true).unwrap();
+    // Each client has its own subject: only the receiver gets messages.
+    let subject = format!("act.{role:?}");
+    s.write_all(format!("CONNECT {{\"verbose\":false}}\r\nSUB {subject} 1\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut helper = if role == Role::Receiver {
+        let mut h = TcpStream::connect(addr).await.unwrap();
+        h.write_all(b"CONNECT {\"verbose\":false}\r\n")
+            .await
+            .unwrap();
+        Some(h)
+    } else {
+        None
+    };
+    let (mut rd, mut wr) = s.into_split();
+    let mut pace = tokio::time::interval(PACE);
+    let end = tokio::time::Instant::now() + WINDOW;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut pings = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(end) => break,
+            _ = pace.tick() => match role {
+                Role::Idle => {}
+                Role::Publisher => wr.write_all(b"PUB nobody 1\r\nx\r\n").await.unwrap(),
+                Role::Pinger => wr.write_all(b"PING\r\n").await.unwrap(),
+                Role::Receiver => {
+                    if let Some(h) = helper.as_mut() {
+                        h.write_all(format!("PUB {subject} 1\r\nx\r\n").as_bytes()).await.unwrap();
+                    }
+                }
+            },
+            r = rd.read(&mut chunk) => {
+                let n = r.expect("read");
+                assert!(n > 0, "{role:?}: server closed the connection");
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+                    let line: Vec<u8> = buf.drain(..p + 2).collect();
+                    if line == b"PING\r\n" {
+                        pings += 1;
+                        wr.write_all(b"PONG\r\n").await.unwrap();
+                    }
+                }
+            }
+        }
+    }
+    pings
+}
+
+async fn counts(addr: SocketAddr) -> Vec<(Role, usize)> {
+    let roles = [Role::Idle, Role::Publisher, Role::Pinger, Role::Receiver];
+    let runs = roles.map(|r| tokio::spawn(async move { (r, count_pings(addr, r).await) }));
+    let mut out = Vec::new();
+    for r in runs {
+        out.push(r.await.unwrap());
+    }
+    out
+}
+
+fn check(label: &str, got: &[(Role, usize)]) {
+    for &(role, n) in got {
+        match role {
+            // First PING after 1..1.2 s, then one per second.
+            Role::Idle => assert!(n >= 3, "{label}: idle client got {n} PINGs in {WINDOW:?}"),
+            // Only the first (RTT) PING; activity delays every later one.
+            _ => assert_eq!(n, 1, "{label}: busy {role:?} client got {n} PINGs"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_clients_are_not_pinged() {
+    let mut o = local_opts();
+    o.ping_interval = Duration::from_secs(1);
+    let ours = start_broker(o).await;
+    let theirs = RefServer::start("ping_interval: \"1s\"")
+        .unwrap_or_else(|e| panic!("needs the reference nats-server 2.9.10: {e}"));
+    let (a, b) = tokio::join!(counts(ours.client_addr), counts(theirs.addr));
+    eprintln!("PINGs in {WINDOW:?}: ours {a:?}, nats-server {b:?}");
+    check("nats-server", &b);
+    check("ours", &a);
+    ours.shutdown().await;
+}

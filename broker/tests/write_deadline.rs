@@ -1,0 +1,153 @@
+//! write_deadline: a subscriber that stops reading while a producer floods
+//! is closed as a slow consumer once a flush to it takes longer than the
+//! deadline (nats-server client.go flushOutbound / handleWriteTimeout), is
+//! listed in `/connz?state=closed` as "Slow Consumer (Write Deadline)", is
+//! counted in `/varz` `slow_consumers`, and everyone else keeps being
+//! served. The pending-bytes limit is far away, so only the deadline can
+//! cut it.
+
+mod harness;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use harness::{local_opts, start_broker, Raw, STEP_TIMEOUT};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// GET over HTTP/1.0 (no chunking), body parsed as JSON.
+async fn get_json(addr: SocketAddr, path: &str) -> Value {
+    let mut s = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .expect("monitor response in time")
+        .expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    serde_json::from_slice(&raw[split + 4..]).expect("json body")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_reader_is_cut_by_write_deadline() {
+    let mut o = local_opts();
+    o.write_deadline = Duration::from_millis(500);
+    o.max_pending = 256 * 1024 * 1024;
+    o.http_host = "127.0.0.1".into();
+    o.http_port = -1;
+    let srv = start_broker(o).await;
+    let http = srv.http_addr.expect("monitoring port");
+
+    // The stalled subscriber: small receive buffer, stops reading after its
+    // SUB is confirmed.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = tokio::time::timeout(STEP_TIMEOUT, sock.connect(srv.client_addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut stalled = Raw {
+        stream,
+        pending: Vec::new(),
+        eof: false,
+    };
+    stalled.read_line().await;
+    stalled
+        .send(b"CONNECT {\"verbose\":false,\"name\":\"stalled\"}\r\nSUB big 1\r\nPING\r\n")
+        .await;
+    assert_eq!(stalled.read_pongs(1).await, b"PONG\r\n");
+
+    // A healthy subscriber on the same subject, reading all along.
+    let url = format!("nats://{}", srv.client_addr);
+    let healthy = async_nats::connect(&url).await.unwrap();
+    let mut hsub = healthy.subscribe("big").await.unwrap();
+    healthy.flush().await.unwrap();
+    let received = Arc::new(AtomicUsize::new(0));
+    let r2 = received.clone();
+    let reader = tokio::spawn(async move {
+        while hsub.next().await.is_some() {
+            r2.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+
+    let publisher = async_nats::connect(&url).await.unwrap();
+    let msg = Bytes::from(vec![b'x'; 64 * 1024]);
+    let slow = || srv.state.stats.slow_consumers.load(Ordering::Relaxed);
+    let mut sent = 0usize;
+    let start = tokio::time::Instant::now();
+    // Bounded: at most 2 GiB or 30 s of publishing.
+    while slow() == 0 && sent < 32 * 1024 && start.elapsed() < Duration::from_secs(30) {
+        for _ in 0..16 {
+            publisher.publish("big", msg.clone()).await.unwrap();
+            sent += 1;
+        }
+        tokio::time::timeout(WAIT, publisher.flush())
+            .await
+            .expect("publisher stalled beyond bounds")
+            .unwrap();
+    }
+    assert_eq!(slow(), 1, "no write-deadline cut after {sent} messages");
+    let pending_at_cut = sent * 64;
+    eprintln!("cut after {sent} messages ({pending_at_cut} KiB published)");
+
+    // The cut is by the deadline, not by pending bytes.
+    let connz = loop {
+        let v = get_json(http, "/connz?state=closed").await;
+        if v["num_connections"].as_u64() == Some(1) {
+            break v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(40), "{v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let conn = &connz["connections"][0];
+    assert_eq!(conn["name"], "stalled", "{connz}");
+    assert_eq!(conn["reason"], "Slow Consumer (Write Deadline)", "{connz}");
+    let varz = get_json(http, "/varz").await;
+    assert_eq!(varz["slow_consumers"], 1, "{varz}");
+
+    // The stalled socket was closed by the server.
+    let _ = stalled.read_to_close(Duration::from_secs(10)).await;
+    assert!(stalled.eof, "stalled subscriber was not disconnected");
+
+    // Everyone else is still served: the publisher keeps publishing and the
+    // healthy subscriber gets every message.
+    for _ in 0..16 {
+        publisher.publish("big", msg.clone()).await.unwrap();
+        sent += 1;
+    }
+    tokio::time::timeout(WAIT, publisher.flush())
+        .await
+        .expect("publisher stalled after the cut")
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while received.load(Ordering::Relaxed) < sent && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        received.load(Ordering::Relaxed),
+        sent,
+        "healthy lost messages"
+    );
+    let fresh = async_nats::connect(&url).await.unwrap();
+    tokio::time::timeout(WAIT, fresh.flush())
+        .await
+        .expect("new client served")
+        .unwrap();
+    reader.abort();
+    srv.shutdown().await;
+}
