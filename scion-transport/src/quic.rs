@@ -313,15 +313,7 @@ impl AsyncUdpSocket for QuicSocket {
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
-        match transmit.segment_size {
-            Some(size) if size > 0 => {
-                for chunk in transmit.contents.chunks(size) {
-                    self.0.send_quic(transmit.destination, chunk)?;
-                }
-                Ok(())
-            }
-            _ => self.0.send_quic(transmit.destination, transmit.contents),
-        }
+        self.0.send_transmit(transmit)
     }
 
     fn poll_recv(
@@ -330,22 +322,18 @@ impl AsyncUdpSocket for QuicSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        let (Some(buf), Some(m)) = (bufs.first_mut(), meta.first_mut()) else {
-            return Poll::Ready(Ok(0));
-        };
-        match self.0.poll_recv_quic(cx, buf) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready((len, addr)) => {
-                *m = RecvMeta {
-                    addr,
-                    len,
-                    stride: len,
-                    ecn: None,
-                    dst_ip: None,
-                };
-                Poll::Ready(Ok(1))
-            }
-        }
+        self.0.poll_recv_batch(cx, bufs, meta)
+    }
+
+    /// GSO: each QUIC segment becomes one SCION datagram of a single `sendmsg` (1 without
+    /// kernel support). MTU discovery stays capped per segment (see `transport_config`).
+    fn max_transmit_segments(&self) -> usize {
+        self.0.max_transmit_segments()
+    }
+
+    /// GRO: how many datagrams one receive slot may carry (1 without kernel support).
+    fn max_receive_segments(&self) -> usize {
+        self.0.max_receive_segments()
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -440,12 +428,14 @@ impl ScionEndpoint {
             }
         }
         let local_mtu = topo.as_ref().and_then(|t| t.mtu).unwrap_or(as_info.mtu);
-        let socket = Arc::new(ScionSocket::new(
-            udp,
-            local,
-            config.selector.clone(),
-            Some(daemon),
-        ));
+        let socket = Arc::new(
+            ScionSocket::new(udp, local, config.selector.clone(), Some(daemon)).map_err(
+                |source| BindError::Bind {
+                    addr: SocketAddr::new(local.ip, local.port),
+                    source,
+                },
+            )?,
+        );
         let server_config = if config.accept {
             let mut sc = config.tls.server_config(&config.alpn)?;
             sc.transport_config(Arc::new(transport_config(

@@ -19,30 +19,30 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::io::ReadBuf;
+use quinn::udp::{UdpSockRef, UdpSocketState};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, Notify};
-use tracing::{debug, info, trace, warn};
+use tracing::{debug, info, warn};
 
 use crate::address::{IsdAsn, ScionAddr};
 use crate::daemon::DaemonClient;
 use crate::path::{
     CandidateView, PathFingerprint, Selector, SelectorAction, SelectorConfig, SwitchCause,
 };
-use crate::wire::{self, DataPath, Received, ScionPath, ScmpKind};
+use crate::wire::{self, DataPath, ScionPath, ScmpKind};
+
+mod batch;
 
 /// First byte of a probe frame; never the first byte of a QUIC packet.
 pub const PROBE_TAG: u8 = 0x00;
 const PROBE_REQUEST: u8 = 1;
 const PROBE_REPLY: u8 = 2;
 const PROBE_LEN: usize = 18;
-/// Largest datagram read from the underlay.
-const RECV_BUF: usize = 65536;
 /// Bound on remembered probe sequence numbers per peer.
 const MAX_PENDING_PROBES: usize = 4096;
 /// Longest the path driver sleeps when no selector asks for an earlier wake-up.
 const DRIVER_IDLE: Duration = Duration::from_millis(100);
-/// QUIC datagrams remembered per peer for replay after a failover.
+/// QUIC datagrams (GSO segments) remembered per peer for replay after a failover.
 const REPLAY_PACKETS: usize = 128;
 /// Replay window after an SCMP-signalled switch: datagrams this young were likely sent into
 /// the broken link before the router's answer arrived.
@@ -96,9 +96,61 @@ struct Peer {
     next_load: Option<Instant>,
     /// Recently sent QUIC datagrams, replayed on the new path after a failover so the gap
     /// does not wait for QUIC's loss detection (QUIC drops the duplicates, RFC 9000 §12.3).
-    recent: VecDeque<(Instant, Bytes)>,
+    recent: VecDeque<Sent>,
+    /// Datagrams held in `recent`.
+    recent_segments: usize,
+    /// Encoded headers for the current active set (None after any route change).
+    send_routes: Option<Arc<[batch::SendRoute]>>,
     /// Last datagram sent to or received from the peer (idle peers are forgotten).
     last_activity: Instant,
+}
+
+/// One sent GSO buffer kept for replay: datagrams of `stride` bytes (the last may be
+/// shorter), each `header` bytes of SCION/UDP header followed by a QUIC packet.
+struct Sent {
+    at: Instant,
+    buf: Bytes,
+    header: usize,
+    stride: usize,
+}
+
+impl Sent {
+    fn segments(&self) -> usize {
+        self.buf.len().div_ceil(self.stride.max(1))
+    }
+
+    fn payloads(&self) -> impl Iterator<Item = &[u8]> {
+        self.buf
+            .chunks(self.stride.max(1))
+            .filter_map(|d| d.get(self.header..))
+    }
+}
+
+impl Peer {
+    /// Drops replay entries older than the longest replay window.
+    fn trim_recent(&mut self, now: Instant) {
+        while let Some(front) = self.recent.front() {
+            if now.saturating_duration_since(front.at) <= REPLAY_MAX {
+                break;
+            }
+            self.recent_segments -= front.segments();
+            self.recent.pop_front();
+        }
+    }
+
+    /// Keeps a sent buffer for replay, bounded by age and by datagram count.
+    fn remember(&mut self, sent: Sent) {
+        self.trim_recent(sent.at);
+        let n = sent.segments();
+        while self.recent_segments + n > REPLAY_PACKETS {
+            let Some(front) = self.recent.pop_front() else {
+                break;
+            };
+            self.recent_segments -= front.segments();
+        }
+        self.recent_segments += n;
+        self.recent.push_back(sent);
+    }
 }
 
 #[derive(Default)]
@@ -124,12 +176,14 @@ pub enum PathError {
 /// The shared socket state used by quinn (through `quic.rs`) and by the path driver.
 pub struct ScionSocket {
     udp: UdpSocket,
+    /// quinn-udp's view of `udp`: GSO/GRO support, sendmsg/recvmmsg with control messages.
+    state: UdpSocketState,
     local: ScionAddr,
     token: u64,
     selector_config: SelectorConfig,
     daemon: Option<DaemonClient>,
     table: Mutex<PeerTable>,
-    recv_buf: Mutex<Vec<u8>>,
+    rx: Mutex<batch::RxState>,
     events: broadcast::Sender<PathEvent>,
     wake: Notify,
 }
@@ -150,24 +204,29 @@ fn unix_now() -> Duration {
 
 impl ScionSocket {
     /// Wraps a bound UDP socket whose address is `local`'s host address and port.
+    ///
+    /// Fails only if the socket's options cannot be read or set (quinn-udp enables GRO,
+    /// packet info and don't-fragment where the kernel has them, and reports what it got).
     pub fn new(
         udp: UdpSocket,
         local: ScionAddr,
         selector_config: SelectorConfig,
         daemon: Option<DaemonClient>,
-    ) -> Self {
+    ) -> io::Result<Self> {
         let (events, _) = broadcast::channel(256);
-        ScionSocket {
+        let state = UdpSocketState::new(UdpSockRef::from(&udp))?;
+        Ok(ScionSocket {
             udp,
+            state,
             local,
             token: rand::random(),
             selector_config,
             daemon,
             table: Mutex::new(PeerTable::default()),
-            recv_buf: Mutex::new(vec![0u8; RECV_BUF]),
+            rx: Mutex::new(batch::RxState::new()),
             events,
             wake: Notify::new(),
-        }
+        })
     }
 
     pub fn local(&self) -> ScionAddr {
@@ -234,6 +293,8 @@ impl ScionSocket {
                     loading: false,
                     next_load: None,
                     recent: VecDeque::new(),
+                    recent_segments: 0,
+                    send_routes: None,
                     last_activity: Instant::now(),
                 },
             );
@@ -323,6 +384,7 @@ impl ScionSocket {
             infos.push(info);
         }
         let count = infos.len();
+        peer.send_routes = None;
         // Forget routes of paths the source no longer lists (the selector drops them too).
         peer.routes
             .retain(|fp, _| infos.iter().any(|i| i.fingerprint == *fp));
@@ -412,6 +474,7 @@ impl ScionSocket {
                             peer.active.push(fingerprint);
                         }
                     }
+                    peer.send_routes = None;
                     let gap = match cause {
                         SwitchCause::ScmpDown | SwitchCause::ProbeLoss => from
                             .and_then(|f| peer.last_probe_reply.get(&f))
@@ -462,162 +525,66 @@ impl ScionSocket {
             let set: Vec<PathFingerprint> = s.active_set().iter().map(|p| p.fingerprint).collect();
             if !set.is_empty() && set != peer.active {
                 peer.active = set;
+                peer.send_routes = None;
             }
         }
     }
 
     /// Re-sends the datagrams of the last `window` over the (new) active routes.
-    fn replay(&self, peer: &Peer, now: Instant, window: Duration) {
-        let routes: Vec<&Route> = peer
-            .active
-            .iter()
-            .filter_map(|f| peer.routes.get(f))
-            .collect();
+    fn replay(&self, peer: &mut Peer, now: Instant, window: Duration) {
+        let routes = peer.send_routes(&self.local);
         let mut replayed = 0;
-        for (_, payload) in peer
+        let mut pkt = Vec::new();
+        for sent in peer
             .recent
             .iter()
-            .filter(|(t, _)| now.saturating_duration_since(*t) <= window)
+            .filter(|s| now.saturating_duration_since(s.at) <= window)
         {
-            for route in &routes {
-                if let Ok(pkt) =
-                    wire::encode_udp(&self.local, &peer.remote, &route.data, payload.clone())
-                {
-                    let _ = self.udp.try_send_to(&pkt, route.next_hop);
-                    replayed += 1;
+            for payload in sent.payloads() {
+                for route in routes.iter() {
+                    pkt.clear();
+                    if route.template.encode_into(&mut pkt, payload).is_ok() {
+                        let _ = self.udp.try_send_to(&pkt, route.next_hop);
+                        replayed += 1;
+                    }
                 }
             }
         }
         debug!(remote = %peer.remote, replayed, "replayed recent datagrams on the new path");
     }
 
-    /// Sends one QUIC datagram to the peer behind `synthetic`.
-    pub fn send_quic(&self, synthetic: SocketAddr, payload: &[u8]) -> io::Result<()> {
-        let payload = Bytes::copy_from_slice(payload);
-        let (remote, routes) = {
-            let mut table = self.table();
-            let Some(remote) = table.by_synthetic.get(&synthetic).copied() else {
-                // Unknown destination: as if lost (quinn will time out).
-                return Ok(());
-            };
-            let Some(peer) = table.peers.get_mut(&remote) else {
-                return Ok(());
-            };
-            if peer.recent.len() >= REPLAY_PACKETS {
-                peer.recent.pop_front();
-            }
-            let now = Instant::now();
-            while peer
-                .recent
-                .front()
-                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > REPLAY_MAX)
-            {
-                peer.recent.pop_front();
-            }
-            peer.recent.push_back((now, payload.clone()));
-            peer.last_activity = now;
-            let mut routes: Vec<Route> = peer
-                .active
-                .iter()
-                .filter_map(|f| peer.routes.get(f).cloned())
-                .collect();
-            if routes.is_empty() {
-                routes.extend(peer.reply.clone());
-            }
-            (remote, routes)
-        };
-        if routes.is_empty() {
-            trace!(%remote, "no route yet; datagram dropped");
-            return Ok(());
-        }
-        let mut result = Ok(());
-        for (i, route) in routes.iter().enumerate() {
-            let pkt = wire::encode_udp(&self.local, &remote, &route.data, payload.clone())
-                .map_err(io::Error::other)?;
-            match self.udp.try_send_to(&pkt, route.next_hop) {
-                Ok(_) => {}
-                // Only the first copy may ask quinn to wait; redundant copies are best effort.
-                Err(e) if i == 0 && e.kind() == io::ErrorKind::WouldBlock => return Err(e),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    debug!(%remote, ?e, "send failed");
-                    result = Ok(());
-                }
-            }
-        }
-        result
-    }
-
     pub(crate) fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.udp.poll_send_ready(cx)
     }
 
-    /// Receives the next QUIC datagram into `buf`, handling probes and SCMP on the way.
-    pub fn poll_recv_quic(
-        &self,
-        cx: &mut Context<'_>,
-        out: &mut [u8],
-    ) -> Poll<(usize, SocketAddr)> {
-        let mut buf = self.recv_buf.lock().unwrap_or_else(|e| e.into_inner());
-        // Bounded per call so one flood of probes/SCMP cannot starve the endpoint driver.
-        for _ in 0..256 {
-            let mut read = ReadBuf::new(&mut buf);
-            let from = match self.udp.poll_recv_from(cx, &mut read) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(from)) => from,
-                Poll::Ready(Err(e)) => {
-                    // ICMP errors (e.g. port unreachable) surface here; never end the endpoint.
-                    trace!(?e, "underlay receive error ignored");
-                    continue;
-                }
-            };
-            let datagram = Bytes::copy_from_slice(read.filled());
-            match wire::decode(datagram) {
-                Ok(Received::Udp(udp)) => {
-                    if udp.dst.port != self.local.port || udp.payload.is_empty() {
-                        continue;
-                    }
-                    if udp.payload[0] == PROBE_TAG {
-                        self.on_probe(&udp, from);
-                        continue;
-                    }
-                    let Some(synthetic) = self.note_reply_path(&udp, from) else {
-                        continue;
-                    };
-                    let n = udp.payload.len().min(out.len());
-                    out[..n].copy_from_slice(&udp.payload[..n]);
-                    return Poll::Ready((n, synthetic));
-                }
-                Ok(Received::Scmp(report)) => self.on_scmp(report),
-                Ok(Received::Other { next_header }) => {
-                    trace!(next_header, "ignoring non-UDP SCION packet");
-                }
-                Err(e) => trace!(?e, %from, "undecodable datagram"),
-            }
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-
     /// Remembers the reverse of the path a peer used, creating the peer on first contact.
-    fn note_reply_path(&self, udp: &wire::UdpDatagram, from: SocketAddr) -> Option<SocketAddr> {
+    fn note_reply_path(
+        &self,
+        src: ScionAddr,
+        path_raw: &[u8],
+        from: SocketAddr,
+    ) -> Option<SocketAddr> {
         let mut table = self.table();
-        let new_peer = !table.peers.contains_key(&udp.src);
-        let peer = match Self::peer_entry(&mut table, udp.src, self.local.ia) {
+        let new_peer = !table.peers.contains_key(&src);
+        let peer = match Self::peer_entry(&mut table, src, self.local.ia) {
             Ok(p) => p,
             Err(e) => {
                 debug!(%e, "dropping datagram from a new peer");
                 return None;
             }
         };
-        if peer.reply_raw.as_slice() != udp.path.raw() {
-            match udp.path.reversed() {
+        let reply_hop = peer.reply.as_ref().map(|r| r.next_hop);
+        if peer.reply_raw.as_slice() != path_raw || reply_hop != Some(from) {
+            let reversed =
+                DataPath::from_raw(Bytes::copy_from_slice(path_raw)).and_then(|p| p.reversed());
+            match reversed {
                 Ok(rev) => {
                     peer.reply = Some(Route {
                         data: rev,
                         next_hop: from,
                     });
-                    peer.reply_raw = udp.path.raw().to_vec();
+                    peer.reply_raw = path_raw.to_vec();
+                    peer.send_routes = None;
                 }
                 Err(e) => debug!(?e, "cannot reverse the peer's path"),
             }
@@ -731,13 +698,7 @@ impl ScionSocket {
                     table.by_synthetic.remove(&synthetic);
                 }
                 for peer in table.peers.values_mut() {
-                    while peer
-                        .recent
-                        .front()
-                        .is_some_and(|(t, _)| now.saturating_duration_since(*t) > REPLAY_MAX)
-                    {
-                        peer.recent.pop_front();
-                    }
+                    peer.trim_recent(now);
                     self.drive_peer(peer, now);
                     if let Some(t) = peer.selector.as_ref().and_then(Selector::poll_timeout) {
                         next = next.min(t);
