@@ -2,14 +2,15 @@
 //!
 //! The same code talks to a real daemon (scionproto ≥ v0.12, SCIONLab), to PocketSCION and
 //! to the emulator's daemons. The vendored proto of scion-protobuf 0.5.2 has no `PortRange`
-//! call, so the dispatched port range comes from topology.json (see `topology.rs`).
+//! call (scionproto/scion `proto/daemon/v1/daemon.proto`, added after that vendoring), so it is
+//! made here by hand on the same channel: [`PortRangeResponse`] and [`PORT_RANGE_PATH`].
 
 use std::time::Duration;
 
 use scion_protobuf::daemon::v1 as grpc;
 use scion_protobuf::daemon::DaemonServiceClient;
 use tonic::transport::{Channel, Endpoint};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::address::IsdAsn;
 use crate::wire::{self, ScionPath};
@@ -20,6 +21,19 @@ pub const DEFAULT_DAEMON_ADDRESS: &str = "127.0.0.1:30255";
 pub const DAEMON_ADDRESS_ENV: &str = "SCION_DAEMON_ADDRESS";
 /// Bound on connecting to and on each call to the daemon.
 const DAEMON_TIMEOUT: Duration = Duration::from_secs(5);
+/// gRPC method of sciond's `rpc PortRange(google.protobuf.Empty) returns (PortRangeResponse)`.
+pub const PORT_RANGE_PATH: &str = "/proto.daemon.v1.DaemonService/PortRange";
+
+/// `proto.daemon.v1.PortRangeResponse`: the AS's SCION/UDP dispatched port range (inclusive).
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct PortRangeResponse {
+    /// The lowest port in the SCION/UDP dispatched port range.
+    #[prost(uint32, tag = "1")]
+    pub dispatched_port_start: u32,
+    /// The highest port in the SCION/UDP dispatched port range.
+    #[prost(uint32, tag = "2")]
+    pub dispatched_port_end: u32,
+}
 
 /// Errors of talking to the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +50,8 @@ pub enum DaemonError {
         call: &'static str,
         status: Box<tonic::Status>,
     },
+    #[error("SCION daemon answered an invalid dispatched port range {start}-{end}")]
+    BadPortRange { start: u32, end: u32 },
 }
 
 /// The daemon address to use: the configured one, else `SCION_DAEMON_ADDRESS`, else
@@ -63,6 +79,8 @@ pub struct AsInfo {
 #[derive(Debug, Clone)]
 pub struct DaemonClient {
     client: DaemonServiceClient<Channel>,
+    /// The same connection, for calls the generated client lacks (`PortRange`).
+    channel: Channel,
     addr: String,
 }
 
@@ -86,7 +104,8 @@ impl DaemonClient {
                 source,
             })?;
         Ok(DaemonClient {
-            client: DaemonServiceClient::new(channel),
+            client: DaemonServiceClient::new(channel.clone()),
+            channel,
             addr: addr.to_string(),
         })
     }
@@ -112,6 +131,36 @@ impl DaemonClient {
             core: answer.core,
             mtu: u16::try_from(answer.mtu).unwrap_or(u16::MAX),
         })
+    }
+
+    /// The local AS's dispatched port range (`PortRange` call), inclusive.
+    ///
+    /// `Ok(None)` when the daemon predates the call (it answers Unimplemented): the range is
+    /// then unknown, which is not an error (topology.json may still name it).
+    pub async fn port_range(&self) -> Result<Option<(u16, u16)>, DaemonError> {
+        let call_error = |status| DaemonError::Call {
+            call: "PortRange",
+            status: Box::new(status),
+        };
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        grpc.ready()
+            .await
+            .map_err(|e| call_error(tonic::Status::unavailable(e.to_string())))?;
+        let codec = tonic_prost::ProstCodec::<(), PortRangeResponse>::default();
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(PORT_RANGE_PATH);
+        let answer = match grpc.unary(tonic::Request::new(()), path, codec).await {
+            Ok(answer) => answer.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                debug!(addr = %self.addr, "SCION daemon has no PortRange call; range unknown");
+                return Ok(None);
+            }
+            Err(status) => return Err(call_error(status)),
+        };
+        let (start, end) = (answer.dispatched_port_start, answer.dispatched_port_end);
+        match (u16::try_from(start), u16::try_from(end)) {
+            (Ok(lo), Ok(hi)) if lo > 0 && lo <= hi => Ok(Some((lo, hi))),
+            _ => Err(DaemonError::BadPortRange { start, end }),
+        }
     }
 
     /// Paths from `src` to `dst`. Answers the transport cannot use are skipped with a log

@@ -409,7 +409,12 @@ impl ScionEndpoint {
                 daemon_ia: as_info.ia,
             });
         }
-        let range = topo.as_ref().and_then(|t| t.dispatched_ports);
+        // The dispatched range from topology.json, else from the daemon (`PortRange`; None
+        // from a daemon too old to have the call).
+        let range = match topo.as_ref().and_then(|t| t.dispatched_ports) {
+            Some(range) => Some(range),
+            None => daemon.port_range().await?,
+        };
         let udp = bind_udp(config.local, range).await?;
         let port = udp
             .local_addr()

@@ -87,10 +87,13 @@ impl Emulator {
         for spec in &shared.topo.ases {
             let listener = TcpListener::bind(SocketAddr::new(options.ip, 0)).await?;
             daemons.insert(spec.ia, listener.local_addr()?);
-            let service = DaemonServiceServer::new(daemon::EmuDaemon {
-                ia: spec.ia,
-                shared: shared.clone(),
-            });
+            let service = daemon::WithPortRange {
+                inner: DaemonServiceServer::new(daemon::EmuDaemon {
+                    ia: spec.ia,
+                    shared: shared.clone(),
+                }),
+                range: spec.dispatched_ports,
+            };
             // Nagle plus delayed ACKs would add ~40 ms to every daemon answer.
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
