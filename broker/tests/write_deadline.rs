@@ -100,6 +100,13 @@ async fn stalled_reader_is_cut_by_write_deadline() {
             .await
             .expect("publisher stalled beyond bounds")
             .unwrap();
+        // Pace on the healthy subscriber (at most 4 MiB behind), so only
+        // the stalled one can fall behind, whatever the machine's load.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while received.load(Ordering::Relaxed) + 64 < sent && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
     assert_eq!(slow(), 1, "no write-deadline cut after {sent} messages");
     let pending_at_cut = sent * 64;
