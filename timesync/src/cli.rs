@@ -1,6 +1,6 @@
 //! Command line: argument definitions and the subcommands. `main.rs` only calls [`main`].
 
-use crate::clock::{DisciplinedClock, FakeSkew, SystemClock, VirtualClock};
+use crate::clock::{DisciplinedClock, FakeSkew, KernelClock, VirtualClock};
 use crate::core::wire::{
     self, decode_beacon, Announce, FollowerStatus, ANNOUNCE_PREFIX, BEACON_SUBJECT, HDR_SOURCE,
     STATUS_PREFIX,
@@ -128,6 +128,10 @@ pub struct FollowArgs {
     /// Discipline even if another time daemon runs.
     #[arg(long)]
     pub force: bool,
+    /// Run the start checks of the clock mode, query the kernel clock read-only
+    /// (adjtimex modes=0), print the result and exit: nothing is changed, no connection made.
+    #[arg(long)]
+    pub check: bool,
     /// Refuse steps larger than this (seconds).
     #[arg(long = "max-step-s", default_value_t = steer::DEFAULT_MAX_STEP_S)]
     pub max_step_s: f64,
@@ -136,8 +140,8 @@ pub struct FollowArgs {
     pub step_threshold_ms: f64,
     #[arg(long = "poll-ms", default_value_t = 500)]
     pub poll_ms: u64,
-    /// Requests per poll.
-    #[arg(long, default_value_t = 1)]
+    /// Requests per poll, back to back; the minimum-delay one is used.
+    #[arg(long, default_value_t = crate::core::EngineConfig::default().burst)]
     pub burst: u32,
     #[arg(long = "timeout-ms", default_value_t = 1000)]
     pub timeout_ms: u64,
@@ -273,6 +277,21 @@ async fn source(servers: &[String], a: SourceArgs) -> Result<()> {
     Ok(())
 }
 
+/// Discipline-mode start checks (CAP_SYS_TIME, no other time daemon unless `force`), then
+/// a read-only query of the kernel clock. Nothing is written yet.
+pub fn discipline_preflight(force: bool, skew: FakeSkew) -> Result<KernelClock> {
+    if skew != FakeSkew::default() {
+        bail!("--fake-offset-ms/--fake-ppm only apply to --clock observe");
+    }
+    let procs = steer::scan_processes().context("scan /proc for time daemons")?;
+    let found = steer::conflicts(&procs);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for w in steer::check_start(&found, steer::has_cap_sys_time(&status), force)? {
+        warn!("{w}");
+    }
+    Ok(KernelClock::open()?)
+}
+
 /// Build the follower's clock, running the discipline-mode start checks.
 pub fn make_clock(
     mode: ClockMode,
@@ -282,19 +301,36 @@ pub fn make_clock(
 ) -> Result<Arc<dyn DisciplinedClock>> {
     match mode {
         ClockMode::Observe => Ok(Arc::new(VirtualClock::new(skew))),
+        ClockMode::Discipline => Ok(Arc::new(
+            discipline_preflight(force, skew)?.take_over(max_step_s)?,
+        )),
+    }
+}
+
+/// `follow --check`: the start checks and a read-only kernel clock query, printed.
+fn check_clock(mode: ClockMode, force: bool, skew: FakeSkew) -> Result<()> {
+    match mode {
+        ClockMode::Observe => {
+            println!("clock observe: no privilege needed, the host clock is never touched");
+        }
         ClockMode::Discipline => {
-            if skew != FakeSkew::default() {
-                bail!("--fake-offset-ms/--fake-ppm only apply to --clock observe");
-            }
-            let procs = steer::scan_processes().context("scan /proc for time daemons")?;
-            let found = steer::conflicts(&procs);
-            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-            for w in steer::check_start(&found, steer::has_cap_sys_time(&status), force)? {
-                warn!("{w}");
-            }
-            Ok(Arc::new(SystemClock::new(max_step_s)?))
+            let k = discipline_preflight(force, skew)?.state();
+            println!("clock discipline: start checks passed (CAP_SYS_TIME held; no other time daemon running, or --force)");
+            println!(
+                "kernel clock (adjtimex modes=0, read-only): state {}, frequency {:+.3} ppm, status 0x{:04x} [{}], maxerror {} us, esterror {} us, tick {} us, tai {} s",
+                k.state_name(),
+                k.freq_ppm,
+                k.status,
+                k.status_names().join(" "),
+                k.maxerror_us,
+                k.esterror_us,
+                k.tick_us,
+                k.tai_s
+            );
+            println!("nothing changed; without --check, follow would switch off the kernel PLL/FLL and steer CLOCK_REALTIME from {:+.3} ppm", k.freq_ppm);
         }
     }
+    Ok(())
 }
 
 async fn discover(client: &async_nats::Client, wait: Duration) -> Result<Vec<Announce>> {
@@ -332,6 +368,9 @@ async fn follow(servers: &[String], a: FollowArgs) -> Result<()> {
         .iter()
         .map(|s| parse_source(s))
         .collect::<Result<Vec<_>>>()?;
+    if a.check {
+        return check_clock(a.clock, a.force, a.skew.skew()?);
+    }
     let clock = make_clock(a.clock, a.force, a.max_step_s, a.skew.skew()?)?;
     let client = connect(servers, &format!("timesync-follow-{}", a.id), true).await?;
     if sources.is_empty() {

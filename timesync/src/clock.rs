@@ -150,30 +150,124 @@ impl DisciplinedClock for VirtualClock {
     }
 }
 
-/// The discipline-mode clock: the host's CLOCK_REALTIME via adjtimex.
+/// The kernel clock's NTP state as `adjtimex` reports it (see adjtimex(2)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KernelClockState {
+    /// adjtimex's return value: TIME_OK, TIME_INS, TIME_DEL, TIME_OOP, TIME_WAIT, TIME_ERROR.
+    pub state: i32,
+    /// Frequency correction in force, ppm.
+    pub freq_ppm: f64,
+    /// STA_* status bits.
+    pub status: i32,
+    pub maxerror_us: i64,
+    pub esterror_us: i64,
+    /// Length of a clock tick, µs (10000 = nominal at USER_HZ 100).
+    pub tick_us: i64,
+    /// TAI - UTC, s (0 when nobody told the kernel).
+    pub tai_s: i64,
+}
+
+impl KernelClockState {
+    /// adjtimex's clock state name.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            libc::TIME_OK => "TIME_OK",
+            libc::TIME_INS => "TIME_INS",
+            libc::TIME_DEL => "TIME_DEL",
+            libc::TIME_OOP => "TIME_OOP",
+            libc::TIME_WAIT => "TIME_WAIT",
+            libc::TIME_ERROR => "TIME_ERROR (unsynchronised)",
+            _ => "unknown",
+        }
+    }
+
+    /// The set STA_* flags, by name.
+    pub fn status_names(&self) -> Vec<&'static str> {
+        const FLAGS: &[(i32, &str)] = &[
+            (libc::STA_PLL, "PLL"),
+            (libc::STA_PPSFREQ, "PPSFREQ"),
+            (libc::STA_PPSTIME, "PPSTIME"),
+            (libc::STA_FLL, "FLL"),
+            (libc::STA_INS, "INS"),
+            (libc::STA_DEL, "DEL"),
+            (libc::STA_UNSYNC, "UNSYNC"),
+            (libc::STA_FREQHOLD, "FREQHOLD"),
+            (libc::STA_NANO, "NANO"),
+        ];
+        FLAGS
+            .iter()
+            .filter(|(bit, _)| self.status & bit != 0)
+            .map(|&(_, name)| name)
+            .collect()
+    }
+}
+
+/// The host's CLOCK_REALTIME before we take it over: only read-only calls are possible on it.
+pub struct KernelClock {
+    clock: clock_steering::unix::UnixClock,
+    state: KernelClockState,
+}
+
+impl KernelClock {
+    /// Query the kernel clock. Read-only: every `adjtimex` call here has `modes = 0`, which
+    /// changes nothing and needs no privilege (adjtimex(2)). The frequency is read through
+    /// `clock-steering`, the same handle and call path the discipline later writes through.
+    #[expect(
+        clippy::useless_conversion,
+        reason = "timex fields are c_long, i64 only on 64-bit targets"
+    )]
+    pub fn open() -> Result<Self, ClockError> {
+        let clock = clock_steering::unix::UnixClock::CLOCK_REALTIME;
+        let freq_ppm = clock
+            .get_frequency()
+            .map_err(|e| ClockError::Kernel(e.to_string()))?;
+        // SAFETY: an all-zero `timex` is a valid value of this plain C struct, and zero
+        // `modes` makes the call a pure read; the kernel only writes into `tx`.
+        let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+        // SAFETY: `tx` is a valid, writable timex for the duration of the call.
+        let state = unsafe { libc::adjtimex(&mut tx) };
+        if state < 0 {
+            return Err(ClockError::Kernel(
+                std::io::Error::last_os_error().to_string(),
+            ));
+        }
+        let state = KernelClockState {
+            state,
+            freq_ppm,
+            status: tx.status,
+            maxerror_us: i64::from(tx.maxerror),
+            esterror_us: i64::from(tx.esterror),
+            tick_us: i64::from(tx.tick),
+            tai_s: i64::from(tx.tai),
+        };
+        Ok(Self { clock, state })
+    }
+
+    /// What [`KernelClock::open`] read.
+    pub fn state(&self) -> KernelClockState {
+        self.state
+    }
+
+    /// Take over the kernel clock discipline: switch off the kernel's own PLL/FLL loops
+    /// (the first write). Callers must have run [`crate::steer::check_start`] first.
+    pub fn take_over(self, max_step: f64) -> Result<SystemClock, ClockError> {
+        self.clock
+            .disable_kernel_ntp_algorithm()
+            .map_err(|e| ClockError::Kernel(e.to_string()))?;
+        Ok(SystemClock {
+            clock: self.clock,
+            max_step,
+            initial_freq: self.state.freq_ppm * 1e-6,
+        })
+    }
+}
+
+/// The discipline-mode clock: the host's CLOCK_REALTIME via adjtimex. Only
+/// [`KernelClock::take_over`] makes one.
 pub struct SystemClock {
     clock: clock_steering::unix::UnixClock,
     max_step: f64,
     initial_freq: f64,
-}
-
-impl SystemClock {
-    /// Take over the kernel clock discipline. Callers must have run
-    /// [`crate::steer::check_start`] first.
-    pub fn new(max_step: f64) -> Result<Self, ClockError> {
-        let clock = clock_steering::unix::UnixClock::CLOCK_REALTIME;
-        let ppm = clock
-            .get_frequency()
-            .map_err(|e| ClockError::Kernel(e.to_string()))?;
-        clock
-            .disable_kernel_ntp_algorithm()
-            .map_err(|e| ClockError::Kernel(e.to_string()))?;
-        Ok(Self {
-            clock,
-            max_step,
-            initial_freq: ppm * 1e-6,
-        })
-    }
 }
 
 impl DisciplinedClock for SystemClock {
@@ -257,6 +351,26 @@ mod tests {
         let st = c.lock();
         let gained = (c.at_raw(r0 + 20_000_000, &st) - c.at_raw(r0, &st)) - 20_000_000;
         assert!((gained - 10_000).abs() <= 1, "{gained}");
+    }
+
+    /// A read-only adjtimex query works on this host (and without privileges): the plumbing
+    /// discipline mode starts with. Nothing is written.
+    #[test]
+    fn kernel_clock_query_is_read_only() {
+        let a = KernelClock::open().expect("adjtimex modes=0").state();
+        let b = KernelClock::open().expect("adjtimex modes=0").state();
+        // adjtimex clamps the frequency to ±500 ppm (kernel/time/ntp.c MAXFREQ_SCALED).
+        assert!(a.freq_ppm.abs() <= 500.0, "{a:?}");
+        assert!(a.tick_us > 0, "{a:?}");
+        // No write happened in between: the same frequency and flags (maxerror grows on its
+        // own, so it is not compared).
+        assert_eq!((a.freq_ppm, a.status), (b.freq_ppm, b.status));
+        let names = KernelClockState {
+            status: libc::STA_PLL | libc::STA_UNSYNC,
+            ..a
+        }
+        .status_names();
+        assert_eq!(names, vec!["PLL", "UNSYNC"]);
     }
 
     #[test]

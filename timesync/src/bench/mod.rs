@@ -29,6 +29,10 @@ pub struct BenchArgs {
     /// Shorter phases (for a smoke run; figures are less settled).
     #[arg(long)]
     pub quick: bool,
+    /// Requests per poll for the followers (default: the follower's default). `--burst 1`
+    /// shows what single exchanges per poll achieve.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub burst: Option<u32>,
 }
 
 /// One status observation of a follower.
@@ -86,6 +90,7 @@ impl Follower {
         id: &str,
         sources: Vec<SourceConfig>,
         skew: FakeSkew,
+        burst: Option<u32>,
     ) -> Result<Self> {
         let client = connect(&[status_url.to_string()], "bench-status", false).await?;
         let sub = client
@@ -103,6 +108,10 @@ impl Follower {
             "--fake-ppm".into(),
             (skew.freq * 1e6).to_string(),
         ];
+        if let Some(b) = burst {
+            args.push("--burst".into());
+            args.push(b.to_string());
+        }
         for s in sources {
             args.push("--source".into());
             args.push(format!("{}:{}", s.id, s.priority));
@@ -218,6 +227,29 @@ pub fn abs_quantile(v: impl IntoIterator<Item = i64>, p: f64) -> Option<i64> {
     }
     v.sort_unstable();
     Some(v[((v.len() - 1) as f64 * p).round() as usize])
+}
+
+/// Signed error distribution of a measurement window: a bias shows as a mean far from zero
+/// next to a small standard deviation, noise the other way round.
+pub fn distribution(v: &[i64]) -> Option<String> {
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let sd = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    let q = |p: f64| s[((s.len() - 1) as f64 * p).round() as usize];
+    Some(format!(
+        "n {}, mean {}, sd {}, min {}, p50 {}, max {}",
+        v.len(),
+        us(mean.round() as i64),
+        us(sd.round() as i64),
+        us(q(0.0)),
+        us(q(0.5)),
+        us(q(1.0))
+    ))
 }
 
 struct Row {
@@ -368,8 +400,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let (mut wan_pts, mut wan_naive) = (Vec::new(), Vec::new());
 
     println!(
-        "timesync bench: nats-server {} on {url}",
-        natsd::server_bin()
+        "timesync bench: nats-server {} on {url}, follower burst {}",
+        natsd::server_bin(),
+        args.burst
+            .map_or_else(|| "default".to_string(), |b| b.to_string())
     );
     let src = start_source(&url, "ref", 0).await?;
     let skew = FakeSkew {
@@ -385,8 +419,24 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         Profile::symmetric(Duration::from_millis(40), Duration::from_micros(500)),
     )
     .await?;
-    let mut f_lo = Follower::start(&url, &url, "bench-loopback", only_ref.clone(), skew).await?;
-    let mut f_wan = Follower::start(&wan.url(), &url, "bench-wan", only_ref.clone(), skew).await?;
+    let mut f_lo = Follower::start(
+        &url,
+        &url,
+        "bench-loopback",
+        only_ref.clone(),
+        skew,
+        args.burst,
+    )
+    .await?;
+    let mut f_wan = Follower::start(
+        &wan.url(),
+        &url,
+        "bench-wan",
+        only_ref.clone(),
+        skew,
+        args.burst,
+    )
+    .await?;
     let mut n_lo = Naive::start(&url, "ref", origin).await?;
     let mut n_wan = Naive::start(&wan.url(), "ref", origin).await?;
 
@@ -414,6 +464,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         pass: Some(ok && ours.is_some_and(|v| v <= 50_000)),
     });
     print_row(rows.last().expect("just pushed"));
+    let errs: Vec<i64> = m.iter().map(|p| p.error_ns).collect();
+    if let Some(d) = distribution(&errs) {
+        println!("    timesync error over the window: {d}");
+    }
     f_lo.stop().await;
 
     // --- 2. 40 ms RTT with jitter --------------------------------------------------
@@ -440,6 +494,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         pass: Some(ok && ours.is_some_and(|v| v <= 1_000_000)),
     });
     print_row(rows.last().expect("just pushed"));
+    let errs: Vec<i64> = m.iter().map(|p| p.error_ns).collect();
+    if let Some(d) = distribution(&errs) {
+        println!("    timesync error over the window: {d}");
+    }
 
     // --- 3. 40 -> 90 ms symmetric switch -------------------------------------------
     println!("[3/5] switching the path to 90 ms RTT ...");
@@ -542,7 +600,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             priority: 1,
         },
     ];
-    let mut f_fo = Follower::start(&url, &url, "bench-failover", both, skew).await?;
+    let mut f_fo = Follower::start(&url, &url, "bench-failover", both, skew, args.burst).await?;
     let warm_fo = time_to_select(&mut f_fo, "primary", Duration::from_secs(20)).await;
     let _ = settle(
         &mut f_fo,

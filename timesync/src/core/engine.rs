@@ -32,7 +32,8 @@ pub struct SourceConfig {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EngineConfig {
     pub poll_ns: i64,
-    /// Requests per poll (>= 1); sent back to back, each after the previous answer.
+    /// Requests per poll (>= 1); sent back to back, each after the previous answer. Only the
+    /// burst's minimum-delay exchange goes on to the clock filter (see [`Source::burst_best`]).
     pub burst: u32,
     /// Requests in the first poll, so the startup decision rests on a min-delay choice.
     pub startup_burst: u32,
@@ -49,11 +50,13 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            // 500 ms rather than 1 s: on loopback the source process is then rarely cold when
-            // a request arrives, and its wake-up latency only ever lands on the outbound leg
-            // (measured: mean bias +42 µs / p99 83 µs at 1 s, +21 µs / 37 µs at 500 ms).
             poll_ns: 500_000_000,
-            burst: 1,
+            // The first exchange of a poll finds the source (and the NATS server) idle; their
+            // wake-up lands on the outbound leg only, so that exchange is biased (measured on
+            // loopback: +70..85 µs mean offset error at +290 µs delay), while the exchanges
+            // that follow it back to back are not (mean within ±3 µs, sd 10-15 µs). A burst
+            // of 3 with min-delay selection keeps a warm exchange; see README "loopback".
+            burst: 3,
             startup_burst: 4,
             request_timeout_ns: 1_000_000_000,
             lost_after_ns: 2_000_000_000,
@@ -138,6 +141,11 @@ struct Source {
     filter: PathFilter,
     next_poll: MonoNs,
     burst_left: u32,
+    /// Minimum-delay sample of the burst in progress. A burst's exchanges measure the same
+    /// instant, so only its best one is a new observation; pushing all of them into the
+    /// 8-stage filter would shrink the filter's reach in time to a few polls and let the
+    /// (biased) cold exchanges count as independent samples.
+    burst_best: Option<Sample>,
     pending: Vec<(u64, Option<WallNs>, MonoNs)>,
     last_reply: Option<MonoNs>,
     consecutive_failures: u32,
@@ -208,6 +216,7 @@ impl Engine {
                 filter: PathFilter::new(),
                 next_poll: now,
                 burst_left: 0,
+                burst_best: None,
                 pending: Vec::new(),
                 last_reply: None,
                 consecutive_failures: 0,
@@ -245,6 +254,15 @@ impl Engine {
 
     pub fn selected(&self) -> Option<&str> {
         self.selected.as_deref()
+    }
+
+    /// Samples in the clock filter of `source` and the time they span, ns (tests and
+    /// diagnostics).
+    pub fn filter_extent(&self, source: &str) -> Option<(usize, i64)> {
+        self.sources
+            .iter()
+            .find(|s| s.cfg.id == source)
+            .map(|s| (s.filter.len(), s.filter.span()))
     }
 
     /// Cumulative correction applied up to `now` (seconds); drivers can check their clock.
@@ -294,6 +312,11 @@ impl Engine {
                 .collect();
             for nonce in expired {
                 self.fail(i, nonce, RequestFailure::Timeout);
+            }
+            if self.sources[i].next_poll <= now || self.sources[i].pending.is_empty() {
+                // A burst cut short by a failure, or still open at the next poll: use what
+                // it measured.
+                out.extend(self.flush_burst(i, now));
             }
             if self.sources[i].next_poll <= now {
                 let src = &mut self.sources[i];
@@ -350,11 +373,15 @@ impl Engine {
         nonce: u64,
         why: RequestFailure,
     ) -> Vec<Action> {
+        let mut out = Vec::new();
         if let Some(i) = self.sources.iter().position(|s| s.cfg.id == source) {
             self.fail(i, nonce, why);
             self.reselect(now);
+            if self.sources[i].pending.is_empty() {
+                out.extend(self.flush_burst(i, now));
+            }
         }
-        self.finish(Vec::new())
+        self.finish(out)
     }
 
     /// A reply arrived at follower clock time `t4` (monotonic `now`).
@@ -412,14 +439,31 @@ impl Engine {
             } else {
                 PathFilter::after_path_change()
             };
+            // Exchanges on the old path are no evidence about the new one.
+            src.burst_best = None;
             src.phase_reset = true;
         }
-        let output = src.filter.push(sample);
+        if src.burst_best.is_none_or(|b| sample.delay < b.delay) {
+            src.burst_best = Some(sample);
+        }
         let mut out = Vec::new();
         if src.burst_left > 0 {
             src.burst_left -= 1;
             self.send(i, now, &mut out);
+            self.reselect(now);
+            return Ok(self.finish(out));
         }
+        out.extend(self.flush_burst(i, now));
+        Ok(self.finish(out))
+    }
+
+    /// The burst of source `i` is over: its minimum-delay sample goes through the pop and
+    /// clock filters and, if the source is selected and the filter emits, to the loop.
+    fn flush_burst(&mut self, i: usize, now: MonoNs) -> Vec<Action> {
+        let Some(sample) = self.sources[i].burst_best.take() else {
+            return Vec::new();
+        };
+        let output = self.sources[i].filter.push(sample);
         let emitted = match output {
             FilterOutput::Emit(s) => Some(s),
             FilterOutput::Shift(s) => {
@@ -430,18 +474,19 @@ impl Engine {
             FilterOutput::Spike | FilterOutput::Held => None,
         };
         self.reselect(now);
-        let is_selected = self.selected.as_deref() == Some(source);
-        if is_selected {
-            out.extend(self.feed(i, now, emitted));
+        if self.selected.as_deref() == Some(self.sources[i].cfg.id.as_str()) {
+            self.feed(i, now, emitted)
+        } else {
+            Vec::new()
         }
-        Ok(self.finish(out))
     }
 
     fn feed(&mut self, i: usize, now: MonoNs, emitted: Option<Sample>) -> Vec<Action> {
         let src = &self.sources[i];
         let sample = if self.discipline.state() == SyncState::Startup {
-            // The startup decision (step or slew) waits for a full startup burst.
-            if src.filter.len() < (self.cfg.startup_burst as usize).clamp(1, 8) {
+            // The startup decision (step or slew) rests on the best of the startup burst,
+            // which the filter holds once that burst is over.
+            if src.filter.is_empty() {
                 return Vec::new();
             }
             // With several sources, wait (a bounded time) until enough of them answered for

@@ -65,6 +65,14 @@ impl PathFilter {
         self.window.is_empty()
     }
 
+    /// Monotonic time between the oldest and the newest sample in the window, ns.
+    pub fn span(&self) -> i64 {
+        match (self.window.front(), self.window.back()) {
+            (Some(a), Some(b)) => b.mono - a.mono,
+            _ => 0,
+        }
+    }
+
     /// Lowest delay in the window, seconds.
     pub fn min_delay(&self) -> Option<f64> {
         self.window.iter().map(|s| s.delay).reduce(f64::min)
