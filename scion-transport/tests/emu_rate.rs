@@ -252,3 +252,84 @@ fn process_cost_probe() {
         );
     }
 }
+
+/// QUIC bulk transfer across the emulator (shaping off) with the router counters and the
+/// sender's loss figures, to tell router drops from end-host effects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, run by hand in release"]
+async fn bulk_probe() {
+    use scion_transport::quic::{ScionEndpoint, TlsConfig, TransportConfig};
+    let bytes: usize = env("BULK_MB", 64) << 20;
+    let emu = Emulator::start(
+        Topology::from_toml(&topo(false)).expect("topo"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    let tls = TlsConfig::self_signed(&["server.test"]).expect("cert");
+    let mut eps = Vec::new();
+    for as_ in ["1-ff00:0:112", "1-ff00:0:111"] {
+        let mut cfg = TransportConfig::new(
+            ScionAddr {
+                ia: ia(as_),
+                ip: "127.0.0.1".parse().expect("ip"),
+                port: 0,
+            },
+            tls.clone(),
+        );
+        cfg.daemon = Some(emu.daemon_addr(ia(as_)).expect("daemon").to_string());
+        eps.push(ScionEndpoint::bind(cfg).await.expect("bind"));
+    }
+    let (server, client) = (&eps[0], &eps[1]);
+    let server_addr = server.local_addr();
+    let accept = async {
+        let conn = server
+            .accept()
+            .await
+            .expect("incoming")
+            .await
+            .expect("accept");
+        let mut recv = conn.accept_uni().await.expect("stream");
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0;
+        while let Some(n) = recv.read(&mut buf).await.expect("read") {
+            total += n;
+        }
+        total
+    };
+    let dial = async {
+        let conn = client
+            .connect(server_addr, "server.test")
+            .await
+            .expect("connect");
+        let chunk = vec![0x5au8; 1 << 16];
+        let mut send = conn.open_uni().await.expect("open");
+        let start = Instant::now();
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            send.write_all(&chunk[..n]).await.expect("write");
+            left -= n;
+        }
+        send.finish().expect("finish");
+        let _ = send.stopped().await;
+        (start.elapsed(), conn)
+    };
+    let (got, (elapsed, conn)) = tokio::join!(accept, dial);
+    assert_eq!(got, bytes);
+    let s = conn.stats();
+    let e = emu.stats();
+    println!(
+        "bulk_probe: {:.0} Mbit/s; sender sent {} lost {} congestion_events {} mtu {} rtt {:?}; \
+         emu forwarded {} delivered {} dropped {}",
+        bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e6,
+        s.path.sent_packets,
+        s.path.lost_packets,
+        s.path.congestion_events,
+        s.path.current_mtu,
+        s.path.rtt,
+        e.forwarded,
+        e.delivered,
+        e.dropped
+    );
+}
