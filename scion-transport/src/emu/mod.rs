@@ -4,6 +4,10 @@
 //! (MACs checked with per-AS keys), each AS has a daemon speaking sciond's gRPC API, and links
 //! can be shaped, cut (SCMP-signalled) or blackholed at run time through [`EmuHandle`] or the
 //! control socket (see [`control`]).
+//!
+//! Routers read with recvmmsg + GRO and send with GSO (quinn-udp): a batch of packets with the
+//! same next hop crosses each hop in a few system calls, so the emulator forwards well above
+//! what one QUIC connection needs (see `tests/emu_rate.rs` and the transport bench).
 
 mod batch;
 pub mod control;
