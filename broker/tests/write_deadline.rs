@@ -158,3 +158,84 @@ async fn stalled_reader_is_cut_by_write_deadline() {
     reader.abort();
     srv.shutdown().await;
 }
+
+/// The fast-producer stall holds a publisher message by message (client.go
+/// deliverMsg calls stalledWait before queueing each message to a consumer
+/// above half its max_pending, 100 ms or more each). So a consumer that
+/// stops reading is cut by the write deadline long before small messages
+/// can fill its pending limit, as nats-server does; stalling only once per
+/// read let ~64 KiB of small messages through per read and cut it on
+/// pending bytes instead (with these limits: within about 2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_messages_stall_until_write_deadline() {
+    let mut o = local_opts();
+    o.write_deadline = Duration::from_secs(3);
+    o.max_pending = 512 * 1024;
+    let srv = start_broker(o).await;
+
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = tokio::time::timeout(STEP_TIMEOUT, sock.connect(srv.client_addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut stalled = Raw {
+        stream,
+        pending: Vec::new(),
+        eof: false,
+    };
+    stalled.read_line().await;
+    stalled
+        .send(b"CONNECT {\"verbose\":false}\r\nSUB s 1\r\nPING\r\n")
+        .await;
+    assert_eq!(stalled.read_pongs(1).await, b"PONG\r\n");
+
+    // A raw publisher writing 1 KiB messages as fast as the server takes
+    // them, from its own task, until the stalled subscriber is gone.
+    let mut publisher = Raw::connect(srv.client_addr).await;
+    publisher.read_line().await;
+    publisher.send(b"CONNECT {\"verbose\":false}\r\n").await;
+    let mut msg = b"PUB s 1024\r\n".to_vec();
+    msg.extend_from_slice(&[b'x'; 1024]);
+    msg.extend_from_slice(b"\r\n");
+    let batch = msg.repeat(64);
+    let closed_reason = || {
+        srv.state
+            .closed
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|c| c.snapshot.reason)
+    };
+    let start = tokio::time::Instant::now();
+    let mut sent = 0usize;
+    while closed_reason().is_none() && start.elapsed() < Duration::from_secs(20) {
+        // Whole batches only (a cancelled write would cut a message in
+        // two); bounded, as the stall ends when the subscriber is cut.
+        tokio::time::timeout(Duration::from_secs(20), publisher.stream.write_all(&batch))
+            .await
+            .expect("publisher blocked for 20 s")
+            .expect("publisher write");
+        sent += 64;
+    }
+    let reason = closed_reason();
+    eprintln!(
+        "stalled subscriber closed after {:?} ({sent} messages offered): {reason:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        reason,
+        Some(broker::server::ClosedState::SlowConsumerWriteDeadline),
+        "expected the write deadline to cut the stalled subscriber"
+    );
+    // The publisher is served again once the consumer is gone.
+    let _ = publisher.read_to_close(Duration::from_millis(10)).await;
+    publisher.send(b"PING\r\n").await;
+    let got = publisher.read_until(b"PONG\r\n").await;
+    assert!(
+        got.ends_with(b"PONG\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    srv.shutdown().await;
+}
