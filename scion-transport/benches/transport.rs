@@ -104,6 +104,13 @@ async fn sink(conn: quinn::Connection) -> usize {
     while let Some(n) = recv.read(&mut buf).await.expect("read") {
         total += n;
     }
+    if std::env::var("SCION_BENCH_STATS").is_ok() {
+        let s = conn.stats();
+        eprintln!(
+            "  receiver udp_rx datagrams {} ios {}, sent acks {}",
+            s.udp_rx.datagrams, s.udp_rx.ios, s.frame_tx.acks
+        );
+    }
     total
 }
 
@@ -120,6 +127,41 @@ async fn push(conn: &quinn::Connection, bytes: usize) -> Duration {
     send.finish().expect("finish");
     let _ = send.stopped().await;
     start.elapsed()
+}
+
+/// Kernel UDP receive-buffer drops so far (Linux /proc/net/snmp), for the stats lines.
+fn udp_rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sender-side QUIC path figures, printed with SCION_BENCH_STATS=1 (loss explains throughput).
+fn path_stats(conn: &quinn::Connection) {
+    if std::env::var("SCION_BENCH_STATS").is_err() {
+        return;
+    }
+    let s = conn.stats();
+    eprintln!("  kernel RcvbufErrors so far {}", udp_rcvbuf_errors());
+    eprintln!(
+        "  sent {} lost {} congestion_events {} cwnd {} mtu {} rtt {:?} udp_tx datagrams {} ios {}",
+        s.path.sent_packets,
+        s.path.lost_packets,
+        s.path.congestion_events,
+        s.path.cwnd,
+        s.path.current_mtu,
+        s.path.rtt,
+        s.udp_tx.datagrams,
+        s.udp_tx.ios
+    );
 }
 
 async fn bulk_scion(tls: &TlsConfig) -> (f64, Duration) {
@@ -145,7 +187,8 @@ async fn bulk_scion(tls: &TlsConfig) -> (f64, Duration) {
         let hs = t.elapsed();
         (push(&conn, BULK_BYTES).await, hs, conn)
     };
-    let (got, (elapsed, hs, _conn)) = tokio::join!(accept, dial);
+    let (got, (elapsed, hs, conn)) = tokio::join!(accept, dial);
+    path_stats(&conn);
     assert_eq!(got, BULK_BYTES);
     drop(p);
     (BULK_BYTES as f64 * 8.0 / elapsed.as_secs_f64() / 1e6, hs)
@@ -194,7 +237,8 @@ async fn bulk_scion_same_as(tls: &TlsConfig) -> f64 {
             .expect("connect");
         (push(&conn, BULK_BYTES).await, conn)
     };
-    let (got, (elapsed, _conn)) = tokio::join!(accept, dial);
+    let (got, (elapsed, conn)) = tokio::join!(accept, dial);
+    path_stats(&conn);
     assert_eq!(got, BULK_BYTES);
     BULK_BYTES as f64 * 8.0 / elapsed.as_secs_f64() / 1e6
 }
@@ -228,7 +272,8 @@ async fn bulk_plain(tls: &TlsConfig) -> (f64, Duration) {
         let hs = t.elapsed();
         (push(&conn, BULK_BYTES).await, hs, conn)
     };
-    let (got, (elapsed, hs, _conn)) = tokio::join!(accept, dial);
+    let (got, (elapsed, hs, conn)) = tokio::join!(accept, dial);
+    path_stats(&conn);
     assert_eq!(got, BULK_BYTES);
     (BULK_BYTES as f64 * 8.0 / elapsed.as_secs_f64() / 1e6, hs)
 }

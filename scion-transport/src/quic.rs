@@ -451,8 +451,12 @@ impl ScionEndpoint {
         } else {
             None
         };
+        // No fixed-bit greasing toward us (RFC 9287): with it half of the peer's packets have
+        // the 0x40 bit cleared, which the probe demultiplexer must then tell apart by size.
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        endpoint_config.grease_quic_bit(false);
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
+            endpoint_config,
             server_config,
             Arc::new(QuicSocket(socket.clone())),
             Arc::new(quinn::TokioRuntime),

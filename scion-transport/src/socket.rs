@@ -1,9 +1,13 @@
 //! The SCION socket: a tokio UDP socket whose port is the SCION/UDP port (dispatcherless),
 //! with one path selector per remote address.
 //!
-//! Receive side: every datagram is decoded and demultiplexed: SCION/UDP payloads starting with
-//! 0x00 are probes (QUIC packets always have the 0x40 "fixed bit" set, RFC 9000 §17), other
-//! SCION/UDP payloads go to QUIC, SCMP goes to the selector. SCMP is accepted only when it
+//! Receive side: every datagram is decoded and demultiplexed: SCION/UDP payloads of exactly
+//! the probe size starting with 0x00 and a probe kind are probes, other SCION/UDP payloads go to
+//! QUIC, SCMP goes to the selector. The first byte alone does not separate them: a peer that
+//! advertises `grease_quic_bit` (RFC 9287; quinn does by default) receives packets with the
+//! 0x40 fixed bit cleared, and after header protection about one in 64 of those starts with
+//! 0x00. A probe's 18 bytes are shorter than any valid QUIC packet, so size decides. Our
+//! endpoints also stop advertising the greasing (see `quic.rs`). SCMP is accepted only when it
 //! quotes a packet we sent (our address and port, to a peer we know), and it never becomes a
 //! socket or connection error: it only marks paths down.
 //!
@@ -734,6 +738,14 @@ impl ScionSocket {
     }
 }
 
+/// Whether a SCION/UDP payload is one of our probe frames (never a QUIC packet: see the
+/// module docs).
+fn is_probe(payload: &[u8]) -> bool {
+    payload.len() == PROBE_LEN
+        && payload[0] == PROBE_TAG
+        && matches!(payload[1], PROBE_REQUEST | PROBE_REPLY)
+}
+
 fn probe_frame(kind: u8, seq: u64, token: u64) -> Bytes {
     let mut frame = Vec::with_capacity(PROBE_LEN);
     frame.push(PROBE_TAG);
@@ -741,4 +753,25 @@ fn probe_frame(kind: u8, seq: u64, token: u64) -> Bytes {
     frame.extend_from_slice(&seq.to_be_bytes());
     frame.extend_from_slice(&token.to_be_bytes());
     Bytes::from(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_are_told_from_quic_by_size_not_first_byte() {
+        let req = probe_frame(PROBE_REQUEST, 7, 9);
+        let rep = probe_frame(PROBE_REPLY, 7, 9);
+        assert!(is_probe(&req) && is_probe(&rep));
+        // A short-header QUIC packet with a greased (cleared) fixed bit whose protected bits
+        // happen to be zero: it starts with 0x00 but must go to QUIC.
+        let mut quic = vec![0u8; 1200];
+        quic[1] = PROBE_REQUEST;
+        assert!(!is_probe(&quic));
+        assert!(!is_probe(&req[..PROBE_LEN - 1]));
+        let mut other_kind = req.to_vec();
+        other_kind[1] = 3;
+        assert!(!is_probe(&other_kind));
+    }
 }

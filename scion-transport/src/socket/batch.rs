@@ -23,7 +23,7 @@ use quinn::udp::{RecvMeta, Transmit, UdpSockRef, BATCH_SIZE};
 use tokio::io::Interest;
 use tracing::{debug, trace};
 
-use super::{Peer, ScionSocket, Sent, PROBE_TAG};
+use super::{is_probe, Peer, ScionSocket, Sent};
 use crate::address::ScionAddr;
 use crate::wire::{self, FastDecoded, Received, UdpTemplate};
 
@@ -345,7 +345,7 @@ impl ScionSocket {
         if udp.dst.port != self.local.port || payload.is_empty() {
             return true;
         }
-        if payload[0] == PROBE_TAG {
+        if is_probe(payload) {
             // Rare: the full decoder gives the path object the probe answer needs.
             return self.on_segment_slow(seg, from, slots);
         }
@@ -375,7 +375,7 @@ impl ScionSocket {
                 if udp.dst.port != self.local.port || udp.payload.is_empty() {
                     return true;
                 }
-                if udp.payload[0] == PROBE_TAG {
+                if is_probe(&udp.payload) {
                     self.on_probe(&udp, from);
                     return true;
                 }
