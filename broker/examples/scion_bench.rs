@@ -2,20 +2,29 @@
 //! process on loopback:
 //!
 //! 1. route throughput: `nats-xbench` (publisher on A, subscriber on B) across
-//!    a TCP route and across a QUIC/SCION route through the emulator with
-//!    shaping off, 16 B and 1 KiB messages;
+//!    a TCP route and across a QUIC/SCION route through the emulator, 16 B and
+//!    1 KiB messages, runs interleaved (TCP, SCION, TCP, ...). The emulator
+//!    runs `two-paths.toml` as is: link latency on (1 ms per direct link, so
+//!    an RTT of about 2-4 ms with timer rounding), no bandwidth limit, no
+//!    loss. `--flat` turns latency off (like the transport bench's bulk
+//!    figure); then all paths look alike to the selector and the route may
+//!    run through the core AS (two forwarding hops instead of one);
 //! 2. failover gap: a 1 kHz sequenced stream across the SCION route while
 //!    the active link is cut, SCMP-signalled (`down`) and silently
 //!    (`blackhole`), repeated; p50/p99/max of the longest delivery gap, and
 //!    whether anything was lost or duplicated.
 //!
 //! ```sh
-//! cargo run --release -p broker --example scion_bench -- [--rounds N] [--xbench PATH]
+//! cargo run --release -p broker --example scion_bench -- [--rounds N] [--runs N]
+//!     [--sizes 16,1024] [--msgs N] [--flat] [--no-failover] [--no-throughput]
+//!     [--xbench PATH]
 //! ```
+//! `--rounds` cuts per failover kind (default 10), `--runs` xbench runs per
+//! size and route kind (default 3). `RUST_LOG=warn` shows the brokers' logs.
 //! `--xbench` defaults to `$NATS_PEERS_BIN/nats-xbench` or the folder
 //! printed by `shared/peers/setup.sh`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,7 +35,29 @@ use scion_transport::address::{IsdAsn, ScionAddr};
 use scion_transport::emu::{send_control, EmuHandle, EmuOptions, Emulator, Topology};
 use tokio::time::{sleep, timeout, Instant};
 
+/// Failover topology: two disjoint paths, the direct one with 1 ms links.
 const TOPO: &str = include_str!("../../scion-transport/emu/two-paths.toml");
+/// The same network with shaping off (no link latency), for `--flat`.
+const TOPO_FLAT: &str = r#"
+[[as]]
+ia = "1-ff00:0:110"
+core = true
+[[as]]
+ia = "1-ff00:0:111"
+[[as]]
+ia = "1-ff00:0:112"
+[[link]]
+a = "1-ff00:0:110#1"
+b = "1-ff00:0:111#1"
+[[link]]
+a = "1-ff00:0:110#2"
+b = "1-ff00:0:112#1"
+[[link]]
+a = "1-ff00:0:111#2"
+b = "1-ff00:0:112#2"
+"#;
+/// Longest one xbench run may take before it counts as failed.
+const XBENCH_LIMIT: Duration = Duration::from_secs(90);
 const AS_A: &str = "1-ff00:0:111";
 const AS_B: &str = "1-ff00:0:112";
 
@@ -45,9 +76,22 @@ impl Drop for Dir {
     }
 }
 
+/// Pending-bytes limit of the bench nodes: the Go subscriber of nats-xbench
+/// drains slower than a TCP route delivers 1 KiB messages, and at the
+/// default 64 MiB its server cuts it as a slow consumer mid-run. The route
+/// is what is measured, so give the subscriber's server (B, the one that
+/// dials) room for the whole run; A keeps the default, so its route
+/// outbound (what a flood backs up) has the usual limit.
+const BENCH_MAX_PENDING: usize = 512 << 20;
+
 fn tcp_node(name: &str, routes: Vec<RouteUrl>) -> Options {
     Options {
         server_name: Some(name.into()),
+        max_pending: if routes.is_empty() {
+            Options::default().max_pending
+        } else {
+            BENCH_MAX_PENDING
+        },
         host: "127.0.0.1".into(),
         port: -1,
         cluster: ClusterOpts {
@@ -68,6 +112,11 @@ fn scion_node(name: &str, emu: &EmuHandle, dir: &Dir, as_: &str, routes: Vec<Rou
     std::fs::write(&topo, emu.topology_json(ia(as_)).expect("AS in topology")).expect("write");
     Options {
         server_name: Some(name.into()),
+        max_pending: if routes.is_empty() {
+            Options::default().max_pending
+        } else {
+            BENCH_MAX_PENDING
+        },
         host: "127.0.0.1".into(),
         port: -1,
         cluster: ClusterOpts {
@@ -98,24 +147,46 @@ async fn wait_routes(h: &ServerHandle) {
     }
 }
 
-fn xbench(bin: &str, a: &ServerHandle, b: &ServerHandle, n: usize, size: usize) -> Option<f64> {
-    let out = std::process::Command::new(bin)
+/// One nats-xbench run; `Err` carries what it printed when it did not
+/// finish (timeout, or killed after [`XBENCH_LIMIT`]).
+fn xbench(bin: &str, a: SocketAddr, b: SocketAddr, n: usize, size: usize) -> Result<f64, String> {
+    let mut child = std::process::Command::new(bin)
         .args([
             "-p",
-            &format!("nats://{}", a.client_addr),
+            &format!("nats://{a}"),
             "-s",
-            &format!("nats://{}", b.client_addr),
+            &format!("nats://{b}"),
             "-n",
             &n.to_string(),
             "-ms",
             &size.to_string(),
         ])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{bin}: {e}"))?;
+    let start = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() > XBENCH_LIMIT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("killed after {XBENCH_LIMIT:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
     // "... end-to-end sub 123456 msgs/s ..."
-    let i = text.find("end-to-end sub ")?;
-    text[i + 15..].split_whitespace().next()?.parse().ok()
+    let parsed = text.find("end-to-end sub ").and_then(|i| {
+        text[i + 15..]
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+    });
+    parsed.ok_or_else(|| text.trim().to_string())
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -200,68 +271,96 @@ async fn outage(
     (gap, bad)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+/// Bench settings from the command line.
+struct Args {
+    rounds: usize,
+    runs: usize,
+    sizes: Vec<usize>,
+    flat: bool,
+    failover: bool,
+    throughput: bool,
+    /// Messages per xbench run (default 500k for <= 64 B, else 200k).
+    msgs: Option<usize>,
+    xbench: String,
+}
+
+fn parse_args() -> Args {
     let args: Vec<String> = std::env::args().collect();
-    let mut rounds = 10usize;
-    let mut xb: Option<String> = std::env::var("NATS_PEERS_BIN")
-        .ok()
-        .map(|d| format!("{d}/nats-xbench"));
+    let mut a = Args {
+        rounds: 10,
+        runs: 3,
+        sizes: vec![16, 1024],
+        flat: false,
+        failover: true,
+        throughput: true,
+        msgs: None,
+        xbench: std::env::var("NATS_PEERS_BIN")
+            .map(|d| format!("{d}/nats-xbench"))
+            .unwrap_or_else(|_| {
+                let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+                format!("{home}/.cache/nats-peers/bin/nats-xbench")
+            }),
+    };
     let mut i = 1;
     while i < args.len() {
+        let val = args.get(i + 1);
         match args[i].as_str() {
-            "--rounds" => {
-                rounds = args
-                    .get(i + 1)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(rounds);
-                i += 1;
+            "--rounds" => a.rounds = val.and_then(|v| v.parse().ok()).unwrap_or(a.rounds),
+            "--runs" => a.runs = val.and_then(|v| v.parse().ok()).unwrap_or(a.runs),
+            "--sizes" => {
+                if let Some(v) = val {
+                    a.sizes = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+                }
             }
-            "--xbench" => {
-                xb = args.get(i + 1).cloned();
+            "--msgs" => a.msgs = val.and_then(|v| v.parse().ok()),
+            "--xbench" => a.xbench = val.cloned().unwrap_or(a.xbench),
+            "--flat" => {
+                a.flat = true;
                 i += 1;
+                continue;
             }
-            _ => {}
+            "--no-failover" => {
+                a.failover = false;
+                i += 1;
+                continue;
+            }
+            "--no-throughput" => {
+                a.throughput = false;
+                i += 1;
+                continue;
+            }
+            other => {
+                eprintln!("unknown argument {other:?}");
+                std::process::exit(2);
+            }
         }
-        i += 1;
+        i += 2;
     }
-    let xb = xb.unwrap_or_else(|| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!("{home}/.cache/nats-peers/bin/nats-xbench")
-    });
+    a
+}
 
+/// Two SCION nodes (A in 1-ff00:0:111, B dialing A from 1-ff00:0:112) on
+/// an emulator running `topo`.
+struct ScionPair {
+    emu: EmuHandle,
+    a: ServerHandle,
+    b: ServerHandle,
+    _dir: Dir,
+}
+
+async fn scion_pair(topo: &str, tag: &str) -> ScionPair {
     let emu = Emulator::start(
-        Topology::from_toml(TOPO).expect("topology"),
+        Topology::from_toml(topo).expect("topology"),
         EmuOptions::default(),
     )
     .await
     .expect("emulator");
-    let dir = Dir(std::env::temp_dir().join(format!("scion-bench-{}", std::process::id())));
+    let dir = Dir(std::env::temp_dir().join(format!("scion-bench-{}-{tag}", std::process::id())));
     std::fs::create_dir_all(&dir.0).expect("tmp dir");
-
-    let ta = start(tcp_node("tcp-a", vec![])).await.expect("tcp a");
-    let ra = *ta.state.cluster.listen_addr.lock().expect("lock");
-    let ra = ra.expect("route port");
-    let tb = start(tcp_node(
-        "tcp-b",
-        vec![RouteUrl {
-            url: format!("nats-route://{ra}"),
-            user: None,
-            password: None,
-            target: RouteTarget::Tcp {
-                host: ra.ip().to_string(),
-                port: ra.port(),
-            },
-        }],
-    ))
-    .await
-    .expect("tcp b");
-    wait_routes(&tb).await;
-
-    let sa = start(scion_node("scion-a", &emu, &dir, AS_A, vec![]))
+    let a = start(scion_node(&format!("{tag}-a"), &emu, &dir, AS_A, vec![]))
         .await
         .expect("scion a");
-    let sra: ScionAddr = sa
+    let sra: ScionAddr = a
         .state
         .scion
         .lock()
@@ -270,8 +369,8 @@ async fn main() {
         .as_ref()
         .expect("route endpoint")
         .local_addr();
-    let sb = start(scion_node(
-        "scion-b",
+    let b = start(scion_node(
+        &format!("{tag}-b"),
         &emu,
         &dir,
         AS_B,
@@ -288,29 +387,172 @@ async fn main() {
     ))
     .await
     .expect("scion b");
-    wait_routes(&sb).await;
+    wait_routes(&b).await;
+    wait_routes(&a).await;
+    ScionPair {
+        emu,
+        a,
+        b,
+        _dir: dir,
+    }
+}
 
-    println!("## Route throughput (nats-xbench, publisher on A, subscriber on B), msgs/s, median of {} runs", 3);
-    println!();
-    println!("| size | TCP route | SCION route | SCION/TCP |");
-    println!("|---|---|---|---|");
-    for (size, n) in [(16usize, 500_000usize), (1024, 200_000)] {
-        let mut t = Vec::new();
-        let mut s = Vec::new();
-        for _ in 0..3 {
-            if let Some(v) = xbench(&xb, &ta, &tb, n, size) {
-                t.push(v);
+/// Connection ids of a server's routes: a change means a route was cut and
+/// formed again.
+fn route_ids(h: &ServerHandle) -> Vec<u64> {
+    let mut v: Vec<u64> = h
+        .state
+        .cluster
+        .routes()
+        .iter()
+        .map(|r| r.shared.cid)
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// CPU time (user + system) this process has used: brokers and emulator,
+/// not the xbench clients. Per message it is a cost figure that the load of
+/// other processes on the machine does not distort much.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Runs xbench off the runtime's worker threads (the brokers and the
+/// emulator run on them) and notes whether the route survived.
+async fn xbench_run(
+    bin: &str,
+    a: &ServerHandle,
+    b: &ServerHandle,
+    n: usize,
+    size: usize,
+) -> (Result<f64, String>, bool, f64) {
+    let before = (route_ids(a), route_ids(b));
+    let (bin, pa, pb) = (bin.to_string(), a.client_addr, b.client_addr);
+    let cpu = cpu_time();
+    let r = tokio::task::spawn_blocking(move || xbench(&bin, pa, pb, n, size))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    let cpu = cpu_time().saturating_sub(cpu);
+    let kept = before == (route_ids(a), route_ids(b));
+    (r, kept, cpu.as_secs_f64() * 1e9 / n as f64)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let args = parse_args();
+    let xb = args.xbench.clone();
+
+    if args.throughput {
+        let ta = start(tcp_node("tcp-a", vec![])).await.expect("tcp a");
+        let ra = *ta.state.cluster.listen_addr.lock().expect("lock");
+        let ra = ra.expect("route port");
+        let tb = start(tcp_node(
+            "tcp-b",
+            vec![RouteUrl {
+                url: format!("nats-route://{ra}"),
+                user: None,
+                password: None,
+                target: RouteTarget::Tcp {
+                    host: ra.ip().to_string(),
+                    port: ra.port(),
+                },
+            }],
+        ))
+        .await
+        .expect("tcp b");
+        wait_routes(&tb).await;
+        let sp = scion_pair(if args.flat { TOPO_FLAT } else { TOPO }, "tp").await;
+
+        println!(
+            "## Route throughput (nats-xbench, publisher on A, subscriber on B), msgs/s, median of {} runs, emulator {}",
+            args.runs,
+            if args.flat {
+                "with shaping off (no link latency)"
+            } else {
+                "running two-paths.toml (link latency on, no bandwidth limit)"
             }
-            if let Some(v) = xbench(&xb, &sa, &sb, n, size) {
-                s.push(v);
+        );
+        println!();
+        println!("| size | TCP route | SCION route | SCION/TCP | CPU ns/msg TCP | CPU ns/msg SCION | runs ok TCP, SCION | routes cut TCP, SCION |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for &size in &args.sizes {
+            let n = args
+                .msgs
+                .unwrap_or(if size <= 64 { 500_000 } else { 200_000 });
+            let (mut t, mut s) = (Vec::new(), Vec::new());
+            let (mut tcpu, mut scpu) = (Vec::new(), Vec::new());
+            let (mut tcut, mut scut) = (0, 0);
+            for _ in 0..args.runs {
+                for (scion, a, b) in [(false, &ta, &tb), (true, &sp.a, &sp.b)] {
+                    let st0 = sp.emu.stats();
+                    let (r, kept, ns) = xbench_run(&xb, a, b, n, size).await;
+                    if scion {
+                        let st1 = sp.emu.stats();
+                        eprintln!(
+                            "emulator: forwarded {} delivered {} dropped {}",
+                            st1.forwarded - st0.forwarded,
+                            st1.delivered - st0.delivered,
+                            st1.dropped - st0.dropped
+                        );
+                    }
+                    let kind = if scion { "SCION" } else { "TCP" };
+                    match r {
+                        Ok(v) => {
+                            eprintln!("{kind} {size} B: {v:.0} msgs/s, {ns:.0} ns CPU/msg");
+                            if scion {
+                                s.push(v);
+                                scpu.push(ns);
+                            } else {
+                                t.push(v);
+                                tcpu.push(ns);
+                            }
+                        }
+                        Err(e) => eprintln!("{kind} {size} B: failed: {e}"),
+                    }
+                    if !kept {
+                        eprintln!("{kind} {size} B: the route was cut and formed again");
+                        if scion {
+                            scut += 1
+                        } else {
+                            tcut += 1
+                        }
+                        wait_routes(a).await;
+                        wait_routes(b).await;
+                    }
+                }
             }
+            let (nt, ns) = (t.len(), s.len());
+            let (mt, ms) = (median(&mut t), median(&mut s));
+            let (ct, cs) = (median(&mut tcpu), median(&mut scpu));
+            println!(
+                "| {size} B | {mt:.0} | {ms:.0} | {:.2} | {ct:.0} | {cs:.0} | {nt}/{runs}, {ns}/{runs} | {tcut}, {scut} |",
+                ms / mt,
+                runs = args.runs,
+            );
         }
-        let (mt, ms) = (median(&mut t), median(&mut s));
-        println!("| {size} B | {mt:.0} | {ms:.0} | {:.2} |", ms / mt);
     }
 
+    if !args.failover {
+        return;
+    }
+    let rounds = args.rounds;
+    let sp = scion_pair(TOPO, "fo").await;
+    let (sa, sb, emu) = (&sp.a, &sp.b, &sp.emu);
     println!();
-    println!("## Failover gap across the SCION route (1 kHz stream, {rounds} cuts each)");
+    println!("## Failover gap across the SCION route (1 kHz stream, {rounds} cuts each, two-paths.toml: direct path 1 ms per link)");
     println!();
     println!("| cut | p50 | p99 | max | rounds with loss/dup/reorder |");
     println!("|---|---|---|---|---|");
@@ -329,7 +571,7 @@ async fn main() {
         let mut gaps = Vec::new();
         let mut bad = 0;
         for _ in 0..rounds {
-            let (g, b) = outage(&sa, &sb, &emu, cmd).await;
+            let (g, b) = outage(sa, sb, emu, cmd).await;
             gaps.push(g.as_secs_f64() * 1e3);
             bad += usize::from(b);
             let _ = send_control(emu.control_addr(), restore).await;
@@ -343,6 +585,4 @@ async fn main() {
             pct(&mut gaps, 1.0)
         );
     }
-    println!();
-    println!("Path RTT on the direct link: 2 x 1 ms emulated latency; shaping off otherwise.");
 }

@@ -1,7 +1,8 @@
 //! Brokers in two SCION ASes of the emulator, routed over QUIC/SCION: a 1 kHz
 //! sequenced stream keeps every message, in order, through an SCMP-signalled
 //! link cut and through a silent blackhole; clients reach a SCION client
-//! listener through `broker proxy`.
+//! listener through `broker proxy`; a flood across a bandwidth-limited SCION
+//! route backs up without the route being cut or losing a message.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -121,6 +122,12 @@ struct Pair {
 }
 
 async fn pair(pref: &str) -> Pair {
+    pair_with(pref, |_| {}).await
+}
+
+/// Like [`pair`], with `tweak` applied to A's options (the publisher's side,
+/// which owns the route's outbound buffer).
+async fn pair_with(pref: &str, tweak: impl FnOnce(&mut Options)) -> Pair {
     let emu = Emulator::start(Topology::from_toml(TOPO).unwrap(), EmuOptions::default())
         .await
         .unwrap();
@@ -130,9 +137,9 @@ async fn pair(pref: &str) -> Pair {
         rand::random::<u32>()
     )));
     std::fs::create_dir_all(&dir.0).unwrap();
-    let a = start(node("a", &emu, &dir, AS_A, vec![], pref))
-        .await
-        .expect("start a");
+    let mut oa = node("a", &emu, &dir, AS_A, vec![], pref);
+    tweak(&mut oa);
+    let a = start(oa).await.expect("start a");
     let ra = route_endpoint(&a);
     let b = start(node("b", &emu, &dir, AS_B, vec![scion_route(ra)], pref))
         .await
@@ -457,4 +464,110 @@ async fn proxy_learns_cluster_listeners_and_fails_over() {
         .collect();
     assert!(!labels.is_empty(), "the proxied client now lives on B");
     let _ = ub;
+}
+
+/// Connection ids of a server's routes (a change = the route was cut).
+fn route_ids(h: &ServerHandle) -> Vec<u64> {
+    let mut v: Vec<u64> = h
+        .state
+        .cluster
+        .routes()
+        .iter()
+        .map(|r| r.shared.cid)
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// A flood into a SCION route that drains far slower than it is fed: the
+/// backlog takes many write deadlines to drain, yet the route is never cut
+/// (nats-server closes a route on a write timeout only when nothing at all
+/// was written, client.go handleWriteTimeout) and every message arrives
+/// once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_over_slow_scion_route_keeps_route_and_messages() {
+    const DEADLINE: Duration = Duration::from_millis(200);
+    const N: u32 = 12_000;
+    const SIZE: usize = 1024;
+    let p = pair_with("latency", |o| o.write_deadline = DEADLINE).await;
+    // 24 Mbit/s (3 MB/s) on every link, both paths: the 12 MB flood needs
+    // about 4 s, twenty deadlines.
+    for link in ["1-ff00:0:111#2", "1-ff00:0:110#1", "1-ff00:0:110#2"] {
+        p.emu
+            .command(&format!("link {link} bandwidth 24000"))
+            .expect("bandwidth");
+    }
+    let ids = (route_ids(&p.a), route_ids(&p.b));
+    assert_eq!(ids.0.len(), 1);
+
+    let na = async_nats::connect(p.a.client_addr.to_string())
+        .await
+        .unwrap();
+    let nb = async_nats::connect(p.b.client_addr.to_string())
+        .await
+        .unwrap();
+    let mut sub = nb.subscribe("flood").await.unwrap();
+    nb.flush().await.unwrap();
+    wait_interest(&p.a, "flood").await;
+
+    // Largest backlog of A's route while the flood runs.
+    let route = p.a.state.cluster.routes().pop().expect("route on A");
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sampler = {
+        let (route, peak) = (route.clone(), peak.clone());
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(
+                    route.shared.out.pending(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let publisher = tokio::spawn(async move {
+        for i in 0..N {
+            let mut payload = vec![0u8; SIZE];
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            na.publish("flood", payload.into()).await.unwrap();
+        }
+        na.flush().await.unwrap();
+    });
+    let mut next = 0u32;
+    while next < N {
+        let m = timeout(WAIT, sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("stalled at {next} of {N}"))
+            .unwrap();
+        assert_eq!(m.payload.len(), SIZE);
+        let v = u32::from_be_bytes(m.payload[..4].try_into().unwrap());
+        assert_eq!(v, next, "lost, duplicated or reordered");
+        next += 1;
+    }
+    timeout(WAIT, publisher).await.unwrap().unwrap();
+    sampler.abort();
+    assert!(timeout(Duration::from_millis(300), sub.next())
+        .await
+        .is_err());
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    // 3 MB/s drains 600 KB per deadline: the backlog needed several.
+    assert!(
+        peak > 2 << 20,
+        "the flood never backed up the route (peak {peak} bytes)"
+    );
+    assert_eq!(
+        (route_ids(&p.a), route_ids(&p.b)),
+        ids,
+        "the route was cut and formed again"
+    );
+    let closed_routes =
+        p.a.state
+            .closed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.snapshot.kind == broker::proto::ConnKind::Route)
+            .count();
+    assert_eq!(closed_routes, 0, "a route was closed on A");
+    eprintln!("flood: peak route backlog {peak} bytes, route kept");
 }
