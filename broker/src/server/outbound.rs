@@ -38,6 +38,17 @@ const POOL_MAX: usize = 2;
 /// Chunks written with one vectored write at most.
 const MAX_IOV: usize = 64;
 
+/// A message that does not fit the room left in the last chunk is split
+/// across chunks when at least this much room is left (less is not worth
+/// the copy through the scratch buffer).
+const MIN_SPLIT_ROOM: usize = 256;
+
+thread_local! {
+    /// Where a message to be split is encoded first.
+    static SPLIT_SCRATCH: std::cell::RefCell<Vec<u8>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Pending bytes as a list of chunks.
 pub type Chunks = VecDeque<Vec<u8>>;
 
@@ -137,38 +148,79 @@ impl Outbound {
         }
         let g = &mut *g;
         let room = g.chunks.back().map_or(0, |c| c.capacity() - c.len());
-        if room < hint || g.chunks.is_empty() {
-            let cap = if g.last_cap == 0 {
-                FIRST_CHUNK
+        // Position to roll back to if this append cuts the connection:
+        // length of the chunk the message starts in, and whether a chunk
+        // was added after it.
+        let (start_len, added, pushed_after) =
+            if !g.chunks.is_empty() && room < hint && room >= MIN_SPLIT_ROOM && hint <= CHUNK {
+                // Like client.go queueOutbound: the message's start fills the
+                // current chunk and the rest goes on in the next one, so chunks
+                // stay full and pending bytes cost no more than their size.
+                SPLIT_SCRATCH.with(|cell| {
+                    let mut scratch = cell.borrow_mut();
+                    scratch.clear();
+                    fill(&mut scratch);
+                    let n = scratch.len();
+                    let take = room.min(n);
+                    let Some(last) = g.chunks.back_mut() else {
+                        return (0, 0, false);
+                    };
+                    let start_len = last.len();
+                    last.extend_from_slice(&scratch[..take]);
+                    let pushed = n > take;
+                    if pushed {
+                        let mut next = Self::new_chunk(g, n - take);
+                        next.extend_from_slice(&scratch[take..]);
+                        g.chunks.push_back(next);
+                    }
+                    (start_len, n, pushed)
+                })
             } else {
-                (g.last_cap * 2).min(CHUNK)
+                if room < hint || g.chunks.is_empty() {
+                    let chunk = Self::new_chunk(g, hint);
+                    g.chunks.push_back(chunk);
+                }
+                let Some(last) = g.chunks.back_mut() else {
+                    return Err(CLOSED);
+                };
+                let before = last.len();
+                fill(last);
+                (before, last.len() - before, false)
             };
-            let chunk = match g.pool.last() {
-                Some(c) if c.capacity() >= hint => g.pool.pop().unwrap_or_default(),
-                _ => Vec::with_capacity(cap.max(hint)),
-            };
-            g.last_cap = chunk.capacity().min(CHUNK);
-            g.chunks.push_back(chunk);
-        }
-        let Some(last) = g.chunks.back_mut() else {
-            return Err(CLOSED);
-        };
-        let before = last.len();
-        fill(last);
-        let added = last.len() - before;
         g.len += added;
         let pending = g.len + g.in_flight;
         if pending > self.max_pending / 2 && !self.stalled.load(Ordering::Relaxed) {
             self.stalled.store(true, Ordering::Release);
         }
         if pending > self.max_pending && self.cut_on_overflow {
-            last.truncate(before);
+            if pushed_after {
+                g.chunks.pop_back();
+            }
+            if let Some(last) = g.chunks.back_mut() {
+                last.truncate(start_len);
+            }
             g.len -= added;
             g.closed = Some(ClosedState::SlowConsumerPendingBytes);
             self.mark_closing();
             return Err(Closed { cut_now: true });
         }
         Ok(added)
+    }
+
+    /// A chunk for at least `need` bytes: a written one from the pool, or a
+    /// new one of the next size (doubling from [`FIRST_CHUNK`] to [`CHUNK`]).
+    fn new_chunk(g: &mut Inner, need: usize) -> Vec<u8> {
+        let cap = if g.last_cap == 0 {
+            FIRST_CHUNK
+        } else {
+            (g.last_cap * 2).min(CHUNK)
+        };
+        let chunk = match g.pool.last() {
+            Some(c) if c.capacity() >= need => g.pool.pop().unwrap_or_default(),
+            _ => Vec::with_capacity(cap.max(need)),
+        };
+        g.last_cap = chunk.capacity().min(CHUNK);
+        chunk
     }
 
     /// Appends raw bytes (protocol replies).
@@ -542,6 +594,46 @@ mod tests {
         o.take(&mut taken);
         assert_eq!(taken.len(), 2);
         assert_eq!(taken[1].len(), 3 * CHUNK);
+    }
+
+    #[test]
+    fn mid_size_messages_fill_chunks() {
+        // 33 KiB messages would leave half of every 64 KiB chunk empty if
+        // each had to fit whole; split across chunks they fill them.
+        let o = Outbound::new(usize::MAX);
+        let msg: Vec<u8> = (0..33 * 1024).map(|i| (i % 251) as u8).collect();
+        for _ in 0..200 {
+            o.append(&msg).unwrap();
+        }
+        let mut taken = Chunks::new();
+        o.take(&mut taken);
+        let len: usize = taken.iter().map(Vec::len).sum();
+        let cap: usize = taken.iter().map(Vec::capacity).sum();
+        assert_eq!(len, 200 * msg.len());
+        assert!(cap < len + len / 8, "capacity {cap} for {len} bytes");
+        // The byte stream is intact.
+        let all: Vec<u8> = taken.iter().flatten().copied().collect();
+        assert!(all.chunks(msg.len()).all(|m| m == msg.as_slice()));
+    }
+
+    #[test]
+    fn cut_rolls_back_a_split_message() {
+        let o = Outbound::new(3000);
+        // 1 KiB first chunk with 124 bytes left: too little to split, the
+        // next message starts a 2 KiB chunk.
+        o.append(&[1u8; 900]).unwrap();
+        o.append(&[2u8; 700]).unwrap();
+        o.append(&[3u8; 1000]).unwrap();
+        // 348 bytes left: this one is split, then cut over the limit and
+        // rolled back entirely.
+        assert_eq!(o.pending(), 2600);
+        assert_eq!(o.append(&[4u8; 1000]), Err(Closed { cut_now: true }));
+        assert_eq!(o.pending(), 2600);
+        let mut taken = Chunks::new();
+        o.take(&mut taken);
+        let all: Vec<u8> = taken.iter().flatten().copied().collect();
+        assert_eq!(all.len(), 2600);
+        assert!(all.iter().all(|&b| b != 4));
     }
 
     #[test]
