@@ -1,11 +1,12 @@
 //! Diagnostic: per-exchange offset error against ground truth on one host.
 //!
 //! Run a `timesync source` (no fake skew) against a NATS server, then
-//! `cargo run -p timesync --example exchange_probe -- nats://127.0.0.1:PORT SOURCE [polls] [burst] [poll_ms]`.
+//! `cargo run -p timesync --example exchange_probe -- nats://127.0.0.1:PORT SOURCE [polls] [burst] [poll_ms] [proxy_rtt_ms]`.
 //! Both sides read this host's CLOCK_REALTIME, so every exchange's measured offset *is* its
 //! error, `(d_out - d_back) / 2`. Prints the distribution per position in a burst.
 
 use std::time::Duration;
+use timesync::bench::proxy::{DelayProxy, Profile};
 use timesync::clock::realtime_ns;
 use timesync::core::wire::{self, SyncReply, SyncRequest, VERSION};
 
@@ -22,6 +23,27 @@ async fn main() -> anyhow::Result<()> {
     let polls: usize = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(100);
     let burst: usize = a.get(4).and_then(|s| s.parse().ok()).unwrap_or(1);
     let poll_ms: u64 = a.get(5).and_then(|s| s.parse().ok()).unwrap_or(500);
+    // Optional: go through the bench's user-space delay proxy with this RTT (ms) and 0.5 ms
+    // mean exponential jitter per direction.
+    let proxy_rtt: Option<u64> = a.get(6).and_then(|s| s.parse().ok());
+    let _proxy;
+    let url = match proxy_rtt {
+        Some(rtt) => {
+            let upstream: std::net::SocketAddr = url
+                .trim_start_matches("nats://")
+                .parse()
+                .map_err(|e| anyhow::anyhow!("proxy needs nats://IP:PORT: {e}"))?;
+            let p = DelayProxy::start(
+                upstream,
+                Profile::symmetric(Duration::from_millis(rtt), Duration::from_micros(500)),
+            )
+            .await?;
+            let u = p.url();
+            _proxy = p;
+            u
+        }
+        None => url,
+    };
     let client = async_nats::connect(url).await?;
     let subject = wire::sync_subject(&src);
     // (position in burst, offset error ns, delay ns)

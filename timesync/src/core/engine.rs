@@ -33,7 +33,7 @@ pub struct SourceConfig {
 pub struct EngineConfig {
     pub poll_ns: i64,
     /// Requests per poll (>= 1); sent back to back, each after the previous answer. Only the
-    /// burst's minimum-delay exchange goes on to the clock filter (see [`Source::burst_best`]).
+    /// burst's minimum-delay exchange goes on to the clock filter (`Source::burst_best`).
     pub burst: u32,
     /// Requests in the first poll, so the startup decision rests on a min-delay choice.
     pub startup_burst: u32,
