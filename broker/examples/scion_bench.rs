@@ -16,11 +16,16 @@
 //!
 //! ```sh
 //! cargo run --release -p broker --example scion_bench -- [--rounds N] [--runs N]
-//!     [--sizes 16,1024] [--msgs N] [--flat] [--no-failover] [--no-throughput]
+//!     [--sizes 16,1024] [--msgs N] [--flat] [--latency MS] [--reverse]
+//!     [--no-failover] [--no-throughput]
 //!     [--xbench PATH]
 //! ```
 //! `--rounds` cuts per failover kind (default 10), `--runs` xbench runs per
-//! size and route kind (default 3). `RUST_LOG=warn` shows the brokers' logs.
+//! size and route kind (default 3). `--reverse` publishes on B (the node
+//! that dialed the route) and subscribes on A; `--latency` sets every
+//! emulated link's one-way latency (a long path: the SCION route is then
+//! bounded by QUIC's flow-control windows). `RUST_LOG=warn` shows the
+//! brokers' logs.
 //! `--xbench` defaults to `$NATS_PEERS_BIN/nats-xbench` or the folder
 //! printed by `shared/peers/setup.sh`.
 
@@ -79,19 +84,23 @@ impl Drop for Dir {
 /// Pending-bytes limit of the bench nodes: the Go subscriber of nats-xbench
 /// drains slower than a TCP route delivers 1 KiB messages, and at the
 /// default 64 MiB its server cuts it as a slow consumer mid-run. The route
-/// is what is measured, so give the subscriber's server (B, the one that
-/// dials) room for the whole run; A keeps the default, so its route
-/// outbound (what a flood backs up) has the usual limit.
+/// is what is measured, so give the subscriber's server room for the whole
+/// run; the publisher's server keeps the default, so its route outbound
+/// (what a flood backs up) has the usual limit.
 const BENCH_MAX_PENDING: usize = 512 << 20;
 
-fn tcp_node(name: &str, routes: Vec<RouteUrl>) -> Options {
+fn max_pending(subscriber_side: bool) -> usize {
+    if subscriber_side {
+        BENCH_MAX_PENDING
+    } else {
+        Options::default().max_pending
+    }
+}
+
+fn tcp_node(name: &str, routes: Vec<RouteUrl>, sub_side: bool) -> Options {
     Options {
         server_name: Some(name.into()),
-        max_pending: if routes.is_empty() {
-            Options::default().max_pending
-        } else {
-            BENCH_MAX_PENDING
-        },
+        max_pending: max_pending(sub_side),
         host: "127.0.0.1".into(),
         port: -1,
         cluster: ClusterOpts {
@@ -107,16 +116,19 @@ fn tcp_node(name: &str, routes: Vec<RouteUrl>) -> Options {
     }
 }
 
-fn scion_node(name: &str, emu: &EmuHandle, dir: &Dir, as_: &str, routes: Vec<RouteUrl>) -> Options {
+fn scion_node(
+    name: &str,
+    emu: &EmuHandle,
+    dir: &Dir,
+    as_: &str,
+    routes: Vec<RouteUrl>,
+    sub_side: bool,
+) -> Options {
     let topo = dir.0.join(format!("{}.json", as_.replace(':', "_")));
     std::fs::write(&topo, emu.topology_json(ia(as_)).expect("AS in topology")).expect("write");
     Options {
         server_name: Some(name.into()),
-        max_pending: if routes.is_empty() {
-            Options::default().max_pending
-        } else {
-            BENCH_MAX_PENDING
-        },
+        max_pending: max_pending(sub_side),
         host: "127.0.0.1".into(),
         port: -1,
         cluster: ClusterOpts {
@@ -279,6 +291,10 @@ struct Args {
     flat: bool,
     failover: bool,
     throughput: bool,
+    /// One-way latency set on every emulated link for the throughput part.
+    latency_ms: Option<f64>,
+    /// Publisher on B (the dialing side) instead of A.
+    reverse: bool,
     /// Messages per xbench run (default 500k for <= 64 B, else 200k).
     msgs: Option<usize>,
     xbench: String,
@@ -294,6 +310,8 @@ fn parse_args() -> Args {
         failover: true,
         throughput: true,
         msgs: None,
+        reverse: false,
+        latency_ms: None,
         xbench: std::env::var("NATS_PEERS_BIN")
             .map(|d| format!("{d}/nats-xbench"))
             .unwrap_or_else(|_| {
@@ -312,10 +330,16 @@ fn parse_args() -> Args {
                     a.sizes = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
                 }
             }
+            "--latency" => a.latency_ms = val.and_then(|v| v.parse().ok()),
             "--msgs" => a.msgs = val.and_then(|v| v.parse().ok()),
             "--xbench" => a.xbench = val.cloned().unwrap_or(a.xbench),
             "--flat" => {
                 a.flat = true;
+                i += 1;
+                continue;
+            }
+            "--reverse" => {
+                a.reverse = true;
                 i += 1;
                 continue;
             }
@@ -348,7 +372,8 @@ struct ScionPair {
     _dir: Dir,
 }
 
-async fn scion_pair(topo: &str, tag: &str) -> ScionPair {
+/// `reverse`: the subscriber will be on A (see [`BENCH_MAX_PENDING`]).
+async fn scion_pair(topo: &str, tag: &str, reverse: bool) -> ScionPair {
     let emu = Emulator::start(
         Topology::from_toml(topo).expect("topology"),
         EmuOptions::default(),
@@ -357,9 +382,16 @@ async fn scion_pair(topo: &str, tag: &str) -> ScionPair {
     .expect("emulator");
     let dir = Dir(std::env::temp_dir().join(format!("scion-bench-{}-{tag}", std::process::id())));
     std::fs::create_dir_all(&dir.0).expect("tmp dir");
-    let a = start(scion_node(&format!("{tag}-a"), &emu, &dir, AS_A, vec![]))
-        .await
-        .expect("scion a");
+    let a = start(scion_node(
+        &format!("{tag}-a"),
+        &emu,
+        &dir,
+        AS_A,
+        vec![],
+        reverse,
+    ))
+    .await
+    .expect("scion a");
     let sra: ScionAddr = a
         .state
         .scion
@@ -384,6 +416,7 @@ async fn scion_pair(topo: &str, tag: &str) -> ScionPair {
                 port: sra.port,
             },
         }],
+        !reverse,
     ))
     .await
     .expect("scion b");
@@ -456,7 +489,9 @@ async fn main() {
     let xb = args.xbench.clone();
 
     if args.throughput {
-        let ta = start(tcp_node("tcp-a", vec![])).await.expect("tcp a");
+        let ta = start(tcp_node("tcp-a", vec![], args.reverse))
+            .await
+            .expect("tcp a");
         let ra = *ta.state.cluster.listen_addr.lock().expect("lock");
         let ra = ra.expect("route port");
         let tb = start(tcp_node(
@@ -470,14 +505,29 @@ async fn main() {
                     port: ra.port(),
                 },
             }],
+            !args.reverse,
         ))
         .await
         .expect("tcp b");
         wait_routes(&tb).await;
-        let sp = scion_pair(if args.flat { TOPO_FLAT } else { TOPO }, "tp").await;
+        let topo = if args.flat { TOPO_FLAT } else { TOPO };
+        let sp = scion_pair(topo, "tp", args.reverse).await;
+        if let Some(ms) = args.latency_ms {
+            for link in ["1-ff00:0:111#2", "1-ff00:0:110#1", "1-ff00:0:110#2"] {
+                sp.emu
+                    .command(&format!("link {link} latency {ms}"))
+                    .expect("latency");
+            }
+            println!("(every emulated link set to {ms} ms one way; the TCP route stays on bare loopback)");
+        }
 
         println!(
-            "## Route throughput (nats-xbench, publisher on A, subscriber on B), msgs/s, median of {} runs, emulator {}",
+            "## Route throughput (nats-xbench, publisher on {}), msgs/s, median of {} runs, emulator {}",
+            if args.reverse {
+                "B (dialer), subscriber on A"
+            } else {
+                "A (acceptor), subscriber on B"
+            },
             args.runs,
             if args.flat {
                 "with shaping off (no link latency)"
@@ -496,7 +546,12 @@ async fn main() {
             let (mut tcpu, mut scpu) = (Vec::new(), Vec::new());
             let (mut tcut, mut scut) = (0, 0);
             for _ in 0..args.runs {
-                for (scion, a, b) in [(false, &ta, &tb), (true, &sp.a, &sp.b)] {
+                let pairs = if args.reverse {
+                    [(false, &tb, &ta), (true, &sp.b, &sp.a)]
+                } else {
+                    [(false, &ta, &tb), (true, &sp.a, &sp.b)]
+                };
+                for (scion, a, b) in pairs {
                     let st0 = sp.emu.stats();
                     let (r, kept, ns) = xbench_run(&xb, a, b, n, size).await;
                     if scion {
@@ -549,7 +604,7 @@ async fn main() {
         return;
     }
     let rounds = args.rounds;
-    let sp = scion_pair(TOPO, "fo").await;
+    let sp = scion_pair(TOPO, "fo", false).await;
     let (sa, sb, emu) = (&sp.a, &sp.b, &sp.emu);
     println!();
     println!("## Failover gap across the SCION route (1 kHz stream, {rounds} cuts each, two-paths.toml: direct path 1 ms per link)");
