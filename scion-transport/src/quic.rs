@@ -223,7 +223,20 @@ pub struct TransportConfig {
     pub idle_timeout: Duration,
     /// Accept incoming connections (server role) as well as dialing.
     pub accept: bool,
+    /// QUIC flow-control window per stream and per connection, in bytes: the most data one
+    /// connection keeps in flight. See [`DEFAULT_FLOW_WINDOW`].
+    pub flow_window: u32,
 }
+
+/// Default [`TransportConfig::flow_window`]: 384 KiB.
+///
+/// quinn's default (1.25 MB per stream) lets one connection push more into a slow bottleneck
+/// than a drop-tail queue holds: the emulator's shaped links queue 200 ms (600 KB at 24 Mbit/s),
+/// the overshoot is tail-dropped, and the lost bytes then hold the receiver's window for a
+/// full queue delay plus loss detection, so writes stall for 400 ms or more (the broker's
+/// `flood_over_slow_scion_route_keeps_route_and_messages` cuts the route on that). 384 KiB
+/// still allows ~3 Gbit/s at 1 ms RTT and ~30 Mbit/s at 100 ms; raise it for long fat paths.
+pub const DEFAULT_FLOW_WINDOW: u32 = 384 * 1024;
 
 impl TransportConfig {
     /// Defaults for everything but the address and TLS.
@@ -238,6 +251,7 @@ impl TransportConfig {
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             accept: true,
+            flow_window: DEFAULT_FLOW_WINDOW,
         }
     }
 }
@@ -370,6 +384,8 @@ fn transport_config(config: &TransportConfig, max_payload: u16) -> quinn::Transp
     let mut mtud = quinn::MtuDiscoveryConfig::default();
     mtud.upper_bound(max_payload.max(QUIC_MIN_DATAGRAM));
     t.mtu_discovery_config(Some(mtud));
+    t.stream_receive_window(quinn::VarInt::from_u32(config.flow_window));
+    t.receive_window(quinn::VarInt::from_u32(config.flow_window));
     t.keep_alive_interval(Some(config.keep_alive));
     if let Ok(idle) = quinn::IdleTimeout::try_from(config.idle_timeout) {
         t.max_idle_timeout(Some(idle));
