@@ -394,6 +394,13 @@ pub async fn run_labeled<S>(
     log_close(&shared, reason, opts.max_pending);
     lock(&srv.clients).remove(&cid);
     srv.record_closed(shared.snapshot(&srv, Some(SystemTime::now())));
+    if shared.out.peak_pending() >= super::outbound::TRIM_AFTER_PEAK {
+        // The backlog's chunks are freed by now (writer ended, pending
+        // discarded); give the memory back off the async threads.
+        drop(tokio::task::spawn_blocking(
+            super::outbound::release_freed_memory,
+        ));
+    }
 }
 
 fn log_close(shared: &ClientShared, reason: ClosedState, max_pending: usize) {

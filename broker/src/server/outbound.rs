@@ -64,6 +64,8 @@ struct Inner {
     pool: Vec<Vec<u8>>,
     /// Capacity of the last chunk started (the next one doubles it).
     last_cap: usize,
+    /// Most bytes ever pending.
+    peak: usize,
 }
 
 pub struct Outbound {
@@ -112,6 +114,7 @@ impl Outbound {
                 closed: None,
                 pool: Vec::new(),
                 last_cap: 0,
+                peak: 0,
             }),
             notify: Notify::new(),
             closing: AtomicBool::new(false),
@@ -189,6 +192,7 @@ impl Outbound {
             };
         g.len += added;
         let pending = g.len + g.in_flight;
+        g.peak = g.peak.max(pending);
         if pending > self.max_pending / 2 && !self.stalled.load(Ordering::Relaxed) {
             self.stalled.store(true, Ordering::Release);
         }
@@ -253,6 +257,11 @@ impl Outbound {
         g.in_flight = g.len;
         g.len = 0;
         g.closed
+    }
+
+    /// Most bytes that were ever pending on this connection.
+    pub fn peak_pending(&self) -> usize {
+        self.lock().peak
     }
 
     /// Bytes waiting to be written (including those being written).
@@ -380,6 +389,24 @@ impl Outbound {
         g.chunks = VecDeque::new();
         g.pool = Vec::new();
         g.len = 0;
+    }
+}
+
+/// A closed connection that had at least this much pending makes the
+/// server hand freed memory back to the system.
+pub const TRIM_AFTER_PEAK: usize = 4 * 1024 * 1024;
+
+/// Returns free heap memory to the system after a connection with a large
+/// backlog (a slow consumer) closed. glibc keeps freed chunks in its arenas,
+/// so without this the RSS of a server that once buffered tens of MiB for
+/// one consumer stays there, and a later backlog in another thread's arena
+/// adds to it (Go's runtime returns such memory in the background).
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it
+    // takes no pointers from us and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -538,6 +565,9 @@ mod tests {
         assert!(o.append(&[0u8; 60]).is_ok());
         assert_eq!(o.append(&[0u8; 60]), Err(Closed { cut_now: true }));
         assert_eq!(o.pending(), 60);
+        // The append over the limit counts in the peak (it decides whether
+        // freed memory is handed back after the close).
+        assert_eq!(o.peak_pending(), 120);
         assert_eq!(
             o.closed_reason(),
             Some(ClosedState::SlowConsumerPendingBytes)
