@@ -561,3 +561,65 @@ async fn async_nats_client_fails_over_using_connect_urls() {
     );
     drop((b, c));
 }
+
+/// A subscriber that reads slower than a route delivers is not cut as a slow
+/// consumer: the route reader waits for it (nats-server's route readLoop
+/// flushes to its clients itself), TCP pushes back to the publishing node,
+/// and the publisher stalls there. Every message arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subscriber_behind_route_pushes_back_instead_of_being_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const N: usize = 6000;
+    const SIZE: usize = 1024;
+    let a = start(node_opts("a", vec![])).await.unwrap();
+    let mut ob = node_opts("b", vec![route(route_addr(&a))]);
+    // Stall from 256 KiB pending, cut above 512 KiB: the 6 MB flood is
+    // twelve times the limit.
+    ob.max_pending = 512 * 1024;
+    let b = start(ob).await.unwrap();
+    wait_routes(&a, 1).await;
+
+    let mut sub = tokio::net::TcpStream::connect(b.client_addr).await.unwrap();
+    sub.write_all(b"CONNECT {\"verbose\":false}\r\nSUB flood 1\r\nPING\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while !got.ends_with(b"PONG\r\n") {
+        let n = timeout(WAIT, sub.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "subscriber closed before PONG");
+        got.extend_from_slice(&buf[..n]);
+    }
+    wait_interest(&a, "flood").await;
+
+    let nc = client(&a).await;
+    let publisher = tokio::spawn(async move {
+        let payload = bytes::Bytes::from(vec![b'x'; SIZE]);
+        for _ in 0..N {
+            nc.publish("flood", payload.clone()).await.unwrap();
+        }
+        nc.flush().await.unwrap();
+    });
+
+    // "MSG flood 1 1024\r\n" + payload + "\r\n", read at about 8 MB/s.
+    let want = N * ("MSG flood 1 1024\r\n".len() + SIZE + 2);
+    let mut total = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while total < want {
+        assert!(Instant::now() < deadline, "only {total} of {want} bytes");
+        match timeout(WAIT, sub.read(&mut buf)).await.unwrap() {
+            Ok(0) | Err(_) => panic!("subscriber cut after {total} of {want} bytes"),
+            Ok(n) => total += n,
+        }
+        sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(total, want);
+    timeout(WAIT, publisher).await.unwrap().unwrap();
+    assert_eq!(
+        b.state
+            .stats
+            .slow_consumers
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}

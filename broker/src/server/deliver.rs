@@ -382,10 +382,12 @@ pub fn deliver_local(
                     }
                 }
             }
-            if matches!(src, Source::Client { .. })
-                && client.out.is_stalled()
-                && !batch.stalled.iter().any(|c| Arc::ptr_eq(c, client))
-            {
+            // Routes wait for a stalled local client too: nats-server's
+            // route readLoop flushes to its clients in its own goroutine
+            // (flushClients), so a slow subscriber holds the route reader,
+            // TCP pushes back to the sending server and its publishers
+            // stall there — instead of the subscriber being cut.
+            if client.out.is_stalled() && !batch.stalled.iter().any(|c| Arc::ptr_eq(c, client)) {
                 batch.stalled.push(client.clone());
             }
         }

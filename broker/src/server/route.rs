@@ -466,10 +466,20 @@ impl RouteConn {
                         Ok(0) => return ClosedState::ClientClosed,
                         Err(_) => return ClosedState::ReadError,
                         Ok(_) => {
-                            let res = self.process(&mut rbuf);
-                            self.end_batch();
-                            if let Err(Close(reason)) = res {
-                                return reason;
+                            // A message that found a stalled local client
+                            // stops processing until it drains (bounded), then
+                            // the rest of this read goes on.
+                            loop {
+                                let res = self.process(&mut rbuf);
+                                self.end_batch();
+                                match res {
+                                    Err(Close(reason)) => return reason,
+                                    Ok(false) => break,
+                                    Ok(true) => self.wait_stalled().await,
+                                }
+                                if self.shared.out.is_closing() {
+                                    break;
+                                }
                             }
                         }
                     }
@@ -494,6 +504,21 @@ impl RouteConn {
         }
     }
 
+    /// Waits (bounded per consumer, client.go `stalledWait`) for local
+    /// clients this read found above half their pending limit, so the
+    /// route stops reading and its peer's producers slow down.
+    async fn wait_stalled(&mut self) {
+        for c in self.batch.take_stalled() {
+            let ttl = c.out.stall_duration();
+            if tokio::time::timeout(ttl, c.out.unstalled()).await.is_err() {
+                debug!(
+                    "{} - Timed out of fast producer stall ({:?})",
+                    self.prefix, ttl
+                );
+            }
+        }
+    }
+
     fn end_batch(&mut self) {
         self.batch.finish(&self.srv);
         if self.in_msgs > 0 {
@@ -513,18 +538,23 @@ impl RouteConn {
         }
     }
 
-    fn process(&mut self, rbuf: &mut BytesMut) -> Result<(), Close> {
+    /// Handles the complete operations in `rbuf`; stops early (returning
+    /// true) after a message that found a stalled local client.
+    fn process(&mut self, rbuf: &mut BytesMut) -> Result<bool, Close> {
         let mut pos = 0;
         let res = loop {
             let buf = &rbuf[pos..];
             if buf.is_empty() {
-                break Ok(());
+                break Ok(false);
             }
             match parse_op(buf, ConnKind::Route, &ROUTE_LIMITS) {
                 Ok(Step::Op { op, consumed }) => {
                     pos += consumed;
                     if let Err(c) = self.handle(op) {
                         break Err(c);
+                    }
+                    if self.batch.has_stalled() {
+                        break Ok(true);
                     }
                 }
                 Ok(Step::Incomplete { total_hint }) => {
@@ -534,7 +564,7 @@ impl RouteConn {
                             rbuf.reserve(total - have);
                         }
                     }
-                    break Ok(());
+                    break Ok(false);
                 }
                 Err(e) => {
                     let snip = String::from_utf8_lossy(&buf[..buf.len().min(32)]).to_string();
