@@ -228,15 +228,17 @@ pub struct TransportConfig {
     pub flow_window: u32,
 }
 
-/// Default [`TransportConfig::flow_window`]: 384 KiB.
+/// Default [`TransportConfig::flow_window`]: 4 MiB, about what Linux TCP autotunes a loopback
+/// or LAN connection to.
 ///
-/// quinn's default (1.25 MB per stream) lets one connection push more into a slow bottleneck
-/// than a drop-tail queue holds: the emulator's shaped links queue 200 ms (600 KB at 24 Mbit/s),
-/// the overshoot is tail-dropped, and the lost bytes then hold the receiver's window for a
-/// full queue delay plus loss detection, so writes stall for 400 ms or more (the broker's
-/// `flood_over_slow_scion_route_keeps_route_and_messages` cuts the route on that). 384 KiB
-/// still allows ~3 Gbit/s at 1 ms RTT and ~30 Mbit/s at 100 ms; raise it for long fat paths.
-pub const DEFAULT_FLOW_WINDOW: u32 = 384 * 1024;
+/// The window bounds one connection to about window / RTT. 384 KiB (tried first, to keep a
+/// flood from overfilling the emulator's 200 ms drop-tail queues on slow links) held a broker
+/// route over a 1 ms-per-link emulated path to 67k 1 KiB msgs/s, because a flood's own
+/// queueing raises the RTT; 4 MiB gave 210k msgs/s in the same run (`scion_bench --sizes 1024`),
+/// and a flood over 24 Mbit/s links still keeps the route and every message
+/// (broker `flood_over_slow_scion_route_keeps_route_and_messages`). Lower it to bound queueing
+/// on slow paths; raise it for long fat paths (each MiB of window carries ~80 Mbit/s at 100 ms RTT).
+pub const DEFAULT_FLOW_WINDOW: u32 = 4 * 1024 * 1024;
 
 impl TransportConfig {
     /// Defaults for everything but the address and TLS.
