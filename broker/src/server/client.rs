@@ -555,16 +555,8 @@ impl Conn {
             if !res? {
                 return Ok(());
             }
-            for c in self.batch.take_stalled() {
-                let ttl = c.out.stall_duration();
-                if tokio::time::timeout(ttl, c.out.unstalled()).await.is_err() {
-                    debug!(
-                        "{} - Timed out of fast producer stall ({:?})",
-                        self.shared.log_prefix(),
-                        ttl
-                    );
-                }
-            }
+            let prefix = self.shared.log_prefix();
+            self.batch.wait_stalled(&prefix).await;
             if self.shared.out.is_closing() {
                 return Ok(());
             }

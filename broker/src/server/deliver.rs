@@ -140,9 +140,28 @@ impl Batch {
         !self.stalled.is_empty()
     }
 
-    /// Consumers this batch found stalled; cleared.
-    pub fn take_stalled(&mut self) -> Vec<Arc<ClientShared>> {
-        std::mem::take(&mut self.stalled)
+    /// Remembers `c` as a consumer the producer must wait for, if it is
+    /// above half its pending limit (once per batch).
+    fn note_if_stalled(&mut self, c: &Arc<ClientShared>) {
+        if c.out.is_stalled() && !self.stalled.iter().any(|s| Arc::ptr_eq(s, c)) {
+            self.stalled.push(c.clone());
+        }
+    }
+
+    /// Waits for each consumer this batch found stalled, each at most its
+    /// stall duration (client.go `stalledWait`), and forgets them.
+    /// `producer` names the waiting connection in the debug log.
+    pub async fn wait_stalled(&mut self, producer: &str) {
+        for c in std::mem::take(&mut self.stalled) {
+            let ttl = c.out.stall_duration();
+            if tokio::time::timeout(ttl, c.out.unstalled()).await.is_err() {
+                tracing::debug!(
+                    "{} - Timed out of fast producer stall ({:?})",
+                    producer,
+                    ttl
+                );
+            }
+        }
     }
 
     /// Wakes every writer that got data and folds the counters into the
@@ -215,11 +234,8 @@ pub fn process_msg_results(
             delivered = true;
             // A client publisher also waits for a backed-up route
             // (nats-server deliverMsg: stalledWait for any destination).
-            if matches!(src, Source::Client { .. })
-                && client.out.is_stalled()
-                && !batch.stalled.iter().any(|c| Arc::ptr_eq(c, &client))
-            {
-                batch.stalled.push(client.clone());
+            if matches!(src, Source::Client { .. }) {
+                batch.note_if_stalled(&client);
             }
         }
     }
@@ -387,9 +403,7 @@ pub fn deliver_local(
             // (flushClients), so a slow subscriber holds the route reader,
             // TCP pushes back to the sending server and its publishers
             // stall there — instead of the subscriber being cut.
-            if client.out.is_stalled() && !batch.stalled.iter().any(|c| Arc::ptr_eq(c, client)) {
-                batch.stalled.push(client.clone());
-            }
+            batch.note_if_stalled(client);
         }
         Err(e) => {
             // Count the cut once, not every message dropped after it.

@@ -475,7 +475,7 @@ impl RouteConn {
                                 match res {
                                     Err(Close(reason)) => return reason,
                                     Ok(false) => break,
-                                    Ok(true) => self.wait_stalled().await,
+                                    Ok(true) => self.batch.wait_stalled(&self.prefix).await,
                                 }
                                 if self.shared.out.is_closing() {
                                     break;
@@ -500,21 +500,6 @@ impl RouteConn {
                     let _ = self.shared.out.send(encode::ERR_AUTH_TIMEOUT);
                     return ClosedState::AuthenticationTimeout;
                 }
-            }
-        }
-    }
-
-    /// Waits (bounded per consumer, client.go `stalledWait`) for local
-    /// clients this read found above half their pending limit, so the
-    /// route stops reading and its peer's producers slow down.
-    async fn wait_stalled(&mut self) {
-        for c in self.batch.take_stalled() {
-            let ttl = c.out.stall_duration();
-            if tokio::time::timeout(ttl, c.out.unstalled()).await.is_err() {
-                debug!(
-                    "{} - Timed out of fast producer stall ({:?})",
-                    self.prefix, ttl
-                );
             }
         }
     }
