@@ -1,0 +1,161 @@
+//! CONNECT handling, authentication and PING replies of a client
+//! (client.go `processConnect`, `processPing`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tracing::error;
+
+use super::{Close, Conn};
+use crate::proto::encode;
+use crate::server::auth::{go_quote, AuthResult, ReplyTracker};
+use crate::server::closed::ClosedState;
+use crate::server::lock;
+
+impl Conn {
+    pub(super) fn auth_violation(&mut self) -> Close {
+        let user = self.connect.user.clone().unwrap_or_default();
+        if user.is_empty() {
+            error!("{} - authentication error", self.shared.log_prefix());
+        } else {
+            error!(
+                "{} - authentication error - User {}",
+                self.shared.log_prefix(),
+                go_quote(&user)
+            );
+        }
+        let _ = self.shared.out.send(encode::ERR_AUTH_VIOLATION);
+        Close(ClosedState::AuthenticationViolation)
+    }
+
+    pub(super) fn authenticated(&mut self, r: AuthResult) {
+        self.connected = true;
+        self.awaiting_auth = false;
+        self.perms = r.perms.map(Arc::new);
+        // Replace (or clear) the delivery-time deny filter: a re-CONNECT may
+        // switch to a user without subscribe permissions.
+        *lock(&self.shared.sub_deny) = self
+            .perms
+            .as_ref()
+            .filter(|p| p.subscribe.is_some())
+            .cloned();
+        // client.go setPermissions: every (re-)CONNECT starts a fresh reply
+        // map when the user has response permissions.
+        let tracker = self
+            .perms
+            .as_ref()
+            .and_then(|p| p.responses)
+            .map(ReplyTracker::new);
+        self.shared
+            .track_replies
+            .store(tracker.is_some(), Ordering::Release);
+        *lock(&self.shared.replies) = tracker;
+        let mut m = lock(&self.shared.meta);
+        m.user = r.user;
+        m.connected = true;
+    }
+
+    /// PONG, and on the first PING of a protocol-1 client an INFO first if
+    /// the cluster's connect URLs changed since it connected
+    /// (nats-server `processPing`).
+    pub(super) fn handle_ping(&mut self) {
+        if self.connected
+            && self.connect.protocol >= 1
+            && !self.shared.async_info.load(Ordering::Acquire)
+        {
+            self.shared.async_info.store(true, Ordering::Release);
+            let gen = self.srv.cluster.urls_generation.load(Ordering::Acquire);
+            if gen != self.urls_gen_at_connect {
+                let line = self.srv.client_info_for(&self.shared).to_line();
+                self.send(&line);
+            }
+        }
+        self.send(encode::PONG);
+    }
+
+    pub(super) fn handle_connect(&mut self, json: &[u8]) -> Result<(), Close> {
+        // Like nats-server, the document is applied on top of the current
+        // options (a second CONNECT keeps what it omits); bad JSON closes
+        // without an -ERR.
+        if let Err(e) = self.connect.merge_client_json(json) {
+            error!("{} - processConnect: {}", self.shared.log_prefix(), e);
+            return Err(Close(ClosedState::ProtocolViolation));
+        }
+        // Named before authentication, so an auth error names the client.
+        self.name_log_prefix();
+        // Every CONNECT is authenticated again (client.go processConnect
+        // calls checkAuthentication each time): a second CONNECT with bad
+        // credentials closes, one naming another user switches permissions.
+        let auth = self.srv.auth();
+        match auth.check(&self.connect) {
+            Some(r) => self.authenticated(r),
+            None => return Err(self.auth_violation()),
+        }
+        // client.go processConnect: `c.last = time.Now()`, and the RTT is
+        // estimated from the time since accept.
+        let now = self.now_ns();
+        self.shared.last_activity.store(now, Ordering::Relaxed);
+        self.clock.rtt_known = true;
+        // Naming an account (or asking for a new one) is an authorization
+        // violation without operator/account config (client.go
+        // processConnect: "Now its considered an error").
+        if self.connect.new_account
+            || self
+                .connect
+                .account
+                .as_deref()
+                .is_some_and(|a| !a.is_empty())
+        {
+            return Err(self.auth_violation());
+        }
+        let proto = self.connect.protocol;
+        if !(0..=1).contains(&proto) {
+            let _ = self.shared.out.send(encode::ERR_BAD_PROTOCOL);
+            return Err(Close(ClosedState::BadClientProtocolVersion));
+        }
+        if self.connect.no_responders && !self.connect.headers {
+            let _ = self.shared.out.send(encode::ERR_NO_RESPONDERS_HEADERS);
+            return Err(Close(ClosedState::NoRespondersRequiresHeaders));
+        }
+        self.shared
+            .headers
+            .store(self.connect.headers, Ordering::Relaxed);
+        {
+            let mut m = lock(&self.shared.meta);
+            m.name = self.connect.name.clone().unwrap_or_default();
+            m.lang = self.connect.lang.clone().unwrap_or_default();
+            m.version = self.connect.version.clone().unwrap_or_default();
+        }
+        if self.connect.verbose {
+            self.send(encode::OK);
+        }
+        Ok(())
+    }
+
+    /// client.go processConnect: log lines of a client that sent a version,
+    /// lang or name carry `"v<version>:<lang>:<name>"` after the cid (each
+    /// CONNECT appends to the current prefix, as there).
+    fn name_log_prefix(&self) {
+        let c = &self.connect;
+        let parts: Vec<String> = [
+            c.version
+                .as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("v{v}")),
+            c.lang.clone().filter(|l| !l.is_empty()),
+            c.name.clone().filter(|n| !n.is_empty()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            return;
+        }
+        let p = format!(
+            "{} - {}",
+            self.shared.log_prefix(),
+            go_quote(&parts.join(":"))
+        );
+        *lock(&self.shared.named_prefix) = Some(p);
+    }
+}

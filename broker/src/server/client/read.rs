@@ -1,0 +1,309 @@
+//! The client read loop: reads, parses and dispatches operations, runs the
+//! ping timer and the auth timeout (client.go `readLoop`, `parse`).
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tracing::{debug, error};
+
+use super::ping::{ping_skip, PingSkip, FIRST_CLIENT_PING_INTERVAL};
+use super::{Close, Conn};
+use crate::proto::{encode, parse_op, ConnKind, Op, ParseError, Step};
+use crate::server::closed::ClosedState;
+use crate::server::lock;
+
+/// Initial read buffer; grows to [`MAX_READ_BUF`] under load like
+/// nats-server's dynamic read buffer (`startBufSize` .. `maxBufSize`).
+const START_READ_BUF: usize = 512;
+const MAX_READ_BUF: usize = 64 * 1024;
+
+impl Conn {
+    pub(super) async fn read_loop<R: AsyncRead + Unpin>(
+        &mut self,
+        rd: &mut R,
+        opts: &crate::options::Options,
+    ) -> ClosedState {
+        let mut rbuf = BytesMut::with_capacity(START_READ_BUF);
+        let mut read_target = START_READ_BUF;
+        // nats-server sends a client its first PING early, after
+        // min(ping_interval, 2s) plus up to 20% jitter (client.go
+        // setFirstPingTimer, server.go firstClientPingInterval), then one
+        // every ping_interval.
+        let first = opts.ping_interval.min(FIRST_CLIENT_PING_INTERVAL);
+        let jitter = first.mul_f64(rand::random_range(0.0..0.2));
+        let mut ping = tokio::time::interval_at(
+            tokio::time::Instant::now() + first + jitter,
+            opts.ping_interval,
+        );
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let auth_timeout = opts
+            .authorization
+            .timeout
+            .unwrap_or(crate::options::DEFAULT_AUTH_TIMEOUT);
+        let auth_deadline = tokio::time::sleep(auth_timeout);
+        tokio::pin!(auth_deadline);
+        let mut last_ping_sent: Option<Instant> = None;
+        loop {
+            // Read size grows while reads fill the space offered (busy
+            // connection) and shrinks when they stay small (idle one), like
+            // nats-server's dynamic read buffer; always offer the full
+            // target so a leftover partial message never forces tiny reads.
+            if rbuf.capacity() - rbuf.len() < read_target {
+                rbuf.reserve(read_target);
+            }
+            let offered = rbuf.capacity() - rbuf.len();
+            tokio::select! {
+                biased;
+                _ = self.shared.out.closed() => {
+                    return self.shared.out.closed_reason().unwrap_or(ClosedState::ServerShutdown);
+                }
+                r = rd.read_buf(&mut rbuf) => {
+                    match r {
+                        Ok(0) => return ClosedState::ClientClosed,
+                        Err(_) => return ClosedState::ReadError,
+                        Ok(n) => {
+                            if n >= offered && read_target < MAX_READ_BUF {
+                                read_target = (read_target * 2).min(MAX_READ_BUF);
+                            } else if n < read_target / 4 && read_target > START_READ_BUF {
+                                read_target /= 2;
+                            }
+                            if let Err(Close(reason)) = self.process_read(&mut rbuf).await {
+                                return reason;
+                            }
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    let now = self.now_ns();
+                    self.clock.last = self.shared.last_activity.load(Ordering::Relaxed);
+                    match ping_skip(now, &self.clock, opts.ping_interval) {
+                        Some(PingSkip::Activity(d)) => {
+                            debug!("{} - Delaying PING due to client activity {:?} ago", self.shared.log_prefix(), d);
+                            continue;
+                        }
+                        Some(PingSkip::RemotePing(d)) => {
+                            debug!("{} - Delaying PING due to remote ping {:?} ago", self.shared.log_prefix(), d);
+                            continue;
+                        }
+                        None => {}
+                    }
+                    if self.pings_out + 1 > opts.ping_max {
+                        debug!("{} - Stale Client Connection - Closing", self.shared.log_prefix());
+                        let _ = self.shared.out.send(encode::ERR_STALE);
+                        return ClosedState::StaleConnection;
+                    }
+                    self.pings_out += 1;
+                    self.clock.rtt_start = Some(now);
+                    last_ping_sent = Some(Instant::now());
+                    let _ = self.shared.out.send(encode::PING);
+                }
+                _ = &mut auth_deadline, if self.awaiting_auth && !self.connected => {
+                    error!("{} - Authentication Timeout", self.shared.log_prefix());
+                    let _ = self.shared.out.send(encode::ERR_AUTH_TIMEOUT);
+                    return ClosedState::AuthenticationTimeout;
+                }
+            }
+            if self.pings_out == 0 {
+                if let Some(sent) = last_ping_sent.take() {
+                    lock(&self.shared.meta).rtt = Some(sent.elapsed());
+                }
+            }
+        }
+    }
+
+    /// Handles what one read brought. A message that found a consumer
+    /// above half its pending limit makes this publisher wait before the
+    /// next operation (client.go deliverMsg calls stalledWait for every
+    /// message to a stalled consumer, so a fast producer is slowed message
+    /// by message rather than once per read).
+    async fn process_read(&mut self, rbuf: &mut BytesMut) -> Result<(), Close> {
+        loop {
+            let res = self.process(rbuf);
+            if self.end_batch() {
+                let now = self.now_ns();
+                self.shared.last_activity.store(now, Ordering::Relaxed);
+            }
+            if !res? {
+                return Ok(());
+            }
+            let prefix = self.shared.log_prefix();
+            self.batch.wait_stalled(&prefix).await;
+            if self.shared.out.is_closing() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Parses and handles the complete operations in `rbuf`, stopping early
+    /// (returning true) after a message that found a stalled consumer.
+    fn process(&mut self, rbuf: &mut BytesMut) -> Result<bool, Close> {
+        let mut pos = 0;
+        let res = loop {
+            let buf = &rbuf[pos..];
+            if buf.is_empty() {
+                break Ok(false);
+            }
+            if self.awaiting_auth && !self.connected && !matches!(buf[0], b'C' | b'c') {
+                // nats-server checks the first byte of the first operation
+                // (parser.go OP_START with authSet).
+                match self.srv.auth().no_auth_user() {
+                    Some(r) => self.authenticated(r),
+                    None => break Err(self.auth_violation()),
+                }
+            }
+            match parse_op(buf, ConnKind::Client, &self.limits) {
+                Ok(Step::Op { op, consumed }) => {
+                    pos += consumed;
+                    if let Err(c) = self.handle(op) {
+                        break Err(c);
+                    }
+                    if self.batch.has_stalled() {
+                        break Ok(true);
+                    }
+                }
+                Ok(Step::Incomplete { total_hint }) => {
+                    if let Some(total) = total_hint {
+                        if total > rbuf.capacity() - pos {
+                            rbuf.reserve(total - (rbuf.len() - pos));
+                        }
+                    }
+                    break Ok(false);
+                }
+                Err(e) => break Err(self.parse_error(e, buf)),
+            }
+        };
+        rbuf.advance(pos);
+        res
+    }
+
+    fn parse_error(&mut self, e: ParseError, buf: &[u8]) -> Close {
+        if let Some(line) = e.err_line() {
+            let _ = self.shared.out.send(line);
+        }
+        let snip = String::from_utf8_lossy(&buf[..buf.len().min(32)]).to_string();
+        match e {
+            ParseError::MaxPayload => {
+                error!(
+                    "{} - {}",
+                    self.shared.log_prefix(),
+                    "Maximum Payload Violation"
+                );
+                Close(ClosedState::MaxPayloadExceeded)
+            }
+            ParseError::MaxControlLine => {
+                error!(
+                    "{} - maximum control line exceeded (max_control_line {})",
+                    self.shared.log_prefix(),
+                    self.limits.max_control_line
+                );
+                Close(ClosedState::MaxControlLineExceeded)
+            }
+            ParseError::UnknownOp => {
+                error!(
+                    "{} - Client parser ERROR, proto={:?}",
+                    self.shared.log_prefix(),
+                    snip
+                );
+                Close(ClosedState::ParseError)
+            }
+            ParseError::BadArgs(what) => {
+                error!(
+                    "{} - {}: {:?}",
+                    self.shared.log_prefix(),
+                    what,
+                    snip.lines().next().unwrap_or("")
+                );
+                Close(ClosedState::ProtocolViolation)
+            }
+        }
+    }
+
+    /// Wakes the writers of this read batch and folds its counters. Returns
+    /// whether the batch counts as client activity (client.go readLoop:
+    /// messages or (un)subscriptions).
+    pub(super) fn end_batch(&mut self) -> bool {
+        let active = self.batch_in_msgs > 0 || self.batch_subs > 0;
+        self.batch_subs = 0;
+        self.batch.finish(&self.srv);
+        if std::mem::take(&mut self.flush_self) {
+            self.shared.out.flush_signal();
+        }
+        let st = &self.srv.stats;
+        if self.batch_in_msgs > 0 {
+            self.shared
+                .stats
+                .in_msgs
+                .fetch_add(self.batch_in_msgs, Ordering::Relaxed);
+            self.shared
+                .stats
+                .in_bytes
+                .fetch_add(self.batch_in_bytes, Ordering::Relaxed);
+            st.in_msgs.fetch_add(self.batch_in_msgs, Ordering::Relaxed);
+            st.in_bytes
+                .fetch_add(self.batch_in_bytes, Ordering::Relaxed);
+            self.batch_in_msgs = 0;
+            self.batch_in_bytes = 0;
+        }
+        active
+    }
+
+    fn handle(&mut self, op: Op<'_>) -> Result<(), Close> {
+        match op {
+            Op::Pub(p) => self.handle_pub(p, false),
+            Op::HPub(p) => {
+                if !self.shared.headers.load(Ordering::Relaxed) {
+                    // processHeaderPub returns ErrMsgHeadersNotSupported:
+                    // the connection closes without an -ERR.
+                    error!(
+                        "{} - message headers not supported",
+                        self.shared.log_prefix()
+                    );
+                    return Err(Close(ClosedState::ProtocolViolation));
+                }
+                self.handle_pub(p, true)
+            }
+            Op::Sub {
+                subject,
+                queue,
+                sid,
+            } => {
+                self.batch_subs += 1;
+                self.handle_sub(subject, queue, sid);
+                Ok(())
+            }
+            Op::Unsub { sid, max } => {
+                self.batch_subs += 1;
+                self.handle_unsub(sid, max);
+                Ok(())
+            }
+            Op::Ping => {
+                // client.go processPing: a client's PING makes ours
+                // unnecessary for an interval.
+                self.clock.ping_in = Some(self.now_ns());
+                self.handle_ping();
+                Ok(())
+            }
+            Op::Pong => {
+                self.pings_out = 0;
+                if let Some(sent) = lock(&self.shared.rtt_probe).take() {
+                    lock(&self.shared.meta).rtt = Some(sent.elapsed());
+                }
+                Ok(())
+            }
+            Op::Connect(json) => self.handle_connect(json),
+            Op::Info(_) | Op::Ok => Ok(()),
+            Op::Err(text) => {
+                error!(
+                    "{} - Client Error {}",
+                    self.shared.log_prefix(),
+                    String::from_utf8_lossy(text)
+                );
+                Err(Close(ClosedState::ParseError))
+            }
+            // Route operations never reach a client parser.
+            _ => Err(Close(ClosedState::ProtocolViolation)),
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! /connz rows of client and route connections.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use super::ClientShared;
+use crate::proto::ConnKind;
+use crate::server::closed::ClosedState;
+use crate::server::{lock, ServerState};
+
+/// A /connz row, taken at close time for closed connections.
+#[derive(Debug, Clone)]
+pub struct ConnSnapshot {
+    pub cid: u64,
+    pub kind: ConnKind,
+    pub ip: String,
+    pub port: u16,
+    pub start: SystemTime,
+    pub last_activity: SystemTime,
+    pub stop: Option<SystemTime>,
+    pub reason: Option<ClosedState>,
+    pub rtt: Option<Duration>,
+    pub pending_bytes: usize,
+    pub in_msgs: u64,
+    pub out_msgs: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    pub subscriptions: usize,
+    pub subs_list: Vec<String>,
+    pub name: String,
+    pub lang: String,
+    pub version: String,
+    pub user: Option<String>,
+}
+
+impl ClientShared {
+    pub fn snapshot(&self, srv: &ServerState, stop: Option<SystemTime>) -> ConnSnapshot {
+        let meta = lock(&self.meta).clone();
+        let subs = lock(&self.subs);
+        let subs_list = subs.values().map(|s| s.subject.clone()).collect();
+        let la = self.last_activity.load(Ordering::Relaxed);
+        ConnSnapshot {
+            cid: self.cid,
+            kind: self.kind,
+            ip: self.peer.ip().to_string(),
+            port: self.peer.port(),
+            start: self.start,
+            last_activity: srv.start_time + Duration::from_nanos(la),
+            stop,
+            reason: if stop.is_some() {
+                self.out.closed_reason()
+            } else {
+                None
+            },
+            rtt: meta.rtt,
+            pending_bytes: self.out.pending(),
+            in_msgs: self.stats.in_msgs.load(Ordering::Relaxed),
+            out_msgs: self.stats.out_msgs.load(Ordering::Relaxed),
+            in_bytes: self.stats.in_bytes.load(Ordering::Relaxed),
+            out_bytes: self.stats.out_bytes.load(Ordering::Relaxed),
+            subscriptions: subs.len(),
+            subs_list,
+            name: meta.name,
+            lang: meta.lang,
+            version: meta.version,
+            user: meta.user,
+        }
+    }
+}

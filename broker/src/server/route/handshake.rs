@@ -1,0 +1,220 @@
+//! The route handshake: CONNECT and INFO from the peer, registration,
+//! gossip of other servers and implicit routes (route.go
+//! `processRouteConnect`, `processRouteInfo`, `processImplicitRoute`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tracing::{debug, error};
+
+use super::{connect_to_route, join_host_port, Close, RouteConn, Solicit};
+use crate::options::RouteTarget;
+use crate::proto::encode;
+use crate::proto::json::{ConnectInfo, ServerInfo};
+use crate::server::closed::ClosedState;
+use crate::server::cluster::send_async_info_to_clients;
+use crate::server::{lock, ServerState};
+
+impl RouteConn {
+    pub(super) fn handle_connect(&mut self, json: &[u8]) -> Result<(), Close> {
+        let ci: ConnectInfo = match serde_json::from_slice(json) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("{} - processRouteConnect: {}", self.prefix, e);
+                return Err(Close(ClosedState::ProtocolViolation));
+            }
+        };
+        if ci.lang.as_deref().is_some_and(|l| !l.is_empty()) {
+            let _ = self
+                .shared
+                .out
+                .send(&encode::err_line("attempted to connect to route port"));
+            error!("{} - attempted to connect to route port", self.prefix);
+            return Err(Close(ClosedState::ProtocolViolation));
+        }
+        let opts = self.srv.opts();
+        if let Some(user) = &opts.cluster.username {
+            let ok = ci.user.as_deref() == Some(user.as_str())
+                && ci.pass.as_deref().unwrap_or("")
+                    == opts.cluster.password.as_deref().unwrap_or("");
+            if !ok {
+                error!("{} - authentication error", self.prefix);
+                let _ = self.shared.out.send(encode::ERR_AUTH_VIOLATION);
+                return Err(Close(ClosedState::AuthenticationViolation));
+            }
+        }
+        let ours = self.srv.cluster.name();
+        let theirs = ci.cluster.clone().unwrap_or_default();
+        if theirs != ours {
+            let dynamic = self.srv.cluster.dynamic_name.load(Ordering::Relaxed);
+            if dynamic && (!ci.dynamic || ours.as_str() < theirs.as_str()) {
+                self.srv.cluster.set_name(&theirs);
+                if !ci.dynamic {
+                    self.srv
+                        .cluster
+                        .dynamic_name
+                        .store(false, Ordering::Relaxed);
+                }
+            } else {
+                let text = format!(
+                    "Rejecting connection, cluster name {:?} does not match {:?}",
+                    theirs, ours
+                );
+                error!("{} - {}", self.prefix, text);
+                let _ = self.shared.out.send(&encode::err_line(&text));
+                return Err(Close(ClosedState::ClusterNameConflict));
+            }
+        }
+        self.got_connect = true;
+        let mut m = lock(&self.handle.meta);
+        m.remote_id = ci.name.clone().unwrap_or_default();
+        m.lnoc = ci.lnoc;
+        self.shared.headers.store(ci.headers, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(super) fn handle_info(&mut self, json: &[u8]) -> Result<(), Close> {
+        let info: ServerInfo = match serde_json::from_slice(json) {
+            Ok(i) => i,
+            Err(e) => {
+                error!("{} - Error parsing route INFO: {}", self.prefix, e);
+                return Err(Close(ClosedState::ProtocolViolation));
+            }
+        };
+        let srv = self.srv.clone();
+        if info.server_id == srv.id {
+            lock(&self.handle.meta).remote_id = info.server_id.clone();
+            debug!("{} - Detected route to self, ignoring", self.prefix);
+            return Err(Close(ClosedState::DuplicateRoute));
+        }
+        if let Some(theirs) = info.cluster.as_deref().filter(|c| !c.is_empty()) {
+            let ours = srv.cluster.name();
+            if theirs != ours {
+                let dynamic = srv.cluster.dynamic_name.load(Ordering::Relaxed);
+                if dynamic && (!info.cluster_dynamic || ours.as_str() < theirs) {
+                    srv.cluster.set_name(theirs);
+                } else {
+                    error!(
+                        "{} - Rejecting connection, cluster name {:?} does not match {:?}",
+                        self.prefix, theirs, ours
+                    );
+                    return Err(Close(ClosedState::ClusterNameConflict));
+                }
+            }
+        }
+        if self.got_info {
+            // An async INFO: either gossip about another server, or an update.
+            let my_remote = lock(&self.handle.meta).remote_id.clone();
+            if !my_remote.is_empty() && my_remote != info.server_id {
+                process_implicit_route(&srv, &info);
+            } else if info.ldm {
+                let urls = std::mem::take(&mut lock(&self.handle.meta).connect_urls);
+                if srv.cluster.update_remote_urls(&urls, false) && !srv.opts().cluster.no_advertise
+                {
+                    send_async_info_to_clients(&srv);
+                }
+            }
+            return Ok(());
+        }
+        self.got_info = true;
+        self.shared.headers.store(info.headers, Ordering::Relaxed);
+        {
+            let mut m = lock(&self.handle.meta);
+            m.remote_id = info.server_id.clone();
+            m.remote_name = info.server_name.clone();
+            m.remote_port = info.port;
+            m.connect_urls = info.connect_urls.clone();
+            m.scion_connect_urls = info.scion_connect_urls.clone();
+            if m.url.is_none() {
+                m.url = Some(format!(
+                    "nats-route://{}/",
+                    join_host_port(&info.host, info.port)
+                ));
+            }
+            m.info = Some(info.clone());
+        }
+        let (added, others) = srv.cluster.add_route(self.handle.clone(), &info.server_id);
+        if !added {
+            debug!(
+                "{} - Detected duplicate remote route {:?}",
+                self.prefix, info.server_id
+            );
+            return Err(Close(ClosedState::DuplicateRoute));
+        }
+        self.registered = true;
+        debug!(
+            "{} - Registering remote route {:?}",
+            self.prefix, info.server_id
+        );
+        // Full interest sync.
+        let protos = srv.cluster.interest_protos();
+        if !protos.is_empty() {
+            let _ = self.shared.out.append(&protos);
+        }
+        self.batch.mark(&self.shared);
+        debug!("{} - Sent local subscriptions to route", self.prefix);
+        if others {
+            let mut gossip = info.clone();
+            if gossip.ip.as_deref().unwrap_or("").is_empty() {
+                gossip.ip = Some(format!(
+                    "nats-route://{}/",
+                    join_host_port(&self.shared.peer.ip().to_string(), info.port)
+                ));
+            }
+            gossip.nonce = None;
+            let line = gossip.to_line();
+            for r in srv.cluster.routes() {
+                if r.shared.cid != self.shared.cid {
+                    let _ = r.shared.out.send(&line);
+                }
+            }
+        }
+        if !srv.opts().cluster.no_advertise {
+            let a = srv.cluster.update_remote_urls(&info.connect_urls, true);
+            let b = srv
+                .cluster
+                .update_remote_scion_urls(&info.scion_connect_urls, true);
+            if a || b {
+                send_async_info_to_clients(&srv);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Gossip told us of a server we may not know: connect to it unless we
+/// already do or it is one of our configured routes
+/// (nats-server `processImplicitRoute`).
+fn process_implicit_route(srv: &Arc<ServerState>, info: &ServerInfo) {
+    if info.server_id == srv.id || srv.cluster.has_remote(&info.server_id) {
+        return;
+    }
+    let target = join_host_port(&info.host, info.port).to_lowercase();
+    let opts = srv.opts();
+    let configured = opts.cluster.routes.iter().any(|r| match &r.target {
+        RouteTarget::Tcp { host, port } => join_host_port(host, *port).to_lowercase() == target,
+        RouteTarget::Scion { .. } => false,
+    });
+    if configured {
+        return;
+    }
+    let Some(ip) = info.ip.clone().filter(|s| !s.is_empty()) else {
+        return;
+    };
+    let s = Solicit {
+        url: ip,
+        user: if info.auth_required {
+            opts.cluster.username.clone()
+        } else {
+            None
+        },
+        password: if info.auth_required {
+            opts.cluster.password.clone()
+        } else {
+            None
+        },
+        configured: false,
+    };
+    debug!("Implicit route to {} ({:?})", s.url, info.server_id);
+    tokio::spawn(connect_to_route(srv.clone(), s, false));
+}

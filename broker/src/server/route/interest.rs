@@ -1,0 +1,155 @@
+//! Remote interest: `RS+`/`RS-` (and leaf `LS+`/`LS-`) from a route, and
+//! removing the route's interest when it closes (route.go
+//! `processRemoteSub`, `processRemoteUnsub`, `removeRemoteSubs`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tracing::{debug, error};
+
+use super::RouteConn;
+use crate::proto::{parse_size, split_args};
+use crate::server::client::{SubRef, Subscription};
+use crate::server::cluster::send_async_info_to_clients;
+use crate::server::deliver::GLOBAL_ACCOUNT;
+use crate::server::lock;
+
+impl RouteConn {
+    pub(super) fn remote_sub(&mut self, arg: &[u8], has_origin: bool) {
+        let args: Vec<&[u8]> = split_args(arg).collect();
+        let off = usize::from(has_origin);
+        let (acc, subject, queue, weight) = match args.len() - off.min(args.len()) {
+            2 => (args[off], args[off + 1], None, 1u64),
+            4 => (
+                args[off],
+                args[off + 1],
+                Some(args[off + 2]),
+                parse_size(args[off + 3]).unwrap_or(1) as u64,
+            ),
+            _ => {
+                error!(
+                    "{} - processRemoteSub Parse Error: '{}'",
+                    self.prefix,
+                    String::from_utf8_lossy(arg)
+                );
+                return;
+            }
+        };
+        if acc != GLOBAL_ACCOUNT {
+            debug!(
+                "{} - Unknown account {:?} for remote subject {:?}",
+                self.prefix,
+                String::from_utf8_lossy(acc),
+                String::from_utf8_lossy(subject)
+            );
+            return;
+        }
+        let (Ok(subject), Ok(queue)) = (
+            std::str::from_utf8(subject),
+            queue.map(std::str::from_utf8).transpose(),
+        ) else {
+            return;
+        };
+        let key = route_sub_key(subject, queue);
+        let existing = lock(&self.shared.subs).get(&key).cloned();
+        if let Some(sub) = existing {
+            if queue.is_some() {
+                sub.qw.store(weight, Ordering::Relaxed);
+            }
+            return;
+        }
+        let sub = SubRef(Arc::new(Subscription {
+            client: self.shared.clone(),
+            subject: subject.to_string(),
+            queue: queue.map(str::to_string),
+            sid: key.clone(),
+            max: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            qw: AtomicU64::new(weight),
+        }));
+        let ok = {
+            let mut sl = self.srv.sublist.write().unwrap_or_else(|e| e.into_inner());
+            let r = sl.insert(subject, queue, sub.clone());
+            self.srv.publish_generation(sl.generation());
+            r.is_ok()
+        };
+        if ok {
+            lock(&self.shared.subs).insert(key, sub);
+        } else {
+            error!(
+                "{} - Could not insert subscription: invalid subject {:?}",
+                self.prefix, subject
+            );
+        }
+    }
+
+    pub(super) fn remote_unsub(&mut self, arg: &[u8]) {
+        let args: Vec<&[u8]> = split_args(arg).collect();
+        // RS- <acc> <subject> [queue]; LS- has the same shape.
+        if !(2..=3).contains(&args.len()) {
+            error!(
+                "{} - processRemoteUnsub parse error: '{}'",
+                self.prefix,
+                String::from_utf8_lossy(arg)
+            );
+            return;
+        }
+        let (Ok(subject), Ok(queue)) = (
+            std::str::from_utf8(args[1]),
+            args.get(2).map(|q| std::str::from_utf8(q)).transpose(),
+        ) else {
+            return;
+        };
+        let key = route_sub_key(subject, queue);
+        let sub = lock(&self.shared.subs).remove(&key);
+        if let Some(sub) = sub {
+            let mut sl = self.srv.sublist.write().unwrap_or_else(|e| e.into_inner());
+            let _ = sl.remove(&sub.subject, sub.queue.as_deref(), &sub);
+            self.srv.publish_generation(sl.generation());
+        }
+    }
+
+    /// Removes the route's interest and registration.
+    pub(super) fn cleanup(&mut self) {
+        let subs: Vec<SubRef> = lock(&self.shared.subs).drain().map(|(_, s)| s).collect();
+        if !subs.is_empty() {
+            let mut sl = self.srv.sublist.write().unwrap_or_else(|e| e.into_inner());
+            for s in &subs {
+                let _ = sl.remove(&s.subject, s.queue.as_deref(), s);
+            }
+            self.srv.publish_generation(sl.generation());
+            debug!(
+                "{} - Removing {} subscriptions for account \"$G\"",
+                self.prefix,
+                subs.len()
+            );
+        }
+        if self.registered {
+            if let Some(r) = self.srv.cluster.remove_route(self.shared.cid) {
+                let (urls, surls) = {
+                    let m = lock(&r.meta);
+                    (m.connect_urls.clone(), m.scion_connect_urls.clone())
+                };
+                let a = self.srv.cluster.update_remote_urls(&urls, false);
+                let b = self.srv.cluster.update_remote_scion_urls(&surls, false);
+                if (a || b) && !self.srv.opts().cluster.no_advertise {
+                    send_async_info_to_clients(&self.srv);
+                }
+            }
+        }
+        let _ = self.solicited;
+    }
+}
+
+/// Route subscriptions are keyed by "subject[ queue]" (the account is
+/// always `$G` here), like nats-server's `c.subs` key for routes.
+fn route_sub_key(subject: &str, queue: Option<&str>) -> Vec<u8> {
+    let mut k = Vec::with_capacity(subject.len() + 4 + queue.map_or(0, str::len));
+    k.extend_from_slice(b"$G ");
+    k.extend_from_slice(subject.as_bytes());
+    if let Some(q) = queue {
+        k.push(b' ');
+        k.extend_from_slice(q.as_bytes());
+    }
+    k
+}
