@@ -239,3 +239,113 @@ async fn small_messages_stall_until_write_deadline() {
     );
     srv.shutdown().await;
 }
+
+/// A route whose peer stops reading is cut by the write deadline and, like
+/// a client, counted in `/varz` `slow_consumers`: nats-server 2.9.10
+/// client.go handleWriteTimeout bumps `s.slowConsumers` for every kind of
+/// connection (only a connection still owing its expected CONNECT is not
+/// counted), and closes a route when a flush wrote nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_route_cut_by_write_deadline_counts_as_slow_consumer() {
+    use broker::options::{ClusterOpts, ListenAddr};
+    let mut o = local_opts();
+    o.write_deadline = Duration::from_millis(500);
+    o.http_host = "127.0.0.1".into();
+    o.http_port = -1;
+    o.cluster = ClusterOpts {
+        name: Some("c1".into()),
+        listen: Some(ListenAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: -1,
+        }),
+        ..Default::default()
+    };
+    let srv = start_broker(o).await;
+    let http = srv.http_addr.expect("monitoring port");
+    let route_addr = srv
+        .state
+        .cluster
+        .listen_addr
+        .lock()
+        .unwrap()
+        .expect("cluster listening");
+
+    // A raw route peer with a small receive buffer: handshake, interest in
+    // `big`, then it stops reading.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = tokio::time::timeout(STEP_TIMEOUT, sock.connect(route_addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut peer = Raw {
+        stream,
+        pending: Vec::new(),
+        eof: false,
+    };
+    let info = peer.read_line().await;
+    assert!(
+        info.starts_with(b"INFO "),
+        "{:?}",
+        String::from_utf8_lossy(&info)
+    );
+    peer.send(
+        b"CONNECT {\"echo\":true,\"verbose\":false,\"pedantic\":false,\"headers\":true,\
+          \"name\":\"FAKEROUTE\",\"cluster\":\"c1\",\"lnoc\":true}\r\n\
+          INFO {\"server_id\":\"FAKEROUTE\",\"server_name\":\"fake\",\"version\":\"2.9.10\",\
+          \"proto\":2,\"go\":\"go1.19\",\"max_payload\":1048576,\"cluster\":\"c1\",\
+          \"headers\":true,\"host\":\"127.0.0.1\",\"port\":1}\r\n\
+          RS+ $G big\r\nPING\r\n",
+    )
+    .await;
+    let got = peer.read_until(b"PONG\r\n").await;
+    assert!(
+        got.ends_with(b"PONG\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(srv.state.cluster.num_routes(), 1);
+
+    let url = format!("nats://{}", srv.client_addr);
+    let publisher = async_nats::connect(&url).await.unwrap();
+    let msg = Bytes::from(vec![b'x'; 64 * 1024]);
+    let route_reason = || {
+        srv.state
+            .closed
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|c| c.snapshot.kind == broker::proto::ConnKind::Route)
+            .and_then(|c| c.snapshot.reason)
+    };
+    let start = tokio::time::Instant::now();
+    let mut sent = 0usize;
+    // Bounded: at most 1 GiB or 30 s of publishing.
+    while route_reason().is_none() && sent < 16 * 1024 && start.elapsed() < Duration::from_secs(30)
+    {
+        for _ in 0..16 {
+            publisher.publish("big", msg.clone()).await.unwrap();
+            sent += 1;
+        }
+        tokio::time::timeout(WAIT, publisher.flush())
+            .await
+            .expect("publisher stalled beyond bounds")
+            .unwrap();
+    }
+    assert_eq!(
+        route_reason(),
+        Some(broker::server::ClosedState::SlowConsumerWriteDeadline),
+        "route not cut by the write deadline after {sent} messages"
+    );
+    let varz = get_json(http, "/varz").await;
+    assert!(
+        varz["slow_consumers"].as_u64().unwrap_or(0) >= 1,
+        "route cut not counted: {varz}"
+    );
+    // The publisher is still served.
+    tokio::time::timeout(WAIT, publisher.flush())
+        .await
+        .expect("publisher served after the cut")
+        .unwrap();
+    srv.shutdown().await;
+}

@@ -373,6 +373,14 @@ pub async fn run_route_labeled<S>(
     conn.cleanup();
     lock(&srv.clients).remove(&rid);
     let reason = shared.out.closed_reason().unwrap_or(reason);
+    // client.go handleWriteTimeout counts a write-deadline cut as a slow
+    // consumer for every kind of connection, routes included; only a
+    // connection expected to send CONNECT (an accepted route: route.go
+    // createRoute sets expectConnect unless it dialled) that has not sent
+    // it yet is closed without counting.
+    if reason == ClosedState::SlowConsumerWriteDeadline && conn.got_connect {
+        srv.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+    }
     info!("{} - Router connection closed: {}", prefix, reason);
     srv.record_closed(shared.snapshot(&srv, Some(SystemTime::now())));
 
