@@ -91,11 +91,13 @@ impl Conn {
             Some(r) => self.authenticated(r),
             None => return Err(self.auth_violation()),
         }
-        // client.go processConnect: `c.last = time.Now()`, and the RTT is
-        // estimated from the time since accept.
+        // client.go processConnect: `c.last = time.Now()`, the RTT is
+        // estimated from the time since accept, and the ping timer starts
+        // over with the short first delay (setFirstPingTimer).
         let now = self.now_ns();
         self.shared.last_activity.store(now, Ordering::Relaxed);
         self.clock.rtt_known = true;
+        self.clock.restart = true;
         // Naming an account (or asking for a new one) is an authorization
         // violation without operator/account config (client.go
         // processConnect: "Now its considered an error").

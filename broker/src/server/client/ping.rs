@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// Upper bound of the delay before a client's first PING (nats-server
 /// `firstClientPingInterval`).
-pub(super) const FIRST_CLIENT_PING_INTERVAL: Duration = Duration::from_secs(2);
+const FIRST_CLIENT_PING_INTERVAL: Duration = Duration::from_secs(2);
 /// A PING is sent regardless of activity when the last one went out longer
 /// ago than this (nats-server `DEFAULT_RTT_MEASUREMENT_INTERVAL`).
 const RTT_MEASUREMENT_INTERVAL: Duration = Duration::from_secs(3600);
@@ -22,6 +22,18 @@ pub(super) struct PingClock {
     pub(super) rtt_start: Option<u64>,
     /// An RTT estimate exists (nats-server sets one at CONNECT).
     pub(super) rtt_known: bool,
+    /// A CONNECT arrived: the timer starts over with the short first delay
+    /// (client.go processConnect: clearPingTimer + setFirstPingTimer).
+    pub(super) restart: bool,
+}
+
+/// Delay from a client's CONNECT to its first PING: min(ping_interval, 2 s)
+/// plus `jitter` (a fraction in 0..0.2) of it (client.go setFirstPingTimer:
+/// `d += rand.Int63n(d / 5)`). Before CONNECT the timer runs with the full
+/// ping_interval, as armed by createClient (setPingTimer).
+pub(super) fn first_ping_delay(interval: Duration, jitter: f64) -> Duration {
+    let d = interval.min(FIRST_CLIENT_PING_INTERVAL);
+    d + d.mul_f64(jitter.clamp(0.0, 0.2))
 }
 
 /// Why the ping timer does not send a PING this time.
@@ -66,7 +78,18 @@ mod tests {
             ping_in,
             rtt_start,
             rtt_known: true,
+            restart: false,
         }
+    }
+
+    #[test]
+    fn first_ping_delay_is_short_and_jittered() {
+        let s = Duration::from_secs;
+        assert_eq!(first_ping_delay(s(120), 0.0), s(2));
+        assert_eq!(first_ping_delay(s(120), 0.1), Duration::from_millis(2200));
+        // A short ping_interval is the base itself.
+        assert_eq!(first_ping_delay(s(1), 0.0), s(1));
+        assert_eq!(first_ping_delay(s(1), 0.5), Duration::from_millis(1200));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::{debug, error};
 
-use super::ping::{ping_skip, PingSkip, FIRST_CLIENT_PING_INTERVAL};
+use super::ping::{first_ping_delay, ping_skip, PingSkip};
 use super::{Close, Conn};
 use crate::proto::{encode, parse_op, ConnKind, Op, ParseError, Step};
 use crate::server::closed::ClosedState;
@@ -27,14 +27,12 @@ impl Conn {
     ) -> ClosedState {
         let mut rbuf = BytesMut::with_capacity(START_READ_BUF);
         let mut read_target = START_READ_BUF;
-        // nats-server sends a client its first PING early, after
-        // min(ping_interval, 2s) plus up to 20% jitter (client.go
-        // setFirstPingTimer, server.go firstClientPingInterval), then one
-        // every ping_interval.
-        let first = opts.ping_interval.min(FIRST_CLIENT_PING_INTERVAL);
-        let jitter = first.mul_f64(rand::random_range(0.0..0.2));
+        // nats-server arms a client's ping timer at accept with the full
+        // ping_interval (server.go createClient: setPingTimer); each CONNECT
+        // re-arms it for an early first PING (`first_ping_delay`, below),
+        // then one goes out every ping_interval.
         let mut ping = tokio::time::interval_at(
-            tokio::time::Instant::now() + first + jitter,
+            tokio::time::Instant::now() + opts.ping_interval,
             opts.ping_interval,
         );
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -71,6 +69,10 @@ impl Conn {
                             }
                             if let Err(Close(reason)) = self.process_read(&mut rbuf).await {
                                 return reason;
+                            }
+                            if std::mem::take(&mut self.clock.restart) {
+                                let d = first_ping_delay(opts.ping_interval, rand::random_range(0.0..0.2));
+                                ping.reset_at(tokio::time::Instant::now() + d);
                             }
                         }
                     }

@@ -29,7 +29,10 @@ impl RouteConn {
     pub(super) async fn read_loop<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> ClosedState {
         let opts = self.srv.opts();
         let mut rbuf = BytesMut::with_capacity(64 * 1024);
-        let first = tokio::time::Instant::now() + FIRST_PING.min(opts.ping_interval);
+        // route.go createRoute → setFirstPingTimer: min(ping_interval, 1 s)
+        // plus up to 20 % jitter, then every ping_interval.
+        let d = FIRST_PING.min(opts.ping_interval);
+        let first = tokio::time::Instant::now() + d + d.mul_f64(rand::random_range(0.0..0.2));
         let mut ping = tokio::time::interval_at(first, opts.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let auth_timeout = opts
