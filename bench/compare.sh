@@ -19,7 +19,10 @@
 #   OURS_LABEL, THEIRS_LABEL   column labels
 #   BENCH_TIMEOUT seconds allowed per workload (default 60); CONNS idle connections (1000);
 #   STALL_BYTES  bytes published at the stalled subscriber (default 1 GiB);
-#   MSGS16, MSGS1K, RTT_N, ROUTE_MSGS16, ROUTE_MSGS1K  message counts
+#   PUB16, PUB1K (pub-only), PUBSUB16, PUBSUB1K (pub+sub), RTT_N, ROUTE_MSGS16, ROUTE_MSGS1K
+#                message counts; MSGS16 / MSGS1K set both shapes of a size at once. The
+#                defaults make every throughput run last about 1 s or more on a 2-core machine
+#                (runs of ~0.3 s were dominated by connection start-up and scheduling noise)
 # Any workload that fails or times out is reported as "n/a"; the script never waits unbounded.
 # Prove the script itself with nats-server on both sides:
 #   OURS_CMD=nats-server OURS_LABEL=nats-server-A bench/compare.sh --no-build --quick
@@ -59,9 +62,12 @@ if [ "$QUICK" = 1 ]; then
   MSGS16=${MSGS16:-200000}; MSGS1K=${MSGS1K:-50000}; RTT_N=${RTT_N:-1000}
   ROUTE_MSGS16=${ROUTE_MSGS16:-100000}; ROUTE_MSGS1K=${ROUTE_MSGS1K:-20000}
 else
-  MSGS16=${MSGS16:-2000000}; MSGS1K=${MSGS1K:-500000}; RTT_N=${RTT_N:-10000}
+  MSGS16=${MSGS16:-}; MSGS1K=${MSGS1K:-}; RTT_N=${RTT_N:-10000}
   ROUTE_MSGS16=${ROUTE_MSGS16:-1000000}; ROUTE_MSGS1K=${ROUTE_MSGS1K:-200000}
 fi
+
+PUB16=${PUB16:-${MSGS16:-10000000}}; PUB1K=${PUB1K:-${MSGS1K:-2000000}}
+PUBSUB16=${PUBSUB16:-${MSGS16:-5000000}}; PUBSUB1K=${PUBSUB1K:-${MSGS1K:-1000000}}
 
 log() { echo "[compare] $*" >&2; }
 
@@ -221,10 +227,10 @@ single_round() {
     record "$kind" rss_conns "$round" n/a
   fi
 
-  record "$kind" pub16 "$round" "$(nats_bench "$port" 16 "$MSGS16" 0)"
-  record "$kind" pub1k "$round" "$(nats_bench "$port" 1024 "$MSGS1K" 0)"
-  record "$kind" pubsub16 "$round" "$(nats_bench "$port" 16 "$MSGS16" 1)"
-  record "$kind" pubsub1k "$round" "$(nats_bench "$port" 1024 "$MSGS1K" 1)"
+  record "$kind" pub16 "$round" "$(nats_bench "$port" 16 "$PUB16" 0)"
+  record "$kind" pub1k "$round" "$(nats_bench "$port" 1024 "$PUB1K" 0)"
+  record "$kind" pubsub16 "$round" "$(nats_bench "$port" 16 "$PUBSUB16" 1)"
+  record "$kind" pubsub1k "$round" "$(nats_bench "$port" 1024 "$PUBSUB1K" 1)"
   read -r p50 p99 < <(nats_rtt "$url" "$url")
   record "$kind" rtt_p50 "$round" "$p50"
   record "$kind" rtt_p99 "$round" "$p99"
@@ -301,7 +307,8 @@ REPORT="$WORK/report.md"
   echo "- host: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), Linux $(uname -r), load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- rounds: $ROUNDS, interleaved ours/theirs, fresh server(s) per round, loopback"
   if [ "$MODE" != route ]; then
-    echo "- single server: nats-bench 1 publisher (+ 1 subscriber), $MSGS16 msgs of 16 B, $MSGS1K msgs of 1 KiB;"
+    echo "- single server: nats-bench 1 publisher, $PUB16 msgs of 16 B, $PUB1K msgs of 1 KiB; 1 publisher +"
+    echo "  1 subscriber, $PUBSUB16 msgs of 16 B, $PUBSUB1K msgs of 1 KiB;"
     echo "  nats-rtt $RTT_N requests of 16 B; RSS = VmRSS from /proc/PID/status, idle and with $CONNS idle"
     echo "  connections (CONNECT + PING/PONG each); stalled subscriber: raw socket, SUB then never reads while a"
     echo "  raw publisher sends $((STALL_BYTES / 1048576)) MiB of 1 KiB PUBs, server RSS sampled every 100 ms"
