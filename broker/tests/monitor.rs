@@ -262,8 +262,8 @@ async fn connz_sorting_paging_filters_and_closed() {
     );
     assert!(cid_a < cid_b);
 
-    // The first /connz found no RTT and sent PINGs; the PONGs set it
-    // (nats-server `getRTT`).
+    // Every client has an RTT: estimated at CONNECT (client.go
+    // processConnect computeRTT), replaced by PING/PONG round trips.
     let v = wait_json(m, "/connz", |v| {
         v["connections"]
             .as_array()
@@ -948,4 +948,103 @@ async fn differential_routez_and_cluster_against_nats_server() {
     drop(s);
     drop(c);
     ours.shutdown().await;
+}
+
+/// Connects a raw client with three subscriptions (one in a queue group,
+/// one with an auto-unsubscribe limit and a delivered message), then
+/// closes it; returns once the server has it in its closed list.
+async fn closed_client_with_subs(addr: SocketAddr, http: SocketAddr) {
+    let mut s = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("in time")
+        .expect("connect");
+    s.write_all(
+        b"CONNECT {\"verbose\":false,\"name\":\"gone\"}\r\nSUB foo 1\r\nSUB bar q 2\r\n\
+          SUB baz 3\r\nUNSUB 3 5\r\nPUB baz 1\r\nx\r\nPING\r\n",
+    )
+    .await
+    .expect("write");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while !got.ends_with(b"PONG\r\n") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .expect("PONG in time")
+            .expect("read");
+        assert!(n > 0, "server closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(s);
+    wait_json(http, "/connz?state=closed", |v| v["num_connections"] == 1).await;
+}
+
+/// The closed connection's row, with its subscription details sorted by sid
+/// and their `cid` checked against the row's and then dropped (the two
+/// servers number connections differently).
+fn closed_subs(v: &Value) -> (Value, Value, Value) {
+    let c = &v["connections"][0];
+    let mut detail = c["subscriptions_list_detail"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    detail.sort_by(|a, b| a["sid"].as_str().cmp(&b["sid"].as_str()));
+    for d in &mut detail {
+        assert_eq!(d["cid"], c["cid"], "{d}");
+        d.as_object_mut().map(|o| o.remove("cid"));
+    }
+    let mut list = c["subscriptions_list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    list.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    (
+        c["subscriptions"].clone(),
+        Value::from(list),
+        Value::from(detail),
+    )
+}
+
+/// `/connz?state=closed` with `subs=1` / `subs=detail`: nats-server 2.9.10
+/// keeps a closed client's subscriptions (server.go saveClosedClient:
+/// newSubDetail, with the account; closeConnection has zeroed `max`), and
+/// monitor.go Connz lists their subjects or the details.
+#[tokio::test]
+async fn closed_connz_keeps_subscription_details() {
+    let ours = broker(opts()).await;
+    let om = http_addr(&ours);
+    closed_client_with_subs(ours.client_addr, om).await;
+    let v = get_json(om, "/connz?state=closed&subs=1").await;
+    // The RTT estimated at CONNECT is kept (a nats-server closed entry
+    // shows it too).
+    assert_ne!(v["connections"][0]["rtt"], "0s", "{v}");
+    let o_list = closed_subs(&v);
+    let o_detail = closed_subs(&get_json(om, "/connz?state=closed&subs=detail").await);
+    assert_eq!(o_list.0, 3);
+    assert_eq!(o_list.1, serde_json::json!(["bar", "baz", "foo"]));
+    assert_eq!(o_list.2, serde_json::json!([]));
+    assert_eq!(o_detail.1, serde_json::json!([]));
+    assert_eq!(
+        o_detail.2,
+        serde_json::json!([
+            {"account": "$G", "subject": "foo", "sid": "1", "msgs": 0},
+            {"account": "$G", "subject": "bar", "qgroup": "q", "sid": "2", "msgs": 0},
+            {"account": "$G", "subject": "baz", "sid": "3", "msgs": 1},
+        ])
+    );
+
+    let Some(bin) = nats_server_bin() else {
+        eprintln!("SKIP nats-server comparison: nats-server not installed");
+        return;
+    };
+    let theirs = start_ref(&bin);
+    closed_client_with_subs(theirs.client, theirs.http).await;
+    // subs=1 first: nats-server 2.9.10 stores the details into its saved
+    // entry on a subs=detail request, so later subs=1 answers carry both.
+    let v = get_json(theirs.http, "/connz?state=closed&subs=1").await;
+    assert_ne!(v["connections"][0]["rtt"], "0s", "{v}");
+    let t_list = closed_subs(&v);
+    let t_detail = closed_subs(&get_json(theirs.http, "/connz?state=closed&subs=detail").await);
+    assert_eq!(o_list, t_list, "subs=1: ours vs nats-server");
+    assert_eq!(o_detail, t_detail, "subs=detail: ours vs nats-server");
 }

@@ -224,12 +224,14 @@ fn open_row(state: &ServerState, c: &ClientShared, o: &ConnzOptions, now: System
 
 fn closed_row(s: &ConnSnapshot, o: &ConnzOptions, now: SystemTime) -> ConnInfo {
     let mut r = row(s, now, o.auth);
-    if o.subs != SubsLevel::None {
-        // Closed snapshots keep subjects only, so `subs=detail` lists the
-        // subjects too (nats-server keeps full details).
-        let mut list = s.subs_list.clone();
-        list.sort();
-        r.subscriptions_list = list;
+    // nats-server monitor.go Connz: a closed client's saved `SubDetail`s
+    // (with the account) for `subs=detail`, their subjects for `subs=1`.
+    match o.subs {
+        SubsLevel::None => {}
+        SubsLevel::Detail => r.subscriptions_list_detail = s.subs.clone(),
+        SubsLevel::Subjects => {
+            r.subscriptions_list = s.subs.iter().map(|d| d.subject.clone()).collect()
+        }
     }
     r
 }
@@ -371,7 +373,19 @@ mod tests {
             in_bytes: cid,
             out_bytes: 100 - cid,
             subscriptions: (cid % 3) as usize,
-            subs_list: vec!["b".into(), "a".into()],
+            subs: ["a", "b"]
+                .iter()
+                .enumerate()
+                .map(|(i, subject)| SubDetail {
+                    account: Some("$G".into()),
+                    subject: subject.to_string(),
+                    qgroup: None,
+                    sid: (i + 1).to_string(),
+                    msgs: 0,
+                    max: 0,
+                    cid,
+                })
+                .collect(),
             name: String::new(),
             lang: String::new(),
             version: String::new(),
@@ -417,7 +431,7 @@ mod tests {
         let r = closed_row(
             &s,
             &ConnzOptions {
-                subs: SubsLevel::Detail,
+                subs: SubsLevel::Subjects,
                 ..opts()
             },
             t(9999),
@@ -426,6 +440,17 @@ mod tests {
         assert_eq!(r.idle, "1m1s");
         assert_eq!(r.reason, "Stale Connection");
         assert_eq!(r.subscriptions_list, vec!["a", "b"]);
+        assert!(r.subscriptions_list_detail.is_empty());
+        let d = closed_row(
+            &s,
+            &ConnzOptions {
+                subs: SubsLevel::Detail,
+                ..opts()
+            },
+            t(9999),
+        );
+        assert!(d.subscriptions_list.is_empty());
+        assert_eq!(d.subscriptions_list_detail, s.subs);
         let v = serde_json::to_value(&r).unwrap_or_default();
         assert_eq!(v["rtt"], "100µs");
         assert_eq!(v["kind"], "Client");

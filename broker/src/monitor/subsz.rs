@@ -48,6 +48,17 @@ impl SubDetail {
             cid: sub.client.cid,
         }
     }
+
+    /// nats-server `newSubDetail` as saveClosedClient takes it for a closed
+    /// connection: with the account, and no `max` (closeConnection zeroes
+    /// it before the save).
+    pub fn at_close(sub: &Subscription) -> SubDetail {
+        SubDetail {
+            account: Some(GLOBAL_ACCOUNT.to_string()),
+            max: 0,
+            ..SubDetail::of(sub)
+        }
+    }
 }
 
 /// nats-server `SublistStats` JSON.

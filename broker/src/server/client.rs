@@ -248,7 +248,7 @@ pub async fn run_labeled<S>(
         let _ = shared.out.append(encode::ERR_MAX_CONNECTIONS);
         shared.out.close(ClosedState::MaxConnectionsExceeded);
         let _ = writer.await;
-        srv.record_closed(shared.snapshot(&srv, Some(SystemTime::now())));
+        srv.record_closed(shared.closed_snapshot(&srv, SystemTime::now(), &[]));
         return;
     }
     shared.out.flush_signal();
@@ -279,7 +279,7 @@ pub async fn run_labeled<S>(
     };
     let reason = conn.read_loop(&mut rd, &opts).await;
     shared.out.close(reason);
-    conn.cleanup();
+    let subs = conn.cleanup();
     let _ = writer.await;
     let reason = shared.out.closed_reason().unwrap_or(reason);
     // client.go handleWriteTimeout counts a write-deadline slow consumer,
@@ -289,7 +289,7 @@ pub async fn run_labeled<S>(
     }
     log_close(&shared, reason, opts.max_pending);
     lock(&srv.clients).remove(&cid);
-    srv.record_closed(shared.snapshot(&srv, Some(SystemTime::now())));
+    srv.record_closed(shared.closed_snapshot(&srv, SystemTime::now(), &subs));
     if shared.out.peak_pending() >= super::outbound::TRIM_AFTER_PEAK {
         // The backlog's chunks are freed by now (writer ended, pending
         // discarded); give the memory back off the async threads.
@@ -540,11 +540,12 @@ impl Conn {
         }
     }
 
-    /// Removes every subscription of this connection.
-    fn cleanup(&mut self) {
+    /// Removes every subscription of this connection; returns them for the
+    /// closed-connection record.
+    fn cleanup(&mut self) -> Vec<SubRef> {
         let subs: Vec<SubRef> = lock(&self.shared.subs).drain().map(|(_, s)| s).collect();
         if subs.is_empty() {
-            return;
+            return subs;
         }
         let mut sl = self.srv.sublist.write().unwrap_or_else(|e| e.into_inner());
         for s in &subs {
@@ -560,5 +561,6 @@ impl Conn {
             self.shared.log_prefix(),
             subs.len()
         );
+        subs
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::error;
 
@@ -74,6 +75,12 @@ impl Conn {
     }
 
     pub(super) fn handle_connect(&mut self, json: &[u8]) -> Result<(), Close> {
+        // client.go processConnect estimates the RTT as the time since
+        // accept before anything else (computeRTT, at least 1 ns), so
+        // /connz shows one without a PING round trip (and getRTT sends no
+        // PING for it); a later PONG to our PING replaces it.
+        let since_accept = self.shared.start.elapsed().unwrap_or_default();
+        lock(&self.shared.meta).rtt = Some(since_accept.max(Duration::from_nanos(1)));
         // Like nats-server, the document is applied on top of the current
         // options (a second CONNECT keeps what it omits); bad JSON closes
         // without an -ERR.

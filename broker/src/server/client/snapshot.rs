@@ -3,7 +3,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use super::ClientShared;
+use super::{ClientShared, SubRef};
+use crate::monitor::subsz::SubDetail;
 use crate::proto::ConnKind;
 use crate::server::closed::ClosedState;
 use crate::server::{lock, ServerState};
@@ -26,7 +27,9 @@ pub struct ConnSnapshot {
     pub in_bytes: u64,
     pub out_bytes: u64,
     pub subscriptions: usize,
-    pub subs_list: Vec<String>,
+    /// The subscriptions a closed connection had (empty for open ones:
+    /// /connz reads those live).
+    pub subs: Vec<SubDetail>,
     pub name: String,
     pub lang: String,
     pub version: String,
@@ -36,8 +39,7 @@ pub struct ConnSnapshot {
 impl ClientShared {
     pub fn snapshot(&self, srv: &ServerState, stop: Option<SystemTime>) -> ConnSnapshot {
         let meta = lock(&self.meta).clone();
-        let subs = lock(&self.subs);
-        let subs_list = subs.values().map(|s| s.subject.clone()).collect();
+        let subscriptions = lock(&self.subs).len();
         let la = self.last_activity.load(Ordering::Relaxed);
         ConnSnapshot {
             cid: self.cid,
@@ -58,12 +60,30 @@ impl ClientShared {
             out_msgs: self.stats.out_msgs.load(Ordering::Relaxed),
             in_bytes: self.stats.in_bytes.load(Ordering::Relaxed),
             out_bytes: self.stats.out_bytes.load(Ordering::Relaxed),
-            subscriptions: subs.len(),
-            subs_list,
+            subscriptions,
+            subs: Vec::new(),
             name: meta.name,
             lang: meta.lang,
             version: meta.version,
             user: meta.user,
         }
+    }
+
+    /// The row of a connection that closed at `stop`, with the
+    /// subscriptions it had (`subs`, already taken out of the index), like
+    /// nats-server server.go saveClosedClient: a `SubDetail` per
+    /// subscription, with the account (newSubDetail), and `max` zero as
+    /// closeConnection has cleared every auto-unsubscribe limit by then.
+    pub fn closed_snapshot(
+        &self,
+        srv: &ServerState,
+        stop: SystemTime,
+        subs: &[SubRef],
+    ) -> ConnSnapshot {
+        let mut s = self.snapshot(srv, Some(stop));
+        s.subscriptions = subs.len();
+        s.subs = subs.iter().map(|sub| SubDetail::at_close(sub)).collect();
+        s.subs.sort_by(|a, b| a.sid.cmp(&b.sid));
+        s
     }
 }
