@@ -190,3 +190,66 @@ async fn replies_expire() {
     assert_eq!(cli.read_pongs(1).await, b"PONG\r\n");
     srv.shutdown().await;
 }
+
+/// Empty allow lists: nats-server 2.9.10 reads `allow: []` as no list at all
+/// (opts.go parsePermSubjects leaves its slice nil for an empty array, and
+/// client.go setPermissions builds an allow sublist only for a non-nil
+/// publish list or a non-empty subscribe list), so everything is allowed
+/// except what a deny list names. Only `allow_responses` turns the blanket
+/// publish allow off (opts.go parseUserPermissions); see `opts` above.
+const EMPTY_ALLOW_CONF: &str = r#"authorization {
+  users = [
+    { user: e, password: e, permissions: { publish: { allow: [] }, subscribe: { allow: [] } } }
+    { user: d, password: d, permissions: { publish: { allow: [], deny: ["no.>"] } } }
+  ]
+}"#;
+
+/// Runs one script as `user` and returns everything the server sent after
+/// its INFO, up to the PONG that ends the script.
+async fn empty_allow_transcript(addr: std::net::SocketAddr, user: &str, script: &str) -> String {
+    let mut c = Raw::connect(addr).await;
+    let info = c.read_line().await;
+    assert!(info.starts_with(b"INFO "), "{info:?}");
+    c.send(
+        format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"user\":\"{user}\",\"pass\":\"{user}\"}}\r\n{script}PING\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    String::from_utf8_lossy(&c.read_until(b"PONG\r\n").await).into_owned()
+}
+
+#[tokio::test]
+async fn empty_allow_list_allows_everything() {
+    let mut o = broker::config::load_str(EMPTY_ALLOW_CONF)
+        .unwrap_or_else(|e| panic!("conf: {e}"))
+        .options;
+    let base = local_opts();
+    o.host = base.host;
+    o.port = base.port;
+    let ours = start_broker(o).await;
+    let all = "SUB foo 1\r\nPUB foo 2\r\nhi\r\n";
+    let deny = "SUB no.x 1\r\nSUB ok 2\r\nPUB no.x 1\r\nx\r\nPUB ok 1\r\ny\r\n";
+    let a_all = empty_allow_transcript(ours.client_addr, "e", all).await;
+    let a_deny = empty_allow_transcript(ours.client_addr, "d", deny).await;
+    assert_eq!(a_all, "MSG foo 1 2\r\nhi\r\nPONG\r\n");
+    assert_eq!(
+        a_deny,
+        "-ERR 'Permissions Violation for Publish to \"no.x\"'\r\nMSG ok 2 1\r\ny\r\nPONG\r\n"
+    );
+    ours.shutdown().await;
+
+    let theirs = harness::RefServer::start(EMPTY_ALLOW_CONF)
+        .unwrap_or_else(|e| panic!("needs the reference nats-server 2.9.10: {e}"));
+    assert_eq!(
+        empty_allow_transcript(theirs.addr, "e", all).await,
+        a_all,
+        "nats-server vs ours"
+    );
+    assert_eq!(
+        empty_allow_transcript(theirs.addr, "d", deny).await,
+        a_deny,
+        "nats-server vs ours"
+    );
+}
