@@ -18,7 +18,7 @@ use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::net::UdpSocket;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::address::ScionAddr;
 use crate::daemon::{resolve_daemon_address, DaemonClient, DaemonError};
@@ -30,9 +30,13 @@ use crate::topology::{LocalTopology, TopologyFileError};
 pub const DEFAULT_ALPN: &[u8] = b"nats-scion";
 /// QUIC's minimum datagram size (RFC 9000 §14).
 pub const QUIC_MIN_DATAGRAM: u16 = 1200;
-/// Header budget assumed for the server side before it knows the client's paths: a
-/// three-segment path of nine hop fields with IPv6 hosts (12+16+32+4+24+108+8).
-const SERVER_HEADER_BUDGET: u16 = 204;
+/// Header budget assumed when nothing is known about a peer's paths: a three-segment path of
+/// nine hop fields with IPv6 hosts (12+16+32+4+24+108+8). Only a fallback: both sides size
+/// their packets from the real header of the peer's paths (see [`ScionSocket::max_payload`]).
+const WORST_HEADER_BUDGET: u16 = 204;
+/// How long an acceptor waits for the daemon's paths to the dialing peer before it sizes the
+/// connection's packets from the reply path alone.
+const ACCEPT_PATH_WAIT: Duration = Duration::from_millis(500);
 
 /// TLS material for an endpoint (used both to accept and to dial).
 #[derive(Debug, Clone)]
@@ -369,8 +373,78 @@ pub struct ScionEndpoint {
     socket: Arc<ScionSocket>,
     endpoint: quinn::Endpoint,
     config: TransportConfig,
+    /// TLS part of the server configuration; each accepted connection gets a copy with its
+    /// own transport parameters (the packet size depends on the peer's path).
+    server_config: Option<quinn::ServerConfig>,
     local_mtu: u16,
     driver: tokio::task::JoinHandle<()>,
+}
+
+/// An incoming connection attempt (from [`ScionEndpoint::accept`]). Awaiting it accepts the
+/// connection with QUIC packets sized for the peer's paths.
+pub struct ScionIncoming {
+    incoming: quinn::Incoming,
+    socket: Arc<ScionSocket>,
+    server_config: quinn::ServerConfig,
+    config: TransportConfig,
+    local_mtu: u16,
+}
+
+impl std::fmt::Debug for ScionIncoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScionIncoming")
+            .field("remote", &self.remote())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScionIncoming {
+    /// The SCION address of the dialing peer.
+    pub fn remote(&self) -> Option<ScionAddr> {
+        self.socket.remote_of(self.incoming.remote_address())
+    }
+
+    /// Rejects the attempt (the peer sees CONNECTION_REFUSED).
+    pub fn refuse(self) {
+        self.incoming.refuse();
+    }
+
+    /// Accepts the connection and completes the handshake.
+    ///
+    /// The acceptor learns the peer's paths here (the daemon lookup the socket started on
+    /// the first packet, waited for at most [`ACCEPT_PATH_WAIT`]), so its packets can be as
+    /// large as the dialer's: the smallest path MTU minus the real SCION/UDP header of each
+    /// usable path, else the local MTU minus the reply path's header. quinn's MTU discovery
+    /// still only grows packets that the path acknowledges.
+    pub async fn accept(self) -> Result<quinn::Connection, quinn::ConnectionError> {
+        let remote = self.remote();
+        if let Some(remote) = remote {
+            if remote.ia != self.socket.local().ia && !self.socket.has_active_path(remote) {
+                match tokio::time::timeout(ACCEPT_PATH_WAIT, self.socket.load_paths(remote, false))
+                    .await
+                {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => debug!(%remote, error = %e, "no paths to a dialing peer yet"),
+                    Err(_) => debug!(%remote, "path lookup for a dialing peer still running"),
+                }
+            }
+        }
+        let budget = remote
+            .and_then(|r| self.socket.max_payload(r, self.local_mtu))
+            .unwrap_or(self.local_mtu.saturating_sub(WORST_HEADER_BUDGET));
+        let mut server_config = self.server_config;
+        server_config.transport_config(Arc::new(transport_config(&self.config, budget)));
+        self.incoming.accept_with(Arc::new(server_config))?.await
+    }
+}
+
+impl std::future::IntoFuture for ScionIncoming {
+    type Output = Result<quinn::Connection, quinn::ConnectionError>;
+    type IntoFuture = Pin<Box<dyn std::future::Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.accept())
+    }
 }
 
 impl Drop for ScionEndpoint {
@@ -460,10 +534,12 @@ impl ScionEndpoint {
             )?,
         );
         let server_config = if config.accept {
+            // The endpoint-wide transport parameters only apply to connections accepted
+            // without `ScionIncoming` (none are); each accept sets its own.
             let mut sc = config.tls.server_config(&config.alpn)?;
             sc.transport_config(Arc::new(transport_config(
                 &config,
-                local_mtu.saturating_sub(SERVER_HEADER_BUDGET),
+                local_mtu.saturating_sub(WORST_HEADER_BUDGET),
             )));
             Some(sc)
         } else {
@@ -475,7 +551,7 @@ impl ScionEndpoint {
         endpoint_config.grease_quic_bit(false);
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
             endpoint_config,
-            server_config,
+            server_config.clone(),
             Arc::new(QuicSocket(socket.clone())),
             Arc::new(quinn::TokioRuntime),
         )
@@ -486,6 +562,7 @@ impl ScionEndpoint {
             socket,
             endpoint,
             config,
+            server_config,
             local_mtu,
             driver,
         })
@@ -509,8 +586,8 @@ impl ScionEndpoint {
         let synthetic = self.socket.synthetic_for(remote)?;
         let budget = self
             .socket
-            .payload_budget(remote)
-            .unwrap_or(self.local_mtu.saturating_sub(SERVER_HEADER_BUDGET));
+            .max_payload(remote, self.local_mtu)
+            .unwrap_or(self.local_mtu.saturating_sub(WORST_HEADER_BUDGET));
         let mut client =
             quinn::ClientConfig::new(self.config.tls.client_crypto(&self.config.alpn)?);
         client.transport_config(Arc::new(transport_config(&self.config, budget)));
@@ -534,8 +611,24 @@ impl ScionEndpoint {
     }
 
     /// Waits for the next incoming connection attempt (None once the endpoint is closed).
-    pub async fn accept(&self) -> Option<quinn::Incoming> {
-        self.endpoint.accept().await
+    /// Await the result to accept it.
+    pub async fn accept(&self) -> Option<ScionIncoming> {
+        loop {
+            let incoming = self.endpoint.accept().await?;
+            // quinn yields incoming connections only to an endpoint with a server
+            // configuration, so this refusal is a safety net.
+            let Some(server_config) = self.server_config.clone() else {
+                incoming.refuse();
+                continue;
+            };
+            return Some(ScionIncoming {
+                incoming,
+                socket: self.socket.clone(),
+                server_config,
+                config: self.config.clone(),
+                local_mtu: self.local_mtu,
+            });
+        }
     }
 
     /// The SCION address of a connection's peer.

@@ -444,6 +444,23 @@ impl ScionSocket {
             .map(|v| v.min(u16::MAX as usize) as u16)
     }
 
+    /// Largest UDP payload toward `remote` that fits the path MTU: the smallest budget over
+    /// its usable candidate paths, or, before it has any (an AS-local peer, or an acceptor
+    /// whose path lookup has not finished), `local_mtu` minus the header of the reply path
+    /// (the reverse of the path the peer's packets came over has the same length). None when
+    /// nothing about the peer is known yet.
+    pub fn max_payload(&self, remote: ScionAddr, local_mtu: u16) -> Option<u16> {
+        if let Some(budget) = self.payload_budget(remote) {
+            return Some(budget);
+        }
+        let table = self.table();
+        let route = table.peers.get(&remote)?.reply.as_ref()?;
+        let overhead = wire::header_overhead(&route.data, self.local.ip, remote.ip);
+        (local_mtu as usize)
+            .checked_sub(overhead)
+            .map(|v| v.min(u16::MAX as usize) as u16)
+    }
+
     /// Polls the selector of `peer` and carries out its actions.
     fn drive_peer(&self, peer: &mut Peer, now: Instant) {
         let Some(selector) = peer.selector.as_mut() else {

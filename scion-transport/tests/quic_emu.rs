@@ -289,7 +289,9 @@ async fn latency_increase_moves_to_the_better_path() {
     let mut send = conn.open_uni().await.expect("open");
     let mut sent = 0u64;
     let mut better = None;
-    for _ in 0..800 {
+    // The switch comes once the direct path's fast samples leave the selector's min-RTT
+    // window (5 s): allow about three times that.
+    for _ in 0..1500 {
         let data: Vec<u8> = (sent..sent + 512).map(pattern).collect();
         send.write_all(&data).await.expect("write");
         sent += 512;
@@ -406,6 +408,75 @@ async fn hosts_in_one_as_talk_over_the_empty_path() {
         .expect("join");
     assert_eq!(got, 100_000);
     assert_eq!(emu.stats().forwarded, 0, "no router involved");
+}
+
+/// MTU the acceptor could assume before it sized packets from the peer's paths: the local
+/// MTU (1472 in the emulator) minus a worst-case header of 204 bytes.
+const OLD_ACCEPTOR_CAP: u16 = 1472 - 204;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptor_sends_packets_as_large_as_the_dialer() {
+    let n = net().await;
+    let server_addr = n.server.local_addr();
+    const BYTES: u64 = 1 << 20;
+    // The acceptor is the sender here: its packets are the ones that were capped.
+    let server = tokio::spawn(async move {
+        let incoming = timeout(Duration::from_secs(10), n.server.accept())
+            .await
+            .expect("incoming in time")
+            .expect("endpoint open");
+        let conn = incoming.await.expect("server handshake");
+        let mut send = conn.open_uni().await.expect("open");
+        let data: Vec<u8> = (0..BYTES).map(pattern).collect();
+        send.write_all(&data).await.expect("write");
+        send.finish().expect("finish");
+        (conn, n.server)
+    });
+    let conn = timeout(
+        Duration::from_secs(10),
+        n.client.connect(server_addr, "server.test"),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    let mut recv = timeout(Duration::from_secs(10), conn.accept_uni())
+        .await
+        .expect("stream in time")
+        .expect("stream");
+    let got = timeout(
+        Duration::from_secs(30),
+        recv.read_to_end(BYTES as usize * 2),
+    )
+    .await
+    .expect("read in time")
+    .expect("read");
+    assert_eq!(got.len() as u64, BYTES);
+    assert!(got.iter().enumerate().all(|(i, b)| *b == pattern(i as u64)));
+    let (server_conn, _server) = timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server done")
+        .expect("join");
+    // MTU discovery runs on both sides toward the same bound (same paths, same headers);
+    // wait for it to settle, bounded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut s_mtu, mut c_mtu);
+    loop {
+        s_mtu = server_conn.stats().path.current_mtu;
+        c_mtu = conn.stats().path.current_mtu;
+        if (s_mtu == c_mtu && s_mtu > OLD_ACCEPTOR_CAP) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        s_mtu > OLD_ACCEPTOR_CAP,
+        "acceptor packets {s_mtu} B, dialer {c_mtu} B"
+    );
+    assert_eq!(s_mtu, c_mtu, "both ends use the same path bound");
+    assert!(
+        c_mtu <= 1472 - 44,
+        "within the link MTU minus the smallest header"
+    );
 }
 
 #[tokio::test]
