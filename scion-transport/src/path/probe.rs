@@ -3,9 +3,14 @@
 //! RTT smoothing follows RFC 6298 section 2 (SRTT/RTTVAR with alpha = 1/8, beta = 1/4); the
 //! probe timeout is SRTT + 4*RTTVAR like an RTO, clamped to configured bounds, so a path with
 //! a stable RTT is declared lossy quickly and a jittery one is not.
+//!
+//! Besides SRTT, each path keeps the minimum RTT over a sliding time window (like BBR's
+//! min_rtt filter, RFC 9002 section 5.2 also tracks a min_rtt): probes share queues with our
+//! own data, so a flood over the active path inflates its SRTT by the flood's own queueing;
+//! the windowed minimum stays at what the path costs without that queue.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Outcome history and RTT estimate for one path.
 #[derive(Debug, Clone, Default)]
@@ -14,6 +19,11 @@ pub(crate) struct ProbeStats {
     pub rttvar: Duration,
     /// The most recent sample; a backup probed every few hundred ms has a slow-moving SRTT.
     pub latest_rtt: Option<Duration>,
+    /// Samples that may still become the window minimum: (time, RTT), times increasing and
+    /// RTTs strictly increasing (a monotonic queue, so the minimum is the front).
+    min_filter: VecDeque<(Instant, Duration)>,
+    /// Span of the RTT minimum.
+    min_window: Duration,
     /// Last outcomes, oldest first: `true` = answered.
     window: VecDeque<bool>,
     window_cap: usize,
@@ -24,9 +34,10 @@ pub(crate) struct ProbeStats {
 }
 
 impl ProbeStats {
-    pub fn new(window_cap: usize) -> Self {
+    pub fn new(window_cap: usize, min_window: Duration) -> Self {
         ProbeStats {
             window_cap: window_cap.max(1),
+            min_window,
             ..Default::default()
         }
     }
@@ -38,21 +49,29 @@ impl ProbeStats {
         self.window.push_back(ok);
     }
 
-    pub fn on_reply(&mut self, rtt: Duration) {
+    pub fn on_reply(&mut self, now: Instant, rtt: Duration) {
         self.answered += 1;
         self.consecutive_misses = 0;
         self.consecutive_replies = self.consecutive_replies.saturating_add(1);
         self.push(true);
-        self.sample(rtt);
+        self.sample(now, rtt);
     }
 
     /// A reply that arrives after its probe was already counted lost: the RTT is real and the
     /// path works, but the loss stays in the window.
-    pub fn on_late_reply(&mut self, rtt: Duration) {
+    pub fn on_late_reply(&mut self, now: Instant, rtt: Duration) {
         self.answered += 1;
         self.consecutive_misses = 0;
         self.consecutive_replies = self.consecutive_replies.saturating_add(1);
-        self.sample(rtt);
+        self.sample(now, rtt);
+    }
+
+    /// Smallest RTT sampled within the min window before `now` (None if there is none).
+    pub fn min_rtt(&self, now: Instant) -> Option<Duration> {
+        self.min_filter
+            .iter()
+            .find(|(t, _)| now.saturating_duration_since(*t) <= self.min_window)
+            .map(|(_, rtt)| *rtt)
     }
 
     pub fn on_loss(&mut self) {
@@ -61,8 +80,21 @@ impl ProbeStats {
         self.push(false);
     }
 
-    fn sample(&mut self, rtt: Duration) {
+    fn sample(&mut self, now: Instant, rtt: Duration) {
         self.latest_rtt = Some(rtt);
+        // A newer sample no larger than older ones outlives them as the minimum, and
+        // samples older than the window are gone: at most one entry per sample in the window.
+        while self.min_filter.back().is_some_and(|(_, r)| *r >= rtt) {
+            self.min_filter.pop_back();
+        }
+        while self
+            .min_filter
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > self.min_window)
+        {
+            self.min_filter.pop_front();
+        }
+        self.min_filter.push_back((now, rtt));
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
@@ -112,18 +144,19 @@ mod tests {
 
     #[test]
     fn rtt_smoothing_and_timeout() {
-        let mut s = ProbeStats::new(4);
+        let now = Instant::now();
+        let mut s = ProbeStats::new(4, MS * 1000);
         assert_eq!(s.timeout(MS * 80, MS * 1000, MS * 2000), MS * 1000);
-        s.on_reply(MS * 10);
+        s.on_reply(now, MS * 10);
         assert_eq!(s.srtt, Some(MS * 10));
         assert_eq!(s.rttvar, MS * 5);
-        s.on_reply(MS * 18);
+        s.on_reply(now, MS * 18);
         // srtt = (70 + 18) / 8 = 11; rttvar = (15 + 8) / 4 = 5.75
         assert_eq!(s.srtt, Some(MS * 11));
         assert_eq!(s.rttvar, Duration::from_micros(5750));
         assert_eq!(s.timeout(MS * 80, MS * 1000, MS * 2000), MS * 80);
         for _ in 0..40 {
-            s.on_reply(MS * 300);
+            s.on_reply(now, MS * 300);
         }
         let t = s.timeout(MS * 80, MS * 1000, MS * 2000);
         assert!(t >= MS * 300 && t < MS * 320, "{t:?}");
@@ -131,21 +164,42 @@ mod tests {
 
     #[test]
     fn loss_window_and_streaks() {
-        let mut s = ProbeStats::new(4);
+        let now = Instant::now();
+        let mut s = ProbeStats::new(4, MS * 1000);
         assert_eq!(s.loss(), None);
         s.on_loss();
         s.on_loss();
         assert_eq!(s.consecutive_misses, 2);
         assert_eq!(s.loss(), Some(1.0));
-        s.on_reply(MS);
+        s.on_reply(now, MS);
         assert_eq!(s.consecutive_misses, 0);
         assert_eq!(s.consecutive_replies, 1);
-        s.on_reply(MS);
-        s.on_reply(MS);
+        s.on_reply(now, MS);
+        s.on_reply(now, MS);
         // window of 4: [lost, ok, ok, ok]
         assert_eq!(s.loss(), Some(0.25));
-        s.on_late_reply(MS);
+        s.on_late_reply(now, MS);
         assert_eq!(s.loss(), Some(0.25));
         assert_eq!(s.answered, 4);
+    }
+
+    #[test]
+    fn windowed_min_rtt_follows_the_window() {
+        let t0 = Instant::now();
+        let mut s = ProbeStats::new(4, MS * 1000);
+        assert_eq!(s.min_rtt(t0), None);
+        s.on_reply(t0, MS * 10);
+        s.on_reply(t0 + MS * 100, MS * 30);
+        s.on_reply(t0 + MS * 200, MS * 20);
+        // 30 can never be the minimum while 20 (newer) is in the window.
+        assert_eq!(s.min_filter.len(), 2);
+        assert_eq!(s.min_rtt(t0 + MS * 500), Some(MS * 10));
+        // The 10 ms sample ages out; the 20 ms one (t0+200) is still inside.
+        assert_eq!(s.min_rtt(t0 + MS * 1100), Some(MS * 20));
+        assert_eq!(s.min_rtt(t0 + MS * 1300), None);
+        // A later, larger sample: the expired ones are dropped on the way.
+        s.on_late_reply(t0 + MS * 1300, MS * 50);
+        assert_eq!(s.min_filter.len(), 1);
+        assert_eq!(s.min_rtt(t0 + MS * 1300), Some(MS * 50));
     }
 }

@@ -33,6 +33,11 @@ pub struct SelectorConfig {
     pub revive_after_replies: u32,
     /// How long a better path must have answered every probe before we switch to it.
     pub failback_hold: Duration,
+    /// Span of the minimum RTT the active path is judged by when a candidate may be better
+    /// (zero = judge it by its SRTT like the others). Our own traffic queues in front of the
+    /// active path's probes; a flood raises its SRTT, never its minimum over a window that
+    /// reaches back before the flood. A real latency rise is thus acted on within this span.
+    pub rtt_min_window: Duration,
     pub margin: SwitchMargin,
     pub refresh_before_expiry: Duration,
     /// Minimum time between two `RefreshPaths` actions.
@@ -64,6 +69,7 @@ impl Default for SelectorConfig {
             down_after_misses: 3,
             revive_after_replies: 2,
             failback_hold: Duration::from_secs(2),
+            rtt_min_window: Duration::from_secs(5),
             margin: SwitchMargin::default(),
             refresh_before_expiry: Duration::from_secs(300),
             refresh_retry: Duration::from_secs(10),
@@ -125,6 +131,7 @@ impl SelectorConfig {
             ("probe_timeout_initial", self.probe_timeout_initial),
             ("probe_timeout_max", self.probe_timeout_max),
             ("failback_hold", self.failback_hold),
+            ("rtt_min_window", self.rtt_min_window),
             ("refresh_before_expiry", self.refresh_before_expiry),
             ("refresh_retry", self.refresh_retry),
             ("margin.latency_abs", self.margin.latency_abs),

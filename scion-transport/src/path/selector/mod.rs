@@ -20,7 +20,9 @@
 //! - A Down path comes back after two answered probes sent after it went down.
 //! - The active path is left for a better one only when that one has answered every probe for
 //!   2 s and is better by a margin (latency: 10% + 2 ms; bandwidth: 10%), so flapping paths
-//!   do not cause ping-pong and failback happens once a path is stable again.
+//!   do not cause ping-pong and failback happens once a path is stable again. The active
+//!   path's latency is its minimum RTT over the last 5 s: its probes queue behind our own
+//!   data, and a flood must not look like a slower path (a real rise counts after 5 s).
 //! - Paths are refreshed (action `RefreshPaths`) 5 min before expiry and when nothing usable is
 //!   left; expired paths are never used; paths too small for QUIC are filtered with a reason.
 //! - `redundancy: n` exposes the n best mutually disjoint live paths as the active set.
@@ -152,7 +154,7 @@ impl Selector {
                     expires_at,
                     filtered,
                     down: None,
-                    stats: ProbeStats::new(self.cfg.loss_window),
+                    stats: ProbeStats::new(self.cfg.loss_window, self.cfg.rtt_min_window),
                     alive_since: None,
                     last_probe_sent: None,
                     last_data_rx: None,
@@ -258,9 +260,9 @@ impl Selector {
         let c = &mut self.cands[i];
         let rtt = now.saturating_duration_since(p.sent_at);
         if p.lost {
-            c.stats.on_late_reply(rtt);
+            c.stats.on_late_reply(now, rtt);
         } else {
-            c.stats.on_reply(rtt);
+            c.stats.on_reply(now, rtt);
         }
         match &c.down {
             // Only probes sent after the path went down prove it came back.
@@ -438,7 +440,7 @@ impl Selector {
                     .is_some_and(|t| now.saturating_duration_since(t) >= hold);
             if !stable {
                 None
-            } else if self.is_better(i, ai) {
+            } else if self.is_better(now, i, ai) {
                 Some((i, SwitchCause::Better))
             } else if active_lossy {
                 Some((i, SwitchCause::ProbeLoss))

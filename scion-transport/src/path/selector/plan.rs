@@ -61,10 +61,14 @@ impl Selector {
     /// margin, or, with no preference, earlier in the daemon's order.
     ///
     /// Both RTT estimates are taken in favour of staying: the candidate at the worse of its
-    /// SRTT and latest sample, the active path at the better of the two. A backup is probed
-    /// only every few hundred ms, so its SRTT lags a change; a single sample is noisy. Leaving a
-    /// working path on either alone would be a needless (and possibly wrong) switch.
-    pub(super) fn is_better(&self, cand: usize, cur: usize) -> bool {
+    /// SRTT and latest sample, the active path at the better of the two and of its minimum
+    /// over `rtt_min_window`. A backup is probed only every few hundred ms, so its SRTT lags a
+    /// change; a single sample is noisy. Leaving a working path on either alone would be a
+    /// needless (and possibly wrong) switch. The active path carries our data, and its probes
+    /// queue behind it: under a flood its SRTT grows by the flood's own queueing (16 ms
+    /// instead of 4 on the emulator's 1 ms links), which another path would not fix, since
+    /// the flood would move along and queue there. Its windowed minimum does not grow.
+    pub(super) fn is_better(&self, now: Instant, cand: usize, cur: usize) -> bool {
         let (c, a) = (&self.cands[cand], &self.cands[cur]);
         if self.cfg.preference.is_empty() {
             return cand < cur;
@@ -73,13 +77,17 @@ impl Selector {
             (Some(x), Some(y)) => Some(if worst { x.max(y) } else { x.min(y) }),
             (x, y) => x.or(y),
         };
+        let active_rtt = match (pick(&a.stats, false), a.stats.min_rtt(now)) {
+            (Some(x), Some(m)) => Some(x.min(m)),
+            (x, m) => x.or(m),
+        };
         let cm = PathMetrics {
             info: &c.info,
             measured_rtt: pick(&c.stats, true),
         };
         let am = PathMetrics {
             info: &a.info,
-            measured_rtt: pick(&a.stats, false),
+            measured_rtt: active_rtt,
         };
         self.cfg
             .preference
