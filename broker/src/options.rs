@@ -150,6 +150,8 @@ pub struct ScionOpts {
     pub redundancy: Option<u32>,
     /// Tag messages forwarded over SCION routes with the path fingerprint header.
     pub path_header: bool,
+    /// QUIC flow-control window per stream and connection, bytes (None = transport default).
+    pub flow_window: Option<u32>,
 }
 
 /// All server options.

@@ -223,6 +223,7 @@ scion {
   probe_interval: "500ms"
   redundancy: 2
   path_header: true
+  flow_window: 8MB
 }
 "#,
     );
@@ -313,6 +314,7 @@ scion {
     assert_eq!(s.probe_interval, Some(Duration::from_millis(500)));
     assert_eq!(s.redundancy, Some(2));
     assert!(s.path_header);
+    assert_eq!(s.flow_window, Some(8 * 1024 * 1024));
     // The variable definitions from the include are used, so not unknown fields.
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
 }
@@ -390,6 +392,20 @@ fn semantic_keys_are_refused_and_auth_conflicts() {
     let errs =
         invalid(config::load_str("scion { policy { acl: [\"+ 1-ff00:0:110\"] } }").unwrap_err());
     assert!(errs[0].contains("ACL does not have a default"), "{errs:?}");
+    // A window in bytes that is surely a unit mistake, a negative one, and a string.
+    let errs = invalid(config::load_str("scion { flow_window: 4096 }").unwrap_err());
+    assert_eq!(
+        errs,
+        vec!["1:9: flow_window must be at least 64KB, got 4096 bytes"]
+    );
+    let errs = invalid(config::load_str("scion { flow_window: -1 }").unwrap_err());
+    assert!(
+        errs[0].contains("flow_window value can not be negative"),
+        "{errs:?}"
+    );
+    let errs = invalid(config::load_str("scion { flow_window: 8GB }").unwrap_err());
+    assert!(errs[0].contains("flow_window value is too big"), "{errs:?}");
+    assert!(config::load_str("scion { flow_window: \"4MB\" }").is_err());
 }
 
 #[test]

@@ -23,6 +23,10 @@ pub const PATH_PREFERENCE_WORDS: [&str; 4] = ["latency", "bandwidth", "hops", "m
 /// Upper bound for `scion.redundancy` (copies of each datagram).
 pub const MAX_REDUNDANCY: i64 = 16;
 
+/// Smallest `scion.flow_window`: below this a route crawls (a window is the most one
+/// connection keeps in flight per RTT), so a smaller value is taken for a unit mistake.
+pub const MIN_FLOW_WINDOW: u64 = 64 * 1024;
+
 pub(super) fn authorization(m: &mut Mapper, o: &mut Options, e: &Entry) {
     let Some(am) = m.map(e) else { return };
     let mut auth = Authorization::default();
@@ -520,6 +524,19 @@ pub(super) fn scion(m: &mut Mapper, o: &mut Options, e: &Entry) {
                 }
             }
             "path_header" => s.path_header = m.boolean(f).unwrap_or(false),
+            // A size with nats-server's units (`4MB`, `512KB`; the lexer reads them).
+            "flow_window" => {
+                if let Some(n) = m.size(f, u32::MAX as u64) {
+                    if (n as u64) < MIN_FLOW_WINDOW {
+                        m.error(
+                            f,
+                            format!("flow_window must be at least 64KB, got {n} bytes"),
+                        );
+                    } else {
+                        s.flow_window = u32::try_from(n).ok();
+                    }
+                }
+            }
             _ => m.unknown(f),
         }
     }

@@ -131,6 +131,9 @@ fn transport_config(
     cfg.daemon = opts.scion.as_ref().and_then(|s| s.daemon.clone());
     cfg.topology = opts.scion.as_ref().and_then(|s| s.topology.clone());
     cfg.selector = selector_config(opts.scion.as_ref())?;
+    if let Some(w) = opts.scion.as_ref().and_then(|s| s.flow_window) {
+        cfg.flow_window = w;
+    }
     // Routes keep their own PING/PONG; keep QUIC alive well below its idle
     // timeout so a quiet route is not torn down.
     cfg.keep_alive = Duration::from_secs(2);
