@@ -288,6 +288,14 @@ impl CompiledPerms {
         }
     }
 
+    /// Publishing is limited at all (client.go pubAllowedFullCheck: an
+    /// allow or a deny list exists).
+    pub fn limits_publish(&self) -> bool {
+        self.publish
+            .as_ref()
+            .is_some_and(|l| l.allow.is_some() || !l.deny.is_empty())
+    }
+
     pub fn can_publish(&self, subject: &str) -> bool {
         self.publish
             .as_ref()
@@ -298,6 +306,59 @@ impl CompiledPerms {
         self.subscribe
             .as_ref()
             .is_none_or(|l| l.allows_subscribe(subject, queue))
+    }
+}
+
+/// Entries a connection's publish-permission cache holds before pruning
+/// (client.go `maxPermCacheSize`).
+const MAX_PERM_CACHE_SIZE: usize = 128;
+/// Entries one prune drops (client.go `pruneSize`).
+const PERM_PRUNE_SIZE: usize = 32;
+
+/// Per-connection cache of publish-permission results by subject
+/// (client.go `c.perms.pcache`): a publisher usually repeats a few
+/// subjects, so the allow/deny lists are matched once per subject. Bounded
+/// like nats-server's: past [`MAX_PERM_CACHE_SIZE`] entries, some are
+/// dropped (arbitrary ones, as Go's map iteration in prunePubPermsCache).
+/// Holds only the allow/deny outcome; `allow_responses` replies are checked
+/// beside it and never cached (pubAllowedFullCheck).
+#[derive(Debug, Default)]
+pub struct PubPermCache {
+    map: HashMap<Box<str>, bool>,
+}
+
+impl PubPermCache {
+    /// `perms.can_publish(subject)`, cached. Users without publish rules
+    /// skip the cache (pubAllowedFullCheck returns early for them).
+    pub fn can_publish(&mut self, perms: &CompiledPerms, subject: &str) -> bool {
+        if !perms.limits_publish() {
+            return true;
+        }
+        if let Some(&allowed) = self.map.get(subject) {
+            return allowed;
+        }
+        let allowed = perms.can_publish(subject);
+        if self.map.len() >= MAX_PERM_CACHE_SIZE {
+            let drop: Vec<Box<str>> = self.map.keys().take(PERM_PRUNE_SIZE).cloned().collect();
+            for k in drop {
+                self.map.remove(&k);
+            }
+        }
+        self.map.insert(subject.into(), allowed);
+        allowed
+    }
+
+    /// Forgets every result (the permissions changed: a new CONNECT).
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 
@@ -459,6 +520,31 @@ mod tests {
         assert!(p.can_publish("foo.bar"));
         assert!(!p.can_publish("foo.secret"));
         assert!(!p.can_publish("bar"));
+    }
+
+    #[test]
+    fn publish_cache_gives_the_same_answers_and_stays_bounded() {
+        let p = CompiledPerms::compile(&perms(&["foo.>"], &["foo.secret"], &[]));
+        let mut c = PubPermCache::default();
+        for _ in 0..2 {
+            assert!(c.can_publish(&p, "foo.bar"));
+            assert!(!c.can_publish(&p, "foo.secret"));
+            assert!(!c.can_publish(&p, "bar"));
+        }
+        assert_eq!(c.len(), 3);
+        for i in 0..1000 {
+            let s = format!("foo.{i}");
+            assert!(c.can_publish(&p, &s));
+            assert!(c.len() <= MAX_PERM_CACHE_SIZE);
+        }
+        assert!(!c.can_publish(&p, "foo.secret"));
+        c.clear();
+        assert!(c.is_empty());
+        // No publish rules: allowed without caching.
+        let open = CompiledPerms::compile(&perms(&[], &[], &["x"]));
+        assert!(!open.limits_publish());
+        assert!(c.can_publish(&open, "any"));
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, error, info, trace};
 
-use super::auth::{go_quote, CompiledPerms, ReplyTracker};
+use super::auth::{go_quote, CompiledPerms, PubPermCache, ReplyTracker};
 use super::closed::ClosedState;
 use super::deliver::{process_msg_results, Batch, MatchCache, Msg, Source};
 pub(crate) use super::outbound::writer_loop;
@@ -261,6 +261,7 @@ pub async fn run_labeled<S>(
         connected: false,
         awaiting_auth: auth.expects_connect(),
         perms: None,
+        pub_cache: PubPermCache::default(),
         pings_out: 0,
         batch: Batch::default(),
         cache: MatchCache::default(),
@@ -319,6 +320,8 @@ struct Conn {
     connected: bool,
     awaiting_auth: bool,
     perms: Option<Arc<CompiledPerms>>,
+    /// Publish-permission results by subject (client.go `c.perms.pcache`).
+    pub_cache: PubPermCache,
     pings_out: u32,
     /// Writers to wake and counters of this read batch.
     batch: Batch,
@@ -465,7 +468,7 @@ impl Conn {
             self.send(encode::ERR_INVALID_PUB_SUBJECT);
         }
         if let Some(perms) = &self.perms {
-            if !perms.can_publish(subject) && !self.reply_allowed(p.subject) {
+            if !self.pub_cache.can_publish(perms, subject) && !self.reply_allowed(p.subject) {
                 let text = format!("Permissions Violation for Publish to {}", go_quote(subject));
                 error!(
                     "{} - Publish Violation - User {}, Subject {}",

@@ -33,6 +33,7 @@ impl Conn {
         self.connected = true;
         self.awaiting_auth = false;
         self.perms = r.perms.map(Arc::new);
+        self.pub_cache.clear();
         // Replace (or clear) the delivery-time deny filter: a re-CONNECT may
         // switch to a user without subscribe permissions.
         *lock(&self.shared.sub_deny) = self
