@@ -16,12 +16,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, error, info, trace};
 
 use super::auth::{go_quote, CompiledPerms, PubPermCache, ReplyTracker};
 use super::closed::ClosedState;
 use super::deliver::{process_msg_results, Batch, MatchCache, Msg, Source};
+use super::io::SplitIo;
 pub(crate) use super::outbound::writer_loop;
 use super::outbound::Outbound;
 use super::{lock, remove_sub_now, ServerState};
@@ -198,23 +198,19 @@ impl std::ops::Deref for SubRef {
 }
 
 /// Serves one accepted client connection until it closes.
-pub async fn run<S>(srv: Arc<ServerState>, stream: S, peer: SocketAddr)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
+pub async fn run<S: SplitIo>(srv: Arc<ServerState>, stream: S, peer: SocketAddr) {
     run_labeled(srv, stream, peer, None).await
 }
 
-/// Serves one client connection over any byte stream; `label` names a
-/// non-TCP peer (a SCION address) in logs and /connz.
-pub async fn run_labeled<S>(
+/// Serves one client connection over any byte stream that splits into
+/// reader and writer halves (TCP, a QUIC stream, or [`super::io::Locked`]);
+/// `label` names a non-TCP peer (a SCION address) in logs and /connz.
+pub async fn run_labeled<S: SplitIo>(
     srv: Arc<ServerState>,
     stream: S,
     peer: SocketAddr,
     label: Option<String>,
-) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
+) {
     let opts = srv.opts();
     let cid = srv.next_cid();
     let shared = Arc::new(
@@ -224,7 +220,7 @@ pub async fn run_labeled<S>(
     let _ = shared.out.append(&info);
     debug!("{} - Client connection created", shared.log_prefix());
 
-    let (mut rd, wr) = tokio::io::split(stream);
+    let (mut rd, wr) = stream.split_io();
     let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
 
     // Register, unless over max_connections (INFO goes first, as in

@@ -5,6 +5,7 @@ pub mod client;
 pub mod closed;
 pub mod cluster;
 pub mod deliver;
+pub mod io;
 pub mod outbound;
 pub mod route;
 pub mod scion;

@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, error, info, warn};
 
@@ -19,6 +18,7 @@ use super::client::{writer_loop, ClientShared};
 use super::closed::ClosedState;
 use super::cluster::{RouteHandle, RouteMeta};
 use super::deliver::{Batch, MatchCache};
+use super::io::SplitIo;
 use super::{lock, ServerState};
 use crate::options::{RouteTarget, RouteUrl};
 use crate::proto::json::ServerInfo;
@@ -259,29 +259,25 @@ fn report_connect_err(attempts: u32, err: &str) {
 }
 
 /// Serves one TCP route connection (dialled when `solicit` is set).
-pub async fn run_route<S>(
+pub async fn run_route<S: SplitIo>(
     srv: Arc<ServerState>,
     stream: S,
     peer: SocketAddr,
     solicit: Option<Solicit>,
-) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
+) {
     run_route_labeled(srv, stream, peer, solicit, None).await
 }
 
 /// Serves one route connection over any byte stream; `scion` is set for
 /// routes carried over QUIC/SCION (their dialling and reconnects are owned
 /// by `server::scion`).
-pub async fn run_route_labeled<S>(
+pub async fn run_route_labeled<S: SplitIo>(
     srv: Arc<ServerState>,
     stream: S,
     peer: SocketAddr,
     solicit: Option<Solicit>,
     scion: Option<super::scion::ScionPeer>,
-) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
+) {
     let is_scion = scion.is_some();
     let opts = srv.opts();
     let rid = srv.next_cid();
@@ -321,7 +317,7 @@ pub async fn run_route_labeled<S>(
         Some(l) => format!("{l} - rid:{rid}"),
         None => format!("{}:{} - rid:{}", peer.ip(), peer.port(), rid),
     };
-    let (mut rd, wr) = tokio::io::split(stream);
+    let (mut rd, wr) = stream.split_io();
     let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
     lock(&srv.clients).insert(rid, shared.clone());
 
