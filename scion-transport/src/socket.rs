@@ -48,6 +48,9 @@ const MAX_PENDING_PROBES: usize = 4096;
 const DRIVER_IDLE: Duration = Duration::from_millis(100);
 /// QUIC datagrams (GSO segments) remembered per peer for replay after a failover.
 const REPLAY_PACKETS: usize = 128;
+/// Send buffers kept for reuse once the replay memory lets go of them (a transmit of up to
+/// ten QUIC packets is a ~14 KB buffer; without reuse every transmit allocated one).
+const SPARE_BUFFERS: usize = 16;
 /// Replay window after an SCMP-signalled switch: datagrams this young were likely sent into
 /// the broken link before the router's answer arrived.
 const REPLAY_SCMP: Duration = Duration::from_millis(50);
@@ -113,7 +116,7 @@ struct Peer {
 /// shorter), each `header` bytes of SCION/UDP header followed by a QUIC packet.
 struct Sent {
     at: Instant,
-    buf: Bytes,
+    buf: Vec<u8>,
     header: usize,
     stride: usize,
 }
@@ -142,15 +145,21 @@ impl Peer {
         }
     }
 
-    /// Keeps a sent buffer for replay, bounded by age and by datagram count.
-    fn remember(&mut self, sent: Sent) {
-        self.trim_recent(sent.at);
+    /// Keeps a sent buffer for replay, bounded by age and by datagram count; the buffers it
+    /// lets go of go to `spare` for the next transmits.
+    fn remember(&mut self, sent: Sent, spare: &mut Vec<Vec<u8>>) {
         let n = sent.segments();
-        while self.recent_segments + n > REPLAY_PACKETS {
-            let Some(front) = self.recent.pop_front() else {
+        while let Some(front) = self.recent.front() {
+            let old = sent.at.saturating_duration_since(front.at) > REPLAY_MAX;
+            if !old && self.recent_segments + n <= REPLAY_PACKETS {
                 break;
-            };
+            }
             self.recent_segments -= front.segments();
+            if let Some(front) = self.recent.pop_front() {
+                if spare.len() < SPARE_BUFFERS {
+                    spare.push(front.buf);
+                }
+            }
         }
         self.recent_segments += n;
         self.recent.push_back(sent);
@@ -162,6 +171,8 @@ struct PeerTable {
     peers: HashMap<ScionAddr, Peer>,
     by_synthetic: HashMap<SocketAddr, ScionAddr>,
     next_id: u32,
+    /// Send buffers to reuse (see [`SPARE_BUFFERS`]).
+    spare: Vec<Vec<u8>>,
 }
 
 /// Errors of sending toward a peer that has no usable path yet.
@@ -775,6 +786,43 @@ fn probe_frame(kind: u8, seq: u64, token: u64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replay_memory_is_bounded_and_hands_buffers_back() {
+        let mut table = PeerTable::default();
+        let remote = ScionAddr {
+            ia: IsdAsn(0x1_ff00_0000_0112),
+            ip: IpAddr::from([127, 0, 0, 1]),
+            port: 31000,
+        };
+        let peer =
+            ScionSocket::peer_entry(&mut table, remote, IsdAsn(0x1_ff00_0000_0111)).expect("peer");
+        let mut spare = Vec::new();
+        let t0 = Instant::now();
+        // Ten datagrams of 100 bytes per transmit: twelve fit the 128-datagram bound.
+        let sent = |at: Instant| Sent {
+            at,
+            buf: vec![0u8; 1000],
+            header: 40,
+            stride: 100,
+        };
+        for _ in 0..12 {
+            peer.remember(sent(t0), &mut spare);
+        }
+        assert_eq!((peer.recent_segments, spare.len()), (120, 0));
+        peer.remember(sent(t0), &mut spare);
+        assert_eq!((peer.recent_segments, spare.len()), (120, 1));
+        assert_eq!(
+            spare[0].capacity(),
+            1000,
+            "the old buffer itself, for reuse"
+        );
+        // Past the replay window everything older goes, and the spare list stays bounded.
+        peer.remember(sent(t0 + REPLAY_MAX * 2), &mut spare);
+        assert_eq!(peer.recent_segments, 10);
+        assert_eq!(spare.len(), 13.min(SPARE_BUFFERS));
+        assert_eq!(peer.recent.front().map(|s| s.payloads().count()), Some(10));
+    }
 
     #[test]
     fn probes_are_told_from_quic_by_size_not_first_byte() {

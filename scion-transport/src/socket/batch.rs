@@ -176,18 +176,19 @@ impl ScionSocket {
             Some(s) if s > 0 && s < contents.len() => s,
             _ => contents.len().max(1),
         };
-        let (routes, remote, now) = {
+        let (routes, remote, now, mut spare) = {
             let mut table = self.table();
             let Some(remote) = table.by_synthetic.get(&transmit.destination).copied() else {
                 // Unknown destination: as if lost (quinn will time out).
                 return Ok(());
             };
+            let spare = table.spare.pop();
             let Some(peer) = table.peers.get_mut(&remote) else {
                 return Ok(());
             };
             let now = Instant::now();
             peer.last_activity = now;
-            (peer.send_routes(&self.local), remote, now)
+            (peer.send_routes(&self.local), remote, now, spare)
         };
         if routes.is_empty() {
             trace!(%remote, "no route yet; datagram dropped");
@@ -196,7 +197,9 @@ impl ScionSocket {
         let mut first = None;
         for (i, route) in routes.iter().enumerate() {
             let hdr = route.template.header_len();
-            let mut buf = Vec::with_capacity(contents.len().div_ceil(seg) * hdr + contents.len());
+            let mut buf = spare.take().unwrap_or_default();
+            buf.clear();
+            buf.reserve(contents.len().div_ceil(seg) * hdr + contents.len());
             for chunk in contents.chunks(seg) {
                 route
                     .template
@@ -212,7 +215,7 @@ impl ScionSocket {
             if i == 0 {
                 first = Some(Sent {
                     at: now,
-                    buf: Bytes::from(buf),
+                    buf,
                     header: hdr,
                     stride: hdr + seg,
                 });
@@ -220,8 +223,9 @@ impl ScionSocket {
         }
         if let Some(sent) = first {
             let mut table = self.table();
-            if let Some(peer) = table.peers.get_mut(&remote) {
-                peer.remember(sent);
+            let super::PeerTable { peers, spare, .. } = &mut *table;
+            if let Some(peer) = peers.get_mut(&remote) {
+                peer.remember(sent, spare);
             }
         }
         Ok(())
