@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, error, info, warn};
@@ -378,7 +378,10 @@ pub async fn run_route_labeled<S: SplitIo>(
         srv.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
     }
     info!("{} - Router connection closed: {}", prefix, reason);
-    srv.record_closed(shared.snapshot(&srv, Some(SystemTime::now())));
+    // Closed routes are not kept for `/connz?state=closed`: nats-server
+    // 2.9.10 client.go markConnAsClosed calls saveClosedClient only for
+    // CLIENT and LEAF connections, so a route never takes a slot of the
+    // closed-connection ring.
 
     // Reconnect a dialled TCP route unless we are connected to that server
     // through another connection (nats-server closeConnection). SCION
