@@ -28,6 +28,8 @@ pub struct ConnectInfo {
     pub no_responders: bool,
     // Route CONNECT fields (server/route.go connectInfo).
     pub cluster: Option<String>,
+    /// Go's route `connectInfo.Dynamic` is tagged `cluster_dynamic`.
+    #[serde(rename = "cluster_dynamic")]
     pub dynamic: bool,
     pub lnoc: bool,
     pub gateway: Option<String>,
@@ -189,17 +191,13 @@ impl ConnectInfo {
     /// wrong type is an error, invalid UTF-8 in strings becomes U+FFFD, and
     /// fields clients do not have (route-only ones) are ignored.
     pub fn merge_client_json(&mut self, json: &[u8]) -> Result<(), ConnectJsonError> {
-        let text = String::from_utf8_lossy(json);
-        let mut de = serde_json::Deserializer::from_str(&text);
         let mut first_err = None;
-        serde::de::DeserializeSeed::deserialize(
-            MergeSeed {
-                into: self,
-                err: &mut first_err,
-            },
-            &mut de,
-        )?;
-        de.end()?;
+        for_each_field(json, |key, value| {
+            if let Err(e) = self.apply_client_field(key, value) {
+                // Go keeps decoding after a type error and reports the first.
+                first_err.get_or_insert(e);
+            }
+        })?;
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
@@ -295,49 +293,311 @@ impl ConnectInfo {
     }
 }
 
-/// Streams the members of a CONNECT object in document order into a
-/// `ConnectInfo` (so duplicates resolve like Go: last one wins).
-struct MergeSeed<'a> {
-    into: &'a mut ConnectInfo,
-    err: &'a mut Option<ConnectJsonError>,
+/// Why a route's INFO document was rejected (nats-server client.go
+/// `processInfo` returns the `json.Unmarshal` error and the route is closed
+/// as a Protocol Violation).
+#[derive(Debug, thiserror::Error)]
+pub enum InfoJsonError {
+    #[error("{0}")]
+    Syntax(#[from] serde_json::Error),
+    #[error("json: cannot unmarshal {found} into Go struct field Info.{field} of type {go_type}")]
+    Type {
+        field: &'static str,
+        found: String,
+        go_type: &'static str,
+    },
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for MergeSeed<'_> {
+/// Go's wording for the value found: the kind, and for numbers the literal.
+fn found_kind(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Number(n) => format!("number {n}"),
+        other => json_kind(other).to_string(),
+    }
+}
+
+fn info_type_err(
+    field: &'static str,
+    go_type: &'static str,
+    v: &serde_json::Value,
+) -> InfoJsonError {
+    InfoJsonError::Type {
+        field,
+        found: found_kind(v),
+        go_type,
+    }
+}
+
+/// A Go `[]string`: `null` elements decode to "" and any other non-string
+/// element is a type error.
+fn go_string_slice(
+    field: &'static str,
+    v: serde_json::Value,
+) -> Result<Vec<String>, InfoJsonError> {
+    use serde_json::Value;
+    match v {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|it| match it {
+                Value::String(s) => Ok(s),
+                Value::Null => Ok(String::new()),
+                other => Err(info_type_err(field, "string", &other)),
+            })
+            .collect(),
+        other => Err(info_type_err(field, "[]string", &other)),
+    }
+}
+
+/// Whether `s` decodes as standard padded base64, as Go's `[]byte` fields
+/// require (encoding/json uses `base64.StdEncoding`, which skips CR/LF).
+fn is_std_base64(s: &str) -> bool {
+    let b: Vec<u8> = s.bytes().filter(|c| *c != b'\r' && *c != b'\n').collect();
+    if !b.len().is_multiple_of(4) {
+        return false;
+    }
+    let pad = b.iter().rev().take_while(|c| **c == b'=').count();
+    pad <= 2
+        && b[..b.len() - pad]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+impl ServerInfo {
+    /// Decodes a route's INFO the way nats-server 2.9.10 does (client.go
+    /// `processInfo`: `json.Unmarshal` into a zero `server.Info`): no field
+    /// is required (absent ones stay empty/zero), keys match without regard
+    /// to case, a later duplicate wins, `null` leaves a field unset, unknown
+    /// keys are ignored, invalid UTF-8 becomes U+FFFD; but a syntax error, a
+    /// non-object document (other than `null`), or a value that does not fit
+    /// the Go field's type (a string `port`, a fractional `proto`, a
+    /// `max_payload` beyond int32, ...) is an error. A `port` that Go's
+    /// `int` holds but a TCP port cannot is kept as 0 (nothing can dial it).
+    pub fn from_route_json(json: &[u8]) -> Result<ServerInfo, InfoJsonError> {
+        let mut info = ServerInfo::default();
+        let mut first_err = None;
+        for_each_field(json, |key, value| {
+            if let Err(e) = info.apply_info_field(key, value) {
+                first_err.get_or_insert(e);
+            }
+        })?;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(info),
+        }
+    }
+
+    fn apply_info_field(&mut self, key: &str, v: serde_json::Value) -> Result<(), InfoJsonError> {
+        use serde_json::Value;
+        if v.is_null() {
+            return Ok(());
+        }
+        let key = fold_key(key);
+        let string_field: Option<(&'static str, Option<&mut String>)> = match key.as_str() {
+            "server_id" => Some(("server_id", Some(&mut self.server_id))),
+            "server_name" => Some(("server_name", Some(&mut self.server_name))),
+            "version" => Some(("version", Some(&mut self.version))),
+            "go" => Some(("go", Some(&mut self.go))),
+            "host" => Some(("host", Some(&mut self.host))),
+            // Go fields we do not keep, type-checked all the same.
+            "domain" => Some(("domain", None)),
+            "gateway" => Some(("gateway", None)),
+            "gateway_url" => Some(("gateway_url", None)),
+            "remote_account" => Some(("remote_account", None)),
+            _ => None,
+        };
+        if let Some((field, slot)) = string_field {
+            return match (v, slot) {
+                (Value::String(s), Some(slot)) => {
+                    *slot = s;
+                    Ok(())
+                }
+                (Value::String(_), None) => Ok(()),
+                (other, _) => Err(info_type_err(field, "string", &other)),
+            };
+        }
+        let opt_string: Option<(&'static str, &mut Option<String>)> = match key.as_str() {
+            "git_commit" => Some(("git_commit", &mut self.git_commit)),
+            "ip" => Some(("ip", &mut self.ip)),
+            "client_ip" => Some(("client_ip", &mut self.client_ip)),
+            "nonce" => Some(("nonce", &mut self.nonce)),
+            "cluster" => Some(("cluster", &mut self.cluster)),
+            _ => None,
+        };
+        if let Some((field, slot)) = opt_string {
+            return match v {
+                Value::String(s) => {
+                    *slot = Some(s);
+                    Ok(())
+                }
+                other => Err(info_type_err(field, "string", &other)),
+            };
+        }
+        let mut ignored = false;
+        let bool_field: Option<(&'static str, &mut bool)> = match key.as_str() {
+            "headers" => Some(("headers", &mut self.headers)),
+            "auth_required" => Some(("auth_required", &mut self.auth_required)),
+            "tls_required" => Some(("tls_required", &mut self.tls_required)),
+            "tls_verify" => Some(("tls_verify", &mut self.tls_verify)),
+            "tls_available" => Some(("tls_available", &mut self.tls_available)),
+            "jetstream" => Some(("jetstream", &mut self.jetstream)),
+            "cluster_dynamic" => Some(("cluster_dynamic", &mut self.cluster_dynamic)),
+            "ldm" => Some(("ldm", &mut self.ldm)),
+            "lnoc" => Some(("lnoc", &mut self.lnoc)),
+            "info_on_connect" => Some(("info_on_connect", &mut self.info_on_connect)),
+            "connect_info" => Some(("connect_info", &mut self.connect_info)),
+            "gateway_nrp" => Some(("gateway_nrp", &mut ignored)),
+            "gateway_iom" => Some(("gateway_iom", &mut ignored)),
+            _ => None,
+        };
+        if let Some((field, slot)) = bool_field {
+            return match v {
+                Value::Bool(b) => {
+                    *slot = b;
+                    Ok(())
+                }
+                other => Err(info_type_err(field, "bool", &other)),
+            };
+        }
+        match key.as_str() {
+            // Go `int` (64-bit).
+            "proto" => {
+                let p = v
+                    .as_i64()
+                    .ok_or_else(|| info_type_err("proto", "int", &v))?;
+                self.proto = p.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+                Ok(())
+            }
+            "port" => {
+                let p = v.as_i64().ok_or_else(|| info_type_err("port", "int", &v))?;
+                self.port = u16::try_from(p).unwrap_or(0);
+                Ok(())
+            }
+            "max_payload" => {
+                let m = v
+                    .as_i64()
+                    .filter(|m| i32::try_from(*m).is_ok())
+                    .ok_or_else(|| info_type_err("max_payload", "int32", &v))?;
+                self.max_payload = m;
+                Ok(())
+            }
+            "client_id" => {
+                self.client_id = v
+                    .as_u64()
+                    .ok_or_else(|| info_type_err("client_id", "uint64", &v))?;
+                Ok(())
+            }
+            "gateway_cmd" => match v.as_u64() {
+                Some(c) if c <= u8::MAX as u64 => Ok(()),
+                _ => Err(info_type_err("gateway_cmd", "uint8", &v)),
+            },
+            "gateway_cmd_payload" => match &v {
+                Value::String(s) if is_std_base64(s) => Ok(()),
+                Value::Array(items)
+                    if items
+                        .iter()
+                        .all(|i| i.is_null() || i.as_u64().is_some_and(|b| b <= 255)) =>
+                {
+                    Ok(())
+                }
+                _ => Err(info_type_err("gateway_cmd_payload", "[]uint8", &v)),
+            },
+            "connect_urls" => {
+                self.connect_urls = go_string_slice("connect_urls", v)?;
+                Ok(())
+            }
+            "ws_connect_urls" | "gateway_urls" | "leafnode_urls" => {
+                let field = match key.as_str() {
+                    "ws_connect_urls" => "ws_connect_urls",
+                    "gateway_urls" => "gateway_urls",
+                    _ => "leafnode_urls",
+                };
+                go_string_slice(field, v).map(|_| ())
+            }
+            // `*SubjectPermission`: an object whose `allow`/`deny` are
+            // string lists.
+            "import" | "export" => {
+                let field = if key == "import" { "import" } else { "export" };
+                let Value::Object(m) = v else {
+                    return Err(info_type_err(field, "server.SubjectPermission", &v));
+                };
+                for (k, item) in m {
+                    let k = fold_key(&k);
+                    if (k == "allow" || k == "deny") && !item.is_null() {
+                        go_string_slice(if k == "allow" { "allow" } else { "deny" }, item)?;
+                    }
+                }
+                Ok(())
+            }
+            // Our extension: nats-server has no such field and ignores it,
+            // so a value of another type is ignored here too.
+            "scion_connect_urls" => {
+                if let Ok(urls) = go_string_slice("scion_connect_urls", v) {
+                    self.scion_connect_urls = urls;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Streams the members of a JSON object in document order to `F` (so
+/// duplicate keys resolve like Go: the last one wins). A `null` document
+/// calls nothing (Go's `json.Unmarshal` of `null` into a struct is a
+/// no-op); any other non-object document is an error.
+struct ObjectFields<F>(F);
+
+impl<'de, F: FnMut(&str, serde_json::Value)> serde::de::DeserializeSeed<'de> for ObjectFields<F> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for MergeSeed<'_> {
+impl<'de, F: FnMut(&str, serde_json::Value)> serde::de::Visitor<'de> for ObjectFields<F> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a CONNECT object")
+        f.write_str("a JSON object")
     }
 
-    /// A `null` document leaves every option as it was (Go: no-op).
     fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
         Ok(())
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
             let value: serde_json::Value = map.next_value()?;
-            if let Err(e) = self.into.apply_client_field(&key, value) {
-                // Go keeps decoding after a type error and reports the first.
-                if self.err.is_none() {
-                    *self.err = Some(e);
-                }
-            }
+            (self.0)(&key, value);
         }
         Ok(())
     }
 }
 
+/// Decodes `json` (invalid UTF-8 in strings becomes U+FFFD, as Go does)
+/// and hands each member of the top-level object to `apply`.
+fn for_each_field(
+    json: &[u8],
+    apply: impl FnMut(&str, serde_json::Value),
+) -> Result<(), serde_json::Error> {
+    let text = String::from_utf8_lossy(json);
+    let mut de = serde_json::Deserializer::from_str(&text);
+    serde::de::DeserializeSeed::deserialize(ObjectFields(apply), &mut de)?;
+    de.end()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_connect_dynamic_key() {
+        // route.go connectInfo: `Dynamic bool json:"cluster_dynamic"`.
+        let c: ConnectInfo = serde_json::from_slice(br#"{"cluster_dynamic":true}"#).unwrap();
+        assert!(c.dynamic);
+        let c: ConnectInfo = serde_json::from_slice(br#"{"dynamic":true}"#).unwrap();
+        assert!(!c.dynamic);
+    }
 
     #[test]
     fn connect_defaults_like_nats_server() {
@@ -412,5 +672,64 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn route_info_like_go_unmarshal() {
+        // Nothing is required: absent fields stay empty.
+        let i = ServerInfo::from_route_json(br#"{"server_id":"A"}"#).unwrap();
+        assert_eq!(i.server_id, "A");
+        assert!(i.version.is_empty() && i.port == 0 && !i.headers);
+        assert_eq!(
+            ServerInfo::from_route_json(b"null").unwrap(),
+            ServerInfo::default()
+        );
+        let i = ServerInfo::from_route_json(
+            br#"{"SERVER_ID":"B","Port":4248,"port":4249,"headers":null,"x":[1],
+                "connect_urls":["a",null],"max_payload":2147483647,"proto":-1,
+                "import":{"allow":["x"],"deny":null},"gateway_cmd_payload":"aGk=",
+                "scion_connect_urls":5}"#,
+        )
+        .unwrap();
+        assert_eq!((i.server_id.as_str(), i.port), ("B", 4249));
+        assert_eq!(i.connect_urls, vec!["a".to_string(), String::new()]);
+        assert_eq!((i.max_payload, i.proto), (2147483647, -1));
+        // Go's int holds it; no TCP port does.
+        assert_eq!(
+            ServerInfo::from_route_json(br#"{"port":70000}"#)
+                .unwrap()
+                .port,
+            0
+        );
+        for bad in [
+            &b"[]"[..],
+            b"5",
+            b"{",
+            b"{} x",
+            br#"{"port":"4248"}"#,
+            br#"{"version":2}"#,
+            br#"{"proto":1.5}"#,
+            br#"{"max_payload":2147483648}"#,
+            br#"{"client_id":-1}"#,
+            br#"{"headers":"true"}"#,
+            br#"{"connect_urls":"a"}"#,
+            br#"{"connect_urls":[1]}"#,
+            br#"{"import":5}"#,
+            br#"{"export":{"allow":[true]}}"#,
+            br#"{"gateway_cmd":256}"#,
+            br#"{"gateway_cmd_payload":"a"}"#,
+            br#"{"domain":1}"#,
+        ] {
+            assert!(
+                ServerInfo::from_route_json(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let e = ServerInfo::from_route_json(br#"{"port":"x","proto":"y"}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "json: cannot unmarshal string into Go struct field Info.port of type int"
+        );
     }
 }

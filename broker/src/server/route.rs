@@ -336,7 +336,8 @@ pub async fn run_route_labeled<S: SplitIo>(
             "headers": true,
             "name": srv.id,
             "cluster": srv.cluster.name(),
-            "dynamic": srv.cluster.dynamic_name.load(Ordering::Relaxed),
+            // route.go connectInfo tags Dynamic as `cluster_dynamic`.
+            "cluster_dynamic": srv.cluster.dynamic_name.load(Ordering::Relaxed),
             "lnoc": true,
         });
         let line = format!("CONNECT {connect}\r\n");

@@ -74,10 +74,14 @@ impl RouteConn {
     }
 
     pub(super) fn handle_info(&mut self, json: &[u8]) -> Result<(), Close> {
-        let info: ServerInfo = match serde_json::from_slice(json) {
+        // Lenient and strict exactly like client.go processInfo's
+        // json.Unmarshal into server.Info: nothing is required, wrong types
+        // are errors; the read loop then logs the error and closes the route
+        // as a Protocol Violation.
+        let info = match ServerInfo::from_route_json(json) {
             Ok(i) => i,
             Err(e) => {
-                error!("{} - Error parsing route INFO: {}", self.prefix, e);
+                error!("{} - {}", self.prefix, e);
                 return Err(Close(ClosedState::ProtocolViolation));
             }
         };
