@@ -68,14 +68,9 @@ pub fn run_main(args: Vec<String>) -> ExitCode {
 }
 
 fn run_server(opts: Options, warnings: Vec<String>, flags: Vec<String>) -> ExitCode {
-    let log_cfg = LogConfig {
-        debug: opts.debug,
-        trace: opts.trace,
-        logtime: opts.logtime,
-        log_file: opts.log_file.clone(),
-    };
+    let log_cfg = LogConfig::from_options(&opts);
     if let Err(e) = logging::init(&log_cfg) {
-        eprintln!("{EXE}: cannot open log file: {e}");
+        eprintln!("{EXE}: {e}");
         return ExitCode::FAILURE;
     }
     for w in &warnings {
@@ -123,6 +118,7 @@ struct Signals {
     int: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
     hup: Option<tokio::signal::unix::Signal>,
+    usr1: Option<tokio::signal::unix::Signal>,
     usr2: Option<tokio::signal::unix::Signal>,
 }
 
@@ -135,6 +131,7 @@ impl Signals {
             int: mk(SignalKind::interrupt()),
             term: mk(SignalKind::terminate()),
             hup: mk(SignalKind::hangup()),
+            usr1: mk(SignalKind::user_defined1()),
             usr2: mk(SignalKind::user_defined2()),
         }
     }
@@ -156,6 +153,7 @@ async fn wait_for_signals(handle: ServerHandle, flags: Vec<String>, sigs: Signal
         mut int,
         mut term,
         mut hup,
+        mut usr1,
         mut usr2,
     } = sigs;
     async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
@@ -186,6 +184,12 @@ async fn wait_for_signals(handle: ServerHandle, flags: Vec<String>, sigs: Signal
                 if let Err(e) = reload(&handle.state, &flags) {
                     error!("Failed to reload server configuration: {}", e);
                 }
+            }
+            _ = recv(&mut usr1) => {
+                // server/signal.go handleSignals: SIGUSR1 -> ReOpenLogFile
+                // (log rotation), the server keeps running.
+                tracing::debug!("Trapped \"user defined signal 1\" signal");
+                logging::reopen();
             }
             _ = recv(&mut usr2) => {
                 tracing::debug!("Trapped \"user defined signal 2\" signal");

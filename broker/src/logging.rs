@@ -7,36 +7,64 @@
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Logging choices from the options (`debug`, `trace`, `logtime`, `log_file`).
-#[derive(Debug, Clone, Default)]
+/// Logging choices from the options (`debug`, `trace`, `logtime`, `log_file`,
+/// `syslog`, `remote_syslog`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogConfig {
     pub debug: bool,
     pub trace: bool,
     pub logtime: bool,
     pub log_file: Option<std::path::PathBuf>,
+    pub syslog: bool,
+    pub remote_syslog: Option<String>,
 }
 
-/// The event formatter.
-pub struct NatsFormat {
-    pid: u32,
-    logtime: bool,
-}
-
-impl NatsFormat {
-    pub fn new(logtime: bool) -> Self {
-        NatsFormat {
-            pid: std::process::id(),
-            logtime,
+impl LogConfig {
+    pub fn from_options(o: &crate::options::Options) -> Self {
+        LogConfig {
+            debug: o.debug,
+            trace: o.trace,
+            logtime: o.logtime,
+            log_file: o.log_file.clone(),
+            syslog: o.syslog,
+            remote_syslog: o.remote_syslog.clone(),
         }
     }
 }
+
+/// The event formatter. `logtime` is read per line so that a reload can
+/// switch it; syslog lines carry no pid/time (the syslog header has them).
+pub struct NatsFormat {
+    pid: u32,
+}
+
+impl NatsFormat {
+    pub fn new() -> Self {
+        NatsFormat {
+            pid: std::process::id(),
+        }
+    }
+}
+
+impl Default for NatsFormat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether lines start with a timestamp (`logtime`), switchable on reload.
+static LOGTIME: AtomicBool = AtomicBool::new(true);
+/// Lines go to syslog: no pid/time/level prefix (logger/syslog.go writes
+/// the bare message with the level as syslog severity).
+static TO_SYSLOG: AtomicBool = AtomicBool::new(false);
 
 fn level_tag(l: &Level) -> &'static str {
     match *l {
@@ -59,13 +87,31 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        write!(writer, "[{}] ", self.pid)?;
-        if self.logtime {
-            write!(writer, "{} ", local_timestamp())?;
+        if TO_SYSLOG.load(Ordering::Relaxed) {
+            // The sink reads the severity from this one-byte prefix.
+            write!(writer, "{}", syslog_severity(event.metadata().level()))?;
+        } else {
+            write!(writer, "[{}] ", self.pid)?;
+            if LOGTIME.load(Ordering::Relaxed) {
+                write!(writer, "{} ", local_timestamp())?;
+            }
+            write!(writer, "{} ", level_tag(event.metadata().level()))?;
         }
-        write!(writer, "{} ", level_tag(event.metadata().level()))?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
+    }
+}
+
+/// Syslog severity per level, as logger/syslog.go maps them (Noticef ->
+/// LOG_NOTICE, Warnf -> LOG_WARNING, Errorf -> LOG_ERR, Debugf -> LOG_DEBUG,
+/// Tracef -> LOG_NOTICE).
+fn syslog_severity(l: &Level) -> u8 {
+    match *l {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 5,
+        Level::DEBUG => 7,
+        Level::TRACE => 5,
     }
 }
 
@@ -103,21 +149,165 @@ pub fn civil_from_unix(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d, h, mi, s)
 }
 
-/// A writer that appends to a log file (`-l`), shared by all threads.
-struct FileWriter(Mutex<std::fs::File>);
+/// Where lines go. Swapped under the lock on reopen (SIGUSR1) and reload.
+enum Sink {
+    Stderr,
+    File(std::fs::File),
+    /// Local syslog over `/dev/log` (Go log/syslog unixSyslog: facility
+    /// LOG_DAEMON, `<PRI>Mmm dd hh:mm:ss tag[pid]: msg`).
+    LocalSyslog(std::os::unix::net::UnixDatagram),
+    /// `remote_syslog` over UDP (Go log/syslog netConn: facility from
+    /// LOG_DEBUG = kern, `<PRI>RFC3339 host tag[pid]: msg`).
+    RemoteSyslog(std::net::UdpSocket),
+}
 
-impl Write for &FileWriter {
+static SINK: Mutex<Option<Sink>> = Mutex::new(None);
+type FilterHandle = tracing_subscriber::reload::Handle<
+    tracing_subscriber::filter::Targets,
+    tracing_subscriber::Registry,
+>;
+static FILTER: OnceLock<FilterHandle> = OnceLock::new();
+static CURRENT: Mutex<Option<LogConfig>> = Mutex::new(None);
+
+/// The writer handed to `tracing_subscriber`: buffers one formatted line
+/// and passes it to the current sink when dropped.
+pub struct LineWriter(Vec<u8>);
+
+impl Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf)
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).flush()
+        Ok(())
     }
 }
 
-/// Installs the global subscriber. Safe to call more than once (later calls
-/// are ignored), so tests can start several servers.
-pub fn init(cfg: &LogConfig) -> std::io::Result<()> {
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let mut g = SINK.lock().unwrap_or_else(|e| e.into_inner());
+        match g.as_mut() {
+            None | Some(Sink::Stderr) => {
+                let _ = std::io::stderr().write_all(&self.0);
+            }
+            Some(Sink::File(f)) => {
+                let _ = f.write_all(&self.0);
+            }
+            Some(Sink::LocalSyslog(s)) => {
+                let _ = s.send(&syslog_packet(&self.0, 3 << 3, false));
+            }
+            Some(Sink::RemoteSyslog(s)) => {
+                let _ = s.send(&syslog_packet(&self.0, 0, true));
+            }
+        }
+    }
+}
+
+/// Builds a syslog datagram from a line formatted with the severity digit
+/// first (see [`NatsFormat`]).
+fn syslog_packet(line: &[u8], facility: u8, remote: bool) -> Vec<u8> {
+    let (sev, msg) = match line.split_first() {
+        Some((d, rest)) if d.is_ascii_digit() => (d - b'0', rest),
+        _ => (5, line),
+    };
+    let msg = msg.strip_suffix(b"\n").unwrap_or(msg);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    let (y, mo, d, h, mi, s) = civil_from_unix(secs);
+    let tag = syslog_tag();
+    let pid = std::process::id();
+    let pri = facility | sev;
+    let head = if remote {
+        let host = hostname();
+        format!("<{pri}>{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z {host} {tag}[{pid}]: ")
+    } else {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let mon = MONTHS[(mo as usize).saturating_sub(1) % 12];
+        format!("<{pri}>{mon} {d:>2} {h:02}:{mi:02}:{s:02} {tag}[{pid}]: ")
+    };
+    let mut v = head.into_bytes();
+    v.extend_from_slice(msg);
+    v
+}
+
+/// logger/syslog.go GetSysLoggerTag: the program name without its path.
+fn syslog_tag() -> String {
+    std::env::args()
+        .next()
+        .and_then(|a| a.rsplit('/').next().map(str::to_string))
+        .unwrap_or_else(|| "broker".into())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Errors setting up a log destination.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot open log file {path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("error connecting to syslog: {0}")]
+    Syslog(std::io::Error),
+    #[error("error invalid network type: {0:?}")]
+    RemoteScheme(String),
+    #[error("error connecting to remote syslog {url}: {source}")]
+    Remote { url: String, source: std::io::Error },
+}
+
+/// Opens the destination server/log.go ConfigureLogger picks: the log file
+/// first, then `remote_syslog`, then `syslog`, else stderr.
+fn open_sink(cfg: &LogConfig) -> Result<Sink, LogError> {
+    if let Some(path) = &cfg.log_file {
+        return open_log(path)
+            .map(Sink::File)
+            .map_err(|source| LogError::File {
+                path: path.clone(),
+                source,
+            });
+    }
+    if let Some(url) = cfg.remote_syslog.as_deref().filter(|u| !u.is_empty()) {
+        return open_remote(url);
+    }
+    if cfg.syslog {
+        let s = std::os::unix::net::UnixDatagram::unbound().map_err(LogError::Syslog)?;
+        s.connect("/dev/log").map_err(LogError::Syslog)?;
+        return Ok(Sink::LocalSyslog(s));
+    }
+    Ok(Sink::Stderr)
+}
+
+/// logger/syslog.go getNetworkAndAddr: `udp://host:port`; a plain
+/// `host:port` is taken as UDP too. TCP and unix remote syslog are refused
+/// with a clear error rather than silently dropped.
+fn open_remote(url: &str) -> Result<Sink, LogError> {
+    let (scheme, addr) = url.split_once("://").unwrap_or(("udp", url));
+    if scheme != "udp" {
+        return Err(LogError::RemoteScheme(scheme.to_string()));
+    }
+    let addr = addr.trim_end_matches('/');
+    let remote = |source| LogError::Remote {
+        url: url.to_string(),
+        source,
+    };
+    let s = std::net::UdpSocket::bind(("0.0.0.0", 0)).map_err(remote)?;
+    s.connect(addr).map_err(remote)?;
+    Ok(Sink::RemoteSyslog(s))
+}
+
+fn targets(cfg: &LogConfig) -> tracing_subscriber::filter::Targets {
     let level = if cfg.trace {
         Level::TRACE
     } else if cfg.debug {
@@ -125,38 +315,82 @@ pub fn init(cfg: &LogConfig) -> std::io::Result<()> {
     } else {
         Level::INFO
     };
-    let filter = tracing_subscriber::filter::Targets::new()
+    tracing_subscriber::filter::Targets::new()
         .with_default(tracing_subscriber::filter::LevelFilter::WARN)
         .with_target("broker", level)
-        .with_target("scion_transport", level);
+        .with_target("scion_transport", level)
+}
+
+fn install_sink(cfg: &LogConfig, sink: Sink) {
+    TO_SYSLOG.store(
+        matches!(sink, Sink::LocalSyslog(_) | Sink::RemoteSyslog(_)),
+        Ordering::Relaxed,
+    );
+    LOGTIME.store(cfg.logtime, Ordering::Relaxed);
+    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+    *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(cfg.clone());
+}
+
+/// Installs the global subscriber. Safe to call more than once (later calls
+/// only swap the destination), so tests can start several servers.
+pub fn init(cfg: &LogConfig) -> Result<(), LogError> {
+    let sink = open_sink(cfg)?;
+    install_sink(cfg, sink);
+    if FILTER.get().is_some() {
+        return reconfigure(cfg);
+    }
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    match &cfg.log_file {
-        Some(path) => {
-            let file = open_log(path)?;
-            let writer: &'static FileWriter = Box::leak(Box::new(FileWriter(Mutex::new(file))));
-            let layer = tracing_subscriber::fmt::layer()
-                .event_format(NatsFormat::new(cfg.logtime))
-                // Plain text like nats-server: harnesses grep these lines.
-                .with_ansi(false)
-                .with_writer(move || writer);
-            let _ = tracing_subscriber::registry()
-                .with(filter)
-                .with(layer)
-                .try_init();
-        }
-        None => {
-            let layer = tracing_subscriber::fmt::layer()
-                .event_format(NatsFormat::new(cfg.logtime))
-                .with_ansi(false)
-                .with_writer(std::io::stderr);
-            let _ = tracing_subscriber::registry()
-                .with(filter)
-                .with(layer)
-                .try_init();
-        }
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(targets(cfg));
+    let layer = tracing_subscriber::fmt::layer()
+        .event_format(NatsFormat::new())
+        // Plain text like nats-server: harnesses grep these lines.
+        .with_ansi(false)
+        .with_writer(|| LineWriter(Vec::with_capacity(128)));
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .try_init()
+        .is_ok()
+    {
+        let _ = FILTER.set(handle);
     }
     Ok(())
+}
+
+/// Applies changed logging options at run time (server/reload.go
+/// logfileOption / debugOption / traceOption / logtimeOption /
+/// syslogOption / remoteSyslogOption all end in `s.ConfigureLogger()`).
+/// On error the old destination stays.
+pub fn reconfigure(cfg: &LogConfig) -> Result<(), LogError> {
+    let sink = open_sink(cfg)?;
+    install_sink(cfg, sink);
+    if let Some(h) = FILTER.get() {
+        let _ = h.reload(targets(cfg));
+    }
+    Ok(())
+}
+
+/// What SIGUSR1 does (server/log.go ReOpenLogFile): with a log file,
+/// open it again (after rotation the old name is a new file) and log
+/// "File log re-opened"; otherwise say why nothing happened.
+pub fn reopen() {
+    let cur = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(cfg) = cur else {
+        tracing::info!("File log re-open ignored, no logger");
+        return;
+    };
+    let Some(path) = &cfg.log_file else {
+        tracing::info!("File log re-open ignored, not a file logger");
+        return;
+    };
+    match open_log(path) {
+        Ok(f) => {
+            *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(Sink::File(f));
+            tracing::info!("File log re-opened");
+        }
+        Err(e) => tracing::error!("File log re-open failed: {}", e),
+    }
 }
 
 fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
@@ -175,5 +409,15 @@ mod tests {
         assert_eq!(civil_from_unix(0), (1970, 1, 1, 0, 0, 0));
         assert_eq!(civil_from_unix(951_782_400), (2000, 2, 29, 0, 0, 0));
         assert_eq!(civil_from_unix(1_795_400_000), (2026, 11, 23, 2, 13, 20));
+    }
+
+    #[test]
+    fn syslog_packets() {
+        let p = String::from_utf8(syslog_packet(b"3oops\n", 3 << 3, false)).unwrap();
+        assert!(p.starts_with("<27>"), "{p}");
+        assert!(p.ends_with("]: oops"), "{p}");
+        let p = String::from_utf8(syslog_packet(b"5hi\n", 0, true)).unwrap();
+        assert!(p.starts_with("<5>"), "{p}");
+        assert!(p.contains("Z "), "{p}");
     }
 }

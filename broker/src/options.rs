@@ -196,6 +196,10 @@ pub struct Options {
     pub log_file: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub syslog: bool,
+    /// `remote_syslog` / `-r`: `udp://host:port` (server/log.go).
+    pub remote_syslog: Option<String>,
+    /// `ports_file_dir`: where `<exe>_<pid>.ports` is written (server.go portsFile).
+    pub ports_file_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -231,6 +235,8 @@ impl Default for Options {
             log_file: None,
             pid_file: None,
             syslog: false,
+            remote_syslog: None,
+            ports_file_dir: None,
         }
     }
 }
