@@ -5,10 +5,13 @@
 mod harness;
 mod route_ref;
 
+use std::time::Duration;
+
 use harness::{start_broker, Raw};
 use route_ref::{
     answered, our_addrs, our_opts, route_info, route_peer, wait_json, Addrs, RefCluster,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A route that closes leaves no entry in `/connz?state=closed`: client.go
 /// markConnAsClosed saves only CLIENT and LEAF connections
@@ -103,5 +106,149 @@ async fn route_info_fields_checked_like_nats_server() {
         assert_eq!(t[i], *want, "nats-server on INFO {doc}");
         assert_eq!(o[i], *want, "ours on INFO {doc}");
     }
+    ours.shutdown().await;
+}
+
+/// How long each route peer is watched for PINGs.
+const WINDOW: Duration = Duration::from_millis(3500);
+/// The busy peers' pace.
+const PACE: Duration = Duration::from_millis(200);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Only answers the server's PINGs.
+    Idle,
+    /// Sends RS+ / RS- every PACE.
+    Subber,
+    /// Sends its own PING every PACE.
+    Pinger,
+    /// Gets a routed message every PACE (published by a client).
+    Receiver,
+}
+
+/// Runs a route peer in `role` for WINDOW after connecting and returns how
+/// many PINGs the server sent it (each answered with a PONG).
+async fn route_pings(a: Addrs, role: Role) -> usize {
+    let id = format!("R{role:?}");
+    let interest = if role == Role::Receiver {
+        "RS+ $G act.recv\r\n"
+    } else {
+        ""
+    };
+    let end = tokio::time::Instant::now() + WINDOW;
+    let info = format!("{}{interest}", route_info(&id));
+    let mut peer = route_peer(a.route, &id, &info, None).await;
+    let mut helper = if role == Role::Receiver {
+        let mut h = Raw::connect(a.client).await;
+        h.read_line().await;
+        h.send(b"CONNECT {\"verbose\":false}\r\n").await;
+        Some(h)
+    } else {
+        None
+    };
+    let mut buf = std::mem::take(&mut peer.pending);
+    let (mut rd, mut wr) = peer.stream.into_split();
+    let mut pace = tokio::time::interval(PACE);
+    let mut chunk = [0u8; 4096];
+    let (mut pings, mut sub_on) = (0, false);
+    loop {
+        while let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line: Vec<u8> = buf.drain(..p + 2).collect();
+            if line == b"PING\r\n" {
+                pings += 1;
+                wr.write_all(b"PONG\r\n").await.unwrap();
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(end) => break,
+            _ = pace.tick() => match role {
+                Role::Idle => {}
+                Role::Subber => {
+                    sub_on = !sub_on;
+                    let op: &[u8] = if sub_on { b"RS+ $G act.sub\r\n" } else { b"RS- $G act.sub\r\n" };
+                    wr.write_all(op).await.unwrap();
+                }
+                Role::Pinger => wr.write_all(b"PING\r\n").await.unwrap(),
+                Role::Receiver => {
+                    if let Some(h) = helper.as_mut() {
+                        h.send(b"PUB act.recv 1\r\nx\r\n").await;
+                    }
+                }
+            },
+            r = rd.read(&mut chunk) => {
+                let n = r.expect("read");
+                assert!(n > 0, "{role:?}: server closed the route");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+    pings
+}
+
+async fn route_ping_counts(a: Addrs) -> Vec<(Role, usize)> {
+    let roles = [Role::Idle, Role::Subber, Role::Pinger, Role::Receiver];
+    let runs = roles.map(|r| tokio::spawn(async move { (r, route_pings(a, r).await) }));
+    let mut out = Vec::new();
+    for r in runs {
+        out.push(r.await.unwrap());
+    }
+    out
+}
+
+fn check_route_pings(label: &str, got: &[(Role, usize)]) {
+    for &(role, n) in got {
+        match role {
+            // First PING after 1..1.2 s, then one per second.
+            Role::Idle => assert!(n >= 3, "{label}: idle route got {n} PINGs in {WINDOW:?}"),
+            // Only the first (RTT) PING; activity delays every later one.
+            _ => assert_eq!(n, 1, "{label}: busy {role:?} route got {n} PINGs"),
+        }
+    }
+}
+
+/// client.go processPingTimer skips a route's PING after activity within
+/// the ping interval (routed messages or interest either way, or the
+/// peer's own PING), except the first one, which measures the RTT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_routes_are_not_pinged() {
+    let mut o = our_opts();
+    o.ping_interval = Duration::from_secs(1);
+    let ours = start_broker(o).await;
+    let theirs = RefCluster::start("ping_interval: \"1s\"");
+    let (a, b) = tokio::join!(
+        route_ping_counts(our_addrs(&ours)),
+        route_ping_counts(theirs.addrs)
+    );
+    eprintln!("route PINGs in {WINDOW:?}: ours {a:?}, nats-server {b:?}");
+    check_route_pings("nats-server", &b);
+    check_route_pings("ours", &a);
+    ours.shutdown().await;
+}
+
+/// A route peer that never answers: PINGs sent before the server gives up
+/// with `-ERR 'Stale Connection'` (client.go processPingTimer closes when
+/// `ping.out+1 > MaxPingsOut`, so after ping_max PINGs).
+async fn pings_until_stale(a: Addrs) -> (usize, bool) {
+    let mut peer = route_peer(a.route, "MUTE", &route_info("MUTE"), None).await;
+    let got = peer.read_to_close(Duration::from_secs(10)).await;
+    let text = String::from_utf8_lossy(&got);
+    let pings = text.split("\r\n").filter(|l| *l == "PING").count();
+    (pings, peer.eof && text.contains("-ERR 'Stale Connection'"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_route_is_stale_after_ping_max() {
+    let mut o = our_opts();
+    o.ping_interval = Duration::from_millis(500);
+    o.ping_max = 3;
+    let ours = start_broker(o).await;
+    let theirs = RefCluster::start("ping_interval: \"500ms\"\nping_max: 3");
+    let (a, b) = tokio::join!(
+        pings_until_stale(our_addrs(&ours)),
+        pings_until_stale(theirs.addrs)
+    );
+    eprintln!("PINGs before stale: ours {a:?}, nats-server {b:?}");
+    assert_eq!(b, (3, true), "nats-server");
+    assert_eq!(a, (3, true), "ours");
     ours.shutdown().await;
 }

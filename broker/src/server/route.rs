@@ -26,6 +26,7 @@ use crate::proto::ConnKind;
 
 mod handshake;
 mod interest;
+mod ping;
 mod read;
 
 /// Route protocol version we speak (`RouteProtoV2`).
@@ -362,7 +363,8 @@ pub async fn run_route_labeled<S: SplitIo>(
         in_msgs: 0,
         in_bytes: 0,
         ping_sent: None,
-        pings_out: 0,
+        ping: ping::PingClock::default(),
+        active: false,
     };
     let reason = conn.read_loop(&mut rd).await;
     shared.out.close(reason);
@@ -441,7 +443,10 @@ struct RouteConn {
     in_msgs: u64,
     in_bytes: u64,
     ping_sent: Option<Instant>,
-    pings_out: u32,
+    ping: ping::PingClock,
+    /// The current read brought routed messages or interest changes
+    /// (client.go readLoop: `c.in.msgs > 0 || c.in.subs > 0`).
+    active: bool,
 }
 
 struct Close(ClosedState);

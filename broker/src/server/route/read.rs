@@ -9,6 +9,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::{debug, error};
 
+use super::ping::{ping_action, PingAction};
 use super::{Close, RouteConn};
 use crate::proto::{
     encode, parse_op, parse_size, split_args, ConnKind, Op, ParseError, ParseLimits, Step,
@@ -61,6 +62,10 @@ impl RouteConn {
                             loop {
                                 let res = self.process(&mut rbuf);
                                 self.end_batch();
+                                if std::mem::take(&mut self.active) {
+                                    let now = self.now_ns();
+                                    self.shared.last_activity.store(now, Ordering::Relaxed);
+                                }
                                 match res {
                                     Err(Close(reason)) => return reason,
                                     Ok(false) => break,
@@ -75,14 +80,27 @@ impl RouteConn {
                 }
                 _ = ping.tick() => {
                     debug!("{} - Router Ping Timer", self.prefix);
-                    if self.pings_out + 1 > opts.ping_max.max(1) + 1 {
-                        debug!("{} - Stale Route Connection - Closing", self.prefix);
-                        let _ = self.shared.out.send(encode::ERR_STALE);
-                        return ClosedState::StaleConnection;
+                    let now = self.now_ns();
+                    let last = self.shared.last_activity.load(Ordering::Relaxed);
+                    match ping_action(now, last, &self.ping, opts.ping_interval, opts.ping_max) {
+                        PingAction::SkipActivity(d) => {
+                            debug!("{} - Delaying PING due to client activity {:?} ago", self.prefix, d);
+                        }
+                        PingAction::SkipRemotePing(d) => {
+                            debug!("{} - Delaying PING due to remote ping {:?} ago", self.prefix, d);
+                        }
+                        PingAction::Stale => {
+                            debug!("{} - Stale Client Connection - Closing", self.prefix);
+                            let _ = self.shared.out.send(encode::ERR_STALE);
+                            return ClosedState::StaleConnection;
+                        }
+                        PingAction::Send => {
+                            self.ping.pings_out += 1;
+                            self.ping.rtt_start = Some(now);
+                            self.ping_sent = Some(Instant::now());
+                            let _ = self.shared.out.send(encode::PING);
+                        }
                     }
-                    self.pings_out += 1;
-                    self.ping_sent = Some(Instant::now());
-                    let _ = self.shared.out.send(encode::PING);
                 }
                 _ = &mut connect_deadline, if !self.got_connect => {
                     error!("{} - Authentication Timeout", self.prefix);
@@ -91,6 +109,11 @@ impl RouteConn {
                 }
             }
         }
+    }
+
+    /// Nanoseconds since server start (the clock of `last_activity`).
+    fn now_ns(&self) -> u64 {
+        self.srv.start_instant.elapsed().as_nanos() as u64
     }
 
     fn end_batch(&mut self) {
@@ -162,12 +185,17 @@ impl RouteConn {
             Op::Connect(json) => self.handle_connect(json),
             Op::Info(json) => self.handle_info(json),
             Op::Ping => {
+                // client.go processPing: `c.ping.last`, which delays our PING.
+                self.ping.ping_in = Some(self.now_ns());
                 let _ = self.shared.out.append(encode::PONG);
                 self.batch.mark(&self.shared);
                 Ok(())
             }
             Op::Pong => {
-                self.pings_out = 0;
+                // client.go processPong: any PONG resets `ping.out` and sets
+                // the RTT.
+                self.ping.pings_out = 0;
+                self.ping.rtt_known = true;
                 if let Some(t) = self.ping_sent.take() {
                     lock(&self.handle.meta).rtt = Some(t.elapsed());
                     lock(&self.shared.meta).rtt = Some(t.elapsed());
@@ -184,14 +212,18 @@ impl RouteConn {
                 Err(Close(ClosedState::ParseError))
             }
             Op::RouteSub(arg) => {
+                // processRemoteSub / parseUnsubProto count `c.in.subs`.
+                self.active = true;
                 self.remote_sub(arg, false);
                 Ok(())
             }
             Op::LeafSub(arg) => {
+                self.active = true;
                 self.remote_sub(arg, true);
                 Ok(())
             }
             Op::RouteUnsub(arg) | Op::LeafUnsub(arg) => {
+                self.active = true;
                 self.remote_unsub(arg);
                 Ok(())
             }
@@ -248,6 +280,7 @@ impl RouteConn {
         let size_raw = toks[toks.len() - 1];
         self.in_msgs += 1;
         self.in_bytes += payload.len() as u64;
+        self.active = true;
         if acc != GLOBAL_ACCOUNT {
             debug!(
                 "{} - Unknown account {:?} for routed message",
