@@ -92,6 +92,13 @@ pub struct ClientShared {
     pub rtt_probe: Mutex<Option<Instant>>,
     /// Log prefix once CONNECT named the client: `... - cid:5 - "v1.2:rust:name"`.
     pub named_prefix: Mutex<Option<String>>,
+    /// The last accepted CONNECT, re-checked when a config reload changes
+    /// authorization (reload.go reloadAuthorization -> isClientAuthorized).
+    pub auth_connect: Mutex<Option<ConnectInfo>>,
+    /// Permissions a reload assigned; the reader swaps them in when
+    /// `perms_reloaded` is set (see `Conn::take_reloaded_perms`).
+    pub reloaded_perms: Mutex<Option<Arc<CompiledPerms>>>,
+    pub perms_reloaded: AtomicBool,
 }
 
 impl ClientShared {
@@ -119,6 +126,9 @@ impl ClientShared {
             path_tag: Mutex::new(None),
             rtt_probe: Mutex::new(None),
             named_prefix: Mutex::new(None),
+            auth_connect: Mutex::new(None),
+            reloaded_perms: Mutex::new(None),
+            perms_reloaded: AtomicBool::new(false),
         }
     }
 
@@ -343,6 +353,9 @@ struct Close(ClosedState);
 
 impl Conn {
     fn send(&mut self, data: &[u8]) {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            super::trace::trace_out_proto(&self.shared.log_prefix(), data);
+        }
         if self.shared.out.append(data).is_ok() {
             // Not through the batch: protocol replies (PONG, +OK, -ERR) are
             // not message deliveries and do not count as activity
@@ -351,11 +364,30 @@ impl Conn {
         }
     }
 
+    /// Sends a protocol line that ends or warns the connection (flushed by
+    /// the writer, not counted as a reply), traced under `-V`.
+    fn send_proto(&self, data: &[u8]) {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            super::trace::trace_out_proto(&self.shared.log_prefix(), data);
+        }
+        let _ = self.shared.out.send(data);
+    }
+
     fn now_ns(&self) -> u64 {
         self.srv.start_instant.elapsed().as_nanos() as u64
     }
 
+    /// Takes the permissions a config reload assigned to this user
+    /// (reload.go reloadAuthorization re-registers them on every client).
+    fn take_reloaded_perms(&mut self) {
+        if self.shared.perms_reloaded.swap(false, Ordering::AcqRel) {
+            self.perms = lock(&self.shared.reloaded_perms).clone();
+            self.pub_cache.clear();
+        }
+    }
+
     fn handle_sub(&mut self, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        self.take_reloaded_perms();
         let (Ok(subject), Ok(queue)) = (
             std::str::from_utf8(subject),
             queue.map(std::str::from_utf8).transpose(),
@@ -452,6 +484,7 @@ impl Conn {
     }
 
     fn handle_pub(&mut self, p: PubArgs<'_>, _headers: bool) -> Result<(), Close> {
+        self.take_reloaded_perms();
         self.batch_in_msgs += 1;
         self.batch_in_bytes += p.payload.len() as u64;
         let Ok(subject) = std::str::from_utf8(p.subject) else {

@@ -379,6 +379,11 @@ pub fn deliver_local(
         .append_with(hint, |b| encode::write_client_msg(b, &d, headers))
     {
         Ok(_) => {
+            if tracing::enabled!(tracing::Level::TRACE) {
+                let mut line = Vec::new();
+                encode::write_client_msg(&mut line, &d, headers);
+                super::trace::trace_out_msg(&client.log_prefix(), &line);
+            }
             let body = if msg.hdr_len > 0 && !headers {
                 msg.payload.len() - msg.hdr_len
             } else {

@@ -9,6 +9,7 @@ pub mod io;
 pub mod outbound;
 pub mod route;
 pub mod scion;
+pub mod trace;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -25,7 +25,7 @@ impl Conn {
                 go_quote(&user)
             );
         }
-        let _ = self.shared.out.send(encode::ERR_AUTH_VIOLATION);
+        self.send_proto(encode::ERR_AUTH_VIOLATION);
         Close(ClosedState::AuthenticationViolation)
     }
 
@@ -34,6 +34,10 @@ impl Conn {
         self.awaiting_auth = false;
         self.perms = r.perms.map(Arc::new);
         self.pub_cache.clear();
+        // A later reload re-checks these credentials; a reload result
+        // computed for an earlier CONNECT no longer applies.
+        self.shared.perms_reloaded.store(false, Ordering::Release);
+        *lock(&self.shared.auth_connect) = Some(self.connect.clone());
         // Replace (or clear) the delivery-time deny filter: a re-CONNECT may
         // switch to a user without subscribe permissions.
         *lock(&self.shared.sub_deny) = self
@@ -120,11 +124,11 @@ impl Conn {
         }
         let proto = self.connect.protocol;
         if !(0..=1).contains(&proto) {
-            let _ = self.shared.out.send(encode::ERR_BAD_PROTOCOL);
+            self.send_proto(encode::ERR_BAD_PROTOCOL);
             return Err(Close(ClosedState::BadClientProtocolVersion));
         }
         if self.connect.no_responders && !self.connect.headers {
-            let _ = self.shared.out.send(encode::ERR_NO_RESPONDERS_HEADERS);
+            self.send_proto(encode::ERR_NO_RESPONDERS_HEADERS);
             return Err(Close(ClosedState::NoRespondersRequiresHeaders));
         }
         self.shared

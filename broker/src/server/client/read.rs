@@ -12,7 +12,7 @@ use super::ping::{first_ping_delay, ping_skip, PingSkip};
 use super::{Close, Conn};
 use crate::proto::{encode, parse_op, ConnKind, Op, ParseError, Step};
 use crate::server::closed::ClosedState;
-use crate::server::lock;
+use crate::server::{lock, trace};
 
 /// Initial read buffer; grows to [`MAX_READ_BUF`] under load like
 /// nats-server's dynamic read buffer (`startBufSize` .. `maxBufSize`).
@@ -93,17 +93,17 @@ impl Conn {
                     }
                     if self.pings_out + 1 > opts.ping_max {
                         debug!("{} - Stale Client Connection - Closing", self.shared.log_prefix());
-                        let _ = self.shared.out.send(encode::ERR_STALE);
+                        self.send_proto(encode::ERR_STALE);
                         return ClosedState::StaleConnection;
                     }
                     self.pings_out += 1;
                     self.clock.rtt_start = Some(now);
                     last_ping_sent = Some(Instant::now());
-                    let _ = self.shared.out.send(encode::PING);
+                    self.send_proto(encode::PING);
                 }
                 _ = &mut auth_deadline, if self.awaiting_auth && !self.connected => {
                     error!("{} - Authentication Timeout", self.shared.log_prefix());
-                    let _ = self.shared.out.send(encode::ERR_AUTH_TIMEOUT);
+                    self.send_proto(encode::ERR_AUTH_TIMEOUT);
                     return ClosedState::AuthenticationTimeout;
                 }
             }
@@ -157,6 +157,9 @@ impl Conn {
             }
             match parse_op(buf, ConnKind::Client, &self.limits) {
                 Ok(Step::Op { op, consumed }) => {
+                    if tracing::enabled!(tracing::Level::TRACE) {
+                        trace::trace_in(&self.shared.log_prefix(), &buf[..consumed]);
+                    }
                     pos += consumed;
                     if let Err(c) = self.handle(op) {
                         break Err(c);
@@ -182,7 +185,7 @@ impl Conn {
 
     fn parse_error(&mut self, e: ParseError, buf: &[u8]) -> Close {
         if let Some(line) = e.err_line() {
-            let _ = self.shared.out.send(line);
+            self.send_proto(line);
         }
         let snip = String::from_utf8_lossy(&buf[..buf.len().min(32)]).to_string();
         match e {

@@ -1,0 +1,221 @@
+//! Protocol tracing for `-V` / `-DV` / `trace: true`, in nats-server's
+//! words: `<<- [PUB foo 5]`, `<<- MSG_PAYLOAD: ["hello"]`, `->> [PONG]`,
+//! `->> [MSG foo 1 5]` (client.go traceInOp / traceOutOp / traceMsg, which
+//! format the op and its argument as a Go slice, hence the brackets).
+//!
+//! Callers check `tracing::enabled!(Level::TRACE)` first, so none of this
+//! runs, and nothing is allocated, unless tracing is on.
+
+use tracing::trace;
+
+/// Logs one inbound operation of a client connection. `raw` is the whole
+/// operation as the parser consumed it (control line, and for PUB/HPUB the
+/// payload and its CRLF).
+pub fn trace_in(prefix: &str, raw: &[u8]) {
+    let Some((name, arg, payload)) = split_op(raw) else {
+        return;
+    };
+    match arg {
+        Some(arg) if name == "CONNECT" => {
+            trace!("{prefix} - <<- [{name} {}]", redact_pass(arg))
+        }
+        Some(arg) => trace!("{prefix} - <<- [{name} {}]", String::from_utf8_lossy(arg)),
+        None => trace!("{prefix} - <<- [{name}]"),
+    }
+    if let Some(p) = payload {
+        trace!("{prefix} - <<- MSG_PAYLOAD: [{}]", go_quote_bytes(p));
+    }
+}
+
+/// Logs one outbound protocol reply (`PONG`, `PING`, `+OK`, `-ERR '…'`)
+/// as nats-server's sendPong / sendPing / sendOK / sendErr trace it.
+pub fn trace_out_proto(prefix: &str, data: &[u8]) {
+    let line = first_line(data);
+    if let Some(err) = line.strip_prefix(b"-ERR ") {
+        // sendErr traces the text without the quotes it sends.
+        let text = err
+            .strip_prefix(b"'")
+            .and_then(|t| t.strip_suffix(b"'"))
+            .unwrap_or(err);
+        trace!("{prefix} - ->> [-ERR {}]", String::from_utf8_lossy(text));
+    } else if line == b"+OK" {
+        trace!("{prefix} - ->> [OK]");
+    } else if line == b"PING" || line == b"PONG" {
+        trace!("{prefix} - ->> [{}]", String::from_utf8_lossy(line));
+    }
+}
+
+/// Logs a message delivered to a client: the MSG/HMSG control line without
+/// its CRLF (client.go deliverMsg traces `mh`).
+pub fn trace_out_msg(prefix: &str, encoded: &[u8]) {
+    trace!(
+        "{prefix} - ->> [{}]",
+        String::from_utf8_lossy(first_line(encoded))
+    );
+}
+
+fn first_line(data: &[u8]) -> &[u8] {
+    let end = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    let line = &data[..end];
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// An inbound operation taken apart for its trace lines.
+type TracedOp<'a> = (String, Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Splits an operation into its upper-case name, its argument (after the
+/// separating spaces/tabs, as parser.go slices `arg`) and, for PUB/HPUB,
+/// the payload without its CRLF.
+fn split_op(raw: &[u8]) -> Option<TracedOp<'_>> {
+    let line_end = raw.iter().position(|&b| b == b'\n')?;
+    let line = &raw[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let name_end = line
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(line.len());
+    let name = String::from_utf8_lossy(&line[..name_end]).to_ascii_uppercase();
+    let rest = &line[name_end..];
+    let skip = rest
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(rest.len());
+    let arg = &rest[skip..];
+    let arg = (!arg.is_empty()).then_some(arg);
+    let payload = if name == "PUB" || name == "HPUB" {
+        let body = &raw[line_end + 1..];
+        Some(body.strip_suffix(b"\r\n").unwrap_or(body))
+    } else {
+        None
+    };
+    Some((name, arg, payload))
+}
+
+/// Replaces the first password value in a CONNECT argument with
+/// `[REDACTED]` (client.go removePassFromTrace: the first match of
+/// `"?\s*pass\S*?"?\s*[:=]\s*"?(([^",\r\n}])*)`).
+fn redact_pass(arg: &[u8]) -> String {
+    let s = String::from_utf8_lossy(arg);
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(off) = s[i..].find("pass") {
+        let at = i + off;
+        // `pass\S*?"?` then optional spaces, then ':' or '='.
+        let mut j = at + 4;
+        let mut found = None;
+        loop {
+            let mut k = j;
+            if k < b.len() && b[k] == b'"' {
+                k += 1;
+            }
+            while k < b.len() && b[k].is_ascii_whitespace() {
+                k += 1;
+            }
+            if k < b.len() && (b[k] == b':' || b[k] == b'=') {
+                found = Some(k + 1);
+                break;
+            }
+            if j >= b.len() || b[j].is_ascii_whitespace() {
+                break;
+            }
+            j += 1;
+        }
+        if let Some(mut v) = found {
+            while v < b.len() && b[v].is_ascii_whitespace() {
+                v += 1;
+            }
+            if v < b.len() && b[v] == b'"' {
+                v += 1;
+            }
+            let end = b[v..]
+                .iter()
+                .position(|&c| matches!(c, b'"' | b',' | b'\r' | b'\n' | b'}'))
+                .map_or(b.len(), |p| v + p);
+            return format!("{}[REDACTED]{}", &s[..v], &s[end..]);
+        }
+        i = at + 4;
+    }
+    s.into_owned()
+}
+
+/// Go's `%q` of a byte slice (strconv.Quote of the bytes as a string):
+/// printable text as is, the usual backslash escapes, `\x..` for bytes
+/// that are not UTF-8 and for control bytes, `\u....` for non-printable
+/// runes.
+pub fn go_quote_bytes(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len() + 2);
+    out.push('"');
+    for chunk in data.utf8_chunks() {
+        for ch in chunk.valid().chars() {
+            match ch {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\u{7}' => out.push_str("\\a"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{b}' => out.push_str("\\v"),
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                    out.push_str(&format!("\\x{:02x}", c as u32));
+                }
+                c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for &byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_split_like_the_go_parser() {
+        let (n, a, p) = split_op(b"pub foo  5\r\nhello\r\n").unwrap();
+        assert_eq!(n, "PUB");
+        assert_eq!(a, Some(&b"foo  5"[..]));
+        assert_eq!(p, Some(&b"hello"[..]));
+        let (n, a, p) = split_op(b"PING\r\n").unwrap();
+        assert_eq!((n.as_str(), a, p), ("PING", None, None));
+        let (n, a, _) = split_op(b"SUB\tfoo q 1\n").unwrap();
+        assert_eq!((n.as_str(), a), ("SUB", Some(&b"foo q 1"[..])));
+        assert!(split_op(b"PUB foo").is_none());
+    }
+
+    #[test]
+    fn passwords_are_redacted_once() {
+        assert_eq!(
+            redact_pass(br#"{"user":"a","pass":"s3cret","name":"x"}"#),
+            r#"{"user":"a","pass":"[REDACTED]","name":"x"}"#
+        );
+        assert_eq!(
+            redact_pass(br#"{"password": "p w"}"#),
+            r#"{"password": "[REDACTED]"}"#
+        );
+        assert_eq!(redact_pass(br#"{"verbose":false}"#), r#"{"verbose":false}"#);
+        // Only the first match, like removePassFromTrace's `break`.
+        assert_eq!(
+            redact_pass(br#"{"pass":"a","pass":"b"}"#),
+            r#"{"pass":"[REDACTED]","pass":"b"}"#
+        );
+    }
+
+    #[test]
+    fn payloads_quote_like_go() {
+        assert_eq!(go_quote_bytes(b"hello"), r#""hello""#);
+        assert_eq!(go_quote_bytes(b"a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(
+            go_quote_bytes(b"\x07\x08\x0c\n\r\t\x0b\x01\x7f"),
+            r#""\a\b\f\n\r\t\v\x01\x7f""#
+        );
+        assert_eq!(go_quote_bytes(b"\xff\xfeok"), r#""\xff\xfeok""#);
+        assert_eq!(go_quote_bytes("é\u{85}".as_bytes()), "\"é\\u0085\"");
+    }
+}

@@ -1,0 +1,116 @@
+//! `-V` protocol tracing in nats-server's words. The same byte script goes
+//! to our broker and to Debian's nats-server 2.9.10, both started with
+//! `-V -l FILE`; the `<<- …` / `->> …` parts of their trace lines must be
+//! the same, in the same order.
+
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::{nats_server_bin, scratch_dir, Raw};
+
+const OURS: &str = env!("CARGO_BIN_EXE_broker");
+const BOUND: Duration = Duration::from_secs(10);
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `log` (bounded) until a line satisfies `pred`; returns the file.
+fn wait_log(log: &Path, pred: impl Fn(&str) -> bool) -> String {
+    let end = Instant::now() + BOUND;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().any(&pred) {
+            return text;
+        }
+        assert!(
+            Instant::now() < end,
+            "log {log:?} never matched; it has:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `bin -a 127.0.0.1 -p -1 -V -l LOG` and returns it with its
+/// client address, read from the "Listening for client connections" line.
+fn start(bin: &Path, dir: &Path) -> (Proc, std::net::SocketAddr, PathBuf) {
+    let log = dir.join(format!(
+        "{}.log",
+        bin.file_name().unwrap().to_string_lossy()
+    ));
+    let child = Command::new(bin)
+        .args(["-a", "127.0.0.1", "-p", "-1", "-V", "-l"])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let p = Proc(child);
+    let text = wait_log(&log, |l| l.contains("Server is ready"));
+    const KEY: &str = "Listening for client connections on ";
+    let addr = text
+        .lines()
+        .find_map(|l| l.find(KEY).map(|i| l[i + KEY.len()..].trim().to_string()))
+        .and_then(|a| a.parse().ok())
+        .expect("listen address in log");
+    (p, addr, log)
+}
+
+/// The trace parts (`<<- …`, `->> …`) of the log, in order.
+fn trace_parts(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.contains("[TRC]"))
+        .filter_map(|l| {
+            let i = l.find(" - <<- ").or_else(|| l.find(" - ->> "))?;
+            Some(l[i + 3..].to_string())
+        })
+        .collect()
+}
+
+async fn run_script(bin: &Path) -> Vec<String> {
+    let dir = scratch_dir("trace");
+    let (_p, addr, log) = start(bin, &dir);
+    let mut c = Raw::connect(addr).await;
+    c.send(
+        b"CONNECT {\"verbose\":true,\"pedantic\":false,\"user\":\"u\",\"pass\":\"s3cret\",\"name\":\"t\"}\r\n\
+          SUB foo 1\r\nsub  bar\tq 2\r\nPUB foo 5\r\nhello\r\nPUB bar r 2\r\n\x01\xff\r\n\
+          UNSUB 2 1\r\nPING\r\n",
+    )
+    .await;
+    c.read_pongs(1).await;
+    c.send(b"FOO bar\r\n").await;
+    let _ = c.read_to_close(BOUND).await;
+    let text = wait_log(&log, |l| l.contains("->> [-ERR"));
+    let _ = std::fs::remove_dir_all(&dir);
+    trace_parts(&text)
+}
+
+#[tokio::test]
+async fn verbose_trace_matches_nats_server() {
+    let ours = run_script(Path::new(OURS)).await;
+    // The password never reaches the log.
+    assert!(ours.iter().all(|l| !l.contains("s3cret")), "{ours:#?}");
+    assert!(
+        ours.iter().any(|l| l.contains("\"pass\":\"[REDACTED]\"")),
+        "{ours:#?}"
+    );
+    assert!(ours.contains(&"<<- MSG_PAYLOAD: [\"\\x01\\xff\"]".to_string()));
+    let Some(theirs_bin) = nats_server_bin() else {
+        if std::env::var_os("NATS_SCION_REQUIRE_PEERS").is_some() {
+            panic!("nats-server not installed but NATS_SCION_REQUIRE_PEERS is set");
+        }
+        eprintln!("nats-server not installed: compared nothing");
+        return;
+    };
+    let theirs = run_script(&theirs_bin).await;
+    assert_eq!(ours, theirs, "ours:\n{ours:#?}\ntheirs:\n{theirs:#?}");
+}
