@@ -173,3 +173,152 @@ fn sigusr1_without_log_file_is_not_fatal() {
     assert!(read_until(&mut c, "PONG").contains("PONG"));
     assert!(p.alive());
 }
+
+/// Connects, reads INFO, sends CONNECT with these credentials and waits
+/// for the PONG.
+fn client(port: u16, user: &str, pass: &str) -> TcpStream {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    read_until(&mut c, "\r\n");
+    c.write_all(
+        format!(
+            "CONNECT {{\"user\":\"{user}\",\"pass\":\"{pass}\",\"verbose\":false}}\r\nPING\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert!(read_until(&mut c, "PONG").contains("PONG"));
+    c
+}
+
+/// A reload that removes user `b`, changes `c`'s password and narrows
+/// user `a`'s permissions: `b` is closed without a word (reload.go
+/// clientHasMovedToDifferentAccount), `c` gets Authorization Violation,
+/// `a` loses the `foo`
+/// subscription (with an -ERR naming subject and sid) and the publish
+/// permission for `baz`, keeps `bar` (reload.go reloadAuthorization,
+/// client.go processSubsOnConfigReload). Returns what `a` and `b` saw.
+/// `b` holds "what b saw|what c saw" (both read until EOF or timeout).
+fn auth_reload_scenario(bin: &str) -> (String, String, String) {
+    let dir = tmpdir(&format!("auth-{}", bin.len()));
+    let conf = dir.join("s.conf");
+    let log = dir.join("s.log");
+    let port = free_port();
+    let head = format!(
+        "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\n",
+        log.display()
+    );
+    std::fs::write(
+        &conf,
+        format!(
+            "{head}authorization {{ users [\n\
+             {{user: a, password: a, permissions: {{subscribe: [foo, bar]}}}}\n\
+             {{user: b, password: b}}\n\
+             {{user: c, password: c}}\n] }}\n"
+        ),
+    )
+    .unwrap();
+    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    wait_file(&log, "Server is ready", 0);
+    let mut a = client(port, "a", "a");
+    a.write_all(b"SUB foo 1\r\nSUB bar 2\r\nPING\r\n").unwrap();
+    assert!(read_until(&mut a, "PONG").contains("PONG"));
+    let mut b = client(port, "b", "b");
+    let mut c = client(port, "c", "c");
+    std::fs::write(
+        &conf,
+        format!(
+            "{head}authorization {{ users [\n\
+             {{user: a, password: a, permissions: {{subscribe: [bar], publish: [bar]}}}}\n\
+             {{user: c, password: c2}}\n] }}\n"
+        ),
+    )
+    .unwrap();
+    let mark = std::fs::metadata(&log).unwrap().len() as usize;
+    p.signal(libc::SIGHUP);
+    let text = wait_file(&log, "Reloaded server configuration", mark);
+    let b_saw = read_until(&mut b, "Authorization Violation");
+    let c_saw = read_until(&mut c, "Authorization Violation");
+    let mut a_saw = read_until(&mut a, "(sid \"1\")");
+    a.write_all(b"PUB baz 1\r\nx\r\nPUB bar 1\r\ny\r\nPING\r\n")
+        .unwrap();
+    a_saw.push_str(&read_until(&mut a, "PONG"));
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+    let _ = std::fs::remove_dir_all(dir);
+    (a_saw, b_saw + "|" + &c_saw, text[mark..].to_string())
+}
+
+fn check_auth_reload(bin: &str) {
+    let (a, b, log) = auth_reload_scenario(bin);
+    assert!(
+        b.contains("-ERR 'Authorization Violation'"),
+        "{bin}: b saw {b:?}"
+    );
+    assert!(
+        a.contains("-ERR 'Permissions Violation for Subscription to \"foo\" (sid \"1\")'"),
+        "{bin}: a saw {a:?}"
+    );
+    assert!(
+        a.contains("-ERR 'Permissions Violation for Publish to \"baz\"'"),
+        "{bin}: a saw {a:?}"
+    );
+    // The kept subscription still delivers.
+    assert!(a.contains("MSG bar 2 1\r\ny\r\n"), "{bin}: a saw {a:?}");
+    assert!(
+        log.contains("Removed sub \"foo\" (sid \"1\") for User \"a\" - not authorized"),
+        "{bin}: {log}"
+    );
+}
+
+#[test]
+fn sighup_authorization_change_rechecks_existing_clients_like_nats_server() {
+    check_auth_reload(BIN);
+    if nats_available() {
+        check_auth_reload(NATS);
+    }
+}
+
+#[test]
+fn sighup_refuses_route_changes_by_name_and_applies_log_levels() {
+    let dir = tmpdir("routes");
+    let conf = dir.join("s.conf");
+    let log = dir.join("s.log");
+    let port = free_port();
+    let cport = free_port();
+    let head = format!(
+        "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\ncluster {{ listen: 127.0.0.1:{cport}\n",
+        log.display()
+    );
+    std::fs::write(&conf, format!("{head}}}\n")).unwrap();
+    let mut p = Proc::spawn(BIN, &["-c", conf.to_str().unwrap()]);
+    wait_file(&log, "Server is ready", 0);
+    std::fs::write(
+        &conf,
+        format!("{head}routes: [\"nats-route://127.0.0.1:1\"]\n}}\n"),
+    )
+    .unwrap();
+    let mark = std::fs::metadata(&log).unwrap().len() as usize;
+    p.signal(libc::SIGHUP);
+    let text = wait_file(&log, "Failed to reload server configuration", mark);
+    let tail = &text[mark..];
+    assert!(
+        tail.contains("config reload not supported for cluster routes"),
+        "{tail}"
+    );
+    assert!(
+        !tail.contains("ScionOpts") && !tail.contains("Some("),
+        "{tail}"
+    );
+    assert!(!tail.contains("Reloaded server configuration"), "{tail}");
+    // debug: true is applied: a new connection is logged at [DBG].
+    std::fs::write(&conf, format!("debug: true\n{head}}}\n")).unwrap();
+    let mark = std::fs::metadata(&log).unwrap().len() as usize;
+    p.signal(libc::SIGHUP);
+    wait_file(&log, "Reloaded server configuration", mark);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    read_until(&mut c, "\r\n");
+    wait_file(&log, "[DBG]", mark);
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+    let _ = std::fs::remove_dir_all(dir);
+}

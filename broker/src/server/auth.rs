@@ -82,6 +82,12 @@ impl AuthConfig {
         })
     }
 
+    /// Whether `users` has this user (single `user`/`password` is not in
+    /// it, as in nats-server's `s.users`).
+    pub fn has_user(&self, name: &str) -> bool {
+        self.users.contains_key(name)
+    }
+
     /// Checks a CONNECT. `None` = Authorization Violation.
     pub fn check(&self, c: &ConnectInfo) -> Option<AuthResult> {
         if !self.expects_connect() {
@@ -493,6 +499,109 @@ pub fn go_quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// After a config reload changed authorization: re-checks every client
+/// connection against the new settings (reload.go reloadAuthorization).
+/// A client whose credentials no longer pass gets `-ERR 'Authorization
+/// Violation'` and is closed (client.go authViolation); the others get the
+/// new user permissions, and subscriptions those no longer allow are
+/// removed with a `-ERR` naming subject and sid (client.go
+/// processSubsOnConfigReload). Clients that have not sent CONNECT yet are
+/// checked at CONNECT against the new settings.
+pub fn recheck_clients_after_reload(srv: &crate::server::ServerState) {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    use crate::proto::{encode, ConnKind};
+    use crate::server::{lock, ClosedState};
+
+    let auth = srv.auth();
+    let clients: Vec<_> = lock(&srv.clients)
+        .values()
+        .filter(|c| c.kind == ConnKind::Client)
+        .cloned()
+        .collect();
+    for c in clients {
+        let Some(connect) = lock(&c.auth_connect).clone() else {
+            continue;
+        };
+        // reload.go clientHasMovedToDifferentAccount: a client that named a
+        // user no longer in `users` (also any named user under a single
+        // user/password config) is closed as "Client Closed", without -ERR.
+        if connect
+            .user
+            .as_deref()
+            .is_some_and(|u| !u.is_empty() && !auth.has_user(u))
+        {
+            c.out.close(ClosedState::ClientClosed);
+            continue;
+        }
+        let Some(r) = auth.check(&connect) else {
+            let user = connect.user.clone().unwrap_or_default();
+            if user.is_empty() {
+                tracing::error!("{} - authentication error", c.log_prefix());
+            } else {
+                tracing::error!(
+                    "{} - authentication error - User {}",
+                    c.log_prefix(),
+                    go_quote(&user)
+                );
+            }
+            let _ = c.out.send(encode::ERR_AUTH_VIOLATION);
+            c.out.close(ClosedState::AuthenticationViolation);
+            continue;
+        };
+        let perms = r.perms.map(Arc::new);
+        *lock(&c.sub_deny) = perms.as_ref().filter(|p| p.subscribe.is_some()).cloned();
+        // client.go setPermissions: a fresh reply map per registration.
+        let tracker = perms
+            .as_ref()
+            .and_then(|p| p.responses)
+            .map(ReplyTracker::new);
+        c.track_replies.store(tracker.is_some(), Ordering::Release);
+        *lock(&c.replies) = tracker;
+        *lock(&c.reloaded_perms) = perms.clone();
+        c.perms_reloaded.store(true, Ordering::Release);
+        lock(&c.meta).user = r.user;
+        let Some(perms) = perms else {
+            continue;
+        };
+        let subs: Vec<_> = lock(&c.subs).values().cloned().collect();
+        let mut sent = false;
+        for sub in subs {
+            let can = perms.can_subscribe(&sub.subject, None)
+                || sub
+                    .queue
+                    .as_deref()
+                    .is_some_and(|q| perms.can_subscribe(&sub.subject, Some(q)));
+            if can {
+                continue;
+            }
+            crate::server::remove_sub_now(srv, &sub);
+            let sid = String::from_utf8_lossy(&sub.sid);
+            let text = format!(
+                "Permissions Violation for Subscription to {} (sid {})",
+                go_quote(&sub.subject),
+                go_quote(&sid)
+            );
+            let _ = c.out.append(&encode::err_line(&text));
+            sent = true;
+            let who = match connect.user.as_deref().filter(|u| !u.is_empty()) {
+                Some(u) => format!("User {}", go_quote(u)),
+                None => "User \"N/A\"".to_string(),
+            };
+            tracing::info!(
+                "Removed sub {} (sid {}) for {} - not authorized",
+                go_quote(&sub.subject),
+                go_quote(&sid),
+                who
+            );
+        }
+        if sent {
+            c.out.flush_signal();
+        }
+    }
 }
 
 #[cfg(test)]
