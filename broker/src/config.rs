@@ -580,6 +580,20 @@ impl Mapper {
                 ),
             );
         }
+        // `cluster { tls {...} }` is applied only to SCION/QUIC routes
+        // (server/scion.rs tls_for). Plain TCP routes would silently run in
+        // clear text while the operator believes they are authenticated and
+        // encrypted, so refuse the combination instead.
+        if o.cluster.tls.is_some() && uses_tcp_routes(o) {
+            let pos = at(self, "cluster.tls");
+            self.error_at(
+                &pos,
+                "tls",
+                "cluster tls is only supported on SCION route links; TCP routes \
+                 (a TCP cluster listen or nats-route://host:port route) would run \
+                 without TLS: remove \"tls\" or use SCION cluster addresses",
+            );
+        }
         if let Some(user) = o.no_auth_user.clone() {
             if !o.authorization.users.iter().any(|u| u.username == user) {
                 let pos = at(self, "no_auth_user");
@@ -591,6 +605,15 @@ impl Mapper {
             }
         }
     }
+}
+
+/// Whether the cluster has a plain TCP listener or a plain TCP route.
+pub fn uses_tcp_routes(o: &Options) -> bool {
+    matches!(o.cluster.listen, Some(ListenAddr::Tcp { .. }))
+        || o.cluster
+            .routes
+            .iter()
+            .any(|r| matches!(r.target, crate::options::RouteTarget::Tcp { .. }))
 }
 
 /// nats-server's `setBaselineOptions`: zero means "default" for these.

@@ -213,7 +213,6 @@ cluster {
   cluster_advertise: "10.0.0.1:6333"
   no_advertise: true
   connect_retries: 5
-  tls { cert_file: "c.pem", key_file: "k.pem", ca_file: "ca.pem", verify: true, timeout: 3 }
 }
 scion {
   path_preference: "latency, hops"
@@ -300,10 +299,7 @@ scion {
     assert_eq!(c.advertise.as_deref(), Some("10.0.0.1:6333"));
     assert!(c.no_advertise);
     assert_eq!(c.connect_retries, 5);
-    let tls = c.tls.as_ref().expect("tls");
-    assert_eq!(tls.cert_file, Some(PathBuf::from("c.pem")));
-    assert!(tls.verify);
-    assert_eq!(tls.timeout, Some(Duration::from_secs(3)));
+    assert_eq!(c.tls, None);
 
     let s = o.scion.expect("scion");
     assert_eq!(s.path_preference, vec!["latency", "hops"]);
@@ -317,6 +313,88 @@ scion {
     assert_eq!(s.flow_window, Some(8 * 1024 * 1024));
     // The variable definitions from the include are used, so not unknown fields.
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+/// `cluster { tls }` is mapped for SCION route links (the only ones that use it).
+#[test]
+fn cluster_tls_on_scion_routes_typed() {
+    let d = tmpdir();
+    let p = write(
+        &d,
+        "tls.conf",
+        "cluster {\n  name: c1\n  listen: \"nats://18-ffaa:1:10bf,127.0.0.1:4248\"\n  \
+         routes: [\"nats-route://[18-ffaa:1:10a0,127.0.0.1]:4248\"]\n  \
+         tls { cert_file: \"c.pem\", key_file: \"k.pem\", ca_file: \"ca.pem\", verify: true, timeout: 3 }\n}\n",
+    );
+    let l = config::load_file(&p).unwrap_or_else(|e| panic!("{e}"));
+    let tls = l.options.cluster.tls.expect("tls");
+    assert_eq!(tls.cert_file, Some(PathBuf::from("c.pem")));
+    assert_eq!(tls.ca_file, Some(PathBuf::from("ca.pem")));
+    assert!(tls.verify);
+    assert_eq!(tls.timeout, Some(Duration::from_secs(3)));
+}
+
+/// TLS is not implemented on TCP routes: `cluster { tls }` with a TCP listen
+/// or a TCP route must be refused (file:line:col of the `tls` key), never
+/// silently run in clear text; at start and under `-t` alike.
+#[test]
+fn cluster_tls_on_tcp_routes_is_an_error() {
+    let d = tmpdir();
+    let tls = "  tls { cert_file: \"c.pem\", key_file: \"k.pem\", ca_file: \"ca.pem\" }\n";
+    for (name, body) in [
+        ("listen", "  listen: 127.0.0.1:6222\n".to_string()),
+        ("hostport", "  host: 127.0.0.1\n  port: 6222\n".to_string()),
+        (
+            "route",
+            "  listen: \"nats://18-ffaa:1:10bf,127.0.0.1:4248\"\n  \
+             routes: [nats-route://127.0.0.1:6223]\n"
+                .to_string(),
+        ),
+    ] {
+        let text = format!("port: 4222\ncluster {{\n  name: c1\n{body}{tls}}}\n");
+        let line = text.lines().position(|l| l.starts_with("  tls")).unwrap() + 1;
+        let p = write(&d, &format!("{name}.conf"), &text);
+        let errs = invalid(config::check_config(&p).unwrap_err());
+        assert_eq!(errs.len(), 1, "{name}: {errs:?}");
+        let want = format!("{}:{line}:3: cluster tls is only supported", p.display());
+        assert!(errs[0].starts_with(&want), "{name}: {}", errs[0]);
+        // The binary refuses to start, naming the same position.
+        let stderr = broker_must_refuse(&["-c", &p.display().to_string(), "-p", "-1"]);
+        assert!(stderr.contains(&want), "{name}: {stderr}");
+    }
+}
+
+/// Runs the broker binary, which must exit with failure within 10 s (a
+/// server that starts is killed and fails the test); returns its stderr.
+fn broker_must_refuse(args: &[&str]) -> String {
+    use std::io::Read;
+    let mut child = Proc::new(env!("CARGO_BIN_EXE_broker"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run broker");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait broker") {
+            break Some(st);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    match status {
+        Some(st) => assert!(!st.success(), "broker {args:?} exited 0: {stderr}"),
+        None => panic!("broker {args:?} started instead of refusing: {stderr}"),
+    }
+    stderr
 }
 
 #[test]

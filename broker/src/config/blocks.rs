@@ -356,7 +356,10 @@ pub(super) fn cluster(m: &mut Mapper, o: &mut Options, e: &Entry) {
                 }
                 o.cluster.routes = routes;
             }
-            "tls" => o.cluster.tls = tls(m, f),
+            "tls" => {
+                m.seen.push(("cluster.tls", f.key_pos.clone()));
+                o.cluster.tls = tls(m, f);
+            }
             "cluster_advertise" | "advertise" => o.cluster.advertise = m.string(f),
             "no_advertise" => o.cluster.no_advertise = m.boolean(f).unwrap_or(false),
             "connect_retries" => {
