@@ -3,26 +3,35 @@
 //! The proxy listens on a local TCP port and carries each accepted TCP
 //! connection over its own path-aware QUIC/SCION connection to the broker's
 //! SCION client listener, copying bytes both ways. The NATS protocol passes
-//! through untouched, so clients, tools and `nats bench` work as against
-//! nats-server.
+//! through untouched (INFO too, unless its `connect_urls` name SCION
+//! listeners the TCP client could not dial), so clients, tools and
+//! `nats bench` work as against nats-server.
 //!
 //! ```text
 //! broker proxy --listen 127.0.0.1:4222 --upstream 'nats://18-ffaa:1:10bf,127.0.0.1:31022' \
-//!              --local 18-ffaa:1:10a0,127.0.0.1:0
+//!              --ca ca.pem
 //! ```
+//!
+//! The link is always encrypted (QUIC/TLS 1.3). The broker's certificate is
+//! verified only with `--ca`; without it the proxy says so at start, like the
+//! broker does for unverified SCION routes.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use scion_transport::address::{parse_nats_url, ScionAddr};
+use scion_transport::daemon::{resolve_daemon_address, DaemonClient};
 use scion_transport::path::SelectorConfig;
-use scion_transport::quic::{ScionEndpoint, TlsConfig, TransportConfig};
+use scion_transport::quic::{
+    ConnectError, ScionEndpoint, TlsConfig, TransportConfig, DEFAULT_ALPN,
+};
+use scion_transport::topology::LocalTopology;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, error, info, warn};
 
-use crate::server::scion::connect_client_stream;
+use crate::server::scion::SERVER_NAME;
 
 /// What the proxy needs.
 #[derive(Debug, Clone)]
@@ -36,24 +45,60 @@ pub struct ProxyConfig {
     pub path_preference: Option<String>,
 }
 
+/// How the proxy authenticates the broker. The default (no CA) encrypts but
+/// accepts any certificate, and logs a warning saying so.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyTls {
+    /// PEM bundle of the CA(s) the broker's certificate must chain to.
+    pub ca: Option<PathBuf>,
+    /// Name the broker's certificate must carry (SAN); default
+    /// [`SERVER_NAME`], the name the broker dials its own SCION links with.
+    pub server_name: Option<String>,
+}
+
+/// The command line of `broker proxy`, before the local address is resolved.
+#[derive(Debug, Clone)]
+pub struct ProxyArgs {
+    pub listen: SocketAddr,
+    pub upstream: ScionAddr,
+    /// `None`: the ISD-AS from the SCION daemon, the IP from [`default_local_ip`].
+    pub local: Option<ScionAddr>,
+    pub daemon: Option<String>,
+    pub topology: Option<PathBuf>,
+    pub path_preference: Option<String>,
+    pub tls: ProxyTls,
+}
+
 /// Errors of the proxy command line and start.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    /// `-h`/`--help`: not a failure; the caller prints [`PROXY_USAGE`].
+    #[error("{}", PROXY_USAGE)]
+    Help,
     #[error("proxy: {0}")]
     Usage(String),
+    #[error("proxy: --ca {path}: {reason}")]
+    Ca { path: String, reason: String },
+    #[error("proxy: local SCION address: {0}")]
+    Local(String),
     #[error("proxy: {0}")]
     Start(String),
 }
 
 pub const PROXY_USAGE: &str = "\
-Usage: broker proxy --listen <host:port> --upstream <nats://ISD-AS,IP:port> --local <ISD-AS,IP[:port]>
+Usage: broker proxy --listen <host:port> --upstream <nats://ISD-AS,IP:port>
+                    [--local <ISD-AS,IP[:port]>] [--ca <ca.pem>] [--server-name <name>]
                     [--daemon <host:port>] [--topology <topology.json>] [--path_preference <list>]
 
 Carries TCP NATS connections to a broker's SCION client listener over path-aware QUIC/SCION.
   --listen           local TCP address NATS clients connect to (e.g. 127.0.0.1:4222)
   --upstream         the broker's SCION client listener, any form: nats://ISD-AS,IP:port,
                      [ISD-AS,IP]:port, ISD-AS,IP:port
-  --local            this host's SCION address; its ISD-AS must be the daemon's AS
+  --local            this host's SCION address (default: the daemon's ISD-AS and the IP
+                     this host uses toward its AS's border router, or toward the daemon)
+  --ca               PEM CA bundle: verify the broker's certificate (without it the link is
+                     encrypted but the broker is not authenticated)
+  --server-name      name the broker's certificate must carry (default: nats-scion)
   --daemon           SCION daemon (default: $SCION_DAEMON_ADDRESS or 127.0.0.1:30255)
   --topology         the local AS's topology.json (dispatched port range, MTU)
   --path_preference  e.g. \"latency\" or \"bandwidth,latency\"
@@ -65,9 +110,6 @@ fn parse_scion(flag: &str, v: &str) -> Result<ScionAddr, ProxyError> {
             .map(|u| u.addr)
             .map_err(|e| ProxyError::Usage(format!("{flag} {v:?}: {e}")));
     }
-    if let Ok(a) = v.parse::<ScionAddr>() {
-        return Ok(a);
-    }
     // "ISD-AS,IP" without a port: port 0.
     v.parse::<ScionAddr>()
         .or_else(|_| format!("{v}:0").parse::<ScionAddr>())
@@ -75,13 +117,14 @@ fn parse_scion(flag: &str, v: &str) -> Result<ScionAddr, ProxyError> {
 }
 
 /// Parses the arguments after `proxy`.
-pub fn parse_args(args: &[String]) -> Result<ProxyConfig, ProxyError> {
+pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
     let mut listen = None;
     let mut upstream = None;
     let mut local = None;
     let mut daemon = None;
     let mut topology = None;
     let mut pref = None;
+    let mut tls = ProxyTls::default();
     let mut i = 0;
     while i < args.len() {
         let a = args[i].trim_start_matches('-');
@@ -90,7 +133,7 @@ pub fn parse_args(args: &[String]) -> Result<ProxyConfig, ProxyError> {
             None => (a.to_string(), None),
         };
         if name == "h" || name == "help" {
-            return Err(ProxyError::Usage(PROXY_USAGE.to_string()));
+            return Err(ProxyError::Help);
         }
         let value = match inline {
             Some(v) => v,
@@ -113,6 +156,13 @@ pub fn parse_args(args: &[String]) -> Result<ProxyConfig, ProxyError> {
             "local" => local = Some(parse_scion("--local", &value)?),
             "daemon" => daemon = Some(value),
             "topology" => topology = Some(PathBuf::from(value)),
+            "ca" | "tlscacert" => tls.ca = Some(PathBuf::from(value)),
+            "server-name" | "server_name" => {
+                if value.is_empty() {
+                    return Err(ProxyError::Usage("--server-name must not be empty".into()));
+                }
+                tls.server_name = Some(value)
+            }
             "path_preference" => {
                 value
                     .parse::<scion_transport::path::PathPreference>()
@@ -127,23 +177,211 @@ pub fn parse_args(args: &[String]) -> Result<ProxyConfig, ProxyError> {
         }
         i += 1;
     }
-    Ok(ProxyConfig {
+    Ok(ProxyArgs {
         listen: listen
             .ok_or_else(|| ProxyError::Usage(format!("--listen is required\n{PROXY_USAGE}")))?,
         upstream: upstream
             .ok_or_else(|| ProxyError::Usage(format!("--upstream is required\n{PROXY_USAGE}")))?,
-        local: local
-            .ok_or_else(|| ProxyError::Usage(format!("--local is required\n{PROXY_USAGE}")))?,
+        local,
         daemon,
         topology,
         path_preference: pref,
+        tls,
     })
 }
 
-/// A running proxy.
+impl ProxyArgs {
+    /// Fills in the local SCION address (see [`resolve_local`]).
+    pub async fn into_config(self) -> Result<(ProxyConfig, ProxyTls), ProxyError> {
+        let local = match self.local {
+            Some(l) => l,
+            None => resolve_local(self.daemon.as_deref(), self.topology.as_deref()).await?,
+        };
+        Ok((
+            ProxyConfig {
+                listen: self.listen,
+                upstream: self.upstream,
+                local,
+                daemon: self.daemon,
+                topology: self.topology,
+                path_preference: self.path_preference,
+            },
+            self.tls,
+        ))
+    }
+}
+
+/// Our SCION address when none is given: the ISD-AS the daemon serves, and
+/// [`default_local_ip`], port 0.
+pub async fn resolve_local(
+    daemon: Option<&str>,
+    topology: Option<&Path>,
+) -> Result<ScionAddr, ProxyError> {
+    let addr = resolve_daemon_address(daemon);
+    let d = DaemonClient::connect(&addr)
+        .await
+        .map_err(|e| ProxyError::Local(format!("{e} (pass --local ISD-AS,IP)")))?;
+    let ia = d
+        .local_as()
+        .await
+        .map_err(|e| ProxyError::Local(format!("{e} (pass --local ISD-AS,IP)")))?
+        .ia;
+    let topo = match topology {
+        Some(p) => Some(LocalTopology::load(p).map_err(|e| ProxyError::Local(e.to_string()))?),
+        None => None,
+    };
+    let router = topo
+        .as_ref()
+        .and_then(|t| t.border_routers.first())
+        .map(|r| r.internal_addr.ip());
+    let daemon_ip = daemon_host_ip(&addr);
+    let ip = default_local_ip(router, daemon_ip).map_err(ProxyError::Local)?;
+    Ok(ScionAddr { ia, ip, port: 0 })
+}
+
+fn daemon_host_ip(addr: &str) -> Option<IpAddr> {
+    let hostport = addr.split_once("://").map_or(addr, |(_, r)| r);
+    let hostport = hostport.trim_end_matches('/');
+    if let Ok(sa) = hostport.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .ok()?
+        .next()
+        .map(|s| s.ip())
+}
+
+/// The IP SCION packets should carry as our host address. The border router
+/// delivers inbound packets to it over the AS's internal network, so it must
+/// be the address this host uses toward the router (from topology.json); the
+/// SCION daemon runs inside the AS too and is the next best reference. The
+/// broker's own endpoint takes the IP from its listen address instead,
+/// because SCION headers cannot carry 0.0.0.0 (`BindError::UnspecifiedIp`).
+pub fn default_local_ip(router: Option<IpAddr>, daemon: Option<IpAddr>) -> Result<IpAddr, String> {
+    let target = router.or(daemon).ok_or_else(|| {
+        "cannot tell which IP to use (no topology.json router, daemon address not an IP); pass --local ISD-AS,IP".to_string()
+    })?;
+    if target.is_loopback() {
+        return Ok(target);
+    }
+    // A connected UDP socket sends nothing; it only asks the kernel for the
+    // source address of the route toward `target`.
+    let any: SocketAddr = if target.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = std::net::UdpSocket::bind(any).map_err(|e| format!("source address lookup: {e}"))?;
+    sock.connect((target, 9))
+        .map_err(|e| format!("no route toward {target}: {e}; pass --local ISD-AS,IP"))?;
+    sock.local_addr()
+        .map(|a| a.ip())
+        .map_err(|e| format!("source address lookup: {e}"))
+}
+
+/// The client TLS material and whether the server is authenticated.
+fn client_tls(t: &ProxyTls) -> Result<(TlsConfig, bool), ProxyError> {
+    // Our own certificate is never sent (the listener asks for none); the
+    // TlsConfig type just needs one.
+    let mut tls =
+        TlsConfig::self_signed(&[SERVER_NAME]).map_err(|e| ProxyError::Start(e.to_string()))?;
+    let Some(ca) = &t.ca else {
+        tls.skip_server_verification = true;
+        return Ok((tls, false));
+    };
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let ca_err = |reason: String| ProxyError::Ca {
+        path: ca.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(ca).map_err(|e| ca_err(e.to_string()))?;
+    let roots = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ca_err(e.to_string()))?;
+    if roots.is_empty() {
+        return Err(ca_err("no CERTIFICATE in the file".into()));
+    }
+    tls.roots = roots;
+    tls.skip_server_verification = false;
+    // Build once now so a malformed CA fails at start, not per connection.
+    tls.client_crypto(&[DEFAULT_ALPN.to_vec()])
+        .map_err(|e| ca_err(e.to_string()))?;
+    Ok((tls, true))
+}
+
+/// Errors of opening one client link to the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("{remote}: no QUIC handshake within {secs}s")]
+    HandshakeTimeout { remote: ScionAddr, secs: u64 },
+    #[error("{remote}: the broker's certificate was rejected ({reason}): check --ca and --server-name (expected name {name:?})")]
+    Untrusted {
+        remote: ScionAddr,
+        name: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Connect(ConnectError),
+    #[error("{remote}: the broker opened no stream within {secs}s")]
+    NoStream { remote: ScionAddr, secs: u64 },
+    #[error("{remote}: {source}")]
+    Stream {
+        remote: ScionAddr,
+        source: quinn::ConnectionError,
+    },
+}
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One client link: the QUIC connection and the stream the broker opened.
+pub(crate) type Link = (quinn::Connection, quinn::SendStream, quinn::RecvStream);
+
+/// Dials the broker's SCION client listener; the broker opens the stream so
+/// it can speak first (INFO), as on TCP (see `server::scion::accept_clients`).
+pub(crate) async fn open_link(
+    ep: &ScionEndpoint,
+    remote: ScionAddr,
+    server_name: &str,
+) -> Result<Link, LinkError> {
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, ep.connect(remote, server_name))
+        .await
+        .map_err(|_| LinkError::HandshakeTimeout {
+            remote,
+            secs: HANDSHAKE_TIMEOUT.as_secs(),
+        })?
+        .map_err(|e| match e {
+            // TLS alerts travel as QUIC crypto errors 0x100-0x1ff (RFC 9001
+            // §4.8); our own verifier's rejection ends up there too.
+            ConnectError::Handshake {
+                remote,
+                source: quinn::ConnectionError::TransportError(te),
+            } if u64::from(te.code) & !0xff == 0x100 => LinkError::Untrusted {
+                remote,
+                name: server_name.to_string(),
+                reason: te.reason,
+            },
+            other => LinkError::Connect(other),
+        })?;
+    let (send, recv) = tokio::time::timeout(STREAM_TIMEOUT, conn.accept_bi())
+        .await
+        .map_err(|_| LinkError::NoStream {
+            remote,
+            secs: STREAM_TIMEOUT.as_secs(),
+        })?
+        .map_err(|source| LinkError::Stream { remote, source })?;
+    Ok((conn, send, recv))
+}
+
+/// A running proxy; dropping it stops accepting (links already carried run
+/// until either side closes).
 pub struct Proxy {
     pub listen: SocketAddr,
     pub endpoint: Arc<ScionEndpoint>,
+    /// Whether the broker's certificate is verified (`--ca`).
+    pub authenticated: bool,
+    pub(crate) upstreams: Arc<Upstreams>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -153,14 +391,15 @@ impl Drop for Proxy {
     }
 }
 
-/// Binds the TCP listener and the SCION endpoint and starts proxying.
+/// Starts a proxy that does not authenticate the broker (see [`start_with_tls`]).
 pub async fn start(cfg: ProxyConfig) -> Result<Proxy, ProxyError> {
-    let mut tls = TlsConfig::self_signed(&[crate::server::scion::SERVER_NAME])
-        .map_err(|e| ProxyError::Start(e.to_string()))?;
-    // The broker's client listener presents a self-signed certificate unless
-    // configured otherwise; the NATS auth inside the stream still applies.
-    tls.skip_server_verification = true;
-    let mut t = TransportConfig::new(cfg.local, tls);
+    start_with_tls(cfg, &ProxyTls::default()).await
+}
+
+/// Binds the TCP listener and the SCION endpoint and starts proxying.
+pub async fn start_with_tls(cfg: ProxyConfig, tls: &ProxyTls) -> Result<Proxy, ProxyError> {
+    let (tls_cfg, authenticated) = client_tls(tls)?;
+    let mut t = TransportConfig::new(cfg.local, tls_cfg);
     t.daemon = cfg.daemon.clone();
     t.topology = cfg.topology.clone();
     t.accept = false;
@@ -181,36 +420,72 @@ pub async fn start(cfg: ProxyConfig) -> Result<Proxy, ProxyError> {
     let listen = listener
         .local_addr()
         .map_err(|e| ProxyError::Start(e.to_string()))?;
+    let server_name = tls
+        .server_name
+        .clone()
+        .unwrap_or_else(|| SERVER_NAME.to_string());
+    if authenticated {
+        info!(
+            "SCION client links verify the broker's certificate against {} (name {:?})",
+            tls.ca.as_deref().unwrap_or(Path::new("?")).display(),
+            server_name
+        );
+    } else {
+        // Same wording as the broker's warning for unverified SCION routes.
+        warn!("SCION client links are encrypted (QUIC/TLS) but the server is not authenticated: pass --ca <ca.pem> to verify the broker's certificate");
+    }
     info!(
         "Proxying NATS clients on {} to {} over SCION (local {})",
         listen,
         cfg.upstream,
         ep.local_addr()
     );
-    let task = tokio::spawn(accept_loop(listener, ep.clone(), cfg.upstream));
+    let ups = Arc::new(Upstreams {
+        configured: cfg.upstream,
+        server_name,
+        learned: std::sync::Mutex::new(Vec::new()),
+        primed: std::sync::Mutex::new(None),
+    });
+    let task = tokio::spawn(accept_loop(listener, ep.clone(), ups.clone()));
     Ok(Proxy {
         listen,
         endpoint: ep,
+        authenticated,
+        upstreams: ups,
         task,
     })
 }
 
+impl Proxy {
+    /// Opens a link to the configured upstream now, so that certificate or
+    /// reachability problems show up as an error here; the next TCP client
+    /// gets this link instead of dialing a new one.
+    pub async fn prime(&self) -> Result<(), LinkError> {
+        let up = self.upstreams.configured;
+        let link = open_link(&self.endpoint, up, &self.upstreams.server_name).await?;
+        *lock(&self.upstreams.primed) = Some((up, link));
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Where new client connections go: the configured upstream first, then the
 /// SCION client listeners the cluster advertised (learned from INFO).
-struct Upstreams {
+pub(crate) struct Upstreams {
     configured: ScionAddr,
+    server_name: String,
     learned: std::sync::Mutex<Vec<ScionAddr>>,
+    /// A link opened by [`Proxy::prime`], for the next TCP client.
+    primed: std::sync::Mutex<Option<(ScionAddr, Link)>>,
 }
 
 impl Upstreams {
     fn candidates(&self) -> Vec<ScionAddr> {
         let mut v = vec![self.configured];
-        for a in self
-            .learned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        for a in lock(&self.learned).iter() {
             if !v.contains(a) {
                 v.push(*a);
             }
@@ -219,20 +494,26 @@ impl Upstreams {
     }
 
     fn learn(&self, urls: &[ScionAddr]) {
-        let mut g = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = lock(&self.learned);
         for a in urls {
             if !g.contains(a) && g.len() < 64 {
                 g.push(*a);
             }
         }
     }
+
+    /// The primed link, unless the broker has closed it meanwhile (e.g. its
+    /// auth timeout for a connection that sent no CONNECT).
+    fn take_primed(&self) -> Option<(ScionAddr, Link)> {
+        let p = lock(&self.primed).take()?;
+        if p.1 .0.close_reason().is_some() {
+            return None;
+        }
+        Some(p)
+    }
 }
 
-async fn accept_loop(listener: TcpListener, ep: Arc<ScionEndpoint>, upstream: ScionAddr) {
-    let ups = Arc::new(Upstreams {
-        configured: upstream,
-        learned: std::sync::Mutex::new(Vec::new()),
-    });
+async fn accept_loop(listener: TcpListener, ep: Arc<ScionEndpoint>, ups: Arc<Upstreams>) {
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
@@ -248,22 +529,25 @@ async fn accept_loop(listener: TcpListener, ep: Arc<ScionEndpoint>, upstream: Sc
 }
 
 async fn carry(tcp: TcpStream, peer: SocketAddr, ep: Arc<ScionEndpoint>, ups: Arc<Upstreams>) {
-    let mut last_err = String::new();
-    let mut linked = None;
-    for up in ups.candidates() {
-        match connect_client_stream(&ep, up).await {
-            Ok(x) => {
-                linked = Some((up, x));
-                break;
-            }
-            Err(e) => {
-                warn!("proxy: {} -> {}: {}", peer, up, e);
-                last_err = e;
+    let mut linked = ups.take_primed();
+    let mut last_err = None;
+    if linked.is_none() {
+        for up in ups.candidates() {
+            match open_link(&ep, up, &ups.server_name).await {
+                Ok(x) => {
+                    linked = Some((up, x));
+                    break;
+                }
+                Err(e) => {
+                    warn!("proxy: {} -> {}: {}", peer, up, e);
+                    last_err = Some(e);
+                }
             }
         }
     }
     let Some((up, (conn, send, recv))) = linked else {
-        error!("proxy: {}: no upstream reachable: {}", peer, last_err);
+        let why = last_err.map(|e| e.to_string()).unwrap_or_default();
+        error!("proxy: {}: no upstream reachable: {}", peer, why);
         return;
     };
     debug!("proxy: {} -> {} connected", peer, up);
@@ -283,10 +567,10 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, ep: Arc<ScionEndpoint>, ups: Ar
     conn.close(0u32.into(), b"client closed");
 }
 
-/// Copies the server's protocol to the TCP client, rewriting INFO: the
-/// SCION client listeners in `connect_urls` are learned as fail-over
-/// upstreams and removed, because the TCP client could not dial them (and
-/// NATS libraries reject URLs they cannot parse).
+/// Copies the server's protocol to the TCP client. INFO lines pass through
+/// byte for byte, except that SCION client listeners in `connect_urls` are
+/// learned as fail-over upstreams and removed, because the TCP client could
+/// not dial them (and NATS libraries reject URLs they cannot parse).
 async fn relay_server_to_client(
     mut from: quinn::RecvStream,
     mut to: tokio::net::tcp::OwnedWriteHalf,
@@ -358,41 +642,136 @@ impl ServerScanner {
     }
 }
 
-fn rewrite_info(line: &[u8], learn: &mut impl FnMut(&[ScionAddr])) -> Vec<u8> {
-    let body = line[5..].trim_ascii();
-    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return line.to_vec();
+/// Byte range of a top-level member (`"key": value`) of a JSON object, and
+/// of its value. Only what INFO needs: the object must be well formed
+/// (checked by serde_json before this is called).
+fn find_member(obj: &[u8], key: &str) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let mut i = obj.iter().position(|&b| b == b'{')? + 1;
+    let skip_ws = |i: &mut usize| {
+        while *i < obj.len() && obj[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
     };
-    if let Some(urls) = v.get_mut("connect_urls").and_then(|u| u.as_array_mut()) {
-        let mut scion = Vec::new();
-        urls.retain(
-            |u| match u.as_str().and_then(|s| s.parse::<ScionAddr>().ok()) {
-                Some(a) => {
-                    scion.push(a);
-                    false
-                }
-                None => true,
-            },
-        );
-        learn(&scion);
-        if urls.is_empty() {
-            if let Some(m) = v.as_object_mut() {
-                m.remove("connect_urls");
+    // End (exclusive) of the string starting at `i` (a quote).
+    let string_end = |mut i: usize| -> Option<usize> {
+        i += 1;
+        while i < obj.len() {
+            match obj[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
             }
         }
+        None
+    };
+    loop {
+        skip_ws(&mut i);
+        if obj.get(i) != Some(&b'"') {
+            return None;
+        }
+        let member_start = i;
+        let key_end = string_end(i)?;
+        let k: String = serde_json::from_slice(&obj[i..key_end]).ok()?;
+        i = key_end;
+        skip_ws(&mut i);
+        if obj.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        skip_ws(&mut i);
+        let value_start = i;
+        let mut depth = 0usize;
+        while i < obj.len() {
+            match obj[i] {
+                b'"' => {
+                    i = string_end(i)?;
+                    continue;
+                }
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' if depth > 0 => depth -= 1,
+                b',' | b'}' if depth == 0 => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        let mut value_end = i;
+        while value_end > value_start && obj[value_end - 1].is_ascii_whitespace() {
+            value_end -= 1;
+        }
+        if k == key {
+            return Some((member_start..value_end, value_start..value_end));
+        }
+        if obj.get(i) != Some(&b',') {
+            return None;
+        }
+        i += 1;
     }
-    let mut out = b"INFO ".to_vec();
-    if serde_json::to_writer(&mut out, &v).is_err() {
+}
+
+/// Returns the INFO line to send to the TCP client: the original bytes
+/// unless `connect_urls` lists SCION addresses. Then only that member is
+/// edited in place, so the other keys keep nats-server's order (server.go
+/// Info struct field order) and spelling; an emptied list is dropped, as
+/// nats-server's `connect_urls,omitempty` does.
+fn rewrite_info(line: &[u8], learn: &mut impl FnMut(&[ScionAddr])) -> Vec<u8> {
+    #[derive(serde::Deserialize)]
+    struct Urls {
+        connect_urls: Option<Vec<String>>,
+    }
+    let body = &line[5..];
+    let Ok(parsed) = serde_json::from_slice::<Urls>(body.trim_ascii()) else {
+        return line.to_vec();
+    };
+    let Some(urls) = parsed.connect_urls else {
+        return line.to_vec();
+    };
+    let (scion, tcp): (Vec<_>, Vec<_>) = urls
+        .into_iter()
+        .map(|u| (u.parse::<ScionAddr>().ok(), u))
+        .partition(|(a, _)| a.is_some());
+    if scion.is_empty() {
         return line.to_vec();
     }
-    out.extend_from_slice(b" \r\n");
+    let scion: Vec<ScionAddr> = scion.into_iter().filter_map(|(a, _)| a).collect();
+    learn(&scion);
+    let Some((member, value)) = find_member(body, "connect_urls") else {
+        return line.to_vec();
+    };
+    let tcp: Vec<String> = tcp.into_iter().map(|(_, u)| u).collect();
+    let mut out = line[..5].to_vec();
+    if tcp.is_empty() {
+        // Drop the member and one adjacent comma.
+        let mut start = member.start;
+        let mut end = member.end;
+        let after = body[end..].iter().position(|b| !b.is_ascii_whitespace());
+        if let Some(p) = after.filter(|p| body[end + p] == b',') {
+            end += p + 1;
+        } else if let Some(p) = body[..start].iter().rposition(|&b| b == b',') {
+            if body[p + 1..start].iter().all(u8::is_ascii_whitespace) {
+                start = p;
+            }
+        }
+        out.extend_from_slice(&body[..start]);
+        out.extend_from_slice(&body[end..]);
+    } else {
+        out.extend_from_slice(&body[..value.start]);
+        let Ok(list) = serde_json::to_vec(&tcp) else {
+            return line.to_vec();
+        };
+        out.extend_from_slice(&list);
+        out.extend_from_slice(&body[value.end..]);
+    }
     out
 }
 
 /// Runs `broker proxy ARGS` until interrupted.
 pub fn run_cli(args: &[String]) -> std::process::ExitCode {
-    let cfg = match parse_args(args) {
+    let args = match parse_args(args) {
         Ok(c) => c,
+        Err(ProxyError::Help) => {
+            print!("{PROXY_USAGE}");
+            return std::process::ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("{e}");
             return std::process::ExitCode::FAILURE;
@@ -413,9 +792,14 @@ pub fn run_cli(args: &[String]) -> std::process::ExitCode {
         }
     };
     rt.block_on(async move {
-        let proxy = match start(cfg).await {
+        let started = match args.into_config().await {
+            Ok((cfg, tls)) => start_with_tls(cfg, &tls).await,
+            Err(e) => Err(e),
+        };
+        let proxy = match started {
             Ok(p) => p,
             Err(e) => {
+                error!("{}", e);
                 eprintln!("{e}");
                 return std::process::ExitCode::FAILURE;
             }
@@ -446,9 +830,10 @@ mod tests {
         b2.extend_from_slice(&input[70..]);
         out.extend(sc.feed(&mut b2, |u| learned.extend_from_slice(u)));
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("INFO {"), "{text}");
         assert!(
-            text.contains("127.0.0.1:4222") && !text.contains("1-ff00"),
+            text.starts_with(
+                "INFO {\"server_id\":\"x\",\"connect_urls\":[\"127.0.0.1:4222\"]} \r\nMSG a 1 17\r\n"
+            ),
             "{text}"
         );
         assert!(
@@ -457,6 +842,54 @@ mod tests {
         );
         assert_eq!(learned.len(), 1);
         assert_eq!(learned[0].port, 31000);
+    }
+
+    fn info_out(line: &str) -> (String, Vec<ScionAddr>) {
+        let mut learned = Vec::new();
+        let out = rewrite_info(line.as_bytes(), &mut |u: &[ScionAddr]| {
+            learned.extend_from_slice(u)
+        });
+        (String::from_utf8(out).unwrap(), learned)
+    }
+
+    #[test]
+    fn info_passes_through_byte_for_byte() {
+        // Key order of nats-server 2.9 (server.go Info), odd spacing, unicode
+        // escapes: nothing to change, so nothing changes.
+        for line in [
+            "INFO {\"server_id\":\"NB\",\"server_name\":\"n\\u00e9\",\"version\":\"2.9.10\",\"proto\":1,\"host\":\"0.0.0.0\",\"port\":4222,\"headers\":true,\"max_payload\":1048576,\"client_id\":5,\"client_ip\":\"127.0.0.1\",\"connect_urls\":[\"10.0.0.1:4222\"]} \r\n",
+            "INFO { \"z\" : 1 , \"a\" : [ ] }\r\n",
+            "INFO not json\r\n",
+        ] {
+            assert_eq!(info_out(line), (line.to_string(), vec![]));
+        }
+    }
+
+    #[test]
+    fn info_rewrite_keeps_key_order() {
+        let (out, learned) = info_out(
+            "INFO {\"server_id\":\"NB\",\"version\":\"2.9.10\",\"connect_urls\":[\"[1-ff00:0:111,127.0.0.1]:31000\",\"10.0.0.1:4222\"],\"client_id\":7} \r\n",
+        );
+        assert_eq!(
+            out,
+            "INFO {\"server_id\":\"NB\",\"version\":\"2.9.10\",\"connect_urls\":[\"10.0.0.1:4222\"],\"client_id\":7} \r\n"
+        );
+        assert_eq!(learned.len(), 1);
+        // Only SCION URLs: the member goes, with its comma, wherever it is.
+        let (out, _) = info_out(
+            "INFO {\"server_id\":\"NB\",\"connect_urls\":[\"[1-ff00:0:111,127.0.0.1]:31000\"],\"client_id\":7} \r\n",
+        );
+        assert_eq!(out, "INFO {\"server_id\":\"NB\",\"client_id\":7} \r\n");
+        let (out, _) = info_out(
+            "INFO {\"server_id\":\"NB\",\"connect_urls\":[\"[1-ff00:0:111,127.0.0.1]:31000\"]} \r\n",
+        );
+        assert_eq!(out, "INFO {\"server_id\":\"NB\"} \r\n");
+        let (out, _) = info_out(
+            "INFO {\"connect_urls\":[\"[1-ff00:0:111,127.0.0.1]:31000\"], \"x\":\"a,}\\\"b\"}\r\n",
+        );
+        assert_eq!(out, "INFO { \"x\":\"a,}\\\"b\"}\r\n");
+        let v: serde_json::Value = serde_json::from_str(&out[5..]).unwrap();
+        assert_eq!(v["x"], "a,}\"b");
     }
 
     #[test]
@@ -470,7 +903,24 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.upstream.port, 31022);
-        assert_eq!(c.local.port, 0);
+        assert_eq!(c.local.map(|l| l.port), Some(0));
+        assert!(c.tls.ca.is_none());
+        // --local is optional; --ca and --server-name are taken.
+        let c = parse_args(&s(&[
+            "--listen",
+            "127.0.0.1:4222",
+            "--upstream",
+            "[1-ff00:0:1,127.0.0.1]:5",
+            "--ca",
+            "/x/ca.pem",
+            "--server-name=broker.example",
+        ]))
+        .unwrap();
+        assert!(c.local.is_none());
+        assert_eq!(c.tls.ca.as_deref(), Some(Path::new("/x/ca.pem")));
+        assert_eq!(c.tls.server_name.as_deref(), Some("broker.example"));
+        assert!(matches!(parse_args(&s(&["--help"])), Err(ProxyError::Help)));
+        assert!(matches!(parse_args(&s(&["-h"])), Err(ProxyError::Help)));
         assert!(parse_args(&s(&["--listen", "127.0.0.1:1"])).is_err());
         assert!(parse_args(&s(&["--bogus", "x"])).is_err());
         let e = parse_args(&s(&[
@@ -478,12 +928,44 @@ mod tests {
             "127.0.0.1:1",
             "--upstream",
             "[1-ff00:0:1,127.0.0.1]:5",
-            "--local",
-            "1-ff00:0:2,127.0.0.1:0",
             "--path_preference",
             "latency,speed",
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("path_preference"), "{e}");
+    }
+
+    #[test]
+    fn ca_errors_are_clear() {
+        let missing = ProxyTls {
+            ca: Some("/nonexistent/ca.pem".into()),
+            server_name: None,
+        };
+        let e = client_tls(&missing).unwrap_err().to_string();
+        assert!(e.contains("--ca /nonexistent/ca.pem"), "{e}");
+        let dir = std::env::temp_dir().join(format!("proxy-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("empty.pem");
+        std::fs::write(&p, "not a pem\n").unwrap();
+        let e = client_tls(&ProxyTls {
+            ca: Some(p.clone()),
+            server_name: None,
+        })
+        .unwrap_err()
+        .to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.contains("no CERTIFICATE"), "{e}");
+        let (_, verified) = client_tls(&ProxyTls::default()).unwrap();
+        assert!(!verified);
+    }
+
+    #[test]
+    fn local_ip_defaults() {
+        let lo = IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(default_local_ip(Some(lo), None), Ok(lo));
+        assert_eq!(default_local_ip(None, Some(lo)), Ok(lo));
+        assert!(default_local_ip(None, None).is_err());
+        assert_eq!(daemon_host_ip("127.0.0.1:30255"), Some(lo));
+        assert_eq!(daemon_host_ip("http://127.0.0.1:30255"), Some(lo));
     }
 }
