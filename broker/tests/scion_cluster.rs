@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
@@ -24,6 +25,35 @@ struct TempDir(PathBuf);
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Everything logged by this test binary (global: switches are logged on runtime threads).
+fn captured_logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || CaptureWriter(buf))
+            .try_init();
+        buf
+    })
+}
+
+struct CaptureWriter(&'static Mutex<Vec<u8>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -238,6 +268,7 @@ fn active_link(p: &Pair) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_survives_scmp_signalled_cut() {
+    captured_logs();
     let p = pair("latency").await;
     let before = active_link(&p);
     assert!(
@@ -249,6 +280,23 @@ async fn route_survives_scmp_signalled_cut() {
     assert_ne!(before, after, "switched to the path through the core");
     assert_eq!(tags.len(), 2, "the path header changed once: {tags:?}");
     eprintln!("SCMP cut: max delivery gap {gap:?}");
+    // Each switch is one line (the transport's), kebab-case cause, failures at WARN.
+    let a_to_b = format!("path to {} switched:", route_endpoint(&p.b));
+    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).to_string();
+    let switches: Vec<&str> = logs.lines().filter(|l| l.contains("switched")).collect();
+    let scmp: Vec<&&str> = switches
+        .iter()
+        .filter(|l| l.contains(&a_to_b) && l.contains("cause=scmp-down"))
+        .collect();
+    assert_eq!(scmp.len(), 1, "one line for A's SCMP switch: {switches:#?}");
+    assert!(scmp[0].contains("WARN"), "{}", scmp[0]);
+    for l in &switches {
+        let cause = l.split("cause=").nth(1).unwrap_or("");
+        assert!(
+            cause.starts_with(|c: char| c.is_ascii_lowercase()),
+            "kebab-case cause: {l}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -519,10 +519,8 @@ impl ScionEndpoint {
             port,
             ..config.local
         };
-        if let Some((lo, hi)) = range {
-            if !(lo..=hi).contains(&port) {
-                warn!(%local, lo, hi, "port is outside the AS's dispatched range: routers will deliver to port 30041, so a shim dispatcher is needed");
-            }
+        if let Some(line) = port_range_warning(&local, range) {
+            warn!("{line}");
         }
         let local_mtu = topo.as_ref().and_then(|t| t.mtu).unwrap_or(as_info.mtu);
         let socket = Arc::new(
@@ -693,4 +691,55 @@ async fn bind_udp(local: ScionAddr, range: Option<(u16, u16)>) -> Result<UdpSock
         }
     }
     Err(BindError::NoFreePort(lo, hi))
+}
+
+/// scionproto's default `dispatched_ports` (topology.json), assumed when neither the topology
+/// file nor the daemon tells the AS's real range.
+const DEFAULT_DISPATCHED_PORTS: (u16, u16) = (31000, 32767);
+
+/// The one warning for a local port the border router will not deliver to: routers of a
+/// dispatcherless AS send packets for ports outside `dispatched_ports` to 30041, where only
+/// a shim dispatcher listens.
+fn port_range_warning(local: &ScionAddr, known: Option<(u16, u16)>) -> Option<String> {
+    let ((lo, hi), whose) = match known {
+        Some(r) => (r, "the AS's"),
+        None => (DEFAULT_DISPATCHED_PORTS, "the default (AS range unknown)"),
+    };
+    if (lo..=hi).contains(&local.port) {
+        return None;
+    }
+    Some(format!(
+        "SCION port {} of {} is outside {} dispatched range {}-{}: border routers will deliver to port 30041, so a shim dispatcher is needed",
+        local.port, local, whose, lo, hi
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(port: u16) -> ScionAddr {
+        ScionAddr {
+            ia: "1-ff00:0:111".parse().unwrap(),
+            ip: "127.0.0.1".parse().unwrap(),
+            port,
+        }
+    }
+
+    #[test]
+    fn port_range_warning_uses_known_range_else_default() {
+        assert_eq!(port_range_warning(&at(31500), Some((31000, 32767))), None);
+        assert_eq!(port_range_warning(&at(31500), None), None);
+        let w = port_range_warning(&at(40000), Some((30000, 30999))).unwrap();
+        assert!(
+            w.contains("outside the AS's dispatched range 30000-30999"),
+            "{w}"
+        );
+        let w = port_range_warning(&at(40000), None).unwrap();
+        assert!(
+            w.contains("range unknown) dispatched range 31000-32767"),
+            "{w}"
+        );
+        assert!(w.starts_with("SCION port 40000 of "), "{w}");
+    }
 }

@@ -80,6 +80,33 @@ pub struct PathEvent {
     pub hops: String,
 }
 
+impl PathEvent {
+    /// The one log line for this switch (the socket logs it; the broker and the proxy only
+    /// read events for metrics and /pathz, so every switch appears once, in these words).
+    pub fn log_line(&self) -> String {
+        let from = self.from.map(|f| f.short()).unwrap_or_else(|| "-".into());
+        format!(
+            "SCION path to {} switched: cause={} gap={} from={} to={} hops=[{}]",
+            self.remote,
+            self.cause,
+            fmt_gap(self.gap),
+            from,
+            self.to.short(),
+            self.hops
+        )
+    }
+}
+
+/// A gap for humans: `91.5ms` below 10 s (0.1 ms is finer than a probe interval's
+/// jitter), `12.3s` above, `-` when there is none (switch not caused by a failure).
+pub fn fmt_gap(gap: Option<Duration>) -> String {
+    match gap {
+        None => "-".into(),
+        Some(g) if g < Duration::from_secs(10) => format!("{:.1}ms", g.as_secs_f64() * 1e3),
+        Some(g) => format!("{:.1}s", g.as_secs_f64()),
+    }
+}
+
 /// Where and how to send to one peer over one path.
 #[derive(Debug, Clone)]
 struct Route {
@@ -518,15 +545,6 @@ impl ScionSocket {
                         .as_ref()
                         .and_then(|s| s.active().map(|p| p.hop_sequence()))
                         .unwrap_or_default();
-                    info!(
-                        remote = %peer.remote,
-                        from = %from.map(|f| f.short()).unwrap_or_else(|| "-".into()),
-                        to = %fingerprint.short(),
-                        %cause,
-                        gap_ms = gap.map(|g| g.as_secs_f64() * 1000.0),
-                        %hops,
-                        "SCION path switch"
-                    );
                     let window = match cause {
                         SwitchCause::ScmpDown => Some(REPLAY_SCMP),
                         SwitchCause::ProbeLoss => {
@@ -537,7 +555,7 @@ impl ScionSocket {
                     if let Some(window) = window {
                         self.replay(peer, now, window);
                     }
-                    let _ = self.events.send(PathEvent {
+                    let event = PathEvent {
                         remote: peer.remote,
                         from,
                         to: fingerprint,
@@ -545,7 +563,14 @@ impl ScionSocket {
                         at: SystemTime::now(),
                         gap,
                         hops,
-                    });
+                    };
+                    // Failures are warnings; a first choice or a move to a better path is not.
+                    if cause.is_failure() {
+                        warn!("{}", event.log_line());
+                    } else {
+                        info!("{}", event.log_line());
+                    }
+                    let _ = self.events.send(event);
                 }
                 SelectorAction::RefreshPaths => {
                     peer.wants_paths = true;

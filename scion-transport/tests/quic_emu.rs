@@ -1,6 +1,7 @@
 //! QUIC over SCION across the emulator: handshake, streams, and failover keeping every byte
 //! in order through an SCMP-signalled cut and through a silent blackhole.
 
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use scion_transport::address::{IsdAsn, ScionAddr};
@@ -11,6 +12,75 @@ use scion_transport::quic::{ScionEndpoint, TlsConfig, TransportConfig};
 use tokio::time::timeout;
 
 const TOPO: &str = include_str!("../emu/two-paths.toml");
+
+/// Everything logged by this test binary (a global subscriber: path switches are logged by
+/// the socket's driver task, on any runtime thread).
+fn captured_logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || CaptureWriter(buf))
+            .try_init();
+        buf
+    })
+}
+
+struct CaptureWriter(&'static Mutex<Vec<u8>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The captured log lines about switches of the path to `remote`.
+fn switch_lines(remote: ScionAddr) -> Vec<String> {
+    let logs = captured_logs().lock().unwrap_or_else(|e| e.into_inner());
+    let needle = format!("path to {remote} switched");
+    String::from_utf8_lossy(&logs)
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A switch is logged once, at `level`, with a kebab-case cause and a rounded gap.
+fn assert_one_switch_line(e: &scion_transport::socket::PathEvent, level: &str) {
+    let lines = switch_lines(e.remote);
+    let cause = format!("cause={} ", e.cause);
+    let to = format!("to={}", e.to.short());
+    let mine: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(&cause) && l.contains(&to))
+        .collect();
+    assert_eq!(mine.len(), 1, "one line for {e:?}, got {lines:#?}");
+    let line = mine[0];
+    assert!(line.contains(level), "{level}: {line}");
+    let gap = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("gap="))
+        .unwrap_or_else(|| panic!("gap in {line}"));
+    match e.gap {
+        None => assert_eq!(gap, "-", "{line}"),
+        Some(_) => {
+            let num = gap
+                .strip_suffix("ms")
+                .unwrap_or_else(|| panic!("ms: {line}"));
+            let (_, frac) = num.split_once('.').unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(frac.len(), 1, "one decimal: {line}");
+        }
+    }
+}
 
 fn ia(s: &str) -> IsdAsn {
     s.parse().expect("ia")
@@ -182,6 +252,7 @@ async fn handshake_and_bulk_stream() {
 
 /// Streams paced data while `cut` breaks the active path; returns the path events seen.
 async fn failover(state: LinkState) -> Vec<scion_transport::socket::PathEvent> {
+    captured_logs();
     let n = net().await;
     let server_addr = n.server.local_addr();
     let server = tokio::spawn(async move {
@@ -238,6 +309,7 @@ async fn scmp_signalled_cut_keeps_every_byte_in_order() {
         "SCMP switch: gap {:?}, new hops {}",
         switch.gap, switch.hops
     );
+    assert_one_switch_line(switch, "WARN");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,10 +325,12 @@ async fn silent_blackhole_keeps_every_byte_in_order() {
     );
     // How fast is a benchmark matter (benches/transport.rs); here only that it was measured.
     assert!(switch.gap.is_some(), "{switch:?}");
+    assert_one_switch_line(switch, "WARN");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_increase_moves_to_the_better_path() {
+    captured_logs();
     let n = net_with(|cfg| {
         cfg.selector.preference = "latency".parse().expect("preference");
     })
@@ -310,6 +384,7 @@ async fn latency_increase_moves_to_the_better_path() {
         .expect("join");
     assert_eq!(got, sent);
     let event = better.expect("switched for latency");
+    assert_one_switch_line(&event, "INFO");
     let after = n.client.path_stats(server_addr);
     let active = after.iter().find(|c| c.active).expect("active");
     assert_eq!(

@@ -23,6 +23,14 @@ pub enum SwitchCause {
     Refresh,
 }
 
+impl SwitchCause {
+    /// Whether the old path failed (SCMP down, lost probes): such switches are warnings.
+    /// Expiry and refresh are routine path life-cycle, `better` and `initial` are choices.
+    pub fn is_failure(self) -> bool {
+        matches!(self, SwitchCause::ScmpDown | SwitchCause::ProbeLoss)
+    }
+}
+
 impl fmt::Display for SwitchCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
