@@ -1,0 +1,436 @@
+//! `broker proxy` authentication of the broker (issue 5, item 2): with
+//! `--ca` the broker's certificate chain and name are verified; a wrong CA or
+//! name is refused with an error naming `--ca`; without `--ca` the link is
+//! encrypted and the proxy warns that the server is not authenticated.
+//!
+//! The CA-signed server is a stand-in SCION/QUIC client listener (it opens
+//! the stream and speaks INFO first, as `server::scion::accept_clients`
+//! does), because the broker's SCION client listener presents a self-signed
+//! certificate today. The CLI tests run the real `broker proxy` binary
+//! against a real broker. Emulator on loopback only; every wait is bounded.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use broker::options::{ListenAddr, Options, ScionOpts};
+use broker::proxy::{LinkError, ProxyConfig, ProxyTls};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use scion_transport::address::{IsdAsn, ScionAddr};
+use scion_transport::emu::{EmuHandle, EmuOptions, Emulator, Topology};
+use scion_transport::quic::{ScionEndpoint, TlsConfig, TransportConfig};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+const TOPO: &str = include_str!("../../scion-transport/emu/two-paths.toml");
+const AS_A: &str = "1-ff00:0:111";
+const AS_B: &str = "1-ff00:0:112";
+const WAIT: Duration = Duration::from_secs(15);
+/// An INFO in nats-server 2.9.10's key order (server.go Info); the proxy
+/// must deliver it unchanged.
+const INFO: &str = "INFO {\"server_id\":\"NSTANDIN\",\"server_name\":\"standin\",\"version\":\"2.9.10\",\"proto\":1,\"go\":\"go1.19\",\"host\":\"0.0.0.0\",\"port\":4222,\"headers\":true,\"max_payload\":1048576,\"client_id\":1,\"client_ip\":\"127.0.0.1\"} \r\n";
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(tag: &str) -> TempDir {
+    let d = TempDir(std::env::temp_dir().join(format!(
+        "broker-{tag}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    )));
+    std::fs::create_dir_all(&d.0).expect("dir");
+    d
+}
+
+fn ia(s: &str) -> IsdAsn {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e:?}"))
+}
+
+fn localhost() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
+}
+
+async fn emulator() -> EmuHandle {
+    Emulator::start(
+        Topology::from_toml(TOPO).expect("topology"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator")
+}
+
+/// daemon address and topology.json path of `as_`.
+fn as_files(emu: &EmuHandle, dir: &TempDir, as_: &str) -> (String, PathBuf) {
+    let topo = dir.0.join(format!("{}.json", as_.replace(':', "_")));
+    std::fs::write(&topo, emu.topology_json(ia(as_)).expect("topology")).expect("write");
+    (emu.daemon_addr(ia(as_)).expect("daemon").to_string(), topo)
+}
+
+/// A CA, and a server certificate for `names` signed by it, as PEM files.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn make_pki(dir: &Path, tag: &str, names: &[&str]) -> Pki {
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("test CA {tag}"));
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .expect("params");
+    let cert = params.signed_by(&key, &issuer).expect("cert");
+    let p = Pki {
+        ca: dir.join(format!("{tag}-ca.pem")),
+        cert: dir.join(format!("{tag}-cert.pem")),
+        key: dir.join(format!("{tag}-key.pem")),
+    };
+    std::fs::write(&p.ca, ca_cert.pem()).expect("write");
+    std::fs::write(&p.cert, cert.pem()).expect("write");
+    std::fs::write(&p.key, key.serialize_pem()).expect("write");
+    p
+}
+
+/// Stand-in SCION client listener in AS A presenting `pki`'s certificate:
+/// per connection it opens the stream, writes INFO and holds the link until
+/// the client closes it.
+async fn standin_server(emu: &EmuHandle, dir: &TempDir, pki: &Pki) -> ScionEndpoint {
+    let (daemon, topo) = as_files(emu, dir, AS_A);
+    let tls = TlsConfig::from_pem_files(&pki.cert, &pki.key, &pki.ca).expect("tls");
+    let mut cfg = TransportConfig::new(
+        ScionAddr {
+            ia: ia(AS_A),
+            ip: localhost(),
+            port: 0,
+        },
+        tls,
+    );
+    cfg.daemon = Some(daemon);
+    cfg.topology = Some(topo);
+    ScionEndpoint::bind(cfg).await.expect("bind stand-in")
+}
+
+fn serve(ep: std::sync::Arc<ScionEndpoint>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(incoming) = ep.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                let Ok((mut send, mut recv)) = conn.open_bi().await else {
+                    return;
+                };
+                if send.write_all(INFO.as_bytes()).await.is_err() {
+                    return;
+                }
+                let _ = timeout(WAIT, recv.read_to_end(usize::MAX)).await;
+                conn.close(0u32.into(), b"done");
+            });
+        }
+    })
+}
+
+async fn proxy_to(
+    emu: &EmuHandle,
+    dir: &TempDir,
+    upstream: ScionAddr,
+    tls: ProxyTls,
+) -> broker::proxy::Proxy {
+    let (daemon, topo) = as_files(emu, dir, AS_B);
+    broker::proxy::start_with_tls(
+        ProxyConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            upstream,
+            local: ScionAddr {
+                ia: ia(AS_B),
+                ip: localhost(),
+                port: 0,
+            },
+            daemon: Some(daemon),
+            topology: Some(topo),
+            path_preference: None,
+        },
+        &tls,
+    )
+    .await
+    .expect("proxy start")
+}
+
+/// What a TCP client of the proxy receives before the proxy closes the
+/// connection or WAIT passes.
+async fn first_line(proxy: &broker::proxy::Proxy) -> String {
+    let tcp = timeout(WAIT, TcpStream::connect(proxy.listen))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let mut r = BufReader::new(tcp);
+    let mut line = String::new();
+    let _ = timeout(WAIT, r.read_line(&mut line))
+        .await
+        .expect("proxy answered or closed in time");
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_verifies_broker_certificate_with_ca() {
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-tls");
+    let good = make_pki(&dir.0, "good", &["nats-scion", "broker.test"]);
+    let other = make_pki(&dir.0, "other", &["nats-scion"]);
+    let ep = std::sync::Arc::new(standin_server(&emu, &dir, &good).await);
+    let upstream = ep.local_addr();
+    let server = serve(ep.clone());
+
+    // Right CA, default name (nats-scion, which the certificate carries).
+    let tls = ProxyTls {
+        ca: Some(good.ca.clone()),
+        server_name: None,
+    };
+    let proxy = proxy_to(&emu, &dir, upstream, tls).await;
+    assert!(proxy.authenticated);
+    proxy.prime().await.expect("verified link");
+    assert_eq!(first_line(&proxy).await, INFO, "INFO passed byte for byte");
+    // And a second client dials its own verified link.
+    assert_eq!(first_line(&proxy).await, INFO);
+    drop(proxy);
+
+    // Right CA, the other name in the certificate.
+    let tls = ProxyTls {
+        ca: Some(good.ca.clone()),
+        server_name: Some("broker.test".into()),
+    };
+    let proxy = proxy_to(&emu, &dir, upstream, tls).await;
+    assert_eq!(first_line(&proxy).await, INFO);
+    drop(proxy);
+
+    // Wrong CA: refused, with an error that says what to check.
+    let tls = ProxyTls {
+        ca: Some(other.ca.clone()),
+        server_name: None,
+    };
+    let proxy = proxy_to(&emu, &dir, upstream, tls).await;
+    let e = proxy.prime().await.expect_err("wrong CA must be refused");
+    assert!(matches!(e, LinkError::Untrusted { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("--ca") && msg.contains("certificate"), "{msg}");
+    // A TCP client gets nothing from the untrusted server: the proxy closes.
+    assert_eq!(first_line(&proxy).await, "");
+    drop(proxy);
+
+    // Right CA, name the certificate does not carry.
+    let tls = ProxyTls {
+        ca: Some(good.ca.clone()),
+        server_name: Some("elsewhere.test".into()),
+    };
+    let proxy = proxy_to(&emu, &dir, upstream, tls).await;
+    let e = proxy.prime().await.expect_err("wrong name must be refused");
+    assert!(matches!(e, LinkError::Untrusted { .. }), "{e:?}");
+    assert!(e.to_string().contains("elsewhere.test"), "{e}");
+    drop(proxy);
+
+    // Without a CA: encrypted, not authenticated, but it connects.
+    let proxy = proxy_to(&emu, &dir, upstream, ProxyTls::default()).await;
+    assert!(!proxy.authenticated);
+    assert_eq!(first_line(&proxy).await, INFO);
+    server.abort();
+}
+
+/// A broker with a SCION client listener in AS A; returns it and the
+/// listener's address.
+async fn broker_in_a(emu: &EmuHandle, dir: &TempDir) -> (broker::server::ServerHandle, ScionAddr) {
+    let (daemon, topo) = as_files(emu, dir, AS_A);
+    let o = Options {
+        host: "127.0.0.1".into(),
+        port: -1,
+        scion_listen: Some(ListenAddr::Scion {
+            isd_as: AS_A.into(),
+            ip: localhost(),
+            port: 0,
+        }),
+        scion: Some(ScionOpts {
+            daemon: Some(daemon),
+            topology: Some(topo),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let srv = broker::server::start(o).await.expect("broker");
+    let up = srv
+        .state
+        .scion
+        .lock()
+        .map(|g| g.client_endpoint.as_ref().map(|e| e.local_addr()))
+        .ok()
+        .flatten()
+        .expect("SCION client endpoint");
+    (srv, up)
+}
+
+/// Runs `broker proxy ARGS`; returns the child and its listen address, read
+/// from its log, plus the log lines seen so far.
+async fn run_proxy_cli(args: &[String]) -> (tokio::process::Child, String, Vec<String>) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_broker"))
+        .arg("proxy")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn broker proxy");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let listen = timeout(WAIT, async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            seen.push(l.clone());
+            if let Some(rest) = l.split("Proxying NATS clients on ").nth(1) {
+                return rest.split(' ').next().map(str::to_string);
+            }
+        }
+        None
+    })
+    .await
+    .unwrap_or(None);
+    let Some(listen) = listen else {
+        panic!("proxy did not start: {seen:#?}");
+    };
+    // Keep draining so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, listen, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_without_ca_warns_and_carries_nats() {
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-cli");
+    let (srv, up) = broker_in_a(&emu, &dir).await;
+    let (daemon, topo) = as_files(&emu, &dir, AS_B);
+    // No --local: the ISD-AS comes from B's daemon, the IP from topology.json.
+    let args: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &format!("nats://{up}"),
+        "--daemon",
+        &daemon,
+        "--topology",
+        &topo.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (mut child, listen, seen) = run_proxy_cli(&args).await;
+    let warn = seen
+        .iter()
+        .find(|l| l.contains("[WRN]") && l.contains("not authenticated"))
+        .unwrap_or_else(|| panic!("no unauthenticated warning: {seen:#?}"));
+    assert!(warn.contains("--ca"), "{warn}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains(&format!("(local [{AS_B},127.0.0.1]"))),
+        "local address from the daemon: {seen:#?}"
+    );
+    let nc = timeout(WAIT, async_nats::connect(listen.as_str()))
+        .await
+        .expect("in time")
+        .expect("async-nats through the CLI proxy");
+    let mut sub = nc.subscribe("cli.t").await.expect("sub");
+    nc.publish("cli.t", "hello".into()).await.expect("pub");
+    let m = timeout(WAIT, futures::StreamExt::next(&mut sub))
+        .await
+        .expect("in time")
+        .expect("message");
+    assert_eq!(m.payload, "hello".as_bytes());
+    drop(nc);
+    child.kill().await.expect("kill proxy");
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_with_wrong_ca_refuses_broker() {
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-cli-ca");
+    let (srv, up) = broker_in_a(&emu, &dir).await;
+    let (daemon, topo) = as_files(&emu, &dir, AS_B);
+    let pki = make_pki(&dir.0, "unrelated", &["nats-scion"]);
+    let args: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &up.to_string(),
+        "--daemon",
+        &daemon,
+        "--topology",
+        &topo.display().to_string(),
+        "--ca",
+        &pki.ca.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (mut child, listen, seen) = run_proxy_cli(&args).await;
+    assert!(
+        !seen.iter().any(|l| l.contains("not authenticated")),
+        "{seen:#?}"
+    );
+    // The broker's certificate does not chain to this CA: the TCP client is
+    // closed without a byte of the broker's protocol.
+    let mut tcp = timeout(WAIT, TcpStream::connect(listen.as_str()))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let mut got = Vec::new();
+    timeout(WAIT, tcp.read_to_end(&mut got))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    let _ = tcp.shutdown().await;
+    child.kill().await.expect("kill proxy");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn cli_help_exits_zero_and_bad_ca_fails_at_start() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args(["proxy", "--help"])
+        .output()
+        .await
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Usage: broker proxy"), "{text}");
+    assert!(text.contains("--ca"), "{text}");
+
+    let dir = temp_dir("proxy-cli-badca");
+    let bad = dir.0.join("bad.pem");
+    std::fs::write(&bad, "no pem here\n").expect("write");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "[1-ff00:0:111,127.0.0.1]:31000",
+            "--local",
+            "1-ff00:0:112,127.0.0.1",
+            "--ca",
+        ])
+        .arg(&bad)
+        .output();
+    let out = timeout(WAIT, out).await.expect("in time").expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--ca") && err.contains("bad.pem"), "{err}");
+}
