@@ -60,6 +60,14 @@ pub fn run_main(args: Vec<String>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Signal { value, pid_file } => match process_signal(&value, pid_file.as_deref()) {
+            // opts.go processSignal: os.Exit(0) once the signal is sent.
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{EXE}: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run(loaded) => {
             let loaded = *loaded;
             run_server(loaded.options, loaded.warnings, flags)
@@ -88,6 +96,8 @@ fn run_server(opts: Options, warnings: Vec<String>, flags: Vec<String>) -> ExitC
     };
     let pid_file = opts.pid_file.clone();
     let pid_for_run = pid_file.clone();
+    let ports_file = opts.ports_file_dir.as_deref().map(ports_file_path);
+    let ports_for_run = ports_file.clone();
     let code = rt.block_on(async move {
         let sigs = Signals::install();
         let handle = match server::start(opts).await {
@@ -103,10 +113,19 @@ fn run_server(opts: Options, warnings: Vec<String>, flags: Vec<String>) -> ExitC
                 error!("Could not write pidfile: {}", e);
             }
         }
+        if let Some(p) = &ports_for_run {
+            write_ports_file(&handle, p);
+        }
         wait_for_signals(handle, flags, sigs).await
     });
     if let Some(p) = pid_file {
         let _ = std::fs::remove_file(p);
+    }
+    if let Some(p) = ports_file {
+        // server.go Shutdown -> deletePortsFile.
+        if let Err(e) = std::fs::remove_file(&p) {
+            error!("Error cleaning up ports file {}: {}", p.display(), e);
+        }
     }
     code
 }
@@ -358,6 +377,174 @@ fn describe_changes(cur: &Options, new: &Options) -> Vec<String> {
     }
     cmp!(no_auth_user);
     v
+}
+
+/// The process name `--signal` looks for when no pid is given (nats-server
+/// signal.go resolvePids runs `pgrep nats-server`; here the process's
+/// command name must equal it exactly, so test harness binaries whose
+/// names start with "broker" are not taken for a server).
+const PROCESS_NAME: &str = "broker";
+
+/// `--signal <cmd>[=<pid|pid file>]` (server/opts.go processSignal,
+/// signal.go ProcessSignal): resolve the pid, then send the signal the
+/// command names. Without `=pid`, the `-P` pid file is used if given,
+/// else the single running `broker` process.
+fn process_signal(value: &str, pid_file: Option<&std::path::Path>) -> Result<(), String> {
+    let parts: Vec<&str> = value.split('=').collect();
+    if parts.len() > 2 {
+        return Err(format!(
+            "invalid signal parameters: [{}]",
+            parts[2..].join(" ")
+        ));
+    }
+    let pid_str = match (parts.get(1), pid_file) {
+        // opts.go maybeReadPidFile: a readable file's contents, else the text.
+        (Some(p), _) => std::fs::read_to_string(p).unwrap_or_else(|_| p.to_string()),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map_err(|e| format!("cannot read pid file {}: {e}", f.display()))?,
+        (None, None) => String::new(),
+    };
+    let pid: i32 = if pid_str.is_empty() {
+        let pids = resolve_pids();
+        match pids.as_slice() {
+            [] => return Err(format!("no {PROCESS_NAME} processes running")),
+            [one] => *one,
+            many => {
+                let list: Vec<String> = many.iter().map(i32::to_string).collect();
+                return Err(format!(
+                    "multiple {PROCESS_NAME} processes running:\n{}",
+                    list.join("\n")
+                ));
+            }
+        }
+    } else {
+        match pid_str.trim().parse() {
+            Ok(p) if p > 0 => p,
+            _ => return Err(format!("invalid pid: {pid_str}")),
+        }
+    };
+    let sig = match parts[0] {
+        "stop" => libc::SIGKILL,
+        "quit" => libc::SIGINT,
+        "reopen" => libc::SIGUSR1,
+        "reload" => libc::SIGHUP,
+        "ldm" => libc::SIGUSR2,
+        "term" => libc::SIGTERM,
+        other => return Err(format!("unknown signal {other:?}")),
+    };
+    // SAFETY: kill(2) takes plain integers; a bad pid is an error return.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        // Go's syscall.Errno texts for what kill(2) returns.
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ESRCH) => "no such process".into(),
+            Some(libc::EPERM) => "operation not permitted".into(),
+            _ => e.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Pids of running processes named [`PROCESS_NAME`], without this one
+/// (signal.go resolvePids, with /proc in place of pgrep).
+fn resolve_pids() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end() == PROCESS_NAME)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// server.go portFile: `<dir>/<executable name>_<pid>.ports`.
+fn ports_file_path(dir: &std::path::Path) -> std::path::PathBuf {
+    let exe = std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| PROCESS_NAME.to_string());
+    dir.join(format!("{exe}_{}.ports", std::process::id()))
+}
+
+/// server.go logPorts / PortsInfo: `{"nats":[...],"monitoring":[...],
+/// "cluster":[...]}` with the bound addresses; a wildcard listener is
+/// listed once per interface address (resolveHostPorts).
+fn write_ports_file(handle: &ServerHandle, path: &std::path::Path) {
+    let mut m = serde_json::Map::new();
+    let mut put = |key: &str, scheme: &str, addr: Option<std::net::SocketAddr>| {
+        if let Some(a) = addr {
+            let urls: Vec<serde_json::Value> = host_ports(a)
+                .into_iter()
+                .map(|hp| format!("{scheme}://{hp}").into())
+                .collect();
+            m.insert(key.to_string(), urls.into());
+        }
+    };
+    put("nats", "nats", Some(handle.client_addr));
+    put("monitoring", "http", handle.http_addr);
+    let cluster = *server::lock(&handle.state.cluster.listen_addr);
+    put("cluster", "nats", cluster);
+    let data = serde_json::Value::Object(m).to_string();
+    if let Err(e) = std::fs::write(path, data) {
+        error!("Error writing ports file ({}): {}", path.display(), e);
+    }
+}
+
+fn host_ports(a: std::net::SocketAddr) -> Vec<String> {
+    let port = a.port();
+    if !a.ip().is_unspecified() {
+        return vec![std::net::SocketAddr::new(a.ip(), port).to_string()];
+    }
+    interface_addrs()
+        .into_iter()
+        .map(|ip| std::net::SocketAddr::new(ip, port).to_string())
+        .collect()
+}
+
+/// Every address of every interface (Go net.Interfaces + Addrs).
+fn interface_addrs() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below; each node
+    // and its sockaddr are valid until freeifaddrs.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut p = head;
+        while !p.is_null() {
+            let sa = (*p).ifa_addr;
+            if !sa.is_null() {
+                match (*sa).sa_family as i32 {
+                    libc::AF_INET => {
+                        let sin = &*(sa as *const libc::sockaddr_in);
+                        out.push(
+                            std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into(),
+                        );
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(sa as *const libc::sockaddr_in6);
+                        out.push(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr).into());
+                    }
+                    _ => {}
+                }
+            }
+            p = (*p).ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out
 }
 
 /// Lame duck mode (SIGUSR2): stop accepting, tell clients, then close them

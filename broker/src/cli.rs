@@ -24,6 +24,12 @@ pub enum Command {
     Help(String),
     /// `-v`/`--version`/`version`.
     Version,
+    /// `--signal`/`-sl <cmd>[=<pid|pid file>]`: signal the running server
+    /// (server/opts.go processSignal); `pid_file` is `-P` if given.
+    Signal {
+        value: String,
+        pid_file: Option<PathBuf>,
+    },
 }
 
 /// A command line that cannot be used; messages follow Go's `flag` package
@@ -92,6 +98,9 @@ enum Flag {
     NoAdvertise,
     ConnectRetries,
     ClusterName,
+    RemoteSyslog,
+    PortsFileDir,
+    Signal,
     /// Accepted, ignored with a warning (logging/profiling knobs).
     Ignored,
     /// Known to nats-server but refused (would change behaviour silently).
@@ -145,14 +154,14 @@ const FLAGS: &[(&str, Flag, Kind)] = &[
     ("cluster_name", Flag::ClusterName, Kind::Str),
     ("log_size_limit", Flag::Ignored, Kind::Int),
     ("max_traced_msg_len", Flag::Ignored, Kind::Int),
-    ("r", Flag::Ignored, Kind::Str),
-    ("remote_syslog", Flag::Ignored, Kind::Str),
-    ("ports_file_dir", Flag::Ignored, Kind::Str),
+    ("r", Flag::RemoteSyslog, Kind::Str),
+    ("remote_syslog", Flag::RemoteSyslog, Kind::Str),
+    ("ports_file_dir", Flag::PortsFileDir, Kind::Str),
     ("profile", Flag::Ignored, Kind::Int),
     ("ms", Flag::Unsupported, Kind::Int),
     ("https_port", Flag::Unsupported, Kind::Int),
-    ("sl", Flag::Unsupported, Kind::Str),
-    ("signal", Flag::Unsupported, Kind::Str),
+    ("sl", Flag::Signal, Kind::Str),
+    ("signal", Flag::Signal, Kind::Str),
     ("help_tls", Flag::Unsupported, Kind::Bool),
     ("tls", Flag::Unsupported, Kind::Bool),
     ("tlsverify", Flag::Unsupported, Kind::Bool),
@@ -189,6 +198,7 @@ Server Options:
     -n, --name
         --server_name <server_name>  Server name (default: auto)
     -P, --pid <file>                 File to store PID
+        --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
     -m, --http_port <port>           Use port for http monitoring
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
@@ -197,7 +207,8 @@ Server Options:
 Logging Options:
     -l, --log <file>                 File to redirect log output
     -T, --logtime                    Timestamp log entries (default: true)
-    -s, --syslog                     Log to syslog
+    -s, --syslog                     Log to syslog or windows event log
+    -r, --remote_syslog <addr>       Syslog server addr (udp://127.0.0.1:514)
     -D, --debug                      Enable debugging output
     -V, --trace                      Trace the raw protocol
     -DV                              Debug and trace
@@ -217,11 +228,16 @@ Cluster Options:
         --cluster_listen <url>       Cluster url from which members can solicit routes
 
     Route and cluster URLs may name SCION addresses, e.g.
-    nats-route://[18-ffaa:1:10bf,127.0.0.1]:4248 (SCION links are not yet available).
+    nats-route://[18-ffaa:1:10bf,127.0.0.1]:4248 (routes and client links then
+    run over QUIC on SCION; see the scion { ... } block of the configuration).
 
 Common Options:
     -h, --help                       Show this message
     -v, --version                    Show version
+
+Signal Options:
+    -sl, --signal <signal>[=<pid>]   Send signal to broker process (ldm, stop, quit, term, reopen, reload)
+                                     <pid> can be either a PID (e.g. 1) or the path to a PID file (e.g. /var/run/broker.pid)
 "
     .to_string()
 }
@@ -251,6 +267,20 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
     }
     if let Some(g) = given.iter().find(|g| g.flag == Flag::Unsupported) {
         return Err(CliError::Unsupported(g.name.clone()));
+    }
+    // opts.go ConfigureOptions handles --signal before the config file is
+    // read: the signal is sent and the process exits.
+    let last_str = |f: Flag| {
+        given.iter().rev().find_map(|g| match &g.value {
+            Value::Str(s) if g.flag == f && !s.is_empty() => Some(s.clone()),
+            _ => None,
+        })
+    };
+    if let Some(value) = last_str(Flag::Signal) {
+        return Ok(Command::Signal {
+            value,
+            pid_file: last_str(Flag::Pid).map(PathBuf::from),
+        });
     }
     let config_file = given.iter().rev().find_map(|g| match (&g.flag, &g.value) {
         (Flag::Config, Value::Str(s)) if !s.is_empty() => Some(PathBuf::from(s)),
@@ -428,6 +458,12 @@ fn apply(l: &mut Loaded, g: &Given) -> Result<(), CliError> {
                 .map_err(|_| invalid("must be between 0 and 4294967295".to_string()))?
         }
         (Flag::ClusterName, Value::Str(s)) => o.cluster.name = Some(s.clone()),
+        (Flag::RemoteSyslog, Value::Str(s)) => {
+            o.remote_syslog = Some(s.clone()).filter(|s| !s.is_empty())
+        }
+        (Flag::PortsFileDir, Value::Str(s)) => {
+            o.ports_file_dir = Some(PathBuf::from(s)).filter(|p| !p.as_os_str().is_empty())
+        }
         (Flag::Ignored, _) => l.warnings.push(format!(
             "flag -{} is not supported by this broker, ignored",
             g.name

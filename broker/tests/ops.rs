@@ -322,3 +322,230 @@ fn sighup_refuses_route_changes_by_name_and_applies_log_levels() {
     p.wait_exit();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Runs `bin` to completion (bounded) and returns exit code and stderr.
+fn run_bounded(bin: &str, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut err = child.stderr.take().expect("stderr");
+    let mut p = Proc { child };
+    let code = p.wait_exit();
+    let mut text = String::new();
+    let _ = err.read_to_string(&mut text);
+    (code, text)
+}
+
+/// `remote_syslog` (`-r udp://host:port`): lines arrive as syslog
+/// datagrams, severity notice for info lines, tagged `<exe>[pid]:`
+/// (logger/syslog.go NewRemoteSysLogger, Go log/syslog format).
+fn remote_syslog_scenario(bin: &str) -> String {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let url = format!("udp://{}", sock.local_addr().unwrap());
+    let port = free_port();
+    let mut p = Proc::spawn(
+        bin,
+        &["-a", "127.0.0.1", "-p", &port.to_string(), "-r", &url],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 2048];
+    let mut seen = Vec::new();
+    let ready = loop {
+        assert!(
+            Instant::now() < deadline,
+            "{bin}: no syslog line; saw {seen:?}"
+        );
+        if let Ok(n) = sock.recv(&mut buf) {
+            let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if line.contains("Server is ready") {
+                break line;
+            }
+            seen.push(line);
+        }
+    };
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+    ready
+}
+
+#[test]
+fn remote_syslog_sends_datagrams_like_nats_server() {
+    let check = |bin: &str| {
+        let l = remote_syslog_scenario(bin);
+        assert!(l.starts_with("<5>"), "{bin}: {l:?}");
+        assert!(l.trim_end().ends_with("]: Server is ready"), "{bin}: {l:?}");
+    };
+    check(BIN);
+    if nats_available() {
+        check(NATS);
+    }
+}
+
+#[test]
+fn syslog_flag_is_used_not_ignored() {
+    if Path::new("/dev/log").exists() {
+        // A syslog daemon is listening: the broker must start and log there
+        // (not to stderr).
+        let port = free_port();
+        let (_, err) = {
+            let mut p = Proc::spawn(BIN, &["-a", "127.0.0.1", "-p", &port.to_string(), "-s"]);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            p.signal(libc::SIGINT);
+            (p.wait_exit(), String::new())
+        };
+        assert!(err.is_empty());
+        return;
+    }
+    // No syslog socket: nats-server fails at start (log.Fatalf
+    // "error connecting to syslog"); so must we, instead of ignoring -s.
+    let (code, err) = run_bounded(BIN, &["-a", "127.0.0.1", "-p", "-1", "-s"]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("error connecting to syslog"), "{err}");
+    if nats_available() {
+        let (code, err) = run_bounded(NATS, &["-a", "127.0.0.1", "-p", "-1", "-s"]);
+        assert_ne!(code, Some(0));
+        assert!(err.contains("error connecting to syslog"), "{err}");
+    }
+}
+
+#[test]
+fn signal_flag_errors_match_nats_server() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--signal", "bogus=1"], "unknown signal \"bogus\""),
+        (&["--signal", "quit=a=b"], "invalid signal parameters: [b]"),
+        (&["-sl", "quit=xyz"], "invalid pid: xyz"),
+        (&["--signal", "quit=999999999"], "no such process"),
+    ];
+    for (args, want) in cases {
+        let (code, err) = run_bounded(BIN, args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim_end(), format!("nats-server: {want}"), "{args:?}");
+        if nats_available() {
+            let (code, err) = run_bounded(NATS, args);
+            assert_eq!(code, Some(1));
+            assert_eq!(
+                err.trim_end(),
+                format!("nats-server: {want}"),
+                "nats {args:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn signal_flag_reaches_the_server_through_its_pid_file() {
+    let dir = tmpdir("sl");
+    let log = dir.join("s.log");
+    let pid = dir.join("s.pid");
+    let port = free_port();
+    let mut p = Proc::spawn(
+        BIN,
+        &[
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-l",
+            log.to_str().unwrap(),
+            "-P",
+            pid.to_str().unwrap(),
+        ],
+    );
+    wait_file(&log, "Server is ready", 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pid.exists() {
+        assert!(Instant::now() < deadline, "no pid file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // `reopen=<pid file>` (opts.go maybeReadPidFile).
+    let (code, err) = run_bounded(BIN, &["--signal", &format!("reopen={}", pid.display())]);
+    assert_eq!(code, Some(0), "{err}");
+    wait_file(&log, "File log re-opened", 0);
+    // Without `=pid`: the -P pid file.
+    let (code, err) = run_bounded(BIN, &["-P", pid.to_str().unwrap(), "--signal", "quit"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(p.wait_exit(), Some(0));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `--ports_file_dir`: `<dir>/<exe>_<pid>.ports` with the bound client and
+/// monitoring URLs, removed at shutdown (server.go logPorts,
+/// deletePortsFile).
+fn ports_file_scenario(bin: &str, exe: &str) -> serde_json::Value {
+    let dir = tmpdir(&format!("ports-{exe}"));
+    let mut p = Proc::spawn(
+        bin,
+        &[
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "-1",
+            "-m",
+            "-1",
+            "--ports_file_dir",
+            dir.to_str().unwrap(),
+        ],
+    );
+    let file = dir.join(format!("{exe}_{}.ports", p.child.id()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let v: serde_json::Value = loop {
+        assert!(Instant::now() < deadline, "{bin}: no {}", file.display());
+        if let Ok(t) = std::fs::read_to_string(&file) {
+            if let Ok(v) = serde_json::from_str(&t) {
+                break v;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let nats = v["nats"][0].as_str().unwrap().to_string();
+    let port: u16 = nats.rsplit(':').next().unwrap().parse().unwrap();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(read_until(&mut c, "\r\n").starts_with("INFO "));
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+    assert!(!file.exists(), "{bin}: ports file left behind");
+    let _ = std::fs::remove_dir_all(dir);
+    v
+}
+
+#[test]
+fn ports_file_dir_writes_ports_json_like_nats_server() {
+    let check = |v: &serde_json::Value| {
+        let obj = v.as_object().unwrap();
+        let keys: Vec<&String> = obj.keys().collect();
+        assert_eq!(keys, ["monitoring", "nats"], "{v}");
+        assert!(v["nats"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("nats://127.0.0.1:"));
+        assert!(v["monitoring"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:"));
+    };
+    check(&ports_file_scenario(BIN, "broker"));
+    if nats_available() {
+        check(&ports_file_scenario(NATS, "nats-server"));
+    }
+}
+
+#[test]
+fn help_text_does_not_claim_scion_links_are_missing() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(!text.contains("not yet available"), "{text}");
+    assert!(
+        text.contains("--signal") && text.contains("--ports_file_dir"),
+        "{text}"
+    );
+}
