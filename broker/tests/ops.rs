@@ -549,3 +549,32 @@ fn help_text_does_not_claim_scion_links_are_missing() {
         "{text}"
     );
 }
+
+#[test]
+fn info_go_field_names_the_compiler_that_built_the_broker() {
+    // The toolchain running the tests is the one that built the binary.
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(rustc).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let port = free_port();
+    let mut p = Proc::spawn(BIN, &["-a", "127.0.0.1", "-p", &port.to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut c = loop {
+        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "broker did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let info = read_until(&mut c, "\r\n");
+    assert!(
+        info.contains(&format!("\"go\":\"rust{version}\"")),
+        "{info}"
+    );
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+}

@@ -231,8 +231,10 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The compiler that built this binary (captured by build.rs), not the
+/// crate's minimum version: nats-server reports runtime.Version().
 fn rustc_version() -> &'static str {
-    option_env!("CARGO_PKG_RUST_VERSION").unwrap_or("")
+    env!("BROKER_RUSTC_VERSION")
 }
 
 /// A server id in nats-server's shape: 56 upper-case base32 characters
