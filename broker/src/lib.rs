@@ -5,6 +5,7 @@ pub mod monitor;
 pub mod options;
 pub mod proto;
 pub mod proxy;
+pub mod scion_client;
 pub mod server;
 pub mod sublist;
 
