@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -84,6 +84,9 @@ pub struct Outbound {
     stall_notify: Notify,
     /// Cut the connection when pending bytes exceed `max_pending`.
     cut_on_overflow: bool,
+    /// Counts a write timeout the connection survives (a route's partial
+    /// write) as a slow consumer right away; set by the connection's owner.
+    on_write_timeout: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// The enqueue failed because the connection is (now) closed.
@@ -123,7 +126,15 @@ impl Outbound {
             stalled: AtomicBool::new(false),
             stall_notify: Notify::new(),
             cut_on_overflow: cut,
+            on_write_timeout: OnceLock::new(),
         }
+    }
+
+    /// Sets what counts a write timeout after which the connection stays
+    /// open (client.go handleWriteTimeout bumps `s.slowConsumers` for each
+    /// one). Only the first call has an effect.
+    pub fn on_write_timeout(&self, count: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_write_timeout.set(Box::new(count));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -519,27 +530,33 @@ where
                     break;
                 }
                 WriteEnd::Timeout => {
-                    let is_client = shared.kind == ConnKind::Client;
-                    let connected = super::lock(&shared.meta).connected;
-                    // handleWriteTimeout: before CONNECT the close is
-                    // silent; otherwise it is a slow consumer, logged with
-                    // the deadline and what the flush attempted.
-                    if !is_client || connected {
-                        info!(
-                            "{} - Slow Consumer Detected: WriteDeadline of {} exceeded with {} chunks of {} total bytes.",
-                            shared.log_prefix(),
-                            crate::monitor::gofmt::go_duration(deadline),
-                            chunks.len(),
-                            attempted
-                        );
-                    }
-                    // Clients are always closed; other connections only
-                    // when nothing at all was written (the rest of a partial
-                    // write is retried).
-                    if is_client || n == 0 {
+                    // client.go handleWriteTimeout. A connection still owing
+                    // its expected CONNECT (a client, an accepted route) is
+                    // closed without a log line or a count.
+                    if !super::lock(&shared.meta).connected {
                         shared.out.close(ClosedState::SlowConsumerWriteDeadline);
                         shared.out.discard();
                         break;
+                    }
+                    info!(
+                        "{} - Slow Consumer Detected: WriteDeadline of {} exceeded with {} chunks of {} total bytes.",
+                        shared.log_prefix(),
+                        crate::monitor::gofmt::go_duration(deadline),
+                        chunks.len(),
+                        attempted
+                    );
+                    // Clients are always closed; other connections only
+                    // when nothing at all was written. Those closes are
+                    // counted where the connection ends (its close reason).
+                    if shared.kind == ConnKind::Client || n == 0 {
+                        shared.out.close(ClosedState::SlowConsumerWriteDeadline);
+                        shared.out.discard();
+                        break;
+                    }
+                    // A partial write: the route stays and the rest is
+                    // retried, but this timeout is a slow consumer too.
+                    if let Some(count) = shared.out.on_write_timeout.get() {
+                        count();
                     }
                     off = consume(&mut chunks, off, n);
                     shared.out.partially_written(n);

@@ -293,6 +293,19 @@ pub async fn run_route_labeled<S: SplitIo>(
         .with_label(label.clone()),
     );
     shared.headers.store(true, Ordering::Relaxed);
+    // `connected` = owes no CONNECT: route.go createRoute expects one only
+    // on accepted routes (expectConnect), which handle_connect clears; a
+    // write timeout before it is neither logged nor counted
+    // (client.go handleWriteTimeout).
+    lock(&shared.meta).connected = solicit.is_some();
+    // Every other write timeout is a slow consumer (handleWriteTimeout bumps
+    // `s.slowConsumers`), also the partial ones the route survives.
+    let stats_of = Arc::downgrade(&srv);
+    shared.out.on_write_timeout(move || {
+        if let Some(srv) = stats_of.upgrade() {
+            srv.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        }
+    });
     if let Some(p) = &scion {
         if opts.scion.as_ref().is_some_and(|s| s.path_header) {
             let active = p
@@ -376,7 +389,8 @@ pub async fn run_route_labeled<S: SplitIo>(
     // consumer for every kind of connection, routes included; only a
     // connection expected to send CONNECT (an accepted route: route.go
     // createRoute sets expectConnect unless it dialled) that has not sent
-    // it yet is closed without counting.
+    // it yet is closed without counting. Timeouts after partial writes,
+    // which do not close the route, were counted by the writer.
     if reason == ClosedState::SlowConsumerWriteDeadline && conn.got_connect {
         srv.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
     }

@@ -66,6 +66,7 @@ pub struct RefCluster {
     child: Child,
     pub addrs: Addrs,
     dir: PathBuf,
+    log: std::sync::Mutex<(Vec<String>, mpsc::Receiver<String>)>,
 }
 
 impl RefCluster {
@@ -123,9 +124,26 @@ impl RefCluster {
                     route,
                     http,
                 };
-                return RefCluster { child, addrs, dir };
+                return RefCluster {
+                    child,
+                    addrs,
+                    dir,
+                    log: std::sync::Mutex::new((log, rx)),
+                };
             }
         }
+    }
+}
+
+impl RefCluster {
+    /// The server's log so far (every line since start).
+    pub fn log(&self) -> Vec<String> {
+        let mut g = self.log.lock().unwrap();
+        let (lines, rx) = &mut *g;
+        while let Ok(l) = rx.try_recv() {
+            lines.push(l);
+        }
+        lines.clone()
     }
 }
 

@@ -66,6 +66,7 @@ impl RouteConn {
             }
         }
         self.got_connect = true;
+        lock(&self.shared.meta).connected = true;
         let mut m = lock(&self.handle.meta);
         m.remote_id = ci.name.clone().unwrap_or_default();
         m.lnoc = ci.lnoc;
