@@ -639,6 +639,12 @@ impl ScionEndpoint {
         self.socket.path_stats(remote)
     }
 
+    /// Why the active path toward `remote` is active: the preference key that decided against
+    /// the runner-up, "only usable path", or "kept: within hysteresis of …".
+    pub fn why_active(&self, remote: ScionAddr) -> Option<String> {
+        self.socket.why_active(remote)
+    }
+
     /// Number of path switches toward `remote`.
     pub fn switch_count(&self, remote: ScionAddr) -> u64 {
         self.socket.switch_count(remote)

@@ -374,6 +374,15 @@ impl ScionSocket {
             .is_some_and(|s| s.active().is_some())
     }
 
+    /// Why the active path to `remote` is the active one (see `Selector::why_active`).
+    pub fn why_active(&self, remote: ScionAddr) -> Option<String> {
+        self.table()
+            .peers
+            .get(&remote)
+            .and_then(|p| p.selector.as_ref())
+            .and_then(Selector::why_active)
+    }
+
     /// Number of path switches for `remote` so far.
     pub fn switch_count(&self, remote: ScionAddr) -> u64 {
         self.table()

@@ -940,3 +940,47 @@ fn both_ends_fail_over_independently() {
         assert_eq!(sw[0].2, SwitchCause::ProbeLoss);
     }
 }
+
+#[test]
+fn why_active_names_the_deciding_key_hysteresis_and_single_path() {
+    // P1 10 ms vs P2 40 ms: latency decided, both values and the preference named.
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::with_rtts(cfg("latency,bandwidth"), paths, &[10, 40]);
+    s.run_until(MS * 3000);
+    assert_eq!(s.active(), fp(1));
+    let why = s.sel.why_active().expect("why");
+    assert_eq!(
+        why,
+        format!(
+            "latency: 10.0 ms vs 40.0 ms (preference latency,bandwidth) over {}",
+            fp(2).short()
+        )
+    );
+
+    // 20 ms active vs a 19 ms backup: ranked second, kept within the switch margin.
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::with_rtts(cfg("latency"), paths, &[20, 19]);
+    s.run_until(MS * 5000);
+    assert_eq!(s.active(), fp(1));
+    let why = s.sel.why_active().expect("why");
+    assert!(
+        why.starts_with(&format!("kept: within hysteresis of {}", fp(2).short())),
+        "{why}"
+    );
+    assert!(why.contains("latency: 19.0 ms vs 20.0 ms"), "{why}");
+
+    // One path only.
+    let paths: Vec<PathInfo> = topology().into_iter().take(1).collect();
+    let mut s = Sim::with_rtts(cfg("latency"), paths, &[10]);
+    s.run_until(MS * 1000);
+    assert_eq!(s.sel.why_active().as_deref(), Some("only usable path"));
+
+    // The runner-up is down: state decided, not preference.
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::with_rtts(cfg("latency"), paths, &[40, 10]);
+    s.set(2, Link::Blackhole);
+    s.run_until(MS * 3000);
+    assert_eq!(s.active(), fp(1));
+    let why = s.sel.why_active().expect("why");
+    assert_eq!(why, format!("state: alive vs down ({})", fp(2).short()));
+}

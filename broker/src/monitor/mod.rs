@@ -10,8 +10,8 @@
 //!   query parameters and 400 error texts. `?callback=f` wraps the JSON
 //!   as JSONP like nats-server's `ResponseHandler`.
 //! - `/metrics` — Prometheus text, names in [`metrics`].
-//! - `/pathz` — SCION paths per peer ([`pathz`]); 404 while the server has
-//!   no SCION endpoint.
+//! - `/pathz` — SCION paths per peer ([`pathz`]); a TCP-only server
+//!   answers the same document with no destinations.
 //!
 //! Not served (404): nats-server's `/gatewayz`, `/leafz`, `/accountz`,
 //! `/accstatz`, `/jsz`, `/stacksz`, `/ipqueuesz` (features we do not have).
@@ -318,17 +318,15 @@ impl Monitor {
                     start_secs,
                     &subsz::StatsJson::from(&sl),
                     &routes,
-                    &scion_view::pathz_dests(&self.state, &self.switches).unwrap_or_default(),
+                    &scion_view::pathz_dests(&self.state, &self.switches),
                 );
                 Response::new(200, http::PROMETHEUS, text.into_bytes())
             }
-            PATHZ => match scion_view::pathz_dests(&self.state, &self.switches) {
-                None => Response::not_found(),
-                Some(dests) => {
-                    self.count(PATHZ);
-                    respond(q, pretty(&pathz::pathz(&self.state.id, dests, now)))
-                }
-            },
+            PATHZ => {
+                self.count(PATHZ);
+                let dests = scion_view::pathz_dests(&self.state, &self.switches);
+                respond(q, pretty(&pathz::pathz(&self.state.id, dests, now)))
+            }
             _ => Response::not_found(),
         }
     }

@@ -4,16 +4,16 @@
 //! This module is pure: the SCION link layer hands over one [`PathzDest`]
 //! per peer (a route or a client link), built from
 //! `scion_transport::ScionEndpoint::path_stats` (one `CandidateView` per
-//! candidate path), `switch_count`, and the last `PathEvent` it saw. The
-//! endpoint answers 404 while the server has no SCION links, rather than
-//! an empty list that would look like "SCION up, no paths".
+//! candidate path), `switch_count`, `why_active`, and the last `PathEvent`
+//! it saw. A server without SCION answers the same document with no
+//! destinations, so that scrapers need not special-case TCP-only brokers.
 //!
 //! ```json
 //! { "server_id": "N…", "now": "…Z", "num_destinations": 1,
 //!   "destinations": [ {
 //!     "remote": "1-ff00:0:111,10.0.0.2:30555", "link": "route", "id": 4,
 //!     "remote_id": "N…", "path_switches": 2, "active": "ab12…",
-//!     "why_active": "rank 0 of 2 usable; last switch: better",
+//!     "why_active": "latency: 4.1 ms vs 15.2 ms (preference latency) over cd34…; last switch: better",
 //!     "last_switch": { "cause": "better", "at": "…Z", "from": "cd34…", "to": "ab12…", "gap": "35ms" },
 //!     "paths": [ { "fingerprint": "ab12…", "hops": ["1-ff00:0:110#1", "1-ff00:0:111#7"],
 //!                  "state": "alive", "active": true, "in_active_set": true, "rank": 0,
@@ -154,9 +154,13 @@ pub fn finish(mut d: PathzDest) -> PathzDest {
         .as_ref()
         .map(|s| format!("; last switch: {}", s.cause))
         .unwrap_or_default();
+    // The selector's own explanation (deciding preference key, hysteresis,
+    // only path) when it gave one; the rank otherwise.
+    let decided = std::mem::take(&mut d.why_active);
     d.why_active = match active {
         None if d.paths.is_empty() => "no candidate paths".to_string(),
         None => format!("no usable path ({} candidates)", d.paths.len()),
+        Some(_) if !decided.is_empty() => format!("{decided}{cause}"),
         Some(p) => match p.rank {
             Some(r) => format!("rank {r} of {usable} usable{cause}"),
             None => format!("kept while no usable alternative ({}){cause}", p.state),
@@ -259,6 +263,13 @@ mod tests {
         let none = finish(dest(vec![cand("zz", None, false)]));
         assert_eq!(none.active, None);
         assert_eq!(none.why_active, "no usable path (1 candidates)");
+
+        let mut explained = dest(vec![cand("ab", Some(0), true)]);
+        explained.why_active = "only usable path".into();
+        assert_eq!(
+            finish(explained).why_active,
+            "only usable path; last switch: better"
+        );
     }
 
     #[test]

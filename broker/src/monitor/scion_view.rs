@@ -35,7 +35,7 @@ pub fn candidate(c: &CandidateView) -> PathCandidate {
         rank: c.rank,
         rtt: c.rtt,
         rtt_var: c.rtt_var,
-        loss: c.loss.map(|l| GoFloat(f64::from(l))),
+        loss: c.loss.map(GoFloat),
         mtu: info.mtu,
         expiry: GoTime(UNIX_EPOCH + Duration::from_secs(info.expiry_unix_secs)),
         latency: total_latency(&info.latency, info.interfaces.len()),
@@ -137,13 +137,12 @@ pub fn client_link(state: &ServerState, c: &ClientShared) -> Option<ScionLinkInf
     Some(link_info(&ep, remote))
 }
 
-/// /pathz destinations: one per route or client link carried over SCION.
-/// `None` when the server has no SCION endpoint (the endpoint then
-/// answers 404).
-pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Option<Vec<PathzDest>> {
+/// /pathz destinations: one per route or client link carried over SCION
+/// (none when the server has no SCION endpoint).
+pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
     let eps = endpoints(state);
     if eps.is_empty() {
-        return None;
+        return Vec::new();
     }
     log.refresh(&eps);
     let mut out = Vec::new();
@@ -160,7 +159,7 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Option<Vec<PathzDest
             remote_id,
             path_switches: peer.endpoint.switch_count(peer.remote),
             active: None,
-            why_active: String::new(),
+            why_active: peer.endpoint.why_active(peer.remote).unwrap_or_default(),
             last_switch: log.last(peer.remote),
             paths: peer
                 .endpoint
@@ -188,13 +187,13 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Option<Vec<PathzDest
                 remote_id: String::new(),
                 path_switches: ep.switch_count(remote),
                 active: None,
-                why_active: String::new(),
+                why_active: ep.why_active(remote).unwrap_or_default(),
                 last_switch: log.last(remote),
                 paths: ep.path_stats(remote).iter().map(candidate).collect(),
             });
         }
     }
-    Some(out)
+    out
 }
 
 #[cfg(test)]

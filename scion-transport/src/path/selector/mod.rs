@@ -30,6 +30,7 @@
 mod config;
 mod plan;
 mod view;
+mod why;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -260,7 +261,7 @@ impl Selector {
         let c = &mut self.cands[i];
         let rtt = now.saturating_duration_since(p.sent_at);
         if p.lost {
-            c.stats.on_late_reply(now, rtt);
+            c.stats.on_late_reply(now, rtt, seq);
         } else {
             c.stats.on_reply(now, rtt);
         }
@@ -382,7 +383,7 @@ impl Selector {
             };
             let down_after = self.cfg.down_after_misses;
             let c = &mut self.cands[i];
-            c.stats.on_loss();
+            c.stats.on_loss(seq);
             c.alive_since = None;
             if c.down.is_none() && c.stats.consecutive_misses >= down_after {
                 c.down = Some((DownReason::ProbeLoss(c.stats.consecutive_misses), now));

@@ -100,7 +100,7 @@ pub struct CandidateView {
     pub rtt: Option<Duration>,
     pub rtt_var: Option<Duration>,
     /// Lost fraction of the recent probes.
-    pub loss: Option<f32>,
+    pub loss: Option<f64>,
     /// Why the path is Down, Filtered or Expired.
     pub reason: Option<String>,
     pub active: bool,
