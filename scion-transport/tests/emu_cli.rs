@@ -81,3 +81,58 @@ async fn run_prints_addresses_and_ctl_controls_links() {
     child.kill().await.expect("stop emulator");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs the binary with `args`: (exit code, stdout, stderr).
+async fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = timeout(
+        Duration::from_secs(10),
+        Command::new(BIN).args(args).output(),
+    )
+    .await
+    .expect("exits in time")
+    .expect("runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn help_prints_usage_and_bad_arguments_exit_2() {
+    let (code, out, err) = run_cli(&["--help"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("usage: scion-emu run"), "{out}");
+    assert!(err.is_empty(), "no error for --help: {err}");
+
+    for bad in [
+        &["run", "t.toml", "--bogus", "1"][..],
+        &["frob"][..],
+        &[][..],
+        &["ctl", "not-an-address", "show"][..],
+    ] {
+        let (code, out, err) = run_cli(bad).await;
+        assert_eq!(code, Some(2), "{bad:?}: {err}");
+        assert!(out.is_empty(), "{bad:?}: {out}");
+        let mut lines = err.lines();
+        let first = lines.next().unwrap_or("");
+        assert!(first.starts_with("scion-emu: "), "{bad:?}: {err}");
+        assert!(
+            lines.next().unwrap_or("").starts_with("usage: "),
+            "{bad:?}: {err}"
+        );
+        assert!(
+            !err.contains("Stack backtrace") && !err.contains("Error: "),
+            "{err}"
+        );
+    }
+
+    // A runtime failure is one line and exit 1.
+    let (code, _, err) = run_cli(&["run", "/nonexistent/topology.toml"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("scion-emu: reading /nonexistent/topology.toml"),
+        "{err}"
+    );
+}
