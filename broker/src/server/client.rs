@@ -380,7 +380,10 @@ impl Conn {
     /// Takes the permissions a config reload assigned to this user
     /// (reload.go reloadAuthorization re-registers them on every client).
     fn take_reloaded_perms(&mut self) {
-        if self.shared.perms_reloaded.swap(false, Ordering::AcqRel) {
+        // A plain load first: no atomic write per message on the hot path.
+        if self.shared.perms_reloaded.load(Ordering::Relaxed)
+            && self.shared.perms_reloaded.swap(false, Ordering::AcqRel)
+        {
             self.perms = lock(&self.shared.reloaded_perms).clone();
             self.pub_cache.clear();
         }
