@@ -352,7 +352,11 @@ async fn dial_route_forever(
                 match conn.open_bi().await {
                     Ok((send, recv)) => {
                         let io = tokio::io::join(recv, send);
-                        run_route_labeled(
+                        // Its own task, like an accepted route: shutdown aborts this
+                        // dialing task, and a route future dropped mid-run left the
+                        // server waiting its whole 5 s drain bound when the peer was
+                        // gone; a live task ends at once on the shutdown close.
+                        let route = tokio::spawn(run_route_labeled(
                             srv.clone(),
                             io,
                             host_sockaddr(&remote),
@@ -361,8 +365,8 @@ async fn dial_route_forever(
                                 remote,
                                 endpoint: ep.clone(),
                             }),
-                        )
-                        .await;
+                        ));
+                        let _ = route.await;
                     }
                     Err(e) => error!("SCION route to {}: cannot open stream: {}", remote, e),
                 }
