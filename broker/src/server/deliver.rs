@@ -445,6 +445,14 @@ fn write_route_msg(
         })
         .is_ok();
     if ok {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let mut line = Vec::new();
+            match &tag {
+                Some(t) if headers => encode_route_msg_tagged(&mut line, msg, queues, t),
+                _ => encode_route_msg(&mut line, msg, queues, headers),
+            }
+            super::trace::trace_out_msg(&route.log_prefix(), &line);
+        }
         route.stats.out_msgs.fetch_add(1, Ordering::Relaxed);
         route
             .stats

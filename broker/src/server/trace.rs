@@ -8,13 +8,17 @@
 
 use tracing::trace;
 
-/// Logs one inbound operation of a client connection. `raw` is the whole
-/// operation as the parser consumed it (control line, and for PUB/HPUB the
-/// payload and its CRLF).
+/// Logs one inbound operation of a client or route connection. `raw` is
+/// the whole operation as the parser consumed it (control line, and for
+/// PUB/HPUB/RMSG/HMSG the payload and its CRLF).
 pub fn trace_in(prefix: &str, raw: &[u8]) {
     let Some((name, arg, payload)) = split_op(raw) else {
         return;
     };
+    if name == "INFO" {
+        // parser.go hands INFO to processInfo without tracing it.
+        return;
+    }
     match arg {
         Some(arg) if name == "CONNECT" => {
             trace!("{prefix} - <<- [{name} {}]", redact_pass(arg))
@@ -82,7 +86,7 @@ fn split_op(raw: &[u8]) -> Option<TracedOp<'_>> {
         .unwrap_or(rest.len());
     let arg = &rest[skip..];
     let arg = (!arg.is_empty()).then_some(arg);
-    let payload = if name == "PUB" || name == "HPUB" {
+    let payload = if matches!(name.as_str(), "PUB" | "HPUB" | "RMSG" | "HMSG" | "MSG") {
         let body = &raw[line_end + 1..];
         Some(body.strip_suffix(b"\r\n").unwrap_or(body))
     } else {
@@ -187,6 +191,13 @@ mod tests {
         let (n, a, _) = split_op(b"SUB\tfoo q 1\n").unwrap();
         assert_eq!((n.as_str(), a), ("SUB", Some(&b"foo q 1"[..])));
         assert!(split_op(b"PUB foo").is_none());
+        let (n, a, p) = split_op(b"RMSG $G foo r 2\r\nhi\r\n").unwrap();
+        assert_eq!(
+            (n.as_str(), a, p),
+            ("RMSG", Some(&b"$G foo r 2"[..]), Some(&b"hi"[..]))
+        );
+        let (n, _, p) = split_op(b"RS+ $G foo q 1\r\n").unwrap();
+        assert_eq!((n.as_str(), p), ("RS+", None));
     }
 
     #[test]

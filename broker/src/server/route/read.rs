@@ -146,6 +146,9 @@ impl RouteConn {
             }
             match parse_op(buf, ConnKind::Route, &ROUTE_LIMITS) {
                 Ok(Step::Op { op, consumed }) => {
+                    if tracing::enabled!(tracing::Level::TRACE) {
+                        crate::server::trace::trace_in(&self.prefix, &buf[..consumed]);
+                    }
                     pos += consumed;
                     if let Err(c) = self.handle(op) {
                         break Err(c);
