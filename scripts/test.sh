@@ -46,10 +46,16 @@ log "cargo test"
 # Tests that compare against reference peers must not skip here.
 export NATS_SCION_REQUIRE_PEERS=1
 cargo test --workspace --locked 2>&1 | tee /tmp/nats-scion-test.log
-log "config check of every shipped config"
-for f in configs/*.conf; do
-  cargo run -q --locked -p broker -- -t -c "$f"
-done
+log "config check of every shipped config (configs/ and its sub-folders)"
+# The demo configs read their SCION daemon and topology.json from the environment that
+# scripts/demo.sh sets; give them a daemon address and a minimal topology of a user AS.
+CFG_TOPO=$(mktemp)
+printf '%s\n' '{"isd_as": "18-ffaa:1:10bf", "dispatched_ports": "31000-32767"}' >"$CFG_TOPO"
+while IFS= read -r f; do
+  SCION_DAEMON_ADDRESS=127.0.0.1:30255 DEMO_SCION_TOPOLOGY="$CFG_TOPO" \
+    cargo run -q --locked -p broker -- -t -c "$f"
+done < <(find configs -name '*.conf' | sort)
+rm -f "$CFG_TOPO"
 
 # --- 5. The demo in short mode, and the verbatim seed configs ------------------
 log "demo (short mode)"

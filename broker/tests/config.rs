@@ -45,21 +45,63 @@ fn invalid(err: ConfigError) -> Vec<String> {
     }
 }
 
-#[test]
-fn every_shipped_config_loads() {
-    let dir = repo_root().join("configs");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).expect("configs/ exists") {
-        let path = entry.expect("dir entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("conf") {
-            continue;
-        }
-        n += 1;
-        if let Err(e) = config::check_config(&path) {
-            panic!("{} does not load: {e}", path.display());
+/// A minimal scionproto topology.json of a dispatcherless user AS.
+const TOPOLOGY_JSON: &str = r#"{"isd_as": "18-ffaa:1:10bf", "mtu": 1472, "dispatched_ports": "31000-32767",
+  "border_routers": {"br1": {"internal_addr": "127.0.0.1:30042", "interfaces": {"1": {"isd_as": "18-ffaa:0:1201"}}}}}"#;
+
+/// Every `.conf` under `configs/`, in sub-folders too.
+fn shipped_configs(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("configs/ exists")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            shipped_configs(&path, out);
+        } else if path.extension().and_then(|e| e.to_str()) == Some("conf") {
+            out.push(path);
         }
     }
-    assert!(n >= 2, "expected the seed configs in {}", dir.display());
+}
+
+/// Issue 2: every file in `configs/` passes `broker -t`. The demo configs
+/// take their SCION daemon and topology from the environment that
+/// scripts/demo.sh sets (SCION_DAEMON_ADDRESS, DEMO_SCION_TOPOLOGY); the
+/// binary is run with those set, as the demo runs it.
+#[test]
+fn every_shipped_config_loads() {
+    let d = tmpdir();
+    let topo = write(&d, "topology.json", TOPOLOGY_JSON);
+    let mut files = Vec::new();
+    shipped_configs(&repo_root().join("configs"), &mut files);
+    let demo = files
+        .iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("demo")));
+    assert!(
+        demo.count() >= 2,
+        "expected configs/demo/*.conf in {files:?}"
+    );
+    assert!(
+        files.len() >= 4,
+        "expected the seed and demo configs, got {files:?}"
+    );
+    for path in &files {
+        let out = Proc::new(env!("CARGO_BIN_EXE_broker"))
+            .arg("-t")
+            .arg("-c")
+            .arg(path)
+            .env("SCION_DAEMON_ADDRESS", "127.0.0.1:30255")
+            .env("DEMO_SCION_TOPOLOGY", &topo)
+            .output()
+            .expect("run broker -t");
+        assert!(
+            out.status.success(),
+            "{} fails -t: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
@@ -164,10 +206,11 @@ fn full_mapping() {
         "inc/users.conf",
         "ALICE_PASS = \"$2a$11$abcdefg\"\nBOB = bob\n",
     );
+    let topo = write(&d, "topology.json", TOPOLOGY_JSON);
     let p = write(
         &d,
         "full.conf",
-        r#"
+        &r#"
 # every kind of key the broker maps
 server_name: "hub-1"
 listen: 127.0.0.1:4333
@@ -217,14 +260,15 @@ cluster {
 scion {
   path_preference: "latency, hops"
   daemon: "127.0.0.1:30255"
-  topology: "/etc/scion/topology.json"
+  topology: "TOPO_PATH"
   policy { acl: ["- 1-ff00:0:110", "+"], sequence: "1-ff00:0:133#0 0*" }
   probe_interval: "500ms"
   redundancy: 2
   path_header: true
   flow_window: 8MB
 }
-"#,
+"#
+        .replace("TOPO_PATH", &topo.display().to_string()),
     );
     let l = config::load_file(&p).unwrap_or_else(|e| panic!("{e}"));
     let o = l.options;
@@ -304,7 +348,7 @@ scion {
     let s = o.scion.expect("scion");
     assert_eq!(s.path_preference, vec!["latency", "hops"]);
     assert_eq!(s.daemon.as_deref(), Some("127.0.0.1:30255"));
-    assert_eq!(s.topology, Some(PathBuf::from("/etc/scion/topology.json")));
+    assert_eq!(s.topology, Some(topo));
     assert_eq!(s.policy_acl, vec!["- 1-ff00:0:110", "+"]);
     assert_eq!(s.policy_sequence.as_deref(), Some("1-ff00:0:133#0 0*"));
     assert_eq!(s.probe_interval, Some(Duration::from_millis(500)));
@@ -315,21 +359,34 @@ scion {
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
 }
 
+/// A self-signed certificate (its own CA) and its key, as PEM files in `d`.
+fn write_cert(d: &Path) -> (PathBuf, PathBuf) {
+    let a = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let cert = write(d, "cert.pem", &a.cert.pem());
+    let key = write(d, "key.pem", &a.signing_key.serialize_pem());
+    (cert, key)
+}
+
 /// `cluster { tls }` is mapped for SCION route links (the only ones that use it).
 #[test]
 fn cluster_tls_on_scion_routes_typed() {
     let d = tmpdir();
+    let (cert, key) = write_cert(&d);
     let p = write(
         &d,
         "tls.conf",
-        "cluster {\n  name: c1\n  listen: \"nats://18-ffaa:1:10bf,127.0.0.1:4248\"\n  \
-         routes: [\"nats-route://[18-ffaa:1:10a0,127.0.0.1]:4248\"]\n  \
-         tls { cert_file: \"c.pem\", key_file: \"k.pem\", ca_file: \"ca.pem\", verify: true, timeout: 3 }\n}\n",
+        &format!(
+            "cluster {{\n  name: c1\n  listen: \"nats://18-ffaa:1:10bf,127.0.0.1:4248\"\n  \
+             routes: [\"nats-route://[18-ffaa:1:10a0,127.0.0.1]:4248\"]\n  \
+             tls {{ cert_file: \"{c}\", key_file: \"{k}\", ca_file: \"{c}\", verify: true, timeout: 3 }}\n}}\n",
+            c = cert.display(),
+            k = key.display()
+        ),
     );
     let l = config::load_file(&p).unwrap_or_else(|e| panic!("{e}"));
     let tls = l.options.cluster.tls.expect("tls");
-    assert_eq!(tls.cert_file, Some(PathBuf::from("c.pem")));
-    assert_eq!(tls.ca_file, Some(PathBuf::from("ca.pem")));
+    assert_eq!(tls.cert_file, Some(cert.clone()));
+    assert_eq!(tls.ca_file, Some(cert));
     assert!(tls.verify);
     assert_eq!(tls.timeout, Some(Duration::from_secs(3)));
 }
@@ -340,7 +397,12 @@ fn cluster_tls_on_scion_routes_typed() {
 #[test]
 fn cluster_tls_on_tcp_routes_is_an_error() {
     let d = tmpdir();
-    let tls = "  tls { cert_file: \"c.pem\", key_file: \"k.pem\", ca_file: \"ca.pem\" }\n";
+    let (cert, key) = write_cert(&d);
+    let tls = format!(
+        "  tls {{ cert_file: \"{c}\", key_file: \"{k}\", ca_file: \"{c}\" }}\n",
+        c = cert.display(),
+        k = key.display()
+    );
     for (name, body) in [
         ("listen", "  listen: 127.0.0.1:6222\n".to_string()),
         ("hostport", "  host: 127.0.0.1\n  port: 6222\n".to_string()),
@@ -395,6 +457,117 @@ fn broker_must_refuse(args: &[&str]) -> String {
         None => panic!("broker {args:?} started instead of refusing: {stderr}"),
     }
     stderr
+}
+
+/// Issue 2: what fails at start fails `-t` too, naming file:line:col and
+/// the key: a bad policy sequence, a missing topology file, missing or
+/// mismatched cluster TLS files (nats-server 2.9.10 loads cert files in
+/// `parseCluster` -> `GenTLSConfig`, so its `-t` fails on them as well).
+#[test]
+fn files_and_policies_checked_under_t() {
+    let d = tmpdir();
+    let topo = write(&d, "topology.json", TOPOLOGY_JSON);
+    let scion = |body: &str| format!("port: 4222\nscion {{\n{body}}}\n");
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "seq",
+            scion("  policy {\n    sequence: \"((\"\n  }\n"),
+            ":4:5: invalid policy sequence: ".into(),
+        ),
+        (
+            "topo_missing",
+            scion(&format!("  topology: \"{}/nope.json\"\n", d.display())),
+            format!(
+                ":3:3: error loading scion topology: cannot read topology file {}/nope.json",
+                d.display()
+            ),
+        ),
+        (
+            "topo_bad",
+            scion(&format!(
+                "  topology: \"{}\"\n",
+                d.join("seq.conf").display()
+            )),
+            ":3:3: error loading scion topology: topology file is not valid JSON".into(),
+        ),
+    ];
+    for (name, text, want) in &cases {
+        let p = write(&d, &format!("{name}.conf"), text);
+        let errs = invalid(config::check_config(&p).unwrap_err());
+        assert_eq!(errs.len(), 1, "{name}: {errs:?}");
+        let want = format!("{}{want}", p.display());
+        assert!(errs[0].starts_with(&want), "{name}: {} !~ {want}", errs[0]);
+        let stderr = broker_must_refuse(&["-t", "-c", &p.display().to_string()]);
+        assert!(stderr.contains(&want), "{name}: {stderr}");
+    }
+    // A good topology and sequence pass.
+    let p = write(
+        &d,
+        "good.conf",
+        &scion(&format!(
+            "  topology: \"{}\"\n  policy {{ sequence: \"18-ffaa:1:10bf#0 0*\" }}\n",
+            topo.display()
+        )),
+    );
+    config::check_config(&p).unwrap_or_else(|e| panic!("{e}"));
+
+    // Cluster TLS files: a self-signed certificate that is its own CA.
+    let (cert, key) = write_cert(&d);
+    let b = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let other_key = write(&d, "other-key.pem", &b.signing_key.serialize_pem());
+    let missing = d.join("missing.pem");
+    let cluster = |tls: String| {
+        format!(
+            "cluster {{\n  listen: \"nats://18-ffaa:1:10bf,127.0.0.1:4248\"\n  tls {{ {tls} }}\n}}\n"
+        )
+    };
+    let files = |c: &Path, k: &Path, ca: &Path| {
+        format!(
+            "cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\"",
+            c.display(),
+            k.display(),
+            ca.display()
+        )
+    };
+    let p = write(&d, "tls_ok.conf", &cluster(files(&cert, &key, &cert)));
+    config::check_config(&p).unwrap_or_else(|e| panic!("{e}"));
+    let tls_cases: Vec<(&str, String, String)> = vec![
+        (
+            "tls_no_cert",
+            files(&missing, &key, &cert),
+            format!(
+                "error parsing X509 certificate/key pair: open {}: no such file or directory",
+                missing.display()
+            ),
+        ),
+        (
+            "tls_no_ca",
+            files(&cert, &key, &missing),
+            format!(
+                "error loading ca_file: open {}: no such file or directory",
+                missing.display()
+            ),
+        ),
+        (
+            "tls_no_key",
+            format!("cert_file: \"{}\"", cert.display()),
+            "missing 'key_file' in TLS configuration".into(),
+        ),
+        (
+            "tls_wrong_key",
+            files(&cert, &other_key, &cert),
+            "error parsing X509 certificate/key pair: ".into(),
+        ),
+    ];
+    for (name, tls, want) in &tls_cases {
+        let p = write(&d, &format!("{name}.conf"), &cluster(tls.clone()));
+        let errs = invalid(config::check_config(&p).unwrap_err());
+        assert_eq!(errs.len(), 1, "{name}: {errs:?}");
+        let want = format!("{}:3:3: {want}", p.display());
+        assert!(errs[0].starts_with(&want), "{name}: {} !~ {want}", errs[0]);
+        let stderr = broker_must_refuse(&["-t", "-c", &p.display().to_string()]);
+        assert!(stderr.contains(&want), "{name}: {stderr}");
+    }
 }
 
 #[test]

@@ -44,6 +44,23 @@ impl Source for NoSource {
     }
 }
 
+/// An I/O error worded like Go's `*os.PathError` (`open x.conf: no such file
+/// or directory`), as nats-server prints them: the errno text in lower case,
+/// without Rust's ` (os error N)` suffix.
+pub fn go_io_error(op: &str, path: &str, err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = match (err.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(i)) => &text[..i],
+        _ => text.as_str(),
+    };
+    let mut chars = text.chars();
+    let lowered: String = match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    format!("{op} {path}: {lowered}")
+}
+
 /// Parse a configuration held in memory, with no includes and no environment.
 pub fn parse_str(src: &str) -> Result<Map, ParseError> {
     parse(src.as_bytes(), None, &NoSource)

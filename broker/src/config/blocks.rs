@@ -2,7 +2,7 @@
 //! `tls`), and the SCION extension block `scion`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::addr::{check_port, parse_listen_str, parse_route_url, IsdAs};
@@ -480,7 +480,44 @@ fn tls(m: &mut Mapper, e: &Entry) -> Option<TlsOpts> {
             ),
         }
     }
+    if let Err(msg) = load_tls_files(&t) {
+        m.error(e, msg);
+    }
     Some(t)
+}
+
+/// Loads the certificate files like nats-server 2.9.10 `GenTLSConfig`
+/// (server/opts.go), which `parseCluster` calls while reading the file, so
+/// that `-t` already fails on a missing or bad file. Cluster TLS is used by
+/// SCION route links, which need all three files (server/scion.rs tls_for).
+fn load_tls_files(t: &TlsOpts) -> Result<(), String> {
+    use scion_transport::quic::{TlsConfig, TlsError};
+    let (cert, key, ca) = match (&t.cert_file, &t.key_file, &t.ca_file) {
+        (Some(_), None, _) => return Err("missing 'key_file' in TLS configuration".into()),
+        (None, Some(_), _) => return Err("missing 'cert_file' in TLS configuration".into()),
+        (Some(c), Some(k), Some(ca)) => (c, k, ca),
+        _ => return Err("cert_file, key_file and ca_file are all needed for cluster TLS".into()),
+    };
+    let loaded = TlsConfig::from_pem_files(cert, key, ca).map_err(|e| match e {
+        TlsError::Read { path, source } => {
+            let what = if Path::new(&path) == ca.as_path() {
+                "error loading ca_file"
+            } else {
+                "error parsing X509 certificate/key pair"
+            };
+            format!(
+                "{what}: {}",
+                crate::conf::go_io_error("open", &path, &source)
+            )
+        }
+        other => format!("error parsing X509 certificate/key pair: {other}"),
+    })?;
+    // A key that does not belong to the certificate is refused here, as Go's
+    // tls.LoadX509KeyPair does ("private key does not match public key").
+    loaded
+        .server_config(&[])
+        .map_err(|e| format!("error parsing X509 certificate/key pair: {e}"))?;
+    Ok(())
 }
 
 /// The `scion { ... }` block (this broker's extension; not in nats-server).
@@ -503,7 +540,15 @@ pub(super) fn scion(m: &mut Mapper, o: &mut Options, e: &Entry) {
                     }
                 }
             }
-            "topology" => s.topology = m.string(f).map(PathBuf::from),
+            "topology" => {
+                let Some(t) = m.string(f) else { continue };
+                // Loaded here so that `-t` fails where start would (the SCION
+                // layer reads it when the first SCION socket opens).
+                if let Err(err) = scion_transport::topology::LocalTopology::load(Path::new(&t)) {
+                    m.error(f, format!("error loading scion topology: {err}"));
+                }
+                s.topology = Some(PathBuf::from(t));
+            }
             "policy" => policy(m, &mut s, f),
             "probe_interval" => {
                 if let Some(d) = m.duration(f) {
@@ -640,7 +685,14 @@ fn policy(m: &mut Mapper, s: &mut ScionOpts, e: &Entry) {
                     }
                 }
             }
-            "sequence" => s.policy_sequence = m.string(f),
+            "sequence" => {
+                let Some(q) = m.string(f) else { continue };
+                // The same parser the SCION layer uses at start (server/scion.rs).
+                if let Err(err) = q.parse::<scion_transport::path::Sequence>() {
+                    m.error(f, format!("invalid policy sequence: {err}"));
+                }
+                s.policy_sequence = Some(q);
+            }
             _ => m.unknown(f),
         }
     }
