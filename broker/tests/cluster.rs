@@ -607,7 +607,19 @@ async fn slow_subscriber_behind_route_pushes_back_instead_of_being_cut() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while total < want {
         assert!(Instant::now() < deadline, "only {total} of {want} bytes");
-        match timeout(WAIT, sub.read(&mut buf)).await.unwrap() {
+        let r = match timeout(WAIT, sub.read(&mut buf)).await {
+            Ok(r) => r,
+            Err(_) => {
+                let sc = |h: &ServerHandle| {
+                    h.state
+                        .stats
+                        .slow_consumers
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                };
+                panic!("no delivery for {WAIT:?} after {total} of {want} bytes (slow consumers a={} b={}, routes a={} b={})", sc(&a), sc(&b), a.state.cluster.num_routes(), b.state.cluster.num_routes());
+            }
+        };
+        match r {
             Ok(0) | Err(_) => panic!("subscriber cut after {total} of {want} bytes"),
             Ok(n) => total += n,
         }
