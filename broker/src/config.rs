@@ -16,7 +16,7 @@
 //!   and `allowed_connection_types`, `cluster.permissions`;
 //! - warnings and ignored, because they only tune logging or profiling:
 //!   `disable_sublist_cache`, `max_traced_msg_len`, `log_size_limit`,
-//!   `remote_syslog`, `ports_file_dir`, `prof_port`, `connect_error_reports`,
+//!   `prof_port`, `connect_error_reports`,
 //!   `reconnect_error_reports`, `server_tags`, `allow_non_tls`,
 //!   `no_system_account`, `max_sub_tokens`; `trace_verbose` sets `trace`.
 
@@ -375,6 +375,8 @@ impl Mapper {
             "syslog" => o.syslog = self.boolean(e).unwrap_or(o.syslog),
             "logfile" | "log_file" => o.log_file = self.string(e).map(PathBuf::from),
             "pidfile" | "pid_file" => o.pid_file = self.string(e).map(PathBuf::from),
+            "remote_syslog" => o.remote_syslog = self.string(e),
+            "ports_file_dir" => o.ports_file_dir = self.string(e).map(PathBuf::from),
             "http" => match &e.value.value {
                 Value::Integer(p) => match check_port(*p) {
                     Ok(p) => o.http_port = p,
@@ -511,8 +513,6 @@ impl Mapper {
             | "max_traced_msg_len"
             | "logfile_size_limit"
             | "log_size_limit"
-            | "remote_syslog"
-            | "ports_file_dir"
             | "prof_port"
             | "connect_error_reports"
             | "reconnect_error_reports"

@@ -230,6 +230,8 @@ logtime: false
 log_file: "/var/log/broker.log"
 pid_file: '/run/broker.pid'
 syslog: false
+remote_syslog: "udp://127.0.0.1:5514"
+ports_file_dir: "/run/broker-ports"
 authorization {
   include 'inc/users.conf'
   timeout: 0.5
@@ -288,6 +290,8 @@ scion {
     assert!(o.debug && !o.trace && !o.logtime && !o.syslog);
     assert_eq!(o.log_file, Some(PathBuf::from("/var/log/broker.log")));
     assert_eq!(o.pid_file, Some(PathBuf::from("/run/broker.pid")));
+    assert_eq!(o.remote_syslog.as_deref(), Some("udp://127.0.0.1:5514"));
+    assert_eq!(o.ports_file_dir, Some(PathBuf::from("/run/broker-ports")));
 
     let a = &o.authorization;
     assert_eq!(a.timeout, Some(Duration::from_millis(500)));
