@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn rtt_smoothing_and_timeout() {
-        let now = Instant::now();
+        let now = crate::test_now();
         let mut s = ProbeStats::new(4, MS * 1000);
         assert_eq!(s.timeout(MS * 80, MS * 1000, MS * 2000), MS * 1000);
         s.on_reply(now, MS * 10);
@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn loss_window_and_streaks() {
-        let now = Instant::now();
+        let now = crate::test_now();
         let mut s = ProbeStats::new(4, MS * 1000);
         assert_eq!(s.loss(), None);
         s.on_loss(1);
@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn loss_is_exact_in_f64() {
-        let now = Instant::now();
+        let now = crate::test_now();
         let mut s = ProbeStats::new(20, MS * 1000);
         s.on_loss(0);
         for _ in 0..19 {
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn windowed_min_rtt_follows_the_window() {
-        let t0 = Instant::now();
+        let t0 = crate::test_now();
         let mut s = ProbeStats::new(4, MS * 1000);
         assert_eq!(s.min_rtt(t0), None);
         s.on_reply(t0, MS * 10);
