@@ -49,6 +49,8 @@ enum Setup {
     /// Service users with `allow_responses` (max 1 / max 2) and a plain
     /// client user.
     Responses,
+    /// The no_auth_user `a` may not subscribe to `secret.*`.
+    DenyWild,
 }
 
 /// OpenBSD bcrypt test vector: the password "U*U" at cost 5.
@@ -105,6 +107,9 @@ impl Setup {
                 "authorization { token: \"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\" }"
             }
             Setup::Responses => RESPONSES_CONF,
+            Setup::DenyWild => {
+                "authorization { users = [ { user: a, password: pa, permissions: { subscribe: { deny: [\"secret.*\"] } } } ] }\nno_auth_user: a"
+            }
         }
     }
 
@@ -149,6 +154,21 @@ impl Setup {
             }
             Setup::BcryptToken => o.authorization.token = Some(BCRYPT_UU.into()),
             Setup::Responses => o.authorization = responses_auth(),
+            Setup::DenyWild => {
+                o.authorization.users = vec![User {
+                    username: "a".into(),
+                    password: "pa".into(),
+                    permissions: Some(Permissions {
+                        publish: None,
+                        subscribe: Some(SubjectPermission {
+                            allow: vec![],
+                            deny: list(&["secret.*"]),
+                        }),
+                        allow_responses: None,
+                    }),
+                }];
+                o.no_auth_user = Some("a".into());
+            }
         }
         o
     }
@@ -639,6 +659,19 @@ fn cases() -> Vec<Case> {
             Users,
             "CONNECT {\"user\":\"bob\",\"pass\":\"pb\",\"verbose\":false}\r\nSUB > 1\r\nPUB anything 1\r\na\r\nPING\r\n",
         ),
+        // canSubscribe matches the subscription subject against the deny list
+        // with its tokens taken literally: `*` in a deny covers `>` and `*`.
+        Case::script(
+            "deny_wildcard_covers_wildcard_subscriptions",
+            DenyWild,
+            "CONNECT {\"verbose\":true}\r\nSUB secret.> 1\r\nSUB secret.* 2\r\nSUB secret.x 3\r\nSUB secret 4\r\nSUB secret.x q 5\r\nSUB *.x 6\r\nSUB > 7\r\nPING\r\n",
+        ),
+        Case::new("deny_wildcard_filters_delivery", DenyWild)
+            .open(0)
+            .send(0, "CONNECT {\"verbose\":false}\r\nSUB > 1\r\nPING\r\n")
+            .open(1)
+            .send(1, "CONNECT {\"verbose\":false}\r\nPUB secret.x 1\r\nh\r\nPUB open.x 1\r\nv\r\nPING\r\n")
+            .send(0, "PING\r\n"),
         Case::script("no_auth_user_connect", NoAuthUser, "CONNECT {\"verbose\":false}\r\nPING\r\n"),
         Case::script("no_auth_user_ping_first", NoAuthUser, "PING\r\n"),
         Case::script("no_auth_user_bad_creds", NoAuthUser, "CONNECT {\"user\":\"a\",\"pass\":\"x\"}\r\nPING\r\n"),

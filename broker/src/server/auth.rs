@@ -230,8 +230,11 @@ impl CompiledList {
                 return false;
             }
         }
+        // client.go canSubscribe matches the subscription subject against
+        // the deny list with its tokens taken literally (Sublist.Match), so a
+        // deny of `secret.*` refuses `SUB secret.>` and `SUB secret.*` too.
         !self.deny.iter().any(|p| {
-            subject_is_subset_match(subject, &p.subject)
+            crate::sublist::subject_matches(&p.subject, subject)
                 && match (&p.queue, queue) {
                     (None, _) => true,
                     (Some(pq), Some(q)) => queue_matches(pq, q),

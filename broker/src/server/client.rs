@@ -373,6 +373,21 @@ impl Conn {
         let _ = self.shared.out.send(data);
     }
 
+    /// How permission-violation log lines name the user (client.go
+    /// getAuthUser): the CONNECT user, or the `no_auth_user` the connection
+    /// was given, else `User "N/A"`.
+    fn auth_user(&self) -> String {
+        let connect = self.connect.user.as_deref().filter(|u| !u.is_empty());
+        let given = lock(&self.shared.meta)
+            .user
+            .clone()
+            .filter(|u| !u.is_empty());
+        match connect.map(str::to_string).or(given) {
+            Some(u) => format!("User {}", go_quote(&u)),
+            None => "User \"N/A\"".to_string(),
+        }
+    }
+
     fn now_ns(&self) -> u64 {
         self.srv.start_instant.elapsed().as_nanos() as u64
     }
@@ -411,11 +426,15 @@ impl Conn {
                         go_quote(subject)
                     ),
                 };
+                // client.go subPermissionViolation.
+                let queue_part =
+                    queue.map_or(String::new(), |q| format!("Queue: {}, ", go_quote(q)));
                 error!(
-                    "{} - Subscription Violation - User {}, Subject {}, SID {}",
+                    "{} - Subscription Violation - {}, Subject {}, {}SID {}",
                     self.shared.log_prefix(),
-                    go_quote(self.connect.user.as_deref().unwrap_or("")),
+                    self.auth_user(),
                     go_quote(subject),
+                    queue_part,
                     String::from_utf8_lossy(sid)
                 );
                 self.send(&encode::err_line(&text));
@@ -503,9 +522,9 @@ impl Conn {
             if !self.pub_cache.can_publish(perms, subject) && !self.reply_allowed(p.subject) {
                 let text = format!("Permissions Violation for Publish to {}", go_quote(subject));
                 error!(
-                    "{} - Publish Violation - User {}, Subject {}",
+                    "{} - Publish Violation - {}, Subject {}",
                     self.shared.log_prefix(),
-                    go_quote(self.connect.user.as_deref().unwrap_or("")),
+                    self.auth_user(),
                     go_quote(subject)
                 );
                 self.send(&encode::err_line(&text));
