@@ -537,7 +537,11 @@ async fn healthz_metrics_root_and_unknown_paths() {
     let r = get(m, "/").await;
     assert_eq!(r.status, 200);
     assert!(r.text().contains("href=./connz"));
-    for path in ["/nope", "/pathz", "/varz/", "/jsz"] {
+    // A TCP-only broker answers /pathz with an empty document, not 404.
+    let r = get(m, "/pathz").await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("\"num_destinations\": 0"), "{}", r.text());
+    for path in ["/nope", "/varz/", "/jsz"] {
         let r = get(m, path).await;
         assert_eq!(r.status, 404, "{path}");
         assert_eq!(r.text(), "404 page not found\n");
