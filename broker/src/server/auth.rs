@@ -483,25 +483,10 @@ impl ReplyTracker {
     }
 }
 
-/// Go's `%q` for the strings that appear in permission errors.
+/// Go's `%q` for the strings that appear in permission errors (the same
+/// quoting as the protocol trace's payloads).
 pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    super::trace::go_quote_bytes(s.as_bytes())
 }
 
 /// After a config reload changed authorization: re-checks every client
