@@ -17,7 +17,7 @@
 //! ```sh
 //! cargo run --release -p broker --example scion_bench -- [--rounds N] [--runs N]
 //!     [--sizes 16,1024] [--msgs N] [--flat] [--latency MS] [--reverse]
-//!     [--no-failover] [--no-throughput]
+//!     [--no-failover] [--no-throughput] [--scion-only]
 //!     [--xbench PATH]
 //! ```
 //! `--rounds` cuts per failover kind (default 10), `--runs` xbench runs per
@@ -295,6 +295,8 @@ struct Args {
     latency_ms: Option<f64>,
     /// Publisher on B (the dialing side) instead of A.
     reverse: bool,
+    /// Skip the TCP runs (for profiling the SCION route alone).
+    scion_only: bool,
     /// Messages per xbench run (default 500k for <= 64 B, else 200k).
     msgs: Option<usize>,
     xbench: String,
@@ -311,6 +313,7 @@ fn parse_args() -> Args {
         throughput: true,
         msgs: None,
         reverse: false,
+        scion_only: false,
         latency_ms: None,
         xbench: std::env::var("NATS_PEERS_BIN")
             .map(|d| format!("{d}/nats-xbench"))
@@ -340,6 +343,11 @@ fn parse_args() -> Args {
             }
             "--reverse" => {
                 a.reverse = true;
+                i += 1;
+                continue;
+            }
+            "--scion-only" => {
+                a.scion_only = true;
                 i += 1;
                 continue;
             }
@@ -552,6 +560,9 @@ async fn main() {
                     [(false, &ta, &tb), (true, &sp.a, &sp.b)]
                 };
                 for (scion, a, b) in pairs {
+                    if args.scion_only && !scion {
+                        continue;
+                    }
                     let st0 = sp.emu.stats();
                     let (r, kept, ns) = xbench_run(&xb, a, b, n, size).await;
                     if scion {
