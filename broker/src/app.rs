@@ -358,6 +358,7 @@ fn describe_changes(cur: &Options, new: &Options) -> Vec<String> {
     }
     cmp!(debug);
     cmp!(trace);
+    cmp!(max_traced_msg_len);
     cmp!(logtime);
     cmp!(log_file);
     cmp!(syslog);

@@ -97,6 +97,7 @@ enum Flag {
     ClusterAdvertise,
     NoAdvertise,
     ConnectRetries,
+    MaxTracedMsgLen,
     ClusterName,
     RemoteSyslog,
     PortsFileDir,
@@ -153,7 +154,7 @@ const FLAGS: &[(&str, Flag, Kind)] = &[
     ("connect_retries", Flag::ConnectRetries, Kind::Int),
     ("cluster_name", Flag::ClusterName, Kind::Str),
     ("log_size_limit", Flag::Ignored, Kind::Int),
-    ("max_traced_msg_len", Flag::Ignored, Kind::Int),
+    ("max_traced_msg_len", Flag::MaxTracedMsgLen, Kind::Int),
     ("r", Flag::RemoteSyslog, Kind::Str),
     ("remote_syslog", Flag::RemoteSyslog, Kind::Str),
     ("ports_file_dir", Flag::PortsFileDir, Kind::Str),
@@ -456,6 +457,9 @@ fn apply(l: &mut Loaded, g: &Given) -> Result<(), CliError> {
         (Flag::ConnectRetries, Value::Int(n)) => {
             o.cluster.connect_retries = u32::try_from(*n)
                 .map_err(|_| invalid("must be between 0 and 4294967295".to_string()))?
+        }
+        (Flag::MaxTracedMsgLen, Value::Int(n)) => {
+            o.max_traced_msg_len = usize::try_from(*n).unwrap_or(0)
         }
         (Flag::ClusterName, Value::Str(s)) => o.cluster.name = Some(s.clone()),
         (Flag::RemoteSyslog, Value::Str(s)) => {

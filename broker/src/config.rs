@@ -15,7 +15,7 @@
 //!   `no_header_support`, `http_base_path`, `default_js_domain`, user `nkey`
 //!   and `allowed_connection_types`, `cluster.permissions`;
 //! - warnings and ignored, because they only tune logging or profiling:
-//!   `disable_sublist_cache`, `max_traced_msg_len`, `log_size_limit`,
+//!   `disable_sublist_cache`, `log_size_limit`,
 //!   `prof_port`, `connect_error_reports`,
 //!   `reconnect_error_reports`, `server_tags`, `allow_non_tls`,
 //!   `no_system_account`, `max_sub_tokens`; `trace_verbose` sets `trace`.
@@ -366,6 +366,12 @@ impl Mapper {
                 o.server_name = self.string(e);
             }
             "debug" => o.debug = self.boolean(e).unwrap_or(o.debug),
+            "max_traced_msg_len" => {
+                if let Some(v) = self.int(e) {
+                    // opts.go keeps the int; traceMsg only truncates when it is > 0.
+                    o.max_traced_msg_len = usize::try_from(v).unwrap_or(0);
+                }
+            }
             "trace" => o.trace = self.boolean(e).unwrap_or(o.trace),
             "trace_verbose" => {
                 o.trace = self.boolean(e).unwrap_or(o.trace);
@@ -510,7 +516,6 @@ impl Mapper {
             | "default_js_domain" => self.unsupported(e, Reject),
             "disable_sublist_cache"
             | "no_sublist_cache"
-            | "max_traced_msg_len"
             | "logfile_size_limit"
             | "log_size_limit"
             | "prof_port"

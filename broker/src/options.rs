@@ -192,6 +192,9 @@ pub struct Options {
 
     pub debug: bool,
     pub trace: bool,
+    /// `max_traced_msg_len`: payload bytes a trace line shows before `...`; 0 = all
+    /// (nats-server opts.go MaxTracedMsgLen).
+    pub max_traced_msg_len: usize,
     pub logtime: bool,
     pub log_file: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
@@ -231,6 +234,7 @@ impl Default for Options {
             scion: None,
             debug: false,
             trace: false,
+            max_traced_msg_len: 0,
             logtime: true,
             log_file: None,
             pid_file: None,

@@ -41,7 +41,7 @@ fn wait_log(log: &Path, pred: impl Fn(&str) -> bool) -> String {
 
 /// Starts `bin -a 127.0.0.1 -p -1 -V -l LOG` and returns it with its
 /// client address, read from the "Listening for client connections" line.
-fn start(bin: &Path, dir: &Path) -> (Proc, std::net::SocketAddr, PathBuf) {
+fn start(bin: &Path, dir: &Path, extra: &[&str]) -> (Proc, std::net::SocketAddr, PathBuf) {
     let log = dir.join(format!(
         "{}.log",
         bin.file_name().unwrap().to_string_lossy()
@@ -49,6 +49,7 @@ fn start(bin: &Path, dir: &Path) -> (Proc, std::net::SocketAddr, PathBuf) {
     let child = Command::new(bin)
         .args(["-a", "127.0.0.1", "-p", "-1", "-V", "-l"])
         .arg(&log)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -78,7 +79,7 @@ fn trace_parts(text: &str) -> Vec<String> {
 
 async fn run_script(bin: &Path) -> Vec<String> {
     let dir = scratch_dir("trace");
-    let (_p, addr, log) = start(bin, &dir);
+    let (_p, addr, log) = start(bin, &dir, &[]);
     let mut c = Raw::connect(addr).await;
     c.send(
         b"CONNECT {\"verbose\":true,\"pedantic\":false,\"user\":\"u\",\"pass\":\"s3cret\",\"name\":\"t\"}\r\n\
@@ -112,5 +113,47 @@ async fn verbose_trace_matches_nats_server() {
         return;
     };
     let theirs = run_script(&theirs_bin).await;
+    assert_eq!(ours, theirs, "ours:\n{ours:#?}\ntheirs:\n{theirs:#?}");
+}
+
+/// `--max_traced_msg_len 4`: payloads longer than 4 bytes are cut in the
+/// trace like client.go traceMsg does it (4 bytes of the *quoted* text, so
+/// `\x01\xff\x02a` shows as `\x01...`), shorter ones shown whole.
+async fn run_truncated(bin: &Path) -> Vec<String> {
+    let dir = scratch_dir("trace-max");
+    let (_p, addr, log) = start(bin, &dir, &["--max_traced_msg_len", "4"]);
+    let mut c = Raw::connect(addr).await;
+    c.send(
+        b"CONNECT {\"verbose\":false}\r\nPUB a 11\r\nhello world\r\nPUB b 4\r\nabcd\r\n\
+          PUB c 6\r\n\x01\xff\x02abc\r\nPING\r\n",
+    )
+    .await;
+    c.read_pongs(1).await;
+    let text = wait_log(&log, |l| l.contains("->> [PONG]"));
+    let _ = std::fs::remove_dir_all(&dir);
+    trace_parts(&text)
+}
+
+#[tokio::test]
+async fn max_traced_msg_len_cuts_payloads_like_nats_server() {
+    let ours = run_truncated(Path::new(OURS)).await;
+    for want in [
+        "<<- MSG_PAYLOAD: [\"hell...\"]",
+        "<<- MSG_PAYLOAD: [\"abcd\"]",
+        "<<- MSG_PAYLOAD: [\"\\x01...\"]",
+    ] {
+        assert!(
+            ours.iter().any(|l| l == want),
+            "{want} missing in {ours:#?}"
+        );
+    }
+    let Some(theirs_bin) = nats_server_bin() else {
+        if std::env::var_os("NATS_SCION_REQUIRE_PEERS").is_some() {
+            panic!("nats-server not installed but NATS_SCION_REQUIRE_PEERS is set");
+        }
+        eprintln!("nats-server not installed: compared nothing");
+        return;
+    };
+    let theirs = run_truncated(&theirs_bin).await;
     assert_eq!(ours, theirs, "ours:\n{ours:#?}\ntheirs:\n{theirs:#?}");
 }

@@ -10,8 +10,9 @@ use tracing::trace;
 
 /// Logs one inbound operation of a client or route connection. `raw` is
 /// the whole operation as the parser consumed it (control line, and for
-/// PUB/HPUB/RMSG/HMSG the payload and its CRLF).
-pub fn trace_in(prefix: &str, raw: &[u8]) {
+/// PUB/HPUB/RMSG/HMSG the payload and its CRLF). `max_payload_len` is
+/// `max_traced_msg_len` (0 = the whole payload).
+pub fn trace_in(prefix: &str, raw: &[u8], max_payload_len: usize) {
     let Some((name, arg, payload)) = split_op(raw) else {
         return;
     };
@@ -27,8 +28,25 @@ pub fn trace_in(prefix: &str, raw: &[u8]) {
         None => trace!("{prefix} - <<- [{name}]"),
     }
     if let Some(p) = payload {
-        trace!("{prefix} - <<- MSG_PAYLOAD: [{}]", go_quote_bytes(p));
+        trace!(
+            "{prefix} - <<- MSG_PAYLOAD: [{}]",
+            payload_text(p, max_payload_len)
+        );
     }
+}
+
+/// The bracketed part of a MSG_PAYLOAD trace line. client.go traceMsg: when
+/// the payload is longer than `max` (> 0), it quotes the first `max` bytes
+/// and keeps `max` bytes of that quoted text after the opening quote (so an
+/// escape can be cut in half), then adds `...` inside the quotes.
+fn payload_text(p: &[u8], max: usize) -> String {
+    if max == 0 || p.len() <= max {
+        return go_quote_bytes(p);
+    }
+    let quoted = go_quote_bytes(&p[..max]);
+    let q = quoted.as_bytes();
+    let cut = &q[1.min(q.len())..(max + 1).min(q.len())];
+    format!("\"{}...\"", String::from_utf8_lossy(cut))
 }
 
 /// Logs one outbound protocol reply (`PONG`, `PING`, `+OK`, `-ERR '…'`)
@@ -216,6 +234,16 @@ mod tests {
             redact_pass(br#"{"pass":"a","pass":"b"}"#),
             r#"{"pass":"[REDACTED]","pass":"b"}"#
         );
+    }
+
+    #[test]
+    fn long_payloads_are_cut_like_trace_msg() {
+        assert_eq!(payload_text(b"hello world", 0), r#""hello world""#);
+        assert_eq!(payload_text(b"hello world", 11), r#""hello world""#);
+        assert_eq!(payload_text(b"hello world", 4), r#""hell...""#);
+        // Cut in the quoted text: 4 bytes of `\x01\xff…` keep only `\x01`.
+        assert_eq!(payload_text(b"\x01\xff\x02abc", 4), r#""\x01...""#);
+        assert_eq!(payload_text(b"ab\"cd", 3), r#""ab\...""#);
     }
 
     #[test]

@@ -158,7 +158,11 @@ impl Conn {
             match parse_op(buf, ConnKind::Client, &self.limits) {
                 Ok(Step::Op { op, consumed }) => {
                     if tracing::enabled!(tracing::Level::TRACE) {
-                        trace::trace_in(&self.shared.log_prefix(), &buf[..consumed]);
+                        trace::trace_in(
+                            &self.shared.log_prefix(),
+                            &buf[..consumed],
+                            self.srv.opts().max_traced_msg_len,
+                        );
                     }
                     pos += consumed;
                     if let Err(c) = self.handle(op) {

@@ -147,7 +147,11 @@ impl RouteConn {
             match parse_op(buf, ConnKind::Route, &ROUTE_LIMITS) {
                 Ok(Step::Op { op, consumed }) => {
                     if tracing::enabled!(tracing::Level::TRACE) {
-                        crate::server::trace::trace_in(&self.prefix, &buf[..consumed]);
+                        crate::server::trace::trace_in(
+                            &self.prefix,
+                            &buf[..consumed],
+                            self.srv.opts().max_traced_msg_len,
+                        );
                     }
                     pos += consumed;
                     if let Err(c) = self.handle(op) {
