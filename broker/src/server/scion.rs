@@ -7,8 +7,8 @@
 //!   reconnecting.
 //! - A SCION client link is one QUIC connection per NATS connection; the
 //!   server opens the stream so that it can speak first (INFO), exactly as on
-//!   TCP. The `broker proxy` command and [`connect_client_stream`] are the
-//!   client side.
+//!   TCP. The `broker proxy` command ([`crate::proxy`]) and the Rust API
+//!   ([`crate::scion_client`]) are the client side.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -441,24 +441,6 @@ async fn accept_clients(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
             conn.close(0u32.into(), b"closed");
         });
     }
-}
-
-/// Client side of a SCION client link: one QUIC connection whose stream the
-/// server opens. Used by `broker proxy` and Rust programs.
-pub async fn connect_client_stream(
-    ep: &ScionEndpoint,
-    remote: ScionAddr,
-) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream), String> {
-    // A dead listener would otherwise hold us for the QUIC idle timeout.
-    let conn = tokio::time::timeout(Duration::from_secs(3), ep.connect(remote, SERVER_NAME))
-        .await
-        .map_err(|_| format!("{remote}: no QUIC handshake within 3s"))?
-        .map_err(|e| e.to_string())?;
-    let (send, recv) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
-        .await
-        .map_err(|_| format!("{remote}: the server opened no stream"))?
-        .map_err(|e| e.to_string())?;
-    Ok((conn, send, recv))
 }
 
 /// Shared slot in the server state.
