@@ -716,7 +716,7 @@ array [
         assert_eq!(get(nested, "x"), &Value::Integer(1));
         assert_eq!(
             nested.get("x").unwrap().key_pos.to_string(),
-            "/etc/b/inc/deeper.conf:1:1"
+            "/etc/b/inc/deeper.conf:1:0"
         );
 
         let e = parse(

@@ -19,12 +19,27 @@ impl Pos {
     }
 }
 
+impl Pos {
+    /// The column as nats-server prints it. Its lexer (conf/lex.go) measures
+    /// a column from the position of the previous line's `\n`, and from 0 on
+    /// the first line, so columns are 1-based except on line 1, where they
+    /// are one less (`server.conf:1:0: unknown field "foo"`).
+    pub fn go_col(&self) -> usize {
+        if self.line == 1 {
+            self.col.saturating_sub(1)
+        } else {
+            self.col
+        }
+    }
+}
+
 impl fmt::Display for Pos {
-    /// `file:line:col`, or `line:col` for configurations parsed from memory.
+    /// `file:line:col`, or `line:col` for configurations parsed from memory,
+    /// with nats-server's column numbering ([`Pos::go_col`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.file {
-            Some(p) => write!(f, "{}:{}:{}", p.display(), self.line, self.col),
-            None => write!(f, "{}:{}", self.line, self.col),
+            Some(p) => write!(f, "{}:{}:{}", p.display(), self.line, self.go_col()),
+            None => write!(f, "{}:{}", self.line, self.go_col()),
         }
     }
 }
