@@ -818,6 +818,7 @@ fn differential_check_against_nats_server() {
         ("bad_unknown_line1", "foo_bar: 1\n"),
         ("bad_unknown_line1_indented", "  foo_bar: 1\n"),
         ("bad_unknown_indented", "port: 4222\n  foo_bar: 1\n"),
+        ("bad_include_missing", "port: 4222\ninclude ./sub/../nothere.conf\n"),
     ];
     for (name, text) in cases {
         let p = write(&d, &format!("{name}.conf"), text);
@@ -844,6 +845,22 @@ fn differential_check_against_nats_server() {
             "bad_unknown_indented" => Some("2:3"),
             _ => None,
         };
+        if *name == "bad_include_missing" {
+            // nats-server prints no position for a failed include; ours adds one in front of
+            // the same words (path cleaned like filepath.Join, Go's errno text).
+            let msg = String::from_utf8_lossy(&theirs.stderr);
+            let theirs_text = msg.trim().trim_start_matches("nats-server: ").to_string();
+            assert!(
+                theirs_text
+                    .starts_with("error parsing include file './sub/../nothere.conf', open "),
+                "nats-server said {msg}"
+            );
+            let ours_text = ours.as_ref().err().map(ToString::to_string);
+            assert_eq!(
+                ours_text,
+                Some(format!("{}:2:9: {theirs_text}", p.display()))
+            );
+        }
         if let Some(at) = at {
             let msg = String::from_utf8_lossy(&theirs.stderr);
             let want = format!("{}:{at}: unknown field \"foo_bar\"", p.display());

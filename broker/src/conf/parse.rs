@@ -324,14 +324,20 @@ impl Parser<'_> {
                 ),
             ));
         }
-        let path = self.dir.join(name);
+        // parse.go: ParseFile(filepath.Join(p.fp, it.val)); Join cleans the path, which is
+        // then the name in the read error and in the included file's positions.
+        let path = clean_path(&self.dir.join(name));
         let data = self.source.read_file(&path).map_err(|e| {
+            let shown = path.display().to_string();
+            let why = if e.kind() == std::io::ErrorKind::IsADirectory {
+                // os.ReadFile opens a directory fine and fails reading it.
+                super::go_io_error("read", &shown, &e)
+            } else {
+                super::go_io_error("open", &shown, &e)
+            };
             self.err(
                 pos.clone(),
-                format!(
-                    "error parsing include file '{name}', {}: {e}",
-                    path.display()
-                ),
+                format!("error parsing include file '{name}', {why}"),
             )
         })?;
         let included = parse_at_depth(&data, Some(path), self.source, self.depth + 1)?;
@@ -345,6 +351,30 @@ impl Parser<'_> {
             _ => Err(self.err(pos, "include is only allowed where a key may appear")),
         }
     }
+}
+
+/// Go's `filepath.Clean` on Unix, lexically: drops `.` components and empty ones, folds
+/// `x/..`, keeps leading `..` of a relative path, and `/..` stays `/`.
+fn clean_path(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir) | Some(Component::Prefix(_)) => {}
+                _ => out.push(c),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
 }
 
 /// Give a value copied from a variable the position of the reference.
@@ -719,6 +749,16 @@ array [
             "/etc/b/inc/deeper.conf:1:0"
         );
 
+        assert_eq!(
+            clean_path(Path::new("/etc/b/./inc/../x.conf")),
+            PathBuf::from("/etc/b/x.conf")
+        );
+        assert_eq!(clean_path(Path::new("/../x")), PathBuf::from("/x"));
+        assert_eq!(
+            clean_path(Path::new("../a/../../b")),
+            PathBuf::from("../../b")
+        );
+        assert_eq!(clean_path(Path::new("a/..")), PathBuf::from("."));
         let e = parse(
             b"include self.conf",
             Some(Path::new("/etc/b/main.conf")),
