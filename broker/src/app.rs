@@ -266,7 +266,11 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
     let auth_changed =
         cur.authorization != new.authorization || cur.no_auth_user != new.no_auth_user;
     let changes = describe_changes(&cur, &new);
+    let new_max_payload = (cur.max_payload != new.max_payload).then_some(new.max_payload);
     state.set_opts(new);
+    if let Some(v) = new_max_payload {
+        server::client::apply_max_payload(state, v);
+    }
     if auth_changed {
         server::auth::recheck_clients_after_reload(state);
     }

@@ -578,3 +578,64 @@ fn info_go_field_names_the_compiler_that_built_the_broker() {
     p.signal(libc::SIGINT);
     p.wait_exit();
 }
+
+/// A reload that lowers `max_payload` reaches clients already connected
+/// (reload.go maxPayloadOption.Apply stores it in every client's `mpay`):
+/// a PUB that was fine before is a Maximum Payload Violation after, and the
+/// log says `Reloaded: max_payload = 100`. Returns what the client saw and
+/// the log after the reload.
+fn max_payload_reload_scenario(bin: &str) -> (String, String) {
+    let dir = tmpdir(&format!("mpay-{}", bin.len()));
+    let conf = dir.join("s.conf");
+    let log = dir.join("s.log");
+    let port = free_port();
+    let head = format!(
+        "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\n",
+        log.display()
+    );
+    std::fs::write(&conf, format!("{head}max_payload: 1000\n")).unwrap();
+    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    wait_file(&log, "Server is ready", 0);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    read_until(&mut c, "\r\n");
+    let body = "x".repeat(200);
+    c.write_all(
+        format!("CONNECT {{\"verbose\":false}}\r\nPUB a 200\r\n{body}\r\nPING\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut saw = read_until(&mut c, "PONG");
+    std::fs::write(&conf, format!("{head}max_payload: 100\n")).unwrap();
+    let mark = std::fs::metadata(&log).unwrap().len() as usize;
+    p.signal(libc::SIGHUP);
+    let text = wait_file(&log, "Reloaded server configuration", mark);
+    c.write_all(format!("PUB a 200\r\n{body}\r\n").as_bytes())
+        .unwrap();
+    saw.push('|');
+    saw.push_str(&read_until(&mut c, "Violation'"));
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+    let _ = std::fs::remove_dir_all(dir);
+    (saw, text[mark..].to_string())
+}
+
+fn check_max_payload_reload(bin: &str) {
+    let (saw, log) = max_payload_reload_scenario(bin);
+    let (before, after) = saw.split_once('|').unwrap();
+    assert!(
+        before.contains("PONG") && !before.contains("-ERR"),
+        "{bin}: {saw:?}"
+    );
+    assert!(
+        after.contains("-ERR 'Maximum Payload Violation'"),
+        "{bin}: {saw:?}"
+    );
+    assert!(log.contains("Reloaded: max_payload = 100"), "{bin}: {log}");
+}
+
+#[test]
+fn sighup_max_payload_reaches_connected_clients_like_nats_server() {
+    check_max_payload_reload(BIN);
+    if nats_available() {
+        check_max_payload_reload(NATS);
+    }
+}

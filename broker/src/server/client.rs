@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -99,6 +99,10 @@ pub struct ClientShared {
     /// `perms_reloaded` is set (see `Conn::take_reloaded_perms`).
     pub reloaded_perms: Mutex<Option<Arc<CompiledPerms>>>,
     pub perms_reloaded: AtomicBool,
+    /// `max_payload` for this connection's reader; a reload stores the new
+    /// value (reload.go maxPayloadOption.Apply sets every client's `mpay`).
+    /// 0 = not set (routes use their own limits).
+    pub max_payload: AtomicUsize,
 }
 
 impl ClientShared {
@@ -129,6 +133,7 @@ impl ClientShared {
             auth_connect: Mutex::new(None),
             reloaded_perms: Mutex::new(None),
             perms_reloaded: AtomicBool::new(false),
+            max_payload: AtomicUsize::new(0),
         }
     }
 
@@ -212,6 +217,16 @@ pub async fn run<S: SplitIo>(srv: Arc<ServerState>, stream: S, peer: SocketAddr)
     run_labeled(srv, stream, peer, None).await
 }
 
+/// A reloaded `max_payload` for every connected client (reload.go
+/// maxPayloadOption.Apply); each reader uses it from its next read on.
+pub fn apply_max_payload(srv: &ServerState, max_payload: usize) {
+    for c in super::lock(&srv.clients).values() {
+        if c.kind == ConnKind::Client {
+            c.max_payload.store(max_payload, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Serves one client connection over any byte stream that splits into
 /// reader and writer halves (TCP, a QUIC stream, or [`super::io::Locked`]);
 /// `label` names a non-TCP peer (a SCION address) in logs and /connz.
@@ -226,6 +241,9 @@ pub async fn run_labeled<S: SplitIo>(
     let shared = Arc::new(
         ClientShared::new(cid, ConnKind::Client, peer, opts.max_pending).with_label(label),
     );
+    shared
+        .max_payload
+        .store(opts.max_payload, Ordering::Relaxed);
     let info = srv.client_info_for(&shared).to_line();
     let _ = shared.out.append(&info);
     debug!("{} - Client connection created", shared.log_prefix());

@@ -67,6 +67,10 @@ impl Conn {
                             } else if n < read_target / 4 && read_target > START_READ_BUF {
                                 read_target /= 2;
                             }
+                            let mpay = self.shared.max_payload.load(Ordering::Relaxed);
+                            if mpay != 0 {
+                                self.limits.max_payload = Some(mpay);
+                            }
                             if let Err(Close(reason)) = self.process_read(&mut rbuf).await {
                                 return reason;
                             }
