@@ -17,9 +17,7 @@ impl Pos {
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref().map(|p| p.as_path())
     }
-}
 
-impl Pos {
     /// The column as nats-server prints it. Its lexer (conf/lex.go) measures
     /// a column from the position of the previous line's `\n`, and from 0 on
     /// the first line, so columns are 1-based except on line 1, where they
