@@ -17,7 +17,7 @@
 //! ```sh
 //! cargo run --release -p broker --example scion_bench -- [--rounds N] [--runs N]
 //!     [--sizes 16,1024] [--msgs N] [--flat] [--latency MS] [--reverse]
-//!     [--no-failover] [--no-throughput] [--scion-only]
+//!     [--no-failover] [--no-throughput] [--scion-only] [--mtu BYTES]
 //!     [--xbench PATH]
 //! ```
 //! `--rounds` cuts per failover kind (default 10), `--runs` xbench runs per
@@ -299,6 +299,8 @@ struct Args {
     scion_only: bool,
     /// Messages per xbench run (default 500k for <= 64 B, else 200k).
     msgs: Option<usize>,
+    /// MTU of every emulated AS and link (default: the topology's, 1472).
+    mtu: Option<u16>,
     xbench: String,
 }
 
@@ -315,6 +317,7 @@ fn parse_args() -> Args {
         reverse: false,
         scion_only: false,
         latency_ms: None,
+        mtu: None,
         xbench: std::env::var("NATS_PEERS_BIN")
             .map(|d| format!("{d}/nats-xbench"))
             .unwrap_or_else(|_| {
@@ -335,6 +338,7 @@ fn parse_args() -> Args {
             }
             "--latency" => a.latency_ms = val.and_then(|v| v.parse().ok()),
             "--msgs" => a.msgs = val.and_then(|v| v.parse().ok()),
+            "--mtu" => a.mtu = val.and_then(|v| v.parse().ok()),
             "--xbench" => a.xbench = val.cloned().unwrap_or(a.xbench),
             "--flat" => {
                 a.flat = true;
@@ -369,6 +373,22 @@ fn parse_args() -> Args {
         i += 2;
     }
     a
+}
+
+/// `topo` with every AS and link set to `mtu` (a line after each `[[as]]` and `[[link]]`).
+fn with_mtu(topo: &str, mtu: Option<u16>) -> String {
+    let Some(mtu) = mtu else {
+        return topo.to_string();
+    };
+    let mut out = String::new();
+    for line in topo.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.trim() == "[[as]]" || line.trim() == "[[link]]" {
+            out.push_str(&format!("mtu = {mtu}\n"));
+        }
+    }
+    out
 }
 
 /// Two SCION nodes (A in 1-ff00:0:111, B dialing A from 1-ff00:0:112) on
@@ -519,7 +539,8 @@ async fn main() {
         .expect("tcp b");
         wait_routes(&tb).await;
         let topo = if args.flat { TOPO_FLAT } else { TOPO };
-        let sp = scion_pair(topo, "tp", args.reverse).await;
+        let topo = with_mtu(topo, args.mtu);
+        let sp = scion_pair(&topo, "tp", args.reverse).await;
         if let Some(ms) = args.latency_ms {
             for link in ["1-ff00:0:111#2", "1-ff00:0:110#1", "1-ff00:0:110#2"] {
                 sp.emu

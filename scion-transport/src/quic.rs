@@ -34,6 +34,9 @@ pub const QUIC_MIN_DATAGRAM: u16 = 1200;
 /// nine hop fields with IPv6 hosts (12+16+32+4+24+108+8). Only a fallback: both sides size
 /// their packets from the real header of the peer's paths (see [`ScionSocket::max_payload`]).
 const WORST_HEADER_BUDGET: u16 = 204;
+/// Smallest SCION/UDP header in front of a QUIC datagram: common header, ISD-AS pair, two
+/// IPv4 hosts, no path, UDP (12+16+8+0+8).
+const LEAST_HEADER: u16 = 44;
 /// How long an acceptor waits for the daemon's paths to the dialing peer before it sizes the
 /// connection's packets from the reply path alone.
 const ACCEPT_PATH_WAIT: Duration = Duration::from_millis(500);
@@ -453,6 +456,14 @@ impl Drop for ScionEndpoint {
     }
 }
 
+/// `max_udp_payload_size` for an AS with MTU `local_mtu`: what is left after the smallest
+/// SCION/UDP header, within quinn's accepted range.
+fn receive_limit(local_mtu: u16) -> u16 {
+    local_mtu
+        .saturating_sub(LEAST_HEADER)
+        .clamp(QUIC_MIN_DATAGRAM, 65_527)
+}
+
 fn transport_config(config: &TransportConfig, max_payload: u16) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.initial_mtu(QUIC_MIN_DATAGRAM);
@@ -547,6 +558,12 @@ impl ScionEndpoint {
         // the 0x40 bit cleared, which the probe demultiplexer must then tell apart by size.
         let mut endpoint_config = quinn::EndpointConfig::default();
         endpoint_config.grease_quic_bit(false);
+        // The largest QUIC datagram that can reach us is bounded by our AS's MTU, not by
+        // quinn's Ethernet-sized default (1472): advertise it (RFC 9000 §18.2
+        // max_udp_payload_size), or the peer's MTU discovery stops at 1472 on jumbo paths.
+        endpoint_config
+            .max_udp_payload_size(receive_limit(local_mtu))
+            .map_err(|e| BindError::Quic(io::Error::other(e)))?;
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
             endpoint_config,
             server_config.clone(),
@@ -723,6 +740,16 @@ fn port_range_warning(local: &ScionAddr, known: Option<(u16, u16)>) -> Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receive_limit_follows_the_as_mtu() {
+        assert_eq!(receive_limit(1472), 1428);
+        assert_eq!(receive_limit(8972), 8928);
+        assert_eq!(receive_limit(1280), 1236);
+        // Never below QUIC's minimum datagram (a too-small MTU is refused elsewhere).
+        assert_eq!(receive_limit(1000), QUIC_MIN_DATAGRAM);
+        assert_eq!(receive_limit(u16::MAX), 65_491);
+    }
 
     fn at(port: u16) -> ScionAddr {
         ScionAddr {
