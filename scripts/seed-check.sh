@@ -125,7 +125,7 @@ check_startup A "$WORK/A/s1.log" s1 server1.conf 4222 18-ffaa:1:10bf 4248
 check_startup A "$WORK/A/s2.log" s2 server2.conf 5222 18-ffaa:1:10a0 5248
 for pair in "s1 4248 18-ffaa:1:10bf" "s2 5248 18-ffaa:1:10a0"; do
   set -- $pair
-  w="[WRN] SCION port $2 of [$3,127.0.0.1]:$2 is outside the AS's dispatched range 31000-32767: border routers will deliver to port 30041, so a shim dispatcher is needed"
+  w="[WRN] SCION port $2 of [$3,127.0.0.1]:$2 (cluster.listen) is outside the AS's dispatched range 31000-32767: border routers will deliver to port 30041, so a shim dispatcher is needed"
   if has "$WORK/A/$1.log" "$w"; then ok "A $1: loud dispatched-range warning for port $2"; else fail "A $1: no warning: $w"; fi
 done
 if wait_line 10 "$WORK/A/s2.log" "Trying to connect to route on [18-ffaa:1:10bf,127.0.0.1]:4248 (SCION)"; then

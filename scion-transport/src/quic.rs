@@ -233,6 +233,8 @@ pub struct TransportConfig {
     /// QUIC flow-control window per stream and per connection, in bytes: the most data one
     /// connection keeps in flight. See [`DEFAULT_FLOW_WINDOW`].
     pub flow_window: u32,
+    /// Where `local` came from (a config key such as `cluster.listen`), named in warnings.
+    pub origin: Option<String>,
 }
 
 /// Default [`TransportConfig::flow_window`]: 4 MiB, about what Linux TCP autotunes a loopback
@@ -261,6 +263,7 @@ impl TransportConfig {
             idle_timeout: Duration::from_secs(30),
             accept: true,
             flow_window: DEFAULT_FLOW_WINDOW,
+            origin: None,
         }
     }
 }
@@ -530,7 +533,7 @@ impl ScionEndpoint {
             port,
             ..config.local
         };
-        if let Some(line) = port_range_warning(&local, range) {
+        if let Some(line) = port_range_warning(&local, range, config.origin.as_deref()) {
             warn!("{line}");
         }
         let local_mtu = topo.as_ref().and_then(|t| t.mtu).unwrap_or(as_info.mtu);
@@ -723,7 +726,11 @@ const DEFAULT_DISPATCHED_PORTS: (u16, u16) = (31000, 32767);
 /// The one warning for a local port the border router will not deliver to: routers of a
 /// dispatcherless AS send packets for ports outside `dispatched_ports` to 30041, where only
 /// a shim dispatcher listens.
-fn port_range_warning(local: &ScionAddr, known: Option<(u16, u16)>) -> Option<String> {
+fn port_range_warning(
+    local: &ScionAddr,
+    known: Option<(u16, u16)>,
+    origin: Option<&str>,
+) -> Option<String> {
     let ((lo, hi), whose) = match known {
         Some(r) => (r, "the AS's"),
         None => (DEFAULT_DISPATCHED_PORTS, "the default (AS range unknown)"),
@@ -731,9 +738,10 @@ fn port_range_warning(local: &ScionAddr, known: Option<(u16, u16)>) -> Option<St
     if (lo..=hi).contains(&local.port) {
         return None;
     }
+    let origin = origin.map(|k| format!(" ({k})")).unwrap_or_default();
     Some(format!(
-        "SCION port {} of {} is outside {} dispatched range {}-{}: border routers will deliver to port 30041, so a shim dispatcher is needed",
-        local.port, local, whose, lo, hi
+        "SCION port {} of {}{} is outside {} dispatched range {}-{}: border routers will deliver to port 30041, so a shim dispatcher is needed",
+        local.port, local, origin, whose, lo, hi
     ))
 }
 
@@ -761,18 +769,24 @@ mod tests {
 
     #[test]
     fn port_range_warning_uses_known_range_else_default() {
-        assert_eq!(port_range_warning(&at(31500), Some((31000, 32767))), None);
-        assert_eq!(port_range_warning(&at(31500), None), None);
-        let w = port_range_warning(&at(40000), Some((30000, 30999))).unwrap();
+        assert_eq!(
+            port_range_warning(&at(31500), Some((31000, 32767)), None),
+            None
+        );
+        assert_eq!(port_range_warning(&at(31500), None, None), None);
+        let w = port_range_warning(&at(40000), Some((30000, 30999)), None).unwrap();
         assert!(
             w.contains("outside the AS's dispatched range 30000-30999"),
             "{w}"
         );
-        let w = port_range_warning(&at(40000), None).unwrap();
+        let w = port_range_warning(&at(40000), None, None).unwrap();
         assert!(
             w.contains("range unknown) dispatched range 31000-32767"),
             "{w}"
         );
         assert!(w.starts_with("SCION port 40000 of "), "{w}");
+        // The config key that set the address is named.
+        let w = port_range_warning(&at(40000), None, Some("cluster.listen")).unwrap();
+        assert!(w.contains(":40000 (cluster.listen) is outside"), "{w}");
     }
 }

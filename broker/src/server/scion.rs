@@ -125,9 +125,11 @@ fn transport_config(
     opts: &Options,
     local: ScionAddr,
     for_routes: bool,
+    key: &str,
 ) -> Result<(TransportConfig, bool), ScionConfigError> {
     let (tls, verified) = tls_for(opts, for_routes)?;
     let mut cfg = TransportConfig::new(local, tls);
+    cfg.origin = Some(key.to_string());
     cfg.daemon = opts.scion.as_ref().and_then(|s| s.daemon.clone());
     cfg.topology = opts.scion.as_ref().and_then(|s| s.topology.clone());
     cfg.selector = selector_config(opts.scion.as_ref())?;
@@ -165,7 +167,8 @@ pub async fn start(
 
     if let Some(ListenAddr::Scion { isd_as, ip, port }) = &opts.cluster.listen {
         let local = scion_addr("cluster.listen", isd_as, *ip, *port).map_err(err)?;
-        let (cfg, verified) = transport_config(&opts, local, true).map_err(err)?;
+        let (cfg, verified) =
+            transport_config(&opts, local, true, "cluster.listen").map_err(err)?;
         let ep = ScionEndpoint::bind(cfg).await.map_err(|source| {
             err(ScionConfigError::Bind {
                 key: "cluster.listen",
@@ -191,7 +194,7 @@ pub async fn start(
 
     if let Some(ListenAddr::Scion { isd_as, ip, port }) = &opts.scion_listen {
         let local = scion_addr("listen", isd_as, *ip, *port).map_err(err)?;
-        let (cfg, _) = transport_config(&opts, local, false).map_err(err)?;
+        let (cfg, _) = transport_config(&opts, local, false, "listen").map_err(err)?;
         let ep = ScionEndpoint::bind(cfg).await.map_err(|source| {
             err(ScionConfigError::Bind {
                 key: "listen",
