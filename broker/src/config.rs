@@ -599,6 +599,18 @@ impl Mapper {
                  without TLS: remove \"tls\" or use SCION cluster addresses",
             );
         }
+        // A certificate for a listener that does not exist would be silently unused.
+        if o.scion.as_ref().is_some_and(|s| s.tls.is_some())
+            && !matches!(o.scion_listen, Some(ListenAddr::Scion { .. }))
+        {
+            let pos = at(self, "scion.tls");
+            self.error_at(
+                &pos,
+                "tls",
+                "scion tls is the certificate of the SCION client listener, and there is \
+                 none: set listen to a SCION address (nats://ISD-AS,IP:port)",
+            );
+        }
         if let Some(user) = o.no_auth_user.clone() {
             if !o.authorization.users.iter().any(|u| u.username == user) {
                 let pos = at(self, "no_auth_user");

@@ -152,6 +152,9 @@ pub struct ScionOpts {
     pub path_header: bool,
     /// QUIC flow-control window per stream and connection, bytes (None = transport default).
     pub flow_window: Option<u32>,
+    /// Certificate of the SCION client listener (`scion { tls { cert_file, key_file } }`);
+    /// None = a self-signed one made at start (encrypted, not authenticated).
+    pub tls: Option<TlsOpts>,
 }
 
 /// All server options.

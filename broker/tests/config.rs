@@ -395,6 +395,75 @@ fn cluster_tls_on_scion_routes_typed() {
     assert_eq!(tls.timeout, Some(Duration::from_secs(3)));
 }
 
+/// `scion { tls { cert_file, key_file } }` is the SCION client listener's certificate: typed
+/// when both files load and a SCION `listen` exists; every other shape is an error naming
+/// file:line:col of the `tls` key, under `-t` as at start.
+#[test]
+fn scion_tls_for_the_client_listener() {
+    let d = tmpdir();
+    let (cert, key) = write_cert(&d);
+    let listen = "listen: \"nats://18-ffaa:1:10bf,127.0.0.1:31222\"\n";
+    let files = format!(
+        "cert_file: \"{}\", key_file: \"{}\"",
+        cert.display(),
+        key.display()
+    );
+    let p = write(
+        &d,
+        "ok.conf",
+        &format!("{listen}scion {{\n  tls {{ {files} }}\n}}\n"),
+    );
+    let l = config::load_file(&p).unwrap_or_else(|e| panic!("{e}"));
+    let t = l.options.scion.and_then(|s| s.tls).expect("scion tls");
+    assert_eq!(t.cert_file, Some(cert.clone()));
+    assert_eq!(t.key_file, Some(key.clone()));
+
+    for (name, head, body, want) in [
+        (
+            "no_key",
+            listen.to_string(),
+            format!("cert_file: \"{}\"", cert.display()),
+            "missing 'key_file' in TLS configuration",
+        ),
+        (
+            "verify",
+            listen.to_string(),
+            format!("{files}, verify: true"),
+            "scion tls: verify (client certificates) is not supported",
+        ),
+        (
+            "no_listener",
+            "port: 4222\n".to_string(),
+            files.clone(),
+            "scion tls is the certificate of the SCION client listener, and there is none",
+        ),
+        (
+            "bad_key",
+            listen.to_string(),
+            format!(
+                "cert_file: \"{}\", key_file: \"{}\"",
+                cert.display(),
+                cert.display()
+            ),
+            "error parsing X509 certificate/key pair",
+        ),
+    ] {
+        let p = write(
+            &d,
+            &format!("{name}.conf"),
+            &format!("{head}scion {{\n  tls {{ {body} }}\n}}\n"),
+        );
+        let errs = invalid(config::check_config(&p).unwrap_err());
+        assert_eq!(errs.len(), 1, "{name}: {errs:?}");
+        let at = format!("{}:3:3: ", p.display());
+        assert!(
+            errs[0].starts_with(&at) && errs[0].contains(want),
+            "{name}: {}",
+            errs[0]
+        );
+    }
+}
+
 /// TLS is not implemented on TCP routes: `cluster { tls }` with a TCP listen
 /// or a TCP route must be refused (file:line:col of the `tls` key), never
 /// silently run in clear text; at start and under `-t` alike.

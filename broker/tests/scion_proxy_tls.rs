@@ -3,18 +3,18 @@
 //! name is refused with an error naming `--ca`; without `--ca` the link is
 //! encrypted and the proxy warns that the server is not authenticated.
 //!
-//! The CA-signed server is a stand-in SCION/QUIC client listener (it opens
-//! the stream and speaks INFO first, as `server::scion::accept_clients`
-//! does), because the broker's SCION client listener presents a self-signed
-//! certificate today. The CLI tests run the real `broker proxy` binary
-//! against a real broker. Emulator on loopback only; every wait is bounded.
+//! The first test uses a stand-in SCION/QUIC client listener (it opens the
+//! stream and speaks INFO first, as `server::scion::accept_clients` does) to
+//! check names and CAs byte for byte; a real broker given `scion { tls }`
+//! is verified the same way, and the CLI tests run the real `broker proxy`
+//! binary against a real broker. Emulator on loopback only; every wait is bounded.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use broker::options::{ListenAddr, Options, ScionOpts};
+use broker::options::{ListenAddr, Options, ScionOpts, TlsOpts};
 use broker::proxy::{LinkError, ProxyConfig, ProxyTls};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use scion_transport::address::{IsdAsn, ScionAddr};
@@ -249,6 +249,15 @@ async fn proxy_verifies_broker_certificate_with_ca() {
 /// A broker with a SCION client listener in AS A; returns it and the
 /// listener's address.
 async fn broker_in_a(emu: &EmuHandle, dir: &TempDir) -> (broker::server::ServerHandle, ScionAddr) {
+    broker_in_a_with(emu, dir, None).await
+}
+
+/// [`broker_in_a`] with `scion { tls }` for the SCION client listener.
+async fn broker_in_a_with(
+    emu: &EmuHandle,
+    dir: &TempDir,
+    tls: Option<TlsOpts>,
+) -> (broker::server::ServerHandle, ScionAddr) {
     let (daemon, topo) = as_files(emu, dir, AS_A);
     let o = Options {
         host: "127.0.0.1".into(),
@@ -261,6 +270,7 @@ async fn broker_in_a(emu: &EmuHandle, dir: &TempDir) -> (broker::server::ServerH
         scion: Some(ScionOpts {
             daemon: Some(daemon),
             topology: Some(topo),
+            tls,
             ..Default::default()
         }),
         ..Default::default()
@@ -275,6 +285,67 @@ async fn broker_in_a(emu: &EmuHandle, dir: &TempDir) -> (broker::server::ServerH
         .flatten()
         .expect("SCION client endpoint");
     (srv, up)
+}
+
+/// A broker given `scion { tls { cert_file, key_file } }` presents that certificate on its
+/// SCION client listener: a proxy with the issuing CA verifies it and carries a NATS client,
+/// a proxy with another CA is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_scion_tls_certificate_is_verified_by_the_proxy() {
+    let emu = emulator().await;
+    let dir = temp_dir("broker-scion-tls");
+    let pki = make_pki(&dir.0, "broker", &["nats-scion"]);
+    let other = make_pki(&dir.0, "other", &["nats-scion"]);
+    let tls = TlsOpts {
+        cert_file: Some(pki.cert.clone()),
+        key_file: Some(pki.key.clone()),
+        ..Default::default()
+    };
+    let (srv, up) = broker_in_a_with(&emu, &dir, Some(tls)).await;
+
+    let proxy = proxy_to(
+        &emu,
+        &dir,
+        up,
+        ProxyTls {
+            ca: Some(pki.ca.clone()),
+            server_name: None,
+        },
+    )
+    .await;
+    assert!(proxy.authenticated);
+    proxy
+        .prime()
+        .await
+        .expect("the broker's certificate verifies");
+    let nc = timeout(WAIT, async_nats::connect(proxy.listen.to_string()))
+        .await
+        .expect("in time")
+        .expect("async-nats through the verified link");
+    let mut sub = nc.subscribe("tls.t").await.expect("sub");
+    nc.publish("tls.t", "verified".into()).await.expect("pub");
+    let m = timeout(WAIT, futures::StreamExt::next(&mut sub))
+        .await
+        .expect("in time")
+        .expect("message");
+    assert_eq!(m.payload, "verified".as_bytes());
+    drop(nc);
+    drop(proxy);
+
+    let proxy = proxy_to(
+        &emu,
+        &dir,
+        up,
+        ProxyTls {
+            ca: Some(other.ca.clone()),
+            server_name: None,
+        },
+    )
+    .await;
+    let e = proxy.prime().await.expect_err("another CA must be refused");
+    assert!(matches!(e, LinkError::Untrusted { .. }), "{e:?}");
+    drop(proxy);
+    srv.shutdown().await;
 }
 
 /// Runs `broker proxy ARGS`; returns the child and its listen address, read

@@ -53,6 +53,28 @@ pub struct TlsConfig {
     pub skip_server_verification: bool,
 }
 
+fn read_file(p: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(p).map_err(|source| TlsError::Read {
+        path: p.display().to_string(),
+        source,
+    })
+}
+
+fn pem_error(p: &Path, what: &str) -> TlsError {
+    TlsError::Pem {
+        path: p.display().to_string(),
+        what: what.to_string(),
+    }
+}
+
+/// Every CERTIFICATE block of a PEM file.
+fn read_certs(p: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(&read_file(p)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(p, &e.to_string()))
+}
+
 /// Errors of building TLS configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -87,35 +109,28 @@ impl TlsConfig {
     /// Certificate chain, key and CA bundle from PEM files (nats-server `tls {cert_file,
     /// key_file, ca_file}`).
     pub fn from_pem_files(cert: &Path, key: &Path, ca: &Path) -> Result<Self, TlsError> {
+        let mut tls = Self::from_pem_cert_key(cert, key)?;
+        tls.roots = read_certs(ca)?;
+        if tls.roots.is_empty() {
+            return Err(pem_error(ca, "no CA certificate found"));
+        }
+        Ok(tls)
+    }
+
+    /// Certificate chain and key from PEM files, no trust anchors: for an endpoint that only
+    /// accepts (it asks peers for no certificate, so it has nothing to verify).
+    pub fn from_pem_cert_key(cert: &Path, key: &Path) -> Result<Self, TlsError> {
         use rustls::pki_types::pem::PemObject;
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|source| TlsError::Read {
-                path: p.display().to_string(),
-                source,
-            })
-        };
-        let pem_err = |p: &Path, what: String| TlsError::Pem {
-            path: p.display().to_string(),
-            what,
-        };
-        let cert_chain = CertificateDer::pem_slice_iter(&read(cert)?)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| pem_err(cert, e.to_string()))?;
+        let cert_chain = read_certs(cert)?;
         if cert_chain.is_empty() {
-            return Err(pem_err(cert, "no certificate found".into()));
+            return Err(pem_error(cert, "no certificate found"));
         }
-        let key_der =
-            PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| pem_err(key, e.to_string()))?;
-        let roots = CertificateDer::pem_slice_iter(&read(ca)?)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| pem_err(ca, e.to_string()))?;
-        if roots.is_empty() {
-            return Err(pem_err(ca, "no CA certificate found".into()));
-        }
+        let key_der = PrivateKeyDer::from_pem_slice(&read_file(key)?)
+            .map_err(|e| pem_error(key, &e.to_string()))?;
         Ok(TlsConfig {
             cert_chain,
             key: Arc::new(key_der),
-            roots,
+            roots: Vec::new(),
             skip_server_verification: false,
         })
     }

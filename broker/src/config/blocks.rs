@@ -358,7 +358,7 @@ pub(super) fn cluster(m: &mut Mapper, o: &mut Options, e: &Entry) {
             }
             "tls" => {
                 m.seen.push(("cluster.tls", f.key_pos.clone()));
-                o.cluster.tls = tls(m, f);
+                o.cluster.tls = tls(m, f, true);
             }
             "cluster_advertise" | "advertise" => o.cluster.advertise = m.string(f),
             "no_advertise" => o.cluster.no_advertise = m.boolean(f).unwrap_or(false),
@@ -432,7 +432,7 @@ fn cluster_auth(m: &mut Mapper, o: &mut Options, e: &Entry) {
 }
 
 /// nats-server `parseTLS`, for the keys this broker implements.
-fn tls(m: &mut Mapper, e: &Entry) -> Option<TlsOpts> {
+fn tls(m: &mut Mapper, e: &Entry, need_ca: bool) -> Option<TlsOpts> {
     let tm = m.map(e)?;
     let mut t = TlsOpts::default();
     for f in tm {
@@ -480,8 +480,9 @@ fn tls(m: &mut Mapper, e: &Entry) -> Option<TlsOpts> {
             ),
         }
     }
-    if let Err(msg) = load_tls_files(&t) {
+    if let Err(msg) = load_tls_files(&t, need_ca) {
         m.error(e, msg);
+        return None;
     }
     Some(t)
 }
@@ -489,18 +490,29 @@ fn tls(m: &mut Mapper, e: &Entry) -> Option<TlsOpts> {
 /// Loads the certificate files like nats-server 2.9.10 `GenTLSConfig`
 /// (server/opts.go), which `parseCluster` calls while reading the file, so
 /// that `-t` already fails on a missing or bad file. Cluster TLS is used by
-/// SCION route links, which need all three files (server/scion.rs tls_for).
-fn load_tls_files(t: &TlsOpts) -> Result<(), String> {
+/// SCION route links, which need all three files (server/scion.rs tls_for);
+/// `scion.tls` (the SCION client listener) needs the certificate and key.
+fn load_tls_files(t: &TlsOpts, need_ca: bool) -> Result<(), String> {
     use scion_transport::quic::{TlsConfig, TlsError};
     let (cert, key, ca) = match (&t.cert_file, &t.key_file, &t.ca_file) {
         (Some(_), None, _) => return Err("missing 'key_file' in TLS configuration".into()),
         (None, Some(_), _) => return Err("missing 'cert_file' in TLS configuration".into()),
-        (Some(c), Some(k), Some(ca)) => (c, k, ca),
-        _ => return Err("cert_file, key_file and ca_file are all needed for cluster TLS".into()),
+        (Some(c), Some(k), ca) if ca.is_some() || !need_ca => (c, k, ca),
+        _ if need_ca => {
+            return Err("cert_file, key_file and ca_file are all needed for cluster TLS".into())
+        }
+        _ => return Err("cert_file and key_file are needed for the SCION client listener".into()),
     };
-    let loaded = TlsConfig::from_pem_files(cert, key, ca).map_err(|e| match e {
+    let loaded = match ca {
+        Some(ca) => TlsConfig::from_pem_files(cert, key, ca),
+        None => TlsConfig::from_pem_cert_key(cert, key),
+    };
+    let loaded = loaded.map_err(|e| match e {
         TlsError::Read { path, source } => {
-            let what = if Path::new(&path) == ca.as_path() {
+            let what = if ca
+                .as_ref()
+                .is_some_and(|ca| Path::new(&path) == ca.as_path())
+            {
                 "error loading ca_file"
             } else {
                 "error parsing X509 certificate/key pair"
@@ -583,6 +595,20 @@ pub(super) fn scion(m: &mut Mapper, o: &mut Options, e: &Entry) {
                     } else {
                         s.flow_window = u32::try_from(n).ok();
                     }
+                }
+            }
+            // Only the SCION client listener's certificate: top-level `tls` (nats-server's
+            // client TLS over TCP) is not implemented, and routes take `cluster.tls`.
+            "tls" => {
+                m.seen.push(("scion.tls", f.key_pos.clone()));
+                let Some(t) = tls(m, f, false) else { continue };
+                if t.verify {
+                    m.error(
+                        f,
+                        "scion tls: verify (client certificates) is not supported on SCION client links; use authorization",
+                    );
+                } else {
+                    s.tls = Some(t);
                 }
             }
             _ => m.unknown(f),

@@ -115,6 +115,16 @@ fn tls_for(opts: &Options, for_routes: bool) -> Result<(TlsConfig, bool), ScionC
             ));
         }
     }
+    if !for_routes {
+        if let Some(t) = opts.scion.as_ref().and_then(|s| s.tls.as_ref()) {
+            // The parser admits `scion.tls` only with both files.
+            if let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) {
+                let tls = TlsConfig::from_pem_cert_key(cert, key)
+                    .map_err(|e| ScionConfigError::Tls(format!("scion.tls: {e}")))?;
+                return Ok((tls, true));
+            }
+        }
+    }
     let mut tls =
         TlsConfig::self_signed(&[SERVER_NAME]).map_err(|e| ScionConfigError::Tls(e.to_string()))?;
     tls.skip_server_verification = true;
@@ -194,13 +204,16 @@ pub async fn start(
 
     if let Some(ListenAddr::Scion { isd_as, ip, port }) = &opts.scion_listen {
         let local = scion_addr("listen", isd_as, *ip, *port).map_err(err)?;
-        let (cfg, _) = transport_config(&opts, local, false, "listen").map_err(err)?;
+        let (cfg, verified) = transport_config(&opts, local, false, "listen").map_err(err)?;
         let ep = ScionEndpoint::bind(cfg).await.map_err(|source| {
             err(ScionConfigError::Bind {
                 key: "listen",
                 source,
             })
         })?;
+        if !verified {
+            warn!("SCION client links are encrypted (QUIC/TLS) but clients cannot authenticate this server (self-signed certificate): set scion.tls {{cert_file, key_file}} and give clients the CA (broker proxy --ca)");
+        }
         info!(
             "Listening for client connections on {} (SCION)",
             ep.local_addr()
