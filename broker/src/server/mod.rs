@@ -266,19 +266,29 @@ impl ServerHandle {
         let state = self.state.clone();
         state.shutting_down.store(true, Ordering::Release);
         state.shutdown.notify_waiters();
-        let clients: Vec<_> = lock(&state.clients).values().cloned().collect();
-        for c in clients {
-            c.out.close(ClosedState::ServerShutdown);
-        }
+        close_all(&state);
         for t in self.tasks {
             t.abort();
         }
-        // Connection tasks end once their writers flush; bound the wait.
+        // Connection tasks end once their writers flush; bound the wait. A
+        // connection that registers after the first pass (a route whose
+        // handshake finished in its own task while the dialer was aborted)
+        // is closed by a later pass instead of holding the whole bound.
         let deadline = Instant::now() + Duration::from_secs(5);
         while state.num_clients() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
+            close_all(&state);
         }
         info!("Server Exiting..");
+    }
+}
+
+/// Closes every registered connection for shutdown (idempotent: the first
+/// close reason wins).
+fn close_all(state: &ServerState) {
+    let clients: Vec<_> = lock(&state.clients).values().cloned().collect();
+    for c in clients {
+        c.out.close(ClosedState::ServerShutdown);
     }
 }
 
