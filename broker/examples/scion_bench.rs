@@ -17,15 +17,18 @@
 //! ```sh
 //! cargo run --release -p broker --example scion_bench -- [--rounds N] [--runs N]
 //!     [--sizes 16,1024] [--msgs N] [--flat] [--latency MS] [--reverse]
-//!     [--no-failover] [--no-throughput] [--scion-only] [--mtu BYTES]
+//!     [--no-failover] [--no-throughput] [--scion-only] [--mtu BYTES] [--same-as]
 //!     [--xbench PATH]
 //! ```
 //! `--rounds` cuts per failover kind (default 10), `--runs` xbench runs per
 //! size and route kind (default 3). `--reverse` publishes on B (the node
 //! that dialed the route) and subscribes on A; `--latency` sets every
 //! emulated link's one-way latency (a long path: the SCION route is then
-//! bounded by QUIC's flow-control windows). `RUST_LOG=warn` shows the
-//! brokers' logs.
+//! bounded by QUIC's flow-control windows). `--mtu` sets every emulated AS
+//! and link MTU (e.g. 8972 for jumbo-frame links); `--same-as` puts both
+//! SCION brokers in one AS, so their route needs no border router (SCION
+//! packets with an empty path, as between two hosts of one SCIONLab AS).
+//! `RUST_LOG=warn` shows the brokers' logs.
 //! `--xbench` defaults to `$NATS_PEERS_BIN/nats-xbench` or the folder
 //! printed by `shared/peers/setup.sh`.
 
@@ -301,6 +304,8 @@ struct Args {
     msgs: Option<usize>,
     /// MTU of every emulated AS and link (default: the topology's, 1472).
     mtu: Option<u16>,
+    /// Both SCION brokers in one AS (no border router between them).
+    same_as: bool,
     xbench: String,
 }
 
@@ -318,6 +323,7 @@ fn parse_args() -> Args {
         scion_only: false,
         latency_ms: None,
         mtu: None,
+        same_as: false,
         xbench: std::env::var("NATS_PEERS_BIN")
             .map(|d| format!("{d}/nats-xbench"))
             .unwrap_or_else(|_| {
@@ -347,6 +353,11 @@ fn parse_args() -> Args {
             }
             "--reverse" => {
                 a.reverse = true;
+                i += 1;
+                continue;
+            }
+            "--same-as" => {
+                a.same_as = true;
                 i += 1;
                 continue;
             }
@@ -401,7 +412,7 @@ struct ScionPair {
 }
 
 /// `reverse`: the subscriber will be on A (see [`BENCH_MAX_PENDING`]).
-async fn scion_pair(topo: &str, tag: &str, reverse: bool) -> ScionPair {
+async fn scion_pair(topo: &str, tag: &str, reverse: bool, as_b: &str) -> ScionPair {
     let emu = Emulator::start(
         Topology::from_toml(topo).expect("topology"),
         EmuOptions::default(),
@@ -433,7 +444,7 @@ async fn scion_pair(topo: &str, tag: &str, reverse: bool) -> ScionPair {
         &format!("{tag}-b"),
         &emu,
         &dir,
-        AS_B,
+        as_b,
         vec![RouteUrl {
             url: format!("nats-route://{sra}"),
             user: None,
@@ -540,7 +551,13 @@ async fn main() {
         wait_routes(&tb).await;
         let topo = if args.flat { TOPO_FLAT } else { TOPO };
         let topo = with_mtu(topo, args.mtu);
-        let sp = scion_pair(&topo, "tp", args.reverse).await;
+        let sp = scion_pair(
+            &topo,
+            "tp",
+            args.reverse,
+            if args.same_as { AS_A } else { AS_B },
+        )
+        .await;
         if let Some(ms) = args.latency_ms {
             for link in ["1-ff00:0:111#2", "1-ff00:0:110#1", "1-ff00:0:110#2"] {
                 sp.emu
@@ -636,7 +653,7 @@ async fn main() {
         return;
     }
     let rounds = args.rounds;
-    let sp = scion_pair(TOPO, "fo", false).await;
+    let sp = scion_pair(TOPO, "fo", false, AS_B).await;
     let (sa, sb, emu) = (&sp.a, &sp.b, &sp.emu);
     println!();
     println!("## Failover gap across the SCION route (1 kHz stream, {rounds} cuts each, two-paths.toml: direct path 1 ms per link)");
