@@ -421,11 +421,14 @@ pub fn release_freed_memory() {
     }
 }
 
-/// How one deadline-bounded write ended.
+/// How one deadline-bounded flush of pending chunks ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WriteEnd {
+pub enum WriteEnd {
+    /// Everything was written.
     Done,
+    /// The write deadline passed first.
     Timeout,
+    /// The transport failed.
     Error,
 }
 
@@ -433,7 +436,7 @@ enum WriteEnd {
 /// or `deadline` passes, with vectored writes; returns the bytes written.
 /// One deadline covers the whole flush like client.go flushOutbound
 /// (`SetWriteDeadline` before `nb.WriteTo`).
-async fn write_chunks<W>(
+pub(crate) async fn write_chunks<W>(
     wr: &mut W,
     chunks: &Chunks,
     off: usize,
@@ -482,7 +485,7 @@ where
 
 /// Drops the first `n` bytes of `chunks` (`off` of the first are already
 /// gone); returns the new offset into the first chunk.
-fn consume(chunks: &mut Chunks, mut off: usize, mut n: usize) -> usize {
+pub(crate) fn consume(chunks: &mut Chunks, mut off: usize, mut n: usize) -> usize {
     while let Some(front) = chunks.front() {
         let left = front.len() - off;
         if n < left {
@@ -500,7 +503,7 @@ fn consume(chunks: &mut Chunks, mut off: usize, mut n: usize) -> usize {
 /// writeLoop / flushOutbound / handleWriteTimeout).
 pub(crate) async fn writer_loop<W>(shared: Arc<ClientShared>, mut wr: W, deadline: Duration)
 where
-    W: AsyncWrite + Unpin,
+    W: super::io::ChunkSink,
 {
     let mut chunks = Chunks::new();
     // Bytes of the first chunk already written (a route's partial write).
@@ -517,7 +520,7 @@ where
                 break;
             }
             let attempted = chunks.iter().map(Vec::len).sum::<usize>() - off;
-            let (n, end) = write_chunks(&mut wr, &chunks, off, deadline).await;
+            let (n, end) = wr.write_pending(&mut chunks, &mut off, deadline).await;
             match end {
                 WriteEnd::Done => {
                     shared.out.written(&mut chunks);
@@ -558,7 +561,6 @@ where
                     if let Some(count) = shared.out.on_write_timeout.get() {
                         count();
                     }
-                    off = consume(&mut chunks, off, n);
                     shared.out.partially_written(n);
                     continue;
                 }
