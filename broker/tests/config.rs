@@ -432,6 +432,12 @@ fn scion_tls_for_the_client_listener() {
             "scion tls: verify (client certificates) is not supported",
         ),
         (
+            "ca_file",
+            listen.to_string(),
+            format!("{files}, ca_file: \"{}\"", cert.display()),
+            "scion tls: ca_file and timeout are not used",
+        ),
+        (
             "no_listener",
             "port: 4222\n".to_string(),
             files.clone(),

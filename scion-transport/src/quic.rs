@@ -335,9 +335,21 @@ pub enum ConnectError {
     Tls(#[from] TlsError),
 }
 
-/// quinn's view of a [`ScionSocket`].
+/// quinn's view of a [`ScionSocket`]; `.1` is the largest datagram quinn is told we take
+/// ([`receive_limit`]).
 #[derive(Debug)]
-struct QuicSocket(Arc<ScionSocket>);
+struct QuicSocket(Arc<ScionSocket>, u16);
+
+/// Bytes of one quinn receive slot: quinn reserves `max_udp_payload_size ×
+/// max_receive_segments × BATCH_SIZE` up front, so the segment count shrinks as the datagram
+/// limit grows (64 segments of 1472 B; 10 of 8928 B), keeping that reservation near 3 MB per
+/// endpoint whatever the AS MTU.
+const RECV_SLOT_BYTES: usize = 64 * 1472;
+
+/// Segments per receive slot for datagrams of up to `limit` bytes, at most `gro`.
+fn receive_segments(limit: u16, gro: usize) -> usize {
+    (RECV_SLOT_BYTES / usize::from(limit).max(1)).clamp(1, gro.max(1))
+}
 
 #[derive(Debug)]
 struct Poller(Arc<ScionSocket>);
@@ -372,9 +384,10 @@ impl AsyncUdpSocket for QuicSocket {
         self.0.max_transmit_segments()
     }
 
-    /// GRO: how many datagrams one receive slot may carry (1 without kernel support).
+    /// GRO: how many datagrams one receive slot may carry (1 without kernel support; fewer
+    /// for jumbo datagrams, see [`RECV_SLOT_BYTES`]).
     fn max_receive_segments(&self) -> usize {
-        self.0.max_receive_segments()
+        receive_segments(self.1, self.0.max_receive_segments())
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -579,13 +592,14 @@ impl ScionEndpoint {
         // The largest QUIC datagram that can reach us is bounded by our AS's MTU, not by
         // quinn's Ethernet-sized default (1472): advertise it (RFC 9000 §18.2
         // max_udp_payload_size), or the peer's MTU discovery stops at 1472 on jumbo paths.
+        let limit = receive_limit(local_mtu);
         endpoint_config
-            .max_udp_payload_size(receive_limit(local_mtu))
+            .max_udp_payload_size(limit)
             .map_err(|e| BindError::Quic(io::Error::other(e)))?;
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
             endpoint_config,
             server_config.clone(),
-            Arc::new(QuicSocket(socket.clone())),
+            Arc::new(QuicSocket(socket.clone(), limit)),
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(BindError::Quic)?;
@@ -772,6 +786,21 @@ mod tests {
         // Never below QUIC's minimum datagram (a too-small MTU is refused elsewhere).
         assert_eq!(receive_limit(1000), QUIC_MIN_DATAGRAM);
         assert_eq!(receive_limit(u16::MAX), 65_491);
+    }
+
+    #[test]
+    fn receive_slots_stay_near_the_1472_byte_budget() {
+        // quinn reserves limit × segments × 32 slots per endpoint.
+        assert_eq!(receive_segments(receive_limit(1472), 64), 64);
+        assert_eq!(receive_segments(receive_limit(8972), 64), 10);
+        assert_eq!(receive_segments(receive_limit(u16::MAX), 64), 1);
+        // Never more than the kernel's GRO allows, never zero.
+        assert_eq!(receive_segments(1200, 1), 1);
+        assert_eq!(receive_segments(1200, 0), 1);
+        for mtu in [1280u16, 1472, 9000, 65_535] {
+            let l = receive_limit(mtu);
+            assert!(usize::from(l) * receive_segments(l, 64) <= 2 * RECV_SLOT_BYTES);
+        }
     }
 
     fn at(port: u16) -> ScionAddr {

@@ -602,7 +602,13 @@ pub(super) fn scion(m: &mut Mapper, o: &mut Options, e: &Entry) {
             "tls" => {
                 m.seen.push(("scion.tls", f.key_pos.clone()));
                 let Some(t) = tls(m, f, false) else { continue };
-                if t.verify {
+                // Only a server certificate is used: no field may look like it does more.
+                if t.ca_file.is_some() || t.timeout.is_some() {
+                    m.error(
+                        f,
+                        "scion tls: ca_file and timeout are not used on SCION client links (client certificates are not requested); remove them",
+                    );
+                } else if t.verify {
                     m.error(
                         f,
                         "scion tls: verify (client certificates) is not supported on SCION client links; use authorization",

@@ -520,6 +520,8 @@ where
                 break;
             }
             let attempted = chunks.iter().map(Vec::len).sum::<usize>() - off;
+            // What this flush tried (the sink may hand chunks away or rebuild them).
+            let attempted_chunks = chunks.len();
             let (n, end) = wr.write_pending(&mut chunks, &mut off, deadline).await;
             match end {
                 WriteEnd::Done => {
@@ -545,7 +547,7 @@ where
                         "{} - Slow Consumer Detected: WriteDeadline of {} exceeded with {} chunks of {} total bytes.",
                         shared.log_prefix(),
                         crate::monitor::gofmt::go_duration(deadline),
-                        chunks.len(),
+                        attempted_chunks,
                         attempted
                     );
                     // Clients are always closed; other connections only
