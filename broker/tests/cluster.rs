@@ -616,7 +616,29 @@ async fn slow_subscriber_behind_route_pushes_back_instead_of_being_cut() {
                         .slow_consumers
                         .load(std::sync::atomic::Ordering::Relaxed)
                 };
-                panic!("no delivery for {WAIT:?} after {total} of {want} bytes (slow consumers a={} b={}, routes a={} b={})", sc(&a), sc(&b), a.state.cluster.num_routes(), b.state.cluster.num_routes());
+                // Each connection's kind, pending bytes and stall flag, to tell a
+                // stuck writer from a stuck reader if this ever happens again.
+                let conns = |h: &ServerHandle| {
+                    let mut v: Vec<String> = h
+                        .state
+                        .clients
+                        .lock()
+                        .unwrap()
+                        .values()
+                        .map(|c| {
+                            format!(
+                                "{:?} pending={} stalled={} closing={}",
+                                c.kind,
+                                c.out.pending(),
+                                c.out.is_stalled(),
+                                c.out.is_closing()
+                            )
+                        })
+                        .collect();
+                    v.sort();
+                    v
+                };
+                panic!("no delivery for {WAIT:?} after {total} of {want} bytes (slow consumers a={} b={}, routes a={} b={}; connections a={:?} b={:?})", sc(&a), sc(&b), a.state.cluster.num_routes(), b.state.cluster.num_routes(), conns(&a), conns(&b));
             }
         };
         match r {
