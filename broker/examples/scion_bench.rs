@@ -386,22 +386,6 @@ fn parse_args() -> Args {
     a
 }
 
-/// `topo` with every AS and link set to `mtu` (a line after each `[[as]]` and `[[link]]`).
-fn with_mtu(topo: &str, mtu: Option<u16>) -> String {
-    let Some(mtu) = mtu else {
-        return topo.to_string();
-    };
-    let mut out = String::new();
-    for line in topo.lines() {
-        out.push_str(line);
-        out.push('\n');
-        if line.trim() == "[[as]]" || line.trim() == "[[link]]" {
-            out.push_str(&format!("mtu = {mtu}\n"));
-        }
-    }
-    out
-}
-
 /// Two SCION nodes (A in 1-ff00:0:111, B dialing A from 1-ff00:0:112) on
 /// an emulator running `topo`.
 struct ScionPair {
@@ -550,7 +534,10 @@ async fn main() {
         .expect("tcp b");
         wait_routes(&tb).await;
         let topo = if args.flat { TOPO_FLAT } else { TOPO };
-        let topo = with_mtu(topo, args.mtu);
+        let topo = match args.mtu {
+            Some(mtu) => scion_transport::emu::topo::with_mtu(topo, mtu),
+            None => topo.to_string(),
+        };
         let sp = scion_pair(
             &topo,
             "tp",

@@ -287,6 +287,22 @@ async fn broker_in_a_with(
     (srv, up)
 }
 
+/// async-nats through the proxy at `url`: a message published on `subject` comes back to
+/// its own subscription.
+async fn pub_sub_through(url: &str, subject: &'static str) {
+    let nc = timeout(WAIT, async_nats::connect(url))
+        .await
+        .expect("in time")
+        .expect("async-nats through the proxy");
+    let mut sub = nc.subscribe(subject).await.expect("sub");
+    nc.publish(subject, "hello".into()).await.expect("pub");
+    let m = timeout(WAIT, futures::StreamExt::next(&mut sub))
+        .await
+        .expect("in time")
+        .expect("message");
+    assert_eq!(m.payload, "hello".as_bytes());
+}
+
 /// A broker given `scion { tls { cert_file, key_file } }` presents that certificate on its
 /// SCION client listener: a proxy with the issuing CA verifies it and carries a NATS client,
 /// a proxy with another CA is refused.
@@ -318,18 +334,7 @@ async fn broker_scion_tls_certificate_is_verified_by_the_proxy() {
         .prime()
         .await
         .expect("the broker's certificate verifies");
-    let nc = timeout(WAIT, async_nats::connect(proxy.listen.to_string()))
-        .await
-        .expect("in time")
-        .expect("async-nats through the verified link");
-    let mut sub = nc.subscribe("tls.t").await.expect("sub");
-    nc.publish("tls.t", "verified".into()).await.expect("pub");
-    let m = timeout(WAIT, futures::StreamExt::next(&mut sub))
-        .await
-        .expect("in time")
-        .expect("message");
-    assert_eq!(m.payload, "verified".as_bytes());
-    drop(nc);
+    pub_sub_through(&proxy.listen.to_string(), "tls.t").await;
     drop(proxy);
 
     let proxy = proxy_to(
@@ -412,18 +417,7 @@ async fn cli_without_ca_warns_and_carries_nats() {
             .any(|l| l.contains(&format!("(local [{AS_B},127.0.0.1]"))),
         "local address from the daemon: {seen:#?}"
     );
-    let nc = timeout(WAIT, async_nats::connect(listen.as_str()))
-        .await
-        .expect("in time")
-        .expect("async-nats through the CLI proxy");
-    let mut sub = nc.subscribe("cli.t").await.expect("sub");
-    nc.publish("cli.t", "hello".into()).await.expect("pub");
-    let m = timeout(WAIT, futures::StreamExt::next(&mut sub))
-        .await
-        .expect("in time")
-        .expect("message");
-    assert_eq!(m.payload, "hello".as_bytes());
-    drop(nc);
+    pub_sub_through(&listen, "cli.t").await;
     child.kill().await.expect("kill proxy");
     srv.shutdown().await;
 }

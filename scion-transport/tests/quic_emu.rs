@@ -493,48 +493,85 @@ async fn hosts_in_one_as_talk_over_the_empty_path() {
 /// MTU (1472 in the emulator) minus a worst-case header of 204 bytes.
 const OLD_ACCEPTOR_CAP: u16 = 1472 - 204;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acceptor_sends_packets_as_large_as_the_dialer() {
-    let n = net().await;
-    let server_addr = n.server.local_addr();
-    const BYTES: u64 = 1 << 20;
-    // The acceptor is the sender here: its packets are the ones that were capped.
-    let server = tokio::spawn(async move {
-        let incoming = timeout(Duration::from_secs(10), n.server.accept())
-            .await
-            .expect("incoming in time")
-            .expect("endpoint open");
-        let conn = incoming.await.expect("server handshake");
-        let mut send = conn.open_uni().await.expect("open");
-        let data: Vec<u8> = (0..BYTES).map(pattern).collect();
-        send.write_all(&data).await.expect("write");
-        send.finish().expect("finish");
-        (conn, n.server)
-    });
-    let conn = timeout(
-        Duration::from_secs(10),
-        n.client.connect(server_addr, "server.test"),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
+/// The two ends of a connection that carried a checked transfer, and what keeps them alive.
+struct Carried {
+    dialer: quinn::Connection,
+    acceptor: quinn::Connection,
+    _net: (ScionEndpoint, ScionEndpoint, EmuHandle, TempDir),
+}
+
+async fn send_pattern(conn: &quinn::Connection, bytes: u64) {
+    let mut send = conn.open_uni().await.expect("open");
+    let data: Vec<u8> = (0..bytes).map(pattern).collect();
+    timeout(Duration::from_secs(30), send.write_all(&data))
+        .await
+        .expect("write in time")
+        .expect("write");
+    send.finish().expect("finish");
+}
+
+async fn receive_pattern(conn: &quinn::Connection, bytes: u64) {
     let mut recv = timeout(Duration::from_secs(10), conn.accept_uni())
         .await
         .expect("stream in time")
         .expect("stream");
     let got = timeout(
         Duration::from_secs(30),
-        recv.read_to_end(BYTES as usize * 2),
+        recv.read_to_end(bytes as usize * 2),
     )
     .await
     .expect("read in time")
     .expect("read");
-    assert_eq!(got.len() as u64, BYTES);
+    assert_eq!(got.len() as u64, bytes);
     assert!(got.iter().enumerate().all(|(i, b)| *b == pattern(i as u64)));
-    let (server_conn, _server) = timeout(Duration::from_secs(10), server)
+}
+
+/// Dials from `n.client` to `n.server` and moves `bytes` of [`pattern`] over one stream,
+/// sent by the acceptor when `acceptor_sends`, checked on arrival.
+async fn carry(n: Net, bytes: u64, acceptor_sends: bool) -> Carried {
+    let server_addr = n.server.local_addr();
+    let server = n.server;
+    let accept = async {
+        let incoming = timeout(Duration::from_secs(10), server.accept())
+            .await
+            .expect("incoming in time")
+            .expect("endpoint open");
+        let conn = incoming.await.expect("server handshake");
+        if acceptor_sends {
+            send_pattern(&conn, bytes).await;
+        } else {
+            receive_pattern(&conn, bytes).await;
+        }
+        conn
+    };
+    let dial = async {
+        let conn = timeout(
+            Duration::from_secs(10),
+            n.client.connect(server_addr, "server.test"),
+        )
         .await
-        .expect("server done")
-        .expect("join");
+        .expect("handshake in time")
+        .expect("handshake");
+        if acceptor_sends {
+            receive_pattern(&conn, bytes).await;
+        } else {
+            send_pattern(&conn, bytes).await;
+        }
+        conn
+    };
+    let (acceptor, dialer) = tokio::join!(accept, dial);
+    Carried {
+        dialer,
+        acceptor,
+        _net: (n.client, server, n.emu, n._dir),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptor_sends_packets_as_large_as_the_dialer() {
+    // The acceptor is the sender here: its packets are the ones that were capped.
+    let c = carry(net().await, 1 << 20, true).await;
+    let (server_conn, conn) = (&c.acceptor, &c.dialer);
     // MTU discovery runs on both sides toward the same bound (same paths, same headers);
     // wait for it to settle, bounded.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -558,61 +595,15 @@ async fn acceptor_sends_packets_as_large_as_the_dialer() {
     );
 }
 
-/// `two-paths.toml` with every AS and link at `mtu`.
-fn topo_with_mtu(mtu: u16) -> String {
-    let mut out = String::new();
-    for line in TOPO.lines() {
-        out.push_str(line);
-        out.push('\n');
-        if line.trim() == "[[as]]" || line.trim() == "[[link]]" {
-            out.push_str(&format!("mtu = {mtu}\n"));
-        }
-    }
-    out
-}
-
 /// On 9000-byte links QUIC packets grow past quinn's Ethernet default of 1472 bytes: each
 /// endpoint advertises what its AS's MTU lets in (max_udp_payload_size), so MTU discovery
 /// on the other side can climb to the path's bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jumbo_links_carry_jumbo_packets() {
     const MTU: u16 = 8972;
-    let n = net_on(&topo_with_mtu(MTU), |_| {}).await;
-    let server_addr = n.server.local_addr();
-    const BYTES: u64 = 4 << 20;
-    let server = tokio::spawn(async move {
-        let incoming = timeout(Duration::from_secs(10), n.server.accept())
-            .await
-            .expect("incoming in time")
-            .expect("endpoint open");
-        let conn = incoming.await.expect("server handshake");
-        let mut recv = conn.accept_uni().await.expect("stream");
-        let got = recv
-            .read_to_end(BYTES as usize * 2)
-            .await
-            .expect("read to end");
-        (conn, got, n.server)
-    });
-    let conn = timeout(
-        Duration::from_secs(10),
-        n.client.connect(server_addr, "server.test"),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
-    let mut send = conn.open_uni().await.expect("open");
-    let data: Vec<u8> = (0..BYTES).map(pattern).collect();
-    timeout(Duration::from_secs(30), send.write_all(&data))
-        .await
-        .expect("write in time")
-        .expect("write");
-    send.finish().expect("finish");
-    let (_server_conn, got, _server) = timeout(Duration::from_secs(30), server)
-        .await
-        .expect("server done")
-        .expect("join");
-    assert_eq!(got.len() as u64, BYTES);
-    assert!(got.iter().enumerate().all(|(i, b)| *b == pattern(i as u64)));
+    let topo = scion_transport::emu::topo::with_mtu(TOPO, MTU);
+    let c = carry(net_on(&topo, |_| {}).await, 4 << 20, false).await;
+    let conn = &c.dialer;
     // MTU discovery runs in the background after the handshake; wait for it, bounded.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut mtu = conn.stats().path.current_mtu;

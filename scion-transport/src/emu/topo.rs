@@ -286,6 +286,20 @@ fn parse_key(hex: &str) -> Option<[u8; 16]> {
     Some(key)
 }
 
+/// `toml` (a topology file) with every AS and link set to MTU `mtu`: a `mtu = N` line after
+/// each `[[as]]` and `[[link]]` header, for benchmarks and tests of jumbo-frame networks.
+pub fn with_mtu(toml: &str, mtu: u16) -> String {
+    let mut out = String::with_capacity(toml.len() + 256);
+    for line in toml.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if matches!(line.trim(), "[[as]]" | "[[link]]") {
+            out.push_str(&format!("mtu = {mtu}\n"));
+        }
+    }
+    out
+}
+
 /// Parses `LOW-HIGH` (the topology.json `dispatched_ports` form).
 pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
     let (lo, hi) = text.trim().split_once('-')?;
@@ -319,6 +333,21 @@ pub fn fmt_ia(ia: IsdAsn) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_mtu_sets_every_as_and_link() {
+        let t = Topology::from_toml(&with_mtu(TWO_PATHS, 8972)).expect("valid");
+        assert!(!t.ases.is_empty() && !t.links.is_empty());
+        assert!(t.ases.iter().all(|a| a.mtu == 8972), "{:?}", t.ases);
+        assert!(
+            t.links.iter().all(|l| l.params.mtu == 8972),
+            "{:?}",
+            t.links
+        );
+        // Without it, the defaults.
+        let t = Topology::from_toml(TWO_PATHS).expect("valid");
+        assert!(t.ases.iter().all(|a| a.mtu == DEFAULT_MTU));
+    }
 
     const TWO_PATHS: &str = r#"
         [[as]]
