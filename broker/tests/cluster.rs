@@ -193,6 +193,9 @@ async fn request_reply_across_nodes() {
             na.publish(m.reply.unwrap(), m.payload).await.unwrap();
         }
         na.flush().await.unwrap();
+        // Kept open until the requester has its replies (flush() does not
+        // wait for the server; see the flood test below).
+        na
     });
     wait_interest(&c, "svc.echo").await;
     let nc = client(&c).await;
@@ -203,7 +206,7 @@ async fn request_reply_across_nodes() {
             .unwrap();
         assert_eq!(r.payload, format!("q{i}").as_bytes());
     }
-    responder.await.unwrap();
+    let _na = responder.await.unwrap();
     drop((a, b, c));
 }
 
@@ -599,6 +602,11 @@ async fn slow_subscriber_behind_route_pushes_back_instead_of_being_cut() {
             nc.publish("flood", payload.clone()).await.unwrap();
         }
         nc.flush().await.unwrap();
+        // async-nats' flush() only writes into the socket (no PING/PONG with
+        // the server): the connection must stay open until everything has
+        // arrived, or closing it with unread bytes (an RST) drops the PUBs
+        // still queued in the kernel, as seen under load (8 in 390 runs).
+        nc
     });
 
     // "MSG flood 1 1024\r\n" + payload + "\r\n", read at about 8 MB/s.
@@ -648,7 +656,7 @@ async fn slow_subscriber_behind_route_pushes_back_instead_of_being_cut() {
         sleep(Duration::from_millis(2)).await;
     }
     assert_eq!(total, want);
-    timeout(WAIT, publisher).await.unwrap().unwrap();
+    let _nc = timeout(WAIT, publisher).await.unwrap().unwrap();
     assert_eq!(
         b.state
             .stats

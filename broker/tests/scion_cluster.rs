@@ -585,6 +585,10 @@ async fn flood_over_slow_scion_route_keeps_route_and_messages() {
             na.publish("flood", payload.into()).await.unwrap();
         }
         na.flush().await.unwrap();
+        // Kept open until everything arrived: async-nats' flush() does not
+        // wait for the server, and a close with unread bytes (RST) would drop
+        // the PUBs still in the socket.
+        na
     });
     let mut next = 0u32;
     while next < N {
@@ -597,7 +601,7 @@ async fn flood_over_slow_scion_route_keeps_route_and_messages() {
         assert_eq!(v, next, "lost, duplicated or reordered");
         next += 1;
     }
-    timeout(WAIT, publisher).await.unwrap().unwrap();
+    let _na = timeout(WAIT, publisher).await.unwrap().unwrap();
     sampler.abort();
     assert!(timeout(Duration::from_millis(300), sub.next())
         .await
