@@ -262,9 +262,8 @@ pub async fn run_labeled<S: SplitIo>(
             true
         }
     };
-    // Registered after shutdown's close pass: close now (see route.rs).
-    if registered && srv.shutting_down.load(Ordering::Acquire) {
-        shared.out.close(ClosedState::ServerShutdown);
+    if registered {
+        srv.close_if_shutting_down(&shared);
     }
     srv.stats.total_connections.fetch_add(1, Ordering::Relaxed);
     if !registered {

@@ -195,6 +195,15 @@ impl ServerState {
         lock(&self.clients).len()
     }
 
+    /// For a connection just added to `clients`: if shutdown has begun, its
+    /// close pass may have missed it, so close it now. The flag is set before
+    /// that pass takes the `clients` lock, so one of the two sees the other.
+    pub(crate) fn close_if_shutting_down(&self, c: &client::ClientShared) {
+        if self.shutting_down.load(Ordering::Acquire) {
+            c.out.close(ClosedState::ServerShutdown);
+        }
+    }
+
     pub fn record_closed(&self, snap: client::ConnSnapshot) {
         let mut g = lock(&self.closed);
         if g.len() >= MAX_CLOSED_CLIENTS {
@@ -266,29 +275,22 @@ impl ServerHandle {
         let state = self.state.clone();
         state.shutting_down.store(true, Ordering::Release);
         state.shutdown.notify_waiters();
-        close_all(&state);
+        // Connections registering from now on close themselves
+        // (`close_if_shutting_down`), e.g. a route whose handshake finishes
+        // in its own task while its dialer is aborted.
+        let clients: Vec<_> = lock(&state.clients).values().cloned().collect();
+        for c in clients {
+            c.out.close(ClosedState::ServerShutdown);
+        }
         for t in self.tasks {
             t.abort();
         }
-        // Connection tasks end once their writers flush; bound the wait. A
-        // connection that registers after the first pass (a route whose
-        // handshake finished in its own task while the dialer was aborted)
-        // is closed by a later pass instead of holding the whole bound.
+        // Connection tasks end once their writers flush; bound the wait.
         let deadline = Instant::now() + Duration::from_secs(5);
         while state.num_clients() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            close_all(&state);
         }
         info!("Server Exiting..");
-    }
-}
-
-/// Closes every registered connection for shutdown (idempotent: the first
-/// close reason wins).
-fn close_all(state: &ServerState) {
-    let clients: Vec<_> = lock(&state.clients).values().cloned().collect();
-    for c in clients {
-        c.out.close(ClosedState::ServerShutdown);
     }
 }
 

@@ -334,11 +334,7 @@ pub async fn run_route_labeled<S: SplitIo>(
     let (mut rd, wr) = stream.split_io();
     let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
     lock(&srv.clients).insert(rid, shared.clone());
-    // Registered after shutdown's close pass: close now (the flag is set before that pass
-    // takes the lock, so one of the two always sees the other).
-    if srv.shutting_down.load(Ordering::Acquire) {
-        shared.out.close(ClosedState::ServerShutdown);
-    }
+    srv.close_if_shutting_down(&shared);
 
     if let Some(s) = &solicit {
         let (user, pass) = match parse_route_url(&s.url) {
