@@ -1,13 +1,18 @@
 //! `scion-emu`: a SCION network on one machine, for tests, benchmarks and the demo.
 //!
-//! Border routers are UDP sockets on loopback that forward real SCION packets hop by hop
-//! (MACs checked with per-AS keys), each AS has a daemon speaking sciond's gRPC API, and links
-//! can be shaped, cut (SCMP-signalled) or blackholed at run time through [`EmuHandle`] or the
-//! control socket (see [`control`]).
+//! Border routers forward real SCION packets hop by hop (MACs checked with per-AS keys), each
+//! AS has a daemon speaking sciond's gRPC API, and links can be shaped, cut (SCMP-signalled)
+//! or blackholed at run time through [`EmuHandle`] or the control socket (see [`control`]).
+//!
+//! Hosts reach their AS's router over UDP on loopback, as real end hosts reach theirs. Links
+//! between ASes are emulated in memory: after the link's delay (none when unshaped) the far
+//! router processes the packet in the same task, so a packet costs UDP system calls only where
+//! it enters and leaves the network. (Each interface still binds its underlay socket, the
+//! address topology.json names, and forwards what arrives there.)
 //!
 //! Routers read with recvmmsg + GRO and send with GSO (quinn-udp): a batch of packets with the
-//! same next hop crosses each hop in a few system calls, so the emulator forwards well above
-//! what one QUIC connection needs (see `tests/emu_rate.rs` and the transport bench).
+//! same next hop goes out in a few system calls, so the emulator forwards well above what one
+//! QUIC connection needs (see `tests/emu_rate.rs` and the transport bench).
 
 mod batch;
 pub mod control;

@@ -64,7 +64,10 @@ pub(crate) struct IfaceRt {
     pub link: usize,
     pub socket: RouterSocket,
     pub local_addr: SocketAddr,
+    /// The other end's socket address (its underlay address in topology.json).
     pub peer: SocketAddr,
+    /// The other end of the link: where packets sent on this interface are processed next.
+    pub peer_end: LinkEnd,
     shaper: Mutex<Shaper>,
     delay_tx: mpsc::Sender<(Instant, Vec<u8>)>,
 }
@@ -150,6 +153,7 @@ pub(crate) async fn bind(topo: Topology, ip: IpAddr) -> io::Result<Bound> {
                     socket,
                     local_addr,
                     peer,
+                    peer_end: other,
                     shaper: Mutex::new(Shaper {
                         next_free: now,
                         last_arrival: now,
@@ -231,8 +235,9 @@ pub(crate) async fn run_socket(shared: Arc<Shared>, ia: IsdAsn, ingress: u16) {
     }
 }
 
-/// Delay line of one link direction: sends each packet at its arrival time, and everything
-/// else already due at that moment in the same (GSO) sends.
+/// Delay line of one link direction: at each packet's arrival time the far end's router
+/// processes it (and everything else already due), and what leaves that router goes out in
+/// the same (GSO) sends.
 pub(crate) async fn run_delay_line(
     shared: Arc<Shared>,
     end: LinkEnd,
@@ -242,11 +247,9 @@ pub(crate) async fn run_delay_line(
     let Some(iface) = shared.ifaces.get(&end) else {
         return;
     };
-    let out = Out {
-        socket: &iface.socket,
-        to: iface.peer,
-    };
+    let far = iface.peer_end;
     let mut group = Group::new();
+    let mut answers = Vec::new();
     let mut next = None;
     loop {
         let (at, pkt) = match next.take() {
@@ -259,20 +262,30 @@ pub(crate) async fn run_delay_line(
         if at > Instant::now() {
             tokio::time::sleep_until(at).await;
         }
-        let now = Instant::now();
-        group.push_owned(out, &pkt);
+        let clock = Clock::now();
+        let mut due = Some(pkt);
         // Bounded by the channel's capacity; the first packet not yet due waits for its time.
-        while let Ok((at, pkt)) = rx.try_recv() {
-            if at > now {
-                next = Some((at, pkt));
-                break;
+        while let Some(mut pkt) = due.take() {
+            let out = handle(shared, far.ia, far.ifid, &mut pkt, &clock, 0, &mut answers);
+            if !answers.is_empty() {
+                flush(shared, far.ia, &mut group, None);
+                for (out, answer) in answers.drain(..) {
+                    send_one(shared, far.ia, out, &answer);
+                }
             }
-            if !group.fits(&out, pkt.len()) {
-                flush(shared, end.ia, &mut group, None);
+            if let Some(out) = out {
+                if !group.fits(&out, pkt.len()) {
+                    flush(shared, far.ia, &mut group, None);
+                }
+                group.push_owned(out, &pkt);
             }
-            group.push_owned(out, &pkt);
+            match rx.try_recv() {
+                Ok((at, pkt)) if at > clock.now => next = Some((at, pkt)),
+                Ok((_, pkt)) => due = Some(pkt),
+                Err(_) => {}
+            }
         }
-        flush(shared, end.ia, &mut group, None);
+        flush(shared, far.ia, &mut group, None);
     }
 }
 
@@ -330,11 +343,16 @@ fn drop_pkt(shared: &Shared, ia: IsdAsn, why: &str) {
 /// SCMP answers a router produced while handling one packet, with where each goes.
 pub(crate) type Answers<'s> = Vec<(Out<'s>, Vec<u8>)>;
 
+/// Most link crossings one packet may make inside the emulator: a SCION path has at most
+/// 3 × 63 hop fields and every crossing uses at least one, so this is only a safety bound.
+const MAX_CROSSINGS: usize = 192;
+
 /// Processes one packet at AS `ia` arriving on `ingress` (0 = from a host of the AS).
 ///
 /// Returns where the (rewritten in place) packet leaves for when it goes out on the fast path
-/// now; `None` when it was dropped, answered, or queued on a shaped link. SCMP answers are
-/// added to `answers`.
+/// now; `None` when it was dropped, answered, or queued on a shaped link. A packet sent on an
+/// unshaped link is processed by the far end's router right away: links are emulated in
+/// memory, only hosts are reached over UDP. SCMP answers are added to `answers`.
 pub(crate) fn handle<'s>(
     shared: &'s Shared,
     ia: IsdAsn,
@@ -344,9 +362,46 @@ pub(crate) fn handle<'s>(
     depth: u8,
     answers: &mut Answers<'s>,
 ) -> Option<Out<'s>> {
-    let router = shared.routers.get(&ia)?;
+    let (mut ia, mut ingress) = (ia, ingress);
+    for _ in 0..MAX_CROSSINGS {
+        match step(shared, ia, ingress, pkt, clock, depth, answers) {
+            Next::Out(out) => return Some(out),
+            Next::Gone => return None,
+            Next::Across(far) => (ia, ingress) = (far.ia, far.ifid),
+        }
+    }
+    drop_pkt(shared, ia, "too many link crossings");
+    None
+}
+
+/// What one router did with a packet.
+enum Next<'s> {
+    /// Leaves over UDP now (to a host of the AS).
+    Out(Out<'s>),
+    /// Crossed an unshaped link: the router at this end processes it next.
+    Across(LinkEnd),
+    /// Dropped, answered with SCMP, or queued on a shaped link.
+    Gone,
+}
+
+/// One router's part of [`handle`].
+fn step<'s>(
+    shared: &'s Shared,
+    ia: IsdAsn,
+    ingress: u16,
+    pkt: &mut [u8],
+    clock: &Clock,
+    depth: u8,
+    answers: &mut Answers<'s>,
+) -> Next<'s> {
+    let Some(router) = shared.routers.get(&ia) else {
+        return Next::Gone;
+    };
     match forward::process(pkt, ia, &router.key, ingress, clock.secs) {
-        Ok(Step::Deliver) => deliver(shared, ia, router, pkt),
+        Ok(Step::Deliver) => match deliver(shared, ia, router, pkt) {
+            Some(out) => Next::Out(out),
+            None => Next::Gone,
+        },
         Ok(Step::Forward { egress }) => {
             let end = LinkEnd { ia, ifid: egress };
             let Some(iface) = shared.ifaces.get(&end) else {
@@ -355,7 +410,7 @@ pub(crate) fn handle<'s>(
                     pointer: 0,
                 };
                 scmp(shared, ia, pkt, kind, clock, depth, answers);
-                return None;
+                return Next::Gone;
             };
             let params = *shared.links[iface.link]
                 .lock()
@@ -367,50 +422,54 @@ pub(crate) fn handle<'s>(
                         ifid: egress as u64,
                     };
                     scmp(shared, ia, pkt, kind, clock, depth, answers);
-                    None
+                    Next::Gone
                 }
                 LinkState::Blackhole => {
                     drop_pkt(shared, ia, "blackholed link");
-                    None
+                    Next::Gone
                 }
                 LinkState::Up => {
                     if forward::finish_egress(pkt).is_err() {
                         drop_pkt(shared, ia, "egress");
-                        return None;
+                        return Next::Gone;
                     }
                     if pkt.len() > params.mtu as usize {
                         drop_pkt(shared, ia, "larger than link MTU");
-                        return None;
+                        return Next::Gone;
                     }
-                    send_on_link(shared, ia, iface, &params, pkt, clock.now)
+                    if send_on_link(shared, ia, iface, &params, pkt, clock.now) {
+                        Next::Across(iface.peer_end)
+                    } else {
+                        Next::Gone
+                    }
                 }
             }
         }
         Ok(Step::ParameterProblem { code }) => {
             let kind = ScmpKind::ParameterProblem { code, pointer: 0 };
             scmp(shared, ia, pkt, kind, clock, depth, answers);
-            None
+            Next::Gone
         }
         Err(reason) => {
             drop_pkt(shared, ia, &format!("{reason:?}"));
-            None
+            Next::Gone
         }
     }
 }
 
-/// Link shaping of one packet: `Some` = send now (unshaped and nothing queued), else it went
-/// into the link's delay line (or was dropped by loss or a full queue).
-fn send_on_link<'s>(
-    shared: &'s Shared,
+/// Link shaping of one packet: `true` = it crosses now (unshaped and nothing queued), else it
+/// went into the link's delay line (or was dropped by loss or a full queue).
+fn send_on_link(
+    shared: &Shared,
     ia: IsdAsn,
-    iface: &'s IfaceRt,
+    iface: &IfaceRt,
     params: &LinkParams,
     pkt: &[u8],
     now: Instant,
-) -> Option<Out<'s>> {
+) -> bool {
     if params.loss > 0.0 && rand::random::<f64>() < params.loss {
         drop_pkt(shared, ia, "link loss");
-        return None;
+        return false;
     }
     let unshaped =
         params.latency.is_zero() && params.jitter.is_zero() && params.bandwidth_kbps == 0;
@@ -423,7 +482,7 @@ fn send_on_link<'s>(
             if start.duration_since(now) > MAX_QUEUE_DELAY {
                 drop(s);
                 drop_pkt(shared, ia, "link queue full");
-                return None;
+                return false;
             }
             let tx = if params.bandwidth_kbps > 0 {
                 std::time::Duration::from_secs_f64(
@@ -442,15 +501,12 @@ fn send_on_link<'s>(
     };
     shared.counters.forwarded.fetch_add(1, Ordering::Relaxed);
     match arrival {
-        None => Some(Out {
-            socket: &iface.socket,
-            to: iface.peer,
-        }),
+        None => true,
         Some(at) => {
             if iface.delay_tx.try_send((at, pkt.to_vec())).is_err() {
                 drop_pkt(shared, ia, "delay line full");
             }
-            None
+            false
         }
     }
 }
