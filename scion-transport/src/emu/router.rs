@@ -215,13 +215,7 @@ pub(crate) async fn run_socket(shared: Arc<Shared>, ia: IsdAsn, ingress: u16) {
                 let end = (off + stride).min(len);
                 let pkt = &mut bufs.datagram_mut(slot)[off..end];
                 let out = handle(shared, ia, ingress, pkt, &clock, 0, &mut answers);
-                if !answers.is_empty() {
-                    // Keep the order of everything this socket sends.
-                    flush(shared, ia, &mut group, Some(&bufs));
-                    for (out, answer) in answers.drain(..) {
-                        send_one(shared, ia, out, &answer);
-                    }
-                }
+                send_answers(shared, ia, &mut group, Some(&bufs), &mut answers);
                 if let Some(out) = out {
                     if !group.fits(&out, end - off) {
                         flush(shared, ia, &mut group, Some(&bufs));
@@ -267,12 +261,7 @@ pub(crate) async fn run_delay_line(
         // Bounded by the channel's capacity; the first packet not yet due waits for its time.
         while let Some(mut pkt) = due.take() {
             let out = handle(shared, far.ia, far.ifid, &mut pkt, &clock, 0, &mut answers);
-            if !answers.is_empty() {
-                flush(shared, far.ia, &mut group, None);
-                for (out, answer) in answers.drain(..) {
-                    send_one(shared, far.ia, out, &answer);
-                }
-            }
+            send_answers(shared, far.ia, &mut group, None, &mut answers);
             if let Some(out) = out {
                 if !group.fits(&out, pkt.len()) {
                     flush(shared, far.ia, &mut group, None);
@@ -304,6 +293,24 @@ fn flush(shared: &Shared, ia: IsdAsn, group: &mut Group<'_>, bufs: Option<&RecvB
             .dropped
             .fetch_add(f.count as u64, Ordering::Relaxed);
         debug!(%ia, packets = f.count, "emulator dropped packets: socket busy");
+    }
+}
+
+/// Sends the SCMP answers of the packet just handled, after the group collected before it,
+/// so everything a task sends keeps its order.
+fn send_answers<'s>(
+    shared: &Shared,
+    ia: IsdAsn,
+    group: &mut Group<'s>,
+    bufs: Option<&RecvBufs>,
+    answers: &mut Answers<'s>,
+) {
+    if answers.is_empty() {
+        return;
+    }
+    flush(shared, ia, group, bufs);
+    for (out, answer) in answers.drain(..) {
+        send_one(shared, ia, out, &answer);
     }
 }
 
