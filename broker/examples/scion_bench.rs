@@ -12,16 +12,17 @@
 //! 2. failover gap: a 1 kHz sequenced stream across the SCION route while
 //!    the active link is cut, SCMP-signalled (`down`) and silently
 //!    (`blackhole`), repeated; p50/p99/max of the longest delivery gap, and
-//!    whether anything was lost or duplicated;
-//! 3. the QUIC floor, in every throughput run: plain quinn over loopback UDP (no SCION, no
-//!    routers, no brokers) moving the same bytes in datagrams capped at what the path leaves
-//!    of the MTU, to show what QUIC alone costs per message next to the whole routes.
+//!    whether anything was lost or duplicated.
+//!
+//! CPU per message is this process's (brokers, emulator, kernel work on their sockets) and,
+//! separately, the xbench clients'; with both cores busy, throughput ratio ≈ inverse ratio of
+//! the two summed.
 //!
 //! ```sh
 //! cargo run --release -p broker --example scion_bench -- [--rounds N] [--runs N]
 //!     [--sizes 16,1024] [--msgs N] [--flat] [--latency MS] [--reverse]
 //!     [--no-failover] [--no-throughput] [--scion-only] [--mtu BYTES] [--same-as]
-//!     [--no-floor] [--xbench PATH]
+//!     [--xbench PATH]
 //! ```
 //! `--rounds` cuts per failover kind (default 10), `--runs` xbench runs per
 //! size and route kind (default 3). `--reverse` publishes on B (the node
@@ -309,8 +310,6 @@ struct Args {
     mtu: Option<u16>,
     /// Both SCION brokers in one AS (no border router between them).
     same_as: bool,
-    /// Also measure plain quinn's CPU per message in each run (`--no-floor` skips it).
-    floor: bool,
     xbench: String,
 }
 
@@ -329,7 +328,6 @@ fn parse_args() -> Args {
         latency_ms: None,
         mtu: None,
         same_as: false,
-        floor: true,
         xbench: std::env::var("NATS_PEERS_BIN")
             .map(|d| format!("{d}/nats-xbench"))
             .unwrap_or_else(|_| {
@@ -379,11 +377,6 @@ fn parse_args() -> Args {
             }
             "--no-throughput" => {
                 a.throughput = false;
-                i += 1;
-                continue;
-            }
-            "--no-floor" => {
-                a.floor = false;
                 i += 1;
                 continue;
             }
@@ -522,89 +515,6 @@ async fn xbench_run(
     (r, kept, per_msg(cpu), per_msg(kids))
 }
 
-/// The QUIC floor under a route: plain quinn over loopback UDP (no SCION header, no routers,
-/// no brokers) moving `msgs` × `size` bytes on one stream, datagrams capped at `max_datagram`
-/// (what the SCION path leaves of its MTU), same flow window as our routes. Returns this
-/// process's CPU per message-equivalent in ns (sender and receiver together).
-async fn quinn_floor(msgs: usize, size: usize, max_datagram: u16) -> Result<f64, String> {
-    use scion_transport::quic::{TlsConfig, DEFAULT_ALPN, DEFAULT_FLOW_WINDOW};
-    let e = |x: &dyn std::fmt::Display| x.to_string();
-    let alpn = vec![DEFAULT_ALPN.to_vec()];
-    let tls = TlsConfig::self_signed(&["floor.test"]).map_err(|x| e(&x))?;
-    let mut t = quinn::TransportConfig::default();
-    t.initial_mtu(max_datagram.min(1200));
-    let mut mtud = quinn::MtuDiscoveryConfig::default();
-    mtud.upper_bound(max_datagram);
-    t.mtu_discovery_config(Some(mtud));
-    t.stream_receive_window(quinn::VarInt::from_u32(DEFAULT_FLOW_WINDOW));
-    t.receive_window(quinn::VarInt::from_u32(DEFAULT_FLOW_WINDOW));
-    let t = std::sync::Arc::new(t);
-    let mut sc = tls.server_config(&alpn).map_err(|x| e(&x))?;
-    sc.transport_config(t.clone());
-    let mut cc = quinn::ClientConfig::new(tls.client_crypto(&alpn).map_err(|x| e(&x))?);
-    cc.transport_config(t);
-    let lo: SocketAddr = (localhost(), 0).into();
-    let server = quinn::Endpoint::server(sc, lo).map_err(|x| e(&x))?;
-    let mut client = quinn::Endpoint::client(lo).map_err(|x| e(&x))?;
-    client.set_default_client_config(cc);
-    let addr = server.local_addr().map_err(|x| e(&x))?;
-    let (c, a) = tokio::join!(
-        async {
-            client
-                .connect(addr, "floor.test")
-                .map_err(|x| e(&x))?
-                .await
-                .map_err(|x| e(&x))
-        },
-        async {
-            let inc = server.accept().await.ok_or("no incoming")?;
-            inc.await.map_err(|x| e(&x))
-        }
-    );
-    let (c, a) = (c?, a?);
-    // Let MTU discovery reach the cap before measuring (the routes are long established).
-    let t0 = Instant::now();
-    while c.stats().path.current_mtu < max_datagram && t0.elapsed() < Duration::from_secs(2) {
-        sleep(Duration::from_millis(20)).await;
-    }
-    let total = msgs * size;
-    let cpu = cpu_time();
-    let push = async {
-        let mut send = c.open_uni().await.map_err(|x| e(&x))?;
-        let chunk = bytes::Bytes::from(vec![0x5au8; 1 << 16]);
-        let mut left = total;
-        while left > 0 {
-            let n = left.min(chunk.len());
-            send.write_chunk(chunk.slice(..n))
-                .await
-                .map_err(|x| e(&x))?;
-            left -= n;
-        }
-        send.finish().map_err(|x| e(&x))?;
-        let _ = send.stopped().await;
-        Ok::<_, String>(())
-    };
-    let sink = async {
-        let mut recv = a.accept_uni().await.map_err(|x| e(&x))?;
-        let mut buf = vec![0u8; 1 << 16];
-        let mut got = 0;
-        while let Some(n) = recv.read(&mut buf).await.map_err(|x| e(&x))? {
-            got += n;
-        }
-        Ok::<_, String>(got)
-    };
-    let r = timeout(Duration::from_secs(60), async { tokio::join!(push, sink) }).await;
-    let cpu = cpu_time().saturating_sub(cpu);
-    let (p, got) = r.map_err(|_| "timed out".to_string())?;
-    p?;
-    let got = got?;
-    if got != total {
-        return Err(format!("received {got} of {total} bytes"));
-    }
-    c.close(0u32.into(), b"");
-    Ok(cpu.as_secs_f64() * 1e9 / msgs as f64)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if std::env::var_os("RUST_LOG").is_some() {
@@ -674,18 +584,8 @@ async fn main() {
             }
         );
         println!();
-        println!("| size | TCP route | SCION route | SCION/TCP | CPU ns/msg TCP | CPU ns/msg SCION | runs ok TCP, SCION | routes cut TCP, SCION |");
-        println!("|---|---|---|---|---|---|---|---|");
-        // The QUIC datagram the route's path leaves of the MTU: SCION common and address
-        // headers (36 bytes, IPv4 hosts) + UDP (8) + path: none inside one AS, two info and
-        // four hop fields (68) on the two-AS paths of these topologies.
-        let scion_header = if args.same_as { 44 } else { 112 };
-        let max_datagram = args
-            .mtu
-            .unwrap_or(1472)
-            .saturating_sub(scion_header)
-            .max(1200);
-        let mut floors = Vec::new();
+        println!("| size | TCP route | SCION route | SCION/TCP | CPU ns/msg TCP | CPU ns/msg SCION | CPU ns/msg xbench TCP, SCION | runs ok TCP, SCION | routes cut TCP, SCION |");
+        println!("|---|---|---|---|---|---|---|---|---|");
         for &size in &args.sizes {
             let n = args
                 .msgs
@@ -693,17 +593,8 @@ async fn main() {
             let (mut t, mut s) = (Vec::new(), Vec::new());
             let (mut tcpu, mut scpu) = (Vec::new(), Vec::new());
             let (mut tcut, mut scut) = (0, 0);
-            let (mut fcpu, mut tkid, mut skid) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut tkid, mut skid) = (Vec::new(), Vec::new());
             for _ in 0..args.runs {
-                if args.floor {
-                    match quinn_floor(n, size, max_datagram).await {
-                        Ok(ns) => {
-                            eprintln!("plain quinn {size} B: {ns:.0} ns CPU/msg");
-                            fcpu.push(ns);
-                        }
-                        Err(e) => eprintln!("plain quinn {size} B: failed: {e}"),
-                    }
-                }
                 let pairs = if args.reverse {
                     [(false, &tb, &ta), (true, &sp.b, &sp.a)]
                 } else {
@@ -755,28 +646,12 @@ async fn main() {
             let (nt, ns) = (t.len(), s.len());
             let (mt, ms) = (median(&mut t), median(&mut s));
             let (ct, cs) = (median(&mut tcpu), median(&mut scpu));
-            if !fcpu.is_empty() {
-                let kids = (median(&mut tkid), median(&mut skid));
-                floors.push((size, median(&mut fcpu), ct, cs, kids));
-            }
+            let (kt, ks) = (median(&mut tkid), median(&mut skid));
             println!(
-                "| {size} B | {mt:.0} | {ms:.0} | {:.2} | {ct:.0} | {cs:.0} | {nt}/{runs}, {ns}/{runs} | {tcut}, {scut} |",
+                "| {size} B | {mt:.0} | {ms:.0} | {:.2} | {ct:.0} | {cs:.0} | {kt:.0}, {ks:.0} | {nt}/{runs}, {ns}/{runs} | {tcut}, {scut} |",
                 ms / mt,
                 runs = args.runs,
             );
-        }
-        if !floors.is_empty() {
-            println!();
-            println!("QUIC floor: plain quinn on loopback UDP, no SCION, no routers, no brokers, one stream, datagrams capped at {max_datagram} bytes (what the path leaves of the MTU); this process's CPU per message-equivalent (message size × count bytes), sender and receiver together, median of {} runs, each run next to the route runs above:", args.runs);
-            println!();
-            println!("| size | CPU ns/msg plain quinn | CPU ns/msg TCP route | CPU ns/msg SCION route | quinn alone / whole TCP route | CPU ns/msg xbench clients (TCP, SCION runs) |");
-            println!("|---|---|---|---|---|---|");
-            for (size, f, ct, cs, (kt, ks)) in floors {
-                println!(
-                    "| {size} B | {f:.0} | {ct:.0} | {cs:.0} | {:.2} | {kt:.0}, {ks:.0} |",
-                    f / ct
-                );
-            }
         }
     }
 
