@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 use crate::cli::{self, Command};
 use crate::config;
 use crate::logging::{self, LogConfig};
-use crate::options::Options;
+use crate::options::{Options, RouteTarget, RouteUrl};
 use crate::server::{self, ServerHandle, ServerState};
 
 const EXE: &str = "nats-server";
@@ -231,7 +231,7 @@ async fn wait_for_signals(handle: ServerHandle, _flags: Vec<String>, _sigs: Sign
 /// it as at start, and applies what can change at run time (nats-server
 /// server/reload.go `Reload` / `diffOptions` / `applyOptions`): limits,
 /// authorization (existing clients re-checked), logging destination and
-/// levels. Anything else that changed fails the whole reload with
+/// levels, added and removed TCP routes. Anything else that changed fails the whole reload with
 /// "config reload not supported for <option>" and the running
 /// configuration stays, so "Reloaded server configuration" is only logged
 /// when every change took effect.
@@ -267,7 +267,15 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
         cur.authorization != new.authorization || cur.no_auth_user != new.no_auth_user;
     let changes = describe_changes(&cur, &new);
     let new_max_payload = (cur.max_payload != new.max_payload).then_some(new.max_payload);
+    let (removed, added) = route_diff(&cur.cluster.routes, &new.cluster.routes);
+    let (removed, added): (Vec<RouteUrl>, Vec<RouteUrl>) = (
+        removed.into_iter().cloned().collect(),
+        added.into_iter().cloned().collect(),
+    );
     state.set_opts(new);
+    if !removed.is_empty() || !added.is_empty() {
+        server::route::apply_route_changes(state, &removed, &added);
+    }
     if let Some(v) = new_max_payload {
         server::client::apply_max_payload(state, v);
     }
@@ -329,12 +337,27 @@ fn check_reloadable(cur: &Options, new: &Options) -> Result<(), String> {
         scalar("cluster name", opt(&cc.name), opt(&nc.name))?;
     }
     if cc.routes != nc.routes {
-        // reload.go routesOption dials added and closes removed routes;
-        // this broker has no hook for that yet, so refuse instead of
-        // claiming it.
-        return unsupported("cluster routes");
+        // reload.go routesOption dials added and closes removed routes; done here for TCP
+        // routes (`server::route::apply_route_changes`). A SCION route's dialling is tied to
+        // the SCION endpoint started with the server.
+        let (removed, added) = route_diff(&cc.routes, &nc.routes);
+        let scion = removed
+            .iter()
+            .chain(added.iter())
+            .find(|r| matches!(r.target, RouteTarget::Scion { .. }));
+        if let Some(r) = scion {
+            return Err(format!(
+                "config reload not supported for cluster routes over SCION ({}): restart the server",
+                r.url
+            ));
+        }
+        if cc.listen.is_none() && cc.routes.is_empty() {
+            return unsupported("cluster routes (clustering was not enabled at start)");
+        }
     }
-    if cc != nc {
+    let mut same_routes = nc.clone();
+    same_routes.routes = cc.routes.clone();
+    if *cc != same_routes {
         return unsupported(
             "cluster (authorization, advertise, connect_retries and tls need a restart)",
         );
@@ -349,6 +372,17 @@ fn check_reloadable(cur: &Options, new: &Options) -> Result<(), String> {
         return unsupported("PortsFileDir");
     }
     Ok(())
+}
+
+/// Routes in `old` and not in `new` (removed), and the other way round (added); equal when the
+/// URL and credentials are (reload.go diffRoutes compares parsed URLs).
+fn route_diff<'a>(
+    old: &'a [RouteUrl],
+    new: &'a [RouteUrl],
+) -> (Vec<&'a RouteUrl>, Vec<&'a RouteUrl>) {
+    let removed = old.iter().filter(|r| !new.contains(r)).collect();
+    let added = new.iter().filter(|r| !old.contains(r)).collect();
+    (removed, added)
 }
 
 fn describe_changes(cur: &Options, new: &Options) -> Vec<String> {

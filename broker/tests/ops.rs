@@ -278,8 +278,78 @@ fn sighup_authorization_change_rechecks_existing_clients_like_nats_server() {
     }
 }
 
+/// A reload that adds a TCP route dials it; one that removes it closes the route we dialled
+/// ("Route Removed") and does not dial it again (reload.go routesOption, route.go
+/// routeStillValid). Returns the server's log after the first reload.
+fn route_reload_scenario(bin: &str) -> String {
+    let dir = tmpdir(&format!("route-reload-{}", bin.len()));
+    let (conf, log) = (dir.join("s.conf"), dir.join("s.log"));
+    let (peer_conf, peer_log) = (dir.join("p.conf"), dir.join("p.log"));
+    let (port, cport) = (free_port(), free_port());
+    let (peer_port, peer_cport) = (free_port(), free_port());
+    std::fs::write(
+        &peer_conf,
+        format!(
+            "listen: 127.0.0.1:{peer_port}\nlog_file: \"{}\"\ncluster {{ name: c, listen: 127.0.0.1:{peer_cport} }}\n",
+            peer_log.display()
+        ),
+    )
+    .unwrap();
+    let _peer = Proc::spawn(BIN, &["-c", peer_conf.to_str().unwrap()]);
+    wait_file(&peer_log, "Server is ready", 0);
+    let head = format!(
+        "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\ncluster {{ name: c, listen: 127.0.0.1:{cport}\n",
+        log.display()
+    );
+    std::fs::write(&conf, format!("{head}}}\n")).unwrap();
+    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    wait_file(&log, "Server is ready", 0);
+    let route = format!("nats-route://127.0.0.1:{peer_cport}");
+    std::fs::write(&conf, format!("{head}routes: [\"{route}\"]\n}}\n")).unwrap();
+    let added = std::fs::metadata(&log).unwrap().len() as usize;
+    p.signal(libc::SIGHUP);
+    wait_file(&log, "Reloaded server configuration", added);
+    wait_file(&log, "Route connection created", added);
+    std::fs::write(&conf, format!("{head}}}\n")).unwrap();
+    let removed = std::fs::metadata(&log).unwrap().len() as usize;
+    p.signal(libc::SIGHUP);
+    wait_file(&log, "Reloaded server configuration", removed);
+    wait_file(&log, "Route Removed", removed);
+    // nats-server re-dials a dropped configured route after about a second; a removed one
+    // must stay gone.
+    std::thread::sleep(Duration::from_millis(2500));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let after = &text[removed..];
+    assert!(
+        !after.contains("Route connection created"),
+        "{bin}: removed route dialled again:\n{after}"
+    );
+    assert!(
+        after.contains(&format!("Removed route {route}")),
+        "{bin}:\n{after}"
+    );
+    assert!(
+        after.contains("Router connection closed: Route Removed"),
+        "{bin}:\n{after}"
+    );
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+    let _ = std::fs::remove_dir_all(dir);
+    text[added..].to_string()
+}
+
 #[test]
-fn sighup_refuses_route_changes_by_name_and_applies_log_levels() {
+fn sighup_adds_and_removes_tcp_routes_like_nats_server() {
+    let ours = route_reload_scenario(BIN);
+    assert!(ours.contains("Reloaded: cluster routes"), "{ours}");
+    if nats_available() {
+        let theirs = route_reload_scenario(NATS);
+        assert!(theirs.contains("Reloaded: cluster routes"), "{theirs}");
+    }
+}
+
+#[test]
+fn sighup_refuses_scion_route_changes_by_name_and_applies_log_levels() {
     let dir = tmpdir("routes");
     let conf = dir.join("s.conf");
     let log = dir.join("s.log");
@@ -294,7 +364,7 @@ fn sighup_refuses_route_changes_by_name_and_applies_log_levels() {
     wait_file(&log, "Server is ready", 0);
     std::fs::write(
         &conf,
-        format!("{head}routes: [\"nats-route://127.0.0.1:1\"]\n}}\n"),
+        format!("{head}routes: [\"nats-route://[1-ff00:0:111,127.0.0.1]:31000\"]\n}}\n"),
     )
     .unwrap();
     let mark = std::fs::metadata(&log).unwrap().len() as usize;
@@ -302,7 +372,7 @@ fn sighup_refuses_route_changes_by_name_and_applies_log_levels() {
     let text = wait_file(&log, "Failed to reload server configuration", mark);
     let tail = &text[mark..];
     assert!(
-        tail.contains("config reload not supported for cluster routes"),
+        tail.contains("config reload not supported for cluster routes over SCION (nats-route://[1-ff00:0:111,127.0.0.1]:31000)"),
         "{tail}"
     );
     assert!(

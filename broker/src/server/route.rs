@@ -144,6 +144,39 @@ pub async fn start_routing(
     Ok(tasks)
 }
 
+/// A configured route is still wanted while its URL is in the current `cluster.routes`
+/// (nats-server route.go `routeStillValid`): a reload that removes it stops the dialling
+/// and the reconnects.
+fn route_still_valid(srv: &ServerState, url: &str) -> bool {
+    srv.opts().cluster.routes.iter().any(|r| r.url == url)
+}
+
+/// Applies a reload's route changes (nats-server reload.go `routesOption.Apply`): routes we
+/// dialled for a removed URL are closed ("Route Removed") and not re-dialled, added URLs are
+/// dialled like configured routes. The new options must already be in place. TCP routes
+/// only; the reload refuses SCION route changes before this.
+pub fn apply_route_changes(srv: &Arc<ServerState>, removed: &[RouteUrl], added: &[RouteUrl]) {
+    for r in removed {
+        for h in srv.cluster.routes() {
+            let dialled_for_it = {
+                let m = lock(&h.meta);
+                m.did_solicit && m.scion.is_none() && m.url.as_deref() == Some(r.url.as_str())
+            };
+            if dialled_for_it {
+                h.shared.out.close(ClosedState::RouteRemoved);
+                info!("Removed route {}", r.url);
+            }
+        }
+    }
+    for r in added {
+        if let RouteTarget::Tcp { .. } = &r.target {
+            let s = solicit_from_url(r, true);
+            tokio::spawn(connect_to_route(srv.clone(), s, true));
+        }
+    }
+    info!("Reloaded: cluster routes");
+}
+
 fn solicit_from_url(r: &RouteUrl, configured: bool) -> Solicit {
     Solicit {
         url: r.url.clone(),
@@ -207,6 +240,13 @@ pub async fn connect_to_route(srv: Arc<ServerState>, s: Solicit, forever: bool) 
     let mut delay = ROUTE_RETRY_MIN;
     loop {
         if srv.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        if s.configured && !route_still_valid(&srv, &s.url) {
+            debug!(
+                "Route {:?} was removed from the configuration; not dialling",
+                s.url
+            );
             return;
         }
         debug!("Trying to connect to route on {} ({})", hostport, hostport);
@@ -423,7 +463,7 @@ pub async fn run_route_labeled<S: SplitIo>(
             debug!("Detected route to self, ignoring {:?}", s.url);
             return;
         }
-        if s.configured {
+        if s.configured && route_still_valid(&srv, &s.url) {
             debug!("Attempting reconnect for solicited route \"{}\"", s.url);
             let srv2 = srv.clone();
             tokio::spawn(reconnect(srv2, s));
