@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 use crate::cli::{self, Command};
 use crate::config;
 use crate::logging::{self, LogConfig};
-use crate::options::{Options, RouteTarget, RouteUrl};
+use crate::options::{Options, RouteUrl};
 use crate::server::{self, ServerHandle, ServerState};
 
 const EXE: &str = "nats-server";
@@ -255,6 +255,11 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
         new.http_host = cur.http_host.clone();
     }
     check_reloadable(&cur, &new)?;
+    let (_, added) = route_diff(&cur.cluster.routes, &new.cluster.routes);
+    for r in added {
+        server::scion::check_added_route(state, r)
+            .map_err(|e| format!("config reload not supported for cluster routes: {e}"))?;
+    }
     let old_log = LogConfig::from_options(&cur);
     let new_log = LogConfig::from_options(&new);
     if old_log != new_log {
@@ -337,20 +342,8 @@ fn check_reloadable(cur: &Options, new: &Options) -> Result<(), String> {
         scalar("cluster name", opt(&cc.name), opt(&nc.name))?;
     }
     if cc.routes != nc.routes {
-        // reload.go routesOption dials added and closes removed routes; done here for TCP
-        // routes (`server::route::apply_route_changes`). A SCION route's dialling is tied to
-        // the SCION endpoint started with the server.
-        let (removed, added) = route_diff(&cc.routes, &nc.routes);
-        let scion = removed
-            .iter()
-            .chain(added.iter())
-            .find(|r| matches!(r.target, RouteTarget::Scion { .. }));
-        if let Some(r) = scion {
-            return Err(format!(
-                "config reload not supported for cluster routes over SCION ({}): restart the server",
-                r.url
-            ));
-        }
+        // reload.go routesOption dials added and closes removed routes
+        // (`server::route::apply_route_changes`; SCION ones are checked in `reload`).
         if cc.listen.is_none() && cc.routes.is_empty() {
             return unsupported("cluster routes (clustering was not enabled at start)");
         }

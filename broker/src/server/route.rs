@@ -147,20 +147,20 @@ pub async fn start_routing(
 /// A configured route is still wanted while its URL is in the current `cluster.routes`
 /// (nats-server route.go `routeStillValid`): a reload that removes it stops the dialling
 /// and the reconnects.
-fn route_still_valid(srv: &ServerState, url: &str) -> bool {
+pub(crate) fn route_still_valid(srv: &ServerState, url: &str) -> bool {
     srv.opts().cluster.routes.iter().any(|r| r.url == url)
 }
 
 /// Applies a reload's route changes (nats-server reload.go `routesOption.Apply`): routes we
 /// dialled for a removed URL are closed ("Route Removed") and not re-dialled, added URLs are
-/// dialled like configured routes. The new options must already be in place. TCP routes
-/// only; the reload refuses SCION route changes before this.
+/// dialled like configured routes (SCION ones from the SCION route endpoint). The new options
+/// must already be in place.
 pub fn apply_route_changes(srv: &Arc<ServerState>, removed: &[RouteUrl], added: &[RouteUrl]) {
     for r in removed {
         for h in srv.cluster.routes() {
             let dialled_for_it = {
                 let m = lock(&h.meta);
-                m.did_solicit && m.scion.is_none() && m.url.as_deref() == Some(r.url.as_str())
+                m.did_solicit && m.url.as_deref() == Some(r.url.as_str())
             };
             if dialled_for_it {
                 h.shared.out.close(ClosedState::RouteRemoved);
@@ -169,9 +169,12 @@ pub fn apply_route_changes(srv: &Arc<ServerState>, removed: &[RouteUrl], added: 
         }
     }
     for r in added {
-        if let RouteTarget::Tcp { .. } = &r.target {
-            let s = solicit_from_url(r, true);
-            tokio::spawn(connect_to_route(srv.clone(), s, true));
+        match &r.target {
+            RouteTarget::Tcp { .. } => {
+                let s = solicit_from_url(r, true);
+                tokio::spawn(connect_to_route(srv.clone(), s, true));
+            }
+            RouteTarget::Scion { .. } => super::scion::dial_added_route(srv, r),
         }
     }
     info!("Reloaded: cluster routes");

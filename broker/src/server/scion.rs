@@ -22,7 +22,7 @@ use tracing::{debug, error, info, warn};
 
 use super::route::{run_route_labeled, Solicit};
 use super::{lock, ServerState, StartError};
-use crate::options::{ListenAddr, Options, RouteTarget, ScionOpts};
+use crate::options::{ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
 
 /// QUIC server name used for route and client links.
 pub const SERVER_NAME: &str = "nats-scion";
@@ -164,6 +164,44 @@ fn scion_addr(
         ip,
         port,
     })
+}
+
+/// Checks a SCION route a reload adds: its ISD-AS parses and this server has a SCION route
+/// endpoint (a SCION `cluster.listen`, bound at start) to dial it from.
+pub fn check_added_route(srv: &ServerState, r: &RouteUrl) -> Result<(), String> {
+    let RouteTarget::Scion { isd_as, ip, port } = r.target.clone() else {
+        return Ok(());
+    };
+    scion_addr("cluster.routes", &isd_as, ip, port).map_err(|e| e.to_string())?;
+    if lock(&srv.scion).route_endpoint.is_none() {
+        return Err(ScionConfigError::NoLocalScion(r.url.clone()).to_string());
+    }
+    Ok(())
+}
+
+/// Dials a SCION route a reload added (checked by `check_added_route`).
+pub fn dial_added_route(srv: &Arc<ServerState>, r: &RouteUrl) {
+    let RouteTarget::Scion { isd_as, ip, port } = r.target.clone() else {
+        return;
+    };
+    let Some(ep) = lock(&srv.scion).route_endpoint.clone() else {
+        error!("{}", ScionConfigError::NoLocalScion(r.url.clone()));
+        return;
+    };
+    let remote = match scion_addr("cluster.routes", &isd_as, ip, port) {
+        Ok(a) => a,
+        Err(e) => {
+            error!("{}", e);
+            return;
+        }
+    };
+    let s = Solicit {
+        url: r.url.clone(),
+        user: r.user.clone(),
+        password: r.password.clone(),
+        configured: true,
+    };
+    tokio::spawn(dial_route_forever(srv.clone(), ep, remote, s));
 }
 
 /// Binds the SCION endpoints the options ask for and starts serving them.
@@ -356,6 +394,13 @@ async fn dial_route_forever(
     let mut attempts: u32 = 0;
     loop {
         if srv.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        if !super::route::route_still_valid(&srv, &s.url) {
+            debug!(
+                "Route {:?} was removed from the configuration; not dialling",
+                s.url
+            );
             return;
         }
         debug!("Trying to connect to route on {} (SCION)", remote);
