@@ -5,38 +5,20 @@
 //!
 //! Runs on the in-process SCION emulator; loopback only, bounded waits.
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
 use broker::server::{start, ServerHandle};
-use scion_transport::address::{IsdAsn, ScionAddr};
+use scion_transport::address::ScionAddr;
 use scion_transport::emu::{EmuHandle, EmuOptions, Emulator, Topology};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout, Instant};
 
-const TOPO: &str = include_str!("../../scion-transport/emu/two-paths.toml");
-const AS_A: &str = "1-ff00:0:111";
-const AS_B: &str = "1-ff00:0:112";
-const WAIT: Duration = Duration::from_secs(15);
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn ia(s: &str) -> IsdAsn {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e:?}"))
-}
-
-fn localhost() -> IpAddr {
-    IpAddr::from([127, 0, 0, 1])
-}
+mod scion_common;
+use scion_common::*;
 
 fn node(emu: &EmuHandle, dir: &TempDir, as_: &str, routes: Vec<RouteUrl>) -> Options {
     let topo = dir.0.join(format!("{}.json", as_.replace(':', "_")));

@@ -4,52 +4,18 @@
 //!
 //! In-process emulator (two ASes), loopback only, bounded waits.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use broker::options::{ListenAddr, Options, ScionOpts};
 use broker::scion_client::{connect, ScionClientError, ScionClientOptions};
 use futures::StreamExt;
-use scion_transport::address::{IsdAsn, ScionAddr};
+use scion_transport::address::ScionAddr;
 use scion_transport::emu::{EmuHandle, EmuOptions, Emulator, Topology};
 use tokio::time::{timeout, Instant};
 
-const TOPO: &str = include_str!("../../scion-transport/emu/two-paths.toml");
-const AS_A: &str = "1-ff00:0:111";
-const AS_B: &str = "1-ff00:0:112";
-const WAIT: Duration = Duration::from_secs(15);
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(tag: &str) -> TempDir {
-    let d = TempDir(std::env::temp_dir().join(format!(
-        "broker-{tag}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    )));
-    std::fs::create_dir_all(&d.0).expect("dir");
-    d
-}
-
-fn ia(s: &str) -> IsdAsn {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e:?}"))
-}
-
-fn localhost() -> IpAddr {
-    IpAddr::from([127, 0, 0, 1])
-}
-
-fn as_files(emu: &EmuHandle, dir: &TempDir, as_: &str) -> (String, PathBuf) {
-    let topo = dir.0.join(format!("{}.json", as_.replace(':', "_")));
-    std::fs::write(&topo, emu.topology_json(ia(as_)).expect("topology")).expect("write");
-    (emu.daemon_addr(ia(as_)).expect("daemon").to_string(), topo)
-}
+mod scion_common;
+use scion_common::*;
 
 struct Setup {
     _emu: EmuHandle,

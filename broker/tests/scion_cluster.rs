@@ -4,29 +4,18 @@
 //! listener through `broker proxy`; a flood across a bandwidth-limited SCION
 //! route backs up without the route being cut or losing a message.
 
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
 use broker::server::{start, ServerHandle};
 use futures::StreamExt;
-use scion_transport::address::{IsdAsn, ScionAddr};
+use scion_transport::address::ScionAddr;
 use scion_transport::emu::{EmuHandle, EmuOptions, Emulator, Topology};
 use tokio::time::{sleep, timeout, Instant};
 
-const TOPO: &str = include_str!("../../scion-transport/emu/two-paths.toml");
-const AS_A: &str = "1-ff00:0:111";
-const AS_B: &str = "1-ff00:0:112";
-const WAIT: Duration = Duration::from_secs(15);
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod scion_common;
+use scion_common::*;
 
 /// Everything logged by this test binary (global: switches are logged on runtime threads).
 fn captured_logs() -> &'static Mutex<Vec<u8>> {
@@ -55,14 +44,6 @@ impl std::io::Write for CaptureWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn ia(s: &str) -> IsdAsn {
-    s.parse().unwrap()
-}
-
-fn localhost() -> IpAddr {
-    "127.0.0.1".parse().unwrap()
 }
 
 fn scion_opts(emu: &EmuHandle, dir: &TempDir, as_: &str, pref: &str) -> ScionOpts {

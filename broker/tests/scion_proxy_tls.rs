@@ -9,69 +9,25 @@
 //! is verified the same way, and the CLI tests run the real `broker proxy`
 //! binary against a real broker. Emulator on loopback only; every wait is bounded.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use broker::options::{ListenAddr, Options, ScionOpts, TlsOpts};
 use broker::proxy::{LinkError, ProxyConfig, ProxyTls};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use scion_transport::address::{IsdAsn, ScionAddr};
-use scion_transport::emu::{EmuHandle, EmuOptions, Emulator, Topology};
+use scion_transport::address::ScionAddr;
+use scion_transport::emu::EmuHandle;
 use scion_transport::quic::{ScionEndpoint, TlsConfig, TransportConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-const TOPO: &str = include_str!("../../scion-transport/emu/two-paths.toml");
-const AS_A: &str = "1-ff00:0:111";
-const AS_B: &str = "1-ff00:0:112";
-const WAIT: Duration = Duration::from_secs(15);
+mod scion_common;
+use scion_common::*;
+
 /// An INFO in nats-server 2.9.10's key order (server.go Info); the proxy
 /// must deliver it unchanged.
 const INFO: &str = "INFO {\"server_id\":\"NSTANDIN\",\"server_name\":\"standin\",\"version\":\"2.9.10\",\"proto\":1,\"go\":\"go1.19\",\"host\":\"0.0.0.0\",\"port\":4222,\"headers\":true,\"max_payload\":1048576,\"client_id\":1,\"client_ip\":\"127.0.0.1\"} \r\n";
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(tag: &str) -> TempDir {
-    let d = TempDir(std::env::temp_dir().join(format!(
-        "broker-{tag}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    )));
-    std::fs::create_dir_all(&d.0).expect("dir");
-    d
-}
-
-fn ia(s: &str) -> IsdAsn {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e:?}"))
-}
-
-fn localhost() -> IpAddr {
-    IpAddr::from([127, 0, 0, 1])
-}
-
-async fn emulator() -> EmuHandle {
-    Emulator::start(
-        Topology::from_toml(TOPO).expect("topology"),
-        EmuOptions::default(),
-    )
-    .await
-    .expect("emulator")
-}
-
-/// daemon address and topology.json path of `as_`.
-fn as_files(emu: &EmuHandle, dir: &TempDir, as_: &str) -> (String, PathBuf) {
-    let topo = dir.0.join(format!("{}.json", as_.replace(':', "_")));
-    std::fs::write(&topo, emu.topology_json(ia(as_)).expect("topology")).expect("write");
-    (emu.daemon_addr(ia(as_)).expect("daemon").to_string(), topo)
-}
 
 /// A CA, and a server certificate for `names` signed by it, as PEM files.
 struct Pki {

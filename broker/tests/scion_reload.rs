@@ -3,28 +3,18 @@
 //! in another AS added by a reload, then removed by the next one; the removed route is closed
 //! ("Route Removed") and not dialled again. Emulator on loopback only; every wait is bounded.
 
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker::options::{ClusterOpts, ListenAddr, Options, ScionOpts};
 use broker::server::ServerHandle;
-use scion_transport::address::{IsdAsn, ScionAddr};
-use scion_transport::emu::{EmuHandle, EmuOptions, Emulator, Topology};
+use scion_transport::address::ScionAddr;
+
+mod scion_common;
+use scion_common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_broker");
-const TOPO: &str = include_str!("../../scion-transport/emu/two-paths.toml");
-const AS_A: &str = "1-ff00:0:111";
-const AS_B: &str = "1-ff00:0:112";
-const WAIT: Duration = Duration::from_secs(15);
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 struct Proc(Child);
 impl Drop for Proc {
@@ -43,22 +33,6 @@ impl Proc {
     }
 }
 
-fn ia(s: &str) -> IsdAsn {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e:?}"))
-}
-
-fn localhost() -> IpAddr {
-    IpAddr::from([127, 0, 0, 1])
-}
-
-/// daemon address and topology.json path of `as_`.
-fn as_files(emu: &EmuHandle, dir: &Path, as_: &str) -> (String, PathBuf) {
-    let topo = dir.join(format!("{}.json", as_.replace(':', "_")));
-    std::fs::write(&topo, emu.topology_json(ia(as_)).expect("topology")).expect("write");
-    (emu.daemon_addr(ia(as_)).expect("daemon").to_string(), topo)
-}
-
-/// A free UDP port in the emulated ASes' dispatched range (31000-32767), where border
 /// routers deliver SCION packets straight to the port.
 fn free_dispatched_port() -> u16 {
     let start = 31000 + rand::random_range(0..1700u16);
@@ -111,21 +85,11 @@ async fn wait_routes(h: &ServerHandle, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_adds_and_removes_a_scion_route() {
-    let emu = Emulator::start(
-        Topology::from_toml(TOPO).expect("topology"),
-        EmuOptions::default(),
-    )
-    .await
-    .expect("emulator");
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "broker-scion-reload-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    )));
-    std::fs::create_dir_all(&dir.0).expect("dir");
+    let emu = emulator().await;
+    let dir = temp_dir("scion-reload");
 
     // A: in process, a SCION route listener in AS A, no routes.
-    let (daemon_a, topo_a) = as_files(&emu, &dir.0, AS_A);
+    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
     let a = broker::server::start(Options {
         host: "127.0.0.1".into(),
         port: -1,
@@ -158,7 +122,7 @@ async fn sighup_adds_and_removes_a_scion_route() {
         .local_addr();
 
     // B: the binary, a SCION route listener in AS B, routes from its config file.
-    let (daemon_b, topo_b) = as_files(&emu, &dir.0, AS_B);
+    let (daemon_b, topo_b) = as_files(&emu, &dir, AS_B);
     let (conf, log) = (dir.0.join("b.conf"), dir.0.join("b.log"));
     let head = format!(
         "listen: 127.0.0.1:{}\nlog_file: \"{}\"\nscion {{\n  daemon: \"{daemon_b}\"\n  topology: \"{}\"\n}}\ncluster {{\n  name: c\n  listen: \"nats://{AS_B},127.0.0.1:{}\"\n",

@@ -1,0 +1,62 @@
+//! Shared pieces of the broker's SCION integration tests: the emulated two-path topology and
+//! its ASes, temporary folders, and the daemon address and topology.json each AS's broker is
+//! given. Emulator on loopback only.
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use scion_transport::address::IsdAsn;
+use scion_transport::emu::{EmuHandle, EmuOptions, Emulator, Topology};
+
+pub const TOPO: &str = include_str!("../../../scion-transport/emu/two-paths.toml");
+pub const AS_A: &str = "1-ff00:0:111";
+pub const AS_B: &str = "1-ff00:0:112";
+/// Upper bound of any single wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A folder removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh folder under the system temp dir, named after `tag`, the process and a random number.
+pub fn temp_dir(tag: &str) -> TempDir {
+    let d = TempDir(std::env::temp_dir().join(format!(
+        "broker-{tag}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    )));
+    std::fs::create_dir_all(&d.0).expect("dir");
+    d
+}
+
+pub fn ia(s: &str) -> IsdAsn {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e:?}"))
+}
+
+pub fn localhost() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
+}
+
+/// The emulator running [`TOPO`].
+pub async fn emulator() -> EmuHandle {
+    Emulator::start(
+        Topology::from_toml(TOPO).expect("topology"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator")
+}
+
+/// Daemon address and topology.json path (written into `dir`) of `as_`.
+pub fn as_files(emu: &EmuHandle, dir: &TempDir, as_: &str) -> (String, PathBuf) {
+    let topo = dir.0.join(format!("{}.json", as_.replace(':', "_")));
+    std::fs::write(&topo, emu.topology_json(ia(as_)).expect("topology")).expect("write");
+    (emu.daemon_addr(ia(as_)).expect("daemon").to_string(), topo)
+}
