@@ -231,7 +231,8 @@ async fn wait_for_signals(handle: ServerHandle, _flags: Vec<String>, _sigs: Sign
 /// it as at start, and applies what can change at run time (nats-server
 /// server/reload.go `Reload` / `diffOptions` / `applyOptions`): limits,
 /// authorization (existing clients re-checked), logging destination and
-/// levels, added and removed TCP routes. Anything else that changed fails the whole reload with
+/// levels, added and removed routes (TCP and SCION). Anything else that changed fails the
+/// whole reload with
 /// "config reload not supported for <option>" and the running
 /// configuration stays, so "Reloaded server configuration" is only logged
 /// when every change took effect.

@@ -144,11 +144,15 @@ pub async fn start_routing(
     Ok(tasks)
 }
 
-/// A configured route is still wanted while its URL is in the current `cluster.routes`
-/// (nats-server route.go `routeStillValid`): a reload that removes it stops the dialling
-/// and the reconnects.
-pub(crate) fn route_still_valid(srv: &ServerState, url: &str) -> bool {
-    srv.opts().cluster.routes.iter().any(|r| r.url == url)
+/// A configured route is still wanted while the current `cluster.routes` has it, URL and
+/// credentials alike (nats-server route.go `routeStillValid`): a reload that removes or
+/// changes it stops the dialling and the reconnects for the old entry.
+pub(crate) fn route_still_valid(srv: &ServerState, s: &Solicit) -> bool {
+    srv.opts()
+        .cluster
+        .routes
+        .iter()
+        .any(|r| r.url == s.url && r.user == s.user && r.password == s.password)
 }
 
 /// Applies a reload's route changes (nats-server reload.go `routesOption.Apply`): routes we
@@ -245,7 +249,7 @@ pub async fn connect_to_route(srv: Arc<ServerState>, s: Solicit, forever: bool) 
         if srv.shutting_down.load(Ordering::Acquire) {
             return;
         }
-        if s.configured && !route_still_valid(&srv, &s.url) {
+        if s.configured && !route_still_valid(&srv, &s) {
             debug!(
                 "Route {:?} was removed from the configuration; not dialling",
                 s.url
@@ -466,7 +470,7 @@ pub async fn run_route_labeled<S: SplitIo>(
             debug!("Detected route to self, ignoring {:?}", s.url);
             return;
         }
-        if s.configured && route_still_valid(&srv, &s.url) {
+        if s.configured && route_still_valid(&srv, &s) {
             debug!("Attempting reconnect for solicited route \"{}\"", s.url);
             let srv2 = srv.clone();
             tokio::spawn(reconnect(srv2, s));

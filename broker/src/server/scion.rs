@@ -396,7 +396,7 @@ async fn dial_route_forever(
         if srv.shutting_down.load(Ordering::Acquire) {
             return;
         }
-        if !super::route::route_still_valid(&srv, &s.url) {
+        if !super::route::route_still_valid(&srv, &s) {
             debug!(
                 "Route {:?} was removed from the configuration; not dialling",
                 s.url
