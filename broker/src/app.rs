@@ -231,8 +231,8 @@ async fn wait_for_signals(handle: ServerHandle, _flags: Vec<String>, _sigs: Sign
 /// it as at start, and applies what can change at run time (nats-server
 /// server/reload.go `Reload` / `diffOptions` / `applyOptions`): limits,
 /// authorization (existing clients re-checked), logging destination and
-/// levels, added and removed routes (TCP and SCION). Anything else that changed fails the
-/// whole reload with
+/// levels, added and removed routes (TCP and SCION). Anything else that
+/// changed fails the whole reload with
 /// "config reload not supported for <option>" and the running
 /// configuration stays, so "Reloaded server configuration" is only logged
 /// when every change took effect.
@@ -256,8 +256,8 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
         new.http_host = cur.http_host.clone();
     }
     check_reloadable(&cur, &new)?;
-    let (_, added) = route_diff(&cur.cluster.routes, &new.cluster.routes);
-    for r in added {
+    let (removed, added) = route_diff(&cur.cluster.routes, &new.cluster.routes);
+    for r in &added {
         server::scion::check_added_route(state, r)
             .map_err(|e| format!("config reload not supported for cluster routes: {e}"))?;
     }
@@ -273,11 +273,6 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
         cur.authorization != new.authorization || cur.no_auth_user != new.no_auth_user;
     let changes = describe_changes(&cur, &new);
     let new_max_payload = (cur.max_payload != new.max_payload).then_some(new.max_payload);
-    let (removed, added) = route_diff(&cur.cluster.routes, &new.cluster.routes);
-    let (removed, added): (Vec<RouteUrl>, Vec<RouteUrl>) = (
-        removed.into_iter().cloned().collect(),
-        added.into_iter().cloned().collect(),
-    );
     state.set_opts(new);
     if !removed.is_empty() || !added.is_empty() {
         server::route::apply_route_changes(state, &removed, &added);
@@ -370,13 +365,11 @@ fn check_reloadable(cur: &Options, new: &Options) -> Result<(), String> {
 
 /// Routes in `old` and not in `new` (removed), and the other way round (added); equal when the
 /// URL and credentials are (reload.go diffRoutes compares parsed URLs).
-fn route_diff<'a>(
-    old: &'a [RouteUrl],
-    new: &'a [RouteUrl],
-) -> (Vec<&'a RouteUrl>, Vec<&'a RouteUrl>) {
-    let removed = old.iter().filter(|r| !new.contains(r)).collect();
-    let added = new.iter().filter(|r| !old.contains(r)).collect();
-    (removed, added)
+fn route_diff(old: &[RouteUrl], new: &[RouteUrl]) -> (Vec<RouteUrl>, Vec<RouteUrl>) {
+    let missing = |a: &[RouteUrl], b: &[RouteUrl]| -> Vec<RouteUrl> {
+        a.iter().filter(|r| !b.contains(r)).cloned().collect()
+    };
+    (missing(old, new), missing(new, old))
 }
 
 fn describe_changes(cur: &Options, new: &Options) -> Vec<String> {

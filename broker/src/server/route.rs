@@ -184,7 +184,7 @@ pub fn apply_route_changes(srv: &Arc<ServerState>, removed: &[RouteUrl], added: 
     info!("Reloaded: cluster routes");
 }
 
-fn solicit_from_url(r: &RouteUrl, configured: bool) -> Solicit {
+pub(crate) fn solicit_from_url(r: &RouteUrl, configured: bool) -> Solicit {
     Solicit {
         url: r.url.clone(),
         user: r.user.clone(),

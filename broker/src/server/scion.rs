@@ -20,7 +20,7 @@ use scion_transport::path::{Acl, PathPolicy, PathPreference, SelectorConfig, Seq
 use scion_transport::quic::{ScionEndpoint, TlsConfig, TransportConfig};
 use tracing::{debug, error, info, warn};
 
-use super::route::{run_route_labeled, Solicit};
+use super::route::{run_route_labeled, solicit_from_url, Solicit};
 use super::{lock, ServerState, StartError};
 use crate::options::{ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
 
@@ -195,12 +195,7 @@ pub fn dial_added_route(srv: &Arc<ServerState>, r: &RouteUrl) {
             return;
         }
     };
-    let s = Solicit {
-        url: r.url.clone(),
-        user: r.user.clone(),
-        password: r.password.clone(),
-        configured: true,
-    };
+    let s = solicit_from_url(r, true);
     tokio::spawn(dial_route_forever(srv.clone(), ep, remote, s));
 }
 
@@ -276,12 +271,7 @@ pub async fn start(
                 return Err(err(ScionConfigError::NoLocalScion(r.url.clone())));
             };
             let remote = scion_addr("cluster.routes", isd_as, *ip, *port).map_err(err)?;
-            let s = Solicit {
-                url: r.url.clone(),
-                user: r.user.clone(),
-                password: r.password.clone(),
-                configured: true,
-            };
+            let s = solicit_from_url(r, true);
             tasks.push(tokio::spawn(dial_route_forever(srv.clone(), ep, remote, s)));
         }
     }
