@@ -14,7 +14,6 @@ use std::process::Stdio;
 
 use broker::options::{ListenAddr, Options, ScionOpts, TlsOpts};
 use broker::proxy::{LinkError, ProxyConfig, ProxyTls};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use scion_transport::address::ScionAddr;
 use scion_transport::emu::EmuHandle;
 use scion_transport::quic::{ScionEndpoint, TlsConfig, TransportConfig};
@@ -37,27 +36,13 @@ struct Pki {
 }
 
 fn make_pki(dir: &Path, tag: &str, names: &[&str]) -> Pki {
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("test CA {tag}"));
-    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("key");
-    let params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .expect("params");
-    let cert = params.signed_by(&key, &issuer).expect("cert");
-    let p = Pki {
-        ca: dir.join(format!("{tag}-ca.pem")),
-        cert: dir.join(format!("{tag}-cert.pem")),
-        key: dir.join(format!("{tag}-key.pem")),
-    };
-    std::fs::write(&p.ca, ca_cert.pem()).expect("write");
-    std::fs::write(&p.cert, cert.pem()).expect("write");
-    std::fs::write(&p.key, key.serialize_pem()).expect("write");
-    p
+    let ca = TestCa::new(tag);
+    let (cert, key) = ca.issue(dir, tag, names);
+    Pki {
+        ca: ca.write(dir, &format!("{tag}-ca.pem")),
+        cert,
+        key,
+    }
 }
 
 /// Stand-in SCION client listener in AS A presenting `pki`'s certificate:

@@ -51,6 +51,11 @@ pub struct TlsConfig {
     /// Accept any server certificate (still encrypted; authentication left to the application,
     /// e.g. the cluster `authorization` block). Off unless asked for.
     pub skip_server_verification: bool,
+    /// Mutual TLS: accept only peers presenting a certificate that chains to `roots` (and
+    /// valid for client authentication), and present `cert_chain` when dialing. nats-server
+    /// forces this on route TLS (server/opts.go `getTLSConfig`: `RequireAndVerifyClientCert`,
+    /// root CAs mirrored to client CAs). Off unless asked for.
+    pub require_client_cert: bool,
 }
 
 fn read_file(p: &Path) -> Result<Vec<u8>, TlsError> {
@@ -88,6 +93,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("QUIC TLS configuration rejected: {0}")]
     Quic(String),
+    #[error("client certificates are required but no CA certificate is given to verify them")]
+    NoClientRoots,
 }
 
 impl TlsConfig {
@@ -103,6 +110,7 @@ impl TlsConfig {
             key: Arc::new(key),
             roots: vec![der],
             skip_server_verification: false,
+            require_client_cert: false,
         })
     }
 
@@ -132,6 +140,7 @@ impl TlsConfig {
             key: Arc::new(key_der),
             roots: Vec::new(),
             skip_server_verification: false,
+            require_client_cert: false,
         })
     }
 
@@ -151,12 +160,36 @@ impl TlsConfig {
         })
     }
 
-    /// quinn server configuration from this TLS material (TLS 1.3 only, given ALPNs).
+    /// `roots` as a rustls trust store.
+    fn root_store(&self) -> Result<Arc<rustls::RootCertStore>, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for r in &self.roots {
+            roots.add(r.clone())?;
+        }
+        Ok(Arc::new(roots))
+    }
+
+    /// quinn server configuration from this TLS material (TLS 1.3 only, given ALPNs); with
+    /// [`require_client_cert`](Self::require_client_cert), peers without a certificate from
+    /// `roots` fail the handshake.
     pub fn server_config(&self, alpn: &[Vec<u8>]) -> Result<quinn::ServerConfig, TlsError> {
-        let mut tls = rustls::ServerConfig::builder_with_provider(Self::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_single_cert(self.cert_chain.clone(), self.key.clone_key())?;
+        let builder = rustls::ServerConfig::builder_with_provider(Self::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?;
+        let builder = if self.require_client_cert {
+            if self.roots.is_empty() {
+                return Err(TlsError::NoClientRoots);
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                self.root_store()?,
+                Self::provider(),
+            )
+            .build()
+            .map_err(|e| TlsError::Quic(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut tls = builder.with_single_cert(self.cert_chain.clone(), self.key.clone_key())?;
         tls.alpn_protocols = alpn.to_vec();
         let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
             .map_err(|e| TlsError::Quic(e.to_string()))?;
@@ -170,23 +203,35 @@ impl TlsConfig {
     ) -> Result<Arc<quinn::crypto::rustls::QuicClientConfig>, TlsError> {
         let builder = rustls::ClientConfig::builder_with_provider(Self::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?;
-        let mut tls = if self.skip_server_verification {
+        let builder = if self.skip_server_verification {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(NoServerVerification(Self::provider())))
-                .with_no_client_auth()
         } else {
-            let mut roots = rustls::RootCertStore::empty();
-            for r in &self.roots {
-                roots.add(r.clone())?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(self.root_store()?)
+        };
+        let mut tls = if self.require_client_cert {
+            builder.with_client_auth_cert(self.cert_chain.clone(), self.key.clone_key())?
+        } else {
+            builder.with_no_client_auth()
         };
         tls.alpn_protocols = alpn.to_vec();
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|e| TlsError::Quic(e.to_string()))?;
         Ok(Arc::new(quic))
     }
+}
+
+/// Whether a QUIC handshake failed in TLS (a certificate the peer or we refused, no shared
+/// cipher suite, …): QUIC carries TLS alerts as transport error codes 0x100–0x1ff
+/// (RFC 9001 §4.8), raised locally or received in the peer's CONNECTION_CLOSE.
+pub fn is_tls_failure(e: &quinn::ConnectionError) -> bool {
+    let code = match e {
+        quinn::ConnectionError::TransportError(t) => t.code,
+        quinn::ConnectionError::ConnectionClosed(c) => c.error_code,
+        _ => return false,
+    };
+    (0x100..0x200).contains(&u64::from(code))
 }
 
 /// Encrypts without authenticating the server (signatures are still checked, so the key

@@ -106,8 +106,12 @@ fn tls_for(opts: &Options, for_routes: bool) -> Result<(TlsConfig, bool), ScionC
     if for_routes {
         if let Some(t) = &opts.cluster.tls {
             if let (Some(cert), Some(key), Some(ca)) = (&t.cert_file, &t.key_file, &t.ca_file) {
-                let tls = TlsConfig::from_pem_files(cert, key, ca)
+                let mut tls = TlsConfig::from_pem_files(cert, key, ca)
                     .map_err(|e| ScionConfigError::Tls(e.to_string()))?;
+                // Both ends of a route verify each other, as nats-server forces for
+                // cluster TLS (server/opts.go getTLSConfig: RequireAndVerifyClientCert, the
+                // CA used for both directions).
+                tls.require_client_cert = true;
                 return Ok((tls, true));
             }
             return Err(ScionConfigError::Tls(
@@ -310,6 +314,19 @@ async fn follow_path_events(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, what:
     }
 }
 
+/// Bound on a SCION route's QUIC/TLS handshake: `cluster.tls.timeout` (nats-server's TLS
+/// handshake timeout for routes; 0 means the default, as there), else 5 s (a first dial also
+/// waits for the daemon's paths).
+fn route_handshake_timeout(srv: &ServerState) -> Duration {
+    srv.opts()
+        .cluster
+        .tls
+        .as_ref()
+        .and_then(|t| t.timeout)
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(5))
+}
+
 /// A SocketAddr standing for a SCION peer in places that need one.
 fn host_sockaddr(a: &ScionAddr) -> SocketAddr {
     SocketAddr::new(a.ip, a.port)
@@ -325,9 +342,21 @@ async fn accept_routes(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
         let srv = srv.clone();
         let ep = ep.clone();
         tokio::spawn(async move {
-            let conn = match incoming.await {
-                Ok(c) => c,
-                Err(e) => {
+            let peer = incoming.remote();
+            let conn = match tokio::time::timeout(route_handshake_timeout(&srv), incoming).await {
+                Err(_) => {
+                    debug!("SCION route handshake timed out");
+                    return;
+                }
+                Ok(Ok(c)) => c,
+                // A refused certificate is an operator's matter (nats-server client.go
+                // doTLSHandshake logs "TLS route handshake error" at error level).
+                Ok(Err(e)) if scion_transport::quic::is_tls_failure(&e) => {
+                    let peer = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
+                    error!("{} - TLS route handshake error: {}", peer, e);
+                    return;
+                }
+                Ok(Err(e)) => {
                     debug!("SCION route handshake failed: {}", e);
                     return;
                 }
@@ -394,12 +423,13 @@ async fn dial_route_forever(
             return;
         }
         debug!("Trying to connect to route on {} (SCION)", remote);
-        let conn =
-            tokio::time::timeout(Duration::from_secs(5), ep.connect(remote, SERVER_NAME)).await;
+        let conn = tokio::time::timeout(
+            route_handshake_timeout(&srv),
+            ep.connect(remote, SERVER_NAME),
+        )
+        .await;
         match conn {
             Ok(Ok(conn)) => {
-                attempts = 0;
-                delay = Duration::from_millis(250);
                 match conn.open_bi().await {
                     Ok((send, recv)) => {
                         let io = tokio::io::join(recv, send);
@@ -421,11 +451,24 @@ async fn dial_route_forever(
                     }
                     Err(e) => error!("SCION route to {}: cannot open stream: {}", remote, e),
                 }
+                // In TLS 1.3 a dialer's handshake is complete before the acceptor has checked
+                // our certificate, so a refusal ends the route instead of the connect: say why
+                // and keep backing off rather than redialling at once.
+                let refused = conn
+                    .close_reason()
+                    .filter(scion_transport::quic::is_tls_failure);
                 conn.close(0u32.into(), b"route closed");
                 // run_route returns when the route closed; if the remote is
                 // still registered through another connection, stop here.
                 if srv.shutting_down.load(Ordering::Acquire) {
                     return;
+                }
+                if let Some(e) = refused {
+                    attempts += 1;
+                    error!("{} - TLS route handshake error: {}", remote, e);
+                } else {
+                    attempts = 0;
+                    delay = Duration::from_millis(250);
                 }
             }
             Ok(Err(e)) => {

@@ -60,3 +60,57 @@ pub fn as_files(emu: &EmuHandle, dir: &TempDir, as_: &str) -> (String, PathBuf) 
     std::fs::write(&topo, emu.topology_json(ia(as_)).expect("topology")).expect("write");
     (emu.daemon_addr(ia(as_)).expect("daemon").to_string(), topo)
 }
+
+/// A certificate authority for tests, issuing PEM certificate/key files.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pem: String,
+}
+
+impl TestCa {
+    /// A fresh self-signed CA named after `tag`.
+    pub fn new(tag: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let key = KeyPair::generate().expect("ca key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("test CA {tag}"));
+        let pem = params.self_signed(&key).expect("ca cert").pem();
+        TestCa {
+            issuer: Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// The CA certificate in PEM.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// Writes the CA certificate to `dir/<name>` and returns the path.
+    pub fn write(&self, dir: &std::path::Path, name: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, &self.pem).expect("write");
+        p
+    }
+
+    /// A certificate for the DNS names `sans` signed by this CA (no extended key usage, so
+    /// valid for server and client authentication alike), as `dir/<name>-cert.pem` and
+    /// `dir/<name>-key.pem`.
+    pub fn issue(&self, dir: &std::path::Path, name: &str, sans: &[&str]) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("cert");
+        let (c, k) = (
+            dir.join(format!("{name}-cert.pem")),
+            dir.join(format!("{name}-key.pem")),
+        );
+        std::fs::write(&c, cert.pem()).expect("write");
+        std::fs::write(&k, key.serialize_pem()).expect("write");
+        (c, k)
+    }
+}
