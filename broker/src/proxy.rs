@@ -54,6 +54,10 @@ pub struct ProxyTls {
     /// Name the broker's certificate must carry (SAN); default
     /// [`SERVER_NAME`], the name the broker dials its own SCION links with.
     pub server_name: Option<String>,
+    /// Our client certificate and key (PEM), for a listener with `scion { tls { verify: true } }`;
+    /// both or neither.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// The command line of `broker proxy`, before the local address is resolved.
@@ -79,6 +83,8 @@ pub enum ProxyError {
     Usage(String),
     #[error("proxy: --ca {path}: {reason}")]
     Ca { path: String, reason: String },
+    #[error("proxy: --cert/--key: {0}")]
+    Cert(String),
     #[error("proxy: local SCION address: {0}")]
     Local(String),
     #[error("proxy: {0}")]
@@ -88,6 +94,7 @@ pub enum ProxyError {
 pub const PROXY_USAGE: &str = "\
 Usage: broker proxy --listen <host:port> --upstream <nats://ISD-AS,IP:port>
                     [--local <ISD-AS,IP[:port]>] [--ca <ca.pem>] [--server-name <name>]
+                    [--cert <cert.pem> --key <key.pem>]
                     [--daemon <host:port>] [--topology <topology.json>] [--path_preference <list>]
 
 Carries TCP NATS connections to a broker's SCION client listener over path-aware QUIC/SCION.
@@ -99,6 +106,8 @@ Carries TCP NATS connections to a broker's SCION client listener over path-aware
   --ca               PEM CA bundle: verify the broker's certificate (without it the link is
                      encrypted but the broker is not authenticated)
   --server-name      name the broker's certificate must carry (default: nats-scion)
+  --cert, --key      PEM client certificate and key, for a listener that verifies clients
+                     (scion { tls { verify: true, ca_file: ... } })
   --daemon           SCION daemon (default: $SCION_DAEMON_ADDRESS or 127.0.0.1:30255)
   --topology         the local AS's topology.json (dispatched port range, MTU)
   --path_preference  e.g. \"latency\" or \"bandwidth,latency\"
@@ -157,6 +166,8 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
             "daemon" => daemon = Some(value),
             "topology" => topology = Some(PathBuf::from(value)),
             "ca" | "tlscacert" => tls.ca = Some(PathBuf::from(value)),
+            "cert" | "tlscert" => tls.cert = Some(PathBuf::from(value)),
+            "key" | "tlskey" => tls.key = Some(PathBuf::from(value)),
             "server-name" | "server_name" => {
                 if value.is_empty() {
                     return Err(ProxyError::Usage("--server-name must not be empty".into()));
@@ -176,6 +187,11 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
             }
         }
         i += 1;
+    }
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err(ProxyError::Usage(
+            "--cert and --key go together (the client certificate and its key)".into(),
+        ));
     }
     Ok(ProxyArgs {
         listen: listen
@@ -281,10 +297,24 @@ pub fn default_local_ip(router: Option<IpAddr>, daemon: Option<IpAddr>) -> Resul
 
 /// The client TLS material and whether the server is authenticated.
 fn client_tls(t: &ProxyTls) -> Result<(TlsConfig, bool), ProxyError> {
-    // Our own certificate is never sent (the listener asks for none); the
-    // TlsConfig type just needs one.
-    let mut tls =
-        TlsConfig::self_signed(&[SERVER_NAME]).map_err(|e| ProxyError::Start(e.to_string()))?;
+    let mut tls = match (&t.cert, &t.key) {
+        // Presented when the listener asks for it (`scion.tls.verify`).
+        (Some(cert), Some(key)) => {
+            let mut tls = TlsConfig::from_pem_cert_key(cert, key)
+                .map_err(|e| ProxyError::Cert(e.to_string()))?;
+            tls.mutual = true;
+            tls
+        }
+        (None, None) => {
+            // Never sent (without `mutual`); the TlsConfig type just needs one.
+            TlsConfig::self_signed(&[SERVER_NAME]).map_err(|e| ProxyError::Start(e.to_string()))?
+        }
+        _ => {
+            return Err(ProxyError::Cert(
+                "give both the certificate and its key".into(),
+            ))
+        }
+    };
     let Some(ca) = &t.ca else {
         tls.skip_server_verification = true;
         return Ok((tls, false));
@@ -323,6 +353,8 @@ pub enum LinkError {
     },
     #[error(transparent)]
     Connect(ConnectError),
+    #[error("{remote}: the broker refused our client certificate ({reason}): check --cert and --key against the broker's scion.tls ca_file")]
+    ClientRefused { remote: ScionAddr, reason: String },
     #[error("{remote}: the broker opened no stream within {secs}s")]
     NoStream { remote: ScionAddr, secs: u64 },
     #[error("{remote}: {source}")]
@@ -370,7 +402,18 @@ pub(crate) async fn open_link(
             remote,
             secs: STREAM_TIMEOUT.as_secs(),
         })?
-        .map_err(|source| LinkError::Stream { remote, source })?;
+        .map_err(|source| {
+            // In TLS 1.3 our handshake ends before the broker has checked our certificate;
+            // its refusal arrives as a crypto close instead of the stream.
+            if scion_transport::quic::is_tls_failure(&source) {
+                LinkError::ClientRefused {
+                    remote,
+                    reason: source.to_string(),
+                }
+            } else {
+                LinkError::Stream { remote, source }
+            }
+        })?;
     Ok((conn, send, recv))
 }
 
@@ -940,6 +983,7 @@ mod tests {
         let missing = ProxyTls {
             ca: Some("/nonexistent/ca.pem".into()),
             server_name: None,
+            ..Default::default()
         };
         let e = client_tls(&missing).unwrap_err().to_string();
         assert!(e.contains("--ca /nonexistent/ca.pem"), "{e}");
@@ -950,6 +994,7 @@ mod tests {
         let e = client_tls(&ProxyTls {
             ca: Some(p.clone()),
             server_name: None,
+            ..Default::default()
         })
         .unwrap_err()
         .to_string();

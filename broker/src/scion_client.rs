@@ -60,6 +60,10 @@ pub struct ScionClientOptions {
     pub ca: Option<PathBuf>,
     /// Name the broker's certificate must carry (default `nats-scion`).
     pub server_name: Option<String>,
+    /// Our client certificate and key (PEM), for a listener with
+    /// `scion { tls { verify: true } }`; both or neither.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
     /// async-nats options (name, credentials, reconnect, ...).
     pub nats: async_nats::ConnectOptions,
 }
@@ -174,6 +178,8 @@ pub async fn connect(
     let tls = ProxyTls {
         ca: opts.ca,
         server_name: opts.server_name,
+        cert: opts.cert,
+        key: opts.key,
     };
     let proxy = proxy::start_with_tls(cfg, &tls)
         .await

@@ -417,6 +417,20 @@ fn scion_tls_for_the_client_listener() {
     let t = l.options.scion.and_then(|s| s.tls).expect("scion tls");
     assert_eq!(t.cert_file, Some(cert.clone()));
     assert_eq!(t.key_file, Some(key.clone()));
+    assert!(!t.verify);
+    // Client certificates: verify with the CA they must chain to.
+    let p = write(
+        &d,
+        "verify.conf",
+        &format!(
+            "{listen}scion {{\n  tls {{ {files}, ca_file: \"{}\", verify: true }}\n}}\n",
+            cert.display()
+        ),
+    );
+    let l = config::load_file(&p).unwrap_or_else(|e| panic!("{e}"));
+    let t = l.options.scion.and_then(|s| s.tls).expect("scion tls");
+    assert!(t.verify);
+    assert_eq!(t.ca_file, Some(cert.clone()));
 
     for (name, head, body, want) in [
         (
@@ -429,13 +443,19 @@ fn scion_tls_for_the_client_listener() {
             "verify",
             listen.to_string(),
             format!("{files}, verify: true"),
-            "scion tls: verify (client certificates) is not supported",
+            "scion tls: verify needs ca_file",
         ),
         (
             "ca_file",
             listen.to_string(),
             format!("{files}, ca_file: \"{}\"", cert.display()),
-            "scion tls: ca_file and timeout are not used",
+            "scion tls: ca_file is only used with verify: true",
+        ),
+        (
+            "timeout",
+            listen.to_string(),
+            format!("{files}, timeout: 2"),
+            "scion tls: timeout is not used",
         ),
         (
             "no_listener",

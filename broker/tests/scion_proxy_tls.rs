@@ -137,6 +137,7 @@ async fn proxy_verifies_broker_certificate_with_ca() {
     let tls = ProxyTls {
         ca: Some(good.ca.clone()),
         server_name: None,
+        ..Default::default()
     };
     let proxy = proxy_to(&emu, &dir, upstream, tls).await;
     assert!(proxy.authenticated);
@@ -150,6 +151,7 @@ async fn proxy_verifies_broker_certificate_with_ca() {
     let tls = ProxyTls {
         ca: Some(good.ca.clone()),
         server_name: Some("broker.test".into()),
+        ..Default::default()
     };
     let proxy = proxy_to(&emu, &dir, upstream, tls).await;
     assert_eq!(first_line(&proxy).await, INFO);
@@ -159,6 +161,7 @@ async fn proxy_verifies_broker_certificate_with_ca() {
     let tls = ProxyTls {
         ca: Some(other.ca.clone()),
         server_name: None,
+        ..Default::default()
     };
     let proxy = proxy_to(&emu, &dir, upstream, tls).await;
     let e = proxy.prime().await.expect_err("wrong CA must be refused");
@@ -173,6 +176,7 @@ async fn proxy_verifies_broker_certificate_with_ca() {
     let tls = ProxyTls {
         ca: Some(good.ca.clone()),
         server_name: Some("elsewhere.test".into()),
+        ..Default::default()
     };
     let proxy = proxy_to(&emu, &dir, upstream, tls).await;
     let e = proxy.prime().await.expect_err("wrong name must be refused");
@@ -267,6 +271,7 @@ async fn broker_scion_tls_certificate_is_verified_by_the_proxy() {
         ProxyTls {
             ca: Some(pki.ca.clone()),
             server_name: None,
+            ..Default::default()
         },
     )
     .await;
@@ -285,12 +290,74 @@ async fn broker_scion_tls_certificate_is_verified_by_the_proxy() {
         ProxyTls {
             ca: Some(other.ca.clone()),
             server_name: None,
+            ..Default::default()
         },
     )
     .await;
     let e = proxy.prime().await.expect_err("another CA must be refused");
     assert!(matches!(e, LinkError::Untrusted { .. }), "{e:?}");
     drop(proxy);
+    srv.shutdown().await;
+}
+
+/// `scion { tls { verify: true, ca_file } }` (nats-server's `tls { verify: true }`): the SCION
+/// client listener takes only clients whose certificate chains to `ca_file`; the proxy presents
+/// one with `--cert`/`--key`, and a refusal names them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_verifies_client_certificates_when_asked() {
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-mtls");
+    let ca = TestCa::new("clients");
+    let ca_pem = ca.write(&dir.0, "ca.pem");
+    let server = ca.issue(&dir.0, "server", &["nats-scion"]);
+    let client = ca.issue(&dir.0, "client", &["client.test"]);
+    let other = TestCa::new("stranger").issue(&dir.0, "other", &["client.test"]);
+    let tls = TlsOpts {
+        cert_file: Some(server.0.clone()),
+        key_file: Some(server.1.clone()),
+        ca_file: Some(ca_pem.clone()),
+        verify: true,
+        ..Default::default()
+    };
+    let (srv, up) = broker_in_a_with(&emu, &dir, Some(tls)).await;
+
+    let proxy = proxy_to(
+        &emu,
+        &dir,
+        up,
+        ProxyTls {
+            ca: Some(ca_pem.clone()),
+            cert: Some(client.0.clone()),
+            key: Some(client.1.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    proxy.prime().await.expect("client certificate accepted");
+    pub_sub_through(&proxy.listen.to_string(), "mtls.t").await;
+    drop(proxy);
+
+    for (what, cert) in [("no certificate", None), ("another CA's", Some(&other))] {
+        let t = ProxyTls {
+            ca: Some(ca_pem.clone()),
+            cert: cert.map(|c| c.0.clone()),
+            key: cert.map(|c| c.1.clone()),
+            ..Default::default()
+        };
+        let proxy = proxy_to(&emu, &dir, up, t).await;
+        let e = proxy.prime().await.expect_err(what);
+        assert!(
+            matches!(e, LinkError::ClientRefused { .. }),
+            "{what}: {e:?}"
+        );
+        assert!(e.to_string().contains("--cert"), "{e}");
+        assert_eq!(
+            first_line(&proxy).await,
+            "",
+            "{what}: a refused client gets nothing"
+        );
+        drop(proxy);
+    }
     srv.shutdown().await;
 }
 
@@ -439,4 +506,21 @@ async fn cli_help_exits_zero_and_bad_ca_fails_at_start() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--ca") && err.contains("bad.pem"), "{err}");
+
+    // A client certificate without its key is a usage error, before anything starts.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "[1-ff00:0:111,127.0.0.1]:31000",
+            "--cert",
+        ])
+        .arg(&bad)
+        .output();
+    let out = timeout(WAIT, out).await.expect("in time").expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--cert and --key go together"), "{err}");
 }

@@ -51,11 +51,12 @@ pub struct TlsConfig {
     /// Accept any server certificate (still encrypted; authentication left to the application,
     /// e.g. the cluster `authorization` block). Off unless asked for.
     pub skip_server_verification: bool,
-    /// Mutual TLS: accept only peers presenting a certificate that chains to `roots` (and
-    /// valid for client authentication), and present `cert_chain` when dialing. nats-server
-    /// forces this on route TLS (server/opts.go `getTLSConfig`: `RequireAndVerifyClientCert`,
-    /// root CAs mirrored to client CAs). Off unless asked for.
-    pub require_client_cert: bool,
+    /// Mutual TLS: when accepting, take only peers presenting a certificate that chains to
+    /// `roots` (and is valid for client authentication); when dialing, present `cert_chain`.
+    /// nats-server forces this on route TLS (server/opts.go `getTLSConfig`:
+    /// `RequireAndVerifyClientCert`, root CAs mirrored to client CAs) and offers it to clients
+    /// with `tls { verify: true }`. Off unless asked for.
+    pub mutual: bool,
 }
 
 fn read_file(p: &Path) -> Result<Vec<u8>, TlsError> {
@@ -110,7 +111,7 @@ impl TlsConfig {
             key: Arc::new(key),
             roots: vec![der],
             skip_server_verification: false,
-            require_client_cert: false,
+            mutual: false,
         })
     }
 
@@ -125,8 +126,9 @@ impl TlsConfig {
         Ok(tls)
     }
 
-    /// Certificate chain and key from PEM files, no trust anchors: for an endpoint that only
-    /// accepts (it asks peers for no certificate, so it has nothing to verify).
+    /// Certificate chain and key from PEM files, no trust anchors: for an endpoint that
+    /// accepts without asking for peer certificates, or a client that only presents one
+    /// (set [`mutual`](Self::mutual); add `roots` to verify the server too).
     pub fn from_pem_cert_key(cert: &Path, key: &Path) -> Result<Self, TlsError> {
         use rustls::pki_types::pem::PemObject;
         let cert_chain = read_certs(cert)?;
@@ -140,7 +142,7 @@ impl TlsConfig {
             key: Arc::new(key_der),
             roots: Vec::new(),
             skip_server_verification: false,
-            require_client_cert: false,
+            mutual: false,
         })
     }
 
@@ -170,12 +172,12 @@ impl TlsConfig {
     }
 
     /// quinn server configuration from this TLS material (TLS 1.3 only, given ALPNs); with
-    /// [`require_client_cert`](Self::require_client_cert), peers without a certificate from
+    /// [`mutual`](Self::mutual), peers without a certificate from
     /// `roots` fail the handshake.
     pub fn server_config(&self, alpn: &[Vec<u8>]) -> Result<quinn::ServerConfig, TlsError> {
         let builder = rustls::ServerConfig::builder_with_provider(Self::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?;
-        let builder = if self.require_client_cert {
+        let builder = if self.mutual {
             if self.roots.is_empty() {
                 return Err(TlsError::NoClientRoots);
             }
@@ -210,7 +212,7 @@ impl TlsConfig {
         } else {
             builder.with_root_certificates(self.root_store()?)
         };
-        let mut tls = if self.require_client_cert {
+        let mut tls = if self.mutual {
             builder.with_client_auth_cert(self.cert_chain.clone(), self.key.clone_key())?
         } else {
             builder.with_no_client_auth()

@@ -602,16 +602,22 @@ pub(super) fn scion(m: &mut Mapper, o: &mut Options, e: &Entry) {
             "tls" => {
                 m.seen.push(("scion.tls", f.key_pos.clone()));
                 let Some(t) = tls(m, f, false) else { continue };
-                // Only a server certificate is used: no field may look like it does more.
-                if t.ca_file.is_some() || t.timeout.is_some() {
+                // No field may look like it does more than it does: `ca_file` only serves
+                // `verify` (client certificates, nats-server's `tls { verify: true }`).
+                if t.timeout.is_some() {
                     m.error(
                         f,
-                        "scion tls: ca_file and timeout are not used on SCION client links (client certificates are not requested); remove them",
+                        "scion tls: timeout is not used on SCION client links (the QUIC handshake has its own bound); remove it",
                     );
-                } else if t.verify {
+                } else if t.verify && t.ca_file.is_none() {
                     m.error(
                         f,
-                        "scion tls: verify (client certificates) is not supported on SCION client links; use authorization",
+                        "scion tls: verify needs ca_file, the CA client certificates must chain to",
+                    );
+                } else if !t.verify && t.ca_file.is_some() {
+                    m.error(
+                        f,
+                        "scion tls: ca_file is only used with verify: true (to verify client certificates); remove it or set verify: true",
                     );
                 } else {
                     s.tls = Some(t);

@@ -111,7 +111,7 @@ fn tls_for(opts: &Options, for_routes: bool) -> Result<(TlsConfig, bool), ScionC
                 // Both ends of a route verify each other, as nats-server forces for
                 // cluster TLS (server/opts.go getTLSConfig: RequireAndVerifyClientCert, the
                 // CA used for both directions).
-                tls.require_client_cert = true;
+                tls.mutual = true;
                 return Ok((tls, true));
             }
             return Err(ScionConfigError::Tls(
@@ -121,10 +121,17 @@ fn tls_for(opts: &Options, for_routes: bool) -> Result<(TlsConfig, bool), ScionC
     }
     if !for_routes {
         if let Some(t) = opts.scion.as_ref().and_then(|s| s.tls.as_ref()) {
-            // The parser admits `scion.tls` only with both files.
+            // The parser admits `scion.tls` only with both files, and `verify` only with
+            // `ca_file`.
             if let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) {
-                let tls = TlsConfig::from_pem_cert_key(cert, key)
-                    .map_err(|e| ScionConfigError::Tls(format!("scion.tls: {e}")))?;
+                let mut tls = match (&t.ca_file, t.verify) {
+                    (Some(ca), true) => TlsConfig::from_pem_files(cert, key, ca),
+                    _ => TlsConfig::from_pem_cert_key(cert, key),
+                }
+                .map_err(|e| ScionConfigError::Tls(format!("scion.tls: {e}")))?;
+                // nats-server `tls { verify: true }`: clients must present a certificate
+                // from ca_file (tls.RequireAndVerifyClientCert).
+                tls.mutual = t.verify;
                 return Ok((tls, true));
             }
         }
@@ -516,8 +523,16 @@ async fn accept_clients(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
         let srv = srv.clone();
         let ep = ep.clone();
         tokio::spawn(async move {
+            let peer = incoming.remote();
             let conn = match incoming.await {
                 Ok(c) => c,
+                // A refused client certificate (`scion.tls.verify`), logged like nats-server
+                // client.go doTLSHandshake ("TLS handshake error") at error level.
+                Err(e) if scion_transport::quic::is_tls_failure(&e) => {
+                    let peer = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
+                    error!("{} - TLS handshake error: {}", peer, e);
+                    return;
+                }
                 Err(e) => {
                     debug!("SCION client handshake failed: {}", e);
                     return;
