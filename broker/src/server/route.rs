@@ -54,13 +54,20 @@ pub fn route_info(srv: &ServerState) -> ServerInfo {
         Some(a) => (a.ip().to_string(), a.port()),
         None => (String::new(), 0),
     };
+    // Gossip needs a URL the other servers can dial. nats-server leaves `ip` empty unless
+    // `cluster.advertise` is set and peers use the connection's address; a SCION route
+    // endpoint's address cannot be read off a connection that way, so it is always given.
+    let scion_url = lock(&srv.scion)
+        .route_endpoint
+        .as_ref()
+        .map(|ep| format!("nats-route://{}/", ep.local_addr()));
     let (host, port, ip) = match &opts.cluster.advertise {
         Some(adv) => {
             let (h, p) = split_host_port(adv, port);
             let ip = format!("nats-route://{}/", join_host_port(&h, p));
             (h, p, Some(ip))
         }
-        None => (host, port, None),
+        None => (host, port, scion_url),
     };
     ServerInfo {
         server_id: srv.id.clone(),
@@ -313,19 +320,21 @@ pub async fn run_route<S: SplitIo>(
     peer: SocketAddr,
     solicit: Option<Solicit>,
 ) {
-    run_route_labeled(srv, stream, peer, solicit, None).await
+    run_route_labeled(srv, stream, peer, solicit, None).await;
 }
 
 /// Serves one route connection over any byte stream; `scion` is set for
 /// routes carried over QUIC/SCION (their dialling and reconnects are owned
-/// by `server::scion`).
+/// by `server::scion`). Returns the peer's server ID once the route has
+/// closed (empty if its INFO never came), so a SCION dialer can tell a
+/// duplicate or a route to itself as nats-server's closeConnection does.
 pub async fn run_route_labeled<S: SplitIo>(
     srv: Arc<ServerState>,
     stream: S,
     peer: SocketAddr,
     solicit: Option<Solicit>,
     scion: Option<super::scion::ScionPeer>,
-) {
+) -> String {
     let is_scion = scion.is_some();
     let opts = srv.opts();
     let rid = srv.next_cid();
@@ -450,36 +459,49 @@ pub async fn run_route_labeled<S: SplitIo>(
 
     // Reconnect a dialled TCP route unless we are connected to that server
     // through another connection (nats-server closeConnection). SCION
-    // routes are re-dialled by their owner in `server::scion`.
+    // routes are re-dialled by their owner in `server::scion`, which makes
+    // the same checks with the returned ID (`redial_wanted`).
+    let remote_id = lock(&handle.meta).remote_id.clone();
     if is_scion {
-        return;
+        return remote_id;
     }
     if let Some(s) = solicit {
-        let remote_id = lock(&handle.meta).remote_id.clone();
-        if srv.shutting_down.load(Ordering::Acquire) {
-            return;
-        }
-        if !remote_id.is_empty() && srv.cluster.has_remote(&remote_id) {
-            debug!(
-                "Not attempting reconnect for solicited route, already connected to \"{}\"",
-                remote_id
-            );
-            return;
-        }
-        if remote_id == srv.id {
-            debug!("Detected route to self, ignoring {:?}", s.url);
-            return;
-        }
-        if s.configured && route_still_valid(&srv, &s) {
+        // An implicit (gossiped) route is retried too, with its bounded attempts
+        // (client.go closeConnection `retryImplicit`, route.go reConnectToRoute).
+        if redial_wanted(&srv, &remote_id, &s.url) && (!s.configured || route_still_valid(&srv, &s))
+        {
             debug!("Attempting reconnect for solicited route \"{}\"", s.url);
             let srv2 = srv.clone();
             tokio::spawn(reconnect(srv2, s));
         }
     }
+    remote_id
 }
 
-/// Re-dials a configured route after a short random delay. Boxed so the
-/// connect → serve → reconnect cycle has a nameable `Send` future.
+/// Whether a dialled route that closed should be dialled again, by nats-server's
+/// closeConnection rules: not while shutting down, not while the same server is still
+/// connected through another route (a duplicate), and never a route to ourselves.
+pub(crate) fn redial_wanted(srv: &ServerState, remote_id: &str, url: &str) -> bool {
+    if srv.shutting_down.load(Ordering::Acquire) {
+        return false;
+    }
+    if !remote_id.is_empty() && srv.cluster.has_remote(remote_id) {
+        debug!(
+            "Not attempting reconnect for solicited route, already connected to \"{}\"",
+            remote_id
+        );
+        return false;
+    }
+    if remote_id == srv.id {
+        debug!("Detected route to self, ignoring {:?}", url);
+        return false;
+    }
+    true
+}
+
+/// Re-dials a route after a short random delay: a configured one until it connects, an
+/// implicit one up to `connect_retries` extra attempts. Boxed so the connect → serve →
+/// reconnect cycle has a nameable `Send` future.
 fn reconnect(
     srv: Arc<ServerState>,
     s: Solicit,
@@ -487,7 +509,8 @@ fn reconnect(
     Box::pin(async move {
         let d = Duration::from_millis(rand::random_range(0..100));
         tokio::time::sleep(d).await;
-        connect_to_route(srv, s, true).await;
+        let forever = s.configured;
+        connect_to_route(srv, s, forever).await;
     })
 }
 

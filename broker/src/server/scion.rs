@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use scion_transport::address::{IsdAsn, ScionAddr};
 use scion_transport::path::{Acl, PathPolicy, PathPreference, SelectorConfig, Sequence};
-use scion_transport::quic::{ScionEndpoint, TlsConfig, TransportConfig};
+use scion_transport::quic::{ConnectError, ScionEndpoint, TlsConfig, TransportConfig};
 use tracing::{debug, error, info, warn};
 
 use super::route::{run_route_labeled, solicit_from_url, Solicit};
@@ -192,11 +192,24 @@ pub fn check_added_route(srv: &ServerState, r: &RouteUrl) -> Result<(), String> 
 
 /// Dials a SCION route a reload added (checked by `check_added_route`).
 pub fn dial_added_route(srv: &Arc<ServerState>, r: &RouteUrl) {
+    dial_route_url(srv, r, solicit_from_url(r, true));
+}
+
+/// Dials the SCION route `r` from our SCION route endpoint as `s` says: a configured route
+/// until it connects, an implicit (gossiped) one up to `cluster.connect_retries` extra times.
+pub fn dial_route_url(srv: &Arc<ServerState>, r: &RouteUrl, s: Solicit) {
     let RouteTarget::Scion { isd_as, ip, port } = r.target.clone() else {
         return;
     };
     let Some(ep) = lock(&srv.scion).route_endpoint.clone() else {
-        error!("{}", ScionConfigError::NoLocalScion(r.url.clone()));
+        if s.configured {
+            error!("{}", ScionConfigError::NoLocalScion(r.url.clone()));
+        } else {
+            debug!(
+                "Not dialling gossiped SCION route {}: no SCION cluster.listen",
+                r.url
+            );
+        }
         return;
     };
     let remote = match scion_addr("cluster.routes", &isd_as, ip, port) {
@@ -206,8 +219,7 @@ pub fn dial_added_route(srv: &Arc<ServerState>, r: &RouteUrl) {
             return;
         }
     };
-    let s = solicit_from_url(r, true);
-    tokio::spawn(dial_route_forever(srv.clone(), ep, remote, s));
+    tokio::spawn(dial_route(srv.clone(), ep, remote, s));
 }
 
 /// Binds the SCION endpoints the options ask for and starts serving them.
@@ -283,7 +295,7 @@ pub async fn start(
             };
             let remote = scion_addr("cluster.routes", isd_as, *ip, *port).map_err(err)?;
             let s = solicit_from_url(r, true);
-            tasks.push(tokio::spawn(dial_route_forever(srv.clone(), ep, remote, s)));
+            tasks.push(tokio::spawn(dial_route(srv.clone(), ep, remote, s)));
         }
     }
     *lock(&srv.scion) = links;
@@ -318,6 +330,17 @@ async fn follow_path_events(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, what:
             }
             Err(_) => return,
         }
+    }
+}
+
+/// A failed route dial: at error level on the first attempt and every 60th (about every two
+/// minutes at the 2 s backoff), at debug level in between, so a peer that stays away does not
+/// flood the log.
+fn log_attempt(attempts: u32, msg: std::fmt::Arguments<'_>) {
+    if attempts == 1 || attempts.is_multiple_of(60) {
+        error!("{}", msg);
+    } else {
+        debug!("{}", msg);
     }
 }
 
@@ -409,20 +432,16 @@ impl std::fmt::Debug for ScionPeer {
     }
 }
 
-/// Dials a configured SCION route, forever with back-off, and serves it.
-async fn dial_route_forever(
-    srv: Arc<ServerState>,
-    ep: Arc<ScionEndpoint>,
-    remote: ScionAddr,
-    s: Solicit,
-) {
+/// Dials a SCION route with back-off and serves it: a configured one forever, an implicit one
+/// with bounded attempts; neither again once the peer is reached through another route.
+async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: ScionAddr, s: Solicit) {
     let mut delay = Duration::from_millis(250);
     let mut attempts: u32 = 0;
     loop {
         if srv.shutting_down.load(Ordering::Acquire) {
             return;
         }
-        if !super::route::route_still_valid(&srv, &s) {
+        if s.configured && !super::route::route_still_valid(&srv, &s) {
             debug!(
                 "Route {:?} was removed from the configuration; not dialling",
                 s.url
@@ -437,6 +456,7 @@ async fn dial_route_forever(
         .await;
         match conn {
             Ok(Ok(conn)) => {
+                let mut remote_id = String::new();
                 match conn.open_bi().await {
                     Ok((send, recv)) => {
                         let io = tokio::io::join(recv, send);
@@ -454,8 +474,10 @@ async fn dial_route_forever(
                                 endpoint: ep.clone(),
                             }),
                         ));
-                        let _ = route.await;
+                        remote_id = route.await.unwrap_or_default();
                     }
+                    // A refusal of our certificate is reported below.
+                    Err(e) if scion_transport::quic::is_tls_failure(&e) => {}
                     Err(e) => error!("SCION route to {}: cannot open stream: {}", remote, e),
                 }
                 // In TLS 1.3 a dialer's handshake is complete before the acceptor has checked
@@ -465,32 +487,42 @@ async fn dial_route_forever(
                     .close_reason()
                     .filter(scion_transport::quic::is_tls_failure);
                 conn.close(0u32.into(), b"route closed");
-                // run_route returns when the route closed; if the remote is
-                // still registered through another connection, stop here.
-                if srv.shutting_down.load(Ordering::Acquire) {
-                    return;
-                }
                 if let Some(e) = refused {
                     attempts += 1;
-                    error!("{} - TLS route handshake error: {}", remote, e);
+                    log_attempt(
+                        attempts,
+                        format_args!("{} - TLS route handshake error: {}", remote, e),
+                    );
+                } else if !super::route::redial_wanted(&srv, &remote_id, &s.url) {
+                    // Shutting down, a duplicate of a route we still have, or ourselves
+                    // (nats-server closeConnection): this URL is not dialled again.
+                    return;
                 } else {
+                    // Re-dialled: a configured route until it connects, an implicit one
+                    // with bounded attempts (client.go closeConnection `retryImplicit`).
                     attempts = 0;
                     delay = Duration::from_millis(250);
                 }
             }
+            Ok(Err(ConnectError::Handshake { remote, source }))
+                if scion_transport::quic::is_tls_failure(&source) =>
+            {
+                // We refused the acceptor's certificate (or it refused us early).
+                attempts += 1;
+                log_attempt(
+                    attempts,
+                    format_args!("{} - TLS route handshake error: {}", remote, source),
+                );
+            }
             Ok(Err(e)) => {
                 attempts += 1;
-                if attempts == 1 || attempts.is_multiple_of(60) {
-                    error!(
+                log_attempt(
+                    attempts,
+                    format_args!(
                         "Error trying to connect to route (attempt {}): {}",
                         attempts, e
-                    );
-                } else {
-                    debug!(
-                        "Error trying to connect to route (attempt {}): {}",
-                        attempts, e
-                    );
-                }
+                    ),
+                );
             }
             Err(_) => {
                 attempts += 1;
@@ -498,6 +530,13 @@ async fn dial_route_forever(
                     "Error trying to connect to route (attempt {}): timeout",
                     attempts
                 );
+            }
+        }
+        if !s.configured && attempts > 0 {
+            // route.go connectToRoute: an implicit route gets connect_retries more tries.
+            let retries = srv.opts().cluster.connect_retries;
+            if retries == 0 || attempts > retries {
+                return;
             }
         }
         let jitter = Duration::from_millis(rand::random_range(0..100));

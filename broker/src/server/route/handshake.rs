@@ -194,8 +194,28 @@ fn process_implicit_route(srv: &Arc<ServerState>, info: &ServerInfo) {
     if info.server_id == srv.id || srv.cluster.has_remote(&info.server_id) {
         return;
     }
-    let target = join_host_port(&info.host, info.port).to_lowercase();
     let opts = srv.opts();
+    // A server on a SCION cluster listener gossips its SCION route URL.
+    let gossiped = info.ip.as_deref().map(crate::config::parse_route_url);
+    if let Some(Ok(url)) = gossiped {
+        if let RouteTarget::Scion { isd_as, ip, port } = &url.target {
+            let configured = opts.cluster.routes.iter().any(|r| match &r.target {
+                RouteTarget::Scion {
+                    isd_as: a,
+                    ip: i,
+                    port: p,
+                } => same_isd_as(a, isd_as) && i == ip && p == port,
+                RouteTarget::Tcp { .. } => false,
+            });
+            if !configured {
+                let s = implicit_solicit(&opts, info, url.url.clone());
+                debug!("Implicit route to {} ({:?})", s.url, info.server_id);
+                crate::server::scion::dial_route_url(srv, &url, s);
+            }
+            return;
+        }
+    }
+    let target = join_host_port(&info.host, info.port).to_lowercase();
     let configured = opts.cluster.routes.iter().any(|r| match &r.target {
         RouteTarget::Tcp { host, port } => join_host_port(host, *port).to_lowercase() == target,
         RouteTarget::Scion { .. } => false,
@@ -206,8 +226,15 @@ fn process_implicit_route(srv: &Arc<ServerState>, info: &ServerInfo) {
     let Some(ip) = info.ip.clone().filter(|s| !s.is_empty()) else {
         return;
     };
-    let s = Solicit {
-        url: ip,
+    let s = implicit_solicit(&opts, info, ip);
+    debug!("Implicit route to {} ({:?})", s.url, info.server_id);
+    tokio::spawn(connect_to_route(srv.clone(), s, false));
+}
+
+/// How we dial a gossiped route: with our cluster credentials when the peer wants them.
+fn implicit_solicit(opts: &crate::options::Options, info: &ServerInfo, url: String) -> Solicit {
+    Solicit {
+        url,
         user: if info.auth_required {
             opts.cluster.username.clone()
         } else {
@@ -219,7 +246,16 @@ fn process_implicit_route(srv: &Arc<ServerState>, info: &ServerInfo) {
             None
         },
         configured: false,
-    };
-    debug!("Implicit route to {} ({:?})", s.url, info.server_id);
-    tokio::spawn(connect_to_route(srv.clone(), s, false));
+    }
+}
+
+/// Two ISD-AS strings naming the same AS (`1-ff00:0:110` vs `1-FF00:0:110`).
+fn same_isd_as(a: &str, b: &str) -> bool {
+    match (
+        a.parse::<scion_transport::address::IsdAsn>(),
+        b.parse::<scion_transport::address::IsdAsn>(),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a.eq_ignore_ascii_case(b),
+    }
 }

@@ -1,0 +1,264 @@
+//! SCION clusters form and keep a full mesh like nats-server's TCP clusters: a server on a
+//! SCION cluster listener gossips its SCION route URL, so brokers configured as a star dial
+//! each other (route.go processImplicitRoute); and routes listed on both sides settle on one
+//! connection per pair instead of re-dialling the duplicate forever (client.go
+//! closeConnection: "Not attempting reconnect for solicited route, already connected").
+//! Emulator on loopback only; every wait is bounded.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
+use broker::server::{start, ServerHandle};
+use futures::StreamExt;
+use scion_transport::address::ScionAddr;
+use scion_transport::emu::EmuHandle;
+use tokio::time::{sleep, timeout, Instant};
+
+mod scion_common;
+use scion_common::*;
+
+/// Everything the brokers log at debug level and above (the duplicate-route decision is a
+/// debug line, as in nats-server).
+fn captured_logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info,broker=debug"))
+            .with_writer(move || CaptureWriter(buf))
+            .try_init();
+        buf
+    })
+}
+
+struct CaptureWriter(&'static Mutex<Vec<u8>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logs() -> String {
+    String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+fn node(
+    name: &str,
+    emu: &EmuHandle,
+    dir: &TempDir,
+    as_: &str,
+    port: u16,
+    routes: Vec<RouteUrl>,
+) -> Options {
+    let (daemon, topology) = as_files(emu, dir, as_);
+    Options {
+        server_name: Some(name.into()),
+        host: "127.0.0.1".into(),
+        port: -1,
+        cluster: ClusterOpts {
+            name: Some("mesh".into()),
+            listen: Some(ListenAddr::Scion {
+                isd_as: as_.into(),
+                ip: localhost(),
+                port,
+            }),
+            routes,
+            ..Default::default()
+        },
+        scion: Some(ScionOpts {
+            daemon: Some(daemon),
+            topology: Some(topology),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn route_endpoint(h: &ServerHandle) -> ScionAddr {
+    h.state
+        .scion
+        .lock()
+        .unwrap()
+        .route_endpoint
+        .as_ref()
+        .expect("SCION route endpoint")
+        .local_addr()
+}
+
+fn scion_route(a: ScionAddr) -> RouteUrl {
+    RouteUrl {
+        url: format!("nats-route://{a}"),
+        user: None,
+        password: None,
+        target: RouteTarget::Scion {
+            isd_as: a.ia.to_string(),
+            ip: a.ip,
+            port: a.port,
+        },
+    }
+}
+
+/// A UDP port in the emulated ASes' dispatched range (31000-32767) that is free right now,
+/// for brokers that must know each other's address before either starts.
+fn free_dispatched_port(taken: &[u16]) -> u16 {
+    for _ in 0..500 {
+        let p = rand::random_range(31000u16..=32767);
+        if !taken.contains(&p) && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port in 31000-32767");
+}
+
+async fn wait_routes(h: &ServerHandle, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while h.state.cluster.num_routes() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{}: {} routes, want {n}\n{}",
+            h.state.name,
+            h.state.cluster.num_routes(),
+            logs()
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_log(part: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !logs().contains(part) {
+        assert!(
+            Instant::now() < deadline,
+            "no log line with {part:?}:\n{}",
+            logs()
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A message published on `from` reaches a subscriber on `to` (retried until interest has
+/// crossed the route, within WAIT).
+async fn crosses(from: &ServerHandle, to: &ServerHandle, subject: &'static str) {
+    let sub_client = timeout(WAIT, async_nats::connect(to.client_addr.to_string()))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let mut sub = sub_client.subscribe(subject).await.expect("subscribe");
+    sub_client.flush().await.expect("flush");
+    let pub_client = timeout(WAIT, async_nats::connect(from.client_addr.to_string()))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        pub_client
+            .publish(subject, "hello".into())
+            .await
+            .expect("publish");
+        pub_client.flush().await.expect("flush");
+        if let Ok(Some(m)) = timeout(Duration::from_millis(200), sub.next()).await {
+            assert_eq!(&m.payload[..], b"hello");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{subject}: nothing from {} reached {}",
+            from.state.name,
+            to.state.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star_configured_scion_cluster_meshes_by_gossip() {
+    captured_logs();
+    let emu = emulator().await;
+    let dir = temp_dir("scion-mesh");
+    // Hub in AS A; two leaves in AS B that know only the hub.
+    let hub = start(node("hub", &emu, &dir, AS_A, 0, vec![]))
+        .await
+        .expect("start hub");
+    let to_hub = scion_route(route_endpoint(&hub));
+    let b = start(node("b", &emu, &dir, AS_B, 0, vec![to_hub.clone()]))
+        .await
+        .expect("start b");
+    wait_routes(&b, 1).await;
+    let c = start(node("c", &emu, &dir, AS_B, 0, vec![to_hub]))
+        .await
+        .expect("start c");
+    // The hub tells b of c (with c's SCION route URL), and b dials it.
+    wait_routes(&b, 2).await;
+    wait_routes(&c, 2).await;
+    wait_routes(&hub, 2).await;
+    let c_url = format!("nats-route://{}/", route_endpoint(&c));
+    wait_log(&format!("Implicit route to {c_url}")).await;
+    // Routes do not forward to routes: b reaches c only over their own route.
+    crosses(&b, &c, "mesh.bc").await;
+    crosses(&c, &b, "mesh.cb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_listed_on_both_sides_settle_on_one_connection() {
+    captured_logs();
+    let emu = emulator().await;
+    let dir = temp_dir("scion-dup");
+    let pa = free_dispatched_port(&[]);
+    let pb = free_dispatched_port(&[pa]);
+    let addr = |as_: &str, port| ScionAddr {
+        ia: ia(as_),
+        ip: localhost(),
+        port,
+    };
+    let a = start(node(
+        "a",
+        &emu,
+        &dir,
+        AS_A,
+        pa,
+        vec![scion_route(addr(AS_B, pb))],
+    ))
+    .await
+    .expect("start a");
+    let b = start(node(
+        "b",
+        &emu,
+        &dir,
+        AS_B,
+        pb,
+        vec![scion_route(addr(AS_A, pa))],
+    ))
+    .await
+    .expect("start b");
+    wait_routes(&a, 1).await;
+    wait_routes(&b, 1).await;
+    // Each side dialled the other; the second connection is a duplicate, and its dialer
+    // stops instead of re-dialling it every few hundred milliseconds.
+    // (The line names the peer's server ID; tests in this file run side by side.)
+    let ids = [a.state.id.clone(), b.state.id.clone()];
+    let deadline = Instant::now() + WAIT;
+    while !ids.iter().any(|id| {
+        logs().contains(&format!(
+            "Not attempting reconnect for solicited route, already connected to \"{id}\""
+        ))
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "duplicate never settled:\n{}",
+            logs()
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.state.cluster.num_routes(), 1);
+    assert_eq!(b.state.cluster.num_routes(), 1);
+    crosses(&a, &b, "dup.ab").await;
+}
