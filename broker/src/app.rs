@@ -324,9 +324,6 @@ fn check_reloadable(cur: &Options, new: &Options) -> Result<(), String> {
         opt(&cur.client_advertise),
         opt(&new.client_advertise),
     )?;
-    if cur.no_advertise != new.no_advertise {
-        scalar("NoAdvertise", cur.no_advertise, new.no_advertise)?;
-    }
     if cur.scion_listen != new.scion_listen {
         return unsupported("listen (SCION address)");
     }

@@ -169,7 +169,6 @@ pub struct Options {
     /// Extra client listeners given as SCION addresses in `listen`.
     pub scion_listen: Option<ListenAddr>,
     pub client_advertise: Option<String>,
-    pub no_advertise: bool,
 
     pub http_host: String,
     /// Monitoring port; 0 = off, -1 = random.
@@ -217,7 +216,6 @@ impl Default for Options {
             port: DEFAULT_PORT as i32,
             scion_listen: None,
             client_advertise: None,
-            no_advertise: false,
             // Empty = the client host, as nats-server defaults HTTPHost to Host.
             http_host: String::new(),
             http_port: 0,

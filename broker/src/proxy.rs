@@ -302,6 +302,11 @@ fn client_tls(t: &ProxyTls) -> Result<(TlsConfig, bool), ProxyError> {
         (Some(cert), Some(key)) => {
             let mut tls = TlsConfig::from_pem_cert_key(cert, key)
                 .map_err(|e| ProxyError::Cert(e.to_string()))?;
+            // A key that does not belong to the certificate fails here, at start, naming
+            // the right flags (as Go's tls.LoadX509KeyPair would).
+            tls.server_config(&[]).map_err(|e| {
+                ProxyError::Cert(format!("error parsing X509 certificate/key pair: {e}"))
+            })?;
             tls.mutual = true;
             tls
         }
@@ -355,6 +360,10 @@ pub enum LinkError {
     Connect(ConnectError),
     #[error("{remote}: the broker refused our client certificate ({reason}): check --cert and --key against the broker's scion.tls ca_file")]
     ClientRefused { remote: ScionAddr, reason: String },
+    #[error(
+        "{remote}: the broker requires a client certificate ({reason}): pass --cert and --key"
+    )]
+    ClientCertRequired { remote: ScionAddr, reason: String },
     #[error("{remote}: the broker opened no stream within {secs}s")]
     NoStream { remote: ScionAddr, secs: u64 },
     #[error("{remote}: {source}")]
@@ -406,15 +415,31 @@ pub(crate) async fn open_link(
             // In TLS 1.3 our handshake ends before the broker has checked our certificate;
             // its refusal arrives as a crypto close instead of the stream.
             if scion_transport::quic::is_tls_failure(&source) {
-                LinkError::ClientRefused {
-                    remote,
-                    reason: source.to_string(),
+                let reason = source.to_string();
+                if tls_alert(&source) == Some(CERTIFICATE_REQUIRED) {
+                    LinkError::ClientCertRequired { remote, reason }
+                } else {
+                    LinkError::ClientRefused { remote, reason }
                 }
             } else {
                 LinkError::Stream { remote, source }
             }
         })?;
     Ok((conn, send, recv))
+}
+
+/// TLS 1.3 `certificate_required` alert (RFC 8446 §6.2): the peer wanted a client certificate
+/// and got none.
+const CERTIFICATE_REQUIRED: u8 = 116;
+
+/// The TLS alert a QUIC connection was closed with (RFC 9001 §4.8: error code 0x100 + alert).
+fn tls_alert(e: &quinn::ConnectionError) -> Option<u8> {
+    let code = match e {
+        quinn::ConnectionError::TransportError(t) => u64::from(t.code),
+        quinn::ConnectionError::ConnectionClosed(c) => u64::from(c.error_code),
+        _ => return None,
+    };
+    code.checked_sub(0x100).and_then(|a| u8::try_from(a).ok())
 }
 
 /// A running proxy; dropping it stops accepting (links already carried run
@@ -1002,6 +1027,40 @@ mod tests {
         assert!(e.contains("no CERTIFICATE"), "{e}");
         let (_, verified) = client_tls(&ProxyTls::default()).unwrap();
         assert!(!verified);
+    }
+
+    #[test]
+    fn client_certificate_errors_name_cert_and_key_at_start() {
+        let dir = std::env::temp_dir().join(format!("proxy-cert-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let one = rcgen::generate_simple_self_signed(vec!["one".to_string()]).unwrap();
+        let two = rcgen::generate_simple_self_signed(vec!["two".to_string()]).unwrap();
+        let (cert, key) = (dir.join("one.pem"), dir.join("two-key.pem"));
+        std::fs::write(&cert, one.cert.pem()).unwrap();
+        std::fs::write(&key, two.signing_key.serialize_pem()).unwrap();
+        // Another certificate's key, with and without --ca: refused at start, naming the flags.
+        for ca in [None, Some(cert.clone())] {
+            let e = client_tls(&ProxyTls {
+                ca,
+                cert: Some(cert.clone()),
+                key: Some(key.clone()),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.starts_with("proxy: --cert/--key: error parsing X509"),
+                "{e}"
+            );
+        }
+        let e = client_tls(&ProxyTls {
+            cert: Some(cert.clone()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--cert/--key"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

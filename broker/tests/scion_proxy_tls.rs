@@ -203,8 +203,18 @@ async fn broker_in_a_with(
     dir: &TempDir,
     tls: Option<TlsOpts>,
 ) -> (broker::server::ServerHandle, ScionAddr) {
+    broker_in_a_tweaked(emu, dir, tls, |_| {}).await
+}
+
+/// [`broker_in_a_with`] with `tweak` applied to the options.
+async fn broker_in_a_tweaked(
+    emu: &EmuHandle,
+    dir: &TempDir,
+    tls: Option<TlsOpts>,
+    tweak: impl FnOnce(&mut Options),
+) -> (broker::server::ServerHandle, ScionAddr) {
     let (daemon, topo) = as_files(emu, dir, AS_A);
-    let o = Options {
+    let mut o = Options {
         host: "127.0.0.1".into(),
         port: -1,
         scion_listen: Some(ListenAddr::Scion {
@@ -220,6 +230,7 @@ async fn broker_in_a_with(
         }),
         ..Default::default()
     };
+    tweak(&mut o);
     let srv = broker::server::start(o).await.expect("broker");
     let up = srv
         .state
@@ -346,10 +357,17 @@ async fn broker_verifies_client_certificates_when_asked() {
         };
         let proxy = proxy_to(&emu, &dir, up, t).await;
         let e = proxy.prime().await.expect_err(what);
-        assert!(
-            matches!(e, LinkError::ClientRefused { .. }),
-            "{what}: {e:?}"
-        );
+        if cert.is_some() {
+            assert!(
+                matches!(e, LinkError::ClientRefused { .. }),
+                "{what}: {e:?}"
+            );
+        } else {
+            assert!(
+                matches!(e, LinkError::ClientCertRequired { .. }),
+                "{what}: {e:?}"
+            );
+        }
         assert!(e.to_string().contains("--cert"), "{e}");
         assert_eq!(
             first_line(&proxy).await,
@@ -359,6 +377,57 @@ async fn broker_verifies_client_certificates_when_asked() {
         drop(proxy);
     }
     srv.shutdown().await;
+}
+
+/// SCION clients learn the server's SCION listener from INFO `connect_urls`, unless
+/// `cluster.no_advertise` is set: then, as nats-server sends clients no cluster URLs, none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_advertise_hides_scion_connect_urls() {
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-noadv");
+    for no_advertise in [false, true] {
+        let (srv, up) = broker_in_a_tweaked(&emu, &dir, None, |o| {
+            o.cluster.no_advertise = no_advertise;
+        })
+        .await;
+        // The INFO as the listener sends it (the proxy rewrites connect_urls).
+        let mut tls = TlsConfig::self_signed(&["client"]).expect("cert");
+        tls.skip_server_verification = true;
+        let (daemon, topo) = as_files(&emu, &dir, AS_B);
+        let mut cfg = TransportConfig::new(
+            ScionAddr {
+                ia: ia(AS_B),
+                ip: localhost(),
+                port: 0,
+            },
+            tls,
+        );
+        cfg.daemon = Some(daemon);
+        cfg.topology = Some(topo);
+        cfg.accept = false;
+        let ep = ScionEndpoint::bind(cfg).await.expect("bind");
+        let conn = timeout(WAIT, ep.connect(up, "nats-scion"))
+            .await
+            .expect("in time")
+            .expect("connect");
+        let (_send, recv) = timeout(WAIT, conn.accept_bi())
+            .await
+            .expect("in time")
+            .expect("stream");
+        let mut info = String::new();
+        timeout(WAIT, BufReader::new(recv).read_line(&mut info))
+            .await
+            .expect("in time")
+            .expect("INFO");
+        assert!(info.starts_with("INFO "), "{info}");
+        assert_eq!(
+            info.contains(&format!("\"connect_urls\":[\"{up}\"]")),
+            !no_advertise,
+            "no_advertise={no_advertise}: {info}"
+        );
+        assert_eq!(info.contains("connect_urls"), !no_advertise, "{info}");
+        srv.shutdown().await;
+    }
 }
 
 /// Runs `broker proxy ARGS`; returns the child and its listen address, read

@@ -490,9 +490,6 @@ fn cluster_bind_addr(opts: &Options) -> Result<Option<SocketAddr>, StartError> {
 /// `getClientConnectURLs`): `client_advertise` if set, else the listen host,
 /// or every non-loopback interface address when listening on all of them.
 fn own_connect_urls(opts: &Options, local: SocketAddr) -> Vec<String> {
-    if opts.no_advertise {
-        return Vec::new();
-    }
     if let Some(a) = &opts.client_advertise {
         return vec![a.clone()];
     }

@@ -47,8 +47,8 @@ pub enum ScionConfigError {
     Preference(String),
     #[error("scion.policy: {0}")]
     Policy(String),
-    #[error("cluster.tls: {0}")]
-    Tls(String),
+    #[error("{key}: {reason}")]
+    Tls { key: &'static str, reason: String },
     #[error("{key}: {source}")]
     Bind {
         key: &'static str,
@@ -106,17 +106,23 @@ fn tls_for(opts: &Options, for_routes: bool) -> Result<(TlsConfig, bool), ScionC
     if for_routes {
         if let Some(t) = &opts.cluster.tls {
             if let (Some(cert), Some(key), Some(ca)) = (&t.cert_file, &t.key_file, &t.ca_file) {
-                let mut tls = TlsConfig::from_pem_files(cert, key, ca)
-                    .map_err(|e| ScionConfigError::Tls(e.to_string()))?;
+                let mut tls = TlsConfig::from_pem_files(cert, key, ca).map_err(|e| {
+                    ScionConfigError::Tls {
+                        key: "cluster.tls",
+                        reason: e.to_string(),
+                    }
+                })?;
                 // Both ends of a route verify each other, as nats-server forces for
                 // cluster TLS (server/opts.go getTLSConfig: RequireAndVerifyClientCert, the
                 // CA used for both directions).
                 tls.mutual = true;
                 return Ok((tls, true));
             }
-            return Err(ScionConfigError::Tls(
-                "cert_file, key_file and ca_file are all needed for SCION route links".into(),
-            ));
+            return Err(ScionConfigError::Tls {
+                key: "cluster.tls",
+                reason: "cert_file, key_file and ca_file are all needed for SCION route links"
+                    .into(),
+            });
         }
     }
     if !for_routes {
@@ -128,7 +134,10 @@ fn tls_for(opts: &Options, for_routes: bool) -> Result<(TlsConfig, bool), ScionC
                     (Some(ca), true) => TlsConfig::from_pem_files(cert, key, ca),
                     _ => TlsConfig::from_pem_cert_key(cert, key),
                 }
-                .map_err(|e| ScionConfigError::Tls(format!("scion.tls: {e}")))?;
+                .map_err(|e| ScionConfigError::Tls {
+                    key: "scion.tls",
+                    reason: e.to_string(),
+                })?;
                 // nats-server `tls { verify: true }`: clients must present a certificate
                 // from ca_file (tls.RequireAndVerifyClientCert).
                 tls.mutual = t.verify;
@@ -136,8 +145,14 @@ fn tls_for(opts: &Options, for_routes: bool) -> Result<(TlsConfig, bool), ScionC
             }
         }
     }
-    let mut tls =
-        TlsConfig::self_signed(&[SERVER_NAME]).map_err(|e| ScionConfigError::Tls(e.to_string()))?;
+    let mut tls = TlsConfig::self_signed(&[SERVER_NAME]).map_err(|e| ScionConfigError::Tls {
+        key: if for_routes {
+            "cluster.listen"
+        } else {
+            "listen"
+        },
+        reason: e.to_string(),
+    })?;
     tls.skip_server_verification = true;
     Ok((tls, false))
 }
@@ -275,7 +290,9 @@ pub async fn start(
             ep.local_addr()
         );
         let ep = Arc::new(ep);
-        if !opts.no_advertise {
+        // cluster.no_advertise: clients learn no cluster URLs, ours included (nats-server
+        // server.go: ClientConnectURLs stay empty).
+        if !opts.cluster.no_advertise {
             lock(&srv.cluster.own_scion_urls).push(ep.local_addr().to_string());
         }
         tasks.push(tokio::spawn(accept_clients(srv.clone(), ep.clone())));
