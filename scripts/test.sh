@@ -15,6 +15,8 @@ command -v nix-instantiate >/dev/null 2>&1 || need+=(nix-bin)
 # The conf-grammar differential test builds nats-server's own Go conf parser.
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/nats-io/nats-server ] || need+=(golang-github-nats-io-nats-server-dev)
+# A Go NATS client (broker/tests/go_client) is built from Debian's nats.go sources.
+[ -d /usr/share/gocode/src/github.com/nats-io/nats.go ] || need+=(golang-github-nats-io-go-nats-dev)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   SUDO=""
