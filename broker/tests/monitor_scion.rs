@@ -143,6 +143,13 @@ async fn routez_pathz_metrics_over_scion() {
         .unwrap_or_default();
     assert!(hops.len() >= 2, "hops: {scion}");
     assert!(hops.iter().all(|h| h.as_str().unwrap_or("").contains('#')));
+    // The daemon announces link latencies on this topology: the route shows the path's.
+    assert!(
+        scion["path"]["latency"]
+            .as_str()
+            .is_some_and(|l| l.ends_with("ms")),
+        "announced latency: {scion}"
+    );
     let first_active = scion["path"]["fingerprint"]
         .as_str()
         .unwrap_or("")
@@ -227,6 +234,27 @@ async fn routez_pathz_metrics_over_scion() {
     let sw = &v["destinations"][0]["last_switch"];
     assert_eq!(sw["from"], first_active.as_str());
     assert!(sw["cause"].is_string(), "{sw}");
+    // Counted by cause, in /pathz and /metrics, with the failover gap.
+    let cause = sw["cause"].as_str().unwrap_or("").to_string();
+    let by_cause = &v["destinations"][0]["switches_by_cause"];
+    assert!(by_cause[&cause].as_u64().unwrap_or(0) >= 1, "{by_cause}");
+    let (_, metrics) = get(mb, "/metrics").await;
+    let counted = format!("cause=\"{cause}\"}} ");
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("nats_scion_path_switches_by_cause{link=\"route\"")
+                && l.contains(&counted)
+        ),
+        "{metrics}"
+    );
+    if sw["gap"].is_string() {
+        assert!(
+            metrics.lines().any(|l| l
+                .starts_with("nats_scion_path_last_switch_gap_seconds{link=\"route\"")
+                && l.contains(&counted)),
+            "{metrics}"
+        );
+    }
 
     // A server without SCION answers /pathz with no destinations.
     let plain = start(Options {
@@ -335,6 +363,7 @@ async fn connz_and_pathz_show_a_client_over_scion() {
     assert!(via["scion"]["path"]["hops"]
         .as_array()
         .is_some_and(|h| !h.is_empty()));
+    assert!(via["scion"]["path"]["latency"].is_string(), "{via}");
     let plain = conns
         .iter()
         .find(|c| c["name"] == "direct")

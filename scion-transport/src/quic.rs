@@ -758,6 +758,11 @@ impl ScionEndpoint {
         self.socket.switch_count(remote)
     }
 
+    /// Path switches toward `remote` by cause (`scmp-down`, `probe-loss`, `better`, …).
+    pub fn switch_counts(&self, remote: ScionAddr) -> Vec<(crate::path::SwitchCause, u64)> {
+        self.socket.switch_counts(remote)
+    }
+
     /// Path switch events (cause, gap, new hops) for logs and metrics.
     pub fn path_events(&self) -> tokio::sync::broadcast::Receiver<PathEvent> {
         self.socket.subscribe()

@@ -383,6 +383,16 @@ impl ScionSocket {
             .and_then(Selector::why_active)
     }
 
+    /// Path switches for `remote` so far, by cause.
+    pub fn switch_counts(&self, remote: ScionAddr) -> Vec<(crate::path::SwitchCause, u64)> {
+        self.table()
+            .peers
+            .get(&remote)
+            .and_then(|p| p.selector.as_ref())
+            .map(Selector::switch_counts)
+            .unwrap_or_default()
+    }
+
     /// Number of path switches for `remote` so far.
     pub fn switch_count(&self, remote: ScionAddr) -> u64 {
         self.table()

@@ -386,6 +386,10 @@ fn flapping_path_does_not_ping_pong_then_fails_back() {
         "failback after {after:?}"
     );
     assert_eq!(s.sel.switch_count(), 2);
+    assert_eq!(
+        s.sel.switch_counts(),
+        vec![(SwitchCause::ProbeLoss, 1), (SwitchCause::Better, 1)]
+    );
 }
 
 #[test]

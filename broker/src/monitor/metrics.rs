@@ -27,6 +27,8 @@
 //! | `nats_scion_route_subscriptions{rid,remote_id}` | gauge | interest the peer registered |
 //! | `nats_scion_route_path_switches{rid,remote_id}` | counter | SCION path changes (SCION routes only) |
 //! | `nats_scion_path_switches{link,id,remote}` | counter | active path changes toward a SCION peer |
+//! | `nats_scion_path_switches_by_cause{link,id,remote,cause}` | counter | the same by cause (`scmp-down`, `probe-loss`, `better`, `expiry`, `refresh`) |
+//! | `nats_scion_path_last_switch_gap_seconds{link,id,remote,cause}` | gauge | failover gap of the last switch (how long the old path had been silent) |
 //! | `nats_scion_path_candidates{link,id,remote}` | gauge | candidate paths toward the peer |
 //! | `nats_scion_path_active{link,id,remote,fingerprint}` | gauge | 1 for the path in use |
 //! | `nats_scion_path_alive{…,fingerprint}` | gauge | 1 while the path answers probes |
@@ -312,6 +314,37 @@ fn render_paths(o: &mut Out, dests: &[PathzDest]) {
         );
     }
     o.head(
+        "nats_scion_path_switches_by_cause",
+        "counter",
+        "Active path changes toward the peer, by cause (scmp-down, probe-loss, better, expiry, refresh).",
+    );
+    for d in dests {
+        for (cause, n) in &d.switches_by_cause {
+            let _ = writeln!(
+                o.0,
+                "nats_scion_path_switches_by_cause{{{},cause=\"{}\"}} {n}",
+                dest_label(d),
+                label(cause)
+            );
+        }
+    }
+    o.head(
+        "nats_scion_path_last_switch_gap_seconds",
+        "gauge",
+        "How long the old path had been silent when the last switch toward the peer happened (the failover gap).",
+    );
+    for d in dests {
+        if let Some(gap) = d.last_switch.as_ref().and_then(|s| s.gap.map(|g| (s, g))) {
+            let _ = writeln!(
+                o.0,
+                "nats_scion_path_last_switch_gap_seconds{{{},cause=\"{}\"}} {}",
+                dest_label(d),
+                label(&gap.0.cause),
+                num(gap.1.as_secs_f64())
+            );
+        }
+    }
+    o.head(
         "nats_scion_path_candidates",
         "gauge",
         "Candidate paths toward the peer.",
@@ -451,9 +484,18 @@ mod tests {
             id: 3,
             remote_id: String::new(),
             path_switches: 2,
+            switches_by_cause: [("probe-loss".to_string(), 1), ("better".to_string(), 1)]
+                .into_iter()
+                .collect(),
             active: None,
             why_active: String::new(),
-            last_switch: None,
+            last_switch: Some(crate::monitor::pathz::PathSwitch {
+                cause: "better".into(),
+                at: GoTime(SystemTime::UNIX_EPOCH),
+                from: None,
+                to: "ab".into(),
+                gap: Some(Duration::from_millis(35)),
+            }),
             paths: vec![path],
         };
         let v = varz(&Options::default(), Runtime::default());
@@ -472,6 +514,12 @@ mod tests {
         )));
         assert!(text.contains(&format!(
             "\nnats_scion_path_active{{{l},fingerprint=\"ab\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "\nnats_scion_path_switches_by_cause{{{l},cause=\"probe-loss\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "\nnats_scion_path_last_switch_gap_seconds{{{l},cause=\"better\"}} 0.035\n"
         )));
     }
 }

@@ -22,6 +22,7 @@
 //!                  "probes_sent": 40, "probes_answered": 40 } ] } ] }
 //! ```
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, Serializer};
@@ -92,6 +93,10 @@ pub struct PathzDest {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub remote_id: String,
     pub path_switches: u64,
+    /// `path_switches` by cause (`scmp-down`, `probe-loss`, `better`, `expiry`, `refresh`);
+    /// causes that never occurred are left out.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub switches_by_cause: BTreeMap<String, u64>,
     /// Fingerprint of the active path, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active: Option<String>,
@@ -223,6 +228,7 @@ mod tests {
             id: 4,
             remote_id: "NREMOTE".into(),
             path_switches: 2,
+            switches_by_cause: BTreeMap::new(),
             active: None,
             why_active: String::new(),
             last_switch: Some(PathSwitch {

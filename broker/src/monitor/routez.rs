@@ -10,9 +10,8 @@
 //! that object appears as an extra `"scion"` key of the route, absent for
 //! TCP routes, so nats-server tools keep working.
 //!
-//! `/pathz` (candidate paths per destination, issue 5) is not served yet:
-//! it answers 404 until the SCION link layer exists, rather than pretending
-//! with an empty list.
+//! `/pathz` (candidate paths per destination, with why the active one was
+//! chosen) is served by `super::pathz`.
 
 use std::time::{Duration, SystemTime};
 
@@ -81,6 +80,16 @@ pub struct ScionPathInfo {
     pub mtu: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expiry: Option<GoTime>,
+    /// Announced end-to-end latency (path metadata), when every stretch announces one; the
+    /// same figure as /pathz shows.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_duration"
+    )]
+    pub latency: Option<Duration>,
+    /// Announced bottleneck bandwidth (path metadata), when every stretch announces one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth_kbps: Option<u64>,
 }
 
 fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -232,12 +241,19 @@ mod tests {
                 rtt: Some(Duration::from_millis(12)),
                 mtu: Some(1472),
                 expiry: None,
+                latency: Some(Duration::from_millis(11)),
+                bandwidth_kbps: None,
             }),
             path_switches: 3,
         });
         let doc = routez("SID", vec![with_scion], SubsLevel::None, now);
         let v = serde_json::to_value(&doc).unwrap();
         assert_eq!(v["routes"][0]["scion"]["path"]["rtt"], "12ms");
+        assert_eq!(v["routes"][0]["scion"]["path"]["latency"], "11ms");
+        // Unannounced metadata is left out, not shown as 0.
+        assert!(v["routes"][0]["scion"]["path"]
+            .get("bandwidth_kbps")
+            .is_none());
         assert_eq!(v["routes"][0]["scion"]["path_switches"], 3);
         assert!(v["routes"][0].get("subscriptions_list").is_none());
     }

@@ -7,7 +7,7 @@
 //! happened before the first monitoring request are counted but their
 //! details are not known.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -46,6 +46,14 @@ pub fn candidate(c: &CandidateView) -> PathCandidate {
     }
 }
 
+/// Path switches toward `remote` by cause name (`scmp-down`, `probe-loss`, `better`, …).
+fn by_cause(ep: &ScionEndpoint, remote: ScionAddr) -> BTreeMap<String, u64> {
+    ep.switch_counts(remote)
+        .into_iter()
+        .map(|(c, n)| (c.to_string(), n))
+        .collect()
+}
+
 /// A path switch event as /pathz shows it.
 pub fn switch(e: &PathEvent) -> PathSwitch {
     PathSwitch {
@@ -70,6 +78,8 @@ pub fn link_info(ep: &ScionEndpoint, remote: ScionAddr) -> ScionLinkInfo {
                 rtt: p.rtt,
                 mtu: Some(p.mtu),
                 expiry: Some(p.expiry),
+                latency: p.latency,
+                bandwidth_kbps: p.bandwidth_kbps,
             }
         }),
         path_switches: ep.switch_count(remote),
@@ -158,6 +168,7 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
             id: r.shared.cid,
             remote_id,
             path_switches: peer.endpoint.switch_count(peer.remote),
+            switches_by_cause: by_cause(&peer.endpoint, peer.remote),
             active: None,
             why_active: peer.endpoint.why_active(peer.remote).unwrap_or_default(),
             last_switch: log.last(peer.remote),
@@ -186,6 +197,7 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
                 id: c.cid,
                 remote_id: String::new(),
                 path_switches: ep.switch_count(remote),
+                switches_by_cause: by_cause(&ep, remote),
                 active: None,
                 why_active: ep.why_active(remote).unwrap_or_default(),
                 last_switch: log.last(remote),

@@ -90,6 +90,8 @@ pub struct Selector {
     pending: HashMap<u64, Pending>,
     next_seq: u64,
     switches: u64,
+    /// `switches` by cause, in the order causes first occurred.
+    switches_by_cause: Vec<(SwitchCause, u64)>,
     last_refresh_request: Option<Instant>,
     last_now: Option<Instant>,
 }
@@ -107,6 +109,7 @@ impl Selector {
             pending: HashMap::new(),
             next_seq: 1,
             switches: 0,
+            switches_by_cause: Vec::new(),
             last_refresh_request: None,
             last_now: None,
         })
@@ -324,6 +327,10 @@ impl Selector {
         self.active = Some(fingerprint);
         if cause != SwitchCause::Initial {
             self.switches += 1;
+            match self.switches_by_cause.iter_mut().find(|(c, _)| *c == cause) {
+                Some((_, n)) => *n += 1,
+                None => self.switches_by_cause.push((cause, 1)),
+            }
         }
         self.ever_active = true;
         out.push(SelectorAction::SwitchTo { fingerprint, cause });
@@ -526,6 +533,11 @@ impl Selector {
     /// Number of path changes after the initial choice.
     pub fn switch_count(&self) -> u64 {
         self.switches
+    }
+
+    /// [`switch_count`](Self::switch_count) by cause (causes that never occurred are left out).
+    pub fn switch_counts(&self) -> Vec<(SwitchCause, u64)> {
+        self.switches_by_cause.clone()
     }
 
     /// Every known path, ranked ones first (best first), then filtered and expired ones.
