@@ -386,12 +386,30 @@ async fn route_survives_scmp_signalled_cut() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_survives_silent_blackhole() {
+    captured_logs();
     let p = pair("latency").await;
     let before = active_link(&p);
-    let (gap, _tags) = sequenced_stream(&p, 2000, 700, "link 1-ff00:0:111#2 blackhole").await;
+    let (gap, tags) = sequenced_stream(&p, 2000, 700, "link 1-ff00:0:111#2 blackhole").await;
     let after = active_link(&p);
     assert_ne!(before, after);
+    assert!(tags.len() >= 2, "the path header changed: {tags:?}");
     eprintln!("blackhole: max delivery gap {gap:?}");
+    // No SCMP tells of a blackhole: A's switch is found by lost probes, logged as a failover
+    // with its gap (how fast is for the benchmark, scion_bench).
+    let a_to_b = format!("path to {} switched:", route_endpoint(&p.b));
+    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).to_string();
+    let lost: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains(&a_to_b) && l.contains("cause=probe-loss"))
+        .collect();
+    assert_eq!(lost.len(), 1, "one probe-loss switch line for A: {logs}");
+    assert!(lost[0].contains("WARN"), "{}", lost[0]);
+    let gap_field = lost[0].split("gap=").nth(1).unwrap_or("");
+    assert!(
+        gap_field.starts_with(|c: char| c.is_ascii_digit()),
+        "the gap is measured: {}",
+        lost[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
