@@ -2,8 +2,10 @@
 //! SCION cluster listener gossips its SCION route URL, so brokers configured as a star dial
 //! each other (route.go processImplicitRoute); and routes listed on both sides settle on one
 //! connection per pair instead of re-dialling the duplicate forever (client.go
-//! closeConnection: "Not attempting reconnect for solicited route, already connected").
-//! Emulator on loopback only; every wait is bounded.
+//! closeConnection: "Not attempting reconnect for solicited route, already connected"),
+//! while still taking over when the route that was kept goes away (route.go addRoute marks
+//! it `retry`), over SCION and over TCP. Emulator and TCP on loopback only; every wait is
+//! bounded.
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -261,4 +263,146 @@ async fn routes_listed_on_both_sides_settle_on_one_connection() {
     assert_eq!(a.state.cluster.num_routes(), 1);
     assert_eq!(b.state.cluster.num_routes(), 1);
     crosses(&a, &b, "dup.ab").await;
+}
+
+/// The server whose dialer stood down as a duplicate (it logged "already connected to" the
+/// other one's ID), and the other one.
+async fn watcher_and_kept<'a>(
+    a: &'a ServerHandle,
+    b: &'a ServerHandle,
+) -> (&'a ServerHandle, &'a ServerHandle) {
+    let line = |id: &str| {
+        format!("Not attempting reconnect for solicited route, already connected to \"{id}\"")
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let l = logs();
+        if l.contains(&line(&b.state.id)) {
+            return (a, b);
+        }
+        if l.contains(&line(&a.state.id)) {
+            return (b, a);
+        }
+        assert!(Instant::now() < deadline, "duplicate never settled:\n{l}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `k` drops its configured routes (as a reload would): the route it dialled closes and it
+/// does not dial again, so only `w`'s stood-down dialer can bring the pair back together.
+async fn kept_route_removed_then_restored(w: &ServerHandle, k: &ServerHandle) {
+    let before: Vec<u64> = w
+        .state
+        .cluster
+        .routes()
+        .iter()
+        .map(|h| h.shared.cid)
+        .collect();
+    let mut o = (*k.state.opts()).clone();
+    let removed = std::mem::take(&mut o.cluster.routes);
+    k.state.set_opts(o);
+    broker::server::route::apply_route_changes(&k.state, &removed, &[]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now: Vec<u64> = w
+            .state
+            .cluster
+            .routes()
+            .iter()
+            .map(|h| h.shared.cid)
+            .collect();
+        if now.len() == 1 && !before.contains(&now[0]) && k.state.cluster.num_routes() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not dial {} again (routes {now:?}, before {before:?}):\n{}",
+            w.state.name,
+            k.state.name,
+            logs()
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stood_down_scion_dialer_takes_over_when_the_kept_route_goes() {
+    captured_logs();
+    let emu = emulator().await;
+    let dir = temp_dir("scion-takeover");
+    let pa = free_dispatched_port(&[]);
+    let pb = free_dispatched_port(&[pa]);
+    let addr = |as_: &str, port| ScionAddr {
+        ia: ia(as_),
+        ip: localhost(),
+        port,
+    };
+    let a = start(node(
+        "ta",
+        &emu,
+        &dir,
+        AS_A,
+        pa,
+        vec![scion_route(addr(AS_B, pb))],
+    ))
+    .await
+    .expect("start a");
+    let b = start(node(
+        "tb",
+        &emu,
+        &dir,
+        AS_B,
+        pb,
+        vec![scion_route(addr(AS_A, pa))],
+    ))
+    .await
+    .expect("start b");
+    wait_routes(&a, 1).await;
+    wait_routes(&b, 1).await;
+    let (w, k) = watcher_and_kept(&a, &b).await;
+    kept_route_removed_then_restored(w, k).await;
+    crosses(k, w, "takeover.scion").await;
+}
+
+/// The same over TCP routes: the kept route inherits the closed duplicate's URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_duplicate_hands_its_url_to_the_kept_route() {
+    captured_logs();
+    let free_tcp = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port()
+    };
+    let (pa, pb) = (free_tcp(), free_tcp());
+    let tcp = |name: &str, listen: u16, peer: u16| Options {
+        server_name: Some(name.into()),
+        host: "127.0.0.1".into(),
+        port: -1,
+        cluster: ClusterOpts {
+            name: Some("tcpdup".into()),
+            listen: Some(ListenAddr::Tcp {
+                host: "127.0.0.1".into(),
+                port: listen as i32,
+            }),
+            routes: vec![RouteUrl {
+                url: format!("nats-route://127.0.0.1:{peer}"),
+                user: None,
+                password: None,
+                target: RouteTarget::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: peer,
+                },
+            }],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let a = start(tcp("ua", pa, pb)).await.expect("start a");
+    let b = start(tcp("ub", pb, pa)).await.expect("start b");
+    wait_routes(&a, 1).await;
+    wait_routes(&b, 1).await;
+    let (w, k) = watcher_and_kept(&a, &b).await;
+    kept_route_removed_then_restored(w, k).await;
+    crosses(k, w, "takeover.tcp").await;
 }

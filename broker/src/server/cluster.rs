@@ -35,6 +35,11 @@ pub struct RouteMeta {
     pub info: Option<ServerInfo>,
     /// Set for routes carried over QUIC/SCION.
     pub scion: Option<super::scion::ScionPeer>,
+    /// What to re-dial when this route closes, taken over from a route we dialled to the
+    /// same server and closed as its duplicate (nats-server route.go addRoute: the kept
+    /// route is "upgraded to solicited" and marked `retry`, or if each side kept the other's
+    /// connection both routes would end with nobody re-dialling).
+    pub retry: Option<super::route::Solicit>,
 }
 
 /// A route connection as the registry sees it.
@@ -111,6 +116,15 @@ impl ClusterState {
 
     pub fn has_remote(&self, id: &str) -> bool {
         lock(&self.registry).by_remote.contains_key(id)
+    }
+
+    /// The registered route to server `id`.
+    pub fn route_to(&self, id: &str) -> Option<Arc<RouteHandle>> {
+        let g = lock(&self.registry);
+        g.by_remote
+            .get(id)
+            .and_then(|cid| g.by_cid.get(cid))
+            .cloned()
     }
 
     /// Registers a route; false if a route to the same server exists

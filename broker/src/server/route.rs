@@ -425,6 +425,7 @@ pub async fn run_route_labeled<S: SplitIo>(
         handle: handle.clone(),
         prefix: prefix.clone(),
         solicited: solicit.is_some(),
+        solicit: solicit.clone(),
         got_connect: solicit.is_some(),
         got_info: false,
         registered: false,
@@ -461,11 +462,14 @@ pub async fn run_route_labeled<S: SplitIo>(
     // through another connection (nats-server closeConnection). SCION
     // routes are re-dialled by their owner in `server::scion`, which makes
     // the same checks with the returned ID (`redial_wanted`).
-    let remote_id = lock(&handle.meta).remote_id.clone();
+    let (remote_id, retry) = {
+        let mut m = lock(&handle.meta);
+        (m.remote_id.clone(), m.retry.take())
+    };
     if is_scion {
         return remote_id;
     }
-    if let Some(s) = solicit {
+    if let Some(s) = solicit.or(retry) {
         // An implicit (gossiped) route is retried too, with its bounded attempts
         // (client.go closeConnection `retryImplicit`, route.go reConnectToRoute).
         if redial_wanted(&srv, &remote_id, &s.url) && (!s.configured || route_still_valid(&srv, &s))
@@ -520,6 +524,8 @@ struct RouteConn {
     handle: Arc<RouteHandle>,
     prefix: String,
     solicited: bool,
+    /// How we dialled this route (None if accepted).
+    solicit: Option<Solicit>,
     got_connect: bool,
     got_info: bool,
     registered: bool,

@@ -350,6 +350,21 @@ async fn follow_path_events(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, what:
     }
 }
 
+/// Waits until no route to server `id` is registered; false if the server shuts down first.
+async fn wait_while_routed(srv: &ServerState, id: &str) -> bool {
+    while srv.cluster.has_remote(id) {
+        let jitter = Duration::from_millis(rand::random_range(0..100));
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250) + jitter) => {}
+            _ = srv.shutdown.notified() => return false,
+        }
+        if srv.shutting_down.load(Ordering::Acquire) {
+            return false;
+        }
+    }
+    true
+}
+
 /// A failed route dial: at error level on the first attempt and every 60th (about every two
 /// minutes at the 2 s backoff), at debug level in between, so a peer that stays away does not
 /// flood the log.
@@ -510,10 +525,25 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                         attempts,
                         format_args!("{} - TLS route handshake error: {}", remote, e),
                     );
-                } else if !super::route::redial_wanted(&srv, &remote_id, &s.url) {
-                    // Shutting down, a duplicate of a route we still have, or ourselves
-                    // (nats-server closeConnection): this URL is not dialled again.
+                } else if srv.shutting_down.load(Ordering::Acquire) {
                     return;
+                } else if remote_id == srv.id {
+                    debug!("Detected route to self, ignoring {:?}", s.url);
+                    return;
+                } else if !remote_id.is_empty() && srv.cluster.has_remote(&remote_id) {
+                    // A duplicate of a route we have (nats-server closeConnection). That
+                    // route may be the one the peer closes as *its* duplicate, so this URL
+                    // is dialled again once the server is no longer routed (route.go
+                    // addRoute marks the kept route `retry` for the same reason).
+                    debug!(
+                        "Not attempting reconnect for solicited route, already connected to \"{}\"; dialling {} again when that route closes",
+                        remote_id, s.url
+                    );
+                    if !wait_while_routed(&srv, &remote_id).await {
+                        return;
+                    }
+                    attempts = 0;
+                    delay = Duration::from_millis(250);
                 } else {
                     // Re-dialled: a configured route until it connects, an implicit one
                     // with bounded attempts (client.go closeConnection `retryImplicit`).

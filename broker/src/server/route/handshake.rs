@@ -144,6 +144,15 @@ impl RouteConn {
                 "{} - Detected duplicate remote route {:?}",
                 self.prefix, info.server_id
             );
+            // A TCP route we dialled: the kept route takes over its URL, to be re-dialled
+            // when that one closes (route.go addRoute). SCION dialers watch for that
+            // themselves (`server::scion::dial_route`).
+            let over_scion = lock(&self.handle.meta).scion.is_some();
+            if let (Some(s), false) = (&self.solicit, over_scion) {
+                if let Some(kept) = srv.cluster.route_to(&info.server_id) {
+                    lock(&kept.meta).retry = Some(s.clone());
+                }
+            }
             return Err(Close(ClosedState::DuplicateRoute));
         }
         self.registered = true;
