@@ -665,3 +665,104 @@ async fn slow_subscriber_behind_route_pushes_back_instead_of_being_cut() {
         0
     );
 }
+
+/// First line a server sends a new TCP client (its INFO), retried until it listens.
+async fn first_info(addr: SocketAddr) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(Ok(s)) =
+            timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await
+        {
+            let mut line = String::new();
+            let mut r = tokio::io::BufReader::new(s);
+            if let Ok(Ok(n)) = timeout(WAIT, r.read_line(&mut line)).await {
+                if n > 0 {
+                    return line;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no INFO from {addr}");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A lone clustered server lists no `connect_urls` to clients, with or without
+/// `cluster.no_advertise` (nats-server 2.9.10 fills them only when a route brings client
+/// URLs); the routed case is `no_advertise_hides_cluster_urls_once_routed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lone_clustered_server_lists_no_connect_urls_like_nats_server() {
+    for no_advertise in [false, true] {
+        let ours = start(Options {
+            host: "127.0.0.1".into(),
+            port: -1,
+            cluster: ClusterOpts {
+                name: Some("c1".into()),
+                listen: Some(ListenAddr::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: -1,
+                }),
+                no_advertise,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("start");
+        let our_info = first_info(ours.client_addr).await;
+        ours.shutdown().await;
+        let Some(bin) = which_nats_server() else {
+            assert!(
+                std::env::var_os("NATS_SCION_REQUIRE_PEERS").is_none(),
+                "nats-server not installed"
+            );
+            return;
+        };
+        let cp = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.args(["-a", "127.0.0.1", "-p", &cp.to_string()])
+            .args(["--cluster_name", "c1"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", free_port())]);
+        if no_advertise {
+            cmd.arg("--no_advertise");
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        let theirs = NatsServer {
+            child,
+            client: format!("127.0.0.1:{cp}").parse().unwrap(),
+            cluster: "127.0.0.1:0".parse().unwrap(),
+        };
+        let their_info = first_info(theirs.client).await;
+        drop(theirs);
+        assert_eq!(
+            our_info.contains("\"connect_urls\""),
+            their_info.contains("\"connect_urls\""),
+            "no_advertise={no_advertise}\nours:   {our_info}theirs: {their_info}"
+        );
+    }
+}
+
+/// With `cluster.no_advertise`, routed servers still keep client URLs out of their
+/// clients' INFO (nats-server route.go gates addConnectURLsAndSendINFOToClients on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_advertise_hides_cluster_urls_once_routed() {
+    let quiet = |name: &str, routes| {
+        let mut o = node_opts(name, routes);
+        o.cluster.no_advertise = true;
+        o
+    };
+    let a = start(quiet("a", vec![])).await.unwrap();
+    let b = start(quiet("b", vec![route(route_addr(&a))]))
+        .await
+        .unwrap();
+    wait_routes(&a, 1).await;
+    wait_routes(&b, 1).await;
+    for h in [&a, &b] {
+        let info = first_info(h.client_addr).await;
+        assert!(!info.contains("connect_urls"), "{info}");
+    }
+}

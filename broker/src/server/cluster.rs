@@ -77,6 +77,11 @@ pub struct ClusterState {
     pub own_scion_urls: Mutex<Vec<String>>,
     /// Bumped whenever the connect URL set changes.
     pub urls_generation: AtomicU64,
+    /// Client URLs have been published to clients: a route brought new ones. Until then a
+    /// clustered server's INFO lists none, not even its own (nats-server fills
+    /// `info.ClientConnectURLs` only in updateServerINFOAndSendINFOToClients, which a route
+    /// with client URLs triggers unless `cluster.no_advertise`).
+    urls_published: AtomicBool,
 }
 
 impl ClusterState {
@@ -94,6 +99,7 @@ impl ClusterState {
             remote_scion_urls: Mutex::new(BTreeMap::new()),
             own_scion_urls: Mutex::new(Vec::new()),
             urls_generation: AtomicU64::new(0),
+            urls_published: AtomicBool::new(false),
         }
     }
 
@@ -151,8 +157,12 @@ impl ClusterState {
         Some(r)
     }
 
-    /// Client connect URLs to advertise: ours first, then the remotes'.
+    /// Client connect URLs to advertise: ours first, then the remotes' (none before a route
+    /// brought any; see `urls_published`).
     pub fn connect_urls(&self) -> Vec<String> {
+        if !self.urls_published.load(Ordering::Acquire) {
+            return Vec::new();
+        }
         let mut v = lock(&self.own_urls).clone();
         for u in lock(&self.remote_urls).keys() {
             if !v.contains(u) {
@@ -186,6 +196,7 @@ impl ClusterState {
     pub fn update_remote_urls(&self, urls: &[String], add: bool) -> bool {
         let changed = refcount_update(&mut lock(&self.remote_urls), urls, add);
         if changed {
+            self.urls_published.store(true, Ordering::Release);
             self.urls_generation.fetch_add(1, Ordering::AcqRel);
         }
         changed

@@ -264,6 +264,9 @@ pub async fn start(
             ep.local_addr()
         );
         let ep = Arc::new(ep);
+        // In place before the first route is accepted: its INFO (route_info) names this
+        // endpoint's address for gossip.
+        lock(&srv.scion).route_endpoint = Some(ep.clone());
         tasks.push(tokio::spawn(accept_routes(srv.clone(), ep.clone())));
         tasks.push(tokio::spawn(follow_path_events(
             srv.clone(),
