@@ -599,6 +599,21 @@ impl Mapper {
                  without TLS: remove \"tls\" or use SCION cluster addresses",
             );
         }
+        // Peers of a SCION cluster learn its route address from the listener itself (route
+        // INFO `ip`, server/route.rs route_info); an advertised host:port would send them to
+        // dial TCP where nothing listens.
+        if o.cluster.advertise.is_some()
+            && matches!(o.cluster.listen, Some(ListenAddr::Scion { .. }))
+        {
+            let pos = at(self, "cluster.advertise");
+            self.error_at(
+                &pos,
+                "advertise",
+                "cluster advertise is not supported with a SCION cluster listen: peers \
+                 learn the SCION route address (nats-route://[ISD-AS,IP]:port) from the \
+                 listener; remove \"advertise\"",
+            );
+        }
         // A certificate for a listener that does not exist would be silently unused.
         if o.scion.as_ref().is_some_and(|s| s.tls.is_some())
             && !matches!(o.scion_listen, Some(ListenAddr::Scion { .. }))

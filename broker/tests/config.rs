@@ -525,6 +525,23 @@ fn cluster_tls_on_tcp_routes_is_an_error() {
     }
 }
 
+/// A SCION cluster announces its route address itself; `cluster.advertise` (a host:port for
+/// TCP peers) would send peers to dial TCP where nothing listens, so it is refused by key.
+#[test]
+fn cluster_advertise_with_scion_cluster_listen_is_an_error() {
+    let d = tmpdir();
+    for key in ["advertise", "cluster_advertise"] {
+        let text = format!(
+            "port: 4222\ncluster {{\n  name: c1\n  listen: \"nats://18-ffaa:1:10bf,127.0.0.1:31248\"\n  {key}: \"10.0.0.1:6222\"\n}}\n"
+        );
+        let p = write(&d, &format!("{key}.conf"), &text);
+        let errs = invalid(config::check_config(&p).unwrap_err());
+        assert_eq!(errs.len(), 1, "{key}: {errs:?}");
+        let want = format!("{}:5:3: cluster advertise is not supported", p.display());
+        assert!(errs[0].starts_with(&want), "{key}: {}", errs[0]);
+    }
+}
+
 /// Runs the broker binary, which must exit with failure within 10 s (a
 /// server that starts is killed and fails the test); returns its stderr.
 fn broker_must_refuse(args: &[&str]) -> String {

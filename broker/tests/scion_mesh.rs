@@ -122,6 +122,52 @@ fn free_dispatched_port(taken: &[u16]) -> u16 {
     panic!("no free port in 31000-32767");
 }
 
+/// Two brokers, in AS A and AS B, each listing the other's SCION route address in `routes`
+/// (so both addresses are picked before either starts). A port another test took in the
+/// meantime fails the bind: then both start over on new ports (bounded).
+async fn cross_listed_pair(
+    emu: &EmuHandle,
+    dir: &TempDir,
+    na: &str,
+    nb: &str,
+) -> (ServerHandle, ServerHandle) {
+    let addr = |as_: &str, port| ScionAddr {
+        ia: ia(as_),
+        ip: localhost(),
+        port,
+    };
+    for _ in 0..5 {
+        let pa = free_dispatched_port(&[]);
+        let pb = free_dispatched_port(&[pa]);
+        let Ok(a) = start(node(
+            na,
+            emu,
+            dir,
+            AS_A,
+            pa,
+            vec![scion_route(addr(AS_B, pb))],
+        ))
+        .await
+        else {
+            continue;
+        };
+        match start(node(
+            nb,
+            emu,
+            dir,
+            AS_B,
+            pb,
+            vec![scion_route(addr(AS_A, pa))],
+        ))
+        .await
+        {
+            Ok(b) => return (a, b),
+            Err(_) => a.shutdown().await,
+        }
+    }
+    panic!("no free pair of ports in 31000-32767 after 5 tries");
+}
+
 async fn wait_routes(h: &ServerHandle, n: usize) {
     let deadline = Instant::now() + WAIT;
     while h.state.cluster.num_routes() < n {
@@ -214,33 +260,7 @@ async fn routes_listed_on_both_sides_settle_on_one_connection() {
     captured_logs();
     let emu = emulator().await;
     let dir = temp_dir("scion-dup");
-    let pa = free_dispatched_port(&[]);
-    let pb = free_dispatched_port(&[pa]);
-    let addr = |as_: &str, port| ScionAddr {
-        ia: ia(as_),
-        ip: localhost(),
-        port,
-    };
-    let a = start(node(
-        "a",
-        &emu,
-        &dir,
-        AS_A,
-        pa,
-        vec![scion_route(addr(AS_B, pb))],
-    ))
-    .await
-    .expect("start a");
-    let b = start(node(
-        "b",
-        &emu,
-        &dir,
-        AS_B,
-        pb,
-        vec![scion_route(addr(AS_A, pa))],
-    ))
-    .await
-    .expect("start b");
+    let (a, b) = cross_listed_pair(&emu, &dir, "a", "b").await;
     wait_routes(&a, 1).await;
     wait_routes(&b, 1).await;
     // Each side dialled the other; the second connection is a duplicate, and its dialer
@@ -330,33 +350,7 @@ async fn stood_down_scion_dialer_takes_over_when_the_kept_route_goes() {
     captured_logs();
     let emu = emulator().await;
     let dir = temp_dir("scion-takeover");
-    let pa = free_dispatched_port(&[]);
-    let pb = free_dispatched_port(&[pa]);
-    let addr = |as_: &str, port| ScionAddr {
-        ia: ia(as_),
-        ip: localhost(),
-        port,
-    };
-    let a = start(node(
-        "ta",
-        &emu,
-        &dir,
-        AS_A,
-        pa,
-        vec![scion_route(addr(AS_B, pb))],
-    ))
-    .await
-    .expect("start a");
-    let b = start(node(
-        "tb",
-        &emu,
-        &dir,
-        AS_B,
-        pb,
-        vec![scion_route(addr(AS_A, pa))],
-    ))
-    .await
-    .expect("start b");
+    let (a, b) = cross_listed_pair(&emu, &dir, "ta", "tb").await;
     wait_routes(&a, 1).await;
     wait_routes(&b, 1).await;
     let (w, k) = watcher_and_kept(&a, &b).await;

@@ -360,7 +360,10 @@ pub(super) fn cluster(m: &mut Mapper, o: &mut Options, e: &Entry) {
                 m.seen.push(("cluster.tls", f.key_pos.clone()));
                 o.cluster.tls = tls(m, f, true);
             }
-            "cluster_advertise" | "advertise" => o.cluster.advertise = m.string(f),
+            "cluster_advertise" | "advertise" => {
+                m.seen.push(("cluster.advertise", f.key_pos.clone()));
+                o.cluster.advertise = m.string(f);
+            }
             "no_advertise" => o.cluster.no_advertise = m.boolean(f).unwrap_or(false),
             "connect_retries" => {
                 if let Some(v) = m.size(f, u32::MAX as u64) {

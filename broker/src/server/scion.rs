@@ -575,10 +575,15 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                 );
             }
             Err(_) => {
+                // Like the TCP dialer's "i/o timeout": path lookup and QUIC/TLS handshake
+                // did not finish within route_handshake_timeout.
                 attempts += 1;
-                debug!(
-                    "Error trying to connect to route (attempt {}): timeout",
-                    attempts
+                log_attempt(
+                    attempts,
+                    format_args!(
+                        "Error trying to connect to route (attempt {}): i/o timeout",
+                        attempts
+                    ),
                 );
             }
         }
