@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
-use broker::server::{start, ServerHandle};
+use broker::server::start;
 use scion_transport::address::ScionAddr;
 use scion_transport::emu::{EmuHandle, EmuOptions, Emulator, Topology};
 use serde_json::Value;
@@ -46,16 +46,6 @@ fn node(emu: &EmuHandle, dir: &TempDir, as_: &str, routes: Vec<RouteUrl>) -> Opt
         }),
         ..Default::default()
     }
-}
-
-fn route_endpoint(h: &ServerHandle) -> ScionAddr {
-    h.state
-        .scion
-        .lock()
-        .map(|g| g.route_endpoint.as_ref().map(|e| e.local_addr()))
-        .ok()
-        .flatten()
-        .expect("SCION route endpoint")
 }
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {

@@ -4,10 +4,9 @@
 //! listener through `broker proxy`; a flood across a bandwidth-limited SCION
 //! route backs up without the route being cut or losing a message.
 
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
+use broker::options::{ClusterOpts, ListenAddr, Options, RouteUrl, ScionOpts};
 use broker::server::{start, ServerHandle};
 use futures::StreamExt;
 use scion_transport::address::ScionAddr;
@@ -16,35 +15,6 @@ use tokio::time::{sleep, timeout, Instant};
 
 mod scion_common;
 use scion_common::*;
-
-/// Everything logged by this test binary (global: switches are logged on runtime threads).
-fn captured_logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || CaptureWriter(buf))
-            .try_init();
-        buf
-    })
-}
-
-struct CaptureWriter(&'static Mutex<Vec<u8>>);
-
-impl std::io::Write for CaptureWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn scion_opts(emu: &EmuHandle, dir: &TempDir, as_: &str, pref: &str) -> ScionOpts {
     let topo = dir.0.join(format!("{}.json", as_.replace(':', "_")));
@@ -82,38 +52,6 @@ fn node(
         },
         scion: Some(scion_opts(emu, dir, as_, pref)),
         ..Default::default()
-    }
-}
-
-fn route_endpoint(h: &ServerHandle) -> ScionAddr {
-    h.state
-        .scion
-        .lock()
-        .unwrap()
-        .route_endpoint
-        .as_ref()
-        .expect("SCION route endpoint")
-        .local_addr()
-}
-
-fn scion_route(a: ScionAddr) -> RouteUrl {
-    RouteUrl {
-        url: format!("nats-route://{a}"),
-        user: None,
-        password: None,
-        target: RouteTarget::Scion {
-            isd_as: a.ia.to_string(),
-            ip: a.ip,
-            port: a.port,
-        },
-    }
-}
-
-async fn wait_routes(h: &ServerHandle, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    while h.state.cluster.num_routes() < n {
-        assert!(Instant::now() < deadline, "{}: no route", h.state.name);
-        sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -319,7 +257,7 @@ async fn path_preference_picks_different_paths_on_both_ends() {
 /// change; the stream runs for 15 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_moves_to_the_better_path_when_latency_rises() {
-    captured_logs();
+    capture_logs("info");
     let p = pair("latency").await;
     for (from, to) in [(&p.b, &p.a), (&p.a, &p.b)] {
         let hops = active_hops(from, to);
@@ -353,7 +291,7 @@ fn active_link(p: &Pair) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_survives_scmp_signalled_cut() {
-    captured_logs();
+    capture_logs("info");
     let p = pair("latency").await;
     let before = active_link(&p);
     assert!(
@@ -367,7 +305,7 @@ async fn route_survives_scmp_signalled_cut() {
     eprintln!("SCMP cut: max delivery gap {gap:?}");
     // Each switch is one line (the transport's), kebab-case cause, failures at WARN.
     let a_to_b = format!("path to {} switched:", route_endpoint(&p.b));
-    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).to_string();
+    let logs = logs();
     let switches: Vec<&str> = logs.lines().filter(|l| l.contains("switched")).collect();
     let scmp: Vec<&&str> = switches
         .iter()
@@ -386,7 +324,7 @@ async fn route_survives_scmp_signalled_cut() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_survives_silent_blackhole() {
-    captured_logs();
+    capture_logs("info");
     let p = pair("latency").await;
     let before = active_link(&p);
     let (gap, tags) = sequenced_stream(&p, 2000, 700, "link 1-ff00:0:111#2 blackhole").await;
@@ -397,7 +335,7 @@ async fn route_survives_silent_blackhole() {
     // No SCMP tells of a blackhole: A's switch is found by lost probes, logged as a failover
     // with its gap (how fast is for the benchmark, scion_bench).
     let a_to_b = format!("path to {} switched:", route_endpoint(&p.b));
-    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).to_string();
+    let logs = logs();
     let lost: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains(&a_to_b) && l.contains("cause=probe-loss"))

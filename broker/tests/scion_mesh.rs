@@ -7,7 +7,6 @@
 //! it `retry`), over SCION and over TCP. Emulator and TCP on loopback only; every wait is
 //! bounded.
 
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
@@ -19,40 +18,6 @@ use tokio::time::{sleep, timeout, Instant};
 
 mod scion_common;
 use scion_common::*;
-
-/// Everything the brokers log at debug level and above (the duplicate-route decision is a
-/// debug line, as in nats-server).
-fn captured_logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info,broker=debug"))
-            .with_writer(move || CaptureWriter(buf))
-            .try_init();
-        buf
-    })
-}
-
-struct CaptureWriter(&'static Mutex<Vec<u8>>);
-
-impl std::io::Write for CaptureWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logs() -> String {
-    String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-}
 
 fn node(
     name: &str,
@@ -83,30 +48,6 @@ fn node(
             ..Default::default()
         }),
         ..Default::default()
-    }
-}
-
-fn route_endpoint(h: &ServerHandle) -> ScionAddr {
-    h.state
-        .scion
-        .lock()
-        .unwrap()
-        .route_endpoint
-        .as_ref()
-        .expect("SCION route endpoint")
-        .local_addr()
-}
-
-fn scion_route(a: ScionAddr) -> RouteUrl {
-    RouteUrl {
-        url: format!("nats-route://{a}"),
-        user: None,
-        password: None,
-        target: RouteTarget::Scion {
-            isd_as: a.ia.to_string(),
-            ip: a.ip,
-            port: a.port,
-        },
     }
 }
 
@@ -168,20 +109,6 @@ async fn cross_listed_pair(
     panic!("no free pair of ports in 31000-32767 after 5 tries");
 }
 
-async fn wait_routes(h: &ServerHandle, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    while h.state.cluster.num_routes() < n {
-        assert!(
-            Instant::now() < deadline,
-            "{}: {} routes, want {n}\n{}",
-            h.state.name,
-            h.state.cluster.num_routes(),
-            logs()
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn wait_log(part: &str) {
     let deadline = Instant::now() + WAIT;
     while !logs().contains(part) {
@@ -229,7 +156,7 @@ async fn crosses(from: &ServerHandle, to: &ServerHandle, subject: &'static str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn star_configured_scion_cluster_meshes_by_gossip() {
-    captured_logs();
+    capture_logs("info,broker=debug");
     let emu = emulator().await;
     let dir = temp_dir("scion-mesh");
     // Hub in AS A; two leaves in AS B that know only the hub.
@@ -257,7 +184,7 @@ async fn star_configured_scion_cluster_meshes_by_gossip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_listed_on_both_sides_settle_on_one_connection() {
-    captured_logs();
+    capture_logs("info,broker=debug");
     let emu = emulator().await;
     let dir = temp_dir("scion-dup");
     let (a, b) = cross_listed_pair(&emu, &dir, "a", "b").await;
@@ -280,13 +207,17 @@ async fn routes_listed_on_both_sides_settle_on_one_connection() {
         );
         sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(a.state.cluster.num_routes(), 1);
-    assert_eq!(b.state.cluster.num_routes(), 1);
+    // If both kept the connection the other dialled, both routes end and the stood-down
+    // dialers bring one back: wait for the pair to be routed again.
+    wait_routes(&a, 1).await;
+    wait_routes(&b, 1).await;
     crosses(&a, &b, "dup.ab").await;
 }
 
-/// The server whose dialer stood down as a duplicate (it logged "already connected to" the
-/// other one's ID), and the other one.
+/// Once the pair has settled after a duplicate (one side logged "already connected to" the
+/// other): the server whose dialer stood down, and the one that dialled the route that was
+/// kept. (When both dialled at once, which connection survives is a race; the kept route's
+/// `did_solicit` tells.)
 async fn watcher_and_kept<'a>(
     a: &'a ServerHandle,
     b: &'a ServerHandle,
@@ -294,14 +225,20 @@ async fn watcher_and_kept<'a>(
     let line = |id: &str| {
         format!("Not attempting reconnect for solicited route, already connected to \"{id}\"")
     };
+    let dialled_kept = |h: &ServerHandle| {
+        let routes = h.state.cluster.routes();
+        routes.len() == 1 && routes[0].meta.lock().is_ok_and(|m| m.did_solicit)
+    };
     let deadline = Instant::now() + WAIT;
     loop {
         let l = logs();
-        if l.contains(&line(&b.state.id)) {
-            return (a, b);
-        }
-        if l.contains(&line(&a.state.id)) {
-            return (b, a);
+        if l.contains(&line(&a.state.id)) || l.contains(&line(&b.state.id)) {
+            if dialled_kept(a) && b.state.cluster.num_routes() == 1 {
+                return (b, a);
+            }
+            if dialled_kept(b) && a.state.cluster.num_routes() == 1 {
+                return (a, b);
+            }
         }
         assert!(Instant::now() < deadline, "duplicate never settled:\n{l}");
         sleep(Duration::from_millis(20)).await;
@@ -347,7 +284,7 @@ async fn kept_route_removed_then_restored(w: &ServerHandle, k: &ServerHandle) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stood_down_scion_dialer_takes_over_when_the_kept_route_goes() {
-    captured_logs();
+    capture_logs("info,broker=debug");
     let emu = emulator().await;
     let dir = temp_dir("scion-takeover");
     let (a, b) = cross_listed_pair(&emu, &dir, "ta", "tb").await;
@@ -361,7 +298,7 @@ async fn stood_down_scion_dialer_takes_over_when_the_kept_route_goes() {
 /// The same over TCP routes: the kept route inherits the closed duplicate's URL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_duplicate_hands_its_url_to_the_kept_route() {
-    captured_logs();
+    capture_logs("info,broker=debug");
     let free_tcp = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())

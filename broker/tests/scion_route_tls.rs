@@ -5,53 +5,16 @@
 //! "TLS route handshake error". Emulator on loopback only; every wait is bounded.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use broker::options::{
-    ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts, TlsOpts,
-};
-use broker::server::{start, ServerHandle};
+use broker::options::{ClusterOpts, ListenAddr, Options, RouteUrl, ScionOpts, TlsOpts};
+use broker::server::start;
 use futures::StreamExt;
-use scion_transport::address::ScionAddr;
 use scion_transport::emu::EmuHandle;
 use tokio::time::{sleep, timeout, Instant};
 
 mod scion_common;
 use scion_common::*;
-
-/// Everything logged by this test binary.
-fn captured_logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || CaptureWriter(buf))
-            .try_init();
-        buf
-    })
-}
-
-struct CaptureWriter(&'static Mutex<Vec<u8>>);
-
-impl std::io::Write for CaptureWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logs() -> String {
-    String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-}
 
 fn tls(cert: &(PathBuf, PathBuf), ca: &Path) -> TlsOpts {
     TlsOpts {
@@ -95,30 +58,6 @@ fn node(
     }
 }
 
-fn route_endpoint(h: &ServerHandle) -> ScionAddr {
-    h.state
-        .scion
-        .lock()
-        .unwrap()
-        .route_endpoint
-        .as_ref()
-        .expect("SCION route endpoint")
-        .local_addr()
-}
-
-fn scion_route(a: ScionAddr) -> RouteUrl {
-    RouteUrl {
-        url: format!("nats-route://[{},{}]:{}", a.ia, a.ip, a.port),
-        user: None,
-        password: None,
-        target: RouteTarget::Scion {
-            isd_as: a.ia.to_string(),
-            ip: a.ip,
-            port: a.port,
-        },
-    }
-}
-
 /// Waits until the captured log has a line containing every one of `parts`.
 async fn wait_log_line(parts: &[&str]) {
     let deadline = Instant::now() + WAIT;
@@ -135,17 +74,9 @@ async fn wait_log_line(parts: &[&str]) {
     }
 }
 
-async fn wait_routes(h: &ServerHandle, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    while h.state.cluster.num_routes() < n {
-        assert!(Instant::now() < deadline, "{}: no route", h.state.name);
-        sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_tls_is_mutual_and_refuses_peers_outside_the_ca() {
-    captured_logs();
+    capture_logs("info");
     let emu = emulator().await;
     let dir = temp_dir("route-tls");
     let ours = TestCa::new("cluster");

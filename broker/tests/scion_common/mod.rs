@@ -114,3 +114,84 @@ impl TestCa {
         (c, k)
     }
 }
+
+/// Starts capturing everything this test binary logs, with the tracing `filter` (e.g.
+/// `"info"`, or `"info,broker=debug"` for the brokers' debug lines). Global and set once per
+/// binary: path switches are logged on runtime threads. Read with [`logs`].
+pub fn capture_logs(filter: &str) {
+    let _ = CAPTURED.get_or_init(|| {
+        let buf: &'static std::sync::Mutex<Vec<u8>> =
+            Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(move || CaptureWriter(buf))
+            .try_init();
+        buf
+    });
+}
+
+static CAPTURED: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+    std::sync::OnceLock::new();
+
+struct CaptureWriter(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything captured since [`capture_logs`] (empty before it).
+pub fn logs() -> String {
+    CAPTURED
+        .get()
+        .map(|b| String::from_utf8_lossy(&b.lock().unwrap_or_else(|e| e.into_inner())).into_owned())
+        .unwrap_or_default()
+}
+
+/// The address of a broker's SCION route endpoint (its SCION `cluster.listen`).
+pub fn route_endpoint(h: &broker::server::ServerHandle) -> scion_transport::address::ScionAddr {
+    h.state
+        .scion
+        .lock()
+        .ok()
+        .and_then(|g| g.route_endpoint.as_ref().map(|e| e.local_addr()))
+        .expect("SCION route endpoint")
+}
+
+/// `nats-route://[ISD-AS,IP]:port` to `a`, as `cluster.routes` holds it.
+pub fn scion_route(a: scion_transport::address::ScionAddr) -> broker::options::RouteUrl {
+    broker::options::RouteUrl {
+        url: format!("nats-route://{a}"),
+        user: None,
+        password: None,
+        target: broker::options::RouteTarget::Scion {
+            isd_as: a.ia.to_string(),
+            ip: a.ip,
+            port: a.port,
+        },
+    }
+}
+
+/// Waits (up to [`WAIT`]) until `h` has at least `n` routes.
+pub async fn wait_routes(h: &broker::server::ServerHandle, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.state.cluster.num_routes() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}: {} routes, want {n}\n{}",
+            h.state.name,
+            h.state.cluster.num_routes(),
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

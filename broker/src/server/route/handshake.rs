@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
 use super::{connect_to_route, join_host_port, Close, RouteConn, Solicit};
 use crate::options::RouteTarget;
@@ -156,6 +156,14 @@ impl RouteConn {
             return Err(Close(ClosedState::DuplicateRoute));
         }
         self.registered = true;
+        // A reload that removed this route's URL while it was connecting found nothing
+        // registered to close (route::apply_route_changes): close it now that it is.
+        if let Some(s) = self.solicit.as_ref().filter(|s| s.configured) {
+            if !super::route_still_valid(&srv, s) {
+                info!("Removed route {}", s.url);
+                return Err(Close(ClosedState::RouteRemoved));
+            }
+        }
         debug!(
             "{} - Registering remote route {:?}",
             self.prefix, info.server_id
