@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
+use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl};
 use broker::server::{start, ServerHandle};
 use futures::StreamExt;
 use scion_transport::address::ScionAddr;
@@ -18,38 +18,6 @@ use tokio::time::{sleep, timeout, Instant};
 
 mod scion_common;
 use scion_common::*;
-
-fn node(
-    name: &str,
-    emu: &EmuHandle,
-    dir: &TempDir,
-    as_: &str,
-    port: u16,
-    routes: Vec<RouteUrl>,
-) -> Options {
-    let (daemon, topology) = as_files(emu, dir, as_);
-    Options {
-        server_name: Some(name.into()),
-        host: "127.0.0.1".into(),
-        port: -1,
-        cluster: ClusterOpts {
-            name: Some("mesh".into()),
-            listen: Some(ListenAddr::Scion {
-                isd_as: as_.into(),
-                ip: localhost(),
-                port,
-            }),
-            routes,
-            ..Default::default()
-        },
-        scion: Some(ScionOpts {
-            daemon: Some(daemon),
-            topology: Some(topology),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 /// A UDP port in the emulated ASes' dispatched range (31000-32767) that is free right now,
 /// for brokers that must know each other's address before either starts.
@@ -80,7 +48,7 @@ async fn cross_listed_pair(
     for _ in 0..5 {
         let pa = free_dispatched_port(&[]);
         let pb = free_dispatched_port(&[pa]);
-        let Ok(a) = start(node(
+        let Ok(a) = start(scion_node(
             na,
             emu,
             dir,
@@ -92,7 +60,7 @@ async fn cross_listed_pair(
         else {
             continue;
         };
-        match start(node(
+        match start(scion_node(
             nb,
             emu,
             dir,
@@ -160,15 +128,15 @@ async fn star_configured_scion_cluster_meshes_by_gossip() {
     let emu = emulator().await;
     let dir = temp_dir("scion-mesh");
     // Hub in AS A; two leaves in AS B that know only the hub.
-    let hub = start(node("hub", &emu, &dir, AS_A, 0, vec![]))
+    let hub = start(scion_node("hub", &emu, &dir, AS_A, 0, vec![]))
         .await
         .expect("start hub");
     let to_hub = scion_route(route_endpoint(&hub));
-    let b = start(node("b", &emu, &dir, AS_B, 0, vec![to_hub.clone()]))
+    let b = start(scion_node("b", &emu, &dir, AS_B, 0, vec![to_hub.clone()]))
         .await
         .expect("start b");
     wait_routes(&b, 1).await;
-    let c = start(node("c", &emu, &dir, AS_B, 0, vec![to_hub]))
+    let c = start(scion_node("c", &emu, &dir, AS_B, 0, vec![to_hub]))
         .await
         .expect("start c");
     // The hub tells b of c (with c's SCION route URL), and b dials it.

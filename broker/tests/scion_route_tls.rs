@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use broker::options::{ClusterOpts, ListenAddr, Options, RouteUrl, ScionOpts, TlsOpts};
+use broker::options::{Options, RouteUrl, TlsOpts};
 use broker::server::start;
 use futures::StreamExt;
 use scion_transport::emu::EmuHandle;
@@ -16,15 +16,7 @@ use tokio::time::{sleep, timeout, Instant};
 mod scion_common;
 use scion_common::*;
 
-fn tls(cert: &(PathBuf, PathBuf), ca: &Path) -> TlsOpts {
-    TlsOpts {
-        cert_file: Some(cert.0.clone()),
-        key_file: Some(cert.1.clone()),
-        ca_file: Some(ca.to_path_buf()),
-        ..Default::default()
-    }
-}
-
+/// [`scion_node`] with `cluster.tls`.
 fn node(
     name: &str,
     emu: &EmuHandle,
@@ -33,27 +25,16 @@ fn node(
     routes: Vec<RouteUrl>,
     tls: Option<TlsOpts>,
 ) -> Options {
-    let (daemon, topology) = as_files(emu, dir, as_);
-    Options {
-        server_name: Some(name.into()),
-        host: "127.0.0.1".into(),
-        port: -1,
-        cluster: ClusterOpts {
-            name: Some("c1".into()),
-            listen: Some(ListenAddr::Scion {
-                isd_as: as_.into(),
-                ip: localhost(),
-                port: 0,
-            }),
-            routes,
-            tls,
-            ..Default::default()
-        },
-        scion: Some(ScionOpts {
-            daemon: Some(daemon),
-            topology: Some(topology),
-            ..Default::default()
-        }),
+    let mut o = scion_node(name, emu, dir, as_, 0, routes);
+    o.cluster.tls = tls;
+    o
+}
+
+fn tls(cert: &(PathBuf, PathBuf), ca: &Path) -> TlsOpts {
+    TlsOpts {
+        cert_file: Some(cert.0.clone()),
+        key_file: Some(cert.1.clone()),
+        ca_file: Some(ca.to_path_buf()),
         ..Default::default()
     }
 }

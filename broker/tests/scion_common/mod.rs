@@ -195,3 +195,39 @@ pub async fn wait_routes(h: &broker::server::ServerHandle, n: usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A broker in `as_` with a SCION cluster listener on `port` (0 = any in the dispatched
+/// range), the emulator's daemon and topology.json for that AS, the given routes, cluster
+/// name "c1", and a TCP client port on loopback.
+pub fn scion_node(
+    name: &str,
+    emu: &EmuHandle,
+    dir: &TempDir,
+    as_: &str,
+    port: u16,
+    routes: Vec<broker::options::RouteUrl>,
+) -> broker::options::Options {
+    use broker::options::{ClusterOpts, ListenAddr, Options, ScionOpts};
+    let (daemon, topology) = as_files(emu, dir, as_);
+    Options {
+        server_name: Some(name.into()),
+        host: "127.0.0.1".into(),
+        port: -1,
+        cluster: ClusterOpts {
+            name: Some("c1".into()),
+            listen: Some(ListenAddr::Scion {
+                isd_as: as_.into(),
+                ip: localhost(),
+                port,
+            }),
+            routes,
+            ..Default::default()
+        },
+        scion: Some(ScionOpts {
+            daemon: Some(daemon),
+            topology: Some(topology),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
