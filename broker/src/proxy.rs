@@ -374,6 +374,8 @@ pub enum LinkError {
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a link whose client stopped sending waits for the broker to finish its side.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One client link: the QUIC connection and the stream the broker opened.
@@ -513,6 +515,7 @@ pub async fn start_with_tls(cfg: ProxyConfig, tls: &ProxyTls) -> Result<Proxy, P
         server_name,
         learned: std::sync::Mutex::new(Vec::new()),
         primed: std::sync::Mutex::new(None),
+        failed: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
     let task = tokio::spawn(accept_loop(listener, ep.clone(), ups.clone()));
     Ok(Proxy {
@@ -548,9 +551,17 @@ pub(crate) struct Upstreams {
     learned: std::sync::Mutex<Vec<ScionAddr>>,
     /// A link opened by [`Proxy::prime`], for the next TCP client.
     primed: std::sync::Mutex<Option<(ScionAddr, Link)>>,
+    /// When each upstream last failed to link: tried last for [`FAILED_RECENTLY`], so that a
+    /// client reconnecting after its broker died reaches a live one within its own connect
+    /// timeout (nats.go's is 2 s, below one upstream's handshake bound).
+    failed: std::sync::Mutex<std::collections::HashMap<ScionAddr, std::time::Instant>>,
 }
 
+/// How long an upstream that failed to link is tried after the others.
+const FAILED_RECENTLY: Duration = Duration::from_secs(30);
+
 impl Upstreams {
+    /// The configured upstream, then the learned ones; those that failed recently last.
     fn candidates(&self) -> Vec<ScionAddr> {
         let mut v = vec![self.configured];
         for a in lock(&self.learned).iter() {
@@ -558,13 +569,29 @@ impl Upstreams {
                 v.push(*a);
             }
         }
+        let failed = lock(&self.failed);
+        let recent = |a: &ScionAddr| failed.get(a).is_some_and(|t| t.elapsed() < FAILED_RECENTLY);
+        // Stable: the order among the live ones, and among the failed ones, is kept.
+        v.sort_by_key(recent);
         v
     }
 
+    fn note_result(&self, up: ScionAddr, ok: bool) {
+        let mut failed = lock(&self.failed);
+        if ok {
+            failed.remove(&up);
+        } else {
+            failed.insert(up, std::time::Instant::now());
+        }
+    }
+
+    /// The cluster's SCION client listeners as the latest INFO lists them (it lists the whole
+    /// current set, so listeners of servers that left are forgotten).
     fn learn(&self, urls: &[ScionAddr]) {
         let mut g = lock(&self.learned);
-        for a in urls {
-            if !g.contains(a) && g.len() < 64 {
+        g.clear();
+        for a in urls.iter().take(64) {
+            if !g.contains(a) {
                 g.push(*a);
             }
         }
@@ -603,11 +630,13 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, ep: Arc<ScionEndpoint>, ups: Ar
         for up in ups.candidates() {
             match open_link(&ep, up, &ups.server_name).await {
                 Ok(x) => {
+                    ups.note_result(up, true);
                     linked = Some((up, x));
                     break;
                 }
                 Err(e) => {
                     warn!("proxy: {} -> {}: {}", peer, up, e);
+                    ups.note_result(up, false);
                     last_err = Some(e);
                 }
             }
@@ -627,9 +656,19 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, ep: Arc<ScionEndpoint>, ups: Ar
         r.map(|_| ())
     };
     let down_dir = relay_server_to_client(recv, tcp_wr, &ups);
+    tokio::pin!(up_dir, down_dir);
     let r = tokio::select! {
-        r = up_dir => r,
-        r = down_dir => r,
+        // The broker ended the stream: nothing more to carry either way (as when a NATS
+        // server closes a TCP connection).
+        r = &mut down_dir => r,
+        // The client is done sending. Its last bytes are in flight, and closing the QUIC
+        // connection now would let the broker drop them (quinn: close discards unsent and
+        // unacknowledged data), so keep relaying until the broker, having read our end of
+        // stream, closes its side (it answers a client's EOF by closing), or a bound passes.
+        r = &mut up_dir => match tokio::time::timeout(CLOSE_GRACE, &mut down_dir).await {
+            Ok(d) => r.and(d),
+            Err(_) => r,
+        },
     };
     debug!("proxy: {} closed: {:?}", peer, r);
     conn.close(0u32.into(), b"client closed");
@@ -1061,6 +1100,34 @@ mod tests {
         .to_string();
         assert!(e.contains("--cert/--key"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn failed_upstreams_are_tried_last_and_learning_replaces_the_set() {
+        let a = |port| ScionAddr {
+            ia: "1-ff00:0:111".parse().unwrap(),
+            ip: IpAddr::from([127, 0, 0, 1]),
+            port,
+        };
+        let ups = Upstreams {
+            configured: a(1),
+            server_name: SERVER_NAME.into(),
+            learned: std::sync::Mutex::new(Vec::new()),
+            primed: std::sync::Mutex::new(None),
+            failed: std::sync::Mutex::new(std::collections::HashMap::new()),
+        };
+        ups.learn(&[a(2), a(3), a(1)]);
+        assert_eq!(ups.candidates(), vec![a(1), a(2), a(3)]);
+        // The configured broker died: the next client goes to a live one first.
+        ups.note_result(a(1), false);
+        assert_eq!(ups.candidates(), vec![a(2), a(3), a(1)]);
+        ups.note_result(a(2), false);
+        assert_eq!(ups.candidates(), vec![a(3), a(1), a(2)]);
+        ups.note_result(a(1), true);
+        assert_eq!(ups.candidates(), vec![a(1), a(3), a(2)]);
+        // A later INFO lists the cluster as it is now: a(3) left.
+        ups.learn(&[a(2)]);
+        assert_eq!(ups.candidates(), vec![a(1), a(2)]);
     }
 
     #[test]

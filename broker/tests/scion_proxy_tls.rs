@@ -14,6 +14,7 @@ use std::process::Stdio;
 
 use broker::options::{ListenAddr, Options, ScionOpts, TlsOpts};
 use broker::proxy::{LinkError, ProxyConfig, ProxyTls};
+use futures::StreamExt;
 use scion_transport::address::ScionAddr;
 use scion_transport::emu::EmuHandle;
 use scion_transport::quic::{ScionEndpoint, TlsConfig, TransportConfig};
@@ -428,6 +429,99 @@ async fn no_advertise_hides_scion_connect_urls() {
         assert_eq!(info.contains("connect_urls"), !no_advertise, "{info}");
         srv.shutdown().await;
     }
+}
+
+/// A client that writes its last messages and closes at once (as nats.go's Close does, no
+/// PING) loses none of them through the proxy: the link is closed only once the broker has
+/// read them (quinn drops unacknowledged data on close).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_delivers_what_a_client_sent_just_before_closing() {
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-close");
+    let (srv, up) = broker_in_a(&emu, &dir).await;
+    let sub_client = timeout(WAIT, async_nats::connect(srv.client_addr.to_string()))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let mut sub = sub_client.subscribe("last.words").await.expect("subscribe");
+    sub_client.flush().await.expect("flush");
+    let proxy = proxy_to(&emu, &dir, up, ProxyTls::default()).await;
+    const N: usize = 2000;
+    for round in 0..3 {
+        let tcp = timeout(WAIT, TcpStream::connect(proxy.listen))
+            .await
+            .expect("in time")
+            .expect("connect");
+        // Read the INFO first, as NATS clients do: a socket closed with unread data sends a
+        // TCP reset, and the peer (proxy or nats-server alike) may lose what it had not read.
+        let mut tcp = BufReader::new(tcp);
+        let mut info = String::new();
+        timeout(WAIT, tcp.read_line(&mut info))
+            .await
+            .expect("in time")
+            .expect("INFO");
+        let mut tcp = tcp.into_inner();
+        let mut batch = b"CONNECT {\"verbose\":false}\r\n".to_vec();
+        for i in 0..N {
+            let body = format!("{round}:{i:0>96}");
+            batch.extend_from_slice(
+                format!("PUB last.words {}\r\n{body}\r\n", body.len()).as_bytes(),
+            );
+        }
+        tcp.write_all(&batch).await.expect("write");
+        drop(tcp);
+        for i in 0..N {
+            let m = timeout(WAIT, sub.next())
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: got {i} of {N}"))
+                .expect("message");
+            assert_eq!(
+                std::str::from_utf8(&m.payload).expect("utf8"),
+                format!("{round}:{i:0>96}")
+            );
+        }
+    }
+    drop(proxy);
+    srv.shutdown().await;
+}
+
+/// A broker's last words reach the client too: `-ERR 'Authorization Violation'` before the
+/// link closes, as over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_delivers_the_brokers_last_error() {
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-lasterr");
+    let (srv, up) = broker_in_a_tweaked(&emu, &dir, None, |o| {
+        o.authorization.user = Some("u".into());
+        o.authorization.password = Some("p".into());
+    })
+    .await;
+    let proxy = proxy_to(&emu, &dir, up, ProxyTls::default()).await;
+    for _ in 0..3 {
+        let tcp = timeout(WAIT, TcpStream::connect(proxy.listen))
+            .await
+            .expect("in time")
+            .expect("connect");
+        let mut r = BufReader::new(tcp);
+        let mut info = String::new();
+        timeout(WAIT, r.read_line(&mut info))
+            .await
+            .expect("in time")
+            .expect("INFO");
+        assert!(info.starts_with("INFO "), "{info}");
+        r.get_mut()
+            .write_all(b"CONNECT {\"user\":\"u\",\"pass\":\"wrong\"}\r\nPING\r\n")
+            .await
+            .expect("write");
+        let mut rest = String::new();
+        timeout(WAIT, r.read_to_string(&mut rest))
+            .await
+            .expect("closed in time")
+            .expect("read");
+        assert_eq!(rest, "-ERR 'Authorization Violation'\r\n");
+    }
+    drop(proxy);
+    srv.shutdown().await;
 }
 
 /// Runs `broker proxy ARGS`; returns the child and its listen address, read

@@ -639,12 +639,27 @@ async fn accept_clients(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
                 return;
             };
             let io = tokio::io::join(recv, send);
-            super::client::run_labeled(srv, io, host_sockaddr(&remote), Some(remote.to_string()))
-                .await;
+            super::client::run_labeled(
+                srv.clone(),
+                io,
+                host_sockaddr(&remote),
+                Some(remote.to_string()),
+            )
+            .await;
+            // Our end of the stream is finished, but its last bytes (a final -ERR, the
+            // replies to the client's last requests) may not be acknowledged yet, and quinn
+            // drops them on close: let the client close first once it has read them, as a
+            // TCP client reads to EOF (bounded; not when shutting down).
+            if !srv.shutting_down.load(Ordering::Acquire) {
+                let _ = tokio::time::timeout(CLIENT_CLOSE_GRACE, conn.closed()).await;
+            }
             conn.close(0u32.into(), b"closed");
         });
     }
 }
+
+/// How long a finished SCION client link waits for the client to close it.
+const CLIENT_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Shared slot in the server state.
 pub type ScionSlot = Mutex<ScionLinks>;
