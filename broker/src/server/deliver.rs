@@ -479,14 +479,35 @@ fn route_hint(msg: &Msg<'_>, queues: &[u8], tag: Option<&str>) -> usize {
 pub const PATH_HEADER: &str = "Nats-Scion-Path";
 
 /// Encodes one routed message as HMSG with the `Nats-Scion-Path` header
-/// added (headers are created when the message had none).
+/// added (headers are created when the message had none). The tag is the path of this hop
+/// only: a `Nats-Scion-Path` the message already carries (from a publisher, or an earlier
+/// hop) is replaced, so readers that take the first value see ours. A header block we cannot
+/// parse (not ending in an empty line) is forwarded untouched and untagged rather than
+/// rewritten, so none of its fields are lost.
 pub fn encode_route_msg_tagged(b: &mut Vec<u8>, msg: &Msg<'_>, queues: &[u8], tag: &str) {
     let hdr_len = msg.hdr_len.min(msg.payload.len());
     let old_hdr = &msg.payload[..hdr_len];
     let body = &msg.payload[hdr_len..];
+    if hdr_len > 0 && (hdr_len < 4 || !old_hdr.ends_with(b"\r\n\r\n")) {
+        encode_route_msg(b, msg, queues, true);
+        return;
+    }
     let mut hdr: Vec<u8> = Vec::with_capacity(hdr_len + tag.len() + 40);
-    if hdr_len >= 4 && old_hdr.ends_with(b"\r\n\r\n") {
-        hdr.extend_from_slice(&old_hdr[..hdr_len - 2]);
+    if hdr_len > 0 {
+        // Keep every line but an earlier path tag; the block's final empty line is
+        // written after ours.
+        let lines = &old_hdr[..hdr_len - 2];
+        for line in lines.split_inclusive(|&c| c == b'\n') {
+            let name = line.split(|&c| c == b':').next().unwrap_or(&[]);
+            if line.contains(&b':')
+                && name
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(PATH_HEADER.as_bytes())
+            {
+                continue;
+            }
+            hdr.extend_from_slice(line);
+        }
     } else {
         hdr.extend_from_slice(b"NATS/1.0\r\n");
     }
@@ -607,6 +628,19 @@ mod tests {
             b,
             b"HMSG $G foo | q 41 43\r\nNATS/1.0\r\nA: 1\r\nNats-Scion-Path: ab12\r\n\r\nhi\r\n"
         );
+        // An earlier tag (any case) is replaced by this hop's; other fields stay.
+        b.clear();
+        let p = b"NATS/1.0\r\nnats-scion-path: forged\r\nA: 1\r\n\r\nhi";
+        encode_route_msg_tagged(&mut b, &m(None, p, 43, b"43", b"45"), b"", "ab12");
+        assert_eq!(
+            b,
+            b"HMSG $G foo 41 43\r\nNATS/1.0\r\nA: 1\r\nNats-Scion-Path: ab12\r\n\r\nhi\r\n"
+        );
+        // A header block without its closing empty line goes out as it came, untagged.
+        b.clear();
+        let p = b"NATS/1.0\r\nA: 1\r\nhi";
+        encode_route_msg_tagged(&mut b, &m(None, p, 16, b"16", b"18"), b"", "ab12");
+        assert_eq!(b, b"HMSG $G foo 16 18\r\nNATS/1.0\r\nA: 1\r\nhi\r\n");
     }
 
     #[test]
