@@ -100,6 +100,13 @@ fn run_server(opts: Options, warnings: Vec<String>, flags: Vec<String>) -> ExitC
     let ports_for_run = ports_file.clone();
     let code = rt.block_on(async move {
         let sigs = Signals::install();
+        // Written before "Server is ready", as nats-server's Start does (server.go logPid),
+        // so that whoever waits for that line finds the pid file.
+        if let Some(p) = &pid_for_run {
+            if let Err(e) = std::fs::write(p, std::process::id().to_string()) {
+                error!("Could not write pidfile: {}", e);
+            }
+        }
         let handle = match server::start(opts).await {
             Ok(h) => h,
             Err(e) => {
@@ -108,11 +115,6 @@ fn run_server(opts: Options, warnings: Vec<String>, flags: Vec<String>) -> ExitC
                 return ExitCode::FAILURE;
             }
         };
-        if let Some(p) = &pid_for_run {
-            if let Err(e) = std::fs::write(p, std::process::id().to_string()) {
-                error!("Could not write pidfile: {}", e);
-            }
-        }
         if let Some(p) = &ports_for_run {
             write_ports_file(&handle, p);
         }

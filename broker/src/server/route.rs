@@ -362,17 +362,7 @@ pub async fn run_route_labeled<S: SplitIo>(
             srv.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
         }
     });
-    if let Some(p) = &scion {
-        if opts.scion.as_ref().is_some_and(|s| s.path_header) {
-            let active = p
-                .endpoint
-                .path_stats(p.remote)
-                .into_iter()
-                .find(|c| c.active)
-                .map(|c| Arc::<str>::from(c.info.fingerprint.short().to_string()));
-            *lock(&shared.path_tag) = active;
-        }
-    }
+    refresh_path_tag(&srv, &shared, scion.as_ref());
     let handle = Arc::new(RouteHandle {
         shared: shared.clone(),
         meta: Mutex::new(RouteMeta {
@@ -480,6 +470,29 @@ pub async fn run_route_labeled<S: SplitIo>(
         }
     }
     remote_id
+}
+
+/// Sets a SCION route's `Nats-Scion-Path` tag to the path in use now (with
+/// `scion.path_header`). Path events keep it current once the route is registered; this
+/// covers its start and the time before registration, when events pass it by.
+pub(crate) fn refresh_path_tag(
+    srv: &ServerState,
+    shared: &ClientShared,
+    scion: Option<&super::scion::ScionPeer>,
+) {
+    let Some(p) = scion else { return };
+    if !srv.opts().scion.as_ref().is_some_and(|s| s.path_header) {
+        return;
+    }
+    let active = p
+        .endpoint
+        .path_stats(p.remote)
+        .into_iter()
+        .find(|c| c.active)
+        .map(|c| Arc::<str>::from(c.info.fingerprint.short().to_string()));
+    if active.is_some() {
+        *lock(&shared.path_tag) = active;
+    }
 }
 
 /// Whether a dialled route that closed should be dialled again, by nats-server's

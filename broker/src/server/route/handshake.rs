@@ -156,6 +156,10 @@ impl RouteConn {
             return Err(Close(ClosedState::DuplicateRoute));
         }
         self.registered = true;
+        // A path switch between the route's start and now updated no tag (events follow
+        // registered routes only).
+        let peer = lock(&self.handle.meta).scion.clone();
+        super::refresh_path_tag(&srv, &self.shared, peer.as_ref());
         // A reload that removed this route's URL while it was connecting found nothing
         // registered to close (route::apply_route_changes): close it now that it is.
         if let Some(s) = self.solicit.as_ref().filter(|s| s.configured) {
