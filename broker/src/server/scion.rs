@@ -344,7 +344,10 @@ async fn follow_path_events(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, what:
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 // Missed switches: read every route's active path instead.
-                debug!("SCION {} path events: {} missed; re-reading path tags", what, n);
+                debug!(
+                    "SCION {} path events: {} missed; re-reading path tags",
+                    what, n
+                );
                 for r in srv.cluster.routes() {
                     let peer = lock(&r.meta).scion.clone();
                     super::route::refresh_path_tag(&srv, &r.shared, peer.as_ref());
