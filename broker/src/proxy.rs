@@ -418,7 +418,7 @@ pub(crate) async fn open_link(
             // its refusal arrives as a crypto close instead of the stream.
             if scion_transport::quic::is_tls_failure(&source) {
                 let reason = source.to_string();
-                if tls_alert(&source) == Some(CERTIFICATE_REQUIRED) {
+                if scion_transport::quic::tls_alert(&source) == Some(CERTIFICATE_REQUIRED) {
                     LinkError::ClientCertRequired { remote, reason }
                 } else {
                     LinkError::ClientRefused { remote, reason }
@@ -433,16 +433,6 @@ pub(crate) async fn open_link(
 /// TLS 1.3 `certificate_required` alert (RFC 8446 §6.2): the peer wanted a client certificate
 /// and got none.
 const CERTIFICATE_REQUIRED: u8 = 116;
-
-/// The TLS alert a QUIC connection was closed with (RFC 9001 §4.8: error code 0x100 + alert).
-fn tls_alert(e: &quinn::ConnectionError) -> Option<u8> {
-    let code = match e {
-        quinn::ConnectionError::TransportError(t) => u64::from(t.code),
-        quinn::ConnectionError::ConnectionClosed(c) => u64::from(c.error_code),
-        _ => return None,
-    };
-    code.checked_sub(0x100).and_then(|a| u8::try_from(a).ok())
-}
 
 /// A running proxy; dropping it stops accepting (links already carried run
 /// until either side closes).

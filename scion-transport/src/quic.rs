@@ -228,12 +228,20 @@ impl TlsConfig {
 /// cipher suite, …): QUIC carries TLS alerts as transport error codes 0x100–0x1ff
 /// (RFC 9001 §4.8), raised locally or received in the peer's CONNECTION_CLOSE.
 pub fn is_tls_failure(e: &quinn::ConnectionError) -> bool {
+    tls_alert(e).is_some()
+}
+
+/// The TLS alert a QUIC handshake or connection failed with (error code 0x100 + alert,
+/// RFC 9001 §4.8), raised locally or received from the peer.
+pub fn tls_alert(e: &quinn::ConnectionError) -> Option<u8> {
     let code = match e {
         quinn::ConnectionError::TransportError(t) => t.code,
         quinn::ConnectionError::ConnectionClosed(c) => c.error_code,
-        _ => return false,
+        _ => return None,
     };
-    (0x100..0x200).contains(&u64::from(code))
+    u64::from(code)
+        .checked_sub(0x100)
+        .and_then(|a| u8::try_from(a).ok())
 }
 
 /// Encrypts without authenticating the server (signatures are still checked, so the key

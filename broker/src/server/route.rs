@@ -451,7 +451,7 @@ pub async fn run_route_labeled<S: SplitIo>(
     // Reconnect a dialled TCP route unless we are connected to that server
     // through another connection (nats-server closeConnection). SCION
     // routes are re-dialled by their owner in `server::scion`, which makes
-    // the same checks with the returned ID (`redial_wanted`).
+    // the same checks with the returned ID (`after_close`).
     let (remote_id, retry) = {
         let mut m = lock(&handle.meta);
         (m.remote_id.clone(), m.retry.take())
@@ -462,7 +462,8 @@ pub async fn run_route_labeled<S: SplitIo>(
     if let Some(s) = solicit.or(retry) {
         // An implicit (gossiped) route is retried too, with its bounded attempts
         // (client.go closeConnection `retryImplicit`, route.go reConnectToRoute).
-        if redial_wanted(&srv, &remote_id, &s.url) && (!s.configured || route_still_valid(&srv, &s))
+        if after_close(&srv, &remote_id, &s.url) == AfterClose::Redial
+            && (!s.configured || route_still_valid(&srv, &s))
         {
             debug!("Attempting reconnect for solicited route \"{}\"", s.url);
             let srv2 = srv.clone();
@@ -495,25 +496,35 @@ pub(crate) fn refresh_path_tag(
     }
 }
 
-/// Whether a dialled route that closed should be dialled again, by nats-server's
-/// closeConnection rules: not while shutting down, not while the same server is still
-/// connected through another route (a duplicate), and never a route to ourselves.
-pub(crate) fn redial_wanted(srv: &ServerState, remote_id: &str, url: &str) -> bool {
+/// What to do about a dialled route that closed (nats-server closeConnection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterClose {
+    /// Shutting down, or it was a route to ourselves: never again.
+    Stop,
+    /// The same server is still routed through another connection: TCP leaves the re-dial
+    /// to that route (`RouteMeta::retry`), SCION waits for it to close.
+    Duplicate,
+    Redial,
+}
+
+/// Decides [`AfterClose`] for a dialled route to server `remote_id` (empty if its INFO never
+/// came), logging as nats-server does.
+pub(crate) fn after_close(srv: &ServerState, remote_id: &str, url: &str) -> AfterClose {
     if srv.shutting_down.load(Ordering::Acquire) {
-        return false;
+        return AfterClose::Stop;
     }
     if !remote_id.is_empty() && srv.cluster.has_remote(remote_id) {
         debug!(
             "Not attempting reconnect for solicited route, already connected to \"{}\"",
             remote_id
         );
-        return false;
+        return AfterClose::Duplicate;
     }
     if remote_id == srv.id {
         debug!("Detected route to self, ignoring {:?}", url);
-        return false;
+        return AfterClose::Stop;
     }
-    true
+    AfterClose::Redial
 }
 
 /// Re-dials a route after a short random delay: a configured one until it connects, an

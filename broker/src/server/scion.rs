@@ -20,7 +20,7 @@ use scion_transport::path::{Acl, PathPolicy, PathPreference, SelectorConfig, Seq
 use scion_transport::quic::{ConnectError, ScionEndpoint, TlsConfig, TransportConfig};
 use tracing::{debug, error, info, warn};
 
-use super::route::{run_route_labeled, solicit_from_url, Solicit};
+use super::route::{run_route_labeled, solicit_from_url, AfterClose, Solicit};
 use super::{lock, ServerState, StartError};
 use crate::options::{ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
 
@@ -533,28 +533,22 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                         attempts,
                         format_args!("{} - TLS route handshake error: {}", remote, e),
                     );
-                } else if srv.shutting_down.load(Ordering::Acquire) {
-                    return;
-                } else if remote_id == srv.id {
-                    debug!("Detected route to self, ignoring {:?}", s.url);
-                    return;
-                } else if !remote_id.is_empty() && srv.cluster.has_remote(&remote_id) {
-                    // A duplicate of a route we have (nats-server closeConnection). That
-                    // route may be the one the peer closes as *its* duplicate, so this URL
-                    // is dialled again once the server is no longer routed (route.go
-                    // addRoute marks the kept route `retry` for the same reason).
-                    debug!(
-                        "Not attempting reconnect for solicited route, already connected to \"{}\"; dialling {} again when that route closes",
-                        remote_id, s.url
-                    );
-                    if !wait_while_routed(&srv, &remote_id).await {
-                        return;
-                    }
-                    attempts = 0;
-                    delay = Duration::from_millis(250);
                 } else {
-                    // Re-dialled: a configured route until it connects, an implicit one
-                    // with bounded attempts (client.go closeConnection `retryImplicit`).
+                    match super::route::after_close(&srv, &remote_id, &s.url) {
+                        AfterClose::Stop => return,
+                        // The route we still have may be the one the peer closes as *its*
+                        // duplicate, so this URL is dialled again once the server is no
+                        // longer routed (route.go addRoute marks the kept route `retry` for
+                        // the same reason).
+                        AfterClose::Duplicate => {
+                            if !wait_while_routed(&srv, &remote_id).await {
+                                return;
+                            }
+                        }
+                        // A configured route until it connects, an implicit one with
+                        // bounded attempts (client.go closeConnection `retryImplicit`).
+                        AfterClose::Redial => {}
+                    }
                     attempts = 0;
                     delay = Duration::from_millis(250);
                 }
