@@ -507,7 +507,7 @@ async fn followers(servers: &[String], a: FollowersArgs) -> Result<()> {
         if a.verbose {
             for src in &t.sources {
                 println!(
-                    "    {} {:<16} reach={} offset={} delay={} jitter={} path={} samples={} rejected={} failures={} host_offset={}{}",
+                    "    {} {:<16} reach={} offset={} delay={} jitter={} path={} request_path={} samples={} rejected={} failures={} host_offset={}{}",
                     if src.selected { '*' } else if src.falseticker { 'x' } else { ' ' },
                     src.id,
                     u8::from(src.reachable),
@@ -515,6 +515,7 @@ async fn followers(servers: &[String], a: FollowersArgs) -> Result<()> {
                     src.delay_ns.map_or("-".into(), fmt_ns),
                     fmt_ns(src.jitter_ns),
                     src.path.as_deref().unwrap_or("-"),
+                    src.request_path.as_deref().unwrap_or("-"),
                     src.samples,
                     src.rejected,
                     src.failures,

@@ -7,7 +7,9 @@
 use crate::clock::{mono_raw_ns, realtime_ns, ClockError, DisciplinedClock};
 use crate::core::engine::{Reply, RequestFailure};
 use crate::core::sample::ReplyTimes;
-use crate::core::wire::{self, FollowerStatus, SyncReply, SyncRequest, HDR_SCION_PATH, VERSION};
+use crate::core::wire::{
+    self, FollowerStatus, SyncReply, SyncRequest, HDR_REQUEST_PATH, HDR_SCION_PATH, VERSION,
+};
 use crate::core::{Action, ClockAction, Engine, EngineConfig, SourceConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,11 +93,13 @@ fn spawn_request(
         let ev = match res {
             Ok(msg) => match SyncReply::decode(&msg.payload) {
                 Ok(r) if r.source == source => {
-                    let path = msg
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(HDR_SCION_PATH))
-                        .map(|v| v.as_str().to_string());
+                    let header = |name: &str| {
+                        msg.headers
+                            .as_ref()
+                            .and_then(|h| h.get(name))
+                            .map(|v| v.as_str().to_string())
+                    };
+                    let (path, request_path) = (header(HDR_SCION_PATH), header(HDR_REQUEST_PATH));
                     Event::Reply {
                         source,
                         nonce,
@@ -112,6 +116,7 @@ fn spawn_request(
                             root_delay_ns: r.root_delay_ns,
                             root_dispersion_ns: r.root_dispersion_ns,
                             path,
+                            request_path,
                         },
                         t4,
                         mono,

@@ -3,8 +3,8 @@
 
 use crate::clock::{realtime_ns, FakeSkew, ReferenceClock};
 use crate::core::wire::{
-    self, Announce, SyncReply, SyncRequest, BEACON_SUBJECT, HDR_EPOCH, HDR_LEAP, HDR_SEQ,
-    HDR_SOURCE, HDR_STRATUM, HDR_TX_NS, VERSION,
+    self, Announce, SyncReply, SyncRequest, BEACON_SUBJECT, HDR_EPOCH, HDR_LEAP, HDR_REQUEST_PATH,
+    HDR_SCION_PATH, HDR_SEQ, HDR_SOURCE, HDR_STRATUM, HDR_TX_NS, VERSION,
 };
 use futures::StreamExt;
 use std::time::Duration;
@@ -101,9 +101,21 @@ pub async fn run_source(
                     root_dispersion_ns: opts.root_dispersion_ns,
                     epoch,
                 };
+                // Echo the path the request came over (set by the last SCION hop) so the
+                // follower sees a change of either leg, not only of the reply's. Built
+                // before t3 so the work counts on neither leg.
+                let echo = msg.headers.as_ref().and_then(|h| h.get(HDR_SCION_PATH)).map(|v| {
+                    let mut h = async_nats::HeaderMap::new();
+                    h.insert(HDR_REQUEST_PATH, v.as_str());
+                    h
+                });
                 rep.t3 = clock.now();
                 served += 1;
-                if let Err(err) = client.publish(reply_to, rep.encode().into()).await {
+                let sent = match echo {
+                    Some(h) => client.publish_with_headers(reply_to, h, rep.encode().into()).await,
+                    None => client.publish(reply_to, rep.encode().into()).await,
+                };
+                if let Err(err) = sent {
                     debug!(%err, "reply publish failed");
                 }
             }

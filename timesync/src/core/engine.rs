@@ -77,6 +77,9 @@ pub struct Reply {
     pub root_dispersion_ns: i64,
     /// SCION path fingerprint of the reply (header `Nats-Scion-Path`), if any.
     pub path: Option<String>,
+    /// SCION path fingerprint the request travelled, as the source echoed it (header
+    /// `Timesync-Request-Path`), if any.
+    pub request_path: Option<String>,
 }
 
 /// Why a request produced no reply.
@@ -101,6 +104,9 @@ pub struct SourceReport {
     pub delay_ns: Option<i64>,
     pub jitter_ns: i64,
     pub path: Option<String>,
+    /// Path of the request leg, when the source echoes it (see [`Reply::request_path`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_path: Option<String>,
     pub path_switches: u64,
     pub delay_shifts: u64,
     pub samples: u64,
@@ -138,6 +144,7 @@ pub struct Tracking {
 struct Source {
     cfg: SourceConfig,
     path: Option<String>,
+    request_path: Option<String>,
     filter: PathFilter,
     next_poll: MonoNs,
     burst_left: u32,
@@ -213,6 +220,7 @@ impl Engine {
             .map(|cfg| Source {
                 cfg,
                 path: None,
+                request_path: None,
                 filter: PathFilter::new(),
                 next_poll: now,
                 burst_left: 0,
@@ -427,13 +435,16 @@ impl Engine {
         src.stratum = reply.stratum;
         src.root_delay = reply.root_delay_ns.max(0) as f64 / 1e9;
         src.root_dispersion = reply.root_dispersion_ns.max(0) as f64 / 1e9;
-        if src.path != reply.path {
-            // A different path has a different delay and asymmetry: restart its filter.
-            if src.path.is_some() || !src.filter.is_empty() {
+        if src.path != reply.path || src.request_path != reply.request_path {
+            // A different path (either leg) has a different delay and asymmetry: restart
+            // its filter.
+            let known = src.path.is_some() || src.request_path.is_some();
+            if known || !src.filter.is_empty() {
                 src.path_switches += 1;
             }
-            let first = src.path.is_none() && src.filter.is_empty();
+            let first = !known && src.filter.is_empty();
             src.path = reply.path.clone();
+            src.request_path = reply.request_path.clone();
             src.filter = if first {
                 PathFilter::new()
             } else {
@@ -643,6 +654,7 @@ impl Engine {
                         delay_ns: best.map(|b| ns(b.delay)),
                         jitter_ns: ns(s.filter.jitter(d.estimated_frequency())),
                         path: s.path.clone(),
+                        request_path: s.request_path.clone(),
                         path_switches: s.path_switches,
                         delay_shifts: s.delay_shifts,
                         samples: s.samples,

@@ -26,6 +26,8 @@ pub struct SimSource {
     pub link: Box<dyn Fn(f64) -> LinkState>,
     /// Reply path fingerprint as a function of true time.
     pub path: Box<dyn Fn(f64) -> Option<String>>,
+    /// Request path fingerprint (as the source echoes it) as a function of true time.
+    pub request_path: Box<dyn Fn(f64) -> Option<String>>,
     /// Wake-up latency of an idle source: a request arriving more than `.0` seconds after
     /// the source last served one waits `.1` seconds before it is stamped (t2), i.e. the
     /// delay lands on the outbound leg only. Models a process that sleeps between polls.
@@ -255,6 +257,7 @@ impl Sim {
                     let t3 = t2 + 30_000;
                     let link = (s.link)(t);
                     let path = (s.path)(t);
+                    let request_path = (s.request_path)(t);
                     if link.up {
                         let d = 30e-6 + link.back + self.exp(link.jitter);
                         let reply = Reply {
@@ -269,6 +272,7 @@ impl Sim {
                             root_delay_ns: 0,
                             root_dispersion_ns: 1_000,
                             path,
+                            request_path,
                         };
                         self.push(t + d, Ev::Reply { src, reply });
                     }
@@ -320,6 +324,7 @@ pub fn source(id: &str, priority: u8, link: Box<dyn Fn(f64) -> LinkState>) -> Si
         clock_offset: 0.0,
         link,
         path: Box::new(|_| None),
+        request_path: Box::new(|_| None),
         cold: None,
         last_served: f64::NEG_INFINITY,
     }
@@ -614,5 +619,31 @@ mod tests {
         assert_eq!(tr.sources[0].delay_shifts, 0);
         assert_eq!(tr.sources[0].path.as_deref(), Some("p2"));
         assert!(abs_quantile(&sim.obs, 50.0, 100.0, 1.0) < 1e-3);
+    }
+
+    /// Only the request leg moves (each end of a SCION route picks its own path): the
+    /// outbound delay changes while the reply path stays, which shifts the offset by half
+    /// the change unless the filter restarts on the echoed request path.
+    #[test]
+    fn request_path_change_alone_resets_filter_state() {
+        let mut s = source(
+            "a",
+            0,
+            Box::new(|t| LinkState {
+                fwd: if t < 50.0 { 0.010 } else { 0.030 },
+                back: 0.010,
+                jitter: 0.0001,
+                up: true,
+            }),
+        );
+        s.path = Box::new(|_| Some("back".into()));
+        s.request_path = Box::new(|t| Some(if t < 50.0 { "q1".into() } else { "q2".into() }));
+        let mut sim = Sim::new(0.0, 0.0, vec![s], EngineConfig::default());
+        sim.run_until(100.0);
+        let tr = sim.engine.tracking(0);
+        assert_eq!(tr.path_switches, 1);
+        assert_eq!(tr.sources[0].delay_shifts, 0);
+        assert_eq!(tr.sources[0].request_path.as_deref(), Some("q2"));
+        assert_eq!(tr.sources[0].path.as_deref(), Some("back"));
     }
 }

@@ -34,6 +34,11 @@ pub const HDR_EPOCH: &str = "Timesync-Epoch";
 /// Header the broker adds to messages forwarded over a SCION route: the path fingerprint.
 /// Followers key their filter state by (source, this value).
 pub const HDR_SCION_PATH: &str = "Nats-Scion-Path";
+/// Reply header set by our sources: the `Nats-Scion-Path` the request arrived with. Each end
+/// of a SCION route picks its own path, so the request may travel a path the reply does not;
+/// a follower keys its filter by both legs (the broker replaces `Nats-Scion-Path` on every
+/// SCION hop, so the request's value has to travel under another name).
+pub const HDR_REQUEST_PATH: &str = "Timesync-Request-Path";
 
 /// Wire format version carried in requests and replies.
 pub const VERSION: u8 = 1;
