@@ -45,13 +45,16 @@ pub fn run_main(args: Vec<String>) -> ExitCode {
         Command::CheckConfig(path) => match config::check_config(&path) {
             // nats-server 2.9.10's -t fails on warnings too (it checks in
             // pedantic mode).
-            Ok(warnings) if !warnings.is_empty() => {
-                for w in warnings {
+            Ok(c) if !c.warnings.is_empty() => {
+                for w in c.warnings.iter().chain(&c.notices) {
                     eprintln!("{EXE}: {w}");
                 }
                 ExitCode::FAILURE
             }
-            Ok(_) => {
+            Ok(c) => {
+                for n in &c.notices {
+                    eprintln!("{EXE}: {n}");
+                }
                 eprintln!("{EXE}: configuration file {} is valid", path.display());
                 ExitCode::SUCCESS
             }

@@ -13,8 +13,11 @@
 //!   `leafnodes`, `gateway`, `mappings`, `operator`, `resolver*`, `trusted`,
 //!   `tls` (client TLS), `https`, `ocsp`, `websocket`, `mqtt`,
 //!   `no_header_support`, `http_base_path`, `default_js_domain`, user `nkey`
-//!   and `allowed_connection_types`, `cluster.permissions`;
-//! - warnings and ignored, because they only tune logging or profiling:
+//!   and `allowed_connection_types`, `cluster.permissions` (but JetStream
+//!   switched off, `accounts {}`, `no_header_support: false` and
+//!   `http_base_path: "/"` are taken: they ask for what this broker does);
+//! - notices (printed like warnings, but `-t` passes as with nats-server) and
+//!   ignored, because they only tune logging or profiling:
 //!   `disable_sublist_cache`, `log_size_limit`,
 //!   `prof_port`, `connect_error_reports`,
 //!   `reconnect_error_reports`, `server_tags`, `allow_non_tls`,
@@ -24,8 +27,8 @@ mod addr;
 mod blocks;
 
 pub use addr::{
-    check_port, parse_go_duration, parse_listen_str, parse_route_url, parse_scion_socket, IsdAs,
-    ScionSocket,
+    check_port, parse_go_duration, parse_host_port, parse_listen_str, parse_route_url,
+    parse_scion_socket, IsdAs, ScionSocket,
 };
 
 use std::io;
@@ -111,13 +114,33 @@ pub fn apply_file(opts: &mut Options, path: &Path) -> Result<Vec<String>, Config
     apply_map(opts, &map)
 }
 
-/// `broker -t -c file`: load and validate, returning the warnings.
-///
-/// Note: nats-server 2.9.10's `-t` also fails when a file has only warnings
-/// (e.g. `ping_interval: 5`), because `ProcessConfigFile` returns them as an
-/// error; a caller that wants that strictness treats a non-empty list as failure.
-pub fn check_config(path: &Path) -> Result<Vec<String>, ConfigError> {
-    load_file(path).map(|l| l.warnings)
+/// What `broker -t -c file` found in a file that has no errors.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Checked {
+    /// nats-server's own warnings (e.g. `ping_interval: 5`): nats-server 2.9.10's `-t`
+    /// fails on them, because `ProcessConfigFile` returns them as an error.
+    pub warnings: Vec<String>,
+    /// Our notes about keys nats-server takes that this broker ignores (`server_tags`,
+    /// `prof_port`, …): nats-server's `-t` accepts those files, so they do not fail it.
+    pub notices: Vec<String>,
+}
+
+/// `broker -t -c file`: load and validate.
+pub fn check_config(path: &Path) -> Result<Checked, ConfigError> {
+    let data = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let map = conf::parse(&data, Some(path), &OsSource)?;
+    let mut opts = Options {
+        config_file: Some(path.to_path_buf()),
+        ..Options::default()
+    };
+    let m = map_all(&mut opts, &map)?;
+    Ok(Checked {
+        warnings: m.warnings,
+        notices: m.notices,
+    })
 }
 
 /// Load a configuration held in memory (no includes, no environment).
@@ -130,17 +153,26 @@ pub fn load_str(src: &str) -> Result<Loaded, ConfigError> {
 
 /// Apply a parsed configuration to `opts`.
 pub fn apply_map(opts: &mut Options, map: &Map) -> Result<Vec<String>, ConfigError> {
+    let m = map_all(opts, map)?;
+    let mut all = m.warnings;
+    all.extend(m.notices);
+    Ok(all)
+}
+
+fn map_all(opts: &mut Options, map: &Map) -> Result<Mapper, ConfigError> {
     let mut m = Mapper::default();
     for e in map {
         m.top_level(opts, e);
     }
     m.validate(opts);
     if m.errors.is_empty() {
-        Ok(m.warnings)
+        Ok(m)
     } else {
+        let mut warnings = std::mem::take(&mut m.warnings);
+        warnings.append(&mut m.notices);
         Err(ConfigError::Invalid {
             errors: m.errors,
-            warnings: m.warnings,
+            warnings,
         })
     }
 }
@@ -150,6 +182,8 @@ pub fn apply_map(opts: &mut Options, map: &Map) -> Result<Vec<String>, ConfigErr
 pub(crate) struct Mapper {
     pub(crate) errors: Vec<FieldError>,
     pub(crate) warnings: Vec<String>,
+    /// Our own notes (keys this broker ignores); shown like warnings, but `-t` passes.
+    pub(crate) notices: Vec<String>,
     /// Where whole-file checks should point: key name -> position.
     pub(crate) seen: Vec<(&'static str, Pos)>,
 }
@@ -158,6 +192,21 @@ pub(crate) struct Mapper {
 enum Unsupported {
     Error,
     Ignore,
+}
+
+/// `jetstream: false`, `"disabled"`/`"disable"` (any case) or a block with `enabled:
+/// false` (opts.go parseJetStream; the block's other keys then configure nothing):
+/// JetStream off, which is what this broker runs.
+fn jetstream_off(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => !b,
+        Value::String(s) => s.eq_ignore_ascii_case("disabled") || s.eq_ignore_ascii_case("disable"),
+        Value::Map(m) => m.iter().any(|f| {
+            let k = f.key.to_ascii_lowercase();
+            (k == "enabled" || k == "enable") && matches!(f.value.value, Value::Bool(false))
+        }),
+        _ => false,
+    }
 }
 
 impl Mapper {
@@ -183,6 +232,16 @@ impl Mapper {
         ));
     }
 
+    /// A note in the shape of a warning about a key nats-server takes and we ignore.
+    pub(crate) fn notice(&mut self, e: &Entry, reason: impl AsRef<str>) {
+        self.notices.push(format!(
+            "{}: invalid use of field {:?}: {}",
+            e.key_pos,
+            e.key,
+            reason.as_ref()
+        ));
+    }
+
     /// Unknown key; like nats-server, keys used as `$variables` are exempt.
     pub(crate) fn unknown(&mut self, e: &Entry) {
         if !e.used_as_variable {
@@ -196,7 +255,7 @@ impl Mapper {
                 e,
                 format!("field {:?} is not supported by this broker", e.key),
             ),
-            Unsupported::Ignore => self.warn(e, "not supported by this broker, ignored"),
+            Unsupported::Ignore => self.notice(e, "not supported by this broker, ignored"),
         }
     }
 
@@ -360,7 +419,21 @@ impl Mapper {
                     o.host = h;
                 }
             }
-            "client_advertise" => o.client_advertise = self.string(e),
+            "client_advertise" => {
+                o.client_advertise = self.string(e);
+                // nats-server refuses a bad value at start (server.go setInfoHostPort).
+                if let Some(Err(err)) = o
+                    .client_advertise
+                    .as_deref()
+                    .map(|a| parse_host_port(a, 4222))
+                {
+                    let a = o.client_advertise.take().unwrap_or_default();
+                    self.error(
+                        e,
+                        format!("Error setting server INFO with ClientAdvertise value of {a}, err={err}"),
+                    );
+                }
+            }
             "server_name" => {
                 self.seen.push(("server_name", e.key_pos.clone()));
                 o.server_name = self.string(e);
@@ -375,7 +448,7 @@ impl Mapper {
             "trace" => o.trace = self.boolean(e).unwrap_or(o.trace),
             "trace_verbose" => {
                 o.trace = self.boolean(e).unwrap_or(o.trace);
-                self.warn(e, "verbose tracing is not supported, using trace");
+                self.notice(e, "verbose tracing is not supported, using trace");
             }
             "logtime" => o.logtime = self.boolean(e).unwrap_or(o.logtime),
             "syslog" => o.syslog = self.boolean(e).unwrap_or(o.syslog),
@@ -427,16 +500,18 @@ impl Mapper {
                     o.max_pending = v;
                 }
             }
+            // nats-server takes any int (opts.go: `int(v.(int64))`, MaxSubs an int32);
+            // -1 means no limit.
             "max_connections" | "max_conn" => {
-                if let Some(v) = self.size(e, i64::MAX as u64) {
+                if let Some(v) = self.int(e) {
                     o.max_connections = v;
                 }
             }
-            "max_subscriptions" | "max_subs" => {
-                if let Some(v) = self.size(e, i64::MAX as u64) {
-                    o.max_subscriptions = v;
-                }
-            }
+            "max_subscriptions" | "max_subs" => match self.int(e) {
+                Some(v) if i32::try_from(v).is_ok() => o.max_subscriptions = v,
+                Some(_) => self.error(e, format!("{} value is too big", e.key)),
+                None => {}
+            },
             "ping_interval" => {
                 if let Some(d) = self.duration(e) {
                     o.ping_interval = d;
@@ -479,6 +554,13 @@ impl Mapper {
             }
             "cluster" => blocks::cluster(self, o, e),
             "scion" => blocks::scion(self, o, e),
+            // Settings that ask for what this broker does anyway (a feature switched off,
+            // an empty block, the default base path) are taken, as nats-server takes them.
+            "jetstream" if jetstream_off(&e.value.value) => {}
+            "accounts" if matches!(&e.value.value, Value::Map(m) if m.is_empty()) => {}
+            "no_header_support" if matches!(e.value.value, Value::Bool(false)) => {}
+            "http_base_path" if matches!(&e.value.value, Value::String(s) if s.is_empty() || s == "/") =>
+                {}
             "jetstream"
             | "store_dir"
             | "storedir"
@@ -554,14 +636,8 @@ impl Mapper {
                 .map(|(_, p)| p.clone())
                 .unwrap_or_default()
         };
-        if o.server_name.as_deref().is_some_and(|n| n.contains(' ')) {
-            let pos = at(self, "server_name");
-            self.error_at(&pos, "server_name", "server name cannot contain spaces");
-        }
-        if o.cluster.name.as_deref().is_some_and(|n| n.contains(' ')) {
-            let pos = at(self, "cluster.name");
-            self.error_at(&pos, "name", "cluster name cannot contain spaces");
-        }
+        // Names with spaces are taken: nats-server 2.9.10 has no such check, and the
+        // names travel only inside JSON (INFO, CONNECT, monitoring).
         // nats-server validateOptions (server/server.go), checked at start there.
         if o.lame_duck_grace_period >= o.lame_duck_duration {
             let pos = at(self, "lame_duck_grace_period");

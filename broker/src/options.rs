@@ -16,7 +16,7 @@ pub const DEFAULT_MAX_CONTROL_LINE: usize = 4096;
 /// Default maximum pending bytes per client, 64 MiB (`MAX_PENDING_SIZE`).
 pub const DEFAULT_MAX_PENDING: usize = 64 * 1024 * 1024;
 /// Default maximum connections (`DEFAULT_MAX_CONNECTIONS`).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 64 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: i64 = 64 * 1024;
 /// Default ping interval (`DEFAULT_PING_INTERVAL`).
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
 /// Default outstanding pings before a connection is stale (`DEFAULT_PING_MAX_OUT`).
@@ -177,9 +177,10 @@ pub struct Options {
     pub max_payload: usize,
     pub max_control_line: usize,
     pub max_pending: usize,
-    pub max_connections: usize,
-    /// 0 = unlimited.
-    pub max_subscriptions: usize,
+    /// Negative = unlimited (nats-server takes `-1`; server.go checks `MaxConn > 0`).
+    pub max_connections: i64,
+    /// 0 or negative = unlimited (nats-server's `jwt.NoLimit` is -1).
+    pub max_subscriptions: i64,
     pub ping_interval: Duration,
     pub ping_max: u32,
     pub write_deadline: Duration,

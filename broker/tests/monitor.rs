@@ -659,7 +659,7 @@ fn start_ref_with(bin: &std::path::Path, extra: &[&str]) -> (RefServer, Option<S
         line.split(marker).nth(1)?.trim().parse().ok()
     };
     let (mut client, mut http, mut route) = (None, None, None);
-    let want_route = !extra.is_empty();
+    let want_route = extra.iter().any(|a| a.starts_with("--cluster"));
     let deadline = std::time::Instant::now() + WAIT;
     while client.is_none() || http.is_none() || (want_route && route.is_none()) {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -1051,4 +1051,68 @@ async fn closed_connz_keeps_subscription_details() {
     let t_detail = closed_subs(&get_json(theirs.http, "/connz?state=closed&subs=detail").await);
     assert_eq!(o_list, t_list, "subs=1: ours vs nats-server");
     assert_eq!(o_detail, t_detail, "subs=detail: ours vs nats-server");
+}
+
+/// The INFO line a server sends a new TCP client, as JSON.
+async fn first_info(addr: SocketAddr) -> Value {
+    let mut s = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while !got.ends_with(b"\r\n") {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .expect("INFO in time")
+            .expect("read");
+        assert!(n > 0, "closed before INFO");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&got);
+    let json = line.trim_end().strip_prefix("INFO ").expect("INFO line");
+    serde_json::from_str(json).expect("INFO JSON")
+}
+
+/// `client_advertise` as nats-server's setInfoHostPort applies it: a bare host keeps the
+/// listen port; INFO and /varz show the advertised host and port.
+#[tokio::test]
+async fn client_advertise_sets_info_and_varz_like_nats_server() {
+    let Some(bin) = nats_server_bin() else {
+        eprintln!(
+            "SKIP client_advertise_sets_info_and_varz_like_nats_server: nats-server not installed"
+        );
+        return;
+    };
+    for (adv, port) in [
+        ("10.1.2.3", None),
+        ("10.1.2.3:4999", Some(4999)),
+        ("[::1]:5000", Some(5000)),
+    ] {
+        let (theirs, _) = start_ref_with(&bin, &["--client_advertise", adv]);
+        let ours = broker(Options {
+            client_advertise: Some(adv.to_string()),
+            ..opts()
+        })
+        .await;
+        for (who, client, http) in [
+            ("nats-server", theirs.client, theirs.http),
+            ("ours", ours.client_addr, http_addr(&ours)),
+        ] {
+            let want_port = port.unwrap_or(client.port());
+            let want_host = adv
+                .rsplit_once(':')
+                .filter(|_| port.is_some())
+                .map_or(adv, |(h, _)| h);
+            let want_host = want_host.trim_start_matches('[').trim_end_matches(']');
+            let info = first_info(client).await;
+            assert_eq!(info["host"], want_host, "{who} INFO host for {adv}");
+            assert_eq!(info["port"], want_port, "{who} INFO port for {adv}");
+            let v = get_json(http, "/varz").await;
+            assert_eq!(v["host"], want_host, "{who} /varz host for {adv}");
+            assert_eq!(v["port"], want_port, "{who} /varz port for {adv}");
+        }
+        drop(theirs);
+    }
 }

@@ -461,12 +461,10 @@ fn parse_datetime(s: &str) -> Option<Datetime> {
     ok.then_some(dt)
 }
 
-/// Byte offset -> 1-based (line, column in characters).
+/// Byte offset -> 1-based (line, column in bytes).
 struct LineIndex {
     starts: Vec<usize>,
     data_len: usize,
-    // Kept to count characters rather than bytes in a line.
-    data: Vec<u8>,
 }
 
 impl LineIndex {
@@ -481,19 +479,18 @@ impl LineIndex {
         LineIndex {
             starts,
             data_len: data.len(),
-            data: data.to_vec(),
         }
     }
 
+    /// 1-based line and column of `offset`. Columns count bytes, as nats-server's lexer
+    /// does (conf/lex.go positions are byte offsets), and cost O(log lines): counting
+    /// characters from the line start made a config with one long line (minified JSON)
+    /// quadratic in its length.
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.data_len);
         let line = self.starts.partition_point(|&s| s <= offset);
         let start = self.starts[line.saturating_sub(1)];
-        let chars = self.data[start..offset]
-            .iter()
-            .filter(|b| (**b & 0xC0) != 0x80)
-            .count();
-        (line, chars + 1)
+        (line, offset - start + 1)
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Where a value or key was written: file (if any), 1-based line and column
-/// (column counted in characters).
+/// (column counted in bytes, as nats-server does).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Pos {
     pub file: Option<Arc<PathBuf>>,

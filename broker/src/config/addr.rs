@@ -226,6 +226,14 @@ pub fn parse_route_url(raw: &str) -> Result<RouteUrl, String> {
             )
         }
     };
+    // Go's url.Parse refuses these ("invalid character \" \" in host name"), so
+    // nats-server fails at start; a space would otherwise only fail each dial.
+    if let Some(c) = hostport
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(bad(&format!("invalid character {c:?} in host name")));
+    }
     let target = if hostport.contains(',') {
         let a = parse_scion_socket(hostport).map_err(|e| bad(&e))?;
         RouteTarget::Scion {
@@ -341,6 +349,73 @@ pub fn parse_go_duration(s: &str) -> Result<i128, String> {
         rest = next;
     }
     Ok(if neg { -total } else { total })
+}
+
+/// Go's `net.SplitHostPort`, with its error texts (`address X: missing port in
+/// address`, `too many colons in address`, …).
+fn go_split_host_port(hp: &str) -> Result<(&str, &str), String> {
+    let err = |why: &str| Err(format!("address {hp}: {why}"));
+    let Some(i) = hp.rfind(':') else {
+        return err("missing port in address");
+    };
+    let (host, j, k) = if let Some(rest) = hp.strip_prefix('[') {
+        let Some(end) = rest.find(']').map(|e| e + 1) else {
+            return err("missing ']' in address");
+        };
+        if end + 1 == hp.len() {
+            return err("missing port in address");
+        }
+        if end + 1 != i {
+            return if hp.as_bytes()[end + 1] == b':' {
+                err("too many colons in address")
+            } else {
+                err("missing port in address")
+            };
+        }
+        (&hp[1..end], 1, end + 1)
+    } else {
+        let host = &hp[..i];
+        if host.contains(':') {
+            return err("too many colons in address");
+        }
+        (host, 0, 0)
+    };
+    if hp[j..].contains('[') {
+        return err("unexpected '[' in address");
+    }
+    if hp[k..].contains(']') {
+        return err("unexpected ']' in address");
+    }
+    Ok((host, &hp[i + 1..]))
+}
+
+/// nats-server's `parseHostPort` (server/util.go) for `client_advertise` and
+/// `cluster.advertise`: `host:port`, or a bare host taking `default_port`; port 0
+/// or -1 also means `default_port`. Errors carry Go's texts.
+pub fn parse_host_port(s: &str, default_port: u16) -> Result<(String, u16), String> {
+    if s.is_empty() {
+        return Err("no hostport specified".into());
+    }
+    let with_default;
+    let (host, port) = match go_split_host_port(s) {
+        Ok(hp) => hp,
+        Err(e) if e.ends_with("missing port in address") => {
+            with_default = format!("{s}:{default_port}");
+            go_split_host_port(&with_default)?
+        }
+        Err(e) => return Err(e),
+    };
+    let p = port.trim();
+    let n: i64 = p
+        .strip_prefix('+')
+        .unwrap_or(p)
+        .parse()
+        .map_err(|_| format!("strconv.Atoi: parsing {p:?}: invalid syntax"))?;
+    let port = match n {
+        0 | -1 => default_port,
+        n => u16::try_from(n).map_err(|_| format!("invalid port {n}"))?,
+    };
+    Ok((host.trim().to_string(), port))
 }
 
 #[cfg(test)]
@@ -492,5 +567,27 @@ mod tests {
         );
         assert!(parse_go_duration("").is_err());
         assert!(parse_go_duration("9999999999h").is_err());
+    }
+
+    #[test]
+    fn parse_host_port_follows_go() {
+        assert_eq!(parse_host_port("1.2.3.4:5", 9), Ok(("1.2.3.4".into(), 5)));
+        assert_eq!(parse_host_port("1.2.3.4", 9), Ok(("1.2.3.4".into(), 9)));
+        assert_eq!(parse_host_port("[::1]:5", 9), Ok(("::1".into(), 5)));
+        assert_eq!(parse_host_port("host:0", 9), Ok(("host".into(), 9)));
+        assert_eq!(
+            parse_host_port("bad:abc", 9).unwrap_err(),
+            "strconv.Atoi: parsing \"abc\": invalid syntax"
+        );
+        assert_eq!(
+            parse_host_port("nats://1.2.3.4:4222", 9).unwrap_err(),
+            "address nats://1.2.3.4:4222: too many colons in address"
+        );
+        assert_eq!(
+            parse_host_port("[::1", 9).unwrap_err(),
+            "address [::1: missing ']' in address"
+        );
+        assert!(parse_host_port("", 9).is_err());
+        assert!(parse_host_port("h:70000", 9).is_err());
     }
 }

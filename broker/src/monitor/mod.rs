@@ -353,6 +353,7 @@ impl Monitor {
             version: VERSION.to_string(),
             proto: PROTO,
             go: info.go,
+            host: info.host,
             port: info.port,
             auth_required: info.auth_required,
             connect_urls: info.connect_urls,

@@ -33,9 +33,9 @@ pub struct Varz {
     pub auth_required: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub connect_urls: Vec<String>,
-    pub max_connections: usize,
-    #[serde(skip_serializing_if = "is_zero_usize")]
-    pub max_subscriptions: usize,
+    pub max_connections: i64,
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub max_subscriptions: i64,
     /// Nanoseconds (Go `time.Duration`).
     pub ping_interval: u64,
     pub ping_max: u32,
@@ -109,7 +109,7 @@ pub struct ClusterVarz {
 fn is_false(b: &bool) -> bool {
     !*b
 }
-fn is_zero_usize(v: &usize) -> bool {
+fn is_zero_i64(v: &i64) -> bool {
     *v == 0
 }
 fn is_zero_u16(v: &u16) -> bool {
@@ -124,6 +124,8 @@ pub struct Runtime {
     pub version: String,
     pub proto: i32,
     pub go: String,
+    /// INFO host and port (`client_advertise` when set, as monitor.go takes `info.Host`).
+    pub host: String,
     pub port: u16,
     pub auth_required: bool,
     pub connect_urls: Vec<String>,
@@ -224,7 +226,7 @@ pub fn varz(opts: &Options, rt: Runtime) -> Varz {
         version: rt.version,
         proto: rt.proto,
         go: rt.go,
-        host: opts.host.clone(),
+        host: rt.host,
         port: rt.port,
         auth_required: rt.auth_required,
         connect_urls: rt.connect_urls,

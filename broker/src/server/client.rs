@@ -255,7 +255,7 @@ pub async fn run_labeled<S: SplitIo>(
     // nats-server createClient).
     let registered = {
         let mut clients = lock(&srv.clients);
-        if opts.max_connections > 0 && clients.len() >= opts.max_connections {
+        if opts.max_connections > 0 && clients.len() as i64 >= opts.max_connections {
             false
         } else {
             clients.insert(cid, shared.clone());
@@ -296,7 +296,7 @@ pub async fn run_labeled<S: SplitIo>(
             max_control_line: opts.max_control_line,
             max_payload: Some(opts.max_payload),
         },
-        max_subs: opts.max_subscriptions,
+        max_subs: usize::try_from(opts.max_subscriptions).unwrap_or(0),
         batch_in_msgs: 0,
         batch_subs: 0,
         flush_self: false,

@@ -50,6 +50,10 @@ pub enum StartError {
     BadAddress(String),
     #[error("SCION: {0}")]
     Scion(String),
+    /// A `client_advertise` or `cluster.advertise` nats-server would refuse (its
+    /// `Fatalf` texts; the command line sets them past the config file's checks).
+    #[error("{0}")]
+    Advertise(String),
 }
 
 /// Server-wide counters (`/varz`).
@@ -149,10 +153,18 @@ impl ServerState {
         self.next_cid.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// INFO `host` and `port`: `client_advertise` when set, else the listen address
+    /// (server.go setInfoHostPort).
+    pub fn info_host_port(&self) -> (String, u16) {
+        let opts = self.opts();
+        let port = lock(&self.client_addr).map(|a| a.port()).unwrap_or(0);
+        advertised(&opts, port)
+    }
+
     /// The INFO a new client gets.
     pub fn client_info(&self, cid: u64, client_ip: &str) -> ServerInfo {
         let opts = self.opts();
-        let addr = *lock(&self.client_addr);
+        let (host, port) = self.info_host_port();
         ServerInfo {
             server_id: self.id.clone(),
             server_name: self.name.clone(),
@@ -160,8 +172,8 @@ impl ServerState {
             proto: PROTO,
             git_commit: None,
             go: format!("rust{}", rustc_version()),
-            host: opts.host.clone(),
-            port: addr.map(|a| a.port()).unwrap_or(0),
+            host,
+            port,
             headers: true,
             auth_required: self.auth().required(),
             max_payload: opts.max_payload as i64,
@@ -324,6 +336,7 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
     if opts.http_host.is_empty() {
         opts.http_host = display_host(&opts.host).to_string();
     }
+    check_advertise(&opts)?;
     let bind = client_bind_addr(&opts)?;
     let http = opts.http_port;
     let http_host = opts.http_host.clone();
@@ -486,12 +499,44 @@ fn cluster_bind_addr(opts: &Options) -> Result<Option<SocketAddr>, StartError> {
         .map_err(|_| StartError::BadAddress(text))
 }
 
+/// `client_advertise` as host and port (a bare host takes the listen port), else the
+/// listen host and `port`. The value was checked at start ([`check_advertise`]).
+fn advertised(opts: &Options, port: u16) -> (String, u16) {
+    match &opts.client_advertise {
+        Some(a) => crate::config::parse_host_port(a, port).unwrap_or_else(|_| (a.clone(), port)),
+        None => (opts.host.clone(), port),
+    }
+}
+
+/// nats-server's start-time checks of the advertise options (server.go
+/// setInfoHostPort, route.go setRouteInfoHostPortAndIP), for values set on the
+/// command line; a config file's are checked when it is loaded.
+fn check_advertise(opts: &Options) -> Result<(), StartError> {
+    if let Some(a) = &opts.client_advertise {
+        if let Err(e) = crate::config::parse_host_port(a, u16::try_from(opts.port).unwrap_or(4222))
+        {
+            return Err(StartError::Advertise(format!(
+                "Error setting server INFO with ClientAdvertise value of {a}, err={e}"
+            )));
+        }
+    }
+    if let Some(a) = &opts.cluster.advertise {
+        if let Err(e) = crate::config::parse_host_port(a, 6222) {
+            return Err(StartError::Advertise(format!(
+                "Error setting route INFO with Cluster.Advertise value of {a}, err={e}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The client URLs this server advertises (nats-server
 /// `getClientConnectURLs`): `client_advertise` if set, else the listen host,
 /// or every non-loopback interface address when listening on all of them.
 fn own_connect_urls(opts: &Options, local: SocketAddr) -> Vec<String> {
-    if let Some(a) = &opts.client_advertise {
-        return vec![a.clone()];
+    if opts.client_advertise.is_some() {
+        let (h, p) = advertised(opts, local.port());
+        return vec![route::join_host_port(&h, p)];
     }
     let ip = local.ip();
     if !ip.is_unspecified() {

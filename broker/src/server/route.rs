@@ -63,7 +63,9 @@ pub fn route_info(srv: &ServerState) -> ServerInfo {
         .map(|ep| format!("nats-route://{}/", ep.local_addr()));
     let (host, port, ip) = match &opts.cluster.advertise {
         Some(adv) => {
-            let (h, p) = split_host_port(adv, port);
+            // Checked when the options were loaded and at start (`check_advertise`).
+            let (h, p) =
+                crate::config::parse_host_port(adv, port).unwrap_or_else(|_| (adv.clone(), port));
             let ip = format!("nats-route://{}/", join_host_port(&h, p));
             (h, p, Some(ip))
         }
@@ -98,20 +100,8 @@ pub fn route_info(srv: &ServerState) -> ServerInfo {
     }
 }
 
-fn split_host_port(s: &str, default_port: u16) -> (String, u16) {
-    if let Some(rest) = s.strip_prefix('[') {
-        if let Some((h, p)) = rest.split_once("]:") {
-            return (h.to_string(), p.parse().unwrap_or(default_port));
-        }
-        return (rest.trim_end_matches(']').to_string(), default_port);
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h.to_string(), p.parse().unwrap_or(default_port)),
-        _ => (s.to_string(), default_port),
-    }
-}
-
-fn join_host_port(h: &str, p: u16) -> String {
+/// Go's `net.JoinHostPort`.
+pub(crate) fn join_host_port(h: &str, p: u16) -> String {
     if h.contains(':') {
         format!("[{h}]:{p}")
     } else {
@@ -584,7 +574,5 @@ mod tests {
             parse_route_url("nats-route://127.0.0.1:4248/"),
             Some(("127.0.0.1:4248".to_string(), None, None))
         );
-        assert_eq!(split_host_port("[::1]:5", 0), ("::1".to_string(), 5));
-        assert_eq!(split_host_port("h:7", 0), ("h".to_string(), 7));
     }
 }
