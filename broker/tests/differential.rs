@@ -447,6 +447,12 @@ fn cases() -> Vec<Case> {
             format!("{QUIET}SUB foo 1\r\nUNSUB 1 x\r\nPUB foo 1\r\na\r\nPING\r\n"),
         ),
         Case::script("unsub_unknown_sid", Default, "CONNECT {}\r\nUNSUB 99\r\nPING\r\n"),
+        // parser.go: after CONNECT/INFO any byte starts the argument, so these are a
+        // CONNECT/INFO with bad JSON: closed without an -ERR.
+        Case::script("connect_bare", Default, "CONNECT\r\n"),
+        Case::script("connect_glued_arg", Default, "CONNECTX {}\r\n"),
+        Case::script("info_bare", Default, format!("{QUIET}INFO\r\n")),
+        Case::script("info_json_ignored", Default, format!("{QUIET}INFO {{}}\r\nPING\r\n")),
         Case::script("unsub_no_args", Default, format!("{QUIET}UNSUB\r\nPING\r\n")),
         Case::script("unsub_too_many_args", Default, format!("{QUIET}UNSUB 1 2 3\r\nPING\r\n")),
         Case::script(

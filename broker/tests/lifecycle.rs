@@ -237,3 +237,54 @@ fn check_config_flag() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// nats-server's startup warnings (auth.go checkAuthforWarnings, server.go Start):
+/// plaintext passwords, and a max_payload over 8 MB.
+#[test]
+fn startup_warnings_like_nats_server() {
+    let dir = tmpdir("warn");
+    let conf = dir.join("w.conf");
+    std::fs::write(&conf, "max_payload: 16MB\n").unwrap();
+    let port = free_port();
+    let mut b = Broker::spawn(&[
+        "-c",
+        conf.to_str().unwrap(),
+        "-a",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "--user",
+        "a",
+        "--pass",
+        "b",
+    ]);
+    let l = b.wait_for("Plaintext passwords detected, use nkeys or bcrypt");
+    assert!(l.contains(" [WRN] "), "{l}");
+    b.wait_for("[WRN] Maximum payloads over 8.00 MB are generally discouraged and could lead to poor performance");
+    b.wait_for("Server is ready");
+    b.signal(libc::SIGINT);
+    assert_eq!(b.wait_exit(), 0);
+    // A bcrypt password: no warning.
+    let port = free_port();
+    let mut b = Broker::spawn(&[
+        "-a",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "--user",
+        "a",
+        "--pass",
+        "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW",
+    ]);
+    b.wait_for("Server is ready");
+    assert!(
+        !b.seen
+            .iter()
+            .any(|l| l.contains("Plaintext") || l.contains("Maximum payloads")),
+        "{:?}",
+        b.seen
+    );
+    b.signal(libc::SIGINT);
+    assert_eq!(b.wait_exit(), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -541,7 +541,7 @@ async fn healthz_metrics_root_and_unknown_paths() {
     let r = get(m, "/pathz").await;
     assert_eq!(r.status, 200);
     assert!(r.text().contains("\"num_destinations\": 0"), "{}", r.text());
-    for path in ["/nope", "/varz/", "/jsz"] {
+    for path in ["/nope", "/varz/", "/accountz"] {
         let r = get(m, path).await;
         assert_eq!(r.status, 404, "{path}");
         assert_eq!(r.text(), "404 page not found\n");
@@ -557,11 +557,44 @@ async fn http_methods_keepalive_and_limits() {
     let h = broker(opts()).await;
     let m = http_addr(&h);
 
-    let r = parse_resp(&raw_exchange(m, b"POST /varz HTTP/1.1\r\nConnection: close\r\n\r\n").await);
-    assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    // As nats-server (Go's ServeMux): any method gets the document, HTTP/1.1 needs
+    // Host, an unclean path is redirected, a 404 says nosniff.
+    let r = parse_resp(
+        &raw_exchange(
+            m,
+            b"POST /varz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        )
+        .await,
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("\"server_id\""));
+    let r = parse_resp(&raw_exchange(m, b"GET /varz HTTP/1.1\r\nConnection: close\r\n\r\n").await);
+    assert_eq!(r.status, 400);
+    let r = parse_resp(
+        &raw_exchange(
+            m,
+            b"GET //varz?a=1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        )
+        .await,
+    );
+    assert_eq!((r.status, r.header("location")), (301, Some("/varz?a=1")));
+    let r = parse_resp(
+        &raw_exchange(
+            m,
+            b"GET /nope HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        )
+        .await,
+    );
+    assert_eq!(
+        (r.status, r.header("x-content-type-options")),
+        (404, Some("nosniff"))
+    );
 
-    let raw = raw_exchange(m, b"HEAD /varz HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    let raw = raw_exchange(
+        m,
+        b"HEAD /varz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     let r = parse_resp(&raw);
     assert_eq!(r.status, 200);
     assert!(r.body.is_empty());
@@ -575,7 +608,7 @@ async fn http_methods_keepalive_and_limits() {
     // Two pipelined requests on one keep-alive connection, then close.
     let raw = raw_exchange(
         m,
-        b"GET /healthz HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\nGET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
     )
     .await;
     let text = String::from_utf8_lossy(&raw);
@@ -586,8 +619,13 @@ async fn http_methods_keepalive_and_limits() {
     let big = format!("GET /varz HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
     let r = parse_resp(&raw_exchange(m, big.as_bytes()).await);
     assert_eq!(r.status, 431);
-    let r =
-        parse_resp(&raw_exchange(m, b"GET /varz HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc").await);
+    let r = parse_resp(
+        &raw_exchange(
+            m,
+            b"GET /varz HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
+        )
+        .await,
+    );
     assert_eq!(r.status, 413);
 
     // More parallel requests than connection slots: all are answered.
@@ -649,10 +687,10 @@ fn start_ref_with(bin: &std::path::Path, extra: &[&str]) -> (RefServer, Option<S
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Keep reading after the startup lines are in: a Go program whose stderr pipe
+        // closes dies of SIGPIPE at its next log line.
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
+            let _ = tx.send(line);
         }
     });
     let after = |line: &str, marker: &str| -> Option<SocketAddr> {
@@ -758,10 +796,21 @@ async fn differential_key_sets_against_nats_server() {
         ("/subsz?subs=1", &[][..]),
         ("/routez", &[][..]),
         ("/healthz", &[][..]),
+        ("/gatewayz", &[][..]),
+        ("/leafz", &[][..]),
+        ("/jsz", &[][..]),
+        ("/connz?acc=nope", &[][..]),
+        ("/connz?mqtt_client=x", &[][..]),
     ] {
         let t = get_json(tm, path).await;
         let o = get_json(om, path).await;
         same_shape(path, &o, &t, lack);
+        if path.contains("acc=") || path.contains("mqtt_client=") {
+            for k in ["num_connections", "total"] {
+                assert_eq!(o[k], t[k], "{path} {k}");
+            }
+            assert_eq!(kind(&o["connections"]), kind(&t["connections"]), "{path}");
+        }
         if path.starts_with("/connz") {
             same_shape(
                 &format!("{path} connection"),
@@ -1115,4 +1164,84 @@ async fn client_advertise_sets_info_and_varz_like_nats_server() {
         }
         drop(theirs);
     }
+}
+
+/// Sends `script` on a new connection and reads until the server closes it.
+async fn closed_by_server(addr: SocketAddr, script: &[u8]) {
+    let mut s = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("in time")
+        .expect("connect");
+    s.write_all(script).await.expect("write");
+    let deadline = Instant::now() + WAIT;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .expect("server closes in time");
+        if !matches!(n, Ok(n) if n > 0) {
+            return;
+        }
+    }
+}
+
+/// `/connz?state=closed&auth=1` rows of connections the server closed: the reason, and
+/// who the client said it was (kept for a refused CONNECT, as nats-server keeps its
+/// options), against nats-server.
+#[tokio::test]
+async fn closed_reasons_and_identity_match_nats_server() {
+    let Some(bin) = nats_server_bin() else {
+        eprintln!("SKIP closed_reasons_and_identity_match_nats_server: nats-server not installed");
+        return;
+    };
+    let (theirs, _) = start_ref_with(&bin, &["--user", "a", "--pass", "b"]);
+    let ours = broker(Options {
+        authorization: broker::options::Authorization {
+            user: Some("a".into()),
+            password: Some("b".into()),
+            ..Default::default()
+        },
+        ..opts()
+    })
+    .await;
+    let scripts: [&[u8]; 4] = [
+        b"CONNECT {\"name\":\"unknown-op\",\"user\":\"a\",\"pass\":\"b\"}\r\nFOO\r\n",
+        b"CONNECT {\"name\":\"too-long\",\"user\":\"a\",\"pass\":\"b\"}\r\nPUB x 1\r\nxyz\r\n",
+        b"CONNECT {\"name\":\"proto-2\",\"user\":\"a\",\"pass\":\"b\",\"protocol\":2}\r\n",
+        b"CONNECT {\"name\":\"bad-pass\",\"user\":\"a\",\"pass\":\"x\"}\r\n",
+    ];
+    let mut rows = Vec::new();
+    for (client, http) in [
+        (theirs.client, theirs.http),
+        (ours.client_addr, http_addr(&ours)),
+    ] {
+        for s in scripts {
+            closed_by_server(client, s).await;
+        }
+        let v = wait_json(http, "/connz?state=closed&auth=1", |v| {
+            v["num_connections"] == scripts.len()
+        })
+        .await;
+        let mut got: Vec<(Value, Value, Value)> = v["connections"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].clone(),
+                    c["reason"].clone(),
+                    c["authorized_user"].clone(),
+                )
+            })
+            .collect();
+        got.sort_by_key(|r| r.0.to_string());
+        rows.push(got);
+    }
+    assert_eq!(rows[1], rows[0], "ours (left) vs nats-server (right)");
+    assert!(
+        rows[0].iter().any(|r| r.1 == "Protocol Violation"),
+        "{:?}",
+        rows[0]
+    );
 }

@@ -53,7 +53,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         .await
         .expect("in time")
         .expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
     timeout(WAIT, s.read_to_end(&mut raw))

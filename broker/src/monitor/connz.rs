@@ -20,7 +20,8 @@ use crate::server::{lock, ClientShared, ServerState};
 /// nats-server `DefaultConnListSize`.
 pub const DEFAULT_CONN_LIST_SIZE: i64 = 1024;
 
-/// Sort orders (nats-server `SortOpt`), plus `rtt` from nats-server 2.10.
+/// Sort orders (nats-server 2.9.10 `SortOpt`; `rtt` came with 2.10 and is refused
+/// here as there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortOpt {
     Cid,
@@ -36,7 +37,6 @@ pub enum SortOpt {
     Uptime,
     Stop,
     Reason,
-    Rtt,
 }
 
 impl SortOpt {
@@ -56,7 +56,6 @@ impl SortOpt {
             "uptime" => SortOpt::Uptime,
             "stop" => SortOpt::Stop,
             "reason" => SortOpt::Reason,
-            "rtt" => SortOpt::Rtt,
             _ => return Err(ParamError(format!("invalid sorting option: {s}"))),
         })
     }
@@ -73,6 +72,11 @@ pub struct ConnzOptions {
     pub cid: u64,
     pub state: ConnState,
     pub user: String,
+    /// `acc`: every client is in the global account `$G` here; any other name
+    /// matches no account (nats-server then answers an empty document).
+    pub account: String,
+    /// `mqtt_client`: we have no MQTT clients, so any value matches none.
+    pub mqtt_client: String,
 }
 
 /// Decodes in nats-server `HandleConnz` order: auth, subs, offset, limit,
@@ -87,6 +91,8 @@ pub fn parse_options(q: &Query) -> Result<ConnzOptions, ParamError> {
         cid: decode_uint64(q, "cid")?,
         state: decode_state(q)?,
         user: q.get("user").to_string(),
+        account: q.get("acc").to_string(),
+        mqtt_client: q.get("mqtt_client").to_string(),
     })
 }
 
@@ -99,7 +105,8 @@ pub struct Connz {
     pub total: usize,
     pub offset: i64,
     pub limit: i64,
-    pub connections: Vec<ConnInfo>,
+    /// `null` for an unknown `acc` (monitor.go returns its bare document).
+    pub connections: Option<Vec<ConnInfo>>,
 }
 
 /// One connection (nats-server `ConnInfo`; TLS, JWT, account and MQTT
@@ -258,6 +265,19 @@ pub fn connz(state: &ServerState, o: &ConnzOptions, now: SystemTime) -> Result<C
     if o.cid > 0 {
         limit = 1;
     }
+    if !o.account.is_empty() && o.account != "$G" {
+        // monitor.go Connz: lookupAccount fails, and the document built so far goes
+        // out: no server id, no counts, `connections: null`.
+        return Ok(Connz {
+            server_id: String::new(),
+            now: GoTime(now),
+            num_connections: 0,
+            total: 0,
+            offset,
+            limit,
+            connections: None,
+        });
+    }
     let want_open = o.state != ConnState::Closed;
     let want_closed = o.state != ConnState::Open;
 
@@ -283,7 +303,7 @@ pub fn connz(state: &ServerState, o: &ConnzOptions, now: SystemTime) -> Result<C
     let total = open.len() + closed.len();
 
     let user_ok = |u: &Option<String>| o.user.is_empty() || u.as_deref() == Some(o.user.as_str());
-    let cid_ok = |cid: u64| o.cid == 0 || cid == o.cid;
+    let cid_ok = |cid: u64| (o.cid == 0 || cid == o.cid) && o.mqtt_client.is_empty();
     let mut rows: Vec<ConnInfo> = Vec::new();
     for c in &open {
         if !cid_ok(c.cid) {
@@ -311,14 +331,14 @@ pub fn connz(state: &ServerState, o: &ConnzOptions, now: SystemTime) -> Result<C
         total,
         offset,
         limit,
-        connections: page,
+        connections: Some(page),
     })
 }
 
 /// Sorts like nats-server: cid/start ascending, uptime ascending, reason
 /// ascending, everything else descending. Ties keep cid order. `idle` is
-/// the time since last activity (nats-server 2.10's meaning; 2.9 compared
-/// last activity minus start).
+/// 2.9.10's: last activity minus start, largest first (monitor_sort_opts.go
+/// byIdle; 2.10 changed it to the time since last activity).
 pub fn sort_rows(rows: &mut [ConnInfo], sort: SortOpt, now: SystemTime) {
     rows.sort_by_key(|r| r.cid);
     let up = |r: &ConnInfo| {
@@ -326,8 +346,12 @@ pub fn sort_rows(rows: &mut [ConnInfo], sort: SortOpt, now: SystemTime) {
         end.duration_since(r.start.0).unwrap_or_default()
     };
     let idle = |r: &ConnInfo| {
-        let end = r.stop.map(|s| s.0).unwrap_or(now);
-        end.duration_since(r.last_activity.0).unwrap_or_default()
+        // Go subtracts Times: a last activity before the start (none yet) is negative.
+        let (last, start) = (r.last_activity.0, r.start.0);
+        match last.duration_since(start) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        }
     };
     use std::cmp::Reverse;
     match sort {
@@ -343,7 +367,6 @@ pub fn sort_rows(rows: &mut [ConnInfo], sort: SortOpt, now: SystemTime) {
         SortOpt::Uptime => rows.sort_by_key(|r| up(r)),
         SortOpt::Stop => rows.sort_by_key(|r| Reverse(r.stop)),
         SortOpt::Reason => rows.sort_by_key(|r| r.reason),
-        SortOpt::Rtt => rows.sort_by_key(|r| Reverse(r.rtt_raw)),
     }
 }
 
@@ -416,11 +439,14 @@ mod tests {
         // subs: 1,2,0,1 for cids 1..4 -> 2 first, ties by cid.
         assert_eq!(order(SortOpt::Subs), vec![2, 1, 4, 3]);
         assert_eq!(order(SortOpt::Last), vec![4, 3, 2, 1]);
-        // idle = now - last: cid 1 idle longest.
-        assert_eq!(order(SortOpt::Idle), vec![1, 2, 3, 4]);
+        // idle (2.9.10) = last - start, largest first: 9 s × cid.
+        assert_eq!(order(SortOpt::Idle), vec![4, 3, 2, 1]);
         // uptime ascending: the newest (cid 4) first.
         assert_eq!(order(SortOpt::Uptime), vec![4, 3, 2, 1]);
-        assert_eq!(order(SortOpt::Rtt), vec![4, 3, 2, 1]);
+        assert_eq!(
+            SortOpt::parse("rtt").unwrap_err().0,
+            "invalid sorting option: rtt"
+        );
     }
 
     #[test]

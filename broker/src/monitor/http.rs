@@ -28,6 +28,9 @@ pub enum HttpError {
     BadVersion,
     #[error("request bodies are not accepted")]
     BodyNotAllowed,
+    /// Go's net/http answers an HTTP/1.1 request without `Host` this way.
+    #[error("missing required Host header")]
+    MissingHost,
 }
 
 impl HttpError {
@@ -36,7 +39,7 @@ impl HttpError {
             HttpError::HeadTooLarge | HttpError::TooManyHeaders => 431,
             HttpError::BadVersion => 505,
             HttpError::BodyNotAllowed => 413,
-            HttpError::BadRequestLine | HttpError::BadHeader => 400,
+            HttpError::BadRequestLine | HttpError::BadHeader | HttpError::MissingHost => 400,
         }
     }
 }
@@ -48,6 +51,8 @@ pub struct Request {
     /// Percent-decoded path.
     pub path: String,
     pub query: Query,
+    /// The query as sent (for redirects).
+    pub raw_query: String,
     /// Whether the connection may serve another request after this one.
     pub keep_alive: bool,
 }
@@ -174,9 +179,10 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
         v if v.starts_with("HTTP/") => return Err(HttpError::BadVersion),
         _ => return Err(HttpError::BadRequestLine),
     };
-    let (path, query) = split_target(target)?;
+    let (path, query, raw_query) = split_target(target)?;
 
     let mut keep_alive = http11;
+    let mut host = false;
     let mut count = 0;
     for l in lines {
         if l.is_empty() {
@@ -192,7 +198,9 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
             return Err(HttpError::BadHeader);
         }
         let value = value.trim_matches(|c| c == ' ' || c == '\t');
-        if name.eq_ignore_ascii_case("connection") {
+        if name.eq_ignore_ascii_case("host") {
+            host = true;
+        } else if name.eq_ignore_ascii_case("connection") {
             for token in value.split(',').map(str::trim) {
                 if token.eq_ignore_ascii_case("close") {
                     keep_alive = false;
@@ -208,11 +216,15 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
             return Err(HttpError::BodyNotAllowed);
         }
     }
+    if http11 && !host {
+        return Err(HttpError::MissingHost);
+    }
     Ok(Some((
         Request {
             method: method.to_string(),
             path,
             query,
+            raw_query,
             keep_alive,
         },
         skip + end,
@@ -220,7 +232,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
 }
 
 /// Origin form `/p?q`, or absolute form `http://host/p?q`.
-fn split_target(target: &str) -> Result<(String, Query), HttpError> {
+fn split_target(target: &str) -> Result<(String, Query, String), HttpError> {
     let t = if let Some(rest) = target
         .strip_prefix("http://")
         .or_else(|| target.strip_prefix("https://"))
@@ -234,7 +246,28 @@ fn split_target(target: &str) -> Result<(String, Query), HttpError> {
     }
     let (raw_path, raw_query) = t.split_once('?').unwrap_or((t, ""));
     let path = unescape(raw_path, false).ok_or(HttpError::BadRequestLine)?;
-    Ok((path, Query::parse(raw_query)))
+    Ok((path, Query::parse(raw_query), raw_query.to_string()))
+}
+
+/// Go's ServeMux `cleanPath`: `path.Clean` (no `.`/`..` segments, no repeated
+/// slashes), keeping a trailing slash. A request whose path differs is
+/// redirected there (301) before any handler runs.
+pub fn clean_path(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut np = format!("/{}", out.join("/"));
+    if p.ends_with('/') && np != "/" {
+        np.push('/');
+    }
+    np
 }
 
 /// A response about to be written.
@@ -243,7 +276,8 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
-    pub allow: bool,
+    /// Headers beyond the ones every response carries.
+    pub extra: Vec<(&'static str, String)>,
 }
 
 pub const JSON: &str = "application/json";
@@ -258,7 +292,7 @@ impl Response {
             status,
             content_type,
             body,
-            allow: false,
+            extra: Vec::new(),
         }
     }
 
@@ -271,14 +305,22 @@ impl Response {
         Response::new(status, TEXT, msg.into().into_bytes())
     }
 
-    /// Go's `http.NotFound` body.
+    /// Go's `http.NotFound` (via `http.Error`, which adds `nosniff`).
     pub fn not_found() -> Self {
-        Response::text(404, "404 page not found\n")
+        let mut r = Response::text(404, "404 page not found\n");
+        r.extra
+            .push(("X-Content-Type-Options", "nosniff".to_string()));
+        r
     }
 
-    pub fn method_not_allowed() -> Self {
-        let mut r = Response::text(405, "Method Not Allowed\n");
-        r.allow = true;
+    /// Go's `http.Redirect` with 301, as ServeMux sends for an unclean path.
+    pub fn moved_permanently(location: &str) -> Self {
+        let body = format!(
+            "<a href=\"{}\">Moved Permanently</a>.\n\n",
+            html_escape(location)
+        );
+        let mut r = Response::new(301, HTML, body.into_bytes());
+        r.extra.push(("Location", location.to_string()));
         r
     }
 
@@ -292,8 +334,8 @@ impl Response {
             self.body.len(),
             date
         );
-        if self.allow {
-            out.push_str("Allow: GET, HEAD\r\n");
+        for (name, value) in &self.extra {
+            out.push_str(&format!("{name}: {value}\r\n"));
         }
         if !keep_alive {
             out.push_str("Connection: close\r\n");
@@ -307,9 +349,26 @@ impl Response {
     }
 }
 
+/// Go's `htmlEscape` in net/http (`<>&"'`).
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        301 => "Moved Permanently",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -484,7 +543,7 @@ mod tests {
         }
         // Two pipelined requests: the first is taken, the rest stays.
         let mut two = raw.to_vec();
-        two.extend_from_slice(b"GET /varz HTTP/1.1\r\n\r\n");
+        two.extend_from_slice(b"GET /varz HTTP/1.1\r\nHost: a\r\n\r\n");
         let (first, used) = parse_request(&two).unwrap().unwrap();
         assert_eq!(first, whole);
         let (second, _) = parse_request(&two[used..]).unwrap().unwrap();
@@ -520,7 +579,7 @@ mod tests {
 
     #[test]
     fn connection_close_and_http10_default() {
-        let (r, _) = req("GET / HTTP/1.1\r\nConnection: Keep-Alive, close\r\n\r\n")
+        let (r, _) = req("GET / HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive, close\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(!r.keep_alive);
@@ -530,7 +589,7 @@ mod tests {
 
     #[test]
     fn absolute_form_and_escaped_path() {
-        let (r, _) = req("GET http://h:8222/var%7A?a=1 HTTP/1.1\r\n\r\n")
+        let (r, _) = req("GET http://h:8222/var%7A?a=1 HTTP/1.1\r\nHost: h\r\n\r\n")
             .unwrap()
             .unwrap();
         assert_eq!(r.path, "/varz");
@@ -574,7 +633,10 @@ mod tests {
             req("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Err(HttpError::BodyNotAllowed)
         );
-        assert!(req("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").is_ok());
+        assert!(req("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n").is_ok());
+        // Go's net/http: HTTP/1.1 needs Host (HTTP/1.0 does not).
+        assert_eq!(req("GET / HTTP/1.1\r\n\r\n"), Err(HttpError::MissingHost));
+        assert!(req("GET / HTTP/1.0\r\n\r\n").is_ok());
         assert_eq!(
             parse_request(&[0xff, b' ', b'/', b'\n', b'\n']),
             Err(HttpError::BadHeader)
@@ -652,8 +714,29 @@ mod tests {
         let head = String::from_utf8(r.encode(true, false, "D")).unwrap();
         assert!(head.ends_with("Connection: close\r\n\r\n"));
         assert!(head.contains("Content-Length: 2\r\n"));
-        let m = String::from_utf8(Response::method_not_allowed().encode(false, true, "D")).unwrap();
-        assert!(m.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
-        assert!(m.contains("Allow: GET, HEAD\r\n"));
+        let m = String::from_utf8(Response::not_found().encode(false, true, "D")).unwrap();
+        assert!(m.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(m.contains("X-Content-Type-Options: nosniff\r\n"));
+        let m =
+            String::from_utf8(Response::moved_permanently("/varz?a=1").encode(false, true, "D"))
+                .unwrap();
+        assert!(m.starts_with("HTTP/1.1 301 Moved Permanently\r\n"));
+        assert!(m.contains("Location: /varz?a=1\r\n"));
+        assert!(m.ends_with("<a href=\"/varz?a=1\">Moved Permanently</a>.\n\n"));
+    }
+
+    #[test]
+    fn clean_path_follows_go() {
+        for (p, want) in [
+            ("/varz", "/varz"),
+            ("//varz", "/varz"),
+            ("/a/./b/../varz", "/a/varz"),
+            ("/../varz", "/varz"),
+            ("/connz/", "/connz/"),
+            ("/connz//", "/connz/"),
+            ("/", "/"),
+        ] {
+            assert_eq!(clean_path(p), want, "{p}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP monitoring endpoints (nats-server `server/monitor.go`).
 //!
-//! A small HTTP/1.1 server on tokio (no web framework): GET and HEAD,
+//! A small HTTP/1.1 server on tokio (no web framework): any method (as Go's
+//! ServeMux; HEAD without a body), unclean paths redirected, Host required on 1.1,
 //! keep-alive, bounded request heads, bounded time per request and a
 //! bounded number of connections served at once. Endpoints:
 //!
@@ -13,9 +14,13 @@
 //! - `/pathz` — SCION paths per peer ([`pathz`]); a TCP-only server
 //!   answers the same document with no destinations.
 //!
-//! Not served (404): nats-server's `/gatewayz`, `/leafz`, `/accountz`,
-//! `/accstatz`, `/jsz`, `/stacksz`, `/ipqueuesz` (features we do not have).
+//! - `/gatewayz`, `/leafz`, `/jsz` — nats-server's documents for a server
+//!   without those features ([`absent`]).
+//!
+//! Not served (404): nats-server's `/accountz`, `/accstatz`, `/stacksz`,
+//! `/ipqueuesz` (account-level views of accounts we do not have).
 
+pub mod absent;
 pub mod connz;
 pub mod gofmt;
 pub mod http;
@@ -67,6 +72,9 @@ const SUBSZ: &str = "/subsz";
 const HEALTHZ: &str = "/healthz";
 const METRICS: &str = "/metrics";
 const PATHZ: &str = "/pathz";
+const GATEWAYZ: &str = "/gatewayz";
+const LEAFZ: &str = "/leafz";
+const JSZ: &str = "/jsz";
 
 /// State of the monitoring server.
 struct Monitor {
@@ -154,11 +162,8 @@ async fn serve_conn(mon: &Monitor, mut stream: TcpStream) {
         };
         let keep = req.keep_alive && n + 1 < MAX_REQUESTS_PER_CONN;
         let head_only = req.method == "HEAD";
-        let resp = if req.method == "GET" || head_only {
-            mon.dispatch(&req)
-        } else {
-            Response::method_not_allowed()
-        };
+        // nats-server's handlers (Go ServeMux) answer any method alike.
+        let resp = mon.dispatch(&req);
         let bytes = resp.encode(head_only, keep, &gofmt::http_date(SystemTime::now()));
         match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&bytes)).await {
             Ok(Ok(())) => {}
@@ -247,6 +252,15 @@ impl Monitor {
         let q = &req.query;
         let now = SystemTime::now();
         let bad = |e: http::ParamError| Response::text(400, e.0);
+        let clean = http::clean_path(&req.path);
+        if clean != req.path {
+            let loc = if req.raw_query.is_empty() {
+                clean
+            } else {
+                format!("{clean}?{}", req.raw_query)
+            };
+            return Response::moved_permanently(&loc);
+        }
         match req.path.as_str() {
             ROOT => {
                 self.count(ROOT);
@@ -327,6 +341,18 @@ impl Monitor {
                 let dests = scion_view::pathz_dests(&self.state, &self.switches);
                 respond(q, pretty(&pathz::pathz(&self.state.id, dests, now)))
             }
+            GATEWAYZ => {
+                self.count(GATEWAYZ);
+                respond(q, pretty(&absent::gatewayz(&self.state.id, now)))
+            }
+            LEAFZ => {
+                self.count(LEAFZ);
+                respond(q, pretty(&absent::leafz(&self.state.id, now)))
+            }
+            JSZ => {
+                self.count(JSZ);
+                respond(q, pretty(&absent::jsz(&self.state.id, now)))
+            }
             _ => Response::not_found(),
         }
     }
@@ -355,7 +381,9 @@ impl Monitor {
             go: info.go,
             host: info.host,
             port: info.port,
-            auth_required: info.auth_required,
+            // The server's own flag: only a client's INFO drops it for a `no_auth_user`
+            // (server.go createClient), /varz keeps it (monitor.go takes s.info's).
+            auth_required: st.auth().expects_connect(),
             connect_urls: info.connect_urls,
             http_port: lock(&st.http_addr).map(|a| a.port()).unwrap_or(0),
             cluster_name: if st.cluster.enabled {

@@ -237,6 +237,11 @@ fn match_keyword(buf: &[u8], kind: ConnKind) -> KwMatch {
         match buf.get(text.len()) {
             None => partial = true,
             Some(b' ') | Some(b'\t') => return KwMatch::Found(kw, text.len()),
+            // parser.go OP_CONNECT / OP_INFO: any other byte starts the argument
+            // ("CONNECT\r\n" and "CONNECTX {}" are CONNECTs whose JSON then fails).
+            Some(_) if matches!(kw, Kw::Connect | Kw::Info) => {
+                return KwMatch::Found(kw, text.len())
+            }
             // "SUBX" is not SUB, but it could not be UNSUB either; keep looking
             // (HPUB vs HMSG share a prefix, handled by the table scan).
             Some(_) => {}

@@ -129,9 +129,9 @@ impl AuthConfig {
     }
 }
 
-/// nats-server `isBcrypt`: a configured secret matching `^\$2(a|b|x|y)?\$\d\d\$`
-/// is a bcrypt hash.
-fn is_bcrypt(s: &str) -> bool {
+/// nats-server 2.9.10 `isBcrypt`: a configured secret matching
+/// `^\$2[abxy]\$\d{2}\$` (auth.go validBcryptPrefix) is a bcrypt hash.
+pub(crate) fn is_bcrypt(s: &str) -> bool {
     let b = s.as_bytes();
     let rest = match b.strip_prefix(b"$2") {
         Some(r) => r,
@@ -139,7 +139,7 @@ fn is_bcrypt(s: &str) -> bool {
     };
     let rest = match rest.first() {
         Some(b'a' | b'b' | b'x' | b'y') => &rest[1..],
-        _ => rest,
+        _ => return false,
     };
     rest.len() >= 4
         && rest[0] == b'$'
@@ -689,7 +689,9 @@ mod tests {
         assert!(password_matches(hash, "U*U"));
         assert!(!password_matches(hash, "U*V"));
         assert!(!password_matches(hash, hash));
-        assert!(is_bcrypt("$2$10$x") && !is_bcrypt("$2c$10$x") && !is_bcrypt("$2a$1$"));
+        // 2.9.10 requires the variant letter (`\$2\$` is a plain password there).
+        assert!(!is_bcrypt("$2$10$x") && !is_bcrypt("$2c$10$x") && !is_bcrypt("$2a$1$"));
+        assert!(is_bcrypt("$2y$10$x"));
         // A bcrypt-shaped but broken hash never matches.
         assert!(!password_matches("$2a$05$short", "x"));
         assert!(password_matches("plain", "plain"));

@@ -437,8 +437,23 @@ fn log_startup(state: &ServerState) {
     }
     info!("  Name:     {}", state.name);
     info!("  ID:       {}", state.id);
+    // auth.go checkAuthforWarnings: the single user's password, and every listed user's
+    // (an empty one too: nats-server skips those only for TLS-mapped users, which we lack).
+    let a = &opts.authorization;
+    let plain = a
+        .password
+        .as_deref()
+        .is_some_and(|p| !p.is_empty() && !auth::is_bcrypt(p))
+        || a.users.iter().any(|u| !auth::is_bcrypt(&u.password));
+    if plain {
+        warn!("Plaintext passwords detected, use nkeys or bcrypt");
+    }
     if let Some(f) = &opts.config_file {
         info!("Using configuration file: {}", f.display());
+    }
+    // server.go Start: MAX_PAYLOAD_MAX_SIZE, printed by friendlyBytes.
+    if opts.max_payload > 8 * 1024 * 1024 {
+        warn!("Maximum payloads over 8.00 MB are generally discouraged and could lead to poor performance");
     }
 }
 

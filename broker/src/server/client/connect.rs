@@ -26,6 +26,9 @@ impl Conn {
             );
         }
         self.send_proto(encode::ERR_AUTH_VIOLATION);
+        if !user.is_empty() {
+            lock(&self.shared.meta).user = Some(user);
+        }
         Close(ClosedState::AuthenticationViolation)
     }
 
@@ -93,8 +96,17 @@ impl Conn {
             error!("{} - processConnect: {}", self.shared.log_prefix(), e);
             return Err(Close(ClosedState::ProtocolViolation));
         }
-        // Named before authentication, so an auth error names the client.
+        // Named before authentication, so an auth error names the client; and
+        // /connz?state=closed shows who a refused CONNECT was (nats-server keeps
+        // c.opts, and a closed connection's user is c.opts.Username, server.go
+        // saveClosedClient).
         self.name_log_prefix();
+        {
+            let mut m = lock(&self.shared.meta);
+            m.name = self.connect.name.clone().unwrap_or_default();
+            m.lang = self.connect.lang.clone().unwrap_or_default();
+            m.version = self.connect.version.clone().unwrap_or_default();
+        }
         // Every CONNECT is authenticated again (client.go processConnect
         // calls checkAuthentication each time): a second CONNECT with bad
         // credentials closes, one naming another user switches permissions.
@@ -134,12 +146,6 @@ impl Conn {
         self.shared
             .headers
             .store(self.connect.headers, Ordering::Relaxed);
-        {
-            let mut m = lock(&self.shared.meta);
-            m.name = self.connect.name.clone().unwrap_or_default();
-            m.lang = self.connect.lang.clone().unwrap_or_default();
-            m.version = self.connect.version.clone().unwrap_or_default();
-        }
         if self.connect.verbose {
             self.send(encode::OK);
         }

@@ -219,7 +219,7 @@ impl Conn {
                     self.shared.log_prefix(),
                     snip
                 );
-                Close(ClosedState::ParseError)
+                Close(ClosedState::ProtocolViolation)
             }
             ParseError::BadArgs(what) => {
                 error!(
@@ -306,7 +306,16 @@ impl Conn {
                 Ok(())
             }
             Op::Connect(json) => self.handle_connect(json),
-            Op::Info(_) | Op::Ok => Ok(()),
+            // client.go processInfo unmarshals a client's INFO (and then ignores it):
+            // bad JSON closes the connection without an -ERR.
+            Op::Info(json) => match serde_json::from_slice::<serde::de::IgnoredAny>(json) {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    error!("{} - {}", self.shared.log_prefix(), e);
+                    Err(Close(ClosedState::ProtocolViolation))
+                }
+            },
+            Op::Ok => Ok(()),
             Op::Err(text) => {
                 error!(
                     "{} - Client Error {}",
