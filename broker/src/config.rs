@@ -500,18 +500,19 @@ impl Mapper {
                     o.max_pending = v;
                 }
             }
-            // nats-server takes any int (opts.go: `int(v.(int64))`, MaxSubs an int32);
-            // -1 means no limit.
+            // nats-server takes any int (opts.go: `int(v.(int64))`); -1 means no limit.
+            // (It stores max_subscriptions as an int32, so a huge value wraps there;
+            // here it is simply large.)
             "max_connections" | "max_conn" => {
                 if let Some(v) = self.int(e) {
                     o.max_connections = v;
                 }
             }
-            "max_subscriptions" | "max_subs" => match self.int(e) {
-                Some(v) if i32::try_from(v).is_ok() => o.max_subscriptions = v,
-                Some(_) => self.error(e, format!("{} value is too big", e.key)),
-                None => {}
-            },
+            "max_subscriptions" | "max_subs" => {
+                if let Some(v) = self.int(e) {
+                    o.max_subscriptions = v;
+                }
+            }
             "ping_interval" => {
                 if let Some(d) = self.duration(e) {
                     o.ping_interval = d;

@@ -578,6 +578,18 @@ async fn http_methods_keepalive_and_limits() {
         .await,
     );
     assert_eq!((r.status, r.header("location")), (301, Some("/varz?a=1")));
+    // The decoded path is escaped again in Location: no header can be smuggled in.
+    let r = parse_resp(
+        &raw_exchange(
+            m,
+            b"GET //x%0D%0ASet-Cookie:%20a=1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        )
+        .await,
+    );
+    assert_eq!(
+        (r.status, r.header("location"), r.header("set-cookie")),
+        (301, Some("/x%0D%0ASet-Cookie:%20a=1"), None)
+    );
     let r = parse_resp(
         &raw_exchange(
             m,
@@ -801,6 +813,7 @@ async fn differential_key_sets_against_nats_server() {
         ("/jsz", &[][..]),
         ("/connz?acc=nope", &[][..]),
         ("/connz?mqtt_client=x", &[][..]),
+        ("/connz?acc=$G&state=all", &[][..]),
     ] {
         let t = get_json(tm, path).await;
         let o = get_json(om, path).await;

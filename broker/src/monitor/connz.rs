@@ -290,7 +290,9 @@ pub fn connz(state: &ServerState, o: &ConnzOptions, now: SystemTime) -> Result<C
     } else {
         Vec::new()
     };
-    let closed: Vec<ConnSnapshot> = if want_closed {
+    // nats-server never records `$G` as a closed client's account (server.go
+    // saveClosedClient), so `acc=$G` finds open connections only.
+    let closed: Vec<ConnSnapshot> = if want_closed && o.account.is_empty() {
         lock(&state.closed)
             .iter()
             .filter(|c| c.snapshot.kind == ConnKind::Client)

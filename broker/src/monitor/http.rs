@@ -233,6 +233,10 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
 
 /// Origin form `/p?q`, or absolute form `http://host/p?q`.
 fn split_target(target: &str) -> Result<(String, Query, String), HttpError> {
+    // Go's url.Parse: "invalid control character in URL" (a 400).
+    if target.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(HttpError::BadRequestLine);
+    }
     let t = if let Some(rest) = target
         .strip_prefix("http://")
         .or_else(|| target.strip_prefix("https://"))
@@ -247,6 +251,23 @@ fn split_target(target: &str) -> Result<(String, Query, String), HttpError> {
     let (raw_path, raw_query) = t.split_once('?').unwrap_or((t, ""));
     let path = unescape(raw_path, false).ok_or(HttpError::BadRequestLine)?;
     Ok((path, Query::parse(raw_query), raw_query.to_string()))
+}
+
+/// Go's `url.PathEscape`-like escaping of a path for `URL.String()`
+/// (`shouldEscape` in encodePath mode): letters, digits and `-_.~$&+,/:;=@`
+/// stay; every other byte (controls, space, `?`, `#`, `%`, `\`, non-ASCII) is
+/// written `%XX`. Keeps a decoded path from injecting headers or a new
+/// query into a redirect's `Location`.
+pub fn escape_path(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    for &b in p.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~$&+,/:;=@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Go's ServeMux `cleanPath`: `path.Clean` (no `.`/`..` segments, no repeated
@@ -313,27 +334,34 @@ impl Response {
         r
     }
 
-    /// Go's `http.Redirect` with 301, as ServeMux sends for an unclean path.
-    pub fn moved_permanently(location: &str) -> Self {
-        let body = format!(
-            "<a href=\"{}\">Moved Permanently</a>.\n\n",
-            html_escape(location)
-        );
-        let mut r = Response::new(301, HTML, body.into_bytes());
+    /// Go's `http.Redirect` with 301, as ServeMux sends for an unclean path:
+    /// `location` must be escaped already ([`escape_path`]); the HTML body only
+    /// goes with GET (and its length with HEAD).
+    pub fn moved_permanently(location: &str, method: &str) -> Self {
+        let mut r = if method == "GET" || method == "HEAD" {
+            let body = format!(
+                "<a href=\"{}\">Moved Permanently</a>.\n\n",
+                html_escape(location)
+            );
+            Response::new(301, HTML, body.into_bytes())
+        } else {
+            Response::new(301, "", Vec::new())
+        };
         r.extra.push(("Location", location.to_string()));
         r
     }
 
     /// The bytes on the wire. `head_only` for HEAD requests.
     pub fn encode(&self, head_only: bool, keep_alive: bool, date: &str) -> Vec<u8> {
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nDate: {}\r\n",
-            self.status,
-            reason(self.status),
-            self.content_type,
+        let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        if !self.content_type.is_empty() {
+            out.push_str(&format!("Content-Type: {}\r\n", self.content_type));
+        }
+        out.push_str(&format!(
+            "Content-Length: {}\r\nDate: {}\r\n",
             self.body.len(),
             date
-        );
+        ));
         for (name, value) in &self.extra {
             out.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -717,12 +745,32 @@ mod tests {
         let m = String::from_utf8(Response::not_found().encode(false, true, "D")).unwrap();
         assert!(m.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(m.contains("X-Content-Type-Options: nosniff\r\n"));
-        let m =
-            String::from_utf8(Response::moved_permanently("/varz?a=1").encode(false, true, "D"))
-                .unwrap();
+        let m = String::from_utf8(
+            Response::moved_permanently("/varz?a=1", "GET").encode(false, true, "D"),
+        )
+        .unwrap();
         assert!(m.starts_with("HTTP/1.1 301 Moved Permanently\r\n"));
         assert!(m.contains("Location: /varz?a=1\r\n"));
         assert!(m.ends_with("<a href=\"/varz?a=1\">Moved Permanently</a>.\n\n"));
+    }
+
+    #[test]
+    fn redirect_targets_are_escaped() {
+        assert_eq!(
+            escape_path("/x\r\nSet-Cookie: a=1"),
+            "/x%0D%0ASet-Cookie:%20a=1"
+        );
+        assert_eq!(escape_path("/\\evil.com"), "/%5Cevil.com");
+        assert_eq!(escape_path("/varz?a#b%"), "/varz%3Fa%23b%25");
+        assert_eq!(escape_path("/a-b_c.d~e$&+,:;=@"), "/a-b_c.d~e$&+,:;=@");
+        assert_eq!(escape_path("/\u{e9}"), "/%C3%A9");
+        let post = Response::moved_permanently("/varz", "POST");
+        assert!(post.body.is_empty());
+        // Raw control bytes in the target are refused, as by Go's url.Parse.
+        assert_eq!(
+            req("GET /a\x01b HTTP/1.1\r\nHost: h\r\n\r\n"),
+            Err(HttpError::BadRequestLine)
+        );
     }
 
     #[test]

@@ -254,12 +254,14 @@ impl Monitor {
         let bad = |e: http::ParamError| Response::text(400, e.0);
         let clean = http::clean_path(&req.path);
         if clean != req.path {
+            // ServeMux redirects to URL{Path, RawQuery}.String(): the path escaped.
+            let path = http::escape_path(&clean);
             let loc = if req.raw_query.is_empty() {
-                clean
+                path
             } else {
-                format!("{clean}?{}", req.raw_query)
+                format!("{path}?{}", req.raw_query)
             };
-            return Response::moved_permanently(&loc);
+            return Response::moved_permanently(&loc, &req.method);
         }
         match req.path.as_str() {
             ROOT => {
