@@ -581,29 +581,38 @@ pub async fn lame_duck(state: &Arc<ServerState>) {
     let opts = state.opts();
     state.lame_duck.store(true, Ordering::Release);
     info!("Entering lame duck mode, stop accepting new clients");
-    server::cluster::send_async_info_to_clients(state);
-    let grace = opts.lame_duck_grace_period;
-    let total = opts.lame_duck_duration.saturating_sub(grace);
-    info!(
-        "Initiating Lame Duck Mode, waiting {:?} before closing clients",
-        grace
-    );
-    tokio::time::sleep(grace).await;
     let clients: Vec<_> = server::lock(&state.clients)
         .values()
         .filter(|c| c.kind == crate::proto::ConnKind::Client)
         .cloned()
         .collect();
+    // server.go lameDuckMode: with no client there is nothing to wait for.
     if clients.is_empty() {
         return;
     }
-    let step = total / clients.len() as u32;
-    let step = step.min(Duration::from_secs(1));
-    info!("Closing {} existing clients", clients.len());
-    for c in clients {
+    let grace = opts.lame_duck_grace_period;
+    let mut dur = opts.lame_duck_duration.saturating_sub(grace);
+    if dur.is_zero() {
+        dur = Duration::from_secs(1);
+    }
+    // Spread the closes over the duration, at most 1 s apart.
+    let si = (dur / clients.len() as u32)
+        .min(Duration::from_secs(1))
+        .max(Duration::from_nanos(1));
+    // No new client can come in now: tell routes and clients.
+    server::route::send_ldm_to_routes(state);
+    server::cluster::send_async_info_to_clients(state);
+    tokio::time::sleep(grace).await;
+    info!("Closing existing clients");
+    let last = clients.len() - 1;
+    for (i, c) in clients.into_iter().enumerate() {
         c.out.close(server::ClosedState::ServerShutdown);
-        if !step.is_zero() {
-            tokio::time::sleep(step).await;
+        if i == last {
+            break;
         }
+        // A random interval of at least half of `si`, as nats-server picks it.
+        let ns = si.as_nanos().min(u64::MAX as u128) as u64;
+        let v = rand::random_range(0..ns.max(1)).max(ns / 2);
+        tokio::time::sleep(Duration::from_nanos(v)).await;
     }
 }

@@ -403,12 +403,15 @@ pub fn deliver_local(
                     }
                 }
             }
-            // Routes wait for a stalled local client too: nats-server's
-            // route readLoop flushes to its clients in its own goroutine
-            // (flushClients), so a slow subscriber holds the route reader,
-            // TCP pushes back to the sending server and its publishers
-            // stall there — instead of the subscriber being cut.
-            batch.note_if_stalled(client);
+            // Only a client publisher waits for a stalled subscriber
+            // (client.go deliverMsg: `c.kind == CLIENT && client.out.stc != nil`).
+            // A route reader never does (its readLoop only signals the
+            // subscribers' writers, flushClients(0)): a subscriber too slow for
+            // the route is cut at max_pending, and the route keeps serving
+            // everyone else on this server.
+            if matches!(src, Source::Client { .. }) {
+                batch.note_if_stalled(client);
+            }
         }
         Err(e) => {
             // Count the cut once, not every message dropped after it.

@@ -200,6 +200,16 @@ impl ServerState {
         if c.label.is_some() {
             info.connect_urls = self.cluster.scion_connect_urls();
         }
+        // server.go sendLDMToClients: in lame duck mode clients are sent only the
+        // other servers' URLs.
+        if info.ldm {
+            let own = if c.label.is_some() {
+                lock(&self.cluster.own_scion_urls).clone()
+            } else {
+                lock(&self.cluster.own_urls).clone()
+            };
+            info.connect_urls.retain(|u| !own.contains(u));
+        }
         info
     }
 

@@ -33,9 +33,17 @@ mod read;
 pub const ROUTE_PROTO: i32 = 2;
 /// Dial timeout (`DEFAULT_ROUTE_DIAL`).
 const ROUTE_DIAL: Duration = Duration::from_secs(1);
-/// First retry delay for a failed route dial; doubles up to the cap.
-const ROUTE_RETRY_MIN: Duration = Duration::from_millis(250);
-const ROUTE_RETRY_MAX: Duration = Duration::from_secs(2);
+/// Delay between failed route dials (`DEFAULT_ROUTE_CONNECT`).
+const ROUTE_CONNECT_DELAY: Duration = Duration::from_secs(1);
+/// Extra wait before re-dialling a configured route that closed
+/// (`DEFAULT_ROUTE_RECONNECT`, route.go reConnectToRoute): a peer that refuses
+/// us (bad credentials, another cluster name) is not hammered.
+const ROUTE_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// nats-server's `connect_error_reports` / `reconnect_error_reports` defaults
+/// (const.go): a first connection's failures are logged at attempt 1 and then
+/// every 3600th, a reconnection's every time.
+const CONNECT_ERROR_REPORTS: u32 = 3600;
+const RECONNECT_ERROR_REPORTS: u32 = 1;
 
 /// How a route came to be.
 #[derive(Clone, Debug)]
@@ -44,6 +52,22 @@ pub struct Solicit {
     pub user: Option<String>,
     pub password: Option<String>,
     pub configured: bool,
+}
+
+/// server.go sendLDMToRoutes: one route INFO with `ldm: true` to every route, so the
+/// peers drop our client URLs from what they tell their clients before we close.
+pub fn send_ldm_to_routes(srv: &ServerState) {
+    let mut info = route_info(srv);
+    info.ldm = true;
+    let line = info.to_line();
+    let routes: Vec<_> = lock(&srv.clients)
+        .values()
+        .filter(|c| c.kind == crate::proto::ConnKind::Route)
+        .cloned()
+        .collect();
+    for r in routes {
+        let _ = r.out.send(&line);
+    }
 }
 
 /// The INFO we send on routes.
@@ -236,12 +260,17 @@ async fn accept_routes(srv: Arc<ServerState>, listener: TcpListener) {
 /// Dials a route until it connects (explicit routes forever; implicit ones
 /// up to `connect_retries` extra attempts).
 pub async fn connect_to_route(srv: Arc<ServerState>, s: Solicit, forever: bool) {
+    dial_route(srv, s, forever, true).await
+}
+
+/// route.go connectToRoute: dial every second until connected (or, for an implicit
+/// route, out of `connect_retries`); `first` selects the error-report rate.
+async fn dial_route(srv: Arc<ServerState>, s: Solicit, forever: bool, first: bool) {
     let Some((hostport, _, _)) = parse_route_url(&s.url) else {
         error!("Error parsing route URL {:?}", s.url);
         return;
     };
     let mut attempts: u32 = 0;
-    let mut delay = ROUTE_RETRY_MIN;
     loop {
         if srv.shutting_down.load(Ordering::Acquire) {
             return;
@@ -266,11 +295,11 @@ pub async fn connect_to_route(srv: Arc<ServerState>, s: Solicit, forever: bool) 
             }
             Ok(Err(e)) => {
                 attempts += 1;
-                report_connect_err(attempts, &e.to_string());
+                report_connect_err(first, attempts, &e.to_string());
             }
             Err(_) => {
                 attempts += 1;
-                report_connect_err(attempts, "i/o timeout");
+                report_connect_err(first, attempts, "i/o timeout");
             }
         }
         if !forever {
@@ -279,18 +308,21 @@ pub async fn connect_to_route(srv: Arc<ServerState>, s: Solicit, forever: bool) 
                 return;
             }
         }
-        let jitter = Duration::from_millis(rand::random_range(0..100));
         tokio::select! {
-            _ = tokio::time::sleep(delay + jitter) => {}
+            _ = tokio::time::sleep(ROUTE_CONNECT_DELAY) => {}
             _ = srv.shutdown.notified() => return,
         }
-        delay = (delay * 2).min(ROUTE_RETRY_MAX);
     }
 }
 
-fn report_connect_err(attempts: u32, err: &str) {
-    // nats-server reports the first attempt and then every so often.
-    if attempts == 1 || attempts.is_multiple_of(60) {
+/// server.go shouldReportConnectErr with the default report rates.
+fn report_connect_err(first: bool, attempts: u32, err: &str) {
+    let every = if first {
+        CONNECT_ERROR_REPORTS
+    } else {
+        RECONNECT_ERROR_REPORTS
+    };
+    if attempts == 1 || attempts.is_multiple_of(every) {
         error!(
             "Error trying to connect to route (attempt {}): {}",
             attempts, err
@@ -525,10 +557,18 @@ fn reconnect(
     s: Solicit,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     Box::pin(async move {
-        let d = Duration::from_millis(rand::random_range(0..100));
-        tokio::time::sleep(d).await;
+        // route.go reConnectToRoute: a random 0-100 ms against both sides re-dialling
+        // in lockstep, plus DEFAULT_ROUTE_RECONNECT for a configured route.
         let forever = s.configured;
-        connect_to_route(srv, s, forever).await;
+        let mut d = Duration::from_millis(rand::random_range(0..100));
+        if forever {
+            d += ROUTE_RECONNECT_DELAY;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = srv.shutdown.notified() => return,
+        }
+        dial_route(srv, s, forever, false).await;
     })
 }
 

@@ -121,6 +121,15 @@ impl RouteConn {
             }
             return Ok(());
         }
+        // route.go processRouteInfo: an accepted route from a server with our name
+        // is refused (names must be unique in a cluster).
+        if self.solicit.is_none() && info.server_name == srv.name {
+            error!(
+                "{} - Remote server has a duplicate name: {:?}",
+                self.prefix, info.server_name
+            );
+            return Err(Close(ClosedState::DuplicateServerName));
+        }
         self.got_info = true;
         self.shared.headers.store(info.headers, Ordering::Relaxed);
         {
@@ -147,10 +156,22 @@ impl RouteConn {
             // A TCP route we dialled: the kept route takes over its URL, to be re-dialled
             // when that one closes (route.go addRoute). SCION dialers watch for that
             // themselves (`server::scion::dial_route`).
-            let over_scion = lock(&self.handle.meta).scion.is_some();
-            if let (Some(s), false) = (&self.solicit, over_scion) {
-                if let Some(kept) = srv.cluster.route_to(&info.server_id) {
-                    lock(&kept.meta).retry = Some(s.clone());
+            let (over_scion, our_url) = {
+                let m = lock(&self.handle.meta);
+                (m.scion.is_some(), m.url.clone())
+            };
+            if let (Some(s), Some(kept)) = (&self.solicit, srv.cluster.route_to(&info.server_id)) {
+                let mut k = lock(&kept.meta);
+                // "Upgrade to solicited": the kept route now counts as the one we
+                // dialled (/routez did_solicit, is_configured, url), keeping its
+                // remote's connect URLs.
+                k.did_solicit = true;
+                k.is_configured = s.configured;
+                if our_url.is_some() {
+                    k.url = our_url;
+                }
+                if !over_scion {
+                    k.retry = Some(s.clone());
                 }
             }
             return Err(Close(ClosedState::DuplicateRoute));

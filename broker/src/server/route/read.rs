@@ -212,7 +212,7 @@ impl RouteConn {
             Op::Ok => Ok(()),
             Op::Err(text) => {
                 error!(
-                    "{} - Router Error {}",
+                    "{} - Route Error {}",
                     self.prefix,
                     String::from_utf8_lossy(text)
                 );
