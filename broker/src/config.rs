@@ -58,7 +58,9 @@ pub struct FieldError {
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("error opening config file: {}: {source}", path.display())]
+    /// Go's wording, as nats-server prints it (`open x.conf: no such file or
+    /// directory`, `read /tmp: is a directory`).
+    #[error("{}", read_error_text(path, source))]
     Read {
         path: PathBuf,
         #[source]
@@ -94,6 +96,16 @@ impl Source for OsSource {
     fn env_var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
+}
+
+fn read_error_text(path: &Path, e: &io::Error) -> String {
+    // os.ReadFile opens first; a directory opens fine and fails on read.
+    let op = if e.raw_os_error() == Some(libc::EISDIR) {
+        "read"
+    } else {
+        "open"
+    };
+    conf::go_io_error(op, &path.display().to_string(), e)
 }
 
 /// Load a configuration file on top of the defaults.

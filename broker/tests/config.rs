@@ -1274,3 +1274,18 @@ fn grammar_differential_against_nats_server_conf_package() {
         "same {same}, stricter {stricter}"
     );
 }
+
+/// A file that cannot be read is reported in Go's words, as nats-server prints it.
+#[test]
+fn unreadable_config_file_in_go_words() {
+    let d = tmpdir();
+    let missing = d.join("missing.conf");
+    assert_eq!(
+        config::load_file(&missing).unwrap_err().to_string(),
+        format!("open {}: no such file or directory", missing.display())
+    );
+    assert_eq!(
+        config::load_file(&d).unwrap_err().to_string(),
+        format!("read {}: is a directory", d.display())
+    );
+}

@@ -295,11 +295,18 @@ async fn dial_route(srv: Arc<ServerState>, s: Solicit, forever: bool, first: boo
             }
             Ok(Err(e)) => {
                 attempts += 1;
-                report_connect_err(first, attempts, &e.to_string());
+                // Go's net.OpError text: "dial tcp H:P: connect: connection refused".
+                let text = crate::conf::go_io_error("dial tcp", &hostport, &e);
+                let text = text.replacen(": ", ": connect: ", 1);
+                report_connect_err(first, attempts, &text);
             }
             Err(_) => {
                 attempts += 1;
-                report_connect_err(first, attempts, "i/o timeout");
+                report_connect_err(
+                    first,
+                    attempts,
+                    &format!("dial tcp {hostport}: i/o timeout"),
+                );
             }
         }
         if !forever {
