@@ -845,6 +845,17 @@ async fn differential_key_sets_against_nats_server() {
             }
         }
     }
+    // The endpoints of features we lack refuse bad parameters with nats-server's texts.
+    for path in [
+        "/jsz?leader-only=true",
+        "/jsz?accounts=x",
+        "/jsz?limit=x",
+        "/leafz?subs=x",
+        "/gatewayz?accs=x",
+    ] {
+        let (t, o) = (get(tm, path).await, get(om, path).await);
+        assert_eq!((o.status, o.text()), (t.status, t.text()), "{path}");
+    }
     // Values that follow from the same (default) configuration agree.
     let (tv, ov) = (get_json(tm, "/varz").await, get_json(om, "/varz").await);
     for k in [

@@ -343,16 +343,39 @@ impl Monitor {
                 let dests = scion_view::pathz_dests(&self.state, &self.switches);
                 respond(q, pretty(&pathz::pathz(&self.state.id, dests, now)))
             }
+            // Parameters decoded as monitor.go does, for its 400s on bad values.
             GATEWAYZ => {
                 self.count(GATEWAYZ);
+                if let Err(e) = decode_bool(q, "accs") {
+                    return bad(e);
+                }
                 respond(q, pretty(&absent::gatewayz(&self.state.id, now)))
             }
             LEAFZ => {
                 self.count(LEAFZ);
+                if let Err(e) = decode_bool(q, "subs") {
+                    return bad(e);
+                }
                 respond(q, pretty(&absent::leafz(&self.state.id, now)))
             }
             JSZ => {
                 self.count(JSZ);
+                for p in ["accounts", "streams", "consumers", "config"] {
+                    if let Err(e) = decode_bool(q, p) {
+                        return bad(e);
+                    }
+                }
+                for p in ["offset", "limit"] {
+                    if let Err(e) = http::decode_int(q, p) {
+                        return bad(e);
+                    }
+                }
+                match decode_bool(q, "leader-only") {
+                    Err(e) => return bad(e),
+                    // monitor.go Jsz with JetStream off: "filtered response: not leader".
+                    Ok(true) => return Response::text(400, "filtered response: not leader"),
+                    Ok(false) => {}
+                }
                 respond(q, pretty(&absent::jsz(&self.state.id, now)))
             }
             _ => Response::not_found(),
