@@ -192,6 +192,8 @@ enum Value {
 pub fn usage() -> String {
     "\
 Usage: broker [options]
+       broker proxy --listen <host:port> --upstream <nats://[ISD-AS,IP]:port> [options]
+                    (a local TCP NATS port carried over QUIC/SCION; `broker proxy --help`)
 
 Server Options:
     -a, --addr, --net <host>         Bind to host address (default: 0.0.0.0)

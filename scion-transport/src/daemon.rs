@@ -40,7 +40,12 @@ pub struct PortRangeResponse {
 pub enum DaemonError {
     #[error("SCION daemon address {0:?} is not a valid host:port or URL")]
     BadAddress(String),
-    #[error("cannot reach the SCION daemon at {addr}: {source}")]
+    /// With the underlying cause (tonic's own text is only "transport error") and where
+    /// the address can be set.
+    #[error(
+        "cannot reach the SCION daemon at {addr}: {} (is sciond running? the address comes from scion.daemon, else SCION_DAEMON_ADDRESS, else 127.0.0.1:30255)",
+        error_chain(source)
+    )]
     Connect {
         addr: String,
         source: tonic::transport::Error,
@@ -52,6 +57,21 @@ pub enum DaemonError {
     },
     #[error("SCION daemon answered an invalid dispatched port range {start}-{end}")]
     BadPortRange { start: u32, end: u32 },
+}
+
+/// `err` and its sources, `: `-joined, without repeating a text already shown.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let t = e.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = e.source();
+    }
+    out
 }
 
 /// The daemon address to use: the configured one, else `SCION_DAEMON_ADDRESS`, else

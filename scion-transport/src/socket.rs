@@ -729,6 +729,7 @@ impl ScionSocket {
         let Some(selector) = peer.selector.as_mut() else {
             return;
         };
+        let before = selector.scmp_down_count();
         let marked = match &report.kind {
             ScmpKind::ExternalInterfaceDown { ia, ifid } => match u16::try_from(*ifid) {
                 Ok(ifid) => selector.on_scmp_interface_down(now, *ia, ifid),
@@ -748,7 +749,15 @@ impl ScionSocket {
             }
         };
         if marked > 0 {
-            info!(remote = %peer.remote, kind = ?report.kind, paths = marked, "SCMP marked paths down");
+            // Every probe on a path through a dead link draws another SCMP error: log the
+            // paths that went down now, and the repeats (which only refresh them) at debug.
+            let newly = selector.scmp_down_count().saturating_sub(before);
+            let what = scmp_down_text(&report.kind);
+            if newly > 0 {
+                info!(remote = %peer.remote, paths = newly, "SCMP marked paths down: {what}");
+            } else {
+                debug!(remote = %peer.remote, paths = marked, "SCMP (again): {what}");
+            }
             self.drive_peer(peer, now);
         }
     }
@@ -825,6 +834,19 @@ fn probe_frame(kind: u8, seq: u64, token: u64) -> Bytes {
     frame.extend_from_slice(&seq.to_be_bytes());
     frame.extend_from_slice(&token.to_be_bytes());
     Bytes::from(frame)
+}
+
+/// An SCMP down report in the operators' notation (`interface down 18-ffaa:0:1208#2`).
+fn scmp_down_text(kind: &ScmpKind) -> String {
+    match kind {
+        ScmpKind::ExternalInterfaceDown { ia, ifid } => format!("interface down {ia}#{ifid}"),
+        ScmpKind::InternalConnectivityDown {
+            ia,
+            ingress,
+            egress,
+        } => format!("internal connectivity down in {ia} between #{ingress} and #{egress}"),
+        other => format!("{other:?}"),
+    }
 }
 
 #[cfg(test)]

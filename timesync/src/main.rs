@@ -21,8 +21,25 @@ async fn main() -> std::process::ExitCode {
     match timesync::cli::main(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("timesync: {err:#}");
+            eprintln!("timesync: {}", error_text(&err));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, `: `-joined, leaving out a cause whose text is already
+/// there (async-nats' connect error repeats its I/O source in its own message).
+fn error_text(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let t = cause.to_string();
+        if out.contains(&t) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&t);
+    }
+    out
 }

@@ -568,8 +568,8 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                 log_attempt(
                     attempts,
                     format_args!(
-                        "Error trying to connect to route (attempt {}): {}",
-                        attempts, e
+                        "Error trying to connect to route (attempt {}): dial scion {}: {}",
+                        attempts, remote, e
                     ),
                 );
             }
@@ -580,8 +580,8 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                 log_attempt(
                     attempts,
                     format_args!(
-                        "Error trying to connect to route (attempt {}): i/o timeout",
-                        attempts
+                        "Error trying to connect to route (attempt {}): dial scion {}: i/o timeout",
+                        attempts, remote
                     ),
                 );
             }

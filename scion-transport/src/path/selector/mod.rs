@@ -540,6 +540,14 @@ impl Selector {
         self.switches_by_cause.clone()
     }
 
+    /// How many known paths are marked Down by SCMP right now.
+    pub fn scmp_down_count(&self) -> usize {
+        self.cands
+            .iter()
+            .filter(|c| matches!(c.down, Some((DownReason::Scmp(_), _))))
+            .count()
+    }
+
     /// Every known path, ranked ones first (best first), then filtered and expired ones.
     pub fn candidates(&self) -> Vec<CandidateView> {
         let Some(now) = self.last_now else {
