@@ -174,7 +174,8 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
                 }
                 tls.server_name = Some(value)
             }
-            "path_preference" => {
+            // Both spellings, like --server-name/--server_name.
+            "path_preference" | "path-preference" => {
                 value
                     .parse::<scion_transport::path::PathPreference>()
                     .map_err(|e| ProxyError::Usage(format!("--path_preference: {e}")))?;

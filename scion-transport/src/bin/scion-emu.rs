@@ -19,7 +19,15 @@ use scion_transport::emu::{self, EmuOptions, Topology};
 const USAGE: &str =
     "usage: scion-emu run <topology.toml> [--control ADDR] [--ip IP] [--topology-dir DIR]
        scion-emu ctl <control-addr> <command...>
-       scion-emu --help";
+       scion-emu --help
+
+ctl commands (one link end, ISD-AS#ifid, names the link):
+  show                                   links and their state
+  link 18-ffaa:1:10a0#1 down             cut it, routers send SCMP interface-down
+  link 18-ffaa:1:10a0#1 blackhole        drop silently, no SCMP
+  link 18-ffaa:1:10a0#1 up               restore
+  link 18-ffaa:1:10a0#1 latency <ms>     one-way latency; also: jitter <ms>,
+                                         loss <0..1>, bandwidth <kbit/s>";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
