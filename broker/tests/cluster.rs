@@ -575,7 +575,9 @@ async fn async_nats_client_fails_over_using_connect_urls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_subscriber_behind_route_is_cut_and_others_keep_receiving() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const FLOOD: usize = 3000;
+    // 16 MB: more than the kernel buffers between the server and a reader that never
+    // reads (its receive buffer is kept small below) can hold besides max_pending.
+    const FLOOD: usize = 4000;
     const SIZE: usize = 4096;
     const OTHER: usize = 100;
     let a = start(node_opts("a", vec![])).await.unwrap();
@@ -586,8 +588,11 @@ async fn slow_subscriber_behind_route_is_cut_and_others_keep_receiving() {
     let b = start(ob).await.unwrap();
     wait_routes(&a, 1).await;
 
-    // The slow subscriber never reads after its PONG.
-    let mut slow = tokio::net::TcpStream::connect(b.client_addr).await.unwrap();
+    // The slow subscriber never reads after its PONG; a small receive buffer keeps the
+    // kernel from soaking up the flood in its place.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut slow = sock.connect(b.client_addr).await.unwrap();
     slow.write_all(b"CONNECT {\"verbose\":false,\"name\":\"slow\"}\r\nSUB flood 1\r\nPING\r\n")
         .await
         .unwrap();
