@@ -817,6 +817,11 @@ async fn lame_duck_is_announced_to_routes_before_clients_close() {
     let mut pend = Vec::new();
     let pong = read_until_line(&mut cb, &mut pend, |l| l == "PONG").await;
     assert_eq!(pong, "PONG");
+    // b's clients know a's URL first (the route brought it; an INFO follows the PONG
+    // unless the CONNECT already saw it).
+    if !b.state.cluster.connect_urls().contains(&a_url) {
+        panic!("b does not advertise a's URL {a_url}");
+    }
     // A client on a keeps lame duck mode from ending at once.
     let ca = client(&a).await;
     ca.flush().await.unwrap();

@@ -102,7 +102,13 @@ pub struct ServerState {
 impl ServerState {
     pub fn new(opts: Options) -> Arc<Self> {
         let id = generate_server_id();
-        let name = opts.server_name.clone().unwrap_or_else(|| id.clone());
+        // An empty name is no name (server.go NewServer: `serverName := pub; if
+        // opts.ServerName != "" { serverName = opts.ServerName }`).
+        let name = opts
+            .server_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| id.clone());
         let auth = auth::AuthConfig::from_options(&opts);
         let cluster_enabled = opts.cluster.listen.is_some() || !opts.cluster.routes.is_empty();
         let cluster = cluster::ClusterState::new(cluster_enabled, opts.cluster.name.clone());

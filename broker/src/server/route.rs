@@ -34,11 +34,11 @@ pub const ROUTE_PROTO: i32 = 2;
 /// Dial timeout (`DEFAULT_ROUTE_DIAL`).
 const ROUTE_DIAL: Duration = Duration::from_secs(1);
 /// Delay between failed route dials (`DEFAULT_ROUTE_CONNECT`).
-const ROUTE_CONNECT_DELAY: Duration = Duration::from_secs(1);
+pub(crate) const ROUTE_CONNECT_DELAY: Duration = Duration::from_secs(1);
 /// Extra wait before re-dialling a configured route that closed
 /// (`DEFAULT_ROUTE_RECONNECT`, route.go reConnectToRoute): a peer that refuses
 /// us (bad credentials, another cluster name) is not hammered.
-const ROUTE_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+pub(crate) const ROUTE_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// nats-server's `connect_error_reports` / `reconnect_error_reports` defaults
 /// (const.go): a first connection's failures are logged at attempt 1 and then
 /// every 3600th, a reconnection's every time.
@@ -60,13 +60,10 @@ pub fn send_ldm_to_routes(srv: &ServerState) {
     let mut info = route_info(srv);
     info.ldm = true;
     let line = info.to_line();
-    let routes: Vec<_> = lock(&srv.clients)
-        .values()
-        .filter(|c| c.kind == crate::proto::ConnKind::Route)
-        .cloned()
-        .collect();
-    for r in routes {
-        let _ = r.out.send(&line);
+    // Registered routes only, as nats-server's s.routes: one still in its handshake
+    // must get its CONNECT and INFO first.
+    for r in srv.cluster.routes() {
+        let _ = r.shared.out.send(&line);
     }
 }
 

@@ -373,8 +373,8 @@ async fn wait_while_routed(srv: &ServerState, id: &str) -> bool {
     true
 }
 
-/// A failed route dial: at error level on the first attempt and every 60th (about every two
-/// minutes at the 2 s backoff), at debug level in between, so a peer that stays away does not
+/// A failed route dial: at error level on the first attempt and every 60th (about once a
+/// minute at the 1 s retry), at debug level in between, so a peer that stays away does not
 /// flood the log.
 fn log_attempt(attempts: u32, msg: std::fmt::Arguments<'_>) {
     if attempts == 1 || attempts.is_multiple_of(60) {
@@ -475,7 +475,11 @@ impl std::fmt::Debug for ScionPeer {
 /// Dials a SCION route with back-off and serves it: a configured one forever, an implicit one
 /// with bounded attempts; neither again once the peer is reached through another route.
 async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: ScionAddr, s: Solicit) {
-    let mut delay = Duration::from_millis(250);
+    // As the TCP dialer (route.go): a failed dial is retried every second, and a route that
+    // closed is re-dialled after 1 s more when configured (reConnectToRoute), so a peer
+    // that refuses us after the handshake (cluster name, credentials, our name) is not
+    // re-dialled several times a second, each time with a full QUIC/TLS handshake.
+    let mut delay = super::route::ROUTE_CONNECT_DELAY;
     let mut attempts: u32 = 0;
     loop {
         if srv.shutting_down.load(Ordering::Acquire) {
@@ -550,7 +554,11 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                         AfterClose::Redial => {}
                     }
                     attempts = 0;
-                    delay = Duration::from_millis(250);
+                    delay = if s.configured {
+                        super::route::ROUTE_RECONNECT_DELAY
+                    } else {
+                        Duration::ZERO
+                    };
                 }
             }
             Ok(Err(ConnectError::Handshake { remote, source }))
@@ -598,7 +606,7 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
             _ = tokio::time::sleep(delay + jitter) => {}
             _ = srv.shutdown.notified() => return,
         }
-        delay = (delay * 2).min(Duration::from_secs(2));
+        delay = super::route::ROUTE_CONNECT_DELAY;
     }
 }
 

@@ -113,9 +113,17 @@ impl RouteConn {
             if !my_remote.is_empty() && my_remote != info.server_id {
                 process_implicit_route(&srv, &info);
             } else if info.ldm {
-                let urls = std::mem::take(&mut lock(&self.handle.meta).connect_urls);
-                if srv.cluster.update_remote_urls(&urls, false) && !srv.opts().cluster.no_advertise
-                {
+                // The peer is leaving: stop offering its client URLs, TCP and SCION.
+                let (urls, scion_urls) = {
+                    let mut m = lock(&self.handle.meta);
+                    (
+                        std::mem::take(&mut m.connect_urls),
+                        std::mem::take(&mut m.scion_connect_urls),
+                    )
+                };
+                let a = srv.cluster.update_remote_urls(&urls, false);
+                let b = srv.cluster.update_remote_scion_urls(&scion_urls, false);
+                if (a || b) && !srv.opts().cluster.no_advertise {
                     send_async_info_to_clients(&srv);
                 }
             }
