@@ -27,8 +27,8 @@ mod addr;
 mod blocks;
 
 pub use addr::{
-    check_port, parse_go_duration, parse_host_port, parse_listen_str, parse_route_url,
-    parse_scion_socket, IsdAs, ScionSocket,
+    check_client_advertise, check_cluster_advertise, check_port, parse_go_duration,
+    parse_host_port, parse_listen_str, parse_route_url, parse_scion_socket, IsdAs, ScionSocket,
 };
 
 use std::io;
@@ -221,6 +221,14 @@ fn jetstream_off(v: &Value) -> bool {
     }
 }
 
+/// nats-server's configWarningErr wording: `file:line:col: invalid use of field "k": why`.
+fn field_warning(e: &Entry, reason: &str) -> String {
+    format!(
+        "{}: invalid use of field {:?}: {}",
+        e.key_pos, e.key, reason
+    )
+}
+
 impl Mapper {
     pub(crate) fn error(&mut self, e: &Entry, message: impl Into<String>) {
         self.error_at(&e.key_pos, &e.key, message);
@@ -236,22 +244,12 @@ impl Mapper {
 
     /// nats-server's configWarningErr wording.
     pub(crate) fn warn(&mut self, e: &Entry, reason: impl AsRef<str>) {
-        self.warnings.push(format!(
-            "{}: invalid use of field {:?}: {}",
-            e.key_pos,
-            e.key,
-            reason.as_ref()
-        ));
+        self.warnings.push(field_warning(e, reason.as_ref()));
     }
 
     /// A note in the shape of a warning about a key nats-server takes and we ignore.
     pub(crate) fn notice(&mut self, e: &Entry, reason: impl AsRef<str>) {
-        self.notices.push(format!(
-            "{}: invalid use of field {:?}: {}",
-            e.key_pos,
-            e.key,
-            reason.as_ref()
-        ));
+        self.notices.push(field_warning(e, reason.as_ref()));
     }
 
     /// Unknown key; like nats-server, keys used as `$variables` are exempt.
@@ -434,16 +432,9 @@ impl Mapper {
             "client_advertise" => {
                 o.client_advertise = self.string(e);
                 // nats-server refuses a bad value at start (server.go setInfoHostPort).
-                if let Some(Err(err)) = o
-                    .client_advertise
-                    .as_deref()
-                    .map(|a| parse_host_port(a, 4222))
-                {
-                    let a = o.client_advertise.take().unwrap_or_default();
-                    self.error(
-                        e,
-                        format!("Error setting server INFO with ClientAdvertise value of {a}, err={err}"),
-                    );
+                if let Some(Err(err)) = o.client_advertise.as_deref().map(check_client_advertise) {
+                    o.client_advertise = None;
+                    self.error(e, err);
                 }
             }
             "server_name" => {

@@ -739,18 +739,28 @@ async fn raw_client(addr: SocketAddr) -> TcpStream {
     )
     .await
     .expect("write");
+    read_until_suffix(&mut s, b"PONG\r\n", "PONG").await;
+    s
+}
+
+/// Reads from `s` until what came in ends with `suffix` (bounded by WAIT); returns it.
+async fn read_until_suffix(s: &mut TcpStream, suffix: &[u8], what: &str) -> Vec<u8> {
     let mut got = Vec::new();
     let deadline = Instant::now() + WAIT;
-    while !got.windows(6).any(|w| w == b"PONG\r\n") {
-        let mut buf = [0u8; 1024];
+    while !got.ends_with(suffix) {
+        let mut buf = [0u8; 4096];
         let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
             .await
-            .expect("PONG in time")
+            .unwrap_or_else(|_| panic!("{what} in time"))
             .expect("read");
-        assert!(n > 0, "server closed: {}", String::from_utf8_lossy(&got));
+        assert!(
+            n > 0,
+            "server closed before {what}: {}",
+            String::from_utf8_lossy(&got)
+        );
         got.extend_from_slice(&buf[..n]);
     }
-    s
+    got
 }
 
 /// JSON type of a value, for comparing shapes.
@@ -1041,17 +1051,7 @@ async fn closed_client_with_subs(addr: SocketAddr, http: SocketAddr) {
     )
     .await
     .expect("write");
-    let mut got = Vec::new();
-    let deadline = Instant::now() + WAIT;
-    while !got.ends_with(b"PONG\r\n") {
-        let mut buf = [0u8; 1024];
-        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
-            .await
-            .expect("PONG in time")
-            .expect("read");
-        assert!(n > 0, "server closed: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
+    read_until_suffix(&mut s, b"PONG\r\n", "PONG").await;
     drop(s);
     wait_json(http, "/connz?state=closed", |v| v["num_connections"] == 1).await;
 }
@@ -1132,17 +1132,7 @@ async fn first_info(addr: SocketAddr) -> Value {
         .await
         .expect("in time")
         .expect("connect");
-    let mut got = Vec::new();
-    let deadline = Instant::now() + WAIT;
-    while !got.ends_with(b"\r\n") {
-        let mut buf = [0u8; 4096];
-        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
-            .await
-            .expect("INFO in time")
-            .expect("read");
-        assert!(n > 0, "closed before INFO");
-        got.extend_from_slice(&buf[..n]);
-    }
+    let got = read_until_suffix(&mut s, b"\r\n", "INFO").await;
     let line = String::from_utf8_lossy(&got);
     let json = line.trim_end().strip_prefix("INFO ").expect("INFO line");
     serde_json::from_str(json).expect("INFO JSON")

@@ -418,6 +418,22 @@ pub fn parse_host_port(s: &str, default_port: u16) -> Result<(String, u16), Stri
     Ok((host.trim().to_string(), port))
 }
 
+/// nats-server's start-time check of `client_advertise` (server.go setInfoHostPort),
+/// with its fatal error's wording.
+pub fn check_client_advertise(a: &str) -> Result<(), String> {
+    parse_host_port(a, 4222).map(|_| ()).map_err(|e| {
+        format!("Error setting server INFO with ClientAdvertise value of {a}, err={e}")
+    })
+}
+
+/// nats-server's start-time check of `cluster.advertise` (route.go
+/// setRouteInfoHostPortAndIP), with its fatal error's wording.
+pub fn check_cluster_advertise(a: &str) -> Result<(), String> {
+    parse_host_port(a, 6222).map(|_| ()).map_err(|e| {
+        format!("Error setting route INFO with Cluster.Advertise value of {a}, err={e}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

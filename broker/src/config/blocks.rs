@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::addr::{check_port, parse_host_port, parse_listen_str, parse_route_url, IsdAs};
+use super::addr::{check_cluster_advertise, check_port, parse_listen_str, parse_route_url, IsdAs};
 use super::Mapper;
 use crate::conf::{Entry, Node, Value};
 use crate::options::{
@@ -364,13 +364,10 @@ pub(super) fn cluster(m: &mut Mapper, o: &mut Options, e: &Entry) {
                 m.seen.push(("cluster.advertise", f.key_pos.clone()));
                 o.cluster.advertise = m.string(f);
                 // nats-server refuses a bad value at start (route.go setRouteInfoHostPortAndIP).
-                let adv = o.cluster.advertise.as_deref();
-                if let Some(Err(err)) = adv.map(|a| parse_host_port(a, 6222)) {
-                    let a = o.cluster.advertise.take().unwrap_or_default();
-                    m.error(
-                        f,
-                        format!("Error setting route INFO with Cluster.Advertise value of {a}, err={err}"),
-                    );
+                if let Some(Err(err)) = o.cluster.advertise.as_deref().map(check_cluster_advertise)
+                {
+                    o.cluster.advertise = None;
+                    m.error(f, err);
                 }
             }
             "no_advertise" => o.cluster.no_advertise = m.boolean(f).unwrap_or(false),

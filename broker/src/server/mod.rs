@@ -544,19 +544,10 @@ fn advertised(opts: &Options, port: u16) -> (String, u16) {
 /// command line; a config file's are checked when it is loaded.
 fn check_advertise(opts: &Options) -> Result<(), StartError> {
     if let Some(a) = &opts.client_advertise {
-        if let Err(e) = crate::config::parse_host_port(a, u16::try_from(opts.port).unwrap_or(4222))
-        {
-            return Err(StartError::Advertise(format!(
-                "Error setting server INFO with ClientAdvertise value of {a}, err={e}"
-            )));
-        }
+        crate::config::check_client_advertise(a).map_err(StartError::Advertise)?;
     }
     if let Some(a) = &opts.cluster.advertise {
-        if let Err(e) = crate::config::parse_host_port(a, 6222) {
-            return Err(StartError::Advertise(format!(
-                "Error setting route INFO with Cluster.Advertise value of {a}, err={e}"
-            )));
-        }
+        crate::config::check_cluster_advertise(a).map_err(StartError::Advertise)?;
     }
     Ok(())
 }
