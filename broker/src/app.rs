@@ -98,23 +98,15 @@ fn run_server(opts: Options, warnings: Vec<String>, flags: Vec<String>) -> ExitC
         }
     };
     let pid_file = opts.pid_file.clone();
-    let pid_for_run = pid_file.clone();
     let ports_file = opts.ports_file_dir.as_deref().map(ports_file_path);
     let ports_for_run = ports_file.clone();
     let code = rt.block_on(async move {
         let sigs = Signals::install();
-        // Written before "Server is ready", as nats-server's Start does (server.go logPid),
-        // so that whoever waits for that line finds the pid file.
-        if let Some(p) = &pid_for_run {
-            if let Err(e) = std::fs::write(p, std::process::id().to_string()) {
-                error!("Could not write pidfile: {}", e);
-            }
-        }
         let handle = match server::start(opts).await {
             Ok(h) => h,
             Err(e) => {
-                error!("{}", e);
-                eprintln!("{EXE}: {e}");
+                // nats-server's Fatalf: one [FTL] line, exit status 1.
+                error!(target: crate::logging::FATAL, "{}", e);
                 return ExitCode::FAILURE;
             }
         };
@@ -601,7 +593,7 @@ pub async fn lame_duck(state: &Arc<ServerState>) {
         .max(Duration::from_nanos(1));
     // No new client can come in now: tell routes and clients.
     server::route::send_ldm_to_routes(state);
-    server::cluster::send_async_info_to_clients(state);
+    server::cluster::send_ldm_to_clients(state);
     tokio::time::sleep(grace).await;
     info!("Closing existing clients");
     let last = clients.len() - 1;

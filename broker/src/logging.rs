@@ -66,8 +66,15 @@ static LOGTIME: AtomicBool = AtomicBool::new(true);
 /// the bare message with the level as syslog severity).
 static TO_SYSLOG: AtomicBool = AtomicBool::new(false);
 
-fn level_tag(l: &Level) -> &'static str {
-    match *l {
+/// Target of events nats-server logs with `Fatalf` (`[FTL]`, syslog LOG_CRIT):
+/// `error!(target: FATAL, ...)`, for errors that stop the server.
+pub const FATAL: &str = "nats_fatal";
+
+fn level_tag(meta: &tracing::Metadata<'_>) -> &'static str {
+    if meta.target() == FATAL {
+        return "[FTL]";
+    }
+    match *meta.level() {
         Level::ERROR => "[ERR]",
         Level::WARN => "[WRN]",
         Level::INFO => "[INF]",
@@ -89,13 +96,13 @@ where
     ) -> fmt::Result {
         if TO_SYSLOG.load(Ordering::Relaxed) {
             // The sink reads the severity from this one-byte prefix.
-            write!(writer, "{}", syslog_severity(event.metadata().level()))?;
+            write!(writer, "{}", syslog_severity(event.metadata()))?;
         } else {
             write!(writer, "[{}] ", self.pid)?;
             if LOGTIME.load(Ordering::Relaxed) {
                 write!(writer, "{} ", local_timestamp())?;
             }
-            write!(writer, "{} ", level_tag(event.metadata().level()))?;
+            write!(writer, "{} ", level_tag(event.metadata()))?;
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
@@ -105,8 +112,11 @@ where
 /// Syslog severity per level, as logger/syslog.go maps them (Noticef ->
 /// LOG_NOTICE, Warnf -> LOG_WARNING, Errorf -> LOG_ERR, Debugf -> LOG_DEBUG,
 /// Tracef -> LOG_NOTICE).
-fn syslog_severity(l: &Level) -> u8 {
-    match *l {
+fn syslog_severity(meta: &tracing::Metadata<'_>) -> u8 {
+    if meta.target() == FATAL {
+        return 2;
+    }
+    match *meta.level() {
         Level::ERROR => 3,
         Level::WARN => 4,
         Level::INFO => 5,

@@ -822,9 +822,13 @@ async fn lame_duck_is_announced_to_routes_before_clients_close() {
     if !b.state.cluster.connect_urls().contains(&a_url) {
         panic!("b does not advertise a's URL {a_url}");
     }
-    // A client on a keeps lame duck mode from ending at once.
-    let ca = client(&a).await;
-    ca.flush().await.unwrap();
+    // A client on a keeps lame duck mode from ending at once; it takes async INFOs.
+    let mut ca = tokio::net::TcpStream::connect(a.client_addr).await.unwrap();
+    ca.write_all(b"CONNECT {\"protocol\":1,\"verbose\":false}\r\nPING\r\n")
+        .await
+        .unwrap();
+    let mut pend_a = Vec::new();
+    read_until_line(&mut ca, &mut pend_a, |l| l == "PONG").await;
     let state = a.state.clone();
     let ldm = tokio::spawn(async move { broker::app::lame_duck(&state).await });
     let info = read_until_line(&mut cb, &mut pend, |l| {
@@ -832,6 +836,15 @@ async fn lame_duck_is_announced_to_routes_before_clients_close() {
     })
     .await;
     assert!(!info.contains(&a_url), "{info}");
+    // a's own client is told once (server.go sendLDMToClients), without a's URL.
+    let told = read_until_line(&mut ca, &mut pend_a, |l| l.starts_with("INFO ")).await;
+    assert!(told.contains("\"ldm\":true"), "{told}");
+    assert!(!told.contains(&a_url), "{told}");
+    // A later INFO (a cluster update) carries no ldm flag and still not a's URL.
+    broker::server::cluster::send_async_info_to_clients(&a.state);
+    let later = read_until_line(&mut ca, &mut pend_a, |l| l.starts_with("INFO ")).await;
+    assert!(!later.contains("\"ldm\""), "{later}");
+    assert!(!later.contains(&a_url), "{later}");
     // Still within the grace period: a has closed nothing yet.
     assert_eq!(a.state.cluster.num_routes(), 1);
     assert!(!ldm.is_finished());

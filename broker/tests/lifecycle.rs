@@ -288,3 +288,102 @@ fn startup_warnings_like_nats_server() {
     assert_eq!(b.wait_exit(), 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn nats_server_bin() -> Option<std::path::PathBuf> {
+    let found = ["/usr/bin/nats-server", "/usr/sbin/nats-server"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file());
+    // scripts/test.sh installs nats-server and sets this: never skip there.
+    assert!(
+        found.is_some() || std::env::var_os("NATS_SCION_REQUIRE_PEERS").is_none(),
+        "nats-server is required (apt-get install nats-server)"
+    );
+    found
+}
+
+/// Runs `bin args` to its exit (bounded) and returns (status, the text after
+/// ` [FTL] ` of its fatal line, if any).
+fn run_to_fatal(bin: &std::path::Path, args: &[&str]) -> (i32, Option<String>) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} {args:?} did not exit", bin.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    let fatal = err
+        .lines()
+        .find_map(|l| l.split_once(" [FTL] ").map(|(_, t)| t.to_string()));
+    (status, fatal)
+}
+
+/// A listener that cannot be opened or a pid file that cannot be written stops the
+/// server with one `[FTL]` line in nats-server's words and exit status 1 (server.go
+/// Fatalf), compared with Debian's nats-server where it is installed.
+#[test]
+fn start_failures_are_fatal_like_nats_server() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = taken.local_addr().unwrap().port().to_string();
+    let free = free_port().to_string();
+    let cluster = format!("nats://127.0.0.1:{p}");
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["-a", "127.0.0.1", "-p", &p],
+            format!(
+                "Error listening on port: 127.0.0.1:{p}, \"listen tcp 127.0.0.1:{p}: bind: address already in use\""
+            ),
+        ),
+        (
+            vec!["-a", "127.0.0.1", "-p", &free, "--cluster", &cluster],
+            format!(
+                "Error listening on router port: {p} - listen tcp 127.0.0.1:{p}: bind: address already in use"
+            ),
+        ),
+        (
+            vec!["-a", "127.0.0.1", "-p", &free, "-m", &p],
+            format!(
+                "Can't start monitoring: can't listen to the monitor port: listen tcp 127.0.0.1:{p}: bind: address already in use"
+            ),
+        ),
+        (
+            vec!["-a", "127.0.0.1", "-p", &free, "-P", "/nonexistent-dir/x.pid"],
+            "Could not write pidfile: open /nonexistent-dir/x.pid: no such file or directory"
+                .to_string(),
+        ),
+    ];
+    let reference = nats_server_bin();
+    for (args, want) in &cases {
+        let (code, fatal) = run_to_fatal(std::path::Path::new(BIN), args);
+        assert_eq!(code, 1, "{args:?}");
+        assert_eq!(fatal.as_deref(), Some(want.as_str()), "{args:?}");
+        if let Some(bin) = &reference {
+            let (code, fatal) = run_to_fatal(bin, args);
+            assert_eq!(code, 1, "nats-server {args:?}");
+            assert_eq!(
+                fatal.as_deref(),
+                Some(want.as_str()),
+                "nats-server {args:?}"
+            );
+        }
+    }
+    drop(taken);
+}

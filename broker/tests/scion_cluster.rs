@@ -352,6 +352,54 @@ async fn route_survives_silent_blackhole() {
     );
 }
 
+/// A configured SCION route to an address where nothing answers: while the QUIC handshake
+/// waits, the endpoint's probes go unanswered on every path and it tries them in turn, but a
+/// peer that never answered on any path says nothing about the paths, so none of that is
+/// logged as a path failover (WRN); the dial error names the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_peer_is_not_logged_as_path_failovers() {
+    capture_logs("info");
+    let emu = Emulator::start(Topology::from_toml(TOPO).unwrap(), EmuOptions::default())
+        .await
+        .unwrap();
+    let dir = temp_dir("silent-peer");
+    // A socket in B's AS (dispatched range) that receives and never answers.
+    let silent = (32_500..32_767)
+        .rev()
+        .find_map(|port| std::net::UdpSocket::bind((localhost(), port)).ok())
+        .expect("a free port in the dispatched range");
+    let dead = ScionAddr {
+        ia: ia(AS_B),
+        ip: localhost(),
+        port: silent.local_addr().unwrap().port(),
+    };
+    let a = start(node(
+        "a",
+        &emu,
+        &dir,
+        AS_A,
+        vec![scion_route(dead)],
+        "latency",
+    ))
+    .await
+    .expect("start a");
+    let dial_error = format!("dial scion {dead}: i/o timeout");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !logs().contains(&dial_error) {
+        assert!(Instant::now() < deadline, "no {dial_error:?}:\n{}", logs());
+        sleep(Duration::from_millis(50)).await;
+    }
+    let to_dead = format!("path to {dead} switched:");
+    let logs = logs();
+    let failovers: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains(&to_dead) && l.contains("WARN"))
+        .collect();
+    assert!(failovers.is_empty(), "{failovers:#?}");
+    a.shutdown().await;
+    drop(silent);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_client_through_proxy_to_scion_listener() {
     let emu = Emulator::start(Topology::from_toml(TOPO).unwrap(), EmuOptions::default())

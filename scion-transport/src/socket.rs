@@ -584,7 +584,16 @@ impl ScionSocket {
                         hops,
                     };
                     // Failures are warnings; a first choice or a move to a better path is not.
-                    if cause.is_failure() {
+                    // Probe loss from a peer that never answered a probe on any path says
+                    // nothing about the paths (no socket there yet, or it is down): that is
+                    // for the caller's connect error, the paths are only being tried in turn.
+                    if cause == SwitchCause::ProbeLoss && peer.last_probe_reply.is_empty() {
+                        debug!(
+                            "{} (no probe answer from {} on any path yet)",
+                            event.log_line(),
+                            peer.remote
+                        );
+                    } else if cause.is_failure() {
                         warn!("{}", event.log_line());
                     } else {
                         info!("{}", event.log_line());

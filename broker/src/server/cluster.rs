@@ -323,11 +323,24 @@ pub fn local_interest_changed(srv: &ServerState, sub: &Subscription, delta: i32)
 /// Sends the current INFO to clients that take async INFO updates
 /// (nats-server `sendAsyncInfoToClients`).
 pub fn send_async_info_to_clients(srv: &ServerState) {
+    send_info_to_clients(srv, false);
+}
+
+/// The lame-duck announcement: one INFO with `ldm: true` (and without our own
+/// URLs) to clients that take async INFO. Later INFOs carry `ldm: false`, as
+/// nats-server's `sendLDMToClients` clears the flag after sending, so clients
+/// are told once.
+pub fn send_ldm_to_clients(srv: &ServerState) {
+    send_info_to_clients(srv, true);
+}
+
+fn send_info_to_clients(srv: &ServerState, ldm: bool) {
     let clients: Vec<_> = lock(&srv.clients).values().cloned().collect();
     for c in clients {
         if c.kind == ConnKind::Client && c.async_info.load(Ordering::Acquire) {
-            let line = srv.client_info_for(&c).to_line();
-            let _ = c.out.send(&line);
+            let mut info = srv.client_info_for(&c);
+            info.ldm = ldm;
+            let _ = c.out.send(&info.to_line());
         }
     }
 }

@@ -41,8 +41,10 @@ pub const MAX_CLOSED_CLIENTS: usize = 10_000;
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("could not listen on {addr}: {source}")]
+    /// A listener that cannot be opened, in nats-server's `Fatalf` words.
+    #[error("{}", listen_error_text(*.kind, addr, source))]
     Listen {
+        kind: ListenKind,
         addr: String,
         source: std::io::Error,
     },
@@ -50,10 +52,45 @@ pub enum StartError {
     BadAddress(String),
     #[error("SCION: {0}")]
     Scion(String),
+    /// `pid_file` / `-P` cannot be written (nats-server exits too).
+    #[error("Could not write pidfile: {0}")]
+    PidFile(String),
     /// A `client_advertise` or `cluster.advertise` nats-server would refuse (its
     /// `Fatalf` texts; the command line sets them past the config file's checks).
     #[error("{0}")]
     Advertise(String),
+}
+
+/// Which listener [`StartError::Listen`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenKind {
+    Client,
+    Route,
+    Monitor,
+}
+
+/// nats-server 2.9.10's fatal texts for a listener it cannot open (server.go
+/// AcceptLoop and Start/StartMonitoring, route.go startRouteAcceptLoop), with Go's
+/// `listen tcp H:P: bind: address already in use` for the cause.
+fn listen_error_text(kind: ListenKind, addr: &str, e: &std::io::Error) -> String {
+    let cause = if e.raw_os_error().is_some() {
+        crate::conf::go_io_error("listen tcp", addr, e).replacen(": ", ": bind: ", 1)
+    } else {
+        format!("listen tcp {addr}: {e}")
+    };
+    match kind {
+        ListenKind::Client => format!(
+            "Error listening on port: {addr}, {}",
+            auth::go_quote(&cause)
+        ),
+        ListenKind::Route => {
+            let port = addr.rsplit(':').next().unwrap_or(addr);
+            format!("Error listening on router port: {port} - {cause}")
+        }
+        ListenKind::Monitor => {
+            format!("Can't start monitoring: can't listen to the monitor port: {cause}")
+        }
+    }
 }
 
 /// Server-wide counters (`/varz`).
@@ -185,7 +222,6 @@ impl ServerState {
             max_payload: opts.max_payload as i64,
             client_id: cid,
             client_ip: Some(client_ip.to_string()),
-            ldm: self.lame_duck.load(Ordering::Relaxed),
             cluster: self.cluster.enabled.then(|| self.cluster.name()),
             connect_urls: if self.cluster.enabled {
                 self.cluster.connect_urls()
@@ -207,8 +243,9 @@ impl ServerState {
             info.connect_urls = self.cluster.scion_connect_urls();
         }
         // server.go sendLDMToClients: in lame duck mode clients are sent only the
-        // other servers' URLs.
-        if info.ldm {
+        // other servers' URLs (`ldm: true` itself goes out once, in
+        // `cluster::send_ldm_to_clients`).
+        if self.lame_duck.load(Ordering::Relaxed) {
             let own = if c.label.is_some() {
                 lock(&self.cluster.own_scion_urls).clone()
             } else {
@@ -358,6 +395,13 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
     let http_host = opts.http_host.clone();
     let state = ServerState::new(opts);
     log_startup(&state);
+    // Written before "Server is ready", as nats-server's Start does (server.go logPid),
+    // so that whoever waits for that line finds the pid file.
+    if let Some(p) = &state.opts().pid_file {
+        std::fs::write(p, std::process::id().to_string()).map_err(|e| {
+            StartError::PidFile(crate::conf::go_io_error("open", &p.to_string_lossy(), &e))
+        })?;
+    }
 
     let mut tasks = Vec::new();
     let mut http_addr = None;
@@ -367,10 +411,12 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| StartError::Listen {
+                kind: ListenKind::Monitor,
                 addr: addr.clone(),
                 source,
             })?;
         let local = listener.local_addr().map_err(|source| StartError::Listen {
+            kind: ListenKind::Monitor,
             addr: addr.clone(),
             source,
         })?;
@@ -383,10 +429,12 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
     let listener = TcpListener::bind(bind)
         .await
         .map_err(|source| StartError::Listen {
+            kind: ListenKind::Client,
             addr: bind.to_string(),
             source,
         })?;
     let local = listener.local_addr().map_err(|source| StartError::Listen {
+        kind: ListenKind::Client,
         addr: bind.to_string(),
         source,
     })?;
@@ -405,6 +453,7 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
         let route_tasks = route::start_routing(state.clone(), bind)
             .await
             .map_err(|source| StartError::Listen {
+                kind: ListenKind::Route,
                 addr: bind.map(|b| b.to_string()).unwrap_or_default(),
                 source,
             })?;
