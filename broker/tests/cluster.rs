@@ -883,3 +883,114 @@ async fn route_from_a_server_with_our_name_is_refused() {
     assert_eq!(a.state.cluster.num_routes(), 0);
     drop(b);
 }
+
+/// Servers without a cluster name generate one and converge on one name as nats-server
+/// does (route.go processRouteConnect/processRouteInfo: a dynamic name gives way to a
+/// configured or higher one, "Cluster name updated to X", the other routes are closed as
+/// Cluster Name Conflict and re-dialled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_cluster_names_converge() {
+    scion_common::capture_logs("info");
+    let dynamic = |name: &str, routes| {
+        let mut o = node_opts(name, routes);
+        o.cluster.name = None;
+        o
+    };
+    let a = start(dynamic("dyn-a", vec![])).await.unwrap();
+    let b = start(dynamic("dyn-b", vec![route(route_addr(&a))]))
+        .await
+        .unwrap();
+    let c = start(dynamic("dyn-c", vec![route(route_addr(&a))]))
+        .await
+        .unwrap();
+    let names = || [&a, &b, &c].map(|h| h.state.cluster.name());
+    for n in names() {
+        assert_eq!(n.len(), 22, "a NUID-shaped name: {n}");
+        assert!(n.bytes().all(|b| b.is_ascii_alphanumeric()), "{n}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = names();
+        let meshed = [&a, &b, &c]
+            .iter()
+            .all(|h| h.state.cluster.num_routes() == 2);
+        if meshed && n[0] == n[1] && n[1] == n[2] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no convergence: {n:?}");
+        sleep(Duration::from_millis(20)).await;
+    }
+    let name = names()[0].clone();
+    let logs = scion_common::logs();
+    assert!(
+        logs.contains(&format!("Cluster name updated to {name}")),
+        "{logs}"
+    );
+}
+
+/// A client on the route port and a route with another cluster name are refused with
+/// nats-server's -ERR, close reason and the error its read loop logs after the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_port_refusals_like_nats_server() {
+    use tokio::io::AsyncWriteExt;
+    scion_common::capture_logs("info");
+    let a = start(node_opts("refuser", vec![])).await.unwrap();
+    let cases = [
+        (
+            "CONNECT {\"lang\":\"go\",\"verbose\":false}\r\n",
+            "-ERR 'attempted to connect to route port'",
+            "Incorrect Port",
+            "attempted to connect to route port",
+        ),
+        (
+            "CONNECT {\"cluster\":\"other\",\"verbose\":false}\r\n",
+            "-ERR 'Rejecting connection, cluster name \"other\" does not match \"c1\"'",
+            "Cluster Name Conflict",
+            "cluster name from remote server conflicts",
+        ),
+    ];
+    for (connect, err, reason, after) in cases {
+        let mut s = tokio::net::TcpStream::connect(route_addr(&a))
+            .await
+            .unwrap();
+        let prefix = format!("{} - rid:", s.local_addr().unwrap());
+        s.write_all(connect.as_bytes()).await.unwrap();
+        let mut pend = Vec::new();
+        let line = read_until_line(&mut s, &mut pend, |l| l.starts_with("-ERR")).await;
+        assert_eq!(line, err);
+        let closed = format!("Router connection closed: {reason}");
+        let deadline = Instant::now() + WAIT;
+        let mine = loop {
+            let logs = scion_common::logs();
+            let mine: Vec<String> = logs
+                .lines()
+                .filter(|l| l.contains(&prefix))
+                .map(str::to_string)
+                .collect();
+            if mine.iter().any(|l| l.contains(&closed)) {
+                break mine;
+            }
+            assert!(Instant::now() < deadline, "no {closed:?}: {mine:#?}");
+            sleep(Duration::from_millis(20)).await;
+        };
+        // After the close line comes the read loop's error.
+        let at = mine.iter().position(|l| l.contains(&closed)).unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let logs = scion_common::logs();
+            let later = logs
+                .lines()
+                .filter(|l| l.contains(&prefix))
+                .skip(at + 1)
+                .any(|l| l.contains("ERROR") && l.ends_with(after));
+            if later {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {after:?} after the close: {mine:#?}"
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -25,6 +25,7 @@ pub enum ClosedState {
     NoRespondersRequiresHeaders,
     ClusterNameConflict,
     MsgHeaderViolation,
+    WrongPort,
 }
 
 impl ClosedState {
@@ -52,6 +53,7 @@ impl ClosedState {
             ClosedState::NoRespondersRequiresHeaders => "No Responders Requires Headers",
             ClosedState::ClusterNameConflict => "Cluster Name Conflict",
             ClosedState::MsgHeaderViolation => "Message Header Violation",
+            ClosedState::WrongPort => "Incorrect Port",
         }
     }
 }

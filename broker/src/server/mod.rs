@@ -150,8 +150,9 @@ impl ServerState {
         let cluster_enabled = opts.cluster.listen.is_some() || !opts.cluster.routes.is_empty();
         let cluster = cluster::ClusterState::new(cluster_enabled, opts.cluster.name.clone());
         if cluster_enabled && opts.cluster.name.is_none() {
-            // nats-server generates a dynamic name when none is configured.
-            cluster.set_name(&generate_server_id()[..22]);
+            // nats-server generates a dynamic name when none is configured (a NUID:
+            // 22 characters of 0-9A-Za-z).
+            cluster.set_name(&dynamic_cluster_name());
         }
         Arc::new(ServerState {
             id,
@@ -489,6 +490,14 @@ fn display_host(h: &str) -> &str {
     }
 }
 
+/// A generated cluster name shaped like nats-server's (`nuid.Next()`: 22 base-62 digits).
+fn dynamic_cluster_name() -> String {
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    (0..22)
+        .map(|_| DIGITS[rand::random_range(0..DIGITS.len())] as char)
+        .collect()
+}
+
 fn log_startup(state: &ServerState) {
     let opts = state.opts();
     info!("Starting nats-server");
@@ -497,8 +506,9 @@ fn log_startup(state: &ServerState) {
         VERSION, BROKER_VERSION
     );
     info!("  Git:      [not set]");
-    if let Some(c) = &opts.cluster.name {
-        info!("  Cluster:  {}", c);
+    // The configured name, or the generated one (server.go Start prints ClusterName()).
+    if state.cluster.enabled {
+        info!("  Cluster:  {}", state.cluster.name());
     }
     info!("  Name:     {}", state.name);
     info!("  ID:       {}", state.id);

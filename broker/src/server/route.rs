@@ -444,6 +444,7 @@ pub async fn run_route_labeled<S: SplitIo>(
         solicit: solicit.clone(),
         got_connect: solicit.is_some(),
         got_info: false,
+        close_error: None,
         registered: false,
         batch: Batch::default(),
         cache: MatchCache::default(),
@@ -469,6 +470,9 @@ pub async fn run_route_labeled<S: SplitIo>(
         srv.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
     }
     info!("{} - Router connection closed: {}", prefix, reason);
+    if let Some(e) = conn.close_error {
+        error!("{} - {}", prefix, e);
+    }
     // Closed routes are not kept for `/connz?state=closed`: nats-server
     // 2.9.10 client.go markConnAsClosed calls saveClosedClient only for
     // CLIENT and LEAF connections, so a route never takes a slot of the
@@ -586,6 +590,9 @@ struct RouteConn {
     solicit: Option<Solicit>,
     got_connect: bool,
     got_info: bool,
+    /// The error client.go readLoop logs after closing when the handshake failed
+    /// (processRouteConnect's returned error), after "Router connection closed".
+    close_error: Option<&'static str>,
     registered: bool,
     batch: Batch,
     cache: MatchCache,

@@ -30,7 +30,8 @@ impl RouteConn {
                 .out
                 .send(&encode::err_line("attempted to connect to route port"));
             error!("{} - attempted to connect to route port", self.prefix);
-            return Err(Close(ClosedState::ProtocolViolation));
+            self.close_error = Some("attempted to connect to route port");
+            return Err(Close(ClosedState::WrongPort));
         }
         let opts = self.srv.opts();
         if let Some(user) = &opts.cluster.username {
@@ -48,7 +49,7 @@ impl RouteConn {
         if theirs != ours {
             let dynamic = self.srv.cluster.dynamic_name.load(Ordering::Relaxed);
             if dynamic && (!ci.dynamic || ours.as_str() < theirs.as_str()) {
-                self.srv.cluster.set_name(&theirs);
+                adopt_cluster_name(&self.srv, &theirs, &self.handle);
                 if !ci.dynamic {
                     self.srv
                         .cluster
@@ -62,6 +63,7 @@ impl RouteConn {
                 );
                 error!("{} - {}", self.prefix, text);
                 let _ = self.shared.out.send(&encode::err_line(&text));
+                self.close_error = Some("cluster name from remote server conflicts");
                 return Err(Close(ClosedState::ClusterNameConflict));
             }
         }
@@ -97,12 +99,10 @@ impl RouteConn {
             if theirs != ours {
                 let dynamic = srv.cluster.dynamic_name.load(Ordering::Relaxed);
                 if dynamic && (!info.cluster_dynamic || ours.as_str() < theirs) {
-                    srv.cluster.set_name(theirs);
+                    adopt_cluster_name(&srv, theirs, &self.handle);
                 } else {
-                    error!(
-                        "{} - Rejecting connection, cluster name {:?} does not match {:?}",
-                        self.prefix, theirs, ours
-                    );
+                    // route.go processRouteInfo closes without a log line of its own
+                    // (the close says "Cluster Name Conflict").
                     return Err(Close(ClosedState::ClusterNameConflict));
                 }
             }
@@ -307,5 +307,20 @@ fn same_isd_as(a: &str, b: &str) -> bool {
     ) {
         (Ok(x), Ok(y)) => x == y,
         _ => a.eq_ignore_ascii_case(b),
+    }
+}
+
+/// A server with a generated cluster name takes the name of a peer whose name is
+/// configured or sorts higher (server.go setClusterName, "Cluster name updated to X"),
+/// and closes its other routes, which were made under the old name, as Cluster Name
+/// Conflict (route.go removeAllRoutesExcept(c), `keep` being the route that brought
+/// the name). Those routes' dialers re-dial and meet the new name.
+fn adopt_cluster_name(srv: &ServerState, name: &str, keep: &Arc<super::RouteHandle>) {
+    srv.cluster.set_name(name);
+    info!("Cluster name updated to {}", name);
+    for r in srv.cluster.routes() {
+        if !Arc::ptr_eq(&r, keep) {
+            r.shared.out.close(ClosedState::ClusterNameConflict);
+        }
     }
 }
