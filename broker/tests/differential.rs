@@ -51,6 +51,9 @@ enum Setup {
     Responses,
     /// The no_auth_user `a` may not subscribe to `secret.*`.
     DenyWild,
+    /// The no_auth_user `w` has allow/deny lists with wildcards and queue entries;
+    /// `u` (password pu) has no limits.
+    WildPerms,
 }
 
 /// OpenBSD bcrypt test vector: the password "U*U" at cost 5.
@@ -71,6 +74,19 @@ authorization {
     { user: cli, password: pc }
   ]
 }
+"#;
+
+const WILD_PERMS_CONF: &str = r#"
+authorization {
+  users = [
+    { user: w, password: pw, permissions: {
+        publish: { allow: ["p.*", "secret.>"], deny: ["secret.*"] }
+        subscribe: { allow: ["foo.*", "*.mid.*", "q.* grp.*", "s", "s v1"] }
+    } }
+    { user: u, password: pu }
+  ]
+}
+no_auth_user: w
 "#;
 
 const USERS_CONF: &str = r#"
@@ -107,6 +123,7 @@ impl Setup {
                 "authorization { token: \"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\" }"
             }
             Setup::Responses => RESPONSES_CONF,
+            Setup::WildPerms => WILD_PERMS_CONF,
             Setup::DenyWild => {
                 "authorization { users = [ { user: a, password: pa, permissions: { subscribe: { deny: [\"secret.*\"] } } } ] }\nno_auth_user: a"
             }
@@ -154,6 +171,32 @@ impl Setup {
             }
             Setup::BcryptToken => o.authorization.token = Some(BCRYPT_UU.into()),
             Setup::Responses => o.authorization = responses_auth(),
+            Setup::WildPerms => {
+                let w = Permissions {
+                    publish: Some(SubjectPermission {
+                        allow: list(&["p.*", "secret.>"]),
+                        deny: list(&["secret.*"]),
+                    }),
+                    subscribe: Some(SubjectPermission {
+                        allow: list(&["foo.*", "*.mid.*", "q.* grp.*", "s", "s v1"]),
+                        deny: vec![],
+                    }),
+                    allow_responses: None,
+                };
+                o.authorization.users = vec![
+                    User {
+                        username: "w".into(),
+                        password: "pw".into(),
+                        permissions: Some(w),
+                    },
+                    User {
+                        username: "u".into(),
+                        password: "pu".into(),
+                        permissions: None,
+                    },
+                ];
+                o.no_auth_user = Some("w".into());
+            }
             Setup::DenyWild => {
                 o.authorization.users = vec![User {
                     username: "a".into(),
@@ -678,6 +721,25 @@ fn cases() -> Vec<Case> {
             .open(1)
             .send(1, "CONNECT {\"verbose\":false}\r\nPUB secret.x 1\r\nh\r\nPUB open.x 1\r\nv\r\nPING\r\n")
             .send(0, "PING\r\n"),
+        // A published subject's wildcard tokens are taken literally (non-pedantic
+        // clients may send them): `*` in a permission matches a literal `>` or `*`.
+        Case::new("deny_wildcard_filters_literal_wildcard_delivery", DenyWild)
+            .open(0)
+            .send(0, "CONNECT {\"verbose\":false}\r\nSUB > 1\r\nPING\r\n")
+            .open(1)
+            .send(1, "CONNECT {\"verbose\":false}\r\nPUB secret.> 1\r\nh\r\nPUB secret.* 1\r\ni\r\nPUB open.> 1\r\nv\r\nPING\r\n")
+            .send(0, "PING\r\n"),
+        Case::new("wild_perms_publish_literal_tokens", WildPerms)
+            .open(1)
+            .send(1, "CONNECT {\"user\":\"u\",\"pass\":\"pu\",\"verbose\":false}\r\nSUB > 1\r\nPING\r\n")
+            .open(0)
+            .send(0, "CONNECT {\"verbose\":true,\"pedantic\":false}\r\nPUB p.> 1\r\na\r\nPUB p.* 1\r\nb\r\nPUB p.x.y 1\r\nc\r\nPUB secret.> 1\r\nd\r\nPUB secret.x.y 1\r\ne\r\nPUB secret.x 1\r\nf\r\nPING\r\n")
+            .send(1, "PING\r\n"),
+        Case::script(
+            "wild_perms_subscribe_literal_tokens",
+            WildPerms,
+            "CONNECT {\"verbose\":true}\r\nSUB foo.> 1\r\nSUB foo.* 2\r\nSUB foo.x.y 3\r\nSUB x.mid.> 4\r\nSUB >.mid.x 5\r\nSUB q.> grp.1 6\r\nSUB q.> other 7\r\nSUB q.x 8\r\nSUB s 9\r\nSUB s v1 10\r\nSUB s v2 11\r\nPING\r\n",
+        ),
         Case::script("no_auth_user_connect", NoAuthUser, "CONNECT {\"verbose\":false}\r\nPING\r\n"),
         Case::script("no_auth_user_ping_first", NoAuthUser, "PING\r\n"),
         Case::script("no_auth_user_bad_creds", NoAuthUser, "CONNECT {\"user\":\"a\",\"pass\":\"x\"}\r\nPING\r\n"),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::options::{Options, Permissions, ResponsePermission, SubjectPermission};
 use crate::proto::json::ConnectInfo;
-use crate::sublist::{is_valid_subject, subject_is_subset_match};
+use crate::sublist::{subject_is_subset_match, subject_matches};
 
 /// Resolved authentication settings.
 #[derive(Debug, Default)]
@@ -197,50 +197,53 @@ impl CompiledList {
         }
     }
 
-    /// Publish check for a literal subject (`pubAllowed`).
+    /// Publish check (client.go pubAllowedFullCheck): the allow and deny lists are
+    /// sublists matched with the published subject's tokens taken literally
+    /// (Sublist.Match), so a non-pedantic `PUB secret.>` is refused by a deny of
+    /// `secret.*` (whose `*` matches any token, `>` included) and allowed by an allow
+    /// of `p.*`, as in nats-server.
     pub fn allows_publish(&self, subject: &str) -> bool {
         if let Some(allow) = &self.allow {
-            if !allow
-                .iter()
-                .any(|p| subject_is_subset_match(subject, &p.subject))
-            {
+            if !allow.iter().any(|p| subject_matches(&p.subject, subject)) {
                 return false;
             }
         }
         !self
             .deny
             .iter()
-            .any(|p| subject_is_subset_match(subject, &p.subject))
+            .any(|p| subject_matches(&p.subject, subject))
     }
 
-    /// Subscribe check (`canSubscribe`): the subscription subject must lie
-    /// within an allow entry; a queue subscription may also match an entry
-    /// that names that queue.
+    /// Subscribe check (client.go canSubscribe): entries are matched against the
+    /// subscription subject with its tokens taken literally (Sublist.Match). Of the
+    /// matching entries, plain ones allow (or deny) the subject; for a queue
+    /// subscription, matching entries that name a queue decide instead when there are
+    /// any ("foo", "foo v1" allow plain subscriptions to foo, queue ones only in v1).
     pub fn allows_subscribe(&self, subject: &str, queue: Option<&str>) -> bool {
-        if let Some(allow) = &self.allow {
-            let ok = allow.iter().any(|p| {
-                subject_is_subset_match(subject, &p.subject)
-                    && match (&p.queue, queue) {
-                        (None, _) => true,
-                        (Some(pq), Some(q)) => queue_matches(pq, q),
-                        (Some(_), None) => false,
+        // (any plain entry matched, queue entries matched: whether one names `queue`)
+        let judge = |list: &[Pattern]| {
+            let mut plain = false;
+            let mut queued: Option<bool> = None;
+            for p in list.iter().filter(|p| subject_matches(&p.subject, subject)) {
+                match &p.queue {
+                    None => plain = true,
+                    Some(pq) => {
+                        let hit = queue.is_some_and(|q| queue_matches(pq, q));
+                        queued = Some(queued.unwrap_or(false) || hit);
                     }
-            });
-            if !ok {
+                }
+            }
+            match (queue, queued) {
+                (Some(_), Some(hit)) => hit,
+                _ => plain,
+            }
+        };
+        if let Some(allow) = &self.allow {
+            if !judge(allow) {
                 return false;
             }
         }
-        // client.go canSubscribe matches the subscription subject against
-        // the deny list with its tokens taken literally (Sublist.Match), so a
-        // deny of `secret.*` refuses `SUB secret.>` and `SUB secret.*` too.
-        !self.deny.iter().any(|p| {
-            crate::sublist::subject_matches(&p.subject, subject)
-                && match (&p.queue, queue) {
-                    (None, _) => true,
-                    (Some(pq), Some(q)) => queue_matches(pq, q),
-                    (Some(_), None) => false,
-                }
-        })
+        !judge(&self.deny)
     }
 
     /// Deny entries that a wildcard subscription overlaps: messages on those
@@ -251,19 +254,20 @@ impl CompiledList {
             .any(|p| p.queue.is_none() && subject_is_subset_match(&p.subject, subject))
     }
 
+    /// The delivery filter (client.go checkDenySub): the message subject, tokens taken
+    /// literally, against the plain deny entries.
     pub fn denies_literal(&self, subject: &str) -> bool {
         self.deny
             .iter()
-            .any(|p| p.queue.is_none() && subject_is_subset_match(subject, &p.subject))
+            .any(|p| p.queue.is_none() && subject_matches(&p.subject, subject))
     }
 }
 
+/// client.go queueMatches: the queue name as written, or within a wildcard entry.
 fn queue_matches(pattern: &str, queue: &str) -> bool {
-    if is_valid_subject(pattern) && is_valid_subject(queue) {
-        subject_is_subset_match(queue, pattern)
-    } else {
-        pattern == queue
-    }
+    queue == pattern
+        || (pattern.split('.').any(|t| t == "*" || t == ">")
+            && subject_is_subset_match(queue, pattern))
 }
 
 /// Publish and subscribe permissions of one user.
