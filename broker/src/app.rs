@@ -97,9 +97,11 @@ fn run_server(opts: Options, warnings: Vec<String>, flags: Vec<String>) -> ExitC
             return ExitCode::FAILURE;
         }
     };
-    let pid_file = opts.pid_file.clone();
-    let ports_file = opts.ports_file_dir.as_deref().map(ports_file_path);
-    let ports_for_run = ports_file.clone();
+    // The pid and ports files at exit are those of the options in force then (a reload
+    // may have moved them), as server.go Shutdown reads them.
+    let start_opts = (opts.pid_file.clone(), opts.ports_file_dir.clone());
+    let final_opts = Arc::new(std::sync::Mutex::new(start_opts));
+    let final_for_run = final_opts.clone();
     let code = rt.block_on(async move {
         let sigs = Signals::install();
         let handle = match server::start(opts).await {
@@ -110,21 +112,31 @@ fn run_server(opts: Options, warnings: Vec<String>, flags: Vec<String>) -> ExitC
                 return ExitCode::FAILURE;
             }
         };
-        if let Some(p) = &ports_for_run {
-            write_ports_file(&handle, p);
+        if let Some(dir) = handle.state.opts().ports_file_dir.as_deref() {
+            write_ports_file(&handle.state, &ports_file_path(dir));
         }
-        wait_for_signals(handle, flags, sigs).await
+        let state = handle.state.clone();
+        let code = wait_for_signals(handle, flags, sigs).await;
+        let o = state.opts();
+        *server::lock(&final_for_run) = (o.pid_file.clone(), o.ports_file_dir.clone());
+        code
     });
+    let (pid_file, ports_dir) = server::lock(&final_opts).clone();
     if let Some(p) = pid_file {
         let _ = std::fs::remove_file(p);
     }
-    if let Some(p) = ports_file {
-        // server.go Shutdown -> deletePortsFile.
-        if let Err(e) = std::fs::remove_file(&p) {
-            error!("Error cleaning up ports file {}: {}", p.display(), e);
-        }
+    if let Some(dir) = ports_dir {
+        delete_ports_file(&dir);
     }
     code
+}
+
+/// server.go deletePortsFile.
+fn delete_ports_file(dir: &std::path::Path) {
+    let p = ports_file_path(dir);
+    if let Err(e) = std::fs::remove_file(&p) {
+        error!("Error cleaning up ports file {}: {}", p.display(), e);
+    }
 }
 
 /// Signal streams, installed before the server starts so that a signal
@@ -270,7 +282,32 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
         cur.authorization != new.authorization || cur.no_auth_user != new.no_auth_user;
     let changes = describe_changes(&cur, &new);
     let new_max_payload = (cur.max_payload != new.max_payload).then_some(new.max_payload);
+    let new_pid_file = (cur.pid_file != new.pid_file)
+        .then(|| new.pid_file.clone())
+        .flatten();
+    let ports_dirs = (cur.ports_file_dir != new.ports_file_dir)
+        .then(|| (cur.ports_file_dir.clone(), new.ports_file_dir.clone()));
     state.set_opts(new);
+    // reload.go applyOptions: each option's Apply logs its line, before the
+    // authorization re-check.
+    for c in changes {
+        info!("Reloaded: {}", c);
+    }
+    // reload.go pidFileOption / portsFileDirOption.
+    if let Some(p) = &new_pid_file {
+        if let Err(e) = std::fs::write(p, std::process::id().to_string()) {
+            let e = crate::conf::go_io_error("open", &p.to_string_lossy(), &e);
+            error!("Failed to write pidfile: {}", e);
+        }
+    }
+    if let Some((old_dir, new_dir)) = &ports_dirs {
+        if let Some(d) = old_dir {
+            delete_ports_file(d);
+        }
+        if let Some(d) = new_dir {
+            write_ports_file(state, &ports_file_path(d));
+        }
+    }
     if !removed.is_empty() || !added.is_empty() {
         server::route::apply_route_changes(state, &removed, &added);
     }
@@ -279,9 +316,6 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
     }
     if auth_changed {
         server::auth::recheck_clients_after_reload(state);
-    }
-    for c in changes {
-        info!("Reloaded: {}", c);
     }
     info!("Reloaded server configuration");
     Ok(())
@@ -348,11 +382,29 @@ fn check_reloadable(cur: &Options, new: &Options) -> Result<(), String> {
     if cur.scion != new.scion {
         return unsupported("scion");
     }
-    if cur.pid_file != new.pid_file {
-        return unsupported("PidFile");
-    }
-    if cur.ports_file_dir != new.ports_file_dir {
-        return unsupported("PortsFileDir");
+    // reload.go diffOptions has no case for these: they fail the reload.
+    scalar("MaxSubs", cur.max_subscriptions, new.max_subscriptions)?;
+    scalar("MaxPending", cur.max_pending, new.max_pending)?;
+    let dur = crate::monitor::gofmt::go_duration;
+    scalar(
+        "LameDuckDuration",
+        dur(cur.lame_duck_duration),
+        dur(new.lame_duck_duration),
+    )?;
+    scalar(
+        "LameDuckGracePeriod",
+        dur(cur.lame_duck_grace_period),
+        dur(new.lame_duck_grace_period),
+    )?;
+    // reload.go "noauthuser": only dropping it together with that user is taken.
+    if cur.no_auth_user != new.no_auth_user {
+        let (old, now) = (opt(&cur.no_auth_user), opt(&new.no_auth_user));
+        let user_kept = new.authorization.users.iter().any(|u| u.username == old);
+        if old.is_empty() || !now.is_empty() || user_kept {
+            return Err(format!(
+                "config reload not supported for NoAuthUser: old={old}, new={now}"
+            ));
+        }
     }
     Ok(())
 }
@@ -366,36 +418,96 @@ fn route_diff(old: &[RouteUrl], new: &[RouteUrl]) -> (Vec<RouteUrl>, Vec<RouteUr
     (missing(old, new), missing(new, old))
 }
 
+/// The `Reloaded: ...` lines nats-server 2.9.10 prints for what changed, in its order
+/// (reload.go applies options in the order of the Options struct) and wording. It prints
+/// `authorization users` and `accounts` on every reload (its diff always sees those
+/// fields as changed), so those two lines are always there.
 fn describe_changes(cur: &Options, new: &Options) -> Vec<String> {
+    let dur = crate::monitor::gofmt::go_duration;
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
     let mut v = Vec::new();
-    macro_rules! cmp {
-        ($f:ident) => {
-            if format!("{:?}", cur.$f) != format!("{:?}", new.$f) {
-                v.push(format!("{} = {:?}", stringify!($f), new.$f));
-            }
-        };
-    }
-    cmp!(debug);
-    cmp!(trace);
-    cmp!(max_traced_msg_len);
-    cmp!(logtime);
-    cmp!(log_file);
-    cmp!(syslog);
-    cmp!(remote_syslog);
-    cmp!(max_payload);
-    cmp!(max_control_line);
-    cmp!(max_pending);
-    cmp!(max_connections);
-    cmp!(max_subscriptions);
-    cmp!(ping_interval);
-    cmp!(ping_max);
-    cmp!(write_deadline);
-    cmp!(lame_duck_duration);
-    cmp!(lame_duck_grace_period);
-    if cur.authorization != new.authorization {
-        v.push("authorization".into());
-    }
-    cmp!(no_auth_user);
+    let mut line = |changed: bool, text: String| {
+        if changed {
+            v.push(text);
+        }
+    };
+    line(cur.trace != new.trace, format!("trace = {}", new.trace));
+    line(cur.debug != new.debug, format!("debug = {}", new.debug));
+    line(
+        cur.logtime != new.logtime,
+        format!("logtime = {}", new.logtime),
+    );
+    line(
+        cur.max_connections != new.max_connections,
+        format!("max_connections = {}", new.max_connections),
+    );
+    line(true, "authorization users".into());
+    line(true, "accounts".into());
+    let (ca, na) = (&cur.authorization, &new.authorization);
+    line(ca.user != na.user, "authorization username".into());
+    line(ca.password != na.password, "authorization password".into());
+    line(ca.token != na.token, "authorization token".into());
+    line(
+        cur.ping_interval != new.ping_interval,
+        format!("ping_interval = {}", dur(new.ping_interval)),
+    );
+    line(
+        cur.ping_max != new.ping_max,
+        format!("ping_max = {}", new.ping_max),
+    );
+    line(
+        ca.timeout != na.timeout,
+        format!(
+            "authorization timeout = {}",
+            na.timeout
+                .unwrap_or(std::time::Duration::from_secs(2))
+                .as_secs_f64()
+        ),
+    );
+    line(
+        cur.max_control_line != new.max_control_line,
+        format!("max_control_line = {}", new.max_control_line),
+    );
+    line(
+        cur.max_payload != new.max_payload,
+        format!("max_payload = {}", new.max_payload),
+    );
+    let mut cluster_rest = new.cluster.clone();
+    cluster_rest.routes = cur.cluster.routes.clone();
+    line(cur.cluster != cluster_rest, "cluster".into());
+    line(
+        cur.pid_file != new.pid_file && new.pid_file.is_some(),
+        format!("pid_file = {}", path(&new.pid_file)),
+    );
+    line(
+        cur.ports_file_dir != new.ports_file_dir,
+        format!("ports_file_dir = {}", path(&new.ports_file_dir)),
+    );
+    line(
+        cur.log_file != new.log_file,
+        format!("log_file = {}", path(&new.log_file)),
+    );
+    line(cur.syslog != new.syslog, format!("syslog = {}", new.syslog));
+    line(
+        cur.remote_syslog != new.remote_syslog,
+        format!(
+            "remote_syslog = {}",
+            new.remote_syslog.clone().unwrap_or_default()
+        ),
+    );
+    // `cluster routes` is logged by route::apply_route_changes once it has applied them.
+    line(
+        cur.write_deadline != new.write_deadline,
+        format!("write_deadline = {}", dur(new.write_deadline)),
+    );
+    line(
+        cur.max_traced_msg_len != new.max_traced_msg_len,
+        format!("max_traced_msg_len = {}", new.max_traced_msg_len),
+    );
     v
 }
 
@@ -500,7 +612,7 @@ fn ports_file_path(dir: &std::path::Path) -> std::path::PathBuf {
 /// server.go logPorts / PortsInfo: `{"nats":[...],"monitoring":[...],
 /// "cluster":[...]}` with the bound addresses; a wildcard listener is
 /// listed once per interface address (resolveHostPorts).
-fn write_ports_file(handle: &ServerHandle, path: &std::path::Path) {
+fn write_ports_file(state: &ServerState, path: &std::path::Path) {
     let mut m = serde_json::Map::new();
     let mut put = |key: &str, scheme: &str, addr: Option<std::net::SocketAddr>| {
         if let Some(a) = addr {
@@ -511,9 +623,9 @@ fn write_ports_file(handle: &ServerHandle, path: &std::path::Path) {
             m.insert(key.to_string(), urls.into());
         }
     };
-    put("nats", "nats", Some(handle.client_addr));
-    put("monitoring", "http", handle.http_addr);
-    let cluster = *server::lock(&handle.state.cluster.listen_addr);
+    put("nats", "nats", *server::lock(&state.client_addr));
+    put("monitoring", "http", *server::lock(&state.http_addr));
+    let cluster = *server::lock(&state.cluster.listen_addr);
     put("cluster", "nats", cluster);
     let data = serde_json::Value::Object(m).to_string();
     if let Err(e) = std::fs::write(path, data) {

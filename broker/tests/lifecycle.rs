@@ -24,7 +24,11 @@ impl Drop for Broker {
 
 impl Broker {
     fn spawn(args: &[&str]) -> Broker {
-        let mut child = Command::new(BIN)
+        Broker::spawn_bin(std::path::Path::new(BIN), args)
+    }
+
+    fn spawn_bin(bin: &std::path::Path, args: &[&str]) -> Broker {
+        let mut child = Command::new(bin)
             .args(args)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -386,4 +390,89 @@ fn start_failures_are_fatal_like_nats_server() {
         }
     }
     drop(taken);
+}
+
+/// One client session: connect, read INFO, send `script`, return what came back
+/// until PONG, an -ERR or the close (bounded).
+fn exchange(port: u16, script: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 4096];
+    while !got.ends_with(b"\r\n") {
+        let n = s.read(&mut b).expect("read INFO");
+        assert!(n > 0, "closed before INFO");
+        got.extend_from_slice(&b[..n]);
+    }
+    s.write_all(script.as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let text = String::from_utf8_lossy(&reply);
+        if text.contains("PONG\r\n") || text.contains("-ERR") {
+            break;
+        }
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => reply.extend_from_slice(&b[..n]),
+        }
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// `--auth TOKEN` on the command line beside a config `users` list: nats-server takes
+/// the token from a CONNECT without a user name and the users' passwords; a refused
+/// CONNECT is logged naming the user given (even none), as client.go authViolation
+/// does when there is a users list.
+#[test]
+fn cli_token_beside_config_users() {
+    let dir = tmpdir("tokusers");
+    let conf = dir.join("u.conf");
+    std::fs::write(
+        &conf,
+        "authorization { users = [ { user: a, password: pa } ] }\n",
+    )
+    .unwrap();
+    let mut bins = vec![std::path::PathBuf::from(BIN)];
+    bins.extend(nats_server_bin());
+    for bin in bins {
+        let port = free_port();
+        let p = port.to_string();
+        let mut b = Broker::spawn_bin(
+            &bin,
+            &[
+                "-c",
+                conf.to_str().unwrap(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &p,
+                "--auth",
+                "tok",
+            ],
+        );
+        b.wait_for("Server is ready");
+        let who = bin.display().to_string();
+        let ok = "CONNECT {\"verbose\":false,\"auth_token\":\"tok\"}\r\nPING\r\n";
+        assert_eq!(exchange(port, ok), "PONG\r\n", "{who}");
+        let user = "CONNECT {\"verbose\":false,\"user\":\"a\",\"pass\":\"pa\"}\r\nPING\r\n";
+        assert_eq!(exchange(port, user), "PONG\r\n", "{who}");
+        let bad = "CONNECT {\"verbose\":false,\"auth_token\":\"nope\"}\r\nPING\r\n";
+        assert_eq!(
+            exchange(port, bad),
+            "-ERR 'Authorization Violation'\r\n",
+            "{who}"
+        );
+        b.wait_for("authentication error - User \"\"");
+        let bad_user = "CONNECT {\"verbose\":false,\"user\":\"a\",\"pass\":\"x\"}\r\nPING\r\n";
+        assert_eq!(
+            exchange(port, bad_user),
+            "-ERR 'Authorization Violation'\r\n",
+            "{who}"
+        );
+        b.wait_for("authentication error - User \"a\"");
+        b.signal(libc::SIGINT);
+        b.wait_exit();
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

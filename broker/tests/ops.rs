@@ -713,3 +713,91 @@ fn sighup_max_payload_reaches_connected_clients_like_nats_server() {
         check_max_payload_reload(NATS);
     }
 }
+
+/// The log lines of four reloads: one that changes what nats-server reloads (its
+/// `Reloaded: ...` lines, in its order and words), then three it refuses
+/// (`max_subscriptions`, `lame_duck_duration`: no reload case in reload.go; adding a
+/// `no_auth_user`). The
+/// folder is written as `DIR`; the new pid file must exist.
+fn reload_lines_scenario(bin: &str) -> Vec<String> {
+    let dir = tmpdir(&format!("rlines-{}", bin.len()));
+    let conf = dir.join("s.conf");
+    let log = dir.join("s.log");
+    let pid = dir.join("s.pid");
+    let port = free_port();
+    let head = format!(
+        "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\n",
+        log.display()
+    );
+    std::fs::write(
+        &conf,
+        format!("{head}authorization {{ user: a, password: pa }}\nping_interval: \"2m\"\nmax_connections: 10\n"),
+    )
+    .unwrap();
+    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    wait_file(&log, "Server is ready", 0);
+    let changed = format!(
+        "{head}debug: true\nauthorization {{ user: a, password: pb, timeout: 3 }}\n\
+         ping_interval: \"3m\"\nmax_connections: 20\nwrite_deadline: \"5s\"\npid_file: \"{}\"\n",
+        pid.display()
+    );
+    let mut lines = Vec::new();
+    let steps = [
+        (changed.clone(), "Reloaded server configuration"),
+        (
+            format!("{changed}max_subscriptions: 5\n"),
+            "Failed to reload",
+        ),
+        (
+            format!("{changed}lame_duck_duration: \"30s\"\n"),
+            "Failed to reload",
+        ),
+        (
+            format!("{head}authorization {{ users = [ {{user: a, password: pa}} ] }}\nno_auth_user: a\n"),
+            "Failed to reload",
+        ),
+    ];
+    for (text, until) in steps {
+        std::fs::write(&conf, text).unwrap();
+        let mark = std::fs::metadata(&log).unwrap().len() as usize;
+        p.signal(libc::SIGHUP);
+        let all = wait_file(&log, until, mark);
+        for l in all[mark..]
+            .lines()
+            .filter(|l| l.contains("Reloaded") || l.contains("Failed to reload"))
+        {
+            let at = l.find(" [INF] ").or(l.find(" [ERR] ")).map_or(0, |i| i + 1);
+            let l = l[at..].replace(&dir.display().to_string(), "DIR");
+            lines.push(l);
+        }
+    }
+    assert!(pid.exists(), "{bin}: the reloaded pid_file was written");
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+    let _ = std::fs::remove_dir_all(dir);
+    lines
+}
+
+#[test]
+fn sighup_reload_lines_like_nats_server() {
+    let ours = reload_lines_scenario(BIN);
+    let want = [
+        "[INF] Reloaded: debug = true",
+        "[INF] Reloaded: max_connections = 20",
+        "[INF] Reloaded: authorization users",
+        "[INF] Reloaded: accounts",
+        "[INF] Reloaded: authorization password",
+        "[INF] Reloaded: ping_interval = 3m0s",
+        "[INF] Reloaded: authorization timeout = 3",
+        "[INF] Reloaded: pid_file = DIR/s.pid",
+        "[INF] Reloaded: write_deadline = 5s",
+        "[INF] Reloaded server configuration",
+        "[ERR] Failed to reload server configuration: config reload not supported for MaxSubs: old=0, new=5",
+        "[ERR] Failed to reload server configuration: config reload not supported for LameDuckDuration: old=2m0s, new=30s",
+        "[ERR] Failed to reload server configuration: config reload not supported for NoAuthUser: old=, new=a",
+    ];
+    assert_eq!(ours, want);
+    if nats_available() {
+        assert_eq!(reload_lines_scenario(NATS), want);
+    }
+}

@@ -88,6 +88,17 @@ impl AuthConfig {
         self.users.contains_key(name)
     }
 
+    /// The line nats-server logs for a refused CONNECT (client.go authViolation):
+    /// with a users list it names the user the client gave, even an empty one;
+    /// with a token or a single user it does not.
+    pub fn violation_text(&self, user: &str) -> String {
+        if self.users.is_empty() {
+            "authentication error".to_string()
+        } else {
+            format!("authentication error - User {}", go_quote(user))
+        }
+    }
+
     /// Checks a CONNECT. `None` = Authorization Violation.
     pub fn check(&self, c: &ConnectInfo) -> Option<AuthResult> {
         if !self.expects_connect() {
@@ -101,8 +112,11 @@ impl AuthConfig {
                 return Some(r);
             }
         }
-        if !self.users.is_empty() {
-            let name = c.user.as_deref()?;
+        // auth.go processClientOrLeafAuthentication: a user name is looked up in the
+        // users list and must be there; without one, a token (`--auth` beside a users
+        // list) or the single user is checked as if there were no list.
+        let name = c.user.as_deref().unwrap_or("");
+        if !self.users.is_empty() && !name.is_empty() {
             let u = self.users.get(name)?;
             if password_matches(&u.password, c.pass.as_deref().unwrap_or("")) {
                 return Some(AuthResult {
@@ -531,15 +545,7 @@ pub fn recheck_clients_after_reload(srv: &crate::server::ServerState) {
         }
         let Some(r) = auth.check(&connect) else {
             let user = connect.user.clone().unwrap_or_default();
-            if user.is_empty() {
-                tracing::error!("{} - authentication error", c.log_prefix());
-            } else {
-                tracing::error!(
-                    "{} - authentication error - User {}",
-                    c.log_prefix(),
-                    go_quote(&user)
-                );
-            }
+            tracing::error!("{} - {}", c.log_prefix(), auth.violation_text(&user));
             let _ = c.out.send(encode::ERR_AUTH_VIOLATION);
             c.out.close(ClosedState::AuthenticationViolation);
             continue;

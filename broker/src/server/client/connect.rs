@@ -16,15 +16,11 @@ use crate::server::lock;
 impl Conn {
     pub(super) fn auth_violation(&mut self) -> Close {
         let user = self.connect.user.clone().unwrap_or_default();
-        if user.is_empty() {
-            error!("{} - authentication error", self.shared.log_prefix());
-        } else {
-            error!(
-                "{} - authentication error - User {}",
-                self.shared.log_prefix(),
-                go_quote(&user)
-            );
-        }
+        error!(
+            "{} - {}",
+            self.shared.log_prefix(),
+            self.srv.auth().violation_text(&user)
+        );
         self.send_proto(encode::ERR_AUTH_VIOLATION);
         if !user.is_empty() {
             lock(&self.shared.meta).user = Some(user);

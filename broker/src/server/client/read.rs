@@ -106,7 +106,7 @@ impl Conn {
                     self.send_proto(encode::PING);
                 }
                 _ = &mut auth_deadline, if self.awaiting_auth && !self.connected => {
-                    error!("{} - Authentication Timeout", self.shared.log_prefix());
+                    debug!("{} - Authentication Timeout", self.shared.log_prefix());
                     self.send_proto(encode::ERR_AUTH_TIMEOUT);
                     return ClosedState::AuthenticationTimeout;
                 }

@@ -39,7 +39,9 @@ impl RouteConn {
                 && ci.pass.as_deref().unwrap_or("")
                     == opts.cluster.password.as_deref().unwrap_or("");
             if !ok {
-                error!("{} - authentication error", self.prefix);
+                // client.go authViolation words it by the *client* users list.
+                let user = ci.user.as_deref().unwrap_or("");
+                error!("{} - {}", self.prefix, self.srv.auth().violation_text(user));
                 let _ = self.shared.out.send(encode::ERR_AUTH_VIOLATION);
                 return Err(Close(ClosedState::AuthenticationViolation));
             }

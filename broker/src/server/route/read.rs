@@ -103,7 +103,7 @@ impl RouteConn {
                     }
                 }
                 _ = &mut connect_deadline, if !self.got_connect => {
-                    error!("{} - Authentication Timeout", self.prefix);
+                    debug!("{} - Authentication Timeout", self.prefix);
                     let _ = self.shared.out.send(encode::ERR_AUTH_TIMEOUT);
                     return ClosedState::AuthenticationTimeout;
                 }
