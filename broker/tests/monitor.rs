@@ -1259,3 +1259,93 @@ async fn closed_reasons_and_identity_match_nats_server() {
         rows[0]
     );
 }
+
+/// Opens a client that sends `connect` and waits for its PONG; kept open by the caller.
+async fn connected(addr: SocketAddr, connect: &str) -> TcpStream {
+    let mut s = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("in time")
+        .expect("connect");
+    s.write_all(format!("CONNECT {connect}\r\nPING\r\n").as_bytes())
+        .await
+        .expect("write");
+    let deadline = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("PONG\r\n") {
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .expect("PONG in time")
+            .expect("read");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    s
+}
+
+/// `/connz?auth=1` `authorized_user` is what client.go getRawAuthUser gives: the user
+/// name the client sent (also on a server without authorization), else its token as
+/// given, compared with nats-server on a token server and an open one.
+#[tokio::test]
+async fn authorized_user_is_the_raw_user_or_token_like_nats_server() {
+    let Some(bin) = nats_server_bin() else {
+        eprintln!("SKIP authorized_user_is_the_raw_user_or_token_like_nats_server: nats-server not installed");
+        return;
+    };
+    let cases: [(&[&str], Option<&str>, &[&str]); 2] = [
+        (
+            &["--auth", "tok"],
+            Some("tok"),
+            &[r#"{"name":"t","auth_token":"tok","verbose":false}"#],
+        ),
+        (
+            &[],
+            None,
+            &[
+                r#"{"name":"u","user":"someone","pass":"x","verbose":false}"#,
+                r#"{"name":"z","auth_token":"zz","verbose":false}"#,
+                r#"{"name":"none","verbose":false}"#,
+            ],
+        ),
+    ];
+    for (args, token, connects) in cases {
+        let (theirs, _) = start_ref_with(&bin, args);
+        let ours = broker(Options {
+            authorization: broker::options::Authorization {
+                token: token.map(str::to_string),
+                ..Default::default()
+            },
+            ..opts()
+        })
+        .await;
+        let mut rows = Vec::new();
+        for (client, http) in [
+            (theirs.client, theirs.http),
+            (ours.client_addr, http_addr(&ours)),
+        ] {
+            let mut keep = Vec::new();
+            for c in connects {
+                keep.push(connected(client, c).await);
+            }
+            let v = wait_json(http, "/connz?auth=1", |v| {
+                v["num_connections"] == connects.len()
+            })
+            .await;
+            let mut got: Vec<(Value, Value)> = v["connections"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|c| (c["name"].clone(), c["authorized_user"].clone()))
+                .collect();
+            got.sort_by_key(|r| r.0.to_string());
+            rows.push(got);
+            drop(keep);
+        }
+        assert_eq!(
+            rows[1], rows[0],
+            "ours (left) vs nats-server (right), {args:?}"
+        );
+        assert!(rows[0].iter().any(|r| r.1 != Value::Null), "{:?}", rows[0]);
+    }
+}

@@ -197,8 +197,12 @@ fn row(s: &ConnSnapshot, now: SystemTime, auth: bool) -> ConnInfo {
         name: s.name.clone(),
         lang: s.lang.clone(),
         version: s.version.clone(),
+        // client.go getRawAuthUser: the user name, else the token as given.
         authorized_user: if auth {
-            s.user.clone().unwrap_or_default()
+            s.user
+                .clone()
+                .or_else(|| s.token.clone())
+                .unwrap_or_default()
         } else {
             String::new()
         },
@@ -415,6 +419,7 @@ mod tests {
             lang: String::new(),
             version: String::new(),
             user: Some(format!("u{cid}")),
+            token: None,
         }
     }
 

@@ -561,7 +561,9 @@ pub fn recheck_clients_after_reload(srv: &crate::server::ServerState) {
         *lock(&c.replies) = tracker;
         *lock(&c.reloaded_perms) = perms.clone();
         c.perms_reloaded.store(true, Ordering::Release);
-        lock(&c.meta).user = r.user;
+        lock(&c.meta).user = r
+            .user
+            .or_else(|| connect.user.clone().filter(|u| !u.is_empty()));
         let Some(perms) = perms else {
             continue;
         };
@@ -585,8 +587,9 @@ pub fn recheck_clients_after_reload(srv: &crate::server::ServerState) {
             );
             let _ = c.out.append(&encode::err_line(&text));
             sent = true;
-            let who = match connect.user.as_deref().filter(|u| !u.is_empty()) {
-                Some(u) => format!("User {}", go_quote(u)),
+            // client.go getAuthUser: the user name, the no_auth_user's included.
+            let who = match lock(&c.meta).user.clone().filter(|u| !u.is_empty()) {
+                Some(u) => format!("User {}", go_quote(&u)),
                 None => "User \"N/A\"".to_string(),
             };
             tracing::info!(

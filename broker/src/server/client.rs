@@ -52,7 +52,12 @@ pub struct ConnMeta {
     pub name: String,
     pub lang: String,
     pub version: String,
+    /// The user name (client.go `c.opts.Username`): the authenticated or
+    /// `no_auth_user` one, else what CONNECT gave.
     pub user: Option<String>,
+    /// CONNECT's `auth_token`, shown as /connz `authorized_user` when there is no
+    /// user name (client.go getRawAuthUser).
+    pub token: Option<String>,
     pub rtt: Option<Duration>,
     pub connected: bool,
 }

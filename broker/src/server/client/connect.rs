@@ -56,7 +56,10 @@ impl Conn {
             .store(tracker.is_some(), Ordering::Release);
         *lock(&self.shared.replies) = tracker;
         let mut m = lock(&self.shared.meta);
-        m.user = r.user;
+        m.user = r
+            .user
+            .or_else(|| self.connect.user.clone().filter(|u| !u.is_empty()));
+        m.token = self.connect.auth_token.clone().filter(|t| !t.is_empty());
         m.connected = true;
     }
 

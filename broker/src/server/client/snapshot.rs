@@ -34,6 +34,7 @@ pub struct ConnSnapshot {
     pub lang: String,
     pub version: String,
     pub user: Option<String>,
+    pub token: Option<String>,
 }
 
 impl ClientShared {
@@ -66,6 +67,7 @@ impl ClientShared {
             lang: meta.lang,
             version: meta.version,
             user: meta.user,
+            token: meta.token,
         }
     }
 
