@@ -707,13 +707,22 @@ impl Mapper {
             );
         }
         if let Some(user) = o.no_auth_user.clone() {
-            if !o.authorization.users.iter().any(|u| u.username == user) {
+            // server.go validateNoAuthUser's words.
+            let q = crate::server::auth::go_quote(&user);
+            let text = if o.authorization.users.is_empty() {
+                Some(format!(
+                    "no_auth_user: {q} present, but users are not defined"
+                ))
+            } else if !o.authorization.users.iter().any(|u| u.username == user) {
+                Some(format!(
+                    "no_auth_user: {q} not present as user in authorization block or account configuration"
+                ))
+            } else {
+                None
+            };
+            if let Some(text) = text {
                 let pos = at(self, "no_auth_user");
-                self.error_at(
-                    &pos,
-                    "no_auth_user",
-                    format!("no_auth_user: {user:?} not present as user in authorization block"),
-                );
+                self.error_at(&pos, "no_auth_user", text);
             }
         }
     }

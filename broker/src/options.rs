@@ -48,6 +48,10 @@ pub enum ListenAddr {
 pub struct User {
     pub username: String,
     pub password: String,
+    /// `allowed_connection_types` (upper case; empty = any): this broker's clients are
+    /// all `STANDARD` (TCP, and NATS over QUIC/SCION), so a list without it shuts the
+    /// user out, as nats-server does for a standard client.
+    pub allowed_connection_types: Vec<String>,
     pub permissions: Option<Permissions>,
 }
 

@@ -286,6 +286,7 @@ fn perms_opts() -> Options {
     o.authorization.users = vec![User {
         username: "limited".into(),
         password: "pw".into(),
+        allowed_connection_types: Vec::new(),
         permissions: Some(Permissions {
             publish: Some(SubjectPermission {
                 allow: vec!["ok.>".into(), "_INBOX.>".into()],

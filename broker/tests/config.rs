@@ -739,8 +739,19 @@ fn semantic_keys_are_refused_and_auth_conflicts() {
             .unwrap_err(),
     );
     assert_eq!(errs, vec!["2:1: lame duck grace period (30s) should be strictly lower than lame duck duration (30s)"]);
+    // server.go validateNoAuthUser's words, with our position in front.
     let errs = invalid(config::load_str("no_auth_user: ghost").unwrap_err());
-    assert!(errs[0].contains("not present as user"), "{errs:?}");
+    assert_eq!(
+        errs,
+        vec!["1:0: no_auth_user: \"ghost\" present, but users are not defined"]
+    );
+    let errs = invalid(
+        config::load_str("authorization { users: [{user: a}] }\nno_auth_user: ghost").unwrap_err(),
+    );
+    assert_eq!(
+        errs,
+        vec!["2:1: no_auth_user: \"ghost\" not present as user in authorization block or account configuration"]
+    );
     let errs = invalid(
         config::load_str(
             "authorization {\n users: [{user: a, permissions: {publish: \"foo..bar\"}}]\n}",
@@ -945,6 +956,8 @@ fn differential_check_against_nats_server() {
         ("bad_route_space", "cluster { routes: [\"nats://bad host:6223\"] }\n"),
         ("bad_warning_only", "ping_interval: 20\n"),
         ("bad_unknown_utf8", "cluster { name: \"\u{e9}\u{e9}\u{e9}\", foo_bar: 2 }\n"),
+        ("ok_conn_types", "authorization { users = [ {user: a, password: b, allowed_connection_types: [\"STANDARD\", \"websocket\"]}, {user: c, password: d, clients: \"MQTT\"} ] }\n"),
+        ("bad_conn_types", "authorization { users = [ {user: a, password: b, allowed_connection_types: [\"STANDARD\", \"bogus\", \"X\"]} ] }\n"),
     ];
     for (name, text) in cases {
         let p = write(&d, &format!("{name}.conf"), text);
@@ -989,6 +1002,16 @@ fn differential_check_against_nats_server() {
             assert_eq!(
                 ours_text,
                 Some(format!("{}:2:9: {theirs_text}", p.display()))
+            );
+        }
+        // Errors worded exactly as nats-server's, position included.
+        if ["bad_conn_types"].contains(name) {
+            let msg = String::from_utf8_lossy(&theirs.stderr);
+            let theirs_text = msg.trim().trim_start_matches("nats-server: ").to_string();
+            assert_eq!(
+                ours.as_ref().err().map(ToString::to_string),
+                Some(theirs_text),
+                "{name}"
             );
         }
         if let Some(at) = at {

@@ -54,6 +54,8 @@ enum Setup {
     /// The no_auth_user `w` has allow/deny lists with wildcards and queue entries;
     /// `u` (password pu) has no limits.
     WildPerms,
+    /// `s` may connect as a standard client, `w` (the no_auth_user) only over websocket.
+    ConnTypes,
 }
 
 /// OpenBSD bcrypt test vector: the password "U*U" at cost 5.
@@ -124,6 +126,9 @@ impl Setup {
             }
             Setup::Responses => RESPONSES_CONF,
             Setup::WildPerms => WILD_PERMS_CONF,
+            Setup::ConnTypes => {
+                "authorization { users = [ {user: s, password: ps, allowed_connection_types: [\"standard\", \"MQTT\"]}, {user: w, password: pw, allowed_connection_types: \"WEBSOCKET\"} ] }\nno_auth_user: w"
+            }
             Setup::DenyWild => {
                 "authorization { users = [ { user: a, password: pa, permissions: { subscribe: { deny: [\"secret.*\"] } } } ] }\nno_auth_user: a"
             }
@@ -148,6 +153,7 @@ impl Setup {
                 o.authorization.users = vec![User {
                     username: "a".into(),
                     password: "pa".into(),
+                    allowed_connection_types: Vec::new(),
                     permissions: None,
                 }];
                 o.no_auth_user = Some("a".into());
@@ -166,11 +172,25 @@ impl Setup {
                 o.authorization.users = vec![User {
                     username: "alice".into(),
                     password: BCRYPT_UU.into(),
+                    allowed_connection_types: Vec::new(),
                     permissions: None,
                 }];
             }
             Setup::BcryptToken => o.authorization.token = Some(BCRYPT_UU.into()),
             Setup::Responses => o.authorization = responses_auth(),
+            Setup::ConnTypes => {
+                let user = |name: &str, pass: &str, types: &[&str]| User {
+                    username: name.into(),
+                    password: pass.into(),
+                    allowed_connection_types: list(types),
+                    permissions: None,
+                };
+                o.authorization.users = vec![
+                    user("s", "ps", &["STANDARD", "MQTT"]),
+                    user("w", "pw", &["WEBSOCKET"]),
+                ];
+                o.no_auth_user = Some("w".into());
+            }
             Setup::WildPerms => {
                 let w = Permissions {
                     publish: Some(SubjectPermission {
@@ -187,11 +207,13 @@ impl Setup {
                     User {
                         username: "w".into(),
                         password: "pw".into(),
+                        allowed_connection_types: Vec::new(),
                         permissions: Some(w),
                     },
                     User {
                         username: "u".into(),
                         password: "pu".into(),
+                        allowed_connection_types: Vec::new(),
                         permissions: None,
                     },
                 ];
@@ -201,6 +223,7 @@ impl Setup {
                 o.authorization.users = vec![User {
                     username: "a".into(),
                     password: "pa".into(),
+                    allowed_connection_types: Vec::new(),
                     permissions: Some(Permissions {
                         publish: None,
                         subscribe: Some(SubjectPermission {
@@ -227,6 +250,7 @@ fn users_auth() -> Authorization {
             User {
                 username: "alice".into(),
                 password: "pa".into(),
+                allowed_connection_types: Vec::new(),
                 permissions: Some(Permissions {
                     publish: Some(SubjectPermission {
                         allow: list(&["foo.>", "_INBOX.>"]),
@@ -242,6 +266,7 @@ fn users_auth() -> Authorization {
             User {
                 username: "bob".into(),
                 password: "pb".into(),
+                allowed_connection_types: Vec::new(),
                 permissions: None,
             },
         ],
@@ -278,6 +303,7 @@ fn responses_auth() -> Authorization {
     let user = |name: &str, pass: &str, permissions| User {
         username: name.into(),
         password: pass.into(),
+        allowed_connection_types: Vec::new(),
         permissions,
     };
     Authorization {
@@ -740,6 +766,10 @@ fn cases() -> Vec<Case> {
             WildPerms,
             "CONNECT {\"verbose\":true}\r\nSUB foo.> 1\r\nSUB foo.* 2\r\nSUB foo.x.y 3\r\nSUB x.mid.> 4\r\nSUB >.mid.x 5\r\nSUB q.> grp.1 6\r\nSUB q.> other 7\r\nSUB q.x 8\r\nSUB s 9\r\nSUB s v1 10\r\nSUB s v2 11\r\nPING\r\n",
         ),
+        Case::script("conn_types_standard_user", ConnTypes, "CONNECT {\"user\":\"s\",\"pass\":\"ps\",\"verbose\":false}\r\nPING\r\n"),
+        Case::script("conn_types_websocket_user", ConnTypes, "CONNECT {\"user\":\"w\",\"pass\":\"pw\",\"verbose\":false}\r\nPING\r\n"),
+        Case::script("conn_types_websocket_no_auth_user", ConnTypes, "CONNECT {\"verbose\":false}\r\nPING\r\n"),
+        Case::script("conn_types_websocket_no_auth_user_ping", ConnTypes, "PING\r\n"),
         Case::script("no_auth_user_connect", NoAuthUser, "CONNECT {\"verbose\":false}\r\nPING\r\n"),
         Case::script("no_auth_user_ping_first", NoAuthUser, "PING\r\n"),
         Case::script("no_auth_user_bad_creds", NoAuthUser, "CONNECT {\"user\":\"a\",\"pass\":\"x\"}\r\nPING\r\n"),

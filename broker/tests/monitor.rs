@@ -343,11 +343,13 @@ async fn connz_auth_user_filter() {
         broker::options::User {
             username: "alice".into(),
             password: "pa".into(),
+            allowed_connection_types: Vec::new(),
             permissions: None,
         },
         broker::options::User {
             username: "bob".into(),
             password: "pb".into(),
+            allowed_connection_types: Vec::new(),
             permissions: None,
         },
     ];

@@ -24,6 +24,7 @@ fn opts(max: usize, expires: Duration) -> Options {
         User {
             username: "svc".into(),
             password: "ps".into(),
+            allowed_connection_types: Vec::new(),
             permissions: Some(Permissions {
                 publish: Some(SubjectPermission {
                     allow: vec![],
@@ -36,6 +37,7 @@ fn opts(max: usize, expires: Duration) -> Options {
         User {
             username: "cli".into(),
             password: "pc".into(),
+            allowed_connection_types: Vec::new(),
             permissions: None,
         },
     ];

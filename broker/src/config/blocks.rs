@@ -98,7 +98,10 @@ fn users(m: &mut Mapper, e: &Entry) -> Vec<User> {
                 "permission" | "permissions" | "authorization" => {
                     user.permissions = permissions(m, f)
                 }
-                "nkey" | "allowed_connection_types" | "connection_types" | "clients" => m.error(
+                "allowed_connection_types" | "connection_types" | "clients" => {
+                    user.allowed_connection_types = connection_types(m, f)
+                }
+                "nkey" => m.error(
                     f,
                     format!("field {:?} is not supported by this broker", f.key),
                 ),
@@ -112,6 +115,54 @@ fn users(m: &mut Mapper, e: &Entry) -> Vec<User> {
         out.push(user);
     }
     out
+}
+
+/// Connection types nats-server 2.9.10 knows (jwt ConnectionType*).
+const CONNECTION_TYPES: [&str; 6] = [
+    "STANDARD",
+    "WEBSOCKET",
+    "LEAFNODE",
+    "LEAFNODE_WS",
+    "MQTT",
+    "MQTT_WS",
+];
+
+/// A user's `allowed_connection_types`: a string or an array of strings, taken in
+/// upper case; unknown ones are an error naming them (opts.go
+/// parseAllowedConnectionTypes, client.go convertAllowedConnectionTypes).
+fn connection_types(m: &mut Mapper, e: &Entry) -> Vec<String> {
+    let items: Vec<&Node> = match &e.value.value {
+        Value::Array(items) => items.iter().collect(),
+        _ => vec![&e.value],
+    };
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for it in items {
+        let Value::String(s) = &it.value else {
+            m.error_at(
+                &it.pos,
+                &e.key,
+                format!(
+                    "error parsing allowed connection types: unsupported type in array {}",
+                    it.value.type_name()
+                ),
+            );
+            return Vec::new();
+        };
+        let up = s.to_ascii_uppercase();
+        if CONNECTION_TYPES.contains(&up.as_str()) {
+            known.push(up);
+        } else {
+            unknown.push(crate::server::auth::go_quote(&up));
+        }
+    }
+    if !unknown.is_empty() {
+        m.error(
+            e,
+            format!("invalid connection types [{}]", unknown.join(" ")),
+        );
+    }
+    known
 }
 
 /// `permissions { publish, subscribe, allow_responses }` (nats-server

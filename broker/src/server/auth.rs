@@ -21,6 +21,9 @@ pub struct AuthConfig {
 struct UserEntry {
     password: String,
     perms: Option<CompiledPerms>,
+    /// client.go connectionTypeAllowed: an empty list allows any; our clients
+    /// are all STANDARD.
+    standard_allowed: bool,
 }
 
 /// Who a connection authenticated as.
@@ -40,6 +43,8 @@ impl AuthConfig {
                 u.username.clone(),
                 UserEntry {
                     password: u.password.clone(),
+                    standard_allowed: u.allowed_connection_types.is_empty()
+                        || u.allowed_connection_types.iter().any(|t| t == "STANDARD"),
                     perms: u
                         .permissions
                         .as_ref()
@@ -74,8 +79,22 @@ impl AuthConfig {
 
     /// The `no_auth_user`, if it names a configured user.
     pub fn no_auth_user(&self) -> Option<AuthResult> {
+        self.no_auth_user_for(true)
+    }
+
+    /// The `no_auth_user` for a client whose first operation is not CONNECT:
+    /// parser.go OP_START registers that user without checking its connection
+    /// types (only a CONNECT goes through processClientOrLeafAuthentication).
+    pub fn no_auth_user_without_connect(&self) -> Option<AuthResult> {
+        self.no_auth_user_for(false)
+    }
+
+    fn no_auth_user_for(&self, check_types: bool) -> Option<AuthResult> {
         let name = self.no_auth_user.as_ref()?;
         let u = self.users.get(name)?;
+        if check_types && !u.standard_allowed {
+            return None;
+        }
         Some(AuthResult {
             user: Some(name.clone()),
             perms: u.perms.clone(),
@@ -111,13 +130,19 @@ impl AuthConfig {
             if let Some(r) = self.no_auth_user() {
                 return Some(r);
             }
+            // A no_auth_user whose connection types leave out STANDARD refuses
+            // credential-less clients (auth.go: the user is looked up, then refused).
+            let listed = self.no_auth_user.as_ref().and_then(|n| self.users.get(n));
+            if listed.is_some() {
+                return None;
+            }
         }
         // auth.go processClientOrLeafAuthentication: a user name is looked up in the
         // users list and must be there; without one, a token (`--auth` beside a users
         // list) or the single user is checked as if there were no list.
         let name = c.user.as_deref().unwrap_or("");
         if !self.users.is_empty() && !name.is_empty() {
-            let u = self.users.get(name)?;
+            let u = self.users.get(name).filter(|u| u.standard_allowed)?;
             if password_matches(&u.password, c.pass.as_deref().unwrap_or("")) {
                 return Some(AuthResult {
                     user: Some(name.to_string()),
@@ -675,6 +700,7 @@ mod tests {
                 users: vec![User {
                     username: "a".into(),
                     password: "pw".into(),
+                    allowed_connection_types: Vec::new(),
                     permissions: None,
                 }],
                 ..Default::default()

@@ -154,7 +154,7 @@ impl Conn {
             if self.awaiting_auth && !self.connected && !matches!(buf[0], b'C' | b'c') {
                 // nats-server checks the first byte of the first operation
                 // (parser.go OP_START with authSet).
-                match self.srv.auth().no_auth_user() {
+                match self.srv.auth().no_auth_user_without_connect() {
                     Some(r) => self.authenticated(r),
                     None => break Err(self.auth_violation()),
                 }
