@@ -252,3 +252,50 @@ async fn silent_route_is_stale_after_ping_max() {
     assert_eq!(a, (3, true), "ours");
     ours.shutdown().await;
 }
+
+/// What a route peer sees after sending `bad` (then a PING): the server's reply up to
+/// its PONG, or up to the close.
+async fn after_bad_route_proto(a: Addrs, name: &str, bad: &[u8]) -> (String, bool) {
+    let mut peer = route_peer(a.route, name, &route_info(name), None).await;
+    assert!(answered(&mut peer).await, "route handshake");
+    peer.send(bad).await;
+    peer.send(b"PING\r\n").await;
+    let got = peer.read_until(b"PONG\r\n").await;
+    // Only what the bad line drew: the server's own PINGs and INFO may come first.
+    let text: String = String::from_utf8_lossy(&got)
+        .split("\r\n")
+        .filter(|l| l.starts_with("-ERR") || *l == "PONG")
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    (text, got.ends_with(b"PONG\r\n"))
+}
+
+/// Malformed RS+/RS- arguments close the route (route.go processRemoteSub/Unsub return
+/// a parse error: Protocol Violation, no -ERR); a subject the index refuses gets
+/// `-ERR 'Invalid Subscription'` and the route stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_route_interest_like_nats_server() {
+    let ours = start_broker(our_opts()).await;
+    let theirs = RefCluster::start("");
+    let cases: [(&[u8], &str, bool); 4] = [
+        (b"RS+ $G\r\n", "", false),
+        (b"RS- foo\r\n", "", false),
+        (b"RS+ $G a b c d e\r\n", "", false),
+        (
+            b"RS+ $G foo..bar\r\n",
+            "-ERR 'Invalid Subscription'\r\nPONG\r\n",
+            true,
+        ),
+    ];
+    for (i, (bad, reply, open)) in cases.iter().enumerate() {
+        let name = format!("BAD{i}");
+        let (o, t) = tokio::join!(
+            after_bad_route_proto(our_addrs(&ours), &name, bad),
+            after_bad_route_proto(theirs.addrs, &name, bad)
+        );
+        let what = String::from_utf8_lossy(bad);
+        assert_eq!(t, (reply.to_string(), *open), "nats-server on {what:?}");
+        assert_eq!(o, t, "ours on {what:?}");
+    }
+    ours.shutdown().await;
+}

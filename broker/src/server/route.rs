@@ -186,7 +186,7 @@ pub fn apply_route_changes(srv: &Arc<ServerState>, removed: &[RouteUrl], added: 
             };
             if dialled_for_it {
                 h.shared.out.close(ClosedState::RouteRemoved);
-                info!("Removed route {}", r.url);
+                info!("Removed route {}", redact_url(&r.url));
             }
         }
     }
@@ -495,7 +495,10 @@ pub async fn run_route_labeled<S: SplitIo>(
         if after_close(&srv, &remote_id, &s.url) == AfterClose::Redial
             && (!s.configured || route_still_valid(&srv, &s))
         {
-            debug!("Attempting reconnect for solicited route \"{}\"", s.url);
+            debug!(
+                "Attempting reconnect for solicited route \"{}\"",
+                redact_url(&s.url)
+            );
             let srv2 = srv.clone();
             tokio::spawn(reconnect(srv2, s));
         }
@@ -551,7 +554,10 @@ pub(crate) fn after_close(srv: &ServerState, remote_id: &str, url: &str) -> Afte
         return AfterClose::Duplicate;
     }
     if remote_id == srv.id {
-        debug!("Detected route to self, ignoring {:?}", url);
+        debug!(
+            "Detected route to self, ignoring {}",
+            super::auth::go_quote(&redact_url(url))
+        );
         return AfterClose::Stop;
     }
     AfterClose::Redial
@@ -625,5 +631,39 @@ mod tests {
             parse_route_url("nats-route://127.0.0.1:4248/"),
             Some(("127.0.0.1:4248".to_string(), None, None))
         );
+    }
+}
+
+/// A route URL for logs with its password replaced by `xxxxx` (Go's URL.Redacted,
+/// as nats-server logs solicited routes): `nats-route://ru:xxxxx@host:port`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{}{}:xxxxx{}", &url[..scheme_end], user, &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_hidden_like_go_url_redacted() {
+        assert_eq!(
+            redact_url("nats-route://ru:rp@127.0.0.1:4248"),
+            "nats-route://ru:xxxxx@127.0.0.1:4248"
+        );
+        assert_eq!(redact_url("nats://u:p@ss@h:1/x"), "nats://u:xxxxx@h:1/x");
+        assert_eq!(redact_url("nats-route://ru@h:1"), "nats-route://ru@h:1");
+        assert_eq!(redact_url("nats-route://h:1"), "nats-route://h:1");
+        assert_eq!(redact_url("nonsense"), "nonsense");
     }
 }

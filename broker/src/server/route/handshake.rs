@@ -93,7 +93,8 @@ impl RouteConn {
         let srv = self.srv.clone();
         if info.server_id == srv.id {
             lock(&self.handle.meta).remote_id = info.server_id.clone();
-            debug!("{} - Detected route to self, ignoring", self.prefix);
+            // route.go processRouteInfo closes without a line; the dialer's
+            // after-close logs "Detected route to self, ignoring <url>".
             return Err(Close(ClosedState::DuplicateRoute));
         }
         if let Some(theirs) = info.cluster.as_deref().filter(|c| !c.is_empty()) {
@@ -195,7 +196,7 @@ impl RouteConn {
         // registered to close (route::apply_route_changes): close it now that it is.
         if let Some(s) = self.solicit.as_ref().filter(|s| s.configured) {
             if !super::route_still_valid(&srv, s) {
-                info!("Removed route {}", s.url);
+                info!("Removed route {}", super::redact_url(&s.url));
                 return Err(Close(ClosedState::RouteRemoved));
             }
         }

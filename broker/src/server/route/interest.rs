@@ -7,15 +7,19 @@ use std::sync::Arc;
 
 use tracing::{debug, error};
 
-use super::RouteConn;
-use crate::proto::{parse_size, split_args};
+use super::{Close, RouteConn};
+use crate::proto::{encode, parse_size, split_args};
 use crate::server::client::{SubRef, Subscription};
+use crate::server::closed::ClosedState;
 use crate::server::cluster::send_async_info_to_clients;
 use crate::server::deliver::GLOBAL_ACCOUNT;
 use crate::server::lock;
 
 impl RouteConn {
-    pub(super) fn remote_sub(&mut self, arg: &[u8], has_origin: bool) {
+    /// RS+/LS+. Malformed arguments are a parse error, which closes the route as a
+    /// Protocol Violation (route.go processRemoteSub returns it to readLoop); a
+    /// subject the index refuses gets `-ERR 'Invalid Subscription'` and the route stays.
+    pub(super) fn remote_sub(&mut self, arg: &[u8], has_origin: bool) -> Result<(), Close> {
         let args: Vec<&[u8]> = split_args(arg).collect();
         let off = usize::from(has_origin);
         let (acc, subject, queue, weight) = match args.len() - off.min(args.len()) {
@@ -32,7 +36,7 @@ impl RouteConn {
                     self.prefix,
                     String::from_utf8_lossy(arg)
                 );
-                return;
+                return Err(Close(ClosedState::ProtocolViolation));
             }
         };
         if acc != GLOBAL_ACCOUNT {
@@ -42,13 +46,13 @@ impl RouteConn {
                 String::from_utf8_lossy(acc),
                 String::from_utf8_lossy(subject)
             );
-            return;
+            return Ok(());
         }
         let (Ok(subject), Ok(queue)) = (
             std::str::from_utf8(subject),
             queue.map(std::str::from_utf8).transpose(),
         ) else {
-            return;
+            return self.invalid_subscription();
         };
         let key = route_sub_key(subject, queue);
         let existing = lock(&self.shared.subs).get(&key).cloned();
@@ -56,7 +60,7 @@ impl RouteConn {
             if queue.is_some() {
                 sub.qw.store(weight, Ordering::Relaxed);
             }
-            return;
+            return Ok(());
         }
         let sub = SubRef(Arc::new(Subscription {
             client: self.shared.clone(),
@@ -73,17 +77,27 @@ impl RouteConn {
             self.srv.publish_generation(sl.generation());
             r.is_ok()
         };
-        if ok {
-            lock(&self.shared.subs).insert(key, sub);
-        } else {
-            error!(
-                "{} - Could not insert subscription: invalid subject {:?}",
-                self.prefix, subject
-            );
+        if !ok {
+            return self.invalid_subscription();
         }
+        lock(&self.shared.subs).insert(key, sub);
+        Ok(())
     }
 
-    pub(super) fn remote_unsub(&mut self, arg: &[u8]) {
+    /// route.go processRemoteSub when Sublist.Insert fails.
+    fn invalid_subscription(&mut self) -> Result<(), Close> {
+        error!(
+            "{} - Could not insert subscription: invalid subject",
+            self.prefix
+        );
+        let _ = self
+            .shared
+            .out
+            .send(&encode::err_line("Invalid Subscription"));
+        Ok(())
+    }
+
+    pub(super) fn remote_unsub(&mut self, arg: &[u8]) -> Result<(), Close> {
         let args: Vec<&[u8]> = split_args(arg).collect();
         // RS- <acc> <subject> [queue]; LS- has the same shape.
         if !(2..=3).contains(&args.len()) {
@@ -92,13 +106,13 @@ impl RouteConn {
                 self.prefix,
                 String::from_utf8_lossy(arg)
             );
-            return;
+            return Err(Close(ClosedState::ProtocolViolation));
         }
         let (Ok(subject), Ok(queue)) = (
             std::str::from_utf8(args[1]),
             args.get(2).map(|q| std::str::from_utf8(q)).transpose(),
         ) else {
-            return;
+            return Ok(());
         };
         let key = route_sub_key(subject, queue);
         let sub = lock(&self.shared.subs).remove(&key);
@@ -107,6 +121,7 @@ impl RouteConn {
             let _ = sl.remove(&sub.subject, sub.queue.as_deref(), &sub);
             self.srv.publish_generation(sl.generation());
         }
+        Ok(())
     }
 
     /// Removes the route's interest and registration.

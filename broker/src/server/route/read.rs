@@ -179,7 +179,9 @@ impl RouteConn {
                     if let ParseError::UnknownOp = e {
                         let _ = self.shared.out.send(encode::ERR_UNKNOWN_OP);
                     }
-                    break Err(Close(ClosedState::ParseError));
+                    // client.go readLoop: a parse error closes any connection kind
+                    // as a Protocol Violation.
+                    break Err(Close(ClosedState::ProtocolViolation));
                 }
             }
         };
@@ -221,18 +223,15 @@ impl RouteConn {
             Op::RouteSub(arg) => {
                 // processRemoteSub / parseUnsubProto count `c.in.subs`.
                 self.active = true;
-                self.remote_sub(arg, false);
-                Ok(())
+                self.remote_sub(arg, false)
             }
             Op::LeafSub(arg) => {
                 self.active = true;
-                self.remote_sub(arg, true);
-                Ok(())
+                self.remote_sub(arg, true)
             }
             Op::RouteUnsub(arg) | Op::LeafUnsub(arg) => {
                 self.active = true;
-                self.remote_unsub(arg);
-                Ok(())
+                self.remote_unsub(arg)
             }
             Op::RouteMsg { args, payload } => self.routed_msg(args, 0, payload, false),
             Op::RouteHMsg {
