@@ -282,6 +282,7 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
         cur.authorization != new.authorization || cur.no_auth_user != new.no_auth_user;
     let changes = describe_changes(&cur, &new);
     let new_max_payload = (cur.max_payload != new.max_payload).then_some(new.max_payload);
+    let cluster_perms_changed = cur.cluster.permissions != new.cluster.permissions;
     let new_pid_file = (cur.pid_file != new.pid_file)
         .then(|| new.pid_file.clone())
         .flatten();
@@ -307,6 +308,9 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
         if let Some(d) = new_dir {
             write_ports_file(state, &ports_file_path(d));
         }
+    }
+    if cluster_perms_changed {
+        server::route::reload_cluster_permissions(state, cur.cluster.permissions.as_ref());
     }
     if !removed.is_empty() || !added.is_empty() {
         server::route::apply_route_changes(state, &removed, &added);
@@ -374,6 +378,8 @@ fn check_reloadable(cur: &Options, new: &Options) -> Result<(), String> {
     }
     let mut same_routes = nc.clone();
     same_routes.routes = cc.routes.clone();
+    // reload.go clusterOption: permissions are applied (reloadClusterPermissions).
+    same_routes.permissions = cc.permissions.clone();
     if *cc != same_routes {
         return unsupported(
             "cluster (authorization, advertise, connect_retries and tls need a restart)",

@@ -128,6 +128,10 @@ pub struct ClusterOpts {
     pub connect_retries: u32,
     /// `pool_size`, `compression` etc. do not exist in 2.9; kept out on purpose.
     pub tls: Option<TlsOpts>,
+    /// `permissions { import, export }` (nats-server RoutePermissions): `publish` is
+    /// what this server imports (asks its routes for), `subscribe` what it exports
+    /// (lets routes subscribe to). `allow_responses` is refused for clusters.
+    pub permissions: Option<Permissions>,
 }
 
 /// `tls { cert_file, key_file, ca_file, verify }`.

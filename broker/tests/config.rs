@@ -956,6 +956,10 @@ fn differential_check_against_nats_server() {
         ("bad_route_space", "cluster { routes: [\"nats://bad host:6223\"] }\n"),
         ("bad_warning_only", "ping_interval: 20\n"),
         ("bad_unknown_utf8", "cluster { name: \"\u{e9}\u{e9}\u{e9}\", foo_bar: 2 }\n"),
+        ("ok_cluster_perms", "cluster { name: c, listen: 127.0.0.1:6222, permissions { import: [\"a.>\"], export: { allow: [\"b.>\"], deny: [\"b.x\"] } } }\n"),
+        ("ok_cluster_perms_pubsub", "cluster { name: c, listen: 127.0.0.1:6222, permissions { publish: \"a.>\", subscribe: \"b.>\" } }\n"),
+        ("bad_cluster_perms_responses", "cluster { name: c, listen: 127.0.0.1:6222, permissions { import: \"a.>\", allow_responses: true } }\n"),
+        ("bad_cluster_auth_perms_deprecated", "cluster { name: c, listen: 127.0.0.1:6222, authorization { user: u, password: p, permissions { import: \"a.>\" } } }\n"),
         ("ok_conn_types", "authorization { users = [ {user: a, password: b, allowed_connection_types: [\"STANDARD\", \"websocket\"]}, {user: c, password: d, clients: \"MQTT\"} ] }\n"),
         ("bad_conn_types", "authorization { users = [ {user: a, password: b, allowed_connection_types: [\"STANDARD\", \"bogus\", \"X\"]} ] }\n"),
     ];
@@ -1005,7 +1009,7 @@ fn differential_check_against_nats_server() {
             );
         }
         // Errors worded exactly as nats-server's, position included.
-        if ["bad_conn_types"].contains(name) {
+        if ["bad_conn_types", "bad_cluster_perms_responses"].contains(name) {
             let msg = String::from_utf8_lossy(&theirs.stderr);
             let theirs_text = msg.trim().trim_start_matches("nats-server: ").to_string();
             assert_eq!(

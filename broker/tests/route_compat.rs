@@ -299,3 +299,219 @@ async fn malformed_route_interest_like_nats_server() {
     }
     ours.shutdown().await;
 }
+
+/// nats-server's cluster permissions for the permissioned node in the scenarios below.
+const PERMS_CONF: &str =
+    "  permissions { import: [\"imp.>\", \"both.>\"], export: [\"exp.>\", \"both.>\"] }";
+
+fn perms_opts(export: &[&str]) -> broker::options::Permissions {
+    let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    broker::options::Permissions {
+        publish: Some(broker::options::SubjectPermission {
+            allow: list(&["imp.>", "both.>"]),
+            deny: vec![],
+        }),
+        subscribe: Some(broker::options::SubjectPermission {
+            allow: list(export),
+            deny: vec![],
+        }),
+        allow_responses: None,
+    }
+}
+
+/// A client that subscribes to `subjects` (sids 1..) and has its PONG.
+async fn subscriber(addr: std::net::SocketAddr, subjects: &[&str]) -> Raw {
+    let mut c = Raw::connect(addr).await;
+    c.read_line().await;
+    let mut s = String::from("CONNECT {\"verbose\":false}\r\n");
+    for (i, subj) in subjects.iter().enumerate() {
+        s.push_str(&format!("SUB {subj} {}\r\n", i + 1));
+    }
+    s.push_str("PING\r\n");
+    c.send(s.as_bytes()).await;
+    c.read_pongs(1).await;
+    c
+}
+
+/// Publishes each subject once from a fresh client (PING-flushed).
+async fn publish(addr: std::net::SocketAddr, subjects: &[&str]) {
+    let mut c = Raw::connect(addr).await;
+    c.read_line().await;
+    let mut s = String::from("CONNECT {\"verbose\":false}\r\n");
+    for subj in subjects {
+        s.push_str(&format!("PUB {subj} 1\r\nx\r\n"));
+    }
+    s.push_str("PING\r\n");
+    c.send(s.as_bytes()).await;
+    c.read_pongs(1).await;
+}
+
+/// The subjects of the MSGs `c` got up to its next PONG (after a pause for routing).
+async fn received(c: &mut Raw) -> Vec<String> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.send(b"PING\r\n").await;
+    let got = c.read_pongs(1).await;
+    let mut v: Vec<String> = String::from_utf8_lossy(&got)
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("MSG ")
+                .map(|r| r.split(' ').next().unwrap_or("").to_string())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// What crosses a route whose one end `p` has `permissions { import: [imp.>, both.>],
+/// export: [exp.>, both.>] }`: p asks its peer `q` only for subjects it imports, and
+/// ignores q's interest in subjects it does not export. Returns (what q's subscriber got
+/// from p, what p's subscriber got from q, q's /routez import/export of p).
+async fn permissions_scenario(p: Addrs, q: Addrs) -> (Vec<String>, Vec<String>, String) {
+    let all = ["imp.x", "exp.x", "both.x", "other.x"];
+    let mut on_q = subscriber(q.client, &all).await;
+    let mut on_p = subscriber(p.client, &all).await;
+    // Both sides' interest has crossed once each side's subscription count is stable.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Each side's subscriber also gets its own side's messages: read what p's
+    // publishes brought q, drop p's local copies, then the same the other way.
+    publish(p.client, &all).await;
+    let q_got = received(&mut on_q).await;
+    received(&mut on_p).await;
+    publish(q.client, &all).await;
+    let p_got = received(&mut on_p).await;
+    let routez = wait_json(q.http, "/routez", |v| v["num_routes"] == 1).await;
+    let perms = format!(
+        "import={} export={}",
+        routez["routes"][0]["import"], routez["routes"][0]["export"]
+    );
+    (q_got, p_got, perms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_permissions_like_nats_server() {
+    let want = (
+        // q gets from p only what p exports.
+        vec!["both.x".to_string(), "exp.x".to_string()],
+        // p gets from q only what p imports.
+        vec!["both.x".to_string(), "imp.x".to_string()],
+        r#"import={"allow":["imp.>","both.>"]} export={"allow":["exp.>","both.>"]}"#.to_string(),
+    );
+    let route_to = |a: Addrs| {
+        vec![broker::options::RouteUrl {
+            url: format!("nats-route://{}", a.route),
+            user: None,
+            password: None,
+            target: broker::options::RouteTarget::Tcp {
+                host: a.route.ip().to_string(),
+                port: a.route.port(),
+            },
+        }]
+    };
+    // nats-server with permissions, ours routed to it; then the other way round; then ours
+    // on both ends.
+    {
+        let p = RefCluster::start_with(PERMS_CONF, "");
+        let mut o = our_opts();
+        o.cluster.routes = route_to(p.addrs);
+        let q = start_broker(o).await;
+        wait_json(p.addrs.http, "/routez", |v| v["num_routes"] == 1).await;
+        let got = permissions_scenario(p.addrs, our_addrs(&q)).await;
+        assert_eq!(got, want, "nats-server with permissions, ours without");
+        q.shutdown().await;
+    }
+    {
+        let mut o = our_opts();
+        o.cluster.permissions = Some(perms_opts(&["exp.>", "both.>"]));
+        let p = start_broker(o).await;
+        let q = RefCluster::start(&format!(
+            "cluster {{ name: c1, listen: \"127.0.0.1:-1\", routes: [\"nats-route://{}\"] }}",
+            our_addrs(&p).route
+        ));
+        wait_json(our_addrs(&p).http, "/routez", |v| v["num_routes"] == 1).await;
+        let got = permissions_scenario(our_addrs(&p), q.addrs).await;
+        assert_eq!(got, want, "ours with permissions, nats-server without");
+        p.shutdown().await;
+    }
+    {
+        let mut o = our_opts();
+        o.cluster.permissions = Some(perms_opts(&["exp.>", "both.>"]));
+        let p = start_broker(o).await;
+        let mut o = our_opts();
+        o.cluster.routes = route_to(our_addrs(&p));
+        let q = start_broker(o).await;
+        wait_json(our_addrs(&p).http, "/routez", |v| v["num_routes"] == 1).await;
+        let got = permissions_scenario(our_addrs(&p), our_addrs(&q)).await;
+        assert_eq!(got, want, "ours on both ends");
+        p.shutdown().await;
+        q.shutdown().await;
+    }
+}
+
+/// A peer that widens its export on reload sends a new INFO; interest it ignored before
+/// must reach it then (route.go updateRemoteRoutePerms), or messages are lost silently.
+/// `p` is nats-server reloading its config, or ours with the reload applied directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn widened_export_on_reload_brings_interest_like_nats_server() {
+    // nats-server reloads; ours is the peer that must re-send its interest.
+    let p = RefCluster::start_with(PERMS_CONF, "");
+    let mut o = our_opts();
+    o.cluster.routes = vec![broker::options::RouteUrl {
+        url: format!("nats-route://{}", p.addrs.route),
+        user: None,
+        password: None,
+        target: broker::options::RouteTarget::Tcp {
+            host: p.addrs.route.ip().to_string(),
+            port: p.addrs.route.port(),
+        },
+    }];
+    let q = start_broker(o).await;
+    wait_json(p.addrs.http, "/routez", |v| v["num_routes"] == 1).await;
+    let mut on_q = subscriber(q.client_addr, &["new.y"]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish(p.addrs.client, &["new.y"]).await;
+    assert!(received(&mut on_q).await.is_empty(), "not exported yet");
+    p.reload(
+        "  permissions { import: [\"imp.>\", \"both.>\"], export: [\"exp.>\", \"both.>\", \"new.>\"] }",
+        "",
+    );
+    wait_json(our_addrs(&q).http, "/routez", |v| {
+        v["routes"][0]["export"]["allow"]
+            .as_array()
+            .is_some_and(|a| a.len() == 3)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish(p.addrs.client, &["new.y"]).await;
+    assert_eq!(received(&mut on_q).await, vec!["new.y".to_string()]);
+    q.shutdown().await;
+
+    // Ours reloads (the same steps as SIGHUP: new options, then the permission change);
+    // nats-server is the peer.
+    let mut o = our_opts();
+    o.cluster.permissions = Some(perms_opts(&["exp.>", "both.>"]));
+    let p = start_broker(o).await;
+    let q = RefCluster::start(&format!(
+        "cluster {{ name: c1, listen: \"127.0.0.1:-1\", routes: [\"nats-route://{}\"] }}",
+        our_addrs(&p).route
+    ));
+    wait_json(our_addrs(&p).http, "/routez", |v| v["num_routes"] == 1).await;
+    let mut on_q = subscriber(q.addrs.client, &["new.y"]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish(p.client_addr, &["new.y"]).await;
+    assert!(received(&mut on_q).await.is_empty(), "not exported yet");
+    let old = p.state.opts().cluster.permissions.clone();
+    let mut o = (*p.state.opts()).clone();
+    o.cluster.permissions = Some(perms_opts(&["exp.>", "both.>", "new.>"]));
+    p.state.set_opts(o);
+    broker::server::route::reload_cluster_permissions(&p.state, old.as_ref());
+    wait_json(q.addrs.http, "/routez", |v| {
+        v["routes"][0]["export"]["allow"]
+            .as_array()
+            .is_some_and(|a| a.len() == 3)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish(p.client_addr, &["new.y"]).await;
+    assert_eq!(received(&mut on_q).await, vec!["new.y".to_string()]);
+    p.shutdown().await;
+}

@@ -347,6 +347,8 @@ pub(super) fn cluster(m: &mut Mapper, o: &mut Options, e: &Entry) {
     let mut host: Option<String> = None;
     let mut port: Option<i32> = None;
     let mut routes_seen: Vec<String> = Vec::new();
+    let mut explicit_perms = false;
+    let mut deprecated_perms: Option<Permissions> = None;
     for f in cm {
         match f.key.to_ascii_lowercase().as_str() {
             "name" => {
@@ -379,7 +381,7 @@ pub(super) fn cluster(m: &mut Mapper, o: &mut Options, e: &Entry) {
                 }
             }
             "host" | "net" => host = m.string(f),
-            "authorization" => cluster_auth(m, o, f),
+            "authorization" => deprecated_perms = cluster_auth(m, o, f).or(deprecated_perms),
             "routes" => {
                 let Some(list) = m.array(f) else { continue };
                 let mut routes = Vec::new();
@@ -427,12 +429,24 @@ pub(super) fn cluster(m: &mut Mapper, o: &mut Options, e: &Entry) {
                     o.cluster.connect_retries = v as u32;
                 }
             }
-            "permissions" => m.error(
-                f,
-                format!("field {:?} is not supported by this broker", f.key),
-            ),
+            // opts.go parseCluster: user permissions, `import`/`publish` mapped to
+            // Import and `export`/`subscribe` to Export; this block wins over a
+            // deprecated one inside `authorization`.
+            "permissions" => {
+                if let Some(p) = permissions(m, f) {
+                    if p.allow_responses.is_some() {
+                        m.error(f, "Cluster permissions do not support dynamic responses");
+                    } else {
+                        o.cluster.permissions = Some(p);
+                        explicit_perms = true;
+                    }
+                }
+            }
             _ => m.unknown(f),
         }
+    }
+    if !explicit_perms && deprecated_perms.is_some() {
+        o.cluster.permissions = deprecated_perms;
     }
     if host.is_some() || port.is_some() {
         match listen {
@@ -473,8 +487,11 @@ pub(super) fn cluster(m: &mut Mapper, o: &mut Options, e: &Entry) {
     o.cluster.listen = listen;
 }
 
-fn cluster_auth(m: &mut Mapper, o: &mut Options, e: &Entry) {
-    let Some(am) = m.map(e) else { return };
+/// The cluster `authorization` block; returns the permissions set in it (deprecated, a
+/// warning, used only when the cluster block has none of its own).
+fn cluster_auth(m: &mut Mapper, o: &mut Options, e: &Entry) -> Option<Permissions> {
+    let am = m.map(e)?;
+    let mut perms = None;
     for f in am {
         match f.key.to_ascii_lowercase().as_str() {
             "user" | "username" => o.cluster.username = m.string(f),
@@ -482,13 +499,19 @@ fn cluster_auth(m: &mut Mapper, o: &mut Options, e: &Entry) {
             "timeout" => o.cluster.auth_timeout = m.seconds(f),
             "token" => m.error(f, "Cluster authorization does not support tokens"),
             "users" => m.error(f, "Cluster authorization does not allow multiple users"),
-            "permissions" | "default_permissions" | "default_permission" => m.error(
-                f,
-                "cluster permissions are not supported by this broker (and deprecated inside cluster authorization)",
-            ),
+            "permissions" | "default_permissions" | "default_permission" => {
+                if let Some(p) = permissions(m, f) {
+                    m.warn(
+                        e,
+                        "setting \"permissions\" within cluster authorization block is deprecated",
+                    );
+                    perms = Some(p);
+                }
+            }
             _ => m.unknown(f),
         }
     }
+    perms
 }
 
 /// nats-server `parseTLS`, for the keys this broker implements.

@@ -426,6 +426,8 @@ mod tests {
             start: SystemTime::UNIX_EPOCH,
             last_activity: SystemTime::UNIX_EPOCH,
             rtt: Some(Duration::from_millis(2)),
+            import: None,
+            export: None,
             pending_size: 0,
             in_msgs: 5,
             out_msgs: 0,

@@ -457,6 +457,14 @@ pub fn route_infos(state: &ServerState, subs: SubsLevel) -> Vec<RouteInfo> {
         .iter()
         .map(|r| {
             let s = r.shared.snapshot(state, None);
+            let (import, export) = {
+                let m = lock(&r.meta);
+                let info = m.info.as_ref();
+                (
+                    info.and_then(|i| i.import.clone()),
+                    info.and_then(|i| i.export.clone()),
+                )
+            };
             let (remote_id, did_solicit, is_configured, rtt, scion) = {
                 let m = lock(&r.meta);
                 let scion = m
@@ -491,6 +499,8 @@ pub fn route_infos(state: &ServerState, subs: SubsLevel) -> Vec<RouteInfo> {
                 start: s.start,
                 last_activity: s.last_activity.max(s.start),
                 rtt: rtt.or(s.rtt),
+                import,
+                export,
                 pending_size: s.pending_bytes,
                 in_msgs: s.in_msgs,
                 out_msgs: s.out_msgs,

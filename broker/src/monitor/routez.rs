@@ -36,6 +36,9 @@ pub struct RouteInfo {
     pub start: SystemTime,
     pub last_activity: SystemTime,
     pub rtt: Option<Duration>,
+    /// The peer's route permissions from its INFO (route.go keeps them in `c.opts`).
+    pub import: Option<crate::proto::json::SubjectPerm>,
+    pub export: Option<crate::proto::json::SubjectPerm>,
     /// Bytes waiting to be written (`pending_size`).
     pub pending_size: usize,
     pub in_msgs: u64,
@@ -123,6 +126,10 @@ pub struct RouteJson {
     pub rtt: String,
     pub uptime: String,
     pub idle: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<crate::proto::json::SubjectPerm>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::proto::json::SubjectPerm>,
     pub pending_size: usize,
     pub in_msgs: u64,
     pub out_msgs: u64,
@@ -170,6 +177,8 @@ fn route_json(r: RouteInfo, subs: SubsLevel, now: SystemTime) -> RouteJson {
         rtt: rtt_string(r.rtt),
         uptime: my_uptime(since(r.start)),
         idle: my_uptime(since(r.last_activity)),
+        import: r.import,
+        export: r.export,
         pending_size: r.pending_size,
         in_msgs: r.in_msgs,
         out_msgs: r.out_msgs,
@@ -198,6 +207,8 @@ mod tests {
             start: UNIX_EPOCH + Duration::from_secs(100),
             last_activity: UNIX_EPOCH + Duration::from_secs(160),
             rtt: Some(Duration::from_micros(350)),
+            import: None,
+            export: None,
             pending_size: 0,
             in_msgs: 1,
             out_msgs: 2,

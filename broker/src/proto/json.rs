@@ -72,6 +72,15 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
+/// nats-server `SubjectPermission` as JSON (route INFO `import`/`export`, /routez).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct SubjectPerm {
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub allow: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub deny: Vec<String>,
+}
+
 /// The server's INFO. Field order and omitempty rules follow `server.Info`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
 pub struct ServerInfo {
@@ -112,6 +121,11 @@ pub struct ServerInfo {
     pub connect_urls: Vec<String>,
     #[serde(skip_serializing_if = "is_false", default)]
     pub ldm: bool,
+    /// Route permissions (server.Info `Import`/`Export`, `*SubjectPermission`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub import: Option<SubjectPerm>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub export: Option<SubjectPerm>,
     // Route specific.
     #[serde(skip_serializing_if = "is_false", default)]
     pub lnoc: bool,
@@ -520,11 +534,23 @@ impl ServerInfo {
                 let Value::Object(m) = v else {
                     return Err(info_type_err(field, "server.SubjectPermission", &v));
                 };
+                let mut perm = SubjectPerm::default();
                 for (k, item) in m {
                     let k = fold_key(&k);
                     if (k == "allow" || k == "deny") && !item.is_null() {
-                        go_string_slice(if k == "allow" { "allow" } else { "deny" }, item)?;
+                        let list =
+                            go_string_slice(if k == "allow" { "allow" } else { "deny" }, item)?;
+                        if k == "allow" {
+                            perm.allow = list;
+                        } else {
+                            perm.deny = list;
+                        }
                     }
+                }
+                if field == "import" {
+                    self.import = Some(perm);
+                } else {
+                    self.export = Some(perm);
                 }
                 Ok(())
             }

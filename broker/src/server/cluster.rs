@@ -5,11 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tracing::debug;
 
+use super::auth::CompiledPerms;
 use super::client::{ClientShared, Subscription};
 use super::{lock, ServerState};
 use crate::proto::json::ServerInfo;
@@ -82,9 +83,34 @@ pub struct ClusterState {
     /// `info.ClientConnectURLs` only in updateServerINFOAndSendINFOToClients, which a route
     /// with client URLs triggers unless `cluster.no_advertise`).
     urls_published: AtomicBool,
+    /// `cluster.permissions` compiled: publish = import, subscribe = export
+    /// (route.go setRoutePermissions). None = everything crosses.
+    perms: RwLock<Option<Arc<CompiledPerms>>>,
 }
 
 impl ClusterState {
+    /// Sets the cluster's import/export permissions (at start and on reload).
+    pub fn set_permissions(&self, p: Option<&crate::options::Permissions>) {
+        *self.perms.write().unwrap_or_else(|e| e.into_inner()) =
+            p.map(|p| Arc::new(CompiledPerms::compile(p)));
+    }
+
+    fn perms(&self) -> Option<Arc<CompiledPerms>> {
+        self.perms.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// route.go canImport: whether we tell routes about interest in `subject`
+    /// (the import list, matched as a publish permission).
+    pub fn can_import(&self, subject: &str) -> bool {
+        self.perms().is_none_or(|p| p.can_publish(subject))
+    }
+
+    /// route.go canExport: whether a route may subscribe to `subject` here (the
+    /// export list, matched as a subscribe permission).
+    pub fn can_export(&self, subject: &str) -> bool {
+        self.perms().is_none_or(|p| p.can_subscribe(subject, None))
+    }
+
     pub fn new(enabled: bool, name: Option<String>) -> Self {
         let dynamic = name.is_none();
         ClusterState {
@@ -98,6 +124,7 @@ impl ClusterState {
             own_urls: Mutex::new(Vec::new()),
             remote_scion_urls: Mutex::new(BTreeMap::new()),
             own_scion_urls: Mutex::new(Vec::new()),
+            perms: RwLock::new(None),
             urls_generation: AtomicU64::new(0),
             urls_published: AtomicBool::new(false),
         }
@@ -222,6 +249,20 @@ fn refcount_update(m: &mut BTreeMap<String, u32>, urls: &[String], add: bool) ->
 }
 
 impl ClusterState {
+    /// The local interest as (subject, queue, count).
+    pub fn interest_entries(&self) -> Vec<(String, Option<String>, i32)> {
+        let g = lock(&self.interest);
+        let mut v: Vec<_> = g
+            .iter()
+            .map(|(key, n)| {
+                let (s, q) = split_key(key);
+                (s.to_string(), q.map(str::to_string), *n)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Snapshot of the local interest map (for a new route's full sync).
     pub fn interest_protos(&self) -> Vec<u8> {
         let g = lock(&self.interest);
@@ -230,7 +271,9 @@ impl ClusterState {
         keys.sort();
         for (key, n) in keys {
             let (subject, queue) = split_key(key);
-            write_rs_plus(&mut out, subject, queue, *n);
+            if self.can_import(subject) {
+                write_rs_plus(&mut out, subject, queue, *n);
+            }
         }
         out
     }
@@ -297,7 +340,9 @@ pub fn local_interest_changed(srv: &ServerState, sub: &Subscription, delta: i32)
         }
         None => (0, false),
     };
-    if !update {
+    // route.go updateRouteSubscriptionMap sends through each route's importFilter;
+    // the count above is kept either way.
+    if !update || !srv.cluster.can_import(&sub.subject) {
         return;
     }
     let mut line = Vec::with_capacity(64);

@@ -149,6 +149,7 @@ impl ServerState {
         let auth = auth::AuthConfig::from_options(&opts);
         let cluster_enabled = opts.cluster.listen.is_some() || !opts.cluster.routes.is_empty();
         let cluster = cluster::ClusterState::new(cluster_enabled, opts.cluster.name.clone());
+        cluster.set_permissions(opts.cluster.permissions.as_ref());
         if cluster_enabled && opts.cluster.name.is_none() {
             // nats-server generates a dynamic name when none is configured (a NUID:
             // 22 characters of 0-9A-Za-z).

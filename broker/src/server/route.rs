@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, error, info, warn};
 
-use super::client::{writer_loop, ClientShared};
+use super::client::{writer_loop, ClientShared, SubRef};
 use super::closed::ClosedState;
 use super::cluster::{RouteHandle, RouteMeta};
 use super::deliver::{Batch, MatchCache};
@@ -112,12 +112,80 @@ pub fn route_info(srv: &ServerState) -> ServerInfo {
             lock(&srv.cluster.own_urls).clone()
         },
         lnoc: true,
+        import: opts
+            .cluster
+            .permissions
+            .as_ref()
+            .and_then(|p| p.publish.as_ref())
+            .map(subject_perm),
+        export: opts
+            .cluster
+            .permissions
+            .as_ref()
+            .and_then(|p| p.subscribe.as_ref())
+            .map(subject_perm),
         scion_connect_urls: if opts.cluster.no_advertise {
             Vec::new()
         } else {
             lock(&srv.cluster.own_scion_urls).clone()
         },
         ..Default::default()
+    }
+}
+
+/// reload.go reloadClusterPermissions: the new import/export lists take effect; every
+/// route gets our new INFO (so the peer re-sends interest we now export), RS+ for local
+/// interest we now import and RS- for interest we no longer import, and the
+/// subscriptions routes hold here on subjects we no longer export are dropped.
+pub fn reload_cluster_permissions(srv: &ServerState, old: Option<&crate::options::Permissions>) {
+    let new = srv.opts().cluster.permissions.clone();
+    srv.cluster.set_permissions(new.as_ref());
+    let old_tester = super::cluster::ClusterState::new(false, None);
+    old_tester.set_permissions(old);
+    let mut protos = Vec::new();
+    for (subject, queue, n) in srv.cluster.interest_entries() {
+        let (then, now) = (
+            old_tester.can_import(&subject),
+            srv.cluster.can_import(&subject),
+        );
+        if now && !then {
+            super::cluster::write_rs_plus(&mut protos, &subject, queue.as_deref(), n);
+        } else if then && !now {
+            super::cluster::write_rs_minus(&mut protos, &subject, queue.as_deref());
+        }
+    }
+    let info = route_info(srv).to_line();
+    for r in srv.cluster.routes() {
+        let dropped: Vec<SubRef> = {
+            let mut subs = lock(&r.shared.subs);
+            let keys: Vec<Vec<u8>> = subs
+                .iter()
+                .filter(|(_, s)| !srv.cluster.can_export(&s.subject))
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter().filter_map(|k| subs.remove(&k)).collect()
+        };
+        if !dropped.is_empty() {
+            let mut sl = srv.sublist.write().unwrap_or_else(|e| e.into_inner());
+            for s in &dropped {
+                let _ = sl.remove(&s.subject, s.queue.as_deref(), s);
+            }
+            srv.publish_generation(sl.generation());
+        }
+        let _ = r.shared.out.send(&info);
+        if !protos.is_empty() {
+            let _ = r.shared.out.send(&protos);
+        }
+    }
+}
+
+/// A permission list as route INFO and /routez carry it.
+pub(crate) fn subject_perm(
+    p: &crate::options::SubjectPermission,
+) -> crate::proto::json::SubjectPerm {
+    crate::proto::json::SubjectPerm {
+        allow: p.allow.clone(),
+        deny: p.deny.clone(),
     }
 }
 

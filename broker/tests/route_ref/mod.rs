@@ -74,13 +74,43 @@ impl RefCluster {
     /// lines, and waits (bounded) until it is ready. Panics when the
     /// reference server is missing: these tests are differential.
     pub fn start(extra: &str) -> RefCluster {
+        RefCluster::start_with("", extra)
+    }
+
+    /// The configuration `start_with` writes.
+    fn conf(cluster_extra: &str, extra: &str) -> String {
+        format!(
+            "host: 127.0.0.1\nport: -1\nhttp: \"127.0.0.1:-1\"\n\
+             cluster {{\n  name: {CLUSTER}\n  listen: \"127.0.0.1:-1\"\n{cluster_extra}\n}}\n{extra}\n"
+        )
+    }
+
+    /// Rewrites the configuration with the ports nats-server resolved at start where
+    /// it compares them on reload (client and cluster), and sends SIGHUP.
+    pub fn reload(&self, cluster_extra: &str, extra: &str) {
+        let conf = RefCluster::conf(cluster_extra, extra)
+            .replace(
+                "port: -1\n",
+                &format!("port: {}\n", self.addrs.client.port()),
+            )
+            // (nats-server keeps HTTPPort -1 in its running options.)
+            .replace(
+                "listen: \"127.0.0.1:-1\"",
+                &format!("listen: \"{}\"", self.addrs.route),
+            );
+        std::fs::write(self.dir.join("ref.conf"), conf).expect("write conf");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGHUP);
+        }
+    }
+
+    /// Like `start`, with `cluster_extra` lines inside the cluster block.
+    pub fn start_with(cluster_extra: &str, extra: &str) -> RefCluster {
         let bin = nats_server_bin().expect("needs the reference nats-server 2.9.10");
         let dir = scratch_dir("refroute");
         let conf_path = dir.join("ref.conf");
-        let conf = format!(
-            "host: 127.0.0.1\nport: -1\nhttp: \"127.0.0.1:-1\"\n\
-             cluster {{\n  name: {CLUSTER}\n  listen: \"127.0.0.1:-1\"\n}}\n{extra}\n"
-        );
+        let conf = RefCluster::conf(cluster_extra, extra);
         std::fs::write(&conf_path, conf).expect("write conf");
         let mut child = Command::new(&bin)
             .arg("-c")

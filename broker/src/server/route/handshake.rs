@@ -129,6 +129,8 @@ impl RouteConn {
                 if (a || b) && !srv.opts().cluster.no_advertise {
                     send_async_info_to_clients(&srv);
                 }
+            } else {
+                self.update_remote_route_perms(&info);
             }
             return Ok(());
         }
@@ -310,6 +312,56 @@ fn same_isd_as(a: &str, b: &str) -> bool {
     ) {
         (Ok(x), Ok(y)) => x == y,
         _ => a.eq_ignore_ascii_case(b),
+    }
+}
+
+impl RouteConn {
+    /// route.go updateRemoteRoutePerms: the peer reloaded its cluster permissions
+    /// and says so in an INFO. Interest in subjects it now exports and did not
+    /// before (and that we import) is sent to it, as it had ignored our RS+ for them.
+    fn update_remote_route_perms(&mut self, info: &ServerInfo) {
+        let old = {
+            let mut m = lock(&self.handle.meta);
+            let Some(known) = m.info.as_mut() else {
+                return;
+            };
+            let old = known.export.clone();
+            known.import = info.import.clone();
+            known.export = info.export.clone();
+            old
+        };
+        if old == info.export {
+            return;
+        }
+        let tester = |e: &Option<crate::proto::json::SubjectPerm>| {
+            e.as_ref().map(|e| {
+                crate::server::auth::CompiledPerms::compile(&crate::options::Permissions {
+                    publish: None,
+                    subscribe: Some(crate::options::SubjectPermission {
+                        allow: e.allow.clone(),
+                        deny: e.deny.clone(),
+                    }),
+                    allow_responses: None,
+                })
+            })
+        };
+        let (old, new) = (tester(&old), tester(&info.export));
+        let exports = |t: &Option<crate::server::auth::CompiledPerms>, s: &str| {
+            t.as_ref().is_none_or(|t| t.can_subscribe(s, None))
+        };
+        let mut protos = Vec::new();
+        for (subject, queue, n) in self.srv.cluster.interest_entries() {
+            if exports(&new, &subject)
+                && !exports(&old, &subject)
+                && self.srv.cluster.can_import(&subject)
+            {
+                crate::server::cluster::write_rs_plus(&mut protos, &subject, queue.as_deref(), n);
+            }
+        }
+        if !protos.is_empty() {
+            let _ = self.shared.out.append(&protos);
+            self.batch.mark(&self.shared);
+        }
     }
 }
 

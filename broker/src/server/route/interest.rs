@@ -54,6 +54,15 @@ impl RouteConn {
         ) else {
             return self.invalid_subscription();
         };
+        // route.go processRemoteSub: a subject we do not export is ignored.
+        if !self.srv.cluster.can_export(subject) {
+            debug!(
+                "{} - Can not export {}, ignoring remote subscription request",
+                self.prefix,
+                crate::server::auth::go_quote(subject)
+            );
+            return Ok(());
+        }
         let key = route_sub_key(subject, queue);
         let existing = lock(&self.shared.subs).get(&key).cloned();
         if let Some(sub) = existing {
