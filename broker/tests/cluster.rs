@@ -994,3 +994,37 @@ async fn route_port_refusals_like_nats_server() {
         }
     }
 }
+
+/// /routez `subscriptions_list_detail` counts the messages sent on each route
+/// subscription (client.go deliverMsg `sub.nm++` on the route target).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_subscriptions_count_routed_messages() {
+    let a = start(node_opts("cnt-a", vec![])).await.unwrap();
+    let b = start(node_opts("cnt-b", vec![route(route_addr(&a))]))
+        .await
+        .unwrap();
+    wait_routes(&a, 1).await;
+    let cb = client(&b).await;
+    let mut sub = cb.subscribe("cnt.subject").await.unwrap();
+    cb.flush().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !a.state.sublist.read().unwrap().has_interest("cnt.subject") {
+        assert!(Instant::now() < deadline, "interest never reached a");
+        sleep(Duration::from_millis(10)).await;
+    }
+    let ca = client(&a).await;
+    for _ in 0..3 {
+        ca.publish("cnt.subject", "x".into()).await.unwrap();
+    }
+    ca.flush().await.unwrap();
+    for _ in 0..3 {
+        timeout(WAIT, sub.next()).await.expect("routed in time");
+    }
+    let infos = broker::monitor::route_infos(&a.state, broker::monitor::http::SubsLevel::Detail);
+    let d = infos[0]
+        .subs
+        .iter()
+        .find(|s| s.subject == "cnt.subject")
+        .expect("the route's subscription");
+    assert_eq!(d.msgs, 3);
+}

@@ -157,3 +157,77 @@ async fn max_traced_msg_len_cuts_payloads_like_nats_server() {
     let theirs = run_truncated(&theirs_bin).await;
     assert_eq!(ours, theirs, "ours:\n{ours:#?}\ntheirs:\n{theirs:#?}");
 }
+
+/// Route traffic in the trace: a raw route peer sends RS+ and PING; a client
+/// subscribes, so the server sends RS+ to the route and PONG. Route lines carry
+/// `rid:` and nats-server traces the RS+ it sends (route.go sendRouteSubProtos) and
+/// its PONG like a client's. Returns the route trace parts that are about RS+/PING/PONG,
+/// sorted (the two directions interleave differently).
+async fn run_route_script(bin: &Path) -> Vec<String> {
+    let dir = scratch_dir("trace-route");
+    let (_p, addr, log) = start(
+        bin,
+        &dir,
+        &["--cluster", "nats://127.0.0.1:-1", "--cluster_name", "tc"],
+    );
+    let text = wait_log(&log, |l| l.contains("Listening for route connections on "));
+    const KEY: &str = "Listening for route connections on ";
+    let route: std::net::SocketAddr = text
+        .lines()
+        .find_map(|l| l.find(KEY).map(|i| l[i + KEY.len()..].trim().to_string()))
+        .and_then(|a| a.parse().ok())
+        .expect("route address in log");
+    let mut peer = Raw::connect(route).await;
+    peer.read_line().await;
+    peer.send(
+        b"CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"PEERID\",\"cluster\":\"tc\",\"headers\":true}\r\n\
+          INFO {\"server_id\":\"PEERID\",\"server_name\":\"peer\",\"version\":\"2.9.10\",\"proto\":2,\"host\":\"127.0.0.1\",\"port\":1,\"headers\":true,\"max_payload\":1048576,\"cluster\":\"tc\"}\r\n\
+          RS+ $G foo\r\nPING\r\n",
+    )
+    .await;
+    peer.read_until(b"PONG\r\n").await;
+    let mut c = Raw::connect(addr).await;
+    c.send(b"CONNECT {\"verbose\":false}\r\nSUB bar 1\r\nPING\r\n")
+        .await;
+    c.read_pongs(1).await;
+    peer.read_until(b"RS+ $G bar").await;
+    let text = wait_log(&log, |l| l.contains("->> [RS+ $G bar]"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut v: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("[TRC]") && l.contains(" - rid:"))
+        .filter_map(|l| {
+            let i = l.find(" - <<- ").or_else(|| l.find(" - ->> "))?;
+            Some(l[i + 3..].to_string())
+        })
+        .filter(|p| p.contains("RS+") || p.ends_with("[PING]") || p.ends_with("[PONG]"))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[tokio::test]
+async fn route_trace_matches_nats_server() {
+    let ours = run_route_script(Path::new(OURS)).await;
+    for want in [
+        "->> [RS+ $G bar]",
+        "<<- [RS+ $G foo]",
+        "->> [PONG]",
+        "<<- [PING]",
+    ] {
+        assert!(
+            ours.iter().any(|l| l == want),
+            "{want} missing in {ours:#?}"
+        );
+    }
+    let Some(theirs_bin) = nats_server_bin() else {
+        if std::env::var_os("NATS_SCION_REQUIRE_PEERS").is_some() {
+            panic!("nats-server not installed but NATS_SCION_REQUIRE_PEERS is set");
+        }
+        eprintln!("nats-server not installed: compared nothing");
+        return;
+    };
+    let theirs = run_route_script(&theirs_bin).await;
+    assert_eq!(ours, theirs, "ours:\n{ours:#?}\ntheirs:\n{theirs:#?}");
+}

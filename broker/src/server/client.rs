@@ -174,9 +174,20 @@ impl ClientShared {
         if let Some(p) = lock(&self.named_prefix).as_ref() {
             return p.clone();
         }
+        // client.go String(): routes are `rid:`, clients `cid:`.
+        let tag = if self.kind == crate::proto::ConnKind::Route {
+            "rid"
+        } else {
+            "cid"
+        };
         match &self.label {
-            Some(l) => format!("{} - cid:{}", l, self.cid),
-            None => format!("{}:{} - cid:{}", self.peer.ip(), self.peer.port(), self.cid),
+            Some(l) => format!("{} - {tag}:{}", l, self.cid),
+            None => format!(
+                "{}:{} - {tag}:{}",
+                self.peer.ip(),
+                self.peer.port(),
+                self.cid
+            ),
         }
     }
 }

@@ -8,8 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tracing::debug;
-
 use super::auth::CompiledPerms;
 use super::client::{ClientShared, Subscription};
 use super::{lock, ServerState};
@@ -354,15 +352,24 @@ pub fn local_interest_changed(srv: &ServerState, sub: &Subscription, delta: i32)
     // Sent while holding the interest lock so every route sees the updates
     // in the order the map changed.
     for r in srv.cluster.routes() {
+        trace_route_protos(&r.shared.log_prefix(), &line);
         let _ = r.shared.out.send(&line);
     }
     drop(interest);
-    debug!(
-        "interest {} {} (n={})",
-        if n > 0 { "RS+" } else { "RS-" },
-        sub.subject,
-        n
-    );
+}
+
+/// Traces RS+/RS- lines sent to a route as route.go sendRouteSubProtos does
+/// (`->> [RS+ $G foo]`, one line each).
+pub fn trace_route_protos(prefix: &str, protos: &[u8]) {
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return;
+    }
+    for line in protos.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.is_empty() {
+            tracing::trace!("{prefix} - ->> [{}]", String::from_utf8_lossy(line));
+        }
+    }
 }
 
 /// Sends the current INFO to clients that take async INFO updates

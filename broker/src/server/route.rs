@@ -174,6 +174,7 @@ pub fn reload_cluster_permissions(srv: &ServerState, old: Option<&crate::options
         }
         let _ = r.shared.out.send(&info);
         if !protos.is_empty() {
+            super::cluster::trace_route_protos(&r.shared.log_prefix(), &protos);
             let _ = r.shared.out.send(&protos);
         }
     }

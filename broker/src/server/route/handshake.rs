@@ -209,6 +209,7 @@ impl RouteConn {
         // Full interest sync.
         let protos = srv.cluster.interest_protos();
         if !protos.is_empty() {
+            crate::server::cluster::trace_route_protos(&self.prefix, &protos);
             let _ = self.shared.out.append(&protos);
         }
         self.batch.mark(&self.shared);
@@ -359,6 +360,7 @@ impl RouteConn {
             }
         }
         if !protos.is_empty() {
+            crate::server::cluster::trace_route_protos(&self.prefix, &protos);
             let _ = self.shared.out.append(&protos);
             self.batch.mark(&self.shared);
         }

@@ -98,6 +98,7 @@ impl RouteConn {
                             self.ping.pings_out += 1;
                             self.ping.rtt_start = Some(now);
                             self.ping_sent = Some(Instant::now());
+                            crate::server::trace::trace_out_proto(&self.prefix, encode::PING);
                             let _ = self.shared.out.send(encode::PING);
                         }
                     }
@@ -196,6 +197,7 @@ impl RouteConn {
             Op::Ping => {
                 // client.go processPing: `c.ping.last`, which delays our PING.
                 self.ping.ping_in = Some(self.now_ns());
+                crate::server::trace::trace_out_proto(&self.prefix, encode::PONG);
                 let _ = self.shared.out.append(encode::PONG);
                 self.batch.mark(&self.shared);
                 Ok(())
