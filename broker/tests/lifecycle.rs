@@ -476,3 +476,55 @@ fn cli_token_beside_config_users() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An unknown operation is logged as nats-server's parser logs it (parser.go
+/// parseErr): the state its byte-at-a-time parser was in, the byte's index in the
+/// read, and a Go-quoted snippet; compared line for line with nats-server.
+#[test]
+fn parser_errors_logged_like_nats_server() {
+    let inputs: [&[u8]; 5] = [
+        b"PUBX foo 1\r\n",
+        b"CONNECT {\"verbose\":false}\r\nSUBB\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"msg a 1 1\r\n",
+        b"CONNECT {\"verbose\":false}\r\nPING\r\nHPUX\r\n",
+    ];
+    let mut bins = vec![std::path::PathBuf::from(BIN)];
+    bins.extend(nats_server_bin());
+    let mut results = Vec::new();
+    for bin in &bins {
+        let port = free_port();
+        let mut b = Broker::spawn_bin(bin, &["-a", "127.0.0.1", "-p", &port.to_string()]);
+        b.wait_for("Server is ready");
+        let mut lines = Vec::new();
+        for input in inputs {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            s.write_all(input).unwrap();
+            let l = loop {
+                let l = b.wait_for("parser ERROR");
+                let mine = l.contains(&s.local_addr().unwrap().to_string());
+                b.seen.retain(|x| x != &l);
+                if mine {
+                    break l;
+                }
+            };
+            lines.push(l.split_once(" - cid:").map_or(l.clone(), |(_, r)| {
+                r.split_once(" - ")
+                    .map_or(r.to_string(), |(_, t)| t.to_string())
+            }));
+        }
+        b.signal(libc::SIGINT);
+        b.wait_exit();
+        results.push(lines);
+    }
+    assert_eq!(
+        results[0][0],
+        "Client parser ERROR, state=31, i=3: proto='\"X foo 1\\r\"...'"
+    );
+    if results.len() == 2 {
+        assert_eq!(results[0], results[1], "ours (left) vs nats-server (right)");
+    }
+}

@@ -3,6 +3,7 @@
 //! Pure: bytes in, operations or bytes out. No sockets, no clocks.
 
 pub mod encode;
+pub mod goerr;
 pub mod json;
 pub mod parser;
 

@@ -184,17 +184,19 @@ impl Conn {
                     }
                     break Ok(false);
                 }
-                Err(e) => break Err(self.parse_error(e, buf)),
+                Err(e) => break Err(self.parse_error(e, &rbuf[..], pos)),
             }
         };
         rbuf.advance(pos);
         res
     }
 
-    fn parse_error(&mut self, e: ParseError, buf: &[u8]) -> Close {
+    /// `read` holds this read's bytes, the failing operation starting at `at`.
+    fn parse_error(&mut self, e: ParseError, read: &[u8], at: usize) -> Close {
         if let Some(line) = e.err_line() {
             self.send_proto(line);
         }
+        let buf = &read[at..];
         let snip = String::from_utf8_lossy(&buf[..buf.len().min(32)]).to_string();
         match e {
             ParseError::MaxPayload => {
@@ -214,11 +216,9 @@ impl Conn {
                 Close(ClosedState::MaxControlLineExceeded)
             }
             ParseError::UnknownOp => {
-                error!(
-                    "{} - Client parser ERROR, proto={:?}",
-                    self.shared.log_prefix(),
-                    snip
-                );
+                let text = crate::proto::goerr::unknown_op_text(read, at, ConnKind::Client)
+                    .unwrap_or_else(|| format!("Client parser ERROR, proto={snip:?}"));
+                error!("{} - {}", self.shared.log_prefix(), text);
                 Close(ClosedState::ProtocolViolation)
             }
             ParseError::BadArgs(what) => {

@@ -173,10 +173,18 @@ impl RouteConn {
                 }
                 Err(e) => {
                     let snip = String::from_utf8_lossy(&buf[..buf.len().min(32)]).to_string();
-                    error!(
-                        "{} - Route parser ERROR: {} proto={:?}",
-                        self.prefix, e, snip
-                    );
+                    let go_text = matches!(e, ParseError::UnknownOp)
+                        .then(|| {
+                            crate::proto::goerr::unknown_op_text(&rbuf[..], pos, ConnKind::Route)
+                        })
+                        .flatten();
+                    match go_text {
+                        Some(t) => error!("{} - {}", self.prefix, t),
+                        None => error!(
+                            "{} - Route parser ERROR: {} proto={:?}",
+                            self.prefix, e, snip
+                        ),
+                    }
                     if let ParseError::UnknownOp = e {
                         let _ = self.shared.out.send(encode::ERR_UNKNOWN_OP);
                     }

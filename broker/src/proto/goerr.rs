@@ -1,0 +1,172 @@
+//! nats-server's parser error text for an unknown operation (parser.go `parseErr`):
+//! `Client parser ERROR, state=S, i=I: proto='"…"...'`, where S is the state of Go's
+//! byte-at-a-time parser when the offending byte came (the iota numbering of its
+//! parser constants) and I that byte's index in the read buffer.
+
+use super::ConnKind;
+
+/// Go's parser states for the operation names (parser.go `OP_START = iota` …), by
+/// the upper-case prefix read so far.
+fn state_of(prefix: &[u8]) -> Option<u8> {
+    Some(match prefix {
+        b"" => 0,
+        b"+" => 1,
+        b"+O" => 2,
+        b"+OK" => 3,
+        b"-" => 4,
+        b"-E" => 5,
+        b"-ER" => 6,
+        b"-ERR" => 7,
+        b"C" => 10,
+        b"CO" => 11,
+        b"CON" => 12,
+        b"CONN" => 13,
+        b"CONNE" => 14,
+        b"CONNEC" => 15,
+        b"CONNECT" => 16,
+        b"H" => 18,
+        b"HP" => 19,
+        b"HPU" => 20,
+        b"HPUB" => 21,
+        b"HM" => 24,
+        b"HMS" => 25,
+        b"HMSG" => 26,
+        b"P" => 29,
+        b"PU" => 30,
+        b"PUB" => 31,
+        b"PI" => 34,
+        b"PIN" => 35,
+        b"PING" => 36,
+        b"PO" => 37,
+        b"PON" => 38,
+        b"PONG" => 39,
+        b"S" => 43,
+        b"SU" => 44,
+        b"SUB" | b"RS+" | b"LS+" => 45,
+        b"A" => 48,
+        b"A+" => 49,
+        b"A-" | b"AU" => 52,
+        b"L" => 55,
+        b"LS" => 56,
+        b"R" => 57,
+        b"RS" => 58,
+        b"U" => 59,
+        b"UN" => 60,
+        b"UNS" => 61,
+        b"UNSU" => 62,
+        b"UNSUB" | b"RS-" | b"LS-" => 63,
+        b"RM" | b"LM" => 66,
+        b"RMS" | b"LMS" => 67,
+        b"RMSG" | b"LMSG" => 68,
+        b"I" => 71,
+        b"IN" => 72,
+        b"INF" => 73,
+        b"INFO" => 74,
+        _ => return None,
+    })
+}
+
+/// Whether Go's parser leaves the operation-name states on byte `b` after `prefix`
+/// without an error (into an argument, or a keyword that takes anything up to LF).
+fn leaves_names(prefix: &[u8], b: u8) -> bool {
+    let space = b == b' ' || b == b'\t';
+    match prefix {
+        b"CONNECT" | b"INFO" | b"PING" | b"PONG" | b"+OK" => true,
+        b"PUB" | b"HPUB" | b"HMSG" | b"SUB" | b"UNSUB" | b"RS+" | b"RS-" | b"LS+" | b"LS-"
+        | b"RMSG" | b"LMSG" | b"A+" | b"A-" | b"AU" | b"-ERR" => space,
+        _ => false,
+    }
+}
+
+/// Where Go's parser fails on the operation starting at `op_start` of `buf`:
+/// (state, index in `buf`). `None` when its name states accept the operation (the
+/// error is then in the arguments, reported differently).
+fn position(buf: &[u8], op_start: usize, kind: ConnKind) -> Option<(u8, usize)> {
+    let mut prefix: Vec<u8> = Vec::with_capacity(8);
+    for (k, &b) in buf[op_start..].iter().enumerate() {
+        let i = op_start + k;
+        let state = state_of(&prefix)?;
+        if leaves_names(&prefix, b) {
+            return None;
+        }
+        let up = b.to_ascii_uppercase();
+        // Operations only some kinds may send (parser.go OP_START).
+        let allowed = match (prefix.as_slice(), up) {
+            (b"", b'R' | b'A') => kind != ConnKind::Client,
+            (b"", b'L') => false,
+            (b"", b'M') => false,
+            _ => true,
+        };
+        prefix.push(up);
+        if !allowed || state_of(&prefix).is_none() {
+            return Some((state, i));
+        }
+    }
+    None
+}
+
+/// parser.go protoSnippet: Go's `%q` of up to 32 bytes from `start` (one byte short
+/// when the buffer ends first, as Go computes it).
+fn snippet(buf: &[u8], start: usize) -> String {
+    if start >= buf.len() {
+        return "\"\"".to_string();
+    }
+    let mut stop = start + 32;
+    if stop > buf.len() {
+        stop = buf.len() - 1;
+    }
+    crate::server::trace::go_quote_bytes(&buf[start..stop.max(start)])
+}
+
+/// The error nats-server logs for an unknown operation at `op_start` of `buf` (the
+/// bytes of the current read), or `None` if its parser would not fail on the name.
+pub fn unknown_op_text(buf: &[u8], op_start: usize, kind: ConnKind) -> Option<String> {
+    let (state, i) = position(buf, op_start, kind)?;
+    let who = match kind {
+        ConnKind::Client => "Client",
+        ConnKind::Route => "Router",
+    };
+    Some(format!(
+        "{who} parser ERROR, state={state}, i={i}: proto='{}...'",
+        snippet(buf, i)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_like_go_parser() {
+        // Checked against nats-server 2.9.10's logs.
+        assert_eq!(
+            unknown_op_text(b"BOGUS\r\n", 0, ConnKind::Route).as_deref(),
+            Some("Router parser ERROR, state=0, i=0: proto='\"BOGUS\\r\"...'")
+        );
+        assert_eq!(
+            unknown_op_text(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:4222\r\n\r\n", 0, ConnKind::Client)
+                .as_deref(),
+            Some("Client parser ERROR, state=0, i=0: proto='\"GET / HTTP/1.1\\r\\nHost: 127.0.0.1:\"...'")
+        );
+        // PUBX: the X comes in OP_PUB (31), at index 3.
+        assert_eq!(
+            position(b"PUBX foo 1\r\n", 0, ConnKind::Client),
+            Some((31, 3))
+        );
+        // After an earlier operation in the same read.
+        assert_eq!(
+            position(b"PING\r\nSUBB\r\n", 6, ConnKind::Client),
+            Some((45, 9))
+        );
+        // A client may not send RS+ or MSG; a route may.
+        assert_eq!(position(b"RS+ $G a\r\n", 0, ConnKind::Client), Some((0, 0)));
+        assert_eq!(position(b"RS+ $G a\r\n", 0, ConnKind::Route), None);
+        assert_eq!(
+            position(b"MSG a 1 1\r\n", 0, ConnKind::Client),
+            Some((0, 0))
+        );
+        // Names Go takes, whatever follows.
+        assert_eq!(position(b"PINGX\r\n", 0, ConnKind::Client), None);
+        assert_eq!(position(b"connect {}\r\n", 0, ConnKind::Client), None);
+    }
+}
