@@ -479,11 +479,16 @@ fn cli_token_beside_config_users() {
 
 /// An unknown operation is logged as nats-server's parser logs it (parser.go
 /// parseErr): the state its byte-at-a-time parser was in, the byte's index in the
-/// read, and a Go-quoted snippet; compared line for line with nats-server.
+/// read, and a Go-quoted snippet; bad arguments as its process functions do
+/// (`processPub Parse Error: "foo"`); compared line for line with nats-server.
 #[test]
 fn parser_errors_logged_like_nats_server() {
-    let inputs: [&[u8]; 5] = [
+    let inputs: [&[u8]; 9] = [
         b"PUBX foo 1\r\n",
+        b"PUB foo\r\n",
+        b"PUB  \tfoo  bar\r\n",
+        b"SUB a\r\n",
+        b"PUB f\xc3\xa9 x\r\n",
         b"CONNECT {\"verbose\":false}\r\nSUBB\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         b"msg a 1 1\r\n",
@@ -504,7 +509,7 @@ fn parser_errors_logged_like_nats_server() {
             let _ = s.read(&mut buf);
             s.write_all(input).unwrap();
             let l = loop {
-                let l = b.wait_for("parser ERROR");
+                let l = b.wait_for(" [ERR] ");
                 let mine = l.contains(&s.local_addr().unwrap().to_string());
                 b.seen.retain(|x| x != &l);
                 if mine {

@@ -118,6 +118,25 @@ fn snippet(buf: &[u8], start: usize) -> String {
     crate::server::trace::go_quote_bytes(&buf[start..stop.max(start)])
 }
 
+/// The arguments of the operation at the start of `buf` as parser.go hands them to
+/// the process functions: after the name and the spaces or tabs that follow it, up to
+/// the line end (without a CR before the LF).
+pub fn op_args(buf: &[u8]) -> &[u8] {
+    let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = &buf[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let name = line
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(line.len());
+    let rest = &line[name..];
+    let skip = rest
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(rest.len());
+    &rest[skip..]
+}
+
 /// The error nats-server logs for an unknown operation at `op_start` of `buf` (the
 /// bytes of the current read), or `None` if its parser would not fail on the name.
 pub fn unknown_op_text(buf: &[u8], op_start: usize, kind: ConnKind) -> Option<String> {
@@ -168,5 +187,7 @@ mod tests {
         // Names Go takes, whatever follows.
         assert_eq!(position(b"PINGX\r\n", 0, ConnKind::Client), None);
         assert_eq!(position(b"connect {}\r\n", 0, ConnKind::Client), None);
+        assert_eq!(op_args(b"PUB  \tfoo  bar\r\nPING"), b"foo  bar");
+        assert_eq!(op_args(b"SUB\r\n"), b"");
     }
 }

@@ -222,11 +222,13 @@ impl Conn {
                 Close(ClosedState::ProtocolViolation)
             }
             ParseError::BadArgs(what) => {
+                // client.go processPub & co.: `%q` of the arguments (after the
+                // operation name and its spaces, without the CRLF).
                 error!(
-                    "{} - {}: {:?}",
+                    "{} - {}: {}",
                     self.shared.log_prefix(),
                     what,
-                    snip.lines().next().unwrap_or("")
+                    crate::server::trace::go_quote_bytes(crate::proto::goerr::op_args(buf))
                 );
                 Close(ClosedState::ProtocolViolation)
             }

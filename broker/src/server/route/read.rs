@@ -178,9 +178,17 @@ impl RouteConn {
                             crate::proto::goerr::unknown_op_text(&rbuf[..], pos, ConnKind::Route)
                         })
                         .flatten();
-                    match go_text {
-                        Some(t) => error!("{} - {}", self.prefix, t),
-                        None => error!(
+                    match (go_text, &e) {
+                        (Some(t), _) => error!("{} - {}", self.prefix, t),
+                        // route.go processRoutedMsgArgs: `'%s'` of the split arguments.
+                        (None, ParseError::BadArgs(what)) => {
+                            let args: Vec<String> =
+                                crate::proto::split_args(crate::proto::goerr::op_args(buf))
+                                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                                    .collect();
+                            error!("{} - {}: '[{}]'", self.prefix, what, args.join(" "))
+                        }
+                        (None, _) => error!(
                             "{} - Route parser ERROR: {} proto={:?}",
                             self.prefix, e, snip
                         ),
