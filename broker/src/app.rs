@@ -690,6 +690,7 @@ fn interface_addrs() -> Vec<std::net::IpAddr> {
 pub async fn lame_duck(state: &Arc<ServerState>) {
     let opts = state.opts();
     state.lame_duck.store(true, Ordering::Release);
+    state.lame_duck_notify.notify_waiters();
     info!("Entering lame duck mode, stop accepting new clients");
     let clients: Vec<_> = server::lock(&state.clients)
         .values()

@@ -208,6 +208,13 @@ fn lame_duck_on_sigusr2_stops_accepting_and_closes_clients() {
         .unwrap();
     b.signal(libc::SIGUSR2);
     b.wait_for("Entering lame duck mode");
+    // The client listener is closed (server.go lameDuckMode): new clients are
+    // refused, not accepted and dropped.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "new clients still accepted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(b.wait_exit(), 0);
     // The existing client was closed.
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -477,29 +484,29 @@ fn cli_token_beside_config_users() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// An unknown operation is logged as nats-server's parser logs it (parser.go
-/// parseErr): the state its byte-at-a-time parser was in, the byte's index in the
-/// read, and a Go-quoted snippet; bad arguments as its process functions do
-/// (`processPub Parse Error: "foo"`); compared line for line with nats-server.
-#[test]
-fn parser_errors_logged_like_nats_server() {
-    let inputs: [&[u8]; 9] = [
-        b"PUBX foo 1\r\n",
-        b"PUB foo\r\n",
-        b"PUB  \tfoo  bar\r\n",
-        b"SUB a\r\n",
-        b"PUB f\xc3\xa9 x\r\n",
-        b"CONNECT {\"verbose\":false}\r\nSUBB\r\n",
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"msg a 1 1\r\n",
-        b"CONNECT {\"verbose\":false}\r\nPING\r\nHPUX\r\n",
-    ];
+/// Sends each input on its own connection to our broker and (where installed)
+/// nats-server, both started with `conf`, and returns per server the text of the
+/// `[ERR]` line each connection drew (after its `cid:N - ` prefix).
+fn err_lines_side_by_side(conf: &str, inputs: &[&[u8]]) -> Vec<Vec<String>> {
+    let dir = tmpdir(&format!("errlines-{}", inputs.len()));
+    let conf_path = dir.join("e.conf");
+    std::fs::write(&conf_path, conf).unwrap();
     let mut bins = vec![std::path::PathBuf::from(BIN)];
     bins.extend(nats_server_bin());
     let mut results = Vec::new();
     for bin in &bins {
         let port = free_port();
-        let mut b = Broker::spawn_bin(bin, &["-a", "127.0.0.1", "-p", &port.to_string()]);
+        let mut b = Broker::spawn_bin(
+            bin,
+            &[
+                "-c",
+                conf_path.to_str().unwrap(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ],
+        );
         b.wait_for("Server is ready");
         let mut lines = Vec::new();
         for input in inputs {
@@ -508,6 +515,7 @@ fn parser_errors_logged_like_nats_server() {
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
             s.write_all(input).unwrap();
+            // This connection's line (an earlier one may still be in `seen`).
             let l = loop {
                 let l = b.wait_for(" [ERR] ");
                 let mine = l.contains(&s.local_addr().unwrap().to_string());
@@ -525,10 +533,54 @@ fn parser_errors_logged_like_nats_server() {
         b.wait_exit();
         results.push(lines);
     }
+    let _ = std::fs::remove_dir_all(dir);
+    results
+}
+
+/// An unknown operation is logged as nats-server's parser logs it (parser.go
+/// parseErr): the state its byte-at-a-time parser was in, the byte's index in the
+/// read, and a Go-quoted snippet; bad arguments as its process functions do
+/// (`processPub Parse Error: "foo"`); compared line for line with nats-server.
+#[test]
+fn parser_errors_logged_like_nats_server() {
+    let inputs: [&[u8]; 9] = [
+        b"PUBX foo 1\r\n",
+        b"PUB foo\r\n",
+        b"PUB  \tfoo  bar\r\n",
+        b"SUB a\r\n",
+        b"PUB f\xc3\xa9 x\r\n",
+        b"CONNECT {\"verbose\":false}\r\nSUBB\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"msg a 1 1\r\n",
+        b"CONNECT {\"verbose\":false}\r\nPING\r\nHPUX\r\n",
+    ];
+    let results = err_lines_side_by_side("", &inputs);
     assert_eq!(
         results[0][0],
         "Client parser ERROR, state=31, i=3: proto='\"X foo 1\\r\"...'"
     );
+    if results.len() == 2 {
+        assert_eq!(results[0], results[1], "ours (left) vs nats-server (right)");
+    }
+}
+
+/// CONNECT and limit errors at the default log level, as nats-server words them:
+/// `maximum payload exceeded: 2000 vs 1024`, Go's json errors without a prefix, and the
+/// errors its read loop logs after closing (`invalid client protocol`, `no responders
+/// requires headers support`).
+#[test]
+fn connect_and_limit_errors_logged_like_nats_server() {
+    let inputs: [&[u8]; 6] = [
+        b"CONNECT {\"verbose\":false}\r\nPUB foo 2000\r\n",
+        b"CONNECT {\"protocol\":2}\r\n",
+        b"CONNECT {\"no_responders\":true}\r\n",
+        b"CONNECT {\"verbose\":\"yes\"}\r\n",
+        b"CONNECT {\"protocol\":1.5}\r\n",
+        b"CONNECT\r\n",
+    ];
+    let results = err_lines_side_by_side("max_payload: 1024\n", &inputs);
+    assert_eq!(results[0][0], "maximum payload exceeded: 2000 vs 1024");
+    assert_eq!(results[0][1], "invalid client protocol");
     if results.len() == 2 {
         assert_eq!(results[0], results[1], "ours (left) vs nats-server (right)");
     }

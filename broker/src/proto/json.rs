@@ -163,10 +163,13 @@ impl ServerInfo {
 pub enum ConnectJsonError {
     #[error("{0}")]
     Syntax(#[from] serde_json::Error),
-    #[error("json: cannot unmarshal {found} into Go struct field ClientOpts.{field}")]
+    #[error(
+        "json: cannot unmarshal {found} into Go struct field ClientOpts.{field} of type {go_type}"
+    )]
     Type {
         field: &'static str,
-        found: &'static str,
+        found: String,
+        go_type: &'static str,
     },
 }
 
@@ -246,7 +249,8 @@ impl ConnectInfo {
                 }
                 other => Err(ConnectJsonError::Type {
                     field,
-                    found: json_kind(&other),
+                    found: found_kind(&other),
+                    go_type: "bool",
                 }),
             };
         }
@@ -271,7 +275,8 @@ impl ConnectInfo {
                 }
                 other => Err(ConnectJsonError::Type {
                     field,
-                    found: json_kind(&other),
+                    found: found_kind(&other),
+                    go_type: "string",
                 }),
             };
         }
@@ -283,7 +288,8 @@ impl ConnectInfo {
                 }
                 None => Err(ConnectJsonError::Type {
                     field: "protocol",
-                    found: json_kind(&v),
+                    found: found_kind(&v),
+                    go_type: "int",
                 }),
             },
             // Leafnode-only string and the route/leaf permission objects:
@@ -292,14 +298,16 @@ impl ConnectInfo {
                 Value::String(_) => Ok(()),
                 other => Err(ConnectJsonError::Type {
                     field: "remote_account",
-                    found: json_kind(&other),
+                    found: found_kind(&other),
+                    go_type: "string",
                 }),
             },
             "import" | "export" => match v {
                 Value::Object(_) => Ok(()),
                 other => Err(ConnectJsonError::Type {
                     field: if key == "import" { "import" } else { "export" },
-                    found: json_kind(&other),
+                    found: found_kind(&other),
+                    go_type: "server.SubjectPermission",
                 }),
             },
             _ => Ok(()),

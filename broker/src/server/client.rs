@@ -283,6 +283,9 @@ pub async fn run_labeled<S: SplitIo>(
     }
     srv.stats.total_connections.fetch_add(1, Ordering::Relaxed);
     if !registered {
+        // client.go maxConnExceeded: sendErrAndErr (traced, then the ERR line), and
+        // the close is logged like any other.
+        super::trace::trace_out_proto(&shared.log_prefix(), encode::ERR_MAX_CONNECTIONS);
         error!(
             "{} - {}",
             shared.log_prefix(),
@@ -291,6 +294,11 @@ pub async fn run_labeled<S: SplitIo>(
         let _ = shared.out.append(encode::ERR_MAX_CONNECTIONS);
         shared.out.close(ClosedState::MaxConnectionsExceeded);
         let _ = writer.await;
+        log_close(
+            &shared,
+            ClosedState::MaxConnectionsExceeded,
+            opts.max_pending,
+        );
         srv.record_closed(shared.closed_snapshot(&srv, SystemTime::now(), &[]));
         return;
     }
@@ -320,6 +328,7 @@ pub async fn run_labeled<S: SplitIo>(
         batch_in_bytes: 0,
         scratch: Vec::new(),
         urls_gen_at_connect: srv.cluster.urls_generation.load(Ordering::Acquire),
+        close_error: None,
     };
     let reason = conn.read_loop(&mut rd, &opts).await;
     shared.out.close(reason);
@@ -332,6 +341,11 @@ pub async fn run_labeled<S: SplitIo>(
         srv.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
     }
     log_close(&shared, reason, opts.max_pending);
+    // client.go readLoop: the error a handler returned after closing is logged after
+    // the close line.
+    if let Some(e) = conn.close_error.take() {
+        error!("{} - {}", shared.log_prefix(), e);
+    }
     lock(&srv.clients).remove(&cid);
     srv.record_closed(shared.closed_snapshot(&srv, SystemTime::now(), &subs));
     if shared.out.peak_pending() >= super::outbound::TRIM_AFTER_PEAK {
@@ -357,6 +371,8 @@ fn log_close(shared: &ClientShared, reason: ClosedState, max_pending: usize) {
 
 /// The reader's private state.
 struct Conn {
+    /// An error to log after "Client connection closed" (see run_client).
+    close_error: Option<&'static str>,
     srv: Arc<ServerState>,
     shared: Arc<ClientShared>,
     connect: ConnectInfo,
@@ -466,6 +482,7 @@ impl Conn {
                 // client.go subPermissionViolation.
                 let queue_part =
                     queue.map_or(String::new(), |q| format!("Queue: {}, ", go_quote(q)));
+                self.send(&encode::err_line(&text));
                 error!(
                     "{} - Subscription Violation - {}, Subject {}, {}SID {}",
                     self.shared.log_prefix(),
@@ -474,7 +491,6 @@ impl Conn {
                     queue_part,
                     String::from_utf8_lossy(sid)
                 );
-                self.send(&encode::err_line(&text));
                 return;
             }
         }
@@ -558,13 +574,14 @@ impl Conn {
         if let Some(perms) = &self.perms {
             if !self.pub_cache.can_publish(perms, subject) && !self.reply_allowed(p.subject) {
                 let text = format!("Permissions Violation for Publish to {}", go_quote(subject));
+                // client.go pubPermissionViolation: sendErr, then the ERR line.
+                self.send(&encode::err_line(&text));
                 error!(
                     "{} - Publish Violation - {}, Subject {}",
                     self.shared.log_prefix(),
                     self.auth_user(),
                     go_quote(subject)
                 );
-                self.send(&encode::err_line(&text));
                 return Ok(());
             }
         }

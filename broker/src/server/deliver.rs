@@ -430,6 +430,12 @@ pub fn deliver_local(
         }
     }
     if max > 0 && n == max {
+        tracing::debug!(
+            "{} - Auto-unsubscribe limit of {} reached for sid '{}'",
+            client.log_prefix(),
+            max,
+            String::from_utf8_lossy(&sub.sid)
+        );
         remove_sub_now(srv, sub);
     }
     true

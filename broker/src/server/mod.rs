@@ -130,6 +130,9 @@ pub struct ServerState {
     pub shutdown: Notify,
     pub shutting_down: AtomicBool,
     pub lame_duck: AtomicBool,
+    /// Woken when lame duck mode starts: the client listener closes (server.go
+    /// lameDuckMode closes `s.listener`, so new clients are refused).
+    pub lame_duck_notify: Notify,
     pub auth: RwLock<Arc<auth::AuthConfig>>,
     pub config_load_time: Mutex<SystemTime>,
     pub cluster: cluster::ClusterState,
@@ -172,6 +175,7 @@ impl ServerState {
             shutdown: Notify::new(),
             shutting_down: AtomicBool::new(false),
             lame_duck: AtomicBool::new(false),
+            lame_duck_notify: Notify::new(),
             auth: RwLock::new(Arc::new(auth)),
             config_load_time: Mutex::new(SystemTime::now()),
             cluster,
@@ -536,9 +540,19 @@ fn log_startup(state: &ServerState) {
 async fn accept_loop(state: Arc<ServerState>, listener: TcpListener) {
     let mut backoff = Duration::from_millis(10);
     loop {
+        // Checked before each accept as the wake-up can come while we are not
+        // waiting (notify_waiters keeps no permit).
+        if state.lame_duck.load(Ordering::Acquire) {
+            tracing::debug!("Client accept loop exiting..");
+            return;
+        }
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = state.shutdown.notified() => return,
+            _ = state.shutdown.notified() => {
+                tracing::debug!("Client accept loop exiting..");
+                return;
+            }
+            _ = state.lame_duck_notify.notified() => continue,
         };
         match accepted {
             Ok((stream, peer)) => {

@@ -92,7 +92,14 @@ impl Conn {
         // options (a second CONNECT keeps what it omits); bad JSON closes
         // without an -ERR.
         if let Err(e) = self.connect.merge_client_json(json) {
-            error!("{} - processConnect: {}", self.shared.log_prefix(), e);
+            // client.go readLoop logs the json.Unmarshal error as it is.
+            let text = match &e {
+                crate::proto::json::ConnectJsonError::Syntax(s) if s.is_eof() => {
+                    "unexpected end of JSON input".to_string()
+                }
+                other => other.to_string(),
+            };
+            error!("{} - {}", self.shared.log_prefix(), text);
             return Err(Close(ClosedState::ProtocolViolation));
         }
         // Named before authentication, so an auth error names the client; and
@@ -136,10 +143,12 @@ impl Conn {
         let proto = self.connect.protocol;
         if !(0..=1).contains(&proto) {
             self.send_proto(encode::ERR_BAD_PROTOCOL);
+            self.close_error = Some("invalid client protocol");
             return Err(Close(ClosedState::BadClientProtocolVersion));
         }
         if self.connect.no_responders && !self.connect.headers {
             self.send_proto(encode::ERR_NO_RESPONDERS_HEADERS);
+            self.close_error = Some("no responders requires headers support");
             return Err(Close(ClosedState::NoRespondersRequiresHeaders));
         }
         self.shared

@@ -6,7 +6,10 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
+
+/// client.go `readLoopReport`.
+const READ_LOOP_REPORT: std::time::Duration = std::time::Duration::from_secs(2);
 
 use super::ping::{first_ping_delay, ping_skip, PingSkip};
 use super::{Close, Conn};
@@ -71,7 +74,19 @@ impl Conn {
                             if mpay != 0 {
                                 self.limits.max_payload = Some(mpay);
                             }
-                            if let Err(Close(reason)) = self.process_read(&mut rbuf).await {
+                            let started = Instant::now();
+                            let res = self.process_read(&mut rbuf).await;
+                            // client.go readLoop: a read that took this long to
+                            // process (waiting for a slow consumer) is reported.
+                            let took = started.elapsed();
+                            if took >= READ_LOOP_REPORT {
+                                warn!(
+                                    "{} - Readloop processing time: {}",
+                                    self.shared.log_prefix(),
+                                    crate::monitor::gofmt::go_duration(took)
+                                );
+                            }
+                            if let Err(Close(reason)) = res {
                                 return reason;
                             }
                             if std::mem::take(&mut self.clock.restart) {
@@ -82,6 +97,8 @@ impl Conn {
                     }
                 }
                 _ = ping.tick() => {
+                    // client.go processPingTimer.
+                    debug!("{} - Client Ping Timer", self.shared.log_prefix());
                     let now = self.now_ns();
                     self.clock.last = self.shared.last_activity.load(Ordering::Relaxed);
                     match ping_skip(now, &self.clock, opts.ping_interval) {
@@ -97,7 +114,8 @@ impl Conn {
                     }
                     if self.pings_out + 1 > opts.ping_max {
                         debug!("{} - Stale Client Connection - Closing", self.shared.log_prefix());
-                        self.send_proto(encode::ERR_STALE);
+                        // enqueueProto: sent without a trace line.
+                        let _ = self.shared.out.send(encode::ERR_STALE);
                         return ClosedState::StaleConnection;
                     }
                     self.pings_out += 1;
@@ -106,8 +124,9 @@ impl Conn {
                     self.send_proto(encode::PING);
                 }
                 _ = &mut auth_deadline, if self.awaiting_auth && !self.connected => {
-                    debug!("{} - Authentication Timeout", self.shared.log_prefix());
+                    // sendErrAndDebug: the -ERR (traced) first, then the debug line.
                     self.send_proto(encode::ERR_AUTH_TIMEOUT);
+                    debug!("{} - Authentication Timeout", self.shared.log_prefix());
                     return ClosedState::AuthenticationTimeout;
                 }
             }
@@ -200,10 +219,17 @@ impl Conn {
         let snip = String::from_utf8_lossy(&buf[..buf.len().min(32)]).to_string();
         match e {
             ParseError::MaxPayload => {
+                // client.go maxPayloadViolation: "maximum payload exceeded: SIZE vs MAX"
+                // (the size is the last argument, HPUB's total size included).
+                let size = crate::proto::split_args(crate::proto::goerr::op_args(buf))
+                    .last()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .unwrap_or_default();
                 error!(
-                    "{} - {}",
+                    "{} - maximum payload exceeded: {} vs {}",
                     self.shared.log_prefix(),
-                    "Maximum Payload Violation"
+                    size,
+                    self.limits.max_payload.unwrap_or(0)
                 );
                 Close(ClosedState::MaxPayloadExceeded)
             }
