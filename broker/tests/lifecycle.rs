@@ -1,6 +1,8 @@
 //! The `broker` binary as an operator runs it: startup log lines, `-t`,
 //! SIGHUP reload, SIGINT/SIGTERM, lame duck on SIGUSR2, pid file.
 
+mod harness;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -301,16 +303,7 @@ fn startup_warnings_like_nats_server() {
 }
 
 fn nats_server_bin() -> Option<std::path::PathBuf> {
-    let found = ["/usr/bin/nats-server", "/usr/sbin/nats-server"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_file());
-    // scripts/test.sh installs nats-server and sets this: never skip there.
-    assert!(
-        found.is_some() || std::env::var_os("NATS_SCION_REQUIRE_PEERS").is_none(),
-        "nats-server is required (apt-get install nats-server)"
-    );
-    found
+    harness::reference_nats_server()
 }
 
 /// Runs `bin args` to its exit (bounded) and returns (status, the text after

@@ -4,6 +4,8 @@
 //!
 //! Every wait is bounded; every listener is on 127.0.0.1 with a random port.
 
+mod harness;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -668,19 +670,7 @@ impl Drop for RefServer {
 }
 
 fn nats_server_bin() -> Option<std::path::PathBuf> {
-    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
-        return Some(p.into());
-    }
-    let found = ["/usr/bin/nats-server", "/usr/sbin/nats-server"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_file());
-    // scripts/test.sh installs nats-server and sets this: never skip there.
-    assert!(
-        found.is_some() || std::env::var_os("NATS_SCION_REQUIRE_PEERS").is_none(),
-        "nats-server is required (apt-get install nats-server)"
-    );
-    found
+    harness::reference_nats_server()
 }
 
 /// Starts nats-server on random ports and learns them from its log.

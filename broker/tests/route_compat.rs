@@ -300,6 +300,19 @@ async fn malformed_route_interest_like_nats_server() {
     ours.shutdown().await;
 }
 
+/// `cluster.routes` with one TCP route to `a`.
+fn route_to(a: Addrs) -> Vec<broker::options::RouteUrl> {
+    vec![broker::options::RouteUrl {
+        url: format!("nats-route://{}", a.route),
+        user: None,
+        password: None,
+        target: broker::options::RouteTarget::Tcp {
+            host: a.route.ip().to_string(),
+            port: a.route.port(),
+        },
+    }]
+}
+
 /// nats-server's cluster permissions for the permissioned node in the scenarios below.
 const PERMS_CONF: &str =
     "  permissions { import: [\"imp.>\", \"both.>\"], export: [\"exp.>\", \"both.>\"] }";
@@ -396,17 +409,6 @@ async fn route_permissions_like_nats_server() {
         vec!["both.x".to_string(), "imp.x".to_string()],
         r#"import={"allow":["imp.>","both.>"]} export={"allow":["exp.>","both.>"]}"#.to_string(),
     );
-    let route_to = |a: Addrs| {
-        vec![broker::options::RouteUrl {
-            url: format!("nats-route://{}", a.route),
-            user: None,
-            password: None,
-            target: broker::options::RouteTarget::Tcp {
-                host: a.route.ip().to_string(),
-                port: a.route.port(),
-            },
-        }]
-    };
     // nats-server with permissions, ours routed to it; then the other way round; then ours
     // on both ends.
     {
@@ -455,15 +457,7 @@ async fn widened_export_on_reload_brings_interest_like_nats_server() {
     // nats-server reloads; ours is the peer that must re-send its interest.
     let p = RefCluster::start_with(PERMS_CONF, "");
     let mut o = our_opts();
-    o.cluster.routes = vec![broker::options::RouteUrl {
-        url: format!("nats-route://{}", p.addrs.route),
-        user: None,
-        password: None,
-        target: broker::options::RouteTarget::Tcp {
-            host: p.addrs.route.ip().to_string(),
-            port: p.addrs.route.port(),
-        },
-    }];
+    o.cluster.routes = route_to(p.addrs);
     let q = start_broker(o).await;
     wait_json(p.addrs.http, "/routez", |v| v["num_routes"] == 1).await;
     let mut on_q = subscriber(q.client_addr, &["new.y"]).await;

@@ -56,6 +56,18 @@ pub fn nats_server_bin() -> Option<PathBuf> {
     candidates.into_iter().find(|p| p.is_file())
 }
 
+/// [`nats_server_bin`] for tests that compare with it: absent, the test compares
+/// nothing, except where the test command requires the peers
+/// (`NATS_SCION_REQUIRE_PEERS`, set by scripts/test.sh), where that is a failure.
+pub fn reference_nats_server() -> Option<PathBuf> {
+    let found = nats_server_bin();
+    assert!(
+        found.is_some() || std::env::var_os("NATS_SCION_REQUIRE_PEERS").is_none(),
+        "nats-server is required (apt-get install nats-server)"
+    );
+    found
+}
+
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh scratch directory under the system temp dir.
