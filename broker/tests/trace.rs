@@ -66,12 +66,15 @@ fn start(bin: &Path, dir: &Path, extra: &[&str]) -> (Proc, std::net::SocketAddr,
     (p, addr, log)
 }
 
-/// The trace parts (`<<- …`, `->> …`) of the log, in order.
+/// The trace parts (`<<- …`, `->> …`, `<-> [DELSUB …]`) of the log, in order.
 fn trace_parts(text: &str) -> Vec<String> {
     text.lines()
         .filter(|l| l.contains("[TRC]"))
         .filter_map(|l| {
-            let i = l.find(" - <<- ").or_else(|| l.find(" - ->> "))?;
+            let i = l
+                .find(" - <<- ")
+                .or_else(|| l.find(" - ->> "))
+                .or_else(|| l.find(" - <-> "))?;
             Some(l[i + 3..].to_string())
         })
         .collect()
@@ -84,13 +87,14 @@ async fn run_script(bin: &Path) -> Vec<String> {
     c.send(
         b"CONNECT {\"verbose\":true,\"pedantic\":false,\"user\":\"u\",\"pass\":\"s3cret\",\"name\":\"t\"}\r\n\
           SUB foo 1\r\nsub  bar\tq 2\r\nPUB foo 5\r\nhello\r\nPUB bar r 2\r\n\x01\xff\r\n\
-          UNSUB 2 1\r\nPING\r\n",
+          UNSUB 2 1\r\nSUB a 3\r\nUNSUB 3 1\r\nPUB a 1\r\nx\r\nPING\r\n",
     )
     .await;
     c.read_pongs(1).await;
     c.send(b"FOO bar\r\n").await;
     let _ = c.read_to_close(BOUND).await;
-    let text = wait_log(&log, |l| l.contains("->> [-ERR"));
+    // The last line: closing unsubscribes what is left (sid 1).
+    let text = wait_log(&log, |l| l.contains("<-> [DELSUB 1]"));
     let _ = std::fs::remove_dir_all(&dir);
     trace_parts(&text)
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tracing::{debug, error, info, trace};
+use tracing::{debug, error, info};
 
 use super::auth::{go_quote, CompiledPerms, PubPermCache, ReplyTracker};
 use super::closed::ClosedState;
@@ -341,6 +341,13 @@ pub async fn run_labeled<S: SplitIo>(
         srv.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
     }
     log_close(&shared, reason, opts.max_pending);
+    // closeConnection unsubscribes after its close line (DELSUB traces).
+    if tracing::enabled!(tracing::Level::TRACE) {
+        let p = shared.log_prefix();
+        for s in &subs {
+            super::trace_delsub(&p, &s.sid);
+        }
+    }
     // client.go readLoop: the error a handler returned after closing is logged after
     // the close line.
     if let Some(e) = conn.close_error.take() {
@@ -544,17 +551,22 @@ impl Conn {
 
     fn handle_unsub(&mut self, sid: &[u8], max: Option<i64>) {
         let sub = lock(&self.shared.subs).get(sid).cloned();
+        let mut remove = None;
         if let Some(sub) = sub {
             let max = max.unwrap_or(-1);
             let delivered = sub.delivered.load(Ordering::Acquire);
             if max > 0 && (max as u64) > delivered {
                 sub.max.store(max as u64, Ordering::Release);
             } else {
-                remove_sub_now(&self.srv, &sub);
+                remove = Some(sub);
             }
         }
+        // client.go processUnsub: +OK first, then the unsubscribe (its DELSUB trace).
         if self.connect.verbose {
             self.send(encode::OK);
+        }
+        if let Some(sub) = remove {
+            remove_sub_now(&self.srv, &sub);
         }
     }
 
@@ -664,11 +676,6 @@ impl Conn {
         for s in &subs {
             super::cluster::local_interest_changed(&self.srv, s, -1);
         }
-        trace!(
-            "{} - removed {} subscriptions",
-            self.shared.log_prefix(),
-            subs.len()
-        );
         subs
     }
 }

@@ -360,6 +360,15 @@ pub fn deliver_local(
     if max > 0 && n > max {
         return false;
     }
+    if max > 0 && n == max {
+        // client.go deliverMsg says so before delivering (the DELSUB trace follows it).
+        tracing::debug!(
+            "{} - Auto-unsubscribe limit of {} reached for sid '{}'",
+            client.log_prefix(),
+            max,
+            String::from_utf8_lossy(&sub.sid)
+        );
+    }
     if let Some(deny) = super::lock(&client.sub_deny).as_ref() {
         if let Some(l) = &deny.subscribe {
             if l.deny_overlaps(&sub.subject) && l.denies_literal(msg.subject_str) {
@@ -430,12 +439,6 @@ pub fn deliver_local(
         }
     }
     if max > 0 && n == max {
-        tracing::debug!(
-            "{} - Auto-unsubscribe limit of {} reached for sid '{}'",
-            client.log_prefix(),
-            max,
-            String::from_utf8_lossy(&sub.sid)
-        );
         remove_sub_now(srv, sub);
     }
     true

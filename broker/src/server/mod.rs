@@ -297,12 +297,21 @@ pub fn remove_sub_now(srv: &ServerState, sub: &SubRef) {
     if !removed {
         return;
     }
+    if sub.client.kind == crate::proto::ConnKind::Client {
+        trace_delsub(&sub.client.log_prefix(), &sub.sid);
+    }
     {
         let mut sl = srv.sublist.write().unwrap_or_else(|e| e.into_inner());
         let _ = sl.remove(&sub.subject, sub.queue.as_deref(), sub);
         srv.publish_generation(sl.generation());
     }
     cluster::local_interest_changed(srv, sub, -1);
+}
+
+/// client.go unsubscribe's trace: `<-> [DELSUB sid]` for every subscription removed
+/// (UNSUB, auto-unsubscribe, a reload's permission check, the connection closing).
+pub(crate) fn trace_delsub(prefix: &str, sid: &[u8]) {
+    tracing::trace!("{} - <-> [DELSUB {}]", prefix, String::from_utf8_lossy(sid));
 }
 
 /// Locks a std mutex, continuing through poisoning (state behind these locks
