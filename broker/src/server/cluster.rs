@@ -100,7 +100,7 @@ impl ClusterState {
     /// route.go canImport: whether we tell routes about interest in `subject`
     /// (the import list, matched as a publish permission).
     pub fn can_import(&self, subject: &str) -> bool {
-        self.perms().is_none_or(|p| p.can_publish(subject))
+        imports(self.perms().as_deref(), subject)
     }
 
     /// route.go canExport: whether a route may subscribe to `subject` here (the
@@ -370,6 +370,11 @@ pub fn trace_route_protos(prefix: &str, protos: &[u8]) {
             tracing::trace!("{prefix} - ->> [{}]", String::from_utf8_lossy(line));
         }
     }
+}
+
+/// canImport for compiled cluster permissions (None = everything is imported).
+pub fn imports(perms: Option<&CompiledPerms>, subject: &str) -> bool {
+    perms.is_none_or(|p| p.can_publish(subject))
 }
 
 /// Sends the current INFO to clients that take async INFO updates

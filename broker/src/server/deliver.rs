@@ -103,9 +103,6 @@ struct RouteTarget {
     client: Arc<ClientShared>,
     /// "q1 q2 " (trailing space, as nats-server builds it).
     queues: Vec<u8>,
-    /// The first of the route's subscriptions the message matched: it counts the
-    /// message (client.go deliverMsg `sub.nm++` on `rt.sub`; /routez `msgs`).
-    sub: SubRef,
 }
 
 /// Per-read-batch state: whom to wake and what to count.
@@ -234,10 +231,6 @@ pub fn process_msg_results(
             )
         };
         if write_route_msg(batch, &client, msg, &queues) {
-            batch.targets[i]
-                .sub
-                .delivered
-                .fetch_add(1, Ordering::Relaxed);
             delivered = true;
             // A client publisher also waits for a backed-up route
             // (nats-server deliverMsg: stalledWait for any destination).
@@ -266,10 +259,12 @@ fn add_route_target(batch: &mut Batch, sub: &SubRef, queue: Option<&str>) {
         queues.extend_from_slice(q.as_bytes());
         queues.push(b' ');
     }
+    // The first of the route's subscriptions the message matched counts it
+    // (client.go deliverMsg `sub.nm++` on `rt.sub`; /routez `msgs`).
+    sub.delivered.fetch_add(1, Ordering::Relaxed);
     batch.targets.push(RouteTarget {
         client: sub.client.clone(),
         queues,
-        sub: sub.clone(),
     });
 }
 

@@ -140,14 +140,11 @@ pub fn route_info(srv: &ServerState) -> ServerInfo {
 pub fn reload_cluster_permissions(srv: &ServerState, old: Option<&crate::options::Permissions>) {
     let new = srv.opts().cluster.permissions.clone();
     srv.cluster.set_permissions(new.as_ref());
-    let old_tester = super::cluster::ClusterState::new(false, None);
-    old_tester.set_permissions(old);
+    let old = old.map(super::auth::CompiledPerms::compile);
     let mut protos = Vec::new();
     for (subject, queue, n) in srv.cluster.interest_entries() {
-        let (then, now) = (
-            old_tester.can_import(&subject),
-            srv.cluster.can_import(&subject),
-        );
+        let then = super::cluster::imports(old.as_ref(), &subject);
+        let now = srv.cluster.can_import(&subject);
         if now && !then {
             super::cluster::write_rs_plus(&mut protos, &subject, queue.as_deref(), n);
         } else if then && !now {

@@ -97,12 +97,7 @@ fn split_op(raw: &[u8]) -> Option<TracedOp<'_>> {
         .position(|&b| b == b' ' || b == b'\t')
         .unwrap_or(line.len());
     let name = String::from_utf8_lossy(&line[..name_end]).to_ascii_uppercase();
-    let rest = &line[name_end..];
-    let skip = rest
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(rest.len());
-    let arg = &rest[skip..];
+    let arg = crate::proto::goerr::op_args(line);
     let arg = (!arg.is_empty()).then_some(arg);
     let payload = if matches!(name.as_str(), "PUB" | "HPUB" | "RMSG" | "HMSG" | "MSG") {
         let body = &raw[line_end + 1..];
