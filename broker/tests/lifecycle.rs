@@ -483,12 +483,23 @@ fn cli_token_beside_config_users() {
 fn err_lines_side_by_side(conf: &str, inputs: &[&[u8]]) -> Vec<Vec<String>> {
     let dir = tmpdir(&format!("errlines-{}", inputs.len()));
     let conf_path = dir.join("e.conf");
-    std::fs::write(&conf_path, conf).unwrap();
     let mut bins = vec![std::path::PathBuf::from(BIN)];
     bins.extend(nats_server_bin());
     let mut results = Vec::new();
     for bin in &bins {
         let port = free_port();
+        // `{ROUTE_PORT}` in the config: the inputs go to that (cluster) port.
+        let route_port = free_port();
+        std::fs::write(
+            &conf_path,
+            conf.replace("{ROUTE_PORT}", &route_port.to_string()),
+        )
+        .unwrap();
+        let target = if conf.contains("{ROUTE_PORT}") {
+            route_port
+        } else {
+            port
+        };
         let mut b = Broker::spawn_bin(
             bin,
             &[
@@ -500,10 +511,14 @@ fn err_lines_side_by_side(conf: &str, inputs: &[&[u8]]) -> Vec<Vec<String>> {
                 &port.to_string(),
             ],
         );
-        b.wait_for("Server is ready");
+        b.wait_for(if target == port {
+            "Server is ready"
+        } else {
+            "Listening for route connections"
+        });
         let mut lines = Vec::new();
         for input in inputs {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let mut s = TcpStream::connect(("127.0.0.1", target)).expect("connect");
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
@@ -517,6 +532,7 @@ fn err_lines_side_by_side(conf: &str, inputs: &[&[u8]]) -> Vec<Vec<String>> {
                     break l;
                 }
             };
+            let l = l.replacen(" - rid:", " - cid:", 1);
             lines.push(l.split_once(" - cid:").map_or(l.clone(), |(_, r)| {
                 r.split_once(" - ")
                     .map_or(r.to_string(), |(_, t)| t.to_string())
@@ -563,17 +579,68 @@ fn parser_errors_logged_like_nats_server() {
 /// requires headers support`).
 #[test]
 fn connect_and_limit_errors_logged_like_nats_server() {
-    let inputs: [&[u8]; 6] = [
+    let inputs: [&[u8]; 26] = [
         b"CONNECT {\"verbose\":false}\r\nPUB foo 2000\r\n",
         b"CONNECT {\"protocol\":2}\r\n",
         b"CONNECT {\"no_responders\":true}\r\n",
         b"CONNECT {\"verbose\":\"yes\"}\r\n",
         b"CONNECT {\"protocol\":1.5}\r\n",
         b"CONNECT\r\n",
+        // Go's scanner words every syntax error (encoding/json checkValid).
+        b"CONNECT {bad\r\n",
+        b"CONNECT {\"verbose\":tru}\r\n",
+        b"CONNECT {\"verbose\":false}}\r\n",
+        b"CONNECT {\"name\" \"x\"}\r\n",
+        b"CONNECT {\"name\":\"a\x01\"}\r\n",
+        b"CONNECT {\"protocol\":1.}\r\n",
+        b"CONNECT {\"name\":\"\\q\"}\r\n",
+        b"CONNECT {\"x\":[1 2]}\r\n",
+        b"CONNECT {\"verbose\":false,}\r\n",
+        b"CONNECT \xc3\xa9\x85\r\n",
+        // Type errors: a number is worded by its literal only for a numeric field.
+        b"CONNECT {\"verbose\":5}\r\n",
+        b"CONNECT {\"name\":5}\r\n",
+        b"CONNECT {\"protocol\":\"1\"}\r\n",
+        b"CONNECT {\"protocol\":1e3}\r\n",
+        b"CONNECT {\"import\":5}\r\n",
+        b"CONNECT {\"name\":[1]}\r\n",
+        b"CONNECT [1]\r\n",
+        b"CONNECT \"x\"\r\n",
+        b"CONNECT 5\r\n",
+        b"CONNECT {\"protocol\":99999999999999999999}\r\n",
     ];
     let results = err_lines_side_by_side("max_payload: 1024\n", &inputs);
     assert_eq!(results[0][0], "maximum payload exceeded: 2000 vs 1024");
     assert_eq!(results[0][1], "invalid client protocol");
+    assert_eq!(
+        results[0][6],
+        "invalid character 'b' looking for beginning of object key string"
+    );
+    assert_eq!(
+        results[0][19],
+        "json: cannot unmarshal number 1e3 into Go struct field ClientOpts.protocol of type int"
+    );
+    if results.len() == 2 {
+        assert_eq!(results[0], results[1], "ours (left) vs nats-server (right)");
+    }
+}
+
+/// A bad CONNECT on the route port: nats-server unmarshals it into ClientOpts and then
+/// into the route's connectInfo and logs Go's error as it is.
+#[test]
+fn route_connect_errors_logged_like_nats_server() {
+    let inputs: [&[u8]; 5] = [
+        b"CONNECT {bad\r\n",
+        b"CONNECT {\"verbose\":\"x\"}\r\n",
+        b"CONNECT {\"cluster\":5}\r\n",
+        b"CONNECT {\"cluster_dynamic\":\"y\"}\r\n",
+        b"CONNECT\r\n",
+    ];
+    let results = err_lines_side_by_side("cluster { listen: 127.0.0.1:{ROUTE_PORT} }\n", &inputs);
+    assert_eq!(
+        results[0][2],
+        "json: cannot unmarshal number into Go struct field connectInfo.cluster of type string"
+    );
     if results.len() == 2 {
         assert_eq!(results[0], results[1], "ours (left) vs nats-server (right)");
     }

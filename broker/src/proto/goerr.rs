@@ -137,17 +137,68 @@ pub fn op_args(buf: &[u8]) -> &[u8] {
     &rest[skip..]
 }
 
-/// The error nats-server logs for an unknown operation at `op_start` of `buf` (the
-/// bytes of the current read), or `None` if its parser would not fail on the name.
-pub fn unknown_op_text(buf: &[u8], op_start: usize, kind: ConnKind) -> Option<String> {
-    let (state, i) = position(buf, op_start, kind)?;
+/// Go's states after a message payload (parser.go MSG_END_R, MSG_END_N).
+const MSG_END_R: u8 = 41;
+const MSG_END_N: u8 = 42;
+
+/// Where Go's parser fails after the payload of the message operation (PUB, HPUB,
+/// RMSG, HMSG, …) starting at `op_start`: the payload (its size is the last
+/// argument) must be followed by CR (state MSG_END_R) and LF (MSG_END_N).
+fn payload_end_position(buf: &[u8], op_start: usize) -> Option<(u8, usize)> {
+    let op = &buf[op_start..];
+    let nl = op.iter().position(|&b| b == b'\n')?;
+    let size: usize = std::str::from_utf8(super::split_args(op_args(op)).last()?)
+        .ok()?
+        .parse()
+        .ok()?;
+    let end = op_start + nl + 1 + size;
+    match (buf.get(end), buf.get(end + 1)) {
+        (Some(&b), _) if b != b'\r' => Some((MSG_END_R, end)),
+        (Some(_), Some(&b)) if b != b'\n' => Some((MSG_END_N, end + 1)),
+        _ => None,
+    }
+}
+
+/// Whether `buf` starts with a client message operation (PUB, HPUB) whose control
+/// line is complete.
+pub fn is_message_line_complete(buf: &[u8]) -> bool {
+    let name_end = buf
+        .iter()
+        .position(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .unwrap_or(buf.len());
+    let name = &buf[..name_end];
+    (name.eq_ignore_ascii_case(b"PUB") || name.eq_ignore_ascii_case(b"HPUB"))
+        && buf[name_end..].contains(&b'\n')
+}
+
+/// Whether the operation at the start of `buf` fails on what follows its payload
+/// (not on its name).
+pub fn fails_after_payload(buf: &[u8]) -> bool {
+    position(buf, 0, ConnKind::Client).is_none() && payload_end_position(buf, 0).is_some()
+}
+
+/// The error nats-server logs for an unknown operation at `op_start` of `buf`, or for
+/// bytes other than CRLF after a message's payload; `None` if its parser would not
+/// fail there. `read_start` is where the newest read begins in `buf`: Go's parser
+/// sees one read at a time (an operation split across reads is carried over in its
+/// own buffers), so its index and snippet are relative to that read.
+pub fn unknown_op_text(
+    buf: &[u8],
+    op_start: usize,
+    read_start: usize,
+    kind: ConnKind,
+) -> Option<String> {
+    let (state, at) =
+        position(buf, op_start, kind).or_else(|| payload_end_position(buf, op_start))?;
+    let read_start = read_start.min(at);
+    let (read, i) = (&buf[read_start..], at - read_start);
     let who = match kind {
         ConnKind::Client => "Client",
         ConnKind::Route => "Router",
     };
     Some(format!(
         "{who} parser ERROR, state={state}, i={i}: proto='{}...'",
-        snippet(buf, i)
+        snippet(read, i)
     ))
 }
 
@@ -159,11 +210,11 @@ mod tests {
     fn positions_like_go_parser() {
         // Checked against nats-server 2.9.10's logs.
         assert_eq!(
-            unknown_op_text(b"BOGUS\r\n", 0, ConnKind::Route).as_deref(),
+            unknown_op_text(b"BOGUS\r\n", 0, 0, ConnKind::Route).as_deref(),
             Some("Router parser ERROR, state=0, i=0: proto='\"BOGUS\\r\"...'")
         );
         assert_eq!(
-            unknown_op_text(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:4222\r\n\r\n", 0, ConnKind::Client)
+            unknown_op_text(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:4222\r\n\r\n", 0, 0, ConnKind::Client)
                 .as_deref(),
             Some("Client parser ERROR, state=0, i=0: proto='\"GET / HTTP/1.1\\r\\nHost: 127.0.0.1:\"...'")
         );
@@ -189,5 +240,30 @@ mod tests {
         assert_eq!(position(b"connect {}\r\n", 0, ConnKind::Client), None);
         assert_eq!(op_args(b"PUB  \tfoo  bar\r\nPING"), b"foo  bar");
         assert_eq!(op_args(b"SUB\r\n"), b"");
+    }
+
+    #[test]
+    fn payload_end_errors_like_go_parser() {
+        // Checked against nats-server 2.9.10: "PUB foo 5\r\nhel" then "loXX\r\n" logs
+        // state=41, i=2, proto='"XX\r"...' (the index is in the second read).
+        let buf = b"PUB foo 5\r\nhelloXX\r\n";
+        assert_eq!(
+            unknown_op_text(buf, 0, 14, ConnKind::Client).as_deref(),
+            Some("Client parser ERROR, state=41, i=2: proto='\"XX\\r\"...'")
+        );
+        // All in one read: the index counts from the read's start.
+        assert_eq!(payload_end_position(buf, 0), Some((MSG_END_R, 16)));
+        assert_eq!(
+            payload_end_position(b"PING\r\nHPUB a 2 4\r\n\r\nhi\rX", 6),
+            Some((MSG_END_N, 23))
+        );
+        assert_eq!(
+            payload_end_position(b"RMSG $G a r 1\r\nzX", 0),
+            Some((MSG_END_R, 16))
+        );
+        // A good or incomplete end is no error.
+        assert_eq!(payload_end_position(b"PUB a 1\r\nz\r\n", 0), None);
+        assert_eq!(payload_end_position(b"PUB a 1\r\nz\r", 0), None);
+        assert_eq!(payload_end_position(b"PUB a 1\r\nz", 0), None);
     }
 }

@@ -171,6 +171,23 @@ pub enum ConnectJsonError {
         found: String,
         go_type: &'static str,
     },
+    #[error("json: cannot unmarshal {0} into Go value of type server.ClientOpts")]
+    NotObject(&'static str),
+    /// Go's scanner rejects the document (its words, from [`super::gojson`]).
+    #[error("{0}")]
+    GoSyntax(String),
+}
+
+/// The kind of a document that is neither an object nor `null` (Go cannot unmarshal
+/// it into a struct), from its first byte.
+fn non_object_kind(json: &[u8]) -> Option<&'static str> {
+    match json.iter().find(|b| !b.is_ascii_whitespace())? {
+        b'[' => Some("array"),
+        b'"' => Some("string"),
+        b't' | b'f' => Some("bool"),
+        b'-' | b'0'..=b'9' => Some("number"),
+        _ => None,
+    }
 }
 
 /// The JSON kind of a value, worded like Go's `UnmarshalTypeError`.
@@ -208,9 +225,15 @@ impl ConnectInfo {
     /// wrong type is an error, invalid UTF-8 in strings becomes U+FFFD, and
     /// fields clients do not have (route-only ones) are ignored.
     pub fn merge_client_json(&mut self, json: &[u8]) -> Result<(), ConnectJsonError> {
+        if let Some(text) = super::gojson::syntax_error(json) {
+            return Err(ConnectJsonError::GoSyntax(text));
+        }
+        if let Some(kind) = non_object_kind(json) {
+            return Err(ConnectJsonError::NotObject(kind));
+        }
         let mut first_err = None;
-        for_each_field(json, |key, value| {
-            if let Err(e) = self.apply_client_field(key, value) {
+        for_each_field(json, |key, value, raw| {
+            if let Err(e) = self.apply_client_field(key, value, raw) {
                 // Go keeps decoding after a type error and reports the first.
                 first_err.get_or_insert(e);
             }
@@ -225,6 +248,7 @@ impl ConnectInfo {
         &mut self,
         key: &str,
         v: serde_json::Value,
+        raw: &str,
     ) -> Result<(), ConnectJsonError> {
         use serde_json::Value;
         if v.is_null() {
@@ -249,7 +273,7 @@ impl ConnectInfo {
                 }
                 other => Err(ConnectJsonError::Type {
                     field,
-                    found: found_kind(&other),
+                    found: found_kind(&other, "bool", raw),
                     go_type: "bool",
                 }),
             };
@@ -275,7 +299,7 @@ impl ConnectInfo {
                 }
                 other => Err(ConnectJsonError::Type {
                     field,
-                    found: found_kind(&other),
+                    found: found_kind(&other, "string", raw),
                     go_type: "string",
                 }),
             };
@@ -288,7 +312,7 @@ impl ConnectInfo {
                 }
                 None => Err(ConnectJsonError::Type {
                     field: "protocol",
-                    found: found_kind(&v),
+                    found: found_kind(&v, "int", raw),
                     go_type: "int",
                 }),
             },
@@ -298,7 +322,7 @@ impl ConnectInfo {
                 Value::String(_) => Ok(()),
                 other => Err(ConnectJsonError::Type {
                     field: "remote_account",
-                    found: found_kind(&other),
+                    found: found_kind(&other, "string", raw),
                     go_type: "string",
                 }),
             },
@@ -306,13 +330,44 @@ impl ConnectInfo {
                 Value::Object(_) => Ok(()),
                 other => Err(ConnectJsonError::Type {
                     field: if key == "import" { "import" } else { "export" },
-                    found: found_kind(&other),
+                    found: found_kind(&other, "server.SubjectPermission", raw),
                     go_type: "server.SubjectPermission",
                 }),
             },
             _ => Ok(()),
         }
     }
+}
+
+/// The error nats-server logs for a route's CONNECT document, or `None`: it is
+/// unmarshalled twice, into `ClientOpts` (client.go processConnect, every connection
+/// kind) and then into the route's `connectInfo` (route.go processRouteConnect), whose
+/// own fields are checked only if the first pass took the document.
+pub fn route_connect_error(json: &[u8]) -> Option<String> {
+    if let Err(e) = ConnectInfo::default().merge_client_json(json) {
+        return Some(e.to_string());
+    }
+    let mut first = None;
+    let _ = for_each_field(json, |key, v, raw| {
+        if v.is_null() {
+            return;
+        }
+        let key = fold_key(key);
+        let (field, go_type, fits) = match key.as_str() {
+            "cluster" => ("cluster", "string", v.is_string()),
+            "gateway" => ("gateway", "string", v.is_string()),
+            "cluster_dynamic" => ("cluster_dynamic", "bool", v.is_boolean()),
+            "lnoc" => ("lnoc", "bool", v.is_boolean()),
+            _ => return,
+        };
+        if !fits {
+            first.get_or_insert(format!(
+                "json: cannot unmarshal {} into Go struct field connectInfo.{field} of type {go_type}",
+                found_kind(&v, go_type, raw)
+            ));
+        }
+    });
+    first
 }
 
 /// Why a route's INFO document was rejected (nats-server client.go
@@ -328,12 +383,19 @@ pub enum InfoJsonError {
         found: String,
         go_type: &'static str,
     },
+    #[error("json: cannot unmarshal {0} into Go value of type server.Info")]
+    NotObject(&'static str),
+    #[error("{0}")]
+    GoSyntax(String),
 }
 
-/// Go's wording for the value found: the kind, and for numbers the literal.
-fn found_kind(v: &serde_json::Value) -> String {
+/// Go's wording for the value found (encoding/json literalStore): the kind, and for a
+/// number going into a numeric field its literal as written (`number 1e3`).
+fn found_kind(v: &serde_json::Value, go_type: &str, raw: &str) -> String {
+    let numeric =
+        go_type.starts_with("int") || go_type.starts_with("uint") || go_type.starts_with("float");
     match v {
-        serde_json::Value::Number(n) => format!("number {n}"),
+        serde_json::Value::Number(_) if numeric => format!("number {}", raw.trim()),
         other => json_kind(other).to_string(),
     }
 }
@@ -342,10 +404,11 @@ fn info_type_err(
     field: &'static str,
     go_type: &'static str,
     v: &serde_json::Value,
+    raw: &str,
 ) -> InfoJsonError {
     InfoJsonError::Type {
         field,
-        found: found_kind(v),
+        found: found_kind(v, go_type, raw),
         go_type,
     }
 }
@@ -363,10 +426,10 @@ fn go_string_slice(
             .map(|it| match it {
                 Value::String(s) => Ok(s),
                 Value::Null => Ok(String::new()),
-                other => Err(info_type_err(field, "string", &other)),
+                other => Err(info_type_err(field, "string", &other, "")),
             })
             .collect(),
-        other => Err(info_type_err(field, "[]string", &other)),
+        other => Err(info_type_err(field, "[]string", &other, "")),
     }
 }
 
@@ -395,10 +458,16 @@ impl ServerInfo {
     /// `max_payload` beyond int32, ...) is an error. A `port` that Go's
     /// `int` holds but a TCP port cannot is kept as 0 (nothing can dial it).
     pub fn from_route_json(json: &[u8]) -> Result<ServerInfo, InfoJsonError> {
+        if let Some(text) = super::gojson::syntax_error(json) {
+            return Err(InfoJsonError::GoSyntax(text));
+        }
+        if let Some(kind) = non_object_kind(json) {
+            return Err(InfoJsonError::NotObject(kind));
+        }
         let mut info = ServerInfo::default();
         let mut first_err = None;
-        for_each_field(json, |key, value| {
-            if let Err(e) = info.apply_info_field(key, value) {
+        for_each_field(json, |key, value, raw| {
+            if let Err(e) = info.apply_info_field(key, value, raw) {
                 first_err.get_or_insert(e);
             }
         })?;
@@ -408,7 +477,12 @@ impl ServerInfo {
         }
     }
 
-    fn apply_info_field(&mut self, key: &str, v: serde_json::Value) -> Result<(), InfoJsonError> {
+    fn apply_info_field(
+        &mut self,
+        key: &str,
+        v: serde_json::Value,
+        raw: &str,
+    ) -> Result<(), InfoJsonError> {
         use serde_json::Value;
         if v.is_null() {
             return Ok(());
@@ -434,7 +508,7 @@ impl ServerInfo {
                     Ok(())
                 }
                 (Value::String(_), None) => Ok(()),
-                (other, _) => Err(info_type_err(field, "string", &other)),
+                (other, _) => Err(info_type_err(field, "string", &other, raw)),
             };
         }
         let opt_string: Option<(&'static str, &mut Option<String>)> = match key.as_str() {
@@ -451,7 +525,7 @@ impl ServerInfo {
                     *slot = Some(s);
                     Ok(())
                 }
-                other => Err(info_type_err(field, "string", &other)),
+                other => Err(info_type_err(field, "string", &other, raw)),
             };
         }
         let mut ignored = false;
@@ -477,7 +551,7 @@ impl ServerInfo {
                     *slot = b;
                     Ok(())
                 }
-                other => Err(info_type_err(field, "bool", &other)),
+                other => Err(info_type_err(field, "bool", &other, raw)),
             };
         }
         match key.as_str() {
@@ -485,12 +559,14 @@ impl ServerInfo {
             "proto" => {
                 let p = v
                     .as_i64()
-                    .ok_or_else(|| info_type_err("proto", "int", &v))?;
+                    .ok_or_else(|| info_type_err("proto", "int", &v, raw))?;
                 self.proto = p.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
                 Ok(())
             }
             "port" => {
-                let p = v.as_i64().ok_or_else(|| info_type_err("port", "int", &v))?;
+                let p = v
+                    .as_i64()
+                    .ok_or_else(|| info_type_err("port", "int", &v, raw))?;
                 self.port = u16::try_from(p).unwrap_or(0);
                 Ok(())
             }
@@ -498,19 +574,19 @@ impl ServerInfo {
                 let m = v
                     .as_i64()
                     .filter(|m| i32::try_from(*m).is_ok())
-                    .ok_or_else(|| info_type_err("max_payload", "int32", &v))?;
+                    .ok_or_else(|| info_type_err("max_payload", "int32", &v, raw))?;
                 self.max_payload = m;
                 Ok(())
             }
             "client_id" => {
                 self.client_id = v
                     .as_u64()
-                    .ok_or_else(|| info_type_err("client_id", "uint64", &v))?;
+                    .ok_or_else(|| info_type_err("client_id", "uint64", &v, raw))?;
                 Ok(())
             }
             "gateway_cmd" => match v.as_u64() {
                 Some(c) if c <= u8::MAX as u64 => Ok(()),
-                _ => Err(info_type_err("gateway_cmd", "uint8", &v)),
+                _ => Err(info_type_err("gateway_cmd", "uint8", &v, raw)),
             },
             "gateway_cmd_payload" => match &v {
                 Value::String(s) if is_std_base64(s) => Ok(()),
@@ -521,7 +597,7 @@ impl ServerInfo {
                 {
                     Ok(())
                 }
-                _ => Err(info_type_err("gateway_cmd_payload", "[]uint8", &v)),
+                _ => Err(info_type_err("gateway_cmd_payload", "[]uint8", &v, raw)),
             },
             "connect_urls" => {
                 self.connect_urls = go_string_slice("connect_urls", v)?;
@@ -540,7 +616,7 @@ impl ServerInfo {
             "import" | "export" => {
                 let field = if key == "import" { "import" } else { "export" };
                 let Value::Object(m) = v else {
-                    return Err(info_type_err(field, "server.SubjectPermission", &v));
+                    return Err(info_type_err(field, "server.SubjectPermission", &v, raw));
                 };
                 let mut perm = SubjectPerm::default();
                 for (k, item) in m {
@@ -581,14 +657,16 @@ impl ServerInfo {
 /// no-op); any other non-object document is an error.
 struct ObjectFields<F>(F);
 
-impl<'de, F: FnMut(&str, serde_json::Value)> serde::de::DeserializeSeed<'de> for ObjectFields<F> {
+impl<'de, F: FnMut(&str, serde_json::Value, &str)> serde::de::DeserializeSeed<'de>
+    for ObjectFields<F>
+{
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de, F: FnMut(&str, serde_json::Value)> serde::de::Visitor<'de> for ObjectFields<F> {
+impl<'de, F: FnMut(&str, serde_json::Value, &str)> serde::de::Visitor<'de> for ObjectFields<F> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -601,8 +679,11 @@ impl<'de, F: FnMut(&str, serde_json::Value)> serde::de::Visitor<'de> for ObjectF
 
     fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
-            let value: serde_json::Value = map.next_value()?;
-            (self.0)(&key, value);
+            // The value as written too: Go words a number by its literal.
+            let raw: Box<serde_json::value::RawValue> = map.next_value()?;
+            let value: serde_json::Value =
+                serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
+            (self.0)(&key, value, raw.get());
         }
         Ok(())
     }
@@ -612,7 +693,7 @@ impl<'de, F: FnMut(&str, serde_json::Value)> serde::de::Visitor<'de> for ObjectF
 /// and hands each member of the top-level object to `apply`.
 fn for_each_field(
     json: &[u8],
-    apply: impl FnMut(&str, serde_json::Value),
+    apply: impl FnMut(&str, serde_json::Value, &str),
 ) -> Result<(), serde_json::Error> {
     let text = String::from_utf8_lossy(json);
     let mut de = serde_json::Deserializer::from_str(&text);

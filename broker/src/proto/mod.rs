@@ -4,6 +4,7 @@
 
 pub mod encode;
 pub mod goerr;
+pub mod gojson;
 pub mod json;
 pub mod parser;
 

@@ -320,6 +320,8 @@ pub async fn run_labeled<S: SplitIo>(
             max_control_line: opts.max_control_line,
             max_payload: Some(opts.max_payload),
         },
+        read_start: 0,
+        line_traced: false,
         max_subs: usize::try_from(opts.max_subscriptions).unwrap_or(0),
         batch_in_msgs: 0,
         batch_subs: 0,
@@ -393,6 +395,12 @@ struct Conn {
     batch: Batch,
     cache: MatchCache,
     limits: ParseLimits,
+    /// Where the newest read begins in the read buffer (parser errors count from it,
+    /// as nats-server's parser sees one read at a time).
+    read_start: usize,
+    /// The message operation at the start of the unparsed input has had its
+    /// control line traced (its payload had not all come).
+    line_traced: bool,
     max_subs: usize,
     batch_in_msgs: u64,
     /// SUB/UNSUB operations of this read batch (client.go `c.in.subs`).

@@ -519,6 +519,7 @@ pub async fn run_route_labeled<S: SplitIo>(
         ping_sent: None,
         ping: ping::PingClock::default(),
         active: false,
+        read_start: 0,
     };
     let reason = conn.read_loop(&mut rd).await;
     shared.out.close(reason);
@@ -675,6 +676,8 @@ struct RouteConn {
     /// The current read brought routed messages or interest changes
     /// (client.go readLoop: `c.in.msgs > 0 || c.in.subs > 0`).
     active: bool,
+    /// Where the newest read begins in the read buffer (parser errors count from it).
+    read_start: usize,
 }
 
 struct Close(ClosedState);

@@ -13,6 +13,22 @@ use tracing::trace;
 /// PUB/HPUB/RMSG/HMSG the payload and its CRLF). `max_payload_len` is
 /// `max_traced_msg_len` (0 = the whole payload).
 pub fn trace_in(prefix: &str, raw: &[u8], max_payload_len: usize) {
+    trace_in_parts(prefix, raw, max_payload_len, true, true);
+}
+
+/// The control line of an inbound operation alone, as nats-server traces it as
+/// soon as the line is parsed: before the payload has come, and before the
+/// arguments are checked.
+pub fn trace_in_line(prefix: &str, raw: &[u8]) {
+    trace_in_parts(prefix, raw, 0, true, false);
+}
+
+/// The payload of an inbound message whose control line [`trace_in_line`] traced.
+pub fn trace_in_payload(prefix: &str, raw: &[u8], max_payload_len: usize) {
+    trace_in_parts(prefix, raw, max_payload_len, false, true);
+}
+
+fn trace_in_parts(prefix: &str, raw: &[u8], max_payload_len: usize, line: bool, body: bool) {
     let Some((name, arg, payload)) = split_op(raw) else {
         return;
     };
@@ -20,12 +36,15 @@ pub fn trace_in(prefix: &str, raw: &[u8], max_payload_len: usize) {
         // parser.go hands INFO to processInfo without tracing it.
         return;
     }
+    let arg = arg.filter(|_| line);
+    let payload = payload.filter(|_| body);
     match arg {
         Some(arg) if name == "CONNECT" => {
             trace!("{prefix} - <<- [{name} {}]", redact_pass(arg))
         }
         Some(arg) => trace!("{prefix} - <<- [{name} {}]", String::from_utf8_lossy(arg)),
-        None => trace!("{prefix} - <<- [{name}]"),
+        None if line => trace!("{prefix} - <<- [{name}]"),
+        None => {}
     }
     if let Some(p) = payload {
         trace!(

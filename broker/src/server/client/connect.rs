@@ -92,14 +92,9 @@ impl Conn {
         // options (a second CONNECT keeps what it omits); bad JSON closes
         // without an -ERR.
         if let Err(e) = self.connect.merge_client_json(json) {
-            // client.go readLoop logs the json.Unmarshal error as it is.
-            let text = match &e {
-                crate::proto::json::ConnectJsonError::Syntax(s) if s.is_eof() => {
-                    "unexpected end of JSON input".to_string()
-                }
-                other => other.to_string(),
-            };
-            error!("{} - {}", self.shared.log_prefix(), text);
+            // client.go readLoop logs the json.Unmarshal error as it is (in Go's
+            // words: proto::json and proto::gojson).
+            error!("{} - {}", self.shared.log_prefix(), e);
             return Err(Close(ClosedState::ProtocolViolation));
         }
         // Named before authentication, so an auth error names the client; and

@@ -74,6 +74,7 @@ impl Conn {
                             if mpay != 0 {
                                 self.limits.max_payload = Some(mpay);
                             }
+                            self.read_start = rbuf.len() - n;
                             let started = Instant::now();
                             let res = self.process_read(&mut rbuf).await;
                             // client.go readLoop: a read that took this long to
@@ -180,12 +181,15 @@ impl Conn {
             }
             match parse_op(buf, ConnKind::Client, &self.limits) {
                 Ok(Step::Op { op, consumed }) => {
+                    let line_traced = std::mem::take(&mut self.line_traced);
                     if tracing::enabled!(tracing::Level::TRACE) {
-                        trace::trace_in(
-                            &self.shared.log_prefix(),
-                            &buf[..consumed],
-                            self.srv.opts().max_traced_msg_len,
-                        );
+                        let (prefix, max) =
+                            (self.shared.log_prefix(), self.srv.opts().max_traced_msg_len);
+                        if line_traced {
+                            trace::trace_in_payload(&prefix, &buf[..consumed], max);
+                        } else {
+                            trace::trace_in(&prefix, &buf[..consumed], max);
+                        }
                     }
                     pos += consumed;
                     if let Err(c) = self.handle(op) {
@@ -196,6 +200,15 @@ impl Conn {
                     }
                 }
                 Ok(Step::Incomplete { total_hint }) => {
+                    // parser.go traces a PUB/HPUB line once it is parsed, before
+                    // its payload has come.
+                    if !self.line_traced
+                        && tracing::enabled!(tracing::Level::TRACE)
+                        && crate::proto::goerr::is_message_line_complete(buf)
+                    {
+                        trace::trace_in_line(&self.shared.log_prefix(), buf);
+                        self.line_traced = true;
+                    }
                     if let Some(total) = total_hint {
                         if total > rbuf.capacity() - pos {
                             rbuf.reserve(total - (rbuf.len() - pos));
@@ -203,16 +216,33 @@ impl Conn {
                     }
                     break Ok(false);
                 }
-                Err(e) => break Err(self.parse_error(e, &rbuf[..], pos)),
+                Err(e) => {
+                    // Go traces the line before checking its arguments and before
+                    // the payload's CRLF; an unknown name is never traced.
+                    let traced = std::mem::take(&mut self.line_traced);
+                    let go_traced = match e {
+                        ParseError::BadArgs(_) | ParseError::MaxPayload => true,
+                        ParseError::UnknownOp => crate::proto::goerr::fails_after_payload(buf),
+                        ParseError::MaxControlLine => false,
+                    };
+                    if !traced && go_traced && tracing::enabled!(tracing::Level::TRACE) {
+                        trace::trace_in_line(&self.shared.log_prefix(), buf);
+                    }
+                    break Err(self.parse_error(e, &rbuf[..], pos));
+                }
             }
         };
         rbuf.advance(pos);
+        self.read_start = self.read_start.saturating_sub(pos);
         res
     }
 
     /// `read` holds this read's bytes, the failing operation starting at `at`.
     fn parse_error(&mut self, e: ParseError, read: &[u8], at: usize) -> Close {
-        if let Some(line) = e.err_line() {
+        // maxPayloadViolation logs before it sends the -ERR; the parser's errors
+        // are sent first and logged by the read loop.
+        let err_line = e.err_line();
+        if let (Some(line), false) = (err_line, e == ParseError::MaxPayload) {
             self.send_proto(line);
         }
         let buf = &read[at..];
@@ -231,6 +261,9 @@ impl Conn {
                     size,
                     self.limits.max_payload.unwrap_or(0)
                 );
+                if let Some(line) = err_line {
+                    self.send_proto(line);
+                }
                 Close(ClosedState::MaxPayloadExceeded)
             }
             ParseError::MaxControlLine => {
@@ -242,8 +275,13 @@ impl Conn {
                 Close(ClosedState::MaxControlLineExceeded)
             }
             ParseError::UnknownOp => {
-                let text = crate::proto::goerr::unknown_op_text(read, at, ConnKind::Client)
-                    .unwrap_or_else(|| format!("Client parser ERROR, proto={snip:?}"));
+                let text = crate::proto::goerr::unknown_op_text(
+                    read,
+                    at,
+                    self.read_start,
+                    ConnKind::Client,
+                )
+                .unwrap_or_else(|| format!("Client parser ERROR, proto={snip:?}"));
                 error!("{} - {}", self.shared.log_prefix(), text);
                 Close(ClosedState::ProtocolViolation)
             }

@@ -17,10 +17,15 @@ use crate::server::{lock, ServerState};
 
 impl RouteConn {
     pub(super) fn handle_connect(&mut self, json: &[u8]) -> Result<(), Close> {
-        let ci: ConnectInfo = match serde_json::from_slice(json) {
+        // client.go readLoop logs json.Unmarshal's error as it is.
+        let parsed = match crate::proto::json::route_connect_error(json) {
+            Some(text) => Err(text),
+            None => serde_json::from_slice::<ConnectInfo>(json).map_err(|e| e.to_string()),
+        };
+        let ci = match parsed {
             Ok(c) => c,
-            Err(e) => {
-                error!("{} - processRouteConnect: {}", self.prefix, e);
+            Err(text) => {
+                error!("{} - {}", self.prefix, text);
                 return Err(Close(ClosedState::ProtocolViolation));
             }
         };

@@ -55,7 +55,8 @@ impl RouteConn {
                     match r {
                         Ok(0) => return ClosedState::ClientClosed,
                         Err(_) => return ClosedState::ReadError,
-                        Ok(_) => {
+                        Ok(n) => {
+                            self.read_start = rbuf.len() - n;
                             // A message that found a stalled local client
                             // stops processing until it drains (bounded), then
                             // the rest of this read goes on.
@@ -175,7 +176,12 @@ impl RouteConn {
                     let snip = String::from_utf8_lossy(&buf[..buf.len().min(32)]).to_string();
                     let go_text = matches!(e, ParseError::UnknownOp)
                         .then(|| {
-                            crate::proto::goerr::unknown_op_text(&rbuf[..], pos, ConnKind::Route)
+                            crate::proto::goerr::unknown_op_text(
+                                &rbuf[..],
+                                pos,
+                                self.read_start,
+                                ConnKind::Route,
+                            )
                         })
                         .flatten();
                     match (go_text, &e) {
@@ -203,6 +209,7 @@ impl RouteConn {
             }
         };
         rbuf.advance(pos);
+        self.read_start = self.read_start.saturating_sub(pos);
         res
     }
 
