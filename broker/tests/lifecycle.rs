@@ -625,6 +625,27 @@ fn connect_and_limit_errors_logged_like_nats_server() {
     }
 }
 
+/// A control line over `max_control_line`, whole in one read, held over at the end of
+/// a read, and a CONNECT: nats-server's state, held-over length and 128-byte snippet.
+#[test]
+fn max_control_line_logged_like_nats_server() {
+    let long_pub = format!("CONNECT {{}}\r\nPUB {} 5\r\n", "a".repeat(200));
+    let held_sub = format!("CONNECT {{}}\r\nSUB {}", "b".repeat(300));
+    let connect = format!("CONNECT {{\"name\":\"{}\"}}\r\n", "c".repeat(120));
+    let inputs: [&[u8]; 3] = [long_pub.as_bytes(), held_sub.as_bytes(), connect.as_bytes()];
+    let results = err_lines_side_by_side("max_control_line: 100\n", &inputs);
+    assert!(
+        results[0][1].starts_with(
+            "maximum control line exceeded: State 47, max_control_line 100, Buffer len 300 (snip: \"bbb"
+        ),
+        "{:?}",
+        results[0]
+    );
+    if results.len() == 2 {
+        assert_eq!(results[0], results[1], "ours (left) vs nats-server (right)");
+    }
+}
+
 /// A bad CONNECT on the route port: nats-server unmarshals it into ClientOpts and then
 /// into the route's connectInfo and logs Go's error as it is.
 #[test]

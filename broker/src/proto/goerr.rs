@@ -108,10 +108,15 @@ fn position(buf: &[u8], op_start: usize, kind: ConnKind) -> Option<(u8, usize)> 
 /// parser.go protoSnippet: Go's `%q` of up to 32 bytes from `start` (one byte short
 /// when the buffer ends first, as Go computes it).
 fn snippet(buf: &[u8], start: usize) -> String {
+    snippet_of(buf, start, 32)
+}
+
+/// protoSnippet with its `max` argument.
+fn snippet_of(buf: &[u8], start: usize, max: usize) -> String {
     if start >= buf.len() {
         return "\"\"".to_string();
     }
-    let mut stop = start + 32;
+    let mut stop = start + max;
     if stop > buf.len() {
         stop = buf.len() - 1;
     }
@@ -157,6 +162,44 @@ fn payload_end_position(buf: &[u8], op_start: usize) -> Option<(u8, usize)> {
         (Some(_), Some(&b)) if b != b'\n' => Some((MSG_END_N, end + 1)),
         _ => None,
     }
+}
+
+/// What nats-server logs when the client operation at the start of `buf` exceeds
+/// `max_control_line` (parser.go overMaxControlLineLimit): the argument state of its
+/// parser, the arguments held over from an earlier read (0 once the line is complete)
+/// and a snippet of up to 128 bytes of the arguments.
+pub fn max_control_line_text(buf: &[u8], max: usize) -> String {
+    let name_end = buf
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(buf.len());
+    let state = match buf[..name_end].to_ascii_uppercase().as_slice() {
+        b"-ERR" => 9,
+        b"CONNECT" => 17,
+        b"HPUB" => 23,
+        b"PUB" => 33,
+        b"SUB" => 47,
+        b"UNSUB" => 65,
+        b"INFO" => 75,
+        _ => 0,
+    };
+    let rest = &buf[name_end..];
+    let start = name_end
+        + rest
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .unwrap_or(rest.len());
+    let (end, held) = match buf[start..].iter().position(|&b| b == b'\n') {
+        Some(nl) => (start + nl, false),
+        None => (buf.len(), true),
+    };
+    let arg = &buf[start..end];
+    let arg = arg.strip_suffix(b"\r").unwrap_or(arg);
+    format!(
+        "maximum control line exceeded: State {state}, max_control_line {max}, Buffer len {} (snip: {}...)",
+        if held { arg.len() } else { 0 },
+        snippet_of(arg, 0, 128)
+    )
 }
 
 /// Whether `buf` starts with a client message operation (PUB, HPUB) whose control

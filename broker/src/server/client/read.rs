@@ -268,9 +268,9 @@ impl Conn {
             }
             ParseError::MaxControlLine => {
                 error!(
-                    "{} - maximum control line exceeded (max_control_line {})",
+                    "{} - {}",
                     self.shared.log_prefix(),
-                    self.limits.max_control_line
+                    crate::proto::goerr::max_control_line_text(buf, self.limits.max_control_line)
                 );
                 Close(ClosedState::MaxControlLineExceeded)
             }
