@@ -739,3 +739,87 @@ async fn shutdown_is_prompt_when_scion_peer_and_network_are_gone() {
     assert!(b_took < Duration::from_millis(2500), "b took {b_took:?}");
     assert!(a_took < Duration::from_millis(2500), "a took {a_took:?}");
 }
+
+/// Two brokers in one AS on a TCP cluster, each with a SCION client listener: the one
+/// that starts second dials its route at once, and its route INFO must already name
+/// its SCION listener (the listener is bound with the TCP client listener, before
+/// "Server is ready" and before any route), or a proxy on the first never learns it
+/// and cannot fail over to it. Nothing re-announces the listener later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scion_client_listener_is_announced_in_the_first_route_info() {
+    let emu = Emulator::start(Topology::from_toml(TOPO).unwrap(), EmuOptions::default())
+        .await
+        .unwrap();
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "broker-scion-urls-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    )));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let opts = |name: &str, routes: Vec<RouteUrl>| Options {
+        server_name: Some(name.into()),
+        host: "127.0.0.1".into(),
+        port: -1,
+        scion_listen: Some(ListenAddr::Scion {
+            isd_as: AS_A.into(),
+            ip: localhost(),
+            port: 0,
+        }),
+        cluster: ClusterOpts {
+            name: Some("c1".into()),
+            listen: Some(ListenAddr::Tcp {
+                host: "127.0.0.1".into(),
+                port: -1,
+            }),
+            routes,
+            ..Default::default()
+        },
+        scion: Some(scion_opts(&emu, &dir, AS_A, "latency")),
+        ..Default::default()
+    };
+    let a = start(opts("a", vec![])).await.unwrap();
+    let ra = a
+        .state
+        .cluster
+        .listen_addr
+        .lock()
+        .unwrap()
+        .expect("cluster");
+    // Three rounds: a second broker that announced late would be missed in some.
+    for round in 0..3 {
+        let b = start(opts(
+            &format!("b{round}"),
+            vec![RouteUrl {
+                url: format!("nats-route://{ra}"),
+                user: None,
+                password: None,
+                target: broker::options::RouteTarget::Tcp {
+                    host: ra.ip().to_string(),
+                    port: ra.port(),
+                },
+            }],
+        ))
+        .await
+        .unwrap();
+        let ub = b
+            .state
+            .scion
+            .lock()
+            .unwrap()
+            .client_endpoint
+            .as_ref()
+            .expect("SCION client listener bound by start()")
+            .local_addr()
+            .to_string();
+        let deadline = Instant::now() + WAIT;
+        while !a.state.cluster.scion_connect_urls().contains(&ub) {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: A never learned B's SCION listener {ub}: {:?}",
+                a.state.cluster.scion_connect_urls()
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+        b.shutdown().await;
+    }
+}

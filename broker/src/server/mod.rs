@@ -462,6 +462,7 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
     let opts = state.opts();
     *lock(&state.cluster.own_urls) = own_connect_urls(&opts, local);
     tasks.push(tokio::spawn(accept_loop(state.clone(), listener)));
+    scion::start_client_listener(&state, &mut tasks).await?;
     info!("Server is ready");
     if state.cluster.enabled {
         let bind = cluster_bind_addr(&opts)?;

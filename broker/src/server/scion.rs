@@ -276,6 +276,31 @@ pub async fn start(
         links.route_endpoint = Some(ep);
     }
 
+    // Dial the SCION routes.
+    for r in &opts.cluster.routes {
+        if let RouteTarget::Scion { isd_as, ip, port } = &r.target {
+            let Some(ep) = links.route_endpoint.clone() else {
+                return Err(err(ScionConfigError::NoLocalScion(r.url.clone())));
+            };
+            let remote = scion_addr("cluster.routes", isd_as, *ip, *port).map_err(err)?;
+            let s = solicit_from_url(r, true);
+            tasks.push(tokio::spawn(dial_route(srv.clone(), ep, remote, s)));
+        }
+    }
+    lock(&srv.scion).route_endpoint = links.route_endpoint;
+    Ok(())
+}
+
+/// Binds the SCION client listener (`listen` with a SCION address), if one is
+/// configured. It runs with the TCP client listener, before "Server is ready" and
+/// before any route: the route INFO and client INFO `connect_urls` name its address
+/// from the start.
+pub async fn start_client_listener(
+    srv: &Arc<ServerState>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(), StartError> {
+    let opts = srv.opts();
+    let err = |e: ScionConfigError| StartError::Scion(e.to_string());
     if let Some(ListenAddr::Scion { isd_as, ip, port }) = &opts.scion_listen {
         let local = scion_addr("listen", isd_as, *ip, *port).map_err(err)?;
         let (cfg, verified) = transport_config(&opts, local, false, "listen").map_err(err)?;
@@ -304,21 +329,9 @@ pub async fn start(
             ep.clone(),
             "client",
         )));
-        links.client_endpoint = Some(ep);
+        lock(&srv.scion).client_endpoint = Some(ep);
     }
 
-    // Dial the SCION routes.
-    for r in &opts.cluster.routes {
-        if let RouteTarget::Scion { isd_as, ip, port } = &r.target {
-            let Some(ep) = links.route_endpoint.clone() else {
-                return Err(err(ScionConfigError::NoLocalScion(r.url.clone())));
-            };
-            let remote = scion_addr("cluster.routes", isd_as, *ip, *port).map_err(err)?;
-            let s = solicit_from_url(r, true);
-            tasks.push(tokio::spawn(dial_route(srv.clone(), ep, remote, s)));
-        }
-    }
-    *lock(&srv.scion) = links;
     Ok(())
 }
 
