@@ -38,6 +38,9 @@ use crate::server::scion::SERVER_NAME;
 pub struct ProxyConfig {
     pub listen: SocketAddr,
     pub upstream: ScionAddr,
+    /// Further configured upstreams, tried in order after `upstream` (and before the
+    /// listeners learned from INFO).
+    pub more_upstreams: Vec<ScionAddr>,
     /// Our SCION address (port 0 = any free port in the dispatched range).
     pub local: ScionAddr,
     pub daemon: Option<String>,
@@ -64,7 +67,11 @@ pub struct ProxyTls {
 #[derive(Debug, Clone)]
 pub struct ProxyArgs {
     pub listen: SocketAddr,
-    pub upstream: ScionAddr,
+    /// `--upstream`, in the order given (at least one).
+    pub upstreams: Vec<ScionAddr>,
+    /// `-D`/`-V`/`-DV`: debug and trace log lines.
+    pub debug: bool,
+    pub trace: bool,
     /// `None`: the ISD-AS from the SCION daemon, the IP from [`default_local_ip`].
     pub local: Option<ScionAddr>,
     pub daemon: Option<String>,
@@ -92,15 +99,19 @@ pub enum ProxyError {
 }
 
 pub const PROXY_USAGE: &str = "\
-Usage: broker proxy --listen <host:port> --upstream <nats://ISD-AS,IP:port>
+Usage: broker proxy --listen <host:port> --upstream <nats://ISD-AS,IP:port> [--upstream ...]
                     [--local <ISD-AS,IP[:port]>] [--ca <ca.pem>] [--server-name <name>]
                     [--cert <cert.pem> --key <key.pem>]
                     [--daemon <host:port>] [--topology <topology.json>] [--path_preference <list>]
+                    [-D] [-V] [-DV]
 
 Carries TCP NATS connections to a broker's SCION client listener over path-aware QUIC/SCION.
   --listen           local TCP address NATS clients connect to (e.g. 127.0.0.1:4222)
   --upstream         the broker's SCION client listener, any form: nats://ISD-AS,IP:port,
-                     [ISD-AS,IP]:port, ISD-AS,IP:port
+                     [ISD-AS,IP]:port, ISD-AS,IP:port; repeat it (or list nats:// URLs
+                     separated by commas) for more brokers, tried in order, then the
+                     cluster's other SCION listeners learned from INFO
+  -D, -V, -DV        debug, trace (each client link opened and closed), both
   --local            this host's SCION address (default: the daemon's ISD-AS and the IP
                      this host uses toward its AS's border router, or toward the daemon)
   --ca               PEM CA bundle: verify the broker's certificate (without it the link is
@@ -112,6 +123,53 @@ Carries TCP NATS connections to a broker's SCION client listener over path-aware
   --topology         the local AS's topology.json (dispatched port range, MTU)
   --path_preference  e.g. \"latency\" or \"bandwidth,latency\"
 ";
+
+/// The `--upstream` values in `v`: one address in any form, or `nats://` URLs separated
+/// by commas (an address has a comma of its own, so a list is split only before
+/// `nats://`). The scheme must be `nats`, the port given, and there must be no user
+/// info: credentials go in the NATS client's CONNECT, which the proxy carries as it is.
+pub(crate) fn parse_upstreams(v: &str) -> Result<Vec<ScionAddr>, ProxyError> {
+    let bad =
+        |what: &str, reason: String| ProxyError::Usage(format!("--upstream {what:?}: {reason}"));
+    let mut out = Vec::new();
+    for (k, part) in v.split(",nats://").enumerate() {
+        let part = if k == 0 {
+            part.trim().to_string()
+        } else {
+            format!("nats://{}", part.trim())
+        };
+        let addr = if part.contains("://") {
+            let u = parse_nats_url(&part).map_err(|e| bad(&part, e.to_string()))?;
+            if u.scheme != "nats" {
+                return Err(bad(
+                    &part,
+                    format!(
+                        "scheme {:?}: a broker's SCION client listener is nats://",
+                        u.scheme
+                    ),
+                ));
+            }
+            if u.user.is_some() {
+                return Err(bad(
+                    &part,
+                    "user info is not used here: give the credentials to the NATS client, whose CONNECT the proxy carries".into(),
+                ));
+            }
+            u.addr
+        } else {
+            part.parse::<ScionAddr>()
+                .map_err(|e| bad(&part, e.to_string()))?
+        };
+        if addr.port == 0 {
+            return Err(bad(
+                &part,
+                "no port: give the broker's SCION client listener port".into(),
+            ));
+        }
+        out.push(addr);
+    }
+    Ok(out)
+}
 
 fn parse_scion(flag: &str, v: &str) -> Result<ScionAddr, ProxyError> {
     if v.contains("://") {
@@ -128,7 +186,8 @@ fn parse_scion(flag: &str, v: &str) -> Result<ScionAddr, ProxyError> {
 /// Parses the arguments after `proxy`.
 pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
     let mut listen = None;
-    let mut upstream = None;
+    let mut upstreams: Vec<ScionAddr> = Vec::new();
+    let (mut debug, mut trace) = (false, false);
     let mut local = None;
     let mut daemon = None;
     let mut topology = None;
@@ -143,6 +202,14 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
         };
         if name == "h" || name == "help" {
             return Err(ProxyError::Help);
+        }
+        // Boolean log flags, as nats-server spells them.
+        if inline.is_none() && matches!(name.as_str(), "D" | "V" | "DV" | "VD" | "debug" | "trace")
+        {
+            debug |= matches!(name.as_str(), "D" | "DV" | "VD" | "debug");
+            trace |= matches!(name.as_str(), "V" | "DV" | "VD" | "trace");
+            i += 1;
+            continue;
         }
         let value = match inline {
             Some(v) => v,
@@ -161,7 +228,13 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
                         .map_err(|e| ProxyError::Usage(format!("--listen {value:?}: {e}")))?,
                 )
             }
-            "upstream" | "u" => upstream = Some(parse_scion("--upstream", &value)?),
+            "upstream" | "u" => {
+                for a in parse_upstreams(&value)? {
+                    if !upstreams.contains(&a) {
+                        upstreams.push(a);
+                    }
+                }
+            }
             "local" => local = Some(parse_scion("--local", &value)?),
             "daemon" => daemon = Some(value),
             "topology" => topology = Some(PathBuf::from(value)),
@@ -197,8 +270,15 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
     Ok(ProxyArgs {
         listen: listen
             .ok_or_else(|| ProxyError::Usage(format!("--listen is required\n{PROXY_USAGE}")))?,
-        upstream: upstream
-            .ok_or_else(|| ProxyError::Usage(format!("--upstream is required\n{PROXY_USAGE}")))?,
+        upstreams: if upstreams.is_empty() {
+            return Err(ProxyError::Usage(format!(
+                "--upstream is required\n{PROXY_USAGE}"
+            )));
+        } else {
+            upstreams
+        },
+        debug,
+        trace,
         local,
         daemon,
         topology,
@@ -217,7 +297,8 @@ impl ProxyArgs {
         Ok((
             ProxyConfig {
                 listen: self.listen,
-                upstream: self.upstream,
+                upstream: self.upstreams[0],
+                more_upstreams: self.upstreams[1..].to_vec(),
                 local,
                 daemon: self.daemon,
                 topology: self.topology,
@@ -464,6 +545,8 @@ pub async fn start_with_tls(cfg: ProxyConfig, tls: &ProxyTls) -> Result<Proxy, P
     t.daemon = cfg.daemon.clone();
     t.topology = cfg.topology.clone();
     t.accept = false;
+    t.keep_alive = CLIENT_LINK_KEEP_ALIVE;
+    t.idle_timeout = CLIENT_LINK_IDLE;
     let mut sel = SelectorConfig::default();
     if let Some(p) = &cfg.path_preference {
         sel.preference = p
@@ -495,14 +578,24 @@ pub async fn start_with_tls(cfg: ProxyConfig, tls: &ProxyTls) -> Result<Proxy, P
         // Same wording as the broker's warning for unverified SCION routes.
         warn!("SCION client links are encrypted (QUIC/TLS) but the server is not authenticated: pass --ca <ca.pem> to verify the broker's certificate");
     }
+    let mut configured = vec![cfg.upstream];
+    for a in &cfg.more_upstreams {
+        if !configured.contains(a) {
+            configured.push(*a);
+        }
+    }
     info!(
         "Proxying NATS clients on {} to {} over SCION (local {})",
         listen,
-        cfg.upstream,
+        configured
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         ep.local_addr()
     );
     let ups = Arc::new(Upstreams {
-        configured: cfg.upstream,
+        configured,
         server_name,
         learned: std::sync::Mutex::new(Vec::new()),
         primed: std::sync::Mutex::new(None),
@@ -519,14 +612,25 @@ pub async fn start_with_tls(cfg: ProxyConfig, tls: &ProxyTls) -> Result<Proxy, P
 }
 
 impl Proxy {
-    /// Opens a link to the configured upstream now, so that certificate or
-    /// reachability problems show up as an error here; the next TCP client
-    /// gets this link instead of dialing a new one.
+    /// Opens a link to the first configured upstream that answers now, so that
+    /// certificate or reachability problems show up as an error here (the last
+    /// upstream's, if none answers); the next TCP client gets this link instead of
+    /// dialing a new one.
     pub async fn prime(&self) -> Result<(), LinkError> {
-        let up = self.upstreams.configured;
-        let link = open_link(&self.endpoint, up, &self.upstreams.server_name).await?;
-        *lock(&self.upstreams.primed) = Some((up, link));
-        Ok(())
+        let mut last = None;
+        for up in self.upstreams.configured.clone() {
+            match open_link(&self.endpoint, up, &self.upstreams.server_name).await {
+                Ok(link) => {
+                    *lock(&self.upstreams.primed) = Some((up, link));
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.upstreams.note_result(up, false);
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("at least one configured upstream"))
     }
 }
 
@@ -534,10 +638,10 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Where new client connections go: the configured upstream first, then the
+/// Where new client connections go: the configured upstreams first, then the
 /// SCION client listeners the cluster advertised (learned from INFO).
 pub(crate) struct Upstreams {
-    configured: ScionAddr,
+    configured: Vec<ScionAddr>,
     server_name: String,
     learned: std::sync::Mutex<Vec<ScionAddr>>,
     /// A link opened by [`Proxy::prime`], for the next TCP client.
@@ -548,13 +652,21 @@ pub(crate) struct Upstreams {
     failed: std::sync::Mutex<std::collections::HashMap<ScionAddr, std::time::Instant>>,
 }
 
+/// QUIC keep-alive of a client link (proxy to broker).
+pub const CLIENT_LINK_KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// A client link that hears nothing (not even a keep-alive) on any path for this long is
+/// closed: its broker or proxy died, or every path to it is down. The TCP client then
+/// sees the connection close and reconnects, as it would when a nats-server dies. Route
+/// links keep 30 s: a route is not given up so quickly.
+pub const CLIENT_LINK_IDLE: Duration = Duration::from_secs(5);
+
 /// How long an upstream that failed to link is tried after the others.
 const FAILED_RECENTLY: Duration = Duration::from_secs(30);
 
 impl Upstreams {
-    /// The configured upstream, then the learned ones; those that failed recently last.
+    /// The configured upstreams, then the learned ones; those that failed recently last.
     fn candidates(&self) -> Vec<ScionAddr> {
-        let mut v = vec![self.configured];
+        let mut v = self.configured.clone();
         for a in lock(&self.learned).iter() {
             if !v.contains(a) {
                 v.push(*a);
@@ -626,7 +738,8 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, ep: Arc<ScionEndpoint>, ups: Ar
                     break;
                 }
                 Err(e) => {
-                    warn!("proxy: {} -> {}: {}", peer, up, e);
+                    // The error starts with the upstream's address.
+                    warn!("proxy: {} -> {}", peer, e);
                     ups.note_result(up, false);
                     last_err = Some(e);
                 }
@@ -638,7 +751,7 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, ep: Arc<ScionEndpoint>, ups: Ar
         error!("proxy: {}: no upstream reachable: {}", peer, why);
         return;
     };
-    debug!("proxy: {} -> {} connected", peer, up);
+    debug!("proxy: {} -> {} linked", peer, up);
     let (mut tcp_rd, tcp_wr) = tcp.into_split();
     let mut send = send;
     let up_dir = async {
@@ -661,7 +774,19 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, ep: Arc<ScionEndpoint>, ups: Ar
             Err(_) => r,
         },
     };
-    debug!("proxy: {} closed: {:?}", peer, r);
+    // A link that timed out or was reset means the broker is gone (or every path to it):
+    // say so, and try the others first for the next clients.
+    match conn.close_reason() {
+        Some(
+            e @ (quinn::ConnectionError::TimedOut
+            | quinn::ConnectionError::Reset
+            | quinn::ConnectionError::TransportError(_)),
+        ) => {
+            warn!("proxy: {} -> {}: link lost: {}", peer, up, e);
+            ups.note_result(up, false);
+        }
+        _ => debug!("proxy: {} closed: {:?}", peer, r),
+    }
     conn.close(0u32.into(), b"client closed");
 }
 
@@ -875,8 +1000,10 @@ pub fn run_cli(args: &[String]) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let _ = crate::logging::init(&crate::logging::LogConfig {
+    let logging = crate::logging::init(&crate::logging::LogConfig {
         logtime: true,
+        debug: args.debug,
+        trace: args.trace,
         ..Default::default()
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -897,8 +1024,12 @@ pub fn run_cli(args: &[String]) -> std::process::ExitCode {
         let proxy = match started {
             Ok(p) => p,
             Err(e) => {
-                error!("{}", e);
-                eprintln!("{e}");
+                // Once, on stderr: through the log if it is up.
+                if logging.is_ok() {
+                    error!("{}", e);
+                } else {
+                    eprintln!("{e}");
+                }
                 return std::process::ExitCode::FAILURE;
             }
         };
@@ -1000,7 +1131,9 @@ mod tests {
             "--local=18-ffaa:1:10a0,127.0.0.1",
         ]))
         .unwrap();
-        assert_eq!(c.upstream.port, 31022);
+        assert_eq!(c.upstreams.len(), 1);
+        assert_eq!(c.upstreams[0].port, 31022);
+        assert!(!c.debug && !c.trace);
         assert_eq!(c.local.map(|l| l.port), Some(0));
         assert!(c.tls.ca.is_none());
         // --local is optional; --ca and --server-name are taken.
@@ -1031,6 +1164,34 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("path_preference"), "{e}");
+        // Several upstreams: repeated, or nats:// URLs listed with commas; -DV.
+        let c = parse_args(&s(&[
+            "-l",
+            "127.0.0.1:1",
+            "--upstream",
+            "nats://1-ff00:0:1,127.0.0.1:5,nats://[1-ff00:0:2,127.0.0.1]:6",
+            "--upstream",
+            "1-ff00:0:3,127.0.0.1:7",
+            "-DV",
+        ]))
+        .unwrap();
+        let ports: Vec<u16> = c.upstreams.iter().map(|u| u.port).collect();
+        assert_eq!(ports, vec![5, 6, 7]);
+        assert!(c.debug && c.trace);
+        // Upstreams that cannot work are refused, naming the value.
+        for (bad, why) in [
+            ("1-ff00:0:1,127.0.0.1", "port"),
+            ("nats://[1-ff00:0:1,127.0.0.1]:0", "no port"),
+            ("tls://[1-ff00:0:1,127.0.0.1]:5", "scheme \"tls\""),
+            ("http://1-ff00:0:1,127.0.0.1:5", "scheme \"http\""),
+            ("nats://u:p@[1-ff00:0:1,127.0.0.1]:5", "user info"),
+            ("", "--upstream"),
+        ] {
+            let e = parse_args(&s(&["--listen", "127.0.0.1:1", "--upstream", bad]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
     }
 
     #[test]
@@ -1101,7 +1262,7 @@ mod tests {
             port,
         };
         let ups = Upstreams {
-            configured: a(1),
+            configured: vec![a(1)],
             server_name: SERVER_NAME.into(),
             learned: std::sync::Mutex::new(Vec::new()),
             primed: std::sync::Mutex::new(None),
@@ -1119,6 +1280,13 @@ mod tests {
         // A later INFO lists the cluster as it is now: a(3) left.
         ups.learn(&[a(2)]);
         assert_eq!(ups.candidates(), vec![a(1), a(2)]);
+        // Several configured (--upstream twice): in order, before the learned ones.
+        let ups = Upstreams {
+            configured: vec![a(5), a(4)],
+            ..ups
+        };
+        ups.learn(&[a(4), a(6)]);
+        assert_eq!(ups.candidates(), vec![a(5), a(4), a(6)]);
     }
 
     #[test]

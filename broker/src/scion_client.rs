@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use scion_transport::address::{parse_nats_url, ScionAddr};
+use scion_transport::address::ScionAddr;
 use scion_transport::quic::ScionEndpoint;
 
 use crate::proxy::{self, LinkError, Proxy, ProxyConfig, ProxyError, ProxyTls};
@@ -136,22 +136,22 @@ impl ScionClient {
     }
 }
 
-fn parse_upstream(s: &str) -> Result<ScionAddr, ScionClientError> {
-    let err = |reason: String| ScionClientError::Upstream {
+/// The upstream(s): one address in any form, or `nats://` URLs separated by commas
+/// (as `broker proxy --upstream` takes them).
+fn parse_upstream(s: &str) -> Result<Vec<ScionAddr>, ScionClientError> {
+    proxy::parse_upstreams(s).map_err(|e| ScionClientError::Upstream {
         upstream: s.to_string(),
-        reason,
-    };
-    if s.contains("://") {
-        return parse_nats_url(s)
-            .map(|u| u.addr)
-            .map_err(|e| err(e.to_string()));
-    }
-    s.parse::<ScionAddr>().map_err(|e| err(e.to_string()))
+        reason: match e {
+            proxy::ProxyError::Usage(m) => m,
+            other => other.to_string(),
+        },
+    })
 }
 
 /// Connects to the broker's SCION client listener at `upstream`
 /// (`nats://[ISD-AS,IP]:port`, `nats://ISD-AS,IP:port` or
-/// `[ISD-AS,IP]:port`) and returns an async-nats client over it.
+/// `[ISD-AS,IP]:port`; several `nats://` URLs separated by commas are tried in
+/// order) and returns an async-nats client over it.
 ///
 /// The first QUIC/SCION link is opened before async-nats starts, so an
 /// unreachable broker or a rejected certificate is reported as
@@ -160,7 +160,7 @@ pub async fn connect(
     upstream: &str,
     opts: ScionClientOptions,
 ) -> Result<ScionClient, ScionClientError> {
-    let upstream = parse_upstream(upstream)?;
+    let upstreams = parse_upstream(upstream)?;
     let local = match opts.local {
         Some(l) => l,
         None => proxy::resolve_local(opts.daemon.as_deref(), opts.topology.as_deref())
@@ -169,7 +169,8 @@ pub async fn connect(
     };
     let cfg = ProxyConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        upstream,
+        upstream: upstreams[0],
+        more_upstreams: upstreams[1..].to_vec(),
         local,
         daemon: opts.daemon,
         topology: opts.topology,
@@ -209,8 +210,13 @@ mod tests {
             "[1-ff00:0:111,127.0.0.1]:31000",
         ] {
             let a = parse_upstream(s).unwrap_or_else(|e| panic!("{s}: {e}"));
-            assert_eq!(a.port, 31000, "{s}");
+            assert_eq!(a.len(), 1, "{s}");
+            assert_eq!(a[0].port, 31000, "{s}");
         }
+        let two = parse_upstream("nats://1-ff00:0:111,127.0.0.1:1,nats://1-ff00:0:111,127.0.0.1:2")
+            .unwrap();
+        assert_eq!(two.iter().map(|a| a.port).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(parse_upstream("nats://[1-ff00:0:111,127.0.0.1]:0").is_err());
         let e = parse_upstream("nats://127.0.0.1:4222").unwrap_err();
         assert!(matches!(e, ScionClientError::Upstream { .. }), "{e}");
         assert!(parse_upstream("garbage").is_err());

@@ -302,6 +302,7 @@ async fn connz_and_pathz_show_a_client_over_scion() {
     let proxy = broker::proxy::start(broker::proxy::ProxyConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         upstream,
+        more_upstreams: Vec::new(),
         local: ScionAddr {
             ia: ia(AS_B),
             ip: localhost(),

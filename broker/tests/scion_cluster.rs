@@ -432,6 +432,7 @@ async fn nats_client_through_proxy_to_scion_listener() {
     let proxy = broker::proxy::start(broker::proxy::ProxyConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream,
+        more_upstreams: Vec::new(),
         local: ScionAddr {
             ia: ia(AS_B),
             ip: localhost(),
@@ -551,6 +552,7 @@ async fn proxy_learns_cluster_listeners_and_fails_over() {
     let proxy = broker::proxy::start(broker::proxy::ProxyConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: ua,
+        more_upstreams: Vec::new(),
         local: ScionAddr {
             ia: ia(AS_B),
             ip: localhost(),

@@ -94,6 +94,7 @@ async fn proxy_to(
         ProxyConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             upstream,
+            more_upstreams: Vec::new(),
             local: ScionAddr {
                 ia: ia(AS_B),
                 ip: localhost(),

@@ -173,9 +173,17 @@ fn transport_config(
         cfg.flow_window = w;
     }
     // Routes keep their own PING/PONG; keep QUIC alive well below its idle
-    // timeout so a quiet route is not torn down.
-    cfg.keep_alive = Duration::from_secs(2);
-    cfg.idle_timeout = Duration::from_secs(30);
+    // timeout so a quiet route is not torn down. Client links carry one client each:
+    // a broker or proxy that died is noticed within CLIENT_LINK_IDLE, as a TCP client
+    // of a dead nats-server gets its reset at once (the peer's idle bound is the
+    // same, QUIC takes the smaller of the two).
+    if for_routes {
+        cfg.keep_alive = Duration::from_secs(2);
+        cfg.idle_timeout = Duration::from_secs(30);
+    } else {
+        cfg.keep_alive = crate::proxy::CLIENT_LINK_KEEP_ALIVE;
+        cfg.idle_timeout = crate::proxy::CLIENT_LINK_IDLE;
+    }
     Ok((cfg, verified))
 }
 

@@ -1,0 +1,235 @@
+//! A broker that dies without closing anything (SIGKILL) behind `broker proxy`: the
+//! TCP client of the proxy must see its connection close within the client link's idle
+//! bound (a few seconds, as a TCP client of a killed nats-server sees a reset at
+//! once), not after QUIC's 30 s route default, so that it reconnects instead of
+//! publishing into a dead link; the proxy says the link was lost. Emulator on loopback
+//! only; every wait is bounded.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use scion_transport::address::ScionAddr;
+
+mod scion_common;
+use scion_common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_broker");
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free UDP port in the emulated ASes' dispatched range (31000-32767), where the
+/// routers deliver SCION packets straight to the port.
+fn free_dispatched_port() -> u16 {
+    let start = 31000 + rand::random_range(0..1700u16);
+    (start..32767)
+        .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port in the dispatched range")
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("tcp port")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxied_client_sees_a_killed_broker_go_within_the_link_idle_bound() {
+    capture_logs("warn");
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-crash");
+    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
+    let sport = free_dispatched_port();
+    let (conf, log) = (dir.0.join("a.conf"), dir.0.join("a.log"));
+    std::fs::write(
+        &conf,
+        format!(
+            "port: {}\nlisten: \"nats://{AS_A},127.0.0.1:{sport}\"\nlog_file: \"{}\"\n\
+             scion {{\n  daemon: \"{daemon_a}\"\n  topology: \"{}\"\n}}\n",
+            free_tcp_port(),
+            log.display(),
+            topo_a.display()
+        ),
+    )
+    .expect("conf");
+    let mut broker = Proc(
+        Command::new(BIN)
+            .args(["-c", conf.to_str().expect("path")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn broker"),
+    );
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("Server is ready")
+    {
+        assert!(Instant::now() < deadline, "broker never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (daemon_b, topo_b) = as_files(&emu, &dir, AS_B);
+    let upstream = ScionAddr {
+        ia: ia(AS_A),
+        ip: localhost(),
+        port: sport,
+    };
+    let proxy = broker::proxy::start(broker::proxy::ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream,
+        more_upstreams: Vec::new(),
+        local: ScionAddr {
+            ia: ia(AS_B),
+            ip: localhost(),
+            port: 0,
+        },
+        daemon: Some(daemon_b),
+        topology: Some(topo_b),
+        path_preference: None,
+    })
+    .await
+    .expect("proxy");
+
+    // A plain TCP client through the proxy, up and answered.
+    let addr = proxy.listen;
+    let mut tcp = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect proxy");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(6).any(|w| w == b"PONG\r\n") {
+            let n = s.read(&mut buf).expect("read");
+            assert!(
+                n > 0,
+                "closed before PONG: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        s
+    })
+    .await
+    .unwrap();
+
+    // SIGKILL: no QUIC close reaches the proxy, the broker just stops answering.
+    broker.0.kill().expect("kill");
+    let _ = broker.0.wait();
+    let killed = Instant::now();
+    let closed_after = tokio::task::spawn_blocking(move || {
+        tcp.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buf) {
+                Ok(0) | Err(_) => return killed.elapsed(),
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    // The idle bound is 5 s; QUIC's default for routes would be 30 s.
+    assert!(
+        closed_after >= Duration::from_secs(3) && closed_after < Duration::from_secs(15),
+        "the proxied client saw the killed broker go after {closed_after:?}"
+    );
+    let deadline = Instant::now() + WAIT;
+    while !logs().contains("link lost") {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy never said the link was lost:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(proxy);
+}
+
+/// `--upstream` given twice, the first broker absent: the proxy's clients get the
+/// second one (and the first is tried last from then on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_goes_to_the_next_configured_upstream() {
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-two-upstreams");
+    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
+    let srv = broker::server::start(broker::options::Options {
+        host: "127.0.0.1".into(),
+        port: -1,
+        scion_listen: Some(broker::options::ListenAddr::Scion {
+            isd_as: AS_A.into(),
+            ip: localhost(),
+            port: 0,
+        }),
+        scion: Some(broker::options::ScionOpts {
+            daemon: Some(daemon_a),
+            topology: Some(topo_a),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("broker");
+    let live = srv
+        .state
+        .scion
+        .lock()
+        .unwrap()
+        .client_endpoint
+        .as_ref()
+        .expect("SCION client listener")
+        .local_addr();
+    // Nothing listens there (the port was free a moment ago).
+    let absent = ScionAddr {
+        port: free_dispatched_port(),
+        ..live
+    };
+    let (daemon_b, topo_b) = as_files(&emu, &dir, AS_B);
+    let args = broker::proxy::parse_args(
+        &[
+            "--listen".to_string(),
+            "127.0.0.1:0".to_string(),
+            "--upstream".to_string(),
+            format!("nats://{absent}"),
+            "--upstream".to_string(),
+            format!("nats://{live}"),
+            "--local".to_string(),
+            format!("{AS_B},127.0.0.1"),
+            "--daemon".to_string(),
+            daemon_b,
+            "--topology".to_string(),
+            topo_b.display().to_string(),
+        ],
+    )
+    .expect("args");
+    let (cfg, tls) = args.into_config().await.expect("config");
+    let proxy = broker::proxy::start_with_tls(cfg, &tls).await.expect("proxy");
+    let nc = tokio::time::timeout(
+        WAIT,
+        async_nats::ConnectOptions::new()
+            .connection_timeout(WAIT)
+            .connect(proxy.listen.to_string()),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect through the second upstream");
+    let mut sub = nc.subscribe("two").await.unwrap();
+    nc.publish("two", "up".into()).await.unwrap();
+    let m = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut sub))
+        .await
+        .expect("delivered in time")
+        .expect("message");
+    assert_eq!(m.payload, "up".as_bytes());
+    assert_eq!(srv.state.clients.lock().unwrap().len(), 1);
+    drop(nc);
+    drop(proxy);
+    srv.shutdown().await;
+}
