@@ -193,25 +193,25 @@ async fn proxy_goes_to_the_next_configured_upstream() {
         ..live
     };
     let (daemon_b, topo_b) = as_files(&emu, &dir, AS_B);
-    let args = broker::proxy::parse_args(
-        &[
-            "--listen".to_string(),
-            "127.0.0.1:0".to_string(),
-            "--upstream".to_string(),
-            format!("nats://{absent}"),
-            "--upstream".to_string(),
-            format!("nats://{live}"),
-            "--local".to_string(),
-            format!("{AS_B},127.0.0.1"),
-            "--daemon".to_string(),
-            daemon_b,
-            "--topology".to_string(),
-            topo_b.display().to_string(),
-        ],
-    )
+    let args = broker::proxy::parse_args(&[
+        "--listen".to_string(),
+        "127.0.0.1:0".to_string(),
+        "--upstream".to_string(),
+        format!("nats://{absent}"),
+        "--upstream".to_string(),
+        format!("nats://{live}"),
+        "--local".to_string(),
+        format!("{AS_B},127.0.0.1"),
+        "--daemon".to_string(),
+        daemon_b,
+        "--topology".to_string(),
+        topo_b.display().to_string(),
+    ])
     .expect("args");
     let (cfg, tls) = args.into_config().await.expect("config");
-    let proxy = broker::proxy::start_with_tls(cfg, &tls).await.expect("proxy");
+    let proxy = broker::proxy::start_with_tls(cfg, &tls)
+        .await
+        .expect("proxy");
     let nc = tokio::time::timeout(
         WAIT,
         async_nats::ConnectOptions::new()

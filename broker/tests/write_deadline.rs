@@ -337,3 +337,63 @@ async fn stalled_route_cut_by_write_deadline_counts_as_slow_consumer() {
     );
     ours.shutdown().await;
 }
+
+/// A subscriber cut for pending bytes (max_pending) is disconnected at once, as
+/// nats-server's closeConnection closes the socket without flushing, even while a
+/// write to it is blocked: not when the (here 60 s) write deadline runs out, and with
+/// one slow-consumer line, not a write-deadline one too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_pending_cut_closes_a_blocked_subscriber_at_once() {
+    let mut o = local_opts();
+    o.write_deadline = Duration::from_secs(60);
+    o.max_pending = 64 * 1024;
+    let srv = start_broker(o).await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = tokio::time::timeout(STEP_TIMEOUT, sock.connect(srv.client_addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut stalled = Raw {
+        stream,
+        pending: Vec::new(),
+        eof: false,
+    };
+    stalled.read_line().await;
+    stalled
+        .send(b"CONNECT {\"verbose\":false}\r\nSUB s 1\r\nPING\r\n")
+        .await;
+    assert_eq!(stalled.read_pongs(1).await, b"PONG\r\n");
+
+    let publisher = async_nats::connect(format!("nats://{}", srv.client_addr))
+        .await
+        .unwrap();
+    let msg = Bytes::from(vec![b'y'; 8 * 1024]);
+    let slow = || srv.state.stats.slow_consumers.load(Ordering::Relaxed);
+    let start = tokio::time::Instant::now();
+    // Bounded: 32 MiB or 30 s of publishing (the kernel's socket buffers take megabytes
+    // before the pending bytes grow).
+    let mut sent = 0;
+    while slow() == 0 && sent < 4096 && start.elapsed() < Duration::from_secs(30) {
+        for _ in 0..32 {
+            publisher.publish("s", msg.clone()).await.unwrap();
+            sent += 1;
+        }
+        let _ = tokio::time::timeout(WAIT, publisher.flush()).await;
+    }
+    assert_eq!(slow(), 1, "no max_pending cut after {sent} messages");
+    // Without reading from the cut subscriber (reading would unblock the write): the
+    // server is done with it well before the write deadline.
+    let cut = tokio::time::Instant::now();
+    while srv.state.clients.lock().unwrap().len() > 1 {
+        assert!(
+            cut.elapsed() < Duration::from_secs(10),
+            "still connected {:?} after the cut: the blocked write is being waited out",
+            cut.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stalled.read_to_close(Duration::from_secs(10)).await;
+    assert!(stalled.eof, "the cut subscriber was not disconnected");
+    srv.shutdown().await;
+}

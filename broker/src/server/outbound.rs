@@ -522,7 +522,19 @@ where
             let attempted = chunks.iter().map(Vec::len).sum::<usize>() - off;
             // What this flush tried (the sink may hand chunks away or rebuild them).
             let attempted_chunks = chunks.len();
-            let (n, end) = wr.write_pending(&mut chunks, &mut off, deadline).await;
+            // A slow-consumer cut (max_pending) closes the socket at once, as
+            // nats-server's closeConnection does without flushing: a write blocked on a
+            // receiver that does not read is abandoned, not waited out to the deadline.
+            let cut = async {
+                shared.out.closed().await;
+                if shared.out.closed_reason() != Some(ClosedState::SlowConsumerPendingBytes) {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let (n, end) = tokio::select! {
+                r = wr.write_pending(&mut chunks, &mut off, deadline) => r,
+                _ = cut => break,
+            };
             match end {
                 WriteEnd::Done => {
                     shared.out.written(&mut chunks);
