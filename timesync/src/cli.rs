@@ -20,6 +20,19 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// Time synchronisation over NATS.
+/// Largest value of the `*-ms` options: one hour. Larger values overflowed the time
+/// arithmetic (a panic, or a poll period wrapped to 1 ns that spun the process).
+const MAX_MS: u64 = 3_600_000;
+
+/// A positive, finite number (`--max-step-s`, `--step-threshold-ms`).
+fn positive_finite(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Ok(_) => Err("must be a positive number".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "timesync", version)]
 pub struct Cli {
@@ -96,9 +109,9 @@ pub struct SourceArgs {
     /// Preference announced to followers (lower wins).
     #[arg(long, default_value_t = 0)]
     pub priority: u8,
-    #[arg(long = "beacon-ms", default_value_t = 500)]
+    #[arg(long = "beacon-ms", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub beacon_ms: u64,
-    #[arg(long = "announce-ms", default_value_t = 2000)]
+    #[arg(long = "announce-ms", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub announce_ms: u64,
     #[command(flatten)]
     pub skew: SkewArgs,
@@ -121,7 +134,7 @@ pub struct FollowArgs {
     /// discovered from time.announce.* for --discover-ms.
     #[arg(long = "source")]
     pub sources: Vec<String>,
-    #[arg(long = "discover-ms", default_value_t = 2500)]
+    #[arg(long = "discover-ms", default_value_t = 2500, value_parser = clap::value_parser!(u64).range(0..=MAX_MS))]
     pub discover_ms: u64,
     #[arg(long, value_enum, default_value_t = ClockMode::Observe)]
     pub clock: ClockMode,
@@ -133,19 +146,19 @@ pub struct FollowArgs {
     #[arg(long)]
     pub check: bool,
     /// Refuse steps larger than this (seconds).
-    #[arg(long = "max-step-s", default_value_t = steer::DEFAULT_MAX_STEP_S)]
+    #[arg(long = "max-step-s", default_value_t = steer::DEFAULT_MAX_STEP_S, value_parser = positive_finite)]
     pub max_step_s: f64,
     /// Startup offsets above this are stepped, smaller ones slewed (ms).
-    #[arg(long = "step-threshold-ms", default_value_t = 10.0)]
+    #[arg(long = "step-threshold-ms", default_value_t = 10.0, value_parser = positive_finite)]
     pub step_threshold_ms: f64,
-    #[arg(long = "poll-ms", default_value_t = 500)]
+    #[arg(long = "poll-ms", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub poll_ms: u64,
     /// Requests per poll, back to back; the minimum-delay one is used.
-    #[arg(long, default_value_t = crate::core::EngineConfig::default().burst)]
+    #[arg(long, default_value_t = crate::core::EngineConfig::default().burst, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub burst: u32,
-    #[arg(long = "timeout-ms", default_value_t = 1000)]
+    #[arg(long = "timeout-ms", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub timeout_ms: u64,
-    #[arg(long = "status-ms", default_value_t = 1000)]
+    #[arg(long = "status-ms", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub status_ms: u64,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9123).
     #[arg(long)]
@@ -157,7 +170,7 @@ pub struct FollowArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// How long to listen for announcements.
-    #[arg(long = "wait-ms", default_value_t = 2500)]
+    #[arg(long = "wait-ms", default_value_t = 2500, value_parser = clap::value_parser!(u64).range(0..=MAX_MS))]
     pub wait_ms: u64,
 }
 
@@ -166,7 +179,7 @@ pub struct FollowersArgs {
     /// Also show each follower's per-source view.
     #[arg(short, long)]
     pub verbose: bool,
-    #[arg(long = "wait-ms", default_value_t = 1500)]
+    #[arg(long = "wait-ms", default_value_t = 1500, value_parser = clap::value_parser!(u64).range(0..=MAX_MS))]
     pub wait_ms: u64,
 }
 
@@ -175,7 +188,7 @@ pub struct TrackingArgs {
     /// Follower id; without it the first follower heard from is shown.
     #[arg(long)]
     pub id: Option<String>,
-    #[arg(long = "wait-ms", default_value_t = 3000)]
+    #[arg(long = "wait-ms", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(0..=MAX_MS))]
     pub wait_ms: u64,
 }
 
@@ -621,6 +634,31 @@ mod tests {
         assert!(parse_source("b:x").is_err());
         assert!(parse_source("b.c").is_err());
         assert!(parse_source("").is_err());
+    }
+
+    /// Times are bounded at parse time: an hour of poll or timeout used to overflow the
+    /// nanosecond arithmetic (a panic) or wrap into a 1 ns poll that spun the process.
+    #[test]
+    fn time_options_are_bounded() {
+        let parse = |extra: &[&str]| {
+            let mut v = vec!["timesync", "follow", "--id", "f", "--source", "s"];
+            v.extend_from_slice(extra);
+            Cli::try_parse_from(v)
+        };
+        assert!(parse(&["--poll-ms", "3600000", "--timeout-ms", "1"]).is_ok());
+        for bad in [
+            &["--poll-ms", "9223372036854"][..],
+            &["--poll-ms", "0"],
+            &["--timeout-ms", "10000000000000"],
+            &["--status-ms", "3600001"],
+            &["--burst", "0"],
+            &["--max-step-s", "inf"],
+            &["--step-threshold-ms=-1"],
+        ] {
+            let e = parse(bad).expect_err("refused");
+            let flag = bad[0].split('=').next().unwrap_or_default();
+            assert!(e.to_string().contains(flag), "{bad:?}: {e}");
+        }
     }
 
     #[test]

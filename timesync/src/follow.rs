@@ -117,6 +117,7 @@ fn spawn_request(
                             root_dispersion_ns: r.root_dispersion_ns,
                             path,
                             request_path,
+                            epoch: r.epoch,
                         },
                         t4,
                         mono,
@@ -200,6 +201,8 @@ pub async fn run_follow(
     let mut timer_at = now;
     let mut last_state = engine.discipline().state();
     let mut last_selected: Option<String> = None;
+    let mut last_jumps = 0;
+    let mut last_restarts: std::collections::HashMap<String, u64> = Default::default();
     info!(id = opts.id, mode = clock.mode(), sources = ?opts.sources.iter().map(|s| &s.id).collect::<Vec<_>>(), "follower started");
     loop {
         let wait = Duration::from_nanos((timer_at - mono_raw_ns()).max(0) as u64);
@@ -208,7 +211,7 @@ pub async fn run_follow(
             ev = rx.recv() => match ev {
                 Some(Event::Reply { source, nonce, t1, reply, t4, mono }) => {
                     engine.handle_transmitted(&source, nonce, t1);
-                    match engine.handle_reply(mono, &source, reply, t4) {
+                    match engine.handle_reply(mono, &source, nonce, reply, t4) {
                         Ok(a) => a,
                         Err(err) => {
                             warn!(source, %err, "rejected sample");
@@ -261,6 +264,22 @@ pub async fn run_follow(
                 "sync state changed"
             );
             last_state = state;
+        }
+        // Source restarts and phase jumps change what the clock follows: say so.
+        let jumps = engine.discipline().jumps();
+        if jumps != last_jumps {
+            warn!(
+                offset_s = engine.discipline().offset(),
+                "reference offset jumped and persisted: following it by slewing the phase (frequency kept)"
+            );
+            last_jumps = jumps;
+        }
+        for (id, restarts) in engine.restarts() {
+            let seen = last_restarts.entry(id.to_string()).or_insert(0);
+            if restarts != *seen {
+                warn!(source = id, "source restarted (new epoch): its filters start over, the clock re-acquires it");
+                *seen = restarts;
+            }
         }
         let sel = engine.selected().map(str::to_string);
         if sel != last_selected {

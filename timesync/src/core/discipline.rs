@@ -88,7 +88,19 @@ pub struct Discipline {
     last_update: Option<MonoNs>,
     last_offset: f64,
     steps: u64,
+    /// Consecutive samples far outside the prediction (see [`JUMP_SIGMAS`]), and the last.
+    outliers: u32,
+    last_outlier: f64,
+    /// Phase jumps taken (a persistent offset change the loop moved its phase for).
+    jumps: u64,
 }
+
+/// A sample whose innovation exceeds this many sigmas (and the step threshold) is an outlier:
+/// held back, unless [`JUMP_PERSIST`] of them in a row agree, which is a jump of the
+/// reference's clock or of the path's asymmetry: the phase moves, the frequency does not.
+/// Without this, one wild sample drags the frequency through the phase/frequency gain.
+pub const JUMP_SIGMAS: f64 = 5.0;
+pub const JUMP_PERSIST: u32 = 3;
 
 impl Discipline {
     /// `initial_freq` is the frequency correction already in force (0 for a fresh virtual
@@ -109,7 +121,28 @@ impl Discipline {
             last_update: None,
             last_offset: 0.0,
             steps: 0,
+            outliers: 0,
+            last_outlier: 0.0,
+            jumps: 0,
         }
+    }
+
+    /// The reference restarted (a new source instance): acquire it again as at startup
+    /// (step if the next sample is beyond the step threshold), keeping the frequency learned
+    /// for the local oscillator.
+    pub fn restart(&mut self, now: MonoNs) {
+        if !self.initialised {
+            return;
+        }
+        self.predict(now);
+        self.initialised = false;
+        self.state = SyncState::Startup;
+        self.outliers = 0;
+    }
+
+    /// Phase jumps taken since start (see [`JUMP_SIGMAS`]).
+    pub fn jumps(&self) -> u64 {
+        self.jumps
     }
 
     pub fn state(&self) -> SyncState {
@@ -262,12 +295,33 @@ impl Discipline {
             return actions;
         }
         self.predict(now);
+        let innovation = z - self.theta;
+        let s = self.p[0][0] + r;
+        if innovation * innovation > JUMP_SIGMAS * JUMP_SIGMAS * s
+            && innovation.abs() > self.cfg.step_threshold
+        {
+            let agrees = self.outliers > 0
+                && (z - self.last_outlier).abs()
+                    <= self.cfg.step_threshold.max(JUMP_SIGMAS * r.sqrt());
+            self.outliers = if agrees { self.outliers + 1 } else { 1 };
+            self.last_outlier = z;
+            if self.outliers < JUMP_PERSIST {
+                // Held back: one wild sample is not evidence.
+                return Vec::new();
+            }
+            // It persists: the phase jumped. Open the phase up and drop its correlation
+            // with the frequency, so this sample moves the phase only.
+            self.p[0][0] += innovation * innovation;
+            self.p[0][1] = 0.0;
+            self.p[1][0] = 0.0;
+            self.jumps += 1;
+        }
+        self.outliers = 0;
         // Measurement H = [1, 0].
         let [[a, b], [_, d]] = self.p;
         let s = a + r;
         let k0 = a / s;
         let k1 = b / s;
-        let innovation = z - self.theta;
         self.theta += k0 * innovation;
         self.omega = (self.omega + k1 * innovation).clamp(-MAX_FREQ, MAX_FREQ);
         self.p = [
@@ -325,6 +379,39 @@ mod tests {
             .iter()
             .all(|x| matches!(x, ClockAction::SetFrequency { .. })));
         assert_eq!(d.steps(), 0);
+    }
+
+    /// One wild sample (a source that lied once) is held back and moves neither phase nor
+    /// frequency; the same offset three times in a row is a jump of the reference: the phase
+    /// follows it and the frequency does not.
+    #[test]
+    fn a_lone_outlier_is_held_and_a_persistent_jump_moves_the_phase_only() {
+        let mut d = Discipline::new(DisciplineConfig::default(), 0, 0.0);
+        let mut t = S;
+        for _ in 0..20 {
+            d.update(t, sample(t, 0.0, d.correction(t)), 10e-6);
+            t += S;
+        }
+        let (theta, omega) = (d.offset(), d.estimated_frequency());
+        assert!(d
+            .update(t, sample(t, 1.0, d.correction(t)), 10e-6)
+            .is_empty());
+        assert_eq!(d.offset(), theta);
+        assert_eq!(d.estimated_frequency(), omega);
+        t += S;
+        d.update(t, sample(t, 0.0, d.correction(t)), 10e-6);
+        assert_eq!(d.jumps(), 0);
+        for _ in 0..3 {
+            t += S;
+            d.update(t, sample(t, 0.5, d.correction(t)), 10e-6);
+        }
+        assert_eq!(d.jumps(), 1);
+        assert!((d.offset() - 0.5).abs() < 0.01, "phase {}", d.offset());
+        assert!(
+            (d.estimated_frequency() - omega).abs() < 1e-6,
+            "frequency moved from {omega} to {}",
+            d.estimated_frequency()
+        );
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct Reply {
     /// SCION path fingerprint the request travelled, as the source echoed it (header
     /// `Timesync-Request-Path`), if any.
     pub request_path: Option<String>,
+    /// The source instance's epoch (its start time, ms): a new value means the source
+    /// restarted, maybe with another clock.
+    pub epoch: u64,
 }
 
 /// Why a request produced no reply.
@@ -109,6 +112,9 @@ pub struct SourceReport {
     pub request_path: Option<String>,
     pub path_switches: u64,
     pub delay_shifts: u64,
+    /// Times the source restarted (its epoch changed) while followed.
+    #[serde(default)]
+    pub restarts: u64,
     pub samples: u64,
     pub rejected: u64,
     pub failures: u64,
@@ -140,12 +146,27 @@ pub struct Tracking {
     pub sources: Vec<SourceReport>,
 }
 
+/// The paths of an exchange: (reply leg, request leg).
+type PathKey = (Option<String>, Option<String>);
+
+/// Filters of paths a source was measured on before, kept for when it comes back to them.
+const MAX_STASHED_PATHS: usize = 4;
+
 #[derive(Debug, Clone)]
 struct Source {
     cfg: SourceConfig,
     path: Option<String>,
     request_path: Option<String>,
     filter: PathFilter,
+    /// The filters of the other paths (both legs) this source was measured on, most recent
+    /// last: a path that comes back resumes its own filter instead of starting over, so a
+    /// route flapping between two paths still yields samples.
+    stash: Vec<(PathKey, PathFilter)>,
+    /// The source's epoch as last seen.
+    epoch: Option<u64>,
+    restarts: u64,
+    /// The source restarted since its last sample was used: the loop re-acquires it.
+    restarted: bool,
     next_poll: MonoNs,
     burst_left: u32,
     /// Minimum-delay sample of the burst in progress. A burst's exchanges measure the same
@@ -222,6 +243,10 @@ impl Engine {
                 path: None,
                 request_path: None,
                 filter: PathFilter::new(),
+                stash: Vec::new(),
+                epoch: None,
+                restarts: 0,
+                restarted: false,
                 next_poll: now,
                 burst_left: 0,
                 burst_best: None,
@@ -262,6 +287,11 @@ impl Engine {
 
     pub fn selected(&self) -> Option<&str> {
         self.selected.as_deref()
+    }
+
+    /// Each source's restart count (epoch changes seen).
+    pub fn restarts(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.sources.iter().map(|s| (s.cfg.id.as_str(), s.restarts))
     }
 
     /// Samples in the clock filter of `source` and the time they span, ns (tests and
@@ -392,11 +422,13 @@ impl Engine {
         self.finish(out)
     }
 
-    /// A reply arrived at follower clock time `t4` (monotonic `now`).
+    /// The reply to request `nonce` arrived at follower clock time `t4` (monotonic `now`).
+    /// The reply's own nonce must echo it (else [`SampleError::NonceMismatch`]).
     pub fn handle_reply(
         &mut self,
         now: MonoNs,
         source: &str,
+        nonce: u64,
         reply: Reply,
         t4: WallNs,
     ) -> Result<Vec<Action>, SampleError> {
@@ -405,7 +437,7 @@ impl Engine {
         };
         let correction = self.discipline.correction(now);
         let src = &mut self.sources[i];
-        let Some(pos) = src.pending.iter().position(|p| p.0 == reply.times.nonce) else {
+        let Some(pos) = src.pending.iter().position(|p| p.0 == nonce) else {
             // Late (already timed out) or duplicate reply: RFC 5905 "duplicate" check.
             src.rejected += 1;
             return Ok(self.finish(Vec::new()));
@@ -429,6 +461,20 @@ impl Engine {
             src.last_error = Some("source unsynchronised".into());
             return Ok(self.finish(Vec::new()));
         }
+        if src.epoch.is_some_and(|e| e != reply.epoch) {
+            // A restarted source: its clock may have moved by any amount, so nothing measured
+            // before says anything about it now. Start its filters over and let the loop
+            // re-acquire it (startup rules) when it is used next.
+            src.restarts += 1;
+            src.filter = PathFilter::new();
+            src.stash.clear();
+            src.burst_best = None;
+            src.last_fed = None;
+            src.phase_reset = true;
+            src.restarted = true;
+            src.last_error = Some(format!("source restarted (epoch {})", reply.epoch));
+        }
+        src.epoch = Some(reply.epoch);
         src.samples += 1;
         src.last_reply = Some(now);
         src.consecutive_failures = 0;
@@ -436,23 +482,43 @@ impl Engine {
         src.root_delay = reply.root_delay_ns.max(0) as f64 / 1e9;
         src.root_dispersion = reply.root_dispersion_ns.max(0) as f64 / 1e9;
         if src.path != reply.path || src.request_path != reply.request_path {
-            // A different path (either leg) has a different delay and asymmetry: restart
-            // its filter.
+            // A different path (either leg) has a different delay and asymmetry: it gets its
+            // own filter, the one it had if the source was measured on it before.
             let known = src.path.is_some() || src.request_path.is_some();
             if known || !src.filter.is_empty() {
                 src.path_switches += 1;
             }
             let first = !known && src.filter.is_empty();
-            src.path = reply.path.clone();
-            src.request_path = reply.request_path.clone();
-            src.filter = if first {
-                PathFilter::new()
-            } else {
-                PathFilter::after_path_change()
+            let old_key: PathKey = (src.path.take(), src.request_path.take());
+            let new_key: PathKey = (reply.path.clone(), reply.request_path.clone());
+            let old = std::mem::take(&mut src.filter);
+            if !old.is_empty() {
+                src.stash.retain(|(k, _)| k != &old_key);
+                src.stash.push((old_key, old));
+                if src.stash.len() > MAX_STASHED_PATHS {
+                    src.stash.remove(0);
+                }
+            }
+            let resumed = src
+                .stash
+                .iter()
+                .position(|(k, _)| k == &new_key)
+                .map(|p| src.stash.remove(p).1);
+            (src.path, src.request_path) = new_key;
+            // Each message names its own legs, so a resumed path's samples are its own; a
+            // new path's first exchange is dropped (the path may have changed under it).
+            src.filter = match resumed {
+                Some(f) => f,
+                None if first => PathFilter::new(),
+                None => {
+                    // A path the loop has not seen: its asymmetry may differ by up to half
+                    // its delay, which the loop must take as phase, not frequency.
+                    src.phase_reset = true;
+                    PathFilter::after_path_change()
+                }
             };
             // Exchanges on the old path are no evidence about the new one.
             src.burst_best = None;
-            src.phase_reset = true;
         }
         if src.burst_best.is_none_or(|b| sample.delay < b.delay) {
             src.burst_best = Some(sample);
@@ -488,11 +554,18 @@ impl Engine {
         if self.selected.as_deref() == Some(self.sources[i].cfg.id.as_str()) {
             self.feed(i, now, emitted)
         } else {
+            // Not the loop's reference: its restart concerns only its own filters.
+            self.sources[i].restarted = false;
             Vec::new()
         }
     }
 
     fn feed(&mut self, i: usize, now: MonoNs, emitted: Option<Sample>) -> Vec<Action> {
+        if std::mem::take(&mut self.sources[i].restarted) {
+            // The reference restarted: acquire it again as at startup (a step if its clock
+            // moved by more than the step threshold), keeping the learned frequency.
+            self.discipline.restart(now);
+        }
         let src = &self.sources[i];
         let sample = if self.discipline.state() == SyncState::Startup {
             // The startup decision (step or slew) rests on the best of the startup burst,
@@ -657,6 +730,7 @@ impl Engine {
                         request_path: s.request_path.clone(),
                         path_switches: s.path_switches,
                         delay_shifts: s.delay_shifts,
+                        restarts: s.restarts,
                         samples: s.samples,
                         rejected: s.rejected,
                         failures: s.failures,
@@ -665,5 +739,62 @@ impl Engine {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reply is matched to the request it answers (the driver knows which), and a reply
+    /// that echoes another nonce is rejected as such, not taken for another request.
+    #[test]
+    fn reply_with_another_nonce_is_rejected_as_a_mismatch() {
+        let mut e = Engine::new(
+            EngineConfig::default(),
+            vec![SourceConfig {
+                id: "s".into(),
+                priority: 0,
+            }],
+            0,
+            0.0,
+            100,
+        );
+        let sent: Vec<u64> = e
+            .handle_timer(0)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Send { nonce, .. } => Some(nonce),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, vec![100]);
+        e.handle_transmitted("s", 100, 1_000);
+        let reply = |nonce| Reply {
+            times: ReplyTimes {
+                nonce,
+                t1_echo: 1_000,
+                t2: 2_000,
+                t3: 2_100,
+            },
+            stratum: 1,
+            leap: 0,
+            root_delay_ns: 0,
+            root_dispersion_ns: 0,
+            path: None,
+            request_path: None,
+            epoch: 1,
+        };
+        let r = e.handle_reply(10, "s", 100, reply(101), 3_000);
+        assert_eq!(
+            r.unwrap_err(),
+            SampleError::NonceMismatch {
+                want: 100,
+                got: 101
+            }
+        );
+        let tr = e.tracking(10);
+        assert_eq!(tr.sources[0].rejected, 1);
+        assert_eq!(tr.sources[0].samples, 0);
     }
 }

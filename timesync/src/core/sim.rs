@@ -32,6 +32,9 @@ pub struct SimSource {
     /// the source last served one waits `.1` seconds before it is stamped (t2), i.e. the
     /// delay lands on the outbound leg only. Models a process that sleeps between polls.
     pub cold: Option<(f64, f64)>,
+    /// The source restarts at `.0` (true time) with its clock then at `.1` from true time:
+    /// its epoch changes.
+    pub restart: Option<(f64, f64)>,
     last_served: f64,
 }
 
@@ -253,7 +256,11 @@ impl Sim {
                     };
                     let t = t + wake;
                     s.last_served = t;
-                    let t2 = ((t + s.clock_offset) * 1e9).round() as i64;
+                    let (clock_offset, epoch) = match s.restart {
+                        Some((at, offset)) if t >= at => (offset, 2),
+                        _ => (s.clock_offset, 1),
+                    };
+                    let t2 = ((t + clock_offset) * 1e9).round() as i64;
                     let t3 = t2 + 30_000;
                     let link = (s.link)(t);
                     let path = (s.path)(t);
@@ -273,6 +280,7 @@ impl Sim {
                             root_dispersion_ns: 1_000,
                             path,
                             request_path,
+                            epoch,
                         };
                         self.push(t + d, Ev::Reply { src, reply });
                     }
@@ -281,7 +289,8 @@ impl Sim {
                     let id = self.sources[src].id.clone();
                     let t4 = self.local_ns(t);
                     let m = self.clock.mono(t);
-                    if let Ok(a) = self.engine.handle_reply(m, &id, reply, t4) {
+                    let nonce = reply.times.nonce;
+                    if let Ok(a) = self.engine.handle_reply(m, &id, nonce, reply, t4) {
                         self.run_actions(t, a);
                     }
                 }
@@ -326,6 +335,7 @@ pub fn source(id: &str, priority: u8, link: Box<dyn Fn(f64) -> LinkState>) -> Si
         path: Box::new(|_| None),
         request_path: Box::new(|_| None),
         cold: None,
+        restart: None,
         last_served: f64::NEG_INFINITY,
     }
 }
@@ -619,6 +629,73 @@ mod tests {
         assert_eq!(tr.sources[0].delay_shifts, 0);
         assert_eq!(tr.sources[0].path.as_deref(), Some("p2"));
         assert!(abs_quantile(&sim.obs, 50.0, 100.0, 1.0) < 1e-3);
+    }
+
+    /// The source restarts 40 s in with its clock 2 s ahead (new epoch): the follower starts
+    /// that source over and re-acquires it with one step, keeping its frequency estimate,
+    /// instead of reading the jump as a frequency error and slewing at 500 ppm for an hour.
+    #[test]
+    fn source_restart_with_a_clock_jump_is_reacquired_by_a_step() {
+        let mut s = source("a", 0, fixed_link(0.002, 20e-6));
+        s.restart = Some((40.0, 2.0));
+        let mut sim = Sim::new(0.100, 50e-6, vec![s], EngineConfig::default());
+        sim.run_until(80.0);
+        let tr = sim.engine.tracking(0);
+        assert_eq!(tr.sources[0].restarts, 1);
+        // The startup step, then the re-acquisition step.
+        assert_eq!(tr.steps, 2);
+        let after: Vec<&Obs> = sim.obs.iter().filter(|o| o.t >= 50.0).collect();
+        assert!(!after.is_empty());
+        for o in after {
+            // Following the source, which is now 2 s ahead of true time.
+            assert!(
+                (o.error - 2.0).abs() < 1e-3,
+                "t={:.1} error {:.6}",
+                o.t,
+                o.error
+            );
+        }
+        let f = sim.engine.discipline().estimated_frequency();
+        assert!((f + 50e-6).abs() < 2e-6, "frequency estimate {f}");
+    }
+
+    /// The route alternates between two SCION paths of different delay every poll: each
+    /// path resumes its own filter, so the follower synchronises and stays synchronised
+    /// (a single filter replaced on every change never filled, and the first exchange after
+    /// each change was dropped: it stayed in startup forever).
+    #[test]
+    fn flapping_between_two_paths_still_synchronises() {
+        let mut s = source(
+            "a",
+            0,
+            Box::new(|t| {
+                let p1 = ((t / 0.5) as i64) % 2 == 1;
+                LinkState {
+                    fwd: if p1 { 0.012 } else { 0.010 },
+                    back: if p1 { 0.012 } else { 0.010 },
+                    jitter: 50e-6,
+                    up: true,
+                }
+            }),
+        );
+        s.path = Box::new(|t| {
+            Some(
+                if ((t / 0.5) as i64) % 2 == 1 {
+                    "p1"
+                } else {
+                    "p0"
+                }
+                .into(),
+            )
+        });
+        let mut sim = Sim::new(0.050, 20e-6, vec![s], EngineConfig::default());
+        sim.run_until(120.0);
+        let tr = sim.engine.tracking(0);
+        assert!(tr.path_switches > 50, "{} path switches", tr.path_switches);
+        assert!(first_sync(&sim.obs) < 10.0);
+        let p99 = abs_quantile(&sim.obs, 60.0, 120.0, 0.99);
+        assert!(p99 < 1e-3, "p99 error {p99}");
+        assert_covered(&sim.obs, 30.0);
     }
 
     /// Only the request leg moves (each end of a SCION route picks its own path): the
