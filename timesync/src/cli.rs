@@ -17,18 +17,27 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Time synchronisation over NATS.
 /// Largest value of the `*-ms` options: one hour. Larger values overflowed the time
 /// arithmetic (a panic, or a poll period wrapped to 1 ns that spun the process).
 const MAX_MS: u64 = 3_600_000;
 
-/// A positive, finite number (`--max-step-s`, `--step-threshold-ms`).
+/// A positive, finite number (`--max-step-s`).
 fn positive_finite(v: &str) -> Result<f64, String> {
     match v.parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
         Ok(_) => Err("must be a positive number".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A finite number, 0 or more (`--step-threshold-ms`: 0 steps any startup offset).
+fn non_negative_finite(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        Ok(_) => Err("must be a number, 0 or more".into()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -149,12 +158,12 @@ pub struct FollowArgs {
     #[arg(long = "max-step-s", default_value_t = steer::DEFAULT_MAX_STEP_S, value_parser = positive_finite)]
     pub max_step_s: f64,
     /// Startup offsets above this are stepped, smaller ones slewed (ms).
-    #[arg(long = "step-threshold-ms", default_value_t = 10.0, value_parser = positive_finite)]
+    #[arg(long = "step-threshold-ms", default_value_t = 10.0, value_parser = non_negative_finite)]
     pub step_threshold_ms: f64,
     #[arg(long = "poll-ms", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub poll_ms: u64,
     /// Requests per poll, back to back; the minimum-delay one is used.
-    #[arg(long, default_value_t = crate::core::EngineConfig::default().burst, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = crate::core::EngineConfig::default().burst, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub burst: u32,
     #[arg(long = "timeout-ms", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub timeout_ms: u64,
@@ -211,12 +220,56 @@ pub async fn connect(servers: &[String], name: &str, retry: bool) -> Result<asyn
     let mut opts = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(3));
+    let label = servers.join(", ");
     if retry {
-        opts = opts.retry_on_initial_connect();
+        // The long-running commands (source, follow) keep trying and say what the
+        // connection does: a follower whose broker went away is in holdover for a reason.
+        let l = label.clone();
+        // One connection error per outage at warn, the retries' at debug.
+        let quiet = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        opts = opts.retry_on_initial_connect().event_callback(move |ev| {
+            let (l, quiet) = (l.clone(), quiet.clone());
+            async move {
+                use std::sync::atomic::Ordering::Relaxed;
+                match ev {
+                    async_nats::Event::Connected => {
+                        quiet.store(false, Relaxed);
+                        info!(servers = %l, "connected to NATS")
+                    }
+                    async_nats::Event::Disconnected => {
+                        warn!(servers = %l, "disconnected from NATS: reconnecting")
+                    }
+                    async_nats::Event::ClientError(e) if quiet.swap(true, Relaxed) => {
+                        debug!(servers = %l, "NATS: {e}")
+                    }
+                    other => warn!(servers = %l, "NATS: {other}"),
+                }
+            }
+        });
     }
-    opts.connect(addrs)
+    let client = opts
+        .connect(addrs)
         .await
-        .with_context(|| format!("connect to {}", servers.join(", ")))
+        .with_context(|| format!("connect to {label}"))?;
+    if retry {
+        let c = client.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            if c.connection_state() != async_nats::connection::State::Connected {
+                warn!(servers = %label, "not connected to NATS yet: still trying");
+            }
+        });
+    }
+    Ok(client)
+}
+
+/// Resolves once `shutdown` is true.
+async fn shut_down(mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 fn parse_source(spec: &str) -> Result<SourceConfig> {
@@ -286,7 +339,12 @@ async fn source(servers: &[String], a: SourceArgs) -> Result<()> {
         skew: a.skew.skew()?,
     };
     let client = connect(servers, &format!("timesync-source-{}", a.id), true).await?;
-    run_source(client, opts, shutdown_signal()).await?;
+    let shutdown = shutdown_signal();
+    // Until the broker answers, the source waits in its subscribe; a signal still ends it.
+    tokio::select! {
+        r = run_source(client, opts, shutdown.clone()) => r?,
+        _ = shut_down(shutdown) => {}
+    }
     Ok(())
 }
 
@@ -303,21 +361,6 @@ pub fn discipline_preflight(force: bool, skew: FakeSkew) -> Result<KernelClock> 
         warn!("{w}");
     }
     Ok(KernelClock::open()?)
-}
-
-/// Build the follower's clock, running the discipline-mode start checks.
-pub fn make_clock(
-    mode: ClockMode,
-    force: bool,
-    max_step_s: f64,
-    skew: FakeSkew,
-) -> Result<Arc<dyn DisciplinedClock>> {
-    match mode {
-        ClockMode::Observe => Ok(Arc::new(VirtualClock::new(skew))),
-        ClockMode::Discipline => Ok(Arc::new(
-            discipline_preflight(force, skew)?.take_over(max_step_s)?,
-        )),
-    }
 }
 
 /// `follow --check`: the start checks and a read-only kernel clock query, printed.
@@ -384,10 +427,19 @@ async fn follow(servers: &[String], a: FollowArgs) -> Result<()> {
     if a.check {
         return check_clock(a.clock, a.force, a.skew.skew()?);
     }
-    let clock = make_clock(a.clock, a.force, a.max_step_s, a.skew.skew()?)?;
+    // The start checks first (a refusal should not wait for the network); the clock is
+    // taken over only once there is something to follow.
+    let skew = a.skew.skew()?;
+    let preflight = match a.clock {
+        ClockMode::Discipline => Some(discipline_preflight(a.force, skew)?),
+        ClockMode::Observe => None,
+    };
     let client = connect(servers, &format!("timesync-follow-{}", a.id), true).await?;
     if sources.is_empty() {
-        let found = discover(&client, Duration::from_millis(a.discover_ms)).await?;
+        let found = tokio::select! {
+            f = discover(&client, Duration::from_millis(a.discover_ms)) => f?,
+            _ = shut_down(shutdown_signal()) => return Ok(()),
+        };
         sources = found
             .into_iter()
             .map(|x| SourceConfig {
@@ -396,7 +448,19 @@ async fn follow(servers: &[String], a: FollowArgs) -> Result<()> {
             })
             .collect();
         info!(count = sources.len(), "discovered sources");
+        if sources.is_empty()
+            && client.connection_state() != async_nats::connection::State::Connected
+        {
+            bail!(
+                "no sources discovered: not connected to NATS at {} (pass --source ID to wait for a source)",
+                servers.join(", ")
+            );
+        }
     }
+    let clock: Arc<dyn DisciplinedClock> = match preflight {
+        Some(k) => Arc::new(k.take_over(a.max_step_s)?),
+        None => Arc::new(VirtualClock::new(skew)),
+    };
     let mut engine = EngineConfig {
         poll_ns: poll.as_nanos() as i64,
         burst: a.burst,

@@ -10,7 +10,7 @@ use crate::core::sample::ReplyTimes;
 use crate::core::wire::{
     self, FollowerStatus, SyncReply, SyncRequest, HDR_REQUEST_PATH, HDR_SCION_PATH, VERSION,
 };
-use crate::core::{Action, ClockAction, Engine, EngineConfig, SourceConfig};
+use crate::core::{Action, ClockAction, Engine, EngineConfig, SourceConfig, SyncState};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -286,6 +286,16 @@ pub async fn run_follow(
             info!(from = ?last_selected, to = ?sel, "selected source changed");
             last_selected = sel;
         }
+    }
+    // Leave a disciplined clock at the oscillator's estimated frequency error, without the
+    // transient phase slew (up to 500 ppm) that would otherwise run on after we exit.
+    if clock.mode() == "discipline" && engine.discipline().state() != SyncState::Startup {
+        let freq = engine.discipline().estimated_frequency();
+        info!(
+            freq_ppm = freq * 1e6,
+            "leaving the clock at the estimated oscillator frequency (phase slew removed)"
+        );
+        clock.apply(ClockAction::SetFrequency { freq })?;
     }
     Ok(())
 }
