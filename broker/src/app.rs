@@ -292,6 +292,21 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
     // reload.go applyOptions: each option's Apply logs its line, before the
     // authorization re-check.
     for c in changes {
+        if c == "cluster" {
+            // reload.go clusterOption.Apply: a new (non-empty) name is taken (server.go
+            // setClusterName, logged before "Reloaded: cluster"); routes made under the
+            // old name stay.
+            if let Some(name) = state.opts().cluster.name.clone().filter(|n| !n.is_empty()) {
+                if name != state.cluster.name() {
+                    state.cluster.set_name(&name);
+                    state
+                        .cluster
+                        .dynamic_name
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    info!("Cluster name updated to {}", name);
+                }
+            }
+        }
         info!("Reloaded: {}", c);
     }
     // reload.go pidFileOption / portsFileDirOption.
@@ -312,6 +327,7 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
     if cluster_perms_changed {
         server::route::reload_cluster_permissions(state, cur.cluster.permissions.as_ref());
     }
+
     if !removed.is_empty() || !added.is_empty() {
         server::route::apply_route_changes(state, &removed, &added);
     }
@@ -364,10 +380,18 @@ fn check_reloadable(cur: &Options, new: &Options) -> Result<(), String> {
     }
     let (cc, nc) = (&cur.cluster, &new.cluster);
     if cc.listen != nc.listen {
-        return unsupported("cluster host/port");
-    }
-    if cc.name != nc.name {
-        scalar("cluster name", opt(&cc.name), opt(&nc.name))?;
+        // reload.go validateClusterOpts: the host first, then the port.
+        use crate::options::ListenAddr;
+        match (&cc.listen, &nc.listen) {
+            (
+                Some(ListenAddr::Tcp { host: h1, port: p1 }),
+                Some(ListenAddr::Tcp { host: h2, port: p2 }),
+            ) => {
+                scalar("cluster host", h1, h2)?;
+                scalar("cluster port", p1, p2)?;
+            }
+            _ => return unsupported("cluster listen"),
+        }
     }
     if cc.routes != nc.routes {
         // reload.go routesOption dials added and closes removed routes
@@ -376,14 +400,12 @@ fn check_reloadable(cur: &Options, new: &Options) -> Result<(), String> {
             return unsupported("cluster routes (clustering was not enabled at start)");
         }
     }
-    let mut same_routes = nc.clone();
-    same_routes.routes = cc.routes.clone();
-    // reload.go clusterOption: permissions are applied (reloadClusterPermissions).
-    same_routes.permissions = cc.permissions.clone();
-    if *cc != same_routes {
-        return unsupported(
-            "cluster (authorization, advertise, connect_retries and tls need a restart)",
-        );
+    // reload.go clusterOption: validateClusterOpts refuses only a new host or port; the
+    // rest is applied (permissions by reloadClusterPermissions, the name by
+    // setClusterName, and the others are read when a route next connects). Ours: the
+    // route TLS configuration is built at start.
+    if cc.tls != nc.tls {
+        return unsupported("cluster tls (needs a restart)");
     }
     if cur.scion != new.scion {
         return unsupported("scion");

@@ -564,7 +564,12 @@ impl Mapper {
             "accounts" if matches!(&e.value.value, Value::Map(m) if m.is_empty()) => {}
             "no_header_support" if matches!(e.value.value, Value::Bool(false)) => {}
             "http_base_path" if matches!(&e.value.value, Value::String(s) if s.is_empty() || s == "/") =>
-                {}
+            {
+                // Shown in /varz as written.
+                if let Value::String(s) = &e.value.value {
+                    o.http_base_path = s.clone();
+                }
+            }
             "jetstream"
             | "store_dir"
             | "storedir"

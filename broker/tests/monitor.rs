@@ -1341,3 +1341,77 @@ async fn authorized_user_is_the_raw_user_or_token_like_nats_server() {
         assert!(rows[0].iter().any(|r| r.1 != Value::Null), "{:?}", rows[0]);
     }
 }
+
+/// Details of /subsz and /varz against nats-server (without its system account):
+/// closing a client clears the match cache (RemoveBatch); `acc` naming another account
+/// gives empty statistics; a test subject with a space is a valid literal; the server's
+/// out_bytes counts headers a receiver without header support did not get.
+#[tokio::test]
+async fn subsz_cache_acc_test_and_out_bytes_like_nats_server() {
+    let Some(bin) = nats_server_bin() else {
+        if std::env::var_os("NATS_SCION_REQUIRE_PEERS").is_some() {
+            panic!("nats-server not installed but NATS_SCION_REQUIRE_PEERS is set");
+        }
+        eprintln!("SKIP: nats-server not installed");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("subsz-diff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("n.conf");
+    std::fs::write(&conf, "no_system_account: true\nhttp_base_path: \"/\"\n").unwrap();
+    let (theirs, _) = start_ref_with(&bin, &["-c", conf.to_str().unwrap()]);
+    let ours = broker(Options {
+        http_base_path: "/".into(),
+        ..opts()
+    })
+    .await;
+    let mut rows = Vec::new();
+    for (client, http) in [
+        (theirs.client, theirs.http),
+        (ours.client_addr, http_addr(&ours)),
+    ] {
+        let mut a = timeout(WAIT, TcpStream::connect(client))
+            .await
+            .unwrap()
+            .unwrap();
+        a.write_all(
+            b"CONNECT {\"verbose\":false,\"headers\":false}\r\nSUB hx 1\r\nSUB foo 2\r\nPING\r\n",
+        )
+        .await
+        .unwrap();
+        read_until_suffix(&mut a, b"PONG\r\n", "A's PONG").await;
+        let mut b = timeout(WAIT, TcpStream::connect(client))
+            .await
+            .unwrap()
+            .unwrap();
+        b.write_all(
+            b"CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB bar 1\r\n\
+              HPUB hx 19 24\r\nNATS/1.0\r\nA: bb\r\n\r\nhello\r\nPUB foo 2\r\nhi\r\nPING\r\n",
+        )
+        .await
+        .unwrap();
+        read_until_suffix(&mut b, b"PONG\r\n", "B's PONG").await;
+        a.write_all(b"PING\r\n").await.unwrap();
+        read_until_suffix(&mut a, b"PONG\r\n", "A's messages").await;
+        drop(b);
+        wait_json(http, "/connz", |v| v["num_connections"] == 1).await;
+        let subsz = get_json(http, "/subsz").await;
+        let other = get_json(http, "/subsz?acc=foo").await;
+        let spaced = get(http, "/subsz?test=foo%20bar").await;
+        let varz = get_json(http, "/varz").await;
+        rows.push((
+            subsz["num_cache"].clone(),
+            subsz["max_fanout"].clone(),
+            other["num_subscriptions"].clone(),
+            spaced.status,
+            varz["out_bytes"].clone(),
+            varz["in_bytes"].clone(),
+            varz["http_base_path"].clone(),
+        ));
+        drop(a);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(rows[1], rows[0], "ours (left) vs nats-server (right)");
+    assert_eq!(rows[0].0, 0, "{:?}", rows[0]);
+    assert_eq!(rows[0].3, 200, "{:?}", rows[0]);
+}

@@ -801,3 +801,80 @@ fn sighup_reload_lines_like_nats_server() {
         assert_eq!(reload_lines_scenario(NATS), want);
     }
 }
+
+/// Reloading the cluster block: nats-server applies a new name ("Cluster name updated to
+/// D" before "Reloaded: cluster"), no_advertise, connect_retries and the route
+/// authorization (validateClusterOpts refuses only a new host or port, in those words).
+fn cluster_reload_scenario(bin: &str) -> Vec<String> {
+    let dir = tmpdir(&format!("creload-{}", bin.len()));
+    let conf = dir.join("s.conf");
+    let log = dir.join("s.log");
+    let (port, rport, rport2) = (free_port(), free_port(), free_port());
+    let head = format!(
+        "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\n",
+        log.display()
+    );
+    std::fs::write(
+        &conf,
+        format!("{head}cluster {{ name: C, listen: \"127.0.0.1:{rport}\" }}\n"),
+    )
+    .unwrap();
+    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    wait_file(&log, "Listening for route connections", 0);
+    let steps = [
+        (
+            format!(
+                "{head}cluster {{ name: D, listen: \"127.0.0.1:{rport}\", no_advertise: true, \
+                 connect_retries: 5, authorization {{ user: r, password: p, timeout: 5 }} }}\n"
+            ),
+            "Reloaded server configuration",
+        ),
+        (
+            format!("{head}cluster {{ name: D, listen: \"127.0.0.1:{rport2}\" }}\n"),
+            "Failed to reload",
+        ),
+        (
+            format!("{head}cluster {{ name: D, listen: \"127.0.0.2:{rport}\" }}\n"),
+            "Failed to reload",
+        ),
+    ];
+    let mut lines = Vec::new();
+    for (text, until) in steps {
+        std::fs::write(&conf, text).unwrap();
+        let mark = std::fs::metadata(&log).unwrap().len() as usize;
+        p.signal(libc::SIGHUP);
+        let all = wait_file(&log, until, mark);
+        for l in all[mark..].lines().filter(|l| {
+            l.contains("Reloaded") || l.contains("Failed to reload") || l.contains("Cluster name")
+        }) {
+            let at = l.find(" [INF] ").or(l.find(" [ERR] ")).map_or(0, |i| i + 1);
+            lines.push(
+                l[at..]
+                    .replace(&rport.to_string(), "RPORT")
+                    .replace(&rport2.to_string(), "RPORT2"),
+            );
+        }
+    }
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+    let _ = std::fs::remove_dir_all(dir);
+    lines
+}
+
+#[test]
+fn cluster_reload_like_nats_server() {
+    let ours = cluster_reload_scenario(BIN);
+    let want = [
+        "[INF] Reloaded: authorization users",
+        "[INF] Reloaded: accounts",
+        "[INF] Cluster name updated to D",
+        "[INF] Reloaded: cluster",
+        "[INF] Reloaded server configuration",
+        "[ERR] Failed to reload server configuration: config reload not supported for cluster port: old=RPORT, new=RPORT2",
+        "[ERR] Failed to reload server configuration: config reload not supported for cluster host: old=127.0.0.1, new=127.0.0.2",
+    ];
+    assert_eq!(ours, want);
+    if nats_available() {
+        assert_eq!(cluster_reload_scenario(NATS), want);
+    }
+}

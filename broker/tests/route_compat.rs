@@ -411,12 +411,15 @@ async fn route_permissions_like_nats_server() {
     );
     // nats-server with permissions, ours routed to it; then the other way round; then ours
     // on both ends.
+    let top_ref;
     {
         let p = RefCluster::start_with(PERMS_CONF, "");
         let mut o = our_opts();
         o.cluster.routes = route_to(p.addrs);
         let q = start_broker(o).await;
-        wait_json(p.addrs.http, "/routez", |v| v["num_routes"] == 1).await;
+        let routez = wait_json(p.addrs.http, "/routez", |v| v["num_routes"] == 1).await;
+        // monitor.go Routez: the cluster's own lists at the top.
+        top_ref = format!("import={} export={}", routez["import"], routez["export"]);
         let got = permissions_scenario(p.addrs, our_addrs(&q)).await;
         assert_eq!(got, want, "nats-server with permissions, ours without");
         q.shutdown().await;
@@ -429,7 +432,12 @@ async fn route_permissions_like_nats_server() {
             "cluster {{ name: c1, listen: \"127.0.0.1:-1\", routes: [\"nats-route://{}\"] }}",
             our_addrs(&p).route
         ));
-        wait_json(our_addrs(&p).http, "/routez", |v| v["num_routes"] == 1).await;
+        let routez = wait_json(our_addrs(&p).http, "/routez", |v| v["num_routes"] == 1).await;
+        assert_eq!(
+            format!("import={} export={}", routez["import"], routez["export"]),
+            top_ref,
+            "top-level /routez import/export: ours (left) vs nats-server (right)"
+        );
         let got = permissions_scenario(our_addrs(&p), q.addrs).await;
         assert_eq!(got, want, "ours with permissions, nats-server without");
         p.shutdown().await;

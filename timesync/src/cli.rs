@@ -648,6 +648,8 @@ async fn tail(servers: &[String], a: TailArgs) -> Result<()> {
     let client = connect(servers, "timesync-cli", false).await?;
     let mut sub = client.subscribe(BEACON_SUBJECT).await?;
     let mut n = 0u64;
+    // Per source: (epoch, last sequence number), to report what did not arrive in order.
+    let mut last: BTreeMap<String, (Option<u64>, u64)> = BTreeMap::new();
     while let Some(msg) = sub.next().await {
         let header = |name: &str| {
             msg.headers
@@ -661,16 +663,24 @@ async fn tail(servers: &[String], a: TailArgs) -> Result<()> {
             }
         }
         match decode_beacon(&msg.payload, header) {
-            Ok(b) => println!(
-                "{} source={} seq={} tx_ns={} stratum={} leap={} epoch={}",
-                b.micros,
-                b.source.as_deref().unwrap_or("-"),
-                b.seq.map_or("-".into(), |v| v.to_string()),
-                b.tx_ns.map_or("-".into(), |v| v.to_string()),
-                b.stratum.map_or("-".into(), |v| v.to_string()),
-                b.leap.map_or("-".into(), |v| v.to_string()),
-                b.epoch.map_or("-".into(), |v| v.to_string()),
-            ),
+            Ok(b) => {
+                if let (Some(src), Some(seq)) = (b.source.as_deref(), b.seq) {
+                    if let Some(note) = sequence_note(last.get(src).copied(), b.epoch, seq) {
+                        println!("# source={src} {note}");
+                    }
+                    last.insert(src.to_string(), (b.epoch, seq));
+                }
+                println!(
+                    "{} source={} seq={} tx_ns={} stratum={} leap={} epoch={}",
+                    b.micros,
+                    b.source.as_deref().unwrap_or("-"),
+                    b.seq.map_or("-".into(), |v| v.to_string()),
+                    b.tx_ns.map_or("-".into(), |v| v.to_string()),
+                    b.stratum.map_or("-".into(), |v| v.to_string()),
+                    b.leap.map_or("-".into(), |v| v.to_string()),
+                    b.epoch.map_or("-".into(), |v| v.to_string()),
+                )
+            }
             Err(err) => println!("undecodable beacon: {err}"),
         }
         n += 1;
@@ -681,9 +691,51 @@ async fn tail(servers: &[String], a: TailArgs) -> Result<()> {
     Ok(())
 }
 
+/// What `tail` says about a beacon's sequence number after `prev` (epoch, seq) of the
+/// same source: beacons that never came, ones out of order, a restart (new epoch).
+fn sequence_note(prev: Option<(Option<u64>, u64)>, epoch: Option<u64>, seq: u64) -> Option<String> {
+    let (pe, ps) = prev?;
+    if pe != epoch {
+        return Some(format!(
+            "restarted: epoch {} (sequence starts over)",
+            epoch.map_or("-".into(), |e| e.to_string())
+        ));
+    }
+    if seq == ps.wrapping_add(1) {
+        None
+    } else if seq > ps {
+        Some(format!(
+            "gap: {} beacon(s) missing (seq {}..{})",
+            seq - ps - 1,
+            ps + 1,
+            seq - 1
+        ))
+    } else {
+        Some(format!("out of order: seq {seq} after {ps}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tail_reports_gaps_reordering_and_restarts() {
+        assert_eq!(sequence_note(None, Some(1), 7), None);
+        assert_eq!(sequence_note(Some((Some(1), 6)), Some(1), 7), None);
+        assert_eq!(
+            sequence_note(Some((Some(1), 6)), Some(1), 9).as_deref(),
+            Some("gap: 2 beacon(s) missing (seq 7..8)")
+        );
+        assert_eq!(
+            sequence_note(Some((Some(1), 6)), Some(1), 5).as_deref(),
+            Some("out of order: seq 5 after 6")
+        );
+        assert_eq!(
+            sequence_note(Some((Some(1), 6)), Some(2), 1).as_deref(),
+            Some("restarted: epoch 2 (sequence starts over)")
+        );
+    }
 
     #[test]
     fn source_specs_parse_and_reject_garbage() {

@@ -290,7 +290,20 @@ impl Monitor {
                 };
                 self.count(ROUTEZ);
                 let infos = route_infos(&self.state, subs);
-                respond(q, pretty(&routez::routez(&self.state.id, infos, subs, now)))
+                let opts = self.state.opts();
+                let perms = opts.cluster.permissions.as_ref();
+                let perms = (
+                    perms
+                        .and_then(|p| p.publish.as_ref())
+                        .map(crate::server::route::subject_perm),
+                    perms
+                        .and_then(|p| p.subscribe.as_ref())
+                        .map(crate::server::route::subject_perm),
+                );
+                respond(
+                    q,
+                    pretty(&routez::routez(&self.state.id, perms, infos, subs, now)),
+                )
             }
             SUBSZ | "/subscriptionsz" => {
                 // nats-server counts /subsz before decoding its parameters.

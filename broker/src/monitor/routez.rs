@@ -107,6 +107,11 @@ fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, 
 pub struct Routez {
     pub server_id: String,
     pub now: GoTime,
+    /// The cluster's own permissions (monitor.go Routez: `Cluster.Permissions`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<crate::proto::json::SubjectPerm>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::proto::json::SubjectPerm>,
     pub num_routes: usize,
     pub routes: Vec<RouteJson>,
 }
@@ -145,7 +150,17 @@ pub struct RouteJson {
 }
 
 /// Builds /routez from route views taken at `now`.
-pub fn routez(server_id: &str, infos: Vec<RouteInfo>, subs: SubsLevel, now: SystemTime) -> Routez {
+/// `perms`: the cluster permissions' import and export lists, shown at the top.
+pub fn routez(
+    server_id: &str,
+    perms: (
+        Option<crate::proto::json::SubjectPerm>,
+        Option<crate::proto::json::SubjectPerm>,
+    ),
+    infos: Vec<RouteInfo>,
+    subs: SubsLevel,
+    now: SystemTime,
+) -> Routez {
     let routes: Vec<RouteJson> = infos
         .into_iter()
         .map(|r| route_json(r, subs, now))
@@ -153,6 +168,8 @@ pub fn routez(server_id: &str, infos: Vec<RouteInfo>, subs: SubsLevel, now: Syst
     Routez {
         server_id: server_id.to_string(),
         now: GoTime(now),
+        import: perms.0,
+        export: perms.1,
         num_routes: routes.len(),
         routes,
     }
@@ -231,7 +248,7 @@ mod tests {
     #[test]
     fn json_fields_like_nats_server() {
         let now = UNIX_EPOCH + Duration::from_secs(200);
-        let doc = routez("SID", vec![info(1)], SubsLevel::Subjects, now);
+        let doc = routez("SID", (None, None), vec![info(1)], SubsLevel::Subjects, now);
         let v = serde_json::to_value(&doc).unwrap();
         assert_eq!(v["num_routes"], 1);
         let r = &v["routes"][0];
@@ -257,7 +274,7 @@ mod tests {
             }),
             path_switches: 3,
         });
-        let doc = routez("SID", vec![with_scion], SubsLevel::None, now);
+        let doc = routez("SID", (None, None), vec![with_scion], SubsLevel::None, now);
         let v = serde_json::to_value(&doc).unwrap();
         assert_eq!(v["routes"][0]["scion"]["path"]["rtt"], "12ms");
         assert_eq!(v["routes"][0]["scion"]["path"]["latency"], "11ms");

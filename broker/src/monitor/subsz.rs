@@ -8,7 +8,7 @@ use super::gofmt::{GoFloat, GoTime};
 use super::http::{decode_bool, decode_int, ParamError, Query};
 use crate::proto::ConnKind;
 use crate::server::{ServerState, Subscription};
-use crate::sublist::{is_valid_literal_subject, subject_matches, SublistStats};
+use crate::sublist::{subject_matches, SublistStats};
 
 /// nats-server `DefaultSubListSize`.
 pub const DEFAULT_SUB_LIST_SIZE: i64 = 1024;
@@ -118,16 +118,25 @@ pub struct SubszOptions {
     pub offset: i64,
     pub limit: i64,
     pub test: String,
+    /// `acc`: only this account's subscriptions (we have `$G` only).
+    pub account: String,
 }
 
-/// Decodes the parameters in nats-server's order: subs, offset, limit, test.
+/// Decodes the parameters in nats-server's order: subs, offset, limit, test, acc.
 pub fn parse_options(q: &Query) -> Result<SubszOptions, ParamError> {
     Ok(SubszOptions {
         subs: decode_bool(q, "subs")?,
         offset: decode_int(q, "offset")?,
         limit: decode_int(q, "limit")?,
         test: q.get("test").to_string(),
+        account: q.get("acc").to_string(),
     })
+}
+
+/// sublist.go IsValidLiteralSubject: no empty token and no `*` or `>` token (anything
+/// else, spaces included, is taken).
+fn go_valid_literal_subject(s: &str) -> bool {
+    s.split('.').all(|t| !t.is_empty() && t != "*" && t != ">")
 }
 
 /// Builds /subsz at `now`.
@@ -138,13 +147,17 @@ pub fn subsz(state: &ServerState, o: &SubszOptions, now: SystemTime) -> Result<S
     } else {
         o.limit
     };
-    if !o.test.is_empty() && !is_valid_literal_subject(&o.test) {
+    if !o.test.is_empty() && !go_valid_literal_subject(&o.test) {
         return Err(ParamError(format!(
             "invalid test subject, must be valid publish subject: {}",
             o.test
         )));
     }
-    let (stats, all) = {
+    // monitor.go Subsz: accounts not named `acc` are left out; ours is `$G` alone.
+    let other_account = !o.account.is_empty() && o.account != GLOBAL_ACCOUNT;
+    let (stats, all) = if other_account {
+        (SublistStats::default(), Vec::new())
+    } else {
         let sl = state.sublist.read().unwrap_or_else(|e| e.into_inner());
         let all = if o.subs { sl.all() } else { Vec::new() };
         (sl.stats(), all)

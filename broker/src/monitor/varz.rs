@@ -236,7 +236,7 @@ pub fn varz(opts: &Options, rt: Runtime) -> Varz {
         ping_max: opts.ping_max,
         http_host: opts.http_host.clone(),
         http_port: rt.http_port,
-        http_base_path: String::new(),
+        http_base_path: opts.http_base_path.clone(),
         https_port: 0,
         auth_timeout: GoFloat(
             opts.authorization

@@ -676,9 +676,11 @@ impl Conn {
             return subs;
         }
         let mut sl = self.srv.sublist.write().unwrap_or_else(|e| e.into_inner());
-        for s in &subs {
-            let _ = sl.remove(&s.subject, s.queue.as_deref(), s);
-        }
+        // client.go closeConnection: RemoveBatch, which also clears the match cache.
+        let _ = sl.remove_batch(
+            subs.iter()
+                .map(|s| (s.subject.as_str(), s.queue.as_deref(), s)),
+        );
         self.srv.publish_generation(sl.generation());
         drop(sl);
         for s in &subs {

@@ -404,7 +404,10 @@ pub fn deliver_local(
             client.stats.out_msgs.fetch_add(1, Ordering::Relaxed);
             client.stats.out_bytes.fetch_add(body, Ordering::Relaxed);
             batch.out_msgs += 1;
-            batch.out_bytes += body;
+            // The server's count is the message as published, headers included even
+            // when stripped for this receiver (client.go processMsgResults updateStats:
+            // `len(msg)`); the connection's count is what it was sent (deliverMsg).
+            batch.out_bytes += msg.payload.len() as u64;
             batch.mark(client);
             // client.go deliverMsg: a receiver with response permissions may
             // answer this request's reply subject.

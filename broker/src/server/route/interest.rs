@@ -138,9 +138,11 @@ impl RouteConn {
         let subs: Vec<SubRef> = lock(&self.shared.subs).drain().map(|(_, s)| s).collect();
         if !subs.is_empty() {
             let mut sl = self.srv.sublist.write().unwrap_or_else(|e| e.into_inner());
-            for s in &subs {
-                let _ = sl.remove(&s.subject, s.queue.as_deref(), s);
-            }
+            // route.go removeRemoteSubs: RemoveBatch, which also clears the match cache.
+            let _ = sl.remove_batch(
+                subs.iter()
+                    .map(|s| (s.subject.as_str(), s.queue.as_deref(), s)),
+            );
             self.srv.publish_generation(sl.generation());
             debug!(
                 "{} - Removing {} subscriptions for account \"$G\"",
