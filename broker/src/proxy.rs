@@ -106,7 +106,8 @@ Usage: broker proxy --listen <host:port> --upstream <nats://ISD-AS,IP:port> [--u
                     [-D] [-V] [-DV]
 
 Carries TCP NATS connections to a broker's SCION client listener over path-aware QUIC/SCION.
-  --listen           local TCP address NATS clients connect to (e.g. 127.0.0.1:4222)
+  --listen           local TCP address NATS clients connect to: host:port, or a port
+                     (on 127.0.0.1)
   --upstream         the broker's SCION client listener, any form: nats://ISD-AS,IP:port,
                      [ISD-AS,IP]:port, ISD-AS,IP:port; repeat it (or list nats:// URLs
                      separated by commas) for more brokers, tried in order, then the
@@ -171,6 +172,23 @@ pub(crate) fn parse_upstreams(v: &str) -> Result<Vec<ScionAddr>, ProxyError> {
     Ok(out)
 }
 
+/// `--listen`: `host:port` (a name is resolved, the first address taken), or a bare port
+/// on 127.0.0.1 (the proxy carries unauthenticated local clients onto SCION, so it
+/// listens on loopback unless told otherwise).
+fn parse_listen(v: &str) -> Result<SocketAddr, ProxyError> {
+    let bad = |e: String| ProxyError::Usage(format!("--listen {v:?}: {e}"));
+    if let Ok(port) = v.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(v)
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("the name has no address".into()))
+}
+
 fn parse_scion(flag: &str, v: &str) -> Result<ScionAddr, ProxyError> {
     if v.contains("://") {
         return parse_nats_url(v)
@@ -211,6 +229,30 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
             i += 1;
             continue;
         }
+        const TAKES_VALUE: &[&str] = &[
+            "listen",
+            "l",
+            "upstream",
+            "u",
+            "local",
+            "daemon",
+            "topology",
+            "ca",
+            "tlscacert",
+            "cert",
+            "tlscert",
+            "key",
+            "tlskey",
+            "server-name",
+            "server_name",
+            "path_preference",
+            "path-preference",
+        ];
+        if !TAKES_VALUE.contains(&name.as_str()) {
+            return Err(ProxyError::Usage(format!(
+                "flag provided but not defined: -{name}\n{PROXY_USAGE}"
+            )));
+        }
         let value = match inline {
             Some(v) => v,
             None => {
@@ -221,13 +263,7 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
             }
         };
         match name.as_str() {
-            "listen" | "l" => {
-                listen = Some(
-                    value
-                        .parse::<SocketAddr>()
-                        .map_err(|e| ProxyError::Usage(format!("--listen {value:?}: {e}")))?,
-                )
-            }
+            "listen" | "l" => listen = Some(parse_listen(&value)?),
             "upstream" | "u" => {
                 for a in parse_upstreams(&value)? {
                     if !upstreams.contains(&a) {
@@ -1154,6 +1190,15 @@ mod tests {
         assert!(matches!(parse_args(&s(&["-h"])), Err(ProxyError::Help)));
         assert!(parse_args(&s(&["--listen", "127.0.0.1:1"])).is_err());
         assert!(parse_args(&s(&["--bogus", "x"])).is_err());
+        let e = parse_args(&s(&["--bogus"])).unwrap_err().to_string();
+        assert!(e.contains("flag provided but not defined: -bogus"), "{e}");
+        // --listen: a bare port is loopback; a name is resolved.
+        let up = ["--upstream", "[1-ff00:0:1,127.0.0.1]:5"];
+        let c = parse_args(&s(&["--listen", "4223", up[0], up[1]])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:4223".parse().unwrap());
+        let c = parse_args(&s(&["--listen", "localhost:4224", up[0], up[1]])).unwrap();
+        assert_eq!(c.listen.port(), 4224);
+        assert!(c.listen.ip().is_loopback());
         let e = parse_args(&s(&[
             "--listen",
             "127.0.0.1:1",
