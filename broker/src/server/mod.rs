@@ -246,7 +246,12 @@ impl ServerState {
     pub fn client_info_for(&self, c: &ClientShared) -> ServerInfo {
         let mut info = self.client_info(c.cid, &c.peer.ip().to_string());
         if c.label.is_some() {
-            info.connect_urls = self.cluster.scion_connect_urls();
+            // cluster.no_advertise (as it is now: it can be reloaded): no cluster URLs.
+            info.connect_urls = if self.opts().cluster.no_advertise {
+                Vec::new()
+            } else {
+                self.cluster.scion_connect_urls()
+            };
         }
         // server.go sendLDMToClients: in lame duck mode clients are sent only the
         // other servers' URLs (`ldm: true` itself goes out once, in

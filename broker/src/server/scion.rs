@@ -326,11 +326,9 @@ pub async fn start_client_listener(
             ep.local_addr()
         );
         let ep = Arc::new(ep);
-        // cluster.no_advertise: clients learn no cluster URLs, ours included (nats-server
-        // server.go: ClientConnectURLs stay empty).
-        if !opts.cluster.no_advertise {
-            lock(&srv.cluster.own_scion_urls).push(ep.local_addr().to_string());
-        }
+        // Recorded whatever cluster.no_advertise says now: it is checked where the URLs
+        // go out (route INFO, client INFO), and a reload may change it.
+        lock(&srv.cluster.own_scion_urls).push(ep.local_addr().to_string());
         tasks.push(tokio::spawn(accept_clients(srv.clone(), ep.clone())));
         tasks.push(tokio::spawn(follow_path_events(
             srv.clone(),

@@ -145,6 +145,21 @@ impl Discipline {
         self.jumps
     }
 
+    /// The last sample was held back as an outlier (not used).
+    pub fn holding(&self) -> bool {
+        self.outliers > 0
+    }
+
+    /// How far the held-back outliers are from the phase estimate (0 when none is held):
+    /// until they are confirmed or refuted, the bound must cover them.
+    pub fn held_offset(&self) -> f64 {
+        if self.outliers > 0 {
+            (self.last_outlier - self.theta).abs()
+        } else {
+            0.0
+        }
+    }
+
     pub fn state(&self) -> SyncState {
         self.state
     }
@@ -279,10 +294,10 @@ impl Discipline {
         let z = sample.offset - (self.correction(now) - sample.correction) + self.omega * age;
         // The aged part of the drift is uncertain by the frequency uncertainty.
         let r = noise.max(self.cfg.precision).powi(2) + (self.frequency_sigma() * age).powi(2);
-        self.last_offset = z;
-        self.last_update = Some(now);
         let mut actions = Vec::new();
         if !self.initialised {
+            self.last_offset = z;
+            self.last_update = Some(now);
             self.initialised = true;
             self.t = now;
             self.theta = z;
@@ -306,7 +321,7 @@ impl Discipline {
             self.outliers = if agrees { self.outliers + 1 } else { 1 };
             self.last_outlier = z;
             if self.outliers < JUMP_PERSIST {
-                // Held back: one wild sample is not evidence.
+                // Held back: one wild sample is not evidence, and not an update either.
                 return Vec::new();
             }
             // It persists: the phase jumped. Open the phase up and drop its correlation
@@ -317,6 +332,8 @@ impl Discipline {
             self.jumps += 1;
         }
         self.outliers = 0;
+        self.last_offset = z;
+        self.last_update = Some(now);
         // Measurement H = [1, 0].
         let [[a, b], [_, d]] = self.p;
         let s = a + r;
@@ -393,11 +410,16 @@ mod tests {
             t += S;
         }
         let (theta, omega) = (d.offset(), d.estimated_frequency());
+        let last = d.last_update();
         assert!(d
             .update(t, sample(t, 1.0, d.correction(t)), 10e-6)
             .is_empty());
         assert_eq!(d.offset(), theta);
         assert_eq!(d.estimated_frequency(), omega);
+        // Held back: no update as far as the bound is concerned, and the bound covers it.
+        assert!(d.holding());
+        assert_eq!(d.last_update(), last);
+        assert!((d.held_offset() - 1.0).abs() < 1e-3, "{}", d.held_offset());
         t += S;
         d.update(t, sample(t, 0.0, d.correction(t)), 10e-6);
         assert_eq!(d.jumps(), 0);
@@ -406,6 +428,8 @@ mod tests {
             d.update(t, sample(t, 0.5, d.correction(t)), 10e-6);
         }
         assert_eq!(d.jumps(), 1);
+        assert!(!d.holding());
+        assert_eq!(d.held_offset(), 0.0);
         assert!((d.offset() - 0.5).abs() < 0.01, "phase {}", d.offset());
         assert!(
             (d.estimated_frequency() - omega).abs() < 1e-6,

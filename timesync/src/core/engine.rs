@@ -510,13 +510,14 @@ impl Engine {
             src.filter = match resumed {
                 Some(f) => f,
                 None if first => PathFilter::new(),
-                None => {
-                    // A path the loop has not seen: its asymmetry may differ by up to half
-                    // its delay, which the loop must take as phase, not frequency.
-                    src.phase_reset = true;
-                    PathFilter::after_path_change()
-                }
+                None => PathFilter::after_path_change(),
             };
+            // Another path's asymmetry may differ by up to half its delay from the one the
+            // loop was fitted to, resumed or not: the loop must take it as phase, not as
+            // frequency.
+            if !first {
+                src.phase_reset = true;
+            }
             // Exchanges on the old path are no evidence about the new one.
             src.burst_best = None;
         }
@@ -604,12 +605,18 @@ impl Engine {
             self.discipline.reset_phase(now, sample.delay / 2.0);
         }
         self.sources[i].last_fed = Some(sample.mono);
-        self.fed = Some(stats);
-        self.discipline
+        let actions: Vec<Action> = self
+            .discipline
             .update(now, sample, jitter)
             .into_iter()
             .map(Action::Clock)
-            .collect()
+            .collect();
+        // A sample the loop held back (an outlier) is no update: the bound keeps growing
+        // from the last one used.
+        if !self.discipline.holding() {
+            self.fed = Some(stats);
+        }
+        actions
     }
 
     fn candidates(&mut self, now: MonoNs) -> Vec<Candidate> {
@@ -673,6 +680,7 @@ impl Engine {
             + self.offset_at(now).abs()
             + 3.0 * d.offset_sigma()
             + d.holdover_dispersion(now)
+            + d.held_offset()
     }
 
     /// Estimated offset (source minus local clock) at `now`, seconds.
