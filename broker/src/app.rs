@@ -24,6 +24,20 @@ pub fn run_main(args: Vec<String>) -> ExitCode {
     let flags: Vec<String> = args.iter().skip(1).cloned().collect();
     let cmd = match cli::parse_args(flags.clone()) {
         Ok(c) => c,
+        // Go's flag package: its message alone on stderr, then the usage on stdout.
+        // (nats-server then exits 0; we exit 1, so scripts and service managers see the
+        // mistake.)
+        Err(
+            e @ (cli::CliError::UnknownFlag(_)
+            | cli::CliError::BadSyntax(_)
+            | cli::CliError::MissingValue(_)
+            | cli::CliError::InvalidValue { .. }
+            | cli::CliError::InvalidBool { .. }),
+        ) => {
+            eprintln!("{e}");
+            print!("{}", cli::usage());
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("{EXE}: {e}");
             return ExitCode::FAILURE;

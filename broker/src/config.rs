@@ -224,8 +224,10 @@ fn jetstream_off(v: &Value) -> bool {
 /// nats-server's configWarningErr wording: `file:line:col: invalid use of field "k": why`.
 fn field_warning(e: &Entry, reason: &str) -> String {
     format!(
-        "{}: invalid use of field {:?}: {}",
-        e.key_pos, e.key, reason
+        "{}: invalid use of field {}: {}",
+        e.key_pos,
+        crate::server::auth::go_quote(&e.key),
+        reason
     )
 }
 
@@ -255,7 +257,10 @@ impl Mapper {
     /// Unknown key; like nats-server, keys used as `$variables` are exempt.
     pub(crate) fn unknown(&mut self, e: &Entry) {
         if !e.used_as_variable {
-            self.error(e, format!("unknown field {:?}", e.key));
+            self.error(
+                e,
+                format!("unknown field {}", crate::server::auth::go_quote(&e.key)),
+            );
         }
     }
 
@@ -263,7 +268,10 @@ impl Mapper {
         match how {
             Unsupported::Error => self.error(
                 e,
-                format!("field {:?} is not supported by this broker", e.key),
+                format!(
+                    "field {} is not supported by this broker",
+                    crate::server::auth::go_quote(&e.key)
+                ),
             ),
             Unsupported::Ignore => self.notice(e, "not supported by this broker, ignored"),
         }
@@ -273,7 +281,10 @@ impl Mapper {
         let got = e.value.value.type_name();
         self.error(
             e,
-            format!("invalid value for {:?}: expected {want}, got {got}", e.key),
+            format!(
+                "invalid value for {}: expected {want}, got {got}",
+                crate::server::auth::go_quote(&e.key)
+            ),
         );
     }
 
@@ -499,6 +510,7 @@ impl Mapper {
                 }
             }
             "max_pending" => {
+                self.seen.push(("max_pending", e.key_pos.clone()));
                 if let Some(v) = self.size(e, i64::MAX as u64) {
                     o.max_pending = v;
                 }
@@ -660,7 +672,12 @@ impl Mapper {
             );
         }
         if o.max_payload > o.max_pending {
-            let pos = at(self, "max_payload");
+            // Point at whichever of the two the file sets (max_pending alone can cause it).
+            let pos = if self.seen.iter().any(|(k, _)| *k == "max_payload") {
+                at(self, "max_payload")
+            } else {
+                at(self, "max_pending")
+            };
             self.error_at(
                 &pos,
                 "max_payload",

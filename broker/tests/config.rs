@@ -176,6 +176,39 @@ fn unknown_field_error_text() {
     );
 }
 
+/// Keys are quoted as Go's `%q` quotes them (a byte-order mark or a zero-width space shows
+/// as an escape, as nats-server prints it); a limit that only max_pending breaks points at
+/// max_pending; deep nesting is an error, not a stack overflow.
+#[test]
+fn go_quoted_keys_positions_and_nesting() {
+    let d = tmpdir();
+    let p = write(&d, "q.conf", "\u{feff}port: 4222\nbogus\u{200b}: 1\n");
+    let errs = invalid(config::load_file(&p).unwrap_err());
+    assert_eq!(
+        errs,
+        vec![
+            format!("{}:1:0: unknown field \"\\ufeffport\"", p.display()),
+            format!("{}:2:1: unknown field \"bogus\\u200b\"", p.display()),
+        ]
+    );
+    let p = write(&d, "mp.conf", "port: 4222\nmax_pending: 100\n");
+    let errs = invalid(config::load_file(&p).unwrap_err());
+    assert_eq!(
+        errs,
+        vec![format!(
+            "{}:2:1: max_payload (1048576) cannot be higher than max_pending (100)",
+            p.display()
+        )]
+    );
+    let deep = format!("x {}{}\n", "[".repeat(50_000), "]".repeat(50_000));
+    let p = write(&d, "deep.conf", &deep);
+    let e = config::load_file(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("deep.conf:1:1003: maps and arrays nested deeper than 1000"),
+        "{e}"
+    );
+}
+
 #[test]
 fn bad_path_preference_names_file_position_and_key() {
     let d = tmpdir();

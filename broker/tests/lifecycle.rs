@@ -666,3 +666,43 @@ fn route_connect_errors_logged_like_nats_server() {
         assert_eq!(results[0], results[1], "ours (left) vs nats-server (right)");
     }
 }
+
+/// Bad flags: Go's flag package message alone on stderr and the usage on stdout, as
+/// nats-server prints them (it then exits 0; we exit 1); IPv6 listen addresses are
+/// logged in brackets (net.JoinHostPort).
+#[test]
+fn bad_flags_and_ipv6_listen_lines_like_nats_server() {
+    let mut bins = vec![std::path::PathBuf::from(BIN)];
+    bins.extend(nats_server_bin());
+    let mut seen = Vec::new();
+    for bin in &bins {
+        let mut lines = Vec::new();
+        for args in [&["-x"][..], &["-p"], &["-p", "abc"], &["-D=maybe"]] {
+            let out = Command::new(bin)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run");
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("Usage:"),
+                "{bin:?} {args:?}: usage on stdout"
+            );
+            lines.push(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        seen.push(lines);
+    }
+    assert_eq!(seen[0][0], "flag provided but not defined: -x");
+    if seen.len() == 2 {
+        assert_eq!(seen[0], seen[1], "ours (left) vs nats-server (right)");
+    }
+    // -a ::1: the client listener's line has the host in brackets.
+    let port = free_port();
+    let mut b = Broker::spawn_bin(
+        std::path::Path::new(BIN),
+        &["-a", "::1", "-p", &port.to_string()],
+    );
+    let l = b.wait_for("Listening for client connections on");
+    assert!(l.ends_with(&format!("on [::1]:{port}")), "{l}");
+    b.signal(libc::SIGINT);
+    b.wait_exit();
+}

@@ -93,6 +93,9 @@ struct Parser<'s> {
     stack: Vec<Frame>,
 }
 
+/// Deepest nesting of maps and arrays in a configuration file.
+pub const MAX_NESTING: usize = 1000;
+
 impl Parser<'_> {
     fn pos(&self, offset: usize) -> Pos {
         let (line, col) = self.lines.line_col(offset);
@@ -134,6 +137,14 @@ impl Parser<'_> {
                     }
                     _ => return Err(self.err(pos, format!("unexpected key \"{}\"", it.val))),
                 },
+                ItemKind::MapStart | ItemKind::ArrayStart if open.len() >= MAX_NESTING => {
+                    // No real configuration comes near this; the tree and the walks over it
+                    // are recursive, and a hostile file must not overflow the stack.
+                    return Err(self.err(
+                        pos,
+                        format!("maps and arrays nested deeper than {MAX_NESTING}"),
+                    ));
+                }
                 ItemKind::MapStart => {
                     self.stack.push(Frame::Map {
                         map: Map::new(),
@@ -510,6 +521,17 @@ mod tests {
 
     fn err(src: &str) -> ParseError {
         parse_str(src).expect_err(src)
+    }
+
+    #[test]
+    fn nesting_is_bounded_instead_of_overflowing_the_stack() {
+        let ok = format!("x {}{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+        assert!(parse_str(&ok).is_ok());
+        let deep = format!("x {}{}", "[".repeat(50_000), "]".repeat(50_000));
+        let e = err(&deep);
+        assert!(e.message.contains("nested deeper than 1000"), "{e:?}");
+        let deep = format!("{}{}", "a { ".repeat(50_000), "}".repeat(50_000));
+        assert!(err(&deep).message.contains("nested deeper"));
     }
 
     #[test]

@@ -103,7 +103,10 @@ fn users(m: &mut Mapper, e: &Entry) -> Vec<User> {
                 }
                 "nkey" => m.error(
                     f,
-                    format!("field {:?} is not supported by this broker", f.key),
+                    format!(
+                        "field {} is not supported by this broker",
+                        crate::server::auth::go_quote(&f.key)
+                    ),
                 ),
                 _ => m.unknown(f),
             }
@@ -183,7 +186,13 @@ pub(super) fn permissions(m: &mut Mapper, e: &Entry) -> Option<Permissions> {
             }
             _ => {
                 if !f.used_as_variable {
-                    m.error(f, format!("Unknown field {:?} parsing permissions", f.key));
+                    m.error(
+                        f,
+                        format!(
+                            "Unknown field {} parsing permissions",
+                            crate::server::auth::go_quote(&f.key)
+                        ),
+                    );
                 }
             }
         }
@@ -231,7 +240,13 @@ fn allow_responses(m: &mut Mapper, e: &Entry) -> Option<ResponsePermission> {
             },
             _ => {
                 if !f.used_as_variable {
-                    m.error(f, format!("Unknown field {:?} parsing permissions", f.key));
+                    m.error(
+                        f,
+                        format!(
+                            "Unknown field {} parsing permissions",
+                            crate::server::auth::go_quote(&f.key)
+                        ),
+                    );
                 }
             }
         }
@@ -253,7 +268,7 @@ fn subject_permission(m: &mut Mapper, e: &Entry) -> Option<SubjectPermission> {
                     "deny" => sp.deny = subjects(m, f, &f.value).unwrap_or_default(),
                     _ => {
                         if !f.used_as_variable {
-                            m.error(f, format!("Unknown field name {:?} parsing subject permissions, only 'allow' or 'deny' are permitted", f.key));
+                            m.error(f, format!("Unknown field name {} parsing subject permissions, only 'allow' or 'deny' are permitted", crate::server::auth::go_quote(&f.key)));
                         }
                     }
                 }
@@ -473,7 +488,7 @@ pub(super) fn cluster(m: &mut Mapper, o: &mut Options, e: &Entry) {
     }
     // nats-server enables clustering only with a cluster port.
     if let Some(ListenAddr::Tcp { host, port: 0 }) = &listen {
-        m.warn(
+        m.notice(
             e,
             format!("cluster has no port (host {host:?}), clustering is disabled"),
         );
@@ -555,11 +570,17 @@ fn tls(m: &mut Mapper, e: &Entry, need_ca: bool) -> Option<TlsOpts> {
             | "connection_rate_limit"
             | "pinned_certs" => m.error(
                 f,
-                format!("field {:?} is not supported by this broker", f.key),
+                format!(
+                    "field {} is not supported by this broker",
+                    crate::server::auth::go_quote(&f.key)
+                ),
             ),
             _ => m.error(
                 f,
-                format!("error parsing tls config, unknown field [{:?}]", f.key),
+                format!(
+                    "error parsing tls config, unknown field [{}]",
+                    crate::server::auth::go_quote(&f.key)
+                ),
             ),
         }
     }

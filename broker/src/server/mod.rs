@@ -440,7 +440,10 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
             addr: addr.clone(),
             source,
         })?;
-        info!("Starting http monitor on {}:{}", http_host, local.port());
+        info!(
+            "Starting http monitor on {}",
+            route::join_host_port(&http_host, local.port())
+        );
         *lock(&state.http_addr) = Some(local);
         http_addr = Some(local);
         tasks.push(tokio::spawn(crate::monitor::serve(state.clone(), listener)));
@@ -459,10 +462,10 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
         source,
     })?;
     *lock(&state.client_addr) = Some(local);
+    // net.JoinHostPort, as server.go prints it: an IPv6 host in brackets.
     info!(
-        "Listening for client connections on {}:{}",
-        display_host(&state.opts().host),
-        local.port()
+        "Listening for client connections on {}",
+        route::join_host_port(display_host(&state.opts().host), local.port())
     );
     let opts = state.opts();
     *lock(&state.cluster.own_urls) = own_connect_urls(&opts, local);

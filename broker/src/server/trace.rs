@@ -196,7 +196,13 @@ pub fn go_quote_bytes(data: &[u8]) -> String {
                 c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                     out.push_str(&format!("\\x{:02x}", c as u32));
                 }
-                c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c if !go_is_print(c) => {
+                    if (c as u32) < 0x10000 {
+                        out.push_str(&format!("\\u{:04x}", c as u32));
+                    } else {
+                        out.push_str(&format!("\\U{:08x}", c as u32));
+                    }
+                }
                 c => out.push(c),
             }
         }
@@ -208,9 +214,46 @@ pub fn go_quote_bytes(data: &[u8]) -> String {
     out
 }
 
+/// Go's strconv.IsPrint, closely enough: not a control, not a space other than U+0020
+/// (Zs, Zl, Zp), not a format character (Cf: soft hyphen, zero-width and bidi marks, the
+/// byte-order mark, ...), not private use, not a noncharacter. (Unassigned code points,
+/// which Go also escapes, are printed as they are.)
+fn go_is_print(c: char) -> bool {
+    let u = c as u32;
+    if c == ' ' {
+        return true;
+    }
+    if c.is_control() || c.is_whitespace() {
+        return false;
+    }
+    let format = matches!(u,
+        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+        | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F);
+    let private = matches!(u, 0xE000..=0xF8FF | 0xF0000..=0xFFFFD | 0x100000..=0x10FFFD);
+    let nonchar = matches!(u, 0xFDD0..=0xFDEF) || u & 0xFFFE == 0xFFFE;
+    !(format || private || nonchar)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotes_like_go_strconv() {
+        assert_eq!(go_quote_bytes("a\u{feff}b".as_bytes()), "\"a\\ufeffb\"");
+        assert_eq!(
+            go_quote_bytes("\u{200b}\u{a0}é".as_bytes()),
+            "\"\\u200b\\u00a0é\""
+        );
+        assert_eq!(go_quote_bytes("\u{f0000}".as_bytes()), "\"\\U000f0000\"");
+        assert_eq!(go_quote_bytes(b"\x01\xff ok"), "\"\\x01\\xff ok\"");
+        assert_eq!(
+            go_quote_bytes("日本 \u{1f600}".as_bytes()),
+            "\"日本 \u{1f600}\""
+        );
+    }
 
     #[test]
     fn ops_split_like_the_go_parser() {
