@@ -6,7 +6,7 @@
 //! only; every wait is bounded.
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scion_transport::address::ScionAddr;
@@ -15,30 +15,6 @@ mod scion_common;
 use scion_common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_broker");
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A free UDP port in the emulated ASes' dispatched range (31000-32767), where the
-/// routers deliver SCION packets straight to the port.
-fn free_dispatched_port() -> u16 {
-    let start = 31000 + rand::random_range(0..1700u16);
-    (start..32767)
-        .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port in the dispatched range")
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("tcp port")
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxied_client_sees_a_killed_broker_go_within_the_link_idle_bound() {

@@ -4,7 +4,7 @@
 //! ("Route Removed") and not dialled again. Emulator on loopback only; every wait is bounded.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker::options::{ClusterOpts, ListenAddr, Options, ScionOpts};
@@ -16,14 +16,6 @@ use scion_common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_broker");
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 impl Proc {
     fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
@@ -31,21 +23,6 @@ impl Proc {
             libc::kill(self.0.id() as i32, sig);
         }
     }
-}
-
-/// routers deliver SCION packets straight to the port.
-fn free_dispatched_port() -> u16 {
-    let start = 31000 + rand::random_range(0..1700u16);
-    (start..32767)
-        .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port in the dispatched range")
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("tcp port")
-        .port()
 }
 
 /// Waits (bounded) until the file has `needle` after byte `from`; returns the text after it.

@@ -231,3 +231,30 @@ pub fn scion_node(
         ..Default::default()
     }
 }
+
+/// A free UDP port in the emulated ASes' dispatched range (31000-32767), where the routers
+/// deliver SCION packets straight to the port.
+pub fn free_dispatched_port() -> u16 {
+    let start = 31000 + rand::random_range(0..1700u16);
+    (start..32767)
+        .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port in the dispatched range")
+}
+
+/// A free loopback TCP port (bound, then released).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("tcp port")
+        .port()
+}
+
+/// A child process killed and reaped when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
