@@ -262,7 +262,8 @@ async fn wait_for_signals(handle: ServerHandle, _flags: Vec<String>, _sigs: Sign
 pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> {
     let cur = state.opts();
     if cur.config_file.is_none() {
-        return Err("config reload not supported: no configuration file".into());
+        // server.go Reload: errors.New(...) with these words.
+        return Err("can only reload config when a file is provided using -c or --config".into());
     }
     let new = match cli::parse_args(flags.to_vec()).map_err(|e| e.to_string())? {
         Command::Run(loaded) => {

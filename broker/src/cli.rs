@@ -214,7 +214,10 @@ Logging Options:
     -r, --remote_syslog <addr>       Syslog server addr (udp://127.0.0.1:514)
     -D, --debug                      Enable debugging output
     -V, --trace                      Trace the raw protocol
+    -VV                              Same as -V (there is no system account to trace)
     -DV                              Debug and trace
+    -DVV                             Same as -DV
+        --max_traced_msg_len <len>   Maximum printable length for traced messages (default: unlimited)
 
 Authorization Options:
         --user <user>                User required for connections
@@ -285,10 +288,16 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
             pid_file: last_str(Flag::Pid).map(PathBuf::from),
         });
     }
-    let config_file = given.iter().rev().find_map(|g| match (&g.flag, &g.value) {
-        (Flag::Config, Value::Str(s)) if !s.is_empty() => Some(PathBuf::from(s)),
-        _ => None,
-    });
+    // The last -c wins, an empty one included (Go's flag package keeps the last value).
+    let config_file = given
+        .iter()
+        .rev()
+        .find_map(|g| match (&g.flag, &g.value) {
+            (Flag::Config, Value::Str(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from);
     if is(Flag::Check) {
         return match config_file {
             Some(p) => Ok(Command::CheckConfig(p)),
@@ -456,9 +465,10 @@ fn apply(l: &mut Loaded, g: &Given) -> Result<(), CliError> {
         (Flag::Cluster, Value::Str(s)) => override_cluster(o, s).map_err(invalid)?,
         (Flag::ClusterAdvertise, Value::Str(s)) => o.cluster.advertise = Some(s.clone()),
         (Flag::NoAdvertise, Value::Bool(b)) => o.cluster.no_advertise = *b,
+        // An int in nats-server; a negative count allows no retry, like 0.
         (Flag::ConnectRetries, Value::Int(n)) => {
-            o.cluster.connect_retries = u32::try_from(*n)
-                .map_err(|_| invalid("must be between 0 and 4294967295".to_string()))?
+            o.cluster.connect_retries = u32::try_from((*n).max(0))
+                .map_err(|_| invalid("must be at most 4294967295".to_string()))?
         }
         (Flag::MaxTracedMsgLen, Value::Int(n)) => {
             o.max_traced_msg_len = usize::try_from(*n).unwrap_or(0)
@@ -526,10 +536,11 @@ fn override_cluster(o: &mut Options, url: &str) -> Result<(), String> {
         Some((u, h)) => (Some(u), h),
         None => (None, rest),
     };
-    let listen = parse_listen_str(hostport)?;
-    if let ListenAddr::Tcp { host, .. } = &listen {
+    let mut listen = parse_listen_str(hostport)?;
+    if let ListenAddr::Tcp { host, .. } = &mut listen {
+        // An empty host is the default one (opts.go setBaselineOptions: DEFAULT_HOST).
         if host.is_empty() {
-            return Err(format!("missing host in cluster URL {url:?}"));
+            *host = "0.0.0.0".to_string();
         }
     }
     match userinfo {
@@ -562,6 +573,23 @@ mod tests {
             Ok(Command::Run(l)) => l.options,
             other => panic!("{args:?}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn cluster_flags_like_nats_server() {
+        // An empty host is the default host; a negative retry count is no retry.
+        let o = opts(&["--cluster", "nats://:17100", "--connect_retries", "-1"]);
+        assert_eq!(
+            o.cluster.listen,
+            Some(ListenAddr::Tcp {
+                host: "0.0.0.0".into(),
+                port: 17100
+            })
+        );
+        assert_eq!(o.cluster.connect_retries, 0);
+        // The last -c wins, an empty one included: no configuration file.
+        let o = opts(&["-c", "/nonexistent/a.conf", "-c", ""]);
+        assert_eq!(o.config_file, None);
     }
 
     #[test]

@@ -305,7 +305,8 @@ impl ConnectInfo {
             };
         }
         match key.as_str() {
-            "protocol" => match v.as_i64() {
+            // Go's ParseInt of the literal: `-0` is 0 (serde_json reads it as a float).
+            "protocol" => match raw.trim().parse::<i64>().ok().or_else(|| v.as_i64()) {
                 Some(p) => {
                     self.protocol = p;
                     Ok(())
@@ -704,6 +705,20 @@ fn for_each_field(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negative_zero_protocol_is_zero_like_go() {
+        let mut c = ConnectInfo::default();
+        c.merge_client_json(br#"{"protocol":-0}"#).unwrap();
+        assert_eq!(c.protocol, 0);
+        let e = ConnectInfo::default()
+            .merge_client_json(br#"{"protocol":1.0}"#)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "json: cannot unmarshal number 1.0 into Go struct field ClientOpts.protocol of type int"
+        );
+    }
 
     #[test]
     fn route_connect_dynamic_key() {
