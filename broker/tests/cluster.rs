@@ -1028,3 +1028,35 @@ async fn route_subscriptions_count_routed_messages() {
         .expect("the route's subscription");
     assert_eq!(d.msgs, 3);
 }
+
+/// A start that fails late (the route port is taken) leaves nothing running: the client
+/// listener it had already opened is closed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_start_closes_what_it_opened() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let route_port = taken.local_addr().unwrap().port();
+    let client_port = scion_common::free_tcp_port();
+    let mut o = node_opts("late-failure", vec![]);
+    o.port = i32::from(client_port);
+    o.cluster.listen = Some(ListenAddr::Tcp {
+        host: "127.0.0.1".into(),
+        port: i32::from(route_port),
+    });
+    let e = match start(o).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("started on a taken route port"),
+    };
+    assert!(e.contains("address already in use"), "{e}");
+    let deadline = Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", client_port))
+        .await
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the client listener of a failed start still accepts"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    drop(taken);
+}

@@ -423,7 +423,10 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
         })?;
     }
 
-    let mut tasks = Vec::new();
+    // Whatever was spawned stops again if a later step fails (an embedding program or
+    // test that gets the error is left with no listener running).
+    let mut guard = AbortOnDrop(Vec::new());
+    let tasks = &mut guard.0;
     let mut http_addr = None;
     if http != 0 {
         let port = if http < 0 { 0 } else { http as u16 };
@@ -470,7 +473,7 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
     let opts = state.opts();
     *lock(&state.cluster.own_urls) = own_connect_urls(&opts, local);
     tasks.push(tokio::spawn(accept_loop(state.clone(), listener)));
-    scion::start_client_listener(&state, &mut tasks).await?;
+    scion::start_client_listener(&state, tasks).await?;
     info!("Server is ready");
     if state.cluster.enabled {
         let bind = cluster_bind_addr(&opts)?;
@@ -493,7 +496,7 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
             .iter()
             .any(|r| matches!(r.target, crate::options::RouteTarget::Scion { .. }));
     if wants_scion {
-        scion::start(&state, &mut tasks).await?;
+        scion::start(&state, tasks).await?;
     } else if opts.scion.is_some() {
         warn!("a scion block is configured but no listen address or route is a SCION address: no SCION link is started");
     }
@@ -501,8 +504,19 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
         state,
         client_addr: local,
         http_addr,
-        tasks,
+        tasks: std::mem::take(&mut guard.0),
     })
+}
+
+/// Tasks aborted when dropped (a failed start), unless taken out first.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 fn display_host(h: &str) -> &str {
