@@ -579,7 +579,7 @@ fn parser_errors_logged_like_nats_server() {
 /// requires headers support`).
 #[test]
 fn connect_and_limit_errors_logged_like_nats_server() {
-    let inputs: [&[u8]; 26] = [
+    let inputs: [&[u8]; 28] = [
         b"CONNECT {\"verbose\":false}\r\nPUB foo 2000\r\n",
         b"CONNECT {\"protocol\":2}\r\n",
         b"CONNECT {\"no_responders\":true}\r\n",
@@ -608,6 +608,9 @@ fn connect_and_limit_errors_logged_like_nats_server() {
         b"CONNECT \"x\"\r\n",
         b"CONNECT 5\r\n",
         b"CONNECT {\"protocol\":99999999999999999999}\r\n",
+        // A client's INFO is unmarshalled into server.Info (client.go processInfo).
+        b"CONNECT {}\r\nINFO {bad}\r\n",
+        b"CONNECT {}\r\nINFO {\"port\":\"x\"}\r\n",
     ];
     let results = err_lines_side_by_side("max_payload: 1024\n", &inputs);
     assert_eq!(results[0][0], "maximum payload exceeded: 2000 vs 1024");

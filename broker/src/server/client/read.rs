@@ -374,7 +374,9 @@ impl Conn {
             Op::Connect(json) => self.handle_connect(json),
             // client.go processInfo unmarshals a client's INFO (and then ignores it):
             // bad JSON closes the connection without an -ERR.
-            Op::Info(json) => match serde_json::from_slice::<serde::de::IgnoredAny>(json) {
+            // client.go processInfo: json.Unmarshal into server.Info (its error logged as
+            // it is), then nothing for a client.
+            Op::Info(json) => match crate::proto::json::ServerInfo::from_route_json(json) {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     error!("{} - {}", self.shared.log_prefix(), e);
