@@ -209,6 +209,37 @@ fn go_quoted_keys_positions_and_nesting() {
     );
 }
 
+/// `probe_interval` outside 10ms..1s is refused at its key (1us spun a core and misfired;
+/// 48h failed only at start, naming an internal setting).
+#[test]
+fn probe_interval_is_bounded() {
+    let d = tmpdir();
+    for (v, ok) in [
+        ("\"10ms\"", true),
+        ("\"1s\"", true),
+        ("\"1us\"", false),
+        ("\"48h\"", false),
+    ] {
+        let p = write(
+            &d,
+            "pi.conf",
+            &format!("port: 4222\nscion {{\n  probe_interval: {v}\n}}\n"),
+        );
+        match config::load_file(&p) {
+            Ok(_) => assert!(ok, "{v} taken"),
+            Err(e) => {
+                let errs = invalid(e);
+                assert!(!ok, "{v}: {errs:?}");
+                assert!(
+                    errs[0].starts_with(&format!("{}:3:3:", p.display()))
+                        && errs[0].contains("probe_interval must be between 10ms and 1s"),
+                    "{errs:?}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn bad_path_preference_names_file_position_and_key() {
     let d = tmpdir();

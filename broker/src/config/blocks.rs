@@ -668,8 +668,17 @@ pub(super) fn scion(m: &mut Mapper, o: &mut Options, e: &Entry) {
             "policy" => policy(m, &mut s, f),
             "probe_interval" => {
                 if let Some(d) = m.duration(f) {
-                    if d.is_zero() {
-                        m.error(f, "probe_interval must be greater than zero");
+                    // Below 10 ms the probes cost a core and misfire; above 1 s a silent
+                    // blackhole (three lost probes, then the switch) outlasts a client link's
+                    // 5 s idle bound and nears a route's 30 s.
+                    if d < Duration::from_millis(10) || d > Duration::from_secs(1) {
+                        m.error(
+                            f,
+                            format!(
+                                "probe_interval must be between 10ms and 1s (got {}): a silent path failure is detected after about three intervals",
+                                crate::monitor::gofmt::go_duration(d)
+                            ),
+                        );
                     } else {
                         s.probe_interval = Some(d);
                     }
