@@ -58,6 +58,31 @@ const REPLAY_SCMP: Duration = Duration::from_millis(50);
 const REPLAY_MAX: Duration = Duration::from_millis(500);
 /// Peers without traffic this long are forgotten (QUIC keep-alives keep live ones fresh).
 const PEER_IDLE: Duration = Duration::from_secs(120);
+
+/// A peer with no QUIC datagram either way for this long has no live connection: every
+/// connection idles out before (routes after 30 s, client links after 5 s; both send
+/// keep-alives well within that while alive, and keep retransmitting through an outage). Its
+/// paths are then no longer probed, so a broker that shut down or went away stops being
+/// reported as path failures, and the switch counts start over when a connection comes back.
+const PEER_QUIET: Duration = Duration::from_secs(35);
+
+impl Peer {
+    /// No QUIC traffic with the peer for [`PEER_QUIET`].
+    fn quiet(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_activity) > PEER_QUIET
+    }
+
+    /// QUIC traffic with the peer at `now`; after a quiet spell, a new connection: its
+    /// path switch history starts over.
+    fn active_at(&mut self, now: Instant) {
+        if self.quiet(now) {
+            if let Some(s) = self.selector.as_mut() {
+                s.reset_switch_counts();
+            }
+        }
+        self.last_activity = now;
+    }
+}
 /// Wait after a failed daemon query before asking again.
 const LOAD_RETRY: Duration = Duration::from_secs(2);
 /// Bound on peers one socket tracks (each holds a selector and probe state).
@@ -674,7 +699,7 @@ impl ScionSocket {
                 Err(e) => debug!(?e, "cannot reverse the peer's path"),
             }
         }
-        peer.last_activity = Instant::now();
+        peer.active_at(Instant::now());
         let synthetic = peer.synthetic;
         if new_peer && peer.wants_paths {
             drop(table);
@@ -793,6 +818,10 @@ impl ScionSocket {
                 }
                 for peer in table.peers.values_mut() {
                     peer.trim_recent(now);
+                    if peer.quiet(now) {
+                        // No connection: nothing to probe paths for (see PEER_QUIET).
+                        continue;
+                    }
                     self.drive_peer(peer, now);
                     if let Some(t) = peer.selector.as_ref().and_then(Selector::poll_timeout) {
                         next = next.min(t);
@@ -861,6 +890,25 @@ fn scmp_down_text(kind: &ScmpKind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_without_quic_traffic_goes_quiet_and_wakes_on_traffic() {
+        let mut table = PeerTable::default();
+        let remote = ScionAddr {
+            ia: IsdAsn(0x1_ff00_0000_0112),
+            ip: IpAddr::from([127, 0, 0, 1]),
+            port: 31001,
+        };
+        let peer =
+            ScionSocket::peer_entry(&mut table, remote, IsdAsn(0x1_ff00_0000_0111)).expect("peer");
+        let t0 = peer.last_activity;
+        assert!(!peer.quiet(t0 + PEER_QUIET / 2));
+        assert!(peer.quiet(t0 + PEER_QUIET * 2));
+        peer.active_at(t0 + PEER_QUIET * 2);
+        assert!(!peer.quiet(t0 + PEER_QUIET * 2));
+        // Every connection has idled out by then.
+        assert!(PEER_QUIET > Duration::from_secs(30));
+    }
 
     #[test]
     fn replay_memory_is_bounded_and_hands_buffers_back() {

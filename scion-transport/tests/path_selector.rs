@@ -390,6 +390,10 @@ fn flapping_path_does_not_ping_pong_then_fails_back() {
         s.sel.switch_counts(),
         vec![(SwitchCause::ProbeLoss, 1), (SwitchCause::Better, 1)]
     );
+    // A new connection after a quiet spell starts its history over.
+    s.sel.reset_switch_counts();
+    assert_eq!(s.sel.switch_count(), 0);
+    assert!(s.sel.switch_counts().is_empty());
 }
 
 #[test]

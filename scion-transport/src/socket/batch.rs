@@ -187,7 +187,7 @@ impl ScionSocket {
                 return Ok(());
             };
             let now = Instant::now();
-            peer.last_activity = now;
+            peer.active_at(now);
             (peer.send_routes(&self.local), remote, now, spare)
         };
         if routes.is_empty() {

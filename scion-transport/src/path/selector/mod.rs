@@ -535,6 +535,13 @@ impl Selector {
         self.switches
     }
 
+    /// Starts the switch counts over (a new connection to the peer after a quiet spell:
+    /// what happened to the paths of the old one is not this one's history).
+    pub fn reset_switch_counts(&mut self) {
+        self.switches = 0;
+        self.switches_by_cause.clear();
+    }
+
     /// [`switch_count`](Self::switch_count) by cause (causes that never occurred are left out).
     pub fn switch_counts(&self) -> Vec<(SwitchCause, u64)> {
         self.switches_by_cause.clone()
