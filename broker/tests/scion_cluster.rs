@@ -825,3 +825,51 @@ async fn scion_client_listener_is_announced_in_the_first_route_info() {
         b.shutdown().await;
     }
 }
+
+/// An ACL that denies every path: the route cannot come up and is redialled about once a
+/// second; each filtered path is logged once (with its reason), not on every redial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_filtered_by_policy_are_logged_once() {
+    capture_logs("info");
+    let emu = Emulator::start(Topology::from_toml(TOPO).unwrap(), EmuOptions::default())
+        .await
+        .unwrap();
+    let dir = temp_dir("acl-deny-all");
+    let a = start(node("a", &emu, &dir, AS_A, vec![], "latency"))
+        .await
+        .expect("start a");
+    let target = route_endpoint(&a);
+    let mut ob = node("b", &emu, &dir, AS_B, vec![scion_route(target)], "latency");
+    if let Some(s) = ob.scion.as_mut() {
+        s.policy_acl = vec!["-".into()];
+    }
+    let b = start(ob).await.expect("start b");
+    let to_a = format!("remote={target}");
+    let filtered = || {
+        logs()
+            .lines()
+            .filter(|l| l.contains("path filtered") && l.contains(&to_a) && l.contains("INFO"))
+            .count()
+    };
+    // Several redials (at least three seconds' worth).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while filtered() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no 'path filtered' line:\n{}",
+            logs()
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+    sleep(Duration::from_secs(3)).await;
+    let n = filtered();
+    // The two-paths topology has at most a handful of paths from B to A.
+    assert!(
+        n <= 4,
+        "{n} 'path filtered' lines after several redials:\n{}",
+        logs()
+    );
+    assert_eq!(a.state.cluster.num_routes(), 0);
+    b.shutdown().await;
+    a.shutdown().await;
+}

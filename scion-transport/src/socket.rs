@@ -149,6 +149,8 @@ struct Peer {
     reply_raw: Vec<u8>,
     probe_fp: HashMap<u64, PathFingerprint>,
     last_probe_reply: HashMap<PathFingerprint, Instant>,
+    /// Paths whose filtering (policy ACL, sequence, MTU) was logged already.
+    filtered_logged: std::collections::HashSet<PathFingerprint>,
     wants_paths: bool,
     loading: bool,
     /// No daemon query before this time (back-off after a failed one).
@@ -232,7 +234,7 @@ struct PeerTable {
 pub enum PathError {
     #[error("no path to {0}: the daemon returned none")]
     NoPaths(ScionAddr),
-    #[error("no usable path to {remote}: all {count} paths were filtered or are down")]
+    #[error("no usable path to {remote}: all {count} paths were filtered (scion.policy, MTU) or are down; the \"path filtered\" log lines say why")]
     NoUsablePath { remote: ScionAddr, count: usize },
     #[error("cannot ask the SCION daemon for paths: {0}")]
     Daemon(#[from] crate::daemon::DaemonError),
@@ -356,6 +358,7 @@ impl ScionSocket {
                     reply_raw: Vec::new(),
                     probe_fp: HashMap::new(),
                     last_probe_reply: HashMap::new(),
+                    filtered_logged: Default::default(),
                     wants_paths: !same_as,
                     loading: false,
                     next_load: None,
@@ -487,7 +490,13 @@ impl ScionSocket {
             selector.set_paths(now, unix_now(), infos);
             for c in selector.candidates() {
                 if let (crate::path::PathState::Filtered, Some(reason)) = (c.state, &c.reason) {
-                    info!(%remote, path = %c.info.fingerprint.short(), hops = %c.info.hop_sequence(), reason, "path filtered");
+                    // Once per path: every redial reloads the paths, and an ACL that denies
+                    // them all would otherwise repeat the whole list every second.
+                    if peer.filtered_logged.insert(c.info.fingerprint) {
+                        info!(%remote, path = %c.info.fingerprint.short(), hops = %c.info.hop_sequence(), reason, "path filtered");
+                    } else {
+                        debug!(%remote, path = %c.info.fingerprint.short(), reason, "path filtered");
+                    }
                 }
             }
         }
