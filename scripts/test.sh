@@ -51,13 +51,18 @@ cargo test --workspace --locked 2>&1 | tee /tmp/nats-scion-test.log
 log "config check of every shipped config (configs/ and its sub-folders)"
 # The demo configs read their SCION daemon and topology.json from the environment that
 # scripts/demo.sh sets; give them a daemon address and a minimal topology of a user AS.
+# The listen ISD-AS is checked against the topology, so each config gets its own AS's.
 CFG_TOPO=$(mktemp)
+CFG_TOPO_A0=$(mktemp)
 printf '%s\n' '{"isd_as": "18-ffaa:1:10bf", "dispatched_ports": "31000-32767"}' >"$CFG_TOPO"
+printf '%s\n' '{"isd_as": "18-ffaa:1:10a0", "dispatched_ports": "31000-32767"}' >"$CFG_TOPO_A0"
 while IFS= read -r f; do
-  SCION_DAEMON_ADDRESS=127.0.0.1:30255 DEMO_SCION_TOPOLOGY="$CFG_TOPO" \
+  topo="$CFG_TOPO"
+  if grep -q 'listen: "nats://18-ffaa:1:10a0' "$f"; then topo="$CFG_TOPO_A0"; fi
+  SCION_DAEMON_ADDRESS=127.0.0.1:30255 DEMO_SCION_TOPOLOGY="$topo" \
     cargo run -q --locked -p broker -- -t -c "$f"
 done < <(find configs -name '*.conf' | sort)
-rm -f "$CFG_TOPO"
+rm -f "$CFG_TOPO" "$CFG_TOPO_A0"
 
 # --- 5. The demo in short mode, and the verbatim seed configs ------------------
 log "demo (short mode)"

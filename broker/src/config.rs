@@ -408,25 +408,28 @@ impl Mapper {
     fn top_level(&mut self, o: &mut Options, e: &Entry) {
         use Unsupported::{Error as Reject, Ignore};
         match e.key.to_ascii_lowercase().as_str() {
-            "listen" => match &e.value.value {
-                Value::Integer(p) => match check_port(*p) {
-                    Ok(p) => o.port = p,
-                    Err(msg) => self.error(e, msg),
-                },
-                Value::String(s) => match parse_listen_str(s) {
-                    Ok(ListenAddr::Tcp { host, port }) => {
-                        o.host = if host.is_empty() {
-                            "0.0.0.0".to_string()
-                        } else {
-                            host
-                        };
-                        o.port = port;
-                    }
-                    Ok(scion) => o.scion_listen = Some(scion),
-                    Err(msg) => self.error(e, msg),
-                },
-                _ => self.type_error(e, "port or host:port"),
-            },
+            "listen" => {
+                self.seen.push(("listen", e.key_pos.clone()));
+                match &e.value.value {
+                    Value::Integer(p) => match check_port(*p) {
+                        Ok(p) => o.port = p,
+                        Err(msg) => self.error(e, msg),
+                    },
+                    Value::String(s) => match parse_listen_str(s) {
+                        Ok(ListenAddr::Tcp { host, port }) => {
+                            o.host = if host.is_empty() {
+                                "0.0.0.0".to_string()
+                            } else {
+                                host
+                            };
+                            o.port = port;
+                        }
+                        Ok(scion) => o.scion_listen = Some(scion),
+                        Err(msg) => self.error(e, msg),
+                    },
+                    _ => self.type_error(e, "port or host:port"),
+                }
+            }
             "port" => {
                 if let Some(p) = self.int(e) {
                     match check_port(p) {
@@ -715,6 +718,35 @@ impl Mapper {
                  learn the SCION route address (nats-route://[ISD-AS,IP]:port) from the \
                  listener; remove \"advertise\"",
             );
+        }
+        // The ISD-AS written in a SCION listen address must be the local AS: checked against
+        // scion.topology here (and against the daemon at start), so -t catches it as well.
+        if let Some(topo) = o
+            .scion
+            .as_ref()
+            .and_then(|s| s.topology.as_ref())
+            .and_then(|p| scion_transport::topology::LocalTopology::load(p).ok())
+        {
+            for (key, addr) in [
+                ("listen", &o.scion_listen),
+                ("cluster.listen", &o.cluster.listen),
+            ] {
+                let Some(ListenAddr::Scion { isd_as, .. }) = addr else {
+                    continue;
+                };
+                let written: Option<scion_transport::address::IsdAsn> = isd_as.parse().ok();
+                if written.is_some_and(|ia| ia != topo.ia) {
+                    let pos = at(self, key);
+                    self.error_at(
+                        &pos,
+                        key.rsplit('.').next().unwrap_or(key),
+                        format!(
+                            "{key}: the ISD-AS {isd_as} is not the local AS: scion.topology is for {}",
+                            topo.ia
+                        ),
+                    );
+                }
+            }
         }
         // A certificate for a listener that does not exist would be silently unused.
         if o.scion.as_ref().is_some_and(|s| s.tls.is_some())

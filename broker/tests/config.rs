@@ -72,7 +72,14 @@ fn shipped_configs(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn every_shipped_config_loads() {
     let d = tmpdir();
-    let topo = write(&d, "topology.json", TOPOLOGY_JSON);
+    // Each demo broker gets its own AS's topology.json (the listen ISD-AS is checked
+    // against it): 18-ffaa:1:10a0 for the config that listens there, else 18-ffaa:1:10bf.
+    let topo_bf = write(&d, "topology.json", TOPOLOGY_JSON);
+    let topo_a0 = write(
+        &d,
+        "topology-10a0.json",
+        &TOPOLOGY_JSON.replace("18-ffaa:1:10bf", "18-ffaa:1:10a0"),
+    );
     let mut files = Vec::new();
     shipped_configs(&repo_root().join("configs"), &mut files);
     let demo = files
@@ -87,12 +94,18 @@ fn every_shipped_config_loads() {
         "expected the seed and demo configs, got {files:?}"
     );
     for path in &files {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let topo = if text.contains("listen: \"nats://18-ffaa:1:10a0") {
+            &topo_a0
+        } else {
+            &topo_bf
+        };
         let out = Proc::new(env!("CARGO_BIN_EXE_broker"))
             .arg("-t")
             .arg("-c")
             .arg(path)
             .env("SCION_DAEMON_ADDRESS", "127.0.0.1:30255")
-            .env("DEMO_SCION_TOPOLOGY", &topo)
+            .env("DEMO_SCION_TOPOLOGY", topo)
             .output()
             .expect("run broker -t");
         assert!(
@@ -206,6 +219,39 @@ fn go_quoted_keys_positions_and_nesting() {
     assert!(
         e.contains("deep.conf:1:1003: maps and arrays nested deeper than 1000"),
         "{e}"
+    );
+}
+
+/// A SCION listen address in another AS than scion.topology's is an error at its key under
+/// `-t` too (it was found only at start).
+#[test]
+fn listen_isd_as_is_checked_against_the_topology() {
+    let d = tmpdir();
+    let topo = write(&d, "topology.json", TOPOLOGY_JSON);
+    let conf = |listen: &str| {
+        format!(
+            "port: 4222\nscion {{\n  topology: \"{}\"\n}}\ncluster {{\n  listen: \"{listen}\"\n}}\n",
+            topo.display()
+        )
+    };
+    let p = write(
+        &d,
+        "ok.conf",
+        &conf("nats://18-ffaa:1:10bf,127.0.0.1:31248"),
+    );
+    assert!(config::load_file(&p).is_ok());
+    let p = write(
+        &d,
+        "bad.conf",
+        &conf("nats://18-ffaa:1:10a0,127.0.0.1:31248"),
+    );
+    let errs = invalid(config::load_file(&p).unwrap_err());
+    assert_eq!(
+        errs,
+        vec![format!(
+            "{}:6:3: cluster.listen: the ISD-AS 18-ffaa:1:10a0 is not the local AS: scion.topology is for 18-ffaa:1:10bf",
+            p.display()
+        )]
     );
 }
 

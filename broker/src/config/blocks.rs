@@ -370,23 +370,26 @@ pub(super) fn cluster(m: &mut Mapper, o: &mut Options, e: &Entry) {
                 m.seen.push(("cluster.name", f.key_pos.clone()));
                 o.cluster.name = m.string(f);
             }
-            "listen" => match &f.value.value {
-                Value::Integer(p) => match check_port(*p) {
-                    Ok(p) => port = Some(p),
-                    Err(msg) => m.error(f, msg),
-                },
-                Value::String(s) => match parse_listen_str(s) {
-                    Ok(l) => listen = Some(l),
-                    Err(msg) => m.error(f, msg),
-                },
-                _ => m.error(
-                    f,
-                    format!(
-                        "invalid value for \"listen\": expected port or host:port, got {}",
-                        f.value.value.type_name()
+            "listen" => {
+                m.seen.push(("cluster.listen", f.key_pos.clone()));
+                match &f.value.value {
+                    Value::Integer(p) => match check_port(*p) {
+                        Ok(p) => port = Some(p),
+                        Err(msg) => m.error(f, msg),
+                    },
+                    Value::String(s) => match parse_listen_str(s) {
+                        Ok(l) => listen = Some(l),
+                        Err(msg) => m.error(f, msg),
+                    },
+                    _ => m.error(
+                        f,
+                        format!(
+                            "invalid value for \"listen\": expected port or host:port, got {}",
+                            f.value.value.type_name()
+                        ),
                     ),
-                ),
-            },
+                }
+            }
             "port" => {
                 if let Some(p) = m.int(f) {
                     match check_port(p) {
