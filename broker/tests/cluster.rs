@@ -294,11 +294,7 @@ impl Drop for NatsServer {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    scion_common::free_tcp_port()
 }
 
 fn nats_server(routes: &[SocketAddr]) -> Option<NatsServer> {

@@ -91,13 +91,7 @@ impl Broker {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use harness::free_port;
 
 fn info_line(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");

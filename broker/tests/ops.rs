@@ -3,6 +3,7 @@
 //! `--ports_file_dir`. Where the scenario is the same, it also runs against
 //! Debian's nats-server 2.9.10 (skipped when not installed).
 
+mod harness;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -61,13 +62,7 @@ fn nats_available() -> bool {
     Path::new(NATS).exists()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use harness::free_port;
 
 fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("broker-ops-{tag}-{}", std::process::id()));

@@ -517,3 +517,29 @@ async fn widened_export_on_reload_brings_interest_like_nats_server() {
     assert_eq!(received(&mut on_q).await, vec!["new.y".to_string()]);
     p.shutdown().await;
 }
+
+/// A routed queue message that no local member can take goes to the group's first route
+/// member, back to the route it came from if that is the one (client.go processMsgResults
+/// `rsub`): a member that left while messages were in flight must not lose them.
+async fn queue_message_bounced(a: Addrs) -> bool {
+    let mut peer = route_peer(a.route, "BOUNCE", &route_info("BOUNCE"), None).await;
+    assert!(answered(&mut peer).await, "route handshake");
+    peer.send(b"RS+ $G foo q 1\r\nPING\r\n").await;
+    assert!(answered(&mut peer).await, "interest taken");
+    peer.send(b"RMSG $G foo | q 2\r\nhi\r\nPING\r\n").await;
+    let got = peer.read_until(b"PONG\r\n").await;
+    String::from_utf8_lossy(&got).contains("RMSG $G foo | q 2\r\nhi\r\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_message_without_a_local_member_goes_back_like_nats_server() {
+    let ours = start_broker(our_opts()).await;
+    let theirs = RefCluster::start("");
+    let (a, b) = tokio::join!(
+        queue_message_bounced(our_addrs(&ours)),
+        queue_message_bounced(theirs.addrs)
+    );
+    assert!(b, "nats-server sends it back");
+    assert!(a, "ours sends it back");
+    ours.shutdown().await;
+}

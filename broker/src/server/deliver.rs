@@ -7,9 +7,10 @@
 //!   matching interest gets it once (`addSubToRouteTargets`);
 //! - one member per queue group, chosen at random; remote members count with
 //!   the weight their route announced;
-//! - a message that came from a route is never forwarded to another route,
-//!   and only reaches the queue groups the sender named, preferring local
-//!   members.
+//! - a message that came from a route is not forwarded to routes for plain
+//!   subscriptions, and only reaches the queue groups the sender named,
+//!   preferring local members; a group none of whose local members takes it
+//!   gets it through its first route member, the sending route included.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -282,22 +283,33 @@ fn pick_queue_member(
         return false;
     }
     if from_route {
-        // Prefer (only use) local members for routed messages.
+        // Prefer local members for routed messages; if none takes it (none left, at its
+        // auto-unsubscribe limit, closing), it goes to the group's first route member, the
+        // route it came from included (client.go processMsgResults `rsub`: a member that left
+        // while the message was in flight must not lose it).
         let is_local = |s: &&SubRef| s.client.kind != ConnKind::Route;
         let locals = members.iter().filter(is_local).count();
-        if locals == 0 {
-            return false;
-        }
-        let start = rand::random_range(0..locals);
-        for i in 0..locals {
-            let k = (start + i) % locals;
-            if let Some(s) = members.iter().filter(is_local).nth(k) {
-                if deliver_local(srv, batch, s, msg, src) {
-                    return true;
+        if locals > 0 {
+            let start = rand::random_range(0..locals);
+            for i in 0..locals {
+                let k = (start + i) % locals;
+                if let Some(s) = members.iter().filter(is_local).nth(k) {
+                    if deliver_local(srv, batch, s, msg, src) {
+                        return true;
+                    }
                 }
             }
         }
-        return false;
+        return match members
+            .iter()
+            .find(|s| s.client.kind == ConnKind::Route && !s.client.out.is_closing())
+        {
+            Some(r) => {
+                add_route_target(batch, r, r.queue.as_deref());
+                true
+            }
+            None => false,
+        };
     }
     // From a client: weighted random over locals (weight 1) and routes
     // (their announced weight), then fall through the rest in order.
