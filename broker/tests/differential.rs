@@ -464,6 +464,20 @@ fn cases() -> Vec<Case> {
             "CONNECT {\"verbose\":true,\"headers\":true}\r\nSUB foo 1\r\nHPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPING\r\n",
         ),
         Case::script("connect_twice", Default, format!("{QUIET}CONNECT {{}}\r\nPING\r\n")),
+        // Reserved prefixes (client.go processInboundClientMsg, processSubEx).
+        Case::script(
+            "reserved_reply_and_subject_prefixes",
+            Default,
+            "CONNECT {\"verbose\":true,\"no_responders\":true,\"headers\":true}\r\nSUB > 1\r\n\
+             PUB foo _R_.x 0\r\n\r\nPUB foo _R_. 0\r\n\r\nPUB foo _R_ 0\r\n\r\n\
+             PUB foo $JS.ACK.x 0\r\n\r\nPUB foo $JS.ACK. 0\r\n\r\nPUB foo _GR_.x 0\r\n\r\n\
+             PUB _GR_.x 0\r\n\r\nPUB _GR_. 0\r\n\r\nPING\r\n",
+        ),
+        Case::script(
+            "sys_queue_group_is_reserved",
+            Default,
+            "CONNECT {\"verbose\":true}\r\nSUB foo _sys_ 1\r\nSUB foo _sys 2\r\nPUB foo 1\r\nx\r\nPING\r\n",
+        ),
         Case::script("ops_before_connect", Default, "SUB foo 1\r\nPUB foo 1\r\nx\r\nPING\r\n"),
         Case::script("connect_protocol_1", Default, "CONNECT {\"protocol\":1,\"verbose\":false}\r\nPING\r\n"),
         Case::script("connect_protocol_2", Default, "CONNECT {\"protocol\":2}\r\nPING\r\n"),

@@ -366,6 +366,19 @@ pub async fn run_labeled<S: SplitIo>(
     }
 }
 
+/// The gateway reply prefix (gateway.go gwReplyPrefix): reserved for replies routed between
+/// superclusters, no client publishes on it.
+const GW_REPLY_PREFIX: &[u8] = b"_GR_.";
+
+/// client.go isReservedReply: service-import replies (`_R_.`, even alone), JetStream acks
+/// (`$JS.ACK.`) and gateway replies (`_GR_.`), these two followed by at least one more byte.
+fn is_reserved_reply(reply: &[u8]) -> bool {
+    reply.starts_with(b"_R_.")
+        || [&b"$JS.ACK."[..], GW_REPLY_PREFIX]
+            .iter()
+            .any(|pre| reply.len() > pre.len() && reply.starts_with(pre))
+}
+
 fn log_close(shared: &ClientShared, reason: ClosedState, max_pending: usize) {
     let p = shared.log_prefix();
     // The writer logs a write-deadline cut itself, with its figures.
@@ -481,33 +494,37 @@ impl Conn {
             self.send(encode::ERR_INVALID_SUBJECT);
             return;
         };
-        if let Some(p) = &self.perms {
-            if !p.can_subscribe(subject, queue) {
-                let text = match queue {
-                    Some(q) => format!(
-                        "Permissions Violation for Subscription to {} using queue {}",
-                        go_quote(subject),
-                        go_quote(q)
-                    ),
-                    None => format!(
-                        "Permissions Violation for Subscription to {}",
-                        go_quote(subject)
-                    ),
-                };
-                // client.go subPermissionViolation.
-                let queue_part =
-                    queue.map_or(String::new(), |q| format!("Queue: {}, ", go_quote(q)));
-                self.send(&encode::err_line(&text));
-                error!(
-                    "{} - Subscription Violation - {}, Subject {}, {}SID {}",
-                    self.shared.log_prefix(),
-                    self.auth_user(),
+        // client.go processSubEx: the `_sys_` queue group is reserved whatever the
+        // permissions say.
+        let denied = queue == Some("_sys_")
+            || self
+                .perms
+                .as_ref()
+                .is_some_and(|p| !p.can_subscribe(subject, queue));
+        if denied {
+            let text = match queue {
+                Some(q) => format!(
+                    "Permissions Violation for Subscription to {} using queue {}",
                     go_quote(subject),
-                    queue_part,
-                    String::from_utf8_lossy(sid)
-                );
-                return;
-            }
+                    go_quote(q)
+                ),
+                None => format!(
+                    "Permissions Violation for Subscription to {}",
+                    go_quote(subject)
+                ),
+            };
+            // client.go subPermissionViolation.
+            let queue_part = queue.map_or(String::new(), |q| format!("Queue: {}, ", go_quote(q)));
+            self.send(&encode::err_line(&text));
+            error!(
+                "{} - Subscription Violation - {}, Subject {}, {}SID {}",
+                self.shared.log_prefix(),
+                self.auth_user(),
+                go_quote(subject),
+                queue_part,
+                String::from_utf8_lossy(sid)
+            );
+            return;
         }
         {
             // client.go processSubEx checks the limit before looking up the
@@ -591,19 +608,44 @@ impl Conn {
         if self.connect.pedantic && !crate::sublist::is_valid_literal_subject(subject) {
             self.send(encode::ERR_INVALID_PUB_SUBJECT);
         }
-        if let Some(perms) = &self.perms {
-            if !self.pub_cache.can_publish(perms, subject) && !self.reply_allowed(p.subject) {
-                let text = format!("Permissions Violation for Publish to {}", go_quote(subject));
-                // client.go pubPermissionViolation: sendErr, then the ERR line.
-                self.send(&encode::err_line(&text));
-                error!(
-                    "{} - Publish Violation - {}, Subject {}",
-                    self.shared.log_prefix(),
-                    self.auth_user(),
-                    go_quote(subject)
-                );
-                return Ok(());
+        // client.go processInboundClientMsg: the gateway reply prefix is reserved, then the
+        // permissions, then the reserved reply prefixes (service imports, JetStream acks,
+        // gateway replies), all before +OK.
+        let mut denied =
+            p.subject.len() > GW_REPLY_PREFIX.len() && p.subject.starts_with(GW_REPLY_PREFIX);
+        if !denied {
+            if let Some(perms) = self.perms.clone() {
+                denied =
+                    !self.pub_cache.can_publish(&perms, subject) && !self.reply_allowed(p.subject);
             }
+        }
+        if denied {
+            let text = format!("Permissions Violation for Publish to {}", go_quote(subject));
+            // client.go pubPermissionViolation: sendErr, then the ERR line.
+            self.send(&encode::err_line(&text));
+            error!(
+                "{} - Publish Violation - {}, Subject {}",
+                self.shared.log_prefix(),
+                self.auth_user(),
+                go_quote(subject)
+            );
+            return Ok(());
+        }
+        if let Some(reply) = p.reply.filter(|r| is_reserved_reply(r)) {
+            let reply = String::from_utf8_lossy(reply);
+            // client.go replySubjectViolation.
+            let text = format!(
+                "Permissions Violation for Publish with Reply of {}",
+                go_quote(&reply)
+            );
+            self.send(&encode::err_line(&text));
+            error!(
+                "{} - Publish Violation - {}, Reply {}",
+                self.shared.log_prefix(),
+                self.auth_user(),
+                go_quote(&reply)
+            );
+            return Ok(());
         }
         if self.connect.verbose {
             self.send(encode::OK);
