@@ -427,6 +427,7 @@ fn check_reloadable(cur: &Options, new: &Options) -> Result<(), String> {
     }
     // reload.go diffOptions has no case for these: they fail the reload.
     scalar("MaxSubs", cur.max_subscriptions, new.max_subscriptions)?;
+    scalar("MaxSubTokens", cur.max_sub_tokens, new.max_sub_tokens)?;
     scalar("MaxPending", cur.max_pending, new.max_pending)?;
     let dur = crate::monitor::gofmt::go_duration;
     scalar(

@@ -21,7 +21,7 @@
 //!   `disable_sublist_cache`, `log_size_limit`,
 //!   `prof_port`, `connect_error_reports`,
 //!   `reconnect_error_reports`, `server_tags`, `allow_non_tls`,
-//!   `no_system_account`, `max_sub_tokens`; `trace_verbose` sets `trace`.
+//!   `no_system_account`; `trace_verbose` sets `trace`.
 
 mod addr;
 mod blocks;
@@ -631,9 +631,19 @@ impl Mapper {
             | "allow_non_tls"
             | "no_system_account"
             | "no_system"
-            | "no_sys_acc"
-            | "max_sub_tokens"
-            | "max_subscription_tokens" => self.unsupported(e, Ignore),
+            | "no_sys_acc" => self.unsupported(e, Ignore),
+            // opts.go: an int from 1 to 255.
+            "max_sub_tokens" | "max_subscription_tokens" => {
+                if let Some(n) = self.int(e) {
+                    if n > i64::from(u8::MAX) {
+                        self.error(e, format!("{} value is too big", e.key));
+                    } else if n <= 0 {
+                        self.error(e, format!("{} value can not be negative", e.key));
+                    } else {
+                        o.max_sub_tokens = n as u8;
+                    }
+                }
+            }
             _ => self.unknown(e),
         }
     }

@@ -191,6 +191,8 @@ pub struct Options {
     pub max_connections: i64,
     /// 0 or negative = unlimited (nats-server's `jwt.NoLimit` is -1).
     pub max_subscriptions: i64,
+    /// `max_sub_tokens`: most tokens a subscription subject may have (0 = no limit).
+    pub max_sub_tokens: u8,
     pub ping_interval: Duration,
     pub ping_max: u32,
     pub write_deadline: Duration,
@@ -236,6 +238,7 @@ impl Default for Options {
             max_pending: DEFAULT_MAX_PENDING,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_subscriptions: 0,
+            max_sub_tokens: 0,
             ping_interval: DEFAULT_PING_INTERVAL,
             ping_max: DEFAULT_PING_MAX,
             write_deadline: DEFAULT_WRITE_DEADLINE,

@@ -527,27 +527,27 @@ fn visit_matches<'a, T>(
                 return true;
             }
         }
-        if let Some(pwc) = level.pwc.as_deref() {
-            let stop = match (rest, pwc.next.as_deref()) {
-                (None, _) => visit(pwc),
-                (Some(rest), Some(next)) => visit_matches(next, rest, visit),
-                (Some(_), None) => false,
-            };
-            if stop {
+        let Some(rest) = rest else {
+            // The last token: the literal node before `*`, in sublist.go matchLevel's
+            // order (so several matching subscriptions of one connection get the message
+            // in nats-server's order).
+            if let Some(node) = level.literal.get(token) {
+                if visit(node) {
+                    return true;
+                }
+            }
+            return level.pwc.as_deref().is_some_and(&mut *visit);
+        };
+        if let Some(next) = level.pwc.as_deref().and_then(|p| p.next.as_deref()) {
+            if visit_matches(next, rest, visit) {
                 return true;
             }
         }
-        let Some(node) = level.literal.get(token) else {
+        let Some(next) = level.literal.get(token).and_then(|n| n.next.as_deref()) else {
             return false;
         };
-        match (rest, node.next.as_deref()) {
-            (None, _) => return visit(node),
-            (Some(rest), Some(next)) => {
-                level = next;
-                subject = rest;
-            }
-            (Some(_), None) => return false,
-        }
+        level = next;
+        subject = rest;
     }
 }
 

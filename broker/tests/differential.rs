@@ -40,6 +40,8 @@ enum Setup {
     AuthTimeout,
     MaxConn,
     MaxSubs,
+    /// max_sub_tokens 2.
+    MaxTokens,
     /// ping_interval 200 ms, ping_max 2.
     Stale,
     /// A user whose password is a bcrypt hash.
@@ -117,6 +119,7 @@ impl Setup {
             Setup::AuthTimeout => "authorization { token: \"t\", timeout: 0.5 }",
             Setup::MaxConn => "max_connections: 1",
             Setup::MaxSubs => "max_subscriptions: 2",
+            Setup::MaxTokens => "max_sub_tokens: 2",
             Setup::Stale => "ping_interval: \"200ms\"\nping_max: 2",
             Setup::BcryptUser => {
                 "authorization { users = [ { user: alice, password: \"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\" } ] }"
@@ -164,6 +167,7 @@ impl Setup {
             }
             Setup::MaxConn => o.max_connections = 1,
             Setup::MaxSubs => o.max_subscriptions = 2,
+            Setup::MaxTokens => o.max_sub_tokens = 2,
             Setup::Stale => {
                 o.ping_interval = Duration::from_millis(200);
                 o.ping_max = 2;
@@ -473,6 +477,13 @@ fn cases() -> Vec<Case> {
              PUB foo $JS.ACK.x 0\r\n\r\nPUB foo $JS.ACK. 0\r\n\r\nPUB foo _GR_.x 0\r\n\r\n\
              PUB _GR_.x 0\r\n\r\nPUB _GR_. 0\r\n\r\nPING\r\n",
         ),
+        // One subscription per sublist node: the order is sublist.go matchLevel's
+        // (`>`, then the literal, then `*` at the last token).
+        Case::script(
+            "wildcard_match_order",
+            Default,
+            format!("{QUIET}SUB a.* 1\r\nSUB a.b 2\r\nSUB > 3\r\nSUB *.b 4\r\nSUB a.> 5\r\nPUB a.b 1\r\nx\r\nPING\r\n"),
+        ),
         Case::script(
             "sys_queue_group_is_reserved",
             Default,
@@ -702,6 +713,11 @@ fn cases() -> Vec<Case> {
             "max_subscriptions",
             MaxSubs,
             "CONNECT {\"verbose\":true}\r\nSUB a 1\r\nSUB b 2\r\nSUB c 3\r\nUNSUB 1\r\nSUB d 4\r\nPUB c 1\r\nx\r\nPUB d 1\r\ny\r\nPING\r\n",
+        ),
+        Case::script(
+            "max_sub_tokens",
+            MaxTokens,
+            "CONNECT {\"verbose\":true}\r\nSUB a.b 1\r\nSUB a.b.c 2\r\nSUB a.b.c q 3\r\nSUB a.> 4\r\nPUB a.b.c 1\r\nx\r\nPING\r\n",
         ),
         Case::new("stale_connection", Stale)
             .open(0)

@@ -526,6 +526,22 @@ impl Conn {
             );
             return;
         }
+        // client.go processSubEx: after the permissions, before the subscription limit.
+        let max_tokens = self.srv.opts().max_sub_tokens;
+        if max_tokens > 0 && subject.split('.').count() > usize::from(max_tokens) {
+            self.send(&encode::err_line(&format!(
+                "Permissions Violation for Subscription to {}, too many tokens",
+                go_quote(subject)
+            )));
+            error!(
+                "{} - Subscription Violation Too Many Tokens - {}, Subject {}, SID {}",
+                self.shared.log_prefix(),
+                self.auth_user(),
+                go_quote(subject),
+                String::from_utf8_lossy(sid)
+            );
+            return;
+        }
         {
             // client.go processSubEx checks the limit before looking up the
             // sid, so a duplicate sid at the limit also gets the -ERR.
