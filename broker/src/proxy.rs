@@ -748,15 +748,31 @@ impl Upstreams {
 }
 
 async fn accept_loop(listener: TcpListener, ep: Arc<ScionEndpoint>, ups: Arc<Upstreams>) {
+    // Accept errors (out of file descriptors, say) come in bursts: one warning per second at
+    // most, with how many there were, and a growing pause (as nats-server's AcceptLoop
+    // backs off on temporary errors).
+    let mut pause = Duration::from_millis(10);
+    let mut last_warn: Option<std::time::Instant> = None;
+    let mut unreported = 0u64;
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
+                pause = Duration::from_millis(10);
                 let _ = tcp.set_nodelay(true);
                 tokio::spawn(carry(tcp, peer, ep.clone(), ups.clone()));
             }
             Err(e) => {
-                warn!("proxy accept error: {}", e);
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                unreported += 1;
+                if last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    warn!(
+                        "proxy accept error: {} ({} since the last report)",
+                        e, unreported
+                    );
+                    last_warn = Some(std::time::Instant::now());
+                    unreported = 0;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
             }
         }
     }
@@ -988,11 +1004,13 @@ fn rewrite_info(line: &[u8], learn: &mut impl FnMut(&[ScionAddr])) -> Vec<u8> {
         .into_iter()
         .map(|u| (u.parse::<ScionAddr>().ok(), u))
         .partition(|(a, _)| a.is_some());
+    let scion: Vec<ScionAddr> = scion.into_iter().filter_map(|(a, _)| a).collect();
+    // The list is the cluster's whole current set: one without SCION listeners empties
+    // what was learned (their servers left).
+    learn(&scion);
     if scion.is_empty() {
         return line.to_vec();
     }
-    let scion: Vec<ScionAddr> = scion.into_iter().filter_map(|(a, _)| a).collect();
-    learn(&scion);
     let Some((member, value)) = find_member(body, "connect_urls") else {
         return line.to_vec();
     };
@@ -1128,6 +1146,22 @@ mod tests {
         ] {
             assert_eq!(info_out(line), (line.to_string(), vec![]));
         }
+    }
+
+    /// An INFO whose connect_urls has no SCION listener empties what was learned.
+    #[test]
+    fn info_without_scion_urls_clears_the_learned_set() {
+        let mut calls: Vec<Vec<ScionAddr>> = Vec::new();
+        let line = b"INFO {\"connect_urls\":[\"10.0.0.1:4222\"]} \r\n";
+        let out = rewrite_info(line, &mut |u: &[ScionAddr]| calls.push(u.to_vec()));
+        assert_eq!(out, line.to_vec());
+        assert_eq!(calls, vec![Vec::<ScionAddr>::new()]);
+        // No connect_urls at all: not about the cluster's listeners, nothing learned.
+        calls.clear();
+        let _ = rewrite_info(b"INFO {\"x\":1}\r\n", &mut |u: &[ScionAddr]| {
+            calls.push(u.to_vec())
+        });
+        assert!(calls.is_empty());
     }
 
     #[test]

@@ -220,7 +220,7 @@ impl ServerState {
             version: VERSION.to_string(),
             proto: PROTO,
             git_commit: None,
-            go: format!("rust{}", rustc_version()),
+            go: go_field(),
             host,
             port,
             headers: true,
@@ -329,6 +329,11 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// crate's minimum version: nats-server reports runtime.Version().
 fn rustc_version() -> &'static str {
     env!("BROKER_RUSTC_VERSION")
+}
+
+/// The INFO `go` field, client and route alike: `rust` and the compiler's version.
+pub(crate) fn go_field() -> String {
+    format!("rust{}", rustc_version())
 }
 
 /// A server id in nats-server's shape: 56 upper-case base32 characters

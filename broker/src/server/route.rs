@@ -97,7 +97,8 @@ pub fn route_info(srv: &ServerState) -> ServerInfo {
         server_name: srv.name.clone(),
         version: super::VERSION.to_string(),
         proto: ROUTE_PROTO,
-        go: "rust".to_string(),
+        // The compiler, as in the client INFO (nats-server: runtime.Version() in both).
+        go: super::go_field(),
         host,
         port,
         headers: true,
