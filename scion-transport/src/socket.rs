@@ -149,6 +149,8 @@ struct Peer {
     reply_raw: Vec<u8>,
     probe_fp: HashMap<u64, PathFingerprint>,
     last_probe_reply: HashMap<PathFingerprint, Instant>,
+    /// The last path load failed (logged at warn once per outage).
+    load_failing: bool,
     /// Paths whose filtering (policy ACL, sequence, MTU) was logged already.
     filtered_logged: std::collections::HashSet<PathFingerprint>,
     wants_paths: bool,
@@ -359,6 +361,7 @@ impl ScionSocket {
                     probe_fp: HashMap::new(),
                     last_probe_reply: HashMap::new(),
                     filtered_logged: Default::default(),
+                    load_failing: false,
                     wants_paths: !same_as,
                     loading: false,
                     next_load: None,
@@ -845,12 +848,27 @@ impl ScionSocket {
             for (remote, refresh) in to_load {
                 let me = self.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = me.load_paths(remote, refresh).await {
-                        warn!(%remote, error = %e, "loading SCION paths failed");
-                        let mut table = me.table();
-                        if let Some(p) = table.peers.get_mut(&remote) {
+                    let res = me.load_paths(remote, refresh).await;
+                    let mut table = me.table();
+                    let Some(p) = table.peers.get_mut(&remote) else {
+                        return;
+                    };
+                    match res {
+                        // Once per outage at warn (the daemon is retried every LOAD_RETRY),
+                        // and once when it answers again.
+                        Err(e) => {
+                            if std::mem::replace(&mut p.load_failing, true) {
+                                debug!(%remote, error = %e, "loading SCION paths failed (again)");
+                            } else {
+                                warn!(%remote, error = %e, "loading SCION paths failed; retrying");
+                            }
                             p.loading = false;
                             p.next_load = Some(Instant::now() + LOAD_RETRY);
+                        }
+                        Ok(_) => {
+                            if std::mem::replace(&mut p.load_failing, false) {
+                                info!(%remote, "loading SCION paths works again");
+                            }
                         }
                     }
                 });
