@@ -273,6 +273,8 @@ pub enum LogError {
     Syslog(std::io::Error),
     #[error("error invalid network type: {0:?}")]
     RemoteScheme(String),
+    #[error("remote syslog over {0} is not supported by this broker: use udp://host:port")]
+    RemoteUnsupported(String),
     #[error("error connecting to remote syslog {url}: {source}")]
     Remote { url: String, source: std::io::Error },
 }
@@ -304,6 +306,11 @@ fn open_sink(cfg: &LogConfig) -> Result<Sink, LogError> {
 /// with a clear error rather than silently dropped.
 fn open_remote(url: &str) -> Result<Sink, LogError> {
     let (scheme, addr) = url.split_once("://").unwrap_or(("udp", url));
+    // nats-server also dials tcp and unix syslog servers; we send datagrams only, and say
+    // so rather than call the scheme invalid.
+    if scheme == "tcp" || scheme == "unix" {
+        return Err(LogError::RemoteUnsupported(scheme.to_string()));
+    }
     if scheme != "udp" {
         return Err(LogError::RemoteScheme(scheme.to_string()));
     }
@@ -413,6 +420,22 @@ fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_syslog_schemes() {
+        let e = open_remote("tcp://127.0.0.1:514")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("remote syslog over tcp is not supported by this broker: use udp://host:port")
+        );
+        let e = open_remote("foo://127.0.0.1:514")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(e.as_deref(), Some("error invalid network type: \"foo\""));
+        assert!(open_remote("udp://127.0.0.1:514").is_ok());
+    }
 
     #[test]
     fn civil_dates() {
