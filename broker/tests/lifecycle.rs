@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use harness::free_port;
+
 const BIN: &str = env!("CARGO_BIN_EXE_broker");
 
 struct Broker {
@@ -90,8 +92,6 @@ impl Broker {
         }
     }
 }
-
-use harness::free_port;
 
 fn info_line(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");

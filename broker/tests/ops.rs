@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::free_port;
+
 const BIN: &str = env!("CARGO_BIN_EXE_broker");
 const NATS: &str = "/usr/sbin/nats-server";
 
@@ -61,8 +63,6 @@ impl Proc {
 fn nats_available() -> bool {
     Path::new(NATS).exists()
 }
-
-use harness::free_port;
 
 fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("broker-ops-{tag}-{}", std::process::id()));

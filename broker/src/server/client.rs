@@ -630,9 +630,9 @@ impl Conn {
         let mut denied =
             p.subject.len() > GW_REPLY_PREFIX.len() && p.subject.starts_with(GW_REPLY_PREFIX);
         if !denied {
-            if let Some(perms) = self.perms.clone() {
+            if let Some(perms) = &self.perms {
                 denied =
-                    !self.pub_cache.can_publish(&perms, subject) && !self.reply_allowed(p.subject);
+                    !self.pub_cache.can_publish(perms, subject) && !self.reply_allowed(p.subject);
             }
         }
         if denied {

@@ -3,6 +3,9 @@
 //! given. Emulator on loopback only.
 #![allow(dead_code)]
 
+#[path = "../harness/ports.rs"]
+mod ports;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -241,22 +244,9 @@ pub fn free_dispatched_port() -> u16 {
         .expect("a free port in the dispatched range")
 }
 
-/// A free loopback TCP port (bound, then released; never the same number twice in this
-/// test process: the kernel may hand a released port to the next bind(0)).
+/// A free loopback TCP port (see `harness/ports.rs`).
 pub fn free_tcp_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    for _ in 0..1000 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("tcp port")
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-    panic!("no fresh loopback port in 1000 tries");
+    ports::free_port()
 }
 
 /// A child process killed and reaped when dropped.
