@@ -84,6 +84,11 @@ async fn every_daemon_path_forwards_and_replies_come_back() {
         let payload = Bytes::from(format!("hello {i}"));
         let pkt = wire::encode_udp(&a_addr, &b_addr, &path.data, payload.clone()).expect("enc");
         let next_hop: SocketAddr = path.next_hop.expect("next hop");
+        // The links' latency is applied in both directions (the delay lines): the round trip
+        // takes at least twice the path's one-way latency (1 ms direct, 2 ms via the core).
+        let one_way: Duration = path.latency.iter().flatten().sum();
+        assert!(one_way >= Duration::from_millis(1), "{:?}", path.latency);
+        let sent = std::time::Instant::now();
         a.send_to(&pkt, next_hop).await.expect("send");
         let Received::Udp(got) = recv(&b).await else {
             panic!("expected UDP");
@@ -105,6 +110,11 @@ async fn every_daemon_path_forwards_and_replies_come_back() {
             panic!("expected UDP reply");
         };
         assert_eq!(&back.payload[..], b"back");
+        let rtt = sent.elapsed();
+        assert!(
+            rtt >= 2 * one_way,
+            "round trip {rtt:?} on a path of {one_way:?} one way"
+        );
     }
     assert!(emu.stats().forwarded >= 6);
 }

@@ -129,6 +129,23 @@ impl RecvBufs {
     }
 }
 
+/// Packets a [`Group`] can point into: receive slots, or one flat buffer (slot ignored).
+pub(crate) trait Source {
+    fn bytes(&self, slot: usize, range: std::ops::Range<usize>) -> &[u8];
+}
+
+impl Source for RecvBufs {
+    fn bytes(&self, slot: usize, range: std::ops::Range<usize>) -> &[u8] {
+        RecvBufs::bytes(self, slot, range)
+    }
+}
+
+impl Source for [u8] {
+    fn bytes(&self, _slot: usize, range: std::ops::Range<usize>) -> &[u8] {
+        &self[range]
+    }
+}
+
 /// Where a packet leaves to: a router socket and the UDP address it sends to.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Out<'s> {
@@ -202,10 +219,10 @@ impl<'s> Group<'s> {
 
     /// Adds the packet at `range` of slot `slot` in `bufs`; the caller checked [`Self::fits`]
     /// or the group is empty.
-    pub fn push(
+    pub fn push<S: Source + ?Sized>(
         &mut self,
         out: Out<'s>,
-        bufs: &RecvBufs,
+        bufs: &S,
         slot: usize,
         range: std::ops::Range<usize>,
     ) {
@@ -240,22 +257,11 @@ impl<'s> Group<'s> {
         self.closed = len < self.segment;
     }
 
-    /// Adds a packet that is not in a receive slot (delay line), copying it.
-    pub fn push_owned(&mut self, out: Out<'s>, pkt: &[u8]) {
-        if self.out.is_none() {
-            self.out = Some(out);
-            self.scratch.clear();
-            self.copied = true;
-            self.segment = pkt.len();
-            self.count = 0;
-        }
-        self.scratch.extend_from_slice(pkt);
-        self.count += 1;
-        self.closed = pkt.len() < self.segment;
-    }
-
     /// Takes the group for sending (None when empty); the group is empty afterwards.
-    pub fn take<'g>(&'g mut self, bufs: Option<&'g RecvBufs>) -> Option<Flush<'g, 's>> {
+    pub fn take<'g, S: Source + ?Sized>(
+        &'g mut self,
+        bufs: Option<&'g S>,
+    ) -> Option<Flush<'g, 's>> {
         let out = self.out.take()?;
         let contents = if self.copied {
             &self.scratch[..]
