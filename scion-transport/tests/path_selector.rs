@@ -492,6 +492,11 @@ fn latency_increase_moves_to_better_path() {
 /// would queue there too), so the selector must stay as long as the rise lasts less than the
 /// min-RTT window; with the window off (SRTT alone) the same flood switches.
 fn flood(window: Duration) -> Vec<(Duration, PathFingerprint, SwitchCause)> {
+    flood_why(window).0
+}
+
+/// [`flood`], with `why_active` while the flood lasts.
+fn flood_why(window: Duration) -> (Vec<(Duration, PathFingerprint, SwitchCause)>, String) {
     let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
     let c = SelectorConfig {
         rtt_min_window: window,
@@ -503,17 +508,25 @@ fn flood(window: Duration) -> Vec<(Duration, PathFingerprint, SwitchCause)> {
     let t = s.at();
     s.set(1, Link::Up { rtt: MS * 16 });
     s.run_until(t + MS * 4000);
+    let why = s.sel.why_active().unwrap_or_default();
     s.set(1, Link::Up { rtt: MS * 4 });
     s.run_until(t + MS * 8000);
-    s.switches_after(t)
+    (s.switches_after(t), why)
 }
 
 #[test]
 fn self_induced_queueing_does_not_switch() {
     let window = SelectorConfig::default().rtt_min_window;
     assert!(window > MS * 4000, "the flood must fit the default window");
-    let sw = flood(window);
+    let (sw, why) = flood_why(window);
     assert!(sw.is_empty(), "{sw:?}");
+    // /pathz explains with the values the failback check used: the detour's 8 ms against the
+    // active path's 4 ms minimum, not its flood-inflated SRTT (which ranks it second).
+    assert!(
+        why.starts_with(&format!("kept: within hysteresis of {}", fp(2).short())),
+        "{why}"
+    );
+    assert!(why.contains("latency: 8.0 ms vs 4.0 ms, worse"), "{why}");
     let sw = flood(Duration::ZERO);
     assert!(
         sw.first().is_some_and(|s| s.2 == SwitchCause::Better),
@@ -550,6 +563,11 @@ fn all_paths_down_stays_keeps_probing_and_recovers() {
     for id in 1..=4 {
         assert_eq!(s.state(id), PathState::Down, "path {id}");
     }
+    let why = s.sel.why_active().expect("why");
+    assert!(
+        why.starts_with("kept: all 4 usable paths are down"),
+        "{why}"
+    );
     // Still probing the active path at full rate, and the others slowly.
     let recent: Vec<_> = s.probes.iter().filter(|p| p.0 >= settled).collect();
     let on_active = recent.iter().filter(|p| p.1 == stuck_on).count();
@@ -982,6 +1000,24 @@ fn why_active_names_the_deciding_key_hysteresis_and_single_path() {
     let mut s = Sim::with_rtts(cfg("latency"), paths, &[10]);
     s.run_until(MS * 1000);
     assert_eq!(s.sel.why_active().as_deref(), Some("only usable path"));
+
+    // Bandwidth first, but the runner-up has no bandwidth metadata: latency decides, and the
+    // text says bandwidth could not be compared (it is not a tie).
+    let paths: Vec<PathInfo> = topology()
+        .into_iter()
+        .filter(|p| [fp(1), fp(3)].contains(&p.fingerprint))
+        .collect();
+    let mut s = Sim::with_rtts(cfg("bandwidth,latency"), paths, &[10, 0, 40]);
+    s.run_until(MS * 3000);
+    assert_eq!(s.active(), fp(1));
+    assert_eq!(
+        s.sel.why_active().expect("why"),
+        format!(
+            "latency: 10.0 ms vs 40.0 ms (preference bandwidth,latency; bandwidth not \
+             comparable: 1000 kbps vs unknown) over {}",
+            fp(3).short()
+        )
+    );
 
     // The runner-up is down: state decided, not preference.
     let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();

@@ -181,7 +181,7 @@ impl Default for SwitchMargin {
 
 impl SwitchMargin {
     /// True when `better` beats `worse` on `key` by more than the margin.
-    fn exceeded(
+    pub(crate) fn exceeded(
         &self,
         key: PreferenceKey,
         better: &PathMetrics<'_>,

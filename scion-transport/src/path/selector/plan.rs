@@ -69,10 +69,25 @@ impl Selector {
     /// instead of 4 on the emulator's 1 ms links), which another path would not fix, since
     /// the flood would move along and queue there. Its windowed minimum does not grow.
     pub(super) fn is_better(&self, now: Instant, cand: usize, cur: usize) -> bool {
-        let (c, a) = (&self.cands[cand], &self.cands[cur]);
         if self.cfg.preference.is_empty() {
             return cand < cur;
         }
+        let (cm, am) = self.failback_metrics(now, cand, cur);
+        self.cfg
+            .preference
+            .compare_with_margin(&cm, &am, &self.cfg.margin)
+            == Verdict::Better
+    }
+
+    /// The metrics [`Self::is_better`] compares: the candidate at the worse of its SRTT and
+    /// latest sample, the active path at the best of those and its windowed minimum.
+    pub(super) fn failback_metrics(
+        &self,
+        now: Instant,
+        cand: usize,
+        cur: usize,
+    ) -> (PathMetrics<'_>, PathMetrics<'_>) {
+        let (c, a) = (&self.cands[cand], &self.cands[cur]);
         let pick = |s: &ProbeStats, worst: bool| match (s.srtt, s.latest_rtt) {
             (Some(x), Some(y)) => Some(if worst { x.max(y) } else { x.min(y) }),
             (x, y) => x.or(y),
@@ -81,18 +96,16 @@ impl Selector {
             (Some(x), Some(m)) => Some(x.min(m)),
             (x, m) => x.or(m),
         };
-        let cm = PathMetrics {
-            info: &c.info,
-            measured_rtt: pick(&c.stats, true),
-        };
-        let am = PathMetrics {
-            info: &a.info,
-            measured_rtt: active_rtt,
-        };
-        self.cfg
-            .preference
-            .compare_with_margin(&cm, &am, &self.cfg.margin)
-            == Verdict::Better
+        (
+            PathMetrics {
+                info: &c.info,
+                measured_rtt: pick(&c.stats, true),
+            },
+            PathMetrics {
+                info: &a.info,
+                measured_rtt: active_rtt,
+            },
+        )
     }
 
     /// When the next `RefreshPaths` is due, if any.

@@ -1,6 +1,7 @@
 //! Why the active path is the active one, in words for /pathz: which preference key decided
-//! against the runner-up (with both values), or that the path is kept within the switch
-//! margin, or that it is the only usable one.
+//! against the runner-up (with both values, and the keys that could not decide), or that the
+//! path is kept within the switch margin (with the values the failback check compares), that
+//! every path is down, or that it is the only usable one.
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
@@ -38,28 +39,36 @@ impl Selector {
         let now = self.last_now?;
         let ai = self.active_index()?;
         let ranking = self.ranking(now);
-        let Some(&best) = ranking.first() else {
-            return Some(format!(
-                "kept: no usable path ({})",
-                self.state_of(&self.cands[ai], now)
-            ));
-        };
         let active_state = self.state_of(&self.cands[ai], now);
+        let Some(&best) = ranking.first() else {
+            return Some(format!("kept: no usable path ({active_state})"));
+        };
+        let best_state = self.state_of(&self.cands[best], now);
+        if best_state >= PathState::Down {
+            // Ranking puts live paths first: the best one down means all are.
+            return Some(format!(
+                "kept: all {} usable paths are down; waiting for a probe answer or new paths",
+                ranking.len()
+            ));
+        }
         if best != ai {
             let fp = self.cands[best].info.fingerprint.short();
-            return Some(if active_state >= PathState::Down {
-                format!("kept: {active_state}, switching to {fp}")
-            } else if self.is_better(now, best, ai) {
+            if active_state >= PathState::Down {
+                return Some(format!("kept: {active_state}, switching to {fp}"));
+            }
+            if active_state > best_state {
+                return Some(format!(
+                    "kept: {active_state} but not down; {fp} is {best_state}"
+                ));
+            }
+            let values = self.failback_text(now, best, ai);
+            return Some(if self.is_better(now, best, ai) {
                 format!(
-                    "kept: {fp} is better ({}) but not yet stable for {:?}",
-                    self.decider(best, ai),
+                    "kept: {fp} is better ({values}) but not yet stable for {:?}",
                     self.cfg.failback_hold
                 )
             } else {
-                format!(
-                    "kept: within hysteresis of {fp} ({})",
-                    self.decider(best, ai)
-                )
+                format!("kept: within hysteresis of {fp} ({values})")
             });
         }
         let Some(&runner) = ranking.get(1) else {
@@ -73,27 +82,79 @@ impl Selector {
         Some(format!("{} over {fp}", self.decider(ai, runner)))
     }
 
-    /// The first preference key on which `a` beats `b`, with both values and the preference,
-    /// e.g. `latency: 4.1 ms vs 15.2 ms (preference latency,bandwidth)`.
+    /// The first preference key on which `a` ranks before `b`, with both values and the
+    /// preference, e.g. `latency: 4.1 ms vs 15.2 ms (preference latency,bandwidth)`; keys
+    /// that did not decide before it (equal, or not comparable for missing metadata) are
+    /// named after the preference.
     fn decider(&self, a: usize, b: usize) -> String {
         let pref = &self.cfg.preference;
         if pref.is_empty() {
             return "daemon order (no preference)".into();
         }
         let (ma, mb) = (metrics(&self.cands[a]), metrics(&self.cands[b]));
-        let mut out = String::new();
+        let mut skipped = Vec::new();
         for &key in pref.keys() {
-            if compare_key(key, &ma, &mb) == Some(Ordering::Less) {
-                let _ = write!(
-                    out,
-                    "{key}: {} vs {} (preference {pref})",
-                    value(key, &ma),
-                    value(key, &mb)
-                );
-                return out;
+            let (va, vb) = (value(key, &ma), value(key, &mb));
+            match compare_key(key, &ma, &mb) {
+                Some(Ordering::Less) => {
+                    let mut out = format!("{key}: {va} vs {vb} (preference {pref}");
+                    for s in &skipped {
+                        let _ = write!(out, "; {s}");
+                    }
+                    out.push(')');
+                    return out;
+                }
+                Some(Ordering::Equal) => skipped.push(format!("{key} equal: {va}")),
+                Some(Ordering::Greater) => skipped.push(format!("{key}: {va} vs {vb}")),
+                None => skipped.push(format!("{key} not comparable: {va} vs {vb}")),
             }
         }
-        format!("tie on every key, daemon order (preference {pref})")
+        format!(
+            "no key decides ({}), daemon order (preference {pref})",
+            skipped.join("; ")
+        )
+    }
+
+    /// The values the failback check compares for candidate `cand` against the active `cur`
+    /// (the candidate at the worse of its SRTT and latest sample, the active path at the best
+    /// of those and its minimum over `rtt_min_window`), key by key up to the one that decides.
+    fn failback_text(&self, now: std::time::Instant, cand: usize, cur: usize) -> String {
+        let pref = &self.cfg.preference;
+        if pref.is_empty() {
+            return "daemon order (no preference)".into();
+        }
+        let (cm, am) = self.failback_metrics(now, cand, cur);
+        let margin = &self.cfg.margin;
+        let mut parts = Vec::new();
+        for &key in pref.keys() {
+            let (vc, va) = (value(key, &cm), value(key, &am));
+            let text = format!("{key}: {vc} vs {va}");
+            match compare_key(key, &cm, &am) {
+                Some(Ordering::Less) if margin.exceeded(key, &cm, &am) => {
+                    parts.push(text);
+                    break;
+                }
+                Some(Ordering::Greater) if margin.exceeded(key, &am, &cm) => {
+                    parts.push(format!("{text}, worse"));
+                    break;
+                }
+                Some(Ordering::Less | Ordering::Greater) => {
+                    parts.push(format!("{text}, within the switch margin"))
+                }
+                Some(Ordering::Equal) => parts.push(format!("{key} equal: {vc}")),
+                None => parts.push(format!("{key} not comparable: {vc} vs {va}")),
+            }
+        }
+        let mut out = parts.join("; ");
+        if pref.keys().contains(&PreferenceKey::Latency) && am.measured_rtt.is_some() {
+            let _ = write!(
+                out,
+                "; active RTT: best of SRTT, last sample and {:?} minimum",
+                self.cfg.rtt_min_window
+            );
+        }
+        let _ = write!(out, "; preference {pref}");
+        out
     }
 }
 
