@@ -184,6 +184,13 @@ async fn routez_pathz_metrics_over_scion() {
             "{p}"
         );
     }
+    // Two paths: both probed (the active one and a backup), each with the age of its RTT.
+    for p in &paths {
+        assert_eq!(p["probed"], true, "{p}");
+        if p["rtt"].is_string() {
+            assert!(p["rtt_age"].is_string(), "{p}");
+        }
+    }
 
     // /varz names the SCION cluster address and the bound route port.
     let v = wait_json(mb, "/varz", |v| v["routes"] == 1).await;

@@ -739,6 +739,23 @@ fn probing_is_bounded() {
     assert!(per_sec >= 20.0, "{per_sec} probes/s");
     let distinct: std::collections::HashSet<_> = s.probes.iter().map(|p| p.1).collect();
     assert!(distinct.len() <= 5, "{}", distinct.len());
+    // The view says which paths are probed now; the others were never answered here, and a
+    // probed one's last answer is recent.
+    let view = s.sel.candidates();
+    let probed: Vec<_> = view.iter().filter(|c| c.probed).collect();
+    assert_eq!(probed.len(), distinct.len(), "{}", view.len());
+    assert!(probed.iter().any(|c| c.active));
+    for c in &view {
+        let answered = c.last_answer.is_some();
+        assert_eq!(answered, distinct.contains(&c.info.fingerprint), "{c:?}");
+        if c.probed {
+            assert!(
+                c.last_answer
+                    .is_some_and(|t| s.now.duration_since(t) < Duration::from_secs(1)),
+                "{c:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -31,9 +31,10 @@
 //! | `nats_scion_path_last_switch_gap_seconds{link,id,remote,cause}` | gauge | failover gap of the last switch (how long the old path had been silent) |
 //! | `nats_scion_path_candidates{link,id,remote}` | gauge | candidate paths toward the peer |
 //! | `nats_scion_path_active{link,id,remote,fingerprint}` | gauge | 1 for the path in use |
-//! | `nats_scion_path_alive{…,fingerprint}` | gauge | 1 while the path answers probes |
-//! | `nats_scion_path_rtt_seconds{…,fingerprint}` | gauge | smoothed probe RTT |
-//! | `nats_scion_path_loss_ratio{…,fingerprint}` | gauge | lost fraction of recent probes |
+//! | `nats_scion_path_probed{…,fingerprint}` | gauge | 1 while the path is probed (active set and a few backups) |
+//! | `nats_scion_path_alive{…,fingerprint}` | gauge | 1 while the path answers probes (probed paths only: the others' last figures are not current) |
+//! | `nats_scion_path_rtt_seconds{…,fingerprint}` | gauge | smoothed probe RTT (probed paths only) |
+//! | `nats_scion_path_loss_ratio{…,fingerprint}` | gauge | lost fraction of recent probes (probed paths only) |
 //! | `nats_scion_http_requests{path}` | counter | monitoring requests per endpoint |
 
 use std::fmt::Write;
@@ -358,24 +359,34 @@ fn render_paths(o: &mut Out, dests: &[PathzDest]) {
         );
     }
     type PathValue = fn(&super::pathz::PathCandidate) -> Option<f64>;
-    let per_path: [(&str, &str, PathValue); 4] = [
+    // State, RTT and loss only for paths probed now: a backup outside the probe plan keeps
+    // the figures of its last probe, which are not current.
+    let per_path: [(&str, &str, PathValue); 5] = [
         ("nats_scion_path_active", "1 for the path in use.", |p| {
             Some(if p.active { 1.0 } else { 0.0 })
         }),
         (
+            "nats_scion_path_probed",
+            "1 while the path is probed (active set and a few backups).",
+            |p| Some(if p.probed { 1.0 } else { 0.0 }),
+        ),
+        (
             "nats_scion_path_alive",
-            "1 while the path answers probes.",
-            |p| Some(if p.state == "alive" { 1.0 } else { 0.0 }),
+            "1 while the path answers probes (probed paths only).",
+            |p| {
+                p.probed
+                    .then_some(if p.state == "alive" { 1.0 } else { 0.0 })
+            },
         ),
         (
             "nats_scion_path_rtt_seconds",
-            "Smoothed probe RTT of the path.",
-            |p| p.rtt.map(|d| d.as_secs_f64()),
+            "Smoothed probe RTT of the path (probed paths only).",
+            |p| p.probed.then_some(p.rtt?.as_secs_f64()),
         ),
         (
             "nats_scion_path_loss_ratio",
-            "Lost fraction of recent probes.",
-            |p| p.loss.map(|l| l.0),
+            "Lost fraction of recent probes (probed paths only).",
+            |p| p.probed.then_some(p.loss?.0),
         ),
     ];
     for (name, help, f) in per_path {
@@ -468,9 +479,11 @@ mod tests {
             state: "alive".into(),
             active: true,
             in_active_set: true,
+            probed: true,
             rank: Some(0),
             rtt: Some(Duration::from_millis(20)),
             rtt_var: None,
+            rtt_age: Some(Duration::from_millis(40)),
             loss: Some(GoFloat(0.25)),
             mtu: 1472,
             expiry: GoTime(SystemTime::UNIX_EPOCH),
@@ -498,7 +511,19 @@ mod tests {
                 to: "ab".into(),
                 gap: Some(Duration::from_millis(35)),
             }),
-            paths: vec![path],
+            // A backup outside the probe plan: its last figures are not exported as current.
+            paths: vec![
+                path.clone(),
+                PathCandidate {
+                    fingerprint: "cd".into(),
+                    active: false,
+                    in_active_set: false,
+                    probed: false,
+                    rank: Some(1),
+                    rtt_age: Some(Duration::from_secs(30)),
+                    ..path
+                },
+            ],
         };
         let v = varz(&Options::default(), Runtime::default());
         let sl = StatsJson::from(&SublistStats::default());
@@ -511,6 +536,17 @@ mod tests {
         assert!(text.contains(&format!(
             "\nnats_scion_path_rtt_seconds{{{l},fingerprint=\"ab\"}} 0.02\n"
         )));
+        assert!(text.contains(&format!(
+            "\nnats_scion_path_probed{{{l},fingerprint=\"cd\"}} 0\n"
+        )));
+        for gauge in ["alive", "rtt_seconds", "loss_ratio"] {
+            assert!(
+                !text.contains(&format!(
+                    "nats_scion_path_{gauge}{{{l},fingerprint=\"cd\"}}"
+                )),
+                "{gauge} of an unprobed path: {text}"
+            );
+        }
         assert!(text.contains(&format!(
             "\nnats_scion_path_loss_ratio{{{l},fingerprint=\"ab\"}} 0.25\n"
         )));

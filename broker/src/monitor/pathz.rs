@@ -16,8 +16,9 @@
 //!     "why_active": "latency: 4.1 ms vs 15.2 ms (preference latency) over cd34…; last switch: better",
 //!     "last_switch": { "cause": "better", "at": "…Z", "from": "cd34…", "to": "ab12…", "gap": "35ms" },
 //!     "paths": [ { "fingerprint": "ab12…", "hops": ["1-ff00:0:110#1", "1-ff00:0:111#7"],
-//!                  "state": "alive", "active": true, "in_active_set": true, "rank": 0,
-//!                  "rtt": "12.5ms", "rtt_var": "1.2ms", "loss": 0, "mtu": 1472,
+//!                  "state": "alive", "active": true, "in_active_set": true,
+//!                  "probed": true, "rank": 0, "rtt": "12.5ms", "rtt_var": "1.2ms",
+//!                  "rtt_age": "41ms", "loss": 0, "mtu": 1472,
 //!                  "expiry": "…Z", "latency": "11ms", "bandwidth_kbps": 100000,
 //!                  "probes_sent": 40, "probes_answered": 40 } ] } ] }
 //! ```
@@ -40,6 +41,9 @@ pub struct PathCandidate {
     pub state: String,
     pub active: bool,
     pub in_active_set: bool,
+    /// Whether the path is probed now (the active set and a few backups). The others keep
+    /// the state and RTT of their last probe; `rtt_age` says how old that is.
+    pub probed: bool,
     /// Position in the selector's ranking (0 = best), if usable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rank: Option<usize>,
@@ -48,6 +52,9 @@ pub struct PathCandidate {
     pub rtt: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_dur")]
     pub rtt_var: Option<Duration>,
+    /// Time since the last probe answer: the age of `rtt` and of an `alive` state.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_dur")]
+    pub rtt_age: Option<Duration>,
     /// Lost fraction of recent probes, 0..1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss: Option<GoFloat>,
@@ -207,9 +214,11 @@ mod tests {
             state: if rank.is_some() { "alive" } else { "down" }.into(),
             active,
             in_active_set: active,
+            probed: rank.is_some(),
             rank,
             rtt: Some(Duration::from_micros(12_500)),
             rtt_var: None,
+            rtt_age: Some(Duration::from_millis(100)),
             loss: Some(GoFloat(0.0)),
             mtu: 1472,
             expiry: GoTime(UNIX_EPOCH + Duration::from_secs(3600)),

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use scion_transport::address::ScionAddr;
 use scion_transport::path::CandidateView;
@@ -32,9 +32,13 @@ pub fn candidate(c: &CandidateView) -> PathCandidate {
         state: c.state.to_string(),
         active: c.active,
         in_active_set: c.in_active_set,
+        probed: c.probed,
         rank: c.rank,
         rtt: c.rtt,
         rtt_var: c.rtt_var,
+        rtt_age: c
+            .last_answer
+            .map(|t| Instant::now().saturating_duration_since(t)),
         loss: c.loss.map(GoFloat),
         mtu: info.mtu,
         expiry: GoTime(UNIX_EPOCH + Duration::from_secs(info.expiry_unix_secs)),
@@ -243,8 +247,16 @@ mod tests {
             probes_sent: 8,
             probes_answered: 6,
             last_data_rx: None,
+            probed: true,
+            last_answer: Instant::now().checked_sub(Duration::from_secs(3)),
         };
         let c = candidate(&view);
+        assert!(c.probed);
+        assert!(
+            c.rtt_age.is_some_and(|a| a >= Duration::from_secs(3)),
+            "{:?}",
+            c.rtt_age
+        );
         assert_eq!(c.hops, vec!["1-ff00:0:110#1", "1-ff00:0:111#7"]);
         assert_eq!(c.state, "alive");
         assert!(c.fingerprint.starts_with("00000000000000ab"));

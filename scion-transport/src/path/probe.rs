@@ -32,6 +32,8 @@ pub(crate) struct ProbeStats {
     pub consecutive_replies: u32,
     pub sent: u64,
     pub answered: u64,
+    /// When the last probe answer arrived (the age of `srtt`/`latest_rtt`).
+    pub last_answer: Option<Instant>,
 }
 
 impl ProbeStats {
@@ -89,6 +91,7 @@ impl ProbeStats {
 
     fn sample(&mut self, now: Instant, rtt: Duration) {
         self.latest_rtt = Some(rtt);
+        self.last_answer = Some(now);
         // A newer sample no larger than older ones outlives them as the minimum, and
         // samples older than the window are gone: at most one entry per sample in the window.
         while self.min_filter.back().is_some_and(|(_, r)| *r >= rtt) {

@@ -562,6 +562,7 @@ impl Selector {
         };
         let ranking = self.ranking(now);
         let set = self.active_set_indices(now, &ranking);
+        let probed: Vec<usize> = self.probe_plan(now).into_iter().map(|(i, _)| i).collect();
         let ai = self.active_index();
         let mut order = ranking.clone();
         order.extend((0..self.cands.len()).filter(|i| !ranking.contains(i)));
@@ -596,6 +597,8 @@ impl Selector {
                     probes_sent: c.stats.sent,
                     probes_answered: c.stats.answered,
                     last_data_rx: c.last_data_rx,
+                    probed: probed.contains(&i),
+                    last_answer: c.stats.last_answer,
                 }
             })
             .collect()
