@@ -87,6 +87,51 @@ async fn wait_json(addr: SocketAddr, path: &str, pred: impl Fn(&Value) -> bool) 
     }
 }
 
+/// A configured SCION route whose peer never answers is on /pathz too, not connected, with the
+/// paths the dialler found and their state: what an operator needs to see why it is not up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pathz_shows_a_configured_route_that_is_not_up() {
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topology"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "broker-monscion-down-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    )));
+    std::fs::create_dir_all(&dir.0).expect("dir");
+    // Nobody listens there: the route is dialled and never comes up.
+    let nobody = ScionAddr {
+        ia: ia(AS_A),
+        ip: localhost(),
+        port: free_dispatched_port(),
+    };
+    let b = start(node(&emu, &dir, AS_B, vec![scion_route(nobody)]))
+        .await
+        .expect("start b");
+    let mb = b.http_addr.expect("monitoring");
+    let v = wait_json(mb, "/pathz", |v| {
+        v["destinations"][0]["paths"]
+            .as_array()
+            .is_some_and(|p| p.len() >= 2)
+    })
+    .await;
+    let d = &v["destinations"][0];
+    assert_eq!(v["num_destinations"], 1, "{v}");
+    assert_eq!(d["link"], "route");
+    assert_eq!(d["connected"], false, "{d}");
+    assert_eq!(d["id"], 0);
+    assert_eq!(d["remote"], nobody.to_string());
+    assert!(d["why_active"].is_string(), "{d}");
+    let (_, routez) = get(mb, "/routez").await;
+    let routez: Value = serde_json::from_str(&routez).expect("json");
+    assert_eq!(routez["num_routes"], 0);
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routez_pathz_metrics_over_scion() {
     let emu = Emulator::start(
@@ -155,6 +200,7 @@ async fn routez_pathz_metrics_over_scion() {
     .await;
     let d = &v["destinations"][0];
     assert_eq!(d["link"], "route");
+    assert_eq!(d["connected"], true);
     assert_eq!(d["remote"], ra.to_string());
     assert_eq!(d["remote_id"], a.state.id.as_str());
     let paths = d["paths"].as_array().cloned().unwrap_or_default();

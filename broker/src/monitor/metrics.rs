@@ -496,6 +496,7 @@ mod tests {
         let dest = PathzDest {
             remote: "1-ff00:0:111,10.0.0.2:30555".into(),
             link: "route",
+            connected: true,
             id: 3,
             remote_id: String::new(),
             path_switches: 2,

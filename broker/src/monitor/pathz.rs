@@ -11,7 +11,7 @@
 //! ```json
 //! { "server_id": "N…", "now": "…Z", "num_destinations": 1,
 //!   "destinations": [ {
-//!     "remote": "1-ff00:0:111,10.0.0.2:30555", "link": "route", "id": 4,
+//!     "remote": "1-ff00:0:111,10.0.0.2:30555", "link": "route", "connected": true, "id": 4,
 //!     "remote_id": "N…", "path_switches": 2, "active": "ab12…",
 //!     "why_active": "latency: 4.1 ms vs 15.2 ms (preference latency) over cd34…; last switch: better",
 //!     "last_switch": { "cause": "better", "at": "…Z", "from": "cd34…", "to": "ab12…", "gap": "35ms" },
@@ -94,7 +94,10 @@ pub struct PathzDest {
     pub remote: String,
     /// `route` or `client`.
     pub link: &'static str,
-    /// Route id (rid) or client id (cid) in /routez or /connz.
+    /// False for a configured SCION route that is not up (being dialled): its paths show
+    /// why it cannot come up.
+    pub connected: bool,
+    /// Route id (rid) or client id (cid) in /routez or /connz; 0 when not connected.
     pub id: u64,
     /// The peer server's id, for routes.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -234,6 +237,7 @@ mod tests {
         PathzDest {
             remote: "1-ff00:0:111,10.0.0.2:30555".into(),
             link: "route",
+            connected: true,
             id: 4,
             remote_id: "NREMOTE".into(),
             path_switches: 2,

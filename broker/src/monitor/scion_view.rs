@@ -20,6 +20,7 @@ use tokio::sync::broadcast::{self, error::TryRecvError};
 use super::gofmt::{GoFloat, GoTime};
 use super::pathz::{bottleneck_kbps, total_latency, PathCandidate, PathSwitch, PathzDest};
 use super::routez::{ScionLinkInfo, ScionPathInfo};
+use crate::options::RouteTarget;
 use crate::proto::ConnKind;
 use crate::server::{lock, ClientShared, ServerState};
 
@@ -169,6 +170,7 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
         out.push(PathzDest {
             remote: peer.remote.to_string(),
             link: "route",
+            connected: true,
             id: r.shared.cid,
             remote_id,
             path_switches: peer.endpoint.switch_count(peer.remote),
@@ -184,6 +186,39 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
                 .collect(),
         });
     }
+    // Configured SCION routes that are not up: what the dialler sees of their paths.
+    let route_ep = lock(&state.scion).route_endpoint.clone();
+    if let Some(ep) = route_ep {
+        let opts = state.opts();
+        for r in &opts.cluster.routes {
+            let RouteTarget::Scion { isd_as, ip, port } = &r.target else {
+                continue;
+            };
+            let Ok(ia) = isd_as.parse() else { continue };
+            let remote = ScionAddr {
+                ia,
+                ip: *ip,
+                port: *port,
+            };
+            let text = remote.to_string();
+            if out.iter().any(|d| d.link == "route" && d.remote == text) {
+                continue;
+            }
+            out.push(PathzDest {
+                remote: text,
+                link: "route",
+                connected: false,
+                id: 0,
+                remote_id: String::new(),
+                path_switches: ep.switch_count(remote),
+                switches_by_cause: by_cause(&ep, remote),
+                active: None,
+                why_active: ep.why_active(remote).unwrap_or_default(),
+                last_switch: log.last(remote),
+                paths: ep.path_stats(remote).iter().map(candidate).collect(),
+            });
+        }
+    }
     let client_ep = lock(&state.scion).client_endpoint.clone();
     if let Some(ep) = client_ep {
         let clients: Vec<Arc<ClientShared>> = lock(&state.clients)
@@ -198,6 +233,7 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
             out.push(PathzDest {
                 remote: remote.to_string(),
                 link: "client",
+                connected: true,
                 id: c.cid,
                 remote_id: String::new(),
                 path_switches: ep.switch_count(remote),
