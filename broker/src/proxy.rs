@@ -804,6 +804,8 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, ep: Arc<ScionEndpoint>, ups: Ar
         return;
     };
     debug!("proxy: {} -> {} linked", peer, up);
+    // The upstream's paths are probed while this link lives.
+    let _hold = ep.hold(up);
     let (mut tcp_rd, tcp_wr) = tcp.into_split();
     let mut send = send;
     let up_dir = async {

@@ -880,6 +880,21 @@ fn semantic_keys_are_refused_and_auth_conflicts() {
     let errs =
         invalid(config::load_str("scion { policy { acl: [\"+ 1-ff00:0:110\"] } }").unwrap_err());
     assert!(errs[0].contains("ACL does not have a default"), "{errs:?}");
+    // Valid, but nothing leaves the AS: said at the key, as a notice (`-t` still passes).
+    for acl in ["[\"- 0\"]", "[\"- 1-ff00:0:110\", \"-\"]"] {
+        let loaded = config::load_str(&format!("scion {{ policy {{ acl: {acl} }} }}"))
+            .unwrap_or_else(|e| panic!("{acl}: {e}"));
+        assert_eq!(loaded.warnings.len(), 1, "{acl}: {:?}", loaded.warnings);
+        assert!(
+            loaded.warnings[0]
+                .starts_with("1:17: invalid use of field \"acl\": this ACL denies every interface"),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+    let loaded =
+        config::load_str("scion { policy { acl: [\"- 1-ff00:0:110\", \"+\"] } }").expect("valid");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     // A window in bytes that is surely a unit mistake, a negative one, and a string.
     let errs = invalid(config::load_str("scion { flow_window: 4096 }").unwrap_err());
     assert_eq!(

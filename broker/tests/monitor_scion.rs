@@ -132,6 +132,53 @@ async fn pathz_shows_a_configured_route_that_is_not_up() {
     b.shutdown().await;
 }
 
+/// Once a SCION route closes, the side that accepted it stops probing the peer's paths at
+/// once (it used to go on for 35 s of silence, and /pathz and the metrics kept showing it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_side_stops_probing_a_peer_whose_route_closed() {
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topology"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "broker-monscion-hold-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    )));
+    std::fs::create_dir_all(&dir.0).expect("dir");
+    let a = start(node(&emu, &dir, AS_A, vec![]))
+        .await
+        .expect("start a");
+    let ra = route_endpoint(&a);
+    let b = start(node(&emu, &dir, AS_B, vec![scion_route(ra)]))
+        .await
+        .expect("start b");
+    let rb = route_endpoint(&b);
+    let ma = a.http_addr.expect("monitoring");
+    wait_json(ma, "/routez", |v| v["num_routes"] == 1).await;
+    let ep = a
+        .state
+        .scion
+        .lock()
+        .ok()
+        .and_then(|g| g.route_endpoint.clone())
+        .expect("route endpoint");
+    let probes = || -> u64 { ep.path_stats(rb).iter().map(|c| c.probes_sent).sum() };
+    let before = probes();
+    sleep(Duration::from_millis(500)).await;
+    assert!(probes() > before, "probing while the route is up");
+    b.shutdown().await;
+    wait_json(ma, "/routez", |v| v["num_routes"] == 0).await;
+    // Past the closing handshake's settle time, then nothing more goes out.
+    sleep(Duration::from_millis(2500)).await;
+    let settled = probes();
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(probes(), settled, "probes after the route closed");
+    a.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routez_pathz_metrics_over_scion() {
     let emu = Emulator::start(

@@ -745,6 +745,12 @@ impl ScionEndpoint {
         }
     }
 
+    /// Marks `remote` as used by a link until the hold is dropped: its paths are probed until
+    /// then, and not after (see [`crate::socket::PeerHold`]).
+    pub fn hold(&self, remote: ScionAddr) -> crate::socket::PeerHold {
+        self.socket.hold(remote)
+    }
+
     /// The SCION address of a connection's peer.
     pub fn remote_of(&self, connection: &quinn::Connection) -> Option<ScionAddr> {
         self.socket.remote_of(connection.remote_address())

@@ -66,10 +66,20 @@ const PEER_IDLE: Duration = Duration::from_secs(120);
 /// reported as path failures, and the switch counts start over when a connection comes back.
 const PEER_QUIET: Duration = Duration::from_secs(35);
 
+/// After the last [`PeerHold`] on a peer is dropped (its route or client link closed), QUIC
+/// traffic within this time is the closing handshake's, not a new connection: the peer stays
+/// quiet through it.
+const RELEASE_SETTLE: Duration = Duration::from_secs(2);
+
 impl Peer {
-    /// No QUIC traffic with the peer for [`PEER_QUIET`].
+    /// Not probed: released by its last link (and no traffic since the closing handshake),
+    /// or no QUIC traffic for [`PEER_QUIET`].
     fn quiet(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.last_activity) > PEER_QUIET
+        let released = self.holds == 0
+            && self
+                .released_at
+                .is_some_and(|t| self.last_activity <= t + RELEASE_SETTLE);
+        released || now.saturating_duration_since(self.last_activity) > PEER_QUIET
     }
 
     /// QUIC traffic with the peer at `now`; after a quiet spell, a new connection: its
@@ -81,6 +91,31 @@ impl Peer {
             }
         }
         self.last_activity = now;
+        if self.released_at.is_some_and(|t| now > t + RELEASE_SETTLE) {
+            self.released_at = None;
+        }
+    }
+}
+
+/// Held by a route or client link for as long as it uses its peer; dropping the last one
+/// stops probing the peer's paths at once (the socket cannot see QUIC connections end, and
+/// would otherwise probe until [`PEER_QUIET`] of silence).
+pub struct PeerHold {
+    socket: std::sync::Weak<ScionSocket>,
+    remote: ScionAddr,
+}
+
+impl Drop for PeerHold {
+    fn drop(&mut self) {
+        if let Some(socket) = self.socket.upgrade() {
+            socket.release(self.remote);
+        }
+    }
+}
+
+impl std::fmt::Debug for PeerHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PeerHold({})", self.remote)
     }
 }
 /// Wait after a failed daemon query before asking again.
@@ -166,6 +201,10 @@ struct Peer {
     send_routes: Option<Arc<[batch::SendRoute]>>,
     /// Last datagram sent to or received from the peer (idle peers are forgotten).
     last_activity: Instant,
+    /// Live [`PeerHold`]s (links using this peer).
+    holds: u32,
+    /// When the last hold was dropped.
+    released_at: Option<Instant>,
 }
 
 /// One sent GSO buffer kept for replay: datagrams of `stride` bytes (the last may be
@@ -369,6 +408,8 @@ impl ScionSocket {
                     recent_segments: 0,
                     send_routes: None,
                     last_activity: Instant::now(),
+                    holds: 0,
+                    released_at: None,
                 },
             );
         }
@@ -376,6 +417,37 @@ impl ScionSocket {
             .peers
             .get_mut(&remote)
             .ok_or(PathError::TooManyPeers(MAX_PEERS))
+    }
+
+    /// A hold on `remote` for a link that uses it (see [`PeerHold`]); a peer held again
+    /// after a release is a new link, whose path switch history starts over.
+    pub fn hold(self: &Arc<Self>, remote: ScionAddr) -> PeerHold {
+        let mut table = self.table();
+        if let Ok(p) = Self::peer_entry(&mut table, remote, self.local.ia) {
+            if p.holds == 0 && p.released_at.take().is_some() {
+                if let Some(s) = p.selector.as_mut() {
+                    s.reset_switch_counts();
+                }
+            }
+            p.holds += 1;
+        }
+        drop(table);
+        self.wake.notify_one();
+        PeerHold {
+            socket: Arc::downgrade(self),
+            remote,
+        }
+    }
+
+    fn release(&self, remote: ScionAddr) {
+        let mut table = self.table();
+        if let Some(p) = table.peers.get_mut(&remote) {
+            p.holds = p.holds.saturating_sub(1);
+            if p.holds == 0 {
+                p.released_at = Some(Instant::now());
+                debug!(%remote, "SCION peer released by its last link: no more probing");
+            }
+        }
     }
 
     /// The SCION address behind a synthetic address quinn reports.
@@ -935,6 +1007,36 @@ mod tests {
         assert!(!peer.quiet(t0 + PEER_QUIET * 2));
         // Every connection has idled out by then.
         assert!(PEER_QUIET > Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_released_peer_is_quiet_through_the_closing_handshake_and_wakes_after() {
+        let mut table = PeerTable::default();
+        let remote = ScionAddr {
+            ia: IsdAsn(0x1_ff00_0000_0112),
+            ip: IpAddr::from([127, 0, 0, 1]),
+            port: 31001,
+        };
+        let peer =
+            ScionSocket::peer_entry(&mut table, remote, IsdAsn(0x1_ff00_0000_0111)).expect("peer");
+        let t0 = peer.last_activity;
+        peer.holds = 1;
+        assert!(!peer.quiet(t0));
+        // The link closes: quiet at once, and the CONNECTION_CLOSE exchange keeps it quiet.
+        peer.holds = 0;
+        peer.released_at = Some(t0);
+        assert!(peer.quiet(t0));
+        peer.active_at(t0 + RELEASE_SETTLE / 2);
+        assert!(peer.quiet(t0 + RELEASE_SETTLE / 2));
+        // Traffic well after the close is a new connection (one without a hold, too).
+        let later = t0 + RELEASE_SETTLE * 2;
+        peer.active_at(later);
+        assert!(!peer.quiet(later));
+        assert!(peer.released_at.is_none());
+        // Held again while released: not quiet.
+        peer.released_at = Some(later);
+        peer.holds = 1;
+        assert!(!peer.quiet(later));
     }
 
     #[test]

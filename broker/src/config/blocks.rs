@@ -831,7 +831,17 @@ fn policy(m: &mut Mapper, s: &mut ScionOpts, e: &Entry) {
                 // scionproto pathpol.NewACL: the last entry must match every hop.
                 if acl.len() == list.len() {
                     match acl.last() {
-                        Some(last) if acl_matches_all(last) => s.policy_acl = acl,
+                        Some(last) if acl_matches_all(last) => {
+                            if scion_transport::path::Acl::from_entries(&acl)
+                                .is_ok_and(|a| a.denies_everything())
+                            {
+                                m.notice(
+                                    f,
+                                    "this ACL denies every interface: no SCION path to another AS passes it (only peers in the local AS are reachable)",
+                                );
+                            }
+                            s.policy_acl = acl;
+                        }
                         _ => m.error(
                             f,
                             "ACL does not have a default (end it with \"+\" or \"-\")",

@@ -453,6 +453,8 @@ async fn accept_routes(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
             let Some(remote) = ep.remote_of(&conn) else {
                 return;
             };
+            // Its paths are probed while the link lives, and no longer once it closed.
+            let _hold = ep.hold(remote);
             // One stream per route; accept it with a bound so a silent
             // peer does not hold the connection.
             let stream = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await;
@@ -519,6 +521,7 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
         .await;
         match conn {
             Ok(Ok(conn)) => {
+                let hold = ep.hold(remote);
                 let mut remote_id = String::new();
                 match conn.open_bi().await {
                     Ok((send, recv)) => {
@@ -550,6 +553,7 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                     .close_reason()
                     .filter(scion_transport::quic::is_tls_failure);
                 conn.close(0u32.into(), b"route closed");
+                drop(hold);
                 if let Some(e) = refused {
                     attempts += 1;
                     log_attempt(
@@ -661,6 +665,8 @@ async fn accept_clients(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
             let Some(remote) = ep.remote_of(&conn) else {
                 return;
             };
+            // Its paths are probed while the link lives, and no longer once it closed.
+            let _hold = ep.hold(remote);
             let Ok((send, recv)) = conn.open_bi().await else {
                 return;
             };

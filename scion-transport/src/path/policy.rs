@@ -272,6 +272,21 @@ impl Acl {
     pub fn allows(&self, path: &PathInfo) -> bool {
         self.denied_interface(path).is_none()
     }
+
+    /// Whether the ACL denies every interface: each entry up to the first one matching every
+    /// hop is a deny. Then no path leaving the local AS passes it (a path inside the AS has no
+    /// interfaces and always does).
+    pub fn denies_everything(&self) -> bool {
+        for e in &self.entries {
+            if e.allow {
+                return false;
+            }
+            if e.rule.is_none_or(|r| r.matches_all()) {
+                return true;
+            }
+        }
+        true
+    }
 }
 
 /// A parsed hop sequence.
@@ -617,6 +632,19 @@ mod tests {
         for def in ["+", "-", "+ 0", "- 0-0#0", "+ 0-0"] {
             Acl::from_entries(&["- 1-ff00:0:110", def]).unwrap_or_else(|e| panic!("{def}: {e}"));
         }
+    }
+
+    #[test]
+    fn acl_denying_everything_is_recognised() {
+        let acl = |e: &[&str]| Acl::from_entries(e).expect("valid");
+        assert!(acl(&["- 0"]).denies_everything());
+        assert!(acl(&["-"]).denies_everything());
+        assert!(acl(&["- 1-ff00:0:110", "- 2", "-"]).denies_everything());
+        // The first catch-all decides; what follows it is never reached.
+        assert!(acl(&["- 0", "+"]).denies_everything());
+        assert!(!acl(&["- 1", "+"]).denies_everything());
+        assert!(!acl(&["+ 1-ff00:0:110#1", "-"]).denies_everything());
+        assert!(!acl(&["+"]).denies_everything());
     }
 
     #[test]
