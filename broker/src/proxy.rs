@@ -491,6 +491,22 @@ pub enum LinkError {
     },
 }
 
+impl LinkError {
+    /// Whether the broker may answer a later attempt: it did not answer, or the link broke.
+    /// A refused certificate (either side's) stays refused.
+    pub fn may_pass(&self) -> bool {
+        match self {
+            LinkError::Untrusted { .. }
+            | LinkError::ClientRefused { .. }
+            | LinkError::ClientCertRequired { .. } => false,
+            LinkError::Connect(ConnectError::Handshake { source, .. }) => {
+                !scion_transport::quic::is_tls_failure(source)
+            }
+            _ => true,
+        }
+    }
+}
+
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a link whose client stopped sending waits for the broker to finish its side.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(5);

@@ -155,7 +155,11 @@ fn parse_upstream(s: &str) -> Result<Vec<ScionAddr>, ScionClientError> {
 ///
 /// The first QUIC/SCION link is opened before async-nats starts, so an
 /// unreachable broker or a rejected certificate is reported as
-/// [`ScionClientError::Link`] rather than as an async-nats I/O error.
+/// [`ScionClientError::Link`] rather than as an async-nats I/O error. With
+/// `retry_on_initial_connect` in [`ScionClientOptions::nats`], an unreachable
+/// broker is not an error: the client is returned and keeps trying through the
+/// link layer, as async-nats does over TCP. A certificate refused either way
+/// is always an error (retrying cannot fix it).
 pub async fn connect(
     upstream: &str,
     opts: ScionClientOptions,
@@ -185,17 +189,27 @@ pub async fn connect(
     let proxy = proxy::start_with_tls(cfg, &tls)
         .await
         .map_err(ScionClientError::Setup)?;
-    proxy.prime().await?;
+    let primed = proxy.prime().await;
+    if let Err(e) = &primed {
+        if !e.may_pass() {
+            return Err(primed.unwrap_err().into());
+        }
+    }
     // Servers discovered from INFO are the cluster's TCP listeners (the
     // proxy keeps the SCION ones for itself): dialing them would leave
     // SCION, so every reconnect comes back through the proxy, which fails
     // over between SCION listeners.
-    let client = opts
+    let connected = opts
         .nats
         .ignore_discovered_servers()
         .connect(format!("nats://{}", proxy.listen))
-        .await?;
-    Ok(ScionClient { client, proxy })
+        .await;
+    match (connected, primed) {
+        (Ok(client), _) => Ok(ScionClient { client, proxy }),
+        // Unreachable, and async-nats was not asked to retry: the link's reason.
+        (Err(_), Err(link)) => Err(link.into()),
+        (Err(e), Ok(())) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

@@ -241,3 +241,68 @@ async fn api_errors_are_typed() {
     assert!(e.to_string().contains("--local") || e.to_string().contains("local"));
     s.srv.shutdown().await;
 }
+
+/// With async-nats' `retry_on_initial_connect`, a broker that is not up yet is not an error:
+/// the client comes back at once and connects over SCION when the broker appears (as
+/// async-nats does over TCP). Without it, the same call is a link error (see above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_on_initial_connect_waits_for_the_broker() {
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topology"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    let dir = temp_dir("scion-api-retry");
+    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
+    let (daemon_b, topo_b) = as_files(&emu, &dir, AS_B);
+    let upstream = ScionAddr {
+        ia: ia(AS_A),
+        ip: localhost(),
+        port: free_dispatched_port(),
+    };
+    let o = ScionClientOptions {
+        daemon: Some(daemon_b),
+        topology: Some(topo_b),
+        nats: async_nats::ConnectOptions::new()
+            .name("early-client")
+            .retry_on_initial_connect(),
+        ..Default::default()
+    };
+    let nc = timeout(WAIT, connect(&upstream.to_string(), o))
+        .await
+        .expect("in time")
+        .expect("no error while the broker is not up");
+    let mut sub = nc.subscribe("later").await.expect("sub");
+    let srv = broker::server::start(Options {
+        host: "127.0.0.1".into(),
+        port: -1,
+        scion_listen: Some(ListenAddr::Scion {
+            isd_as: AS_A.into(),
+            ip: localhost(),
+            port: upstream.port,
+        }),
+        scion: Some(ScionOpts {
+            daemon: Some(daemon_a),
+            topology: Some(topo_a),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("broker");
+    wait_interest(&srv, "later").await;
+    let direct = async_nats::connect(srv.client_addr.to_string())
+        .await
+        .expect("direct TCP client");
+    direct.publish("later", "hello".into()).await.expect("pub");
+    direct.flush().await.expect("flush");
+    let m = timeout(WAIT, sub.next())
+        .await
+        .expect("in time")
+        .expect("message");
+    assert_eq!(m.payload, "hello".as_bytes());
+    drop(nc);
+    srv.shutdown().await;
+    drop(dir);
+}
