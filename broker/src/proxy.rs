@@ -1105,6 +1105,18 @@ pub fn run_cli(args: &[String]) -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
+        // Path problems (daemon, policy, MTU) show at start, not only with the first client;
+        // the broker itself is not contacted (a link without CONNECT would time out there).
+        for up in proxy.upstreams.configured.clone() {
+            match proxy.endpoint.load_paths(up).await {
+                Ok(0) => {}
+                Ok(n) => info!("proxy: {} usable SCION path(s) to {}", n, up),
+                Err(e) => warn!(
+                    "proxy: {}: {}; clients are linked once a path to it works",
+                    up, e
+                ),
+            }
+        }
         let _ = tokio::signal::ctrl_c().await;
         drop(proxy);
         std::process::ExitCode::SUCCESS

@@ -762,3 +762,61 @@ async fn cli_help_exits_zero_and_bad_ca_fails_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--cert and --key go together"), "{err}");
 }
+
+/// `broker proxy` reports at start how many paths lead to each upstream, or why none does,
+/// without contacting the broker (path problems show before the first client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_reports_paths_to_its_upstreams_at_start() {
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-cli-paths");
+    let (daemon, topo) = as_files(&emu, &dir, AS_B);
+    // Nobody listens at either address: the check asks the daemon only.
+    let reachable = format!("[{AS_A},127.0.0.1]:{}", free_dispatched_port());
+    let nowhere = "[1-ff00:0:999,127.0.0.1]:31000".to_string();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args(["proxy", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(format!("nats://{reachable},nats://{nowhere}"))
+        .args(["--daemon", &daemon, "--topology"])
+        .arg(&topo)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn broker proxy");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let both = timeout(WAIT, async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            seen.push(l);
+            let ok = seen
+                .iter()
+                .any(|l| l.contains(&format!("usable SCION path(s) to {reachable}")));
+            let bad = seen
+                .iter()
+                .any(|l| l.contains("[WRN]") && l.contains(&format!("proxy: {nowhere}: ")));
+            if ok && bad {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(both, "{seen:#?}");
+    let count = seen.iter().find_map(|l| {
+        l.split("proxy: ")
+            .nth(1)?
+            .split(' ')
+            .next()?
+            .parse::<u32>()
+            .ok()
+    });
+    assert_eq!(
+        count,
+        Some(2),
+        "two paths from B to A in the topology: {seen:#?}"
+    );
+    let _ = child.kill().await;
+    drop(dir);
+}

@@ -745,6 +745,12 @@ impl ScionEndpoint {
         }
     }
 
+    /// Asks the daemon for paths to `remote` (as a dial does first) and returns how many the
+    /// selector can use (0 for a peer in the local AS, which needs none).
+    pub async fn load_paths(&self, remote: ScionAddr) -> Result<usize, PathError> {
+        self.socket.load_paths(remote, false).await
+    }
+
     /// Marks `remote` as used by a link until the hold is dropped: its paths are probed until
     /// then, and not after (see [`crate::socket::PeerHold`]).
     pub fn hold(&self, remote: ScionAddr) -> crate::socket::PeerHold {
