@@ -587,6 +587,24 @@ async fn stalled_subscriber_is_cut_as_slow_consumer() {
         reasons.contains(&broker::server::ClosedState::SlowConsumerPendingBytes),
         "{reasons:?}"
     );
+    // Its closed entry shows what was left unflushed when it was cut (nats-server saves the
+    // closed connection before the teardown): just under max_pending, not 0.
+    let left: Vec<usize> = srv
+        .state
+        .closed
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c.snapshot.reason == Some(broker::server::ClosedState::SlowConsumerPendingBytes)
+        })
+        .map(|c| c.snapshot.pending_bytes)
+        .collect();
+    assert!(
+        left.iter()
+            .all(|&p| p > 1024 * 1024 / 2 && p <= 1024 * 1024),
+        "pending at the cut: {left:?}"
+    );
     // The healthy subscriber got every message (bounded wait).
     wait_count(&received, sent).await;
     let closed: Vec<String> = srv
