@@ -2,7 +2,10 @@
 //!
 //! nats-server has no Prometheus endpoint (operators run
 //! prometheus-nats-exporter against /varz); we serve one directly, with our
-//! own names. All names start with `nats_scion_`:
+//! own names. All names start with `nats_scion_`. Counters keep the /varz field
+//! names without a `_total` suffix, as prometheus-nats-exporter's
+//! `gnatsd_varz_in_msgs` does, so dashboards built on that exporter map one to
+//! one (`# TYPE … counter` says what they are):
 //!
 //! | name | type | meaning |
 //! |---|---|---|
