@@ -344,6 +344,15 @@ async fn routez_pathz_metrics_over_scion() {
             && l.contains(&counted)),
         "{metrics}"
     );
+    // And in the failover gap histogram, which outlives the next switch.
+    let hist = format!(
+        "nats_scion_path_failover_gap_seconds_count{{link=\"route\",remote=\"{}\"}} ",
+        ra
+    );
+    let observed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&hist)?.parse::<u64>().ok());
+    assert!(observed.is_some_and(|n| n >= 1), "{metrics}");
 
     // A server without SCION answers /pathz with no destinations.
     let plain = start(Options {

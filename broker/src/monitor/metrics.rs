@@ -32,6 +32,7 @@
 //! | `nats_scion_path_switches{link,id,remote}` | counter | active path changes toward a SCION peer |
 //! | `nats_scion_path_switches_by_cause{link,id,remote,cause}` | counter | the same by cause (`scmp-down`, `probe-loss`, `better`, `expiry`, `refresh`) |
 //! | `nats_scion_path_last_switch_gap_seconds{link,id,remote,cause}` | gauge | failover gap of the last switch (how long the old path had been silent) |
+//! | `nats_scion_path_failover_gap_seconds{link,remote}` | histogram | failover gaps (SCMP-down and probe-loss switches) toward the peer since start, across its connections |
 //! | `nats_scion_path_candidates{link,id,remote}` | gauge | candidate paths toward the peer |
 //! | `nats_scion_path_active{link,id,remote,fingerprint}` | gauge | 1 for the path in use |
 //! | `nats_scion_path_probed{…,fingerprint}` | gauge | 1 while the path is probed (active set and a few backups) |
@@ -43,6 +44,10 @@
 use std::fmt::Write;
 
 use super::pathz::PathzDest;
+use crate::server::scion::{GapHistogram, GAP_BUCKETS};
+
+/// The failover gap histogram of one peer: link kind (`route`, `client`), SCION address.
+pub type FailoverGaps = (&'static str, String, GapHistogram);
 use super::routez::RouteInfo;
 use super::subsz::StatsJson;
 use super::varz::Varz;
@@ -93,6 +98,7 @@ pub fn render(
     sl: &StatsJson,
     routes: &[RouteInfo],
     paths: &[PathzDest],
+    gaps: &[FailoverGaps],
 ) -> String {
     let mut o = Out(String::with_capacity(4096));
     o.head("nats_scion_info", "gauge", "Server identity; always 1.");
@@ -276,6 +282,7 @@ pub fn render(
         }
     }
     render_paths(&mut o, paths);
+    render_gaps(&mut o, gaps);
     o.head(
         "nats_scion_http_requests",
         "counter",
@@ -292,6 +299,25 @@ pub fn render(
 }
 
 /// Per-destination and per-path SCION metrics (the /pathz numbers).
+/// The failover gap histograms, one series set per peer.
+fn render_gaps(o: &mut Out, gaps: &[FailoverGaps]) {
+    const NAME: &str = "nats_scion_path_failover_gap_seconds";
+    o.head(
+        NAME,
+        "histogram",
+        "Failover gaps toward the peer (how long the old path had been silent at SCMP-down and probe-loss switches), since start.",
+    );
+    for (link, remote, h) in gaps {
+        let l = format!("link=\"{}\",remote=\"{}\"", label(link), label(remote));
+        for (bound, n) in GAP_BUCKETS.iter().zip(h.buckets) {
+            let _ = writeln!(o.0, "{NAME}_bucket{{{l},le=\"{}\"}} {n}", num(*bound));
+        }
+        let _ = writeln!(o.0, "{NAME}_bucket{{{l},le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(o.0, "{NAME}_sum{{{l}}} {}", num(h.sum));
+        let _ = writeln!(o.0, "{NAME}_count{{{l}}} {}", h.count);
+    }
+}
+
 fn render_paths(o: &mut Out, dests: &[PathzDest]) {
     if dests.is_empty() {
         return;
@@ -455,7 +481,7 @@ mod tests {
             }),
         };
         let sl = StatsJson::from(&SublistStats::default());
-        let text = render(&v, 1.5, 1e9, &sl, &[route], &[]);
+        let text = render(&v, 1.5, 1e9, &sl, &[route], &[], &[]);
         assert!(text.contains(
             "nats_scion_info{server_id=\"NID\",server_name=\"a\\\"b\",version=\"\"} 1\n"
         ));
@@ -531,7 +557,32 @@ mod tests {
         };
         let v = varz(&Options::default(), Runtime::default());
         let sl = StatsJson::from(&SublistStats::default());
-        let text = render(&v, 0.0, 0.0, &sl, &[], &[dest]);
+        let mut h = GapHistogram::default();
+        h.observe(Duration::from_millis(6));
+        h.observe(Duration::from_millis(300));
+        let gaps = [("route", "1-ff00:0:111,10.0.0.2:30555".to_string(), h)];
+        let text = render(&v, 0.0, 0.0, &sl, &[], &[dest], &gaps);
+        let g = "nats_scion_path_failover_gap_seconds";
+        let gl = "link=\"route\",remote=\"1-ff00:0:111,10.0.0.2:30555\"";
+        assert!(text.contains(&format!("# TYPE {g} histogram\n")), "{text}");
+        for (le, n) in [
+            ("0.005", 0),
+            ("0.01", 1),
+            ("0.25", 1),
+            ("0.5", 2),
+            ("10", 2),
+            ("+Inf", 2),
+        ] {
+            assert!(
+                text.contains(&format!("\n{g}_bucket{{{gl},le=\"{le}\"}} {n}\n")),
+                "le {le}: {text}"
+            );
+        }
+        assert!(text.contains(&format!("\n{g}_count{{{gl}}} 2\n")), "{text}");
+        assert!(
+            text.contains(&format!("\n{g}_sum{{{gl}}} 0.306\n")),
+            "{text}"
+        );
         let l = "link=\"route\",id=\"3\",remote=\"1-ff00:0:111,10.0.0.2:30555\"";
         assert!(
             text.contains(&format!("\nnats_scion_path_switches{{{l}}} 2\n")),

@@ -348,6 +348,7 @@ impl Monitor {
                     &subsz::StatsJson::from(&sl),
                     &routes,
                     &scion_view::pathz_dests(&self.state, &self.switches),
+                    &scion_view::failover_gaps(&self.state),
                 );
                 Response::new(200, http::PROMETHEUS, text.into_bytes())
             }

@@ -129,6 +129,17 @@ impl SwitchLog {
     }
 }
 
+/// Failover gap histograms per peer, for /metrics.
+pub fn failover_gaps(state: &ServerState) -> Vec<super::metrics::FailoverGaps> {
+    let mut gaps: Vec<_> = lock(&state.scion)
+        .failover_gaps
+        .iter()
+        .map(|((link, remote), h)| (*link, remote.to_string(), h.clone()))
+        .collect();
+    gaps.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    gaps
+}
+
 /// The server's SCION endpoints, if any.
 pub fn endpoints(state: &ServerState) -> Vec<Arc<ScionEndpoint>> {
     let links = lock(&state.scion);

@@ -32,6 +32,39 @@ pub const SERVER_NAME: &str = "nats-scion";
 pub struct ScionLinks {
     pub route_endpoint: Option<Arc<ScionEndpoint>>,
     pub client_endpoint: Option<Arc<ScionEndpoint>>,
+    /// Failover gaps per (link kind, peer) since start, for /metrics.
+    pub failover_gaps: std::collections::HashMap<(&'static str, ScionAddr), GapHistogram>,
+}
+
+/// Most peers whose failover gaps are kept (a new peer beyond it is not recorded).
+const MAX_GAP_PEERS: usize = 1024;
+
+/// Upper bounds (seconds) of the failover gap histogram's buckets: an SCMP-signalled
+/// failover takes milliseconds, a silent blackhole a few hundred.
+pub const GAP_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Prometheus histogram of failover gaps (cumulative counts per bucket, sum, count).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GapHistogram {
+    /// Observations at or below each bound of [`GAP_BUCKETS`].
+    pub buckets: [u64; GAP_BUCKETS.len()],
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl GapHistogram {
+    pub fn observe(&mut self, gap: Duration) {
+        let s = gap.as_secs_f64();
+        for (b, bound) in self.buckets.iter_mut().zip(GAP_BUCKETS) {
+            if s <= bound {
+                *b += 1;
+            }
+        }
+        self.sum += s;
+        self.count += 1;
+    }
 }
 
 /// Errors building SCION link configuration; each names the config key.
@@ -348,6 +381,14 @@ async fn follow_path_events(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, what:
             // The transport logs each switch itself (one line, for the broker and the
             // proxy alike); here only the path header tag follows the switch.
             Ok(ev) => {
+                if let (true, Some(gap)) = (ev.cause.is_failure(), ev.gap) {
+                    let mut links = lock(&srv.scion);
+                    let n = links.failover_gaps.len();
+                    let key = (what, ev.remote);
+                    if n < MAX_GAP_PEERS || links.failover_gaps.contains_key(&key) {
+                        links.failover_gaps.entry(key).or_default().observe(gap);
+                    }
+                }
                 if srv.opts().scion.as_ref().is_some_and(|s| s.path_header) {
                     let tag: Arc<str> = ev.to.short().to_string().into();
                     for r in srv.cluster.routes() {
