@@ -82,13 +82,16 @@ impl Peer {
         released || now.saturating_duration_since(self.last_activity) > PEER_QUIET
     }
 
-    /// QUIC traffic with the peer at `now`; after a quiet spell, a new connection: its
-    /// path switch history starts over.
+    /// QUIC traffic with the peer at `now`; after a quiet spell, a new connection: what the
+    /// probes said before (an outage that ended the old one, with nobody probing since) and
+    /// the switch history start over (see `Selector::start_over`).
     fn active_at(&mut self, now: Instant) {
         if self.quiet(now) {
             if let Some(s) = self.selector.as_mut() {
-                s.reset_switch_counts();
+                s.start_over();
             }
+            // Switches before the first answer again are logged as "no answer yet".
+            self.last_probe_reply.clear();
         }
         self.last_activity = now;
         if self.released_at.is_some_and(|t| now > t + RELEASE_SETTLE) {
@@ -419,12 +422,14 @@ impl ScionSocket {
             .ok_or(PathError::TooManyPeers(MAX_PEERS))
     }
 
-    /// A hold on `remote` for a link that uses it (see [`PeerHold`]); a peer held again
-    /// after a release is a new link, whose path switch history starts over.
+    /// A hold on `remote` for a link that uses it (see [`PeerHold`]). The first hold starts
+    /// a new link: the switch counts start over (switches while dialling, or of an earlier
+    /// link, are not this link's history).
     pub fn hold(self: &Arc<Self>, remote: ScionAddr) -> PeerHold {
         let mut table = self.table();
         if let Ok(p) = Self::peer_entry(&mut table, remote, self.local.ia) {
-            if p.holds == 0 && p.released_at.take().is_some() {
+            if p.holds == 0 {
+                p.released_at = None;
                 if let Some(s) = p.selector.as_mut() {
                     s.reset_switch_counts();
                 }

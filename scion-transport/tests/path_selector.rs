@@ -523,10 +523,19 @@ fn self_induced_queueing_does_not_switch() {
     // /pathz explains with the values the failback check used: the detour's 8 ms against the
     // active path's 4 ms minimum, not its flood-inflated SRTT (which ranks it second).
     assert!(
-        why.starts_with(&format!("kept: within hysteresis of {}", fp(2).short())),
+        why.starts_with(&format!(
+            "kept: {} ranks first on its smoothed RTT but is not better",
+            fp(2).short()
+        )),
         "{why}"
     );
-    assert!(why.contains("latency: 8.0 ms vs 4.0 ms, worse"), "{why}");
+    assert!(
+        why.contains(&format!(
+            "latency: {} 8.0 ms vs active 4.0 ms, worse",
+            fp(2).short()
+        )),
+        "{why}"
+    );
     let sw = flood(Duration::ZERO);
     assert!(
         sw.first().is_some_and(|s| s.2 == SwitchCause::Better),
@@ -1010,7 +1019,13 @@ fn why_active_names_the_deciding_key_hysteresis_and_single_path() {
         why.starts_with(&format!("kept: within hysteresis of {}", fp(2).short())),
         "{why}"
     );
-    assert!(why.contains("latency: 19.0 ms vs 20.0 ms"), "{why}");
+    assert!(
+        why.contains(&format!(
+            "latency: {} 19.0 ms vs active 20.0 ms, within the switch margin",
+            fp(2).short()
+        )),
+        "{why}"
+    );
 
     // One path only.
     let paths: Vec<PathInfo> = topology().into_iter().take(1).collect();
@@ -1044,4 +1059,47 @@ fn why_active_names_the_deciding_key_hysteresis_and_single_path() {
     assert_eq!(s.active(), fp(1));
     let why = s.sel.why_active().expect("why");
     assert_eq!(why, format!("state: alive vs down ({})", fp(2).short()));
+}
+
+/// A new connection after a quiet spell starts over: paths that went down for lost probes
+/// are no longer down (nobody probed them since; acting on it read as a probe-loss failover
+/// the moment probing resumed), a path a router reported down by SCMP still is, and the
+/// switch counts are zero. Probing then resumes without a failover away from a path that
+/// works.
+#[test]
+fn start_over_forgets_probe_loss_but_not_scmp() {
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::with_rtts(cfg("latency"), paths, &[10, 20]);
+    s.run_until(MS * 1000);
+    assert_eq!(s.active(), fp(1));
+    let t = s.at();
+    s.set(1, Link::Blackhole);
+    s.run_until(t + MS * 1500);
+    assert_eq!(s.active(), fp(2), "failed over for lost probes");
+    s.set(
+        2,
+        Link::Scmp {
+            ia: ia("1-ff00:0:a"),
+            ifid: 2,
+            after: MS * 2,
+        },
+    );
+    s.run_until(t + MS * 3000);
+    assert_eq!(s.state(1), PathState::Down);
+    assert_eq!(s.state(2), PathState::Down);
+    assert!(s.sel.switch_count() >= 1);
+    s.sel.start_over();
+    assert_eq!(s.sel.switch_count(), 0);
+    assert_eq!(s.state(1), PathState::Unprobed);
+    assert_eq!(s.state(2), PathState::Down, "SCMP-down stays down");
+    let kept = s.active();
+    s.set(1, Link::Up { rtt: MS * 10 });
+    let t2 = s.at();
+    s.run_until(t2 + MS * 2000);
+    let sw = s.switches_after(t2);
+    assert!(
+        sw.iter().all(|w| w.2 != SwitchCause::ProbeLoss),
+        "{sw:?} (kept {kept:?})"
+    );
+    assert_eq!(s.state(1), PathState::Alive);
 }

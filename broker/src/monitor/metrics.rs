@@ -37,7 +37,7 @@
 //! | `nats_scion_path_active{link,id,remote,fingerprint}` | gauge | 1 for the path in use |
 //! | `nats_scion_path_probed{…,fingerprint}` | gauge | 1 while the path is probed (active set and a few backups) |
 //! | `nats_scion_path_alive{…,fingerprint}` | gauge | 1 while the path answers probes (probed paths only: the others' last figures are not current) |
-//! | `nats_scion_path_rtt_seconds{…,fingerprint}` | gauge | smoothed probe RTT (probed paths only) |
+//! | `nats_scion_path_rtt_seconds{…,fingerprint}` | gauge | smoothed probe RTT (probed paths that are not down: a down path's last RTT is not current) |
 //! | `nats_scion_path_loss_ratio{…,fingerprint}` | gauge | lost fraction of recent probes (probed paths only) |
 //! | `nats_scion_http_requests{path}` | counter | monitoring requests per endpoint |
 
@@ -409,8 +409,8 @@ fn render_paths(o: &mut Out, dests: &[PathzDest]) {
         ),
         (
             "nats_scion_path_rtt_seconds",
-            "Smoothed probe RTT of the path (probed paths only).",
-            |p| p.probed.then_some(p.rtt?.as_secs_f64()),
+            "Smoothed probe RTT of the path (probed paths that are not down).",
+            |p| (p.probed && p.state != "down").then_some(p.rtt?.as_secs_f64()),
         ),
         (
             "nats_scion_path_loss_ratio",

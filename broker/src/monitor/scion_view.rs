@@ -188,7 +188,8 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
             switches_by_cause: by_cause(&peer.endpoint, peer.remote),
             active: None,
             why_active: peer.endpoint.why_active(peer.remote).unwrap_or_default(),
-            last_switch: log.last(peer.remote),
+            // Only this connection's: a switch of an earlier one is not its history.
+            last_switch: log.last(peer.remote).filter(|w| w.at.0 >= r.shared.start),
             paths: peer
                 .endpoint
                 .path_stats(peer.remote)
@@ -251,7 +252,7 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
                 switches_by_cause: by_cause(&ep, remote),
                 active: None,
                 why_active: ep.why_active(remote).unwrap_or_default(),
-                last_switch: log.last(remote),
+                last_switch: log.last(remote).filter(|w| w.at.0 >= c.start),
                 paths: ep.path_stats(remote).iter().map(candidate).collect(),
             });
         }

@@ -542,6 +542,24 @@ impl Selector {
         self.switches_by_cause.clear();
     }
 
+    /// Forgets what probes said about every path, and the switch counts: a new connection
+    /// after a quiet spell (no probing) must not act on the old one's outage, which would
+    /// read as a probe-loss failover the moment probing resumes. Paths marked down by SCMP
+    /// stay down until a probe answers (the router said so; it is not stale evidence of
+    /// silence). The paths and the active one are kept; every path is probed afresh.
+    pub fn start_over(&mut self) {
+        for c in &mut self.cands {
+            if matches!(c.down, Some((DownReason::ProbeLoss(_), _))) {
+                c.down = None;
+            }
+            c.stats = ProbeStats::new(self.cfg.loss_window, self.cfg.rtt_min_window);
+            c.alive_since = None;
+            c.last_probe_sent = None;
+        }
+        self.pending.clear();
+        self.reset_switch_counts();
+    }
+
     /// [`switch_count`](Self::switch_count) by cause (causes that never occurred are left out).
     pub fn switch_counts(&self) -> Vec<(SwitchCause, u64)> {
         self.switches_by_cause.clone()

@@ -46,6 +46,12 @@ impl Selector {
         let best_state = self.state_of(&self.cands[best], now);
         if best_state >= PathState::Down {
             // Ranking puts live paths first: the best one down means all are.
+            if ranking.iter().all(|&i| self.cands[i].stats.answered == 0) {
+                return Some(format!(
+                    "kept: none of {} usable paths has answered a probe (is the peer up?)",
+                    ranking.len()
+                ));
+            }
             return Some(format!(
                 "kept: all {} usable paths are down; waiting for a probe answer or new paths",
                 ranking.len()
@@ -61,14 +67,17 @@ impl Selector {
                     "kept: {active_state} but not down; {fp} is {best_state}"
                 ));
             }
-            let values = self.failback_text(now, best, ai);
-            return Some(if self.is_better(now, best, ai) {
-                format!(
+            let (values, verdict) = self.failback_text(now, best, ai);
+            return Some(match verdict {
+                _ if self.is_better(now, best, ai) => format!(
                     "kept: {fp} is better ({values}) but not yet stable for {:?}",
                     self.cfg.failback_hold
-                )
-            } else {
-                format!("kept: within hysteresis of {fp} ({values})")
+                ),
+                Failback::WithinMargin => format!("kept: within hysteresis of {fp} ({values})"),
+                Failback::Worse => format!(
+                    "kept: {fp} ranks first on its smoothed RTT but is not better ({values})"
+                ),
+                Failback::Same => format!("kept: {fp} is not better ({values})"),
             });
         }
         let Some(&runner) = ranking.get(1) else {
@@ -117,18 +126,28 @@ impl Selector {
 
     /// The values the failback check compares for candidate `cand` against the active `cur`
     /// (the candidate at the worse of its SRTT and latest sample, the active path at the best
-    /// of those and its minimum over `rtt_min_window`), key by key up to the one that decides.
-    fn failback_text(&self, now: std::time::Instant, cand: usize, cur: usize) -> String {
+    /// of those and its minimum over `rtt_min_window`), key by key up to the one that decides,
+    /// each as `key: <cand fp> value vs active value`; and what they add up to.
+    fn failback_text(
+        &self,
+        now: std::time::Instant,
+        cand: usize,
+        cur: usize,
+    ) -> (String, Failback) {
         let pref = &self.cfg.preference;
         if pref.is_empty() {
-            return "daemon order (no preference)".into();
+            return ("daemon order (no preference)".into(), Failback::Same);
         }
         let (cm, am) = self.failback_metrics(now, cand, cur);
+        let fp = self.cands[cand].info.fingerprint.short();
         let margin = &self.cfg.margin;
         let mut parts = Vec::new();
+        let mut verdict = Failback::Same;
+        let mut latency_shown = false;
         for &key in pref.keys() {
             let (vc, va) = (value(key, &cm), value(key, &am));
-            let text = format!("{key}: {vc} vs {va}");
+            let text = format!("{key}: {fp} {vc} vs active {va}");
+            latency_shown |= key == PreferenceKey::Latency;
             match compare_key(key, &cm, &am) {
                 Some(Ordering::Less) if margin.exceeded(key, &cm, &am) => {
                     parts.push(text);
@@ -136,17 +155,19 @@ impl Selector {
                 }
                 Some(Ordering::Greater) if margin.exceeded(key, &am, &cm) => {
                     parts.push(format!("{text}, worse"));
+                    verdict = Failback::Worse;
                     break;
                 }
                 Some(Ordering::Less | Ordering::Greater) => {
-                    parts.push(format!("{text}, within the switch margin"))
+                    parts.push(format!("{text}, within the switch margin"));
+                    verdict = Failback::WithinMargin;
                 }
                 Some(Ordering::Equal) => parts.push(format!("{key} equal: {vc}")),
-                None => parts.push(format!("{key} not comparable: {vc} vs {va}")),
+                None => parts.push(format!("{key} not comparable: {fp} {vc} vs active {va}")),
             }
         }
         let mut out = parts.join("; ");
-        if pref.keys().contains(&PreferenceKey::Latency) && am.measured_rtt.is_some() {
+        if latency_shown && am.measured_rtt.is_some() {
             let _ = write!(
                 out,
                 "; active RTT: best of SRTT, last sample and {:?} minimum",
@@ -154,8 +175,19 @@ impl Selector {
             );
         }
         let _ = write!(out, "; preference {pref}");
-        out
+        (out, verdict)
     }
+}
+
+/// What the failback check's values add up to (when the candidate is not better).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failback {
+    /// Better or worse on some key, but within the switch margin.
+    WithinMargin,
+    /// Worse beyond the margin on the deciding key.
+    Worse,
+    /// Nothing tells them apart.
+    Same,
 }
 
 /// The metrics the ranking sorts by (smoothed RTT when measured, else metadata).
