@@ -139,6 +139,13 @@ pub fn parse_scion_socket(s: &str) -> Result<ScionSocket, String> {
 pub fn parse_listen_str(s: &str) -> Result<ListenAddr, String> {
     let (rest, had_scheme) = match s.split_once("://") {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("nats") => (rest, true),
+        // A SCION address with another scheme (the `nats-route://` of `cluster.routes`,
+        // copied into `cluster.listen`): say which forms a listen address takes.
+        Some((_, rest)) if rest.contains(',') => {
+            return Err(format!(
+                "could not parse address string {s:?}: a SCION listen address is written \"nats://ISD-AS,IP:port\" or \"[ISD-AS,IP]:port\""
+            ))
+        }
         Some(_) => return Err(format!("could not parse address string {s:?}")),
         None => (s, false),
     };
@@ -526,6 +533,16 @@ mod tests {
         );
         assert!(parse_listen_str("4222").is_err());
         assert!(parse_listen_str("h:70000").is_err());
+        // The route URL form copied into a listen: the error names the forms that work.
+        let e = parse_listen_str("nats-route://[18-ffaa:1:10bf,127.0.0.1]:4248").unwrap_err();
+        assert!(
+            e.ends_with("a SCION listen address is written \"nats://ISD-AS,IP:port\" or \"[ISD-AS,IP]:port\""),
+            "{e}"
+        );
+        assert_eq!(
+            parse_listen_str("nats-route://127.0.0.1:4248").unwrap_err(),
+            "could not parse address string \"nats-route://127.0.0.1:4248\""
+        );
     }
 
     #[test]
