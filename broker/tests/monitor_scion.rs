@@ -11,7 +11,7 @@ use std::time::Duration;
 use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
 use broker::server::start;
 use scion_transport::address::ScionAddr;
-use scion_transport::emu::{EmuHandle, EmuOptions, Emulator, Topology};
+use scion_transport::emu::EmuHandle;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -92,18 +92,8 @@ async fn wait_json(addr: SocketAddr, path: &str, pred: impl Fn(&Value) -> bool) 
 /// new route's, and nothing is reported as a failover when it forms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_that_comes_back_starts_with_no_switches() {
-    let emu = Emulator::start(
-        Topology::from_toml(TOPO).expect("topology"),
-        EmuOptions::default(),
-    )
-    .await
-    .expect("emulator");
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "broker-monscion-back-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    )));
-    std::fs::create_dir_all(&dir.0).expect("dir");
+    let emu = emulator().await;
+    let dir = temp_dir("monscion-back");
     let port = free_dispatched_port();
     let node_a = || {
         let mut o = node(&emu, &dir, AS_A, vec![]);
@@ -150,18 +140,8 @@ async fn a_route_that_comes_back_starts_with_no_switches() {
 /// paths the dialler found and their state: what an operator needs to see why it is not up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pathz_shows_a_configured_route_that_is_not_up() {
-    let emu = Emulator::start(
-        Topology::from_toml(TOPO).expect("topology"),
-        EmuOptions::default(),
-    )
-    .await
-    .expect("emulator");
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "broker-monscion-down-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    )));
-    std::fs::create_dir_all(&dir.0).expect("dir");
+    let emu = emulator().await;
+    let dir = temp_dir("monscion-down");
     // Nobody listens there: the route is dialled and never comes up.
     let nobody = ScionAddr {
         ia: ia(AS_A),
@@ -195,18 +175,8 @@ async fn pathz_shows_a_configured_route_that_is_not_up() {
 /// once (it used to go on for 35 s of silence, and /pathz and the metrics kept showing it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepting_side_stops_probing_a_peer_whose_route_closed() {
-    let emu = Emulator::start(
-        Topology::from_toml(TOPO).expect("topology"),
-        EmuOptions::default(),
-    )
-    .await
-    .expect("emulator");
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "broker-monscion-hold-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    )));
-    std::fs::create_dir_all(&dir.0).expect("dir");
+    let emu = emulator().await;
+    let dir = temp_dir("monscion-hold");
     let a = start(node(&emu, &dir, AS_A, vec![]))
         .await
         .expect("start a");
@@ -240,18 +210,8 @@ async fn accepting_side_stops_probing_a_peer_whose_route_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routez_pathz_metrics_over_scion() {
-    let emu = Emulator::start(
-        Topology::from_toml(TOPO).expect("topology"),
-        EmuOptions::default(),
-    )
-    .await
-    .expect("emulator");
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "broker-monscion-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    )));
-    std::fs::create_dir_all(&dir.0).expect("dir");
+    let emu = emulator().await;
+    let dir = temp_dir("monscion");
     let a = start(node(&emu, &dir, AS_A, vec![]))
         .await
         .expect("start a");
@@ -436,18 +396,8 @@ async fn routez_pathz_metrics_over_scion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connz_and_pathz_show_a_client_over_scion() {
-    let emu = Emulator::start(
-        Topology::from_toml(TOPO).expect("topology"),
-        EmuOptions::default(),
-    )
-    .await
-    .expect("emulator");
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "broker-monscion-c-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    )));
-    std::fs::create_dir_all(&dir.0).expect("dir");
+    let emu = emulator().await;
+    let dir = temp_dir("monscion-c");
     let mut o = node(&emu, &dir, AS_A, vec![]);
     o.cluster = ClusterOpts::default();
     o.scion_listen = Some(ListenAddr::Scion {

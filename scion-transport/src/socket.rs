@@ -995,16 +995,20 @@ fn scmp_down_text(kind: &ScmpKind) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_peer_without_quic_traffic_goes_quiet_and_wakes_on_traffic() {
-        let mut table = PeerTable::default();
+    /// A peer in 1-ff00:0:112 as seen from 1-ff00:0:111.
+    fn test_peer(table: &mut PeerTable) -> &mut Peer {
         let remote = ScionAddr {
             ia: IsdAsn(0x1_ff00_0000_0112),
             ip: IpAddr::from([127, 0, 0, 1]),
             port: 31001,
         };
-        let peer =
-            ScionSocket::peer_entry(&mut table, remote, IsdAsn(0x1_ff00_0000_0111)).expect("peer");
+        ScionSocket::peer_entry(table, remote, IsdAsn(0x1_ff00_0000_0111)).expect("peer")
+    }
+
+    #[test]
+    fn a_peer_without_quic_traffic_goes_quiet_and_wakes_on_traffic() {
+        let mut table = PeerTable::default();
+        let peer = test_peer(&mut table);
         let t0 = peer.last_activity;
         assert!(!peer.quiet(t0 + PEER_QUIET / 2));
         assert!(peer.quiet(t0 + PEER_QUIET * 2));
@@ -1017,13 +1021,7 @@ mod tests {
     #[test]
     fn a_released_peer_is_quiet_through_the_closing_handshake_and_wakes_after() {
         let mut table = PeerTable::default();
-        let remote = ScionAddr {
-            ia: IsdAsn(0x1_ff00_0000_0112),
-            ip: IpAddr::from([127, 0, 0, 1]),
-            port: 31001,
-        };
-        let peer =
-            ScionSocket::peer_entry(&mut table, remote, IsdAsn(0x1_ff00_0000_0111)).expect("peer");
+        let peer = test_peer(&mut table);
         let t0 = peer.last_activity;
         peer.holds = 1;
         assert!(!peer.quiet(t0));
@@ -1047,13 +1045,7 @@ mod tests {
     #[test]
     fn replay_memory_is_bounded_and_hands_buffers_back() {
         let mut table = PeerTable::default();
-        let remote = ScionAddr {
-            ia: IsdAsn(0x1_ff00_0000_0112),
-            ip: IpAddr::from([127, 0, 0, 1]),
-            port: 31000,
-        };
-        let peer =
-            ScionSocket::peer_entry(&mut table, remote, IsdAsn(0x1_ff00_0000_0111)).expect("peer");
+        let peer = test_peer(&mut table);
         let mut spare = Vec::new();
         let t0 = Instant::now();
         // Ten datagrams of 100 bytes per transmit: twelve fit the 128-datagram bound.
