@@ -492,17 +492,22 @@ pub enum LinkError {
 }
 
 impl LinkError {
-    /// Whether the broker may answer a later attempt: it did not answer, or the link broke.
-    /// A refused certificate (either side's) stays refused.
+    /// Whether a later attempt may pass: the broker did not answer, the link broke, or no
+    /// path works yet (paths come and go). A refused certificate (either side's), a server
+    /// name or TLS setup quinn refuses, stay as they are.
     pub fn may_pass(&self) -> bool {
         match self {
-            LinkError::Untrusted { .. }
-            | LinkError::ClientRefused { .. }
-            | LinkError::ClientCertRequired { .. } => false,
+            LinkError::HandshakeTimeout { .. }
+            | LinkError::NoStream { .. }
+            | LinkError::Stream { .. }
+            | LinkError::Connect(ConnectError::Path(_)) => true,
             LinkError::Connect(ConnectError::Handshake { source, .. }) => {
                 !scion_transport::quic::is_tls_failure(source)
             }
-            _ => true,
+            LinkError::Untrusted { .. }
+            | LinkError::ClientRefused { .. }
+            | LinkError::ClientCertRequired { .. }
+            | LinkError::Connect(ConnectError::Start { .. } | ConnectError::Tls(_)) => false,
         }
     }
 }
@@ -1106,7 +1111,7 @@ pub fn run_cli(args: &[String]) -> std::process::ExitCode {
             }
         };
         // Path problems (daemon, policy, MTU) show at start, not only with the first client;
-        // the broker itself is not contacted (a link without CONNECT would time out there).
+        // no link to the broker is opened (one without CONNECT would time out there).
         for up in proxy.upstreams.configured.clone() {
             match proxy.endpoint.load_paths(up).await {
                 Ok(0) => {}

@@ -206,9 +206,17 @@ pub async fn connect(
         .await;
     match (connected, primed) {
         (Ok(client), _) => Ok(ScionClient { client, proxy }),
-        // Unreachable, and async-nats was not asked to retry: the link's reason.
-        (Err(_), Err(link)) => Err(link.into()),
-        (Err(e), Ok(())) => Err(e.into()),
+        // Unreachable, and async-nats was not asked to retry: the link's reason, unless
+        // async-nats failed for its own (the broker came up and refused the credentials).
+        (Err(e), Err(link))
+            if matches!(
+                e.kind(),
+                async_nats::ConnectErrorKind::Io | async_nats::ConnectErrorKind::TimedOut
+            ) =>
+        {
+            Err(link.into())
+        }
+        (Err(e), _) => Err(e.into()),
     }
 }
 

@@ -113,7 +113,8 @@ async fn a_route_that_comes_back_starts_with_no_switches() {
     wait_json(mb, "/routez", |v| v["num_routes"] == 1).await;
     a.shutdown().await;
     wait_json(mb, "/routez", |v| v["num_routes"] == 0).await;
-    // B keeps dialling; past the release's settle time its probes find every path silent.
+    // B keeps dialling (each dial wakes the released peer: its probes find every path
+    // silent and fail over while nobody answers).
     sleep(Duration::from_secs(4)).await;
     let a = start(node_a()).await.expect("restart a");
     let v = wait_json(mb, "/routez", |v| {

@@ -820,3 +820,59 @@ async fn cli_reports_paths_to_its_upstreams_at_start() {
     let _ = child.kill().await;
     drop(dir);
 }
+
+/// When a client behind the proxy disconnects, both ends stop probing each other's paths,
+/// although both are still up (late probe answers must not restart probing either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_ends_stop_probing_when_the_last_client_link_closes() {
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-release");
+    let (srv, up) = broker_in_a(&emu, &dir).await;
+    let proxy = proxy_to(&emu, &dir, up, ProxyTls::default()).await;
+    let nc = async_nats::connect(proxy.listen.to_string())
+        .await
+        .expect("client through the proxy");
+    nc.flush().await.expect("flush");
+    let broker_ep = srv
+        .state
+        .scion
+        .lock()
+        .ok()
+        .and_then(|g| g.client_endpoint.clone())
+        .expect("client endpoint");
+    let proxy_addr = proxy.endpoint.local_addr();
+    let sent = || -> (u64, u64) {
+        let b = broker_ep
+            .path_stats(proxy_addr)
+            .iter()
+            .map(|c| c.probes_sent)
+            .sum();
+        let p = proxy
+            .endpoint
+            .path_stats(up)
+            .iter()
+            .map(|c| c.probes_sent)
+            .sum();
+        (b, p)
+    };
+    let before = sent();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let during = sent();
+    assert!(
+        during.1 > before.1,
+        "proxy probes while linked: {before:?} {during:?}"
+    );
+    drop(nc);
+    // The links close (the broker waits up to 2 s for the client's close), then the
+    // closing handshake's settle time passes.
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    let settled = sent();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(sent(), settled, "probes after the last link closed");
+    assert!(
+        proxy.endpoint.path_stats(up).iter().all(|c| !c.probed),
+        "a released peer's paths are not shown as probed"
+    );
+    drop(proxy);
+    srv.shutdown().await;
+}

@@ -693,6 +693,7 @@ impl ScionEndpoint {
         remote: ScionAddr,
         server_name: &str,
     ) -> Result<quinn::Connection, ConnectError> {
+        self.socket.wake_for_dial(remote);
         // Paths already known (an earlier connection, or static paths) are reused.
         if !self.socket.has_active_path(remote) {
             self.socket.load_paths(remote, false).await?;
@@ -746,9 +747,18 @@ impl ScionEndpoint {
     }
 
     /// Asks the daemon for paths to `remote` (as a dial does first) and returns how many the
-    /// selector can use (0 for a peer in the local AS, which needs none).
+    /// selector can use: not filtered by policy or MTU (0 for a peer in the local AS, which
+    /// needs none). The peer is left released: nothing is probed until a link uses it.
     pub async fn load_paths(&self, remote: ScionAddr) -> Result<usize, PathError> {
-        self.socket.load_paths(remote, false).await
+        let res = self.socket.load_paths(remote, false).await;
+        drop(self.socket.hold(remote));
+        res?;
+        Ok(self
+            .socket
+            .path_stats(remote)
+            .iter()
+            .filter(|c| c.rank.is_some())
+            .count())
     }
 
     /// Marks `remote` as used by a link until the hold is dropped: its paths are probed until

@@ -106,10 +106,15 @@ impl Peer {
 pub struct PeerHold {
     socket: std::sync::Weak<ScionSocket>,
     remote: ScionAddr,
+    /// Whether the peer's count was raised (not when the peer table was full).
+    counted: bool,
 }
 
 impl Drop for PeerHold {
     fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
         if let Some(socket) = self.socket.upgrade() {
             socket.release(self.remote);
         }
@@ -423,25 +428,53 @@ impl ScionSocket {
     }
 
     /// A hold on `remote` for a link that uses it (see [`PeerHold`]). The first hold starts
-    /// a new link: the switch counts start over (switches while dialling, or of an earlier
-    /// link, are not this link's history).
+    /// a new link: path state and switch counts start over (`Selector::start_over`; what
+    /// happened while dialling, or to an earlier link, is not this link's history).
     pub fn hold(self: &Arc<Self>, remote: ScionAddr) -> PeerHold {
         let mut table = self.table();
+        let mut counted = false;
         if let Ok(p) = Self::peer_entry(&mut table, remote, self.local.ia) {
             if p.holds == 0 {
                 p.released_at = None;
+                // The handshake just crossed the active path: what probes said while the
+                // peer was away (every path silent) is stale, and acting on it would read as
+                // a probe-loss failover of the new link.
                 if let Some(s) = p.selector.as_mut() {
-                    s.reset_switch_counts();
+                    s.start_over();
                 }
             }
             p.holds += 1;
+            counted = true;
         }
         drop(table);
         self.wake.notify_one();
         PeerHold {
             socket: Arc::downgrade(self),
             remote,
+            counted,
         }
+    }
+
+    /// A dial to `remote` starts: a peer that was quiet (released by its last link, or
+    /// silent) is probed again at once, starting over (see `Selector::start_over`), instead
+    /// of sending the handshake over what it last knew and waking only after the release's
+    /// settle time.
+    pub fn wake_for_dial(&self, remote: ScionAddr) {
+        let now = Instant::now();
+        let mut table = self.table();
+        let Some(p) = table.peers.get_mut(&remote) else {
+            return;
+        };
+        if p.quiet(now) {
+            if let Some(s) = p.selector.as_mut() {
+                s.start_over();
+            }
+            p.last_probe_reply.clear();
+        }
+        p.released_at = None;
+        p.last_activity = now;
+        drop(table);
+        self.wake.notify_one();
     }
 
     fn release(&self, remote: ScionAddr) {
@@ -461,13 +494,24 @@ impl ScionSocket {
     }
 
     /// Candidate paths to `remote` with state, RTT, loss and rank (empty if unknown peer).
+    /// Paths of a quiet peer (no link) are not probed, whatever the selector's plan says.
     pub fn path_stats(&self, remote: ScionAddr) -> Vec<CandidateView> {
-        self.table()
-            .peers
-            .get(&remote)
-            .and_then(|p| p.selector.as_ref())
+        let table = self.table();
+        let Some(p) = table.peers.get(&remote) else {
+            return Vec::new();
+        };
+        let quiet = p.quiet(Instant::now());
+        let mut view = p
+            .selector
+            .as_ref()
             .map(Selector::candidates)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if quiet {
+            for c in &mut view {
+                c.probed = false;
+            }
+        }
+        view
     }
 
     /// Whether `remote` already has a selected path (or needs none: same AS).
@@ -634,6 +678,10 @@ impl ScionSocket {
 
     /// Polls the selector of `peer` and carries out its actions.
     fn drive_peer(&self, peer: &mut Peer, now: Instant) {
+        // No connection: no probing (late probe answers and SCMP must not restart it either).
+        if peer.quiet(now) {
+            return;
+        }
         let Some(selector) = peer.selector.as_mut() else {
             return;
         };
@@ -897,7 +945,9 @@ impl ScionSocket {
                 let idle: Vec<(ScionAddr, SocketAddr)> = table
                     .peers
                     .values()
-                    .filter(|p| now.saturating_duration_since(p.last_activity) > PEER_IDLE)
+                    .filter(|p| {
+                        p.holds == 0 && now.saturating_duration_since(p.last_activity) > PEER_IDLE
+                    })
                     .map(|p| (p.remote, p.synthetic))
                     .collect();
                 for (remote, synthetic) in idle {

@@ -298,7 +298,6 @@ pub fn render(
     o.0
 }
 
-/// Per-destination and per-path SCION metrics (the /pathz numbers).
 /// The failover gap histograms, one series set per peer.
 fn render_gaps(o: &mut Out, gaps: &[FailoverGaps]) {
     const NAME: &str = "nats_scion_path_failover_gap_seconds";
@@ -318,6 +317,7 @@ fn render_gaps(o: &mut Out, gaps: &[FailoverGaps]) {
     }
 }
 
+/// Per-destination and per-path SCION metrics (the /pathz numbers).
 fn render_paths(o: &mut Out, dests: &[PathzDest]) {
     if dests.is_empty() {
         return;

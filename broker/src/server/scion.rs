@@ -36,7 +36,8 @@ pub struct ScionLinks {
     pub failover_gaps: std::collections::HashMap<(&'static str, ScionAddr), GapHistogram>,
 }
 
-/// Most peers whose failover gaps are kept (a new peer beyond it is not recorded).
+/// Most peers whose failover gaps are kept; beyond it the peer updated longest ago is
+/// dropped (client links come from new ports each time).
 const MAX_GAP_PEERS: usize = 1024;
 
 /// Upper bounds (seconds) of the failover gap histogram's buckets: an SCMP-signalled
@@ -52,6 +53,8 @@ pub struct GapHistogram {
     pub buckets: [u64; GAP_BUCKETS.len()],
     pub sum: f64,
     pub count: u64,
+    /// The last observation (the least recent peer is dropped first).
+    pub last: Option<std::time::Instant>,
 }
 
 impl GapHistogram {
@@ -64,6 +67,7 @@ impl GapHistogram {
         }
         self.sum += s;
         self.count += 1;
+        self.last = Some(std::time::Instant::now());
     }
 }
 
@@ -383,11 +387,15 @@ async fn follow_path_events(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, what:
             Ok(ev) => {
                 if let (true, Some(gap)) = (ev.cause.is_failure(), ev.gap) {
                     let mut links = lock(&srv.scion);
-                    let n = links.failover_gaps.len();
                     let key = (what, ev.remote);
-                    if n < MAX_GAP_PEERS || links.failover_gaps.contains_key(&key) {
-                        links.failover_gaps.entry(key).or_default().observe(gap);
+                    let gaps = &mut links.failover_gaps;
+                    if gaps.len() >= MAX_GAP_PEERS && !gaps.contains_key(&key) {
+                        let oldest = gaps.iter().min_by_key(|(_, h)| h.last).map(|(k, _)| *k);
+                        if let Some(k) = oldest {
+                            gaps.remove(&k);
+                        }
                     }
+                    gaps.entry(key).or_default().observe(gap);
                 }
                 if srv.opts().scion.as_ref().is_some_and(|s| s.path_header) {
                     let tag: Arc<str> = ev.to.short().to_string().into();

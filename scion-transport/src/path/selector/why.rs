@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Candidate, Selector};
+use super::{Candidate, DownReason, Selector};
 use crate::path::preference::{compare_key, PathMetrics, PreferenceKey};
 use crate::path::selector::PathState;
 
@@ -46,7 +46,12 @@ impl Selector {
         let best_state = self.state_of(&self.cands[best], now);
         if best_state >= PathState::Down {
             // Ranking puts live paths first: the best one down means all are.
-            if ranking.iter().all(|&i| self.cands[i].stats.answered == 0) {
+            // (A path a router reported down is not a silent peer.)
+            let silent = ranking.iter().all(|&i| {
+                let c = &self.cands[i];
+                c.stats.answered == 0 && !matches!(c.down, Some((DownReason::Scmp(_), _)))
+            });
+            if silent {
                 return Some(format!(
                     "kept: none of {} usable paths has answered a probe (is the peer up?)",
                     ranking.len()
