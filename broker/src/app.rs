@@ -111,9 +111,9 @@ fn run_server(opts: Options, warnings: Vec<String>, flags: Vec<String>) -> ExitC
             return ExitCode::FAILURE;
         }
     };
-    // The pid and ports files at exit are those of the options in force then (a reload
-    // may have moved them), as server.go Shutdown reads them.
-    let start_opts = (opts.pid_file.clone(), opts.ports_file_dir.clone());
+    // The ports file at exit is the one of the options in force then (a reload may have
+    // moved it), as server.go Shutdown reads them. The pid file stays, as nats-server's.
+    let start_opts = opts.ports_file_dir.clone();
     let final_opts = Arc::new(std::sync::Mutex::new(start_opts));
     let final_for_run = final_opts.clone();
     let code = rt.block_on(async move {
@@ -131,14 +131,10 @@ fn run_server(opts: Options, warnings: Vec<String>, flags: Vec<String>) -> ExitC
         }
         let state = handle.state.clone();
         let code = wait_for_signals(handle, flags, sigs).await;
-        let o = state.opts();
-        *server::lock(&final_for_run) = (o.pid_file.clone(), o.ports_file_dir.clone());
+        *server::lock(&final_for_run) = state.opts().ports_file_dir.clone();
         code
     });
-    let (pid_file, ports_dir) = server::lock(&final_opts).clone();
-    if let Some(p) = pid_file {
-        let _ = std::fs::remove_file(p);
-    }
+    let ports_dir = server::lock(&final_opts).clone();
     if let Some(dir) = ports_dir {
         delete_ports_file(&dir);
     }
@@ -326,7 +322,7 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
     }
     // reload.go pidFileOption / portsFileDirOption.
     if let Some(p) = &new_pid_file {
-        if let Err(e) = std::fs::write(p, std::process::id().to_string()) {
+        if let Err(e) = server::write_pid_file(p) {
             let e = crate::conf::go_io_error("open", &p.to_string_lossy(), &e);
             error!("Failed to write pidfile: {}", e);
         }

@@ -183,7 +183,15 @@ fn sighup_reloads_limits_and_pid_file_is_written() {
     assert!(info_line(port).contains("\"max_payload\":2000"));
     b.signal(libc::SIGINT);
     assert_eq!(b.wait_exit(), 0);
-    assert!(!pid.exists(), "pid file removed on exit");
+    // Left in place, as nats-server's (server.go never removes it), written 0660 before the
+    // umask: never world-readable.
+    assert!(pid.exists(), "pid file kept at exit, as nats-server does");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&pid).unwrap().permissions().mode();
+        assert_eq!(mode & 0o007, 0, "pid file mode {mode:o}");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 

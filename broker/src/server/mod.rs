@@ -423,7 +423,7 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
     // Written before "Server is ready", as nats-server's Start does (server.go logPid),
     // so that whoever waits for that line finds the pid file.
     if let Some(p) = &state.opts().pid_file {
-        std::fs::write(p, std::process::id().to_string()).map_err(|e| {
+        write_pid_file(p).map_err(|e| {
             StartError::PidFile(crate::conf::go_io_error("open", &p.to_string_lossy(), &e))
         })?;
     }
@@ -718,4 +718,20 @@ fn interface_addrs() -> Vec<std::net::IpAddr> {
         libc::freeifaddrs(ifap);
     }
     out
+}
+
+/// Writes our pid to `p` as server.go logPid does (`os.WriteFile(p, pid, 0660)`: created with
+/// mode 0660 before the umask, an existing file truncated and its mode kept). nats-server
+/// leaves the file in place at exit, and so do we.
+pub fn write_pid_file(p: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o660);
+    }
+    o.open(p)?
+        .write_all(std::process::id().to_string().as_bytes())
 }
