@@ -881,13 +881,17 @@ fn semantic_keys_are_refused_and_auth_conflicts() {
         invalid(config::load_str("scion { policy { acl: [\"+ 1-ff00:0:110\"] } }").unwrap_err());
     assert!(errs[0].contains("ACL does not have a default"), "{errs:?}");
     // Valid, but nothing leaves the AS: said at the key, as a notice (`-t` still passes).
-    for acl in ["[\"- 0\"]", "[\"- 1-ff00:0:110\", \"-\"]"] {
+    for acl in [
+        "[\"- 0\"]",
+        "[\"- 1-ff00:0:110\", \"-\"]",
+        "[\"+ 18-ffaa:1:10a0\", \"- 0\"]",
+    ] {
         let loaded = config::load_str(&format!("scion {{ policy {{ acl: {acl} }} }}"))
             .unwrap_or_else(|e| panic!("{acl}: {e}"));
         assert_eq!(loaded.warnings.len(), 1, "{acl}: {:?}", loaded.warnings);
         assert!(
             loaded.warnings[0]
-                .starts_with("1:17: invalid use of field \"acl\": this ACL denies every interface"),
+                .starts_with("1:17: invalid use of field \"acl\": this ACL lets no SCION path to another AS pass"),
             "{:?}",
             loaded.warnings
         );

@@ -837,7 +837,7 @@ fn policy(m: &mut Mapper, s: &mut ScionOpts, e: &Entry) {
                             {
                                 m.notice(
                                     f,
-                                    "this ACL denies every interface: no SCION path to another AS passes it (only peers in the local AS are reachable)",
+                                    "this ACL lets no SCION path to another AS pass (only peers in the local AS are reachable)",
                                 );
                             }
                             s.policy_acl = acl;

@@ -273,16 +273,25 @@ impl Acl {
         self.denied_interface(path).is_none()
     }
 
-    /// Whether the ACL denies every interface: each entry up to the first one matching every
-    /// hop is a deny. Then no path leaving the local AS passes it (a path inside the AS has no
-    /// interfaces and always does).
+    /// Whether no path leaving the local AS can pass: the first entry matching every hop is a
+    /// deny, and the allow entries before it name at most one AS (no ISD or AS wildcard). A
+    /// path to another AS has interfaces in at least two ASes, so one of them meets only deny
+    /// entries. (A path inside the AS has no interfaces and always passes.)
     pub fn denies_everything(&self) -> bool {
+        let mut allowed: Option<(u16, u64)> = None;
         for e in &self.entries {
-            if e.allow {
+            let Some(r) = e.rule.filter(|r| !r.matches_all()) else {
+                return !e.allow;
+            };
+            if !e.allow {
+                continue;
+            }
+            if r.asn == 0 || r.isd == 0 {
                 return false;
             }
-            if e.rule.is_none_or(|r| r.matches_all()) {
-                return true;
+            match allowed {
+                Some(a) if a != (r.isd, r.asn) => return false,
+                _ => allowed = Some((r.isd, r.asn)),
             }
         }
         true
@@ -643,8 +652,19 @@ mod tests {
         // The first catch-all decides; what follows it is never reached.
         assert!(acl(&["- 0", "+"]).denies_everything());
         assert!(!acl(&["- 1", "+"]).denies_everything());
-        assert!(!acl(&["+ 1-ff00:0:110#1", "-"]).denies_everything());
         assert!(!acl(&["+"]).denies_everything());
+        // Allowing one AS only: every path to another AS also crosses a second AS.
+        assert!(acl(&["+ 1-ff00:0:110#1", "-"]).denies_everything());
+        assert!(acl(&[
+            "+ 1-ff00:0:110",
+            "- 1-ff00:0:111",
+            "+ 1-ff00:0:110#2",
+            "- 0"
+        ])
+        .denies_everything());
+        // Two ASes, or an ISD wildcard, can let a path through.
+        assert!(!acl(&["+ 1-ff00:0:110", "+ 1-ff00:0:111", "-"]).denies_everything());
+        assert!(!acl(&["+ 1", "-"]).denies_everything());
     }
 
     #[test]
