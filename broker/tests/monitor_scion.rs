@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
+use broker::options::{ClusterOpts, ListenAddr, Options, RouteUrl, ScionOpts};
 use broker::server::start;
 use scion_transport::address::ScionAddr;
 use scion_transport::emu::EmuHandle;
@@ -217,17 +217,7 @@ async fn routez_pathz_metrics_over_scion() {
         .await
         .expect("start a");
     let ra = route_endpoint(&a);
-    let route = RouteUrl {
-        url: format!("nats-route://{ra}"),
-        user: None,
-        password: None,
-        target: RouteTarget::Scion {
-            isd_as: ra.ia.to_string(),
-            ip: ra.ip,
-            port: ra.port,
-        },
-    };
-    let b = start(node(&emu, &dir, AS_B, vec![route]))
+    let b = start(node(&emu, &dir, AS_B, vec![scion_route(ra)]))
         .await
         .expect("start b");
     let mb = b.http_addr.expect("monitoring");
