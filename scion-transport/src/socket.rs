@@ -86,16 +86,24 @@ impl Peer {
     /// probes said before (an outage that ended the old one, with nobody probing since) and
     /// the switch history start over (see `Selector::start_over`).
     fn active_at(&mut self, now: Instant) {
+        self.start_over_if_quiet(now);
+        self.last_activity = now;
+        if self.released_at.is_some_and(|t| now > t + RELEASE_SETTLE) {
+            self.released_at = None;
+        }
+    }
+}
+
+impl Peer {
+    /// A quiet peer becomes active again: what its probes said before and its switch history
+    /// start over (`Selector::start_over`), and switches before the first answer again are
+    /// logged as "no answer yet".
+    fn start_over_if_quiet(&mut self, now: Instant) {
         if self.quiet(now) {
             if let Some(s) = self.selector.as_mut() {
                 s.start_over();
             }
-            // Switches before the first answer again are logged as "no answer yet".
             self.last_probe_reply.clear();
-        }
-        self.last_activity = now;
-        if self.released_at.is_some_and(|t| now > t + RELEASE_SETTLE) {
-            self.released_at = None;
         }
     }
 }
@@ -465,12 +473,7 @@ impl ScionSocket {
         let Some(p) = table.peers.get_mut(&remote) else {
             return;
         };
-        if p.quiet(now) {
-            if let Some(s) = p.selector.as_mut() {
-                s.start_over();
-            }
-            p.last_probe_reply.clear();
-        }
+        p.start_over_if_quiet(now);
         p.released_at = None;
         p.last_activity = now;
         drop(table);

@@ -163,6 +163,29 @@ pub fn client_link(state: &ServerState, c: &ClientShared) -> Option<ScionLinkInf
     Some(link_info(&ep, remote))
 }
 
+/// What `ep` knows of `remote` as a connected /pathz destination (callers adjust the rest).
+fn dest(
+    ep: &ScionEndpoint,
+    remote: ScionAddr,
+    link: &'static str,
+    id: u64,
+    log: &SwitchLog,
+) -> PathzDest {
+    PathzDest {
+        remote: remote.to_string(),
+        link,
+        connected: true,
+        id,
+        remote_id: String::new(),
+        path_switches: ep.switch_count(remote),
+        switches_by_cause: by_cause(ep, remote),
+        active: None,
+        why_active: ep.why_active(remote).unwrap_or_default(),
+        last_switch: log.last(remote),
+        paths: ep.path_stats(remote).iter().map(candidate).collect(),
+    }
+}
+
 /// /pathz destinations: one per route or client link carried over SCION
 /// (none when the server has no SCION endpoint).
 pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
@@ -178,25 +201,11 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
             (m.scion.clone(), m.remote_id.clone())
         };
         let Some(peer) = peer else { continue };
-        out.push(PathzDest {
-            remote: peer.remote.to_string(),
-            link: "route",
-            connected: true,
-            id: r.shared.cid,
-            remote_id,
-            path_switches: peer.endpoint.switch_count(peer.remote),
-            switches_by_cause: by_cause(&peer.endpoint, peer.remote),
-            active: None,
-            why_active: peer.endpoint.why_active(peer.remote).unwrap_or_default(),
-            // Only this connection's: a switch of an earlier one is not its history.
-            last_switch: log.last(peer.remote).filter(|w| w.at.0 >= r.shared.start),
-            paths: peer
-                .endpoint
-                .path_stats(peer.remote)
-                .iter()
-                .map(candidate)
-                .collect(),
-        });
+        let mut d = dest(&peer.endpoint, peer.remote, "route", r.shared.cid, log);
+        d.remote_id = remote_id;
+        // Only this connection's: a switch of an earlier one is not its history.
+        d.last_switch = d.last_switch.filter(|w| w.at.0 >= r.shared.start);
+        out.push(d);
     }
     // Configured SCION routes that are not up: what the dialler sees of their paths.
     let route_ep = lock(&state.scion).route_endpoint.clone();
@@ -206,29 +215,17 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
             let RouteTarget::Scion { isd_as, ip, port } = &r.target else {
                 continue;
             };
-            let Ok(ia) = isd_as.parse() else { continue };
-            let remote = ScionAddr {
-                ia,
-                ip: *ip,
-                port: *port,
+            let Ok(remote) = crate::server::scion::scion_addr("cluster.routes", isd_as, *ip, *port)
+            else {
+                continue;
             };
             let text = remote.to_string();
             if out.iter().any(|d| d.link == "route" && d.remote == text) {
                 continue;
             }
-            out.push(PathzDest {
-                remote: text,
-                link: "route",
-                connected: false,
-                id: 0,
-                remote_id: String::new(),
-                path_switches: ep.switch_count(remote),
-                switches_by_cause: by_cause(&ep, remote),
-                active: None,
-                why_active: ep.why_active(remote).unwrap_or_default(),
-                last_switch: log.last(remote),
-                paths: ep.path_stats(remote).iter().map(candidate).collect(),
-            });
+            let mut d = dest(&ep, remote, "route", 0, log);
+            d.connected = false;
+            out.push(d);
         }
     }
     let client_ep = lock(&state.scion).client_endpoint.clone();
@@ -242,19 +239,9 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
             let Some(remote) = c.label.as_deref().and_then(|l| l.parse::<ScionAddr>().ok()) else {
                 continue;
             };
-            out.push(PathzDest {
-                remote: remote.to_string(),
-                link: "client",
-                connected: true,
-                id: c.cid,
-                remote_id: String::new(),
-                path_switches: ep.switch_count(remote),
-                switches_by_cause: by_cause(&ep, remote),
-                active: None,
-                why_active: ep.why_active(remote).unwrap_or_default(),
-                last_switch: log.last(remote).filter(|w| w.at.0 >= c.start),
-                paths: ep.path_stats(remote).iter().map(candidate).collect(),
-            });
+            let mut d = dest(&ep, remote, "client", c.cid, log);
+            d.last_switch = d.last_switch.filter(|w| w.at.0 >= c.start);
+            out.push(d);
         }
     }
     out

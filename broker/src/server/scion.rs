@@ -224,7 +224,7 @@ fn transport_config(
     Ok((cfg, verified))
 }
 
-fn scion_addr(
+pub(crate) fn scion_addr(
     key: &'static str,
     isd_as: &str,
     ip: std::net::IpAddr,
