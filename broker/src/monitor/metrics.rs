@@ -35,7 +35,7 @@
 //! | `nats_scion_path_failover_gap_seconds{link,remote}` | histogram | failover gaps (SCMP-down and probe-loss switches) toward the peer since start, across its connections |
 //! | `nats_scion_path_candidates{link,id,remote}` | gauge | candidate paths toward the peer |
 //! | `nats_scion_path_active{link,id,remote,fingerprint}` | gauge | 1 for the path in use |
-//! | `nats_scion_path_probed{…,fingerprint}` | gauge | 1 while the path is probed (active set and a few backups) |
+//! | `nats_scion_path_probed{…,fingerprint}` | gauge | 1 while the path is watched (active set and a few backups; the others are surveyed, one probe every 2 s in turn) |
 //! | `nats_scion_path_alive{…,fingerprint}` | gauge | 1 while the path answers probes (probed paths only: the others' last figures are not current) |
 //! | `nats_scion_path_rtt_seconds{…,fingerprint}` | gauge | smoothed probe RTT (probed paths that are not down: a down path's last RTT is not current) |
 //! | `nats_scion_path_loss_ratio{…,fingerprint}` | gauge | lost fraction of recent probes (probed paths only) |
@@ -388,15 +388,15 @@ fn render_paths(o: &mut Out, dests: &[PathzDest]) {
         );
     }
     type PathValue = fn(&super::pathz::PathCandidate) -> Option<f64>;
-    // State, RTT and loss only for paths probed now: a backup outside the probe plan keeps
-    // the figures of its last probe, which are not current.
+    // State, RTT and loss only for watched paths: a path outside the watched set is only
+    // surveyed now and then, and its figures are those of its last survey probe.
     let per_path: [(&str, &str, PathValue); 5] = [
         ("nats_scion_path_active", "1 for the path in use.", |p| {
             Some(if p.active { 1.0 } else { 0.0 })
         }),
         (
             "nats_scion_path_probed",
-            "1 while the path is probed (active set and a few backups).",
+            "1 while the path is watched (active set and a few backups; the others are surveyed now and then).",
             |p| Some(if p.probed { 1.0 } else { 0.0 }),
         ),
         (
@@ -541,7 +541,7 @@ mod tests {
                 to: "ab".into(),
                 gap: Some(Duration::from_millis(35)),
             }),
-            // A backup outside the probe plan: its last figures are not exported as current.
+            // A path outside the watched set: its last figures are not exported as current.
             paths: vec![
                 path.clone(),
                 PathCandidate {

@@ -41,8 +41,9 @@ pub struct PathCandidate {
     pub state: String,
     pub active: bool,
     pub in_active_set: bool,
-    /// Whether the path is probed now (the active set and a few backups). The others keep
-    /// the state and RTT of their last probe; `rtt_age` says how old that is.
+    /// Whether the path is watched now (the active set and a few backups). The others are
+    /// surveyed, one probe in turn every 2 s, and keep the state and RTT of their last
+    /// probe in between; `rtt_age` says how old that is.
     pub probed: bool,
     /// Position in the selector's ranking (0 = best), if usable.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -23,6 +23,10 @@ pub struct SelectorConfig {
     pub down_probe_interval: Duration,
     /// How many backups to watch (twice: by standing and by preference; overlaps count once).
     pub probed_backups: usize,
+    /// Paths outside the watched set are surveyed: every `survey_interval` the one probed
+    /// least recently gets a probe, so no path keeps an old verdict for long (with n such
+    /// paths, each is checked every n intervals).
+    pub survey_interval: Duration,
     pub probe_timeout_min: Duration,
     /// Timeout while a path has no RTT sample yet.
     pub probe_timeout_initial: Duration,
@@ -63,6 +67,7 @@ impl Default for SelectorConfig {
             backup_probe_interval: Duration::from_millis(300),
             down_probe_interval: Duration::from_millis(500),
             probed_backups: 2,
+            survey_interval: Duration::from_secs(2),
             probe_timeout_min: Duration::from_millis(80),
             probe_timeout_initial: Duration::from_secs(1),
             probe_timeout_max: Duration::from_secs(2),
@@ -102,6 +107,7 @@ impl SelectorConfig {
             ("active_probe_interval", self.active_probe_interval),
             ("backup_probe_interval", self.backup_probe_interval),
             ("down_probe_interval", self.down_probe_interval),
+            ("survey_interval", self.survey_interval),
             ("probe_timeout_min", self.probe_timeout_min),
             ("refresh_retry", self.refresh_retry),
         ] {
@@ -128,6 +134,7 @@ impl SelectorConfig {
             ("active_probe_interval", self.active_probe_interval),
             ("backup_probe_interval", self.backup_probe_interval),
             ("down_probe_interval", self.down_probe_interval),
+            ("survey_interval", self.survey_interval),
             ("probe_timeout_initial", self.probe_timeout_initial),
             ("probe_timeout_max", self.probe_timeout_max),
             ("failback_hold", self.failback_hold),

@@ -11,7 +11,8 @@
 //! - Start on the best path by preference (daemon order when the preference is empty).
 //! - Probe the active path every 50 ms, and watch a few backups every 300 ms: the best two by
 //!   current standing plus the best two by preference regardless of state, so a preferred
-//!   path that went down is watched for its recovery.
+//!   path that went down is watched for its recovery. Every 2 s the least recently probed of
+//!   the other paths gets one survey probe, so none keeps an old verdict for long.
 //! - A probe is lost when unanswered after SRTT + 4 RTTVAR (at least 80 ms); three losses in a
 //!   row mark a path Down. A silent blackhole on the active path is thus detected within about
 //!   150 ms (three probe intervals) + one timeout, under 300 ms for paths with RTT below ~100 ms.
@@ -77,6 +78,8 @@ struct Pending {
 enum Role {
     Active,
     Backup,
+    /// Outside the watched set: one probe now and then (`survey_interval`).
+    Survey,
 }
 
 /// Chooses and maintains the path to one remote.
@@ -93,6 +96,8 @@ pub struct Selector {
     /// `switches` by cause, in the order causes first occurred.
     switches_by_cause: Vec<(SwitchCause, u64)>,
     last_refresh_request: Option<Instant>,
+    /// When the last survey probe went out.
+    last_survey: Option<Instant>,
     last_now: Option<Instant>,
 }
 
@@ -111,6 +116,7 @@ impl Selector {
             switches: 0,
             switches_by_cause: Vec::new(),
             last_refresh_request: None,
+            last_survey: None,
             last_now: None,
         })
     }
@@ -347,9 +353,12 @@ impl Selector {
             self.last_refresh_request = Some(now);
             out.push(SelectorAction::RefreshPaths);
         }
-        for (i, due) in self.probe_plan(now) {
+        for (i, due, role) in self.probe_plan(now) {
             if due > now {
                 continue;
+            }
+            if role == Role::Survey {
+                self.last_survey = Some(now);
             }
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -469,7 +478,7 @@ impl Selector {
         for p in self.pending.values().filter(|p| !p.lost) {
             consider(p.deadline);
         }
-        for (_, due) in self.probe_plan(now) {
+        for (_, due, _) in self.probe_plan(now) {
             consider(due);
         }
         if let Some(due) = self.refresh_due(now) {
@@ -557,6 +566,7 @@ impl Selector {
             c.last_probe_sent = None;
         }
         self.pending.clear();
+        self.last_survey = None;
         self.reset_switch_counts();
     }
 
@@ -580,7 +590,12 @@ impl Selector {
         };
         let ranking = self.ranking(now);
         let set = self.active_set_indices(now, &ranking);
-        let probed: Vec<usize> = self.probe_plan(now).into_iter().map(|(i, _)| i).collect();
+        let probed: Vec<usize> = self
+            .probe_plan(now)
+            .into_iter()
+            .filter(|(_, _, role)| *role != Role::Survey)
+            .map(|(i, _, _)| i)
+            .collect();
         let ai = self.active_index();
         let mut order = ranking.clone();
         order.extend((0..self.cands.len()).filter(|i| !ranking.contains(i)));

@@ -141,8 +141,13 @@ impl Selector {
         })
     }
 
-    /// Paths to probe with their next due time.
-    pub(super) fn probe_plan(&self, now: Instant) -> Vec<(usize, Instant)> {
+    /// Paths to probe with their next due time and role: the watched set (active set,
+    /// backups, and Down paths whose last probe was answered, to confirm their recovery
+    /// quickly), then the one path outside it probed least recently (never probed first,
+    /// then by preference), due `survey_interval` after the last survey probe
+    /// (`down_probe_interval` while no path is alive: the survey may then be the only way to
+    /// find one that works).
+    pub(super) fn probe_plan(&self, now: Instant) -> Vec<(usize, Instant, Role)> {
         let mut roles: Vec<(usize, Role)> = Vec::new();
         let ranking = self.ranking(now);
         for i in self.active_set_indices(now, &ranking) {
@@ -167,12 +172,36 @@ impl Selector {
                 roles.push((i, Role::Backup));
             }
         }
-        roles
+        let recovering: Vec<usize> = ranking
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let c = &self.cands[i];
+                c.down.is_some() && c.stats.consecutive_replies > 0
+            })
+            .filter(|i| !roles.iter().any(|(j, _)| j == i))
+            .collect();
+        roles.extend(recovering.into_iter().map(|i| (i, Role::Backup)));
+        let surveyed = ranking
+            .iter()
+            .copied()
+            .filter(|i| !roles.iter().any(|(j, _)| j == i))
+            .min_by_key(|&i| self.cands[i].last_probe_sent);
+        let none_alive = ranking
+            .first()
+            .is_none_or(|&i| self.state_of(&self.cands[i], now) != PathState::Alive);
+        let survey_interval = if none_alive {
+            self.cfg.down_probe_interval.min(self.cfg.survey_interval)
+        } else {
+            self.cfg.survey_interval
+        };
+        let mut plan: Vec<(usize, Instant, Role)> = roles
             .into_iter()
             .map(|(i, role)| {
                 let c = &self.cands[i];
                 let interval = match (role, &c.down) {
-                    (Role::Active, _) => self.cfg.active_probe_interval,
+                    // (Survey entries are added below, with their own due time.)
+                    (Role::Active | Role::Survey, _) => self.cfg.active_probe_interval,
                     // A Down path that started answering again is confirmed quickly.
                     (Role::Backup, Some(_)) if c.stats.consecutive_replies > 0 => {
                         self.cfg.active_probe_interval
@@ -181,9 +210,14 @@ impl Selector {
                     (Role::Backup, None) => self.cfg.backup_probe_interval,
                 };
                 let due = c.last_probe_sent.map_or(now, |t| t + interval);
-                (i, due)
+                (i, due, role)
             })
-            .collect()
+            .collect();
+        if let Some(i) = surveyed {
+            let due = self.last_survey.map_or(now, |t| t + survey_interval);
+            plan.push((i, due, Role::Survey));
+        }
+        plan
     }
 
     /// Active path first, then (redundancy > 1) the best live paths sharing no interface with

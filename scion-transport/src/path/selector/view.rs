@@ -111,8 +111,9 @@ pub struct CandidateView {
     pub probes_answered: u64,
     /// When data last arrived from the peer over this path (`on_data_received`).
     pub last_data_rx: Option<Instant>,
-    /// Whether the path is in the probe plan now (the active set and a few backups). A path
-    /// outside it keeps the state and RTT of its last probe, `last_answer` old.
+    /// Whether the path is watched now (the active set and a few backups, probed every few
+    /// hundred ms). A path outside it is surveyed: one probe every `survey_interval` for the
+    /// least recently probed, so its state and RTT are as old as `last_answer` says.
     pub probed: bool,
     /// When its last probe answer arrived.
     pub last_answer: Option<Instant>,
