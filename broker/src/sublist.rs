@@ -683,14 +683,21 @@ pub fn is_valid_literal_subject(s: &str) -> bool {
     is_valid_subject(s) && is_literal(s)
 }
 
+/// nats-server `IsValidLiteralSubject`, the check `processPub` makes for a pedantic
+/// client: no empty token and no wildcard token. Unlike [`is_valid_literal_subject`] it
+/// allows whitespace, which only a stray CR can bring into a PUB subject.
+pub fn is_literal_subject(s: &str) -> bool {
+    is_match_subject(s) && is_literal(s)
+}
+
 /// No `*` or `>` token (nats-server `subjectIsLiteral`); says nothing about validity.
 fn is_literal(s: &str) -> bool {
     s.split(SEP).all(|token| token != PWC && token != FWC)
 }
 
-/// The cheap check a published subject gets on a cache miss: non-empty tokens, no wildcard
-/// tokens. Whitespace cannot reach here (the protocol parser splits on it), and an index holds no
-/// subject with whitespace, so it could not match anyway.
+/// The cheap check a published subject gets on a cache miss: non-empty tokens. Whitespace can
+/// reach here only as a stray CR in a PUB subject (nats-server keeps it); no literal
+/// subscription holds one, so only wildcards can match such a subject, as in nats-server.
 fn is_match_subject(s: &str) -> bool {
     // Wildcard tokens in a published subject are matched as they are, like
     // nats-server's matchLevel: `PUB foo.*` reaches `foo.*`, `foo.>` and `>`
@@ -1009,6 +1016,12 @@ mod tests {
         }
         for wild in ["*", ">", "foo.*", "foo.>", "*.bar"] {
             assert!(!is_valid_literal_subject(wild), "{wild:?}");
+        }
+        // nats-server's IsValidLiteralSubject (the pedantic PUB check) lets whitespace pass.
+        assert!(is_literal_subject("a\rb.c"));
+        assert!(!is_valid_literal_subject("a\rb.c"));
+        for bad in ["", "a..b", ".a", "a.", "a.*", "a.>", ">"] {
+            assert!(!is_literal_subject(bad), "{bad:?}");
         }
     }
 

@@ -514,6 +514,20 @@ fn cases() -> Vec<Case> {
             Default,
             format!("{QUIET}SUB foo.* 1\r\nSUB foo.> 2\r\nSUB > 3\r\nSUB *.bar 4\r\nPUB foo.bar 1\r\na\r\nPUB foo.bar.baz 1\r\nb\r\nPUB foo 1\r\nc\r\nPING\r\n"),
         ),
+        // processPub splits on spaces and tabs only: a stray CR stays in the subject (and
+        // `>` matches it as one token); SUB splits on it (splitArg).
+        Case::script(
+            "stray_cr_in_args",
+            Default,
+            format!("{QUIET}SUB > 1\r\nPUB a\rb 2\r\nhi\r\nPUB a\rb c 1\r\nx\r\nSUB q\rg 2\r\nPUB q 1\r\ny\r\nPING\r\n"),
+        ),
+        // Pedantic (the default) checks the subject with IsValidLiteralSubject, which lets
+        // the CR pass; a wildcard gets the -ERR (and is still delivered).
+        Case::script(
+            "stray_cr_in_pub_subject_pedantic",
+            Default,
+            "CONNECT {\"verbose\":false}\r\nSUB > 1\r\nPUB a\rb 2\r\nhi\r\nPUB a.* 1\r\nx\r\nPING\r\n",
+        ),
         Case::script(
             "two_subs_same_subject",
             Default,

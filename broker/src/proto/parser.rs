@@ -258,16 +258,29 @@ fn is_space(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-/// Splits an argument line on runs of spaces/tabs (nats-server `splitArg`
-/// also splits on stray CR/LF, which cannot occur inside a line here except a
-/// CR, so it is included).
+/// Splits an argument line on runs of spaces, tabs and stray CRs (nats-server
+/// `splitArg`, which also splits on LF; an LF ends the line here).
 pub fn split_args(arg: &[u8]) -> ArgIter<'_> {
-    ArgIter { rest: arg }
+    ArgIter {
+        rest: arg,
+        cr_splits: true,
+    }
+}
+
+/// Splits PUB/HPUB arguments on runs of spaces and tabs only: nats-server's
+/// `processPub`/`processHeaderPub` keep a stray CR inside a token, so
+/// `PUB a\rb 1` publishes to the subject `a\rb` (not `a` with reply `b`).
+fn split_pub_args(arg: &[u8]) -> ArgIter<'_> {
+    ArgIter {
+        rest: arg,
+        cr_splits: false,
+    }
 }
 
 /// Iterator over the whitespace-separated tokens of an argument line.
 pub struct ArgIter<'a> {
     rest: &'a [u8],
+    cr_splits: bool,
 }
 
 impl<'a> Iterator for ArgIter<'a> {
@@ -275,7 +288,9 @@ impl<'a> Iterator for ArgIter<'a> {
     fn next(&mut self) -> Option<&'a [u8]> {
         // Every separator is <= b' ', so most bytes are rejected by the
         // first comparison.
-        let sep = |b: u8| b <= b' ' && matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+        let cr = self.cr_splits;
+        let sep =
+            |b: u8| b <= b' ' && (b == b' ' || b == b'\t' || (cr && matches!(b, b'\r' | b'\n')));
         let start = self.rest.iter().position(|&b| !sep(b))?;
         let rest = &self.rest[start..];
         let end = rest.iter().position(|&b| sep(b)).unwrap_or(rest.len());
@@ -301,9 +316,9 @@ pub fn parse_size(d: &[u8]) -> Option<usize> {
 
 /// Collects up to `N` tokens; returns the count (which may exceed N: then
 /// the extra tokens were not stored).
-fn collect_args<'a, const N: usize>(arg: &'a [u8], out: &mut [&'a [u8]; N]) -> usize {
+fn collect_args<'a, const N: usize>(args: ArgIter<'a>, out: &mut [&'a [u8]; N]) -> usize {
     let mut n = 0;
-    for tok in split_args(arg) {
+    for tok in args {
         if n < N {
             out[n] = tok;
         }
@@ -391,7 +406,7 @@ pub fn parse_op<'a>(
         }),
         Kw::Sub => {
             let mut a: [&[u8]; 3] = [&[]; 3];
-            let op = match collect_args(arg, &mut a) {
+            let op = match collect_args(split_args(arg), &mut a) {
                 2 => Op::Sub {
                     subject: a[0],
                     queue: None,
@@ -411,7 +426,7 @@ pub fn parse_op<'a>(
         }
         Kw::Unsub => {
             let mut a: [&[u8]; 2] = [&[]; 2];
-            let op = match collect_args(arg, &mut a) {
+            let op = match collect_args(split_args(arg), &mut a) {
                 1 => Op::Unsub {
                     sid: a[0],
                     max: None,
@@ -463,7 +478,7 @@ fn parse_pub<'a>(
     limits: &ParseLimits,
 ) -> Result<Step<'a>, ParseError> {
     let mut a: [&[u8]; 4] = [&[]; 4];
-    let n = collect_args(arg, &mut a);
+    let n = collect_args(split_pub_args(arg), &mut a);
     let empty: &[u8] = &[];
     let (subject, reply, hdr_raw, size_raw) = match (headers, n) {
         (false, 2) => (a[0], None, empty, a[1]),
@@ -649,6 +664,22 @@ mod tests {
             Op::Pub(p) => assert!(p.payload.is_empty()),
             o => panic!("{o:?}"),
         }
+        // nats-server's processPub splits on spaces and tabs only: a stray CR stays in the
+        // subject (SUB and the others split on it, below).
+        match op(b"PUB a\rb 2\r\nhi\r\n") {
+            Op::Pub(p) => {
+                assert_eq!(p.subject, b"a\rb");
+                assert_eq!(p.reply, None);
+            }
+            o => panic!("{o:?}"),
+        }
+        match op(b"HPUB a\rb 12 12\r\nNATS/1.0\r\n\r\n\r\n") {
+            Op::HPub(p) => {
+                assert_eq!(p.subject, b"a\rb");
+                assert_eq!(p.reply, None);
+            }
+            o => panic!("{o:?}"),
+        }
     }
 
     #[test]
@@ -692,6 +723,14 @@ mod tests {
             }
         );
         assert!(matches!(one(b"SUB foo\r\n"), Err(ParseError::BadArgs(_))));
+        assert_eq!(
+            op(b"SUB a\rq 1\r\n"),
+            Op::Sub {
+                subject: b"a",
+                queue: Some(b"q"),
+                sid: b"1"
+            }
+        );
         assert_eq!(
             op(b"UNSUB 1 10\r\n"),
             Op::Unsub {

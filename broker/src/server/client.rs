@@ -621,7 +621,7 @@ impl Conn {
             }
             return Ok(());
         };
-        if self.connect.pedantic && !crate::sublist::is_valid_literal_subject(subject) {
+        if self.connect.pedantic && !crate::sublist::is_literal_subject(subject) {
             self.send(encode::ERR_INVALID_PUB_SUBJECT);
         }
         // client.go processInboundClientMsg: the gateway reply prefix is reserved, then the
