@@ -543,3 +543,55 @@ async fn queue_message_without_a_local_member_goes_back_like_nats_server() {
     assert!(a, "ours sends it back");
     ours.shutdown().await;
 }
+
+/// The RS+/RS- lines a route peer sees while a client with three members of one queue
+/// group, one of another and a plain subscription comes and goes (sorted: nats-server
+/// walks its subscriptions in map order).
+async fn interest_on_client_close(a: Addrs) -> (Vec<String>, Vec<String>) {
+    let mut peer = route_peer(a.route, "WATCH", &route_info("WATCH"), None).await;
+    assert!(answered(&mut peer).await, "route handshake");
+    let lines = |b: &[u8]| -> Vec<String> {
+        let mut v: Vec<String> = String::from_utf8_lossy(b)
+            .lines()
+            .filter(|l| l.starts_with("RS"))
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let mut c = Raw::connect(a.client).await;
+    c.read_line().await;
+    c.send(
+        b"CONNECT {\"verbose\":false}\r\nSUB foo q 1\r\nSUB foo q 2\r\nSUB foo q 3\r\n\
+          SUB foo r 4\r\nSUB bar 5\r\nPING\r\n",
+    )
+    .await;
+    c.read_pongs(1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    peer.send(b"PING\r\n").await;
+    let up = lines(&peer.read_until(b"PONG\r\n").await);
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    peer.send(b"PING\r\n").await;
+    let down = lines(&peer.read_until(b"PONG\r\n").await);
+    (up, down)
+}
+
+/// client.go closeConnection: plain subscriptions leave one by one, each queue group in
+/// one update for all the closing client's members (here: its last, so one RS-).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_client_withdraws_queue_interest_like_nats_server() {
+    let ours = start_broker(our_opts()).await;
+    let theirs = RefCluster::start("");
+    let (o, t) = tokio::join!(
+        interest_on_client_close(our_addrs(&ours)),
+        interest_on_client_close(theirs.addrs)
+    );
+    assert_eq!(
+        t.1,
+        vec!["RS- $G bar", "RS- $G foo q", "RS- $G foo r"],
+        "nats-server"
+    );
+    assert_eq!(o, t, "ours (left) vs nats-server (right)");
+    ours.shutdown().await;
+}
