@@ -110,6 +110,10 @@ pub struct ClosedConn {
     pub snapshot: client::ConnSnapshot,
 }
 
+/// The first connection id: nats-server 2.9.10 without accounts, JetStream or a system
+/// account configured numbers its first client or route 4.
+pub const FIRST_CID: u64 = 4;
+
 /// State shared by every task of one server.
 pub struct ServerState {
     pub id: String,
@@ -166,7 +170,10 @@ impl ServerState {
             sub_gen: AtomicU64::new(0),
             clients: Mutex::new(HashMap::new()),
             closed: Mutex::new(VecDeque::new()),
-            next_cid: AtomicU64::new(1),
+            // nats-server gives ids 1-3 to its internal clients (the $G and $SYS accounts'
+            // and the system client) and one more to each configured account, which we
+            // do not have: its first client or route is 4.
+            next_cid: AtomicU64::new(FIRST_CID),
             stats: ServerStats::default(),
             start_instant: Instant::now(),
             start_time: SystemTime::now(),
@@ -198,6 +205,7 @@ impl ServerState {
         self.auth.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The next client or route id (one counter for both, as in nats-server).
     pub fn next_cid(&self) -> u64 {
         self.next_cid.fetch_add(1, Ordering::Relaxed)
     }
