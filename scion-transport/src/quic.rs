@@ -317,6 +317,11 @@ pub struct TransportConfig {
     pub flow_window: u32,
     /// Where `local` came from (a config key such as `cluster.listen`), named in warnings.
     pub origin: Option<String>,
+    /// Secret the QUIC stateless-reset and connection-id keys are derived from (with the
+    /// bound address).
+    /// None = this machine's `/etc/machine-id`, so a broker restarted on the same address
+    /// can reset the connections its previous process left behind (see [`endpoint_keys`]).
+    pub reset_secret: Option<Vec<u8>>,
 }
 
 /// Default [`TransportConfig::flow_window`]: 4 MiB, about what Linux TCP autotunes a loopback
@@ -346,6 +351,7 @@ impl TransportConfig {
             accept: true,
             flow_window: DEFAULT_FLOW_WINDOW,
             origin: None,
+            reset_secret: None,
         }
     }
 }
@@ -554,6 +560,62 @@ impl Drop for ScionEndpoint {
     }
 }
 
+/// Files holding this machine's id (systemd, then D-Bus).
+const MACHINE_ID_FILES: [&str; 2] = ["/etc/machine-id", "/var/lib/dbus/machine-id"];
+
+/// The keys of an endpoint that must outlive its process: the stateless-reset key and the
+/// key connection ids are signed with.
+pub struct EndpointKeys {
+    pub reset: Arc<dyn quinn::crypto::HmacKey>,
+    pub cid: u64,
+}
+
+/// The QUIC endpoint keys for `local`: derived (HMAC-SHA256) from the address under
+/// `secret`, or under this machine's id (the app-specific use systemd recommends for it:
+/// the id itself stays private).
+///
+/// Stable keys let a process restarted on the same SCION address answer the packets of
+/// connections its predecessor left behind (SIGKILL, crash) with a stateless reset the peer
+/// accepts (RFC 9000 §10.3): the peer's route or client link closes within a round trip
+/// and is re-dialled, as a TCP peer sees a reset from a restarted nats-server, instead of
+/// sending into a dead connection until the idle timeout (30 s for routes). quinn's
+/// defaults are random per process: its connection ids carry a keyed hash, so a new
+/// process drops the old ids as invalid instead of resetting them, and its reset tokens
+/// would not match anyway. Without a machine id the keys are random (and a restart falls
+/// back to the idle timeout).
+pub fn endpoint_keys(local: &ScionAddr, secret: Option<&[u8]>) -> EndpointKeys {
+    use ring::hmac;
+    let from_file = || {
+        MACHINE_ID_FILES
+            .iter()
+            .find_map(|f| std::fs::read_to_string(f).ok())
+            .map(|s| s.trim().as_bytes().to_vec())
+            .filter(|s| !s.is_empty())
+    };
+    let mut derived = [0u8; 32];
+    match secret.map(<[u8]>::to_vec).or_else(from_file) {
+        Some(secret) => {
+            let outer = hmac::Key::new(hmac::HMAC_SHA256, &secret);
+            let mut msg = b"nats-scion QUIC endpoint keys v1\0".to_vec();
+            msg.extend_from_slice(local.to_string().as_bytes());
+            derived.copy_from_slice(hmac::sign(&outer, &msg).as_ref());
+        }
+        None => {
+            debug!("no machine id: QUIC stateless resets will not survive a restart");
+            rand::fill(&mut derived);
+        }
+    }
+    let base = hmac::Key::new(hmac::HMAC_SHA256, &derived);
+    let reset = hmac::sign(&base, b"stateless reset");
+    let cid = hmac::sign(&base, b"connection id");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&cid.as_ref()[..8]);
+    EndpointKeys {
+        reset: Arc::new(hmac::Key::new(hmac::HMAC_SHA256, reset.as_ref())),
+        cid: u64::from_be_bytes(cid_key),
+    }
+}
+
 /// `max_udp_payload_size` for an AS with MTU `local_mtu`: what is left after the smallest
 /// SCION/UDP header, within quinn's accepted range.
 fn receive_limit(local_mtu: u16) -> u16 {
@@ -654,7 +716,12 @@ impl ScionEndpoint {
         };
         // No fixed-bit greasing toward us (RFC 9287): with it half of the peer's packets have
         // the 0x40 bit cleared, which the probe demultiplexer must then tell apart by size.
-        let mut endpoint_config = quinn::EndpointConfig::default();
+        let keys = endpoint_keys(&local, config.reset_secret.as_deref());
+        let mut endpoint_config = quinn::EndpointConfig::new(keys.reset);
+        let cid_key = keys.cid;
+        endpoint_config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
         endpoint_config.grease_quic_bit(false);
         // The largest QUIC datagram that can reach us is bounded by our AS's MTU, not by
         // quinn's Ethernet-sized default (1472): advertise it (RFC 9000 §18.2
@@ -871,6 +938,29 @@ fn port_range_warning(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoint_keys_are_stable_per_secret_and_address() {
+        let a: ScionAddr = "1-ff00:0:110,127.0.0.1:31000".parse().expect("addr");
+        let b: ScionAddr = "1-ff00:0:110,127.0.0.1:31001".parse().expect("addr");
+        let sig = |k: EndpointKeys| {
+            let mut out = vec![0u8; k.reset.signature_len()];
+            k.reset.sign(b"connection id", &mut out);
+            (out, k.cid)
+        };
+        let first = sig(endpoint_keys(&a, Some(b"secret")));
+        assert_eq!(first, sig(endpoint_keys(&a, Some(b"secret"))), "a restart");
+        let other = sig(endpoint_keys(&b, Some(b"secret")));
+        assert!(first.0 != other.0 && first.1 != other.1, "another address");
+        let other = sig(endpoint_keys(&a, Some(b"other")));
+        assert!(first.0 != other.0 && first.1 != other.1, "another secret");
+        // The machine id where there is one (as on every systemd host), else random.
+        let machine = sig(endpoint_keys(&a, None));
+        let has_id = MACHINE_ID_FILES
+            .iter()
+            .any(|f| std::fs::read_to_string(f).is_ok_and(|s| !s.trim().is_empty()));
+        assert_eq!(machine == sig(endpoint_keys(&a, None)), has_id);
+    }
 
     #[test]
     fn tls_prefers_aes_128_gcm_like_go() {

@@ -1,0 +1,176 @@
+//! A broker killed with SIGKILL and restarted at once on the same SCION address: its peer's
+//! route to the dead process must go and be re-dialled within a few round trips, as a
+//! nats-server route sees the TCP reset of a restarted peer, not after QUIC's 30 s idle
+//! timeout (until which the peer sent everything into the dead connection while probes,
+//! answered by the new process, said the paths were fine). The restarted process answers
+//! the old connection's packets with a QUIC stateless reset the peer accepts: both
+//! processes derive the reset key from the machine id and the address. Emulator on
+//! loopback only; every wait is bounded.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use scion_transport::address::ScionAddr;
+
+mod scion_common;
+use scion_common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_broker");
+
+/// Starts the broker binary on `conf` and waits for a new "Server is ready" in `log`.
+async fn start(conf: &std::path::Path, log: &std::path::Path) -> Proc {
+    let before = std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("Server is ready")
+        .count();
+    let p = Proc(
+        Command::new(BIN)
+            .args(["-c", conf.to_str().expect("path")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn broker"),
+    );
+    let deadline = Instant::now() + WAIT;
+    while std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("Server is ready")
+        .count()
+        <= before
+    {
+        assert!(
+            Instant::now() < deadline,
+            "broker never became ready:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    p
+}
+
+/// Remote server ids of `h`'s routes.
+fn remote_ids(h: &broker::server::ServerHandle) -> Vec<String> {
+    h.state
+        .cluster
+        .routes()
+        .iter()
+        .map(|r| r.meta.lock().expect("meta").remote_id.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_to_a_killed_and_restarted_peer_is_redialled_at_once() {
+    capture_logs("info");
+    let emu = emulator().await;
+    let dir = temp_dir("peer-restart");
+    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
+    let sport = free_dispatched_port();
+    let (conf, log) = (dir.0.join("a.conf"), dir.0.join("a.log"));
+    std::fs::write(
+        &conf,
+        format!(
+            "port: {}\nserver_name: a\nlog_file: \"{}\"\n\
+             cluster {{\n  name: c1\n  listen: \"nats://{AS_A},127.0.0.1:{sport}\"\n}}\n\
+             scion {{\n  daemon: \"{daemon_a}\"\n  topology: \"{}\"\n}}\n",
+            free_tcp_port(),
+            log.display(),
+            topo_a.display()
+        ),
+    )
+    .expect("conf");
+    let mut a = start(&conf, &log).await;
+    let a_addr = ScionAddr {
+        ia: ia(AS_A),
+        ip: localhost(),
+        port: sport,
+    };
+    let b = broker::server::start(scion_node(
+        "b",
+        &emu,
+        &dir,
+        AS_B,
+        0,
+        vec![scion_route(a_addr)],
+    ))
+    .await
+    .expect("b starts");
+    wait_routes(&b, 1).await;
+    let old = remote_ids(&b);
+    assert_eq!(old.len(), 1, "{old:?}");
+
+    // SIGKILL: no QUIC close leaves; then the same config again, on the same address.
+    a.0.kill().expect("kill");
+    let _ = a.0.wait();
+    let _a2 = start(&conf, &log).await;
+    let restarted = Instant::now();
+    // The new process has another server id; b's route must move to it (the route's
+    // keep-alive, every 2 s, draws the reset), well before the 30 s idle timeout.
+    let deadline = restarted + Duration::from_secs(12);
+    loop {
+        let ids = remote_ids(&b);
+        if ids.len() == 1 && ids[0] != old[0] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b still routes to {ids:?} {:?} after the restart (old {old:?})\n{}",
+            restarted.elapsed(),
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logs().contains("Router connection closed"), "{}", logs());
+    b.shutdown().await;
+}
+
+/// The other way round: the dialling side is killed and restarted (it dials from its
+/// cluster listen address). The acceptor must not keep the dead process's route next to
+/// the new one until the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptor_drops_the_route_of_a_killed_and_restarted_dialler_at_once() {
+    capture_logs("info");
+    let emu = emulator().await;
+    let dir = temp_dir("dialler-restart");
+    let b = broker::server::start(scion_node("b", &emu, &dir, AS_B, 0, Vec::new()))
+        .await
+        .expect("b starts");
+    let b_addr = route_endpoint(&b);
+    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
+    let sport = free_dispatched_port();
+    let (conf, log) = (dir.0.join("a.conf"), dir.0.join("a.log"));
+    std::fs::write(
+        &conf,
+        format!(
+            "port: {}\nserver_name: a\nlog_file: \"{}\"\n\
+             cluster {{\n  name: c1\n  listen: \"nats://{AS_A},127.0.0.1:{sport}\"\n  \
+             routes: [\"nats-route://{b_addr}\"]\n}}\n\
+             scion {{\n  daemon: \"{daemon_a}\"\n  topology: \"{}\"\n}}\n",
+            free_tcp_port(),
+            log.display(),
+            topo_a.display()
+        ),
+    )
+    .expect("conf");
+    let mut a = start(&conf, &log).await;
+    wait_routes(&b, 1).await;
+    let old = remote_ids(&b);
+    a.0.kill().expect("kill");
+    let _ = a.0.wait();
+    let _a2 = start(&conf, &log).await;
+    let restarted = Instant::now();
+    let deadline = restarted + Duration::from_secs(12);
+    loop {
+        let ids = remote_ids(&b);
+        if ids.len() == 1 && ids[0] != old[0] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b has routes to {ids:?} {:?} after the restart (old {old:?})\n{}",
+            restarted.elapsed(),
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.shutdown().await;
+}
