@@ -873,3 +873,57 @@ async fn paths_filtered_by_policy_are_logged_once() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// Every path between A and B cut (SCMP-signalled): failover cannot help, and that is said
+/// once each way (a warning when the last usable path goes, one when a path is back, with
+/// how long it lasted) and counted in /pathz and /metrics, instead of passing as one
+/// failover's gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_every_path_is_reported_with_its_length() {
+    capture_logs("info");
+    let p = pair("latency").await;
+    let ep =
+        p.a.state
+            .scion
+            .lock()
+            .unwrap()
+            .route_endpoint
+            .clone()
+            .unwrap();
+    let rb = route_endpoint(&p.b);
+    assert_eq!(ep.outage_stats(rb).count, 0);
+    // A's both links: the direct one and the one to the core. Traffic draws the SCMP.
+    let na = async_nats::connect(p.a.client_addr.to_string())
+        .await
+        .unwrap();
+    p.emu.command("link 1-ff00:0:111#2 down").unwrap();
+    p.emu.command("link 1-ff00:0:111#1 down").unwrap();
+    let deadline = Instant::now() + WAIT;
+    while ep.outage_stats(rb).current.is_none() {
+        assert!(Instant::now() < deadline, "no outage seen\n{}", logs());
+        na.publish("x", "y".into()).await.unwrap();
+        sleep(Duration::from_millis(20)).await;
+    }
+    let started = format!("SCION paths to {rb}: all 2 usable paths are down (SCMP interface down");
+    assert!(logs().contains(&started), "{}", logs());
+    sleep(Duration::from_millis(300)).await;
+    p.emu.command("link 1-ff00:0:111#2 up").unwrap();
+    p.emu.command("link 1-ff00:0:111#1 up").unwrap();
+    let deadline = Instant::now() + WAIT;
+    while ep.outage_stats(rb).current.is_some() {
+        assert!(Instant::now() < deadline, "outage never ended\n{}", logs());
+        sleep(Duration::from_millis(20)).await;
+    }
+    let o = ep.outage_stats(rb);
+    assert_eq!(o.count, 1, "{o:?}");
+    assert!(o.total >= Duration::from_millis(300), "{o:?}");
+    let ended = format!("SCION paths to {rb}: path ");
+    let logs = logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&ended) && l.contains("usable again after"))
+        .unwrap_or_else(|| panic!("no end line\n{logs}"));
+    assert!(line.contains("WARN"), "{line}");
+    // Once each way, though probes went on failing through the outage.
+    assert_eq!(logs.matches(&started).count(), 1, "{logs}");
+}

@@ -850,6 +850,11 @@ impl ScionEndpoint {
         self.socket.why_active(remote)
     }
 
+    /// Stretches with every usable path toward `remote` down.
+    pub fn outage_stats(&self, remote: ScionAddr) -> crate::socket::OutageStats {
+        self.socket.outage_stats(remote)
+    }
+
     /// Number of path switches toward `remote`.
     pub fn switch_count(&self, remote: ScionAddr) -> u64 {
         self.socket.switch_count(remote)

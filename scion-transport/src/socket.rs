@@ -104,6 +104,58 @@ impl Peer {
                 s.start_over();
             }
             self.last_probe_reply.clear();
+            self.end_outage(now);
+        }
+    }
+
+    /// Notes the start or end of a stretch with every usable path down, in the log (a
+    /// warning each way: the failover lines only say where traffic moved, and with every
+    /// path down it cannot move) and in the counts. Before the peer ever answered a probe
+    /// it is not an outage: the peer is not up yet (the dialler's error says so).
+    fn track_outage(&mut self, now: Instant) {
+        let down = self.selector.as_ref().and_then(|s| s.all_down());
+        match (self.outage_since, down) {
+            (None, Some((n, reasons))) if !self.last_probe_reply.is_empty() => {
+                self.outage_since = Some(now);
+                self.outages += 1;
+                warn!(
+                    "SCION paths to {}: all {n} usable paths are down ({}); traffic waits for one to come back",
+                    self.remote,
+                    reasons.join("; ")
+                );
+            }
+            (Some(since), None) => {
+                let d = now.saturating_duration_since(since);
+                self.outage_time += d;
+                self.outage_since = None;
+                let active = self
+                    .active
+                    .first()
+                    .map(|f| f.short())
+                    .unwrap_or_else(|| "-".into());
+                warn!(
+                    "SCION paths to {}: path {active} usable again after {} with every path down",
+                    self.remote,
+                    fmt_gap(Some(d))
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Closes a going outage without a log line (the peer went quiet: its link closed).
+    fn end_outage(&mut self, now: Instant) {
+        if let Some(since) = self.outage_since.take() {
+            self.outage_time += now.saturating_duration_since(since);
+        }
+    }
+
+    fn outage_stats(&self, now: Instant) -> OutageStats {
+        let current = self.outage_since.map(|t| now.saturating_duration_since(t));
+        OutageStats {
+            current,
+            count: self.outages,
+            total: self.outage_time + current.unwrap_or_default(),
         }
     }
 }
@@ -221,6 +273,22 @@ struct Peer {
     holds: u32,
     /// When the last hold was dropped.
     released_at: Option<Instant>,
+    /// Since when every usable path has been down (after the peer had answered a probe).
+    outage_since: Option<Instant>,
+    /// Outages that ended, and their total length.
+    outages: u64,
+    outage_time: Duration,
+}
+
+/// A peer's outages: stretches with every usable path down.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OutageStats {
+    /// How long the current outage has lasted, if one is going on.
+    pub current: Option<Duration>,
+    /// Outages so far (the current one included).
+    pub count: u64,
+    /// Their total length (the current one up to now included).
+    pub total: Duration,
 }
 
 /// One sent GSO buffer kept for replay: datagrams of `stride` bytes (the last may be
@@ -426,6 +494,9 @@ impl ScionSocket {
                     last_activity: Instant::now(),
                     holds: 0,
                     released_at: None,
+                    outage_since: None,
+                    outages: 0,
+                    outage_time: Duration::ZERO,
                 },
             );
         }
@@ -515,6 +586,16 @@ impl ScionSocket {
             }
         }
         view
+    }
+
+    /// Stretches with every usable path to `remote` down (see [`OutageStats`]).
+    pub fn outage_stats(&self, remote: ScionAddr) -> OutageStats {
+        let now = Instant::now();
+        self.table()
+            .peers
+            .get(&remote)
+            .map(|p| p.outage_stats(now))
+            .unwrap_or_default()
     }
 
     /// Whether `remote` already has a selected path (or needs none: same AS).
@@ -778,6 +859,7 @@ impl ScionSocket {
                 peer.send_routes = None;
             }
         }
+        peer.track_outage(now);
     }
 
     /// Re-sends the datagrams of the last `window` over the (new) active routes.

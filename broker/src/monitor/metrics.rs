@@ -31,6 +31,9 @@
 //! | `nats_scion_route_path_switches{rid,remote_id}` | counter | SCION path changes (SCION routes only) |
 //! | `nats_scion_path_switches{link,id,remote}` | counter | active path changes toward a SCION peer |
 //! | `nats_scion_path_switches_by_cause{link,id,remote,cause}` | counter | the same by cause (`scmp-down`, `probe-loss`, `better`, `expiry`, `refresh`) |
+//! | `nats_scion_path_outages{link,id,remote}` | counter | stretches with every usable path down (failover cannot help), the current one included |
+//! | `nats_scion_path_outage_seconds{link,id,remote}` | counter | their total length, the current one up to now included |
+//! | `nats_scion_path_all_down{link,id,remote}` | gauge | 1 while every usable path is down |
 //! | `nats_scion_path_last_switch_gap_seconds{link,id,remote,cause}` | gauge | failover gap of the last switch (how long the old path had been silent) |
 //! | `nats_scion_path_failover_gap_seconds{link,remote}` | histogram | failover gaps (SCMP-down and probe-loss switches) toward the peer since start, across its connections |
 //! | `nats_scion_path_candidates{link,id,remote}` | gauge | candidate paths toward the peer |
@@ -375,6 +378,45 @@ fn render_paths(o: &mut Out, dests: &[PathzDest]) {
         }
     }
     o.head(
+        "nats_scion_path_outages",
+        "counter",
+        "Stretches with every usable path toward the peer down (failover cannot help), the current one included.",
+    );
+    for d in dests {
+        let _ = writeln!(
+            o.0,
+            "nats_scion_path_outages{{{}}} {}",
+            dest_label(d),
+            d.outages.count
+        );
+    }
+    o.head(
+        "nats_scion_path_outage_seconds",
+        "counter",
+        "Total time with every usable path toward the peer down, the current outage up to now included.",
+    );
+    for d in dests {
+        let _ = writeln!(
+            o.0,
+            "nats_scion_path_outage_seconds{{{}}} {}",
+            dest_label(d),
+            num(d.outages.total.as_secs_f64())
+        );
+    }
+    o.head(
+        "nats_scion_path_all_down",
+        "gauge",
+        "1 while every usable path toward the peer is down.",
+    );
+    for d in dests {
+        let _ = writeln!(
+            o.0,
+            "nats_scion_path_all_down{{{}}} {}",
+            dest_label(d),
+            u8::from(d.outages.current.is_some())
+        );
+    }
+    o.head(
         "nats_scion_path_candidates",
         "gauge",
         "Candidate paths toward the peer.",
@@ -541,6 +583,11 @@ mod tests {
                 to: "ab".into(),
                 gap: Some(Duration::from_millis(35)),
             }),
+            outages: crate::monitor::pathz::Outages {
+                current: Some(Duration::from_millis(1500)),
+                count: 2,
+                total: Duration::from_millis(4250),
+            },
             // A path outside the watched set: its last figures are not exported as current.
             paths: vec![
                 path.clone(),
@@ -614,5 +661,8 @@ mod tests {
         assert!(text.contains(&format!(
             "\nnats_scion_path_last_switch_gap_seconds{{{l},cause=\"better\"}} 0.035\n"
         )));
+        assert!(text.contains(&format!("\nnats_scion_path_outages{{{l}}} 2\n")));
+        assert!(text.contains(&format!("\nnats_scion_path_outage_seconds{{{l}}} 4.25\n")));
+        assert!(text.contains(&format!("\nnats_scion_path_all_down{{{l}}} 1\n")));
     }
 }

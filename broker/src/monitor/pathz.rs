@@ -114,7 +114,27 @@ pub struct PathzDest {
     pub why_active: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_switch: Option<PathSwitch>,
+    /// Stretches with every usable path down (failovers cannot help then).
+    pub outages: Outages,
     pub paths: Vec<PathCandidate>,
+}
+
+/// A destination's outages: stretches with every usable path down, since its first path
+/// answered (a released link's count starts over with the next link).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outages {
+    /// How long the current one has lasted (absent when a path works).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_dur")]
+    pub current: Option<Duration>,
+    /// Outages so far, the current one included.
+    pub count: u64,
+    /// Their total length, the current one up to now included.
+    #[serde(serialize_with = "dur")]
+    pub total: Duration,
+}
+
+fn dur<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&go_duration(*d))
 }
 
 fn opt_dur<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -252,6 +272,7 @@ mod tests {
                 to: "ab".into(),
                 gap: Some(Duration::from_millis(35)),
             }),
+            outages: Outages::default(),
             paths,
         }
     }

@@ -18,7 +18,7 @@ use scion_transport::socket::PathEvent;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
 use super::gofmt::{GoFloat, GoTime};
-use super::pathz::{bottleneck_kbps, total_latency, PathCandidate, PathSwitch, PathzDest};
+use super::pathz::{bottleneck_kbps, total_latency, Outages, PathCandidate, PathSwitch, PathzDest};
 use super::routez::{ScionLinkInfo, ScionPathInfo};
 use crate::options::RouteTarget;
 use crate::proto::ConnKind;
@@ -182,6 +182,14 @@ fn dest(
         active: None,
         why_active: ep.why_active(remote).unwrap_or_default(),
         last_switch: log.last(remote),
+        outages: {
+            let o = ep.outage_stats(remote);
+            Outages {
+                current: o.current,
+                count: o.count,
+                total: o.total,
+            }
+        },
         paths: ep.path_stats(remote).iter().map(candidate).collect(),
     }
 }

@@ -575,6 +575,30 @@ impl Selector {
         self.switches_by_cause.clone()
     }
 
+    /// When every usable path is Down (at the last input): how many there are and why they
+    /// are down (distinct reasons, at most three). None while one is not Down, or none is
+    /// usable.
+    pub fn all_down(&self) -> Option<(usize, Vec<String>)> {
+        let now = self.last_now?;
+        let ranking = self.ranking(now);
+        let best = *ranking.first()?;
+        if self.state_of(&self.cands[best], now) != PathState::Down {
+            return None;
+        }
+        let mut reasons: Vec<String> = Vec::new();
+        for &i in &ranking {
+            let why = match &self.cands[i].down {
+                Some((DownReason::Scmp(s), _)) => s.clone(),
+                Some((DownReason::ProbeLoss(n), _)) => format!("{n} probes lost in a row"),
+                None => continue,
+            };
+            if !reasons.contains(&why) && reasons.len() < 3 {
+                reasons.push(why);
+            }
+        }
+        Some((ranking.len(), reasons))
+    }
+
     /// How many known paths are marked Down by SCMP right now.
     pub fn scmp_down_count(&self) -> usize {
         self.cands
