@@ -425,7 +425,7 @@ impl Mapper {
                             o.port = port;
                         }
                         Ok(scion) => o.scion_listen = Some(scion),
-                        Err(msg) => self.error(e, msg),
+                        Err(msg) => self.error(e, crate::config::addr::keyed("listen", msg)),
                     },
                     _ => self.type_error(e, "port or host:port"),
                 }
@@ -741,10 +741,28 @@ impl Mapper {
                 ("listen", &o.scion_listen),
                 ("cluster.listen", &o.cluster.listen),
             ] {
-                let Some(ListenAddr::Scion { isd_as, .. }) = addr else {
+                let Some(ListenAddr::Scion { isd_as, ip, port }) = addr else {
                     continue;
                 };
                 let written: Option<scion_transport::address::IsdAsn> = isd_as.parse().ok();
+                // A port the border router will not deliver to: said by -t too (the
+                // endpoint then does not repeat it at start).
+                if let (Some(ia), Some(range)) = (written, topo.dispatched_ports) {
+                    let local = scion_transport::address::ScionAddr {
+                        ia,
+                        ip: *ip,
+                        port: *port,
+                    };
+                    let line =
+                        scion_transport::quic::port_range_warning(&local, Some(range), Some(key));
+                    if let (Some(line), true) = (line, *port != 0) {
+                        let pos = at(self, key);
+                        self.notices.push(format!(
+                            "{pos}: invalid use of field {}: {line}",
+                            crate::server::auth::go_quote(key.rsplit('.').next().unwrap_or(key))
+                        ));
+                    }
+                }
                 if written.is_some_and(|ia| ia != topo.ia) {
                     let pos = at(self, key);
                     self.error_at(

@@ -255,6 +255,55 @@ fn listen_isd_as_is_checked_against_the_topology() {
     );
 }
 
+/// A fixed SCION port outside topology.json's dispatched range is a notice at its key under
+/// `-t` too (it was a warning only at start); `-t` still passes, as the port works behind a
+/// shim dispatcher.
+#[test]
+fn listen_port_outside_the_dispatched_range_is_noted() {
+    let d = tmpdir();
+    let topo = write(&d, "topology.json", TOPOLOGY_JSON);
+    let conf = |listen: &str| {
+        format!(
+            "port: 4222\nscion {{\n  topology: \"{}\"\n}}\ncluster {{\n  listen: \"{listen}\"\n}}\n",
+            topo.display()
+        )
+    };
+    let p = write(
+        &d,
+        "in.conf",
+        &conf("nats://18-ffaa:1:10bf,127.0.0.1:31248"),
+    );
+    let l = config::load_file(&p).expect("loads");
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    // A malformed SCION address names its key (nats-server's own listen wording has none).
+    let p = write(
+        &d,
+        "bad.conf",
+        &conf("nats://18-ffaa:1:10bf,127.0.0.1:99999"),
+    );
+    let errs = invalid(config::load_file(&p).unwrap_err());
+    assert_eq!(
+        errs,
+        vec![format!(
+            "{}:6:3: cluster.listen: invalid SCION address \"18-ffaa:1:10bf,127.0.0.1:99999\": invalid port \"99999\"",
+            p.display()
+        )]
+    );
+    let p = write(
+        &d,
+        "out.conf",
+        &conf("nats://18-ffaa:1:10bf,127.0.0.1:30555"),
+    );
+    let l = config::load_file(&p).expect("loads: a notice, not an error");
+    assert_eq!(
+        l.warnings,
+        vec![format!(
+            "{}:6:3: invalid use of field \"listen\": SCION port 30555 of [18-ffaa:1:10bf,127.0.0.1]:30555 (cluster.listen) is outside the AS's dispatched range 31000-32767: border routers will deliver to port 30041, so a shim dispatcher is needed",
+            p.display()
+        )]
+    );
+}
+
 /// `probe_interval` outside 10ms..1s is refused at its key (1us spun a core and misfired;
 /// 48h failed only at start, naming an internal setting).
 #[test]

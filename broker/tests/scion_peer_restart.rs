@@ -156,6 +156,9 @@ async fn acceptor_drops_the_route_of_a_killed_and_restarted_dialler_at_once() {
     let old = remote_ids(&b);
     a.0.kill().expect("kill");
     let _ = a.0.wait();
+    // Long enough for b's probes to find the paths dead (probe-loss switches: history of
+    // the old route, not the new one's).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let _a2 = start(&conf, &log).await;
     let restarted = Instant::now();
     let deadline = restarted + Duration::from_secs(12);
@@ -172,5 +175,27 @@ async fn acceptor_drops_the_route_of_a_killed_and_restarted_dialler_at_once() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The new route's path switches are its own: none for the old one's probe losses.
+    let ep = b
+        .state
+        .scion
+        .lock()
+        .expect("scion")
+        .route_endpoint
+        .clone()
+        .expect("endpoint");
+    let a_addr = ScionAddr {
+        ia: ia(AS_A),
+        ip: localhost(),
+        port: sport,
+    };
+    let by_cause = ep.switch_counts(a_addr);
+    assert!(
+        !by_cause
+            .iter()
+            .any(|(c, _)| *c == scion_transport::path::SwitchCause::ProbeLoss),
+        "{by_cause:?}\n{}",
+        logs()
+    );
     b.shutdown().await;
 }

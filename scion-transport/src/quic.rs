@@ -322,6 +322,10 @@ pub struct TransportConfig {
     /// None = this machine's `/etc/machine-id`, so a broker restarted on the same address
     /// can reset the connections its previous process left behind (see [`endpoint_keys`]).
     pub reset_secret: Option<Vec<u8>>,
+    /// A fixed port outside topology.json's dispatched range was already reported (the
+    /// broker's config check does it at file:line:col): no second warning. The range the
+    /// daemon gives (no range in topology.json) is still checked here.
+    pub port_range_noted: bool,
 }
 
 /// Default [`TransportConfig::flow_window`]: 4 MiB, about what Linux TCP autotunes a loopback
@@ -352,6 +356,7 @@ impl TransportConfig {
             flow_window: DEFAULT_FLOW_WINDOW,
             origin: None,
             reset_secret: None,
+            port_range_noted: false,
         }
     }
 }
@@ -691,7 +696,12 @@ impl ScionEndpoint {
             ..config.local
         };
         if let Some(line) = port_range_warning(&local, range, config.origin.as_deref()) {
-            warn!("{line}");
+            let noted = config.port_range_noted
+                && config.local.port != 0
+                && topo.as_ref().is_some_and(|t| t.dispatched_ports.is_some());
+            if !noted {
+                warn!("{line}");
+            }
         }
         let local_mtu = topo.as_ref().and_then(|t| t.mtu).unwrap_or(as_info.mtu);
         let socket = Arc::new(
@@ -921,7 +931,7 @@ const DEFAULT_DISPATCHED_PORTS: (u16, u16) = (31000, 32767);
 /// The one warning for a local port the border router will not deliver to: routers of a
 /// dispatcherless AS send packets for ports outside `dispatched_ports` to 30041, where only
 /// a shim dispatcher listens.
-fn port_range_warning(
+pub fn port_range_warning(
     local: &ScionAddr,
     known: Option<(u16, u16)>,
     origin: Option<&str>,

@@ -508,7 +508,10 @@ impl ScionSocket {
 
     /// A hold on `remote` for a link that uses it (see [`PeerHold`]). The first hold starts
     /// a new link: path state and switch counts start over (`Selector::start_over`; what
-    /// happened while dialling, or to an earlier link, is not this link's history).
+    /// happened while dialling, or to an earlier link, is not this link's history). A
+    /// further hold (a new link while an older one still holds the peer: the dead
+    /// connection of a restarted peer until its reset arrives, or another client of the
+    /// same proxy) keeps the path state, which is current, and starts the counts over.
     pub fn hold(self: &Arc<Self>, remote: ScionAddr) -> PeerHold {
         let mut table = self.table();
         let mut counted = false;
@@ -521,7 +524,18 @@ impl ScionSocket {
                 if let Some(s) = p.selector.as_mut() {
                     s.start_over();
                 }
+                p.outage_since = None;
+            } else {
+                if let Some(s) = p.selector.as_mut() {
+                    s.reset_switch_counts();
+                }
+                // An outage going on is the new link's from its start.
+                if p.outage_since.is_some() {
+                    p.outage_since = Some(Instant::now());
+                }
             }
+            p.outages = u64::from(p.outage_since.is_some());
+            p.outage_time = Duration::ZERO;
             p.holds += 1;
             counted = true;
         }

@@ -238,6 +238,33 @@ async fn control_socket_takes_commands() {
     let json = emu.topology_json(ia("1-ff00:0:111")).expect("json");
     let local = scion_transport::topology::LocalTopology::parse(&json).expect("parse own json");
     assert_eq!(local.dispatched_ports, Some((31000, 32767)));
+    // What each neighbour is to 111 (scionproto's link_to): the core 110 is its parent,
+    // 112 (as far from the core) a peer; to the core, 111 is a child.
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let ifaces = v["border_routers"]
+        .as_object()
+        .and_then(|m| m.values().next())
+        .map(|br| br["interfaces"].clone())
+        .expect("interfaces");
+    let link_to = |ifaces: &serde_json::Value, remote: &str| -> Vec<String> {
+        ifaces
+            .as_object()
+            .expect("map")
+            .values()
+            .filter(|i| i["isd_as"] == remote)
+            .map(|i| i["link_to"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(link_to(&ifaces, "1-ff00:0:110"), vec!["parent"], "{json}");
+    assert_eq!(link_to(&ifaces, "1-ff00:0:112"), vec!["peer"], "{json}");
+    let core: serde_json::Value =
+        serde_json::from_str(&emu.topology_json(ia("1-ff00:0:110")).expect("json")).expect("json");
+    let core_ifaces = core["border_routers"]
+        .as_object()
+        .and_then(|m| m.values().next())
+        .map(|br| br["interfaces"].clone())
+        .expect("interfaces");
+    assert_eq!(link_to(&core_ifaces, "1-ff00:0:111"), vec!["child"]);
     assert_eq!(
         local.border_routers[0].internal_addr,
         emu.router_addr(ia("1-ff00:0:111")).expect("r")

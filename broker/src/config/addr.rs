@@ -89,6 +89,16 @@ pub struct ScionSocket {
     pub port: u16,
 }
 
+/// A listen error with its key in front when it is about a SCION address (our addition to
+/// the grammar; nats-server's own "could not parse address string" stays as it words it).
+pub fn keyed(key: &str, msg: String) -> String {
+    if msg.starts_with("invalid SCION address") {
+        format!("{key}: {msg}")
+    } else {
+        msg
+    }
+}
+
 /// `ISD-AS,IP:port`, `ISD-AS,[IPv6]:port` or `[ISD-AS,IP]:port`.
 pub fn parse_scion_socket(s: &str) -> Result<ScionSocket, String> {
     let bad = |why: &str| format!("invalid SCION address {s:?}: {why}");

@@ -379,7 +379,7 @@ pub(super) fn cluster(m: &mut Mapper, o: &mut Options, e: &Entry) {
                     },
                     Value::String(s) => match parse_listen_str(s) {
                         Ok(l) => listen = Some(l),
-                        Err(msg) => m.error(f, msg),
+                        Err(msg) => m.error(f, crate::config::addr::keyed("cluster.listen", msg)),
                     },
                     _ => m.error(
                         f,

@@ -194,6 +194,8 @@ pub fn finish(mut d: PathzDest) -> PathzDest {
     // only path) when it gave one; the rank otherwise.
     let decided = std::mem::take(&mut d.why_active);
     d.why_active = match active {
+        // A same-AS peer needs none (the caller says so).
+        None if d.paths.is_empty() && !decided.is_empty() => decided,
         None if d.paths.is_empty() => "no candidate paths".to_string(),
         None => format!("no usable path ({} candidates)", d.paths.len()),
         Some(_) if !decided.is_empty() => format!("{decided}{cause}"),
@@ -310,6 +312,15 @@ mod tests {
         assert_eq!(
             finish(explained).why_active,
             "only usable path; last switch: better"
+        );
+
+        // No paths: a peer in our AS needs none (said by the caller); otherwise that is odd.
+        assert_eq!(finish(dest(Vec::new())).why_active, "no candidate paths");
+        let mut local = dest(Vec::new());
+        local.why_active = crate::monitor::scion_view::SAME_AS.into();
+        assert_eq!(
+            finish(local).why_active,
+            crate::monitor::scion_view::SAME_AS
         );
     }
 

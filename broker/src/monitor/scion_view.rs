@@ -163,6 +163,10 @@ pub fn client_link(state: &ServerState, c: &ClientShared) -> Option<ScionLinkInf
     Some(link_info(&ep, remote))
 }
 
+/// `why_active` of a peer in our own AS: packets go to its host directly, with an empty
+/// SCION path, so there are no paths to choose from (and that is not a fault).
+pub const SAME_AS: &str = "same AS: straight to the host, no inter-AS path needed";
+
 /// What `ep` knows of `remote` as a connected /pathz destination (callers adjust the rest).
 fn dest(
     ep: &ScionEndpoint,
@@ -180,7 +184,11 @@ fn dest(
         path_switches: ep.switch_count(remote),
         switches_by_cause: by_cause(ep, remote),
         active: None,
-        why_active: ep.why_active(remote).unwrap_or_default(),
+        why_active: if remote.ia == ep.local_addr().ia {
+            SAME_AS.to_string()
+        } else {
+            ep.why_active(remote).unwrap_or_default()
+        },
         last_switch: log.last(remote),
         outages: {
             let o = ep.outage_stats(remote);

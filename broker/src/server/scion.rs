@@ -205,6 +205,8 @@ fn transport_config(
     cfg.origin = Some(key.to_string());
     cfg.daemon = opts.scion.as_ref().and_then(|s| s.daemon.clone());
     cfg.topology = opts.scion.as_ref().and_then(|s| s.topology.clone());
+    // The config check reported a port outside topology.json's dispatched range already.
+    cfg.port_range_noted = opts.config_file.is_some() && cfg.topology.is_some();
     cfg.selector = selector_config(opts.scion.as_ref())?;
     if let Some(w) = opts.scion.as_ref().and_then(|s| s.flow_window) {
         cfg.flow_window = w;

@@ -257,10 +257,52 @@ fn describe(shared: &Shared, daemons: &BTreeMap<IsdAsn, SocketAddr>) -> String {
     out
 }
 
+/// topology.json's `link_to`: what the AS across the link is to us (scionproto's words),
+/// from each AS's distance in links to the nearest core AS: core to core is `core`, the
+/// side nearer the core is the `parent`, and two non-core ASes as near are `peer`s.
+fn link_to(ours: usize, theirs: usize, both_core: bool) -> &'static str {
+    match ours.cmp(&theirs) {
+        _ if both_core => "core",
+        std::cmp::Ordering::Greater => "parent",
+        std::cmp::Ordering::Less => "child",
+        std::cmp::Ordering::Equal => "peer",
+    }
+}
+
+/// Links from each AS to the nearest core AS (0 for a core AS; ASes with no way to a core
+/// count as farthest).
+fn core_distance(topo: &Topology) -> BTreeMap<IsdAsn, usize> {
+    let mut dist: BTreeMap<IsdAsn, usize> = topo
+        .ases
+        .iter()
+        .filter(|a| a.core)
+        .map(|a| (a.ia, 0))
+        .collect();
+    // Bellman-Ford style relaxation: at most one round per AS.
+    for _ in 0..topo.ases.len() {
+        let mut changed = false;
+        for l in &topo.links {
+            for (x, y) in [(l.a.ia, l.b.ia), (l.b.ia, l.a.ia)] {
+                if let Some(&dx) = dist.get(&x) {
+                    if dist.get(&y).is_none_or(|&dy| dy > dx + 1) {
+                        dist.insert(y, dx + 1);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    dist
+}
+
 fn topology_json(shared: &Shared, ia: IsdAsn) -> Option<String> {
     let spec = shared.topo.as_spec(ia)?;
     let router = shared.routers.get(&ia)?;
     let mut interfaces = serde_json::Map::new();
+    let dist = core_distance(&shared.topo);
     for (end, iface) in shared.ifaces.iter().filter(|(e, _)| e.ia == ia) {
         let link = &shared.topo.links[iface.link];
         let remote = if link.a == *end { link.b } else { link.a };
@@ -269,7 +311,11 @@ fn topology_json(shared: &Shared, ia: IsdAsn) -> Option<String> {
             serde_json::json!({
                 "underlay": {"local": iface.local_addr.to_string(), "remote": iface.peer.to_string()},
                 "isd_as": remote.ia.to_string(),
-                "link_to": if shared.topo.as_spec(remote.ia).is_some_and(|r| r.core) && spec.core { "core" } else { "child" },
+                "link_to": link_to(
+                    dist.get(&ia).copied().unwrap_or(usize::MAX),
+                    dist.get(&remote.ia).copied().unwrap_or(usize::MAX),
+                    spec.core && shared.topo.as_spec(remote.ia).is_some_and(|r| r.core),
+                ),
                 "mtu": link.params.mtu,
             }),
         );

@@ -54,7 +54,7 @@ impl RouteConn {
                 r = rd.read_buf(&mut rbuf) => {
                     match r {
                         Ok(0) => return ClosedState::ClientClosed,
-                        Err(_) => return ClosedState::ReadError,
+                        Err(e) => return read_error_state(&e),
                         Ok(n) => {
                             self.read_start = rbuf.len() - n;
                             // A message that found a stalled local client
@@ -368,5 +368,46 @@ impl RouteConn {
             return self.routed_msg(&v, 0, payload, false);
         }
         self.routed_msg(rest, hdr, payload, true)
+    }
+}
+
+/// Why a route read failed: a QUIC peer that closed the connection on purpose (a graceful
+/// shutdown sends CONNECTION_CLOSE) is "Client Closed", as nats-server says for a TCP route
+/// whose peer closed it; anything else (a reset, an idle timeout) is "Read Error".
+fn read_error_state(e: &std::io::Error) -> ClosedState {
+    use quinn::{ConnectionError, ReadError};
+    let lost = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ReadError>());
+    match lost {
+        Some(ReadError::ConnectionLost(
+            ConnectionError::ApplicationClosed(_) | ConnectionError::ConnectionClosed(_),
+        )) => ClosedState::ClientClosed,
+        _ => ClosedState::ReadError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quic_close_by_the_peer_is_client_closed() {
+        let closed: std::io::Error = quinn::ReadError::ConnectionLost(
+            quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+                error_code: quinn::VarInt::from_u32(0),
+                reason: bytes::Bytes::from_static(b"shutdown"),
+            }),
+        )
+        .into();
+        assert_eq!(read_error_state(&closed), ClosedState::ClientClosed);
+        let reset: std::io::Error =
+            quinn::ReadError::ConnectionLost(quinn::ConnectionError::Reset).into();
+        assert_eq!(read_error_state(&reset), ClosedState::ReadError);
+        let timed_out: std::io::Error =
+            quinn::ReadError::ConnectionLost(quinn::ConnectionError::TimedOut).into();
+        assert_eq!(read_error_state(&timed_out), ClosedState::ReadError);
+        let other = std::io::Error::other("x");
+        assert_eq!(read_error_state(&other), ClosedState::ReadError);
     }
 }
