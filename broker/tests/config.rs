@@ -222,18 +222,21 @@ fn go_quoted_keys_positions_and_nesting() {
     );
 }
 
+/// A config with `scion.topology` and a `cluster.listen` (line 6, column 3).
+fn cluster_listen_conf(topo: &Path, listen: &str) -> String {
+    format!(
+        "port: 4222\nscion {{\n  topology: \"{}\"\n}}\ncluster {{\n  listen: \"{listen}\"\n}}\n",
+        topo.display()
+    )
+}
+
 /// A SCION listen address in another AS than scion.topology's is an error at its key under
 /// `-t` too (it was found only at start).
 #[test]
 fn listen_isd_as_is_checked_against_the_topology() {
     let d = tmpdir();
     let topo = write(&d, "topology.json", TOPOLOGY_JSON);
-    let conf = |listen: &str| {
-        format!(
-            "port: 4222\nscion {{\n  topology: \"{}\"\n}}\ncluster {{\n  listen: \"{listen}\"\n}}\n",
-            topo.display()
-        )
-    };
+    let conf = |listen: &str| cluster_listen_conf(&topo, listen);
     let p = write(
         &d,
         "ok.conf",
@@ -262,12 +265,7 @@ fn listen_isd_as_is_checked_against_the_topology() {
 fn listen_port_outside_the_dispatched_range_is_noted() {
     let d = tmpdir();
     let topo = write(&d, "topology.json", TOPOLOGY_JSON);
-    let conf = |listen: &str| {
-        format!(
-            "port: 4222\nscion {{\n  topology: \"{}\"\n}}\ncluster {{\n  listen: \"{listen}\"\n}}\n",
-            topo.display()
-        )
-    };
+    let conf = |listen: &str| cluster_listen_conf(&topo, listen);
     let p = write(
         &d,
         "in.conf",

@@ -275,14 +275,7 @@ async fn route_moves_to_the_better_path_when_latency_rises() {
 fn active_link(p: &Pair) -> String {
     // With "latency", the direct 111#2 - 112#2 link (1 ms) beats the path
     // through the core (4 ms).
-    let ep =
-        p.b.state
-            .scion
-            .lock()
-            .unwrap()
-            .route_endpoint
-            .clone()
-            .unwrap();
+    let ep = route_scion_endpoint(&p.b);
     let ra = route_endpoint(&p.a);
     let stats = ep.path_stats(ra);
     let active = stats.iter().find(|c| c.active).expect("an active path");
@@ -882,14 +875,7 @@ async fn paths_filtered_by_policy_are_logged_once() {
 async fn losing_every_path_is_reported_with_its_length() {
     capture_logs("info");
     let p = pair("latency").await;
-    let ep =
-        p.a.state
-            .scion
-            .lock()
-            .unwrap()
-            .route_endpoint
-            .clone()
-            .unwrap();
+    let ep = route_scion_endpoint(&p.a);
     let rb = route_endpoint(&p.b);
     assert_eq!(ep.outage_stats(rb).count, 0);
     // A's both links: the direct one and the one to the core. Traffic draws the SCMP.

@@ -7,7 +7,6 @@
 //! processes derive the reset key from the machine id and the address. Emulator on
 //! loopback only; every wait is bounded.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scion_transport::address::ScionAddr;
@@ -19,33 +18,30 @@ const BIN: &str = env!("CARGO_BIN_EXE_broker");
 
 /// Starts the broker binary on `conf` and waits for a new "Server is ready" in `log`.
 async fn start(conf: &std::path::Path, log: &std::path::Path) -> Proc {
-    let before = std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .matches("Server is ready")
-        .count();
-    let p = Proc(
-        Command::new(BIN)
-            .args(["-c", conf.to_str().expect("path")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn broker"),
-    );
-    let deadline = Instant::now() + WAIT;
-    while std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .matches("Server is ready")
-        .count()
-        <= before
-    {
+    let before = ready_count(log);
+    let p = spawn_broker(BIN, conf);
+    wait_ready(log, before).await;
+    p
+}
+
+/// Waits (12 s, well below QUIC's 30 s idle timeout) until `h` has exactly one route, to
+/// another server than `old`'s.
+async fn wait_new_route(h: &broker::server::ServerHandle, old: &str, restarted: Instant) {
+    let deadline = restarted + Duration::from_secs(12);
+    loop {
+        let ids = remote_ids(h);
+        if ids.len() == 1 && ids[0] != old {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
-            "broker never became ready:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
+            "{} routes to {ids:?} {:?} after the restart (old {old})\n{}",
+            h.state.name,
+            restarted.elapsed(),
+            logs()
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    p
 }
 
 /// Remote server ids of `h`'s routes.
@@ -105,20 +101,7 @@ async fn route_to_a_killed_and_restarted_peer_is_redialled_at_once() {
     let restarted = Instant::now();
     // The new process has another server id; b's route must move to it (the route's
     // keep-alive, every 2 s, draws the reset), well before the 30 s idle timeout.
-    let deadline = restarted + Duration::from_secs(12);
-    loop {
-        let ids = remote_ids(&b);
-        if ids.len() == 1 && ids[0] != old[0] {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "b still routes to {ids:?} {:?} after the restart (old {old:?})\n{}",
-            restarted.elapsed(),
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_new_route(&b, &old[0], restarted).await;
     assert!(logs().contains("Router connection closed"), "{}", logs());
     b.shutdown().await;
 }
@@ -161,29 +144,9 @@ async fn acceptor_drops_the_route_of_a_killed_and_restarted_dialler_at_once() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let _a2 = start(&conf, &log).await;
     let restarted = Instant::now();
-    let deadline = restarted + Duration::from_secs(12);
-    loop {
-        let ids = remote_ids(&b);
-        if ids.len() == 1 && ids[0] != old[0] {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "b has routes to {ids:?} {:?} after the restart (old {old:?})\n{}",
-            restarted.elapsed(),
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_new_route(&b, &old[0], restarted).await;
     // The new route's path switches are its own: none for the old one's probe losses.
-    let ep = b
-        .state
-        .scion
-        .lock()
-        .expect("scion")
-        .route_endpoint
-        .clone()
-        .expect("endpoint");
+    let ep = route_scion_endpoint(&b);
     let a_addr = ScionAddr {
         ia: ia(AS_A),
         ip: localhost(),

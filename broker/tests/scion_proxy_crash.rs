@@ -6,7 +6,6 @@
 //! only; every wait is bounded.
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scion_transport::address::ScionAddr;
@@ -35,22 +34,8 @@ async fn proxied_client_sees_a_killed_broker_go_within_the_link_idle_bound() {
         ),
     )
     .expect("conf");
-    let mut broker = Proc(
-        Command::new(BIN)
-            .args(["-c", conf.to_str().expect("path")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn broker"),
-    );
-    let deadline = Instant::now() + WAIT;
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("Server is ready")
-    {
-        assert!(Instant::now() < deadline, "broker never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut broker = spawn_broker(BIN, &conf);
+    wait_ready(&log, 0).await;
 
     let (daemon_b, topo_b) = as_files(&emu, &dir, AS_B);
     let upstream = ScionAddr {

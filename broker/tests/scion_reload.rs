@@ -4,7 +4,7 @@
 //! ("Route Removed") and not dialled again. Emulator on loopback only; every wait is bounded.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use broker::options::{ClusterOpts, ListenAddr, Options, ScionOpts};
@@ -109,14 +109,7 @@ async fn sighup_adds_and_removes_a_scion_route() {
         free_dispatched_port()
     );
     std::fs::write(&conf, format!("{head}}}\n")).expect("conf");
-    let b = Proc(
-        Command::new(BIN)
-            .args(["-c", conf.to_str().expect("path")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn broker"),
-    );
+    let b = spawn_broker(BIN, &conf);
     wait_log(&log, "Server is ready", 0).await;
 
     let route = format!("nats-route://{a_route}");

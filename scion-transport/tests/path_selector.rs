@@ -726,10 +726,10 @@ fn small_mtu_and_policy_filter_with_reasons() {
     assert!(s.probes.iter().all(|p| p.1 != fp(1) && p.1 != fp(2)));
 }
 
-#[test]
-fn probing_is_bounded() {
+/// The base topology plus `n` direct paths, ids 100.. (no metadata).
+fn with_extra_paths(n: u64) -> Vec<PathInfo> {
     let mut many = topology();
-    for i in 0..20u64 {
+    for i in 0..n {
         many.push(path(
             100 + i,
             &[
@@ -740,6 +740,12 @@ fn probing_is_bounded() {
             &[None],
         ));
     }
+    many
+}
+
+#[test]
+fn probing_is_bounded() {
+    let many = with_extra_paths(20);
     let mut s = Sim::new(cfg("latency"), many);
     s.run_until(Duration::from_secs(10));
     let per_sec = s.probes.len() as f64 / 10.0;
@@ -783,18 +789,7 @@ fn probing_is_bounded() {
 
 #[test]
 fn in_a_total_outage_a_path_outside_the_watched_set_is_found_when_it_returns() {
-    let mut many = topology();
-    for i in 0..4u64 {
-        many.push(path(
-            100 + i,
-            &[
-                ("1-ff00:0:a", 0, 10 + i as u16),
-                ("1-ff00:0:f", 10 + i as u16, 0),
-            ],
-            &[None],
-            &[None],
-        ));
-    }
+    let many = with_extra_paths(4);
     let mut s = Sim::new(cfg("latency"), many);
     s.run_until(Duration::from_secs(3));
     let t = s.at();
@@ -827,18 +822,7 @@ fn in_a_total_outage_a_path_outside_the_watched_set_is_found_when_it_returns() {
 
 #[test]
 fn a_path_outside_the_watched_set_that_dies_is_noticed() {
-    let mut many = topology();
-    for i in 0..8u64 {
-        many.push(path(
-            100 + i,
-            &[
-                ("1-ff00:0:a", 0, 10 + i as u16),
-                ("1-ff00:0:f", 10 + i as u16, 0),
-            ],
-            &[None],
-            &[None],
-        ));
-    }
+    let many = with_extra_paths(8);
     let mut s = Sim::new(cfg("latency"), many);
     s.run_until(Duration::from_secs(30));
     let outside: Vec<PathFingerprint> = s

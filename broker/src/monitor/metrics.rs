@@ -333,19 +333,21 @@ fn render_paths(o: &mut Out, dests: &[PathzDest]) {
             label(&d.remote)
         )
     };
-    o.head(
+    // One series per destination.
+    let per_dest =
+        |o: &mut Out, name: &str, kind: &str, help: &str, v: fn(&PathzDest) -> String| {
+            o.head(name, kind, help);
+            for d in dests {
+                let _ = writeln!(o.0, "{name}{{{}}} {}", dest_label(d), v(d));
+            }
+        };
+    per_dest(
+        o,
         "nats_scion_path_switches",
         "counter",
         "Active path changes toward the peer.",
+        |d| d.path_switches.to_string(),
     );
-    for d in dests {
-        let _ = writeln!(
-            o.0,
-            "nats_scion_path_switches{{{}}} {}",
-            dest_label(d),
-            d.path_switches
-        );
-    }
     o.head(
         "nats_scion_path_switches_by_cause",
         "counter",
@@ -377,58 +379,34 @@ fn render_paths(o: &mut Out, dests: &[PathzDest]) {
             );
         }
     }
-    o.head(
+    per_dest(
+        o,
         "nats_scion_path_outages",
         "counter",
         "Stretches with every usable path toward the peer down (failover cannot help), the current one included.",
+        |d| d.outages.count.to_string(),
     );
-    for d in dests {
-        let _ = writeln!(
-            o.0,
-            "nats_scion_path_outages{{{}}} {}",
-            dest_label(d),
-            d.outages.count
-        );
-    }
-    o.head(
+    per_dest(
+        o,
         "nats_scion_path_outage_seconds",
         "counter",
         "Total time with every usable path toward the peer down, the current outage up to now included.",
+        |d| num(d.outages.total.as_secs_f64()),
     );
-    for d in dests {
-        let _ = writeln!(
-            o.0,
-            "nats_scion_path_outage_seconds{{{}}} {}",
-            dest_label(d),
-            num(d.outages.total.as_secs_f64())
-        );
-    }
-    o.head(
+    per_dest(
+        o,
         "nats_scion_path_all_down",
         "gauge",
         "1 while every usable path toward the peer is down.",
+        |d| u8::from(d.outages.current.is_some()).to_string(),
     );
-    for d in dests {
-        let _ = writeln!(
-            o.0,
-            "nats_scion_path_all_down{{{}}} {}",
-            dest_label(d),
-            u8::from(d.outages.current.is_some())
-        );
-    }
-    o.head(
+    per_dest(
+        o,
         "nats_scion_path_candidates",
         "gauge",
         "Candidate paths toward the peer.",
+        |d| d.paths.len().to_string(),
     );
-    for d in dests {
-        let _ = writeln!(
-            o.0,
-            "nats_scion_path_candidates{{{}}} {}",
-            dest_label(d),
-            d.paths.len()
-        );
-    }
     type PathValue = fn(&super::pathz::PathCandidate) -> Option<f64>;
     // State, RTT and loss only for watched paths: a path outside the watched set is only
     // surveyed now and then, and its figures are those of its last survey probe.

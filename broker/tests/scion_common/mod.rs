@@ -160,14 +160,21 @@ pub fn logs() -> String {
         .unwrap_or_default()
 }
 
-/// The address of a broker's SCION route endpoint (its SCION `cluster.listen`).
-pub fn route_endpoint(h: &broker::server::ServerHandle) -> scion_transport::address::ScionAddr {
+/// A broker's SCION route endpoint (its SCION `cluster.listen`).
+pub fn route_scion_endpoint(
+    h: &broker::server::ServerHandle,
+) -> std::sync::Arc<scion_transport::quic::ScionEndpoint> {
     h.state
         .scion
         .lock()
         .ok()
-        .and_then(|g| g.route_endpoint.as_ref().map(|e| e.local_addr()))
+        .and_then(|g| g.route_endpoint.clone())
         .expect("SCION route endpoint")
+}
+
+/// The address of a broker's SCION route endpoint.
+pub fn route_endpoint(h: &broker::server::ServerHandle) -> scion_transport::address::ScionAddr {
+    route_scion_endpoint(h).local_addr()
 }
 
 /// `nats-route://[ISD-AS,IP]:port` to `a`, as `cluster.routes` holds it.
@@ -256,5 +263,38 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// The broker binary started on `conf` (output discarded; it logs to its `log_file`).
+pub fn spawn_broker(bin: &str, conf: &std::path::Path) -> Proc {
+    Proc(
+        std::process::Command::new(bin)
+            .args(["-c", conf.to_str().expect("path")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn broker"),
+    )
+}
+
+/// How many times the broker log at `log` said it is ready.
+pub fn ready_count(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("Server is ready")
+        .count()
+}
+
+/// Waits (up to [`WAIT`]) until `log` says "Server is ready" more than `before` times.
+pub async fn wait_ready(log: &std::path::Path, before: usize) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while ready_count(log) <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker never became ready:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
