@@ -563,11 +563,11 @@ async fn async_nats_client_fails_over_using_connect_urls() {
     drop((b, c));
 }
 
-/// A subscriber too slow for what a route delivers is cut at max_pending, as
-/// nats-server 2.9.10 does (client.go deliverMsg makes only a *client* publisher wait
-/// for a stalled subscriber; a route reader never waits), and the route keeps
-/// serving the other subscribers on that server: every message for them arrives, in
-/// order, and the route stays up.
+/// A subscriber that stops reading behind a route is cut at max_pending, as nats-server
+/// 2.9.10 cuts it, and the route keeps serving the other subscribers on that server:
+/// every message for them arrives, in order, and the route stays up. (Our route reader
+/// waits for a stalled subscriber once, at most its stall time, then no more until it
+/// drains: see the next test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_subscriber_behind_route_is_cut_and_others_keep_receiving() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -660,6 +660,80 @@ async fn slow_subscriber_behind_route_is_cut_and_others_keep_receiving() {
     );
     assert_eq!(a.state.cluster.num_routes(), 1);
     assert_eq!(b.state.cluster.num_routes(), 1);
+}
+
+/// A subscriber that keeps reading, only more slowly than a flood arrives over the route,
+/// is not cut: the route reader waits for it while it drains (nats-server's never does; its
+/// route is slower than ours and rarely outruns a reader, ours cut the subscriber of a
+/// 1 KiB `nats bench` across two nodes at 64 MB pending), so the flood is paced to it
+/// through the route back to the publisher. (A subscriber that stops reading is still cut:
+/// the test above.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_slower_subscriber_behind_route_is_paced_not_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const FLOOD: usize = 20_000;
+    const SIZE: usize = 1024;
+    let a = start(node_opts("a", vec![])).await.unwrap();
+    let mut ob = node_opts("b", vec![route(route_addr(&a))]);
+    ob.max_pending = 1024 * 1024;
+    let b = start(ob).await.unwrap();
+    wait_routes(&a, 1).await;
+
+    let mut sub = tokio::net::TcpStream::connect(b.client_addr).await.unwrap();
+    sub.write_all(b"CONNECT {\"verbose\":false,\"name\":\"steady\"}\r\nSUB flood 1\r\nPING\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !got.ends_with(b"PONG\r\n") {
+        let n = timeout(WAIT, sub.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "subscriber closed before PONG");
+        got.extend_from_slice(&buf[..n]);
+    }
+    wait_interest(&a, "flood").await;
+    let nc = client(&a).await;
+    let publisher = tokio::spawn(async move {
+        let payload = bytes::Bytes::from(vec![b'x'; SIZE]);
+        for _ in 0..FLOOD {
+            nc.publish("flood", payload.clone()).await.unwrap();
+        }
+        nc.flush().await.unwrap();
+        nc
+    });
+    // At most 64 KiB per millisecond (~64 MB/s): slower than the flood, never stopping.
+    let want = FLOOD * (b"MSG flood 1 1024\r\n".len() + SIZE + 2);
+    let mut total = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while total < want {
+        assert!(
+            Instant::now() < deadline,
+            "{total} of {want} bytes after 60 s"
+        );
+        match timeout(Duration::from_secs(10), sub.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => panic!(
+                "cut after {total} of {want} bytes: {:?}",
+                b.state
+                    .closed
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.snapshot.reason)
+                    .collect::<Vec<_>>()
+            ),
+            Ok(Ok(n)) => total += n,
+            Err(_) => panic!("nothing for 10 s after {total} of {want} bytes"),
+        }
+        sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(total, want);
+    let _nc = timeout(WAIT, publisher).await.unwrap().unwrap();
+    assert_eq!(
+        b.state
+            .stats
+            .slow_consumers
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }
 
 /// First line a server sends a new TCP client (its INFO), retried until it listens.

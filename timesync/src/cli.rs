@@ -221,20 +221,39 @@ pub async fn connect(servers: &[String], name: &str, retry: bool) -> Result<asyn
         .name(name)
         .connection_timeout(Duration::from_secs(3));
     let label = servers.join(", ");
+    // The client, once made: a connection line names the server actually reached (after a
+    // reconnect through a discovered URL it is not one of `servers`).
+    let made: Arc<std::sync::OnceLock<async_nats::Client>> = Arc::default();
     if retry {
         // The long-running commands (source, follow) keep trying and say what the
         // connection does: a follower whose broker went away is in holdover for a reason.
         let l = label.clone();
         // One connection error per outage at warn, the retries' at debug.
         let quiet = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let made = made.clone();
         opts = opts.retry_on_initial_connect().event_callback(move |ev| {
-            let (l, quiet) = (l.clone(), quiet.clone());
+            let (l, quiet, made) = (l.clone(), quiet.clone(), made.clone());
             async move {
                 use std::sync::atomic::Ordering::Relaxed;
                 match ev {
                     async_nats::Event::Connected => {
                         quiet.store(false, Relaxed);
-                        info!(servers = %l, "connected to NATS")
+                        // The first connection can beat `connect` returning the client.
+                        for _ in 0..20 {
+                            if made.get().is_some() {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        match made.get().map(|c| c.server_info()) {
+                            Some(i) => info!(
+                                servers = %l,
+                                server = %i.server_name,
+                                at = %format!("{}:{}", i.host, i.port),
+                                "connected to NATS"
+                            ),
+                            None => info!(servers = %l, "connected to NATS"),
+                        }
                     }
                     async_nats::Event::Disconnected => {
                         warn!(servers = %l, "disconnected from NATS: reconnecting")
@@ -251,6 +270,7 @@ pub async fn connect(servers: &[String], name: &str, retry: bool) -> Result<asyn
         .connect(addrs)
         .await
         .with_context(|| format!("connect to {label}"))?;
+    let _ = made.set(client.clone());
     if retry {
         let c = client.clone();
         tokio::spawn(async move {

@@ -184,3 +184,21 @@ async fn follower_converges_across_a_two_node_cluster() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// The connection line names the server reached (by name and address), not only the URLs
+/// given: after a reconnect through a discovered URL they differ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_line_names_the_server_reached() {
+    let b = start(node_opts("ts-named", Vec::new()))
+        .await
+        .expect("start our broker");
+    let url = url(&b);
+    let mut p = spawn(&url, &["source", "--id", "named"]);
+    let line = p
+        .wait_log("connected to NATS", Duration::from_secs(15))
+        .await
+        .expect("a connection line");
+    assert!(line.contains("server=ts-named"), "{line}");
+    assert!(line.contains(&format!("at={}", b.client_addr)), "{line}");
+    p.kill().await;
+}

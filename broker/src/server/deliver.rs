@@ -156,6 +156,8 @@ impl Batch {
         for c in std::mem::take(&mut self.stalled) {
             let ttl = c.out.stall_duration();
             if tokio::time::timeout(ttl, c.out.unstalled()).await.is_err() {
+                // A route reader does not wait for it again before it catches up.
+                c.out.give_up_route_wait();
                 tracing::debug!(
                     "{} - Timed out of fast producer stall ({:?})",
                     producer,
@@ -430,13 +432,21 @@ pub fn deliver_local(
                     }
                 }
             }
-            // Only a client publisher waits for a stalled subscriber
-            // (client.go deliverMsg: `c.kind == CLIENT && client.out.stc != nil`).
-            // A route reader never does (its readLoop only signals the
-            // subscribers' writers, flushClients(0)): a subscriber too slow for
-            // the route is cut at max_pending, and the route keeps serving
-            // everyone else on this server.
-            if matches!(src, Source::Client { .. }) {
+            // A client publisher waits for a stalled subscriber (client.go
+            // deliverMsg: `c.kind == CLIENT && client.out.stc != nil`). nats-server's
+            // route reader never does; ours waits for a subscriber that is draining,
+            // but only until one wait times out (then no more until it catches up):
+            // a flood across the route is paced to a subscriber that keeps up more
+            // slowly, through TCP/QUIC flow control back to the publisher's own stall
+            // (nats-server's route, slower than ours, rarely outruns one; ours cut the
+            // subscriber of a 1 KiB `nats bench` across two nodes), while a stuck
+            // subscriber holds the route once, at most its stall time, and is then cut
+            // at max_pending as nats-server cuts it.
+            let waits = match src {
+                Source::Client { .. } => true,
+                Source::Route { .. } => !client.out.route_wait_given_up(),
+            };
+            if waits {
                 batch.note_if_stalled(client);
             }
         }

@@ -82,6 +82,9 @@ pub struct Outbound {
     stalled: AtomicBool,
     /// Wakes stalled producers once the writer drained below the mark.
     stall_notify: Notify,
+    /// A stall wait for this connection timed out: route readers stop waiting for it
+    /// until it drains below the mark again.
+    route_wait_given_up: AtomicBool,
     /// Cut the connection when pending bytes exceed `max_pending`.
     cut_on_overflow: bool,
     /// Counts a write timeout the connection survives (a route's partial
@@ -125,6 +128,7 @@ impl Outbound {
             max_pending,
             stalled: AtomicBool::new(false),
             stall_notify: Notify::new(),
+            route_wait_given_up: AtomicBool::new(false),
             cut_on_overflow: cut,
             on_write_timeout: OnceLock::new(),
         }
@@ -303,6 +307,7 @@ impl Outbound {
             g.len <= self.max_pending / 2
         };
         if below && self.stalled.swap(false, Ordering::AcqRel) {
+            self.route_wait_given_up.store(false, Ordering::Relaxed);
             self.stall_notify.notify_waiters();
         }
     }
@@ -311,6 +316,17 @@ impl Outbound {
     pub fn partially_written(&self, n: usize) {
         let mut g = self.lock();
         g.in_flight = g.in_flight.saturating_sub(n);
+    }
+
+    /// A stall wait timed out: see `route_wait_given_up`.
+    pub fn give_up_route_wait(&self) {
+        self.route_wait_given_up.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether route readers have stopped waiting for this connection (it did not drain
+    /// within a stall wait, and has not since).
+    pub fn route_wait_given_up(&self) -> bool {
+        self.route_wait_given_up.load(Ordering::Relaxed)
     }
 
     /// Whether producers should slow down for this connection.
