@@ -745,8 +745,9 @@ impl Mapper {
                     continue;
                 };
                 let written: Option<scion_transport::address::IsdAsn> = isd_as.parse().ok();
-                // A port the border router will not deliver to: said by -t too (the
-                // endpoint then does not repeat it at start).
+                // A port the border router will not deliver to: said by -t too (and by
+                // the endpoint when it binds, which also knows a range only the daemon
+                // gives, and a port set on the command line).
                 if let (Some(ia), Some(range)) = (written, topo.dispatched_ports) {
                     let local = scion_transport::address::ScionAddr {
                         ia,

@@ -139,26 +139,8 @@ async fn acceptor_drops_the_route_of_a_killed_and_restarted_dialler_at_once() {
     let old = remote_ids(&b);
     a.0.kill().expect("kill");
     let _ = a.0.wait();
-    // Long enough for b's probes to find the paths dead (probe-loss switches: history of
-    // the old route, not the new one's).
-    tokio::time::sleep(Duration::from_millis(1000)).await;
     let _a2 = start(&conf, &log).await;
     let restarted = Instant::now();
     wait_new_route(&b, &old[0], restarted).await;
-    // The new route's path switches are its own: none for the old one's probe losses.
-    let ep = route_scion_endpoint(&b);
-    let a_addr = ScionAddr {
-        ia: ia(AS_A),
-        ip: localhost(),
-        port: sport,
-    };
-    let by_cause = ep.switch_counts(a_addr);
-    assert!(
-        !by_cause
-            .iter()
-            .any(|(c, _)| *c == scion_transport::path::SwitchCause::ProbeLoss),
-        "{by_cause:?}\n{}",
-        logs()
-    );
     b.shutdown().await;
 }

@@ -322,10 +322,6 @@ pub struct TransportConfig {
     /// None = this machine's `/etc/machine-id`, so a broker restarted on the same address
     /// can reset the connections its previous process left behind (see [`endpoint_keys`]).
     pub reset_secret: Option<Vec<u8>>,
-    /// A fixed port outside topology.json's dispatched range was already reported (the
-    /// broker's config check does it at file:line:col): no second warning. The range the
-    /// daemon gives (no range in topology.json) is still checked here.
-    pub port_range_noted: bool,
 }
 
 /// Default [`TransportConfig::flow_window`]: 4 MiB, about what Linux TCP autotunes a loopback
@@ -356,7 +352,6 @@ impl TransportConfig {
             flow_window: DEFAULT_FLOW_WINDOW,
             origin: None,
             reset_secret: None,
-            port_range_noted: false,
         }
     }
 }
@@ -576,8 +571,11 @@ pub struct EndpointKeys {
 }
 
 /// The QUIC endpoint keys for `local`: derived (HMAC-SHA256) from the address under
-/// `secret`, or under this machine's id (the app-specific use systemd recommends for it:
-/// the id itself stays private).
+/// `secret` (the broker passes the link's TLS private key when one is configured), or under
+/// this machine's id (the app-specific use systemd recommends for it). The machine id is
+/// readable by every local user and often shared by cloned images or bind-mounted into
+/// containers: whoever knows it and can send packets from the peer's address can reset the
+/// connections. Configure TLS for links that need more.
 ///
 /// Stable keys let a process restarted on the same SCION address answer the packets of
 /// connections its predecessor left behind (SIGKILL, crash) with a stateless reset the peer
@@ -590,12 +588,13 @@ pub struct EndpointKeys {
 /// back to the idle timeout).
 pub fn endpoint_keys(local: &ScionAddr, secret: Option<&[u8]>) -> EndpointKeys {
     use ring::hmac;
+    // An empty file or systemd's first-boot "uninitialized" is no id: try the next.
     let from_file = || {
-        MACHINE_ID_FILES
-            .iter()
-            .find_map(|f| std::fs::read_to_string(f).ok())
-            .map(|s| s.trim().as_bytes().to_vec())
-            .filter(|s| !s.is_empty())
+        MACHINE_ID_FILES.iter().find_map(|f| {
+            let id = std::fs::read_to_string(f).ok()?;
+            let id = id.trim();
+            (!id.is_empty() && id != "uninitialized").then(|| id.as_bytes().to_vec())
+        })
     };
     let mut derived = [0u8; 32];
     match secret.map(<[u8]>::to_vec).or_else(from_file) {
@@ -696,12 +695,7 @@ impl ScionEndpoint {
             ..config.local
         };
         if let Some(line) = port_range_warning(&local, range, config.origin.as_deref()) {
-            let noted = config.port_range_noted
-                && config.local.port != 0
-                && topo.as_ref().is_some_and(|t| t.dispatched_ports.is_some());
-            if !noted {
-                warn!("{line}");
-            }
+            warn!("{line}");
         }
         let local_mtu = topo.as_ref().and_then(|t| t.mtu).unwrap_or(as_info.mtu);
         let socket = Arc::new(
@@ -971,9 +965,10 @@ mod tests {
         assert!(first.0 != other.0 && first.1 != other.1, "another secret");
         // The machine id where there is one (as on every systemd host), else random.
         let machine = sig(endpoint_keys(&a, None));
-        let has_id = MACHINE_ID_FILES
-            .iter()
-            .any(|f| std::fs::read_to_string(f).is_ok_and(|s| !s.trim().is_empty()));
+        let has_id = MACHINE_ID_FILES.iter().any(|f| {
+            std::fs::read_to_string(f)
+                .is_ok_and(|s| !s.trim().is_empty() && s.trim() != "uninitialized")
+        });
         assert_eq!(machine == sig(endpoint_keys(&a, None)), has_id);
     }
 

@@ -113,7 +113,16 @@ impl Peer {
     /// path down it cannot move) and in the counts. Before the peer ever answered a probe
     /// it is not an outage: the peer is not up yet (the dialler's error says so).
     fn track_outage(&mut self, now: Instant) {
-        let down = self.selector.as_ref().and_then(|s| s.all_down());
+        let Some(selector) = self.selector.as_ref() else {
+            return;
+        };
+        // It starts when every usable path is down, and ends only when one answers (not
+        // when a refresh brings paths nobody has probed yet).
+        let down = match self.outage_since {
+            None => selector.all_down(),
+            Some(_) if selector.answering() => None,
+            Some(_) => return,
+        };
         match (self.outage_since, down) {
             (None, Some((n, reasons))) if !self.last_probe_reply.is_empty() => {
                 self.outage_since = Some(now);
@@ -143,10 +152,17 @@ impl Peer {
         }
     }
 
-    /// Closes a going outage without a log line (the peer went quiet: its link closed).
+    /// Closes a going outage because the last link to the peer closed (said once; what
+    /// follows is no link's outage, and the quiet time is not counted).
     fn end_outage(&mut self, now: Instant) {
         if let Some(since) = self.outage_since.take() {
-            self.outage_time += now.saturating_duration_since(since);
+            let d = now.saturating_duration_since(since);
+            self.outage_time += d;
+            warn!(
+                "SCION paths to {}: link closed after {} with no path answering",
+                self.remote,
+                fmt_gap(Some(d))
+            );
         }
     }
 
@@ -509,9 +525,10 @@ impl ScionSocket {
     /// A hold on `remote` for a link that uses it (see [`PeerHold`]). The first hold starts
     /// a new link: path state and switch counts start over (`Selector::start_over`; what
     /// happened while dialling, or to an earlier link, is not this link's history). A
-    /// further hold (a new link while an older one still holds the peer: the dead
-    /// connection of a restarted peer until its reset arrives, or another client of the
-    /// same proxy) keeps the path state, which is current, and starts the counts over.
+    /// further hold (a new link while an older one still holds the peer: another client of
+    /// the same proxy, or the dead connection of a restarted peer until its reset arrives)
+    /// changes nothing: the counts are the peer's, shared by its links, and must not go
+    /// back under the older ones.
     pub fn hold(self: &Arc<Self>, remote: ScionAddr) -> PeerHold {
         let mut table = self.table();
         let mut counted = false;
@@ -525,17 +542,9 @@ impl ScionSocket {
                     s.start_over();
                 }
                 p.outage_since = None;
-            } else {
-                if let Some(s) = p.selector.as_mut() {
-                    s.reset_switch_counts();
-                }
-                // An outage going on is the new link's from its start.
-                if p.outage_since.is_some() {
-                    p.outage_since = Some(Instant::now());
-                }
+                p.outages = 0;
+                p.outage_time = Duration::ZERO;
             }
-            p.outages = u64::from(p.outage_since.is_some());
-            p.outage_time = Duration::ZERO;
             p.holds += 1;
             counted = true;
         }
@@ -570,7 +579,9 @@ impl ScionSocket {
         if let Some(p) = table.peers.get_mut(&remote) {
             p.holds = p.holds.saturating_sub(1);
             if p.holds == 0 {
-                p.released_at = Some(Instant::now());
+                let now = Instant::now();
+                p.released_at = Some(now);
+                p.end_outage(now);
                 debug!(%remote, "SCION peer released by its last link: no more probing");
             }
         }

@@ -202,11 +202,20 @@ fn transport_config(
 ) -> Result<(TransportConfig, bool), ScionConfigError> {
     let (tls, verified) = tls_for(opts, for_routes)?;
     let mut cfg = TransportConfig::new(local, tls);
+    // The QUIC reset keys come from the link's private key when there is one (secret and
+    // stable), else from the machine id (see `scion_transport::quic::endpoint_keys`).
+    let key_file = if for_routes {
+        opts.cluster.tls.as_ref().and_then(|t| t.key_file.clone())
+    } else {
+        opts.scion
+            .as_ref()
+            .and_then(|s| s.tls.as_ref())
+            .and_then(|t| t.key_file.clone())
+    };
+    cfg.reset_secret = key_file.and_then(|f| std::fs::read(f).ok());
     cfg.origin = Some(key.to_string());
     cfg.daemon = opts.scion.as_ref().and_then(|s| s.daemon.clone());
     cfg.topology = opts.scion.as_ref().and_then(|s| s.topology.clone());
-    // The config check reported a port outside topology.json's dispatched range already.
-    cfg.port_range_noted = opts.config_file.is_some() && cfg.topology.is_some();
     cfg.selector = selector_config(opts.scion.as_ref())?;
     if let Some(w) = opts.scion.as_ref().and_then(|s| s.flow_window) {
         cfg.flow_window = w;

@@ -380,9 +380,15 @@ fn read_error_state(e: &std::io::Error) -> ClosedState {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<ReadError>());
     match lost {
-        Some(ReadError::ConnectionLost(
-            ConnectionError::ApplicationClosed(_) | ConnectionError::ConnectionClosed(_),
-        )) => ClosedState::ClientClosed,
+        Some(ReadError::ConnectionLost(ConnectionError::ApplicationClosed(_))) => {
+            ClosedState::ClientClosed
+        }
+        // A transport-level close is a normal one only without an error.
+        Some(ReadError::ConnectionLost(ConnectionError::ConnectionClosed(c)))
+            if c.error_code == quinn::TransportErrorCode::NO_ERROR =>
+        {
+            ClosedState::ClientClosed
+        }
         _ => ClosedState::ReadError,
     }
 }
@@ -409,5 +415,14 @@ mod tests {
         assert_eq!(read_error_state(&timed_out), ClosedState::ReadError);
         let other = std::io::Error::other("x");
         assert_eq!(read_error_state(&other), ClosedState::ReadError);
+        let violation: std::io::Error = quinn::ReadError::ConnectionLost(
+            quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+                error_code: quinn::TransportErrorCode::PROTOCOL_VIOLATION,
+                frame_type: None,
+                reason: bytes::Bytes::new(),
+            }),
+        )
+        .into();
+        assert_eq!(read_error_state(&violation), ClosedState::ReadError);
     }
 }

@@ -575,13 +575,14 @@ impl Selector {
         self.switches_by_cause.clone()
     }
 
-    /// When every usable path is Down (at the last input): how many there are and why they
-    /// are down (distinct reasons, at most three). None while one is not Down, or none is
-    /// usable.
+    /// When every usable path is Down, or none is usable (at the last input): how many
+    /// usable paths there are and why they are down (distinct reasons, at most three).
     pub fn all_down(&self) -> Option<(usize, Vec<String>)> {
         let now = self.last_now?;
         let ranking = self.ranking(now);
-        let best = *ranking.first()?;
+        let Some(&best) = ranking.first() else {
+            return Some((0, vec!["no usable path".to_string()]));
+        };
         if self.state_of(&self.cands[best], now) != PathState::Down {
             return None;
         }
@@ -597,6 +598,20 @@ impl Selector {
             }
         }
         Some((ranking.len(), reasons))
+    }
+
+    /// Whether a usable path answers probes (Alive, or Suspect: answering if not every
+    /// probe) at the last input. A path not probed yet does not count.
+    pub fn answering(&self) -> bool {
+        let Some(now) = self.last_now else {
+            return false;
+        };
+        self.ranking(now).first().is_some_and(|&i| {
+            matches!(
+                self.state_of(&self.cands[i], now),
+                PathState::Alive | PathState::Suspect
+            )
+        })
     }
 
     /// How many known paths are marked Down by SCMP right now.
