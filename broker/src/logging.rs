@@ -94,6 +94,11 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        // Trace (-V) without debug (-D) shows [TRC] and not [DBG], as nats-server's Tracef
+        // and Debugf check their own flags; the level filter lets DEBUG through with TRACE.
+        if *event.metadata().level() == Level::DEBUG && !DEBUG_ON.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         if TO_SYSLOG.load(Ordering::Relaxed) {
             // The sink reads the severity from this one-byte prefix.
             write!(writer, "{}", syslog_severity(event.metadata()))?;
@@ -177,6 +182,8 @@ type FilterHandle = tracing_subscriber::reload::Handle<
     tracing_subscriber::Registry,
 >;
 static FILTER: OnceLock<FilterHandle> = OnceLock::new();
+/// Debug logging is on (`-D`, `debug: true`): see `format_event`.
+static DEBUG_ON: AtomicBool = AtomicBool::new(false);
 static CURRENT: Mutex<Option<LogConfig>> = Mutex::new(None);
 
 /// The writer handed to `tracing_subscriber`: buffers one formatted line
@@ -344,6 +351,7 @@ fn install_sink(cfg: &LogConfig, sink: Sink) {
         Ordering::Relaxed,
     );
     LOGTIME.store(cfg.logtime, Ordering::Relaxed);
+    DEBUG_ON.store(cfg.debug, Ordering::Relaxed);
     *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
     *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(cfg.clone());
 }

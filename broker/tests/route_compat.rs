@@ -595,3 +595,36 @@ async fn closing_client_withdraws_queue_interest_like_nats_server() {
     assert_eq!(o, t, "ours (left) vs nats-server (right)");
     ours.shutdown().await;
 }
+
+/// What a route peer gets back for interest in subjects nats-server's index takes and ours
+/// cannot hold (non-UTF-8 bytes, a form feed), up to its PONG.
+async fn odd_subject_interest(a: Addrs) -> String {
+    let mut peer = route_peer(a.route, "ODD", &route_info("ODD"), None).await;
+    assert!(answered(&mut peer).await, "route handshake");
+    peer.send(b"RS+ $G f\xf6o\r\nRS+ $G a\x0cz\r\nRS+ $G ok.subject\r\nPING\r\n")
+        .await;
+    String::from_utf8_lossy(&peer.read_until(b"PONG\r\n").await).into_owned()
+}
+
+/// nats-server takes such interest (Sublist.Insert checks only empty tokens and `>`); an
+/// -ERR from us made a nats-server peer close the route and re-send it on reconnect, so
+/// one client's odd subject split a mixed cluster. We leave it out and keep the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_subject_interest_keeps_the_route_like_nats_server() {
+    let ours = start_broker(our_opts()).await;
+    let theirs = RefCluster::start("");
+    let (o, t) = tokio::join!(
+        odd_subject_interest(our_addrs(&ours)),
+        odd_subject_interest(theirs.addrs)
+    );
+    assert!(
+        t.ends_with("PONG\r\n") && !t.contains("-ERR"),
+        "nats-server: {t:?}"
+    );
+    assert!(
+        o.ends_with("PONG\r\n") && !o.contains("-ERR"),
+        "ours: {o:?}"
+    );
+    // (The PONG after the RS+ lines says the route is still up.)
+    ours.shutdown().await;
+}

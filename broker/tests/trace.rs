@@ -80,7 +80,7 @@ fn trace_parts(text: &str) -> Vec<String> {
         .collect()
 }
 
-async fn run_script(bin: &Path) -> Vec<String> {
+async fn run_script(bin: &Path) -> (Vec<String>, usize) {
     let dir = scratch_dir("trace");
     let (_p, addr, log) = start(bin, &dir, &[]);
     let mut c = Raw::connect(addr).await;
@@ -96,12 +96,15 @@ async fn run_script(bin: &Path) -> Vec<String> {
     // The last line: closing unsubscribes what is left (sid 1).
     let text = wait_log(&log, |l| l.contains("<-> [DELSUB 1]"));
     let _ = std::fs::remove_dir_all(&dir);
-    trace_parts(&text)
+    // -V alone traces, it does not debug: no "Client connection created" at [DBG].
+    let debug_lines = text.lines().filter(|l| l.contains("[DBG]")).count();
+    (trace_parts(&text), debug_lines)
 }
 
 #[tokio::test]
 async fn verbose_trace_matches_nats_server() {
-    let ours = run_script(Path::new(OURS)).await;
+    let (ours, our_debug) = run_script(Path::new(OURS)).await;
+    assert_eq!(our_debug, 0, "[DBG] lines under -V alone");
     // The password never reaches the log.
     assert!(ours.iter().all(|l| !l.contains("s3cret")), "{ours:#?}");
     assert!(
@@ -116,7 +119,8 @@ async fn verbose_trace_matches_nats_server() {
         eprintln!("nats-server not installed: compared nothing");
         return;
     };
-    let theirs = run_script(&theirs_bin).await;
+    let (theirs, their_debug) = run_script(&theirs_bin).await;
+    assert_eq!(their_debug, 0, "nats-server's [DBG] lines under -V alone");
     assert_eq!(ours, theirs, "ours:\n{ours:#?}\ntheirs:\n{theirs:#?}");
 }
 

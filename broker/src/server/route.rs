@@ -521,6 +521,7 @@ pub async fn run_route_labeled<S: SplitIo>(
         ping: ping::PingClock::default(),
         active: false,
         read_start: 0,
+        warned_unindexable: false,
     };
     let reason = conn.read_loop(&mut rd).await;
     shared.out.close(reason);
@@ -679,6 +680,8 @@ struct RouteConn {
     active: bool,
     /// Where the newest read begins in the read buffer (parser errors count from it).
     read_start: usize,
+    /// A remote subscription our index could not hold was reported (once per route).
+    warned_unindexable: bool,
 }
 
 struct Close(ClosedState);

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use super::{Close, RouteConn};
 use crate::proto::{encode, parse_size, split_args};
@@ -48,11 +48,12 @@ impl RouteConn {
             );
             return Ok(());
         }
+        let raw_subject = subject;
         let (Ok(subject), Ok(queue)) = (
             std::str::from_utf8(subject),
             queue.map(std::str::from_utf8).transpose(),
         ) else {
-            return self.invalid_subscription();
+            return self.unindexable_subscription(raw_subject);
         };
         // route.go processRemoteSub: a subject we do not export is ignored.
         if !self.srv.cluster.can_export(subject) {
@@ -87,9 +88,37 @@ impl RouteConn {
             r.is_ok()
         };
         if !ok {
-            return self.invalid_subscription();
+            return self.unindexable_subscription(raw_subject);
         }
         lock(&self.shared.subs).insert(key, sub);
+        Ok(())
+    }
+
+    /// A subject our index cannot hold. When nats-server's Insert would take it (no empty
+    /// token, `>` last: it lets any other byte through, a form feed or non-UTF-8 too), a
+    /// nats-server peer answers our -ERR by closing the route, then re-sends the same
+    /// interest when it re-connects: the cluster would split over one client's odd
+    /// subject. Such interest is left out instead (messages on it do not cross to that
+    /// peer), said once per route at warn. Otherwise it is nats-server's own refusal.
+    fn unindexable_subscription(&mut self, subject: &[u8]) -> Result<(), Close> {
+        let mut tokens = subject.split(|&b| b == b'.').peekable();
+        let mut nats_takes = !subject.is_empty();
+        while let Some(t) = tokens.next() {
+            if t.is_empty() || (t == b">" && tokens.peek().is_some()) {
+                nats_takes = false;
+            }
+        }
+        if !nats_takes {
+            return self.invalid_subscription();
+        }
+        if !self.warned_unindexable {
+            self.warned_unindexable = true;
+            warn!(
+                "{} - Remote subscription on {:?} ignored: not a subject this server can index (non-UTF-8 or whitespace)",
+                self.prefix,
+                String::from_utf8_lossy(subject)
+            );
+        }
         Ok(())
     }
 
