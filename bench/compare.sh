@@ -13,7 +13,7 @@
 #   --no-build   do not run `cargo build --release -p broker`
 #   --out NAME   file name under bench/results/ (default latest.md, latest-route.md for --route)
 # Environment:
-#   OURS_CMD     our server command (default: <repo>/target/release/broker); the script appends
+#   OURS_CMD     our server command (default: $CARGO_TARGET_DIR or <repo>/target, then /release/broker); the script appends
 #                `-a 127.0.0.1 -p PORT` (and `--cluster ... --routes ... --cluster_name ...`)
 #   THEIRS_CMD   reference server command (default: nats-server)
 #   OURS_LABEL, THEIRS_LABEL   column labels
@@ -51,7 +51,7 @@ done
 case "$ROUNDS" in ''|*[!0-9]*|0) echo "compare.sh: --rounds must be a positive integer" >&2; exit 2 ;; esac
 case "$OUT_NAME" in */*|.*) echo "compare.sh: --out takes a plain file name" >&2; exit 2 ;; esac
 
-OURS_CMD=${OURS_CMD:-$ROOT/target/release/broker}
+OURS_CMD=${OURS_CMD:-${CARGO_TARGET_DIR:-$ROOT/target}/release/broker}
 THEIRS_CMD=${THEIRS_CMD:-nats-server}
 OURS_LABEL=${OURS_LABEL:-ours}
 THEIRS_LABEL=${THEIRS_LABEL:-nats-server}
