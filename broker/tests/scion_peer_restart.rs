@@ -59,21 +59,15 @@ async fn route_to_a_killed_and_restarted_peer_is_redialled_at_once() {
     capture_logs("info");
     let emu = emulator().await;
     let dir = temp_dir("peer-restart");
-    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
     let sport = free_dispatched_port();
-    let (conf, log) = (dir.0.join("a.conf"), dir.0.join("a.log"));
-    std::fs::write(
-        &conf,
-        format!(
-            "port: {}\nserver_name: a\nlog_file: \"{}\"\n\
-             cluster {{\n  name: c1\n  listen: \"nats://{AS_A},127.0.0.1:{sport}\"\n}}\n\
-             scion {{\n  daemon: \"{daemon_a}\"\n  topology: \"{}\"\n}}\n",
-            free_tcp_port(),
-            log.display(),
-            topo_a.display()
+    let (conf, log) = write_conf(
+        &emu,
+        &dir,
+        AS_A,
+        &format!(
+            "server_name: a\ncluster {{\n  name: c1\n  listen: \"nats://{AS_A},127.0.0.1:{sport}\"\n}}"
         ),
-    )
-    .expect("conf");
+    );
     let mut a = start(&conf, &log).await;
     let a_addr = ScionAddr {
         ia: ia(AS_A),
@@ -118,22 +112,16 @@ async fn acceptor_drops_the_route_of_a_killed_and_restarted_dialler_at_once() {
         .await
         .expect("b starts");
     let b_addr = route_endpoint(&b);
-    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
     let sport = free_dispatched_port();
-    let (conf, log) = (dir.0.join("a.conf"), dir.0.join("a.log"));
-    std::fs::write(
-        &conf,
-        format!(
-            "port: {}\nserver_name: a\nlog_file: \"{}\"\n\
-             cluster {{\n  name: c1\n  listen: \"nats://{AS_A},127.0.0.1:{sport}\"\n  \
-             routes: [\"nats-route://{b_addr}\"]\n}}\n\
-             scion {{\n  daemon: \"{daemon_a}\"\n  topology: \"{}\"\n}}\n",
-            free_tcp_port(),
-            log.display(),
-            topo_a.display()
+    let (conf, log) = write_conf(
+        &emu,
+        &dir,
+        AS_A,
+        &format!(
+            "server_name: a\ncluster {{\n  name: c1\n  listen: \"nats://{AS_A},127.0.0.1:{sport}\"\n  \
+             routes: [\"nats-route://{b_addr}\"]\n}}"
         ),
-    )
-    .expect("conf");
+    );
     let mut a = start(&conf, &log).await;
     wait_routes(&b, 1).await;
     let old = remote_ids(&b);

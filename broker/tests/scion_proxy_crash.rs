@@ -20,20 +20,13 @@ async fn proxied_client_sees_a_killed_broker_go_within_the_link_idle_bound() {
     capture_logs("warn");
     let emu = emulator().await;
     let dir = temp_dir("proxy-crash");
-    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
     let sport = free_dispatched_port();
-    let (conf, log) = (dir.0.join("a.conf"), dir.0.join("a.log"));
-    std::fs::write(
-        &conf,
-        format!(
-            "port: {}\nlisten: \"nats://{AS_A},127.0.0.1:{sport}\"\nlog_file: \"{}\"\n\
-             scion {{\n  daemon: \"{daemon_a}\"\n  topology: \"{}\"\n}}\n",
-            free_tcp_port(),
-            log.display(),
-            topo_a.display()
-        ),
-    )
-    .expect("conf");
+    let (conf, log) = write_conf(
+        &emu,
+        &dir,
+        AS_A,
+        &format!("listen: \"nats://{AS_A},127.0.0.1:{sport}\""),
+    );
     let mut broker = spawn_broker(BIN, &conf);
     wait_ready(&log, 0).await;
 

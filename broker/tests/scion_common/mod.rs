@@ -298,3 +298,22 @@ pub async fn wait_ready(log: &std::path::Path, before: usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Writes `<dir>/a.conf` for a broker process in `as_`: a free TCP client port, a log file
+/// (`<dir>/a.log`, returned), the emulator's daemon and topology.json for `as_`, and `body`
+/// (the listen or cluster block under test).
+pub fn write_conf(emu: &EmuHandle, dir: &TempDir, as_: &str, body: &str) -> (PathBuf, PathBuf) {
+    let (daemon, topo) = as_files(emu, dir, as_);
+    let (conf, log) = (dir.0.join("a.conf"), dir.0.join("a.log"));
+    std::fs::write(
+        &conf,
+        format!(
+            "port: {}\nlog_file: \"{}\"\n{body}\nscion {{\n  daemon: \"{daemon}\"\n  topology: \"{}\"\n}}\n",
+            free_tcp_port(),
+            log.display(),
+            topo.display()
+        ),
+    )
+    .expect("conf");
+    (conf, log)
+}

@@ -144,7 +144,8 @@ impl Selector {
     /// Paths to probe with their next due time and role: the watched set (active set,
     /// backups, and Down paths whose last probe was answered, to confirm their recovery
     /// quickly), then the one path outside it probed least recently (never probed first,
-    /// then by preference), due `survey_interval` after the last survey probe
+    /// ties in ranking order: state, then preference), due `survey_interval` after the last
+    /// survey probe
     /// (`down_probe_interval` while no path is alive: the survey may then be the only way to
     /// find one that works).
     pub(super) fn probe_plan(&self, now: Instant) -> Vec<(usize, Instant, Role)> {
