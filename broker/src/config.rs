@@ -223,11 +223,14 @@ fn jetstream_off(v: &Value) -> bool {
 
 /// nats-server's configWarningErr wording: `file:line:col: invalid use of field "k": why`.
 fn field_warning(e: &Entry, reason: &str) -> String {
+    warning_at(&e.key_pos, &e.key, reason)
+}
+
+/// [`field_warning`] for a key known by its position.
+fn warning_at(pos: &impl std::fmt::Display, key: &str, reason: &str) -> String {
     format!(
-        "{}: invalid use of field {}: {}",
-        e.key_pos,
-        crate::server::auth::go_quote(&e.key),
-        reason
+        "{pos}: invalid use of field {}: {reason}",
+        crate::server::auth::go_quote(key)
     )
 }
 
@@ -758,10 +761,8 @@ impl Mapper {
                         scion_transport::quic::port_range_warning(&local, Some(range), Some(key));
                     if let (Some(line), true) = (line, *port != 0) {
                         let pos = at(self, key);
-                        self.notices.push(format!(
-                            "{pos}: invalid use of field {}: {line}",
-                            crate::server::auth::go_quote(key.rsplit('.').next().unwrap_or(key))
-                        ));
+                        let field = key.rsplit('.').next().unwrap_or(key);
+                        self.notices.push(warning_at(&pos, field, &line));
                     }
                 }
                 if written.is_some_and(|ia| ia != topo.ia) {

@@ -118,52 +118,54 @@ impl Peer {
         };
         // It starts when every usable path is down, and ends only when one answers (not
         // when a refresh brings paths nobody has probed yet).
-        let down = match self.outage_since {
-            None => selector.all_down(),
-            Some(_) if selector.answering() => None,
-            Some(_) => return,
-        };
-        match (self.outage_since, down) {
-            (None, Some((n, reasons))) if !self.last_probe_reply.is_empty() => {
-                self.outage_since = Some(now);
-                self.outages += 1;
-                warn!(
-                    "SCION paths to {}: all {n} usable paths are down ({}); traffic waits for one to come back",
-                    self.remote,
-                    reasons.join("; ")
-                );
+        if self.outage_since.is_none() {
+            let Some((n, reasons)) = selector.all_down() else {
+                return;
+            };
+            if self.last_probe_reply.is_empty() {
+                return;
             }
-            (Some(since), None) => {
-                let d = now.saturating_duration_since(since);
-                self.outage_time += d;
-                self.outage_since = None;
-                let active = self
-                    .active
-                    .first()
-                    .map(|f| f.short())
-                    .unwrap_or_else(|| "-".into());
+            self.outage_since = Some(now);
+            self.outages += 1;
+            warn!(
+                "SCION paths to {}: all {n} usable paths are down ({}); traffic waits for one to come back",
+                self.remote,
+                reasons.join("; ")
+            );
+        } else if selector.answering() {
+            let active = self
+                .active
+                .first()
+                .map(|f| f.short())
+                .unwrap_or_else(|| "-".into());
+            if let Some(d) = self.close_outage(now) {
                 warn!(
                     "SCION paths to {}: path {active} usable again after {} with every path down",
                     self.remote,
                     fmt_gap(Some(d))
                 );
             }
-            _ => {}
         }
     }
 
     /// Closes a going outage because the last link to the peer closed (said once; what
     /// follows is no link's outage, and the quiet time is not counted).
     fn end_outage(&mut self, now: Instant) {
-        if let Some(since) = self.outage_since.take() {
-            let d = now.saturating_duration_since(since);
-            self.outage_time += d;
+        if let Some(d) = self.close_outage(now) {
             warn!(
                 "SCION paths to {}: link closed after {} with no path answering",
                 self.remote,
                 fmt_gap(Some(d))
             );
         }
+    }
+
+    /// Ends a going outage at `now`, adding it to the total; returns its length.
+    fn close_outage(&mut self, now: Instant) -> Option<Duration> {
+        let since = self.outage_since.take()?;
+        let d = now.saturating_duration_since(since);
+        self.outage_time += d;
+        Some(d)
     }
 
     fn outage_stats(&self, now: Instant) -> OutageStats {

@@ -744,22 +744,15 @@ impl Conn {
         // client.go closeConnection: plain subscriptions leave one by one, then each queue
         // group once with all of this connection's members (one RS- if they were the last,
         // else one RS+ with the weight left), not an update per member.
-        let mut groups: Vec<(&SubRef, i32)> = Vec::new();
-        let mut index: std::collections::HashMap<(&str, &str), usize> = Default::default();
+        let mut groups: indexmap::IndexMap<(&str, &str), (&SubRef, i32)> = Default::default();
         for s in &subs {
             let Some(q) = s.queue.as_deref() else {
                 super::cluster::local_interest_changed(&self.srv, s, -1);
                 continue;
             };
-            match index.entry((s.subject.as_str(), q)) {
-                std::collections::hash_map::Entry::Occupied(e) => groups[*e.get()].1 += 1,
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(groups.len());
-                    groups.push((s, 1));
-                }
-            }
+            groups.entry((s.subject.as_str(), q)).or_insert((s, 0)).1 += 1;
         }
-        for (s, n) in groups {
+        for (s, n) in groups.into_values() {
             super::cluster::local_interest_changed(&self.srv, s, -n);
         }
         subs

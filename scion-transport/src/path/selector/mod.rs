@@ -52,6 +52,16 @@ enum DownReason {
     ProbeLoss(u32),
 }
 
+impl DownReason {
+    /// For /pathz and the log.
+    fn text(&self) -> String {
+        match self {
+            DownReason::Scmp(s) => s.clone(),
+            DownReason::ProbeLoss(n) => format!("{n} probes lost in a row"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Candidate {
     info: PathInfo,
@@ -588,11 +598,10 @@ impl Selector {
         }
         let mut reasons: Vec<String> = Vec::new();
         for &i in &ranking {
-            let why = match &self.cands[i].down {
-                Some((DownReason::Scmp(s), _)) => s.clone(),
-                Some((DownReason::ProbeLoss(n), _)) => format!("{n} probes lost in a row"),
-                None => continue,
+            let Some((reason, _)) = &self.cands[i].down else {
+                continue;
             };
+            let why = reason.text();
             if !reasons.contains(&why) && reasons.len() < 3 {
                 reasons.push(why);
             }
@@ -646,10 +655,7 @@ impl Selector {
                 let reason = match state {
                     PathState::Filtered => c.filtered.clone(),
                     PathState::Expired => Some("hop fields expired".to_string()),
-                    PathState::Down => c.down.as_ref().map(|(r, _)| match r {
-                        DownReason::Scmp(s) => s.clone(),
-                        DownReason::ProbeLoss(n) => format!("{n} probes lost in a row"),
-                    }),
+                    PathState::Down => c.down.as_ref().map(|(r, _)| r.text()),
                     PathState::Suspect => Some(format!(
                         "{} probe(s) lost in a row",
                         c.stats.consecutive_misses
