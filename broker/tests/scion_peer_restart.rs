@@ -132,3 +132,72 @@ async fn acceptor_drops_the_route_of_a_killed_and_restarted_dialler_at_once() {
     wait_new_route(&b, &old[0], restarted).await;
     b.shutdown().await;
 }
+
+/// A killed peer that stays away: every path falls silent at once. The survivor reports
+/// that all paths are down, and does not first hop from path to path blaming each on
+/// probe loss (it used to log two or three such failovers before the outage warning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_peer_is_one_outage_not_a_string_of_failovers() {
+    capture_logs("info");
+    let emu = emulator().await;
+    let dir = temp_dir("peer-dead");
+    let sport = free_dispatched_port();
+    let (conf, log) = write_conf(
+        &emu,
+        &dir,
+        AS_A,
+        &format!(
+            "server_name: a\ncluster {{\n  name: c1\n  listen: \"nats://{AS_A},127.0.0.1:{sport}\"\n}}"
+        ),
+    );
+    let mut a = start(&conf, &log).await;
+    let a_addr = ScionAddr {
+        ia: ia(AS_A),
+        ip: localhost(),
+        port: sport,
+    };
+    let b = broker::server::start(scion_node(
+        "b",
+        &emu,
+        &dir,
+        AS_B,
+        0,
+        vec![scion_route(a_addr)],
+    ))
+    .await
+    .expect("b starts");
+    wait_routes(&b, 1).await;
+    // Let both paths answer a few probes, so each has a record to lose.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before = logs().len();
+    a.0.kill().expect("kill");
+    let _ = a.0.wait();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(5);
+    let outage = format!("SCION paths to {a_addr}: all ");
+    loop {
+        let since = logs()[before..].to_string();
+        if since.contains(&outage) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no all-paths-down warning {:?} after the kill\n{since}",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = killed.elapsed();
+    // Give a string of failovers time to show if there were going to be one.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let since = logs()[before..].to_string();
+    let switches: Vec<&str> = since
+        .lines()
+        .filter(|l| l.contains("switched: cause=probe-loss"))
+        .collect();
+    assert!(
+        switches.is_empty(),
+        "failovers after the peer died (outage warning after {took:?}):\n{since}"
+    );
+    b.shutdown().await;
+}

@@ -562,8 +562,9 @@ fn all_paths_down_stays_keeps_probing_and_recovers() {
     }
     s.run_until(t + MS * 5000);
     let sw = s.switches_after(t);
-    // At most a hop or two while paths are still being found dead; then it stays put.
-    assert!(sw.len() <= 3, "{sw:?}");
+    // Every path fell silent at once (the peer is gone): no path answers after the active
+    // one stopped, so there is nowhere proven to go and no failover at all.
+    assert!(sw.is_empty(), "{sw:?}");
     let settled = s.at();
     let stuck_on = s.active();
     s.run_until(settled + MS * 5000);
@@ -598,6 +599,47 @@ fn all_paths_down_stays_keeps_probing_and_recovers() {
         assert!(sw[0].0 - recover <= MS * 1500, "{sw:?}");
     }
     assert_eq!(s.state(3), PathState::Alive);
+}
+
+#[test]
+fn a_silent_peer_is_all_down_without_hopping_between_paths() {
+    for phase in 0..10u32 {
+        let mut s = Sim::with_rtts(cfg("latency"), topology(), &[10, 20, 30, 40]);
+        s.run_until(MS * 2000 + MS * (phase * 13));
+        assert_eq!(s.active(), fp(1));
+        let t = s.at();
+        for id in 1..=4 {
+            s.set(id, Link::Blackhole);
+        }
+        // Found down like a blackhole, then the watched paths within a few probe rounds.
+        let mut all_down_at = None;
+        for step in 1..=100u32 {
+            s.run_until(t + MS * (10 * step));
+            if s.sel.all_down().is_some() {
+                all_down_at = Some(s.at() - t);
+                break;
+            }
+            if s.state(1) == PathState::Down {
+                let why = s.sel.why_active().expect("why");
+                assert!(why.contains("waiting for another path to answer"), "{why}");
+            }
+        }
+        let took = all_down_at.expect("all paths down within 1 s");
+        assert!(took <= MS * 700, "phase {phase}: all down after {took:?}");
+        assert!(
+            s.switches_after(t).is_empty(),
+            "phase {phase}: {:?}",
+            s.switches
+        );
+        // The peer comes back: the first path to answer is taken.
+        let back = s.at();
+        for id in 1..=4 {
+            s.set(id, Link::Up { rtt: MS * 10 });
+        }
+        s.run_until(back + MS * 2000);
+        assert!(s.sel.answering(), "phase {phase}");
+        assert_eq!(s.state(1), PathState::Alive, "phase {phase}");
+    }
 }
 
 #[test]

@@ -73,6 +73,11 @@ struct Candidate {
     alive_since: Option<Instant>,
     last_probe_sent: Option<Instant>,
     last_data_rx: Option<Instant>,
+    /// When the first probe of the latest run of lost probes was sent: from then on the path
+    /// carried nothing we know of.
+    misses_since: Option<Instant>,
+    /// When the most recent answered probe was sent: the path worked at that time.
+    answered_sent_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +183,8 @@ impl Selector {
                     alive_since: None,
                     last_probe_sent: None,
                     last_data_rx: None,
+                    misses_since: None,
+                    answered_sent_at: None,
                 },
             };
             self.index.insert(cand.info.fingerprint, self.cands.len());
@@ -279,6 +286,7 @@ impl Selector {
         let revive_after = self.cfg.revive_after_replies;
         let c = &mut self.cands[i];
         let rtt = now.saturating_duration_since(p.sent_at);
+        c.answered_sent_at = Some(c.answered_sent_at.map_or(p.sent_at, |t| t.max(p.sent_at)));
         if p.lost {
             c.stats.on_late_reply(now, rtt, seq);
         } else {
@@ -392,15 +400,15 @@ impl Selector {
     }
 
     fn expire_probes(&mut self, now: Instant) {
-        let mut lost: Vec<(u64, PathFingerprint)> = self
+        let mut lost: Vec<(u64, PathFingerprint, Instant)> = self
             .pending
             .iter()
             .filter(|(_, p)| !p.lost && p.deadline <= now)
-            .map(|(s, p)| (*s, p.fingerprint))
+            .map(|(s, p)| (*s, p.fingerprint, p.sent_at))
             .collect();
         // Apply in send order so streak counts are deterministic.
-        lost.sort_unstable_by_key(|(s, _)| *s);
-        for (seq, fp) in lost {
+        lost.sort_unstable_by_key(|(s, _, _)| *s);
+        for (seq, fp, sent_at) in lost {
             if let Some(p) = self.pending.get_mut(&seq) {
                 p.lost = true;
             }
@@ -410,6 +418,9 @@ impl Selector {
             let down_after = self.cfg.down_after_misses;
             let c = &mut self.cands[i];
             c.stats.on_loss(seq);
+            if c.stats.consecutive_misses == 1 {
+                c.misses_since = Some(sent_at);
+            }
             c.alive_since = None;
             if c.down.is_none() && c.stats.consecutive_misses >= down_after {
                 c.down = Some((DownReason::ProbeLoss(c.stats.consecutive_misses), now));
@@ -426,7 +437,6 @@ impl Selector {
         let Some(&best) = ranking.first() else {
             return;
         };
-        let best_state = self.state_of(&self.cands[best], now);
         let Some(ai) = self.active_index() else {
             let cause = if self.ever_active {
                 SwitchCause::Refresh
@@ -447,11 +457,15 @@ impl Selector {
             }),
         };
         if let Some(cause) = cause {
-            // From a Down path move only to something not known to be down; from an expired
-            // or refused one, to the least bad path there is.
-            let must_leave = active_state != PathState::Down;
-            if best != ai && (must_leave || best_state < PathState::Down) {
-                self.switch(best, cause, out);
+            // From an expired or refused path, to the least bad path there is; from a Down
+            // one, see `failover_target`.
+            let target = if active_state == PathState::Down {
+                self.failover_target(now, ai, &ranking)
+            } else {
+                Some(best)
+            };
+            if let Some(i) = target.filter(|&i| i != ai) {
+                self.switch(i, cause, out);
             }
             return;
         }
@@ -478,6 +492,34 @@ impl Selector {
         if let Some((i, cause)) = target {
             self.switch(i, cause, out);
         }
+    }
+
+    /// Where to go from the Down active path `ai`: the best path not known to be down, and,
+    /// when the active path went down by probe loss, one that has answered a probe sent after
+    /// the active path's probes stopped being answered. Paths that have not answered since
+    /// then may be just as silent: when the peer itself is gone (killed, rebooting, its
+    /// address taken away), every path stops answering at once, and hopping from one
+    /// still-unproven path to the next only adds failover lines before "all paths down".
+    /// While the active path misses probes, the watched paths are probed at the active rate
+    /// (`probe_plan`), so a working one proves itself within a probe round trip.
+    /// A path an SCMP message reported down is left for any path not known to be down: the
+    /// router said which interface broke, so the peer is not in question.
+    pub(super) fn failover_target(
+        &self,
+        now: Instant,
+        ai: usize,
+        ranking: &[usize],
+    ) -> Option<usize> {
+        let since = match self.cands[ai].down {
+            Some((DownReason::ProbeLoss(_), _)) => self.cands[ai].misses_since,
+            _ => None,
+        };
+        ranking.iter().copied().find(|&i| {
+            let c = &self.cands[i];
+            i != ai
+                && self.state_of(c, now) < PathState::Down
+                && since.is_none_or(|t| c.answered_sent_at.is_some_and(|a| a >= t))
+        })
     }
 
     /// The earliest time `poll` has something to do.
@@ -574,6 +616,8 @@ impl Selector {
             c.stats = ProbeStats::new(self.cfg.loss_window, self.cfg.rtt_min_window);
             c.alive_since = None;
             c.last_probe_sent = None;
+            c.misses_since = None;
+            c.answered_sent_at = None;
         }
         self.pending.clear();
         self.last_survey = None;

@@ -196,6 +196,11 @@ impl Selector {
         } else {
             self.cfg.survey_interval
         };
+        // While the active path misses probes, its backups are probed at the active rate: a
+        // failover by probe loss waits for a path that answered after the misses began.
+        let active_missing = self
+            .active_index()
+            .is_some_and(|ai| self.cands[ai].stats.consecutive_misses > 0);
         let mut plan: Vec<(usize, Instant, Role)> = roles
             .into_iter()
             .map(|(i, role)| {
@@ -208,6 +213,7 @@ impl Selector {
                         self.cfg.active_probe_interval
                     }
                     (Role::Backup, Some(_)) => self.cfg.down_probe_interval,
+                    (Role::Backup, None) if active_missing => self.cfg.active_probe_interval,
                     (Role::Backup, None) => self.cfg.backup_probe_interval,
                 };
                 let due = c.last_probe_sent.map_or(now, |t| t + interval);

@@ -65,7 +65,16 @@ impl Selector {
         if best != ai {
             let fp = self.cands[best].info.fingerprint.short();
             if active_state >= PathState::Down {
-                return Some(format!("kept: {active_state}, switching to {fp}"));
+                return Some(match self.failover_target(now, ai, &ranking) {
+                    Some(i) => format!(
+                        "kept: {active_state}, switching to {}",
+                        self.cands[i].info.fingerprint.short()
+                    ),
+                    None => format!(
+                        "kept: {active_state}; waiting for another path to answer a probe \
+                         (none has since this one stopped answering)"
+                    ),
+                });
             }
             if active_state > best_state {
                 return Some(format!(
