@@ -635,6 +635,8 @@ fn cases() -> Vec<Case> {
             .send(0, "HPUB foo r 22 27\r\nNATS/1.0\r\nA: bcdef\r\n\r\nhello\r\nHPUB foo 12 12\r\nNATS/1.0\r\n\r\n\r\nPING\r\n")
             .send(1, "PING\r\n"),
         Case::script("hpub_without_headers", Default, format!("{QUIET}HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPING\r\n")),
+        // processHeaderPub refuses on the control line: the payload is never awaited.
+        Case::script("hpub_without_headers_line_only", Default, format!("{QUIET}HPUB foo 12 100\r\n")),
         Case::script("hpub_header_gt_total", Default, format!("{QUIET_HDR}HPUB foo 20 10\r\n")),
         Case::script("hpub_bad_header_size", Default, format!("{QUIET_HDR}HPUB foo x 10\r\n")),
         Case::script("hpub_missing_size", Default, format!("{QUIET_HDR}HPUB foo 10\r\n")),

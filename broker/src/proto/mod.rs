@@ -34,6 +34,9 @@ pub enum ParseError {
     /// (the text is for the log only).
     #[error("{0}")]
     BadArgs(&'static str),
+    /// HPUB from a client that did not announce headers: closed without an `-ERR`.
+    #[error("message headers not supported")]
+    HeadersNotSupported,
 }
 
 impl ParseError {
@@ -43,7 +46,7 @@ impl ParseError {
             ParseError::UnknownOp => Some(encode::ERR_UNKNOWN_OP),
             ParseError::MaxControlLine => Some(encode::ERR_MAX_CONTROL_LINE),
             ParseError::MaxPayload => Some(encode::ERR_MAX_PAYLOAD),
-            ParseError::BadArgs(_) => None,
+            ParseError::BadArgs(_) | ParseError::HeadersNotSupported => None,
         }
     }
 }

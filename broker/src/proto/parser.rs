@@ -105,6 +105,9 @@ pub struct ParseLimits {
     pub max_control_line: usize,
     /// Maximum payload; `None` for no limit (routes).
     pub max_payload: Option<usize>,
+    /// Whether HPUB is allowed: the client announced `headers` in CONNECT (routes: always).
+    /// nats-server refuses HPUB on its control line otherwise (processHeaderPub).
+    pub headers: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -477,6 +480,9 @@ fn parse_pub<'a>(
     line_len: usize,
     limits: &ParseLimits,
 ) -> Result<Step<'a>, ParseError> {
+    if headers && !limits.headers {
+        return Err(ParseError::HeadersNotSupported);
+    }
     let mut a: [&[u8]; 4] = [&[]; 4];
     let n = collect_args(split_pub_args(arg), &mut a);
     let empty: &[u8] = &[];
@@ -626,6 +632,7 @@ mod tests {
     const LIM: ParseLimits = ParseLimits {
         max_control_line: 4096,
         max_payload: Some(1024 * 1024),
+        headers: true,
     };
 
     fn one(buf: &[u8]) -> Result<Step<'_>, ParseError> {
@@ -799,6 +806,7 @@ mod tests {
         let lim = ParseLimits {
             max_control_line: 10,
             max_payload: Some(4),
+            headers: true,
         };
         assert_eq!(
             parse_op(b"PUB foo 5\r\nhello\r\n", ConnKind::Client, &lim),

@@ -319,6 +319,7 @@ pub async fn run_labeled<S: SplitIo>(
         limits: ParseLimits {
             max_control_line: opts.max_control_line,
             max_payload: Some(opts.max_payload),
+            headers: false,
         },
         read_start: 0,
         line_traced: false,

@@ -37,18 +37,22 @@ pub fn config(sel: u8) -> (ConnKind, ParseLimits, usize) {
         0 => ParseLimits {
             max_control_line: 4096,
             max_payload: Some(1024 * 1024),
+            headers: true,
         },
         1 => ParseLimits {
             max_control_line: 8,
             max_payload: Some(8),
+            headers: true,
         },
         2 => ParseLimits {
             max_control_line: 64,
             max_payload: None,
+            headers: false,
         },
         _ => ParseLimits {
             max_control_line: 0,
             max_payload: Some(0),
+            headers: true,
         },
     };
     let chunk = (sel >> 3) as usize % 7 + 1;

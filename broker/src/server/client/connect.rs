@@ -149,6 +149,7 @@ impl Conn {
         self.shared
             .headers
             .store(self.connect.headers, Ordering::Relaxed);
+        self.limits.headers = self.connect.headers;
         if self.connect.verbose {
             self.send(encode::OK);
         }

@@ -221,7 +221,9 @@ impl Conn {
                     // the payload's CRLF; an unknown name is never traced.
                     let traced = std::mem::take(&mut self.line_traced);
                     let go_traced = match e {
-                        ParseError::BadArgs(_) | ParseError::MaxPayload => true,
+                        ParseError::BadArgs(_)
+                        | ParseError::MaxPayload
+                        | ParseError::HeadersNotSupported => true,
                         ParseError::UnknownOp => crate::proto::goerr::fails_after_payload(buf),
                         ParseError::MaxControlLine => false,
                     };
@@ -285,6 +287,15 @@ impl Conn {
                 error!("{} - {}", self.shared.log_prefix(), text);
                 Close(ClosedState::ProtocolViolation)
             }
+            ParseError::HeadersNotSupported => {
+                // processHeaderPub returns ErrMsgHeadersNotSupported on the control
+                // line: the read loop logs it and closes without an -ERR.
+                error!(
+                    "{} - message headers not supported",
+                    self.shared.log_prefix()
+                );
+                Close(ClosedState::ProtocolViolation)
+            }
             ParseError::BadArgs(what) => {
                 // client.go processPub & co.: `%q` of the arguments (after the
                 // operation name and its spaces, without the CRLF).
@@ -331,18 +342,8 @@ impl Conn {
     fn handle(&mut self, op: Op<'_>) -> Result<(), Close> {
         match op {
             Op::Pub(p) => self.handle_pub(p, false),
-            Op::HPub(p) => {
-                if !self.shared.headers.load(Ordering::Relaxed) {
-                    // processHeaderPub returns ErrMsgHeadersNotSupported:
-                    // the connection closes without an -ERR.
-                    error!(
-                        "{} - message headers not supported",
-                        self.shared.log_prefix()
-                    );
-                    return Err(Close(ClosedState::ProtocolViolation));
-                }
-                self.handle_pub(p, true)
-            }
+            // (The parser refused HPUB from a client without headers.)
+            Op::HPub(p) => self.handle_pub(p, true),
             Op::Sub {
                 subject,
                 queue,

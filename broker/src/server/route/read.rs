@@ -24,6 +24,7 @@ const FIRST_PING: Duration = Duration::from_secs(1);
 const ROUTE_LIMITS: ParseLimits = ParseLimits {
     max_control_line: usize::MAX,
     max_payload: None,
+    headers: true,
 };
 
 impl RouteConn {
