@@ -262,7 +262,37 @@ impl Default for Options {
 }
 
 /// Convenience for tests and embedding: a listen address for the client port.
+/// nats-server's TLS handshake timeout default (TLS_TIMEOUT), in seconds.
+pub const TLS_TIMEOUT_SECS: f64 = 2.0;
+
+impl ClusterOpts {
+    /// The route CONNECT deadline: `authorization.timeout`, where 0 (or none) means the
+    /// default, as in opts.go setBaselineOptions: the TLS timeout plus one second with
+    /// `tls`, else two seconds.
+    pub fn effective_auth_timeout(&self) -> Duration {
+        match (self.auth_timeout.filter(|d| !d.is_zero()), &self.tls) {
+            (Some(d), _) => d,
+            (None, Some(t)) => {
+                t.timeout
+                    .unwrap_or(Duration::from_secs_f64(TLS_TIMEOUT_SECS))
+                    + Duration::from_secs(1)
+            }
+            (None, None) => DEFAULT_AUTH_TIMEOUT,
+        }
+    }
+}
+
 impl Options {
+    /// The client CONNECT deadline: `authorization.timeout`, where 0 (or none) means the
+    /// two-second default (opts.go setBaselineOptions; `timeout: 0` does not lock every
+    /// client out).
+    pub fn client_auth_timeout(&self) -> Duration {
+        self.authorization
+            .timeout
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEFAULT_AUTH_TIMEOUT)
+    }
+
     pub fn client_listen(&self) -> Option<SocketAddr> {
         let port = if self.port < 0 { 0 } else { self.port as u16 };
         format!("{}:{}", self.host, port).parse().ok()

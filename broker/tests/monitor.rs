@@ -1333,8 +1333,23 @@ async fn authorized_user_is_the_raw_user_or_token_like_nats_server() {
                 .map(|c| (c["name"].clone(), c["authorized_user"].clone()))
                 .collect();
             got.sort_by_key(|r| r.0.to_string());
-            rows.push(got);
             drop(keep);
+            // Closed connections keep the user name only (saveClosedClient), not a token.
+            let v = wait_json(http, "/connz?state=closed&auth=1", |v| {
+                v["num_connections"] == connects.len()
+            })
+            .await;
+            let mut closed: Vec<(Value, Value)> = v["connections"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|c| (c["name"].clone(), c["authorized_user"].clone()))
+                .collect();
+            closed.sort_by_key(|r| r.0.to_string());
+            got.push((Value::from("closed:"), Value::Null));
+            got.extend(closed);
+            rows.push(got);
         }
         assert_eq!(
             rows[1], rows[0],
@@ -1416,4 +1431,129 @@ async fn subsz_cache_acc_test_and_out_bytes_like_nats_server() {
     assert_eq!(rows[1], rows[0], "ours (left) vs nats-server (right)");
     assert_eq!(rows[0].0, 0, "{:?}", rows[0]);
     assert_eq!(rows[0].3, 200, "{:?}", rows[0]);
+}
+
+/// `/healthz` in lame duck mode, against nats-server: its client listener is closed, so
+/// readyForConnections fails on "server": 503, the error in the body, Go's sniffed
+/// text/plain (the status is written before the content type is set), JSONP included.
+/// Load balancers and orchestrators stop sending clients to a server leaving this way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_fails_in_lame_duck_mode_like_nats_server() {
+    let Some(bin) = nats_server_bin() else {
+        eprintln!(
+            "SKIP healthz_fails_in_lame_duck_mode_like_nats_server: nats-server not installed"
+        );
+        return;
+    };
+    let theirs = start_ref(&bin);
+    let ours = broker(Options {
+        lame_duck_duration: Duration::from_secs(120),
+        lame_duck_grace_period: Duration::from_secs(10),
+        ..opts()
+    })
+    .await;
+    // A client keeps lame duck mode from ending at once (both servers).
+    let _c1 = raw_client(theirs.client).await;
+    let _c2 = raw_client(ours.client_addr).await;
+    let before = [
+        get(theirs.http, "/healthz").await,
+        get(http_addr(&ours), "/healthz").await,
+    ];
+    for r in &before {
+        assert_eq!(
+            (r.status, r.text()),
+            (200, r#"{"status":"ok"}"#.to_string())
+        );
+    }
+    let pid = theirs.child.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-USR2", &pid])
+        .status()
+        .expect("kill -USR2");
+    assert!(sent.success());
+    let state = ours.state.clone();
+    let ldm = tokio::spawn(async move { broker::app::lame_duck(&state).await });
+    for path in ["/healthz", "/healthz?callback=cb"] {
+        let mut rows = Vec::new();
+        for http in [theirs.http, http_addr(&ours)] {
+            // Until the server has entered lame duck mode (bounded).
+            let deadline = Instant::now() + WAIT;
+            let r = loop {
+                let r = get(http, path).await;
+                if r.status != 200 || Instant::now() >= deadline {
+                    break r;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            rows.push((
+                r.status,
+                r.header("content-type").map(str::to_string),
+                r.text(),
+            ));
+        }
+        assert_eq!(
+            rows[1], rows[0],
+            "{path}: ours (left) vs nats-server (right)"
+        );
+        assert_eq!(rows[0].0, 503, "{path}: {rows:?}");
+    }
+    ldm.abort();
+}
+
+/// `timeout: 0` in `authorization` (and in the cluster's) means the default, as in
+/// nats-server's setBaselineOptions: clients still get their two seconds to log in (we
+/// used to answer 'Authentication Timeout' at once, locking everyone out), and /varz
+/// shows 2 for both, like nats-server from the same config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_auth_timeout_means_the_default_like_nats_server() {
+    let Some(bin) = nats_server_bin() else {
+        eprintln!(
+            "SKIP zero_auth_timeout_means_the_default_like_nats_server: nats-server not installed"
+        );
+        return;
+    };
+    let conf = "authorization { user: u, password: p, timeout: 0 }\n\
+                cluster { name: z, listen: \"127.0.0.1:-1\", \
+                authorization { user: r, password: s, timeout: 0 } }\n";
+    let dir = std::env::temp_dir().join(format!("zero-auth-timeout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("z.conf");
+    std::fs::write(&path, conf).expect("write conf");
+    let (theirs, _) = start_ref_with(&bin, &["-c", path.to_str().expect("utf-8 path")]);
+    let mut o = broker::config::load_str(conf)
+        .unwrap_or_else(|e| panic!("conf: {e}"))
+        .options;
+    let base = opts();
+    (o.host, o.port, o.http_host, o.http_port) =
+        (base.host, base.port, base.http_host, base.http_port);
+    let ours = broker(o).await;
+    let mut rows = Vec::new();
+    for (client, http) in [
+        (theirs.client, theirs.http),
+        (ours.client_addr, http_addr(&ours)),
+    ] {
+        // A client that logs in a moment after connecting, well within two seconds.
+        let mut s = timeout(WAIT, TcpStream::connect(client))
+            .await
+            .expect("in time")
+            .expect("connect");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        s.write_all(b"CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"p\"}\r\nPING\r\n")
+            .await
+            .expect("write");
+        let got = read_until_suffix(&mut s, b"PONG\r\n", "PONG after a late login").await;
+        assert!(
+            !String::from_utf8_lossy(&got).contains("-ERR"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        let v = get_json(http, "/varz").await;
+        rows.push((
+            v["auth_timeout"].clone(),
+            v["cluster"]["auth_timeout"].clone(),
+        ));
+    }
+    assert_eq!(rows[1], rows[0], "ours (left) vs nats-server (right)");
+    assert_eq!(rows[0], (Value::from(2), Value::from(2)));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -323,7 +323,22 @@ impl Monitor {
                         return bad(e);
                     }
                 }
-                respond(q, br#"{"status":"ok"}"#.to_vec())
+                if !self.state.lame_duck.load(Ordering::Acquire) {
+                    return respond(q, br#"{"status":"ok"}"#.to_vec());
+                }
+                // Lame duck mode closed the client listener: nats-server's
+                // readyForConnections fails on "server", HandleHealthz logs it and
+                // answers 503 (written before the content type is set, so Go's
+                // sniffed text/plain goes out, JSONP included).
+                let err = "failed to be ready for connections after 1ms: server";
+                tracing::warn!("Healthcheck failed: {}", gofmt::go_quote(err));
+                let body = format!(r#"{{"status":"error","error":"{err}"}}"#).into_bytes();
+                let mut resp = respond(q, body);
+                if resp.status == 200 {
+                    resp.status = 503;
+                    resp.content_type = http::TEXT;
+                }
+                resp
             }
             METRICS => {
                 self.count(METRICS);

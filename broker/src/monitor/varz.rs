@@ -17,7 +17,7 @@ use super::gofmt::{my_uptime, GoFloat, GoTime};
 use crate::options::{ListenAddr, Options, RouteTarget};
 
 /// nats-server `TLS_TIMEOUT` (2 s), reported as the default even without TLS.
-const TLS_TIMEOUT_SECS: f64 = 2.0;
+use crate::options::TLS_TIMEOUT_SECS;
 
 /// The /varz document.
 #[derive(Debug, Serialize)]
@@ -190,9 +190,7 @@ fn cluster_varz(opts: &Options, rt: &Runtime) -> ClusterVarz {
         },
         port,
         auth_timeout: GoFloat(if enabled {
-            c.auth_timeout
-                .unwrap_or(crate::options::DEFAULT_AUTH_TIMEOUT)
-                .as_secs_f64()
+            c.effective_auth_timeout().as_secs_f64()
         } else {
             0.0
         }),
@@ -238,12 +236,7 @@ pub fn varz(opts: &Options, rt: Runtime) -> Varz {
         http_port: rt.http_port,
         http_base_path: opts.http_base_path.clone(),
         https_port: 0,
-        auth_timeout: GoFloat(
-            opts.authorization
-                .timeout
-                .unwrap_or(crate::options::DEFAULT_AUTH_TIMEOUT)
-                .as_secs_f64(),
-        ),
+        auth_timeout: GoFloat(opts.client_auth_timeout().as_secs_f64()),
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,
         max_pending: opts.max_pending,

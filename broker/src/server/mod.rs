@@ -288,7 +288,10 @@ impl ServerState {
         }
     }
 
-    pub fn record_closed(&self, snap: client::ConnSnapshot) {
+    pub fn record_closed(&self, mut snap: client::ConnSnapshot) {
+        // server.go saveClosedClient keeps the user name only: a token (shown for an
+        // open connection as its authorized_user) is not kept with the closed one.
+        snap.token = None;
         let mut g = lock(&self.closed);
         if g.len() >= MAX_CLOSED_CLIENTS {
             g.pop_front();

@@ -39,10 +39,7 @@ impl Conn {
             opts.ping_interval,
         );
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let auth_timeout = opts
-            .authorization
-            .timeout
-            .unwrap_or(crate::options::DEFAULT_AUTH_TIMEOUT);
+        let auth_timeout = opts.client_auth_timeout();
         let auth_deadline = tokio::time::sleep(auth_timeout);
         tokio::pin!(auth_deadline);
         let mut last_ping_sent: Option<Instant> = None;

@@ -37,10 +37,7 @@ impl RouteConn {
         let first = tokio::time::Instant::now() + d + d.mul_f64(rand::random_range(0.0..0.2));
         let mut ping = tokio::time::interval_at(first, opts.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let auth_timeout = opts
-            .cluster
-            .auth_timeout
-            .unwrap_or(crate::options::DEFAULT_AUTH_TIMEOUT);
+        let auth_timeout = opts.cluster.effective_auth_timeout();
         let connect_deadline = tokio::time::sleep(auth_timeout.max(Duration::from_secs(2)));
         tokio::pin!(connect_deadline);
         loop {
