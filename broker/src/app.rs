@@ -318,6 +318,16 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
                 }
             }
         }
+        if c.starts_with("max_connections = ") {
+            let closed =
+                server::client::enforce_max_connections(state, state.opts().max_connections);
+            if closed > 0 {
+                info!(
+                    "Closed {} connections to fall within max_connections",
+                    closed
+                );
+            }
+        }
         info!("Reloaded: {}", c);
     }
     // reload.go pidFileOption / portsFileDirOption.
@@ -499,13 +509,12 @@ fn describe_changes(cur: &Options, new: &Options) -> Vec<String> {
         cur.ping_max != new.ping_max,
         format!("ping_max = {}", new.ping_max),
     );
+    // Compared and shown after setBaselineOptions: 0 is the default.
     line(
-        ca.timeout != na.timeout,
+        cur.client_auth_timeout() != new.client_auth_timeout(),
         format!(
             "authorization timeout = {}",
-            na.timeout
-                .unwrap_or(std::time::Duration::from_secs(2))
-                .as_secs_f64()
+            new.client_auth_timeout().as_secs_f64()
         ),
     );
     line(

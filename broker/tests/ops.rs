@@ -873,3 +873,80 @@ fn cluster_reload_like_nats_server() {
         assert_eq!(cluster_reload_scenario(NATS), want);
     }
 }
+
+/// Four clients, then a reload lowering `max_connections` to 2: which clients were told
+/// 'maximum connections exceeded' and closed (a count: nats-server picks them in random
+/// map order), whether the others still answer PING, and the reload's log lines.
+fn max_connections_reload_scenario(bin: &str) -> (usize, usize, Vec<String>) {
+    let dir = tmpdir(&format!("mconn-{}", bin.len()));
+    let conf = dir.join("s.conf");
+    let log = dir.join("s.log");
+    let port = free_port();
+    let head = format!(
+        "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\n",
+        log.display()
+    );
+    std::fs::write(&conf, format!("{head}max_connections: 10\n")).unwrap();
+    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    wait_file(&log, "Server is ready", 0);
+    let mut clients: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            read_until(&mut c, "\r\n");
+            c.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+                .unwrap();
+            assert!(read_until(&mut c, "PONG").contains("PONG"), "{bin}");
+            c
+        })
+        .collect();
+    std::fs::write(&conf, format!("{head}max_connections: 2\n")).unwrap();
+    let mark = std::fs::metadata(&log).unwrap().len() as usize;
+    p.signal(libc::SIGHUP);
+    let text = wait_file(&log, "Reloaded server configuration", mark);
+    let (mut told, mut alive) = (0, 0);
+    for c in &mut clients {
+        // A PING answers on a kept client; a closed one has its -ERR waiting.
+        let _ = c.write_all(b"PING\r\n");
+        let saw = read_until(c, "\r\n");
+        if saw.contains("-ERR 'maximum connections exceeded'") {
+            told += 1;
+        } else if saw.contains("PONG") {
+            alive += 1;
+        }
+    }
+    let lines = text[mark..]
+        .lines()
+        .filter(|l| l.contains("max_connections") || l.contains("maximum connections"))
+        .map(|l| {
+            let at = l.find(" [").map_or(0, |i| i + 1);
+            // The client's address and id vary: keep the level and the words.
+            let l = &l[at..];
+            match l.rfind(" - ") {
+                Some(i) => format!("{} - {}", &l[..5], &l[i + 3..]),
+                None => l.to_string(),
+            }
+        })
+        .collect();
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+    let _ = std::fs::remove_dir_all(dir);
+    (told, alive, lines)
+}
+
+#[test]
+fn sighup_lower_max_connections_closes_the_excess_like_nats_server() {
+    let want = (
+        2,
+        2,
+        vec![
+            "[ERR] - maximum connections exceeded".to_string(),
+            "[ERR] - maximum connections exceeded".to_string(),
+            "[INF] Closed 2 connections to fall within max_connections".to_string(),
+            "[INF] Reloaded: max_connections = 2".to_string(),
+        ],
+    );
+    assert_eq!(max_connections_reload_scenario(BIN), want, "ours");
+    if nats_available() {
+        assert_eq!(max_connections_reload_scenario(NATS), want, "nats-server");
+    }
+}

@@ -243,6 +243,37 @@ pub fn apply_max_payload(srv: &ServerState, max_payload: usize) {
     }
 }
 
+/// A reloaded, lower `max_connections` (reload.go maxConnOption.Apply): clients beyond it
+/// are closed as nats-server's maxConnExceeded closes them (-ERR 'maximum connections
+/// exceeded', logged, closed as Maximum Connections Exceeded). nats-server picks them in
+/// Go's random map order; the newest go first here, so long-lived clients stay. Returns
+/// how many were closed.
+pub fn enforce_max_connections(srv: &ServerState, max: i64) -> usize {
+    let Ok(max) = usize::try_from(max) else {
+        return 0;
+    };
+    if max == 0 {
+        return 0;
+    }
+    let mut clients: Vec<Arc<ClientShared>> = super::lock(&srv.clients)
+        .values()
+        .filter(|c| c.kind == ConnKind::Client)
+        .cloned()
+        .collect();
+    if clients.len() <= max {
+        return 0;
+    }
+    clients.sort_unstable_by_key(|c| std::cmp::Reverse(c.cid));
+    let excess = clients.len() - max;
+    for c in clients.iter().take(excess) {
+        super::trace::trace_out_proto(&c.log_prefix(), encode::ERR_MAX_CONNECTIONS);
+        error!("{} - maximum connections exceeded", c.log_prefix());
+        let _ = c.out.append(encode::ERR_MAX_CONNECTIONS);
+        c.out.close(ClosedState::MaxConnectionsExceeded);
+    }
+    excess
+}
+
 /// Serves one client connection over any byte stream that splits into
 /// reader and writer halves (TCP, a QUIC stream, or [`super::io::Locked`]);
 /// `label` names a non-TCP peer (a SCION address) in logs and /connz.
