@@ -628,3 +628,87 @@ async fn odd_subject_interest_keeps_the_route_like_nats_server() {
     // (The PONG after the RS+ lines says the route is still up.)
     ours.shutdown().await;
 }
+
+/// The CONNECT a dialling server sends on a new route, from a listener posing as the
+/// peer; the server id (and a generated cluster name) replaced by `ID`/`CLUSTER`.
+fn captured_route_connect(bin: &std::path::Path, with_name: bool, creds: &str) -> String {
+    use std::io::Read;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let mut args = vec![
+        "-a".to_string(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        "-1".into(),
+        "--cluster".into(),
+        "nats://127.0.0.1:-1".into(),
+        "--routes".into(),
+        format!("nats://{creds}127.0.0.1:{port}"),
+    ];
+    if with_name {
+        args.extend(["--cluster_name".to_string(), "mix".into()]);
+    }
+    let mut child = std::process::Command::new(bin)
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    l.set_nonblocking(false).expect("blocking");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (mut s, _) = loop {
+        l.set_nonblocking(true).expect("nonblocking");
+        match l.accept() {
+            Ok(x) => break x,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("{}: no route dial: {e}", bin.display()),
+        }
+    };
+    s.set_nonblocking(false).expect("blocking");
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline && !got.windows(2).any(|w| w == b"\r\n") {
+        if let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let line = text.split("\r\n").next().unwrap_or("").to_string();
+    let json = line.strip_prefix("CONNECT ").unwrap_or(&line);
+    let v: serde_json::Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("{}: CONNECT not JSON ({e}): {line}", bin.display()));
+    let mut out = line.replace(v["name"].as_str().unwrap_or("-"), "ID");
+    if !with_name {
+        out = out.replace(v["cluster"].as_str().unwrap_or("-"), "CLUSTER");
+    }
+    out
+}
+
+/// The route CONNECT's bytes (route.go connectInfo): field order, `user`/`pass` only with
+/// credentials, `cluster_dynamic` only for a generated cluster name.
+#[test]
+fn route_connect_bytes_like_nats_server() {
+    let Some(theirs) = harness::reference_nats_server() else {
+        eprintln!("SKIP route_connect_bytes_like_nats_server: nats-server not installed");
+        return;
+    };
+    let ours = std::path::PathBuf::from(env!("CARGO_BIN_EXE_broker"));
+    for (with_name, creds) in [(true, "ru:rp@"), (false, "")] {
+        let want = captured_route_connect(&theirs, with_name, creds);
+        assert!(want.starts_with("CONNECT {\"echo\":true"), "{want}");
+        assert_eq!(
+            captured_route_connect(&ours, with_name, creds),
+            want,
+            "ours (left) vs nats-server (right)"
+        );
+    }
+}

@@ -64,6 +64,42 @@ impl Default for ConnectInfo {
     }
 }
 
+/// The CONNECT a route's dialler sends (route.go connectInfo, sendRouteConnect): Go's
+/// field order, and `omitempty` where Go has it (no `user`/`pass` without credentials, no
+/// `cluster_dynamic` for a configured cluster name).
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteConnect<'a> {
+    pub echo: bool,
+    pub verbose: bool,
+    pub pedantic: bool,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub user: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub pass: &'a str,
+    pub tls_required: bool,
+    pub headers: bool,
+    pub name: &'a str,
+    pub cluster: &'a str,
+    #[serde(skip_serializing_if = "is_false")]
+    pub cluster_dynamic: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub lnoc: bool,
+}
+
+impl RouteConnect<'_> {
+    /// `CONNECT {json}\r\n` (route.go ConProto).
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"CONNECT ");
+        // A struct of strings and bools always serialises.
+        if serde_json::to_writer(&mut out, self).is_err() {
+            out.extend_from_slice(b"{}");
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }

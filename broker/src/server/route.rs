@@ -480,22 +480,22 @@ pub async fn run_route_labeled<S: SplitIo>(
             Some((_, u, p)) => (u.or(s.user.clone()), p.or(s.password.clone())),
             None => (s.user.clone(), s.password.clone()),
         };
-        let connect = serde_json::json!({
-            "echo": true,
-            "verbose": false,
-            "pedantic": false,
-            "user": user.unwrap_or_default(),
-            "pass": pass.unwrap_or_default(),
-            "tls_required": false,
-            "headers": true,
-            "name": srv.id,
-            "cluster": srv.cluster.name(),
-            // route.go connectInfo tags Dynamic as `cluster_dynamic`.
-            "cluster_dynamic": srv.cluster.dynamic_name.load(Ordering::Relaxed),
-            "lnoc": true,
-        });
-        let line = format!("CONNECT {connect}\r\n");
-        let _ = shared.out.append(line.as_bytes());
+        let cluster = srv.cluster.name();
+        let line = crate::proto::json::RouteConnect {
+            echo: true,
+            verbose: false,
+            pedantic: false,
+            user: user.as_deref().unwrap_or_default(),
+            pass: pass.as_deref().unwrap_or_default(),
+            tls_required: false,
+            headers: true,
+            name: &srv.id,
+            cluster: &cluster,
+            cluster_dynamic: srv.cluster.dynamic_name.load(Ordering::Relaxed),
+            lnoc: true,
+        }
+        .to_line();
+        let _ = shared.out.append(&line);
         debug!("{} - Route connect msg sent", prefix);
     }
     let _ = shared.out.append(&route_info(&srv).to_line());
