@@ -555,7 +555,10 @@ impl Mapper {
                     if d < Duration::from_secs(30) {
                         self.error(
                             e,
-                            format!("invalid lame_duck_duration of {d:?}, minimum is 30 seconds"),
+                            format!(
+                                "invalid lame_duck_duration of {}, minimum is 30 seconds",
+                                crate::monitor::gofmt::go_duration(d)
+                            ),
                         );
                     } else {
                         o.lame_duck_duration = d;

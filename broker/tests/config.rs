@@ -867,6 +867,12 @@ fn warnings_and_type_errors() {
             "5:1: error parsing ping_interval: time: unknown unit \"d\" in duration \"5d\"",
         ]
     );
+    // Go's Duration.String: zero is "0s", not Debug's "0ns".
+    let errs = invalid(config::load_str("lame_duck_duration: \"0s\"").unwrap_err());
+    assert_eq!(
+        errs,
+        vec!["1:0: invalid lame_duck_duration of 0s, minimum is 30 seconds"]
+    );
 }
 
 #[test]
