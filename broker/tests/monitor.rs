@@ -1321,32 +1321,24 @@ async fn authorized_user_is_the_raw_user_or_token_like_nats_server() {
             for c in connects {
                 keep.push(connected(client, c).await);
             }
-            let v = wait_json(http, "/connz?auth=1", |v| {
-                v["num_connections"] == connects.len()
-            })
-            .await;
-            let mut got: Vec<(Value, Value)> = v["connections"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|c| (c["name"].clone(), c["authorized_user"].clone()))
-                .collect();
-            got.sort_by_key(|r| r.0.to_string());
+            // (name, authorized_user) of each connection /connz lists at `path`, once
+            // it lists them all.
+            let users = |path: &'static str| async move {
+                let v = wait_json(http, path, |v| v["num_connections"] == connects.len()).await;
+                let mut rows: Vec<(Value, Value)> = v["connections"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| (c["name"].clone(), c["authorized_user"].clone()))
+                    .collect();
+                rows.sort_by_key(|r| r.0.to_string());
+                rows
+            };
+            let mut got = users("/connz?auth=1").await;
             drop(keep);
             // Closed connections keep the user name only (saveClosedClient), not a token.
-            let v = wait_json(http, "/connz?state=closed&auth=1", |v| {
-                v["num_connections"] == connects.len()
-            })
-            .await;
-            let mut closed: Vec<(Value, Value)> = v["connections"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|c| (c["name"].clone(), c["authorized_user"].clone()))
-                .collect();
-            closed.sort_by_key(|r| r.0.to_string());
+            let closed = users("/connz?state=closed&auth=1").await;
             got.push((Value::from("closed:"), Value::Null));
             got.extend(closed);
             rows.push(got);

@@ -653,8 +653,19 @@ fn info_go_field_names_the_compiler_that_built_the_broker() {
 /// a PUB that was fine before is a Maximum Payload Violation after, and the
 /// log says `Reloaded: max_payload = 100`. Returns what the client saw and
 /// the log after the reload.
-fn max_payload_reload_scenario(bin: &str) -> (String, String) {
-    let dir = tmpdir(&format!("mpay-{}", bin.len()));
+/// A server from `bin` on a fresh folder's `s.conf`: `head` (its client listen and log
+/// file lines) then `rest`; returned once its log says it is ready.
+struct Started {
+    dir: PathBuf,
+    conf: PathBuf,
+    log: PathBuf,
+    port: u16,
+    head: String,
+    p: Proc,
+}
+
+fn start_on_conf(bin: &str, tag: &str, rest: &str) -> Started {
+    let dir = tmpdir(&format!("{tag}-{}", bin.len()));
     let conf = dir.join("s.conf");
     let log = dir.join("s.log");
     let port = free_port();
@@ -662,9 +673,28 @@ fn max_payload_reload_scenario(bin: &str) -> (String, String) {
         "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\n",
         log.display()
     );
-    std::fs::write(&conf, format!("{head}max_payload: 1000\n")).unwrap();
-    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    std::fs::write(&conf, format!("{head}{rest}")).unwrap();
+    let p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
     wait_file(&log, "Server is ready", 0);
+    Started {
+        dir,
+        conf,
+        log,
+        port,
+        head,
+        p,
+    }
+}
+
+fn max_payload_reload_scenario(bin: &str) -> (String, String) {
+    let Started {
+        dir,
+        conf,
+        log,
+        port,
+        head,
+        mut p,
+    } = start_on_conf(bin, "mpay", "max_payload: 1000\n");
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     read_until(&mut c, "\r\n");
     let body = "x".repeat(200);
@@ -878,17 +908,14 @@ fn cluster_reload_like_nats_server() {
 /// 'maximum connections exceeded' and closed (a count: nats-server picks them in random
 /// map order), whether the others still answer PING, and the reload's log lines.
 fn max_connections_reload_scenario(bin: &str) -> (usize, usize, Vec<String>) {
-    let dir = tmpdir(&format!("mconn-{}", bin.len()));
-    let conf = dir.join("s.conf");
-    let log = dir.join("s.log");
-    let port = free_port();
-    let head = format!(
-        "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\n",
-        log.display()
-    );
-    std::fs::write(&conf, format!("{head}max_connections: 10\n")).unwrap();
-    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
-    wait_file(&log, "Server is ready", 0);
+    let Started {
+        dir,
+        conf,
+        log,
+        port,
+        head,
+        mut p,
+    } = start_on_conf(bin, "mconn", "max_connections: 10\n");
     let mut clients: Vec<TcpStream> = (0..4)
         .map(|_| {
             let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();

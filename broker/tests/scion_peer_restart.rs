@@ -54,11 +54,22 @@ fn remote_ids(h: &broker::server::ServerHandle) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn route_to_a_killed_and_restarted_peer_is_redialled_at_once() {
+/// Broker process `a` in AS A (SCION cluster listen), in-process broker `b` in AS B with a
+/// route to it, the route up. The emulator and folder live as long as the returned values.
+struct Pair {
+    _emu: scion_transport::emu::EmuHandle,
+    _dir: TempDir,
+    conf: std::path::PathBuf,
+    log: std::path::PathBuf,
+    a: Proc,
+    a_addr: ScionAddr,
+    b: broker::server::ServerHandle,
+}
+
+async fn a_and_b_routed(tag: &str) -> Pair {
     capture_logs("info");
     let emu = emulator().await;
-    let dir = temp_dir("peer-restart");
+    let dir = temp_dir(tag);
     let sport = free_dispatched_port();
     let (conf, log) = write_conf(
         &emu,
@@ -68,7 +79,7 @@ async fn route_to_a_killed_and_restarted_peer_is_redialled_at_once() {
             "server_name: a\ncluster {{\n  name: c1\n  listen: \"nats://{AS_A},127.0.0.1:{sport}\"\n}}"
         ),
     );
-    let mut a = start(&conf, &log).await;
+    let a = start(&conf, &log).await;
     let a_addr = ScionAddr {
         ia: ia(AS_A),
         ip: localhost(),
@@ -85,6 +96,28 @@ async fn route_to_a_killed_and_restarted_peer_is_redialled_at_once() {
     .await
     .expect("b starts");
     wait_routes(&b, 1).await;
+    Pair {
+        _emu: emu,
+        _dir: dir,
+        conf,
+        log,
+        a,
+        a_addr,
+        b,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_to_a_killed_and_restarted_peer_is_redialled_at_once() {
+    let Pair {
+        _emu,
+        _dir,
+        conf,
+        log,
+        mut a,
+        b,
+        ..
+    } = a_and_b_routed("peer-restart").await;
     let old = remote_ids(&b);
     assert_eq!(old.len(), 1, "{old:?}");
 
@@ -138,35 +171,14 @@ async fn acceptor_drops_the_route_of_a_killed_and_restarted_dialler_at_once() {
 /// probe loss (it used to log two or three such failovers before the outage warning).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_peer_is_one_outage_not_a_string_of_failovers() {
-    capture_logs("info");
-    let emu = emulator().await;
-    let dir = temp_dir("peer-dead");
-    let sport = free_dispatched_port();
-    let (conf, log) = write_conf(
-        &emu,
-        &dir,
-        AS_A,
-        &format!(
-            "server_name: a\ncluster {{\n  name: c1\n  listen: \"nats://{AS_A},127.0.0.1:{sport}\"\n}}"
-        ),
-    );
-    let mut a = start(&conf, &log).await;
-    let a_addr = ScionAddr {
-        ia: ia(AS_A),
-        ip: localhost(),
-        port: sport,
-    };
-    let b = broker::server::start(scion_node(
-        "b",
-        &emu,
-        &dir,
-        AS_B,
-        0,
-        vec![scion_route(a_addr)],
-    ))
-    .await
-    .expect("b starts");
-    wait_routes(&b, 1).await;
+    let Pair {
+        _emu,
+        _dir,
+        mut a,
+        a_addr,
+        b,
+        ..
+    } = a_and_b_routed("peer-dead").await;
     // Let both paths answer a few probes, so each has a record to lose.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let before = logs().len();

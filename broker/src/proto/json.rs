@@ -89,15 +89,20 @@ pub struct RouteConnect<'a> {
 impl RouteConnect<'_> {
     /// `CONNECT {json}\r\n` (route.go ConProto).
     pub fn to_line(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(b"CONNECT ");
-        // A struct of strings and bools always serialises.
-        if serde_json::to_writer(&mut out, self).is_err() {
-            out.extend_from_slice(b"{}");
-        }
-        out.extend_from_slice(b"\r\n");
-        out
+        proto_line(b"CONNECT ", self, b"\r\n")
     }
+}
+
+/// `op`, the JSON of `doc`, then `end`: one protocol line.
+fn proto_line(op: &[u8], doc: &impl Serialize, end: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(op);
+    // Serialising a struct of strings, bools and integers cannot fail.
+    if serde_json::to_writer(&mut out, doc).is_err() {
+        out.extend_from_slice(b"{}");
+    }
+    out.extend_from_slice(end);
+    out
 }
 
 fn is_false(b: &bool) -> bool {
@@ -182,14 +187,7 @@ impl ServerInfo {
     /// `INFO {json} \r\n` — nats-server joins the parts with spaces, so a
     /// space precedes the CRLF (`generateClientInfoJSON`).
     pub fn to_line(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
-        out.extend_from_slice(b"INFO ");
-        // Serialising a struct of strings, bools and integers cannot fail.
-        if serde_json::to_writer(&mut out, self).is_err() {
-            out.extend_from_slice(b"{}");
-        }
-        out.extend_from_slice(b" \r\n");
-        out
+        proto_line(b"INFO ", self, b" \r\n")
     }
 }
 
