@@ -717,6 +717,10 @@ pub const CLIENT_LINK_KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// links keep 30 s: a route is not given up so quickly.
 pub const CLIENT_LINK_IDLE: Duration = Duration::from_secs(5);
 
+/// How long the proxy waits, after its broker ended a link's stream, for the close that
+/// says why.
+const SHUTDOWN_CLOSE_WAIT: Duration = Duration::from_millis(50);
+
 /// How long an upstream that failed to link is tried after the others.
 const FAILED_RECENTLY: Duration = Duration::from_secs(30);
 
@@ -849,9 +853,25 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, ep: Arc<ScionEndpoint>, ups: Ar
             Err(_) => r,
         },
     };
+    // The broker ended the stream: its CONNECTION_CLOSE, sent right after, says whether it
+    // is shutting down (briefly awaited; both left together).
+    if conn.close_reason().is_none() && matches!(r, Ok(())) {
+        let _ = tokio::time::timeout(SHUTDOWN_CLOSE_WAIT, conn.closed()).await;
+    }
     // A link that timed out or was reset means the broker is gone (or every path to it):
-    // say so, and try the others first for the next clients.
+    // say so, and try the others first for the next clients; so does a broker that closed
+    // it because it is shutting down (its listener is gone: a new link would wait out the
+    // handshake bound, longer than a NATS client's connect timeout).
     match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(c))
+            if c.error_code == crate::server::scion::CLIENT_LINK_SHUTDOWN.into() =>
+        {
+            info!(
+                "proxy: {} -> {}: broker shutting down; other upstreams are tried first",
+                peer, up
+            );
+            ups.note_result(up, false);
+        }
         Some(
             e @ (quinn::ConnectionError::TimedOut
             | quinn::ConnectionError::Reset

@@ -187,3 +187,99 @@ async fn proxy_goes_to_the_next_configured_upstream() {
     drop(proxy);
     srv.shutdown().await;
 }
+
+/// A broker behind the proxy shut down on purpose (SIGINT, SIGTERM, the end of lame duck
+/// mode): its client links close with the shutdown code, and the proxy's next client
+/// reaches the other upstream at once, within a NATS client's connect timeout (nats.go's
+/// is 2 s), instead of waiting out a QUIC handshake with the broker that left (3 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_graceful_broker_stop_the_proxy_goes_to_the_other_upstream_first() {
+    capture_logs("info");
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-graceful");
+    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
+    let start = || async {
+        broker::server::start(broker::options::Options {
+            host: "127.0.0.1".into(),
+            port: -1,
+            scion_listen: Some(broker::options::ListenAddr::Scion {
+                isd_as: AS_A.into(),
+                ip: localhost(),
+                port: 0,
+            }),
+            scion: Some(broker::options::ScionOpts {
+                daemon: Some(daemon_a.clone()),
+                topology: Some(topo_a.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("broker")
+    };
+    let listener = |s: &broker::server::ServerHandle| {
+        s.state
+            .scion
+            .lock()
+            .unwrap()
+            .client_endpoint
+            .as_ref()
+            .expect("SCION client listener")
+            .local_addr()
+    };
+    let (first, second) = (start().await, start().await);
+    let (daemon_b, topo_b) = as_files(&emu, &dir, AS_B);
+    let args = broker::proxy::parse_args(&[
+        "--listen".to_string(),
+        "127.0.0.1:0".to_string(),
+        "--upstream".to_string(),
+        format!("nats://{}", listener(&first)),
+        "--upstream".to_string(),
+        format!("nats://{}", listener(&second)),
+        "--local".to_string(),
+        format!("{AS_B},127.0.0.1"),
+        "--daemon".to_string(),
+        daemon_b,
+        "--topology".to_string(),
+        topo_b.display().to_string(),
+    ])
+    .expect("args");
+    let (cfg, tls) = args.into_config().await.expect("config");
+    let proxy = broker::proxy::start_with_tls(cfg, &tls)
+        .await
+        .expect("proxy");
+    let addr = proxy.listen;
+    // The INFO a new client of the proxy gets, and how long it took.
+    let info = move || {
+        tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            let mut s = std::net::TcpStream::connect(addr).expect("connect proxy");
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.ends_with(b"\r\n") {
+                let n = s.read(&mut buf).expect("read");
+                assert!(n > 0, "closed before INFO");
+                got.extend_from_slice(&buf[..n]);
+            }
+            (String::from_utf8_lossy(&got).into_owned(), t.elapsed(), s)
+        })
+    };
+    let (line, _, conn) = info().await.unwrap();
+    assert!(line.contains(&first.state.id), "{line}");
+    first.shutdown().await;
+    drop(conn);
+    let (line, took, _conn) = info().await.unwrap();
+    assert!(
+        line.contains(&second.state.id),
+        "after the first broker stopped: {line}"
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "the proxy took {took:?} to reach the second broker\n{}",
+        logs()
+    );
+    assert!(logs().contains("broker shutting down"), "{}", logs());
+    drop(proxy);
+    second.shutdown().await;
+}
