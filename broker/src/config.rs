@@ -735,6 +735,30 @@ impl Mapper {
                  listener; remove \"advertise\"",
             );
         }
+        // Each SCION listener is its own QUIC endpoint on its own UDP port: the same address
+        // twice would pass here and fail at start, after the TCP listener is already up.
+        if let (
+            Some(ListenAddr::Scion { ip, port, .. }),
+            Some(ListenAddr::Scion {
+                ip: cip,
+                port: cport,
+                ..
+            }),
+        ) = (&o.scion_listen, &o.cluster.listen)
+        {
+            let overlap = ip == cip || ip.is_unspecified() || cip.is_unspecified();
+            if *port != 0 && port == cport && overlap {
+                let pos = at(self, "cluster.listen");
+                self.error_at(
+                    &pos,
+                    "cluster.listen",
+                    format!(
+                        "cluster.listen: SCION port {port} is also the client listen's \
+                         (`listen`); each SCION listener needs its own UDP port"
+                    ),
+                );
+            }
+        }
         // The ISD-AS written in a SCION listen address must be the local AS: checked against
         // scion.topology here (and against the daemon at start), so -t catches it as well.
         if let Some(topo) = o

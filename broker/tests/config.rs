@@ -258,6 +258,51 @@ fn listen_isd_as_is_checked_against_the_topology() {
     );
 }
 
+/// The client listener and the cluster listener on one SCION address: an error at
+/// `cluster.listen` under `-t` (the second bind used to fail at start, after "Server is
+/// ready"); different ports, or port 0 (each picks a free one), are fine.
+#[test]
+fn client_and_cluster_scion_listeners_need_their_own_ports() {
+    let d = tmpdir();
+    let topo = write(&d, "topology.json", TOPOLOGY_JSON);
+    let conf = |client: &str, cluster: &str| {
+        format!(
+            "listen: \"{client}\"\nscion {{\n  topology: \"{}\"\n}}\ncluster {{\n  listen: \"{cluster}\"\n}}\n",
+            topo.display()
+        )
+    };
+    let p = write(
+        &d,
+        "same.conf",
+        &conf(
+            "nats://18-ffaa:1:10bf,127.0.0.1:31248",
+            "nats://18-ffaa:1:10bf,127.0.0.1:31248",
+        ),
+    );
+    let errs = invalid(config::load_file(&p).unwrap_err());
+    assert_eq!(
+        errs,
+        vec![format!(
+            "{}:6:3: cluster.listen: SCION port 31248 is also the client listen's (`listen`); each SCION listener needs its own UDP port",
+            p.display()
+        )]
+    );
+    for (name, client, cluster) in [
+        ("two.conf", "127.0.0.1:31248", "127.0.0.1:31249"),
+        ("zero.conf", "127.0.0.1:0", "127.0.0.1:0"),
+    ] {
+        let p = write(
+            &d,
+            name,
+            &conf(
+                &format!("nats://18-ffaa:1:10bf,{client}"),
+                &format!("nats://18-ffaa:1:10bf,{cluster}"),
+            ),
+        );
+        config::load_file(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
 /// A fixed SCION port outside topology.json's dispatched range is a notice at its key under
 /// `-t` too (it was a warning only at start); `-t` still passes, as the port works behind a
 /// shim dispatcher.
