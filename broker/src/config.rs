@@ -746,7 +746,10 @@ impl Mapper {
             }),
         ) = (&o.scion_listen, &o.cluster.listen)
         {
-            let overlap = ip == cip || ip.is_unspecified() || cip.is_unspecified();
+            // (v4-mapped IPv6 is its IPv4; an unspecified address covers its own family.)
+            let (a, b) = (ip.to_canonical(), cip.to_canonical());
+            let overlap = a == b
+                || (a.is_ipv4() == b.is_ipv4() && (a.is_unspecified() || b.is_unspecified()));
             if *port != 0 && port == cport && overlap {
                 let pos = at(self, "cluster.listen");
                 self.error_at(

@@ -261,7 +261,6 @@ impl Default for Options {
     }
 }
 
-/// Convenience for tests and embedding: a listen address for the client port.
 /// nats-server's TLS handshake timeout default (TLS_TIMEOUT), in seconds.
 pub const TLS_TIMEOUT_SECS: f64 = 2.0;
 
@@ -274,6 +273,7 @@ impl ClusterOpts {
             (Some(d), _) => d,
             (None, Some(t)) => {
                 t.timeout
+                    .filter(|d| !d.is_zero())
                     .unwrap_or(Duration::from_secs_f64(TLS_TIMEOUT_SECS))
                     + Duration::from_secs(1)
             }
@@ -293,6 +293,7 @@ impl Options {
             .unwrap_or(DEFAULT_AUTH_TIMEOUT)
     }
 
+    /// Convenience for tests and embedding: a listen address for the client port.
     pub fn client_listen(&self) -> Option<SocketAddr> {
         let port = if self.port < 0 { 0 } else { self.port as u16 };
         format!("{}:{}", self.host, port).parse().ok()

@@ -669,6 +669,12 @@ pub async fn start_with_tls(cfg: ProxyConfig, tls: &ProxyTls) -> Result<Proxy, P
 }
 
 impl Proxy {
+    /// Upstreams the next clients try after the others: they failed in the last 30 s, or
+    /// closed their links because they were shutting down.
+    pub fn tried_last(&self) -> Vec<ScionAddr> {
+        self.upstreams.tried_last()
+    }
+
     /// Opens a link to the first configured upstream that answers now, so that
     /// certificate or reachability problems show up as an error here (the last
     /// upstream's, if none answers); the next TCP client gets this link instead of
@@ -738,6 +744,15 @@ impl Upstreams {
         // Stable: the order among the live ones, and among the failed ones, is kept.
         v.sort_by_key(recent);
         v
+    }
+
+    /// Upstreams tried last for now (failed within [`FAILED_RECENTLY`]).
+    fn tried_last(&self) -> Vec<ScionAddr> {
+        lock(&self.failed)
+            .iter()
+            .filter(|(_, t)| t.elapsed() < FAILED_RECENTLY)
+            .map(|(a, _)| *a)
+            .collect()
     }
 
     fn note_result(&self, up: ScionAddr, ok: bool) {
@@ -840,22 +855,22 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, ep: Arc<ScionEndpoint>, ups: Ar
     };
     let down_dir = relay_server_to_client(recv, tcp_wr, &ups);
     tokio::pin!(up_dir, down_dir);
-    let r = tokio::select! {
+    let (r, broker_ended) = tokio::select! {
         // The broker ended the stream: nothing more to carry either way (as when a NATS
         // server closes a TCP connection).
-        r = &mut down_dir => r,
+        r = &mut down_dir => (r, true),
         // The client is done sending. Its last bytes are in flight, and closing the QUIC
         // connection now would let the broker drop them (quinn: close discards unsent and
         // unacknowledged data), so keep relaying until the broker, having read our end of
         // stream, closes its side (it answers a client's EOF by closing), or a bound passes.
         r = &mut up_dir => match tokio::time::timeout(CLOSE_GRACE, &mut down_dir).await {
-            Ok(d) => r.and(d),
-            Err(_) => r,
+            Ok(d) => (r.and(d), false),
+            Err(_) => (r, false),
         },
     };
     // The broker ended the stream: its CONNECTION_CLOSE, sent right after, says whether it
     // is shutting down (briefly awaited; both left together).
-    if conn.close_reason().is_none() && matches!(r, Ok(())) {
+    if broker_ended && conn.close_reason().is_none() && matches!(r, Ok(())) {
         let _ = tokio::time::timeout(SHUTDOWN_CLOSE_WAIT, conn.closed()).await;
     }
     // A link that timed out or was reset means the broker is gone (or every path to it):

@@ -181,6 +181,18 @@ async fn a_dead_peer_is_one_outage_not_a_string_of_failovers() {
     } = a_and_b_routed("peer-dead").await;
     // Let both paths answer a few probes, so each has a record to lose.
     tokio::time::sleep(Duration::from_millis(800)).await;
+    // Kill only while every path answers: a probe lost just before the kill (a stall on a
+    // loaded machine) followed by a backup's answer would make one failover right.
+    let ep = route_scion_endpoint(&b);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ep
+        .path_stats(a_addr)
+        .iter()
+        .all(|c| c.state == scion_transport::path::PathState::Alive)
+    {
+        assert!(Instant::now() < deadline, "paths never all alive");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let before = logs().len();
     a.0.kill().expect("kill");
     let _ = a.0.wait();

@@ -267,8 +267,20 @@ async fn after_a_graceful_broker_stop_the_proxy_goes_to_the_other_upstream_first
     };
     let (line, _, conn) = info().await.unwrap();
     assert!(line.contains(&first.state.id), "{line}");
+    let first_addr = listener(&first);
     first.shutdown().await;
     drop(conn);
+    // The proxy learns it from the link's close (the shutdown code); a client arriving
+    // before that would still try the first broker (bounded wait).
+    let deadline = Instant::now() + WAIT;
+    while !proxy.tried_last().contains(&first_addr) {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy never noted the shutdown\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let (line, took, _conn) = info().await.unwrap();
     assert!(
         line.contains(&second.state.id),

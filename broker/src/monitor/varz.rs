@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::gofmt::{my_uptime, GoFloat, GoTime};
 use crate::options::{ListenAddr, Options, RouteTarget};
 
-/// nats-server `TLS_TIMEOUT` (2 s), reported as the default even without TLS.
+// nats-server `TLS_TIMEOUT` (2 s), reported as the default even without TLS.
 use crate::options::TLS_TIMEOUT_SECS;
 
 /// The /varz document.

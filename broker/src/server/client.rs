@@ -302,7 +302,14 @@ pub async fn run_labeled<S: SplitIo>(
     // nats-server createClient).
     let registered = {
         let mut clients = lock(&srv.clients);
-        if opts.max_connections > 0 && clients.len() as i64 >= opts.max_connections {
+        // Clients only (routes share the map; nats-server's s.clients has no routes), and
+        // the limit as it is now: a reload may have lowered it since this connection began.
+        let max = srv.opts().max_connections;
+        let open = clients
+            .values()
+            .filter(|c| c.kind == ConnKind::Client)
+            .count();
+        if max > 0 && open as i64 >= max {
             false
         } else {
             clients.insert(cid, shared.clone());

@@ -391,6 +391,15 @@ impl ServerHandle {
         while state.num_clients() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The SCION client links' closes (code 1: a proxy then tries other brokers first)
+        // must leave before the process does: close what is left of the endpoint with that
+        // code and give its packets a moment (bounded) to go out.
+        let client_ep = lock(&state.scion).client_endpoint.clone();
+        if let Some(ep) = client_ep {
+            ep.quinn()
+                .close(scion::CLIENT_LINK_SHUTDOWN.into(), b"server shutdown");
+            let _ = tokio::time::timeout(Duration::from_millis(200), ep.quinn().wait_idle()).await;
+        }
         info!("Server Exiting..");
     }
 }

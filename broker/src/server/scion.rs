@@ -742,7 +742,9 @@ async fn accept_clients(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
             // replies to the client's last requests) may not be acknowledged yet, and quinn
             // drops them on close: let the client close first once it has read them, as a
             // TCP client reads to EOF (bounded; not when shutting down).
-            if srv.shutting_down.load(Ordering::Acquire) || srv.lame_duck.load(Ordering::Acquire) {
+            // (Lame duck mode closes its clients one by one, with this grace; the links
+            // left at shutdown are closed at once, and with a code of their own.)
+            if srv.shutting_down.load(Ordering::Acquire) {
                 // Told apart from any other close, so that a proxy tries the cluster's
                 // other brokers first instead of handshaking with one that is leaving.
                 conn.close(CLIENT_LINK_SHUTDOWN.into(), b"server shutdown");
@@ -754,8 +756,8 @@ async fn accept_clients(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
     }
 }
 
-/// QUIC application close code of a client link its broker closes because it is shutting
-/// down or in lame duck mode (0 is every other close).
+/// QUIC application close code of the client links a broker closes because it is shutting
+/// down (0 is every other close).
 pub const CLIENT_LINK_SHUTDOWN: u32 = 1;
 
 /// How long a finished SCION client link waits for the client to close it.

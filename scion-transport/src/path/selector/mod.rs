@@ -16,6 +16,11 @@
 //! - A probe is lost when unanswered after SRTT + 4 RTTVAR (at least 80 ms); three losses in a
 //!   row mark a path Down. A silent blackhole on the active path is thus detected within about
 //!   150 ms (three probe intervals) + one timeout, under 300 ms for paths with RTT below ~100 ms.
+//! - A Down active path (probe loss) is left only for a path that answered a probe sent after
+//!   the active one's first lost probe, and missed none since; meanwhile the backups are
+//!   probed every 50 ms. A peer that died silences every path at once: no such path exists,
+//!   and the result is one "all paths down" instead of a hop from path to path. A blackhole
+//!   failover thus also waits for a backup's round trip.
 //! - SCMP interface down (quoting our own packet; the I/O side checks that) marks every path
 //!   through that interface Down at once; the next `poll` switches.
 //! - A Down path comes back after two answered probes sent after it went down.
@@ -518,7 +523,11 @@ impl Selector {
             let c = &self.cands[i];
             i != ai
                 && self.state_of(c, now) < PathState::Down
-                && since.is_none_or(|t| c.answered_sent_at.is_some_and(|a| a >= t))
+                // Answered since, and not missed a probe after that answer (a path with a
+                // shorter one-way delay can answer just before the peer dies).
+                && since.is_none_or(|t| {
+                    c.answered_sent_at.is_some_and(|a| a >= t) && c.stats.consecutive_misses == 0
+                })
         })
     }
 
