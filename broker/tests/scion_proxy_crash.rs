@@ -108,14 +108,12 @@ async fn proxied_client_sees_a_killed_broker_go_within_the_link_idle_bound() {
     drop(proxy);
 }
 
-/// `--upstream` given twice, the first broker absent: the proxy's clients get the
-/// second one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_goes_to_the_next_configured_upstream() {
-    let emu = emulator().await;
-    let dir = temp_dir("proxy-two-upstreams");
-    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
-    let srv = broker::server::start(broker::options::Options {
+/// A broker in AS A with a SCION client listener (a free port) and a TCP one.
+async fn client_listener_broker(
+    daemon: &str,
+    topo: &std::path::Path,
+) -> broker::server::ServerHandle {
+    broker::server::start(broker::options::Options {
         host: "127.0.0.1".into(),
         port: -1,
         scion_listen: Some(broker::options::ListenAddr::Scion {
@@ -124,48 +122,69 @@ async fn proxy_goes_to_the_next_configured_upstream() {
             port: 0,
         }),
         scion: Some(broker::options::ScionOpts {
-            daemon: Some(daemon_a),
-            topology: Some(topo_a),
+            daemon: Some(daemon.to_string()),
+            topology: Some(topo.to_path_buf()),
             ..Default::default()
         }),
         ..Default::default()
     })
     .await
-    .expect("broker");
-    let live = srv
-        .state
+    .expect("broker")
+}
+
+/// The SCION client listener of `s`.
+fn client_listener(s: &broker::server::ServerHandle) -> ScionAddr {
+    s.state
         .scion
         .lock()
         .unwrap()
         .client_endpoint
         .as_ref()
         .expect("SCION client listener")
-        .local_addr();
-    // Nothing listens there (the port was free a moment ago).
-    let absent = ScionAddr {
-        port: free_dispatched_port(),
-        ..live
-    };
-    let (daemon_b, topo_b) = as_files(&emu, &dir, AS_B);
-    let args = broker::proxy::parse_args(&[
-        "--listen".to_string(),
-        "127.0.0.1:0".to_string(),
-        "--upstream".to_string(),
-        format!("nats://{absent}"),
-        "--upstream".to_string(),
-        format!("nats://{live}"),
+        .local_addr()
+}
+
+/// `broker proxy` in AS B, from its command line, to `upstreams` in that order.
+async fn proxy_to(
+    emu: &scion_transport::emu::EmuHandle,
+    dir: &TempDir,
+    upstreams: &[ScionAddr],
+) -> broker::proxy::Proxy {
+    let (daemon_b, topo_b) = as_files(emu, dir, AS_B);
+    let mut argv = vec!["--listen".to_string(), "127.0.0.1:0".to_string()];
+    for u in upstreams {
+        argv.extend(["--upstream".to_string(), format!("nats://{u}")]);
+    }
+    argv.extend([
         "--local".to_string(),
         format!("{AS_B},127.0.0.1"),
         "--daemon".to_string(),
         daemon_b,
         "--topology".to_string(),
         topo_b.display().to_string(),
-    ])
-    .expect("args");
+    ]);
+    let args = broker::proxy::parse_args(&argv).expect("args");
     let (cfg, tls) = args.into_config().await.expect("config");
-    let proxy = broker::proxy::start_with_tls(cfg, &tls)
+    broker::proxy::start_with_tls(cfg, &tls)
         .await
-        .expect("proxy");
+        .expect("proxy")
+}
+
+/// `--upstream` given twice, the first broker absent: the proxy's clients get the
+/// second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_goes_to_the_next_configured_upstream() {
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-two-upstreams");
+    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
+    let srv = client_listener_broker(&daemon_a, &topo_a).await;
+    let live = client_listener(&srv);
+    // Nothing listens there (the port was free a moment ago).
+    let absent = ScionAddr {
+        port: free_dispatched_port(),
+        ..live
+    };
+    let proxy = proxy_to(&emu, &dir, &[absent, live]).await;
     let nc = tokio::time::timeout(
         WAIT,
         async_nats::ConnectOptions::new()
@@ -198,56 +217,14 @@ async fn after_a_graceful_broker_stop_the_proxy_goes_to_the_other_upstream_first
     let emu = emulator().await;
     let dir = temp_dir("proxy-graceful");
     let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
-    let start = || async {
-        broker::server::start(broker::options::Options {
-            host: "127.0.0.1".into(),
-            port: -1,
-            scion_listen: Some(broker::options::ListenAddr::Scion {
-                isd_as: AS_A.into(),
-                ip: localhost(),
-                port: 0,
-            }),
-            scion: Some(broker::options::ScionOpts {
-                daemon: Some(daemon_a.clone()),
-                topology: Some(topo_a.clone()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("broker")
-    };
-    let listener = |s: &broker::server::ServerHandle| {
-        s.state
-            .scion
-            .lock()
-            .unwrap()
-            .client_endpoint
-            .as_ref()
-            .expect("SCION client listener")
-            .local_addr()
-    };
-    let (first, second) = (start().await, start().await);
-    let (daemon_b, topo_b) = as_files(&emu, &dir, AS_B);
-    let args = broker::proxy::parse_args(&[
-        "--listen".to_string(),
-        "127.0.0.1:0".to_string(),
-        "--upstream".to_string(),
-        format!("nats://{}", listener(&first)),
-        "--upstream".to_string(),
-        format!("nats://{}", listener(&second)),
-        "--local".to_string(),
-        format!("{AS_B},127.0.0.1"),
-        "--daemon".to_string(),
-        daemon_b,
-        "--topology".to_string(),
-        topo_b.display().to_string(),
-    ])
-    .expect("args");
-    let (cfg, tls) = args.into_config().await.expect("config");
-    let proxy = broker::proxy::start_with_tls(cfg, &tls)
-        .await
-        .expect("proxy");
+    let first = client_listener_broker(&daemon_a, &topo_a).await;
+    let second = client_listener_broker(&daemon_a, &topo_a).await;
+    let proxy = proxy_to(
+        &emu,
+        &dir,
+        &[client_listener(&first), client_listener(&second)],
+    )
+    .await;
     let addr = proxy.listen;
     // The INFO a new client of the proxy gets, and how long it took.
     let info = move || {
@@ -267,7 +244,7 @@ async fn after_a_graceful_broker_stop_the_proxy_goes_to_the_other_upstream_first
     };
     let (line, _, conn) = info().await.unwrap();
     assert!(line.contains(&first.state.id), "{line}");
-    let first_addr = listener(&first);
+    let first_addr = client_listener(&first);
     first.shutdown().await;
     drop(conn);
     // The proxy learns it from the link's close (the shutdown code); a client arriving
