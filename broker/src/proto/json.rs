@@ -93,16 +93,44 @@ impl RouteConnect<'_> {
     }
 }
 
-/// `op`, the JSON of `doc`, then `end`: one protocol line.
+/// `op`, the JSON of `doc`, then `end`: one protocol line. The JSON is escaped as Go's
+/// `json.Marshal` escapes it (`<`, `>`, `&`, U+2028, U+2029 as `\u003c` …), so a server
+/// name or route password with those characters gives nats-server's bytes.
 fn proto_line(op: &[u8], doc: &impl Serialize, end: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(op);
     // Serialising a struct of strings, bools and integers cannot fail.
-    if serde_json::to_writer(&mut out, doc).is_err() {
-        out.extend_from_slice(b"{}");
-    }
+    let json = serde_json::to_vec(doc).unwrap_or_else(|_| b"{}".to_vec());
+    let mut out = Vec::with_capacity(op.len() + json.len() + end.len() + 16);
+    out.extend_from_slice(op);
+    go_html_escape(&json, &mut out);
     out.extend_from_slice(end);
     out
+}
+
+/// Go's encoding/json HTML-safe escaping of an already valid JSON text. These characters
+/// can only occur inside strings, so escaping them wherever they are is exact.
+fn go_html_escape(json: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'<' => out.extend_from_slice(b"\\u003c"),
+            b'>' => out.extend_from_slice(b"\\u003e"),
+            b'&' => out.extend_from_slice(b"\\u0026"),
+            // U+2028 and U+2029 in UTF-8.
+            0xE2 if json.get(i + 1) == Some(&0x80)
+                && matches!(json.get(i + 2), Some(0xA8 | 0xA9)) =>
+            {
+                out.extend_from_slice(if json[i + 2] == 0xA8 {
+                    b"\\u2028"
+                } else {
+                    b"\\u2029"
+                });
+                i += 3;
+                continue;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -738,6 +766,38 @@ fn for_each_field(
 
 #[cfg(test)]
 mod tests {
+
+    /// Go's json.Marshal (nats-server 2.9.10 INFO with server_name "a<b&c>d" reads
+    /// `"server_name":"a\u003cb\u0026c\u003ed"`).
+    #[test]
+    fn protocol_json_is_html_escaped_like_go() {
+        let c = RouteConnect {
+            echo: true,
+            verbose: false,
+            pedantic: false,
+            user: "u",
+            pass: "p<&>\u{2028}\u{2029}é",
+            tls_required: false,
+            headers: true,
+            name: "N",
+            cluster: "a<b&c>d",
+            cluster_dynamic: false,
+            lnoc: true,
+        };
+        let line = String::from_utf8(c.to_line()).expect("utf-8");
+        assert!(
+            line.contains(r#""pass":"p\u003c\u0026\u003e\u2028\u2029é""#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#""cluster":"a\u003cb\u0026c\u003ed""#),
+            "{line}"
+        );
+        let back: serde_json::Value =
+            serde_json::from_str(line.trim_start_matches("CONNECT ").trim_end()).expect("JSON");
+        assert_eq!(back["pass"], "p<&>\u{2028}\u{2029}é");
+    }
+
     use super::*;
 
     #[test]
