@@ -219,9 +219,10 @@ async fn api_errors_are_typed() {
         "{e:?}"
     );
 
-    // Nobody listening at that SCION address: a link error in bounded time.
+    // Nobody listening at that SCION address: a link error in bounded time. (A port found
+    // free, not the listener's + 1: another test's broker can hold that one.)
     let nowhere = ScionAddr {
-        port: s.upstream.port.wrapping_add(1),
+        port: free_dispatched_port(),
         ..s.upstream
     };
     let e = timeout(WAIT, connect(&nowhere.to_string(), opts_b(&s)))
