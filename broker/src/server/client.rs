@@ -266,12 +266,18 @@ pub fn enforce_max_connections(srv: &ServerState, max: i64) -> usize {
     clients.sort_unstable_by_key(|c| std::cmp::Reverse(c.cid));
     let excess = clients.len() - max;
     for c in clients.iter().take(excess) {
-        super::trace::trace_out_proto(&c.log_prefix(), encode::ERR_MAX_CONNECTIONS);
-        error!("{} - maximum connections exceeded", c.log_prefix());
-        let _ = c.out.append(encode::ERR_MAX_CONNECTIONS);
-        c.out.close(ClosedState::MaxConnectionsExceeded);
+        max_conn_exceeded(c);
     }
     excess
+}
+
+/// client.go maxConnExceeded: sendErrAndErr (traced, then the ERR line), and the close
+/// (logged like any other by the connection's task).
+fn max_conn_exceeded(c: &ClientShared) {
+    super::trace::trace_out_proto(&c.log_prefix(), encode::ERR_MAX_CONNECTIONS);
+    error!("{} - maximum connections exceeded", c.log_prefix());
+    let _ = c.out.append(encode::ERR_MAX_CONNECTIONS);
+    c.out.close(ClosedState::MaxConnectionsExceeded);
 }
 
 /// Serves one client connection over any byte stream that splits into
@@ -321,16 +327,7 @@ pub async fn run_labeled<S: SplitIo>(
     }
     srv.stats.total_connections.fetch_add(1, Ordering::Relaxed);
     if !registered {
-        // client.go maxConnExceeded: sendErrAndErr (traced, then the ERR line), and
-        // the close is logged like any other.
-        super::trace::trace_out_proto(&shared.log_prefix(), encode::ERR_MAX_CONNECTIONS);
-        error!(
-            "{} - {}",
-            shared.log_prefix(),
-            "maximum connections exceeded"
-        );
-        let _ = shared.out.append(encode::ERR_MAX_CONNECTIONS);
-        shared.out.close(ClosedState::MaxConnectionsExceeded);
+        max_conn_exceeded(&shared);
         let _ = writer.await;
         log_close(
             &shared,
