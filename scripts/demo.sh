@@ -47,7 +47,13 @@ else
   DURATION=40; CUT_AT=10; RESTORE_AT=25
 fi
 READY_TIMEOUT=60
-[ -n "$OUT" ] || OUT="demo-out/$(date -u +%Y%m%d-%H%M%S)$([ "$SHORT" = 1 ] && echo -short)"
+if [ -z "$OUT" ]; then
+  # (No `cond && echo` inside the assignment: its status would be the assignment's, and
+  # `set -e` ended the default run here, silently.)
+  SUFFIX=""
+  if [ "$SHORT" = 1 ]; then SUFFIX=-short; fi
+  OUT="demo-out/$(date -u +%Y%m%d-%H%M%S)$SUFFIX"
+fi
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
