@@ -479,3 +479,83 @@ async fn connz_and_pathz_show_a_client_over_scion() {
     drop(direct);
     srv.shutdown().await;
 }
+
+/// A SCION client link whose peer falls silent (every path of the client's AS blackholed:
+/// no SCMP, nothing arrives) closes when QUIC's idle bound passes, and /connz names it as
+/// nats-server names a client whose PINGs went unanswered: "Stale Connection" (it was
+/// "Read Error").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_scion_client_link_closes_as_stale_connection() {
+    let emu = emulator().await;
+    let dir = temp_dir("monscion-stale");
+    let mut o = node(&emu, &dir, AS_A, vec![]);
+    o.cluster = ClusterOpts::default();
+    o.scion_listen = Some(ListenAddr::Scion {
+        isd_as: AS_A.into(),
+        ip: localhost(),
+        port: 0,
+    });
+    let srv = start(o).await.expect("start");
+    let upstream = srv
+        .state
+        .scion
+        .lock()
+        .map(|g| g.client_endpoint.as_ref().map(|e| e.local_addr()))
+        .ok()
+        .flatten()
+        .expect("SCION client endpoint");
+    let b_scion = node(&emu, &dir, AS_B, vec![]).scion.expect("scion opts");
+    let proxy = broker::proxy::start(broker::proxy::ProxyConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        upstream,
+        more_upstreams: Vec::new(),
+        local: ScionAddr {
+            ia: ia(AS_B),
+            ip: localhost(),
+            port: 0,
+        },
+        daemon: b_scion.daemon.clone(),
+        topology: b_scion.topology.clone(),
+        path_preference: None,
+    })
+    .await
+    .expect("proxy");
+    // A plain client through the proxy, answered.
+    let mut tcp = timeout(WAIT, tokio::net::TcpStream::connect(proxy.listen))
+        .await
+        .expect("in time")
+        .expect("connect proxy");
+    tcp.write_all(b"CONNECT {\"verbose\":false,\"name\":\"silent\"}\r\nPING\r\n")
+        .await
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("PONG") {
+        let n = timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .expect("PONG in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before PONG: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    let m = srv.http_addr.expect("monitoring");
+    wait_json(m, "/connz", |v| v["num_connections"] == 1).await;
+
+    for link in ["1-ff00:0:111#1", "1-ff00:0:111#2"] {
+        scion_transport::emu::send_control(emu.control_addr(), &format!("link {link} blackhole"))
+            .await
+            .expect("blackhole");
+    }
+    // The client link's idle bound is 5 s (wait_json allows 15).
+    let v = wait_json(m, "/connz?state=closed", |v| v["num_connections"] == 1).await;
+    let c = &v["connections"][0];
+    assert_eq!(c["name"], "silent", "{v}");
+    assert_eq!(c["reason"], "Stale Connection", "{v}");
+    drop(tcp);
+    drop(proxy);
+    srv.shutdown().await;
+}

@@ -63,3 +63,64 @@ impl std::fmt::Display for ClosedState {
         f.write_str(self.as_str())
     }
 }
+
+/// Why a read of a connection failed. A TCP read error is "Read Error" (client.go readLoop).
+/// For a QUIC link (routes and client links over SCION):
+/// - a peer that closed the connection on purpose (a graceful shutdown sends
+///   CONNECTION_CLOSE, or a transport close without an error) is "Client Closed", as
+///   nats-server says for a TCP peer that closed;
+/// - an idle timeout is "Stale Connection": QUIC keep-alives went unanswered, the link's
+///   liveness check (nats-server's is its PINGs);
+/// - anything else (a reset, a protocol error) is "Read Error".
+pub(crate) fn read_error_state(e: &std::io::Error) -> ClosedState {
+    use quinn::{ConnectionError, ReadError};
+    let lost = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ReadError>());
+    match lost {
+        Some(ReadError::ConnectionLost(ConnectionError::ApplicationClosed(_))) => {
+            ClosedState::ClientClosed
+        }
+        Some(ReadError::ConnectionLost(ConnectionError::ConnectionClosed(c)))
+            if c.error_code == quinn::TransportErrorCode::NO_ERROR =>
+        {
+            ClosedState::ClientClosed
+        }
+        Some(ReadError::ConnectionLost(ConnectionError::TimedOut)) => ClosedState::StaleConnection,
+        _ => ClosedState::ReadError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quic_read_errors_map_to_nats_reasons() {
+        let closed: std::io::Error = quinn::ReadError::ConnectionLost(
+            quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+                error_code: quinn::VarInt::from_u32(0),
+                reason: bytes::Bytes::from_static(b"shutdown"),
+            }),
+        )
+        .into();
+        assert_eq!(read_error_state(&closed), ClosedState::ClientClosed);
+        let reset: std::io::Error =
+            quinn::ReadError::ConnectionLost(quinn::ConnectionError::Reset).into();
+        assert_eq!(read_error_state(&reset), ClosedState::ReadError);
+        let timed_out: std::io::Error =
+            quinn::ReadError::ConnectionLost(quinn::ConnectionError::TimedOut).into();
+        assert_eq!(read_error_state(&timed_out), ClosedState::StaleConnection);
+        let tcp_reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(read_error_state(&tcp_reset), ClosedState::ReadError);
+        let violation: std::io::Error = quinn::ReadError::ConnectionLost(
+            quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+                error_code: quinn::TransportErrorCode::PROTOCOL_VIOLATION,
+                frame_type: None,
+                reason: bytes::Bytes::new(),
+            }),
+        )
+        .into();
+        assert_eq!(read_error_state(&violation), ClosedState::ReadError);
+    }
+}

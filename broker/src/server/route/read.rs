@@ -14,7 +14,7 @@ use super::{Close, RouteConn};
 use crate::proto::{
     encode, parse_op, parse_size, split_args, ConnKind, Op, ParseError, ParseLimits, Step,
 };
-use crate::server::closed::ClosedState;
+use crate::server::closed::{read_error_state, ClosedState};
 use crate::server::deliver::{process_msg_results, Msg, Source, GLOBAL_ACCOUNT};
 use crate::server::lock;
 
@@ -52,7 +52,13 @@ impl RouteConn {
                 r = rd.read_buf(&mut rbuf) => {
                     match r {
                         Ok(0) => return ClosedState::ClientClosed,
-                        Err(e) => return read_error_state(&e),
+                        Err(e) => {
+                            let state = read_error_state(&e);
+                            if state == ClosedState::StaleConnection {
+                                debug!("{} - Stale Client Connection - Closing (QUIC idle timeout: nothing from the peer)", self.prefix);
+                            }
+                            return state;
+                        }
                         Ok(n) => {
                             self.read_start = rbuf.len() - n;
                             // A message that found a stalled local client
@@ -366,61 +372,5 @@ impl RouteConn {
             return self.routed_msg(&v, 0, payload, false);
         }
         self.routed_msg(rest, hdr, payload, true)
-    }
-}
-
-/// Why a route read failed: a QUIC peer that closed the connection on purpose (a graceful
-/// shutdown sends CONNECTION_CLOSE) is "Client Closed", as nats-server says for a TCP route
-/// whose peer closed it; anything else (a reset, an idle timeout) is "Read Error".
-fn read_error_state(e: &std::io::Error) -> ClosedState {
-    use quinn::{ConnectionError, ReadError};
-    let lost = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<ReadError>());
-    match lost {
-        Some(ReadError::ConnectionLost(ConnectionError::ApplicationClosed(_))) => {
-            ClosedState::ClientClosed
-        }
-        // A transport-level close is a normal one only without an error.
-        Some(ReadError::ConnectionLost(ConnectionError::ConnectionClosed(c)))
-            if c.error_code == quinn::TransportErrorCode::NO_ERROR =>
-        {
-            ClosedState::ClientClosed
-        }
-        _ => ClosedState::ReadError,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quic_close_by_the_peer_is_client_closed() {
-        let closed: std::io::Error = quinn::ReadError::ConnectionLost(
-            quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
-                error_code: quinn::VarInt::from_u32(0),
-                reason: bytes::Bytes::from_static(b"shutdown"),
-            }),
-        )
-        .into();
-        assert_eq!(read_error_state(&closed), ClosedState::ClientClosed);
-        let reset: std::io::Error =
-            quinn::ReadError::ConnectionLost(quinn::ConnectionError::Reset).into();
-        assert_eq!(read_error_state(&reset), ClosedState::ReadError);
-        let timed_out: std::io::Error =
-            quinn::ReadError::ConnectionLost(quinn::ConnectionError::TimedOut).into();
-        assert_eq!(read_error_state(&timed_out), ClosedState::ReadError);
-        let other = std::io::Error::other("x");
-        assert_eq!(read_error_state(&other), ClosedState::ReadError);
-        let violation: std::io::Error = quinn::ReadError::ConnectionLost(
-            quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
-                error_code: quinn::TransportErrorCode::PROTOCOL_VIOLATION,
-                frame_type: None,
-                reason: bytes::Bytes::new(),
-            }),
-        )
-        .into();
-        assert_eq!(read_error_state(&violation), ClosedState::ReadError);
     }
 }
