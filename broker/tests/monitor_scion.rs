@@ -385,11 +385,13 @@ async fn routez_pathz_metrics_over_scion() {
     a.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connz_and_pathz_show_a_client_over_scion() {
-    let emu = emulator().await;
-    let dir = temp_dir("monscion-c");
-    let mut o = node(&emu, &dir, AS_A, vec![]);
+/// A broker in AS A with a SCION client listener (and monitoring), and `broker proxy` in
+/// AS B, with its own view of the topology, in front of it.
+async fn client_listener_and_proxy(
+    emu: &EmuHandle,
+    dir: &TempDir,
+) -> (broker::server::ServerHandle, broker::proxy::Proxy) {
+    let mut o = node(emu, dir, AS_A, vec![]);
     o.cluster = ClusterOpts::default();
     o.scion_listen = Some(ListenAddr::Scion {
         isd_as: AS_A.into(),
@@ -405,9 +407,7 @@ async fn connz_and_pathz_show_a_client_over_scion() {
         .ok()
         .flatten()
         .expect("SCION client endpoint");
-    // The proxy runs in AS B with its own view of the topology.
-    let b_opts = node(&emu, &dir, AS_B, vec![]);
-    let b_scion = b_opts.scion.expect("scion opts");
+    let b_scion = node(emu, dir, AS_B, vec![]).scion.expect("scion opts");
     let proxy = broker::proxy::start(broker::proxy::ProxyConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         upstream,
@@ -423,6 +423,14 @@ async fn connz_and_pathz_show_a_client_over_scion() {
     })
     .await
     .expect("proxy");
+    (srv, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connz_and_pathz_show_a_client_over_scion() {
+    let emu = emulator().await;
+    let dir = temp_dir("monscion-c");
+    let (srv, proxy) = client_listener_and_proxy(&emu, &dir).await;
     let over_scion = timeout(
         WAIT,
         async_nats::ConnectOptions::new()
@@ -488,38 +496,7 @@ async fn connz_and_pathz_show_a_client_over_scion() {
 async fn a_silent_scion_client_link_closes_as_stale_connection() {
     let emu = emulator().await;
     let dir = temp_dir("monscion-stale");
-    let mut o = node(&emu, &dir, AS_A, vec![]);
-    o.cluster = ClusterOpts::default();
-    o.scion_listen = Some(ListenAddr::Scion {
-        isd_as: AS_A.into(),
-        ip: localhost(),
-        port: 0,
-    });
-    let srv = start(o).await.expect("start");
-    let upstream = srv
-        .state
-        .scion
-        .lock()
-        .map(|g| g.client_endpoint.as_ref().map(|e| e.local_addr()))
-        .ok()
-        .flatten()
-        .expect("SCION client endpoint");
-    let b_scion = node(&emu, &dir, AS_B, vec![]).scion.expect("scion opts");
-    let proxy = broker::proxy::start(broker::proxy::ProxyConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        upstream,
-        more_upstreams: Vec::new(),
-        local: ScionAddr {
-            ia: ia(AS_B),
-            ip: localhost(),
-            port: 0,
-        },
-        daemon: b_scion.daemon.clone(),
-        topology: b_scion.topology.clone(),
-        path_preference: None,
-    })
-    .await
-    .expect("proxy");
+    let (srv, proxy) = client_listener_and_proxy(&emu, &dir).await;
     // A plain client through the proxy, answered.
     let mut tcp = timeout(WAIT, tokio::net::TcpStream::connect(proxy.listen))
         .await
