@@ -202,8 +202,16 @@ async fn wait_for_signals(handle: ServerHandle, flags: Vec<String>, sigs: Signal
             None => std::future::pending::<()>().await,
         }
     }
+    // Lame duck mode runs beside the signal loop, as nats-server's `go s.lameDuckMode()`:
+    // SIGINT still shuts down at once, SIGHUP still reloads, SIGTERM and another SIGUSR2 are
+    // ignored while it runs (server/signal.go handleSignals, server.go lameDuckMode).
+    let mut ldm: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = None;
     loop {
         tokio::select! {
+            _ = async { ldm.as_mut().expect("guarded").await }, if ldm.is_some() => {
+                handle.shutdown().await;
+                return ExitCode::SUCCESS;
+            }
             _ = recv(&mut int) => {
                 tracing::debug!("Trapped \"interrupt\" signal");
                 handle.shutdown().await;
@@ -231,9 +239,10 @@ async fn wait_for_signals(handle: ServerHandle, flags: Vec<String>, sigs: Signal
             }
             _ = recv(&mut usr2) => {
                 tracing::debug!("Trapped \"user defined signal 2\" signal");
-                lame_duck(&handle.state).await;
-                handle.shutdown().await;
-                return ExitCode::SUCCESS;
+                if ldm.is_none() {
+                    let state = handle.state.clone();
+                    ldm = Some(Box::pin(async move { lame_duck(&state).await }));
+                }
             }
         }
     }

@@ -227,6 +227,47 @@ fn lame_duck_on_sigusr2_stops_accepting_and_closes_clients() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Signals keep working in lame duck mode, as nats-server runs it beside its signal loop:
+/// SIGINT shuts down at once (exit 0) instead of after the grace period and the client
+/// closes, and SIGTERM is ignored meanwhile.
+#[test]
+fn sigint_during_lame_duck_shuts_down_at_once() {
+    let dir = tmpdir("ldm-int");
+    let conf = dir.join("s.conf");
+    let port = free_port();
+    std::fs::write(
+        &conf,
+        format!("listen: 127.0.0.1:{port}\nlame_duck_grace_period: 30s\nlame_duck_duration: 60s\n"),
+    )
+    .unwrap();
+    let mut b = Broker::spawn(&["-c", conf.to_str().unwrap(), "-D"]);
+    b.wait_for("Server is ready");
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"CONNECT {\"protocol\":1}\r\nPING\r\n")
+        .unwrap();
+    b.signal(libc::SIGUSR2);
+    b.wait_for("Entering lame duck mode");
+    b.signal(libc::SIGTERM);
+    b.wait_for("Trapped \"terminated\" signal");
+    assert!(
+        b.child.try_wait().expect("wait").is_none(),
+        "SIGTERM in lame duck mode must be ignored"
+    );
+    b.signal(libc::SIGINT);
+    // Within wait_exit's 10 s, well before the 30 s grace period ends.
+    assert_eq!(b.wait_exit(), 0);
+    b.wait_for("Initiating Shutdown...");
+    assert!(
+        !b.seen
+            .iter()
+            .any(|l| l.contains("Closing existing clients")),
+        "lame duck ran to its end:\n{}",
+        b.seen.join("\n")
+    );
+    drop(c);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn check_config_flag() {
     let dir = tmpdir("t");
