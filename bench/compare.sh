@@ -83,7 +83,7 @@ if [ -z "$TOOLS" ] || [ ! -x "$TOOLS/nats-bench" ]; then
   done
 fi
 if [ -z "$TOOLS" ] || [ ! -x "$TOOLS/nats-bench" ]; then
-  echo "compare.sh: nats-bench/nats-rtt/nats-xbench not found (run shared/peers/setup.sh)" >&2
+  echo "compare.sh: nats-bench/nats-rtt/nats-xbench not found: set PEERS_BIN to their folder or PEERS_SETUP to a script printing it (default $SETUP; see bench/README.md)" >&2
   exit 1
 fi
 if ! command -v ${THEIRS_CMD%% *} >/dev/null 2>&1; then

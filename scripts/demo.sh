@@ -102,25 +102,32 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Waits (bounded) for a command to succeed: wait_for SECONDS WHAT CMD...
-wait_for() {
-  local secs=$1 what=$2; shift 2
+# Waits (bounded) for a started process: wait_proc SECONDS WHAT PID LOG CMD... until CMD
+# succeeds; stops at once if the process exits, and shows the end of its log (e.g. the [FTL]
+# line naming a busy port).
+wait_proc() {
+  local secs=$1 what=$2 pid=$3 logf=$4; shift 4
   local n=$(( secs * 10 ))
   for _ in $(seq 1 "$n"); do
     "$@" >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  echo "demo.sh: $what not ready within ${secs}s (logs in $OUT)" >&2
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "demo.sh: $what not ready within ${secs}s (logs in $OUT); the end of $logf:" >&2
+  else
+    echo "demo.sh: $what exited during start-up (logs in $OUT); the end of $logf:" >&2
+  fi
+  tail -n 3 "$logf" | sed 's/^/  /' >&2
   exit 2
 }
-tcp_up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 log "run folder: $OUT"
 log "starting scion-emu with configs/scionlab-demo.toml"
 "$BIN/scion-emu" run configs/scionlab-demo.toml --topology-dir "$OUT/topology" \
   >"$OUT/emu.out" 2>"$OUT/emu.log" &
 PIDS+=($!)
-wait_for 20 "scion-emu" grep -q '^as 18-ffaa:1:10a0 ' "$OUT/emu.out"
+wait_proc 20 "scion-emu" "$!" "$OUT/emu.log" grep -q '^as 18-ffaa:1:10a0 ' "$OUT/emu.out"
 daemon_of() { awk -v ia="$1" '$1=="as" && $2==ia { for (i=3;i<=NF;i++) if ($i ~ /^daemon=/) { sub("daemon=","",$i); print $i } }' "$OUT/emu.out"; }
 CONTROL=$(awk '$1=="control"{print $2}' "$OUT/emu.out")
 D1=$(daemon_of 18-ffaa:1:10bf)
@@ -134,12 +141,16 @@ log "emulator control $CONTROL, daemon 18-ffaa:1:10bf $D1, daemon 18-ffaa:1:10a0
 log "starting broker s1 (18-ffaa:1:10bf) and s2 (18-ffaa:1:10a0)"
 env SCION_DAEMON_ADDRESS="$D1" DEMO_SCION_TOPOLOGY="$T1" \
   "$BIN/broker" -c configs/demo/server1.conf -m 8222 >"$OUT/s1.log" 2>&1 &
-PIDS+=($!)
+S1=$!
+PIDS+=("$S1")
 env SCION_DAEMON_ADDRESS="$D2" DEMO_SCION_TOPOLOGY="$T2" \
   "$BIN/broker" -c configs/demo/server2.conf -m 8223 >"$OUT/s2.log" 2>&1 &
-PIDS+=($!)
-wait_for 20 "broker s1" tcp_up 4222
-wait_for 20 "broker s2" tcp_up 5222
+S2=$!
+PIDS+=("$S2")
+# Ready = its client port answers and its SCION route listener is up (it binds after the
+# client port; a busy UDP port ends the broker with an [FTL] line).
+wait_proc 20 "broker s1" "$S1" "$OUT/s1.log" grep -q "Listening for route connections" "$OUT/s1.log"
+wait_proc 20 "broker s2" "$S2" "$OUT/s2.log" grep -q "Listening for route connections" "$OUT/s2.log"
 
 log "starting timesync source src-10bf on s1, followers f1, f2 on s2"
 "$BIN/timesync" -s nats://127.0.0.1:4222 source --id src-10bf >"$OUT/source.log" 2>&1 &
