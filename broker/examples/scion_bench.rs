@@ -313,6 +313,10 @@ struct Args {
     xbench: String,
 }
 
+const USAGE: &str = "usage: scion_bench [--rounds N] [--runs N] [--sizes 16,1024] [--msgs N] \
+[--flat] [--latency MS] [--reverse] [--no-failover] [--no-throughput] [--scion-only] \
+[--mtu BYTES] [--same-as] [--xbench PATH]  (details: the header of broker/examples/scion_bench.rs)";
+
 fn parse_args() -> Args {
     let args: Vec<String> = std::env::args().collect();
     let mut a = Args {
@@ -335,21 +339,42 @@ fn parse_args() -> Args {
                 format!("{home}/.cache/nats-peers/bin/nats-xbench")
             }),
     };
+    /// A flag's value, or exit 2 naming the flag (no silent default for a typo).
+    fn value<T: std::str::FromStr>(flag: &str, val: Option<&String>) -> T {
+        match val.map(|v| (v, v.trim().parse::<T>())) {
+            Some((_, Ok(x))) => x,
+            Some((v, Err(_))) => {
+                eprintln!("{flag} {v:?}: not a valid value (see --help)");
+                std::process::exit(2);
+            }
+            None => {
+                eprintln!("{flag} needs a value (see --help)");
+                std::process::exit(2);
+            }
+        }
+    }
     let mut i = 1;
     while i < args.len() {
         let val = args.get(i + 1);
-        match args[i].as_str() {
-            "--rounds" => a.rounds = val.and_then(|v| v.parse().ok()).unwrap_or(a.rounds),
-            "--runs" => a.runs = val.and_then(|v| v.parse().ok()).unwrap_or(a.runs),
-            "--sizes" => {
-                if let Some(v) = val {
-                    a.sizes = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
-                }
+        let flag = args[i].as_str();
+        match flag {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
             }
-            "--latency" => a.latency_ms = val.and_then(|v| v.parse().ok()),
-            "--msgs" => a.msgs = val.and_then(|v| v.parse().ok()),
-            "--mtu" => a.mtu = val.and_then(|v| v.parse().ok()),
-            "--xbench" => a.xbench = val.cloned().unwrap_or(a.xbench),
+            "--rounds" => a.rounds = value(flag, val),
+            "--runs" => a.runs = value(flag, val),
+            "--sizes" => {
+                let v: String = value(flag, val);
+                a.sizes = v
+                    .split(',')
+                    .map(|x| value::<usize>(flag, Some(&x.to_string())))
+                    .collect();
+            }
+            "--latency" => a.latency_ms = Some(value(flag, val)),
+            "--msgs" => a.msgs = Some(value(flag, val)),
+            "--mtu" => a.mtu = Some(value(flag, val)),
+            "--xbench" => a.xbench = value(flag, val),
             "--flat" => {
                 a.flat = true;
                 i += 1;
@@ -381,7 +406,7 @@ fn parse_args() -> Args {
                 continue;
             }
             other => {
-                eprintln!("unknown argument {other:?}");
+                eprintln!("unknown argument {other:?}\n{USAGE}");
                 std::process::exit(2);
             }
         }

@@ -77,9 +77,15 @@ fn parse_args(args: &[String]) -> Result<Args> {
     let mut take = |k: &str| m.remove(k);
     let need =
         |v: Option<String>, k: &str| v.with_context(|| format!("--{k} is required\n{USAGE}"));
-    let addr = |v: String, k: &str| {
-        v.parse::<SocketAddr>()
-            .with_context(|| format!("--{k} {v:?}: expected IP:port"))
+    // HOST:PORT with an IP or a name (a SCIONLab host's name), resolved once at start.
+    let addr = |v: String, k: &str| -> Result<SocketAddr> {
+        use std::net::ToSocketAddrs;
+        match v.to_socket_addrs() {
+            Ok(mut found) => found
+                .next()
+                .with_context(|| format!("--{k} {v:?}: the name has no address")),
+            Err(e) => bail!("--{k} {v:?}: expected HOST:PORT ({e})"),
+        }
     };
     let num = |v: Option<String>, k: &str, d: f64| -> Result<f64> {
         match v {
@@ -769,6 +775,10 @@ fn summarize(
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}\n\nHOST may be a name or an IP address. See the file header of broker/examples/demo/main.rs and the README.");
+        return std::process::ExitCode::SUCCESS;
+    }
     let a = match parse_args(&args) {
         Ok(a) => a,
         Err(e) => {
@@ -804,7 +814,15 @@ mod tests {
         assert_eq!(a.followers, vec!["f1", "f2"]);
         assert_eq!(a.duration, 18.0);
         assert_eq!(a.rate, 1000);
+        // A host name (here one /etc/hosts resolves) is taken like an IP.
+        let named = parse_args(&v(
+            &base.replace("--monitor1 127.0.0.1:1", "--monitor1 localhost:8222")
+        ))
+        .expect("a name");
+        assert_eq!(named.monitor1.port(), 8222);
+        assert!(named.monitor1.ip().is_loopback());
         for bad in [
+            base.replace("--monitor1 127.0.0.1:1", "--monitor1 8222"),
             format!("{base} --bogus 1"),
             format!("{base} --cut-mode sideways"),
             format!("{base} --cut-at 30 --restore-at 20"),

@@ -245,11 +245,12 @@ fn describe(shared: &Shared, daemons: &BTreeMap<IsdAsn, SocketAddr>) -> String {
     let params = shared.link_params();
     for (link, p) in shared.topo.links.iter().zip(params) {
         out.push_str(&format!(
-            "link {} {} state={:?} latency_ms={} bandwidth_kbps={} loss={}\n",
+            "link {} {} state={:?} latency_ms={} jitter_ms={} bandwidth_kbps={} loss={}\n",
             link.a,
             link.b,
             p.state,
             p.latency.as_secs_f64() * 1000.0,
+            p.jitter.as_secs_f64() * 1000.0,
             p.bandwidth_kbps,
             p.loss
         ));

@@ -351,6 +351,19 @@ async fn settle(
     false
 }
 
+/// Says why a row is NO when the error window itself was fine: the follower did not settle
+/// (100 statuses in a row in sync within `limit`) within the warm-up, which `--quick`
+/// shortens to 20 s.
+fn unsettled_note(settled: bool, warm: Duration, limit: &str) {
+    if !settled {
+        println!(
+            "    not settled within the {} s warm-up (100 statuses in a row in sync within {limit}); \
+             a NO for that reason alone says the follower needed longer to converge",
+            warm.as_secs()
+        );
+    }
+}
+
 /// Time from now until the follower reports selecting `want` (status timestamps; bounded).
 async fn time_to_select(f: &mut Follower, want: &str, max: Duration) -> Option<Duration> {
     let start = realtime_ns();
@@ -400,7 +413,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let (mut wan_pts, mut wan_naive) = (Vec::new(), Vec::new());
 
     println!(
-        "timesync bench: nats-server {} on {url}, follower burst {}",
+        "timesync bench: server binary {} on {url}, follower burst {}",
         natsd::server_bin(),
         args.burst
             .map_or_else(|| "default".to_string(), |b| b.to_string())
@@ -464,6 +477,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         pass: Some(ok && ours.is_some_and(|v| v <= 50_000)),
     });
     print_row(rows.last().expect("just pushed"));
+    unsettled_note(ok, warm, "100us");
     let errs: Vec<i64> = m.iter().map(|p| p.error_ns).collect();
     if let Some(d) = distribution(&errs) {
         println!("    timesync error over the window: {d}");
@@ -494,6 +508,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         pass: Some(ok && ours.is_some_and(|v| v <= 1_000_000)),
     });
     print_row(rows.last().expect("just pushed"));
+    unsettled_note(ok, warm, "2ms");
     let errs: Vec<i64> = m.iter().map(|p| p.error_ns).collect();
     if let Some(d) = distribution(&errs) {
         println!("    timesync error over the window: {d}");
