@@ -245,6 +245,15 @@ fn sigint_during_lame_duck_shuts_down_at_once() {
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.write_all(b"CONNECT {\"protocol\":1}\r\nPING\r\n")
         .unwrap();
+    // Registered (PONG) before lame duck starts: with no client it would shut down at once.
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !String::from_utf8_lossy(&got).contains("PONG") {
+        let n = c.read(&mut buf).expect("read INFO and PONG");
+        assert!(n > 0, "closed before PONG");
+        got.extend_from_slice(&buf[..n]);
+    }
     b.signal(libc::SIGUSR2);
     b.wait_for("Entering lame duck mode");
     b.signal(libc::SIGTERM);
