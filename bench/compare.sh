@@ -74,13 +74,14 @@ log() { echo "[compare] $*" >&2; }
 # --- tools ---------------------------------------------------------------------------------
 SETUP=${PEERS_SETUP:-$ROOT/../shared/peers/setup.sh}
 TOOLS=""
-if [ -f "$SETUP" ]; then
+# PEERS_BIN first (the user said where the tools are), then the setup script, then its cache.
+if [ -n "${PEERS_BIN:-}" ] && [ -x "$PEERS_BIN/nats-bench" ]; then
+  TOOLS=$PEERS_BIN
+elif [ -f "$SETUP" ]; then
   TOOLS=$(timeout 900 bash "$SETUP" 2>/dev/null | tail -n1)
 fi
 if [ -z "$TOOLS" ] || [ ! -x "$TOOLS/nats-bench" ]; then
-  for d in "${PEERS_BIN:-}" "$HOME/.cache/nats-peers/bin"; do
-    if [ -n "$d" ] && [ -x "$d/nats-bench" ]; then TOOLS=$d; fi
-  done
+  if [ -x "$HOME/.cache/nats-peers/bin/nats-bench" ]; then TOOLS=$HOME/.cache/nats-peers/bin; fi
 fi
 if [ -z "$TOOLS" ] || [ ! -x "$TOOLS/nats-bench" ]; then
   echo "compare.sh: nats-bench/nats-rtt/nats-xbench not found: set PEERS_BIN to their folder or PEERS_SETUP to a script printing it (default $SETUP; see bench/README.md)" >&2

@@ -65,7 +65,7 @@ done < <(find configs -name '*.conf' | sort)
 rm -f "$CFG_TOPO" "$CFG_TOPO_A0"
 
 # --- 5. The demo as the README runs it, its short mode, the verbatim seed configs --
-# The README's run command exactly (~45 s): its default mode once exited 1 silently while
+# The README's run command exactly (~60 s with set-up): its default mode once exited 1 silently while
 # only --short was tested.
 log "demo (the README's command: bash scripts/demo.sh)"
 bash scripts/demo.sh

@@ -488,7 +488,7 @@ async fn connz_and_pathz_show_a_client_over_scion() {
     srv.shutdown().await;
 }
 
-/// A SCION client link whose peer falls silent (every path of the client's AS blackholed:
+/// A SCION client link whose peer falls silent (both of the broker's AS links blackholed:
 /// no SCMP, nothing arrives) closes when QUIC's idle bound passes, and /connz names it as
 /// nats-server names a client whose PINGs went unanswered: "Stale Connection" (it was
 /// "Read Error").

@@ -80,10 +80,18 @@ fn parse_args(args: &[String]) -> Result<Args> {
     // HOST:PORT with an IP or a name (a SCIONLab host's name), resolved once at start.
     let addr = |v: String, k: &str| -> Result<SocketAddr> {
         use std::net::ToSocketAddrs;
+        // IPv4 first when a name has both: the brokers' monitoring listens on IPv4 by
+        // default, and `localhost` often resolves to ::1 first.
         match v.to_socket_addrs() {
-            Ok(mut found) => found
-                .next()
-                .with_context(|| format!("--{k} {v:?}: the name has no address")),
+            Ok(found) => {
+                let found: Vec<SocketAddr> = found.collect();
+                found
+                    .iter()
+                    .find(|a| a.is_ipv4())
+                    .or(found.first())
+                    .copied()
+                    .with_context(|| format!("--{k} {v:?}: the name has no address"))
+            }
             Err(e) => bail!("--{k} {v:?}: expected HOST:PORT ({e})"),
         }
     };
@@ -820,7 +828,7 @@ mod tests {
         ))
         .expect("a name");
         assert_eq!(named.monitor1.port(), 8222);
-        assert!(named.monitor1.ip().is_loopback());
+        assert!(named.monitor1.ip().is_loopback() && named.monitor1.is_ipv4());
         for bad in [
             base.replace("--monitor1 127.0.0.1:1", "--monitor1 8222"),
             format!("{base} --bogus 1"),

@@ -91,6 +91,20 @@ pub(crate) fn read_error_state(e: &std::io::Error) -> ClosedState {
     }
 }
 
+/// [`read_error_state`] for a connection's reader, with nats-server's debug line when the
+/// link went stale (its text, as the PING timer logs it: a QUIC idle timeout is this link's
+/// unanswered keep-alive).
+pub(crate) fn read_error_closing(
+    e: &std::io::Error,
+    prefix: &dyn std::fmt::Display,
+) -> ClosedState {
+    let state = read_error_state(e);
+    if state == ClosedState::StaleConnection {
+        tracing::debug!("{} - Stale Client Connection - Closing", prefix);
+    }
+    state
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -351,9 +351,9 @@ async fn settle(
     false
 }
 
-/// Says why a row is NO when the error window itself was fine: the follower did not settle
-/// (100 statuses in a row in sync within `limit`) within the warm-up, which `--quick`
-/// shortens to 20 s.
+/// Says when the follower did not settle (100 statuses in a row in sync within `limit`)
+/// within the warm-up, which `--quick` shortens to 20 s: that alone makes the row NO, whatever
+/// the error window shows.
 fn unsettled_note(settled: bool, warm: Duration, limit: &str) {
     if !settled {
         println!(

@@ -14,7 +14,7 @@ const READ_LOOP_REPORT: std::time::Duration = std::time::Duration::from_secs(2);
 use super::ping::{first_ping_delay, ping_skip, PingSkip};
 use super::{Close, Conn};
 use crate::proto::{encode, parse_op, ConnKind, Op, ParseError, Step};
-use crate::server::closed::{read_error_state, ClosedState};
+use crate::server::closed::{read_error_closing, ClosedState};
 use crate::server::{lock, trace};
 
 /// Initial read buffer; grows to [`MAX_READ_BUF`] under load like
@@ -60,13 +60,7 @@ impl Conn {
                 r = rd.read_buf(&mut rbuf) => {
                     match r {
                         Ok(0) => return ClosedState::ClientClosed,
-                        Err(e) => {
-                            let state = read_error_state(&e);
-                            if state == ClosedState::StaleConnection {
-                                debug!("{} - Stale Client Connection - Closing (QUIC idle timeout: nothing from the peer)", self.shared.log_prefix());
-                            }
-                            return state;
-                        }
+                        Err(e) => return read_error_closing(&e, &self.shared.log_prefix()),
                         Ok(n) => {
                             if n >= offered && read_target < MAX_READ_BUF {
                                 read_target = (read_target * 2).min(MAX_READ_BUF);

@@ -14,7 +14,7 @@ use super::{Close, RouteConn};
 use crate::proto::{
     encode, parse_op, parse_size, split_args, ConnKind, Op, ParseError, ParseLimits, Step,
 };
-use crate::server::closed::{read_error_state, ClosedState};
+use crate::server::closed::{read_error_closing, ClosedState};
 use crate::server::deliver::{process_msg_results, Msg, Source, GLOBAL_ACCOUNT};
 use crate::server::lock;
 
@@ -52,13 +52,7 @@ impl RouteConn {
                 r = rd.read_buf(&mut rbuf) => {
                     match r {
                         Ok(0) => return ClosedState::ClientClosed,
-                        Err(e) => {
-                            let state = read_error_state(&e);
-                            if state == ClosedState::StaleConnection {
-                                debug!("{} - Stale Client Connection - Closing (QUIC idle timeout: nothing from the peer)", self.prefix);
-                            }
-                            return state;
-                        }
+                        Err(e) => return read_error_closing(&e, &self.prefix),
                         Ok(n) => {
                             self.read_start = rbuf.len() - n;
                             // A message that found a stalled local client
