@@ -212,7 +212,8 @@ fn auth_reload_scenario(bin: &str) -> (String, String, String) {
         ),
     )
     .unwrap();
-    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    // -DV: the -ERRs a reload sends are traced (client.go sendErr).
+    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap(), "-DV"]);
     wait_file(&log, "Server is ready", 0);
     let mut a = client(port, "a", "a");
     a.write_all(b"SUB foo 1\r\nSUB bar 2\r\nPING\r\n").unwrap();
@@ -261,6 +262,14 @@ fn check_auth_reload(bin: &str) {
     assert!(a.contains("MSG bar 2 1\r\ny\r\n"), "{bin}: a saw {a:?}");
     assert!(
         log.contains("Removed sub \"foo\" (sid \"1\") for User \"a\" - not authorized"),
+        "{bin}: {log}"
+    );
+    assert!(
+        log.contains("- ->> [-ERR Authorization Violation]"),
+        "{bin}: {log}"
+    );
+    assert!(
+        log.contains("- ->> [-ERR Permissions Violation for Subscription to \"foo\" (sid \"1\")]"),
         "{bin}: {log}"
     );
 }

@@ -570,7 +570,10 @@ pub fn recheck_clients_after_reload(srv: &crate::server::ServerState) {
         }
         let Some(r) = auth.check(&connect) else {
             let user = connect.user.clone().unwrap_or_default();
-            tracing::error!("{} - {}", c.log_prefix(), auth.violation_text(&user));
+            let prefix = c.log_prefix();
+            tracing::error!("{} - {}", prefix, auth.violation_text(&user));
+            // client.go sendErr: traced like any -ERR.
+            crate::server::trace::trace_out_proto(&prefix, encode::ERR_AUTH_VIOLATION);
             let _ = c.out.send(encode::ERR_AUTH_VIOLATION);
             c.out.close(ClosedState::AuthenticationViolation);
             continue;
@@ -610,7 +613,9 @@ pub fn recheck_clients_after_reload(srv: &crate::server::ServerState) {
                 go_quote(&sub.subject),
                 go_quote(&sid)
             );
-            let _ = c.out.append(&encode::err_line(&text));
+            let line = encode::err_line(&text);
+            crate::server::trace::trace_out_proto(&c.log_prefix(), &line);
+            let _ = c.out.append(&line);
             sent = true;
             // client.go getAuthUser: the user name, the no_auth_user's included.
             let who = match lock(&c.meta).user.clone().filter(|u| !u.is_empty()) {
