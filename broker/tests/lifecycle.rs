@@ -208,17 +208,27 @@ fn wait_pong(c: &mut TcpStream) {
     }
 }
 
-#[test]
-fn lame_duck_on_sigusr2_stops_accepting_and_closes_clients() {
-    let dir = tmpdir("ldm");
+/// A broker on a free port with `lame_duck_grace_period: grace` and
+/// `lame_duck_duration: duration`, a registered client, and lame duck mode entered (SIGUSR2).
+fn in_lame_duck(
+    tag: &str,
+    grace: &str,
+    duration: &str,
+    extra: &[&str],
+) -> (Broker, TcpStream, u16, std::path::PathBuf) {
+    let dir = tmpdir(tag);
     let conf = dir.join("s.conf");
     let port = free_port();
     std::fs::write(
         &conf,
-        format!("listen: 127.0.0.1:{port}\nlame_duck_grace_period: 1s\nlame_duck_duration: 30s\n"),
+        format!(
+            "listen: 127.0.0.1:{port}\nlame_duck_grace_period: {grace}\nlame_duck_duration: {duration}\n"
+        ),
     )
     .unwrap();
-    let mut b = Broker::spawn(&["-c", conf.to_str().unwrap()]);
+    let mut args = vec!["-c", conf.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut b = Broker::spawn(&args);
     b.wait_for("Server is ready");
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.write_all(b"CONNECT {\"protocol\":1}\r\nPING\r\n")
@@ -226,6 +236,12 @@ fn lame_duck_on_sigusr2_stops_accepting_and_closes_clients() {
     wait_pong(&mut c);
     b.signal(libc::SIGUSR2);
     b.wait_for("Entering lame duck mode");
+    (b, c, port, dir)
+}
+
+#[test]
+fn lame_duck_on_sigusr2_stops_accepting_and_closes_clients() {
+    let (mut b, mut c, port, dir) = in_lame_duck("ldm", "1s", "30s", &[]);
     // The client listener is closed (server.go lameDuckMode): new clients are
     // refused, not accepted and dropped.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -247,22 +263,7 @@ fn lame_duck_on_sigusr2_stops_accepting_and_closes_clients() {
 /// closes, and SIGTERM is ignored meanwhile.
 #[test]
 fn sigint_during_lame_duck_shuts_down_at_once() {
-    let dir = tmpdir("ldm-int");
-    let conf = dir.join("s.conf");
-    let port = free_port();
-    std::fs::write(
-        &conf,
-        format!("listen: 127.0.0.1:{port}\nlame_duck_grace_period: 30s\nlame_duck_duration: 60s\n"),
-    )
-    .unwrap();
-    let mut b = Broker::spawn(&["-c", conf.to_str().unwrap(), "-D"]);
-    b.wait_for("Server is ready");
-    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    c.write_all(b"CONNECT {\"protocol\":1}\r\nPING\r\n")
-        .unwrap();
-    wait_pong(&mut c);
-    b.signal(libc::SIGUSR2);
-    b.wait_for("Entering lame duck mode");
+    let (mut b, c, _, dir) = in_lame_duck("ldm-int", "30s", "60s", &["-D"]);
     b.signal(libc::SIGTERM);
     b.wait_for("Trapped \"terminated\" signal");
     b.signal(libc::SIGINT);

@@ -223,22 +223,20 @@ async fn control_socket_takes_commands() {
     .await
     .expect("start");
     let ctl = emu.control_addr();
-    let ok = scion_transport::emu::send_control(ctl, "link 1-ff00:0:110#1 latency 30")
-        .await
-        .expect("answer");
-    assert_eq!(ok, "ok");
-    let show = scion_transport::emu::send_control(ctl, "show")
-        .await
-        .expect("show");
-    assert!(show.contains("latency_ms=30"), "{show}");
-    let ok = scion_transport::emu::send_control(ctl, "link 1-ff00:0:110#1 jitter 2")
-        .await
-        .expect("answer");
-    assert_eq!(ok, "ok");
-    let show = scion_transport::emu::send_control(ctl, "show")
-        .await
-        .expect("show");
-    assert!(show.contains("latency_ms=30 jitter_ms=2 "), "{show}");
+    // A change is answered "ok" and shows in `show`.
+    for (change, shown) in [
+        ("latency 30", "latency_ms=30 "),
+        ("jitter 2", "latency_ms=30 jitter_ms=2 "),
+    ] {
+        let ok = scion_transport::emu::send_control(ctl, &format!("link 1-ff00:0:110#1 {change}"))
+            .await
+            .expect("answer");
+        assert_eq!(ok, "ok");
+        let show = scion_transport::emu::send_control(ctl, "show")
+            .await
+            .expect("show");
+        assert!(show.contains(shown), "{show}");
+    }
     let err = scion_transport::emu::send_control(ctl, "link 9-9#1 down")
         .await
         .expect("answer");
