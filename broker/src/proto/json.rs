@@ -766,6 +766,7 @@ fn for_each_field(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// Go's json.Marshal (nats-server 2.9.10 INFO with server_name "a<b&c>d" reads
     /// `"server_name":"a\u003cb\u0026c\u003ed"`).
@@ -797,8 +798,6 @@ mod tests {
             serde_json::from_str(line.trim_start_matches("CONNECT ").trim_end()).expect("JSON");
         assert_eq!(back["pass"], "p<&>\u{2028}\u{2029}é");
     }
-
-    use super::*;
 
     #[test]
     fn negative_zero_protocol_is_zero_like_go() {

@@ -310,12 +310,15 @@ pub async fn run_labeled<S: SplitIo>(
         let mut clients = lock(&srv.clients);
         // Clients only (routes share the map; nats-server's s.clients has no routes), and
         // the limit as it is now: a reload may have lowered it since this connection began.
+        // The scan runs only when a limit is set, not on every admission.
         let max = srv.opts().max_connections;
-        let open = clients
-            .values()
-            .filter(|c| c.kind == ConnKind::Client)
-            .count();
-        if max > 0 && open as i64 >= max {
+        let full = max > 0
+            && clients
+                .values()
+                .filter(|c| c.kind == ConnKind::Client)
+                .count() as i64
+                >= max;
+        if full {
             false
         } else {
             clients.insert(cid, shared.clone());
