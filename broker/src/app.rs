@@ -285,6 +285,9 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
         new.http_host = cur.http_host.clone();
     }
     check_reloadable(&cur, &new)?;
+    // Client TLS is built anew on every reload, so certificate files replaced in place
+    // are taken (reload.go tlsOption); files that no longer load fail the reload.
+    let client_tls = server::tls::client_tls(&new)?;
     let (removed, added) = route_diff(&cur.cluster.routes, &new.cluster.routes);
     for r in &added {
         server::scion::check_added_route(state, r)
@@ -309,6 +312,7 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
     let ports_dirs = (cur.ports_file_dir != new.ports_file_dir)
         .then(|| (cur.ports_file_dir.clone(), new.ports_file_dir.clone()));
     state.set_opts(new);
+    state.set_client_tls(client_tls);
     // reload.go applyOptions: each option's Apply logs its line, before the
     // authorization re-check.
     for c in changes {
@@ -440,6 +444,8 @@ fn check_reloadable(cur: &Options, new: &Options) -> Result<(), String> {
     if cur.scion != new.scion {
         return unsupported("scion");
     }
+    // reload.go diffOptions has no case for AllowNonTLS.
+    scalar("AllowNonTLS", cur.allow_non_tls, new.allow_non_tls)?;
     // reload.go diffOptions has no case for these: they fail the reload.
     scalar("MaxSubs", cur.max_subscriptions, new.max_subscriptions)?;
     scalar("MaxSubTokens", cur.max_sub_tokens, new.max_sub_tokens)?;
@@ -555,6 +561,31 @@ fn describe_changes(cur: &Options, new: &Options) -> Vec<String> {
         format!(
             "remote_syslog = {}",
             new.remote_syslog.clone().unwrap_or_default()
+        ),
+    );
+    line(
+        cur.client_tls_timeout() != new.client_tls_timeout(),
+        format!("tls timeout = {}", new.client_tls_timeout().as_secs_f64()),
+    );
+    let tls_files = |o: &Options| {
+        o.tls.as_ref().map(|t| {
+            (
+                t.cert_file.clone(),
+                t.key_file.clone(),
+                t.ca_file.clone(),
+                t.verify,
+            )
+        })
+    };
+    line(
+        tls_files(cur) != tls_files(new),
+        format!(
+            "tls = {}",
+            if new.tls.is_some() {
+                "enabled"
+            } else {
+                "disabled"
+            }
         ),
     );
     // `cluster routes` is logged by route::apply_route_changes once it has applied them.

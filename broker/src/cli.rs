@@ -58,6 +58,9 @@ pub enum CliError {
     CheckWithoutConfig,
     #[error("solicited routes require cluster capabilities, e.g. --cluster")]
     RoutesWithoutCluster,
+    /// A `--tls*` flag set that cannot make a client TLS configuration.
+    #[error("{0}")]
+    Tls(String),
     #[error("{0}")]
     Config(#[from] ConfigError),
 }
@@ -102,6 +105,13 @@ enum Flag {
     RemoteSyslog,
     PortsFileDir,
     Signal,
+    /// `--tls[=false]`, `--tlsverify`, `--tlscert`, `--tlskey`, `--tlscacert`: client TLS
+    /// from the command line (opts.go overrideTLS).
+    Tls,
+    TlsVerify,
+    TlsCert,
+    TlsKey,
+    TlsCaCert,
     /// Accepted, ignored with a warning (logging/profiling knobs).
     Ignored,
     /// Known to nats-server but refused (would change behaviour silently).
@@ -164,11 +174,11 @@ const FLAGS: &[(&str, Flag, Kind)] = &[
     ("sl", Flag::Signal, Kind::Str),
     ("signal", Flag::Signal, Kind::Str),
     ("help_tls", Flag::Unsupported, Kind::Bool),
-    ("tls", Flag::Unsupported, Kind::Bool),
-    ("tlsverify", Flag::Unsupported, Kind::Bool),
-    ("tlscert", Flag::Unsupported, Kind::Str),
-    ("tlskey", Flag::Unsupported, Kind::Str),
-    ("tlscacert", Flag::Unsupported, Kind::Str),
+    ("tls", Flag::Tls, Kind::Bool),
+    ("tlsverify", Flag::TlsVerify, Kind::Bool),
+    ("tlscert", Flag::TlsCert, Kind::Str),
+    ("tlskey", Flag::TlsKey, Kind::Str),
+    ("tlscacert", Flag::TlsCaCert, Kind::Str),
     ("js", Flag::Unsupported, Kind::Bool),
     ("jetstream", Flag::Unsupported, Kind::Bool),
     ("sd", Flag::Unsupported, Kind::Str),
@@ -223,6 +233,13 @@ Authorization Options:
         --user <user>                User required for connections
         --pass <password>            Password required for connections
         --auth <token>               Authorization token required for connections
+
+TLS Options:
+        --tls                        Enable TLS, do not verify clients (default: false)
+        --tlscert <file>             Server certificate file
+        --tlskey <file>              Private key for server certificate
+        --tlsverify                  Enable TLS, verify client certificates
+        --tlscacert <file>           Client certificate CA for verification
 
 Cluster Options:
         --routes <rurl-1, rurl-2>    Routes to solicit and connect
@@ -317,6 +334,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
         routes_flag |= g.flag == Flag::Routes;
         apply(&mut loaded, g)?;
     }
+    override_tls(&mut loaded.options, &given)?;
     if routes_flag
         && !loaded.options.cluster.routes.is_empty()
         && loaded.options.cluster.listen.is_none()
@@ -325,6 +343,68 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Cl
     }
     config::finalize_defaults(&mut loaded.options);
     Ok(Command::Run(Box::new(loaded)))
+}
+
+/// opts.go ConfigureOptions and overrideTLS: `--tls=false` drops the config file's client
+/// TLS; otherwise any `--tls*` flag replaces it with one made from the flags (certificate
+/// and key required; `--tlsverify` asks clients for certificates from `--tlscacert`). The
+/// config file's `tls.timeout` stays.
+fn override_tls(o: &mut Options, given: &[Given]) -> Result<(), CliError> {
+    let tls_flags: Vec<&Given> = given
+        .iter()
+        .filter(|g| {
+            matches!(
+                g.flag,
+                Flag::Tls | Flag::TlsVerify | Flag::TlsCert | Flag::TlsKey | Flag::TlsCaCert
+            )
+        })
+        .collect();
+    if tls_flags.is_empty() {
+        return Ok(());
+    }
+    let last = |f: Flag| tls_flags.iter().rev().find(|g| g.flag == f);
+    if let Some(Given {
+        value: Value::Bool(false),
+        ..
+    }) = last(Flag::Tls)
+    {
+        o.tls = None;
+        return Ok(());
+    }
+    let text = |f: Flag| match last(f) {
+        Some(Given {
+            value: Value::Str(s),
+            ..
+        }) if !s.is_empty() => Some(PathBuf::from(s)),
+        _ => None,
+    };
+    let verify = matches!(
+        last(Flag::TlsVerify),
+        Some(Given {
+            value: Value::Bool(true),
+            ..
+        })
+    );
+    let cert = text(Flag::TlsCert)
+        .ok_or_else(|| CliError::Tls("TLS Server certificate must be present and valid".into()))?;
+    let key = text(Flag::TlsKey)
+        .ok_or_else(|| CliError::Tls("TLS Server private key must be present and valid".into()))?;
+    let ca = text(Flag::TlsCaCert);
+    if verify && ca.is_none() {
+        return Err(CliError::Tls(
+            "--tlsverify needs --tlscacert, the CA client certificates must chain to".into(),
+        ));
+    }
+    let t = crate::options::TlsOpts {
+        cert_file: Some(cert),
+        key_file: Some(key),
+        ca_file: ca,
+        verify,
+        timeout: o.tls.as_ref().and_then(|t| t.timeout),
+    };
+    config::check_client_tls_files(&t).map_err(CliError::Tls)?;
+    o.tls = Some(t);
+    Ok(())
 }
 
 /// Go `flag.FlagSet.Parse`: the flags, then the remaining arguments.
@@ -477,6 +557,8 @@ fn apply(l: &mut Loaded, g: &Given) -> Result<(), CliError> {
         (Flag::RemoteSyslog, Value::Str(s)) => {
             o.remote_syslog = Some(s.clone()).filter(|s| !s.is_empty())
         }
+        // Taken together by override_tls once every flag is read.
+        (Flag::Tls | Flag::TlsVerify | Flag::TlsCert | Flag::TlsKey | Flag::TlsCaCert, _) => {}
         (Flag::PortsFileDir, Value::Str(s)) => {
             o.ports_file_dir = Some(PathBuf::from(s)).filter(|p| !p.as_os_str().is_empty())
         }

@@ -579,6 +579,12 @@ impl Mapper {
             }
             "cluster" => blocks::cluster(self, o, e),
             "scion" => blocks::scion(self, o, e),
+            "tls" => blocks::client_tls(self, o, e),
+            "allow_non_tls" => {
+                if let Some(b) = self.boolean(e) {
+                    o.allow_non_tls = b;
+                }
+            }
             // Settings that ask for what this broker does anyway (a feature switched off,
             // an empty block, the default base path) are taken, as nats-server takes them.
             "jetstream" if jetstream_off(&e.value.value) => {}
@@ -616,7 +622,6 @@ impl Mapper {
             | "resolver_pinned_accounts"
             | "trusted"
             | "trusted_keys"
-            | "tls"
             | "https"
             | "https_port"
             | "ocsp"
@@ -634,7 +639,6 @@ impl Mapper {
             | "connect_error_reports"
             | "reconnect_error_reports"
             | "server_tags"
-            | "allow_non_tls"
             | "no_system_account"
             | "no_system"
             | "no_sys_acc" => self.unsupported(e, Ignore),
@@ -852,6 +856,12 @@ pub fn uses_tcp_routes(o: &Options) -> bool {
 }
 
 /// nats-server's `setBaselineOptions`: zero means "default" for these.
+/// Loads a client TLS configuration's files as the config file's `tls` block does (for
+/// the `--tls*` flags): nats-server's words for a file that is missing or does not parse.
+pub fn check_client_tls_files(t: &crate::options::TlsOpts) -> Result<(), String> {
+    blocks::load_tls_files(t, false, "client TLS")
+}
+
 pub fn finalize_defaults(o: &mut Options) {
     use crate::options as d;
     if o.port == 0 {

@@ -202,6 +202,12 @@ pub struct Options {
     pub authorization: Authorization,
     pub no_auth_user: Option<String>,
 
+    /// Top-level `tls`: TLS for clients on the TCP port (nats-server opts.go TLSConfig).
+    pub tls: Option<TlsOpts>,
+    /// `allow_non_tls`: with `tls`, clients may also stay in clear text (INFO then says
+    /// `tls_available` instead of `tls_required`).
+    pub allow_non_tls: bool,
+
     pub cluster: ClusterOpts,
     pub scion: Option<ScionOpts>,
 
@@ -246,6 +252,8 @@ impl Default for Options {
             lame_duck_grace_period: DEFAULT_LAME_DUCK_GRACE_PERIOD,
             authorization: Authorization::default(),
             no_auth_user: None,
+            tls: None,
+            allow_non_tls: false,
             cluster: ClusterOpts::default(),
             scion: None,
             debug: false,
@@ -284,13 +292,27 @@ impl ClusterOpts {
 
 impl Options {
     /// The client CONNECT deadline: `authorization.timeout`, where 0 (or none) means the
-    /// two-second default (opts.go setBaselineOptions; `timeout: 0` does not lock every
-    /// client out).
+    /// default (opts.go setBaselineOptions, getDefaultAuthTimeout; `timeout: 0` does not
+    /// lock every client out): the TLS timeout plus one second with client `tls`, else two
+    /// seconds.
     pub fn client_auth_timeout(&self) -> Duration {
         self.authorization
             .timeout
             .filter(|d| !d.is_zero())
-            .unwrap_or(DEFAULT_AUTH_TIMEOUT)
+            .unwrap_or_else(|| match &self.tls {
+                Some(_) => self.client_tls_timeout() + Duration::from_secs(1),
+                None => DEFAULT_AUTH_TIMEOUT,
+            })
+    }
+
+    /// The client TLS handshake bound: `tls.timeout`, where 0 (or none) means nats-server's
+    /// two seconds (TLS_TIMEOUT).
+    pub fn client_tls_timeout(&self) -> Duration {
+        self.tls
+            .as_ref()
+            .and_then(|t| t.timeout)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs_f64(TLS_TIMEOUT_SECS))
     }
 
     /// Convenience for tests and embedding: a listen address for the client port.

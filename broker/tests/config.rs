@@ -597,6 +597,66 @@ fn cluster_tls_on_scion_routes_typed() {
     assert_eq!(tls.timeout, Some(Duration::from_secs(3)));
 }
 
+/// Top-level `tls` is client TLS on the TCP port: typed, with `allow_non_tls`; its errors
+/// name the file, line and column (nats-server's words where it has them).
+#[test]
+fn client_tls_typed_and_errors() {
+    let d = tmpdir();
+    let (cert, key) = write_cert(&d);
+    let (c, k) = (cert.display(), key.display());
+    let p = write(
+        &d,
+        "client-tls.conf",
+        &format!(
+            "port: 4222\ntls {{ cert_file: \"{c}\", key_file: \"{k}\", ca_file: \"{c}\", verify: true, timeout: \"500ms\" }}\nallow_non_tls: true\n"
+        ),
+    );
+    let l = config::load_file(&p).unwrap_or_else(|e| panic!("{e}"));
+    let tls = l.options.tls.clone().expect("tls");
+    assert!(tls.verify);
+    assert_eq!(tls.key_file, Some(key.clone()));
+    assert!(l.options.allow_non_tls);
+    assert_eq!(l.options.client_tls_timeout(), Duration::from_millis(500));
+    // opts.go getDefaultAuthTimeout: the TLS timeout plus one second.
+    assert_eq!(l.options.client_auth_timeout(), Duration::from_millis(1500));
+
+    let cases = [
+        (
+            format!("port: 4222\ntls {{ cert_file: \"{c}\" }}\n"),
+            "2:1: missing 'key_file' in TLS configuration".to_string(),
+        ),
+        (
+            format!("port: 4222\ntls {{ cert_file: \"{c}\", key_file: \"{k}\", verify: true }}\n"),
+            "2:1: tls: verify needs ca_file, the CA client certificates must chain to".to_string(),
+        ),
+        (
+            format!(
+                "port: 4222\ntls {{ cert_file: \"{}\", key_file: \"{k}\" }}\n",
+                d.join("absent.pem").display()
+            ),
+            format!(
+                "2:1: error parsing X509 certificate/key pair: open {}: no such file or directory",
+                d.join("absent.pem").display()
+            ),
+        ),
+        (
+            "port: 4222\ntls {}\n".to_string(),
+            "2:1: cert_file and key_file are needed for client TLS".to_string(),
+        ),
+        (
+            format!(
+                "port: 4222\ntls {{\n  cert_file: \"{c}\"\n  key_file: \"{k}\"\n  foo: 1\n}}\n"
+            ),
+            "5:3: error parsing tls config, unknown field [\"foo\"]".to_string(),
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let p = write(&d, &format!("bad-{i}.conf"), text);
+        let errs = invalid(config::load_file(&p).unwrap_err());
+        assert_eq!(errs, vec![format!("{}:{want}", p.display())], "case {i}");
+    }
+}
+
 /// `scion { tls { cert_file, key_file } }` is the SCION client listener's certificate: typed
 /// when both files load and a SCION `listen` exists; every other shape is an error naming
 /// file:line:col of the `tls` key, under `-t` as at start.
@@ -923,7 +983,7 @@ fn warnings_and_type_errors() {
 #[test]
 fn semantic_keys_are_refused_and_auth_conflicts() {
     let errs = invalid(
-        config::load_str("jetstream {}\nleafnodes { port: 7422 }\ntls { cert_file: x }\n")
+        config::load_str("jetstream {}\nleafnodes { port: 7422 }\nmqtt { port: 1883 }\n")
             .unwrap_err(),
     );
     assert_eq!(errs.len(), 3);
@@ -1542,4 +1602,62 @@ fn unreadable_config_file_in_go_words() {
         config::load_file(&d).unwrap_err().to_string(),
         format!("read {}: is a directory", d.display())
     );
+}
+
+/// The `--tls*` flags (opts.go overrideTLS): any of them replaces the config file's client
+/// TLS, the certificate and key are required (nats-server's words), and `--tls=false`
+/// drops the file's `tls` block.
+#[test]
+fn tls_flags_override_the_config_file() {
+    let d = tmpdir();
+    let (cert, key) = write_cert(&d);
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    let run = |args: &[&str]| match parse_args(args.iter().map(|s| s.to_string())) {
+        Ok(Command::Run(l)) => Ok(l.options),
+        Ok(_) => panic!("not a run command: {args:?}"),
+        Err(e) => Err(e.to_string()),
+    };
+    let o = run(&["--tls", "--tlscert", &c, "--tlskey", &k]).expect("tls flags");
+    let t = o.tls.expect("client tls");
+    assert_eq!(t.cert_file, Some(cert.clone()));
+    assert!(!t.verify && t.ca_file.is_none());
+    let o = run(&[
+        "--tlsverify",
+        "--tlscert",
+        &c,
+        "--tlskey",
+        &k,
+        "--tlscacert",
+        &c,
+    ])
+    .expect("tlsverify flags");
+    assert!(o.tls.expect("client tls").verify);
+    assert_eq!(
+        run(&["--tls"]).unwrap_err(),
+        "TLS Server certificate must be present and valid"
+    );
+    assert_eq!(
+        run(&["--tls", "--tlscert", &c]).unwrap_err(),
+        "TLS Server private key must be present and valid"
+    );
+    let absent = d.join("absent.pem").display().to_string();
+    assert_eq!(
+        run(&["--tlscert", &absent, "--tlskey", &k]).unwrap_err(),
+        format!(
+            "error parsing X509 certificate/key pair: open {absent}: no such file or directory"
+        )
+    );
+    let p = write(
+        &d,
+        "tls-file.conf",
+        &format!("tls {{ cert_file: \"{c}\", key_file: \"{k}\", timeout: 4 }}\n"),
+    );
+    let ps = p.display().to_string();
+    assert!(run(&["-c", &ps, "--tls=false"])
+        .expect("config")
+        .tls
+        .is_none());
+    // A flag override keeps the file's handshake timeout.
+    let o = run(&["-c", &ps, "--tlscert", &c, "--tlskey", &k]).expect("config");
+    assert_eq!(o.client_tls_timeout(), Duration::from_secs(4));
 }

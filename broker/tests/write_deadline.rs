@@ -9,43 +9,19 @@
 mod harness;
 mod route_ref;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use harness::{local_opts, start_broker, Raw, STEP_TIMEOUT};
+use harness::{get_json, local_opts, start_broker, Raw, STEP_TIMEOUT};
 use route_ref::{
     answered, our_addrs, our_opts, route_info, route_peer, wait_json, Addrs, RefCluster,
 };
-use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// GET over HTTP/1.0 (no chunking), body parsed as JSON.
-async fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let mut s = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
-        .await
-        .expect("monitor response in time")
-        .expect("read");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    serde_json::from_slice(&raw[split + 4..]).expect("json body")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_reader_is_cut_by_write_deadline() {

@@ -429,7 +429,7 @@ pub(super) fn cluster(m: &mut Mapper, o: &mut Options, e: &Entry) {
             }
             "tls" => {
                 m.seen.push(("cluster.tls", f.key_pos.clone()));
-                o.cluster.tls = tls(m, f, true);
+                o.cluster.tls = tls(m, f, true, "cluster TLS");
             }
             "cluster_advertise" | "advertise" => {
                 m.seen.push(("cluster.advertise", f.key_pos.clone()));
@@ -532,8 +532,27 @@ fn cluster_auth(m: &mut Mapper, o: &mut Options, e: &Entry) -> Option<Permission
     perms
 }
 
+/// Top-level `tls`: client TLS on the TCP port (nats-server opts.go parseTLS and
+/// GenTLSConfig, which load the files while reading, so `-t` fails on a bad one).
+/// `verify: true` needs `ca_file`: nats-server would fall back to the host's trust store
+/// for client certificates, which is rarely what a cluster operator means.
+pub(crate) fn client_tls(m: &mut Mapper, o: &mut Options, e: &Entry) {
+    m.seen.push(("tls", e.key_pos.clone()));
+    let Some(t) = tls(m, e, false, "client TLS") else {
+        return;
+    };
+    if t.verify && t.ca_file.is_none() {
+        m.error(
+            e,
+            "tls: verify needs ca_file, the CA client certificates must chain to",
+        );
+        return;
+    }
+    o.tls = Some(t);
+}
+
 /// nats-server `parseTLS`, for the keys this broker implements.
-fn tls(m: &mut Mapper, e: &Entry, need_ca: bool) -> Option<TlsOpts> {
+fn tls(m: &mut Mapper, e: &Entry, need_ca: bool, what: &str) -> Option<TlsOpts> {
     let tm = m.map(e)?;
     let mut t = TlsOpts::default();
     for f in tm {
@@ -587,7 +606,7 @@ fn tls(m: &mut Mapper, e: &Entry, need_ca: bool) -> Option<TlsOpts> {
             ),
         }
     }
-    if let Err(msg) = load_tls_files(&t, need_ca) {
+    if let Err(msg) = load_tls_files(&t, need_ca, what) {
         m.error(e, msg);
         return None;
     }
@@ -599,7 +618,7 @@ fn tls(m: &mut Mapper, e: &Entry, need_ca: bool) -> Option<TlsOpts> {
 /// that `-t` already fails on a missing or bad file. Cluster TLS is used by
 /// SCION route links, which need all three files (server/scion.rs tls_for);
 /// `scion.tls` (the SCION client listener) needs the certificate and key.
-fn load_tls_files(t: &TlsOpts, need_ca: bool) -> Result<(), String> {
+pub(super) fn load_tls_files(t: &TlsOpts, need_ca: bool, what: &str) -> Result<(), String> {
     use scion_transport::quic::{TlsConfig, TlsError};
     let (cert, key, ca) = match (&t.cert_file, &t.key_file, &t.ca_file) {
         (Some(_), None, _) => return Err("missing 'key_file' in TLS configuration".into()),
@@ -608,7 +627,7 @@ fn load_tls_files(t: &TlsOpts, need_ca: bool) -> Result<(), String> {
         _ if need_ca => {
             return Err("cert_file, key_file and ca_file are all needed for cluster TLS".into())
         }
-        _ => return Err("cert_file and key_file are needed for the SCION client listener".into()),
+        _ => return Err(format!("cert_file and key_file are needed for {what}")),
     };
     let loaded = match ca {
         Some(ca) => TlsConfig::from_pem_files(cert, key, ca),
@@ -713,11 +732,13 @@ pub(super) fn scion(m: &mut Mapper, o: &mut Options, e: &Entry) {
                     }
                 }
             }
-            // Only the SCION client listener's certificate: top-level `tls` (nats-server's
-            // client TLS over TCP) is not implemented, and routes take `cluster.tls`.
+            // Only the SCION client listener's certificate: top-level `tls` is client TLS
+            // on the TCP port, and routes take `cluster.tls`.
             "tls" => {
                 m.seen.push(("scion.tls", f.key_pos.clone()));
-                let Some(t) = tls(m, f, false) else { continue };
+                let Some(t) = tls(m, f, false, "the SCION client listener") else {
+                    continue;
+                };
                 // No field may look like it does more than it does: `ca_file` only serves
                 // `verify` (client certificates, nats-server's `tls { verify: true }`).
                 if t.timeout.is_some() {

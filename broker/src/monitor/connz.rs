@@ -143,6 +143,10 @@ pub struct ConnInfo {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub version: String,
     #[serde(skip_serializing_if = "String::is_empty")]
+    pub tls_version: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tls_cipher_suite: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub authorized_user: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub subscriptions_list: Vec<String>,
@@ -197,6 +201,8 @@ fn row(s: &ConnSnapshot, now: SystemTime, auth: bool) -> ConnInfo {
         name: s.name.clone(),
         lang: s.lang.clone(),
         version: s.version.clone(),
+        tls_version: s.tls.as_ref().map(|t| t.0.clone()).unwrap_or_default(),
+        tls_cipher_suite: s.tls.as_ref().map(|t| t.1.clone()).unwrap_or_default(),
         // client.go getRawAuthUser: the user name, else the token as given.
         authorized_user: if auth {
             s.user
@@ -418,6 +424,7 @@ mod tests {
             name: String::new(),
             lang: String::new(),
             version: String::new(),
+            tls: None,
             user: Some(format!("u{cid}")),
             token: None,
         }

@@ -2,8 +2,7 @@
 //! `updateVarzRuntimeFields`): field names, order and units as nats-server
 //! 2.9.10 writes them.
 //!
-//! Not written because we have no such feature: `git_commit`, `tls_required`,
-//! `tls_verify`, `ip`, `ws_connect_urls`, `tags`, `trusted_operators_*`,
+//! Not written because we have no such feature: `git_commit`, `ip`, `ws_connect_urls`, `tags`, `trusted_operators_*`,
 //! `system_account`, `pinned_account_fails` (all `omitempty` in
 //! nats-server, so a nats-server without those features omits them too,
 //! except `system_account`, which nats-server always has).
@@ -31,6 +30,10 @@ pub struct Varz {
     pub port: u16,
     #[serde(skip_serializing_if = "is_false")]
     pub auth_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls_verify: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub connect_urls: Vec<String>,
     pub max_connections: i64,
@@ -227,6 +230,9 @@ pub fn varz(opts: &Options, rt: Runtime) -> Varz {
         host: rt.host,
         port: rt.port,
         auth_required: rt.auth_required,
+        // monitor.go takes these from s.info (server.go NewServer).
+        tls_required: opts.tls.is_some() && !opts.allow_non_tls,
+        tls_verify: opts.tls.as_ref().is_some_and(|t| t.verify),
         connect_urls: rt.connect_urls,
         max_connections: opts.max_connections,
         max_subscriptions: opts.max_subscriptions,
@@ -245,7 +251,7 @@ pub fn varz(opts: &Options, rt: Runtime) -> Varz {
         mqtt: Empty {},
         websocket: Empty {},
         jetstream: Empty {},
-        tls_timeout: GoFloat(TLS_TIMEOUT_SECS),
+        tls_timeout: GoFloat(opts.client_tls_timeout().as_secs_f64()),
         write_deadline: nanos(opts.write_deadline),
         start: GoTime(start),
         now: GoTime(now),

@@ -60,6 +60,8 @@ pub struct ConnMeta {
     pub token: Option<String>,
     pub rtt: Option<Duration>,
     pub connected: bool,
+    /// TLS version and cipher suite in Go's words, for a client on the TLS port.
+    pub tls: Option<(String, String)>,
 }
 
 /// The part of a connection other tasks touch.
@@ -289,6 +291,112 @@ pub async fn run_labeled<S: SplitIo>(
     peer: SocketAddr,
     label: Option<String>,
 ) {
+    let (shared, opts, info) = open(&srv, peer, label);
+    let _ = shared.out.append(&info);
+    let (rd, wr) = stream.split_io();
+    let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
+    if !admit(&srv, &shared) {
+        refuse(&srv, &shared, writer, &opts).await;
+        return;
+    }
+    serve(srv, shared, rd, writer, opts).await
+}
+
+/// Serves one client accepted on the TCP port: in clear text, or with client TLS as
+/// nats-server 2.9.10 does it (server.go createClient): the INFO goes out in clear text,
+/// the client is registered (or refused over `max_connections`, in clear text), then the
+/// TLS handshake runs within `tls.timeout`. With `allow_non_tls`, a client whose first
+/// byte is not a TLS handshake record (0x16) stays in clear text.
+pub async fn run_tcp(srv: Arc<ServerState>, mut stream: tokio::net::TcpStream, peer: SocketAddr) {
+    use tokio::io::AsyncWriteExt;
+    let Some(tls) = srv.client_tls() else {
+        return run(srv, stream, peer).await;
+    };
+    let (shared, opts, info) = open(&srv, peer, None);
+    // server.go createClient sendProtoNow: the INFO is written before the handshake.
+    let sent = tokio::time::timeout(opts.write_deadline, stream.write_all(&info)).await;
+    if !matches!(sent, Ok(Ok(()))) {
+        shared.out.close(ClosedState::WriteError);
+        finish_unserved(&srv, &shared, &opts);
+        return;
+    }
+    if !admit(&srv, &shared) {
+        let (_, wr) = stream.split_io();
+        let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
+        refuse(&srv, &shared, writer, &opts).await;
+        return;
+    }
+    if tls.allow_non_tls {
+        // server.go createClient reads 4 bytes within the TLS timeout; a peek leaves them
+        // in the socket for whichever reader comes next.
+        let mut first = [0u8; 1];
+        let peeked = tokio::time::timeout(tls.timeout, stream.peek(&mut first)).await;
+        if !matches!(peeked, Ok(Ok(1))) || first[0] != 0x16 {
+            return serve_plain(srv, shared, stream, opts).await;
+        }
+    }
+    debug!(
+        "{} - Starting TLS client connection handshake",
+        shared.log_prefix()
+    );
+    let shake = tokio::time::timeout(tls.timeout, tls.acceptor.accept(stream)).await;
+    let stream = match shake {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            error!(
+                "{} - TLS handshake error: {}",
+                shared.log_prefix(),
+                super::tls::handshake_error(&e)
+            );
+            shared.out.close(ClosedState::TlsHandshakeError);
+            finish_unserved(&srv, &shared, &opts);
+            return;
+        }
+        Err(_) => {
+            // server.go tlsTimeout.
+            error!("{} - TLS handshake timeout", shared.log_prefix());
+            shared.out.close(ClosedState::TlsHandshakeError);
+            finish_unserved(&srv, &shared, &opts);
+            return;
+        }
+    };
+    {
+        let (_, conn) = stream.get_ref();
+        let version = conn.protocol_version().map(super::tls::go_version);
+        let cipher = conn
+            .negotiated_cipher_suite()
+            .map(|c| super::tls::go_cipher(c.suite()));
+        let p = shared.log_prefix();
+        debug!("{} - TLS handshake complete", p);
+        if let (Some(v), Some(c)) = (version, cipher) {
+            debug!("{} - TLS version {}, cipher suite {}", p, v, c);
+            lock(&shared.meta).tls = Some((v, c));
+        }
+    }
+    let (rd, wr) = super::io::Locked(stream).split_io();
+    let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
+    serve(srv, shared, rd, writer, opts).await
+}
+
+/// A registered client of a TLS port that stays in clear text (`allow_non_tls`).
+async fn serve_plain(
+    srv: Arc<ServerState>,
+    shared: Arc<ClientShared>,
+    stream: tokio::net::TcpStream,
+    opts: Arc<crate::options::Options>,
+) {
+    let (rd, wr) = stream.split_io();
+    let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
+    serve(srv, shared, rd, writer, opts).await
+}
+
+/// A new client connection's shared state and its INFO line (nats-server createClient up
+/// to sendProtoNow).
+fn open(
+    srv: &ServerState,
+    peer: SocketAddr,
+    label: Option<String>,
+) -> (Arc<ClientShared>, Arc<crate::options::Options>, Vec<u8>) {
     let opts = srv.opts();
     let cid = srv.next_cid();
     let shared = Arc::new(
@@ -298,14 +406,13 @@ pub async fn run_labeled<S: SplitIo>(
         .max_payload
         .store(opts.max_payload, Ordering::Relaxed);
     let info = srv.client_info_for(&shared).to_line();
-    let _ = shared.out.append(&info);
     debug!("{} - Client connection created", shared.log_prefix());
+    (shared, opts, info)
+}
 
-    let (mut rd, wr) = stream.split_io();
-    let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
-
-    // Register, unless over max_connections (INFO goes first, as in
-    // nats-server createClient).
+/// Registers a new client, unless over max_connections (INFO goes first, as in
+/// nats-server createClient). False: refused.
+fn admit(srv: &ServerState, shared: &Arc<ClientShared>) -> bool {
     let registered = {
         let mut clients = lock(&srv.clients);
         // Clients only (routes share the map; nats-server's s.clients has no routes), and
@@ -321,25 +428,57 @@ pub async fn run_labeled<S: SplitIo>(
         if full {
             false
         } else {
-            clients.insert(cid, shared.clone());
+            clients.insert(shared.cid, shared.clone());
             true
         }
     };
     if registered {
-        srv.close_if_shutting_down(&shared);
+        srv.close_if_shutting_down(shared);
     }
     srv.stats.total_connections.fetch_add(1, Ordering::Relaxed);
-    if !registered {
-        max_conn_exceeded(&shared);
-        let _ = writer.await;
-        log_close(
-            &shared,
-            ClosedState::MaxConnectionsExceeded,
-            opts.max_pending,
-        );
-        srv.record_closed(shared.closed_snapshot(&srv, SystemTime::now(), &[]));
-        return;
-    }
+    registered
+}
+
+/// A client refused over max_connections: -ERR, logged and recorded as closed.
+async fn refuse(
+    srv: &ServerState,
+    shared: &Arc<ClientShared>,
+    writer: tokio::task::JoinHandle<()>,
+    opts: &crate::options::Options,
+) {
+    max_conn_exceeded(shared);
+    let _ = writer.await;
+    log_close(
+        shared,
+        ClosedState::MaxConnectionsExceeded,
+        opts.max_pending,
+    );
+    srv.record_closed(shared.closed_snapshot(srv, SystemTime::now(), &[]));
+}
+
+/// A registered client that closed before it was served (its TLS handshake failed, or
+/// the INFO could not be written): logged, removed and recorded as closed.
+fn finish_unserved(srv: &ServerState, shared: &Arc<ClientShared>, opts: &crate::options::Options) {
+    let reason = shared
+        .out
+        .closed_reason()
+        .unwrap_or(ClosedState::WriteError);
+    log_close(shared, reason, opts.max_pending);
+    lock(&srv.clients).remove(&shared.cid);
+    srv.record_closed(shared.closed_snapshot(srv, SystemTime::now(), &[]));
+}
+
+/// Runs an admitted client's reader until the connection closes, then cleans up.
+async fn serve<R>(
+    srv: Arc<ServerState>,
+    shared: Arc<ClientShared>,
+    mut rd: R,
+    writer: tokio::task::JoinHandle<()>,
+    opts: Arc<crate::options::Options>,
+) where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let cid = shared.cid;
     shared.out.flush_signal();
 
     let auth = srv.auth();

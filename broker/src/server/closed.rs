@@ -4,6 +4,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClosedState {
     ClientClosed,
+    TlsHandshakeError,
     AuthenticationTimeout,
     AuthenticationViolation,
     SlowConsumerPendingBytes,
@@ -32,6 +33,7 @@ impl ClosedState {
     pub fn as_str(self) -> &'static str {
         match self {
             ClosedState::ClientClosed => "Client Closed",
+            ClosedState::TlsHandshakeError => "TLS Handshake Failure",
             ClosedState::AuthenticationTimeout => "Authentication Timeout",
             ClosedState::AuthenticationViolation => "Authentication Failure",
             ClosedState::SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
@@ -87,6 +89,9 @@ pub(crate) fn read_error_state(e: &std::io::Error) -> ClosedState {
             ClosedState::ClientClosed
         }
         Some(ReadError::ConnectionLost(ConnectionError::TimedOut)) => ClosedState::StaleConnection,
+        // A TLS client that closed its socket without close_notify: Go's crypto/tls reads
+        // that as io.EOF at a record boundary, and readLoop says Client Closed.
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => ClosedState::ClientClosed,
         _ => ClosedState::ReadError,
     }
 }

@@ -9,6 +9,7 @@ pub mod io;
 pub mod outbound;
 pub mod route;
 pub mod scion;
+pub mod tls;
 pub mod trace;
 
 use std::collections::{HashMap, VecDeque};
@@ -52,6 +53,9 @@ pub enum StartError {
     BadAddress(String),
     #[error("SCION: {0}")]
     Scion(String),
+    /// Client TLS material that no longer loads (it was checked when the config was read).
+    #[error("{0}")]
+    Tls(String),
     /// `pid_file` / `-P` cannot be written (nats-server exits too).
     #[error("Could not write pidfile: {0}")]
     PidFile(String),
@@ -141,6 +145,8 @@ pub struct ServerState {
     pub config_load_time: Mutex<SystemTime>,
     pub cluster: cluster::ClusterState,
     pub scion: scion::ScionSlot,
+    /// Client TLS on the TCP port (top-level `tls`), replaced on reload.
+    client_tls: RwLock<Option<Arc<tls::ClientTls>>>,
 }
 
 impl ServerState {
@@ -187,7 +193,21 @@ impl ServerState {
             config_load_time: Mutex::new(SystemTime::now()),
             cluster,
             scion: Mutex::new(scion::ScionLinks::default()),
+            client_tls: RwLock::new(None),
         })
+    }
+
+    /// Client TLS as configured now (None: clear text only).
+    pub fn client_tls(&self) -> Option<Arc<tls::ClientTls>> {
+        self.client_tls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Installs the client TLS of the options just set (start, reload).
+    pub fn set_client_tls(&self, t: Option<Arc<tls::ClientTls>>) {
+        *self.client_tls.write().unwrap_or_else(|e| e.into_inner()) = t;
     }
 
     pub fn opts(&self) -> Arc<Options> {
@@ -253,6 +273,17 @@ impl ServerState {
     /// parse.
     pub fn client_info_for(&self, c: &ClientShared) -> ServerInfo {
         let mut info = self.client_info(c.cid, &c.peer.ip().to_string());
+        // Client TLS is the TCP port's (server.go NewServer: `tls_required`, or
+        // `tls_available` with allow_non_tls; `tls_verify` with client certificates). SCION
+        // client links carry their own QUIC TLS.
+        if c.label.is_none() {
+            if let Some(t) = self.opts().tls.as_ref() {
+                let allow = self.opts().allow_non_tls;
+                info.tls_required = !allow;
+                info.tls_available = allow;
+                info.tls_verify = t.verify;
+            }
+        }
         if c.label.is_some() {
             // cluster.no_advertise (as it is now: it can be reloaded): no cluster URLs.
             info.connect_urls = if self.opts().cluster.no_advertise {
@@ -438,7 +469,9 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
     let bind = client_bind_addr(&opts)?;
     let http = opts.http_port;
     let http_host = opts.http_host.clone();
+    let client_tls = tls::client_tls(&opts).map_err(StartError::Tls)?;
     let state = ServerState::new(opts);
+    state.set_client_tls(client_tls);
     log_startup(&state);
     // Written before "Server is ready", as nats-server's Start does (server.go logPid),
     // so that whoever waits for that line finds the pid file.
@@ -495,6 +528,9 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
         "Listening for client connections on {}",
         route::join_host_port(display_host(&state.opts().host), local.port())
     );
+    if state.client_tls().is_some() {
+        info!("TLS required for client connections");
+    }
     let opts = state.opts();
     *lock(&state.cluster.own_urls) = own_connect_urls(&opts, local);
     tasks.push(tokio::spawn(accept_loop(state.clone(), listener)));
@@ -621,7 +657,7 @@ async fn accept_loop(state: Arc<ServerState>, listener: TcpListener) {
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(client::run(state.clone(), stream, peer));
+                tokio::spawn(client::run_tcp(state.clone(), stream, peer));
             }
             Err(e) => {
                 // nats-server: "Temporary Client Accept Error(%v), sleeping %dms"

@@ -5,6 +5,8 @@
 //! Every wait here is bounded by a timeout; every listener is on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod go_client;
+pub mod pki;
 pub mod ports;
 pub mod proto_fuzz;
 
@@ -163,6 +165,27 @@ impl Drop for RefServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// GET from a monitoring port over HTTP/1.0 (no chunking), body parsed as JSON.
+pub async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let mut s = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await
+        .expect("write request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("monitor response in time")
+        .expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    serde_json::from_slice(&raw[split + 4..]).expect("json body")
 }
 
 /// A raw protocol connection with a carry-over buffer.

@@ -33,6 +33,8 @@ pub struct ConnSnapshot {
     pub name: String,
     pub lang: String,
     pub version: String,
+    /// TLS version and cipher suite (client TLS on the TCP port).
+    pub tls: Option<(String, String)>,
     pub user: Option<String>,
     pub token: Option<String>,
 }
@@ -66,6 +68,7 @@ impl ClientShared {
             name: meta.name,
             lang: meta.lang,
             version: meta.version,
+            tls: meta.tls,
             user: meta.user,
             token: meta.token,
         }

@@ -1,0 +1,176 @@
+//! Client TLS on the TCP port (top-level `tls { cert_file, key_file, ca_file, verify,
+//! timeout }`), as nats-server 2.9.10 runs it (server.go createClient, client.go
+//! doTLSHandshake): the INFO goes out in clear text with `tls_required`, then the client
+//! starts the TLS handshake, bounded by `tls.timeout` (2 s by default). With
+//! `allow_non_tls`, a client whose first byte is not a TLS handshake record stays in clear
+//! text.
+//!
+//! TLS 1.2 and 1.3, with Go's preferences: AES-128-GCM first (crypto/tls
+//! `defaultCipherSuitesTLS13`, nats-server `defaultCipherSuites` for 1.2: ECDHE with
+//! AES-128-GCM, ChaCha20-Poly1305, AES-256-GCM), X25519 before the NIST curves.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::crypto::ring::{cipher_suite as cs, default_provider};
+use rustls::crypto::CryptoProvider;
+use scion_transport::quic::TlsConfig;
+
+use crate::options::Options;
+
+/// What the TCP accept path needs to serve TLS clients, built from the options at start
+/// and on reload.
+pub struct ClientTls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Handshake bound (`tls.timeout`).
+    pub timeout: Duration,
+    /// `allow_non_tls`: clear-text clients are served too.
+    pub allow_non_tls: bool,
+}
+
+/// ring with Go's cipher suite order for TLS 1.3 and 1.2.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(CryptoProvider {
+        cipher_suites: vec![
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        ],
+        ..default_provider()
+    })
+}
+
+/// The client TLS of `opts` (None without a top-level `tls`). The files were loaded and
+/// checked when the config was read; an error here means they changed since.
+pub fn client_tls(opts: &Options) -> Result<Option<Arc<ClientTls>>, String> {
+    let Some(t) = &opts.tls else {
+        return Ok(None);
+    };
+    let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) else {
+        return Err("tls: cert_file and key_file are needed for client TLS".into());
+    };
+    let mut material = match &t.ca_file {
+        Some(ca) => TlsConfig::from_pem_files(cert, key, ca),
+        None => TlsConfig::from_pem_cert_key(cert, key),
+    }
+    .map_err(|e| format!("tls: {e}"))?;
+    material.mutual = t.verify;
+    let config = server_config(&material).map_err(|e| format!("tls: {e}"))?;
+    Ok(Some(Arc::new(ClientTls {
+        acceptor: tokio_rustls::TlsAcceptor::from(config),
+        timeout: opts.client_tls_timeout(),
+        allow_non_tls: opts.allow_non_tls,
+    })))
+}
+
+/// A rustls server configuration for TCP clients: TLS 1.3 and 1.2; with `mutual`
+/// (`verify: true`), a client certificate chaining to `roots` is required, as Go's
+/// `tls.RequireAndVerifyClientCert`.
+fn server_config(m: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = if m.mutual {
+        let mut roots = rustls::RootCertStore::empty();
+        for r in &m.roots {
+            roots.add(r.clone())?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder.with_single_cert(m.cert_chain.clone(), m.key.clone_key())?;
+    // Go's server picks by its own order (AES-128 first on AES hardware), whatever the
+    // client prefers.
+    config.ignore_client_order = true;
+    Ok(Arc::new(config))
+}
+
+/// `1.2`, `1.3` (server.go tlsVersion).
+pub fn go_version(v: rustls::ProtocolVersion) -> String {
+    match v {
+        rustls::ProtocolVersion::TLSv1_2 => "1.2".into(),
+        rustls::ProtocolVersion::TLSv1_3 => "1.3".into(),
+        other => format!("Unknown [0x{:x}]", u16::from(other)),
+    }
+}
+
+/// Go's name of a cipher suite (server.go tlsCipher, ciphersuites.go cipherMapByID).
+pub fn go_cipher(s: rustls::CipherSuite) -> String {
+    use rustls::CipherSuite as C;
+    let name = match s {
+        C::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        C::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        C::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"
+        }
+        C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+        other => return format!("Unknown [0x{:x}]", u16::from(other)),
+    };
+    name.to_string()
+}
+
+/// The text after `TLS handshake error: ` for a failed handshake. Go's words where the
+/// cause is the same (crypto/tls), rustls' otherwise.
+pub fn handshake_error(e: &io::Error) -> String {
+    use rustls::Error as E;
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<E>()) else {
+        return match e.kind() {
+            io::ErrorKind::UnexpectedEof => "EOF".into(),
+            _ => e.to_string(),
+        };
+    };
+    match tls {
+        E::InvalidMessage(_) => "tls: first record does not look like a TLS handshake".into(),
+        E::NoCertificatesPresented => "tls: client didn't provide a certificate".into(),
+        E::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+            "tls: failed to verify client certificate: x509: certificate signed by unknown authority"
+                .into()
+        }
+        E::InvalidCertificate(c) => {
+            format!("tls: failed to verify client certificate: {c:?}")
+        }
+        E::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOfferedOrEnabled) => {
+            "tls: client offered only unsupported versions".into()
+        }
+        E::PeerIncompatible(rustls::PeerIncompatible::NoCipherSuitesInCommon) => {
+            "tls: no cipher suite supported by both client and server".into()
+        }
+        E::PeerIncompatible(rustls::PeerIncompatible::NoKxGroupsInCommon) => {
+            "tls: no ECDHE curve supported by both client and server".into()
+        }
+        E::AlertReceived(a) => format!("remote error: tls: {}", alert_words(*a)),
+        other => other.to_string(),
+    }
+}
+
+/// crypto/tls alert texts for the alerts a client sends on a refused server certificate.
+fn alert_words(a: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription as A;
+    match a {
+        A::BadCertificate => "bad certificate".into(),
+        A::UnknownCA => "unknown certificate authority".into(),
+        A::CertificateExpired => "expired certificate".into(),
+        A::HandshakeFailure => "handshake failure".into(),
+        A::ProtocolVersion => "protocol version not supported".into(),
+        A::DecryptError => "error decrypting message".into(),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,386 @@
+//! Client TLS on the TCP port (top-level `tls`), against nats-server 2.9.10's behaviour:
+//! the clear-text INFO with `tls_required` (byte-compared with nats-server's), the Rust
+//! client over TLS, a clear-text or silent client refused as `TLS Handshake Failure` with
+//! nats-server's log lines, client certificates with `verify`, `allow_non_tls`, and the
+//! monitoring fields.
+//!
+//! Every listener is on 127.0.0.1; every wait is bounded.
+
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use broker::options::TlsOpts;
+use futures::StreamExt;
+use harness::pki::{capture_logs, logs, TestCa};
+use harness::{
+    get_json, local_opts, normalize_info, reference_nats_server, show, start_broker, Raw, RefServer,
+};
+use tokio::time::{timeout, Instant};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A CA, a server certificate for 127.0.0.1, and a client certificate, in `dir`.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn pki(dir: &Path, tag: &str) -> Pki {
+    let ca = TestCa::new(tag);
+    let (cert, key) = ca.issue(dir, "server", &["127.0.0.1", "localhost"]);
+    let (client_cert, client_key) = ca.issue(dir, "client", &["client"]);
+    Pki {
+        ca: ca.write(dir, "ca.pem"),
+        cert,
+        key,
+        client_cert,
+        client_key,
+    }
+}
+
+fn tls_opts(p: &Pki, verify: bool, timeout: Option<Duration>) -> TlsOpts {
+    TlsOpts {
+        cert_file: Some(p.cert.clone()),
+        key_file: Some(p.key.clone()),
+        ca_file: verify.then(|| p.ca.clone()),
+        verify,
+        timeout,
+    }
+}
+
+/// Our broker with client TLS and a monitoring port.
+async fn tls_broker(t: TlsOpts, allow_non_tls: bool) -> broker::server::ServerHandle {
+    let mut o = local_opts();
+    o.tls = Some(t);
+    o.allow_non_tls = allow_non_tls;
+    o.http_host = "127.0.0.1".into();
+    o.http_port = -1;
+    start_broker(o).await
+}
+
+/// The Rust client over TLS, trusting `p.ca`, with the client certificate if asked.
+async fn tls_client(
+    addr: std::net::SocketAddr,
+    p: &Pki,
+    with_cert: bool,
+) -> Result<async_nats::Client, String> {
+    let o = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(p.ca.clone());
+    let o = if with_cert {
+        o.add_client_certificate(p.client_cert.clone(), p.client_key.clone())
+    } else {
+        o
+    };
+    match timeout(WAIT, o.connect(format!("tls://{addr}"))).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("connect timed out".into()),
+    }
+}
+
+/// Publishes on a fresh subject and receives it back on the same client.
+async fn round_trip(c: &async_nats::Client) {
+    let mut sub = c.subscribe("tls.check").await.expect("subscribe");
+    c.flush().await.expect("flush");
+    c.publish("tls.check", "over tls".into())
+        .await
+        .expect("publish");
+    let m = timeout(WAIT, sub.next())
+        .await
+        .expect("message in time")
+        .expect("message");
+    assert_eq!(&m.payload[..], b"over tls");
+}
+
+/// Waits (bounded) until the log holds `needle`.
+async fn wait_log(needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let l = logs();
+        if l.contains(needle) {
+            return l;
+        }
+        assert!(Instant::now() < deadline, "log never had {needle:?}:\n{l}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The closed-connection reasons /connz lists.
+async fn closed_reasons(http: std::net::SocketAddr) -> Vec<String> {
+    let v = get_json(http, "/connz?state=closed").await;
+    v["connections"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| c["reason"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_over_tls_and_monitoring_fields() {
+    capture_logs("info,broker=debug");
+    let dir = harness::scratch_dir("client-tls");
+    let p = pki(&dir, "round-trip");
+    let h = tls_broker(tls_opts(&p, false, None), false).await;
+    let http = h.http_addr.expect("monitoring port");
+
+    let c = tls_client(h.client_addr, &p, false)
+        .await
+        .expect("TLS client connects");
+    round_trip(&c).await;
+
+    let v = get_json(http, "/varz").await;
+    assert_eq!(v["tls_required"], true, "{v}");
+    assert!(v.get("tls_verify").is_none(), "{v}");
+    assert_eq!(v["tls_timeout"], 2, "{v}");
+    // opts.go getDefaultAuthTimeout: the TLS timeout plus one second.
+    assert_eq!(v["auth_timeout"], 3, "{v}");
+    let z = get_json(http, "/connz").await;
+    let conn = &z["connections"][0];
+    assert_eq!(conn["tls_version"], "1.3", "{z}");
+    // The server's order wins, as Go's does: AES-128-GCM first.
+    assert_eq!(conn["tls_cipher_suite"], "TLS_AES_128_GCM_SHA256", "{z}");
+    let l = wait_log("TLS version 1.3, cipher suite TLS_AES_128_GCM_SHA256").await;
+    assert!(l.contains("TLS required for client connections"), "{l}");
+    assert!(
+        l.contains("Starting TLS client connection handshake"),
+        "{l}"
+    );
+    assert!(l.contains("TLS handshake complete"), "{l}");
+    drop(c);
+    h.shutdown().await;
+}
+
+/// A Go client (nats.go, the library of nats-bench and the nats CLI) over TLS, trusting the
+/// test CA through SSL_CERT_FILE (Go's trust store on Linux): 1,000 sequenced messages out
+/// and back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_client_over_tls() {
+    let Some(go) = harness::go_client::go_client() else {
+        return;
+    };
+    let dir = harness::scratch_dir("client-tls-go");
+    let p = pki(&dir, "go");
+    let h = tls_broker(tls_opts(&p, false, None), false).await;
+    let out = tokio::process::Command::new(go)
+        .args([
+            "-s",
+            &format!("tls://{}", h.client_addr),
+            "-n",
+            "1000",
+            "-ms",
+            "512",
+        ])
+        .env("SSL_CERT_FILE", &p.ca)
+        .kill_on_drop(true)
+        .output();
+    let out = timeout(WAIT * 3, out).await.expect("in time").expect("run");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.starts_with("received 1000/1000"),
+        "Go client over TLS: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.shutdown().await;
+}
+
+/// A clear-text client gets the INFO, then nothing: its CONNECT is not a TLS record. The
+/// close is `TLS Handshake Failure` with nats-server's error line; a client that sends
+/// nothing is cut at `tls.timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_text_and_silent_clients_are_refused() {
+    capture_logs("info,broker=debug");
+    let dir = harness::scratch_dir("client-tls-refuse");
+    let p = pki(&dir, "refuse");
+    let h = tls_broker(tls_opts(&p, false, Some(Duration::from_millis(500))), false).await;
+    let http = h.http_addr.expect("monitoring port");
+
+    let mut raw = Raw::connect(h.client_addr).await;
+    let info = raw.read_line().await;
+    assert!(
+        info.starts_with(b"INFO ") && show(&info).contains("\"tls_required\":true"),
+        "{}",
+        show(&info)
+    );
+    raw.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n").await;
+    let rest = raw.read_to_close(WAIT).await;
+    assert!(
+        !rest.windows(4).any(|w| w == b"PONG"),
+        "a clear-text client was served: {}",
+        show(&rest)
+    );
+    wait_log("TLS handshake error: tls: first record does not look like a TLS handshake").await;
+
+    let started = Instant::now();
+    let mut silent = Raw::connect(h.client_addr).await;
+    let _ = silent.read_line().await;
+    let _ = silent.read_to_close(WAIT).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "a silent client was closed after {took:?}, expected about the 500 ms tls timeout"
+    );
+    wait_log("TLS handshake timeout").await;
+    let reasons = closed_reasons(http).await;
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.as_str() == "TLS Handshake Failure")
+            .count(),
+        2,
+        "{reasons:?}"
+    );
+    h.shutdown().await;
+}
+
+/// `verify: true`: INFO says `tls_verify`; a client without a certificate is refused with
+/// nats-server's words, one with a certificate from the CA is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_takes_only_clients_with_a_certificate_from_the_ca() {
+    capture_logs("info,broker=debug");
+    let dir = harness::scratch_dir("client-tls-verify");
+    let p = pki(&dir, "verify");
+    let h = tls_broker(tls_opts(&p, true, None), false).await;
+    let http = h.http_addr.expect("monitoring port");
+
+    let mut raw = Raw::connect(h.client_addr).await;
+    let info = show(&raw.read_line().await);
+    assert!(
+        info.contains("\"tls_required\":true,\"tls_verify\":true,"),
+        "{info}"
+    );
+    drop(raw);
+
+    let refused = tls_client(h.client_addr, &p, false).await;
+    assert!(
+        refused.is_err(),
+        "a client without a certificate was served"
+    );
+    wait_log("TLS handshake error: tls: client didn't provide a certificate").await;
+
+    let c = tls_client(h.client_addr, &p, true)
+        .await
+        .expect("a client with a certificate from the CA connects");
+    round_trip(&c).await;
+    assert_eq!(get_json(http, "/varz").await["tls_verify"], true);
+    drop(c);
+    h.shutdown().await;
+}
+
+/// `allow_non_tls`: INFO offers `tls_available`; a clear-text client and a TLS client are
+/// both served (the first byte decides, as server.go createClient does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_non_tls_serves_both() {
+    let dir = harness::scratch_dir("client-tls-mixed");
+    let p = pki(&dir, "mixed");
+    let h = tls_broker(tls_opts(&p, false, None), true).await;
+
+    let mut raw = Raw::connect(h.client_addr).await;
+    let info = show(&raw.read_line().await);
+    assert!(
+        info.contains("\"tls_available\":true") && !info.contains("tls_required"),
+        "{info}"
+    );
+    raw.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n").await;
+    let pong = raw.read_pongs(1).await;
+    assert!(pong.ends_with(b"PONG\r\n"), "{}", show(&pong));
+
+    let c = tls_client(h.client_addr, &p, false)
+        .await
+        .expect("a TLS client is served too");
+    round_trip(&c).await;
+    drop(c);
+    h.shutdown().await;
+}
+
+/// The clear-text INFO with `tls` (plain, `verify`, `allow_non_tls`) is nats-server
+/// 2.9.10's, byte for byte outside the per-server fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_info_matches_nats_server() {
+    if reference_nats_server().is_none() {
+        eprintln!("nats-server not installed; nothing to compare");
+        return;
+    }
+    let dir = harness::scratch_dir("client-tls-ref");
+    let p = pki(&dir, "ref");
+    let cases = [(false, false), (true, false), (false, true)];
+    for (verify, allow) in cases {
+        let mut conf = format!(
+            "tls {{ cert_file: \"{}\", key_file: \"{}\"",
+            p.cert.display(),
+            p.key.display()
+        );
+        if verify {
+            conf += &format!(", ca_file: \"{}\", verify: true", p.ca.display());
+        }
+        conf += " }\n";
+        if allow {
+            conf += "allow_non_tls: true\n";
+        }
+        let reference = RefServer::start(&conf).expect("nats-server starts");
+        let mut r = Raw::connect(reference.addr).await;
+        let theirs = normalize_info(&r.read_line().await);
+
+        let h = tls_broker(tls_opts(&p, verify, None), allow).await;
+        let mut o = Raw::connect(h.client_addr).await;
+        let ours = normalize_info(&o.read_line().await);
+        assert_eq!(
+            show(&ours),
+            show(&theirs),
+            "INFO differs (verify {verify}, allow_non_tls {allow})"
+        );
+        h.shutdown().await;
+    }
+}
+
+/// Client TLS follows a reload (reload.go tlsOption): dropping the block serves clear-text
+/// clients from then on, bringing it back requires TLS again; each logs nats-server's line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_switches_client_tls() {
+    capture_logs("info,broker=debug");
+    let dir = harness::scratch_dir("client-tls-reload");
+    let p = pki(&dir, "reload");
+    let conf = dir.join("server.conf");
+    let with_tls = format!(
+        "host: 127.0.0.1\nport: -1\ntls {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+        p.cert.display(),
+        p.key.display()
+    );
+    std::fs::write(&conf, &with_tls).expect("write conf");
+    let flags = vec!["-c".to_string(), conf.display().to_string()];
+    let broker::cli::Command::Run(loaded) =
+        broker::cli::parse_args(flags.clone()).expect("config loads")
+    else {
+        panic!("not a run command");
+    };
+    let h = start_broker(loaded.options).await;
+
+    std::fs::write(&conf, "host: 127.0.0.1\nport: -1\n").expect("write conf");
+    broker::app::reload(&h.state, &flags).expect("reload without tls");
+    wait_log("Reloaded: tls = disabled").await;
+    let mut raw = Raw::connect(h.client_addr).await;
+    let info = show(&raw.read_line().await);
+    assert!(!info.contains("tls_"), "{info}");
+    raw.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n").await;
+    assert!(raw.read_pongs(1).await.ends_with(b"PONG\r\n"));
+
+    std::fs::write(&conf, &with_tls).expect("write conf");
+    broker::app::reload(&h.state, &flags).expect("reload with tls");
+    wait_log("Reloaded: tls = enabled").await;
+    let c = tls_client(h.client_addr, &p, false)
+        .await
+        .expect("TLS client after reload");
+    round_trip(&c).await;
+    let mut plain = Raw::connect(h.client_addr).await;
+    assert!(show(&plain.read_line().await).contains("\"tls_required\":true"));
+    drop(c);
+    h.shutdown().await;
+}
