@@ -303,7 +303,11 @@ pub fn reload(state: &Arc<ServerState>, flags: &[String]) -> Result<(), String> 
     // reload.go: any IsAuthChange option triggers reloadAuthorization.
     let auth_changed =
         cur.authorization != new.authorization || cur.no_auth_user != new.no_auth_user;
-    let changes = describe_changes(&cur, &new);
+    // reload.go compares the loaded TLS configurations: certificate files replaced in
+    // place are a change too.
+    let tls_changed = state.client_tls().map(|t| t.material.clone())
+        != client_tls.as_ref().map(|t| t.material.clone());
+    let changes = describe_changes(&cur, &new, tls_changed);
     let new_max_payload = (cur.max_payload != new.max_payload).then_some(new.max_payload);
     let cluster_perms_changed = cur.cluster.permissions != new.cluster.permissions;
     let new_pid_file = (cur.pid_file != new.pid_file)
@@ -487,7 +491,9 @@ fn route_diff(old: &[RouteUrl], new: &[RouteUrl]) -> (Vec<RouteUrl>, Vec<RouteUr
 /// (reload.go applies options in the order of the Options struct) and wording. It prints
 /// `authorization users` and `accounts` on every reload (its diff always sees those
 /// fields as changed), so those two lines are always there.
-fn describe_changes(cur: &Options, new: &Options) -> Vec<String> {
+/// `tls_changed`: the client TLS configuration differs from the one in use (files, their
+/// contents, `verify`).
+fn describe_changes(cur: &Options, new: &Options, tls_changed: bool) -> Vec<String> {
     let dur = crate::monitor::gofmt::go_duration;
     let path = |p: &Option<std::path::PathBuf>| {
         p.as_ref()
@@ -567,18 +573,8 @@ fn describe_changes(cur: &Options, new: &Options) -> Vec<String> {
         cur.client_tls_timeout() != new.client_tls_timeout(),
         format!("tls timeout = {}", new.client_tls_timeout().as_secs_f64()),
     );
-    let tls_files = |o: &Options| {
-        o.tls.as_ref().map(|t| {
-            (
-                t.cert_file.clone(),
-                t.key_file.clone(),
-                t.ca_file.clone(),
-                t.verify,
-            )
-        })
-    };
     line(
-        tls_files(cur) != tls_files(new),
+        tls_changed,
         format!(
             "tls = {}",
             if new.tls.is_some() {

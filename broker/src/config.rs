@@ -710,20 +710,6 @@ impl Mapper {
                 ),
             );
         }
-        // `cluster { tls {...} }` is applied only to SCION/QUIC routes
-        // (server/scion.rs tls_for). Plain TCP routes would silently run in
-        // clear text while the operator believes they are authenticated and
-        // encrypted, so refuse the combination instead.
-        if o.cluster.tls.is_some() && uses_tcp_routes(o) {
-            let pos = at(self, "cluster.tls");
-            self.error_at(
-                &pos,
-                "tls",
-                "cluster tls is only supported on SCION route links; TCP routes \
-                 (a TCP cluster listen or nats-route://host:port route) would run \
-                 without TLS: remove \"tls\" or use SCION cluster addresses",
-            );
-        }
         // Peers of a SCION cluster learn its route address from the listener itself (route
         // INFO `ip`, server/route.rs route_info); an advertised host:port would send them to
         // dial TCP where nothing listens.
@@ -855,13 +841,13 @@ pub fn uses_tcp_routes(o: &Options) -> bool {
             .any(|r| matches!(r.target, crate::options::RouteTarget::Tcp { .. }))
 }
 
-/// nats-server's `setBaselineOptions`: zero means "default" for these.
 /// Loads a client TLS configuration's files as the config file's `tls` block does (for
 /// the `--tls*` flags): nats-server's words for a file that is missing or does not parse.
 pub fn check_client_tls_files(t: &crate::options::TlsOpts) -> Result<(), String> {
     blocks::load_tls_files(t, false, "client TLS")
 }
 
+/// nats-server's `setBaselineOptions`: zero means "default" for these.
 pub fn finalize_defaults(o: &mut Options) {
     use crate::options as d;
     if o.port == 0 {

@@ -148,13 +148,18 @@ async fn rust_client_over_tls_and_monitoring_fields() {
     assert_eq!(conn["tls_version"], "1.3", "{z}");
     // The server's order wins, as Go's does: AES-128-GCM first.
     assert_eq!(conn["tls_cipher_suite"], "TLS_AES_128_GCM_SHA256", "{z}");
-    let l = wait_log("TLS version 1.3, cipher suite TLS_AES_128_GCM_SHA256").await;
-    assert!(l.contains("TLS required for client connections"), "{l}");
+    // This connection's own lines (the log is shared by the tests of this binary).
+    let p = format!("127.0.0.1:{} - cid:{} - ", conn["port"], conn["cid"]);
+    let l = wait_log(&format!(
+        "{p}TLS version 1.3, cipher suite TLS_AES_128_GCM_SHA256"
+    ))
+    .await;
     assert!(
-        l.contains("Starting TLS client connection handshake"),
+        l.contains(&format!("{p}Starting TLS client connection handshake")),
         "{l}"
     );
-    assert!(l.contains("TLS handshake complete"), "{l}");
+    assert!(l.contains(&format!("{p}TLS handshake complete")), "{l}");
+    assert!(l.contains("TLS required for client connections"), "{l}");
     drop(c);
     h.shutdown().await;
 }
@@ -229,15 +234,77 @@ async fn clear_text_and_silent_clients_are_refused() {
         "a silent client was closed after {took:?}, expected about the 500 ms tls timeout"
     );
     wait_log("TLS handshake timeout").await;
-    let reasons = closed_reasons(http).await;
-    assert_eq!(
-        reasons
+    wait_log("TLS handshake error: read tcp 127.0.0.1:").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reasons = closed_reasons(http).await;
+        let failed = reasons
             .iter()
             .filter(|r| r.as_str() == "TLS Handshake Failure")
-            .count(),
-        2,
-        "{reasons:?}"
+            .count();
+        if failed == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{reasons:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.shutdown().await;
+}
+
+/// A shutdown does not wait for a client in the middle of its handshake (nats-server closes
+/// its socket): with a 10 s TLS timeout and a silent client, the server stops at once and
+/// records the client as closed by the shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_handshake() {
+    let dir = harness::scratch_dir("client-tls-shutdown");
+    let p = pki(&dir, "shutdown");
+    let h = tls_broker(tls_opts(&p, false, Some(Duration::from_secs(10))), false).await;
+    let state = h.state.clone();
+    let mut silent = Raw::connect(h.client_addr).await;
+    let _ = silent.read_line().await;
+    let started = Instant::now();
+    timeout(Duration::from_secs(3), h.shutdown())
+        .await
+        .expect("shutdown within 3 s with a client mid-handshake");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let closed: Vec<_> = state
+        .closed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.snapshot.reason)
+        .collect();
+    assert_eq!(
+        closed,
+        vec![Some(broker::server::ClosedState::ServerShutdown)]
     );
+}
+
+/// Over `max_connections`, a client of the TLS port is refused in clear text, before any
+/// handshake, as nats-server does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_refusal_is_in_clear_text() {
+    let dir = harness::scratch_dir("client-tls-max");
+    let p = pki(&dir, "max");
+    let mut o = local_opts();
+    o.tls = Some(tls_opts(&p, false, None));
+    o.max_connections = 1;
+    let h = start_broker(o).await;
+    let c = tls_client(h.client_addr, &p, false)
+        .await
+        .expect("first client");
+    round_trip(&c).await;
+    let mut second = Raw::connect(h.client_addr).await;
+    let info = second.read_line().await;
+    assert!(show(&info).contains("\"tls_required\":true"));
+    let rest = second.read_to_close(WAIT).await;
+    assert_eq!(
+        rest,
+        b"-ERR 'maximum connections exceeded'\r\n",
+        "{}",
+        show(&rest)
+    );
+    drop(c);
     h.shutdown().await;
 }
 
@@ -381,6 +448,19 @@ async fn reload_switches_client_tls() {
     round_trip(&c).await;
     let mut plain = Raw::connect(h.client_addr).await;
     assert!(show(&plain.read_line().await).contains("\"tls_required\":true"));
+
+    // A certificate replaced in place is a change (reload.go compares the loaded
+    // configurations), and so is the handshake timeout.
+    let count = |l: &str| l.matches("Reloaded: tls = enabled").count();
+    let before = count(&logs());
+    let other = TestCa::new("reload-rotated");
+    let (cert, key) = other.issue(&dir, "rotated", &["127.0.0.1"]);
+    std::fs::copy(&cert, &p.cert).expect("replace certificate");
+    std::fs::copy(&key, &p.key).expect("replace key");
+    std::fs::write(&conf, with_tls.replace(" }\n", ", timeout: 0.5 }\n")).expect("write conf");
+    broker::app::reload(&h.state, &flags).expect("reload with a new certificate");
+    let l = wait_log("Reloaded: tls timeout = 0.5").await;
+    assert_eq!(count(&l), before + 1, "{l}");
     drop(c);
     h.shutdown().await;
 }

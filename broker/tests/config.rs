@@ -752,11 +752,10 @@ fn scion_tls_for_the_client_listener() {
     }
 }
 
-/// TLS is not implemented on TCP routes: `cluster { tls }` with a TCP listen
-/// or a TCP route must be refused (file:line:col of the `tls` key), never
-/// silently run in clear text; at start and under `-t` alike.
+/// `cluster.tls` secures TCP routes too (a TCP cluster listen, host/port, or a TCP route
+/// from a SCION cluster): taken by `-t` and typed.
 #[test]
-fn cluster_tls_on_tcp_routes_is_an_error() {
+fn cluster_tls_on_tcp_routes_is_taken() {
     let d = tmpdir();
     let (cert, key) = write_cert(&d);
     let tls = format!(
@@ -775,15 +774,13 @@ fn cluster_tls_on_tcp_routes_is_an_error() {
         ),
     ] {
         let text = format!("port: 4222\ncluster {{\n  name: c1\n{body}{tls}}}\n");
-        let line = text.lines().position(|l| l.starts_with("  tls")).unwrap() + 1;
         let p = write(&d, &format!("{name}.conf"), &text);
-        let errs = invalid(config::check_config(&p).unwrap_err());
-        assert_eq!(errs.len(), 1, "{name}: {errs:?}");
-        let want = format!("{}:{line}:3: cluster tls is only supported", p.display());
-        assert!(errs[0].starts_with(&want), "{name}: {}", errs[0]);
-        // The binary refuses to start, naming the same position.
-        let stderr = broker_must_refuse(&["-c", &p.display().to_string(), "-p", "-1"]);
-        assert!(stderr.contains(&want), "{name}: {stderr}");
+        config::check_config(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let l = config::load_file(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            l.options.cluster.tls.and_then(|t| t.ca_file),
+            Some(cert.clone())
+        );
     }
 }
 

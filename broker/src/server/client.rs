@@ -291,7 +291,7 @@ pub async fn run_labeled<S: SplitIo>(
     peer: SocketAddr,
     label: Option<String>,
 ) {
-    let (shared, opts, info) = open(&srv, peer, label);
+    let (shared, opts, info) = open(&srv, peer, label, None);
     let _ = shared.out.append(&info);
     let (rd, wr) = stream.split_io();
     let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
@@ -312,10 +312,11 @@ pub async fn run_tcp(srv: Arc<ServerState>, mut stream: tokio::net::TcpStream, p
     let Some(tls) = srv.client_tls() else {
         return run(srv, stream, peer).await;
     };
-    let (shared, opts, info) = open(&srv, peer, None);
+    let (shared, opts, info) = open(&srv, peer, None, Some(&tls));
     // server.go createClient sendProtoNow: the INFO is written before the handshake.
     let sent = tokio::time::timeout(opts.write_deadline, stream.write_all(&info)).await;
     if !matches!(sent, Ok(Ok(()))) {
+        srv.stats.total_connections.fetch_add(1, Ordering::Relaxed);
         shared.out.close(ClosedState::WriteError);
         finish_unserved(&srv, &shared, &opts);
         return;
@@ -326,52 +327,64 @@ pub async fn run_tcp(srv: Arc<ServerState>, mut stream: tokio::net::TcpStream, p
         refuse(&srv, &shared, writer, &opts).await;
         return;
     }
+    // Both waits below end early when the connection is closed meanwhile (a shutdown
+    // or lame duck mode: nats-server closes the socket under its handshake).
     if tls.allow_non_tls {
         // server.go createClient reads 4 bytes within the TLS timeout; a peek leaves them
         // in the socket for whichever reader comes next.
         let mut first = [0u8; 1];
-        let peeked = tokio::time::timeout(tls.timeout, stream.peek(&mut first)).await;
+        let peeked = tokio::select! {
+            r = tokio::time::timeout(tls.timeout, stream.peek(&mut first)) => r,
+            _ = shared.out.closed() => {
+                finish_unserved(&srv, &shared, &opts);
+                return;
+            }
+        };
         if !matches!(peeked, Ok(Ok(1))) || first[0] != 0x16 {
             return serve_plain(srv, shared, stream, opts).await;
         }
     }
-    debug!(
-        "{} - Starting TLS client connection handshake",
-        shared.log_prefix()
-    );
-    let shake = tokio::time::timeout(tls.timeout, tls.acceptor.accept(stream)).await;
+    let p = shared.log_prefix();
+    debug!("{} - Starting TLS client connection handshake", p);
+    let local = stream.local_addr();
+    let shake = tokio::select! {
+        r = tokio::time::timeout(tls.timeout, tls.acceptor.accept(stream)) => r,
+        _ = shared.out.closed() => {
+            finish_unserved(&srv, &shared, &opts);
+            return;
+        }
+    };
     let stream = match shake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             error!(
                 "{} - TLS handshake error: {}",
-                shared.log_prefix(),
-                super::tls::handshake_error(&e)
+                p,
+                super::tls::handshake_error(&e, true)
             );
             shared.out.close(ClosedState::TlsHandshakeError);
             finish_unserved(&srv, &shared, &opts);
             return;
         }
         Err(_) => {
-            // server.go tlsTimeout.
-            error!("{} - TLS handshake timeout", shared.log_prefix());
+            // server.go tlsTimeout, and the handshake's own read deadline, which expire
+            // together: nats-server logs both, and queues an -ERR it never sends.
+            error!("{} - TLS handshake timeout", p);
+            super::trace::trace_out_proto(&p, b"-ERR 'Secure Connection - TLS Required'\r\n");
+            if let Ok(local) = local {
+                error!(
+                    "{} - TLS handshake error: read tcp {}->{}: i/o timeout",
+                    p, local, peer
+                );
+            }
             shared.out.close(ClosedState::TlsHandshakeError);
             finish_unserved(&srv, &shared, &opts);
             return;
         }
     };
-    {
-        let (_, conn) = stream.get_ref();
-        let version = conn.protocol_version().map(super::tls::go_version);
-        let cipher = conn
-            .negotiated_cipher_suite()
-            .map(|c| super::tls::go_cipher(c.suite()));
-        let p = shared.log_prefix();
-        debug!("{} - TLS handshake complete", p);
-        if let (Some(v), Some(c)) = (version, cipher) {
-            debug!("{} - TLS version {}, cipher suite {}", p, v, c);
-            lock(&shared.meta).tls = Some((v, c));
-        }
+    let (_, conn) = stream.get_ref();
+    if let Some(t) = super::tls::log_established(&p, conn) {
+        lock(&shared.meta).tls = Some(t);
     }
     let (rd, wr) = super::io::Locked(stream).split_io();
     let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
@@ -392,10 +405,13 @@ async fn serve_plain(
 
 /// A new client connection's shared state and its INFO line (nats-server createClient up
 /// to sendProtoNow).
+/// `tls`: the client TLS this connection is served with (its INFO says so; taken once,
+/// so a reload meanwhile cannot make the INFO and the connection disagree).
 fn open(
     srv: &ServerState,
     peer: SocketAddr,
     label: Option<String>,
+    tls: Option<&super::tls::ClientTls>,
 ) -> (Arc<ClientShared>, Arc<crate::options::Options>, Vec<u8>) {
     let opts = srv.opts();
     let cid = srv.next_cid();
@@ -405,7 +421,9 @@ fn open(
     shared
         .max_payload
         .store(opts.max_payload, Ordering::Relaxed);
-    let info = srv.client_info_for(&shared).to_line();
+    let mut info = srv.client_info_for(&shared);
+    super::tls::set_info_flags(&mut info, tls);
+    let info = info.to_line();
     debug!("{} - Client connection created", shared.log_prefix());
     (shared, opts, info)
 }

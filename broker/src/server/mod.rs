@@ -147,6 +147,9 @@ pub struct ServerState {
     pub scion: scion::ScionSlot,
     /// Client TLS on the TCP port (top-level `tls`), replaced on reload.
     client_tls: RwLock<Option<Arc<tls::ClientTls>>>,
+    /// Route TLS on TCP route links (`cluster.tls`), set at start (a reload cannot change
+    /// `cluster.tls`).
+    route_tls: RwLock<Option<Arc<tls::RouteTls>>>,
 }
 
 impl ServerState {
@@ -194,12 +197,21 @@ impl ServerState {
             cluster,
             scion: Mutex::new(scion::ScionLinks::default()),
             client_tls: RwLock::new(None),
+            route_tls: RwLock::new(None),
         })
     }
 
     /// Client TLS as configured now (None: clear text only).
     pub fn client_tls(&self) -> Option<Arc<tls::ClientTls>> {
         self.client_tls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Route TLS for TCP route links (None: clear text).
+    pub fn route_tls(&self) -> Option<Arc<tls::RouteTls>> {
+        self.route_tls
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -273,16 +285,9 @@ impl ServerState {
     /// parse.
     pub fn client_info_for(&self, c: &ClientShared) -> ServerInfo {
         let mut info = self.client_info(c.cid, &c.peer.ip().to_string());
-        // Client TLS is the TCP port's (server.go NewServer: `tls_required`, or
-        // `tls_available` with allow_non_tls; `tls_verify` with client certificates). SCION
-        // client links carry their own QUIC TLS.
+        // Client TLS is the TCP port's; SCION client links carry their own QUIC TLS.
         if c.label.is_none() {
-            if let Some(t) = self.opts().tls.as_ref() {
-                let allow = self.opts().allow_non_tls;
-                info.tls_required = !allow;
-                info.tls_available = allow;
-                info.tls_verify = t.verify;
-            }
+            tls::set_info_flags(&mut info, self.client_tls().as_deref());
         }
         if c.label.is_some() {
             // cluster.no_advertise (as it is now: it can be reloaded): no cluster URLs.
@@ -470,8 +475,10 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
     let http = opts.http_port;
     let http_host = opts.http_host.clone();
     let client_tls = tls::client_tls(&opts).map_err(StartError::Tls)?;
+    let route_tls = tls::route_tls(&opts).map_err(StartError::Tls)?;
     let state = ServerState::new(opts);
     state.set_client_tls(client_tls);
+    *state.route_tls.write().unwrap_or_else(|e| e.into_inner()) = route_tls;
     log_startup(&state);
     // Written before "Server is ready", as nats-server's Start does (server.go logPid),
     // so that whoever waits for that line finds the pid file.

@@ -103,6 +103,9 @@ pub fn route_info(srv: &ServerState) -> ServerInfo {
         port,
         headers: true,
         auth_required: opts.cluster.username.is_some(),
+        // route.go startRouteAcceptLoop: cluster TLS verifies both ends.
+        tls_required: opts.cluster.tls.is_some(),
+        tls_verify: opts.cluster.tls.is_some(),
         max_payload: opts.max_payload as i64,
         ip,
         cluster: Some(srv.cluster.name()),
@@ -311,7 +314,7 @@ async fn accept_routes(srv: Arc<ServerState>, listener: TcpListener) {
                     return;
                 }
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(run_route(srv.clone(), stream, peer, None));
+                tokio::spawn(run_tcp_route(srv.clone(), stream, peer, None));
             }
             Err(e) => {
                 error!("Temporary Route Accept Error({}), sleeping 10ms", e);
@@ -354,8 +357,12 @@ async fn dial_route(srv: Arc<ServerState>, s: Solicit, forever: bool, first: boo
                 let peer = stream
                     .peer_addr()
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                run_route(srv.clone(), stream, peer, Some(s.clone())).await;
-                return;
+                if run_tcp_route(srv.clone(), stream, peer, Some(s.clone())).await {
+                    return;
+                }
+                // The TLS handshake failed (logged): dial again after the delay, as
+                // nats-server's closeConnection reconnects a solicited route.
+                attempts += 1;
             }
             Ok(Err(e)) => {
                 attempts += 1;
@@ -406,6 +413,78 @@ fn report_connect_err(first: bool, attempts: u32, err: &str) {
     }
 }
 
+/// Serves one TCP route connection (dialled when `solicit` is set), in TLS when
+/// `cluster.tls` is set: the handshake comes first on both ends (route.go createRoute).
+/// False when the TLS handshake failed.
+async fn run_tcp_route(
+    srv: Arc<ServerState>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    solicit: Option<Solicit>,
+) -> bool {
+    let Some(tls) = srv.route_tls() else {
+        run_route(srv, stream, peer, solicit).await;
+        return true;
+    };
+    let rid = srv.next_cid();
+    let prefix = format!("{}:{} - rid:{}", peer.ip(), peer.port(), rid);
+    let shake = match &solicit {
+        Some(s) => {
+            debug!("{} - Starting TLS route client handshake", prefix);
+            // client.go doTLSHandshake: the server name is the route URL's host.
+            let host = parse_route_url(&s.url)
+                .and_then(|(hp, _, _)| crate::config::parse_host_port(&hp, 0).ok())
+                .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_string())
+                .unwrap_or_else(|| peer.ip().to_string());
+            match rustls::pki_types::ServerName::try_from(host) {
+                Ok(name) => tokio::time::timeout(tls.timeout, tls.connector.connect(name, stream))
+                    .await
+                    .map(|r| r.map(tokio_rustls::TlsStream::from)),
+                Err(e) => Ok(Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    e.to_string(),
+                ))),
+            }
+        }
+        None => {
+            debug!("{} - Starting TLS route server handshake", prefix);
+            tokio::time::timeout(tls.timeout, tls.acceptor.accept(stream))
+                .await
+                .map(|r| r.map(tokio_rustls::TlsStream::from))
+        }
+    };
+    let stream = match shake {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            error!(
+                "{} - TLS route handshake error: {}",
+                prefix,
+                super::tls::handshake_error(&e, solicit.is_none())
+            );
+            info!(
+                "{} - Router connection closed: {}",
+                prefix,
+                ClosedState::TlsHandshakeError
+            );
+            return false;
+        }
+        Err(_) => {
+            // server.go tlsTimeout.
+            error!("{} - TLS handshake timeout", prefix);
+            info!(
+                "{} - Router connection closed: {}",
+                prefix,
+                ClosedState::TlsHandshakeError
+            );
+            return false;
+        }
+    };
+    let (_, conn) = stream.get_ref();
+    super::tls::log_established(&prefix, conn);
+    serve_route(srv, super::io::Locked(stream), peer, solicit, None, rid).await;
+    true
+}
+
 /// Serves one TCP route connection (dialled when `solicit` is set).
 pub async fn run_route<S: SplitIo>(
     srv: Arc<ServerState>,
@@ -428,9 +507,22 @@ pub async fn run_route_labeled<S: SplitIo>(
     solicit: Option<Solicit>,
     scion: Option<super::scion::ScionPeer>,
 ) -> String {
+    let rid = srv.next_cid();
+    serve_route(srv, stream, peer, solicit, scion, rid).await
+}
+
+/// [`run_route_labeled`] with the route id already given (a TLS route logs its handshake
+/// under it).
+async fn serve_route<S: SplitIo>(
+    srv: Arc<ServerState>,
+    stream: S,
+    peer: SocketAddr,
+    solicit: Option<Solicit>,
+    scion: Option<super::scion::ScionPeer>,
+    rid: u64,
+) -> String {
     let is_scion = scion.is_some();
     let opts = srv.opts();
-    let rid = srv.next_cid();
     let label = scion.as_ref().map(|s| s.remote.to_string());
     let shared = Arc::new(
         ClientShared::new(
@@ -487,7 +579,8 @@ pub async fn run_route_labeled<S: SplitIo>(
             pedantic: false,
             user: user.as_deref().unwrap_or_default(),
             pass: pass.as_deref().unwrap_or_default(),
-            tls_required: false,
+            // route.go sendRouteConnect: whether the route runs TLS.
+            tls_required: opts.cluster.tls.is_some(),
             headers: true,
             name: &srv.id,
             cluster: &cluster,

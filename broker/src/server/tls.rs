@@ -1,5 +1,8 @@
-//! Client TLS on the TCP port (top-level `tls { cert_file, key_file, ca_file, verify,
-//! timeout }`), as nats-server 2.9.10 runs it (server.go createClient, client.go
+//! TLS over TCP: client TLS on the client port (top-level `tls { cert_file, key_file,
+//! ca_file, verify, timeout }`) and route TLS on TCP route links (`cluster { tls {...} }`;
+//! SCION route links carry cluster TLS in QUIC instead, server/scion.rs).
+//!
+//! Client TLS as nats-server 2.9.10 runs it (server.go createClient, client.go
 //! doTLSHandshake): the INFO goes out in clear text with `tls_required`, then the client
 //! starts the TLS handshake, bounded by `tls.timeout` (2 s by default). With
 //! `allow_non_tls`, a client whose first byte is not a TLS handshake record stays in clear
@@ -27,6 +30,74 @@ pub struct ClientTls {
     pub timeout: Duration,
     /// `allow_non_tls`: clear-text clients are served too.
     pub allow_non_tls: bool,
+    /// `verify`: client certificates are required.
+    pub verify: bool,
+    /// What it was built from (file names and contents, `verify`), to tell on reload whether
+    /// anything changed.
+    pub material: Vec<u8>,
+}
+
+/// A client INFO's TLS flags (server.go NewServer): `tls_required`, or `tls_available`
+/// with `allow_non_tls`; `tls_verify` when client certificates are required. None: no
+/// flags (clear text, or a SCION client link).
+pub fn set_info_flags(info: &mut crate::proto::json::ServerInfo, tls: Option<&ClientTls>) {
+    info.tls_required = tls.is_some_and(|t| !t.allow_non_tls);
+    info.tls_available = tls.is_some_and(|t| t.allow_non_tls);
+    info.tls_verify = tls.is_some_and(|t| t.verify);
+}
+
+/// Route TLS on TCP route links (route.go createRoute, client.go doTLSHandshake): the
+/// handshake comes first on both ends, before CONNECT and INFO; both ends verify each other
+/// against `ca_file`, as nats-server forces for routes (opts.go parseCluster:
+/// RequireAndVerifyClientCert, the CA for both directions); the dialer checks the server
+/// certificate against the route URL's host, an IP address against the certificate's IP
+/// names.
+pub struct RouteTls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub connector: tokio_rustls::TlsConnector,
+    /// Handshake bound (`cluster.tls.timeout`, nats-server's 2 s by default).
+    pub timeout: Duration,
+}
+
+/// Route TLS for TCP routes (None without `cluster.tls`, or when every route link is a
+/// SCION one).
+pub fn route_tls(opts: &Options) -> Result<Option<Arc<RouteTls>>, String> {
+    let Some(t) = &opts.cluster.tls else {
+        return Ok(None);
+    };
+    if !crate::config::uses_tcp_routes(opts) {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key), Some(ca)) = (&t.cert_file, &t.key_file, &t.ca_file) else {
+        return Err("cluster.tls: cert_file, key_file and ca_file are all needed".into());
+    };
+    let mut m =
+        TlsConfig::from_pem_files(cert, key, ca).map_err(|e| format!("cluster.tls: {e}"))?;
+    m.mutual = true;
+    let server = server_config(&m).map_err(|e| format!("cluster.tls: {e}"))?;
+    let client = client_config(&m).map_err(|e| format!("cluster.tls: {e}"))?;
+    Ok(Some(Arc::new(RouteTls {
+        acceptor: tokio_rustls::TlsAcceptor::from(server),
+        connector: tokio_rustls::TlsConnector::from(client),
+        timeout: t
+            .timeout
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs_f64(crate::options::TLS_TIMEOUT_SECS)),
+    })))
+}
+
+/// A rustls client configuration for route dialers: the server is verified against
+/// `roots`, and our certificate is presented.
+fn client_config(m: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    for r in &m.roots {
+        roots.add(r.clone())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(m.cert_chain.clone(), m.key.clone_key())?;
+    Ok(Arc::new(config))
 }
 
 /// ring with Go's cipher suite order for TLS 1.3 and 1.2.
@@ -56,17 +127,29 @@ pub fn client_tls(opts: &Options) -> Result<Option<Arc<ClientTls>>, String> {
     let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) else {
         return Err("tls: cert_file and key_file are needed for client TLS".into());
     };
-    let mut material = match &t.ca_file {
+    let mut loaded = match &t.ca_file {
         Some(ca) => TlsConfig::from_pem_files(cert, key, ca),
         None => TlsConfig::from_pem_cert_key(cert, key),
     }
     .map_err(|e| format!("tls: {e}"))?;
-    material.mutual = t.verify;
-    let config = server_config(&material).map_err(|e| format!("tls: {e}"))?;
+    loaded.mutual = t.verify;
+    let config = server_config(&loaded).map_err(|e| format!("tls: {e}"))?;
+    let mut material = vec![u8::from(t.verify)];
+    for p in [Some(cert), Some(key), t.ca_file.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        material.extend_from_slice(p.as_os_str().as_encoded_bytes());
+        material.push(0);
+        material.extend_from_slice(&std::fs::read(p).unwrap_or_default());
+        material.push(0);
+    }
     Ok(Some(Arc::new(ClientTls {
         acceptor: tokio_rustls::TlsAcceptor::from(config),
         timeout: opts.client_tls_timeout(),
         allow_non_tls: opts.allow_non_tls,
+        verify: t.verify,
+        material,
     })))
 }
 
@@ -98,6 +181,23 @@ fn server_config(m: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, rustls::Err
     Ok(Arc::new(config))
 }
 
+/// The debug lines after a completed handshake (client.go, route.go): `TLS handshake
+/// complete`, then the version and cipher suite; returns those two in Go's words.
+pub fn log_established(prefix: &str, conn: &rustls::CommonState) -> Option<(String, String)> {
+    tracing::debug!("{} - TLS handshake complete", prefix);
+    let version = conn.protocol_version().map(go_version)?;
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map(|c| go_cipher(c.suite()))?;
+    tracing::debug!(
+        "{} - TLS version {}, cipher suite {}",
+        prefix,
+        version,
+        cipher
+    );
+    Some((version, cipher))
+}
+
 /// `1.2`, `1.3` (server.go tlsVersion).
 pub fn go_version(v: rustls::ProtocolVersion) -> String {
     match v {
@@ -127,9 +227,11 @@ pub fn go_cipher(s: rustls::CipherSuite) -> String {
     name.to_string()
 }
 
-/// The text after `TLS handshake error: ` for a failed handshake. Go's words where the
+/// The text after `TLS handshake error: ` (`TLS route handshake error: `) for a failed
+/// handshake. Go's words where the
 /// cause is the same (crypto/tls), rustls' otherwise.
-pub fn handshake_error(e: &io::Error) -> String {
+/// `server`: we accepted (the peer is a client or a dialing route).
+pub fn handshake_error(e: &io::Error, server: bool) -> String {
     use rustls::Error as E;
     let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<E>()) else {
         return match e.kind() {
@@ -138,15 +240,19 @@ pub fn handshake_error(e: &io::Error) -> String {
         };
     };
     match tls {
-        E::InvalidMessage(_) => "tls: first record does not look like a TLS handshake".into(),
+        E::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            "tls: first record does not look like a TLS handshake".into()
+        }
         E::NoCertificatesPresented => "tls: client didn't provide a certificate".into(),
-        E::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
-            "tls: failed to verify client certificate: x509: certificate signed by unknown authority"
-                .into()
-        }
-        E::InvalidCertificate(c) => {
-            format!("tls: failed to verify client certificate: {c:?}")
-        }
+        // Go's server and client words differ ("client certificate" / "certificate").
+        E::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => format!(
+            "tls: failed to verify {}certificate: x509: certificate signed by unknown authority",
+            if server { "client " } else { "" }
+        ),
+        E::InvalidCertificate(c) => format!(
+            "tls: failed to verify {}certificate: {c:?}",
+            if server { "client " } else { "" }
+        ),
         E::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOfferedOrEnabled) => {
             "tls: client offered only unsupported versions".into()
         }

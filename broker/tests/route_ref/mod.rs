@@ -14,9 +14,8 @@ use std::time::Duration;
 use broker::options::{ClusterOpts, ListenAddr, Options};
 use broker::server::ServerHandle;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+pub use crate::harness::get_json;
 use crate::harness::{local_opts, nats_server_bin, scratch_dir, Raw, STEP_TIMEOUT};
 
 /// Cluster name of every server in these tests.
@@ -183,27 +182,6 @@ impl Drop for RefCluster {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// GET over HTTP/1.0 (no chunking), body parsed as JSON; bounded.
-pub async fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let mut s = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .expect("monitor response in time")
-        .expect("read");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    serde_json::from_slice(&raw[split + 4..]).expect("json body")
 }
 
 /// Polls `path` until `ok` holds (bounded by 10 s); returns the document.
