@@ -199,9 +199,11 @@ fn cluster_varz(opts: &Options, rt: &Runtime) -> ClusterVarz {
         }),
         urls: route_hosts(opts),
         tls_timeout: GoFloat(if enabled {
+            // opts.go setBaselineOptions: 0 is the default.
             c.tls
                 .as_ref()
                 .and_then(|t| t.timeout)
+                .filter(|d| !d.is_zero())
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(TLS_TIMEOUT_SECS)
         } else {

@@ -61,6 +61,10 @@ pub struct ClusterState {
     pub enabled: bool,
     name: Mutex<String>,
     pub dynamic_name: AtomicBool,
+    /// route.go routeTLSName: the first host name among the configured TCP routes, the
+    /// name a route dialled by IP (a gossiped one) checks the peer's certificate against;
+    /// cleared when a certificate was not valid for it.
+    pub route_tls_name: Mutex<Option<String>>,
     registry: Mutex<Registry>,
     /// Local interest sent to routes: key "subject" or "subject queue" →
     /// reference count (nats-server `acc.rm`).
@@ -109,12 +113,29 @@ impl ClusterState {
         self.perms().is_none_or(|p| p.can_subscribe(subject, None))
     }
 
+    /// route.go saveRouteTLSName: keeps the first host name (not an IP address) among
+    /// `routes` unless one is saved already.
+    pub fn save_route_tls_name(&self, routes: &[crate::options::RouteUrl]) {
+        let mut name = self
+            .route_tls_name
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for r in routes {
+            if let crate::options::RouteTarget::Tcp { host, .. } = &r.target {
+                if name.is_none() && host.parse::<std::net::IpAddr>().is_err() {
+                    *name = Some(host.clone());
+                }
+            }
+        }
+    }
+
     pub fn new(enabled: bool, name: Option<String>) -> Self {
         let dynamic = name.is_none();
         ClusterState {
             enabled,
             name: Mutex::new(name.unwrap_or_default()),
             dynamic_name: AtomicBool::new(dynamic),
+            route_tls_name: Mutex::new(None),
             registry: Mutex::new(Registry::default()),
             interest: Mutex::new(HashMap::new()),
             listen_addr: Mutex::new(None),

@@ -166,6 +166,7 @@ impl ServerState {
         let cluster_enabled = opts.cluster.listen.is_some() || !opts.cluster.routes.is_empty();
         let cluster = cluster::ClusterState::new(cluster_enabled, opts.cluster.name.clone());
         cluster.set_permissions(opts.cluster.permissions.as_ref());
+        cluster.save_route_tls_name(&opts.cluster.routes);
         if cluster_enabled && opts.cluster.name.is_none() {
             // nats-server generates a dynamic name when none is configured (a NUID:
             // 22 characters of 0-9A-Za-z).

@@ -260,6 +260,8 @@ pub fn apply_route_changes(srv: &Arc<ServerState>, removed: &[RouteUrl], added: 
             }
         }
     }
+    // route.go solicitRoutes: a host name among the added routes is kept for TLS.
+    srv.cluster.save_route_tls_name(added);
     for r in added {
         match &r.target {
             RouteTarget::Tcp { .. } => {
@@ -357,12 +359,18 @@ async fn dial_route(srv: Arc<ServerState>, s: Solicit, forever: bool, first: boo
                 let peer = stream
                     .peer_addr()
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                if run_tcp_route(srv.clone(), stream, peer, Some(s.clone())).await {
-                    return;
+                if !run_tcp_route(srv.clone(), stream, peer, Some(s.clone())).await
+                    && (!s.configured || route_still_valid(&srv, &s))
+                {
+                    // The TLS handshake failed (logged): nats-server's closeConnection
+                    // reconnects a solicited route, an implicit one too.
+                    debug!(
+                        "Attempting reconnect for solicited route \"{}\"",
+                        redact_url(&s.url)
+                    );
+                    tokio::spawn(reconnect(srv.clone(), s));
                 }
-                // The TLS handshake failed (logged): dial again after the delay, as
-                // nats-server's closeConnection reconnects a solicited route.
-                attempts += 1;
+                return;
             }
             Ok(Err(e)) => {
                 attempts += 1;
@@ -428,54 +436,98 @@ async fn run_tcp_route(
     };
     let rid = srv.next_cid();
     let prefix = format!("{}:{} - rid:{}", peer.ip(), peer.port(), rid);
-    let shake = match &solicit {
-        Some(s) => {
-            debug!("{} - Starting TLS route client handshake", prefix);
-            // client.go doTLSHandshake: the server name is the route URL's host.
-            let host = parse_route_url(&s.url)
-                .and_then(|(hp, _, _)| crate::config::parse_host_port(&hp, 0).ok())
-                .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_string())
-                .unwrap_or_else(|| peer.ip().to_string());
-            match rustls::pki_types::ServerName::try_from(host) {
-                Ok(name) => tokio::time::timeout(tls.timeout, tls.connector.connect(name, stream))
+    let local = stream.local_addr();
+    // client.go doTLSHandshake: the server name is the route URL's host, or for an IP
+    // (gossiped routes are dialled by IP) the first host name among the configured routes.
+    let mut tls_name_used = None;
+    let handshake = async {
+        match &solicit {
+            Some(s) => {
+                debug!("{} - Starting TLS route client handshake", prefix);
+                let host = parse_route_url(&s.url)
+                    .and_then(|(hp, _, _)| crate::config::parse_host_port(&hp, 0).ok())
+                    .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_string())
+                    .unwrap_or_else(|| peer.ip().to_string());
+                let host = match lock(&srv.cluster.route_tls_name).clone() {
+                    Some(n) if host.parse::<std::net::IpAddr>().is_ok() => {
+                        tls_name_used = Some(n.clone());
+                        n
+                    }
+                    _ => host,
+                };
+                match rustls::pki_types::ServerName::try_from(host) {
+                    Ok(name) => {
+                        tokio::time::timeout(tls.timeout, tls.connector.connect(name, stream))
+                            .await
+                            .map(|r| r.map(tokio_rustls::TlsStream::from))
+                    }
+                    Err(e) => Ok(Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        e.to_string(),
+                    ))),
+                }
+            }
+            None => {
+                debug!("{} - Starting TLS route server handshake", prefix);
+                tokio::time::timeout(tls.timeout, tls.acceptor.accept(stream))
                     .await
-                    .map(|r| r.map(tokio_rustls::TlsStream::from)),
-                Err(e) => Ok(Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    e.to_string(),
-                ))),
+                    .map(|r| r.map(tokio_rustls::TlsStream::from))
             }
         }
-        None => {
-            debug!("{} - Starting TLS route server handshake", prefix);
-            tokio::time::timeout(tls.timeout, tls.acceptor.accept(stream))
-                .await
-                .map(|r| r.map(tokio_rustls::TlsStream::from))
+    };
+    // A shutdown ends a handshake at once (nats-server closes the socket under it).
+    let shutdown = srv.shutdown.notified();
+    let shake = if srv.shutting_down.load(Ordering::Acquire) {
+        return true;
+    } else {
+        tokio::select! {
+            r = handshake => r,
+            _ = shutdown => return true,
         }
+    };
+    let failed = |why: &str| {
+        error!("{} - {}", prefix, why);
+        info!(
+            "{} - Router connection closed: {}",
+            prefix,
+            ClosedState::TlsHandshakeError
+        );
     };
     let stream = match shake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            error!(
-                "{} - TLS route handshake error: {}",
-                prefix,
+            // route.go createRoute: a certificate not valid for the saved name clears it,
+            // so the next dial uses the URL's own host.
+            let wrong_name = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+                .is_some_and(|t| {
+                    matches!(
+                        t,
+                        rustls::Error::InvalidCertificate(
+                            rustls::CertificateError::NotValidForName
+                                | rustls::CertificateError::NotValidForNameContext { .. }
+                        )
+                    )
+                });
+            if wrong_name && tls_name_used.is_some() {
+                *lock(&srv.cluster.route_tls_name) = None;
+            }
+            failed(&format!(
+                "TLS route handshake error: {}",
                 super::tls::handshake_error(&e, solicit.is_none())
-            );
-            info!(
-                "{} - Router connection closed: {}",
-                prefix,
-                ClosedState::TlsHandshakeError
-            );
+            ));
             return false;
         }
         Err(_) => {
-            // server.go tlsTimeout.
+            // server.go tlsTimeout and the handshake's read deadline expire together.
             error!("{} - TLS handshake timeout", prefix);
-            info!(
-                "{} - Router connection closed: {}",
-                prefix,
-                ClosedState::TlsHandshakeError
-            );
+            super::trace::trace_out_proto(&prefix, b"-ERR 'Secure Connection - TLS Required'\r\n");
+            let io = match local {
+                Ok(l) => format!("read tcp {l}->{peer}: i/o timeout"),
+                Err(_) => "i/o timeout".into(),
+            };
+            failed(&format!("TLS route handshake error: {io}"));
             return false;
         }
     };

@@ -59,15 +59,12 @@ pub struct RouteTls {
     pub timeout: Duration,
 }
 
-/// Route TLS for TCP routes (None without `cluster.tls`, or when every route link is a
-/// SCION one).
+/// Route TLS for TCP routes (None without `cluster.tls`).
 pub fn route_tls(opts: &Options) -> Result<Option<Arc<RouteTls>>, String> {
+    // Also for a SCION cluster: a reload may add a TCP route, and gossip may bring one.
     let Some(t) = &opts.cluster.tls else {
         return Ok(None);
     };
-    if !crate::config::uses_tcp_routes(opts) {
-        return Ok(None);
-    }
     let (Some(cert), Some(key), Some(ca)) = (&t.cert_file, &t.key_file, &t.ca_file) else {
         return Err("cluster.tls: cert_file, key_file and ca_file are all needed".into());
     };
@@ -244,15 +241,36 @@ pub fn handshake_error(e: &io::Error, server: bool) -> String {
             "tls: first record does not look like a TLS handshake".into()
         }
         E::NoCertificatesPresented => "tls: client didn't provide a certificate".into(),
-        // Go's server and client words differ ("client certificate" / "certificate").
-        E::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => format!(
-            "tls: failed to verify {}certificate: x509: certificate signed by unknown authority",
-            if server { "client " } else { "" }
-        ),
-        E::InvalidCertificate(c) => format!(
-            "tls: failed to verify {}certificate: {c:?}",
-            if server { "client " } else { "" }
-        ),
+        // nats-server 2.9.10 (Go 1.19): the server side says "tls: failed to verify client
+        // certificate: x509: …", the dialing side the x509 error alone.
+        E::InvalidCertificate(c) => {
+            let x509 = match c {
+                rustls::CertificateError::UnknownIssuer => {
+                    "x509: certificate signed by unknown authority".to_string()
+                }
+                rustls::CertificateError::NotValidForNameContext {
+                    expected,
+                    presented,
+                } => format!(
+                    "x509: certificate is valid for {}, not {}",
+                    presented.join(", "),
+                    expected.to_str()
+                ),
+                rustls::CertificateError::NotValidForName => {
+                    "x509: certificate is not valid for the host name".to_string()
+                }
+                rustls::CertificateError::Expired
+                | rustls::CertificateError::ExpiredContext { .. } => {
+                    "x509: certificate has expired or is not yet valid".to_string()
+                }
+                other => format!("x509: {other:?}"),
+            };
+            if server {
+                format!("tls: failed to verify client certificate: {x509}")
+            } else {
+                x509
+            }
+        }
         E::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOfferedOrEnabled) => {
             "tls: client offered only unsupported versions".into()
         }
