@@ -105,6 +105,7 @@ enum Flag {
     RemoteSyslog,
     PortsFileDir,
     Signal,
+    HttpsPort,
     /// `--tls[=false]`, `--tlsverify`, `--tlscert`, `--tlskey`, `--tlscacert`: client TLS
     /// from the command line (opts.go overrideTLS).
     Tls,
@@ -169,8 +170,8 @@ const FLAGS: &[(&str, Flag, Kind)] = &[
     ("remote_syslog", Flag::RemoteSyslog, Kind::Str),
     ("ports_file_dir", Flag::PortsFileDir, Kind::Str),
     ("profile", Flag::Ignored, Kind::Int),
-    ("ms", Flag::Unsupported, Kind::Int),
-    ("https_port", Flag::Unsupported, Kind::Int),
+    ("ms", Flag::HttpsPort, Kind::Int),
+    ("https_port", Flag::HttpsPort, Kind::Int),
     ("sl", Flag::Signal, Kind::Str),
     ("signal", Flag::Signal, Kind::Str),
     ("help_tls", Flag::Unsupported, Kind::Bool),
@@ -213,6 +214,7 @@ Server Options:
     -P, --pid <file>                 File to store PID
         --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
     -m, --http_port <port>           Use port for http monitoring
+    -ms,--https_port <port>          Use port for https monitoring
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
         --client_advertise <string>  Client URL to advertise to other servers
@@ -499,6 +501,9 @@ fn apply(l: &mut Loaded, g: &Given) -> Result<(), CliError> {
     match (&g.flag, &g.value) {
         (Flag::Port, Value::Int(p)) => o.port = config::check_port(*p).map_err(invalid)?,
         (Flag::HttpPort, Value::Int(p)) => o.http_port = config::check_port(*p).map_err(invalid)?,
+        (Flag::HttpsPort, Value::Int(p)) => {
+            o.https_port = config::check_port(*p).map_err(invalid)?
+        }
         (Flag::Name, Value::Str(s)) => o.server_name = Some(s.clone()),
         (Flag::Addr, Value::Str(s)) => o.host = s.clone(),
         (Flag::ClientAdvertise, Value::Str(s)) => o.client_advertise = Some(s.clone()),

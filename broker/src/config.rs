@@ -495,6 +495,33 @@ impl Mapper {
                 },
                 _ => self.type_error(e, "port or host:port"),
             },
+            "https" => match &e.value.value {
+                Value::Integer(p) => match check_port(*p) {
+                    Ok(p) => o.https_port = p,
+                    Err(msg) => self.error(e, msg),
+                },
+                Value::String(s) => match parse_listen_str(s) {
+                    Ok(ListenAddr::Tcp { host, port }) => {
+                        o.http_host = if host.is_empty() {
+                            "0.0.0.0".to_string()
+                        } else {
+                            host
+                        };
+                        o.https_port = port;
+                    }
+                    Ok(_) => self.error(e, "monitoring can not listen on a SCION address"),
+                    Err(msg) => self.error(e, msg),
+                },
+                _ => self.type_error(e, "port or host:port"),
+            },
+            "https_port" => {
+                if let Some(p) = self.int(e) {
+                    match check_port(p) {
+                        Ok(p) => o.https_port = p,
+                        Err(msg) => self.error(e, msg),
+                    }
+                }
+            }
             "http_port" | "monitor_port" => {
                 if let Some(p) = self.int(e) {
                     match check_port(p) {
@@ -622,8 +649,6 @@ impl Mapper {
             | "resolver_pinned_accounts"
             | "trusted"
             | "trusted_keys"
-            | "https"
-            | "https_port"
             | "ocsp"
             | "websocket"
             | "ws"

@@ -181,6 +181,8 @@ pub struct Options {
     pub http_host: String,
     /// Monitoring port; 0 = off, -1 = random.
     pub http_port: i32,
+    /// `https` monitoring port (the client TLS certificate); 0 = off, -1 = random.
+    pub https_port: i32,
     /// `http_base_path` (only "" and "/" are taken: the endpoints are at the root).
     pub http_base_path: String,
 
@@ -238,6 +240,7 @@ impl Default for Options {
             // Empty = the client host, as nats-server defaults HTTPHost to Host.
             http_host: String::new(),
             http_port: 0,
+            https_port: 0,
             http_base_path: String::new(),
             max_payload: DEFAULT_MAX_PAYLOAD,
             max_control_line: DEFAULT_MAX_CONTROL_LINE,

@@ -464,3 +464,88 @@ async fn reload_switches_client_tls() {
     drop(c);
     h.shutdown().await;
 }
+
+/// GET over HTTPS (HTTP/1.0), trusting `ca`; the body as JSON.
+async fn https_get_json(addr: std::net::SocketAddr, ca: &Path, path: &str) -> serde_json::Value {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&std::fs::read(ca).unwrap()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut s = timeout(
+        WAIT,
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut raw = Vec::new();
+    // The server may close without close_notify after the response.
+    let _ = timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .expect("in time");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+    serde_json::from_slice(&raw[split + 4..]).expect("json")
+}
+
+/// `https` monitoring (server.go startMonitoring): the client TLS certificate, no client
+/// certificate asked for even with `verify`; /varz shows the https port, not an http one.
+/// Both ports, or https without `tls`, fail the start with nats-server's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_monitoring() {
+    capture_logs("info,broker=debug");
+    let dir = harness::scratch_dir("client-tls-https");
+    let p = pki(&dir, "https");
+    let mut o = local_opts();
+    o.tls = Some(tls_opts(&p, true, None));
+    o.http_host = "127.0.0.1".into();
+    o.https_port = -1;
+    let h = start_broker(o).await;
+    let addr = h.http_addr.expect("monitoring port");
+    let v = https_get_json(addr, &p.ca, "/varz").await;
+    assert_eq!(v["https_port"], addr.port(), "{v}");
+    assert_eq!(v["http_port"], 0, "{v}");
+    wait_log(&format!(
+        "Starting https monitor on 127.0.0.1:{}",
+        addr.port()
+    ))
+    .await;
+    // A clear-text request gets no answer from the TLS port.
+    let mut plain = Raw::connect(addr).await;
+    plain.send(b"GET /varz HTTP/1.0\r\n\r\n").await;
+    let got = plain.read_to_close(WAIT).await;
+    assert!(!got.starts_with(b"HTTP/"), "{}", show(&got));
+    h.shutdown().await;
+
+    let mut both = local_opts();
+    both.tls = Some(tls_opts(&p, false, None));
+    both.http_port = -1;
+    both.https_port = -1;
+    let e = broker::server::start(both).await.err().expect("refused");
+    assert_eq!(
+        e.to_string(),
+        "can't specify both HTTP (-1) and HTTPs (-1) ports"
+    );
+    let mut bare = local_opts();
+    bare.https_port = -1;
+    let e = broker::server::start(bare).await.err().expect("refused");
+    assert_eq!(e.to_string(), "TLS cert and key required for HTTPS");
+}

@@ -1657,4 +1657,10 @@ fn tls_flags_override_the_config_file() {
     // A flag override keeps the file's handshake timeout.
     let o = run(&["-c", &ps, "--tlscert", &c, "--tlskey", &k]).expect("config");
     assert_eq!(o.client_tls_timeout(), Duration::from_secs(4));
+    // `-ms`/`--https_port`: the https monitoring port.
+    assert_eq!(run(&["-ms", "8443"]).expect("-ms").https_port, 8443);
+    assert_eq!(
+        run(&["--https_port=-1"]).expect("--https_port").https_port,
+        -1
+    );
 }

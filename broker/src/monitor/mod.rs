@@ -38,8 +38,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, error};
@@ -85,7 +85,13 @@ struct Monitor {
 }
 
 /// Serves the monitoring endpoints until the server shuts down.
-pub async fn serve(state: Arc<ServerState>, listener: TcpListener) {
+/// `tls`: the monitoring port is nats-server's `https` one (the client TLS certificate,
+/// no client certificates asked for, server.go startMonitoring).
+pub async fn serve(
+    state: Arc<ServerState>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mon = Arc::new(Monitor {
         state: state.clone(),
         req_stats: Mutex::new(BTreeMap::new()),
@@ -124,8 +130,21 @@ pub async fn serve(state: Arc<ServerState>, listener: TcpListener) {
         match tokio::time::timeout(SLOT_WAIT, slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => {
                 let mon = mon.clone();
+                let tls = tls.clone();
                 conns.spawn(async move {
-                    serve_conn(&mon, stream).await;
+                    match tls {
+                        None => serve_conn(&mon, stream).await,
+                        Some(acceptor) => {
+                            // Go's http.Server has no handshake bound of its own; the
+                            // first request's head timeout bounds it here.
+                            let shake = tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream));
+                            match shake.await {
+                                Ok(Ok(s)) => serve_conn(&mon, s).await,
+                                Ok(Err(e)) => debug!("monitoring: TLS handshake error: {e}"),
+                                Err(_) => debug!("monitoring: TLS handshake timed out"),
+                            }
+                        }
+                    }
                     drop(permit);
                 });
             }
@@ -141,7 +160,7 @@ pub async fn serve(state: Arc<ServerState>, listener: TcpListener) {
 }
 
 /// Reads requests from one connection and answers them.
-async fn serve_conn(mon: &Monitor, mut stream: TcpStream) {
+async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mon: &Monitor, mut stream: S) {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     for n in 0..MAX_REQUESTS_PER_CONN {
         let wait = if n == 0 { HEAD_TIMEOUT } else { IDLE_TIMEOUT };
@@ -180,7 +199,7 @@ async fn serve_conn(mon: &Monitor, mut stream: TcpStream) {
 /// short while. Closing with unread input makes the kernel send RST, which
 /// can destroy the response still in flight (RFC 9112 §9.6, "lingering
 /// close"). Bounded in time and bytes.
-async fn lingering_close(stream: &mut TcpStream) {
+async fn lingering_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     const LINGER: Duration = Duration::from_secs(1);
     const MAX_DRAIN: usize = 256 * 1024;
     let _ = tokio::time::timeout(LINGER, stream.shutdown()).await;
@@ -197,8 +216,8 @@ async fn lingering_close(stream: &mut TcpStream) {
 
 /// Reads until one request head is complete. `Ok(None)` when the peer
 /// closed or went quiet before sending a complete head.
-async fn read_request(
-    stream: &mut TcpStream,
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     wait: Duration,
 ) -> Result<Option<Request>, HttpError> {

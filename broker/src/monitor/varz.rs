@@ -241,9 +241,18 @@ pub fn varz(opts: &Options, rt: Runtime) -> Varz {
         ping_interval: nanos(opts.ping_interval),
         ping_max: opts.ping_max,
         http_host: opts.http_host.clone(),
-        http_port: rt.http_port,
+        // One monitoring port, http or https (server.go StartMonitoring).
+        http_port: if opts.https_port != 0 {
+            0
+        } else {
+            rt.http_port
+        },
         http_base_path: opts.http_base_path.clone(),
-        https_port: 0,
+        https_port: if opts.https_port != 0 {
+            rt.http_port
+        } else {
+            0
+        },
         auth_timeout: GoFloat(opts.client_auth_timeout().as_secs_f64()),
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,

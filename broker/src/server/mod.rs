@@ -56,6 +56,9 @@ pub enum StartError {
     /// Client TLS material that no longer loads (it was checked when the config was read).
     #[error("{0}")]
     Tls(String),
+    /// A monitoring port nats-server would not start (server.go StartMonitoring's words).
+    #[error("{0}")]
+    Monitor(String),
     /// `pid_file` / `-P` cannot be written (nats-server exits too).
     #[error("Could not write pidfile: {0}")]
     PidFile(String),
@@ -473,7 +476,28 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
     }
     check_advertise(&opts)?;
     let bind = client_bind_addr(&opts)?;
-    let http = opts.http_port;
+    // server.go StartMonitoring: one monitoring port, http or https; https serves with the
+    // client TLS certificate.
+    if opts.http_port != 0 && opts.https_port != 0 {
+        return Err(StartError::Monitor(format!(
+            "can't specify both HTTP ({}) and HTTPs ({}) ports",
+            opts.http_port, opts.https_port
+        )));
+    }
+    let (http, scheme) = if opts.https_port != 0 {
+        (opts.https_port, "https")
+    } else {
+        (opts.http_port, "http")
+    };
+    let monitor_tls = if opts.https_port != 0 {
+        Some(
+            tls::monitor_acceptor(&opts)
+                .map_err(StartError::Tls)?
+                .ok_or_else(|| StartError::Monitor("TLS cert and key required for HTTPS".into()))?,
+        )
+    } else {
+        None
+    };
     let http_host = opts.http_host.clone();
     let client_tls = tls::client_tls(&opts).map_err(StartError::Tls)?;
     let route_tls = tls::route_tls(&opts).map_err(StartError::Tls)?;
@@ -510,12 +534,17 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
             source,
         })?;
         info!(
-            "Starting http monitor on {}",
+            "Starting {} monitor on {}",
+            scheme,
             route::join_host_port(&http_host, local.port())
         );
         *lock(&state.http_addr) = Some(local);
         http_addr = Some(local);
-        tasks.push(tokio::spawn(crate::monitor::serve(state.clone(), listener)));
+        tasks.push(tokio::spawn(crate::monitor::serve(
+            state.clone(),
+            listener,
+            monitor_tls,
+        )));
     }
 
     let listener = TcpListener::bind(bind)

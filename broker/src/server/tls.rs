@@ -150,6 +150,21 @@ pub fn client_tls(opts: &Options) -> Result<Option<Arc<ClientTls>>, String> {
     })))
 }
 
+/// The monitoring port's TLS (`https`): the client TLS certificate, no client
+/// certificates asked for (server.go startMonitoring: `ClientAuth = tls.NoClientCert`).
+/// None without a top-level `tls`.
+pub fn monitor_acceptor(opts: &Options) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+    let Some(t) = &opts.tls else {
+        return Ok(None);
+    };
+    let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) else {
+        return Ok(None);
+    };
+    let loaded = TlsConfig::from_pem_cert_key(cert, key).map_err(|e| format!("tls: {e}"))?;
+    let config = server_config(&loaded).map_err(|e| format!("tls: {e}"))?;
+    Ok(Some(tokio_rustls::TlsAcceptor::from(config)))
+}
+
 /// A rustls server configuration for TCP clients: TLS 1.3 and 1.2; with `mutual`
 /// (`verify: true`), a client certificate chaining to `roots` is required, as Go's
 /// `tls.RequireAndVerifyClientCert`.
