@@ -706,7 +706,7 @@ mod tests {
         assert!(matches!(run(&["---p"]), Err(CliError::BadSyntax(_))));
         assert!(matches!(run(&["foo"]), Err(CliError::UnknownCommand(_))));
         assert!(matches!(
-            run(&["-ms", "8443"]),
+            run(&["-sd", "/tmp/js"]),
             Err(CliError::Unsupported(_))
         ));
         // Parsing stops at "--": what follows is a command word.

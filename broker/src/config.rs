@@ -311,6 +311,47 @@ impl Mapper {
         }
     }
 
+    /// A port number (`-1` = random), checked as nats-server checks ports.
+    fn port(&mut self, e: &Entry) -> Option<i32> {
+        let p = self.int(e)?;
+        match check_port(p) {
+            Ok(p) => Some(p),
+            Err(msg) => {
+                self.error(e, msg);
+                None
+            }
+        }
+    }
+
+    /// `http`/`https`: a port, or `host:port`, which also sets the monitoring host.
+    fn monitor_listen(&mut self, e: &Entry, host: &mut String) -> Option<i32> {
+        match &e.value.value {
+            Value::Integer(_) => self.port(e),
+            Value::String(s) => match parse_listen_str(s) {
+                Ok(ListenAddr::Tcp { host: h, port }) => {
+                    *host = if h.is_empty() {
+                        "0.0.0.0".to_string()
+                    } else {
+                        h
+                    };
+                    Some(port)
+                }
+                Ok(_) => {
+                    self.error(e, "monitoring can not listen on a SCION address");
+                    None
+                }
+                Err(msg) => {
+                    self.error(e, msg);
+                    None
+                }
+            },
+            _ => {
+                self.type_error(e, "port or host:port");
+                None
+            }
+        }
+    }
+
     pub(crate) fn boolean(&mut self, e: &Entry) -> Option<bool> {
         match e.value.value {
             Value::Bool(b) => Some(b),
@@ -476,58 +517,24 @@ impl Mapper {
             "pidfile" | "pid_file" => o.pid_file = self.string(e).map(PathBuf::from),
             "remote_syslog" => o.remote_syslog = self.string(e),
             "ports_file_dir" => o.ports_file_dir = self.string(e).map(PathBuf::from),
-            "http" => match &e.value.value {
-                Value::Integer(p) => match check_port(*p) {
-                    Ok(p) => o.http_port = p,
-                    Err(msg) => self.error(e, msg),
-                },
-                Value::String(s) => match parse_listen_str(s) {
-                    Ok(ListenAddr::Tcp { host, port }) => {
-                        o.http_host = if host.is_empty() {
-                            "0.0.0.0".to_string()
-                        } else {
-                            host
-                        };
-                        o.http_port = port;
-                    }
-                    Ok(_) => self.error(e, "monitoring can not listen on a SCION address"),
-                    Err(msg) => self.error(e, msg),
-                },
-                _ => self.type_error(e, "port or host:port"),
-            },
-            "https" => match &e.value.value {
-                Value::Integer(p) => match check_port(*p) {
-                    Ok(p) => o.https_port = p,
-                    Err(msg) => self.error(e, msg),
-                },
-                Value::String(s) => match parse_listen_str(s) {
-                    Ok(ListenAddr::Tcp { host, port }) => {
-                        o.http_host = if host.is_empty() {
-                            "0.0.0.0".to_string()
-                        } else {
-                            host
-                        };
-                        o.https_port = port;
-                    }
-                    Ok(_) => self.error(e, "monitoring can not listen on a SCION address"),
-                    Err(msg) => self.error(e, msg),
-                },
-                _ => self.type_error(e, "port or host:port"),
-            },
-            "https_port" => {
-                if let Some(p) = self.int(e) {
-                    match check_port(p) {
-                        Ok(p) => o.https_port = p,
-                        Err(msg) => self.error(e, msg),
-                    }
+            "http" => {
+                if let Some(p) = self.monitor_listen(e, &mut o.http_host) {
+                    o.http_port = p;
+                }
+            }
+            "https" => {
+                if let Some(p) = self.monitor_listen(e, &mut o.http_host) {
+                    o.https_port = p;
                 }
             }
             "http_port" | "monitor_port" => {
-                if let Some(p) = self.int(e) {
-                    match check_port(p) {
-                        Ok(p) => o.http_port = p,
-                        Err(msg) => self.error(e, msg),
-                    }
+                if let Some(p) = self.port(e) {
+                    o.http_port = p;
+                }
+            }
+            "https_port" => {
+                if let Some(p) = self.port(e) {
+                    o.https_port = p;
                 }
             }
             // nats-server stores these as int32 and rejects larger values.

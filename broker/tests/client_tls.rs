@@ -467,24 +467,13 @@ async fn reload_switches_client_tls() {
 
 /// GET over HTTPS (HTTP/1.0), trusting `ca`; the body as JSON.
 async fn https_get_json(addr: std::net::SocketAddr, ca: &Path, path: &str) -> serde_json::Value {
-    use rustls::pki_types::pem::PemObject;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&std::fs::read(ca).unwrap()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = harness::pki::tls_client_config(ca, None);
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut s = timeout(
         WAIT,
-        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp),
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
     )
     .await
     .expect("handshake in time")

@@ -82,6 +82,19 @@ async fn crosses(pub_at: Addrs, sub_at: Addrs, subject: &str) -> bool {
     false
 }
 
+/// Waits (bounded) until the log has `want` twice: a refusal, and the one of the next dial.
+async fn refused_twice(want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while logs().matches(want).count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than two refusals:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until `a`'s /routez lists `n` routes.
 async fn routes(a: Addrs, n: u64) {
     wait_json(a.http, "/routez", |v| v["num_routes"] == n).await;
@@ -162,16 +175,7 @@ async fn tls_route_refuses_a_certificate_from_another_ca() {
     let h = start_broker(o).await;
     // Our dialer checks nats-server's certificate first (nats-server 2.9.10's words: the
     // x509 error alone on the dialing side), and dials again.
-    let want = "TLS route handshake error: x509: certificate signed by unknown authority";
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while logs().matches(want).count() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "fewer than two refusals:\n{}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    refused_twice("TLS route handshake error: x509: certificate signed by unknown authority").await;
     assert_eq!(h.state.cluster.num_routes(), 0);
     h.shutdown().await;
 }
@@ -198,29 +202,14 @@ async fn tls_route_between_our_brokers_and_its_info() {
 
     // A raw route peer: TLS first (with a certificate from the CA), then A's INFO.
     let peer = member(&ca, &dir, "peer");
-    let load = |p: &Option<std::path::PathBuf>| std::fs::read(p.as_ref().unwrap()).unwrap();
-    use rustls::pki_types::pem::PemObject;
-    let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(&load(&peer.cert_file))
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&load(&peer.key_file)).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&load(&peer.ca_file)) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(certs, key)
-    .unwrap();
+    let f = |p: &Option<std::path::PathBuf>| p.clone().expect("file");
+    let (cert, key) = (f(&peer.cert_file), f(&peer.key_file));
+    let config = harness::pki::tls_client_config(&f(&peer.ca_file), Some((&cert, &key)));
     let tcp = tokio::net::TcpStream::connect(aa.route).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut tls = tokio::time::timeout(
         WAIT,
-        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp),
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
     )
     .await
     .expect("handshake in time")
@@ -264,15 +253,7 @@ async fn tls_route_acceptor_refuses_a_dialer_from_another_ca() {
     let b = start_broker(ob).await;
     let want = "TLS route handshake error: tls: failed to verify client certificate: x509: \
                 certificate signed by unknown authority";
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while logs().matches(want).count() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "fewer than two refusals:\n{}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    refused_twice(want).await;
     assert!(logs().contains("Router connection closed: TLS Handshake Failure"));
     assert_eq!(a.state.cluster.num_routes(), 0);
     b.shutdown().await;

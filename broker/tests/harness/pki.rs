@@ -2,7 +2,7 @@
 //! client TLS tests (through `harness`).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A certificate authority for tests, issuing PEM certificate/key files.
 pub struct TestCa {
@@ -98,4 +98,39 @@ pub fn logs() -> String {
         .get()
         .map(|b| String::from_utf8_lossy(&b.lock().unwrap_or_else(|e| e.into_inner())).into_owned())
         .unwrap_or_default()
+}
+
+/// A rustls client configuration trusting the CA file `ca`, presenting `cert` (certificate
+/// and key files) when given: for raw TLS peers of the broker (HTTPS monitoring, a TLS
+/// route peer).
+pub fn tls_client_config(
+    ca: &Path,
+    cert: Option<(&Path, &Path)>,
+) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&std::fs::read(ca).expect("read CA")) {
+        roots.add(c.expect("CA certificate")).expect("add CA");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots);
+    let config = match cert {
+        Some((c, k)) => {
+            let chain = CertificateDer::pem_slice_iter(&std::fs::read(c).expect("read cert"))
+                .collect::<Result<Vec<_>, _>>()
+                .expect("certificate");
+            let key =
+                PrivateKeyDer::from_pem_slice(&std::fs::read(k).expect("read key")).expect("key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client cert")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    std::sync::Arc::new(config)
 }
