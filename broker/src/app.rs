@@ -406,6 +406,7 @@ fn check_reloadable(cur: &Options, new: &Options) -> Result<(), String> {
     }
     scalar("HTTPHost", &cur.http_host, &new.http_host)?;
     scalar("HTTPPort", cur.http_port, new.http_port)?;
+    scalar("HTTPSPort", cur.https_port, new.https_port)?;
     let opt = |o: &Option<String>| o.clone().unwrap_or_default();
     scalar("ServerName", opt(&cur.server_name), opt(&new.server_name))?;
     scalar(
@@ -708,10 +709,26 @@ fn write_ports_file(state: &ServerState, path: &std::path::Path) {
             m.insert(key.to_string(), urls.into());
         }
     };
-    put("nats", "nats", *server::lock(&state.client_addr));
-    put("monitoring", "http", *server::lock(&state.http_addr));
+    // server.go PortsInfo: `tls` for a client port that requires TLS and for a cluster
+    // with `cluster.tls`, `https` for an https monitoring port.
+    let opts = state.opts();
+    let scheme = |secure: bool, yes: &'static str, no: &'static str| if secure { yes } else { no };
+    put(
+        "nats",
+        scheme(opts.tls.is_some() && !opts.allow_non_tls, "tls", "nats"),
+        *server::lock(&state.client_addr),
+    );
+    put(
+        "monitoring",
+        scheme(opts.https_port != 0, "https", "http"),
+        *server::lock(&state.http_addr),
+    );
     let cluster = *server::lock(&state.cluster.listen_addr);
-    put("cluster", "nats", cluster);
+    put(
+        "cluster",
+        scheme(opts.cluster.tls.is_some(), "tls", "nats"),
+        cluster,
+    );
     let data = serde_json::Value::Object(m).to_string();
     if let Err(e) = std::fs::write(path, data) {
         error!("Error writing ports file ({}): {}", path.display(), e);

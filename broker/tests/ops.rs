@@ -558,21 +558,13 @@ fn signal_flag_reaches_the_server_through_its_pid_file() {
 /// `--ports_file_dir`: `<dir>/<exe>_<pid>.ports` with the bound client and
 /// monitoring URLs, removed at shutdown (server.go logPorts,
 /// deletePortsFile).
-fn ports_file_scenario(bin: &str, exe: &str) -> serde_json::Value {
+/// `monitor`: the monitoring flags (`-m -1`, or `-ms -1` with the `--tls*` flags).
+fn ports_file_scenario(bin: &str, exe: &str, monitor: &[&str]) -> serde_json::Value {
     let dir = tmpdir(&format!("ports-{exe}"));
-    let mut p = Proc::spawn(
-        bin,
-        &[
-            "-a",
-            "127.0.0.1",
-            "-p",
-            "-1",
-            "-m",
-            "-1",
-            "--ports_file_dir",
-            dir.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec!["-a", "127.0.0.1", "-p", "-1"];
+    args.extend_from_slice(monitor);
+    args.extend_from_slice(&["--ports_file_dir", dir.to_str().unwrap()]);
+    let mut p = Proc::spawn(bin, &args);
     let file = dir.join(format!("{exe}_{}.ports", p.child.id()));
     let deadline = Instant::now() + Duration::from_secs(10);
     let v: serde_json::Value = loop {
@@ -597,23 +589,47 @@ fn ports_file_scenario(bin: &str, exe: &str) -> serde_json::Value {
 
 #[test]
 fn ports_file_dir_writes_ports_json_like_nats_server() {
-    let check = |v: &serde_json::Value| {
+    let check = |v: &serde_json::Value, nats: &str, monitoring: &str| {
         let obj = v.as_object().unwrap();
         let keys: Vec<&String> = obj.keys().collect();
         assert_eq!(keys, ["monitoring", "nats"], "{v}");
         assert!(v["nats"][0]
             .as_str()
             .unwrap()
-            .starts_with("nats://127.0.0.1:"));
+            .starts_with(&format!("{nats}://127.0.0.1:")));
         assert!(v["monitoring"][0]
             .as_str()
             .unwrap()
-            .starts_with("http://127.0.0.1:"));
+            .starts_with(&format!("{monitoring}://127.0.0.1:")));
     };
-    check(&ports_file_scenario(BIN, "broker"));
+    // With client TLS and https monitoring the schemes are `tls` and `https` (server.go
+    // PortsInfo).
+    let d = tmpdir("ports-tls");
+    let a = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+    std::fs::write(&cert, a.cert.pem()).unwrap();
+    std::fs::write(&key, a.signing_key.serialize_pem()).unwrap();
+    let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let tls = ["-ms", "-1", "--tls", "--tlscert", c, "--tlskey", k];
+    check(
+        &ports_file_scenario(BIN, "broker", &["-m", "-1"]),
+        "nats",
+        "http",
+    );
+    check(&ports_file_scenario(BIN, "broker", &tls), "tls", "https");
     if nats_available() {
-        check(&ports_file_scenario(NATS, "nats-server"));
+        check(
+            &ports_file_scenario(NATS, "nats-server", &["-m", "-1"]),
+            "nats",
+            "http",
+        );
+        check(
+            &ports_file_scenario(NATS, "nats-server", &tls),
+            "tls",
+            "https",
+        );
     }
+    let _ = std::fs::remove_dir_all(d);
 }
 
 #[test]

@@ -615,9 +615,10 @@ fn tls(m: &mut Mapper, e: &Entry, need_ca: bool, what: &str) -> Option<TlsOpts> 
 
 /// Loads the certificate files like nats-server 2.9.10 `GenTLSConfig`
 /// (server/opts.go), which `parseCluster` calls while reading the file, so
-/// that `-t` already fails on a missing or bad file. Cluster TLS is used by
-/// SCION route links, which need all three files (server/scion.rs tls_for);
-/// `scion.tls` (the SCION client listener) needs the certificate and key.
+/// that `-t` already fails on a missing or bad file. Cluster TLS (TCP and SCION
+/// route links) needs all three files (server/tls.rs route_tls, server/scion.rs
+/// tls_for); client TLS and `scion.tls` (the SCION client listener) need the
+/// certificate and key.
 pub(super) fn load_tls_files(t: &TlsOpts, need_ca: bool, what: &str) -> Result<(), String> {
     use scion_transport::quic::{TlsConfig, TlsError};
     let (cert, key, ca) = match (&t.cert_file, &t.key_file, &t.ca_file) {

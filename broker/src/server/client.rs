@@ -474,8 +474,9 @@ async fn refuse(
     srv.record_closed(shared.closed_snapshot(srv, SystemTime::now(), &[]));
 }
 
-/// A registered client that closed before it was served (its TLS handshake failed, or
-/// the INFO could not be written): logged, removed and recorded as closed.
+/// A client that closed before it was served: registered when its TLS handshake failed or
+/// the connection was closed meanwhile, not yet registered when the INFO could not be
+/// written. Logged, removed (if registered) and recorded as closed.
 fn finish_unserved(srv: &ServerState, shared: &Arc<ClientShared>, opts: &crate::options::Options) {
     let reason = shared
         .out
