@@ -538,3 +538,35 @@ async fn https_monitoring() {
     let e = broker::server::start(bare).await.err().expect("refused");
     assert_eq!(e.to_string(), "TLS cert and key required for HTTPS");
 }
+
+/// A reload cannot move the https monitoring port (reload.go: HTTPSPort is not
+/// reloadable); the running port stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_refuses_a_new_https_port() {
+    let dir = harness::scratch_dir("client-tls-https-reload");
+    let p = pki(&dir, "https-reload");
+    let conf = dir.join("server.conf");
+    let base = format!(
+        "host: 127.0.0.1\nport: -1\ntls {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+        p.cert.display(),
+        p.key.display()
+    );
+    std::fs::write(&conf, format!("{base}https: \"127.0.0.1:-1\"\n")).expect("write conf");
+    let flags = vec!["-c".to_string(), conf.display().to_string()];
+    let broker::cli::Command::Run(loaded) =
+        broker::cli::parse_args(flags.clone()).expect("config loads")
+    else {
+        panic!("not a run command");
+    };
+    let h = start_broker(loaded.options).await;
+    let addr = h.http_addr.expect("monitoring port");
+    std::fs::write(&conf, format!("{base}https: \"127.0.0.1:0\"\n")).expect("write conf");
+    let e = broker::app::reload(&h.state, &flags).expect_err("refused");
+    assert_eq!(
+        e,
+        "config reload not supported for HTTPSPort: old=-1, new=0"
+    );
+    let v = https_get_json(addr, &p.ca, "/varz").await;
+    assert_eq!(v["https_port"], addr.port(), "{v}");
+    h.shutdown().await;
+}
