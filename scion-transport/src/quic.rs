@@ -163,7 +163,7 @@ impl TlsConfig {
     }
 
     /// `roots` as a rustls trust store.
-    fn root_store(&self) -> Result<Arc<rustls::RootCertStore>, TlsError> {
+    pub fn root_store(&self) -> Result<Arc<rustls::RootCertStore>, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
         for r in &self.roots {
             roots.add(r.clone())?;

@@ -367,16 +367,7 @@ pub async fn run_tcp(srv: Arc<ServerState>, mut stream: tokio::net::TcpStream, p
             return;
         }
         Err(_) => {
-            // server.go tlsTimeout, and the handshake's own read deadline, which expire
-            // together: nats-server logs both, and queues an -ERR it never sends.
-            error!("{} - TLS handshake timeout", p);
-            super::trace::trace_out_proto(&p, b"-ERR 'Secure Connection - TLS Required'\r\n");
-            if let Ok(local) = local {
-                error!(
-                    "{} - TLS handshake error: read tcp {}->{}: i/o timeout",
-                    p, local, peer
-                );
-            }
+            super::tls::log_handshake_timeout(&p, "", local, peer);
             shared.out.close(ClosedState::TlsHandshakeError);
             finish_unserved(&srv, &shared, &opts);
             return;
@@ -421,9 +412,7 @@ fn open(
     shared
         .max_payload
         .store(opts.max_payload, Ordering::Relaxed);
-    let mut info = srv.client_info_for(&shared);
-    super::tls::set_info_flags(&mut info, tls);
-    let info = info.to_line();
+    let info = srv.client_info_with_tls(&shared, tls).to_line();
     debug!("{} - Client connection created", shared.log_prefix());
     (shared, opts, info)
 }

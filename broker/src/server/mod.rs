@@ -288,11 +288,24 @@ impl ServerState {
     /// TCP URLs only, since NATS client libraries reject URLs they cannot
     /// parse.
     pub fn client_info_for(&self, c: &ClientShared) -> ServerInfo {
-        let mut info = self.client_info(c.cid, &c.peer.ip().to_string());
         // Client TLS is the TCP port's; SCION client links carry their own QUIC TLS.
-        if c.label.is_none() {
-            tls::set_info_flags(&mut info, self.client_tls().as_deref());
-        }
+        let tls = if c.label.is_none() {
+            self.client_tls()
+        } else {
+            None
+        };
+        self.client_info_with_tls(c, tls.as_deref())
+    }
+
+    /// [`client_info_for`](Self::client_info_for) with the client TLS the connection is
+    /// served with (None: clear text).
+    pub fn client_info_with_tls(
+        &self,
+        c: &ClientShared,
+        tls: Option<&tls::ClientTls>,
+    ) -> ServerInfo {
+        let mut info = self.client_info(c.cid, &c.peer.ip().to_string());
+        tls::set_info_flags(&mut info, tls);
         if c.label.is_some() {
             // cluster.no_advertise (as it is now: it can be reloaded): no cluster URLs.
             info.connect_urls = if self.opts().cluster.no_advertise {
@@ -489,17 +502,16 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
     } else {
         (opts.http_port, "http")
     };
+    let http_host = opts.http_host.clone();
+    let client_tls = tls::client_tls(&opts).map_err(StartError::Tls)?;
     let monitor_tls = if opts.https_port != 0 {
-        Some(
-            tls::monitor_acceptor(&opts)
-                .map_err(StartError::Tls)?
-                .ok_or_else(|| StartError::Monitor("TLS cert and key required for HTTPS".into()))?,
-        )
+        let t = client_tls
+            .as_ref()
+            .ok_or_else(|| StartError::Monitor("TLS cert and key required for HTTPS".into()))?;
+        Some(t.monitor.clone())
     } else {
         None
     };
-    let http_host = opts.http_host.clone();
-    let client_tls = tls::client_tls(&opts).map_err(StartError::Tls)?;
     let route_tls = tls::route_tls(&opts).map_err(StartError::Tls)?;
     let state = ServerState::new(opts);
     state.set_client_tls(client_tls);

@@ -520,14 +520,12 @@ async fn run_tcp_route(
             return false;
         }
         Err(_) => {
-            // server.go tlsTimeout and the handshake's read deadline expire together.
-            error!("{} - TLS handshake timeout", prefix);
-            super::trace::trace_out_proto(&prefix, b"-ERR 'Secure Connection - TLS Required'\r\n");
-            let io = match local {
-                Ok(l) => format!("read tcp {l}->{peer}: i/o timeout"),
-                Err(_) => "i/o timeout".into(),
-            };
-            failed(&format!("TLS route handshake error: {io}"));
+            super::tls::log_handshake_timeout(&prefix, "route ", local, peer);
+            info!(
+                "{} - Router connection closed: {}",
+                prefix,
+                ClosedState::TlsHandshakeError
+            );
             return false;
         }
     };

@@ -32,8 +32,10 @@ pub struct ClientTls {
     pub allow_non_tls: bool,
     /// `verify`: client certificates are required.
     pub verify: bool,
-    /// What it was built from (file names and contents, `verify`), to tell on reload whether
-    /// anything changed.
+    /// The https monitoring port's acceptor (the same certificate, no client certificates).
+    pub monitor: tokio_rustls::TlsAcceptor,
+    /// What it was built from (the loaded certificates and key, `verify`), to tell on reload
+    /// whether anything changed.
     pub material: Vec<u8>,
 }
 
@@ -85,15 +87,13 @@ pub fn route_tls(opts: &Options) -> Result<Option<Arc<RouteTls>>, String> {
 
 /// A rustls client configuration for route dialers: the server is verified against
 /// `roots`, and our certificate is presented.
-fn client_config(m: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    for r in &m.roots {
-        roots.add(r.clone())?;
-    }
+fn client_config(m: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, String> {
     let config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(m.cert_chain.clone(), m.key.clone_key())?;
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(m.root_store().map_err(|e| e.to_string())?)
+        .with_client_auth_cert(m.cert_chain.clone(), m.key.clone_key())
+        .map_err(|e| e.to_string())?;
     Ok(Arc::new(config))
 }
 
@@ -129,20 +129,28 @@ pub fn client_tls(opts: &Options) -> Result<Option<Arc<ClientTls>>, String> {
         None => TlsConfig::from_pem_cert_key(cert, key),
     }
     .map_err(|e| format!("tls: {e}"))?;
+    // The https monitoring port: the same certificate, no client certificates asked for
+    // (server.go startMonitoring: `ClientAuth = tls.NoClientCert`).
+    let monitor = server_config(&loaded).map_err(|e| format!("tls: {e}"))?;
     loaded.mutual = t.verify;
     let config = server_config(&loaded).map_err(|e| format!("tls: {e}"))?;
+    // What was loaded, for a reload to compare (nats-server compares the configurations):
+    // `verify`, then each certificate and the key, length-prefixed.
     let mut material = vec![u8::from(t.verify)];
-    for p in [Some(cert), Some(key), t.ca_file.as_ref()]
-        .into_iter()
-        .flatten()
+    let key = loaded.key.secret_der();
+    for der in loaded
+        .cert_chain
+        .iter()
+        .map(|c| c.as_ref())
+        .chain(std::iter::once(key))
+        .chain(loaded.roots.iter().map(|c| c.as_ref()))
     {
-        material.extend_from_slice(p.as_os_str().as_encoded_bytes());
-        material.push(0);
-        material.extend_from_slice(&std::fs::read(p).unwrap_or_default());
-        material.push(0);
+        material.extend_from_slice(&(der.len() as u64).to_be_bytes());
+        material.extend_from_slice(der);
     }
     Ok(Some(Arc::new(ClientTls {
         acceptor: tokio_rustls::TlsAcceptor::from(config),
+        monitor: tokio_rustls::TlsAcceptor::from(monitor),
         timeout: opts.client_tls_timeout(),
         allow_non_tls: opts.allow_non_tls,
         verify: t.verify,
@@ -150,47 +158,48 @@ pub fn client_tls(opts: &Options) -> Result<Option<Arc<ClientTls>>, String> {
     })))
 }
 
-/// The monitoring port's TLS (`https`): the client TLS certificate, no client
-/// certificates asked for (server.go startMonitoring: `ClientAuth = tls.NoClientCert`).
-/// None without a top-level `tls`.
-pub fn monitor_acceptor(opts: &Options) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
-    let Some(t) = &opts.tls else {
-        return Ok(None);
-    };
-    let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) else {
-        return Ok(None);
-    };
-    let loaded = TlsConfig::from_pem_cert_key(cert, key).map_err(|e| format!("tls: {e}"))?;
-    let config = server_config(&loaded).map_err(|e| format!("tls: {e}"))?;
-    Ok(Some(tokio_rustls::TlsAcceptor::from(config)))
-}
-
 /// A rustls server configuration for TCP clients: TLS 1.3 and 1.2; with `mutual`
 /// (`verify: true`), a client certificate chaining to `roots` is required, as Go's
 /// `tls.RequireAndVerifyClientCert`.
-fn server_config(m: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+fn server_config(m: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, String> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?;
     let builder = if m.mutual {
-        let mut roots = rustls::RootCertStore::empty();
-        for r in &m.roots {
-            roots.add(r.clone())?;
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider(),
-        )
-        .build()
-        .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let roots = m.root_store().map_err(|e| e.to_string())?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(|e| e.to_string())?;
         builder.with_client_cert_verifier(verifier)
     } else {
         builder.with_no_client_auth()
     };
-    let mut config = builder.with_single_cert(m.cert_chain.clone(), m.key.clone_key())?;
+    let mut config = builder
+        .with_single_cert(m.cert_chain.clone(), m.key.clone_key())
+        .map_err(|e| e.to_string())?;
     // Go's server picks by its own order (AES-128 first on AES hardware), whatever the
     // client prefers.
     config.ignore_client_order = true;
     Ok(Arc::new(config))
+}
+
+/// server.go tlsTimeout and the handshake's own read deadline, which expire together:
+/// nats-server logs both, and traces an -ERR it never sends. `kind` is "" for clients,
+/// "route " for routes. The caller logs the close.
+pub fn log_handshake_timeout(
+    prefix: &str,
+    kind: &str,
+    local: io::Result<std::net::SocketAddr>,
+    peer: std::net::SocketAddr,
+) {
+    tracing::error!("{} - TLS handshake timeout", prefix);
+    super::trace::trace_out_proto(prefix, b"-ERR 'Secure Connection - TLS Required'\r\n");
+    let io = match local {
+        Ok(l) => format!("read tcp {l}->{peer}: i/o timeout"),
+        Err(_) => "i/o timeout".into(),
+    };
+    tracing::error!("{} - TLS {}handshake error: {}", prefix, kind, io);
 }
 
 /// The debug lines after a completed handshake (client.go, route.go): `TLS handshake
