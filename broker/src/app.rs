@@ -517,6 +517,10 @@ fn describe_changes(cur: &Options, new: &Options, tls_changed: bool) -> Vec<Stri
         cur.max_connections != new.max_connections,
         format!("max_connections = {}", new.max_connections),
     );
+    line(
+        cur.authorization.nkeys != new.authorization.nkeys,
+        "authorization nkey users".into(),
+    );
     line(true, "authorization users".into());
     line(true, "accounts".into());
     let (ca, na) = (&cur.authorization, &new.authorization);

@@ -11,9 +11,8 @@
 //! - errors, because ignoring them would change what the server does or lets
 //!   through: `jetstream`, `store_dir`, `accounts`, `system_account`,
 //!   `leafnodes`, `gateway`, `mappings`, `operator`, `resolver*`, `trusted`,
-//!   `tls` (client TLS), `https`, `ocsp`, `websocket`, `mqtt`,
-//!   `no_header_support`, `http_base_path`, `default_js_domain`, user `nkey`
-//!   and `allowed_connection_types`, `cluster.permissions` (but JetStream
+//!   `ocsp`, `websocket`, `mqtt`, `no_header_support`, `http_base_path`,
+//!   `default_js_domain` (but JetStream
 //!   switched off, `accounts {}`, `no_header_support: false` and
 //!   `http_base_path: "/"` are taken: they ask for what this broker does);
 //! - notices (printed like warnings, but `-t` passes as with nats-server) and

@@ -55,6 +55,16 @@ pub struct User {
     pub permissions: Option<Permissions>,
 }
 
+/// One nkey user of `authorization { users [...] }` (an entry with `nkey`: nats-server
+/// NkeyUser): the client proves the key by signing the nonce of its INFO.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NkeyUser {
+    /// The user's public nkey (`U...`, 56 characters).
+    pub nkey: String,
+    pub allowed_connection_types: Vec<String>,
+    pub permissions: Option<Permissions>,
+}
+
 /// Publish/subscribe permissions (`permissions { publish, subscribe }`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Permissions {
@@ -85,6 +95,8 @@ pub struct Authorization {
     pub password: Option<String>,
     pub token: Option<String>,
     pub users: Vec<User>,
+    /// The `users` entries with an `nkey` (nats-server keeps them apart: `Options.Nkeys`).
+    pub nkeys: Vec<NkeyUser>,
     pub timeout: Option<Duration>,
     /// Default permissions for users without their own (`default_permissions`).
     pub default_permissions: Option<Permissions>,

@@ -1246,6 +1246,12 @@ fn differential_check_against_nats_server() {
         ("bad_cluster_auth_perms_deprecated", "cluster { name: c, listen: 127.0.0.1:6222, authorization { user: u, password: p, permissions { import: \"a.>\" } } }\n"),
         ("ok_conn_types", "authorization { users = [ {user: a, password: b, allowed_connection_types: [\"STANDARD\", \"websocket\"]}, {user: c, password: d, clients: \"MQTT\"} ] }\n"),
         ("bad_conn_types", "authorization { users = [ {user: a, password: b, allowed_connection_types: [\"STANDARD\", \"bogus\", \"X\"]} ] }\n"),
+        // nkey users (the example key of the NATS documentation), beside a password user.
+        ("ok_nkey", "authorization {\n  users = [\n    {nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4, permissions: {publish: \"a\"}}\n    {user: a, password: b}\n  ]\n}\n"),
+        ("bad_nkey_invalid", "authorization {\n  users = [\n    {nkey: \"UABC\"}\n  ]\n}\n"),
+        ("bad_nkey_not_user", "authorization {\n  users = [\n    {nkey: ADXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4}\n  ]\n}\n"),
+        ("bad_nkey_dup", "authorization {\n  users = [\n    {nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4}\n    {nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4}\n  ]\n}\n"),
+        ("bad_nkey_with_user", "authorization {\n  users = [\n    {nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4, password: x}\n  ]\n}\n"),
     ];
     for (name, text) in cases {
         let p = write(&d, &format!("{name}.conf"), text);
@@ -1293,7 +1299,15 @@ fn differential_check_against_nats_server() {
             );
         }
         // Errors worded exactly as nats-server's, position included.
-        if ["bad_conn_types", "bad_cluster_perms_responses"].contains(name) {
+        if [
+            "bad_conn_types",
+            "bad_cluster_perms_responses",
+            "bad_nkey_invalid",
+            "bad_nkey_not_user",
+            "bad_nkey_dup",
+        ]
+        .contains(name)
+        {
             let msg = String::from_utf8_lossy(&theirs.stderr);
             let theirs_text = msg.trim().trim_start_matches("nats-server: ").to_string();
             assert_eq!(

@@ -7,107 +7,12 @@ mod harness;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::free_port;
 
-const BIN: &str = env!("CARGO_BIN_EXE_broker");
-const NATS: &str = "/usr/sbin/nats-server";
-
-struct Proc {
-    child: Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn spawn(bin: &str, args: &[&str]) -> Proc {
-        let child = Command::new(bin)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        Proc { child }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, sig);
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("wait").is_none()
-    }
-
-    fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                return st.code();
-            }
-            assert!(Instant::now() < deadline, "process did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn nats_available() -> bool {
-    Path::new(NATS).exists()
-}
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("broker-ops-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Waits (bounded) until the file at `path` has `needle` after byte
-/// `from`; returns the whole text.
-fn wait_file(path: &Path, needle: &str, from: usize) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.get(from..).is_some_and(|t| t.contains(needle)) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in {} after byte {from}:\n{text}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Reads from `s` (bounded) until the received text contains `needle`.
-fn read_until(s: &mut TcpStream, needle: &str) -> String {
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-        if String::from_utf8_lossy(&got).contains(needle) {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&got).into_owned()
-}
+use harness::procs::{nats_available, read_until, tmpdir, wait_file, Proc, BIN, NATS};
 
 /// SIGUSR1 after log rotation: the server keeps running and writes to a
 /// new file at the configured path (server/signal.go -> log.go ReOpenLogFile).

@@ -9,7 +9,7 @@ use super::addr::{check_cluster_advertise, check_port, parse_listen_str, parse_r
 use super::Mapper;
 use crate::conf::{Entry, Node, Value};
 use crate::options::{
-    Authorization, ListenAddr, Options, Permissions, ResponsePermission, ScionOpts,
+    Authorization, ListenAddr, NkeyUser, Options, Permissions, ResponsePermission, ScionOpts,
     SubjectPermission, TlsOpts, User,
 };
 
@@ -39,7 +39,7 @@ pub(super) fn authorization(m: &mut Mapper, o: &mut Options, e: &Entry) {
             "timeout" => auth.timeout = m.seconds(f),
             "users" => {
                 users_present = true;
-                auth.users = users(m, f);
+                (auth.nkeys, auth.users) = users(m, f);
             }
             "default_permission" | "default_permissions" | "permissions" => {
                 auth.default_permissions = permissions(m, f);
@@ -64,19 +64,32 @@ pub(super) fn authorization(m: &mut Mapper, o: &mut Options, e: &Entry) {
         }
         seen.push(&u.username);
     }
+    for u in &auth.nkeys {
+        if seen.contains(&u.nkey.as_str()) {
+            m.error(e, format!("Duplicate nkey {:?} detected", u.nkey));
+        }
+        seen.push(&u.nkey);
+    }
     // nats-server applyDefaultPermissions: users without their own get the defaults.
     if let Some(defaults) = &auth.default_permissions {
         for u in auth.users.iter_mut().filter(|u| u.permissions.is_none()) {
+            u.permissions = Some(defaults.clone());
+        }
+        for u in auth.nkeys.iter_mut().filter(|u| u.permissions.is_none()) {
             u.permissions = Some(defaults.clone());
         }
     }
     o.authorization = auth;
 }
 
-fn users(m: &mut Mapper, e: &Entry) -> Vec<User> {
+/// The entries of `users`: password users and nkey users (opts.go parseUsers, in its
+/// words: an entry needs a user or an nkey, an nkey must be a user's public nkey and takes
+/// no user name or password).
+fn users(m: &mut Mapper, e: &Entry) -> (Vec<NkeyUser>, Vec<User>) {
     let Some(list) = m.array(e) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
+    let mut keys = Vec::new();
     let mut out = Vec::new();
     for node in list {
         let Value::Map(um) = &node.value else {
@@ -91,6 +104,8 @@ fn users(m: &mut Mapper, e: &Entry) -> Vec<User> {
             continue;
         };
         let mut user = User::default();
+        let mut nkey = String::new();
+        let mut nkey_given = false;
         for f in um {
             match f.key.to_ascii_lowercase().as_str() {
                 "user" | "username" => user.username = m.string(f).unwrap_or_default(),
@@ -101,23 +116,41 @@ fn users(m: &mut Mapper, e: &Entry) -> Vec<User> {
                 "allowed_connection_types" | "connection_types" | "clients" => {
                     user.allowed_connection_types = connection_types(m, f)
                 }
-                "nkey" => m.error(
-                    f,
-                    format!(
-                        "field {} is not supported by this broker",
-                        crate::server::auth::go_quote(&f.key)
-                    ),
-                ),
+                "nkey" => {
+                    nkey_given = true;
+                    nkey = m.string(f).unwrap_or_default();
+                }
                 _ => m.unknown(f),
             }
         }
-        if user.username.is_empty() {
-            m.error_at(&node.pos, &e.key, "User entry requires a user");
+        if nkey.is_empty() && user.username.is_empty() {
+            // An nkey that is not a string has been reported already.
+            if !nkey_given {
+                m.error_at(&node.pos, &e.key, "User entry requires a user");
+            }
             continue;
         }
-        out.push(user);
+        if nkey.is_empty() {
+            out.push(user);
+            continue;
+        }
+        if !crate::server::auth::is_user_nkey(&nkey) {
+            m.error_at(&node.pos, &e.key, "Not a valid public nkey for a user");
+        } else if !user.username.is_empty() || !user.password.is_empty() {
+            m.error_at(
+                &node.pos,
+                &e.key,
+                "Nkey users do not take usernames or passwords",
+            );
+        } else {
+            keys.push(NkeyUser {
+                nkey,
+                allowed_connection_types: user.allowed_connection_types,
+                permissions: user.permissions,
+            });
+        }
     }
-    out
+    (keys, out)
 }
 
 /// Connection types nats-server 2.9.10 knows (jwt ConnectionType*).

@@ -203,10 +203,11 @@ fn row(s: &ConnSnapshot, now: SystemTime, auth: bool) -> ConnInfo {
         version: s.version.clone(),
         tls_version: s.tls.as_ref().map(|t| t.0.clone()).unwrap_or_default(),
         tls_cipher_suite: s.tls.as_ref().map(|t| t.1.clone()).unwrap_or_default(),
-        // client.go getRawAuthUser: the user name, else the token as given.
+        // client.go getRawAuthUser: the nkey, else the user name, else the token as given.
         authorized_user: if auth {
-            s.user
+            s.nkey
                 .clone()
+                .or_else(|| s.user.clone())
                 .or_else(|| s.token.clone())
                 .unwrap_or_default()
         } else {
@@ -427,6 +428,7 @@ mod tests {
             tls: None,
             user: Some(format!("u{cid}")),
             token: None,
+            nkey: None,
         }
     }
 

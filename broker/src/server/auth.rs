@@ -14,6 +14,8 @@ pub struct AuthConfig {
     token: Option<String>,
     single: Option<(String, String)>,
     users: HashMap<String, UserEntry>,
+    /// nkey users by public key (their `password` is unused).
+    nkeys: HashMap<String, UserEntry>,
     no_auth_user: Option<String>,
 }
 
@@ -53,6 +55,23 @@ impl AuthConfig {
                 },
             );
         }
+        let nkeys = a
+            .nkeys
+            .iter()
+            .map(|u| {
+                let entry = UserEntry {
+                    password: String::new(),
+                    standard_allowed: u.allowed_connection_types.is_empty()
+                        || u.allowed_connection_types.iter().any(|t| t == "STANDARD"),
+                    perms: u
+                        .permissions
+                        .as_ref()
+                        .map(CompiledPerms::compile)
+                        .or_else(|| default_perms.clone()),
+                };
+                (u.nkey.clone(), entry)
+            })
+            .collect();
         let single = match (&a.user, &a.password) {
             (Some(u), p) => Some((u.clone(), p.clone().unwrap_or_default())),
             _ => None,
@@ -61,14 +80,29 @@ impl AuthConfig {
             token: a.token.clone(),
             single,
             users,
+            nkeys,
             no_auth_user: o.no_auth_user.clone(),
         }
+    }
+
+    /// Whether clients get a nonce in their INFO to sign (nkey.go nonceRequired: with
+    /// nkey users).
+    pub fn nonce_required(&self) -> bool {
+        !self.nkeys.is_empty()
+    }
+
+    /// Whether `nkeys` has this public key.
+    pub fn has_nkey(&self, key: &str) -> bool {
+        self.nkeys.contains_key(key)
     }
 
     /// Whether any client authentication is configured: a connection must
     /// then start with CONNECT, or be taken as the `no_auth_user`.
     pub fn expects_connect(&self) -> bool {
-        self.token.is_some() || self.single.is_some() || !self.users.is_empty()
+        self.token.is_some()
+            || self.single.is_some()
+            || !self.users.is_empty()
+            || !self.nkeys.is_empty()
     }
 
     /// INFO `auth_required`: false when a `no_auth_user` lets clients in
@@ -108,20 +142,38 @@ impl AuthConfig {
     }
 
     /// The line nats-server logs for a refused CONNECT (client.go authViolation):
-    /// with a users list it names the user the client gave, even an empty one;
-    /// with a token or a single user it does not.
-    pub fn violation_text(&self, user: &str) -> String {
-        if self.users.is_empty() {
-            "authentication error".to_string()
-        } else {
+    /// with nkey users it names the nkey the client gave, else with a users list the
+    /// user, even an empty one; with a token or a single user it names neither.
+    pub fn violation_text(&self, c: &ConnectInfo) -> String {
+        if !self.nkeys.is_empty() {
+            let nkey = c.nkey.as_deref().unwrap_or("");
+            format!("authentication error - Nkey {}", go_quote(nkey))
+        } else if !self.users.is_empty() {
+            let user = c.user.as_deref().unwrap_or("");
             format!("authentication error - User {}", go_quote(user))
+        } else {
+            "authentication error".to_string()
         }
     }
 
-    /// Checks a CONNECT. `None` = Authorization Violation.
-    pub fn check(&self, c: &ConnectInfo) -> Option<AuthResult> {
+    /// Checks a CONNECT; `nonce` is the one its INFO carried (empty without one).
+    /// `None` = Authorization Violation.
+    pub fn check(&self, c: &ConnectInfo, nonce: &[u8]) -> Option<AuthResult> {
         if !self.expects_connect() {
             return Some(AuthResult::default());
+        }
+        // auth.go processClientOrLeafAuthentication: with nkey users, a client that
+        // names an nkey is that nkey user or nobody (its user name is not looked at).
+        let nkey = c.nkey.as_deref().unwrap_or("");
+        if !self.nkeys.is_empty() && !nkey.is_empty() {
+            let u = self.nkeys.get(nkey).filter(|u| u.standard_allowed)?;
+            if !nkey_signature_ok(nkey, c.sig.as_deref().unwrap_or(""), nonce) {
+                return None;
+            }
+            return Some(AuthResult {
+                user: None,
+                perms: u.perms.clone(),
+            });
         }
         let no_creds = c.user.as_deref().unwrap_or("").is_empty()
             && c.pass.as_deref().unwrap_or("").is_empty()
@@ -201,6 +253,35 @@ fn password_matches(configured: &str, given: &str) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether `key` is a user's public nkey (`U...`): base32 with a CRC-16 and the user
+/// prefix byte (nkeys IsValidPublicUserKey). Also an Ed25519 point, since a key that is
+/// not could never verify a signature.
+pub(crate) fn is_user_nkey(key: &str) -> bool {
+    const PREFIX_USER: u8 = 20 << 3;
+    nkeys::from_public_key(key).is_ok_and(|(prefix, _)| prefix == PREFIX_USER)
+        && nkeys::KeyPair::from_public_key(key).is_ok()
+}
+
+/// The client's `sig` over the INFO nonce, checked as auth.go does: base64 URL without
+/// padding, else standard base64; an Ed25519 signature by the nkey.
+fn nkey_signature_ok(nkey: &str, sig: &str, nonce: &[u8]) -> bool {
+    if sig.is_empty() {
+        return false;
+    }
+    let sig = data_encoding::BASE64URL_NOPAD
+        .decode(sig.as_bytes())
+        .or_else(|_| data_encoding::BASE64.decode(sig.as_bytes()));
+    let Ok(sig) = sig else { return false };
+    nkeys::KeyPair::from_public_key(nkey).is_ok_and(|k| k.verify(nonce, &sig).is_ok())
+}
+
+/// A fresh nonce for a client's INFO: 11 random bytes in base64 URL without padding, 15
+/// characters (nkey.go generateNonce).
+pub fn new_nonce() -> String {
+    let raw: [u8; 11] = rand::random();
+    data_encoding::BASE64URL_NOPAD.encode(&raw)
 }
 
 /// Allow/deny lists ready for matching.
@@ -560,18 +641,24 @@ pub fn recheck_clients_after_reload(srv: &crate::server::ServerState) {
         // reload.go clientHasMovedToDifferentAccount: a client that named a
         // user no longer in `users` (also any named user under a single
         // user/password config) is closed as "Client Closed", without -ERR.
-        if connect
-            .user
-            .as_deref()
-            .is_some_and(|u| !u.is_empty() && !auth.has_user(u))
-        {
+        // An nkey client is looked up by its nkey, whatever user it named.
+        let nkey = connect.nkey.as_deref().unwrap_or("");
+        let moved = if !nkey.is_empty() {
+            !auth.has_nkey(nkey)
+        } else {
+            connect
+                .user
+                .as_deref()
+                .is_some_and(|u| !u.is_empty() && !auth.has_user(u))
+        };
+        if moved {
             c.out.close(ClosedState::ClientClosed);
             continue;
         }
-        let Some(r) = auth.check(&connect) else {
-            let user = connect.user.clone().unwrap_or_default();
+        let nonce = c.nonce.get().map(String::as_str).unwrap_or("");
+        let Some(r) = auth.check(&connect, nonce.as_bytes()) else {
             let prefix = c.log_prefix();
-            tracing::error!("{} - {}", prefix, auth.violation_text(&user));
+            tracing::error!("{} - {}", prefix, auth.violation_text(&connect));
             // client.go sendErr: traced like any -ERR.
             crate::server::trace::trace_out_proto(&prefix, encode::ERR_AUTH_VIOLATION);
             let _ = c.out.send(encode::ERR_AUTH_VIOLATION);
@@ -717,12 +804,54 @@ mod tests {
         assert!(cfg.expects_connect());
         assert!(!cfg.required(), "no_auth_user clears INFO auth_required");
         let mut c = ConnectInfo::default();
-        assert_eq!(cfg.check(&c).unwrap().user.as_deref(), Some("a"));
+        assert_eq!(cfg.check(&c, b"").unwrap().user.as_deref(), Some("a"));
         c.user = Some("a".into());
         c.pass = Some("bad".into());
-        assert!(cfg.check(&c).is_none());
+        assert!(cfg.check(&c, b"").is_none());
         c.pass = Some("pw".into());
-        assert!(cfg.check(&c).is_some());
+        assert!(cfg.check(&c, b"").is_some());
+    }
+
+    #[test]
+    fn nkey_users_sign_the_nonce() {
+        let kp = nkeys::KeyPair::new_user();
+        let o = Options {
+            authorization: Authorization {
+                nkeys: vec![crate::options::NkeyUser {
+                    nkey: kp.public_key(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            ..Options::default()
+        };
+        let cfg = AuthConfig::from_options(&o);
+        assert!(cfg.nonce_required() && cfg.required());
+        let nonce = new_nonce();
+        assert_eq!(nonce.len(), 15);
+        let mut c = ConnectInfo {
+            nkey: Some(kp.public_key()),
+            ..Default::default()
+        };
+        assert!(cfg.check(&c, nonce.as_bytes()).is_none(), "no signature");
+        let sig = kp.sign(nonce.as_bytes()).unwrap();
+        c.sig = Some(data_encoding::BASE64URL_NOPAD.encode(&sig));
+        assert!(cfg.check(&c, nonce.as_bytes()).is_some());
+        assert!(cfg.check(&c, b"another nonce").is_none());
+        c.sig = Some(data_encoding::BASE64.encode(&sig));
+        assert!(cfg.check(&c, nonce.as_bytes()).is_some(), "padded base64");
+        c.nkey = Some(nkeys::KeyPair::new_user().public_key());
+        assert!(cfg.check(&c, nonce.as_bytes()).is_none(), "another key");
+        assert_eq!(
+            cfg.violation_text(&c),
+            format!(
+                "authentication error - Nkey {:?}",
+                c.nkey.as_deref().unwrap()
+            )
+        );
+        assert!(is_user_nkey(&kp.public_key()));
+        assert!(!is_user_nkey(&nkeys::KeyPair::new_account().public_key()));
+        assert!(!is_user_nkey("UABC"));
     }
 
     #[test]

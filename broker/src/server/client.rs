@@ -58,6 +58,8 @@ pub struct ConnMeta {
     /// CONNECT's `auth_token`, shown as /connz `authorized_user` when there is no
     /// user name (client.go getRawAuthUser).
     pub token: Option<String>,
+    /// CONNECT's `nkey`, shown as /connz `authorized_user` before the user name.
+    pub nkey: Option<String>,
     pub rtt: Option<Duration>,
     pub connected: bool,
     /// TLS version and cipher suite in Go's words, for a client on the TLS port.
@@ -102,6 +104,8 @@ pub struct ClientShared {
     /// The last accepted CONNECT, re-checked when a config reload changes
     /// authorization (reload.go reloadAuthorization -> isClientAuthorized).
     pub auth_connect: Mutex<Option<ConnectInfo>>,
+    /// The nonce of this client's INFO (with nkey users), which its CONNECT signs.
+    pub nonce: std::sync::OnceLock<String>,
     /// Permissions a reload assigned; the reader swaps them in when
     /// `perms_reloaded` is set (see `Conn::take_reloaded_perms`).
     pub reloaded_perms: Mutex<Option<Arc<CompiledPerms>>>,
@@ -138,6 +142,7 @@ impl ClientShared {
             rtt_probe: Mutex::new(None),
             named_prefix: Mutex::new(None),
             auth_connect: Mutex::new(None),
+            nonce: std::sync::OnceLock::new(),
             reloaded_perms: Mutex::new(None),
             perms_reloaded: AtomicBool::new(false),
             max_payload: AtomicUsize::new(0),
@@ -412,7 +417,12 @@ fn open(
     shared
         .max_payload
         .store(opts.max_payload, Ordering::Relaxed);
-    let info = srv.client_info_with_tls(&shared, tls).to_line();
+    let mut info = srv.client_info_with_tls(&shared, tls);
+    // server.go createClient: the first INFO only carries the nonce to sign.
+    if srv.auth().nonce_required() {
+        info.nonce = Some(shared.nonce.get_or_init(super::auth::new_nonce).clone());
+    }
+    let info = info.to_line();
     debug!("{} - Client connection created", shared.log_prefix());
     (shared, opts, info)
 }

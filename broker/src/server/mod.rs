@@ -345,6 +345,7 @@ impl ServerState {
         // server.go saveClosedClient keeps the user name only: a token (shown for an
         // open connection as its authorized_user) is not kept with the closed one.
         snap.token = None;
+        snap.nkey = None;
         let mut g = lock(&self.closed);
         if g.len() >= MAX_CLOSED_CLIENTS {
             g.pop_front();

@@ -20,12 +20,22 @@ func main() {
 	size := flag.Int("ms", 128, "message size in bytes (at least 8)")
 	subj := flag.String("subj", "go.client", "subject")
 	wait := flag.Duration("wait", 20*time.Second, "longest wait for the messages")
+	seed := flag.String("nkey", "", "file with a user nkey seed to sign the server's nonce with")
 	flag.Parse()
 	if *size < 8 {
 		*size = 8
 	}
 
-	nc, err := nats.Connect(*url, nats.Timeout(5*time.Second), nats.Name("go-client"))
+	opts := []nats.Option{nats.Timeout(5 * time.Second), nats.Name("go-client")}
+	if *seed != "" {
+		opt, err := nats.NkeyOptionFromSeed(*seed)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nkey:", err)
+			os.Exit(1)
+		}
+		opts = append(opts, opt)
+	}
+	nc, err := nats.Connect(*url, opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "connect:", err)
 		os.Exit(1)

@@ -8,6 +8,7 @@
 pub mod go_client;
 pub mod pki;
 pub mod ports;
+pub mod procs;
 pub mod proto_fuzz;
 
 #[allow(unused_imports)]

@@ -19,7 +19,7 @@ impl Conn {
         error!(
             "{} - {}",
             self.shared.log_prefix(),
-            self.srv.auth().violation_text(&user)
+            self.srv.auth().violation_text(&self.connect)
         );
         self.send_proto(encode::ERR_AUTH_VIOLATION);
         if !user.is_empty() {
@@ -60,6 +60,7 @@ impl Conn {
             .user
             .or_else(|| self.connect.user.clone().filter(|u| !u.is_empty()));
         m.token = self.connect.auth_token.clone().filter(|t| !t.is_empty());
+        m.nkey = self.connect.nkey.clone().filter(|k| !k.is_empty());
         m.connected = true;
     }
 
@@ -112,7 +113,8 @@ impl Conn {
         // calls checkAuthentication each time): a second CONNECT with bad
         // credentials closes, one naming another user switches permissions.
         let auth = self.srv.auth();
-        match auth.check(&self.connect) {
+        let nonce = self.shared.nonce.get().map(String::as_str).unwrap_or("");
+        match auth.check(&self.connect, nonce.as_bytes()) {
             Some(r) => self.authenticated(r),
             None => return Err(self.auth_violation()),
         }

@@ -37,6 +37,7 @@ pub struct ConnSnapshot {
     pub tls: Option<(String, String)>,
     pub user: Option<String>,
     pub token: Option<String>,
+    pub nkey: Option<String>,
 }
 
 impl ClientShared {
@@ -71,6 +72,7 @@ impl ClientShared {
             tls: meta.tls,
             user: meta.user,
             token: meta.token,
+            nkey: meta.nkey,
         }
     }
 

@@ -44,9 +44,8 @@ impl RouteConn {
                 && ci.pass.as_deref().unwrap_or("")
                     == opts.cluster.password.as_deref().unwrap_or("");
             if !ok {
-                // client.go authViolation words it by the *client* users list.
-                let user = ci.user.as_deref().unwrap_or("");
-                error!("{} - {}", self.prefix, self.srv.auth().violation_text(user));
+                // client.go authViolation words it by the *client* users and nkeys.
+                error!("{} - {}", self.prefix, self.srv.auth().violation_text(&ci));
                 let _ = self.shared.out.send(encode::ERR_AUTH_VIOLATION);
                 return Err(Close(ClosedState::AuthenticationViolation));
             }
