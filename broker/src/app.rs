@@ -407,6 +407,11 @@ fn check_reloadable(cur: &Options, new: &Options) -> Result<(), String> {
     scalar("HTTPHost", &cur.http_host, &new.http_host)?;
     scalar("HTTPPort", cur.http_port, new.http_port)?;
     scalar("HTTPSPort", cur.https_port, new.https_port)?;
+    // reload.go "websocket": any change is refused (nats-server also takes new TLS files,
+    // this broker does not).
+    if cur.websocket != new.websocket {
+        return unsupported("Websocket");
+    }
     let opt = |o: &Option<String>| o.clone().unwrap_or_default();
     scalar("ServerName", opt(&cur.server_name), opt(&new.server_name))?;
     scalar(
@@ -700,7 +705,7 @@ fn ports_file_path(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// server.go logPorts / PortsInfo: `{"nats":[...],"monitoring":[...],
-/// "cluster":[...]}` with the bound addresses; a wildcard listener is
+/// "cluster":[...],"websocket":[...]}` with the bound addresses; a wildcard listener is
 /// listed once per interface address (resolveHostPorts).
 fn write_ports_file(state: &ServerState, path: &std::path::Path) {
     let mut m = serde_json::Map::new();
@@ -732,6 +737,12 @@ fn write_ports_file(state: &ServerState, path: &std::path::Path) {
         "cluster",
         scheme(opts.cluster.tls.is_some(), "tls", "nats"),
         cluster,
+    );
+    let wss = opts.websocket.as_ref().is_some_and(|w| w.tls.is_some());
+    put(
+        "websocket",
+        scheme(wss, "wss", "ws"),
+        *server::lock(&state.ws_addr),
     );
     let data = serde_json::Value::Object(m).to_string();
     if let Err(e) = std::fs::write(path, data) {

@@ -11,7 +11,7 @@
 //! - errors, because ignoring them would change what the server does or lets
 //!   through: `jetstream`, `store_dir`, `accounts`, `system_account`,
 //!   `leafnodes`, `gateway`, `mappings`, `operator`, `resolver*`, `trusted`,
-//!   `ocsp`, `websocket`, `mqtt`, `no_header_support`, `http_base_path`,
+//!   `ocsp`, `mqtt`, `no_header_support`, `http_base_path`,
 //!   `default_js_domain` (but JetStream
 //!   switched off, `accounts {}`, `no_header_support: false` and
 //!   `http_base_path: "/"` are taken: they ask for what this broker does);
@@ -613,6 +613,7 @@ impl Mapper {
             "cluster" => blocks::cluster(self, o, e),
             "scion" => blocks::scion(self, o, e),
             "tls" => blocks::client_tls(self, o, e),
+            "websocket" | "ws" => blocks::websocket(self, o, e),
             "allow_non_tls" => {
                 if let Some(b) = self.boolean(e) {
                     o.allow_non_tls = b;
@@ -656,8 +657,6 @@ impl Mapper {
             | "trusted"
             | "trusted_keys"
             | "ocsp"
-            | "websocket"
-            | "ws"
             | "mqtt"
             | "no_header_support"
             | "http_base_path"

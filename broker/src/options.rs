@@ -156,6 +156,25 @@ pub struct TlsOpts {
     pub timeout: Option<Duration>,
 }
 
+/// `websocket { ... }` (nats-server WebsocketOpts, the keys this broker implements).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebsocketOpts {
+    /// Listen host (default 0.0.0.0).
+    pub host: String,
+    /// Port; -1 = random, 0 = no websocket port.
+    pub port: i32,
+    pub advertise: Option<String>,
+    /// Serve without TLS (nats-server refuses a websocket port without `tls` otherwise).
+    pub no_tls: bool,
+    pub tls: Option<TlsOpts>,
+    pub same_origin: bool,
+    pub allowed_origins: Vec<String>,
+    /// Taken, but compression is never negotiated: frames go uncompressed.
+    pub compression: bool,
+    /// Bound of the TLS handshake and HTTP upgrade together (nats-server: none unless set).
+    pub handshake_timeout: Option<Duration>,
+}
+
 /// `scion { ... }`: parsed and typed; used by the SCION link layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScionOpts {
@@ -224,6 +243,8 @@ pub struct Options {
 
     pub cluster: ClusterOpts,
     pub scion: Option<ScionOpts>,
+    /// `websocket { ... }`: the websocket client port (None: no such port).
+    pub websocket: Option<WebsocketOpts>,
 
     pub debug: bool,
     pub trace: bool,
@@ -271,6 +292,7 @@ impl Default for Options {
             allow_non_tls: false,
             cluster: ClusterOpts::default(),
             scion: None,
+            websocket: None,
             debug: false,
             trace: false,
             max_traced_msg_len: 0,

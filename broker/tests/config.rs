@@ -1251,6 +1251,8 @@ fn differential_check_against_nats_server() {
         ("bad_nkey_invalid", "authorization {\n  users = [\n    {nkey: \"UABC\"}\n  ]\n}\n"),
         ("bad_nkey_not_user", "authorization {\n  users = [\n    {nkey: ADXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4}\n  ]\n}\n"),
         ("bad_nkey_dup", "authorization {\n  users = [\n    {nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4}\n    {nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4}\n  ]\n}\n"),
+        ("ok_websocket", "websocket {\n  listen: \"127.0.0.1:8080\"\n  no_tls: true\n  same_origin: true\n  allowed_origins: [\"https://example.com\"]\n  handshake_timeout: \"5s\"\n}\n"),
+        ("bad_websocket_key", "websocket {\n  port: 8080\n  no_tls: true\n  foo_bar: 1\n}\n"),
         ("bad_nkey_with_user", "authorization {\n  users = [\n    {nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4, password: x}\n  ]\n}\n"),
     ];
     for (name, text) in cases {
@@ -1280,6 +1282,7 @@ fn differential_check_against_nats_server() {
             "bad_unknown_indented" => Some("2:3"),
             // Columns count bytes, as in Go.
             "bad_unknown_utf8" => Some("1:26"),
+            "bad_websocket_key" => Some("4:3"),
             _ => None,
         };
         if *name == "bad_include_missing" {

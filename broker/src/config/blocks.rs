@@ -10,7 +10,7 @@ use super::Mapper;
 use crate::conf::{Entry, Node, Value};
 use crate::options::{
     Authorization, ListenAddr, NkeyUser, Options, Permissions, ResponsePermission, ScionOpts,
-    SubjectPermission, TlsOpts, User,
+    SubjectPermission, TlsOpts, User, WebsocketOpts,
 };
 
 /// nats-server `DEFAULT_ALLOW_RESPONSE_MAX_MSGS` / `_EXPIRATION` (server/const.go).
@@ -582,6 +582,121 @@ pub(crate) fn client_tls(m: &mut Mapper, o: &mut Options, e: &Entry) {
         return;
     }
     o.tls = Some(t);
+}
+
+/// `websocket { ... }` (opts.go parseWebsocket), for the keys this broker implements; the
+/// websocket-only authorization keys are errors. nats-server refuses a websocket port
+/// without `tls` unless `no_tls` is set (validateWebsocketOptions).
+pub(crate) fn websocket(m: &mut Mapper, o: &mut Options, e: &Entry) {
+    let Some(wm) = m.map(e) else { return };
+    let mut w = WebsocketOpts::default();
+    for f in wm {
+        match f.key.to_ascii_lowercase().as_str() {
+            "listen" => match &f.value.value {
+                Value::Integer(p) => match check_port(*p) {
+                    Ok(p) => w.port = p,
+                    Err(msg) => m.error(f, msg),
+                },
+                Value::String(s) => match parse_listen_str(s) {
+                    Ok(crate::options::ListenAddr::Tcp { host, port }) => {
+                        w.host = host;
+                        w.port = port;
+                    }
+                    Ok(_) => m.error(f, "a websocket listen address is host:port"),
+                    Err(msg) => m.error(f, msg),
+                },
+                _ => m.error(f, "listen: expected host:port or a port"),
+            },
+            "port" => {
+                if let Some(p) = m.int(f) {
+                    match check_port(p) {
+                        Ok(p) => w.port = p,
+                        Err(msg) => m.error(f, msg),
+                    }
+                }
+            }
+            "host" | "net" => w.host = m.string(f).unwrap_or_default(),
+            "advertise" => w.advertise = m.string(f),
+            "no_tls" => w.no_tls = m.boolean(f).unwrap_or(false),
+            "tls" => {
+                if let Some(t) = tls(m, f, false, "websocket TLS") {
+                    if t.verify && t.ca_file.is_none() {
+                        m.error(
+                            f,
+                            "tls: verify needs ca_file, the CA client certificates must chain to",
+                        );
+                    } else {
+                        w.tls = Some(t);
+                    }
+                }
+            }
+            "same_origin" => w.same_origin = m.boolean(f).unwrap_or(false),
+            "allowed_origins" | "allowed_origin" | "allow_origins" | "allow_origin"
+            | "origins" | "origin" => {
+                let items: Vec<&Node> = match &f.value.value {
+                    Value::Array(items) => items.iter().collect(),
+                    _ => vec![&f.value],
+                };
+                for it in items {
+                    match &it.value {
+                        Value::String(s) => w.allowed_origins.push(s.clone()),
+                        other => m.error_at(
+                            &it.pos,
+                            &f.key,
+                            format!(
+                                "error parsing allowed origins: unsupported type in array {}",
+                                other.type_name()
+                            ),
+                        ),
+                    }
+                }
+            }
+            "handshake_timeout" => match &f.value.value {
+                Value::Integer(_) | Value::String(_) => w.handshake_timeout = m.seconds(f),
+                other => m.error(
+                    f,
+                    format!(
+                        "error parsing handshake timeout: unsupported type {}",
+                        other.type_name()
+                    ),
+                ),
+            },
+            "compress" | "compression" => {
+                w.compression = m.boolean(f).unwrap_or(false);
+                if w.compression {
+                    m.notice(
+                        f,
+                        "this broker does not negotiate websocket compression: frames go uncompressed",
+                    );
+                }
+            }
+            "authorization" | "authentication" | "jwt_cookie" | "no_auth_user" => m.error(
+                f,
+                format!(
+                    "field {} is not supported by this broker: websocket clients use the server's authorization",
+                    crate::server::auth::go_quote(&f.key)
+                ),
+            ),
+            _ => m.unknown(f),
+        }
+    }
+    if w.port != 0 && w.tls.is_none() && !w.no_tls {
+        m.error(e, "websocket requires TLS configuration");
+    }
+    for origin in &w.allowed_origins {
+        if !origin.contains("://") {
+            m.error(
+                e,
+                format!(
+                    "unable to parse allowed origin: parse {origin:?}: invalid URI for request"
+                ),
+            );
+        }
+    }
+    if w.host.is_empty() {
+        w.host = "0.0.0.0".into();
+    }
+    o.websocket = Some(w);
 }
 
 /// nats-server `parseTLS`, for the keys this broker implements.

@@ -173,7 +173,10 @@ fn kind_names(kind: ConnKind) -> (&'static str, &'static str) {
 /// closed ones are measured at their stop time, as nats-server fills
 /// closed entries when they close (`saveClosedClient`).
 fn row(s: &ConnSnapshot, now: SystemTime, auth: bool) -> ConnInfo {
-    let (kind, conn_type) = kind_names(s.kind);
+    let (kind, mut conn_type) = kind_names(s.kind);
+    if s.websocket {
+        conn_type = "websocket";
+    }
     // A connection that never sent anything was last active when it started
     // (nats-server sets `c.last = c.start`).
     let last = s.last_activity.max(s.start);
@@ -429,6 +432,7 @@ mod tests {
             user: Some(format!("u{cid}")),
             token: None,
             nkey: None,
+            websocket: false,
         }
     }
 

@@ -459,6 +459,7 @@ impl Monitor {
             auth_required: st.auth().expects_connect(),
             connect_urls: info.connect_urls,
             http_port: lock(&st.http_addr).map(|a| a.port()).unwrap_or(0),
+            ws_port: lock(&st.ws_addr).map(|a| a.port()).unwrap_or(0),
             cluster_name: if st.cluster.enabled {
                 st.cluster.name()
             } else {

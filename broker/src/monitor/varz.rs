@@ -55,7 +55,7 @@ pub struct Varz {
     pub gateway: Empty,
     pub leaf: Empty,
     pub mqtt: Empty,
-    pub websocket: Empty,
+    pub websocket: WebsocketVarz,
     pub jetstream: Empty,
     /// Seconds.
     pub tls_timeout: GoFloat,
@@ -87,6 +87,33 @@ pub struct Varz {
 /// broker: nats-server prints `{}` for them when unconfigured.
 #[derive(Debug, Default, Serialize)]
 pub struct Empty {}
+
+/// nats-server `WebsocketOptsVarz` (every field `omitempty`), for the keys this broker
+/// implements.
+#[derive(Debug, Default, Serialize)]
+pub struct WebsocketVarz {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    #[serde(skip_serializing_if = "is_zero_u16")]
+    pub port: u16,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub advertise: String,
+    /// Nanoseconds.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub handshake_timeout: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_tls: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub same_origin: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub compression: bool,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
 
 /// nats-server `ClusterOptsVarz` (every field `omitempty`).
 #[derive(Debug, Default, Serialize)]
@@ -133,6 +160,8 @@ pub struct Runtime {
     pub auth_required: bool,
     pub connect_urls: Vec<String>,
     pub http_port: u16,
+    /// The websocket port it listens on (0: none).
+    pub ws_port: u16,
     /// Cluster name in use (may be generated) and bound route port.
     pub cluster_name: String,
     pub cluster_port: u16,
@@ -260,7 +289,22 @@ pub fn varz(opts: &Options, rt: Runtime) -> Varz {
         gateway: Empty {},
         leaf: Empty {},
         mqtt: Empty {},
-        websocket: Empty {},
+        websocket: opts
+            .websocket
+            .as_ref()
+            .filter(|w| w.port != 0)
+            .map(|w| WebsocketVarz {
+                host: w.host.clone(),
+                // The port it listens on (websocket.go: a random port is written back).
+                port: rt.ws_port,
+                advertise: w.advertise.clone().unwrap_or_default(),
+                handshake_timeout: w.handshake_timeout.map(nanos).unwrap_or(0),
+                no_tls: w.no_tls,
+                same_origin: w.same_origin,
+                allowed_origins: w.allowed_origins.clone(),
+                compression: w.compression,
+            })
+            .unwrap_or_default(),
         jetstream: Empty {},
         tls_timeout: GoFloat(opts.client_tls_timeout().as_secs_f64()),
         write_deadline: nanos(opts.write_deadline),

@@ -23,9 +23,25 @@ pub struct AuthConfig {
 struct UserEntry {
     password: String,
     perms: Option<CompiledPerms>,
-    /// client.go connectionTypeAllowed: an empty list allows any; our clients
-    /// are all STANDARD.
+    /// client.go connectionTypeAllowed: an empty list allows any; our clients are
+    /// STANDARD (TCP and QUIC/SCION) or WEBSOCKET.
     standard_allowed: bool,
+    websocket_allowed: bool,
+}
+
+impl UserEntry {
+    fn allowed(&self, ws: bool) -> bool {
+        if ws {
+            self.websocket_allowed
+        } else {
+            self.standard_allowed
+        }
+    }
+}
+
+/// Whether a user's `allowed_connection_types` lets in a connection of type `t`.
+fn type_allowed(types: &[String], t: &str) -> bool {
+    types.is_empty() || types.iter().any(|x| x == t)
 }
 
 /// Who a connection authenticated as.
@@ -45,8 +61,8 @@ impl AuthConfig {
                 u.username.clone(),
                 UserEntry {
                     password: u.password.clone(),
-                    standard_allowed: u.allowed_connection_types.is_empty()
-                        || u.allowed_connection_types.iter().any(|t| t == "STANDARD"),
+                    standard_allowed: type_allowed(&u.allowed_connection_types, "STANDARD"),
+                    websocket_allowed: type_allowed(&u.allowed_connection_types, "WEBSOCKET"),
                     perms: u
                         .permissions
                         .as_ref()
@@ -61,8 +77,8 @@ impl AuthConfig {
             .map(|u| {
                 let entry = UserEntry {
                     password: String::new(),
-                    standard_allowed: u.allowed_connection_types.is_empty()
-                        || u.allowed_connection_types.iter().any(|t| t == "STANDARD"),
+                    standard_allowed: type_allowed(&u.allowed_connection_types, "STANDARD"),
+                    websocket_allowed: type_allowed(&u.allowed_connection_types, "WEBSOCKET"),
                     perms: u
                         .permissions
                         .as_ref()
@@ -112,21 +128,22 @@ impl AuthConfig {
     }
 
     /// The `no_auth_user`, if it names a configured user.
-    pub fn no_auth_user(&self) -> Option<AuthResult> {
-        self.no_auth_user_for(true)
+    pub fn no_auth_user(&self, ws: bool) -> Option<AuthResult> {
+        self.no_auth_user_for(Some(ws))
     }
 
     /// The `no_auth_user` for a client whose first operation is not CONNECT:
     /// parser.go OP_START registers that user without checking its connection
     /// types (only a CONNECT goes through processClientOrLeafAuthentication).
     pub fn no_auth_user_without_connect(&self) -> Option<AuthResult> {
-        self.no_auth_user_for(false)
+        self.no_auth_user_for(None)
     }
 
-    fn no_auth_user_for(&self, check_types: bool) -> Option<AuthResult> {
+    /// `ws`: the connection type to check (None: no check).
+    fn no_auth_user_for(&self, ws: Option<bool>) -> Option<AuthResult> {
         let name = self.no_auth_user.as_ref()?;
         let u = self.users.get(name)?;
-        if check_types && !u.standard_allowed {
+        if ws.is_some_and(|ws| !u.allowed(ws)) {
             return None;
         }
         Some(AuthResult {
@@ -156,9 +173,9 @@ impl AuthConfig {
         }
     }
 
-    /// Checks a CONNECT; `nonce` is the one its INFO carried (empty without one).
-    /// `None` = Authorization Violation.
-    pub fn check(&self, c: &ConnectInfo, nonce: &[u8]) -> Option<AuthResult> {
+    /// Checks a CONNECT; `nonce` is the one its INFO carried (empty without one), `ws`
+    /// whether it came over the websocket port. `None` = Authorization Violation.
+    pub fn check(&self, c: &ConnectInfo, nonce: &[u8], ws: bool) -> Option<AuthResult> {
         if !self.expects_connect() {
             return Some(AuthResult::default());
         }
@@ -166,7 +183,7 @@ impl AuthConfig {
         // names an nkey is that nkey user or nobody (its user name is not looked at).
         let nkey = c.nkey.as_deref().unwrap_or("");
         if !self.nkeys.is_empty() && !nkey.is_empty() {
-            let u = self.nkeys.get(nkey).filter(|u| u.standard_allowed)?;
+            let u = self.nkeys.get(nkey).filter(|u| u.allowed(ws))?;
             if !nkey_signature_ok(nkey, c.sig.as_deref().unwrap_or(""), nonce) {
                 return None;
             }
@@ -179,7 +196,7 @@ impl AuthConfig {
             && c.pass.as_deref().unwrap_or("").is_empty()
             && c.auth_token.as_deref().unwrap_or("").is_empty();
         if no_creds {
-            if let Some(r) = self.no_auth_user() {
+            if let Some(r) = self.no_auth_user(ws) {
                 return Some(r);
             }
             // A no_auth_user whose connection types leave out STANDARD refuses
@@ -194,7 +211,7 @@ impl AuthConfig {
         // list) or the single user is checked as if there were no list.
         let name = c.user.as_deref().unwrap_or("");
         if !self.users.is_empty() && !name.is_empty() {
-            let u = self.users.get(name).filter(|u| u.standard_allowed)?;
+            let u = self.users.get(name).filter(|u| u.allowed(ws))?;
             if password_matches(&u.password, c.pass.as_deref().unwrap_or("")) {
                 return Some(AuthResult {
                     user: Some(name.to_string()),
@@ -656,7 +673,7 @@ pub fn recheck_clients_after_reload(srv: &crate::server::ServerState) {
             continue;
         }
         let nonce = c.nonce.get().map(String::as_str).unwrap_or("");
-        let Some(r) = auth.check(&connect, nonce.as_bytes()) else {
+        let Some(r) = auth.check(&connect, nonce.as_bytes(), c.websocket.is_some()) else {
             let prefix = c.log_prefix();
             tracing::error!("{} - {}", prefix, auth.violation_text(&connect));
             // client.go sendErr: traced like any -ERR.
@@ -804,12 +821,15 @@ mod tests {
         assert!(cfg.expects_connect());
         assert!(!cfg.required(), "no_auth_user clears INFO auth_required");
         let mut c = ConnectInfo::default();
-        assert_eq!(cfg.check(&c, b"").unwrap().user.as_deref(), Some("a"));
+        assert_eq!(
+            cfg.check(&c, b"", false).unwrap().user.as_deref(),
+            Some("a")
+        );
         c.user = Some("a".into());
         c.pass = Some("bad".into());
-        assert!(cfg.check(&c, b"").is_none());
+        assert!(cfg.check(&c, b"", false).is_none());
         c.pass = Some("pw".into());
-        assert!(cfg.check(&c, b"").is_some());
+        assert!(cfg.check(&c, b"", false).is_some());
     }
 
     #[test]
@@ -833,15 +853,24 @@ mod tests {
             nkey: Some(kp.public_key()),
             ..Default::default()
         };
-        assert!(cfg.check(&c, nonce.as_bytes()).is_none(), "no signature");
+        assert!(
+            cfg.check(&c, nonce.as_bytes(), false).is_none(),
+            "no signature"
+        );
         let sig = kp.sign(nonce.as_bytes()).unwrap();
         c.sig = Some(data_encoding::BASE64URL_NOPAD.encode(&sig));
-        assert!(cfg.check(&c, nonce.as_bytes()).is_some());
-        assert!(cfg.check(&c, b"another nonce").is_none());
+        assert!(cfg.check(&c, nonce.as_bytes(), false).is_some());
+        assert!(cfg.check(&c, b"another nonce", false).is_none());
         c.sig = Some(data_encoding::BASE64.encode(&sig));
-        assert!(cfg.check(&c, nonce.as_bytes()).is_some(), "padded base64");
+        assert!(
+            cfg.check(&c, nonce.as_bytes(), false).is_some(),
+            "padded base64"
+        );
         c.nkey = Some(nkeys::KeyPair::new_user().public_key());
-        assert!(cfg.check(&c, nonce.as_bytes()).is_none(), "another key");
+        assert!(
+            cfg.check(&c, nonce.as_bytes(), false).is_none(),
+            "another key"
+        );
         assert_eq!(
             cfg.violation_text(&c),
             format!(

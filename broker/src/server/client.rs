@@ -92,6 +92,9 @@ pub struct ClientShared {
     /// Display form of the peer when it is not a plain IP:port (a SCION
     /// address `[ISD-AS,IP]:port`).
     pub label: Option<String>,
+    /// A websocket client (`wid:` in logs, /connz type `websocket`), with the address its
+    /// `X-Forwarded-For` named, if any.
+    pub websocket: Option<Option<std::net::IpAddr>>,
     /// For routes over SCION with `scion { path_header: true }`: the active
     /// path's fingerprint, added to every forwarded message as the
     /// `Nats-Scion-Path` header.
@@ -138,6 +141,7 @@ impl ClientShared {
             replies: Mutex::new(None),
             async_info: AtomicBool::new(false),
             label: None,
+            websocket: None,
             path_tag: Mutex::new(None),
             rtt_probe: Mutex::new(None),
             named_prefix: Mutex::new(None),
@@ -176,19 +180,41 @@ impl ClientShared {
         self
     }
 
+    /// Marks a websocket client (see [`ClientShared::websocket`]).
+    pub fn with_websocket(mut self, forwarded_for: Option<std::net::IpAddr>) -> Self {
+        self.websocket = Some(forwarded_for);
+        self
+    }
+
     /// nats-server's log prefix: `127.0.0.1:53412 - cid:5`.
     pub fn log_prefix(&self) -> String {
         if let Some(p) = lock(&self.named_prefix).as_ref() {
             return p.clone();
         }
-        // client.go String(): routes are `rid:`, clients `cid:`.
+        // client.go String(): routes are `rid:`, clients `cid:`, websocket clients `wid:`
+        // after the address their X-Forwarded-For named (`10.0.0.1/127.0.0.1:5000`).
         let tag = if self.kind == crate::proto::ConnKind::Route {
             "rid"
+        } else if self.websocket.is_some() {
+            "wid"
         } else {
             "cid"
         };
         match &self.label {
             Some(l) => format!("{} - {tag}:{}", l, self.cid),
+            None if matches!(self.websocket, Some(Some(_))) => {
+                let fwd = match self.websocket {
+                    Some(Some(std::net::IpAddr::V6(a))) => format!("[{a}]"),
+                    Some(Some(a)) => a.to_string(),
+                    _ => String::new(),
+                };
+                format!(
+                    "{fwd}/{}:{} - {tag}:{}",
+                    self.peer.ip(),
+                    self.peer.port(),
+                    self.cid
+                )
+            }
             None => format!(
                 "{}:{} - {tag}:{}",
                 self.peer.ip(),
@@ -387,6 +413,72 @@ pub async fn run_tcp(srv: Arc<ServerState>, mut stream: tokio::net::TcpStream, p
     serve(srv, shared, rd, writer, opts).await
 }
 
+/// Serves one connection accepted on the websocket port (websocket.go): TLS first when the
+/// port has it, the HTTP upgrade, then a client as on the TCP port, its protocol in
+/// websocket frames. The TLS handshake and the upgrade share `handshake_timeout`.
+pub async fn run_ws(srv: Arc<ServerState>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let Some(ws) = srv.websocket() else { return };
+    let until = tokio::time::Instant::now() + ws.handshake_timeout;
+    match &ws.tls {
+        None => serve_ws(srv, stream, peer, ws.clone(), until, false).await,
+        Some(tls) => {
+            let shake = tokio::select! {
+                r = tokio::time::timeout_at(until, tls.acceptor.accept(stream)) => r,
+                _ = srv.shutdown.notified() => return,
+            };
+            match shake {
+                Ok(Ok(s)) => serve_ws(srv, s, peer, ws.clone(), until, true).await,
+                // Go's http.Server logs a failed TLS handshake through its ErrorLog.
+                Ok(Err(e)) => error!(
+                    "websocket: http: TLS handshake error from {peer}: {}",
+                    super::tls::handshake_error(&e, true)
+                ),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+async fn serve_ws<S>(
+    srv: Arc<ServerState>,
+    mut stream: S,
+    peer: SocketAddr,
+    ws: Arc<super::ws::WsListen>,
+    until: tokio::time::Instant,
+    tls: bool,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let up = tokio::select! {
+        r = tokio::time::timeout_at(until, super::ws::handshake(&mut stream, &ws.origins, tls)) => r,
+        _ = srv.shutdown.notified() => return,
+    };
+    let up = match up {
+        Ok(Ok(up)) => up,
+        Ok(Err(Some(reason))) => {
+            error!("{peer} - websocket handshake error: {reason}");
+            return;
+        }
+        Ok(Err(None)) | Err(_) => return,
+    };
+    // server.go copyInfo: the INFO carries the TCP port's TLS flags.
+    let port_tls = srv.client_tls();
+    let (shared, opts, info) = open_with(&srv, peer, port_tls.as_deref(), |c| {
+        c.with_websocket(up.forwarded_for)
+    });
+    let ctrl = Arc::new(super::ws::WsControl::default());
+    let (rd, wr) = super::io::Locked(stream).split_io();
+    let rd = super::ws::WsReader::new(rd, ctrl.clone(), shared.clone(), !up.no_masking);
+    let wr = super::ws::WsWriter::new(wr, ctrl);
+    let _ = shared.out.append(&info);
+    let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
+    if !admit(&srv, &shared) {
+        refuse(&srv, &shared, writer, &opts).await;
+        return;
+    }
+    serve(srv, shared, rd, writer, opts).await
+}
+
 /// A registered client of a TLS port that stays in clear text (`allow_non_tls`).
 async fn serve_plain(
     srv: Arc<ServerState>,
@@ -409,11 +501,24 @@ fn open(
     label: Option<String>,
     tls: Option<&super::tls::ClientTls>,
 ) -> (Arc<ClientShared>, Arc<crate::options::Options>, Vec<u8>) {
+    open_with(srv, peer, tls, |c| c.with_label(label))
+}
+
+/// [`open`] with the new connection's state finished by `make` (a label, websocket).
+fn open_with(
+    srv: &ServerState,
+    peer: SocketAddr,
+    tls: Option<&super::tls::ClientTls>,
+    make: impl FnOnce(ClientShared) -> ClientShared,
+) -> (Arc<ClientShared>, Arc<crate::options::Options>, Vec<u8>) {
     let opts = srv.opts();
     let cid = srv.next_cid();
-    let shared = Arc::new(
-        ClientShared::new(cid, ConnKind::Client, peer, opts.max_pending).with_label(label),
-    );
+    let shared = Arc::new(make(ClientShared::new(
+        cid,
+        ConnKind::Client,
+        peer,
+        opts.max_pending,
+    )));
     shared
         .max_payload
         .store(opts.max_payload, Ordering::Relaxed);

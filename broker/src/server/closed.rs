@@ -103,6 +103,14 @@ pub(crate) fn read_error_closing(
     e: &std::io::Error,
     prefix: &dyn std::fmt::Display,
 ) -> ClosedState {
+    // client.go readLoop: a websocket framing error is logged as a read error.
+    if let Some(ws) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<super::ws::WsProtocolError>())
+    {
+        tracing::error!("{} - read error: {}", prefix, ws);
+        return ClosedState::ReadError;
+    }
     let state = read_error_state(e);
     if state == ClosedState::StaleConnection {
         tracing::debug!("{} - Stale Client Connection - Closing", prefix);

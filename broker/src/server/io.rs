@@ -89,6 +89,21 @@ pub trait ChunkSink: AsyncWrite + Unpin + Send + Sized + 'static {
             (n, end)
         }
     }
+
+    /// Whether the sink has bytes of its own to send even when no chunks are pending
+    /// (a websocket's PONG and CLOSE frames).
+    fn has_control(&self) -> bool {
+        false
+    }
+
+    /// Last words before the shutdown, knowing why the connection ends (a websocket's
+    /// CLOSE frame). Bounded by the caller.
+    fn finish(
+        &mut self,
+        _reason: Option<super::closed::ClosedState>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        async {}
+    }
 }
 
 impl ChunkSink for tokio::net::tcp::OwnedWriteHalf {}

@@ -11,6 +11,7 @@ pub mod route;
 pub mod scion;
 pub mod tls;
 pub mod trace;
+pub mod ws;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -74,6 +75,7 @@ pub enum ListenKind {
     Client,
     Route,
     Monitor,
+    Websocket,
 }
 
 /// nats-server 2.9.10's fatal texts for a listener it cannot open (server.go
@@ -96,6 +98,10 @@ fn listen_error_text(kind: ListenKind, addr: &str, e: &std::io::Error) -> String
         }
         ListenKind::Monitor => {
             format!("Can't start monitoring: can't listen to the monitor port: {cause}")
+        }
+        // websocket.go startWebsocketServer's Fatalf.
+        ListenKind::Websocket => {
+            format!("Unable to listen for websocket connections: {cause}")
         }
     }
 }
@@ -150,6 +156,10 @@ pub struct ServerState {
     pub scion: scion::ScionSlot,
     /// Client TLS on the TCP port (top-level `tls`), replaced on reload.
     client_tls: RwLock<Option<Arc<tls::ClientTls>>>,
+    /// The websocket port's settings (None: no websocket port).
+    websocket: std::sync::OnceLock<Arc<ws::WsListen>>,
+    /// The websocket port's address once it listens.
+    pub ws_addr: Mutex<Option<SocketAddr>>,
     /// Route TLS on TCP route links (`cluster.tls`), set at start (a reload cannot change
     /// `cluster.tls`).
     route_tls: RwLock<Option<Arc<tls::RouteTls>>>,
@@ -201,6 +211,8 @@ impl ServerState {
             cluster,
             scion: Mutex::new(scion::ScionLinks::default()),
             client_tls: RwLock::new(None),
+            websocket: std::sync::OnceLock::new(),
+            ws_addr: Mutex::new(None),
             route_tls: RwLock::new(None),
         })
     }
@@ -222,6 +234,11 @@ impl ServerState {
     }
 
     /// Installs the client TLS of the options just set (start, reload).
+    /// The websocket port's settings, if it has one.
+    pub fn websocket(&self) -> Option<Arc<ws::WsListen>> {
+        self.websocket.get().cloned()
+    }
+
     pub fn set_client_tls(&self, t: Option<Arc<tls::ClientTls>>) {
         *self.client_tls.write().unwrap_or_else(|e| e.into_inner()) = t;
     }
@@ -306,7 +323,11 @@ impl ServerState {
     ) -> ServerInfo {
         let mut info = self.client_info(c.cid, &c.peer.ip().to_string());
         tls::set_info_flags(&mut info, tls);
-        if c.label.is_some() {
+        if c.websocket.is_some() {
+            // client.go generateClientInfoJSON: websocket clients get the cluster's
+            // websocket URLs, which this broker does not gossip: none.
+            info.connect_urls = Vec::new();
+        } else if c.label.is_some() {
             // cluster.no_advertise (as it is now: it can be reloaded): no cluster URLs.
             info.connect_urls = if self.opts().cluster.no_advertise {
                 Vec::new()
@@ -583,7 +604,10 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
     }
     let opts = state.opts();
     *lock(&state.cluster.own_urls) = own_connect_urls(&opts, local);
-    tasks.push(tokio::spawn(accept_loop(state.clone(), listener)));
+    tasks.push(tokio::spawn(accept_loop(state.clone(), listener, false)));
+    if let Some(w) = opts.websocket.as_ref().filter(|w| w.port != 0) {
+        start_websocket(&state, w, tasks).await?;
+    }
     scion::start_client_listener(&state, tasks).await?;
     info!("Server is ready");
     if state.cluster.enabled {
@@ -680,7 +704,46 @@ fn log_startup(state: &ServerState) {
     }
 }
 
-async fn accept_loop(state: Arc<ServerState>, listener: TcpListener) {
+/// Starts the websocket port (websocket.go startWebsocketServer): its log lines, and the
+/// accept loop, which serves every connection with [`client::run_ws`].
+async fn start_websocket(
+    state: &Arc<ServerState>,
+    w: &crate::options::WebsocketOpts,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(), StartError> {
+    let listen = ws::WsListen::new(w).map_err(StartError::Tls)?;
+    let tls = listen.tls.is_some();
+    let _ = state.websocket.set(Arc::new(listen));
+    let port = if w.port < 0 { 0 } else { w.port as u16 };
+    let addr = route::join_host_port(&w.host, port);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            kind: ListenKind::Websocket,
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| StartError::Listen {
+        kind: ListenKind::Websocket,
+        addr: addr.clone(),
+        source,
+    })?;
+    *lock(&state.ws_addr) = Some(local);
+    let scheme = if tls { "wss" } else { "ws" };
+    info!(
+        "Listening for websocket clients on {scheme}://{}:{}",
+        w.host,
+        local.port()
+    );
+    if !tls {
+        warn!("Websocket not configured with TLS. DO NOT USE IN PRODUCTION!");
+    }
+    tasks.push(tokio::spawn(accept_loop(state.clone(), listener, true)));
+    Ok(())
+}
+
+/// Accepts clients on the TCP port, or with `websocket` on the websocket port.
+async fn accept_loop(state: Arc<ServerState>, listener: TcpListener, websocket: bool) {
     let mut backoff = Duration::from_millis(10);
     loop {
         // Checked before each accept as the wake-up can come while we are not
@@ -707,7 +770,11 @@ async fn accept_loop(state: Arc<ServerState>, listener: TcpListener) {
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(client::run_tcp(state.clone(), stream, peer));
+                if websocket {
+                    tokio::spawn(client::run_ws(state.clone(), stream, peer));
+                } else {
+                    tokio::spawn(client::run_tcp(state.clone(), stream, peer));
+                }
             }
             Err(e) => {
                 // nats-server: "Temporary Client Accept Error(%v), sleeping %dms"

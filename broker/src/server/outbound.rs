@@ -530,7 +530,7 @@ where
         } else {
             shared.out.closed_reason()
         };
-        if !chunks.is_empty() {
+        if !chunks.is_empty() || wr.has_control() {
             // A slow-consumer cut discards what is pending; do not push it.
             if closed == Some(ClosedState::SlowConsumerPendingBytes) {
                 break;
@@ -601,7 +601,12 @@ where
         }
         shared.out.wait().await;
     }
-    let _ = tokio::time::timeout(Duration::from_millis(200), wr.shutdown()).await;
+    let reason = shared.out.closed_reason();
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        wr.finish(reason).await;
+        wr.shutdown().await
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -121,19 +121,32 @@ pub fn client_tls(opts: &Options) -> Result<Option<Arc<ClientTls>>, String> {
     let Some(t) = &opts.tls else {
         return Ok(None);
     };
+    client_tls_from(t, opts.client_tls_timeout(), opts.allow_non_tls, "tls").map(Some)
+}
+
+/// [`client_tls`] for one `tls` block (the client port's, or the websocket port's);
+/// `what` starts the error texts.
+pub fn client_tls_from(
+    t: &crate::options::TlsOpts,
+    timeout: Duration,
+    allow_non_tls: bool,
+    what: &str,
+) -> Result<Arc<ClientTls>, String> {
     let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) else {
-        return Err("tls: cert_file and key_file are needed for client TLS".into());
+        return Err(format!(
+            "{what}: cert_file and key_file are needed for client TLS"
+        ));
     };
     let mut loaded = match &t.ca_file {
         Some(ca) => TlsConfig::from_pem_files(cert, key, ca),
         None => TlsConfig::from_pem_cert_key(cert, key),
     }
-    .map_err(|e| format!("tls: {e}"))?;
+    .map_err(|e| format!("{what}: {e}"))?;
     // The https monitoring port: the same certificate, no client certificates asked for
     // (server.go startMonitoring: `ClientAuth = tls.NoClientCert`).
-    let monitor = server_config(&loaded).map_err(|e| format!("tls: {e}"))?;
+    let monitor = server_config(&loaded).map_err(|e| format!("{what}: {e}"))?;
     loaded.mutual = t.verify;
-    let config = server_config(&loaded).map_err(|e| format!("tls: {e}"))?;
+    let config = server_config(&loaded).map_err(|e| format!("{what}: {e}"))?;
     // What was loaded, for a reload to compare (nats-server compares the configurations):
     // `verify`, then each certificate and the key, length-prefixed.
     let mut material = vec![u8::from(t.verify)];
@@ -148,14 +161,14 @@ pub fn client_tls(opts: &Options) -> Result<Option<Arc<ClientTls>>, String> {
         material.extend_from_slice(&(der.len() as u64).to_be_bytes());
         material.extend_from_slice(der);
     }
-    Ok(Some(Arc::new(ClientTls {
+    Ok(Arc::new(ClientTls {
         acceptor: tokio_rustls::TlsAcceptor::from(config),
         monitor: tokio_rustls::TlsAcceptor::from(monitor),
-        timeout: opts.client_tls_timeout(),
-        allow_non_tls: opts.allow_non_tls,
+        timeout,
+        allow_non_tls,
         verify: t.verify,
         material,
-    })))
+    }))
 }
 
 /// A rustls server configuration for TCP clients: TLS 1.3 and 1.2; with `mutual`

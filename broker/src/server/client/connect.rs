@@ -114,7 +114,11 @@ impl Conn {
         // credentials closes, one naming another user switches permissions.
         let auth = self.srv.auth();
         let nonce = self.shared.nonce.get().map(String::as_str).unwrap_or("");
-        match auth.check(&self.connect, nonce.as_bytes()) {
+        match auth.check(
+            &self.connect,
+            nonce.as_bytes(),
+            self.shared.websocket.is_some(),
+        ) {
             Some(r) => self.authenticated(r),
             None => return Err(self.auth_violation()),
         }

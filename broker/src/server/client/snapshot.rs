@@ -38,6 +38,8 @@ pub struct ConnSnapshot {
     pub user: Option<String>,
     pub token: Option<String>,
     pub nkey: Option<String>,
+    /// A websocket client (/connz type `websocket`).
+    pub websocket: bool,
 }
 
 impl ClientShared {
@@ -73,6 +75,7 @@ impl ClientShared {
             user: meta.user,
             token: meta.token,
             nkey: meta.nkey,
+            websocket: self.websocket.is_some(),
         }
     }
 

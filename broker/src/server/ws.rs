@@ -1,0 +1,867 @@
+//! Websocket client connections (nats-server 2.9.10 `websocket.go`): the HTTP upgrade, then
+//! NATS protocol in websocket frames. Clients send masked frames (unless they asked for
+//! `Nats-No-Masking`), text or binary, possibly fragmented; the server answers in unmasked
+//! binary frames, answers PING frames with PONG, and ends with a CLOSE frame whose status
+//! says why (websocket.go wsEnqueueCloseMessage). Compression is never negotiated.
+
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::client::ClientShared;
+use super::closed::ClosedState;
+use super::io::ChunkSink;
+use super::outbound::{consume, write_chunks, Chunks, WriteEnd};
+
+/// RFC 6455 section 1.3.
+const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/// Largest upgrade request taken (Go's http.Server default header limit is 1 MB; a NATS
+/// client sends a few hundred bytes).
+const MAX_REQUEST: usize = 64 * 1024;
+const MAX_CONTROL_PAYLOAD: usize = 125;
+const OP_CONTINUATION: u8 = 0;
+const OP_TEXT: u8 = 1;
+const OP_BINARY: u8 = 2;
+const OP_CLOSE: u8 = 8;
+const OP_PING: u8 = 9;
+const OP_PONG: u8 = 10;
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+const CLOSE_NO_STATUS: u16 = 1005;
+const CLOSE_ABNORMAL: u16 = 1006;
+const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_INTERNAL: u16 = 1011;
+const CLOSE_TLS: u16 = 1015;
+
+/// Default bound of a websocket connection's TLS handshake and HTTP upgrade together.
+/// nats-server waits without a bound unless `handshake_timeout` is set; a connection that
+/// never finishes its upgrade should not hold a task for ever.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The running websocket port's settings.
+pub struct WsListen {
+    /// `websocket.tls` (None: `no_tls`).
+    pub tls: Option<Arc<super::tls::ClientTls>>,
+    pub origins: OriginRules,
+    pub handshake_timeout: Duration,
+}
+
+impl WsListen {
+    pub fn new(o: &crate::options::WebsocketOpts) -> Result<WsListen, String> {
+        let timeout = o.handshake_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT);
+        let tls = match &o.tls {
+            Some(t) => Some(super::tls::client_tls_from(
+                t,
+                timeout,
+                false,
+                "websocket tls",
+            )?),
+            None => None,
+        };
+        Ok(WsListen {
+            tls,
+            origins: OriginRules::new(o.same_origin, &o.allowed_origins),
+            handshake_timeout: timeout,
+        })
+    }
+}
+
+/// What the websocket listener checks requests against (`websocket { same_origin,
+/// allowed_origins }`).
+#[derive(Debug, Clone, Default)]
+pub struct OriginRules {
+    pub same_origin: bool,
+    /// Allowed origins by lower-case host: (scheme, port).
+    pub allowed: Vec<(String, String, String)>,
+}
+
+impl OriginRules {
+    /// From `allowed_origins` as configured (URLs; ones that do not parse are skipped, as
+    /// websocket.go wsSetOriginOptions skips them after logging).
+    pub fn new(same_origin: bool, allowed: &[String]) -> OriginRules {
+        let allowed = allowed
+            .iter()
+            .filter_map(|o| {
+                let (scheme, host) = split_origin(o)?;
+                let (h, p) = host_and_port(scheme == "https", host);
+                Some((h, scheme.to_string(), p))
+            })
+            .collect();
+        OriginRules {
+            same_origin,
+            allowed,
+        }
+    }
+
+    /// websocket.go checkOrigin: no rules, or no `Origin` header, accept.
+    fn check(&self, req: &Request, tls: bool) -> Result<(), String> {
+        if !self.same_origin && self.allowed.is_empty() {
+            return Ok(());
+        }
+        let origin = req
+            .header("Origin")
+            .filter(|o| !o.is_empty())
+            .or_else(|| req.header("Sec-Websocket-Origin"))
+            .unwrap_or("");
+        if origin.is_empty() {
+            return Ok(());
+        }
+        let Some((scheme, host)) = split_origin(origin) else {
+            return Err(format!("parse {origin:?}: invalid URI for request"));
+        };
+        let (oh, op) = host_and_port(scheme == "https", host);
+        if self.same_origin {
+            let (rh, rp) = host_and_port(tls, req.header("Host").unwrap_or(""));
+            if oh != rh || op != rp {
+                return Err("not same origin".into());
+            }
+        }
+        if !self.allowed.is_empty() {
+            let ok = self
+                .allowed
+                .iter()
+                .any(|(h, s, p)| *h == oh && s == scheme && *p == op);
+            if !ok {
+                return Err("not in the allowed list".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `scheme://host[:port][/...]` as (scheme, host[:port]).
+fn split_origin(origin: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = origin.split_once("://")?;
+    if scheme.is_empty() || rest.is_empty() {
+        return None;
+    }
+    let host = rest.split('/').next().unwrap_or(rest);
+    Some((scheme, host))
+}
+
+/// websocket.go wsGetHostAndPort: the host in lower case and the port, 443 or 80 by
+/// scheme when it has none.
+fn host_and_port(tls: bool, hostport: &str) -> (String, String) {
+    let split = if let Some(rest) = hostport.strip_prefix('[') {
+        rest.split_once(']').map(|(h, p)| (h, p.strip_prefix(':')))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => Some((h, Some(p))),
+            _ => Some((hostport, None)),
+        }
+    };
+    let (host, port) = split.unwrap_or((hostport, None));
+    let port = port
+        .map(str::to_string)
+        .unwrap_or_else(|| if tls { "443" } else { "80" }.to_string());
+    (host.to_ascii_lowercase(), port)
+}
+
+/// An HTTP upgrade request.
+struct Request {
+    method: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The first value of header `name` (case-insensitive, as Go canonicalises names).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// websocket.go wsHeaderContains: any value of `name` has the comma-separated token
+    /// `value` (case-insensitive).
+    fn contains(&self, name: &str, value: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim_matches([' ', '\t']).eq_ignore_ascii_case(value))
+    }
+}
+
+/// Parses the request head (up to and without the blank line). None: not HTTP/1.x.
+fn parse_request(head: &str) -> Option<Request> {
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let method = first.next()?.to_string();
+    let _target = first.next()?;
+    let version = first.next()?;
+    if first.next().is_some() || !version.starts_with("HTTP/1.") || method.is_empty() {
+        return None;
+    }
+    let mut headers = Vec::new();
+    for line in lines {
+        let (k, v) = line.split_once(':')?;
+        if k.is_empty() || k.contains([' ', '\t']) {
+            return None;
+        }
+        headers.push((k.to_string(), v.trim_matches([' ', '\t']).to_string()));
+    }
+    Some(Request { method, headers })
+}
+
+/// What the upgrade settled.
+#[derive(Debug, Clone, Default)]
+pub struct Upgrade {
+    /// The client sends unmasked frames (`Nats-No-Masking: true`).
+    pub no_masking: bool,
+    /// `X-Forwarded-For`, when it is an IP address: shown in the log prefix.
+    pub forwarded_for: Option<IpAddr>,
+}
+
+/// A refused upgrade: the HTTP status and the reason logged.
+struct Refusal(u16, String);
+
+/// websocket.go wsUpgrade's checks, in its order (RFC 6455 section 4.2.1).
+fn check(req: &Request, origins: &OriginRules, tls: bool) -> Result<Upgrade, Refusal> {
+    let bad = |r: &str| Err(Refusal(400, r.to_string()));
+    if req.method != "GET" {
+        return Err(Refusal(405, "request method must be GET".into()));
+    }
+    if req.header("Host").is_none_or(str::is_empty) {
+        return bad("'Host' missing in request");
+    }
+    if !req.contains("Upgrade", "websocket") {
+        return bad("invalid value for header 'Upgrade'");
+    }
+    if !req.contains("Connection", "Upgrade") {
+        return bad("invalid value for header 'Connection'");
+    }
+    if req.header("Sec-Websocket-Key").is_none_or(str::is_empty) {
+        return bad("key missing");
+    }
+    if !req.contains("Sec-Websocket-Version", "13") {
+        return bad("invalid version");
+    }
+    if let Err(e) = origins.check(req, tls) {
+        return Err(Refusal(403, format!("origin not allowed: {e}")));
+    }
+    Ok(Upgrade {
+        no_masking: req.header("Nats-No-Masking") == Some("true"),
+        forwarded_for: req
+            .header("X-Forwarded-For")
+            .and_then(|v| v.parse::<IpAddr>().ok()),
+    })
+}
+
+/// `Sec-WebSocket-Accept` for a client key: base64(SHA-1(key + GUID)).
+fn accept_key(key: &str) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key.as_bytes());
+    ctx.update(GUID.as_bytes());
+    data_encoding::BASE64.encode(ctx.finish().as_ref())
+}
+
+/// The reply of Go's http.Error for a refused upgrade (websocket.go wsReturnHTTPError).
+fn refusal_response(status: u16) -> Vec<u8> {
+    let text = match status {
+        403 => "Forbidden",
+        405 => "Method Not Allowed",
+        _ => "Bad Request",
+    };
+    let date = httpdate();
+    format!(
+        "HTTP/1.1 {status} {text}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Sec-Websocket-Version: 13\r\nX-Content-Type-Options: nosniff\r\nDate: {date}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{text}\n",
+        text.len() + 1
+    )
+    .into_bytes()
+}
+
+/// The current time as an HTTP date (RFC 7231 IMF-fixdate).
+fn httpdate() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86_400;
+    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mon = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(month - 1) as usize];
+    format!("{weekday}, {day:02} {mon} {year} {h:02}:{m:02}:{s:02} GMT")
+}
+
+/// Reads the upgrade request from `stream` and answers it: `101 Switching Protocols`, or
+/// Go's error reply. Err: the reason to log (`websocket handshake error: …`), or None when
+/// the request was not HTTP at all (answered `400 Bad Request` without a log line, as Go's
+/// http.Server does).
+pub async fn handshake<S>(
+    stream: &mut S,
+    origins: &OriginRules,
+    tls: bool,
+) -> Result<Upgrade, Option<String>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = Vec::with_capacity(1024);
+    let head_end = loop {
+        if let Some(i) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+            break i;
+        }
+        if buf.len() >= MAX_REQUEST {
+            let _ = stream
+                .write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large")
+                .await;
+            return Err(None);
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.map_err(|_| None)?;
+        if n == 0 {
+            return Err(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).ok();
+    let Some(req) = head.and_then(parse_request) else {
+        let _ = stream
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request")
+            .await;
+        return Err(None);
+    };
+    let checked = if buf.len() > head_end + 4 {
+        Err(Refusal(
+            400,
+            "client sent data before handshake is complete".into(),
+        ))
+    } else {
+        check(&req, origins, tls)
+    };
+    let up = match checked {
+        Ok(up) => up,
+        Err(Refusal(status, reason)) => {
+            let _ = stream.write_all(&refusal_response(status)).await;
+            let _ = stream.flush().await;
+            return Err(Some(reason));
+        }
+    };
+    let key = req.header("Sec-Websocket-Key").unwrap_or("");
+    let mut reply = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n",
+        accept_key(key)
+    );
+    if up.no_masking {
+        reply.push_str("Nats-No-Masking: true\r\n");
+    }
+    reply.push_str("\r\n");
+    stream.write_all(reply.as_bytes()).await.map_err(|_| None)?;
+    stream.flush().await.map_err(|_| None)?;
+    Ok(up)
+}
+
+/// A frame header for a server frame (never masked): opcode, FIN, length.
+fn frame_header(opcode: u8, len: usize) -> Vec<u8> {
+    let mut h = Vec::with_capacity(10);
+    h.push(0x80 | opcode);
+    if len <= 125 {
+        h.push(len as u8);
+    } else if len < 65_536 {
+        h.push(126);
+        h.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        h.push(127);
+        h.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    h
+}
+
+/// websocket.go wsCreateCloseMessage: the status, then the text, cut to fit a control
+/// frame with "..." at the end.
+fn close_payload(status: u16, body: &str) -> Vec<u8> {
+    let mut body = body.to_string();
+    if body.len() > MAX_CONTROL_PAYLOAD - 2 {
+        let mut cut = MAX_CONTROL_PAYLOAD - 5;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        body.truncate(cut);
+        body.push_str("...");
+    }
+    let mut p = status.to_be_bytes().to_vec();
+    p.extend_from_slice(body.as_bytes());
+    p
+}
+
+/// websocket.go wsEnqueueCloseMessage: the close status for why the connection ends.
+fn close_status(reason: ClosedState) -> u16 {
+    use ClosedState::*;
+    match reason {
+        ClientClosed => CLOSE_NORMAL,
+        AuthenticationTimeout
+        | AuthenticationViolation
+        | SlowConsumerPendingBytes
+        | SlowConsumerWriteDeadline
+        | MaxConnectionsExceeded
+        | MaxControlLineExceeded
+        | MaxSubscriptionsExceeded => CLOSE_POLICY,
+        TlsHandshakeError => CLOSE_TLS,
+        ParseError | ProtocolViolation | BadClientProtocolVersion => CLOSE_PROTOCOL_ERROR,
+        MaxPayloadExceeded => CLOSE_TOO_BIG,
+        ServerShutdown => CLOSE_GOING_AWAY,
+        WriteError | ReadError | StaleConnection => CLOSE_ABNORMAL,
+        _ => CLOSE_INTERNAL,
+    }
+}
+
+/// Control frames the reader owes the peer (PONGs, the CLOSE reply), sent by the writer.
+#[derive(Default)]
+pub struct WsControl {
+    frames: Mutex<Vec<u8>>,
+    /// A CLOSE frame is queued or sent: only one goes out.
+    close_queued: AtomicBool,
+}
+
+impl WsControl {
+    fn queue(&self, opcode: u8, payload: &[u8]) {
+        let mut f = super::lock(&self.frames);
+        if opcode == OP_CLOSE && self.close_queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        f.extend_from_slice(&frame_header(opcode, payload.len()));
+        f.extend_from_slice(payload);
+    }
+
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *super::lock(&self.frames))
+    }
+
+    fn pending(&self) -> bool {
+        !super::lock(&self.frames).is_empty()
+    }
+}
+
+/// A websocket protocol error on the read side (the connection closes as Read Error and
+/// logs `read error: …`, client.go readLoop).
+#[derive(Debug)]
+pub struct WsProtocolError(pub String);
+
+impl std::fmt::Display for WsProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WsProtocolError {}
+
+enum ReadState {
+    Header,
+    Payload {
+        rem: u64,
+        key: Option<[u8; 4]>,
+        kpos: usize,
+    },
+    /// The peer's CLOSE was answered: end of stream.
+    Closed,
+}
+
+/// The read half: websocket frames in, NATS protocol bytes out.
+pub struct WsReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    state: ReadState,
+    /// A fragmented message is in progress (websocket.go `!r.ff`).
+    in_message: bool,
+    masked: bool,
+    ctrl: Arc<WsControl>,
+    shared: Arc<ClientShared>,
+}
+
+impl<R> WsReader<R> {
+    pub fn new(inner: R, ctrl: Arc<WsControl>, shared: Arc<ClientShared>, masked: bool) -> Self {
+        WsReader {
+            inner,
+            buf: vec![0; 32 * 1024],
+            start: 0,
+            end: 0,
+            state: ReadState::Header,
+            in_message: false,
+            masked,
+            ctrl,
+            shared,
+        }
+    }
+
+    fn protocol_error(&self, msg: String) -> io::Error {
+        self.ctrl
+            .queue(OP_CLOSE, &close_payload(CLOSE_PROTOCOL_ERROR, &msg));
+        self.shared.out.flush_signal();
+        io::Error::new(io::ErrorKind::InvalidData, WsProtocolError(msg))
+    }
+
+    /// Parses one frame header at the front of the buffer (a control frame with its
+    /// payload). Ok(false): more bytes are needed.
+    fn parse_header(&mut self) -> io::Result<bool> {
+        let b = &self.buf[self.start..self.end];
+        if b.len() < 2 {
+            return Ok(false);
+        }
+        let (b0, b1) = (b[0], b[1]);
+        let opcode = b0 & 0x0F;
+        let fin = b0 & 0x80 != 0;
+        let compressed = b0 & 0x40 != 0;
+        let masked = b1 & 0x80 != 0;
+        if self.masked && !masked {
+            return Err(self.protocol_error("mask bit missing".into()));
+        }
+        let len7 = (b1 & 0x7F) as usize;
+        let control = matches!(opcode, OP_CLOSE | OP_PING | OP_PONG);
+        match opcode {
+            OP_CLOSE | OP_PING | OP_PONG => {
+                if len7 > MAX_CONTROL_PAYLOAD {
+                    return Err(self.protocol_error(format!(
+                        "control frame length bigger than maximum allowed of {MAX_CONTROL_PAYLOAD} bytes"
+                    )));
+                }
+                if !fin {
+                    return Err(
+                        self.protocol_error("control frame does not have final bit set".into())
+                    );
+                }
+            }
+            OP_TEXT | OP_BINARY => {
+                if self.in_message {
+                    return Err(self.protocol_error(
+                        "new message started before final frame for previous message was received"
+                            .into(),
+                    ));
+                }
+                if compressed {
+                    return Err(self.protocol_error(
+                        "compressed frame, but compression was not negotiated".into(),
+                    ));
+                }
+            }
+            OP_CONTINUATION => {
+                if !self.in_message || compressed {
+                    return Err(self.protocol_error("invalid continuation frame".into()));
+                }
+            }
+            other => return Err(self.protocol_error(format!("unknown opcode {other}"))),
+        }
+        let (len, mut at) = match len7 {
+            126 if b.len() >= 4 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
+            127 if b.len() >= 10 => {
+                let mut l = [0u8; 8];
+                l.copy_from_slice(&b[2..10]);
+                (u64::from_be_bytes(l), 10)
+            }
+            126 | 127 => return Ok(false),
+            n => (n as u64, 2),
+        };
+        let key = if masked {
+            if b.len() < at + 4 {
+                return Ok(false);
+            }
+            let k = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+            at += 4;
+            Some(k)
+        } else {
+            None
+        };
+        if control {
+            let len = len as usize;
+            if b.len() < at + len {
+                return Ok(false);
+            }
+            let mut payload = b[at..at + len].to_vec();
+            if let Some(k) = key {
+                unmask(&mut payload, k, 0);
+            }
+            self.start += at + len;
+            self.control(opcode, &payload);
+            return Ok(true);
+        }
+        // websocket.go `r.ff = final` for data frames.
+        self.in_message = !fin;
+        self.start += at;
+        self.state = ReadState::Payload {
+            rem: len,
+            key,
+            kpos: 0,
+        };
+        Ok(true)
+    }
+
+    /// websocket.go wsHandleControlFrame.
+    fn control(&mut self, opcode: u8, payload: &[u8]) {
+        match opcode {
+            OP_PING => self.ctrl.queue(OP_PONG, payload),
+            OP_CLOSE => {
+                let mut status = CLOSE_NO_STATUS;
+                let mut body = String::new();
+                if payload.len() >= 2 {
+                    status = u16::from_be_bytes([payload[0], payload[1]]);
+                    if payload.len() > 2 {
+                        match std::str::from_utf8(&payload[2..]) {
+                            Ok(s) => body = s.to_string(),
+                            Err(_) => {
+                                status = CLOSE_INVALID_PAYLOAD;
+                                body = "invalid utf8 body in close frame".into();
+                            }
+                        }
+                    }
+                }
+                self.ctrl.queue(OP_CLOSE, &close_payload(status, &body));
+                self.state = ReadState::Closed;
+            }
+            _ => {}
+        }
+        self.shared.out.flush_signal();
+    }
+}
+
+fn unmask(data: &mut [u8], key: [u8; 4], kpos: usize) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b ^= key[(kpos + i) & 3];
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for WsReader<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        dst: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        loop {
+            match &mut me.state {
+                ReadState::Closed => return Poll::Ready(Ok(())),
+                ReadState::Payload { rem, key, kpos } => {
+                    if *rem == 0 {
+                        me.state = ReadState::Header;
+                        continue;
+                    }
+                    let avail = me.end - me.start;
+                    if avail > 0 && dst.remaining() > 0 {
+                        let n = (*rem).min(avail as u64).min(dst.remaining() as u64) as usize;
+                        let data = &mut me.buf[me.start..me.start + n];
+                        if let Some(k) = key {
+                            unmask(data, *k, *kpos);
+                            *kpos = (*kpos + n) & 3;
+                        }
+                        dst.put_slice(data);
+                        me.start += n;
+                        *rem -= n as u64;
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                ReadState::Header => {
+                    if me.parse_header()? {
+                        continue;
+                    }
+                }
+            }
+            // More bytes from the peer.
+            if me.start == me.end {
+                me.start = 0;
+                me.end = 0;
+            } else if me.start > 0 && me.end == me.buf.len() {
+                me.buf.copy_within(me.start..me.end, 0);
+                me.end -= me.start;
+                me.start = 0;
+            }
+            let mut rb = ReadBuf::new(&mut me.buf[me.end..]);
+            match Pin::new(&mut me.inner).poll_read(cx, &mut rb) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                    me.end += n;
+                }
+            }
+        }
+    }
+}
+
+/// The write half: what the connection's writer hands over goes out as binary frames,
+/// after any control frames the reader queued.
+pub struct WsWriter<W> {
+    inner: W,
+    ctrl: Arc<WsControl>,
+    /// A frame being written through [`AsyncWrite`] (header + data) and its data length.
+    frame: Vec<u8>,
+    frame_pos: usize,
+    frame_data: usize,
+}
+
+impl<W> WsWriter<W> {
+    pub fn new(inner: W, ctrl: Arc<WsControl>) -> Self {
+        WsWriter {
+            inner,
+            ctrl,
+            frame: Vec::new(),
+            frame_pos: 0,
+            frame_data: 0,
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for WsWriter<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        if me.frame.is_empty() {
+            me.frame = me.ctrl.take();
+            me.frame
+                .extend_from_slice(&frame_header(OP_BINARY, data.len()));
+            me.frame.extend_from_slice(data);
+            me.frame_pos = 0;
+            me.frame_data = data.len();
+        }
+        while me.frame_pos < me.frame.len() {
+            let n = std::task::ready!(
+                Pin::new(&mut me.inner).poll_write(cx, &me.frame[me.frame_pos..])
+            )?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            me.frame_pos += n;
+        }
+        me.frame.clear();
+        Poll::Ready(Ok(me.frame_data))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
+    async fn write_pending(
+        &mut self,
+        chunks: &mut Chunks,
+        off: &mut usize,
+        deadline: Duration,
+    ) -> (usize, WriteEnd) {
+        let total = chunks.iter().map(Vec::len).sum::<usize>() - *off;
+        let mut head = self.ctrl.take();
+        if total > 0 {
+            head.extend_from_slice(&frame_header(OP_BINARY, total));
+        }
+        if !head.is_empty() {
+            match tokio::time::timeout(deadline, self.inner.write_all(&head)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return (0, WriteEnd::Error),
+                Err(_) => return (0, WriteEnd::Timeout),
+            }
+        }
+        if total == 0 {
+            return (0, WriteEnd::Done);
+        }
+        let (n, end) = write_chunks(&mut self.inner, chunks, *off, deadline).await;
+        if end == WriteEnd::Timeout {
+            *off = consume(chunks, *off, n);
+        }
+        (n, end)
+    }
+
+    fn has_control(&self) -> bool {
+        self.ctrl.pending()
+    }
+
+    async fn finish(&mut self, reason: Option<ClosedState>) {
+        use ClosedState::*;
+        // client.go markConnAsClosed: these close without flushing, so without a CLOSE.
+        let skip = matches!(
+            reason,
+            Some(ReadError | WriteError | SlowConsumerPendingBytes | SlowConsumerWriteDeadline)
+                | Some(TlsHandshakeError)
+        );
+        if !skip {
+            if let Some(r) = reason {
+                self.ctrl
+                    .queue(OP_CLOSE, &close_payload(close_status(r), r.as_str()));
+            }
+        }
+        let frames = self.ctrl.take();
+        if !frames.is_empty() {
+            let _ = self.inner.write_all(&frames).await;
+            let _ = self.inner.flush().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc_6455_example() {
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn http_date_is_imf_fixdate() {
+        let d = httpdate();
+        assert!(d.ends_with(" GMT") && d.len() == 29, "{d}");
+    }
+
+    #[test]
+    fn origins_follow_scheme_default_ports() {
+        let rules = OriginRules::new(false, &["https://example.com".to_string()]);
+        let req = |origin: &str| Request {
+            method: "GET".into(),
+            headers: vec![
+                ("Host".into(), "example.com".into()),
+                ("Origin".into(), origin.into()),
+            ],
+        };
+        assert!(rules.check(&req("https://EXAMPLE.com:443"), false).is_ok());
+        assert!(rules.check(&req("http://example.com"), false).is_err());
+        assert!(rules
+            .check(&req("https://example.com:8443"), false)
+            .is_err());
+        let same = OriginRules::new(true, &[]);
+        assert!(same.check(&req("http://example.com"), false).is_ok());
+        assert!(same.check(&req("http://example.com:81"), false).is_err());
+        assert!(same.check(&req("https://example.com"), true).is_ok());
+    }
+
+    #[test]
+    fn close_text_is_cut_to_a_control_frame() {
+        let p = close_payload(1002, &"x".repeat(200));
+        assert_eq!(p.len(), MAX_CONTROL_PAYLOAD);
+        assert!(p.ends_with(b"..."));
+    }
+}

@@ -1,0 +1,394 @@
+//! The websocket client port (`websocket { ... }`, nats-server websocket.go): the HTTP
+//! upgrade, NATS in frames, control frames, close statuses and refusals, side by side with
+//! Debian's nats-server 2.9.10 on the same raw exchange; then the Rust (async-nats) and Go
+//! (nats.go) clients over `ws://`, and the Go client over `wss://`.
+
+mod harness;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use harness::free_port;
+use harness::procs::{nats_available, tmpdir, wait_file, Proc, BIN, NATS};
+
+/// The RFC 6455 example key and its accept value.
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+fn upgrade_request(port: u16, extra: &str) -> String {
+    format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// Reads until the end of an HTTP response head; returns the head.
+fn read_head(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => got.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A client frame: masked with a fixed key unless `masked` is false.
+fn frame(b0: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let key = [0x11u8, 0x22, 0x33, 0x44];
+    let mut f = vec![b0];
+    let m = if masked { 0x80 } else { 0 };
+    if payload.len() <= 125 {
+        f.push(m | payload.len() as u8);
+    } else {
+        f.push(m | 126);
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    if masked {
+        f.extend_from_slice(&key);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+    } else {
+        f.extend_from_slice(payload);
+    }
+    f
+}
+
+/// Reads one server frame: (first byte, payload); None on EOF or timeout.
+fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).ok()?;
+    assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
+    let len = match h[1] & 0x7F {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).ok()?;
+            u16::from_be_bytes(l) as usize
+        }
+        127 => {
+            let mut l = [0u8; 8];
+            s.read_exact(&mut l).ok()?;
+            u64::from_be_bytes(l) as usize
+        }
+        n => n as usize,
+    };
+    let mut p = vec![0u8; len];
+    s.read_exact(&mut p).ok()?;
+    Some((h[0], p))
+}
+
+/// Binary frames' payloads until the text holds `needle` (bounded).
+fn read_text_until(s: &mut TcpStream, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = String::new();
+    while !text.contains(needle) && Instant::now() < deadline {
+        match read_frame(s) {
+            Some((0x82, p)) => text.push_str(&String::from_utf8_lossy(&p)),
+            Some((b0, p)) => text.push_str(&format!("<frame {b0:#x} {p:?}>")),
+            None => break,
+        }
+    }
+    text
+}
+
+/// An upgraded connection, its INFO read.
+fn ws_client(port: u16) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(upgrade_request(port, "").as_bytes()).unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let info = read_text_until(&mut s, "\r\n");
+    (s, info)
+}
+
+#[derive(Debug, PartialEq)]
+struct Seen {
+    upgrade: String,
+    info: String,
+    exchange: Vec<String>,
+    refusals: Vec<String>,
+    connz_type: String,
+    varz_websocket: String,
+}
+
+fn scenario(bin: &str) -> (Seen, String) {
+    let dir = tmpdir(&format!("ws-{}", bin.len()));
+    let (conf, log) = (dir.join("s.conf"), dir.join("s.log"));
+    let (port, ws, http) = (free_port(), free_port(), free_port());
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\nlog_file: \"{}\"\n\
+             authorization {{ users = [ {{user: a, password: b}}\n\
+             {{user: s, password: s, allowed_connection_types: [\"STANDARD\"]}} ] }}\n\
+             websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true }}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    wait_file(&log, "Server is ready", 0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!(
+            "Listening for websocket clients on ws://127.0.0.1:{ws}"
+        )),
+        "{bin}: {text}"
+    );
+    assert!(
+        text.contains("Websocket not configured with TLS. DO NOT USE IN PRODUCTION!"),
+        "{bin}: {text}"
+    );
+
+    let mut s = TcpStream::connect(("127.0.0.1", ws)).expect("connect");
+    s.write_all(upgrade_request(ws, "").as_bytes()).unwrap();
+    let upgrade = read_head(&mut s);
+    let info = read_text_until(&mut s, "\r\n");
+    let info = String::from_utf8(harness::normalize_info(info.as_bytes())).unwrap();
+    let mut exchange = Vec::new();
+    // CONNECT and PING in one masked binary frame.
+    s.write_all(&frame(
+        0x82,
+        b"CONNECT {\"verbose\":false,\"user\":\"a\",\"pass\":\"b\"}\r\nPING\r\n",
+        true,
+    ))
+    .unwrap();
+    exchange.push(read_text_until(&mut s, "PONG\r\n"));
+    // A message in two fragments (text, then continuation), cut inside a protocol line.
+    s.write_all(&frame(0x01, b"SUB a 1\r\nPUB a 2\r", true))
+        .unwrap();
+    s.write_all(&frame(0x80, b"\nhi\r\nPING\r\n", true))
+        .unwrap();
+    exchange.push(read_text_until(&mut s, "PONG\r\n"));
+    // A PING frame gets a PONG frame with the same payload.
+    s.write_all(&frame(0x89, b"hey", true)).unwrap();
+    exchange.push(format!("{:?}", read_frame(&mut s)));
+    // A CLOSE frame is answered with the same status, then the connection ends.
+    s.write_all(&frame(0x88, &1000u16.to_be_bytes(), true))
+        .unwrap();
+    exchange.push(format!("{:?}", read_frame(&mut s)));
+    exchange.push(format!("{:?}", read_frame(&mut s)));
+
+    // A refused CONNECT: -ERR, then CLOSE 1008 with nats-server's reason text.
+    let (mut bad, _) = ws_client(ws);
+    bad.write_all(&frame(
+        0x82,
+        b"CONNECT {\"verbose\":false,\"user\":\"a\",\"pass\":\"x\"}\r\nPING\r\n",
+        true,
+    ))
+    .unwrap();
+    exchange.push(read_text_until(&mut bad, "<frame"));
+    // A user whose connection types leave out WEBSOCKET is refused on this port.
+    let (mut std_only, _) = ws_client(ws);
+    std_only
+        .write_all(&frame(
+            0x82,
+            b"CONNECT {\"verbose\":false,\"user\":\"s\",\"pass\":\"s\"}\r\nPING\r\n",
+            true,
+        ))
+        .unwrap();
+    exchange.push(read_text_until(&mut std_only, "<frame"));
+
+    // Upgrade refusals: the status line (the rest carries a date).
+    let mut refusals = Vec::new();
+    for req in [
+        upgrade_request(ws, "").replace("Sec-WebSocket-Key", "X-No-Key"),
+        upgrade_request(ws, "").replace("Version: 13", "Version: 8"),
+        upgrade_request(ws, "").replace("GET /", "POST /"),
+        upgrade_request(ws, "").replace("Upgrade: websocket", "Upgrade: h2c"),
+    ] {
+        let mut r = TcpStream::connect(("127.0.0.1", ws)).expect("connect");
+        r.write_all(req.as_bytes()).unwrap();
+        let head = read_head(&mut r);
+        refusals.push(head.lines().next().unwrap_or("").to_string());
+    }
+    let text = wait_file(&log, "invalid value for header 'Upgrade'", 0);
+    for reason in [
+        "key missing",
+        "invalid version",
+        "request method must be GET",
+    ] {
+        assert!(
+            text.contains(&format!("websocket handshake error: {reason}")),
+            "{bin}: {text}"
+        );
+    }
+    // An unmasked client frame is a protocol error, logged as a read error.
+    let (mut raw, _) = ws_client(ws);
+    raw.write_all(&frame(0x82, b"PING\r\n", false)).unwrap();
+    let text = wait_file(&log, "read error: mask bit missing", 0);
+    assert!(text.contains(" - wid:"), "{bin}: {text}");
+
+    // /connz: an open websocket client has type "websocket".
+    let (_open, _) = ws_client(ws);
+    let mut h = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    h.write_all(b"GET /connz HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    h.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = h.read_to_string(&mut body);
+    let json: serde_json::Value =
+        serde_json::from_str(&body[body.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    let connz_type = json["connections"][0]["type"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    // /varz: the websocket section.
+    let mut h = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    h.write_all(b"GET /varz HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    h.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = h.read_to_string(&mut body);
+    let json: serde_json::Value =
+        serde_json::from_str(&body[body.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    // The port is this run's; it must be the one listening.
+    let mut varz = json["websocket"].clone();
+    assert_eq!(varz["port"], ws, "{bin}: {varz}");
+    varz["port"] = "*".into();
+    let varz_websocket = varz.to_string();
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(dir);
+    (
+        Seen {
+            upgrade,
+            info,
+            exchange,
+            refusals,
+            connz_type,
+            varz_websocket,
+        },
+        log_text,
+    )
+}
+
+#[test]
+fn websocket_port_answers_like_nats_server() {
+    let (ours, log) = scenario(BIN);
+    assert_eq!(
+        ours.upgrade,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        "{log}"
+    );
+    assert!(ours.info.starts_with("INFO {"), "{}", ours.info);
+    assert_eq!(ours.exchange[0], "PONG\r\n", "{log}");
+    assert_eq!(ours.exchange[1], "MSG a 1 2\r\nhi\r\nPONG\r\n", "{log}");
+    assert_eq!(ours.exchange[2], "Some((138, [104, 101, 121]))");
+    assert_eq!(ours.exchange[3], "Some((136, [3, 232]))");
+    assert_eq!(ours.exchange[4], "None");
+    assert_eq!(
+        ours.exchange[5],
+        "-ERR 'Authorization Violation'\r\n<frame 0x88 [3, 240, 65, 117, 116, 104, 101, 110, 116, 105, 99, 97, 116, 105, 111, 110, 32, 70, 97, 105, 108, 117, 114, 101]>"
+    );
+    assert_eq!(ours.exchange[6], ours.exchange[5]);
+    assert_eq!(
+        ours.refusals,
+        vec![
+            "HTTP/1.1 400 Bad Request",
+            "HTTP/1.1 400 Bad Request",
+            "HTTP/1.1 405 Method Not Allowed",
+            "HTTP/1.1 400 Bad Request",
+        ]
+    );
+    assert_eq!(ours.connz_type, "websocket");
+    assert!(
+        ours.varz_websocket.contains("\"no_tls\":true"),
+        "{}",
+        ours.varz_websocket
+    );
+    if nats_available() {
+        let (theirs, their_log) = scenario(NATS);
+        assert_eq!(ours, theirs, "nats-server log:\n{their_log}");
+    }
+}
+
+#[tokio::test]
+async fn async_nats_and_nats_go_over_ws_and_wss() {
+    let dir = harness::scratch_dir("ws-clients");
+    let ca = harness::pki::TestCa::new("ws");
+    let ca_file = ca.write(&dir, "ca.pem");
+    let (cert, key) = ca.issue(&dir, "ws", &["127.0.0.1", "localhost"]);
+    let conf = "websocket { listen: \"127.0.0.1:-1\", no_tls: true }\n";
+    let mut opts = broker::config::load_str(conf).expect("config").options;
+    opts.host = "127.0.0.1".into();
+    opts.port = -1;
+    let h = harness::start_broker(opts).await;
+    let ws = h.state.ws_addr.lock().unwrap().expect("websocket port");
+    let url = format!("ws://{ws}");
+    let nc = tokio::time::timeout(Duration::from_secs(5), async_nats::connect(&url))
+        .await
+        .expect("in time")
+        .expect("async-nats over ws://");
+    let mut sub = nc.subscribe("ws.x").await.expect("subscribe");
+    let big = vec![7u8; 100_000];
+    nc.publish("ws.x", big.clone().into())
+        .await
+        .expect("publish");
+    let msg = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut sub))
+        .await
+        .expect("in time")
+        .expect("message");
+    assert_eq!(&msg.payload[..], &big[..]);
+
+    if let Some(go) = harness::go_client::go_client() {
+        let out = tokio::process::Command::new(&go)
+            .args(["-s", &url, "-n", "500", "-ms", "2000", "-subj", "ws.go"])
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(30), out)
+            .await
+            .expect("in time")
+            .expect("run");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.starts_with("received 500/500"),
+            "Go client over ws://: {said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    h.shutdown().await;
+
+    // wss: the websocket port's own certificate.
+    let conf = format!(
+        "websocket {{ listen: \"127.0.0.1:-1\", tls {{ cert_file: \"{}\", key_file: \"{}\" }} }}\n",
+        cert.display(),
+        key.display()
+    );
+    let mut opts = broker::config::load_str(&conf).expect("config").options;
+    opts.host = "127.0.0.1".into();
+    opts.port = -1;
+    let h = harness::start_broker(opts).await;
+    let ws = h.state.ws_addr.lock().unwrap().expect("websocket port");
+    if let Some(go) = harness::go_client::go_client() {
+        let out = tokio::process::Command::new(&go)
+            .args([
+                "-s",
+                &format!("wss://localhost:{}", ws.port()),
+                "-n",
+                "300",
+                "-ms",
+                "512",
+            ])
+            .env("SSL_CERT_FILE", &ca_file)
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(30), out)
+            .await
+            .expect("in time")
+            .expect("run");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.starts_with("received 300/300"),
+            "Go client over wss://: {said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    h.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
