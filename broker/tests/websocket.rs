@@ -392,3 +392,65 @@ async fn async_nats_and_nats_go_over_ws_and_wss() {
     h.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Two servers in a cluster, each with a websocket port: a websocket client of either is
+/// told both websocket URLs (route INFO `ws_connect_urls`, client.go
+/// generateClientInfoJSON), with nats-server as the other member, both ways.
+#[test]
+fn websocket_urls_cross_a_mixed_cluster() {
+    if !nats_available() {
+        return;
+    }
+    let dir = tmpdir("ws-cluster");
+    let (ours_ws, theirs_ws) = (free_port(), free_port());
+    let (ours_route, theirs_route) = (free_port(), free_port());
+    let conf = |name: &str, ws: u16, route: u16, peer: u16| {
+        let log = dir.join(format!("{name}.log"));
+        let text = format!(
+            "server_name: {name}\nlisten: 127.0.0.1:{}\nlog_file: \"{}\"\n\
+             websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true }}\n\
+             cluster {{ name: c, listen: 127.0.0.1:{route}, routes: [\"nats-route://127.0.0.1:{peer}\"] }}\n",
+            free_port(),
+            log.display()
+        );
+        let path = dir.join(format!("{name}.conf"));
+        std::fs::write(&path, text).unwrap();
+        (path, log)
+    };
+    let (ours_conf, ours_log) = conf("ours", ours_ws, ours_route, theirs_route);
+    let (theirs_conf, theirs_log) = conf("theirs", theirs_ws, theirs_route, ours_route);
+    let _a = Proc::spawn(BIN, &["-c", ours_conf.to_str().unwrap()]);
+    let _b = Proc::spawn(NATS, &["-c", theirs_conf.to_str().unwrap()]);
+    wait_file(&ours_log, "Route connection created", 0);
+    wait_file(&theirs_log, "Route connection created", 0);
+    let want = [
+        format!("127.0.0.1:{ours_ws}"),
+        format!("127.0.0.1:{theirs_ws}"),
+    ];
+    for (ws, own, other) in [
+        (ours_ws, &want[0], &want[1]),
+        (theirs_ws, &want[1], &want[0]),
+    ] {
+        // The route may still be settling: a few fresh clients, bounded.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let urls = loop {
+            let (_s, info) = ws_client(ws);
+            let json: serde_json::Value =
+                serde_json::from_str(info.trim_start_matches("INFO ").trim()).expect("INFO");
+            let urls: Vec<String> = json["connect_urls"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if urls.len() == 2 || Instant::now() > deadline {
+                break urls;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(urls, vec![own.clone(), other.clone()], "port {ws}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -188,6 +188,9 @@ pub struct ServerInfo {
     pub cluster_dynamic: bool,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub connect_urls: Vec<String>,
+    /// Route INFO: the sender's websocket connect URLs (server.Info `WSConnectURLs`).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub ws_connect_urls: Vec<String>,
     #[serde(skip_serializing_if = "is_false", default)]
     pub ldm: bool,
     /// Route permissions (server.Info `Import`/`Export`, `*SubjectPermission`).
@@ -666,11 +669,15 @@ impl ServerInfo {
                 self.connect_urls = go_string_slice("connect_urls", v)?;
                 Ok(())
             }
-            "ws_connect_urls" | "gateway_urls" | "leafnode_urls" => {
-                let field = match key.as_str() {
-                    "ws_connect_urls" => "ws_connect_urls",
-                    "gateway_urls" => "gateway_urls",
-                    _ => "leafnode_urls",
+            "ws_connect_urls" => {
+                self.ws_connect_urls = go_string_slice("ws_connect_urls", v)?;
+                Ok(())
+            }
+            "gateway_urls" | "leafnode_urls" => {
+                let field = if key == "gateway_urls" {
+                    "gateway_urls"
+                } else {
+                    "leafnode_urls"
                 };
                 go_string_slice(field, v).map(|_| ())
             }

@@ -27,6 +27,8 @@ pub struct RouteMeta {
     pub connect_urls: Vec<String>,
     /// The remote's SCION client listeners.
     pub scion_connect_urls: Vec<String>,
+    /// The remote's websocket connect URLs.
+    pub ws_connect_urls: Vec<String>,
     pub remote_port: u16,
     pub rtt: Option<Duration>,
     pub lnoc: bool,
@@ -78,6 +80,13 @@ pub struct ClusterState {
     remote_scion_urls: Mutex<BTreeMap<String, u32>>,
     /// Our own SCION client listener(s), `[ISD-AS,IP]:port`.
     pub own_scion_urls: Mutex<Vec<String>>,
+    /// Websocket connect URLs learned from routes, reference counted.
+    remote_ws_urls: Mutex<BTreeMap<String, u32>>,
+    /// Our own websocket connect URLs (websocket.go: getConnectURLs of the websocket port).
+    pub own_ws_urls: Mutex<Vec<String>>,
+    /// Websocket URLs have been published (as `urls_published`, for server.go's
+    /// `info.WSConnectURLs`).
+    ws_urls_published: AtomicBool,
     /// Bumped whenever the connect URL set changes.
     pub urls_generation: AtomicU64,
     /// Client URLs have been published to clients: a route brought new ones. Until then a
@@ -143,6 +152,9 @@ impl ClusterState {
             own_urls: Mutex::new(Vec::new()),
             remote_scion_urls: Mutex::new(BTreeMap::new()),
             own_scion_urls: Mutex::new(Vec::new()),
+            remote_ws_urls: Mutex::new(BTreeMap::new()),
+            own_ws_urls: Mutex::new(Vec::new()),
+            ws_urls_published: AtomicBool::new(false),
             perms: RwLock::new(None),
             urls_generation: AtomicU64::new(0),
             urls_published: AtomicBool::new(false),
@@ -216,6 +228,32 @@ impl ClusterState {
             }
         }
         v
+    }
+
+    /// Websocket URLs to advertise to websocket clients (client.go generateClientInfoJSON:
+    /// their `connect_urls`): ours first, then the remotes' (none before a route brought
+    /// any).
+    pub fn ws_connect_urls(&self) -> Vec<String> {
+        if !self.ws_urls_published.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut v = lock(&self.own_ws_urls).clone();
+        for u in lock(&self.remote_ws_urls).keys() {
+            if !v.contains(u) {
+                v.push(u.clone());
+            }
+        }
+        v
+    }
+
+    /// Adds or removes remote websocket URLs; true if the set changed.
+    pub fn update_remote_ws_urls(&self, urls: &[String], add: bool) -> bool {
+        let changed = refcount_update(&mut lock(&self.remote_ws_urls), urls, add);
+        if changed {
+            self.ws_urls_published.store(true, Ordering::Release);
+            self.urls_generation.fetch_add(1, Ordering::AcqRel);
+        }
+        changed
     }
 
     /// SCION client listeners to advertise to SCION clients: ours first.

@@ -325,8 +325,12 @@ impl ServerState {
         tls::set_info_flags(&mut info, tls);
         if c.websocket.is_some() {
             // client.go generateClientInfoJSON: websocket clients get the cluster's
-            // websocket URLs, which this broker does not gossip: none.
-            info.connect_urls = Vec::new();
+            // websocket URLs as their connect URLs.
+            info.connect_urls = if self.opts().cluster.no_advertise {
+                Vec::new()
+            } else {
+                self.cluster.ws_connect_urls()
+            };
         } else if c.label.is_some() {
             // cluster.no_advertise (as it is now: it can be reloaded): no cluster URLs.
             info.connect_urls = if self.opts().cluster.no_advertise {
@@ -339,7 +343,9 @@ impl ServerState {
         // other servers' URLs (`ldm: true` itself goes out once, in
         // `cluster::send_ldm_to_clients`).
         if self.lame_duck.load(Ordering::Relaxed) {
-            let own = if c.label.is_some() {
+            let own = if c.websocket.is_some() {
+                lock(&self.cluster.own_ws_urls).clone()
+            } else if c.label.is_some() {
                 lock(&self.cluster.own_scion_urls).clone()
             } else {
                 lock(&self.cluster.own_urls).clone()
@@ -729,6 +735,17 @@ async fn start_websocket(
         source,
     })?;
     *lock(&state.ws_addr) = Some(local);
+    // websocket.go startWebsocketServer: getConnectURLs(advertise, host, port).
+    *lock(&state.cluster.own_ws_urls) = match &w.advertise {
+        Some(a) => vec![a.clone()],
+        None => own_connect_urls(
+            &Options {
+                client_advertise: None,
+                ..Options::default()
+            },
+            local,
+        ),
+    };
     let scheme = if tls { "wss" } else { "ws" };
     info!(
         "Listening for websocket clients on {scheme}://{}:{}",

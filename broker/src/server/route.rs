@@ -115,6 +115,11 @@ pub fn route_info(srv: &ServerState) -> ServerInfo {
         } else {
             lock(&srv.cluster.own_urls).clone()
         },
+        ws_connect_urls: if opts.cluster.no_advertise {
+            Vec::new()
+        } else {
+            lock(&srv.cluster.own_ws_urls).clone()
+        },
         lnoc: true,
         import: opts
             .cluster

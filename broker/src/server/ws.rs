@@ -651,6 +651,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for WsReader<R> {
         dst: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let me = self.get_mut();
+        if dst.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             match &mut me.state {
                 ReadState::Closed => return Poll::Ready(Ok(())),
@@ -660,7 +663,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for WsReader<R> {
                         continue;
                     }
                     let avail = me.end - me.start;
-                    if avail > 0 && dst.remaining() > 0 {
+                    if avail > 0 {
                         let n = (*rem).min(avail as u64).min(dst.remaining() as u64) as usize;
                         let data = &mut me.buf[me.start..me.start + n];
                         if let Some(k) = key {

@@ -121,16 +121,18 @@ impl RouteConn {
                 process_implicit_route(&srv, &info);
             } else if info.ldm {
                 // The peer is leaving: stop offering its client URLs, TCP and SCION.
-                let (urls, scion_urls) = {
+                let (urls, scion_urls, ws_urls) = {
                     let mut m = lock(&self.handle.meta);
                     (
                         std::mem::take(&mut m.connect_urls),
                         std::mem::take(&mut m.scion_connect_urls),
+                        std::mem::take(&mut m.ws_connect_urls),
                     )
                 };
                 let a = srv.cluster.update_remote_urls(&urls, false);
                 let b = srv.cluster.update_remote_scion_urls(&scion_urls, false);
-                if (a || b) && !srv.opts().cluster.no_advertise {
+                let c = srv.cluster.update_remote_ws_urls(&ws_urls, false);
+                if (a || b || c) && !srv.opts().cluster.no_advertise {
                     send_async_info_to_clients(&srv);
                 }
             } else {
@@ -156,6 +158,7 @@ impl RouteConn {
             m.remote_port = info.port;
             m.connect_urls = info.connect_urls.clone();
             m.scion_connect_urls = info.scion_connect_urls.clone();
+            m.ws_connect_urls = info.ws_connect_urls.clone();
             if m.url.is_none() {
                 m.url = Some(format!(
                     "nats-route://{}/",
@@ -239,7 +242,10 @@ impl RouteConn {
             let b = srv
                 .cluster
                 .update_remote_scion_urls(&info.scion_connect_urls, true);
-            if a || b {
+            let c = srv
+                .cluster
+                .update_remote_ws_urls(&info.ws_connect_urls, true);
+            if a || b || c {
                 send_async_info_to_clients(&srv);
             }
         }

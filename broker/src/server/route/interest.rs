@@ -181,13 +181,18 @@ impl RouteConn {
         }
         if self.registered {
             if let Some(r) = self.srv.cluster.remove_route(self.shared.cid) {
-                let (urls, surls) = {
+                let (urls, surls, wurls) = {
                     let m = lock(&r.meta);
-                    (m.connect_urls.clone(), m.scion_connect_urls.clone())
+                    (
+                        m.connect_urls.clone(),
+                        m.scion_connect_urls.clone(),
+                        m.ws_connect_urls.clone(),
+                    )
                 };
                 let a = self.srv.cluster.update_remote_urls(&urls, false);
                 let b = self.srv.cluster.update_remote_scion_urls(&surls, false);
-                if (a || b) && !self.srv.opts().cluster.no_advertise {
+                let c = self.srv.cluster.update_remote_ws_urls(&wurls, false);
+                if (a || b || c) && !self.srv.opts().cluster.no_advertise {
                     send_async_info_to_clients(&self.srv);
                 }
             }
