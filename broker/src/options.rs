@@ -169,7 +169,7 @@ pub struct WebsocketOpts {
     pub tls: Option<TlsOpts>,
     pub same_origin: bool,
     pub allowed_origins: Vec<String>,
-    /// Taken, but compression is never negotiated: frames go uncompressed.
+    /// Per-message deflate for clients that offer it.
     pub compression: bool,
     /// Bound of the TLS handshake and HTTP upgrade together (nats-server: none unless set).
     pub handshake_timeout: Option<Duration>,

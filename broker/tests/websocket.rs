@@ -454,3 +454,119 @@ fn websocket_urls_cross_a_mixed_cluster() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Test side of per-message deflate (RFC 7692): raw deflate, sync flush, no trailer.
+fn deflate(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.flush().unwrap();
+    let mut out = std::mem::take(e.get_mut());
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+fn inflate(data: &[u8]) -> Vec<u8> {
+    let mut input = data.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff]);
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(&input[..])
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Frames until the text holds `needle`, compressed ones inflated; each frame's text is
+/// prefixed with `z:` when it came compressed.
+fn read_inflating_until(s: &mut TcpStream, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = String::new();
+    while !text.contains(needle) && Instant::now() < deadline {
+        match read_frame(s) {
+            Some((0xC2, p)) => {
+                text.push_str("z:");
+                text.push_str(&String::from_utf8_lossy(&inflate(&p)));
+            }
+            Some((0x82, p)) => text.push_str(&String::from_utf8_lossy(&p)),
+            Some((b0, p)) => text.push_str(&format!("<frame {b0:#x} {p:?}>")),
+            None => break,
+        }
+    }
+    text
+}
+
+fn compression_scenario(bin: &str) -> (String, String, String) {
+    let dir = tmpdir(&format!("ws-deflate-{}", bin.len()));
+    let (conf, log) = (dir.join("s.conf"), dir.join("s.log"));
+    let ws = free_port();
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{}\nlog_file: \"{}\"\n\
+             websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true, compression: true }}\n",
+            free_port(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    wait_file(&log, "Server is ready", 0);
+    let mut s = TcpStream::connect(("127.0.0.1", ws)).expect("connect");
+    s.write_all(
+        upgrade_request(
+            ws,
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let head = read_head(&mut s);
+    let info = read_inflating_until(&mut s, "\r\n");
+    let (z, raw) = match info.strip_prefix("z:") {
+        Some(rest) => ("z:", rest),
+        None => ("", info.as_str()),
+    };
+    let info = z.to_string() + &String::from_utf8(harness::normalize_info(raw.as_bytes())).unwrap();
+    // A compressed message, then one compressed message in two frames, then a small
+    // uncompressed one; the big MSG comes back compressed, PONG (small) not.
+    let big = "x".repeat(1000);
+    let first = format!("CONNECT {{\"verbose\":false}}\r\nSUB big 1\r\nPUB big 1000\r\n{big}\r\n");
+    s.write_all(&frame(0xC2, &deflate(first.as_bytes()), true))
+        .unwrap();
+    let second = deflate(format!("PUB big 1000\r\n{big}\r\n").as_bytes());
+    let (a, b) = second.split_at(second.len() / 2);
+    s.write_all(&frame(0x42, a, true)).unwrap();
+    s.write_all(&frame(0x80, b, true)).unwrap();
+    s.write_all(&frame(0x82, b"PING\r\n", true)).unwrap();
+    let exchange = read_inflating_until(&mut s, "PONG\r\n");
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+    let _ = std::fs::remove_dir_all(dir);
+    (head, info, exchange)
+}
+
+#[test]
+fn websocket_compression_like_nats_server() {
+    let (head, info, exchange) = compression_scenario(BIN);
+    assert!(
+        head.contains(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+        ),
+        "{head}"
+    );
+    assert!(info.starts_with("z:INFO {"), "{info}");
+    let big = "x".repeat(1000);
+    let msg = format!("MSG big 1 1000\r\n{big}\r\n");
+    assert_eq!(exchange.matches(&msg).count(), 2, "{exchange}");
+    assert!(exchange.starts_with("z:MSG big"), "{exchange}");
+    assert!(exchange.ends_with("PONG\r\n"), "{exchange}");
+    if nats_available() {
+        let theirs = compression_scenario(NATS);
+        assert_eq!(theirs.0, head);
+        assert_eq!(theirs.1, info);
+        // Both deliver both messages and the PONG; how pending bytes are cut into
+        // frames depends on timing.
+        assert_eq!(theirs.2.matches(&msg).count(), 2, "{}", theirs.2);
+        assert!(theirs.2.ends_with("PONG\r\n"), "{}", theirs.2);
+    }
+}

@@ -661,15 +661,7 @@ pub(crate) fn websocket(m: &mut Mapper, o: &mut Options, e: &Entry) {
                     ),
                 ),
             },
-            "compress" | "compression" => {
-                w.compression = m.boolean(f).unwrap_or(false);
-                if w.compression {
-                    m.notice(
-                        f,
-                        "this broker does not negotiate websocket compression: frames go uncompressed",
-                    );
-                }
-            }
+            "compress" | "compression" => w.compression = m.boolean(f).unwrap_or(false),
             "authorization" | "authentication" | "jwt_cookie" | "no_auth_user" => m.error(
                 f,
                 format!(

@@ -450,7 +450,7 @@ async fn serve_ws<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let up = tokio::select! {
-        r = tokio::time::timeout_at(until, super::ws::handshake(&mut stream, &ws.origins, tls)) => r,
+        r = tokio::time::timeout_at(until, super::ws::handshake(&mut stream, &ws, tls)) => r,
         _ = srv.shutdown.notified() => return,
     };
     let up = match up {
@@ -468,8 +468,8 @@ async fn serve_ws<S>(
     });
     let ctrl = Arc::new(super::ws::WsControl::default());
     let (rd, wr) = super::io::Locked(stream).split_io();
-    let rd = super::ws::WsReader::new(rd, ctrl.clone(), shared.clone(), !up.no_masking);
-    let wr = super::ws::WsWriter::new(wr, ctrl);
+    let rd = super::ws::WsReader::new(rd, ctrl.clone(), shared.clone(), &up);
+    let wr = super::ws::WsWriter::new(wr, ctrl, up.compress);
     let _ = shared.out.append(&info);
     let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
     if !admit(&srv, &shared) {

@@ -2,7 +2,9 @@
 //! NATS protocol in websocket frames. Clients send masked frames (unless they asked for
 //! `Nats-No-Masking`), text or binary, possibly fragmented; the server answers in unmasked
 //! binary frames, answers PING frames with PONG, and ends with a CLOSE frame whose status
-//! says why (websocket.go wsEnqueueCloseMessage). Compression is never negotiated.
+//! says why (websocket.go wsEnqueueCloseMessage). With `compression: true`, a client that
+//! offers `permessage-deflate` gets it without context takeover (websocket.go
+//! wsPMCExtensionSupport): each message deflated on its own.
 
 use std::io;
 use std::net::IpAddr;
@@ -53,6 +55,8 @@ pub struct WsListen {
     pub tls: Option<Arc<super::tls::ClientTls>>,
     pub origins: OriginRules,
     pub handshake_timeout: Duration,
+    /// `compression`: offer per-message deflate to clients that ask for it.
+    pub compression: bool,
 }
 
 impl WsListen {
@@ -71,6 +75,7 @@ impl WsListen {
             tls,
             origins: OriginRules::new(o.same_origin, &o.allowed_origins),
             handshake_timeout: timeout,
+            compression: o.compression,
         })
     }
 }
@@ -220,6 +225,8 @@ pub struct Upgrade {
     pub no_masking: bool,
     /// `X-Forwarded-For`, when it is an IP address: shown in the log prefix.
     pub forwarded_for: Option<IpAddr>,
+    /// Per-message deflate was negotiated.
+    pub compress: bool,
 }
 
 /// A refused upgrade: the HTTP status and the reason logged.
@@ -250,6 +257,7 @@ fn check(req: &Request, origins: &OriginRules, tls: bool) -> Result<Upgrade, Ref
         return Err(Refusal(403, format!("origin not allowed: {e}")));
     }
     Ok(Upgrade {
+        compress: false,
         no_masking: req.header("Nats-No-Masking") == Some("true"),
         forwarded_for: req
             .header("X-Forwarded-For")
@@ -313,7 +321,7 @@ fn httpdate() -> String {
 /// http.Server does).
 pub async fn handshake<S>(
     stream: &mut S,
-    origins: &OriginRules,
+    listen: &WsListen,
     tls: bool,
 ) -> Result<Upgrade, Option<String>>
 where
@@ -350,9 +358,9 @@ where
             "client sent data before handshake is complete".into(),
         ))
     } else {
-        check(&req, origins, tls)
+        check(&req, &listen.origins, tls)
     };
-    let up = match checked {
+    let mut up = match checked {
         Ok(up) => up,
         Err(Refusal(status, reason)) => {
             let _ = stream.write_all(&refusal_response(status)).await;
@@ -366,6 +374,12 @@ where
          Sec-WebSocket-Accept: {}\r\n",
         accept_key(key)
     );
+    up.compress = listen.compression && offers_deflate(&req);
+    if up.compress {
+        reply.push_str(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n",
+        );
+    }
     if up.no_masking {
         reply.push_str("Nats-No-Masking: true\r\n");
     }
@@ -375,10 +389,69 @@ where
     Ok(up)
 }
 
+/// websocket.go wsPMCExtensionSupport: a `Sec-WebSocket-Extensions` parameter is
+/// `permessage-deflate`.
+fn offers_deflate(req: &Request) -> bool {
+    req.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+        .flat_map(|(_, v)| v.split(','))
+        .flat_map(|ext| ext.split(';'))
+        .any(|p| {
+            p.trim_matches([' ', '\t'])
+                .eq_ignore_ascii_case("permessage-deflate")
+        })
+}
+
+/// Messages at most this long go uncompressed (websocket.go wsCompressThreshold).
+const COMPRESS_THRESHOLD: usize = 64;
+/// Largest message a compressed frame may inflate to: a bound on what a small frame can
+/// make the server hold (nats-server has none).
+const MAX_INFLATED: u64 = 64 * 1024 * 1024;
+
+/// Raw deflate of one message, sync-flushed, without the trailing empty block
+/// (RFC 7692 section 7.2.1).
+fn deflate(parts: &[&[u8]]) -> io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    for p in parts {
+        e.write_all(p)?;
+    }
+    e.flush()?;
+    let mut out = std::mem::take(e.get_mut());
+    if out.ends_with(&[0, 0, 0xff, 0xff]) {
+        out.truncate(out.len() - 4);
+    }
+    Ok(out)
+}
+
+/// Inflates one message (websocket.go decompress: the payload and a final empty block).
+fn inflate(data: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    const LAST: [u8; 9] = [0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff];
+    let input = data.iter().chain(LAST.iter()).copied().collect::<Vec<u8>>();
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(&input[..])
+        .take(MAX_INFLATED + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() as u64 > MAX_INFLATED {
+        return Err(format!(
+            "decompressed message larger than {MAX_INFLATED} bytes"
+        ));
+    }
+    Ok(out)
+}
+
 /// A frame header for a server frame (never masked): opcode, FIN, length.
 fn frame_header(opcode: u8, len: usize) -> Vec<u8> {
+    frame_header_rsv(opcode, len, false)
+}
+
+/// [`frame_header`], with RSV1 set for a compressed message.
+fn frame_header_rsv(opcode: u8, len: usize, compressed: bool) -> Vec<u8> {
     let mut h = Vec::with_capacity(10);
-    h.push(0x80 | opcode);
+    h.push(0x80 | if compressed { 0x40 } else { 0 } | opcode);
     if len <= 125 {
         h.push(len as u8);
     } else if len < 65_536 {
@@ -490,12 +563,20 @@ pub struct WsReader<R> {
     /// A fragmented message is in progress (websocket.go `!r.ff`).
     in_message: bool,
     masked: bool,
+    /// Per-message deflate was negotiated.
+    compress: bool,
+    /// The message in progress is compressed: its payload collects here (websocket.go
+    /// `r.fc`, `r.cbufs`).
+    deflated: Option<Vec<u8>>,
+    /// An inflated message not yet handed out, and how much of it was.
+    inflated: Vec<u8>,
+    inflated_pos: usize,
     ctrl: Arc<WsControl>,
     shared: Arc<ClientShared>,
 }
 
 impl<R> WsReader<R> {
-    pub fn new(inner: R, ctrl: Arc<WsControl>, shared: Arc<ClientShared>, masked: bool) -> Self {
+    pub fn new(inner: R, ctrl: Arc<WsControl>, shared: Arc<ClientShared>, up: &Upgrade) -> Self {
         WsReader {
             inner,
             buf: vec![0; 32 * 1024],
@@ -503,7 +584,11 @@ impl<R> WsReader<R> {
             end: 0,
             state: ReadState::Header,
             in_message: false,
-            masked,
+            masked: !up.no_masking,
+            compress: up.compress,
+            deflated: None,
+            inflated: Vec::new(),
+            inflated_pos: 0,
             ctrl,
             shared,
         }
@@ -553,7 +638,7 @@ impl<R> WsReader<R> {
                             .into(),
                     ));
                 }
-                if compressed {
+                if compressed && !self.compress {
                     return Err(self.protocol_error(
                         "compressed frame, but compression was not negotiated".into(),
                     ));
@@ -599,8 +684,11 @@ impl<R> WsReader<R> {
             self.control(opcode, &payload);
             return Ok(true);
         }
-        // websocket.go `r.ff = final` for data frames.
+        // websocket.go `r.ff = final` for data frames; RSV1 on a message's first frame.
         self.in_message = !fin;
+        if opcode != OP_CONTINUATION && compressed {
+            self.deflated = Some(Vec::new());
+        }
         self.start += at;
         self.state = ReadState::Payload {
             rem: len,
@@ -655,25 +743,62 @@ impl<R: AsyncRead + Unpin> AsyncRead for WsReader<R> {
             return Poll::Ready(Ok(()));
         }
         loop {
+            if me.inflated_pos < me.inflated.len() {
+                let n = (me.inflated.len() - me.inflated_pos).min(dst.remaining());
+                dst.put_slice(&me.inflated[me.inflated_pos..me.inflated_pos + n]);
+                me.inflated_pos += n;
+                if me.inflated_pos == me.inflated.len() {
+                    me.inflated = Vec::new();
+                    me.inflated_pos = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
             match &mut me.state {
                 ReadState::Closed => return Poll::Ready(Ok(())),
                 ReadState::Payload { rem, key, kpos } => {
                     if *rem == 0 {
                         me.state = ReadState::Header;
+                        // The last frame of a compressed message: inflate it.
+                        if !me.in_message {
+                            if let Some(d) = me.deflated.take() {
+                                match inflate(&d) {
+                                    Ok(out) => me.inflated = out,
+                                    Err(e) => return Poll::Ready(Err(me.protocol_error(e))),
+                                }
+                            }
+                        }
                         continue;
                     }
                     let avail = me.end - me.start;
                     if avail > 0 {
-                        let n = (*rem).min(avail as u64).min(dst.remaining() as u64) as usize;
+                        let limit = if me.deflated.is_some() {
+                            usize::MAX
+                        } else {
+                            dst.remaining()
+                        };
+                        let n = (*rem).min(avail as u64).min(limit as u64) as usize;
                         let data = &mut me.buf[me.start..me.start + n];
                         if let Some(k) = key {
                             unmask(data, *k, *kpos);
                             *kpos = (*kpos + n) & 3;
                         }
-                        dst.put_slice(data);
                         me.start += n;
                         *rem -= n as u64;
-                        return Poll::Ready(Ok(()));
+                        match &mut me.deflated {
+                            Some(d) => {
+                                if (d.len() + n) as u64 > MAX_INFLATED {
+                                    return Poll::Ready(Err(me.protocol_error(format!(
+                                        "compressed message larger than {MAX_INFLATED} bytes"
+                                    ))));
+                                }
+                                d.extend_from_slice(data);
+                                continue;
+                            }
+                            None => {
+                                dst.put_slice(data);
+                                return Poll::Ready(Ok(()));
+                            }
+                        }
                     }
                 }
                 ReadState::Header => {
@@ -712,6 +837,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for WsReader<R> {
 pub struct WsWriter<W> {
     inner: W,
     ctrl: Arc<WsControl>,
+    /// Per-message deflate was negotiated: messages above 64 bytes go compressed.
+    compress: bool,
     /// A frame being written through [`AsyncWrite`] (header + data) and its data length.
     frame: Vec<u8>,
     frame_pos: usize,
@@ -719,10 +846,11 @@ pub struct WsWriter<W> {
 }
 
 impl<W> WsWriter<W> {
-    pub fn new(inner: W, ctrl: Arc<WsControl>) -> Self {
+    pub fn new(inner: W, ctrl: Arc<WsControl>, compress: bool) -> Self {
         WsWriter {
             inner,
             ctrl,
+            compress,
             frame: Vec::new(),
             frame_pos: 0,
             frame_data: 0,
@@ -776,6 +904,26 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
     ) -> (usize, WriteEnd) {
         let total = chunks.iter().map(Vec::len).sum::<usize>() - *off;
         let mut head = self.ctrl.take();
+        if self.compress && total > COMPRESS_THRESHOLD {
+            // websocket.go wsCollapsePtoNB: what is pending goes out as one compressed
+            // message.
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(chunks.len());
+            let mut skip = *off;
+            for c in chunks.iter() {
+                let from = std::mem::take(&mut skip).min(c.len());
+                parts.push(&c[from..]);
+            }
+            let Ok(body) = deflate(&parts) else {
+                return (0, WriteEnd::Error);
+            };
+            head.extend_from_slice(&frame_header_rsv(OP_BINARY, body.len(), true));
+            head.extend_from_slice(&body);
+            return match tokio::time::timeout(deadline, self.inner.write_all(&head)).await {
+                Ok(Ok(())) => (total, WriteEnd::Done),
+                Ok(Err(_)) => (0, WriteEnd::Error),
+                Err(_) => (0, WriteEnd::Timeout),
+            };
+        }
         if total > 0 {
             head.extend_from_slice(&frame_header(OP_BINARY, total));
         }
