@@ -149,6 +149,13 @@ fn scenario(bin: &str, good: &KeyPair, stranger: &KeyPair) -> (Seen, String) {
     replies.push(("user", user.reply.clone()));
 
     let text = wait_file(&log, &format!("authentication error - Nkey \"{spk}\""), 0);
+    // client.go getAuthUser names an nkey user by its key.
+    assert!(
+        text.contains(&format!(
+            "Publish Violation - Nkey \"{pk}\", Subject \"no\""
+        )),
+        "{bin}: {text}"
+    );
     assert!(
         text.contains(&format!("authentication error - Nkey \"{pk}\"")),
         "{bin}: {text}"
@@ -166,10 +173,16 @@ fn scenario(bin: &str, good: &KeyPair, stranger: &KeyPair) -> (Seen, String) {
         "{bin}: {}",
         &text[mark..]
     );
-    let mut after_reload = read_until(&mut ok.stream, "\u{0}");
-    if after_reload.is_empty() {
-        after_reload = "(closed)".into();
-    }
+    // The server closes it without a word: EOF, not silence.
+    ok.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut b = [0u8; 256];
+    let after_reload = match std::io::Read::read(&mut ok.stream, &mut b) {
+        Ok(0) => "(closed)".to_string(),
+        Ok(n) => String::from_utf8_lossy(&b[..n]).into_owned(),
+        Err(e) => format!("(no close: {e})"),
+    };
     let mut user = user.stream;
     user.write_all(b"PING\r\n").unwrap();
     assert!(read_until(&mut user, "PONG").contains("PONG"), "{bin}");

@@ -80,6 +80,19 @@ fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
     Some((h[0], p))
 }
 
+/// What comes next on `s`: "EOF" when the server closed, "silent" when nothing came in 5 s,
+/// else the bytes.
+fn read_eof(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 64];
+    match s.read(&mut b) {
+        Ok(0) => "EOF".into(),
+        Ok(n) => format!("{:?}", &b[..n]),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => "EOF".into(),
+        Err(_) => "silent".into(),
+    }
+}
+
 /// Binary frames' payloads until the text holds `needle` (bounded).
 fn read_text_until(s: &mut TcpStream, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -166,11 +179,14 @@ fn scenario(bin: &str) -> (Seen, String) {
     // A PING frame gets a PONG frame with the same payload.
     s.write_all(&frame(0x89, b"hey", true)).unwrap();
     exchange.push(format!("{:?}", read_frame(&mut s)));
-    // A CLOSE frame is answered with the same status, then the connection ends.
-    s.write_all(&frame(0x88, &1000u16.to_be_bytes(), true))
-        .unwrap();
+    // A CLOSE frame is answered with the same status, then the connection ends. A message
+    // and PONG owed from the same write go out before it.
+    let mut both = frame(0x82, b"PUB a 2\r\nyo\r\nPING\r\n", true);
+    both.extend(frame(0x88, &1000u16.to_be_bytes(), true));
+    s.write_all(&both).unwrap();
+    exchange.push(read_text_until(&mut s, "PONG\r\n"));
     exchange.push(format!("{:?}", read_frame(&mut s)));
-    exchange.push(format!("{:?}", read_frame(&mut s)));
+    exchange.push(read_eof(&mut s));
 
     // A refused CONNECT: -ERR, then CLOSE 1008 with nats-server's reason text.
     let (mut bad, _) = ws_client(ws);
@@ -219,6 +235,7 @@ fn scenario(bin: &str) -> (Seen, String) {
     // An unmasked client frame is a protocol error, logged as a read error.
     let (mut raw, _) = ws_client(ws);
     raw.write_all(&frame(0x82, b"PING\r\n", false)).unwrap();
+    exchange.push(read_eof(&mut raw));
     let text = wait_file(&log, "read error: mask bit missing", 0);
     assert!(text.contains(" - wid:"), "{bin}: {text}");
 
@@ -280,13 +297,16 @@ fn websocket_port_answers_like_nats_server() {
     assert_eq!(ours.exchange[0], "PONG\r\n", "{log}");
     assert_eq!(ours.exchange[1], "MSG a 1 2\r\nhi\r\nPONG\r\n", "{log}");
     assert_eq!(ours.exchange[2], "Some((138, [104, 101, 121]))");
-    assert_eq!(ours.exchange[3], "Some((136, [3, 232]))");
-    assert_eq!(ours.exchange[4], "None");
+    assert_eq!(ours.exchange[3], "MSG a 1 2\r\nyo\r\nPONG\r\n");
+    assert_eq!(ours.exchange[4], "Some((136, [3, 232]))");
+    assert_eq!(ours.exchange[5], "EOF");
     assert_eq!(
-        ours.exchange[5],
+        ours.exchange[6],
         "-ERR 'Authorization Violation'\r\n<frame 0x88 [3, 240, 65, 117, 116, 104, 101, 110, 116, 105, 99, 97, 116, 105, 111, 110, 32, 70, 97, 105, 108, 117, 114, 101]>"
     );
-    assert_eq!(ours.exchange[6], ours.exchange[5]);
+    assert_eq!(ours.exchange[7], ours.exchange[6]);
+    // A framing error ends the connection without a CLOSE frame.
+    assert_eq!(ours.exchange[8], "EOF");
     assert_eq!(
         ours.refusals,
         vec![

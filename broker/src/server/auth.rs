@@ -721,10 +721,12 @@ pub fn recheck_clients_after_reload(srv: &crate::server::ServerState) {
             crate::server::trace::trace_out_proto(&c.log_prefix(), &line);
             let _ = c.out.append(&line);
             sent = true;
-            // client.go getAuthUser: the user name, the no_auth_user's included.
-            let who = match lock(&c.meta).user.clone().filter(|u| !u.is_empty()) {
-                Some(u) => format!("User {}", go_quote(&u)),
-                None => "User \"N/A\"".to_string(),
+            // client.go getAuthUser: the nkey, else the user name (the no_auth_user's
+            // included).
+            let who = match (nkey.is_empty(), lock(&c.meta).user.clone()) {
+                (false, _) => format!("Nkey {}", go_quote(nkey)),
+                (true, Some(u)) if !u.is_empty() => format!("User {}", go_quote(&u)),
+                _ => "User \"N/A\"".to_string(),
             };
             tracing::info!(
                 "Removed sub {} (sid {}) for {} - not authorized",

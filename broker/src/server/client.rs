@@ -428,9 +428,10 @@ pub async fn run_ws(srv: Arc<ServerState>, stream: tokio::net::TcpStream, peer: 
             };
             match shake {
                 Ok(Ok(s)) => serve_ws(srv, s, peer, ws.clone(), until, true).await,
-                // Go's http.Server logs a failed TLS handshake through its ErrorLog.
+                // Go's http.Server logs a failed TLS handshake through its ErrorLog, which
+                // nats-server prefixes with "websocket: " (without Go's "http: ").
                 Ok(Err(e)) => error!(
-                    "websocket: http: TLS handshake error from {peer}: {}",
+                    "websocket: TLS handshake error from {peer}: {}",
                     super::tls::handshake_error(&e, true)
                 ),
                 Err(_) => {}
@@ -756,9 +757,12 @@ impl Conn {
     }
 
     /// How permission-violation log lines name the user (client.go
-    /// getAuthUser): the CONNECT user, or the `no_auth_user` the connection
-    /// was given, else `User "N/A"`.
+    /// getAuthUser): the CONNECT nkey, else the CONNECT user, or the `no_auth_user` the
+    /// connection was given, else `User "N/A"`.
     fn auth_user(&self) -> String {
+        if let Some(k) = self.connect.nkey.as_deref().filter(|k| !k.is_empty()) {
+            return format!("Nkey {}", go_quote(k));
+        }
         let connect = self.connect.user.as_deref().filter(|u| !u.is_empty());
         let given = lock(&self.shared.meta)
             .user

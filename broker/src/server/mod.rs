@@ -587,6 +587,10 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
         )));
     }
 
+    // server.go Start: the websocket port opens (and says so) before the client port.
+    if let Some(w) = state.opts().websocket.as_ref().filter(|w| w.port != 0) {
+        start_websocket(&state, w, tasks).await?;
+    }
     let listener = TcpListener::bind(bind)
         .await
         .map_err(|source| StartError::Listen {
@@ -611,9 +615,6 @@ pub async fn start(mut opts: Options) -> Result<ServerHandle, StartError> {
     let opts = state.opts();
     *lock(&state.cluster.own_urls) = own_connect_urls(&opts, local);
     tasks.push(tokio::spawn(accept_loop(state.clone(), listener, false)));
-    if let Some(w) = opts.websocket.as_ref().filter(|w| w.port != 0) {
-        start_websocket(&state, w, tasks).await?;
-    }
     scion::start_client_listener(&state, tasks).await?;
     info!("Server is ready");
     if state.cluster.enabled {

@@ -93,14 +93,18 @@ impl OriginRules {
     /// From `allowed_origins` as configured (URLs; ones that do not parse are skipped, as
     /// websocket.go wsSetOriginOptions skips them after logging).
     pub fn new(same_origin: bool, allowed: &[String]) -> OriginRules {
-        let allowed = allowed
-            .iter()
-            .filter_map(|o| {
-                let (scheme, host) = split_origin(o)?;
-                let (h, p) = host_and_port(scheme == "https", host);
-                Some((h, scheme.to_string(), p))
-            })
-            .collect();
+        // websocket.go keeps them in a map by host: a later entry for a host replaces an
+        // earlier one.
+        let mut by_host: Vec<(String, String, String)> = Vec::new();
+        for o in allowed {
+            let Some((scheme, host)) = split_origin(o) else {
+                continue;
+            };
+            let (h, p) = host_and_port(scheme == "https", host);
+            by_host.retain(|(bh, _, _)| *bh != h);
+            by_host.push((h, scheme.to_string(), p));
+        }
+        let allowed = by_host;
         OriginRules {
             same_origin,
             allowed,
@@ -175,6 +179,7 @@ fn host_and_port(tls: bool, hostport: &str) -> (String, String) {
 struct Request {
     method: String,
     headers: Vec<(String, String)>,
+    http11: bool,
 }
 
 impl Request {
@@ -207,6 +212,7 @@ fn parse_request(head: &str) -> Option<Request> {
     if first.next().is_some() || !version.starts_with("HTTP/1.") || method.is_empty() {
         return None;
     }
+    let http11 = version == "HTTP/1.1";
     let mut headers = Vec::new();
     for line in lines {
         let (k, v) = line.split_once(':')?;
@@ -215,7 +221,11 @@ fn parse_request(head: &str) -> Option<Request> {
         }
         headers.push((k.to_string(), v.trim_matches([' ', '\t']).to_string()));
     }
-    Some(Request { method, headers })
+    Some(Request {
+        method,
+        headers,
+        http11,
+    })
 }
 
 /// What the upgrade settled.
@@ -352,14 +362,20 @@ where
             .await;
         return Err(None);
     };
-    let checked = if buf.len() > head_end + 4 {
-        Err(Refusal(
-            400,
-            "client sent data before handshake is complete".into(),
-        ))
-    } else {
-        check(&req, &listen.origins, tls)
-    };
+    // Go's http.Server answers an HTTP/1.1 request without Host itself, before the
+    // websocket handler (which then logs nothing).
+    if req.http11 && req.header("Host").is_none() {
+        let _ = stream
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: missing required Host header")
+            .await;
+        return Err(None);
+    }
+    let checked = check(&req, &listen.origins, tls);
+    // websocket.go wsUpgrade: bytes after the request are found after the other checks,
+    // once the connection is taken over, and get no reply.
+    if checked.is_ok() && buf.len() > head_end + 4 {
+        return Err(Some("client sent data before handshake is complete".into()));
+    }
     let mut up = match checked {
         Ok(up) => up,
         Err(Refusal(status, reason)) => {
@@ -505,27 +521,48 @@ fn close_status(reason: ClosedState) -> u16 {
 /// Control frames the reader owes the peer (PONGs, the CLOSE reply), sent by the writer.
 #[derive(Default)]
 pub struct WsControl {
-    frames: Mutex<Vec<u8>>,
+    /// PONG frames owed, sent before the next data.
+    pongs: Mutex<Vec<u8>>,
+    /// The CLOSE frame, sent after the data already pending (websocket.go keeps `closeMsg`
+    /// apart and appends it last), then nothing more.
+    close: Mutex<Option<Vec<u8>>>,
     /// A CLOSE frame is queued or sent: only one goes out.
     close_queued: AtomicBool,
 }
 
+/// Most PONG bytes kept for a peer that sends PINGs and does not read: further PINGs go
+/// unanswered until these are written (RFC 6455 5.5.3 lets a PONG answer only the latest
+/// PING). nats-server queues without a bound.
+const MAX_PENDING_PONGS: usize = 64 * 1024;
+
 impl WsControl {
-    fn queue(&self, opcode: u8, payload: &[u8]) {
-        let mut f = super::lock(&self.frames);
-        if opcode == OP_CLOSE && self.close_queued.swap(true, Ordering::AcqRel) {
-            return;
+    fn queue_pong(&self, payload: &[u8]) {
+        let mut f = super::lock(&self.pongs);
+        if f.len() < MAX_PENDING_PONGS {
+            f.extend_from_slice(&frame_header(OP_PONG, payload.len()));
+            f.extend_from_slice(payload);
         }
-        f.extend_from_slice(&frame_header(opcode, payload.len()));
-        f.extend_from_slice(payload);
     }
 
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *super::lock(&self.frames))
+    fn queue_close(&self, payload: &[u8]) {
+        if self.close_queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut f = frame_header(OP_CLOSE, payload.len());
+        f.extend_from_slice(payload);
+        *super::lock(&self.close) = Some(f);
+    }
+
+    fn take_pongs(&self) -> Vec<u8> {
+        std::mem::take(&mut *super::lock(&self.pongs))
+    }
+
+    fn take_close(&self) -> Option<Vec<u8>> {
+        super::lock(&self.close).take()
     }
 
     fn pending(&self) -> bool {
-        !super::lock(&self.frames).is_empty()
+        !super::lock(&self.pongs).is_empty() || super::lock(&self.close).is_some()
     }
 }
 
@@ -594,10 +631,9 @@ impl<R> WsReader<R> {
         }
     }
 
+    /// A framing error: the connection closes as Read Error, without a CLOSE frame
+    /// (nats-server queues one, then closes without flushing: none reaches the peer).
     fn protocol_error(&self, msg: String) -> io::Error {
-        self.ctrl
-            .queue(OP_CLOSE, &close_payload(CLOSE_PROTOCOL_ERROR, &msg));
-        self.shared.out.flush_signal();
         io::Error::new(io::ErrorKind::InvalidData, WsProtocolError(msg))
     }
 
@@ -701,7 +737,7 @@ impl<R> WsReader<R> {
     /// websocket.go wsHandleControlFrame.
     fn control(&mut self, opcode: u8, payload: &[u8]) {
         match opcode {
-            OP_PING => self.ctrl.queue(OP_PONG, payload),
+            OP_PING => self.ctrl.queue_pong(payload),
             OP_CLOSE => {
                 let mut status = CLOSE_NO_STATUS;
                 let mut body = String::new();
@@ -717,7 +753,7 @@ impl<R> WsReader<R> {
                         }
                     }
                 }
-                self.ctrl.queue(OP_CLOSE, &close_payload(status, &body));
+                self.ctrl.queue_close(&close_payload(status, &body));
                 self.state = ReadState::Closed;
             }
             _ => {}
@@ -837,6 +873,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for WsReader<R> {
 pub struct WsWriter<W> {
     inner: W,
     ctrl: Arc<WsControl>,
+    /// The CLOSE frame went out: nothing follows it.
+    closed: bool,
     /// Per-message deflate was negotiated: messages above 64 bytes go compressed.
     compress: bool,
     /// A frame being written through [`AsyncWrite`] (header + data) and its data length.
@@ -850,6 +888,7 @@ impl<W> WsWriter<W> {
         WsWriter {
             inner,
             ctrl,
+            closed: false,
             compress,
             frame: Vec::new(),
             frame_pos: 0,
@@ -865,8 +904,11 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for WsWriter<W> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let me = self.get_mut();
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         if me.frame.is_empty() {
-            me.frame = me.ctrl.take();
+            me.frame = me.ctrl.take_pongs();
             me.frame
                 .extend_from_slice(&frame_header(OP_BINARY, data.len()));
             me.frame.extend_from_slice(data);
@@ -903,7 +945,11 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
         deadline: Duration,
     ) -> (usize, WriteEnd) {
         let total = chunks.iter().map(Vec::len).sum::<usize>() - *off;
-        let mut head = self.ctrl.take();
+        if self.closed {
+            // After the CLOSE frame the peer takes no data (RFC 6455 5.5.1).
+            return (total, WriteEnd::Done);
+        }
+        let mut head = self.ctrl.take_pongs();
         if self.compress && total > COMPRESS_THRESHOLD {
             // websocket.go wsCollapsePtoNB: what is pending goes out as one compressed
             // message.
@@ -918,11 +964,21 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
             };
             head.extend_from_slice(&frame_header_rsv(OP_BINARY, body.len(), true));
             head.extend_from_slice(&body);
+            if let Some(close) = self.ctrl.take_close() {
+                head.extend_from_slice(&close);
+                self.closed = true;
+            }
             return match tokio::time::timeout(deadline, self.inner.write_all(&head)).await {
                 Ok(Ok(())) => (total, WriteEnd::Done),
                 Ok(Err(_)) => (0, WriteEnd::Error),
                 Err(_) => (0, WriteEnd::Timeout),
             };
+        }
+        if total == 0 {
+            if let Some(close) = self.ctrl.take_close() {
+                head.extend_from_slice(&close);
+                self.closed = true;
+            }
         }
         if total > 0 {
             head.extend_from_slice(&frame_header(OP_BINARY, total));
@@ -941,6 +997,16 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
         if end == WriteEnd::Timeout {
             *off = consume(chunks, *off, n);
         }
+        if end == WriteEnd::Done {
+            if let Some(close) = self.ctrl.take_close() {
+                self.closed = true;
+                match tokio::time::timeout(deadline, self.inner.write_all(&close)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return (n, WriteEnd::Error),
+                    Err(_) => return (n, WriteEnd::Timeout),
+                }
+            }
+        }
         (n, end)
     }
 
@@ -956,13 +1022,18 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
             Some(ReadError | WriteError | SlowConsumerPendingBytes | SlowConsumerWriteDeadline)
                 | Some(TlsHandshakeError)
         );
-        if !skip {
-            if let Some(r) = reason {
-                self.ctrl
-                    .queue(OP_CLOSE, &close_payload(close_status(r), r.as_str()));
-            }
+        if self.closed || skip {
+            return;
         }
-        let frames = self.ctrl.take();
+        if let Some(r) = reason {
+            self.ctrl
+                .queue_close(&close_payload(close_status(r), r.as_str()));
+        }
+        let mut frames = self.ctrl.take_pongs();
+        if let Some(close) = self.ctrl.take_close() {
+            frames.extend_from_slice(&close);
+            self.closed = true;
+        }
         if !frames.is_empty() {
             let _ = self.inner.write_all(&frames).await;
             let _ = self.inner.flush().await;
@@ -997,6 +1068,7 @@ mod tests {
                 ("Host".into(), "example.com".into()),
                 ("Origin".into(), origin.into()),
             ],
+            http11: true,
         };
         assert!(rules.check(&req("https://EXAMPLE.com:443"), false).is_ok());
         assert!(rules.check(&req("http://example.com"), false).is_err());
@@ -1007,6 +1079,111 @@ mod tests {
         assert!(same.check(&req("http://example.com"), false).is_ok());
         assert!(same.check(&req("http://example.com:81"), false).is_err());
         assert!(same.check(&req("https://example.com"), true).is_ok());
+    }
+
+    #[test]
+    fn a_later_origin_for_a_host_replaces_an_earlier_one() {
+        let rules = OriginRules::new(
+            false,
+            &["http://a.com".to_string(), "https://a.com".to_string()],
+        );
+        assert_eq!(rules.allowed.len(), 1);
+        assert_eq!(rules.allowed[0].1, "https");
+    }
+
+    /// A client frame as a browser would send it: masked with a per-frame key.
+    fn client_frame(b0: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![b0];
+        match payload.len() {
+            n if n <= 125 => f.push(0x80 | n as u8),
+            n if n < 65_536 => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&key);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+        f
+    }
+
+    /// The reader gives back exactly the payload bytes, whatever the frame sizes (7-, 16-
+    /// and 64-bit lengths), fragmentation, interleaved PINGs and the sizes the bytes arrive
+    /// in; every PING is answered.
+    #[tokio::test]
+    async fn reader_reassembles_any_framing_and_split() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..4u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let payload: Vec<u8> = (0..300_000).map(|_| rng.random()).collect();
+            let mut wire = Vec::new();
+            let mut pings = 0;
+            let mut pos = 0;
+            let mut in_message = false;
+            while pos < payload.len() {
+                let n = match rng.random_range(0..10) {
+                    0 => rng.random_range(65_536..100_000),
+                    1..=3 => rng.random_range(126..5000),
+                    _ => rng.random_range(0..126),
+                }
+                .min(payload.len() - pos);
+                let fin = rng.random_bool(0.6) || pos + n == payload.len();
+                let op = if in_message {
+                    OP_CONTINUATION
+                } else {
+                    OP_BINARY
+                };
+                let b0 = if fin { 0x80 | op } else { op };
+                let key: [u8; 4] = rng.random();
+                wire.extend(client_frame(b0, &payload[pos..pos + n], key));
+                in_message = !fin;
+                pos += n;
+                if rng.random_bool(0.1) {
+                    wire.extend(client_frame(0x80 | OP_PING, b"p", rng.random()));
+                    pings += 1;
+                }
+            }
+            // Feed it in random pieces through a pipe.
+            let (mut tx, rx) = tokio::io::duplex(1 << 16);
+            let pieces: Vec<usize> = {
+                let mut v = Vec::new();
+                let mut left = wire.len();
+                while left > 0 {
+                    let n = rng.random_range(1..40_000).min(left);
+                    v.push(n);
+                    left -= n;
+                }
+                v
+            };
+            let feeder = tokio::spawn(async move {
+                let mut at = 0;
+                for n in pieces {
+                    tx.write_all(&wire[at..at + n]).await.unwrap();
+                    at += n;
+                }
+            });
+            let ctrl = Arc::new(WsControl::default());
+            let shared = Arc::new(ClientShared::new(
+                1,
+                crate::proto::ConnKind::Client,
+                "127.0.0.1:1".parse().unwrap(),
+                1 << 20,
+            ));
+            let mut rd = WsReader::new(rx, ctrl.clone(), shared, &Upgrade::default());
+            let mut got = Vec::new();
+            tokio::time::timeout(Duration::from_secs(20), rd.read_to_end(&mut got))
+                .await
+                .expect("in time")
+                .expect("read");
+            feeder.await.unwrap();
+            assert_eq!(got.len(), payload.len(), "seed {seed}");
+            assert!(got == payload, "seed {seed}: bytes differ");
+            let pongs = ctrl.take_pongs();
+            assert_eq!(pongs.len(), pings * 3, "seed {seed}");
+        }
     }
 
     #[test]
