@@ -840,6 +840,45 @@ impl Mapper {
                  none: set listen to a SCION address (nats://ISD-AS,IP:port)",
             );
         }
+        // websocket.go validateWebsocketOptions.
+        if let Some(w) = o.websocket.clone().filter(|w| w.port != 0) {
+            let a = &o.authorization;
+            let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+            let pos = at(self, "websocket");
+            if !a.users.is_empty() || !a.nkeys.is_empty() {
+                if set(&w.username) {
+                    self.error_at(
+                        &pos,
+                        "websocket",
+                        "websocket authentication username not compatible with presence of users/nkeys",
+                    );
+                }
+                if set(&w.token) {
+                    self.error_at(
+                        &pos,
+                        "websocket",
+                        "websocket authentication token not compatible with presence of users/nkeys",
+                    );
+                }
+            }
+            if let Some(user) = w.no_auth_user.filter(|u| !u.is_empty()) {
+                let q = crate::server::auth::go_quote(&user);
+                let text = if a.users.is_empty() {
+                    Some(format!(
+                        "no_auth_user: {q} present, but users are not defined"
+                    ))
+                } else if !a.users.iter().any(|u| u.username == user) {
+                    Some(format!(
+                        "no_auth_user: {q} not present as user in authorization block or account configuration"
+                    ))
+                } else {
+                    None
+                };
+                if let Some(text) = text {
+                    self.error_at(&pos, "no_auth_user", text);
+                }
+            }
+        }
         if let Some(user) = o.no_auth_user.clone() {
             // server.go validateNoAuthUser's words.
             let q = crate::server::auth::go_quote(&user);

@@ -173,6 +173,13 @@ pub struct WebsocketOpts {
     pub compression: bool,
     /// Bound of the TLS handshake and HTTP upgrade together (nats-server: none unless set).
     pub handshake_timeout: Option<Duration>,
+    /// `authorization { user, password, token, timeout }` and `no_auth_user` of the
+    /// websocket port: they replace the server's for websocket clients.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub auth_timeout: Option<Duration>,
+    pub no_auth_user: Option<String>,
 }
 
 /// `scion { ... }`: parsed and typed; used by the SCION link layer.

@@ -1027,6 +1027,29 @@ fn semantic_keys_are_refused_and_auth_conflicts() {
         errs,
         vec!["2:44: subject \"foo..bar\" is not a valid subject"]
     );
+    // websocket.go validateWebsocketOptions, at the websocket key.
+    let errs = invalid(
+        config::load_str(
+            "authorization { users: [{user: a, password: b}] }\n\
+             websocket { port: 8080, no_tls: true, authorization { token: t }, no_auth_user: ghost }",
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(
+        errs,
+        vec![
+            "2:1: websocket authentication token not compatible with presence of users/nkeys",
+            "2:1: no_auth_user: \"ghost\" not present as user in authorization block or account configuration",
+        ]
+    );
+    let ok = config::load_str(
+        "authorization { users: [{user: a, password: b}] }\n\
+         websocket { port: 8080, no_tls: true, no_auth_user: a, authorization { timeout: 2 } }",
+    )
+    .expect("valid");
+    let w = ok.options.websocket.expect("websocket");
+    assert_eq!(w.no_auth_user.as_deref(), Some("a"));
+    assert_eq!(w.auth_timeout, Some(std::time::Duration::from_secs(2)));
     let errs = invalid(config::load_str("listen: \"nats://127.0.0.1:4222\"").unwrap_err());
     assert_eq!(
         errs,

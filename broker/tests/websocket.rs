@@ -590,3 +590,77 @@ fn websocket_compression_like_nats_server() {
         assert!(theirs.2.ends_with("PONG\r\n"), "{}", theirs.2);
     }
 }
+
+/// `websocket { authorization { token } }` on a server without auth: websocket clients
+/// must give the token, TCP clients nothing (auth.go processClientOrLeafAuthentication,
+/// the websocket override).
+fn ws_auth_scenario(bin: &str) -> Vec<String> {
+    let dir = tmpdir(&format!("ws-auth-{}", bin.len()));
+    let (conf, log) = (dir.join("s.conf"), dir.join("s.log"));
+    let (port, ws, http) = (free_port(), free_port(), free_port());
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\nlog_file: \"{}\"\n\
+             websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true,\n\
+             authorization {{ token: \"s3cr3t\", timeout: 3 }} }}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    wait_file(&log, "Server is ready", 0);
+    let mut seen = Vec::new();
+    // TCP: no credentials needed.
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let info = harness::procs::read_until(&mut tcp, "\r\n");
+    seen.push(String::from_utf8(harness::normalize_info(info.as_bytes())).unwrap());
+    tcp.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+        .unwrap();
+    seen.push(harness::procs::read_until(&mut tcp, "PONG"));
+    // Websocket: the token.
+    for token in ["s3cr3t", "wrong"] {
+        let (mut s, info) = ws_client(ws);
+        seen.push(String::from_utf8(harness::normalize_info(info.as_bytes())).unwrap());
+        let connect =
+            format!("CONNECT {{\"verbose\":false,\"auth_token\":\"{token}\"}}\r\nPING\r\n");
+        s.write_all(&frame(0x82, connect.as_bytes(), true)).unwrap();
+        seen.push(read_text_until(
+            &mut s,
+            if token == "wrong" { "<frame" } else { "PONG" },
+        ));
+    }
+    let mut h = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    h.write_all(b"GET /varz HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    h.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = h.read_to_string(&mut body);
+    let json: serde_json::Value =
+        serde_json::from_str(&body[body.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    let mut varz = json["websocket"].clone();
+    varz["port"] = "*".into();
+    seen.push(varz.to_string());
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+    let _ = std::fs::remove_dir_all(dir);
+    seen
+}
+
+#[test]
+fn websocket_authorization_overrides_like_nats_server() {
+    let ours = ws_auth_scenario(BIN);
+    assert!(!ours[0].contains("auth_required"), "{}", ours[0]);
+    assert_eq!(ours[1], "PONG\r\n");
+    assert!(ours[2].contains("\"auth_required\":true"), "{}", ours[2]);
+    assert_eq!(ours[3], "PONG\r\n");
+    assert!(
+        ours[5].starts_with("-ERR 'Authorization Violation'\r\n<frame 0x88"),
+        "{}",
+        ours[5]
+    );
+    assert!(ours[6].contains("\"auth_timeout\":3"), "{}", ours[6]);
+    if nats_available() {
+        assert_eq!(ws_auth_scenario(NATS), ours);
+    }
+}

@@ -588,6 +588,7 @@ pub(crate) fn client_tls(m: &mut Mapper, o: &mut Options, e: &Entry) {
 /// websocket-only authorization keys are errors. nats-server refuses a websocket port
 /// without `tls` unless `no_tls` is set (validateWebsocketOptions).
 pub(crate) fn websocket(m: &mut Mapper, o: &mut Options, e: &Entry) {
+    m.seen.push(("websocket", e.key_pos.clone()));
     let Some(wm) = m.map(e) else { return };
     let mut w = WebsocketOpts::default();
     for f in wm {
@@ -631,8 +632,8 @@ pub(crate) fn websocket(m: &mut Mapper, o: &mut Options, e: &Entry) {
                 }
             }
             "same_origin" => w.same_origin = m.boolean(f).unwrap_or(false),
-            "allowed_origins" | "allowed_origin" | "allow_origins" | "allow_origin"
-            | "origins" | "origin" => {
+            "allowed_origins" | "allowed_origin" | "allow_origins" | "allow_origin" | "origins"
+            | "origin" => {
                 let items: Vec<&Node> = match &f.value.value {
                     Value::Array(items) => items.iter().collect(),
                     _ => vec![&f.value],
@@ -662,10 +663,25 @@ pub(crate) fn websocket(m: &mut Mapper, o: &mut Options, e: &Entry) {
                 ),
             },
             "compress" | "compression" => w.compression = m.boolean(f).unwrap_or(false),
-            "authorization" | "authentication" | "jwt_cookie" | "no_auth_user" => m.error(
+            "authorization" | "authentication" => {
+                // opts.go parseSimpleAuth.
+                if let Some(am) = m.map(f) {
+                    for a in am {
+                        match a.key.to_ascii_lowercase().as_str() {
+                            "user" | "username" => w.username = m.string(a),
+                            "pass" | "password" => w.password = m.string(a),
+                            "token" => w.token = m.string(a),
+                            "timeout" => w.auth_timeout = m.seconds(a),
+                            _ => m.unknown(a),
+                        }
+                    }
+                }
+            }
+            "no_auth_user" => w.no_auth_user = m.string(f),
+            "jwt_cookie" => m.error(
                 f,
                 format!(
-                    "field {} is not supported by this broker: websocket clients use the server's authorization",
+                    "field {} is not supported by this broker (no JWT users)",
                     crate::server::auth::go_quote(&f.key)
                 ),
             ),

@@ -98,9 +98,14 @@ pub struct WebsocketVarz {
     pub port: u16,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub advertise: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub no_auth_user: String,
     /// Nanoseconds.
     #[serde(skip_serializing_if = "is_zero_u64")]
     pub handshake_timeout: u64,
+    /// Seconds (`authorization.timeout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_timeout: Option<GoFloat>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_tls: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -298,6 +303,11 @@ pub fn varz(opts: &Options, rt: Runtime) -> Varz {
                 // The port it listens on (websocket.go: a random port is written back).
                 port: rt.ws_port,
                 advertise: w.advertise.clone().unwrap_or_default(),
+                no_auth_user: w.no_auth_user.clone().unwrap_or_default(),
+                auth_timeout: w
+                    .auth_timeout
+                    .filter(|t| !t.is_zero())
+                    .map(|t| GoFloat(t.as_secs_f64())),
                 handshake_timeout: w.handshake_timeout.map(nanos).unwrap_or(0),
                 no_tls: w.no_tls,
                 same_origin: w.same_origin,

@@ -17,6 +17,8 @@ pub struct AuthConfig {
     /// nkey users by public key (their `password` is unused).
     nkeys: HashMap<String, UserEntry>,
     no_auth_user: Option<String>,
+    /// The websocket port's override: auth is required (auth.go `ao`).
+    override_required: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +100,29 @@ impl AuthConfig {
             users,
             nkeys,
             no_auth_user: o.no_auth_user.clone(),
+            override_required: false,
         }
+    }
+
+    /// The websocket port's override (websocket.go wsConfigAuth: any of its user, token or
+    /// `no_auth_user` set): those replace the server's single user, token and
+    /// `no_auth_user` for websocket clients; the users list stays. None: no override.
+    pub fn for_websocket(o: &Options) -> Option<Self> {
+        let w = o.websocket.as_ref()?;
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        if !set(&w.username) && !set(&w.token) && !set(&w.no_auth_user) {
+            return None;
+        }
+        let mut o = o.clone();
+        o.authorization.user = w.username.clone().filter(|s| !s.is_empty());
+        o.authorization.password = w.password.clone();
+        o.authorization.token = w.token.clone().filter(|s| !s.is_empty());
+        o.no_auth_user = w.no_auth_user.clone().filter(|s| !s.is_empty());
+        let mut a = Self::from_options(&o);
+        // websocket.go: with an override, auth is required of websocket clients even
+        // when the server requires none.
+        a.override_required = true;
+        Some(a)
     }
 
     /// Whether clients get a nonce in their INFO to sign (nkey.go nonceRequired: with
@@ -119,6 +143,7 @@ impl AuthConfig {
             || self.single.is_some()
             || !self.users.is_empty()
             || !self.nkeys.is_empty()
+            || self.override_required
     }
 
     /// INFO `auth_required`: false when a `no_auth_user` lets clients in
@@ -645,7 +670,6 @@ pub fn recheck_clients_after_reload(srv: &crate::server::ServerState) {
     use crate::proto::{encode, ConnKind};
     use crate::server::{lock, ClosedState};
 
-    let auth = srv.auth();
     let clients: Vec<_> = lock(&srv.clients)
         .values()
         .filter(|c| c.kind == ConnKind::Client)
@@ -655,6 +679,7 @@ pub fn recheck_clients_after_reload(srv: &crate::server::ServerState) {
         let Some(connect) = lock(&c.auth_connect).clone() else {
             continue;
         };
+        let auth = srv.auth_for(&c);
         // reload.go clientHasMovedToDifferentAccount: a client that named a
         // user no longer in `users` (also any named user under a single
         // user/password config) is closed as "Client Closed", without -ERR.

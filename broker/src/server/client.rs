@@ -525,7 +525,7 @@ fn open_with(
         .store(opts.max_payload, Ordering::Relaxed);
     let mut info = srv.client_info_with_tls(&shared, tls);
     // server.go createClient: the first INFO only carries the nonce to sign.
-    if srv.auth().nonce_required() {
+    if srv.auth_for(&shared).nonce_required() {
         info.nonce = Some(shared.nonce.get_or_init(super::auth::new_nonce).clone());
     }
     let info = info.to_line();
@@ -605,7 +605,7 @@ async fn serve<R>(
     let cid = shared.cid;
     shared.out.flush_signal();
 
-    let auth = srv.auth();
+    let auth = srv.auth_for(&shared);
     let mut conn = Conn {
         srv: srv.clone(),
         shared: shared.clone(),

@@ -151,6 +151,8 @@ pub struct ServerState {
     /// lameDuckMode closes `s.listener`, so new clients are refused).
     pub lame_duck_notify: Notify,
     pub auth: RwLock<Arc<auth::AuthConfig>>,
+    /// The websocket port's authentication override (None: websocket clients use `auth`).
+    ws_auth: RwLock<Option<Arc<auth::AuthConfig>>>,
     pub config_load_time: Mutex<SystemTime>,
     pub cluster: cluster::ClusterState,
     pub scion: scion::ScionSlot,
@@ -176,6 +178,7 @@ impl ServerState {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| id.clone());
         let auth = auth::AuthConfig::from_options(&opts);
+        let ws_auth = auth::AuthConfig::for_websocket(&opts).map(Arc::new);
         let cluster_enabled = opts.cluster.listen.is_some() || !opts.cluster.routes.is_empty();
         let cluster = cluster::ClusterState::new(cluster_enabled, opts.cluster.name.clone());
         cluster.set_permissions(opts.cluster.permissions.as_ref());
@@ -207,6 +210,7 @@ impl ServerState {
             lame_duck: AtomicBool::new(false),
             lame_duck_notify: Notify::new(),
             auth: RwLock::new(Arc::new(auth)),
+            ws_auth: RwLock::new(ws_auth),
             config_load_time: Mutex::new(SystemTime::now()),
             cluster,
             scion: Mutex::new(scion::ScionLinks::default()),
@@ -233,12 +237,12 @@ impl ServerState {
             .clone()
     }
 
-    /// Installs the client TLS of the options just set (start, reload).
     /// The websocket port's settings, if it has one.
     pub fn websocket(&self) -> Option<Arc<ws::WsListen>> {
         self.websocket.get().cloned()
     }
 
+    /// Installs the client TLS of the options just set (start, reload).
     pub fn set_client_tls(&self, t: Option<Arc<tls::ClientTls>>) {
         *self.client_tls.write().unwrap_or_else(|e| e.into_inner()) = t;
     }
@@ -249,13 +253,32 @@ impl ServerState {
 
     pub fn set_opts(&self, opts: Options) {
         let auth = auth::AuthConfig::from_options(&opts);
+        let ws_auth = auth::AuthConfig::for_websocket(&opts).map(Arc::new);
         *self.opts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(opts);
         *self.auth.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(auth);
+        *self.ws_auth.write().unwrap_or_else(|e| e.into_inner()) = ws_auth;
         *lock(&self.config_load_time) = SystemTime::now();
     }
 
     pub fn auth(&self) -> Arc<auth::AuthConfig> {
         self.auth.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The authentication a client is checked against: the websocket port's override for
+    /// a websocket client when `websocket.authorization` or `no_auth_user` gives one
+    /// (auth.go processClientOrLeafAuthentication `ao`), else the server's.
+    pub fn auth_for(&self, c: &client::ClientShared) -> Arc<auth::AuthConfig> {
+        if c.websocket.is_some() {
+            if let Some(a) = self
+                .ws_auth
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                return a;
+            }
+        }
+        self.auth()
     }
 
     /// The next client or route id (one counter for both, as in nats-server).
@@ -322,6 +345,7 @@ impl ServerState {
         tls: Option<&tls::ClientTls>,
     ) -> ServerInfo {
         let mut info = self.client_info(c.cid, &c.peer.ip().to_string());
+        info.auth_required = self.auth_for(c).required();
         tls::set_info_flags(&mut info, tls);
         if c.websocket.is_some() {
             // client.go generateClientInfoJSON: websocket clients get the cluster's

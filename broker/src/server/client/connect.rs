@@ -19,7 +19,9 @@ impl Conn {
         error!(
             "{} - {}",
             self.shared.log_prefix(),
-            self.srv.auth().violation_text(&self.connect)
+            self.srv
+                .auth_for(&self.shared)
+                .violation_text(&self.connect)
         );
         self.send_proto(encode::ERR_AUTH_VIOLATION);
         if !user.is_empty() {
@@ -112,7 +114,7 @@ impl Conn {
         // Every CONNECT is authenticated again (client.go processConnect
         // calls checkAuthentication each time): a second CONNECT with bad
         // credentials closes, one naming another user switches permissions.
-        let auth = self.srv.auth();
+        let auth = self.srv.auth_for(&self.shared);
         let nonce = self.shared.nonce.get().map(String::as_str).unwrap_or("");
         match auth.check(
             &self.connect,

@@ -39,7 +39,11 @@ impl Conn {
             opts.ping_interval,
         );
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let auth_timeout = opts.client_auth_timeout();
+        // websocket.go: `websocket.authorization.timeout` for websocket clients.
+        let auth_timeout = match opts.websocket.as_ref().and_then(|w| w.auth_timeout) {
+            Some(t) if self.shared.websocket.is_some() && !t.is_zero() => t,
+            _ => opts.client_auth_timeout(),
+        };
         let auth_deadline = tokio::time::sleep(auth_timeout);
         tokio::pin!(auth_deadline);
         let mut last_ping_sent: Option<Instant> = None;
@@ -171,7 +175,11 @@ impl Conn {
             if self.awaiting_auth && !self.connected && !matches!(buf[0], b'C' | b'c') {
                 // nats-server checks the first byte of the first operation
                 // (parser.go OP_START with authSet).
-                match self.srv.auth().no_auth_user_without_connect() {
+                match self
+                    .srv
+                    .auth_for(&self.shared)
+                    .no_auth_user_without_connect()
+                {
                     Some(r) => self.authenticated(r),
                     None => break Err(self.auth_violation()),
                 }
