@@ -911,7 +911,7 @@ async fn lame_duck_is_announced_to_routes_before_clients_close() {
     assert!(told.contains("\"ldm\":true"), "{told}");
     assert!(!told.contains(&a_url), "{told}");
     // A later INFO (a cluster update) carries no ldm flag and still not a's URL.
-    broker::server::cluster::send_async_info_to_clients(&a.state);
+    broker::server::cluster::send_async_info_to_clients(&a.state, true, true);
     let later = read_until_line(&mut ca, &mut pend_a, |l| l.starts_with("INFO ")).await;
     assert!(!later.contains("\"ldm\""), "{later}");
     assert!(!later.contains(&a_url), "{later}");

@@ -121,6 +121,14 @@ pub struct ClientShared {
 
 impl ClientShared {
     pub fn new(cid: u64, kind: ConnKind, peer: SocketAddr, max_pending: usize) -> Self {
+        // Go's net package shows a v4-mapped IPv6 peer (a dual-stack `::` listener) as IPv4.
+        let peer = match peer {
+            SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(v4.into(), a.port()),
+                None => peer,
+            },
+            v4 => v4,
+        };
         ClientShared {
             cid,
             kind,
@@ -208,20 +216,30 @@ impl ClientShared {
                     Some(Some(a)) => a.to_string(),
                     _ => String::new(),
                 };
-                format!(
-                    "{fwd}/{}:{} - {tag}:{}",
-                    self.peer.ip(),
-                    self.peer.port(),
-                    self.cid
-                )
+                format!("{fwd}/{} - {tag}:{}", self.peer, self.cid)
             }
-            None => format!(
-                "{}:{} - {tag}:{}",
-                self.peer.ip(),
-                self.peer.port(),
-                self.cid
-            ),
+            // net.JoinHostPort, as client.go takes RemoteAddr().String(): `[::1]:5000`.
+            None => format!("{} - {tag}:{}", self.peer, self.cid),
         }
+    }
+}
+
+#[cfg(test)]
+mod addr_tests {
+    use super::*;
+
+    #[test]
+    fn log_prefix_writes_addresses_as_go_does() {
+        let c = |a: &str| ClientShared::new(7, ConnKind::Client, a.parse().unwrap(), 1024);
+        assert_eq!(c("127.0.0.1:5000").log_prefix(), "127.0.0.1:5000 - cid:7");
+        assert_eq!(c("[::1]:5000").log_prefix(), "[::1]:5000 - cid:7");
+        assert_eq!(
+            c("[::ffff:10.0.0.1]:5000").log_prefix(),
+            "10.0.0.1:5000 - cid:7"
+        );
+        let ws = ClientShared::new(8, ConnKind::Client, "[::1]:6000".parse().unwrap(), 1024)
+            .with_websocket(Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(ws.log_prefix(), "10.1.2.3/[::1]:6000 - wid:8");
     }
 }
 

@@ -438,8 +438,11 @@ pub fn imports(perms: Option<&CompiledPerms>, subject: &str) -> bool {
 
 /// Sends the current INFO to clients that take async INFO updates
 /// (nats-server `sendAsyncInfoToClients`).
-pub fn send_async_info_to_clients(srv: &ServerState) {
-    send_info_to_clients(srv, false);
+/// `urls` / `ws_urls`: whether the client (TCP or SCION) URLs, or the websocket URLs,
+/// changed; only the clients whose URLs changed are told (server.go
+/// sendAsyncInfoToClients(regCli, wsCli)).
+pub fn send_async_info_to_clients(srv: &ServerState, urls: bool, ws_urls: bool) {
+    send_info_to_clients(srv, false, urls, ws_urls);
 }
 
 /// The lame-duck announcement: one INFO with `ldm: true` (and without our own
@@ -447,13 +450,14 @@ pub fn send_async_info_to_clients(srv: &ServerState) {
 /// nats-server's `sendLDMToClients` clears the flag after sending, so clients
 /// are told once.
 pub fn send_ldm_to_clients(srv: &ServerState) {
-    send_info_to_clients(srv, true);
+    send_info_to_clients(srv, true, true, true);
 }
 
-fn send_info_to_clients(srv: &ServerState, ldm: bool) {
+fn send_info_to_clients(srv: &ServerState, ldm: bool, urls: bool, ws_urls: bool) {
     let clients: Vec<_> = lock(&srv.clients).values().cloned().collect();
     for c in clients {
-        if c.kind == ConnKind::Client && c.async_info.load(Ordering::Acquire) {
+        let wanted = if c.websocket.is_some() { ws_urls } else { urls };
+        if c.kind == ConnKind::Client && wanted && c.async_info.load(Ordering::Acquire) {
             let mut info = srv.client_info_for(&c);
             info.ldm = ldm;
             let _ = c.out.send(&info.to_line());

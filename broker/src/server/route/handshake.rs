@@ -133,7 +133,7 @@ impl RouteConn {
                 let b = srv.cluster.update_remote_scion_urls(&scion_urls, false);
                 let c = srv.cluster.update_remote_ws_urls(&ws_urls, false);
                 if (a || b || c) && !srv.opts().cluster.no_advertise {
-                    send_async_info_to_clients(&srv);
+                    send_async_info_to_clients(&srv, a || b, c);
                 }
             } else {
                 self.update_remote_route_perms(&info);
@@ -246,7 +246,7 @@ impl RouteConn {
                 .cluster
                 .update_remote_ws_urls(&info.ws_connect_urls, true);
             if a || b || c {
-                send_async_info_to_clients(&srv);
+                send_async_info_to_clients(&srv, a || b, c);
             }
         }
         Ok(())

@@ -193,7 +193,7 @@ impl RouteConn {
                 let b = self.srv.cluster.update_remote_scion_urls(&surls, false);
                 let c = self.srv.cluster.update_remote_ws_urls(&wurls, false);
                 if (a || b || c) && !self.srv.opts().cluster.no_advertise {
-                    send_async_info_to_clients(&self.srv);
+                    send_async_info_to_clients(&self.srv, a || b, c);
                 }
             }
         }
