@@ -34,6 +34,11 @@ run() { # server-binary label size count
     grep -q "Server is ready" "$dir/s.log" 2>/dev/null && break
     sleep 0.05
   done
+  if ! grep -q "Server is ready" "$dir/s.log" 2>/dev/null; then
+    echo "$label did not start:" >&2
+    cat "$dir/s.log" >&2
+    exit 1
+  fi
   local out
   out=$(timeout 120 "$bench" -s "ws://127.0.0.1:$ws" -np 1 -ns 1 -n "$n" -ms "$size" wsb 2>&1 | grep -E "Pub/Sub stats|Pub stats|Sub stats" | tr -s ' ' | tr '\n' '|' || true)
   kill "$pid" 2>/dev/null || true

@@ -175,25 +175,10 @@ async fn go_client_over_tls() {
     let dir = harness::scratch_dir("client-tls-go");
     let p = pki(&dir, "go");
     let h = tls_broker(tls_opts(&p, false, None), false).await;
-    let out = tokio::process::Command::new(go)
-        .args([
-            "-s",
-            &format!("tls://{}", h.client_addr),
-            "-n",
-            "1000",
-            "-ms",
-            "512",
-        ])
-        .env("SSL_CERT_FILE", &p.ca)
-        .kill_on_drop(true)
-        .output();
-    let out = timeout(WAIT * 3, out).await.expect("in time").expect("run");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && said.starts_with("received 1000/1000"),
-        "Go client over TLS: {said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let url = format!("tls://{}", h.client_addr);
+    let args = ["-s", &url, "-n", "1000", "-ms", "512"].map(String::from);
+    let env = [("SSL_CERT_FILE", p.ca.as_path())];
+    harness::go_client::expect_go_client(&go, &args, &env, 1000, "Go client over TLS").await;
     h.shutdown().await;
 }
 

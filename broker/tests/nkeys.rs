@@ -285,22 +285,12 @@ async fn async_nats_and_nats_go_sign_with_a_seed() {
         let dir = harness::scratch_dir("nkeys-go");
         let seed_file = dir.join("user.nk");
         std::fs::write(&seed_file, format!("{seed}\n")).unwrap();
-        let out = tokio::process::Command::new(go)
-            .args(["-s", &url, "-n", "200", "-ms", "64", "-subj", "in.go"])
-            .arg("-nkey")
-            .arg(&seed_file)
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(30), out)
-            .await
-            .expect("in time")
-            .expect("run");
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && said.starts_with("received 200/200"),
-            "Go client with an nkey: {said}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let seed_arg = seed_file.display().to_string();
+        let args = [
+            "-s", &url, "-n", "200", "-ms", "64", "-subj", "in.go", "-nkey", &seed_arg,
+        ]
+        .map(String::from);
+        harness::go_client::expect_go_client(&go, &args, &[], 200, "Go client with an nkey").await;
         let _ = std::fs::remove_dir_all(dir);
     }
     h.shutdown().await;

@@ -593,26 +593,9 @@ async fn cli_without_ca_warns_and_carries_nats() {
     // And a Go client (nats.go, the library of nats-bench and the nats CLI): 1,000 sequenced
     // 1 KiB messages out and back through the proxy.
     if let Some(go) = go_client() {
-        let out = tokio::process::Command::new(go)
-            .args([
-                "-s",
-                &format!("nats://{listen}"),
-                "-n",
-                "1000",
-                "-ms",
-                "1024",
-            ])
-            .kill_on_drop(true)
-            .output();
-        let out = timeout(WAIT * 2, out).await.expect("in time").expect("run");
-        assert!(
-            out.status.success(),
-            "Go client through the proxy: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(said.starts_with("received 1000/1000"), "{said}");
+        let url = format!("nats://{listen}");
+        let args = ["-s", &url, "-n", "1000", "-ms", "1024"].map(String::from);
+        expect_go_client(&go, &args, &[], 1000, "Go client through the proxy").await;
     }
     child.kill().await.expect("kill proxy");
     srv.shutdown().await;

@@ -357,20 +357,8 @@ async fn async_nats_and_nats_go_over_ws_and_wss() {
     assert_eq!(&msg.payload[..], &big[..]);
 
     if let Some(go) = harness::go_client::go_client() {
-        let out = tokio::process::Command::new(&go)
-            .args(["-s", &url, "-n", "500", "-ms", "2000", "-subj", "ws.go"])
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(30), out)
-            .await
-            .expect("in time")
-            .expect("run");
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && said.starts_with("received 500/500"),
-            "Go client over ws://: {said}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let args = ["-s", &url, "-n", "500", "-ms", "2000", "-subj", "ws.go"].map(String::from);
+        harness::go_client::expect_go_client(&go, &args, &[], 500, "Go client over ws://").await;
     }
     h.shutdown().await;
 
@@ -386,28 +374,10 @@ async fn async_nats_and_nats_go_over_ws_and_wss() {
     let h = harness::start_broker(opts).await;
     let ws = h.state.ws_addr.lock().unwrap().expect("websocket port");
     if let Some(go) = harness::go_client::go_client() {
-        let out = tokio::process::Command::new(&go)
-            .args([
-                "-s",
-                &format!("wss://localhost:{}", ws.port()),
-                "-n",
-                "300",
-                "-ms",
-                "512",
-            ])
-            .env("SSL_CERT_FILE", &ca_file)
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(30), out)
-            .await
-            .expect("in time")
-            .expect("run");
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && said.starts_with("received 300/300"),
-            "Go client over wss://: {said}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let url = format!("wss://localhost:{}", ws.port());
+        let args = ["-s", &url, "-n", "300", "-ms", "512"].map(String::from);
+        let env = [("SSL_CERT_FILE", ca_file.as_path())];
+        harness::go_client::expect_go_client(&go, &args, &env, 300, "Go client over wss://").await;
     }
     h.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
@@ -662,5 +632,142 @@ fn websocket_authorization_overrides_like_nats_server() {
     assert!(ours[6].contains("\"auth_timeout\":3"), "{}", ours[6]);
     if nats_available() {
         assert_eq!(ws_auth_scenario(NATS), ours);
+    }
+}
+
+/// `n` letters from a fixed pseudo-random sequence (deflate cannot shrink them much).
+fn noise(n: usize) -> String {
+    let mut x: u32 = 0x2545_f491;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            char::from(b'A' + (x % 58) as u8).to_ascii_lowercase()
+        })
+        .collect()
+}
+
+/// Frames (first byte, length) and the text they carry (compressed ones inflated) until
+/// the text holds `needle`.
+fn read_frames_until(s: &mut TcpStream, needle: &str) -> (Vec<(u8, usize)>, String) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut frames, mut text, mut deflated) = (Vec::new(), String::new(), Vec::new());
+    while !text.contains(needle) && Instant::now() < deadline {
+        let Some((b0, p)) = read_frame(s) else { break };
+        frames.push((b0, p.len()));
+        match b0 {
+            0x82 => text.push_str(&String::from_utf8_lossy(&p)),
+            0xC2 => text.push_str(&String::from_utf8_lossy(&inflate(&p))),
+            0x42 | 0x00 => deflated.extend_from_slice(&p),
+            0x80 => {
+                deflated.extend_from_slice(&p);
+                text.push_str(&String::from_utf8_lossy(&inflate(&deflated)));
+                deflated.clear();
+            }
+            _ => text.push_str(&format!("<frame {b0:#x}>")),
+        }
+    }
+    (frames, text)
+}
+
+/// The corners: which user a websocket client is without CONNECT when both the server
+/// and the websocket port name a `no_auth_user`, the INFO `auth_required` of each port,
+/// a compressed frame without negotiation, and 4 KB frames for browsers (plain and
+/// compressed, from websocket.go wsCollapsePtoNB).
+fn ws_corner_scenario(bin: &str) -> (Vec<String>, Vec<Vec<(u8, usize)>>) {
+    let dir = tmpdir(&format!("ws-corner-{}", bin.len()));
+    let (conf, log) = (dir.join("s.conf"), dir.join("s.log"));
+    let (port, ws) = (free_port(), free_port());
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\n\
+             authorization {{ users = [\n\
+             {{user: a, password: a, permissions: {{publish: {{deny: x}}}}}}\n\
+             {{user: b, password: b, permissions: {{publish: {{deny: y}}}}}} ] }}\n\
+             no_auth_user: a\n\
+             websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true, compression: true, no_auth_user: b }}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    wait_file(&log, "Server is ready", 0);
+    let mut seen = Vec::new();
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let info = harness::procs::read_until(&mut tcp, "\r\n");
+    seen.push(String::from_utf8(harness::normalize_info(info.as_bytes())).unwrap());
+    let (mut s, info) = ws_client(ws);
+    seen.push(String::from_utf8(harness::normalize_info(info.as_bytes())).unwrap());
+    // No CONNECT: the server's no_auth_user (a, who may not publish to x).
+    s.write_all(&frame(
+        0x82,
+        b"PUB x 0\r\n\r\nPUB y 0\r\n\r\nPING\r\n",
+        true,
+    ))
+    .unwrap();
+    seen.push(read_text_until(&mut s, "PONG"));
+    // RSV1 without negotiation: inflated anyway.
+    s.write_all(&frame(0xC2, &deflate(b"PING\r\n"), true))
+        .unwrap();
+    seen.push(read_text_until(&mut s, "PONG"));
+    // Browsers: 4 KB frames, plain and compressed (a payload that deflates to more than
+    // 4 KB).
+    let big = noise(10_000);
+    let mut shapes = Vec::new();
+    for extra in [
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n",
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\nSec-WebSocket-Extensions: permessage-deflate\r\n",
+    ] {
+        let mut b = TcpStream::connect(("127.0.0.1", ws)).unwrap();
+        b.write_all(upgrade_request(ws, extra).as_bytes()).unwrap();
+        let head = read_head(&mut b);
+        assert!(head.starts_with("HTTP/1.1 101"), "{bin}: {head}");
+        let _ = read_frames_until(&mut b, "\r\n");
+        let cmd = format!(
+            "CONNECT {{\"verbose\":false,\"user\":\"b\",\"pass\":\"b\"}}\r\nSUB big 1\r\nPUB big 10000\r\n{big}\r\nPING\r\n"
+        );
+        b.write_all(&frame(0x82, cmd.as_bytes(), true)).unwrap();
+        let (frames, text) = read_frames_until(&mut b, "PONG\r\n");
+        seen.push(text);
+        shapes.push(frames);
+    }
+    p.signal(libc::SIGINT);
+    p.wait_exit();
+    let _ = std::fs::remove_dir_all(dir);
+    (seen, shapes)
+}
+
+#[test]
+fn websocket_corners_like_nats_server() {
+    let (ours, shapes) = ws_corner_scenario(BIN);
+    assert!(!ours[0].contains("auth_required"), "{}", ours[0]);
+    assert!(ours[1].contains("\"auth_required\":true"), "{}", ours[1]);
+    assert_eq!(
+        ours[2],
+        // No CONNECT: Go's default options, verbose on.
+        "-ERR 'Permissions Violation for Publish to \"x\"'\r\n+OK\r\nPONG\r\n"
+    );
+    assert_eq!(ours[3], "PONG\r\n");
+    let big = noise(10_000);
+    for (text, frames) in ours[4..].iter().zip(&shapes) {
+        assert_eq!(*text, format!("MSG big 1 10000\r\n{big}\r\nPONG\r\n"));
+        assert!(frames.iter().all(|&(_, n)| n <= 4096), "{frames:?}");
+    }
+    // The compressed one is one message in fragments: RSV1 first, FIN last.
+    assert_eq!(
+        shapes[1].first().map(|f| f.0),
+        Some(0x42),
+        "{:?}",
+        shapes[1]
+    );
+    if nats_available() {
+        let (theirs, their_shapes) = ws_corner_scenario(NATS);
+        assert_eq!(theirs, ours);
+        for frames in &their_shapes {
+            assert!(frames.iter().all(|&(_, n)| n <= 4096), "{frames:?}");
+        }
+        assert_eq!(their_shapes[1].first().map(|f| f.0), Some(0x42));
     }
 }

@@ -58,36 +58,25 @@ impl AuthConfig {
         let a = &o.authorization;
         let mut users = HashMap::new();
         let default_perms = a.default_permissions.as_ref().map(CompiledPerms::compile);
+        let entry = |password: &str, types: &[String], perms: &Option<Permissions>| UserEntry {
+            password: password.to_string(),
+            standard_allowed: type_allowed(types, "STANDARD"),
+            websocket_allowed: type_allowed(types, "WEBSOCKET"),
+            perms: perms
+                .as_ref()
+                .map(CompiledPerms::compile)
+                .or_else(|| default_perms.clone()),
+        };
         for u in &a.users {
-            users.insert(
-                u.username.clone(),
-                UserEntry {
-                    password: u.password.clone(),
-                    standard_allowed: type_allowed(&u.allowed_connection_types, "STANDARD"),
-                    websocket_allowed: type_allowed(&u.allowed_connection_types, "WEBSOCKET"),
-                    perms: u
-                        .permissions
-                        .as_ref()
-                        .map(CompiledPerms::compile)
-                        .or_else(|| default_perms.clone()),
-                },
-            );
+            let e = entry(&u.password, &u.allowed_connection_types, &u.permissions);
+            users.insert(u.username.clone(), e);
         }
         let nkeys = a
             .nkeys
             .iter()
             .map(|u| {
-                let entry = UserEntry {
-                    password: String::new(),
-                    standard_allowed: type_allowed(&u.allowed_connection_types, "STANDARD"),
-                    websocket_allowed: type_allowed(&u.allowed_connection_types, "WEBSOCKET"),
-                    perms: u
-                        .permissions
-                        .as_ref()
-                        .map(CompiledPerms::compile)
-                        .or_else(|| default_perms.clone()),
-                };
-                (u.nkey.clone(), entry)
+                let e = entry("", &u.allowed_connection_types, &u.permissions);
+                (u.nkey.clone(), e)
             })
             .collect();
         let single = match (&a.user, &a.password) {

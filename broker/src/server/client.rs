@@ -488,7 +488,7 @@ async fn serve_ws<S>(
     let ctrl = Arc::new(super::ws::WsControl::default());
     let (rd, wr) = super::io::Locked(stream).split_io();
     let rd = super::ws::WsReader::new(rd, ctrl.clone(), shared.clone(), &up);
-    let wr = super::ws::WsWriter::new(wr, ctrl, up.compress);
+    let wr = super::ws::WsWriter::new(wr, ctrl, &up);
     let _ = shared.out.append(&info);
     let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));
     if !admit(&srv, &shared) {
@@ -542,6 +542,13 @@ fn open_with(
         .max_payload
         .store(opts.max_payload, Ordering::Relaxed);
     let mut info = srv.client_info_with_tls(&shared, tls);
+    // server.go createClient resets auth_required when a no_auth_user lets clients in;
+    // websocket.go createWSClient does not, and adds the websocket override.
+    info.auth_required = if shared.websocket.is_some() {
+        srv.auth_for(&shared).expects_connect()
+    } else {
+        srv.auth().required()
+    };
     // server.go createClient: the first INFO only carries the nonce to sign.
     if srv.auth_for(&shared).nonce_required() {
         info.nonce = Some(shared.nonce.get_or_init(super::auth::new_nonce).clone());

@@ -345,7 +345,10 @@ impl ServerState {
         tls: Option<&tls::ClientTls>,
     ) -> ServerInfo {
         let mut info = self.client_info(c.cid, &c.peer.ip().to_string());
-        info.auth_required = self.auth_for(c).required();
+        // server.go copyInfo: later INFOs (cluster updates, lame duck) carry the server's
+        // auth_required as it is, for every client; the first INFO is set in
+        // client::open_with.
+        info.auth_required = self.auth().expects_connect();
         tls::set_info_flags(&mut info, tls);
         if c.websocket.is_some() {
             // client.go generateClientInfoJSON: websocket clients get the cluster's
@@ -761,16 +764,7 @@ async fn start_websocket(
     })?;
     *lock(&state.ws_addr) = Some(local);
     // websocket.go startWebsocketServer: getConnectURLs(advertise, host, port).
-    *lock(&state.cluster.own_ws_urls) = match &w.advertise {
-        Some(a) => vec![a.clone()],
-        None => own_connect_urls(
-            &Options {
-                client_advertise: None,
-                ..Options::default()
-            },
-            local,
-        ),
-    };
+    *lock(&state.cluster.own_ws_urls) = connect_urls_for(w.advertise.as_deref(), &w.host, local);
     let scheme = if tls { "wss" } else { "ws" };
     info!(
         "Listening for websocket clients on {scheme}://{}:{}",
@@ -882,13 +876,26 @@ fn check_advertise(opts: &Options) -> Result<(), StartError> {
 /// `getClientConnectURLs`): `client_advertise` if set, else the listen host,
 /// or every non-loopback interface address when listening on all of them.
 fn own_connect_urls(opts: &Options, local: SocketAddr) -> Vec<String> {
-    if opts.client_advertise.is_some() {
-        let (h, p) = advertised(opts, local.port());
+    connect_urls_for(opts.client_advertise.as_deref(), &opts.host, local)
+}
+
+/// server.go getConnectURLs(advertise, host, port): the advertised host[:port] (the port
+/// defaulting to the listener's), else `host:port` with the host as configured, or every
+/// non-loopback interface address when the listener takes all of them.
+fn connect_urls_for(advertise: Option<&str>, host: &str, local: SocketAddr) -> Vec<String> {
+    if let Some(a) = advertise {
+        let a = a.trim();
+        let (h, p) = crate::config::parse_host_port(a, local.port())
+            .unwrap_or_else(|_| (a.to_string(), local.port()));
         return vec![route::join_host_port(&h, p)];
     }
-    let ip = local.ip();
-    if !ip.is_unspecified() {
-        return vec![SocketAddr::new(ip, local.port()).to_string()];
+    if !local.ip().is_unspecified() {
+        let h = if host.is_empty() {
+            local.ip().to_string()
+        } else {
+            host.to_string()
+        };
+        return vec![route::join_host_port(&h, local.port())];
     }
     interface_addrs()
         .into_iter()
@@ -949,4 +956,30 @@ pub fn write_pid_file(p: &std::path::Path) -> std::io::Result<()> {
     }
     o.open(p)?
         .write_all(std::process::id().to_string().as_bytes())
+}
+
+#[cfg(test)]
+mod connect_url_tests {
+    use super::*;
+
+    #[test]
+    fn connect_urls_follow_go_get_connect_urls() {
+        let local: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        // The advertised host takes the listener's port when it names none.
+        assert_eq!(
+            connect_urls_for(Some(" ws.example.com "), "0.0.0.0", local),
+            vec!["ws.example.com:8443"]
+        );
+        assert_eq!(
+            connect_urls_for(Some("ws.example.com:443"), "0.0.0.0", local),
+            vec!["ws.example.com:443"]
+        );
+        // A named host stays as configured.
+        assert_eq!(
+            connect_urls_for(None, "localhost", local),
+            vec!["localhost:8443"]
+        );
+        let v6: SocketAddr = "[::1]:8443".parse().unwrap();
+        assert_eq!(connect_urls_for(None, "::1", v6), vec!["[::1]:8443"]);
+    }
 }

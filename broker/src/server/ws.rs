@@ -237,6 +237,10 @@ pub struct Upgrade {
     pub forwarded_for: Option<IpAddr>,
     /// Per-message deflate was negotiated.
     pub compress: bool,
+    /// A browser (`User-Agent: Mozilla/…`): server frames are cut at 4 KB.
+    pub browser: bool,
+    /// Safari (`Version/` and `Safari/`): compressed messages are not fragmented.
+    pub no_compressed_fragments: bool,
 }
 
 /// A refused upgrade: the HTTP status and the reason logged.
@@ -268,6 +272,10 @@ fn check(req: &Request, origins: &OriginRules, tls: bool) -> Result<Upgrade, Ref
     }
     Ok(Upgrade {
         compress: false,
+        browser: req
+            .header("User-Agent")
+            .is_some_and(|ua| ua.starts_with("Mozilla/")),
+        no_compressed_fragments: false,
         no_masking: req.header("Nats-No-Masking") == Some("true"),
         forwarded_for: req
             .header("X-Forwarded-For")
@@ -391,6 +399,12 @@ where
         accept_key(key)
     );
     up.compress = listen.compression && offers_deflate(&req);
+    // websocket.go wsUpgrade: Safari takes no fragmented compressed frames.
+    up.no_compressed_fragments = up.compress
+        && up.browser
+        && req
+            .header("User-Agent")
+            .is_some_and(|ua| ua.contains("Version/") && ua.contains("Safari/"));
     if up.compress {
         reply.push_str(
             "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n",
@@ -418,6 +432,9 @@ fn offers_deflate(req: &Request) -> bool {
                 .eq_ignore_ascii_case("permessage-deflate")
         })
 }
+
+/// Largest frame sent to a browser (websocket.go wsFrameSizeForBrowsers).
+const BROWSER_FRAME: usize = 4096;
 
 /// Messages at most this long go uncompressed (websocket.go wsCompressThreshold).
 const COMPRESS_THRESHOLD: usize = 64;
@@ -600,8 +617,6 @@ pub struct WsReader<R> {
     /// A fragmented message is in progress (websocket.go `!r.ff`).
     in_message: bool,
     masked: bool,
-    /// Per-message deflate was negotiated.
-    compress: bool,
     /// The message in progress is compressed: its payload collects here (websocket.go
     /// `r.fc`, `r.cbufs`).
     deflated: Option<Vec<u8>>,
@@ -622,7 +637,6 @@ impl<R> WsReader<R> {
             state: ReadState::Header,
             in_message: false,
             masked: !up.no_masking,
-            compress: up.compress,
             deflated: None,
             inflated: Vec::new(),
             inflated_pos: 0,
@@ -674,11 +688,8 @@ impl<R> WsReader<R> {
                             .into(),
                     ));
                 }
-                if compressed && !self.compress {
-                    return Err(self.protocol_error(
-                        "compressed frame, but compression was not negotiated".into(),
-                    ));
-                }
+                // nats-server inflates a compressed message even when compression was
+                // not negotiated; so do we.
             }
             OP_CONTINUATION => {
                 if !self.in_message || compressed {
@@ -877,6 +888,10 @@ pub struct WsWriter<W> {
     closed: bool,
     /// Per-message deflate was negotiated: messages above 64 bytes go compressed.
     compress: bool,
+    /// Cut frames at [`BROWSER_FRAME`] (a browser), and also compressed ones unless
+    /// `whole_compressed` (Safari).
+    browser: bool,
+    whole_compressed: bool,
     /// A frame being written through [`AsyncWrite`] (header + data) and its data length.
     frame: Vec<u8>,
     frame_pos: usize,
@@ -884,12 +899,14 @@ pub struct WsWriter<W> {
 }
 
 impl<W> WsWriter<W> {
-    pub fn new(inner: W, ctrl: Arc<WsControl>, compress: bool) -> Self {
+    pub fn new(inner: W, ctrl: Arc<WsControl>, up: &Upgrade) -> Self {
         WsWriter {
             inner,
             ctrl,
             closed: false,
-            compress,
+            compress: up.compress,
+            browser: up.browser,
+            whole_compressed: up.no_compressed_fragments,
             frame: Vec::new(),
             frame_pos: 0,
             frame_data: 0,
@@ -962,8 +979,25 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
             let Ok(body) = deflate(&parts) else {
                 return (0, WriteEnd::Error);
             };
-            head.extend_from_slice(&frame_header_rsv(OP_BINARY, body.len(), true));
-            head.extend_from_slice(&body);
+            if self.browser && !self.whole_compressed && body.len() > BROWSER_FRAME {
+                // One compressed message in fragments: RSV1 on the first only.
+                let pieces: Vec<&[u8]> = body.chunks(BROWSER_FRAME).collect();
+                let last = pieces.len() - 1;
+                for (i, p) in pieces.into_iter().enumerate() {
+                    let b0 = match i {
+                        0 => 0x40 | OP_BINARY,
+                        n if n == last => 0x80 | OP_CONTINUATION,
+                        _ => OP_CONTINUATION,
+                    };
+                    let mut h = frame_header(OP_BINARY, p.len());
+                    h[0] = b0;
+                    head.extend_from_slice(&h);
+                    head.extend_from_slice(p);
+                }
+            } else {
+                head.extend_from_slice(&frame_header_rsv(OP_BINARY, body.len(), true));
+                head.extend_from_slice(&body);
+            }
             if let Some(close) = self.ctrl.take_close() {
                 head.extend_from_slice(&close);
                 self.closed = true;
@@ -979,6 +1013,29 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
                 head.extend_from_slice(&close);
                 self.closed = true;
             }
+        }
+        if self.browser && total > BROWSER_FRAME {
+            // websocket.go wsCollapsePtoNB: browsers get frames of at most 4 KB, each a
+            // whole binary message (the NATS protocol is a byte stream).
+            let mut data = Vec::with_capacity(total);
+            let mut skip = *off;
+            for c in chunks.iter() {
+                let from = std::mem::take(&mut skip).min(c.len());
+                data.extend_from_slice(&c[from..]);
+            }
+            for p in data.chunks(BROWSER_FRAME) {
+                head.extend_from_slice(&frame_header(OP_BINARY, p.len()));
+                head.extend_from_slice(p);
+            }
+            if let Some(close) = self.ctrl.take_close() {
+                head.extend_from_slice(&close);
+                self.closed = true;
+            }
+            return match tokio::time::timeout(deadline, self.inner.write_all(&head)).await {
+                Ok(Ok(())) => (total, WriteEnd::Done),
+                Ok(Err(_)) => (0, WriteEnd::Error),
+                Err(_) => (0, WriteEnd::Timeout),
+            };
         }
         if total > 0 {
             head.extend_from_slice(&frame_header(OP_BINARY, total));

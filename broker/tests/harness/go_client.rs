@@ -53,3 +53,29 @@ pub fn go_client() -> Option<PathBuf> {
     })
     .clone()
 }
+
+/// Runs the Go client with `args` (plus `env`) and requires it to report all `n` messages
+/// back within 60 s; `what` names the run in a failure.
+pub async fn expect_go_client(
+    go: &Path,
+    args: &[String],
+    env: &[(&str, &Path)],
+    n: usize,
+    what: &str,
+) {
+    let mut cmd = tokio::process::Command::new(go);
+    cmd.args(args).kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the Go client did not finish in 60 s"))
+        .expect("run the Go client");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.starts_with(&format!("received {n}/{n}")),
+        "{what}: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

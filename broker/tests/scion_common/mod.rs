@@ -8,7 +8,7 @@ mod go_client;
 #[path = "../harness/pki.rs"]
 mod pki;
 #[allow(unused_imports)]
-pub use go_client::go_client;
+pub use go_client::{expect_go_client, go_client};
 #[path = "../harness/ports.rs"]
 mod ports;
 #[allow(unused_imports)]

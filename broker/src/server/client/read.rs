@@ -175,11 +175,9 @@ impl Conn {
             if self.awaiting_auth && !self.connected && !matches!(buf[0], b'C' | b'c') {
                 // nats-server checks the first byte of the first operation
                 // (parser.go OP_START with authSet).
-                match self
-                    .srv
-                    .auth_for(&self.shared)
-                    .no_auth_user_without_connect()
-                {
+                // parser.go OP_START: the server's own no_auth_user, also for websocket clients
+                // (not the websocket override).
+                match self.srv.auth().no_auth_user_without_connect() {
                     Some(r) => self.authenticated(r),
                     None => break Err(self.auth_violation()),
                 }
