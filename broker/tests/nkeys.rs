@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use data_encoding::{BASE64, BASE64URL_NOPAD};
 use harness::free_port;
-use harness::procs::{nats_available, read_until, tmpdir, wait_file, Proc, BIN, NATS};
+use harness::procs::{nats_available, read_until, start_on_conf, wait_file, BIN, NATS};
 use nkeys::KeyPair;
 
 /// What one raw client saw from INFO to the PONG (or the close) after its CONNECT.
@@ -66,12 +66,9 @@ struct Seen {
     after_reload: String,
 }
 
-fn conf_text(port: u16, http: u16, log: &std::path::Path, users: &str) -> String {
-    format!(
-        "listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\nlog_file: \"{}\"\n\
-         authorization {{ users = [\n{users}\n] }}\n",
-        log.display()
-    )
+/// The config after `listen` and `log_file`: monitoring and the users.
+fn conf_rest(http: u16, users: &str) -> String {
+    format!("http: 127.0.0.1:{http}\nauthorization {{ users = [\n{users}\n] }}\n")
 }
 
 fn connz(http: u16, state: &str) -> Vec<String> {
@@ -95,15 +92,12 @@ fn connz(http: u16, state: &str) -> Vec<String> {
 /// The scenario on `bin`; the checks common to both servers are made here, the
 /// comparison by the caller.
 fn scenario(bin: &str, good: &KeyPair, stranger: &KeyPair) -> (Seen, String) {
-    let dir = tmpdir(&format!("nkeys-{}", bin.len()));
-    let (conf, log) = (dir.join("s.conf"), dir.join("s.log"));
-    let (port, http) = (free_port(), free_port());
+    let http = free_port();
     let pk = good.public_key();
     let users =
         format!("{{nkey: \"{pk}\", permissions: {{publish: \"ok.>\"}}}}\n{{user: a, password: b}}");
-    std::fs::write(&conf, conf_text(port, http, &log, &users)).unwrap();
-    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
-    wait_file(&log, "Server is ready", 0);
+    let srv = start_on_conf(bin, "nkeys", &conf_rest(http, &users));
+    let (port, log) = (srv.port, srv.log.clone());
     let mut replies = Vec::new();
 
     // The nonce signed with the configured key, in base64 URL without padding.
@@ -164,9 +158,10 @@ fn scenario(bin: &str, good: &KeyPair, stranger: &KeyPair) -> (Seen, String) {
     let closed_authorized = connz(http, "closed");
 
     // A reload without the nkey user closes its clients; the password user stays.
-    std::fs::write(&conf, conf_text(port, http, &log, "{user: a, password: b}")).unwrap();
+    let rest = conf_rest(http, "{user: a, password: b}");
+    std::fs::write(&srv.conf, format!("{}{rest}", srv.head)).unwrap();
     let mark = std::fs::metadata(&log).unwrap().len() as usize;
-    p.signal(libc::SIGHUP);
+    srv.p.signal(libc::SIGHUP);
     let text = wait_file(&log, "Reloaded server configuration", mark);
     assert!(
         text[mark..].contains("Reloaded: authorization nkey users"),
@@ -186,10 +181,7 @@ fn scenario(bin: &str, good: &KeyPair, stranger: &KeyPair) -> (Seen, String) {
     let mut user = user.stream;
     user.write_all(b"PING\r\n").unwrap();
     assert!(read_until(&mut user, "PONG").contains("PONG"), "{bin}");
-    p.signal(libc::SIGINT);
-    p.wait_exit();
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(dir);
+    let log_text = srv.stop();
     (
         Seen {
             replies,

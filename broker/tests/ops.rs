@@ -6,13 +6,15 @@
 mod harness;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::free_port;
 
-use harness::procs::{nats_available, read_until, tmpdir, wait_file, Proc, BIN, NATS};
+use harness::procs::{
+    nats_available, read_until, start_on_conf, tmpdir, wait_file, Proc, Started, BIN, NATS,
+};
 
 /// SIGUSR1 after log rotation: the server keeps running and writes to a
 /// new file at the configured path (server/signal.go -> log.go ReOpenLogFile).
@@ -585,37 +587,6 @@ fn info_go_field_names_the_compiler_that_built_the_broker() {
 /// the log after the reload.
 /// A server from `bin` on a fresh folder's `s.conf`: `head` (its client listen and log
 /// file lines) then `rest`; returned once its log says it is ready.
-struct Started {
-    dir: PathBuf,
-    conf: PathBuf,
-    log: PathBuf,
-    port: u16,
-    head: String,
-    p: Proc,
-}
-
-fn start_on_conf(bin: &str, tag: &str, rest: &str) -> Started {
-    let dir = tmpdir(&format!("{tag}-{}", bin.len()));
-    let conf = dir.join("s.conf");
-    let log = dir.join("s.log");
-    let port = free_port();
-    let head = format!(
-        "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\n",
-        log.display()
-    );
-    std::fs::write(&conf, format!("{head}{rest}")).unwrap();
-    let p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
-    wait_file(&log, "Server is ready", 0);
-    Started {
-        dir,
-        conf,
-        log,
-        port,
-        head,
-        p,
-    }
-}
-
 fn max_payload_reload_scenario(bin: &str) -> (String, String) {
     let Started {
         dir,

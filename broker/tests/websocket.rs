@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use harness::free_port;
-use harness::procs::{nats_available, tmpdir, wait_file, Proc, BIN, NATS};
+use harness::procs::{nats_available, start_on_conf, tmpdir, wait_file, Proc, BIN, NATS};
 
 /// The RFC 6455 example key and its accept value.
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -20,6 +20,17 @@ fn upgrade_request(port: u16, extra: &str) -> String {
         "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
+}
+
+/// GET `path` from the monitoring port over HTTP/1.0; the body as JSON.
+fn http_json(port: u16, path: &str) -> serde_json::Value {
+    let mut h = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(h, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    h.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = h.read_to_string(&mut body);
+    let at = body.find("\r\n\r\n").expect("an HTTP reply") + 4;
+    serde_json::from_str(&body[at..]).expect("JSON")
 }
 
 /// Reads until the end of an HTTP response head; returns the head.
@@ -128,22 +139,18 @@ struct Seen {
 }
 
 fn scenario(bin: &str) -> (Seen, String) {
-    let dir = tmpdir(&format!("ws-{}", bin.len()));
-    let (conf, log) = (dir.join("s.conf"), dir.join("s.log"));
-    let (port, ws, http) = (free_port(), free_port(), free_port());
-    std::fs::write(
-        &conf,
-        format!(
-            "listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\nlog_file: \"{}\"\n\
+    let (ws, http) = (free_port(), free_port());
+    let srv = start_on_conf(
+        bin,
+        "ws",
+        &format!(
+            "http: 127.0.0.1:{http}\n\
              authorization {{ users = [ {{user: a, password: b}}\n\
              {{user: s, password: s, allowed_connection_types: [\"STANDARD\"]}} ] }}\n\
-             websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true }}\n",
-            log.display()
+             websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true }}\n"
         ),
-    )
-    .unwrap();
-    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
-    wait_file(&log, "Server is ready", 0);
+    );
+    let log = srv.log.clone();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains(&format!(
@@ -241,36 +248,19 @@ fn scenario(bin: &str) -> (Seen, String) {
 
     // /connz: an open websocket client has type "websocket".
     let (_open, _) = ws_client(ws);
-    let mut h = TcpStream::connect(("127.0.0.1", http)).unwrap();
-    h.write_all(b"GET /connz HTTP/1.0\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    h.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = h.read_to_string(&mut body);
-    let json: serde_json::Value =
-        serde_json::from_str(&body[body.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    let json = http_json(http, "/connz");
     let connz_type = json["connections"][0]["type"]
         .as_str()
         .unwrap_or("")
         .to_string();
     // /varz: the websocket section.
-    let mut h = TcpStream::connect(("127.0.0.1", http)).unwrap();
-    h.write_all(b"GET /varz HTTP/1.0\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    h.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = h.read_to_string(&mut body);
-    let json: serde_json::Value =
-        serde_json::from_str(&body[body.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    let json = http_json(http, "/varz");
     // The port is this run's; it must be the one listening.
     let mut varz = json["websocket"].clone();
     assert_eq!(varz["port"], ws, "{bin}: {varz}");
     varz["port"] = "*".into();
     let varz_websocket = varz.to_string();
-    p.signal(libc::SIGINT);
-    p.wait_exit();
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(dir);
+    let log_text = srv.stop();
     (
         Seen {
             upgrade,
@@ -486,21 +476,12 @@ fn read_inflating_until(s: &mut TcpStream, needle: &str) -> String {
 }
 
 fn compression_scenario(bin: &str) -> (String, String, String) {
-    let dir = tmpdir(&format!("ws-deflate-{}", bin.len()));
-    let (conf, log) = (dir.join("s.conf"), dir.join("s.log"));
     let ws = free_port();
-    std::fs::write(
-        &conf,
-        format!(
-            "listen: 127.0.0.1:{}\nlog_file: \"{}\"\n\
-             websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true, compression: true }}\n",
-            free_port(),
-            log.display()
-        ),
-    )
-    .unwrap();
-    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
-    wait_file(&log, "Server is ready", 0);
+    let srv = start_on_conf(
+        bin,
+        "ws-deflate",
+        &format!("websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true, compression: true }}\n"),
+    );
     let mut s = TcpStream::connect(("127.0.0.1", ws)).expect("connect");
     s.write_all(
         upgrade_request(
@@ -529,9 +510,7 @@ fn compression_scenario(bin: &str) -> (String, String, String) {
     s.write_all(&frame(0x80, b, true)).unwrap();
     s.write_all(&frame(0x82, b"PING\r\n", true)).unwrap();
     let exchange = read_inflating_until(&mut s, "PONG\r\n");
-    p.signal(libc::SIGINT);
-    p.wait_exit();
-    let _ = std::fs::remove_dir_all(dir);
+    srv.stop();
     (head, info, exchange)
 }
 
@@ -565,21 +544,17 @@ fn websocket_compression_like_nats_server() {
 /// must give the token, TCP clients nothing (auth.go processClientOrLeafAuthentication,
 /// the websocket override).
 fn ws_auth_scenario(bin: &str) -> Vec<String> {
-    let dir = tmpdir(&format!("ws-auth-{}", bin.len()));
-    let (conf, log) = (dir.join("s.conf"), dir.join("s.log"));
-    let (port, ws, http) = (free_port(), free_port(), free_port());
-    std::fs::write(
-        &conf,
-        format!(
-            "listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\nlog_file: \"{}\"\n\
+    let (ws, http) = (free_port(), free_port());
+    let srv = start_on_conf(
+        bin,
+        "ws-auth",
+        &format!(
+            "http: 127.0.0.1:{http}\n\
              websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true,\n\
-             authorization {{ token: \"s3cr3t\", timeout: 3 }} }}\n",
-            log.display()
+             authorization {{ token: \"s3cr3t\", timeout: 3 }} }}\n"
         ),
-    )
-    .unwrap();
-    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
-    wait_file(&log, "Server is ready", 0);
+    );
+    let port = srv.port;
     let mut seen = Vec::new();
     // TCP: no credentials needed.
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -600,20 +575,11 @@ fn ws_auth_scenario(bin: &str) -> Vec<String> {
             if token == "wrong" { "<frame" } else { "PONG" },
         ));
     }
-    let mut h = TcpStream::connect(("127.0.0.1", http)).unwrap();
-    h.write_all(b"GET /varz HTTP/1.0\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    h.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = h.read_to_string(&mut body);
-    let json: serde_json::Value =
-        serde_json::from_str(&body[body.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    let json = http_json(http, "/varz");
     let mut varz = json["websocket"].clone();
     varz["port"] = "*".into();
     seen.push(varz.to_string());
-    p.signal(libc::SIGINT);
-    p.wait_exit();
-    let _ = std::fs::remove_dir_all(dir);
+    srv.stop();
     seen
 }
 
@@ -676,24 +642,19 @@ fn read_frames_until(s: &mut TcpStream, needle: &str) -> (Vec<(u8, usize)>, Stri
 /// a compressed frame without negotiation, and 4 KB frames for browsers (plain and
 /// compressed, from websocket.go wsCollapsePtoNB).
 fn ws_corner_scenario(bin: &str) -> (Vec<String>, Vec<Vec<(u8, usize)>>) {
-    let dir = tmpdir(&format!("ws-corner-{}", bin.len()));
-    let (conf, log) = (dir.join("s.conf"), dir.join("s.log"));
-    let (port, ws) = (free_port(), free_port());
-    std::fs::write(
-        &conf,
-        format!(
-            "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\n\
-             authorization {{ users = [\n\
+    let ws = free_port();
+    let srv = start_on_conf(
+        bin,
+        "ws-corner",
+        &format!(
+            "authorization {{ users = [\n\
              {{user: a, password: a, permissions: {{publish: {{deny: x}}}}}}\n\
              {{user: b, password: b, permissions: {{publish: {{deny: y}}}}}} ] }}\n\
              no_auth_user: a\n\
-             websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true, compression: true, no_auth_user: b }}\n",
-            log.display()
+             websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true, compression: true, no_auth_user: b }}\n"
         ),
-    )
-    .unwrap();
-    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
-    wait_file(&log, "Server is ready", 0);
+    );
+    let port = srv.port;
     let mut seen = Vec::new();
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let info = harness::procs::read_until(&mut tcp, "\r\n");
@@ -733,9 +694,7 @@ fn ws_corner_scenario(bin: &str) -> (Vec<String>, Vec<Vec<(u8, usize)>>) {
         seen.push(text);
         shapes.push(frames);
     }
-    p.signal(libc::SIGINT);
-    p.wait_exit();
-    let _ = std::fs::remove_dir_all(dir);
+    srv.stop();
     (seen, shapes)
 }
 

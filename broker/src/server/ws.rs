@@ -954,6 +954,39 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for WsWriter<W> {
     }
 }
 
+/// The pending bytes of `chunks` from `off` on, as slices.
+fn pending_parts(chunks: &Chunks, off: usize) -> Vec<&[u8]> {
+    let mut skip = off;
+    chunks
+        .iter()
+        .map(|c| {
+            let from = std::mem::take(&mut skip).min(c.len());
+            &c[from..]
+        })
+        .collect()
+}
+
+impl<W: AsyncWrite + Unpin> WsWriter<W> {
+    /// Writes `frames` carrying `total` data bytes within `deadline`, with a queued CLOSE
+    /// after them (then nothing more goes out).
+    async fn write_frames(
+        &mut self,
+        mut frames: Vec<u8>,
+        total: usize,
+        deadline: Duration,
+    ) -> (usize, WriteEnd) {
+        if let Some(close) = self.ctrl.take_close() {
+            frames.extend_from_slice(&close);
+            self.closed = true;
+        }
+        match tokio::time::timeout(deadline, self.inner.write_all(&frames)).await {
+            Ok(Ok(())) => (total, WriteEnd::Done),
+            Ok(Err(_)) => (0, WriteEnd::Error),
+            Err(_) => (0, WriteEnd::Timeout),
+        }
+    }
+}
+
 impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
     async fn write_pending(
         &mut self,
@@ -970,13 +1003,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
         if self.compress && total > COMPRESS_THRESHOLD {
             // websocket.go wsCollapsePtoNB: what is pending goes out as one compressed
             // message.
-            let mut parts: Vec<&[u8]> = Vec::with_capacity(chunks.len());
-            let mut skip = *off;
-            for c in chunks.iter() {
-                let from = std::mem::take(&mut skip).min(c.len());
-                parts.push(&c[from..]);
-            }
-            let Ok(body) = deflate(&parts) else {
+            let Ok(body) = deflate(&pending_parts(chunks, *off)) else {
                 return (0, WriteEnd::Error);
             };
             if self.browser && !self.whole_compressed && body.len() > BROWSER_FRAME {
@@ -998,15 +1025,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
                 head.extend_from_slice(&frame_header_rsv(OP_BINARY, body.len(), true));
                 head.extend_from_slice(&body);
             }
-            if let Some(close) = self.ctrl.take_close() {
-                head.extend_from_slice(&close);
-                self.closed = true;
-            }
-            return match tokio::time::timeout(deadline, self.inner.write_all(&head)).await {
-                Ok(Ok(())) => (total, WriteEnd::Done),
-                Ok(Err(_)) => (0, WriteEnd::Error),
-                Err(_) => (0, WriteEnd::Timeout),
-            };
+            return self.write_frames(head, total, deadline).await;
         }
         if total == 0 {
             if let Some(close) = self.ctrl.take_close() {
@@ -1017,25 +1036,12 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
         if self.browser && total > BROWSER_FRAME {
             // websocket.go wsCollapsePtoNB: browsers get frames of at most 4 KB, each a
             // whole binary message (the NATS protocol is a byte stream).
-            let mut data = Vec::with_capacity(total);
-            let mut skip = *off;
-            for c in chunks.iter() {
-                let from = std::mem::take(&mut skip).min(c.len());
-                data.extend_from_slice(&c[from..]);
-            }
+            let data = pending_parts(chunks, *off).concat();
             for p in data.chunks(BROWSER_FRAME) {
                 head.extend_from_slice(&frame_header(OP_BINARY, p.len()));
                 head.extend_from_slice(p);
             }
-            if let Some(close) = self.ctrl.take_close() {
-                head.extend_from_slice(&close);
-                self.closed = true;
-            }
-            return match tokio::time::timeout(deadline, self.inner.write_all(&head)).await {
-                Ok(Ok(())) => (total, WriteEnd::Done),
-                Ok(Err(_)) => (0, WriteEnd::Error),
-                Err(_) => (0, WriteEnd::Timeout),
-            };
+            return self.write_frames(head, total, deadline).await;
         }
         if total > 0 {
             head.extend_from_slice(&frame_header(OP_BINARY, total));

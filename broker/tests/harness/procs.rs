@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::ports::free_port;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_broker");
 pub const NATS: &str = "/usr/sbin/nats-server";
 
@@ -104,4 +106,51 @@ pub fn read_until(s: &mut TcpStream, needle: &str) -> String {
         }
     }
     String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A server started by [`start_on_conf`]: its folder, config and log files, client port,
+/// the config's first lines (listen and log_file, to write a changed config after) and
+/// the process.
+pub struct Started {
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+    pub log: PathBuf,
+    pub port: u16,
+    pub head: String,
+    pub p: Proc,
+}
+
+impl Started {
+    /// SIGINT, a bounded wait for the exit, the folder removed; returns the log.
+    pub fn stop(mut self) -> String {
+        self.p.signal(libc::SIGINT);
+        self.p.wait_exit();
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        log
+    }
+}
+
+/// Starts `bin` on a config of `listen` (a free loopback port), `log_file` and `rest`, and
+/// waits (bounded) until it is ready.
+pub fn start_on_conf(bin: &str, tag: &str, rest: &str) -> Started {
+    let dir = tmpdir(&format!("{tag}-{}", bin.len()));
+    let conf = dir.join("s.conf");
+    let log = dir.join("s.log");
+    let port = free_port();
+    let head = format!(
+        "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\n",
+        log.display()
+    );
+    std::fs::write(&conf, format!("{head}{rest}")).unwrap();
+    let p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    wait_file(&log, "Server is ready", 0);
+    Started {
+        dir,
+        conf,
+        log,
+        port,
+        head,
+        p,
+    }
 }
