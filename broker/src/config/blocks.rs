@@ -571,17 +571,21 @@ fn cluster_auth(m: &mut Mapper, o: &mut Options, e: &Entry) -> Option<Permission
 /// for client certificates, which is rarely what a cluster operator means.
 pub(crate) fn client_tls(m: &mut Mapper, o: &mut Options, e: &Entry) {
     m.seen.push(("tls", e.key_pos.clone()));
-    let Some(t) = tls(m, e, false, "client TLS") else {
-        return;
-    };
+    o.tls = server_tls(m, e, "client TLS");
+}
+
+/// A `tls` block of a port clients connect to (the client port, the websocket port):
+/// `verify` needs the CA the client certificates must chain to.
+fn server_tls(m: &mut Mapper, e: &Entry, what: &str) -> Option<TlsOpts> {
+    let t = tls(m, e, false, what)?;
     if t.verify && t.ca_file.is_none() {
         m.error(
             e,
             "tls: verify needs ca_file, the CA client certificates must chain to",
         );
-        return;
+        return None;
     }
-    o.tls = Some(t);
+    Some(t)
 }
 
 /// `websocket { ... }` (opts.go parseWebsocket), for the keys this broker implements; the
@@ -619,18 +623,7 @@ pub(crate) fn websocket(m: &mut Mapper, o: &mut Options, e: &Entry) {
             "host" | "net" => w.host = m.string(f).unwrap_or_default(),
             "advertise" => w.advertise = m.string(f),
             "no_tls" => w.no_tls = m.boolean(f).unwrap_or(false),
-            "tls" => {
-                if let Some(t) = tls(m, f, false, "websocket TLS") {
-                    if t.verify && t.ca_file.is_none() {
-                        m.error(
-                            f,
-                            "tls: verify needs ca_file, the CA client certificates must chain to",
-                        );
-                    } else {
-                        w.tls = Some(t);
-                    }
-                }
-            }
+            "tls" => w.tls = server_tls(m, f, "websocket TLS"),
             "same_origin" => w.same_origin = m.boolean(f).unwrap_or(false),
             "allowed_origins" | "allowed_origin" | "allow_origins" | "allow_origin" | "origins"
             | "origin" => {

@@ -55,6 +55,28 @@ pub struct Request {
     pub raw_query: String,
     /// Whether the connection may serve another request after this one.
     pub keep_alive: bool,
+    /// The header lines as sent (name, value without surrounding blanks).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The first value of header `name` (case-insensitive, as Go canonicalises names).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// websocket.go wsHeaderContains: any value of `name` has the comma-separated token
+    /// `value` (case-insensitive).
+    pub fn contains(&self, name: &str, value: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim_matches([' ', '\t']).eq_ignore_ascii_case(value))
+    }
 }
 
 /// Query parameters in order, decoded like Go's `url.ParseQuery`.
@@ -183,6 +205,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
 
     let mut keep_alive = http11;
     let mut host = false;
+    let mut headers = Vec::new();
     let mut count = 0;
     for l in lines {
         if l.is_empty() {
@@ -198,6 +221,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
             return Err(HttpError::BadHeader);
         }
         let value = value.trim_matches(|c| c == ' ' || c == '\t');
+        headers.push((name.to_string(), value.to_string()));
         if name.eq_ignore_ascii_case("host") {
             host = true;
         } else if name.eq_ignore_ascii_case("connection") {
@@ -226,6 +250,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
             query,
             raw_query,
             keep_alive,
+            headers,
         },
         skip + end,
     )))

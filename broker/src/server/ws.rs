@@ -20,12 +20,10 @@ use super::client::ClientShared;
 use super::closed::ClosedState;
 use super::io::ChunkSink;
 use super::outbound::{consume, write_chunks, Chunks, WriteEnd};
+use crate::monitor::http::{parse_request, HttpError, Request};
 
 /// RFC 6455 section 1.3.
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-/// Largest upgrade request taken (Go's http.Server default header limit is 1 MB; a NATS
-/// client sends a few hundred bytes).
-const MAX_REQUEST: usize = 64 * 1024;
 const MAX_CONTROL_PAYLOAD: usize = 125;
 const OP_CONTINUATION: u8 = 0;
 const OP_TEXT: u8 = 1;
@@ -175,59 +173,6 @@ fn host_and_port(tls: bool, hostport: &str) -> (String, String) {
     (host.to_ascii_lowercase(), port)
 }
 
-/// An HTTP upgrade request.
-struct Request {
-    method: String,
-    headers: Vec<(String, String)>,
-    http11: bool,
-}
-
-impl Request {
-    /// The first value of header `name` (case-insensitive, as Go canonicalises names).
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// websocket.go wsHeaderContains: any value of `name` has the comma-separated token
-    /// `value` (case-insensitive).
-    fn contains(&self, name: &str, value: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.trim_matches([' ', '\t']).eq_ignore_ascii_case(value))
-    }
-}
-
-/// Parses the request head (up to and without the blank line). None: not HTTP/1.x.
-fn parse_request(head: &str) -> Option<Request> {
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let _target = first.next()?;
-    let version = first.next()?;
-    if first.next().is_some() || !version.starts_with("HTTP/1.") || method.is_empty() {
-        return None;
-    }
-    let http11 = version == "HTTP/1.1";
-    let mut headers = Vec::new();
-    for line in lines {
-        let (k, v) = line.split_once(':')?;
-        if k.is_empty() || k.contains([' ', '\t']) {
-            return None;
-        }
-        headers.push((k.to_string(), v.trim_matches([' ', '\t']).to_string()));
-    }
-    Some(Request {
-        method,
-        headers,
-        http11,
-    })
-}
-
 /// What the upgrade settled.
 #[derive(Debug, Clone, Default)]
 pub struct Upgrade {
@@ -298,7 +243,7 @@ fn refusal_response(status: u16) -> Vec<u8> {
         405 => "Method Not Allowed",
         _ => "Bad Request",
     };
-    let date = httpdate();
+    let date = crate::monitor::gofmt::http_date(std::time::SystemTime::now());
     format!(
         "HTTP/1.1 {status} {text}\r\nContent-Type: text/plain; charset=utf-8\r\n\
          Sec-Websocket-Version: 13\r\nX-Content-Type-Options: nosniff\r\nDate: {date}\r\n\
@@ -306,31 +251,6 @@ fn refusal_response(status: u16) -> Vec<u8> {
         text.len() + 1
     )
     .into_bytes()
-}
-
-/// The current time as an HTTP date (RFC 7231 IMF-fixdate).
-fn httpdate() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = secs / 86_400;
-    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let mon = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ][(month - 1) as usize];
-    format!("{weekday}, {day:02} {mon} {year} {h:02}:{m:02}:{s:02} GMT")
 }
 
 /// Reads the upgrade request from `stream` and answers it: `101 Switching Protocols`, or
@@ -345,43 +265,33 @@ pub async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // The request head, read with the monitoring port's parser.
     let mut buf = Vec::with_capacity(1024);
-    let head_end = loop {
-        if let Some(i) = memchr::memmem::find(&buf, b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() >= MAX_REQUEST {
-            let _ = stream
-                .write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large")
-                .await;
-            return Err(None);
-        }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.map_err(|_| None)?;
-        if n == 0 {
-            return Err(None);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).ok();
-    let Some(req) = head.and_then(parse_request) else {
-        let _ = stream
-            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request")
-            .await;
+    let (req, used) = loop {
+        let refused: &[u8] = match parse_request(&buf) {
+            Ok(Some(parsed)) => break parsed,
+            Ok(None) => {
+                let mut chunk = [0u8; 4096];
+                let n = stream.read(&mut chunk).await.map_err(|_| None)?;
+                if n == 0 {
+                    return Err(None);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                continue;
+            }
+            // Go's http.Server answers these itself, before the websocket handler (which
+            // then logs nothing).
+            Err(HttpError::HeadTooLarge) => b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large",
+            Err(HttpError::MissingHost) => b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: missing required Host header",
+            Err(_) => b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request",
+        };
+        let _ = stream.write_all(refused).await;
         return Err(None);
     };
-    // Go's http.Server answers an HTTP/1.1 request without Host itself, before the
-    // websocket handler (which then logs nothing).
-    if req.http11 && req.header("Host").is_none() {
-        let _ = stream
-            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: missing required Host header")
-            .await;
-        return Err(None);
-    }
     let checked = check(&req, &listen.origins, tls);
     // websocket.go wsUpgrade: bytes after the request are found after the other checks,
     // once the connection is taken over, and get no reply.
-    if checked.is_ok() && buf.len() > head_end + 4 {
+    if checked.is_ok() && buf.len() > used {
         return Err(Some("client sent data before handshake is complete".into()));
     }
     let mut up = match checked {
@@ -1117,21 +1027,11 @@ mod tests {
     }
 
     #[test]
-    fn http_date_is_imf_fixdate() {
-        let d = httpdate();
-        assert!(d.ends_with(" GMT") && d.len() == 29, "{d}");
-    }
-
-    #[test]
     fn origins_follow_scheme_default_ports() {
         let rules = OriginRules::new(false, &["https://example.com".to_string()]);
-        let req = |origin: &str| Request {
-            method: "GET".into(),
-            headers: vec![
-                ("Host".into(), "example.com".into()),
-                ("Origin".into(), origin.into()),
-            ],
-            http11: true,
+        let req = |origin: &str| {
+            let head = format!("GET / HTTP/1.1\r\nHost: example.com\r\nOrigin: {origin}\r\n\r\n");
+            parse_request(head.as_bytes()).unwrap().unwrap().0
         };
         assert!(rules.check(&req("https://EXAMPLE.com:443"), false).is_ok());
         assert!(rules.check(&req("http://example.com"), false).is_err());
