@@ -155,12 +155,19 @@ pub fn scion_node(
 }
 
 /// A free UDP port in the emulated ASes' dispatched range (31000-32767), where the routers
-/// deliver SCION packets straight to the port.
+/// deliver SCION packets straight to the port; never the same number twice in this test
+/// process (the ports are checked and released, and tests run in parallel: every emulated
+/// AS shares 127.0.0.1, so two brokers of parallel tests were once given one port).
 pub fn free_dispatched_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     let start = 31000 + rand::random_range(0..1700u16);
-    (start..32767)
-        .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port in the dispatched range")
+    let port = (start..32767)
+        .chain(31000..start)
+        .find(|p| !given.contains(p) && std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port in the dispatched range");
+    given.push(port);
+    port
 }
 
 /// A free loopback TCP port (see `harness/ports.rs`).
