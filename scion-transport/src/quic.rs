@@ -424,18 +424,44 @@ fn receive_segments(limit: u16, gro: usize) -> usize {
     (RECV_SLOT_BYTES / usize::from(limit).max(1)).clamp(1, gro.max(1))
 }
 
-#[derive(Debug)]
-struct Poller(Arc<ScionSocket>);
+/// Writability future of one connection's poller.
+type Writable = Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send + Sync>>;
+
+/// One connection's wait for the socket to take datagrams again. Each poller waits on its
+/// own future, as quinn asks (`UdpPoller`): `poll_send_ready` keeps only the waker of its
+/// latest caller, so of several connections that met WouldBlock only one was woken.
+struct Poller {
+    socket: Arc<ScionSocket>,
+    wait: Option<Writable>,
+}
+
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller").finish_non_exhaustive()
+    }
+}
 
 impl UdpPoller for Poller {
     fn poll_writable(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.poll_send_ready(cx)
+        let this = self.get_mut();
+        let wait = this.wait.get_or_insert_with(|| {
+            let socket = this.socket.clone();
+            Box::pin(async move { socket.writable().await })
+        });
+        let res = wait.as_mut().poll(cx);
+        if res.is_ready() {
+            this.wait = None;
+        }
+        res
     }
 }
 
 impl AsyncUdpSocket for QuicSocket {
     fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
-        Box::pin(Poller(self.0.clone()))
+        Box::pin(Poller {
+            socket: self.0.clone(),
+            wait: None,
+        })
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
@@ -451,7 +477,7 @@ impl AsyncUdpSocket for QuicSocket {
         self.0.poll_recv_batch(cx, bufs, meta)
     }
 
-    /// GSO: each QUIC segment becomes one SCION datagram of a single `sendmsg` (1 without
+    /// GSO: each QUIC segment becomes one SCION datagram of one `sendmsg` (1 without
     /// kernel support). MTU discovery stays capped per segment (see `transport_config`).
     fn max_transmit_segments(&self) -> usize {
         self.0.max_transmit_segments()
@@ -556,6 +582,7 @@ impl std::future::IntoFuture for ScionIncoming {
 
 impl Drop for ScionEndpoint {
     fn drop(&mut self) {
+        self.socket.stop_coalescing();
         self.driver.abort();
     }
 }
@@ -857,6 +884,11 @@ impl ScionEndpoint {
     /// Stretches with every usable path toward `remote` down.
     pub fn outage_stats(&self, remote: ScionAddr) -> crate::socket::OutageStats {
         self.socket.outage_stats(remote)
+    }
+
+    /// QUIC datagrams sent so far, and the `sendmsg` calls that carried them.
+    pub fn send_stats(&self) -> crate::socket::SendStats {
+        self.socket.send_stats()
     }
 
     /// Number of path switches toward `remote`.

@@ -19,7 +19,6 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -46,10 +45,11 @@ const PROBE_LEN: usize = 18;
 const MAX_PENDING_PROBES: usize = 4096;
 /// Longest the path driver sleeps when no selector asks for an earlier wake-up.
 const DRIVER_IDLE: Duration = Duration::from_millis(100);
-/// QUIC datagrams (GSO segments) remembered per peer for replay after a failover.
+/// QUIC datagrams (GSO segments) remembered per peer for replay after a failover: at least
+/// this many (or all sent), at most one send buffer more.
 const REPLAY_PACKETS: usize = 128;
-/// Send buffers kept for reuse once the replay memory lets go of them (a transmit of up to
-/// ten QUIC packets is a ~14 KB buffer; without reuse every transmit allocated one).
+/// Send buffers kept for reuse once the replay memory lets go of them (a send buffer holds up
+/// to 64 QUIC packets, ~90 KB; without reuse every transmit allocated one).
 const SPARE_BUFFERS: usize = 16;
 /// Replay window after an SCMP-signalled switch: datagrams this young were likely sent into
 /// the broken link before the router's answer arrived.
@@ -309,7 +309,7 @@ pub struct OutageStats {
     pub total: Duration,
 }
 
-/// One sent GSO buffer kept for replay: datagrams of `stride` bytes (the last may be
+/// One GSO buffer, sent and kept for replay or waiting to be sent: datagrams of `stride` bytes (the last may be
 /// shorter), each `header` bytes of SCION/UDP header followed by a QUIC packet.
 struct Sent {
     at: Instant,
@@ -348,7 +348,10 @@ impl Peer {
         let n = sent.segments();
         while let Some(front) = self.recent.front() {
             let old = sent.at.saturating_duration_since(front.at) > REPLAY_MAX;
-            if !old && self.recent_segments + n <= REPLAY_PACKETS {
+            // Over the bound, the oldest buffer goes only if REPLAY_PACKETS stay without it.
+            let spare_front = self.recent_segments + n > REPLAY_PACKETS
+                && self.recent_segments - front.segments() + n >= REPLAY_PACKETS;
+            if !old && !spare_front {
                 break;
             }
             self.recent_segments -= front.segments();
@@ -398,6 +401,22 @@ pub struct ScionSocket {
     rx: Mutex<batch::RxState>,
     events: broadcast::Sender<PathEvent>,
     wake: Notify,
+    /// QUIC datagrams taken from quinn and not yet sent (see [`batch::Pending`]).
+    pending: Mutex<Option<batch::Pending>>,
+    /// Wakes [`Self::run_flusher`] when `pending` gets its first datagrams.
+    flush_wake: Notify,
+    /// Whether a flusher runs, so that transmits may wait in `pending`.
+    coalesce: std::sync::atomic::AtomicBool,
+    /// QUIC datagram sends: `sendmsg` calls and the datagrams they carried.
+    sends: std::sync::atomic::AtomicU64,
+    datagrams: std::sync::atomic::AtomicU64,
+}
+
+/// How the QUIC datagrams of one endpoint left: `datagrams` in `sends` system calls (GSO).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendStats {
+    pub sends: u64,
+    pub datagrams: u64,
 }
 
 impl std::fmt::Debug for ScionSocket {
@@ -438,11 +457,25 @@ impl ScionSocket {
             rx: Mutex::new(batch::RxState::new()),
             events,
             wake: Notify::new(),
+            pending: Mutex::new(None),
+            flush_wake: Notify::new(),
+            coalesce: std::sync::atomic::AtomicBool::new(false),
+            sends: Default::default(),
+            datagrams: Default::default(),
         })
     }
 
     pub fn local(&self) -> ScionAddr {
         self.local
+    }
+
+    /// QUIC datagram sends so far.
+    pub fn send_stats(&self) -> SendStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        SendStats {
+            sends: self.sends.load(Relaxed),
+            datagrams: self.datagrams.load(Relaxed),
+        }
     }
 
     /// Path switch events (bounded; slow receivers miss the oldest).
@@ -894,10 +927,14 @@ impl ScionSocket {
         let routes = peer.send_routes(&self.local);
         let mut replayed = 0;
         let mut pkt = Vec::new();
+        // Datagrams still waiting for the flusher were encoded for the old routes: they go
+        // out over the new ones, after the recent ones.
+        let waiting = self.take_waiting(peer.remote);
         for sent in peer
             .recent
             .iter()
             .filter(|s| now.saturating_duration_since(s.at) <= window)
+            .chain(waiting.as_ref())
         {
             for payload in sent.payloads() {
                 for route in routes.iter() {
@@ -912,8 +949,9 @@ impl ScionSocket {
         debug!(remote = %peer.remote, replayed, "replayed recent datagrams on the new path");
     }
 
-    pub(crate) fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.udp.poll_send_ready(cx)
+    /// Waits until the socket takes datagrams again (after a send met WouldBlock).
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        self.udp.writable().await
     }
 
     /// Remembers the reverse of the path a peer used, creating the peer on first contact.
@@ -1045,9 +1083,16 @@ impl ScionSocket {
         }
     }
 
-    /// Runs selectors on their timers and loads paths when asked; ends when `self` is dropped
-    /// by everyone else.
+    /// Runs selectors on their timers and loads paths when asked, and sends the QUIC datagrams
+    /// that wait in `pending`; ends when `self` is dropped by everyone else.
     pub async fn run_driver(self: Arc<Self>) {
+        tokio::select! {
+            _ = self.drive_paths() => {}
+            _ = self.run_flusher() => {}
+        }
+    }
+
+    async fn drive_paths(self: &Arc<Self>) {
         loop {
             let now = Instant::now();
             let mut next = now + DRIVER_IDLE;
@@ -1112,7 +1157,7 @@ impl ScionSocket {
                     }
                 });
             }
-            if Arc::strong_count(&self) <= 1 {
+            if Arc::strong_count(self) <= 1 {
                 return;
             }
             tokio::select! {
@@ -1210,19 +1255,19 @@ mod tests {
         let peer = test_peer(&mut table);
         let mut spare = Vec::new();
         let t0 = Instant::now();
-        // Ten datagrams of 100 bytes per transmit: twelve fit the 128-datagram bound.
+        // Ten datagrams of 100 bytes per transmit: thirteen keep at least 128 datagrams.
         let sent = |at: Instant| Sent {
             at,
             buf: vec![0u8; 1000],
             header: 40,
             stride: 100,
         };
-        for _ in 0..12 {
+        for _ in 0..13 {
             peer.remember(sent(t0), &mut spare);
         }
-        assert_eq!((peer.recent_segments, spare.len()), (120, 0));
+        assert_eq!((peer.recent_segments, spare.len()), (130, 0));
         peer.remember(sent(t0), &mut spare);
-        assert_eq!((peer.recent_segments, spare.len()), (120, 1));
+        assert_eq!((peer.recent_segments, spare.len()), (130, 1));
         assert_eq!(
             spare[0].capacity(),
             1000,
@@ -1231,7 +1276,7 @@ mod tests {
         // Past the replay window everything older goes, and the spare list stays bounded.
         peer.remember(sent(t0 + REPLAY_MAX * 2), &mut spare);
         assert_eq!(peer.recent_segments, 10);
-        assert_eq!(spare.len(), 13.min(SPARE_BUFFERS));
+        assert_eq!(spare.len(), 14.min(SPARE_BUFFERS));
         assert_eq!(peer.recent.front().map(|s| s.payloads().count()), Some(10));
     }
 

@@ -567,6 +567,17 @@ async fn carry(n: Net, bytes: u64, acceptor_sends: bool) -> Carried {
     }
 }
 
+/// quinn hands the socket at most 10 datagrams per transmit; the socket joins consecutive
+/// transmits to one peer into GSO sends of up to 64, so a bulk sender needs fewer system calls
+/// (one `sendmsg` per transmit before: at most 10 datagrams each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_sender_joins_transmits_into_larger_gso_sends() {
+    let c = carry(net().await, 8 << 20, false).await;
+    let s = c._net.0.send_stats();
+    assert!(s.datagrams > 5_000, "{s:?}");
+    assert!(s.datagrams > 12 * s.sends, "{s:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acceptor_sends_packets_as_large_as_the_dialer() {
     // The acceptor is the sender here: its packets are the ones that were capped.

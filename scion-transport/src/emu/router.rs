@@ -109,7 +109,9 @@ impl<'s> Work<'s> {
             .position(|(f, _)| std::ptr::eq(*f, iface))
         {
             let batch = &mut self.delayed[i].1;
-            if batch.at == at {
+            // At most a GRO batch per entry: a larger one was copied again and again as it
+            // grew (up to a whole receive call, 1 MB).
+            if batch.at == at && batch.data.len() + pkt.len() <= super::batch::SLOT_BYTES {
                 batch.data.extend_from_slice(pkt);
                 batch.lens.push(pkt.len() as u16);
                 return;

@@ -7,6 +7,14 @@
 //! [`UdpTemplate`], so a segment costs a copy and a checksum, not a full encode. Without GSO
 //! (quinn-udp reports 1 segment) the same code sends one datagram per `sendmsg`.
 //!
+//! quinn caps a transmit at 10 packets. Toward a peer with one active route, consecutive
+//! transmits join one buffer ([`Pending`]) of up to 64 packets (one `sendmsg`). A transmit of
+//! fewer than 10 packets ends the run and sends the buffer at once (an ACK or a lone message
+//! never waits); so does a full buffer, or a transmit that cannot join. Otherwise the flusher,
+//! woken by a new buffer, sends it as soon as the connection driver that filled it yields.
+//! About half as many `sendmsg` calls for a bulk stream (the kernel's per-call work was most
+//! of its share of a route's CPU), and the receiver's GRO hands quinn larger batches.
+//!
 //! Receive: one `recvmmsg` fills up to `BATCH_SIZE` buffers; with GRO each may hold several
 //! datagrams at a fixed stride. Every segment is decoded in place; QUIC payloads are packed
 //! into quinn's slots, consecutive payloads from the same peer with equal length sharing one
@@ -14,7 +22,8 @@
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -29,6 +38,9 @@ use crate::wire::{self, FastDecoded, Received, UdpTemplate};
 
 /// Bytes per receive buffer: one GRO super-datagram, or one datagram of any size.
 const RECV_SLOT: usize = 1 << 16;
+/// quinn's cap on the packets of one transmit (quinn 0.11 `MAX_TRANSMIT_SEGMENTS`): a
+/// transmit this large is likely followed by more in the same driver round.
+const QUINN_TRANSMIT_SEGMENTS: usize = 10;
 /// Largest GSO buffer: an IPv4 UDP payload (65535 - 20 - 8), and the kernel's 64 segments.
 const GSO_MAX_BYTES: usize = 65_507;
 const GSO_MAX_SEGMENTS: usize = 64;
@@ -148,6 +160,25 @@ impl Slots<'_, '_> {
     }
 }
 
+/// QUIC datagrams taken from quinn and not yet handed to the kernel: consecutive transmits
+/// to one peer over its one active route with one segment size, as one GSO buffer.
+pub(crate) struct Pending {
+    remote: ScionAddr,
+    next_hop: SocketAddr,
+    /// The peer's route set the datagrams were encoded for.
+    routes: Arc<[SendRoute]>,
+    sent: Sent,
+    /// The last datagram is shorter than the stride: nothing may follow it in this buffer.
+    short_tail: bool,
+}
+
+/// Where one transmit goes: the peer's one active route.
+struct Target {
+    remote: ScionAddr,
+    routes: Arc<[SendRoute]>,
+    now: Instant,
+}
+
 /// The peer behind the last QUIC segment: later segments with the same source, path and
 /// underlay sender skip the peer table.
 struct PeerCache {
@@ -170,19 +201,29 @@ impl ScionSocket {
 
     /// Sends one quinn transmit (one or more equal-size QUIC packets) to the peer behind
     /// `transmit.destination` over every active route.
+    ///
+    /// With one active route and a running flusher the transmit joins [`Pending`] instead
+    /// (see the module docs).
     pub(crate) fn send_transmit(&self, transmit: &Transmit<'_>) -> io::Result<()> {
         let contents = transmit.contents;
         let seg = match transmit.segment_size {
             Some(s) if s > 0 && s < contents.len() => s,
             _ => contents.len().max(1),
         };
+        // Lock order: pending, then table.
+        let mut pending = self.pending();
+        let coalesce = self.coalesce.load(Ordering::Relaxed);
         let (routes, remote, now, mut spare) = {
             let mut table = self.table();
             let Some(remote) = table.by_synthetic.get(&transmit.destination).copied() else {
                 // Unknown destination: as if lost (quinn will time out).
                 return Ok(());
             };
-            let spare = table.spare.pop();
+            let spare = if pending.is_none() {
+                table.spare.pop()
+            } else {
+                None
+            };
             let Some(peer) = table.peers.get_mut(&remote) else {
                 return Ok(());
             };
@@ -194,6 +235,17 @@ impl ScionSocket {
             trace!(%remote, "no route yet; datagram dropped");
             return Ok(());
         }
+        if coalesce && routes.len() == 1 {
+            let to = Target {
+                remote,
+                routes,
+                now,
+            };
+            return self.join_pending(&mut pending, to, spare, contents, seg);
+        }
+        // What waits goes first, so datagrams to one peer keep their order.
+        self.flush_pending(&mut pending)?;
+        drop(pending);
         let mut first = None;
         for (i, route) in routes.iter().enumerate() {
             let hdr = route.template.header_len();
@@ -222,19 +274,196 @@ impl ScionSocket {
             }
         }
         if let Some(sent) = first {
-            let mut table = self.table();
-            let super::PeerTable { peers, spare, .. } = &mut *table;
-            if let Some(peer) = peers.get_mut(&remote) {
-                peer.remember(sent, spare);
-            }
+            self.remember(remote, sent);
         }
         Ok(())
+    }
+
+    /// Adds a transmit to `pending` (sending what waits there first when the transmit cannot
+    /// join it). Only a full quinn transmit (more are likely to follow in the same driver
+    /// round) stays there, for the flusher, which is woken once the connection driver yields;
+    /// a shorter one ends the run, and a full buffer goes, at once: an ACK or a lone message
+    /// never waits for a task switch. WouldBlock before the transmit joined makes quinn wait
+    /// and hand it over again; once it joined, it is sent later, so it never goes out twice.
+    fn join_pending(
+        &self,
+        slot: &mut Option<Pending>,
+        to: Target,
+        spare: Option<Vec<u8>>,
+        contents: &[u8],
+        seg: usize,
+    ) -> io::Result<()> {
+        let route = &to.routes[0];
+        let hdr = route.template.header_len();
+        let stride = hdr + seg;
+        let count = contents.len().div_ceil(seg);
+        let bytes = count * hdr + contents.len();
+        // One sendmsg carries the whole buffer, so a flush is never half done.
+        let max_segments = self
+            .max_transmit_segments()
+            .min(GSO_MAX_BYTES / stride)
+            .max(1);
+        if let Some(p) = slot.as_ref() {
+            // The same route set: a path switch starts a new buffer.
+            let joins = p.remote == to.remote
+                && Arc::ptr_eq(&p.routes, &to.routes)
+                && p.sent.header == hdr
+                && p.sent.stride == stride
+                && !p.short_tail
+                && p.sent.segments() + count <= max_segments;
+            if !joins {
+                self.flush_pending(slot)?;
+            }
+        }
+        let was_empty = slot.is_none();
+        let p = slot.get_or_insert_with(|| {
+            let mut buf = spare.unwrap_or_default();
+            buf.clear();
+            Pending {
+                remote: to.remote,
+                next_hop: route.next_hop,
+                routes: to.routes.clone(),
+                short_tail: false,
+                sent: Sent {
+                    at: to.now,
+                    buf,
+                    header: hdr,
+                    stride,
+                },
+            }
+        });
+        let before = p.sent.buf.len();
+        p.sent.buf.reserve(bytes);
+        for chunk in contents.chunks(seg) {
+            if let Err(e) = route.template.encode_into(&mut p.sent.buf, chunk) {
+                p.sent.buf.truncate(before);
+                if p.sent.buf.is_empty() {
+                    *slot = None;
+                }
+                return Err(io::Error::other(e));
+            }
+        }
+        p.short_tail = !contents.len().is_multiple_of(seg);
+        let more_likely = count >= QUINN_TRANSMIT_SEGMENTS.min(max_segments) && !p.short_tail;
+        if !more_likely || p.sent.segments() + 1 > max_segments {
+            if let Err(e) = self.flush_pending(slot) {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    // It joined: the flusher sends it once the socket takes it.
+                    self.flush_wake.notify_one();
+                }
+            }
+        } else if was_empty {
+            self.flush_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Sends what waits in `slot`; on WouldBlock it stays there. Other errors were logged by
+    /// quinn-udp and count as sent (UDP may lose datagrams anyway).
+    fn flush_pending(&self, slot: &mut Option<Pending>) -> io::Result<()> {
+        let Some(mut p) = slot.take() else {
+            return Ok(());
+        };
+        let mut done = 0;
+        match self.send_segments_from(&p.sent.buf, p.sent.stride, p.next_hop, &mut done) {
+            Ok(()) => {
+                self.remember(p.remote, p.sent);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Only what did not leave waits (several sends only without GSO).
+                p.sent.buf.drain(..done);
+                *slot = Some(p);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps a sent buffer for replay on a path switch (see `Peer::remember`).
+    fn remember(&self, remote: ScionAddr, sent: Sent) {
+        let mut table = self.table();
+        let super::PeerTable { peers, spare, .. } = &mut *table;
+        if let Some(peer) = peers.get_mut(&remote) {
+            peer.remember(sent, spare);
+        }
+    }
+
+    /// Takes what waits in `pending` for `remote`, unsent, when the buffer can be had without
+    /// blocking (a path switch sends it over the new routes instead).
+    pub(super) fn take_waiting(&self, remote: ScionAddr) -> Option<Sent> {
+        let mut slot = match self.pending.try_lock() {
+            Ok(slot) => slot,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        if slot.as_ref()?.remote != remote {
+            return None;
+        }
+        slot.take().map(|p| p.sent)
+    }
+
+    /// From now on every transmit is sent at once; what waits is sent now (best effort).
+    /// For an endpoint going away: its flusher may not run again, and quinn may still send
+    /// (CONNECTION_CLOSE).
+    pub(crate) fn stop_coalescing(&self) {
+        let mut slot = self.pending();
+        self.coalesce.store(false, Ordering::Relaxed);
+        // On WouldBlock it stays: the next transmit sends it first.
+        let _ = self.flush_pending(&mut slot);
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Option<Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends the datagrams that wait in `pending` each time the first of them arrives (the
+    /// wake-up runs this right after the connection driver that added them yields), and again
+    /// once the socket is writable after WouldBlock. Never returns.
+    pub(super) async fn run_flusher(&self) {
+        self.coalesce.store(true, Ordering::Relaxed);
+        // Transmits stop waiting in `pending` when this future is dropped.
+        struct Off<'a>(&'a ScionSocket);
+        impl Drop for Off<'_> {
+            fn drop(&mut self) {
+                self.0.stop_coalescing();
+            }
+        }
+        let _off = Off(self);
+        loop {
+            self.flush_wake.notified().await;
+            // Bounded: each round either sends, finds nothing, or waits for writability.
+            loop {
+                let res = self.flush_pending(&mut self.pending());
+                match res {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if let Err(e) = self.udp.writable().await {
+                            // Not seen on Linux; the next transmit sends what waits first.
+                            debug!(error = %e, "SCION socket not writable");
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
     }
 
     /// Sends a buffer of datagrams of `stride` bytes (the last may be shorter) with as few
     /// `sendmsg` calls as GSO allows. Errors other than WouldBlock are logged by quinn-udp and
     /// count as sent (UDP may lose packets anyway).
     fn send_segments(&self, buf: &[u8], stride: usize, to: SocketAddr) -> io::Result<()> {
+        self.send_segments_from(buf, stride, to, &mut 0)
+    }
+
+    /// [`Self::send_segments`], counting in `done` the bytes that left before an error.
+    fn send_segments_from(
+        &self,
+        buf: &[u8],
+        stride: usize,
+        to: SocketAddr,
+        done: &mut usize,
+    ) -> io::Result<()> {
         let per_send = self
             .max_transmit_segments()
             .min(GSO_MAX_BYTES / stride.max(1))
@@ -251,6 +480,10 @@ impl ScionSocket {
             self.udp.try_io(Interest::WRITABLE, || {
                 self.state.send(UdpSockRef::from(&self.udp), &transmit)
             })?;
+            *done += group.len();
+            self.sends.fetch_add(1, Ordering::Relaxed);
+            self.datagrams
+                .fetch_add(group.len().div_ceil(stride) as u64, Ordering::Relaxed);
         }
         Ok(())
     }
