@@ -20,6 +20,8 @@ use crate::wire::{self, ScmpKind};
 
 /// Most packets waiting on one link direction (delay line and bandwidth queue).
 const LINK_QUEUE_PACKETS: usize = 8192;
+/// Delay-line entry buffers kept for reuse per link direction (up to 64 KB each).
+const SPARE_ENTRY_BUFFERS: usize = 32;
 /// Longest a packet may wait for bandwidth before the link tail-drops it.
 const MAX_QUEUE_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 /// Largest SCMP message a router sends (scionproto's `slayers.MaxSCMPPacketLen`).
@@ -72,6 +74,9 @@ pub(crate) struct IfaceRt {
     delay_tx: mpsc::Sender<DelayBatch>,
     /// Packets in this direction's delay line (handed over or still collected by a task).
     queued: AtomicUsize,
+    /// Buffers of delay-line entries already sent on, for the next entries (grown ones: a
+    /// new buffer was copied several times while it grew to a GRO batch).
+    spare: Mutex<Vec<Vec<u8>>>,
 }
 
 /// Packets that entered one link direction at once and arrive at the far end at the same
@@ -119,7 +124,9 @@ impl<'s> Work<'s> {
             let (f, batch) = self.delayed.swap_remove(i);
             hand_over(shared, ia, f, batch);
         }
-        let mut data = Vec::with_capacity(pkt.len() * 8);
+        let spare = iface.spare.lock().ok().and_then(|mut s| s.pop());
+        let mut data = spare.unwrap_or_else(|| Vec::with_capacity(pkt.len() * 8));
+        data.clear();
         data.extend_from_slice(pkt);
         self.delayed.push((
             iface,
@@ -240,6 +247,7 @@ pub(crate) async fn bind(topo: Topology, ip: IpAddr) -> io::Result<Bound> {
                     }),
                     delay_tx,
                     queued: AtomicUsize::new(0),
+                    spare: Mutex::new(Vec::new()),
                 },
             );
         }
@@ -364,6 +372,11 @@ pub(crate) async fn run_delay_line(shared: Arc<Shared>, end: LinkEnd, mut rx: De
                 }
             }
             flush(shared, far.ia, &mut group, Some(&batch.data[..]));
+            if let Ok(mut spare) = iface.spare.lock() {
+                if spare.len() < SPARE_ENTRY_BUFFERS {
+                    spare.push(batch.data);
+                }
+            }
             match rx.try_recv() {
                 Ok(b) if b.at > clock.now => next = Some(b),
                 Ok(b) => due = Some(b),
