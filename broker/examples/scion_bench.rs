@@ -22,7 +22,7 @@
 //! cargo run --release -p broker --example scion_bench -- [--rounds N] [--runs N]
 //!     [--sizes 16,1024] [--msgs N] [--flat] [--latency MS] [--reverse]
 //!     [--no-failover] [--no-throughput] [--scion-only] [--mtu BYTES] [--same-as]
-//!     [--xbench PATH]
+//!     [--tcp-tls] [--xbench PATH]
 //! ```
 //! `--rounds` cuts per failover kind (default 10), `--runs` xbench runs per
 //! size and route kind (default 3). `--reverse` publishes on B (the node
@@ -32,6 +32,8 @@
 //! and link MTU (e.g. 8972 for jumbo-frame links); `--same-as` puts both
 //! SCION brokers in one AS, so their route needs no border router (SCION
 //! packets with an empty path, as between two hosts of one SCIONLab AS).
+//! `--tcp-tls` gives the TCP route `cluster { tls {...} }` (certificates of a fresh CA): an
+//! encrypted TCP route beside the encrypted QUIC/SCION one.
 //! `RUST_LOG=warn` shows the brokers' logs.
 //! `--xbench` defaults to `$NATS_PEERS_BIN/nats-xbench` or the folder
 //! printed by `shared/peers/setup.sh`.
@@ -40,7 +42,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use broker::options::{ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts};
+use broker::options::{
+    ClusterOpts, ListenAddr, Options, RouteTarget, RouteUrl, ScionOpts, TlsOpts,
+};
 use broker::server::{start, ServerHandle};
 use futures::StreamExt;
 use scion_transport::address::{IsdAsn, ScionAddr};
@@ -104,7 +108,22 @@ fn max_pending(subscriber_side: bool) -> usize {
     }
 }
 
-fn tcp_node(name: &str, routes: Vec<RouteUrl>, sub_side: bool) -> Options {
+#[path = "../tests/harness/pki.rs"]
+mod pki;
+
+/// Cluster TLS files for the TCP bench node `name` (issued by `ca` into `dir`).
+fn tcp_tls(ca: &pki::TestCa, dir: &Dir, name: &str) -> TlsOpts {
+    let (cert, key) = ca.issue(&dir.0, name, &["127.0.0.1", "localhost"]);
+    TlsOpts {
+        cert_file: Some(cert),
+        key_file: Some(key),
+        ca_file: Some(ca.write(&dir.0, &format!("{name}-ca.pem"))),
+        verify: false,
+        timeout: None,
+    }
+}
+
+fn tcp_node(name: &str, routes: Vec<RouteUrl>, sub_side: bool, tls: Option<TlsOpts>) -> Options {
     Options {
         server_name: Some(name.into()),
         max_pending: max_pending(sub_side),
@@ -117,6 +136,7 @@ fn tcp_node(name: &str, routes: Vec<RouteUrl>, sub_side: bool) -> Options {
                 port: -1,
             }),
             routes,
+            tls,
             ..Default::default()
         },
         ..Default::default()
@@ -310,12 +330,14 @@ struct Args {
     mtu: Option<u16>,
     /// Both SCION brokers in one AS (no border router between them).
     same_as: bool,
+    /// TLS on the TCP route.
+    tcp_tls: bool,
     xbench: String,
 }
 
 const USAGE: &str = "usage: scion_bench [--rounds N] [--runs N] [--sizes 16,1024] [--msgs N] \
 [--flat] [--latency MS] [--reverse] [--no-failover] [--no-throughput] [--scion-only] \
-[--mtu BYTES] [--same-as] [--xbench PATH]  (details: the header of broker/examples/scion_bench.rs)";
+[--mtu BYTES] [--same-as] [--tcp-tls] [--xbench PATH]  (details: the header of broker/examples/scion_bench.rs)";
 
 fn parse_args() -> Args {
     let args: Vec<String> = std::env::args().collect();
@@ -332,6 +354,7 @@ fn parse_args() -> Args {
         latency_ms: None,
         mtu: None,
         same_as: false,
+        tcp_tls: false,
         xbench: std::env::var("NATS_PEERS_BIN")
             .map(|d| format!("{d}/nats-xbench"))
             .unwrap_or_else(|_| {
@@ -387,6 +410,11 @@ fn parse_args() -> Args {
             }
             "--same-as" => {
                 a.same_as = true;
+                i += 1;
+                continue;
+            }
+            "--tcp-tls" => {
+                a.tcp_tls = true;
                 i += 1;
                 continue;
             }
@@ -552,7 +580,19 @@ async fn main() {
     let xb = args.xbench.clone();
 
     if args.throughput {
-        let ta = start(tcp_node("tcp-a", vec![], args.reverse))
+        let tls_dir =
+            Dir(std::env::temp_dir().join(format!("scion-bench-tls-{}", std::process::id())));
+        let tls = args.tcp_tls.then(|| {
+            std::fs::create_dir_all(&tls_dir.0).expect("tls dir");
+            let ca = pki::TestCa::new("bench");
+            (
+                tcp_tls(&ca, &tls_dir, "tcp-a"),
+                tcp_tls(&ca, &tls_dir, "tcp-b"),
+            )
+        });
+        let (tls_a, tls_b) = tls.unzip();
+        let tcp_kind = if args.tcp_tls { "TCP+TLS" } else { "TCP" };
+        let ta = start(tcp_node("tcp-a", vec![], args.reverse, tls_a))
             .await
             .expect("tcp a");
         let ra = *ta.state.cluster.listen_addr.lock().expect("lock");
@@ -569,6 +609,7 @@ async fn main() {
                 },
             }],
             !args.reverse,
+            tls_b,
         ))
         .await
         .expect("tcp b");
@@ -609,7 +650,7 @@ async fn main() {
             }
         );
         println!();
-        println!("| size | TCP route | SCION route | SCION/TCP (median of run pairs) | CPU ns/msg TCP | CPU ns/msg SCION | CPU ns/msg xbench TCP, SCION | runs ok TCP, SCION | routes cut TCP, SCION |");
+        println!("| size | {tcp_kind} route | SCION route | SCION/{tcp_kind} (median of run pairs) | CPU ns/msg {tcp_kind} | CPU ns/msg SCION | CPU ns/msg xbench {tcp_kind}, SCION | runs ok {tcp_kind}, SCION | routes cut {tcp_kind}, SCION |");
         println!("|---|---|---|---|---|---|---|---|---|");
         for &size in &args.sizes {
             let n = args
@@ -644,7 +685,7 @@ async fn main() {
                             st1.dropped - st0.dropped
                         );
                     }
-                    let kind = if scion { "SCION" } else { "TCP" };
+                    let kind = if scion { "SCION" } else { tcp_kind };
                     match r {
                         Ok(v) => {
                             eprintln!("{kind} {size} B: {v:.0} msgs/s, {ns:.0} ns CPU/msg, xbench {kid_ns:.0} ns CPU/msg");
