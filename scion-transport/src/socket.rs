@@ -946,6 +946,10 @@ impl ScionSocket {
                 }
             }
         }
+        // Sent now, so a second switch within the window replays them too.
+        if let Some(sent) = waiting {
+            peer.remember(sent, &mut Vec::new());
+        }
         debug!(remote = %peer.remote, replayed, "replayed recent datagrams on the new path");
     }
 
