@@ -309,8 +309,9 @@ pub struct OutageStats {
     pub total: Duration,
 }
 
-/// One GSO buffer, sent and kept for replay or waiting to be sent: datagrams of `stride` bytes (the last may be
-/// shorter), each `header` bytes of SCION/UDP header followed by a QUIC packet.
+/// One GSO buffer, sent and kept for replay or waiting to be sent: datagrams of `stride`
+/// bytes (the last may be shorter), each `header` bytes of SCION/UDP header followed by a
+/// QUIC packet.
 struct Sent {
     at: Instant,
     buf: Vec<u8>,

@@ -575,7 +575,8 @@ async fn bulk_sender_joins_transmits_into_larger_gso_sends() {
     let c = carry(net().await, 8 << 20, false).await;
     let s = c._net.0.send_stats();
     assert!(s.datagrams > 5_000, "{s:?}");
-    assert!(s.datagrams > 12 * s.sends, "{s:?}");
+    // Above 10 on average is impossible one transmit per sendmsg; about 19 is usual.
+    assert!(s.datagrams > 11 * s.sends, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

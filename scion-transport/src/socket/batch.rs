@@ -164,8 +164,7 @@ impl Slots<'_, '_> {
 /// to one peer over its one active route with one segment size, as one GSO buffer.
 pub(crate) struct Pending {
     remote: ScionAddr,
-    next_hop: SocketAddr,
-    /// The peer's route set the datagrams were encoded for.
+    /// The peer's route set (of one route) the datagrams were encoded for.
     routes: Arc<[SendRoute]>,
     sent: Sent,
     /// The last datagram is shorter than the stride: nothing may follow it in this buffer.
@@ -321,7 +320,6 @@ impl ScionSocket {
             buf.clear();
             Pending {
                 remote: to.remote,
-                next_hop: route.next_hop,
                 routes: to.routes.clone(),
                 short_tail: false,
                 sent: Sent {
@@ -365,7 +363,7 @@ impl ScionSocket {
             return Ok(());
         };
         let mut done = 0;
-        match self.send_segments_from(&p.sent.buf, p.sent.stride, p.next_hop, &mut done) {
+        match self.send_segments_from(&p.sent.buf, p.sent.stride, p.routes[0].next_hop, &mut done) {
             Ok(()) => {
                 self.remember(p.remote, p.sent);
                 Ok(())
