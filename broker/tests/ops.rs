@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use harness::free_port;
 
 use harness::procs::{
-    nats_available, read_until, start_on_conf, tmpdir, wait_file, Proc, Started, BIN, NATS,
+    nats_available, read_until, start_on_conf, start_on_conf_with, tmpdir, wait_file, Proc,
+    Started, BIN, NATS,
 };
 
 /// SIGUSR1 after log rotation: the server keeps running and writes to a
@@ -101,53 +102,42 @@ fn client(port: u16, user: &str, pass: &str) -> TcpStream {
 /// client.go processSubsOnConfigReload). Returns what `a` and `b` saw.
 /// `b` holds "what b saw|what c saw" (both read until EOF or timeout).
 fn auth_reload_scenario(bin: &str) -> (String, String, String) {
-    let dir = tmpdir(&format!("auth-{}", bin.len()));
-    let conf = dir.join("s.conf");
-    let log = dir.join("s.log");
-    let port = free_port();
-    let head = format!(
-        "listen: 127.0.0.1:{port}\nlog_file: \"{}\"\n",
-        log.display()
-    );
-    std::fs::write(
-        &conf,
-        format!(
-            "{head}authorization {{ users [\n\
-             {{user: a, password: a, permissions: {{subscribe: [foo, bar]}}}}\n\
-             {{user: b, password: b}}\n\
-             {{user: c, password: c}}\n] }}\n"
-        ),
-    )
-    .unwrap();
     // -DV: the -ERRs a reload sends are traced (client.go sendErr).
-    let mut p = Proc::spawn(bin, &["-c", conf.to_str().unwrap(), "-DV"]);
-    wait_file(&log, "Server is ready", 0);
+    let s = start_on_conf_with(
+        bin,
+        "auth",
+        "authorization { users [\n\
+         {user: a, password: a, permissions: {subscribe: [foo, bar]}}\n\
+         {user: b, password: b}\n\
+         {user: c, password: c}\n] }\n",
+        &["-DV"],
+    );
+    let port = s.port;
     let mut a = client(port, "a", "a");
     a.write_all(b"SUB foo 1\r\nSUB bar 2\r\nPING\r\n").unwrap();
     assert!(read_until(&mut a, "PONG").contains("PONG"));
     let mut b = client(port, "b", "b");
     let mut c = client(port, "c", "c");
     std::fs::write(
-        &conf,
+        &s.conf,
         format!(
-            "{head}authorization {{ users [\n\
+            "{}authorization {{ users [\n\
              {{user: a, password: a, permissions: {{subscribe: [bar], publish: [bar]}}}}\n\
-             {{user: c, password: c2}}\n] }}\n"
+             {{user: c, password: c2}}\n] }}\n",
+            s.head
         ),
     )
     .unwrap();
-    let mark = std::fs::metadata(&log).unwrap().len() as usize;
-    p.signal(libc::SIGHUP);
-    let text = wait_file(&log, "Reloaded server configuration", mark);
+    let mark = std::fs::metadata(&s.log).unwrap().len() as usize;
+    s.p.signal(libc::SIGHUP);
+    let text = wait_file(&s.log, "Reloaded server configuration", mark);
     let b_saw = read_until(&mut b, "Authorization Violation");
     let c_saw = read_until(&mut c, "Authorization Violation");
     let mut a_saw = read_until(&mut a, "(sid \"1\")");
     a.write_all(b"PUB baz 1\r\nx\r\nPUB bar 1\r\ny\r\nPING\r\n")
         .unwrap();
     a_saw.push_str(&read_until(&mut a, "PONG"));
-    p.signal(libc::SIGINT);
-    p.wait_exit();
-    let _ = std::fs::remove_dir_all(dir);
+    s.stop();
     (a_saw, b_saw + "|" + &c_saw, text[mark..].to_string())
 }
 

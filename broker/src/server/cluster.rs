@@ -221,13 +221,7 @@ impl ClusterState {
         if !self.urls_published.load(Ordering::Acquire) {
             return Vec::new();
         }
-        let mut v = lock(&self.own_urls).clone();
-        for u in lock(&self.remote_urls).keys() {
-            if !v.contains(u) {
-                v.push(u.clone());
-            }
-        }
-        v
+        own_then_remote(&self.own_urls, &self.remote_urls)
     }
 
     /// Websocket URLs to advertise to websocket clients (client.go generateClientInfoJSON:
@@ -237,40 +231,43 @@ impl ClusterState {
         if !self.ws_urls_published.load(Ordering::Acquire) {
             return Vec::new();
         }
-        let mut v = lock(&self.own_ws_urls).clone();
-        for u in lock(&self.remote_ws_urls).keys() {
-            if !v.contains(u) {
-                v.push(u.clone());
-            }
-        }
-        v
+        own_then_remote(&self.own_ws_urls, &self.remote_ws_urls)
     }
 
     /// Adds or removes remote websocket URLs; true if the set changed.
     pub fn update_remote_ws_urls(&self, urls: &[String], add: bool) -> bool {
-        let changed = refcount_update(&mut lock(&self.remote_ws_urls), urls, add);
-        if changed {
-            self.ws_urls_published.store(true, Ordering::Release);
-            self.urls_generation.fetch_add(1, Ordering::AcqRel);
-        }
-        changed
+        self.update_remote(
+            &self.remote_ws_urls,
+            Some(&self.ws_urls_published),
+            urls,
+            add,
+        )
     }
 
     /// SCION client listeners to advertise to SCION clients: ours first.
     pub fn scion_connect_urls(&self) -> Vec<String> {
-        let mut v = lock(&self.own_scion_urls).clone();
-        for u in lock(&self.remote_scion_urls).keys() {
-            if !v.contains(u) {
-                v.push(u.clone());
-            }
-        }
-        v
+        own_then_remote(&self.own_scion_urls, &self.remote_scion_urls)
     }
 
     /// Adds or removes remote SCION connect URLs; true if the set changed.
     pub fn update_remote_scion_urls(&self, urls: &[String], add: bool) -> bool {
-        let changed = refcount_update(&mut lock(&self.remote_scion_urls), urls, add);
+        self.update_remote(&self.remote_scion_urls, None, urls, add)
+    }
+
+    /// Adds or removes remote URLs of one kind (refcounted per route); true if the set
+    /// changed. A change publishes that kind (`published`) and bumps `urls_generation`.
+    fn update_remote(
+        &self,
+        remote: &Mutex<BTreeMap<String, u32>>,
+        published: Option<&AtomicBool>,
+        urls: &[String],
+        add: bool,
+    ) -> bool {
+        let changed = refcount_update(&mut lock(remote), urls, add);
         if changed {
+            if let Some(p) = published {
+                p.store(true, Ordering::Release);
+            }
             self.urls_generation.fetch_add(1, Ordering::AcqRel);
         }
         changed
@@ -278,13 +275,19 @@ impl ClusterState {
 
     /// Adds or removes remote connect URLs; true if the set changed.
     pub fn update_remote_urls(&self, urls: &[String], add: bool) -> bool {
-        let changed = refcount_update(&mut lock(&self.remote_urls), urls, add);
-        if changed {
-            self.urls_published.store(true, Ordering::Release);
-            self.urls_generation.fetch_add(1, Ordering::AcqRel);
-        }
-        changed
+        self.update_remote(&self.remote_urls, Some(&self.urls_published), urls, add)
     }
+}
+
+/// Our URLs first, then the remotes' not among them.
+fn own_then_remote(own: &Mutex<Vec<String>>, remote: &Mutex<BTreeMap<String, u32>>) -> Vec<String> {
+    let mut v = lock(own).clone();
+    for u in lock(remote).keys() {
+        if !v.contains(u) {
+            v.push(u.clone());
+        }
+    }
+    v
 }
 
 fn refcount_update(m: &mut BTreeMap<String, u32>, urls: &[String], add: bool) -> bool {

@@ -134,6 +134,11 @@ impl Started {
 /// Starts `bin` on a config of `listen` (a free loopback port), `log_file` and `rest`, and
 /// waits (bounded) until it is ready.
 pub fn start_on_conf(bin: &str, tag: &str, rest: &str) -> Started {
+    start_on_conf_with(bin, tag, rest, &[])
+}
+
+/// [`start_on_conf`] with more command-line flags (e.g. `-DV`).
+pub fn start_on_conf_with(bin: &str, tag: &str, rest: &str, flags: &[&str]) -> Started {
     let dir = tmpdir(&format!("{tag}-{}", bin.len()));
     let conf = dir.join("s.conf");
     let log = dir.join("s.log");
@@ -143,7 +148,9 @@ pub fn start_on_conf(bin: &str, tag: &str, rest: &str) -> Started {
         log.display()
     );
     std::fs::write(&conf, format!("{head}{rest}")).unwrap();
-    let p = Proc::spawn(bin, &["-c", conf.to_str().unwrap()]);
+    let mut args = vec!["-c", conf.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    let p = Proc::spawn(bin, &args);
     wait_file(&log, "Server is ready", 0);
     Started {
         dir,
