@@ -313,7 +313,15 @@ fn websocket_port_answers_like_nats_server() {
         ours.varz_websocket
     );
     if nats_available() {
-        let (theirs, their_log) = scenario(NATS);
+        let (mut theirs, their_log) = scenario(NATS);
+        // nats-server queues a CLOSE 1002 with the reason on a framing error
+        // (websocket.go wsHandleProtocolError) and closes the connection at once: whether
+        // the frame is flushed first is a race there (mostly not). Ours sends none.
+        let mut close = vec![0x88u8, 18, 0x03, 0xea];
+        close.extend_from_slice(b"mask bit missing");
+        if theirs.exchange.get(8) == Some(&format!("{close:?}")) {
+            theirs.exchange[8] = "EOF".into();
+        }
         assert_eq!(ours, theirs, "nats-server log:\n{their_log}");
     }
 }

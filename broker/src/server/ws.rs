@@ -556,7 +556,8 @@ impl<R> WsReader<R> {
     }
 
     /// A framing error: the connection closes as Read Error, without a CLOSE frame
-    /// (nats-server queues one, then closes without flushing: none reaches the peer).
+    /// (nats-server queues a CLOSE 1002 with the reason, then closes at once: the frame
+    /// reaches the peer only when its flusher wins that race, mostly it does not).
     fn protocol_error(&self, msg: String) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, WsProtocolError(msg))
     }
