@@ -555,11 +555,22 @@ impl<R> WsReader<R> {
         }
     }
 
-    /// A framing error: the connection closes as Read Error, without a CLOSE frame
-    /// (nats-server queues a CLOSE 1002 with the reason, then closes at once: the frame
-    /// reaches the peer only when its flusher wins that race, mostly it does not).
+    /// A read error that is not a framing error (a compressed message that does not
+    /// inflate or is too large): the connection closes as Read Error without a CLOSE frame,
+    /// as in websocket.go, which returns these errors as they are.
     fn protocol_error(&self, msg: String) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, WsProtocolError(msg))
+    }
+
+    /// A framing error (websocket.go wsHandleProtocolError): a CLOSE 1002 with the reason
+    /// is queued, then the connection closes as Read Error. The writer sends that frame
+    /// before it closes (RFC 6455 7.1.7: an endpoint that fails the connection SHOULD send
+    /// one). nats-server queues it too but closes at once, so there the frame reaches the
+    /// peer only when its flusher wins that race.
+    fn framing_error(&self, msg: String) -> io::Error {
+        self.ctrl
+            .queue_close(&close_payload(CLOSE_PROTOCOL_ERROR, &msg));
+        self.protocol_error(msg)
     }
 
     /// Parses one frame header at the front of the buffer (a control frame with its
@@ -575,26 +586,26 @@ impl<R> WsReader<R> {
         let compressed = b0 & 0x40 != 0;
         let masked = b1 & 0x80 != 0;
         if self.masked && !masked {
-            return Err(self.protocol_error("mask bit missing".into()));
+            return Err(self.framing_error("mask bit missing".into()));
         }
         let len7 = (b1 & 0x7F) as usize;
         let control = matches!(opcode, OP_CLOSE | OP_PING | OP_PONG);
         match opcode {
             OP_CLOSE | OP_PING | OP_PONG => {
                 if len7 > MAX_CONTROL_PAYLOAD {
-                    return Err(self.protocol_error(format!(
+                    return Err(self.framing_error(format!(
                         "control frame length bigger than maximum allowed of {MAX_CONTROL_PAYLOAD} bytes"
                     )));
                 }
                 if !fin {
                     return Err(
-                        self.protocol_error("control frame does not have final bit set".into())
+                        self.framing_error("control frame does not have final bit set".into())
                     );
                 }
             }
             OP_TEXT | OP_BINARY => {
                 if self.in_message {
-                    return Err(self.protocol_error(
+                    return Err(self.framing_error(
                         "new message started before final frame for previous message was received"
                             .into(),
                     ));
@@ -604,10 +615,10 @@ impl<R> WsReader<R> {
             }
             OP_CONTINUATION => {
                 if !self.in_message || compressed {
-                    return Err(self.protocol_error("invalid continuation frame".into()));
+                    return Err(self.framing_error("invalid continuation frame".into()));
                 }
             }
-            other => return Err(self.protocol_error(format!("unknown opcode {other}"))),
+            other => return Err(self.framing_error(format!("unknown opcode {other}"))),
         }
         let (len, mut at) = match len7 {
             126 if b.len() >= 4 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
@@ -996,7 +1007,19 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
             Some(ReadError | WriteError | SlowConsumerPendingBytes | SlowConsumerWriteDeadline)
                 | Some(TlsHandshakeError)
         );
-        if self.closed || skip {
+        if self.closed {
+            return;
+        }
+        if skip {
+            // A framing error queued its CLOSE 1002 (`WsReader::framing_error`): only that
+            // frame goes out, within the writer's bound; what else was pending is dropped.
+            if reason == Some(ReadError) {
+                if let Some(close) = self.ctrl.take_close() {
+                    self.closed = true;
+                    let _ = self.inner.write_all(&close).await;
+                    let _ = self.inner.flush().await;
+                }
+            }
             return;
         }
         if let Some(r) = reason {
@@ -1147,6 +1170,83 @@ mod tests {
             assert!(got == payload, "seed {seed}: bytes differ");
             let pongs = ctrl.take_pongs();
             assert_eq!(pongs.len(), pings * 3, "seed {seed}");
+        }
+    }
+
+    /// Each framing error queues a CLOSE 1002 with nats-server's reason text
+    /// (wsHandleProtocolError); a compressed message that does not inflate is a read error
+    /// without a CLOSE frame, as in websocket.go.
+    #[tokio::test]
+    async fn framing_errors_queue_close_1002_with_the_reason() {
+        let key = [1, 2, 3, 4];
+        let mut unmasked = client_frame(0x82, b"PING\r\n", key);
+        unmasked[1] &= 0x7F;
+        unmasked.drain(2..6);
+        let mut long_ping = client_frame(0x80 | OP_PING, &[0; 126], key);
+        long_ping[1] = 0x80 | 126;
+        let mut bad_deflate = client_frame(0xC2, b"\xff\xff\xff\xff", key);
+        bad_deflate[0] = 0x80 | 0x40 | OP_BINARY;
+        let cases: Vec<(Vec<u8>, bool, &str)> = vec![
+            (unmasked, false, "mask bit missing"),
+            (
+                long_ping,
+                false,
+                "control frame length bigger than maximum allowed of 125 bytes",
+            ),
+            (
+                client_frame(OP_PING, b"p", key),
+                false,
+                "control frame does not have final bit set",
+            ),
+            (
+                [
+                    client_frame(OP_BINARY, b"a", key),
+                    client_frame(0x82, b"b", key),
+                ]
+                .concat(),
+                false,
+                "new message started before final frame for previous message was received",
+            ),
+            (
+                client_frame(0x80 | OP_CONTINUATION, b"a", key),
+                false,
+                "invalid continuation frame",
+            ),
+            (client_frame(0x83, b"a", key), false, "unknown opcode 3"),
+            (bad_deflate, true, ""),
+        ];
+        for (wire, compress, reason) in cases {
+            let (mut tx, rx) = tokio::io::duplex(1 << 16);
+            tx.write_all(&wire).await.unwrap();
+            drop(tx);
+            let ctrl = Arc::new(WsControl::default());
+            let shared = Arc::new(ClientShared::new(
+                1,
+                crate::proto::ConnKind::Client,
+                "127.0.0.1:1".parse().unwrap(),
+                1 << 20,
+            ));
+            let up = Upgrade {
+                compress,
+                ..Upgrade::default()
+            };
+            let mut rd = WsReader::new(rx, ctrl.clone(), shared, &up);
+            let mut got = Vec::new();
+            let err = tokio::time::timeout(Duration::from_secs(5), rd.read_to_end(&mut got))
+                .await
+                .expect("in time")
+                .expect_err(reason);
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{reason}: {err}");
+            match ctrl.take_close() {
+                Some(f) if !compress => {
+                    let mut want = frame_header(OP_CLOSE, reason.len() + 2);
+                    want.extend_from_slice(&close_payload(CLOSE_PROTOCOL_ERROR, reason));
+                    assert_eq!(f, want, "{reason}");
+                    assert_eq!(err.to_string(), reason);
+                }
+                None if compress => {}
+                other => panic!("{reason:?}: close frame {other:?}"),
+            }
         }
     }
 
