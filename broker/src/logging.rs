@@ -171,9 +171,98 @@ enum Sink {
     /// Local syslog over `/dev/log` (Go log/syslog unixSyslog: facility
     /// LOG_DAEMON, `<PRI>Mmm dd hh:mm:ss tag[pid]: msg`).
     LocalSyslog(std::os::unix::net::UnixDatagram),
-    /// `remote_syslog` over UDP (Go log/syslog netConn: facility from
-    /// LOG_DEBUG = kern, `<PRI>RFC3339 host tag[pid]: msg`).
-    RemoteSyslog(std::net::UdpSocket),
+    /// `remote_syslog` (Go log/syslog netConn: facility from LOG_DEBUG = kern).
+    RemoteSyslog(Remote),
+}
+
+/// A `remote_syslog` connection (logger/syslog.go getNetworkAndAddr, Go log/syslog Dial).
+enum Remote {
+    /// `udp://host:port`: one datagram per line, `<PRI>RFC3339 host tag[pid]: msg\n`.
+    Udp(std::net::UdpSocket),
+    /// `tcp://host:port` (the same lines) or `unix:///path` (a stream socket; Go writes
+    /// the local form there, `<PRI>Mmm dd hh:mm:ss tag[pid]: msg\n`, without the host).
+    Stream(StreamSyslog),
+}
+
+/// Where a stream syslog server is.
+enum StreamAddr {
+    Tcp(std::net::SocketAddr),
+    Unix(std::path::PathBuf),
+}
+
+/// A stream connection to a syslog server, dialled again when a write fails.
+struct StreamSyslog {
+    addr: StreamAddr,
+    conn: Option<Box<dyn Write + Send>>,
+    /// No new dial before this: while the server is away, lines are dropped instead of
+    /// each waiting for a dial.
+    redial_at: std::time::Instant,
+}
+
+/// Bound on one write or dial to a stream syslog server, and the least time between two
+/// dials: a stuck or absent server must not hold the logging lock for long. Go's writer
+/// has no bound and dials again for every line.
+const SYSLOG_STREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl StreamSyslog {
+    fn dial(addr: &StreamAddr) -> std::io::Result<Box<dyn Write + Send>> {
+        Ok(match addr {
+            StreamAddr::Tcp(a) => {
+                let c = std::net::TcpStream::connect_timeout(a, SYSLOG_STREAM_TIMEOUT)?;
+                c.set_write_timeout(Some(SYSLOG_STREAM_TIMEOUT))?;
+                Box::new(c)
+            }
+            StreamAddr::Unix(p) => {
+                let c = std::os::unix::net::UnixStream::connect(p)?;
+                c.set_write_timeout(Some(SYSLOG_STREAM_TIMEOUT))?;
+                Box::new(c)
+            }
+        })
+    }
+
+    fn connect(addr: StreamAddr) -> std::io::Result<Self> {
+        let conn = Self::dial(&addr)?;
+        Ok(StreamSyslog {
+            addr,
+            conn: Some(conn),
+            redial_at: std::time::Instant::now(),
+        })
+    }
+
+    /// Sends one line; when the connection fails, dials again (at most once per
+    /// [`SYSLOG_STREAM_TIMEOUT`]) and retries the line once (Go log/syslog
+    /// writeAndRetry). Errors are dropped, as Go's logger drops them.
+    fn send(&mut self, line: &[u8]) {
+        let local = matches!(self.addr, StreamAddr::Unix(_));
+        let pkt = syslog_packet(line, 0, !local);
+        if let Some(c) = self.conn.as_mut() {
+            if c.write_all(&pkt).is_ok() {
+                return;
+            }
+            self.conn = None;
+        }
+        let now = std::time::Instant::now();
+        if now < self.redial_at {
+            return;
+        }
+        self.redial_at = now + SYSLOG_STREAM_TIMEOUT;
+        if let Ok(mut c) = Self::dial(&self.addr) {
+            if c.write_all(&pkt).is_ok() {
+                self.conn = Some(c);
+            }
+        }
+    }
+}
+
+impl Remote {
+    fn send(&mut self, line: &[u8]) {
+        match self {
+            Remote::Udp(s) => {
+                let _ = s.send(&syslog_packet(line, 0, true));
+            }
+            Remote::Stream(s) => s.send(line),
+        }
+    }
 }
 
 static SINK: Mutex<Option<Sink>> = Mutex::new(None);
@@ -216,15 +305,13 @@ impl Drop for LineWriter {
             Some(Sink::LocalSyslog(s)) => {
                 let _ = s.send(&syslog_packet(&self.0, 3 << 3, false));
             }
-            Some(Sink::RemoteSyslog(s)) => {
-                let _ = s.send(&syslog_packet(&self.0, 0, true));
-            }
+            Some(Sink::RemoteSyslog(r)) => r.send(&self.0),
         }
     }
 }
 
-/// Builds a syslog datagram from a line formatted with the severity digit
-/// first (see [`NatsFormat`]).
+/// Builds a syslog message from a line formatted with the severity digit
+/// first (see [`NatsFormat`]); it ends in a newline, as Go log/syslog's do.
 fn syslog_packet(line: &[u8], facility: u8, remote: bool) -> Vec<u8> {
     let (sev, msg) = match line.split_first() {
         Some((d, rest)) if d.is_ascii_digit() => (d - b'0', rest),
@@ -251,6 +338,7 @@ fn syslog_packet(line: &[u8], facility: u8, remote: bool) -> Vec<u8> {
     };
     let mut v = head.into_bytes();
     v.extend_from_slice(msg);
+    v.push(b'\n');
     v
 }
 
@@ -280,10 +368,14 @@ pub enum LogError {
     Syslog(std::io::Error),
     #[error("error invalid network type: {0:?}")]
     RemoteScheme(String),
-    #[error("remote syslog over {0} is not supported by this broker: use udp://host:port")]
-    RemoteUnsupported(String),
-    #[error("error connecting to remote syslog {url}: {source}")]
-    Remote { url: String, source: std::io::Error },
+    /// log.Fatalf("error connecting to syslog: %q") in logger/syslog.go, with Go's
+    /// `dial <network> <address>: ` before the reason.
+    #[error("error connecting to syslog: \"dial {network} {addr}: {source}\"")]
+    Remote {
+        network: String,
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// Opens the destination server/log.go ConfigureLogger picks: the log file
@@ -308,27 +400,45 @@ fn open_sink(cfg: &LogConfig) -> Result<Sink, LogError> {
     Ok(Sink::Stderr)
 }
 
-/// logger/syslog.go getNetworkAndAddr: `udp://host:port`; a plain
-/// `host:port` is taken as UDP too. TCP and unix remote syslog are refused
-/// with a clear error rather than silently dropped.
+/// logger/syslog.go getNetworkAndAddr: `udp://host:port`, `tcp://host:port` or
+/// `unix:///path` (a stream socket); a plain `host:port` is taken as UDP. The server is
+/// dialled now: one that cannot be reached stops the start, as in nats-server.
 fn open_remote(url: &str) -> Result<Sink, LogError> {
     let (scheme, addr) = url.split_once("://").unwrap_or(("udp", url));
-    // nats-server also dials tcp and unix syslog servers; we send datagrams only, and say
-    // so rather than call the scheme invalid.
-    if scheme == "tcp" || scheme == "unix" {
-        return Err(LogError::RemoteUnsupported(scheme.to_string()));
-    }
-    if scheme != "udp" {
-        return Err(LogError::RemoteScheme(scheme.to_string()));
-    }
-    let addr = addr.trim_end_matches('/');
     let remote = |source| LogError::Remote {
-        url: url.to_string(),
+        network: scheme.to_string(),
+        addr: addr.to_string(),
         source,
     };
-    let s = std::net::UdpSocket::bind(("0.0.0.0", 0)).map_err(remote)?;
-    s.connect(addr).map_err(remote)?;
-    Ok(Sink::RemoteSyslog(s))
+    let host_port = || addr.split('/').next().unwrap_or(addr);
+    let r = match scheme {
+        "udp" => {
+            let s = std::net::UdpSocket::bind(("0.0.0.0", 0)).map_err(remote)?;
+            s.connect(host_port()).map_err(remote)?;
+            Remote::Udp(s)
+        }
+        "tcp" => {
+            let mut last =
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no address for the host");
+            let mut found = None;
+            for a in std::net::ToSocketAddrs::to_socket_addrs(host_port()).map_err(remote)? {
+                match StreamSyslog::connect(StreamAddr::Tcp(a)) {
+                    Ok(c) => {
+                        found = Some(c);
+                        break;
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Remote::Stream(found.ok_or_else(|| remote(last))?)
+        }
+        "unix" => Remote::Stream(
+            StreamSyslog::connect(StreamAddr::Unix(std::path::PathBuf::from(addr)))
+                .map_err(remote)?,
+        ),
+        other => return Err(LogError::RemoteScheme(other.to_string())),
+    };
+    Ok(Sink::RemoteSyslog(r))
 }
 
 fn targets(cfg: &LogConfig) -> tracing_subscriber::filter::Targets {
@@ -431,12 +541,17 @@ mod tests {
 
     #[test]
     fn remote_syslog_schemes() {
-        let e = open_remote("tcp://127.0.0.1:514")
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        assert!(open_remote(&format!("tcp://{addr}")).is_ok());
+        drop(l);
+        let e = open_remote(&format!("tcp://{addr}"))
             .err()
-            .map(|e| e.to_string());
-        assert_eq!(
-            e.as_deref(),
-            Some("remote syslog over tcp is not supported by this broker: use udp://host:port")
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with(&format!("error connecting to syslog: \"dial tcp {addr}: ")),
+            "{e}"
         );
         let e = open_remote("foo://127.0.0.1:514")
             .err()
@@ -452,13 +567,49 @@ mod tests {
         assert_eq!(civil_from_unix(1_795_400_000), (2026, 11, 23, 2, 13, 20));
     }
 
+    /// A TCP syslog server that drops the connection gets the next lines on a new one.
+    #[test]
+    fn tcp_syslog_dials_again_after_the_server_closes() {
+        use std::io::{BufRead, BufReader};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut s = StreamSyslog::connect(StreamAddr::Tcp(addr)).unwrap();
+        let (first, _) = l.accept().unwrap();
+        s.send(b"5one\n");
+        let mut r = BufReader::new(first);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.ends_with("]: one\n"), "{line:?}");
+        drop(r);
+        l.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let second = loop {
+            assert!(std::time::Instant::now() < deadline, "no second connection");
+            // The first write after the close may still be taken by the kernel; the reset
+            // fails a later one, which dials again.
+            s.send(b"5two\n");
+            match l.accept() {
+                Ok((c, _)) => break c,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
+        second.set_nonblocking(false).unwrap();
+        second
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(second).read_line(&mut line).unwrap();
+        assert!(line.ends_with("]: two\n"), "{line:?}");
+    }
+
     #[test]
     fn syslog_packets() {
         let p = String::from_utf8(syslog_packet(b"3oops\n", 3 << 3, false)).unwrap();
         assert!(p.starts_with("<27>"), "{p}");
-        assert!(p.ends_with("]: oops"), "{p}");
+        assert!(p.ends_with("]: oops\n"), "{p}");
         let p = String::from_utf8(syslog_packet(b"5hi\n", 0, true)).unwrap();
         assert!(p.starts_with("<5>"), "{p}");
         assert!(p.contains("Z "), "{p}");
+        assert!(p.ends_with("]: hi\n"), "{p}");
     }
 }

@@ -314,50 +314,145 @@ fn run_bounded(bin: &str, args: &[&str]) -> (Option<i32>, String) {
     (code, text)
 }
 
-/// `remote_syslog` (`-r udp://host:port`): lines arrive as syslog
-/// datagrams, severity notice for info lines, tagged `<exe>[pid]:`
-/// (logger/syslog.go NewRemoteSysLogger, Go log/syslog format).
-fn remote_syslog_scenario(bin: &str) -> String {
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let url = format!("udp://{}", sock.local_addr().unwrap());
+/// Where a `remote_syslog` scenario listens: a UDP socket, a TCP listener or a unix stream
+/// listener, as `-r` names them (logger/syslog.go getNetworkAndAddr).
+enum SyslogServer {
+    Udp(std::net::UdpSocket),
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// `remote_syslog` (`-r <url>`): the broker's `Server is ready` line as the syslog server
+/// received it (logger/syslog.go NewRemoteSysLogger, Go log/syslog format), bounded.
+fn remote_syslog_scenario(bin: &str, scheme: &str) -> String {
+    let dir = harness::scratch_dir("syslog");
+    let (server, url) = match scheme {
+        "udp" => {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let url = format!("udp://{}", s.local_addr().unwrap());
+            (SyslogServer::Udp(s), url)
+        }
+        "tcp" => {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("tcp://{}", l.local_addr().unwrap());
+            (SyslogServer::Tcp(l), url)
+        }
+        _ => {
+            let path = dir.join("syslog.sock");
+            let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+            (SyslogServer::Unix(l), format!("unix://{}", path.display()))
+        }
+    };
     let port = free_port();
     let mut p = Proc::spawn(
         bin,
         &["-a", "127.0.0.1", "-p", &port.to_string(), "-r", &url],
     );
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut text = String::new();
     let mut buf = [0u8; 2048];
-    let mut seen = Vec::new();
+    let mut stream: Option<Box<dyn Read>> = None;
     let ready = loop {
         assert!(
             Instant::now() < deadline,
-            "{bin}: no syslog line; saw {seen:?}"
+            "{bin} {scheme}: no syslog line; saw {text:?}"
         );
-        if let Ok(n) = sock.recv(&mut buf) {
-            let line = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if line.contains("Server is ready") {
-                break line;
-            }
-            seen.push(line);
+        if let Some(i) = text.find("Server is ready") {
+            let start = text[..i].rfind('<').unwrap_or(0);
+            let end = text[i..].find('\n').map_or(text.len(), |n| i + n + 1);
+            break text[start..end].to_string();
         }
+        let n = match (&server, stream.as_mut()) {
+            (SyslogServer::Udp(s), _) => s.recv(&mut buf).unwrap_or(0),
+            (_, Some(r)) => r.read(&mut buf).unwrap_or(0),
+            (SyslogServer::Tcp(l), None) => {
+                let (c, _) = l.accept().unwrap();
+                c.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                stream = Some(Box::new(c));
+                0
+            }
+            (SyslogServer::Unix(l), None) => {
+                let (c, _) = l.accept().unwrap();
+                c.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                stream = Some(Box::new(c));
+                0
+            }
+        };
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
     };
     p.signal(libc::SIGINT);
     p.wait_exit();
     ready
 }
 
-#[test]
-fn remote_syslog_sends_datagrams_like_nats_server() {
-    let check = |bin: &str| {
-        let l = remote_syslog_scenario(bin);
-        assert!(l.starts_with("<5>"), "{bin}: {l:?}");
-        assert!(l.trim_end().ends_with("]: Server is ready"), "{bin}: {l:?}");
+/// A syslog line with what differs by process and moment taken out: the time stamp, and
+/// the tag and pid (`broker[12]` / `nats-server[34]`).
+fn syslog_shape(line: &str) -> String {
+    let Some((head, msg)) = line.split_once("]: ") else {
+        return format!("unparsed: {line:?}");
     };
-    check(BIN);
-    if nats_available() {
-        check(NATS);
+    let head = head.rsplit_once(' ').map_or("", |(h, _tag)| h);
+    // `<PRI>` then the time stamp: RFC 3339 and the host name over the network, Go's
+    // time.Stamp (`Nov 25 06:30:00`) on a unix socket.
+    let Some((pri, rest)) = head.split_once('>') else {
+        return format!("unparsed: {line:?}");
+    };
+    let host = match rest.split_once(' ') {
+        Some((ts, host)) if ts.contains('T') => format!(" TS {host}"),
+        _ => " STAMP".to_string(),
+    };
+    format!("{pri}>{host} TAG[PID]: {msg}")
+}
+
+#[test]
+fn remote_syslog_over_udp_tcp_and_unix_like_nats_server() {
+    for scheme in ["udp", "tcp", "unix"] {
+        let ours = remote_syslog_scenario(BIN, scheme);
+        assert!(ours.starts_with("<5>"), "{scheme}: {ours:?}");
+        assert!(ours.ends_with("]: Server is ready\n"), "{scheme}: {ours:?}");
+        let shape = syslog_shape(&ours);
+        let want_host = if scheme == "unix" { "STAMP" } else { "TS " };
+        assert!(
+            shape.starts_with(&format!("<5> {want_host}")),
+            "{scheme}: {shape}"
+        );
+        if nats_available() {
+            let theirs = remote_syslog_scenario(NATS, scheme);
+            assert_eq!(
+                shape,
+                syslog_shape(&theirs),
+                "{scheme}: {ours:?} vs {theirs:?}"
+            );
+        }
+    }
+}
+
+/// A `remote_syslog` server that cannot be reached stops the start, as in nats-server
+/// (log.Fatalf "error connecting to syslog"); an unknown scheme too.
+#[test]
+fn unreachable_remote_syslog_stops_the_start() {
+    let dir = harness::scratch_dir("syslog-gone");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = format!("tcp://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let unix = format!("unix://{}", dir.join("none.sock").display());
+    for url in [tcp.as_str(), unix.as_str(), "smtp://127.0.0.1:25"] {
+        let (code, err) = run_bounded(BIN, &["-a", "127.0.0.1", "-p", "-1", "-r", url]);
+        assert_ne!(code, Some(0), "{url}: {err}");
+        let want = if url.starts_with("smtp") {
+            "error invalid network type: \"smtp\""
+        } else {
+            "error connecting to syslog: \"dial "
+        };
+        assert!(err.contains(want), "{url}: {err}");
+        if nats_available() {
+            let (code, err) = run_bounded(NATS, &["-a", "127.0.0.1", "-p", "-1", "-r", url]);
+            assert_ne!(code, Some(0), "nats-server {url}: {err}");
+        }
     }
 }
 
