@@ -7,6 +7,7 @@ pure=(
   broker/src/proto
   broker/src/conf
   broker/src/sublist.rs
+  broker/src/server/peer_cert.rs
   scion-transport/src/path
   timesync/src/core
 )

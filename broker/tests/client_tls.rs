@@ -327,6 +327,97 @@ async fn verify_takes_only_clients_with_a_certificate_from_the_ca() {
     h.shutdown().await;
 }
 
+/// `/connz?auth=true` lists a TLS client's certificates (monitor.go makePeerCerts) as
+/// nats-server 2.9.10 does: the subject in Go's `pkix.Name` form, SHA-256 of the public key
+/// info and of the certificate. Without `auth` they are left out; so are they for closed
+/// connections (saveClosedClient fills those with auth off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connz_auth_shows_peer_certs_like_nats_server() {
+    use rcgen::{DistinguishedName, DnType, DnValue};
+    use rustls::pki_types::pem::PemObject;
+    let dir = harness::scratch_dir("client-tls-peer-certs");
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "CH");
+    dn.push(DnType::OrganizationName, "Acme, Inc.");
+    dn.push(DnType::OrganizationalUnitName, "time");
+    dn.push(DnType::CommonName, "follower+f1");
+    dn.push(
+        DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+        DnValue::Ia5String("ops@example.com".try_into().expect("ia5")),
+    );
+    let ca = TestCa::new("peer-certs");
+    let (cert, key) = ca.issue(&dir, "server", &["127.0.0.1", "localhost"]);
+    let (client_cert, client_key) = ca.issue_as(&dir, "client", &["client"], Some(dn));
+    let p = Pki {
+        ca: ca.write(&dir, "ca.pem"),
+        cert,
+        key,
+        client_cert,
+        client_key,
+    };
+    let der = rustls::pki_types::CertificateDer::from_pem_file(&p.client_cert).expect("pem");
+    let sha = |b: &[u8]| {
+        data_encoding::HEXLOWER.encode(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
+    };
+
+    let h = tls_broker(tls_opts(&p, true, None), false).await;
+    let http = h.http_addr.expect("monitoring port");
+    let c = tls_client(h.client_addr, &p, true).await.expect("client");
+    round_trip(&c).await;
+    let z = get_json(http, "/connz?auth=true").await;
+    let ours = z["connections"][0]["tls_peer_certs"].clone();
+    assert_eq!(ours.as_array().map(Vec::len), Some(1), "{z}");
+    assert_eq!(
+        ours[0]["subject"],
+        "CN=follower\\+f1,OU=time,O=Acme\\, Inc.,C=CH,\
+         1.2.840.113549.1.9.1=#0c0f6f7073406578616d706c652e636f6d",
+        "{z}"
+    );
+    assert_eq!(ours[0]["cert_sha256"], sha(der.as_ref()), "{z}");
+    assert_eq!(
+        ours[0]["spki_sha256"].as_str().map(str::len),
+        Some(64),
+        "{z}"
+    );
+    let z = get_json(http, "/connz").await;
+    assert!(z["connections"][0].get("tls_peer_certs").is_none(), "{z}");
+    drop(c);
+    let deadline = Instant::now() + WAIT;
+    let closed = loop {
+        let z = get_json(http, "/connz?state=closed&auth=true").await;
+        if z["connections"][0].is_object() || Instant::now() > deadline {
+            break z;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let row = &closed["connections"][0];
+    assert_eq!(row["tls_version"], "1.3", "{closed}");
+    assert!(row.get("tls_peer_certs").is_none(), "{closed}");
+    h.shutdown().await;
+
+    if reference_nats_server().is_none() {
+        return;
+    }
+    let http_port = harness::free_port();
+    let conf = format!(
+        "http: \"127.0.0.1:{http_port}\"\ntls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify: true }}\n",
+        p.cert.display(),
+        p.key.display(),
+        p.ca.display()
+    );
+    let reference = RefServer::start(&conf).expect("nats-server starts");
+    let c = tls_client(reference.addr, &p, true)
+        .await
+        .expect("client of nats-server");
+    round_trip(&c).await;
+    let href: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
+    let z = get_json(href, "/connz?auth=true").await;
+    assert_eq!(
+        ours, z["connections"][0]["tls_peer_certs"],
+        "nats-server: {z}"
+    );
+}
+
 /// `allow_non_tls`: INFO offers `tls_available`; a clear-text client and a TLS client are
 /// both served (the first byte decides, as server.go createClient does).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,6 +146,9 @@ pub struct ConnInfo {
     pub tls_version: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub tls_cipher_suite: String,
+    /// With `auth=true` (monitor.go fill: `auth && len(cs.PeerCertificates) > 0`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls_peer_certs: Vec<crate::server::peer_cert::PeerCert>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub authorized_user: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -206,6 +209,11 @@ fn row(s: &ConnSnapshot, now: SystemTime, auth: bool) -> ConnInfo {
         version: s.version.clone(),
         tls_version: s.tls.as_ref().map(|t| t.0.clone()).unwrap_or_default(),
         tls_cipher_suite: s.tls.as_ref().map(|t| t.1.clone()).unwrap_or_default(),
+        tls_peer_certs: if auth {
+            s.tls_peer_certs.clone()
+        } else {
+            Vec::new()
+        },
         // client.go getRawAuthUser: the nkey, else the user name, else the token as given.
         authorized_user: if auth {
             s.nkey
@@ -245,6 +253,8 @@ fn open_row(state: &ServerState, c: &ClientShared, o: &ConnzOptions, now: System
 
 fn closed_row(s: &ConnSnapshot, o: &ConnzOptions, now: SystemTime) -> ConnInfo {
     let mut r = row(s, now, o.auth);
+    // server.go saveClosedClient fills the saved row with auth off: no peer certificates.
+    r.tls_peer_certs.clear();
     // nats-server monitor.go Connz: a closed client's saved `SubDetail`s
     // (with the account) for `subs=detail`, their subjects for `subs=1`.
     match o.subs {
@@ -429,6 +439,7 @@ mod tests {
             lang: String::new(),
             version: String::new(),
             tls: None,
+            tls_peer_certs: Vec::new(),
             user: Some(format!("u{cid}")),
             token: None,
             nkey: None,

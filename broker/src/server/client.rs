@@ -64,6 +64,8 @@ pub struct ConnMeta {
     pub connected: bool,
     /// TLS version and cipher suite in Go's words, for a client on the TLS port.
     pub tls: Option<(String, String)>,
+    /// The certificates the TLS client showed (/connz `tls_peer_certs` with `auth=true`).
+    pub tls_peer_certs: Vec<super::peer_cert::PeerCert>,
 }
 
 /// The part of a connection other tasks touch.
@@ -424,7 +426,13 @@ pub async fn run_tcp(srv: Arc<ServerState>, mut stream: tokio::net::TcpStream, p
     };
     let (_, conn) = stream.get_ref();
     if let Some(t) = super::tls::log_established(&p, conn) {
-        lock(&shared.meta).tls = Some(t);
+        let certs = conn
+            .peer_certificates()
+            .map(|c| super::peer_cert::peer_certs(c.iter().map(|d| d.as_ref())))
+            .unwrap_or_default();
+        let mut meta = lock(&shared.meta);
+        meta.tls = Some(t);
+        meta.tls_peer_certs = certs;
     }
     let (rd, wr) = super::io::Locked(stream).split_io();
     let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));

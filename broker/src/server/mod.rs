@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod deliver;
 pub mod io;
 pub mod outbound;
+pub mod peer_cert;
 pub mod route;
 pub mod scion;
 pub mod tls;

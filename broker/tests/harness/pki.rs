@@ -43,10 +43,24 @@ impl TestCa {
     /// valid for server and client authentication alike), as `dir/<name>-cert.pem` and
     /// `dir/<name>-key.pem`.
     pub fn issue(&self, dir: &std::path::Path, name: &str, sans: &[&str]) -> (PathBuf, PathBuf) {
+        self.issue_as(dir, name, sans, None)
+    }
+
+    /// [`issue`](Self::issue) with the subject `dn` (rcgen's default subject without it).
+    pub fn issue_as(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+        sans: &[&str],
+        dn: Option<rcgen::DistinguishedName>,
+    ) -> (PathBuf, PathBuf) {
         let key = rcgen::KeyPair::generate().expect("key");
-        let params =
+        let mut params =
             rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .expect("params");
+        if let Some(dn) = dn {
+            params.distinguished_name = dn;
+        }
         let cert = params.signed_by(&key, &self.issuer).expect("cert");
         let (c, k) = (
             dir.join(format!("{name}-cert.pem")),

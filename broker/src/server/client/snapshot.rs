@@ -35,6 +35,8 @@ pub struct ConnSnapshot {
     pub version: String,
     /// TLS version and cipher suite (client TLS on the TCP port).
     pub tls: Option<(String, String)>,
+    /// The TLS client's certificates (monitor.go makePeerCerts).
+    pub tls_peer_certs: Vec<crate::server::peer_cert::PeerCert>,
     pub user: Option<String>,
     pub token: Option<String>,
     pub nkey: Option<String>,
@@ -72,6 +74,7 @@ impl ClientShared {
             lang: meta.lang,
             version: meta.version,
             tls: meta.tls,
+            tls_peer_certs: meta.tls_peer_certs,
             user: meta.user,
             token: meta.token,
             nkey: meta.nkey,
