@@ -445,10 +445,10 @@ async fn transcript(addr: std::net::SocketAddr, case: &Case) -> Vec<String> {
 const QUIET: &str = "CONNECT {\"verbose\":false,\"pedantic\":false}\r\n";
 const QUIET_HDR: &str = "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\n";
 
-/// Subjects are kept as Rust strings, so a SUB/PUB whose subject is not
-/// UTF-8 gets `-ERR 'Invalid Subject'` / is dropped, where nats-server
-/// accepts any bytes. Every NATS client sends UTF-8 subjects.
-const NON_UTF8: &str = "subjects must be UTF-8";
+/// Subscriptions are indexed as Rust strings, so a SUB whose subject is not UTF-8 gets
+/// `-ERR 'Invalid Subject'`, where nats-server accepts any bytes. (A PUB to such a subject is
+/// delivered, see `non_utf8_pub_to_wildcards`.) Every NATS client sends UTF-8 subjects.
+const NON_UTF8: &str = "subscription subjects must be UTF-8";
 
 fn cases() -> Vec<Case> {
     use Setup::*;
@@ -624,6 +624,17 @@ fn cases() -> Vec<Case> {
             "non_utf8_subject",
             Default,
             b"CONNECT {\"verbose\":false}\r\nSUB \xff.x 1\r\nPUB \xff.x 1\r\na\r\nPING\r\n",
+        )
+        .known(NON_UTF8),
+        Case::script(
+            "non_utf8_pub_to_wildcards",
+            Default,
+            b"CONNECT {\"verbose\":false}\r\nSUB > 1\r\nSUB *.x 2\r\nSUB a.x 3\r\nPUB \xff.x 1\r\na\r\nPUB caf\xe9.x 1\r\nb\r\nPING\r\n",
+        ),
+        Case::script(
+            "non_utf8_pub_pedantic_verbose",
+            Default,
+            b"CONNECT {\"verbose\":true,\"pedantic\":true}\r\nSUB \xe9.> 1\r\nSUB > 2\r\nPUB caf\xe9.x 1\r\na\r\nPUB \xe9.* 1\r\nb\r\nPING\r\n",
         )
         .known(NON_UTF8),
         // --- headers ---

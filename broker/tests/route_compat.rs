@@ -300,6 +300,37 @@ async fn malformed_route_interest_like_nats_server() {
     ours.shutdown().await;
 }
 
+/// What a local `SUB >` gets from an RMSG whose subject is not UTF-8 (nats-server's subjects
+/// are bytes): the message, with the subject's own bytes.
+async fn non_utf8_rmsg(a: Addrs) -> String {
+    let mut sub = Raw::connect(a.client).await;
+    sub.read_line().await;
+    sub.send(b"CONNECT {\"verbose\":false}\r\nSUB > 1\r\nPING\r\n")
+        .await;
+    sub.read_pongs(1).await;
+    let mut peer = route_peer(a.route, "UTF", &route_info("UTF"), None).await;
+    assert!(answered(&mut peer).await, "route handshake");
+    peer.send(b"RMSG $G caf\xe9.x 1\r\nx\r\nRMSG $G ok.x 1\r\ny\r\nPING\r\n")
+        .await;
+    peer.read_until(b"PONG\r\n").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sub.send(b"PING\r\n").await;
+    let got = sub.read_pongs(1).await;
+    got.escape_ascii().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_utf8_routed_subject_is_delivered_like_nats_server() {
+    let ours = start_broker(our_opts()).await;
+    let o = non_utf8_rmsg(our_addrs(&ours)).await;
+    assert!(o.contains("MSG caf\\xe9.x 1 1\\r\\nx"), "{o}");
+    assert!(o.contains("MSG ok.x 1 1\\r\\ny"), "{o}");
+    let theirs = RefCluster::start("");
+    let t = non_utf8_rmsg(theirs.addrs).await;
+    assert_eq!(o, t);
+    ours.shutdown().await;
+}
+
 /// `cluster.routes` with one TCP route to `a`.
 fn route_to(a: Addrs) -> Vec<broker::options::RouteUrl> {
     vec![broker::options::RouteUrl {

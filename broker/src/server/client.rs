@@ -953,12 +953,8 @@ impl Conn {
         self.take_reloaded_perms();
         self.batch_in_msgs += 1;
         self.batch_in_bytes += p.payload.len() as u64;
-        let Ok(subject) = std::str::from_utf8(p.subject) else {
-            if self.connect.pedantic {
-                self.send(encode::ERR_INVALID_PUB_SUBJECT);
-            }
-            return Ok(());
-        };
+        let subject = crate::sublist::subject_text(p.subject);
+        let subject: &str = &subject;
         if self.connect.pedantic && !crate::sublist::is_literal_subject(subject) {
             self.send(encode::ERR_INVALID_PUB_SUBJECT);
         }

@@ -318,9 +318,8 @@ impl RouteConn {
             );
             return Ok(());
         }
-        let Ok(subject_str) = std::str::from_utf8(subject) else {
-            return Ok(());
-        };
+        let subject_text = crate::sublist::subject_text(subject);
+        let subject_str: &str = &subject_text;
         let result = self.cache.lookup(&self.srv, subject, subject_str);
         if result.is_empty() {
             return Ok(());
