@@ -190,18 +190,21 @@ enum StreamAddr {
     Unix(std::path::PathBuf),
 }
 
-/// A stream connection to a syslog server, dialled again when a write fails.
+/// A stream syslog server. Lines go through a bounded queue to a thread of their own, which
+/// owns the connection and dials again when a write fails, so a slow, stuck or absent server
+/// never holds the logging lock (Go's writer writes and dials under its lock).
 struct StreamSyslog {
-    addr: StreamAddr,
-    conn: Option<Box<dyn Write + Send>>,
-    /// No new dial before this: while the server is away, lines are dropped instead of
-    /// each waiting for a dial.
-    redial_at: std::time::Instant,
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// A unix socket: Go writes the local form there.
+    local: bool,
 }
 
-/// Bound on one write or dial to a stream syslog server, and the least time between two
-/// dials: a stuck or absent server must not hold the logging lock for long. Go's writer
-/// has no bound and dials again for every line.
+/// Lines queued for a stream syslog server; more are dropped until it catches up.
+const SYSLOG_QUEUE: usize = 4096;
+
+/// Bound on one dial or write to a stream syslog server, and the least time between two
+/// dials (lines that come while it is away are dropped). Go's writer has no bound and dials
+/// again for every line.
 const SYSLOG_STREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl StreamSyslog {
@@ -220,37 +223,48 @@ impl StreamSyslog {
         })
     }
 
+    /// Dials now (a server that cannot be reached stops the start, as in nats-server), then
+    /// hands the connection to the writer thread.
     fn connect(addr: StreamAddr) -> std::io::Result<Self> {
         let conn = Self::dial(&addr)?;
-        Ok(StreamSyslog {
-            addr,
-            conn: Some(conn),
-            redial_at: std::time::Instant::now(),
-        })
+        let local = matches!(addr, StreamAddr::Unix(_));
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(SYSLOG_QUEUE);
+        std::thread::Builder::new()
+            .name("syslog".into())
+            .spawn(move || Self::run(addr, conn, rx))?;
+        Ok(StreamSyslog { tx, local })
     }
 
-    /// Sends one line; when the connection fails, dials again (at most once per
-    /// [`SYSLOG_STREAM_TIMEOUT`]) and retries the line once (Go log/syslog
-    /// writeAndRetry). Errors are dropped, as Go's logger drops them.
-    fn send(&mut self, line: &[u8]) {
-        let local = matches!(self.addr, StreamAddr::Unix(_));
-        let pkt = syslog_packet(line, 0, !local);
-        if let Some(c) = self.conn.as_mut() {
-            if c.write_all(&pkt).is_ok() {
-                return;
+    /// The writer thread: until the sink is replaced (the queue's sender dropped), writes
+    /// each line; a failed write dials again (at most once per [`SYSLOG_STREAM_TIMEOUT`])
+    /// and retries the line once (Go log/syslog writeAndRetry). Errors are dropped, as Go's
+    /// logger drops them.
+    fn run(addr: StreamAddr, conn: Box<dyn Write + Send>, rx: std::sync::mpsc::Receiver<Vec<u8>>) {
+        let mut conn = Some(conn);
+        let mut redial_at = std::time::Instant::now();
+        for pkt in rx {
+            if let Some(c) = conn.as_mut() {
+                if c.write_all(&pkt).is_ok() {
+                    continue;
+                }
+                conn = None;
             }
-            self.conn = None;
-        }
-        let now = std::time::Instant::now();
-        if now < self.redial_at {
-            return;
-        }
-        self.redial_at = now + SYSLOG_STREAM_TIMEOUT;
-        if let Ok(mut c) = Self::dial(&self.addr) {
-            if c.write_all(&pkt).is_ok() {
-                self.conn = Some(c);
+            if std::time::Instant::now() < redial_at {
+                continue;
+            }
+            let dialled = Self::dial(&addr);
+            redial_at = std::time::Instant::now() + SYSLOG_STREAM_TIMEOUT;
+            if let Ok(mut c) = dialled {
+                if c.write_all(&pkt).is_ok() {
+                    conn = Some(c);
+                }
             }
         }
+    }
+
+    /// Queues one line (dropped when the queue is full).
+    fn send(&self, line: &[u8]) {
+        let _ = self.tx.try_send(syslog_packet(line, 0, !self.local));
     }
 }
 
@@ -368,14 +382,10 @@ pub enum LogError {
     Syslog(std::io::Error),
     #[error("error invalid network type: {0:?}")]
     RemoteScheme(String),
-    /// log.Fatalf("error connecting to syslog: %q") in logger/syslog.go, with Go's
-    /// `dial <network> <address>: ` before the reason.
-    #[error("error connecting to syslog: \"dial {network} {addr}: {source}\"")]
-    Remote {
-        network: String,
-        addr: String,
-        source: std::io::Error,
-    },
+    /// log.Fatalf("error connecting to syslog: %q") in logger/syslog.go, with the text of
+    /// Go's dial error (`dial tcp 127.0.0.1:514: connect: connection refused`).
+    #[error("error connecting to syslog: \"{0}\"")]
+    Remote(String),
 }
 
 /// Opens the destination server/log.go ConfigureLogger picks: the log file
@@ -405,40 +415,79 @@ fn open_sink(cfg: &LogConfig) -> Result<Sink, LogError> {
 /// dialled now: one that cannot be reached stops the start, as in nats-server.
 fn open_remote(url: &str) -> Result<Sink, LogError> {
     let (scheme, addr) = url.split_once("://").unwrap_or(("udp", url));
-    let remote = |source| LogError::Remote {
-        network: scheme.to_string(),
-        addr: addr.to_string(),
-        source,
+    let host_port = addr.split('/').next().unwrap_or(addr);
+    let dial_error = |to: &dyn std::fmt::Display, e: &std::io::Error| {
+        LogError::Remote(format!("dial {scheme} {to}: {}", go_errno_text(e)))
     };
-    let host_port = || addr.split('/').next().unwrap_or(addr);
     let r = match scheme {
-        "udp" => {
-            let s = std::net::UdpSocket::bind(("0.0.0.0", 0)).map_err(remote)?;
-            s.connect(host_port()).map_err(remote)?;
-            Remote::Udp(s)
-        }
-        "tcp" => {
-            let mut last =
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no address for the host");
+        "udp" | "tcp" => {
+            let addrs: Vec<std::net::SocketAddr> =
+                std::net::ToSocketAddrs::to_socket_addrs(host_port)
+                    .map_err(|e| {
+                        LogError::Remote(format!("dial {scheme}: lookup {host_port}: {e}"))
+                    })?
+                    .collect();
+            let mut last = None;
             let mut found = None;
-            for a in std::net::ToSocketAddrs::to_socket_addrs(host_port()).map_err(remote)? {
-                match StreamSyslog::connect(StreamAddr::Tcp(a)) {
-                    Ok(c) => {
-                        found = Some(c);
+            for a in addrs {
+                let opened = if scheme == "udp" {
+                    let unspecified: std::net::SocketAddr = if a.is_ipv4() {
+                        ([0, 0, 0, 0], 0).into()
+                    } else {
+                        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                    };
+                    std::net::UdpSocket::bind(unspecified)
+                        .and_then(|s| s.connect(a).map(|()| s))
+                        .map(Remote::Udp)
+                } else {
+                    StreamSyslog::connect(StreamAddr::Tcp(a)).map(Remote::Stream)
+                };
+                match opened {
+                    Ok(r) => {
+                        found = Some(r);
                         break;
                     }
-                    Err(e) => last = e,
+                    Err(e) => last = Some(dial_error(&a, &e)),
                 }
             }
-            Remote::Stream(found.ok_or_else(|| remote(last))?)
+            match (found, last) {
+                (Some(r), _) => r,
+                (None, Some(e)) => return Err(e),
+                (None, None) => {
+                    return Err(LogError::Remote(format!(
+                        "dial {scheme}: lookup {host_port}: no such host"
+                    )))
+                }
+            }
         }
         "unix" => Remote::Stream(
             StreamSyslog::connect(StreamAddr::Unix(std::path::PathBuf::from(addr)))
-                .map_err(remote)?,
+                .map_err(|e| dial_error(&addr, &e))?,
         ),
         other => return Err(LogError::RemoteScheme(other.to_string())),
     };
     Ok(Sink::RemoteSyslog(r))
+}
+
+/// An I/O error as Go's net package words a failed connect: `connect: ` and the errno text
+/// in lower case (`connection refused`, `no such file or directory`).
+fn go_errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            let text = std::io::Error::from_raw_os_error(n).to_string();
+            let text = text
+                .strip_suffix(&format!(" (os error {n})"))
+                .unwrap_or(&text);
+            let mut c = text.chars();
+            let lower = match c.next() {
+                Some(f) => f.to_lowercase().chain(c).collect(),
+                None => String::new(),
+            };
+            format!("connect: {lower}")
+        }
+        None if e.kind() == std::io::ErrorKind::TimedOut => "i/o timeout".into(),
+        None => e.to_string(),
+    }
 }
 
 fn targets(cfg: &LogConfig) -> tracing_subscriber::filter::Targets {
@@ -549,9 +598,9 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(
-            e.starts_with(&format!("error connecting to syslog: \"dial tcp {addr}: ")),
-            "{e}"
+        assert_eq!(
+            e,
+            format!("error connecting to syslog: \"dial tcp {addr}: connect: connection refused\"")
         );
         let e = open_remote("foo://127.0.0.1:514")
             .err()
@@ -573,7 +622,7 @@ mod tests {
         use std::io::{BufRead, BufReader};
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        let mut s = StreamSyslog::connect(StreamAddr::Tcp(addr)).unwrap();
+        let s = StreamSyslog::connect(StreamAddr::Tcp(addr)).unwrap();
         let (first, _) = l.accept().unwrap();
         s.send(b"5one\n");
         let mut r = BufReader::new(first);

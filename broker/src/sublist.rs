@@ -658,9 +658,6 @@ fn is_subject_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
 }
 
-/// A valid subscription subject, as nats-server `IsValidSubject`: non-empty tokens separated by
-/// `.`, no whitespace, `>` only as the last token. `*` and `>` are wildcards only as whole tokens
-/// (`foo*` is a literal token).
 /// A published subject as text for matching. nats-server's subjects are bytes and ours are
 /// indexed as text, so a subject that is not UTF-8 is matched with each invalid byte sequence
 /// read as U+FFFD. `.` is ASCII, so the tokens stay where they were: wildcards match such a
@@ -670,6 +667,9 @@ pub fn subject_text(raw: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(raw)
 }
 
+/// A valid subscription subject, as nats-server `IsValidSubject`: non-empty tokens separated by
+/// `.`, no whitespace, `>` only as the last token. `*` and `>` are wildcards only as whole tokens
+/// (`foo*` is a literal token).
 pub fn is_valid_subject(s: &str) -> bool {
     if s.is_empty() {
         return false;

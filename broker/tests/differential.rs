@@ -634,9 +634,13 @@ fn cases() -> Vec<Case> {
         Case::script(
             "non_utf8_pub_pedantic_verbose",
             Default,
-            b"CONNECT {\"verbose\":true,\"pedantic\":true}\r\nSUB \xe9.> 1\r\nSUB > 2\r\nPUB caf\xe9.x 1\r\na\r\nPUB \xe9.* 1\r\nb\r\nPING\r\n",
-        )
-        .known(NON_UTF8),
+            b"CONNECT {\"verbose\":true,\"pedantic\":true}\r\nSUB > 2\r\nPUB caf\xe9.x 1\r\na\r\nPUB \xe9.* 1\r\nb\r\nPING\r\n",
+        ),
+        Case::script(
+            "non_utf8_pub_permissions",
+            WildPerms,
+            b"CONNECT {\"verbose\":false}\r\nPUB secret.\xff 1\r\na\r\nPUB secret.\xff.x 1\r\nb\r\nPUB q\xe9 1\r\nc\r\nPUB p.\xe9 1\r\nd\r\nPING\r\n",
+        ),
         // --- headers ---
         Case::new("headers_stripped_for_plain_clients", Default)
             .open(0)

@@ -336,12 +336,14 @@ fn remote_syslog_scenario(bin: &str, scheme: &str) -> String {
         }
         "tcp" => {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.set_nonblocking(true).unwrap();
             let url = format!("tcp://{}", l.local_addr().unwrap());
             (SyslogServer::Tcp(l), url)
         }
         _ => {
             let path = dir.join("syslog.sock");
             let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+            l.set_nonblocking(true).unwrap();
             (SyslogServer::Unix(l), format!("unix://{}", path.display()))
         }
     };
@@ -367,18 +369,28 @@ fn remote_syslog_scenario(bin: &str, scheme: &str) -> String {
         let n = match (&server, stream.as_mut()) {
             (SyslogServer::Udp(s), _) => s.recv(&mut buf).unwrap_or(0),
             (_, Some(r)) => r.read(&mut buf).unwrap_or(0),
+            // Polled, so that a server that never dials fails the deadline above.
             (SyslogServer::Tcp(l), None) => {
-                let (c, _) = l.accept().unwrap();
-                c.set_read_timeout(Some(Duration::from_millis(200)))
-                    .unwrap();
-                stream = Some(Box::new(c));
+                if let Ok((c, _)) = l.accept() {
+                    c.set_nonblocking(false).unwrap();
+                    c.set_read_timeout(Some(Duration::from_millis(200)))
+                        .unwrap();
+                    stream = Some(Box::new(c));
+                } else {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 0
             }
+            // Polled, so that a server that never dials fails the deadline above.
             (SyslogServer::Unix(l), None) => {
-                let (c, _) = l.accept().unwrap();
-                c.set_read_timeout(Some(Duration::from_millis(200)))
-                    .unwrap();
-                stream = Some(Box::new(c));
+                if let Ok((c, _)) = l.accept() {
+                    c.set_nonblocking(false).unwrap();
+                    c.set_read_timeout(Some(Duration::from_millis(200)))
+                        .unwrap();
+                    stream = Some(Box::new(c));
+                } else {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 0
             }
         };
@@ -432,26 +444,49 @@ fn remote_syslog_over_udp_tcp_and_unix_like_nats_server() {
 }
 
 /// A `remote_syslog` server that cannot be reached stops the start, as in nats-server
-/// (log.Fatalf "error connecting to syslog"); an unknown scheme too.
+/// (log.Fatalf "error connecting to syslog: %q" with Go's dial error); an unknown scheme too.
 #[test]
 fn unreachable_remote_syslog_stops_the_start() {
     let dir = harness::scratch_dir("syslog-gone");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let tcp = format!("tcp://{}", closed.local_addr().unwrap());
+    let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let unix = format!("unix://{}", dir.join("none.sock").display());
-    for url in [tcp.as_str(), unix.as_str(), "smtp://127.0.0.1:25"] {
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let sock = dir.join("none.sock");
+    let unix = format!("unix://{}", sock.display());
+    let cases = [
+        (
+            tcp.as_str(),
+            format!(
+                "error connecting to syslog: \"dial tcp 127.0.0.1:{port}: connect: connection refused\""
+            ),
+        ),
+        (
+            unix.as_str(),
+            format!(
+                "error connecting to syslog: \"dial unix {}: connect: no such file or directory\"",
+                sock.display()
+            ),
+        ),
+        (
+            "smtp://127.0.0.1:25",
+            "error invalid network type: \"smtp\"".to_string(),
+        ),
+    ];
+    // The message, without what comes before it (Go's log date, our program name).
+    let message = |err: &str| {
+        err.lines()
+            .find_map(|l| l.find("error ").map(|i| l[i..].to_string()))
+            .unwrap_or_default()
+    };
+    for (url, want) in cases {
         let (code, err) = run_bounded(BIN, &["-a", "127.0.0.1", "-p", "-1", "-r", url]);
         assert_ne!(code, Some(0), "{url}: {err}");
-        let want = if url.starts_with("smtp") {
-            "error invalid network type: \"smtp\""
-        } else {
-            "error connecting to syslog: \"dial "
-        };
-        assert!(err.contains(want), "{url}: {err}");
+        assert_eq!(message(&err), want, "{url}: {err}");
         if nats_available() {
             let (code, err) = run_bounded(NATS, &["-a", "127.0.0.1", "-p", "-1", "-r", url]);
             assert_ne!(code, Some(0), "nats-server {url}: {err}");
+            assert_eq!(message(&err), want, "nats-server {url}: {err}");
         }
     }
 }

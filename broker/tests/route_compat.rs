@@ -313,7 +313,6 @@ async fn non_utf8_rmsg(a: Addrs) -> String {
     peer.send(b"RMSG $G caf\xe9.x 1\r\nx\r\nRMSG $G ok.x 1\r\ny\r\nPING\r\n")
         .await;
     peer.read_until(b"PONG\r\n").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     sub.send(b"PING\r\n").await;
     let got = sub.read_pongs(1).await;
     got.escape_ascii().to_string()

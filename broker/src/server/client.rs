@@ -970,30 +970,29 @@ impl Conn {
             }
         }
         if denied {
-            let text = format!("Permissions Violation for Publish to {}", go_quote(subject));
+            // Quoted from the subject's own bytes, as Go's %q does.
+            let quoted = super::trace::go_quote_bytes(p.subject);
+            let text = format!("Permissions Violation for Publish to {quoted}");
             // client.go pubPermissionViolation: sendErr, then the ERR line.
             self.send(&encode::err_line(&text));
             error!(
                 "{} - Publish Violation - {}, Subject {}",
                 self.shared.log_prefix(),
                 self.auth_user(),
-                go_quote(subject)
+                quoted
             );
             return Ok(());
         }
         if let Some(reply) = p.reply.filter(|r| is_reserved_reply(r)) {
-            let reply = String::from_utf8_lossy(reply);
+            let reply = super::trace::go_quote_bytes(reply);
             // client.go replySubjectViolation.
-            let text = format!(
-                "Permissions Violation for Publish with Reply of {}",
-                go_quote(&reply)
-            );
+            let text = format!("Permissions Violation for Publish with Reply of {reply}");
             self.send(&encode::err_line(&text));
             error!(
                 "{} - Publish Violation - {}, Reply {}",
                 self.shared.log_prefix(),
                 self.auth_user(),
-                go_quote(&reply)
+                reply
             );
             return Ok(());
         }
@@ -1039,12 +1038,10 @@ impl Conn {
     }
 
     fn no_responders(&mut self, reply: &[u8]) {
-        let Ok(reply_s) = std::str::from_utf8(reply) else {
-            return;
-        };
+        let reply_s = crate::sublist::subject_text(reply);
         let r = {
             let sl = self.srv.sublist.read().unwrap_or_else(|e| e.into_inner());
-            sl.match_subject(reply_s)
+            sl.match_subject(&reply_s)
         };
         let mine = r
             .plain

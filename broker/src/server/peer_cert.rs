@@ -165,18 +165,28 @@ fn dotted(b: &[u8]) -> String {
         .join(".")
 }
 
-/// The value as Go's asn1 package decodes it into an `interface{}` when it is a string type
-/// (PrintableString, NumericString, IA5String, T61String, UTF8String, BMPString); None for
-/// other types.
+/// The value as Go 1.19's x509 parser reads it (parser.go parseASN1String): PrintableString,
+/// NumericString, IA5String, T61String, UTF8String, BMPString (without a trailing NUL). Go
+/// refuses a certificate with any other value type, or a malformed string, so its TLS
+/// handshake fails there; rustls takes it, and such a value shows as `OID=#<DER>`.
 fn string_value(tag: u8, v: &[u8]) -> Option<String> {
     match tag {
         0x13 | 0x12 | 0x16 | 0x0c => Some(String::from_utf8_lossy(v).into_owned()),
-        // Go's parseT61String takes the bytes as they are.
-        0x14 => Some(String::from_utf8_lossy(v).into_owned()),
+        // T61String: Go takes the bytes as they are, and its JSON encoder writes each byte
+        // that is not UTF-8 as U+FFFD.
+        0x14 => {
+            let mut s = String::with_capacity(v.len());
+            for chunk in v.utf8_chunks() {
+                s.push_str(chunk.valid());
+                s.extend(chunk.invalid().iter().map(|_| '\u{fffd}'));
+            }
+            Some(s)
+        }
         0x1e => {
             if !v.len().is_multiple_of(2) {
                 return None;
             }
+            let v = v.strip_suffix(&[0, 0]).unwrap_or(v);
             let units: Vec<u16> = v
                 .chunks(2)
                 .map(|c| u16::from_be_bytes([c[0], c[1]]))
@@ -275,17 +285,14 @@ fn go_name_string(attrs: &[Attribute<'_>]) -> String {
                 }
             }
             None => {
-                let der = match (&value, a.tag) {
-                    (Some(v), _) => marshal_string(v),
-                    // INTEGER, BIT STRING, OCTET STRING, OID, UTCTime, GeneralizedTime: Go
-                    // decodes them and marshals them back to the same DER.
-                    (None, 0x02 | 0x03 | 0x04 | 0x06 | 0x17 | 0x18) => a.whole.to_vec(),
-                    // Go leaves any other value nil, which does not marshal: it prints the
-                    // OID and `<nil>`, escaped.
-                    (None, _) => {
-                        rdns.push(vec![escaped(&a.oid, "<nil>")]);
+                let der = match &value {
+                    // A T61String that is not UTF-8 does not marshal in Go: the text prints.
+                    Some(v) if a.tag == 0x14 && std::str::from_utf8(a.value).is_err() => {
+                        rdns.push(vec![escaped(&a.oid, v)]);
                         continue;
                     }
+                    Some(v) => marshal_string(v),
+                    None => a.whole.to_vec(),
                 };
                 rdns.push(vec![format!(
                     "{}=#{}",
@@ -351,6 +358,61 @@ mod tests {
         assert_eq!(p.cert_sha256, sha256_hex(&der));
         assert_eq!(p.spki_sha256.len(), 64);
         assert_ne!(p.spki_sha256, p.cert_sha256);
+    }
+
+    fn attr<'a>(oid: &str, tag: u8, value: &'a [u8]) -> Attribute<'a> {
+        Attribute {
+            oid: oid.to_string(),
+            tag,
+            value,
+            whole: value,
+        }
+    }
+
+    /// Repeated and multi-valued attributes, DC and UID, SERIALNUMBER, STREET, POSTALCODE,
+    /// two CNs, empty values. The expected strings are what Go 1.19's
+    /// `pkix.Name.FillFromRDNSequence` + `String()` print for the same attributes.
+    #[test]
+    fn names_print_as_go_1_19_does() {
+        let (utf8, ia5, printable) = (0x0c, 0x16, 0x13);
+        let attrs = [
+            attr("2.5.4.6", printable, b"CH"),
+            attr("2.5.4.10", utf8, b"Acme"),
+            attr("2.5.4.11", utf8, b"a"),
+            attr("2.5.4.11", utf8, b"b"),
+            attr("2.5.4.11", utf8, b"c"),
+            attr("2.5.4.3", utf8, b"x"),
+            attr("2.5.4.3", utf8, b"y"),
+            attr("0.9.2342.19200300.100.1.25", ia5, b"example"),
+            attr("0.9.2342.19200300.100.1.1", utf8, b"u1"),
+            attr("2.5.4.5", printable, b"42"),
+            attr("2.5.4.9", utf8, b"Main St 1"),
+            attr("2.5.4.17", utf8, b"8000"),
+        ];
+        assert_eq!(
+            go_name_string(&attrs),
+            "SERIALNUMBER=42,CN=y,OU=a+OU=b+OU=c,O=Acme,POSTALCODE=8000,STREET=Main St 1,C=CH,\
+             0.9.2342.19200300.100.1.1=#13027531,0.9.2342.19200300.100.1.25=#13076578616d706c65"
+        );
+        let attrs = [
+            attr("2.5.4.3", utf8, b""),
+            attr("2.5.4.10", utf8, b""),
+            attr("0.9.2342.19200300.100.1.1", utf8, "é".as_bytes()),
+        ];
+        assert_eq!(
+            go_name_string(&attrs),
+            "O=,0.9.2342.19200300.100.1.1=#0c02c3a9"
+        );
+        // BMPString: UTF-16BE, a trailing NUL dropped (parser.go parseASN1String).
+        assert_eq!(
+            string_value(0x1e, &[0, 0x5a, 0, 0xfc, 0, 0]).as_deref(),
+            Some("Zü")
+        );
+        assert_eq!(string_value(0x1e, &[0, 0x5a, 0]), None);
+        assert_eq!(
+            string_value(0x14, b"a\xe9\xf0\x9fb").as_deref(),
+            Some("a\u{fffd}\u{fffd}\u{fffd}b")
+        );
     }
 
     #[test]

@@ -808,6 +808,8 @@ pub struct WsWriter<W> {
     ctrl: Arc<WsControl>,
     /// The CLOSE frame went out: nothing follows it.
     closed: bool,
+    /// A write failed or timed out, maybe inside a frame: no CLOSE frame may follow.
+    broken: bool,
     /// Per-message deflate was negotiated: messages above 64 bytes go compressed.
     compress: bool,
     /// Cut frames at [`BROWSER_FRAME`] (a browser), and also compressed ones unless
@@ -826,6 +828,7 @@ impl<W> WsWriter<W> {
             inner,
             ctrl,
             closed: false,
+            broken: false,
             compress: up.compress,
             browser: up.browser,
             whole_compressed: up.no_compressed_fragments,
@@ -916,6 +919,30 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
         off: &mut usize,
         deadline: Duration,
     ) -> (usize, WriteEnd) {
+        let (n, end) = self.write_pending_frames(chunks, off, deadline).await;
+        if matches!(end, WriteEnd::Timeout | WriteEnd::Error) {
+            self.broken = true;
+        }
+        (n, end)
+    }
+
+    fn has_control(&self) -> bool {
+        self.ctrl.pending()
+    }
+
+    async fn finish(&mut self, reason: Option<ClosedState>) {
+        self.finish_frames(reason).await
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> WsWriter<W> {
+    /// [`ChunkSink::write_pending`]: what is pending as frames, with a queued CLOSE after.
+    async fn write_pending_frames(
+        &mut self,
+        chunks: &mut Chunks,
+        off: &mut usize,
+        deadline: Duration,
+    ) -> (usize, WriteEnd) {
         let total = chunks.iter().map(Vec::len).sum::<usize>() - *off;
         if self.closed {
             // After the CLOSE frame the peer takes no data (RFC 6455 5.5.1).
@@ -995,11 +1022,8 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
         (n, end)
     }
 
-    fn has_control(&self) -> bool {
-        self.ctrl.pending()
-    }
-
-    async fn finish(&mut self, reason: Option<ClosedState>) {
+    /// [`ChunkSink::finish`]: the CLOSE frame the connection ends with, if one is owed.
+    async fn finish_frames(&mut self, reason: Option<ClosedState>) {
         use ClosedState::*;
         // client.go markConnAsClosed: these close without flushing, so without a CLOSE.
         let skip = matches!(
@@ -1007,12 +1031,13 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
             Some(ReadError | WriteError | SlowConsumerPendingBytes | SlowConsumerWriteDeadline)
                 | Some(TlsHandshakeError)
         );
-        if self.closed {
+        if self.closed || self.broken {
             return;
         }
         if skip {
-            // A framing error queued its CLOSE 1002 (`WsReader::framing_error`): only that
-            // frame goes out, within the writer's bound; what else was pending is dropped.
+            // A framing error queued a CLOSE 1002 (`WsReader::framing_error`). The writer
+            // mostly sends it after the data already pending, woken by the reader; if it is
+            // still queued here, it goes out alone, within the writer's bound.
             if reason == Some(ReadError) {
                 if let Some(close) = self.ctrl.take_close() {
                     self.closed = true;

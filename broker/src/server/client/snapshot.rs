@@ -97,6 +97,9 @@ impl ClientShared {
         s.subscriptions = subs.len();
         s.subs = subs.iter().map(|sub| SubDetail::at_close(sub)).collect();
         s.subs.sort_by(|a, b| a.sid.cmp(&b.sid));
+        // Never shown for closed connections (server.go saveClosedClient fills them with auth
+        // off): not kept.
+        s.tls_peer_certs = Vec::new();
         s
     }
 }
