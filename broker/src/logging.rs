@@ -130,16 +130,71 @@ fn syslog_severity(meta: &tracing::Metadata<'_>) -> u8 {
     }
 }
 
-/// `2006/01/02 15:04:05.000000` in local time (UTC when the zone is unknown,
-/// which is what containers usually have).
+/// `2006/01/02 15:04:05.000000` in local time, as Go's log package writes it.
 fn local_timestamp() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = now.as_secs() as i64;
     let micros = now.subsec_micros();
-    let (y, mo, d, h, mi, s) = civil_from_unix(secs);
-    format!("{y:04}/{mo:02}/{d:02} {h:02}:{mi:02}:{s:02}.{micros:06}")
+    let t = local_civil(now.as_secs() as i64);
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}.{micros:06}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
+}
+
+/// A civil time and its offset from UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    /// Seconds east of UTC.
+    pub offset: i64,
+}
+
+/// `secs` (Unix time) in the local zone: libc's `localtime_r`, which follows `TZ` and
+/// `/etc/localtime` as Go's `time.Local` does; UTC when that fails.
+pub fn local_civil(secs: i64) -> Civil {
+    let t = secs as libc::time_t;
+    // SAFETY: `tm` is plain data that localtime_r fills; both pointers are valid for the call.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if ok {
+        Civil {
+            year: i64::from(tm.tm_year) + 1900,
+            month: (tm.tm_mon + 1) as u32,
+            day: tm.tm_mday as u32,
+            hour: tm.tm_hour as u32,
+            minute: tm.tm_min as u32,
+            second: tm.tm_sec as u32,
+            offset: tm.tm_gmtoff,
+        }
+    } else {
+        let (year, month, day, hour, minute, second) = civil_from_unix(secs);
+        Civil {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            offset: 0,
+        }
+    }
+}
+
+/// Go's `Z07:00` zone suffix of RFC 3339: `Z` for UTC, else `+hh:mm` / `-hh:mm`.
+fn rfc3339_zone(offset: i64) -> String {
+    if offset == 0 {
+        return "Z".into();
+    }
+    let sign = if offset < 0 { '-' } else { '+' };
+    let m = offset.unsigned_abs() / 60;
+    format!("{sign}{:02}:{:02}", m / 60, m % 60)
 }
 
 /// Converts unix seconds to a UTC civil date/time (Howard Hinnant's
@@ -197,6 +252,8 @@ struct StreamSyslog {
     tx: std::sync::mpsc::SyncSender<Vec<u8>>,
     /// A unix socket: Go writes the local form there.
     local: bool,
+    /// The syslog facility bits: kern (0) for `remote_syslog`, daemon for `syslog`.
+    facility: u8,
 }
 
 /// Lines queued for a stream syslog server; more are dropped until it catches up.
@@ -226,13 +283,22 @@ impl StreamSyslog {
     /// Dials now (a server that cannot be reached stops the start, as in nats-server), then
     /// hands the connection to the writer thread.
     fn connect(addr: StreamAddr) -> std::io::Result<Self> {
+        Self::connect_as(addr, 0)
+    }
+
+    /// [`connect`](Self::connect) with the syslog `facility` bits.
+    fn connect_as(addr: StreamAddr, facility: u8) -> std::io::Result<Self> {
         let conn = Self::dial(&addr)?;
         let local = matches!(addr, StreamAddr::Unix(_));
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(SYSLOG_QUEUE);
         std::thread::Builder::new()
             .name("syslog".into())
             .spawn(move || Self::run(addr, conn, rx))?;
-        Ok(StreamSyslog { tx, local })
+        Ok(StreamSyslog {
+            tx,
+            local,
+            facility,
+        })
     }
 
     /// The writer thread: until the sink is replaced (the queue's sender dropped), writes
@@ -264,7 +330,9 @@ impl StreamSyslog {
 
     /// Queues one line (dropped when the queue is full).
     fn send(&self, line: &[u8]) {
-        let _ = self.tx.try_send(syslog_packet(line, 0, !self.local));
+        let _ = self
+            .tx
+            .try_send(syslog_packet(line, self.facility, !self.local));
     }
 }
 
@@ -336,13 +404,23 @@ fn syslog_packet(line: &[u8], facility: u8, remote: bool) -> Vec<u8> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs() as i64;
-    let (y, mo, d, h, mi, s) = civil_from_unix(secs);
+    // Go log/syslog: time.Now() in the local zone.
+    let Civil {
+        year: y,
+        month: mo,
+        day: d,
+        hour: h,
+        minute: mi,
+        second: s,
+        offset,
+    } = local_civil(secs);
     let tag = syslog_tag();
     let pid = std::process::id();
     let pri = facility | sev;
     let head = if remote {
         let host = hostname();
-        format!("<{pri}>{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z {host} {tag}[{pid}]: ")
+        let zone = rfc3339_zone(offset);
+        format!("<{pri}>{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{zone} {host} {tag}[{pid}]: ")
     } else {
         const MONTHS: [&str; 12] = [
             "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -378,8 +456,9 @@ pub enum LogError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("error connecting to syslog: {0}")]
-    Syslog(std::io::Error),
+    /// logger/syslog.go NewSysLogger when Go log/syslog's unixSyslog finds no daemon.
+    #[error("error connecting to syslog: \"Unix syslog delivery error\"")]
+    Syslog,
     #[error("error invalid network type: {0:?}")]
     RemoteScheme(String),
     /// log.Fatalf("error connecting to syslog: %q") in logger/syslog.go, with the text of
@@ -403,11 +482,29 @@ fn open_sink(cfg: &LogConfig) -> Result<Sink, LogError> {
         return open_remote(url);
     }
     if cfg.syslog {
-        let s = std::os::unix::net::UnixDatagram::unbound().map_err(LogError::Syslog)?;
-        s.connect("/dev/log").map_err(LogError::Syslog)?;
-        return Ok(Sink::LocalSyslog(s));
+        return open_local_syslog();
     }
     Ok(Sink::Stderr)
+}
+
+/// Go log/syslog unixSyslog: a datagram socket, then a stream socket, at `/dev/log`,
+/// `/var/run/syslog` and `/var/run/log`, the first that connects; facility daemon.
+fn open_local_syslog() -> Result<Sink, LogError> {
+    const PATHS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
+    for path in PATHS {
+        let Ok(s) = std::os::unix::net::UnixDatagram::unbound() else {
+            continue;
+        };
+        if s.connect(path).is_ok() {
+            return Ok(Sink::LocalSyslog(s));
+        }
+    }
+    for path in PATHS {
+        if let Ok(s) = StreamSyslog::connect_as(StreamAddr::Unix(path.into()), 3 << 3) {
+            return Ok(Sink::RemoteSyslog(Remote::Stream(s)));
+        }
+    }
+    Err(LogError::Syslog)
 }
 
 /// logger/syslog.go getNetworkAndAddr: `udp://host:port`, `tcp://host:port` or
