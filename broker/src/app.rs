@@ -138,6 +138,7 @@ fn run_server(opts: Options, warnings: Vec<String>, flags: Vec<String>) -> ExitC
     if let Some(dir) = ports_dir {
         delete_ports_file(&dir);
     }
+    logging::flush(Duration::from_secs(2));
     code
 }
 

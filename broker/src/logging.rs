@@ -7,8 +7,8 @@
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -171,7 +171,9 @@ pub fn local_civil(secs: i64) -> Civil {
             hour: tm.tm_hour as u32,
             minute: tm.tm_min as u32,
             second: tm.tm_sec as u32,
-            offset: tm.tm_gmtoff,
+            // c_long: i64 here, i32 on 32-bit targets.
+            #[allow(clippy::useless_conversion)]
+            offset: i64::from(tm.tm_gmtoff),
         }
     } else {
         let (year, month, day, hour, minute, second) = civil_from_unix(secs);
@@ -192,8 +194,10 @@ fn rfc3339_zone(offset: i64) -> String {
     if offset == 0 {
         return "Z".into();
     }
-    let sign = if offset < 0 { '-' } else { '+' };
-    let m = offset.unsigned_abs() / 60;
+    // Go time.appendFormat: whole minutes (truncated), the sign of those.
+    let minutes = offset / 60;
+    let sign = if minutes < 0 { '-' } else { '+' };
+    let m = minutes.unsigned_abs();
     format!("{sign}{:02}:{:02}", m / 60, m % 60)
 }
 
@@ -250,6 +254,10 @@ enum StreamAddr {
 /// never holds the logging lock (Go's writer writes and dials under its lock).
 struct StreamSyslog {
     tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// Bytes in the queue (lines beyond [`SYSLOG_QUEUE_BYTES`] are dropped).
+    queued: Arc<AtomicUsize>,
+    /// Disconnected once the writer thread has ended (see [`flush`]).
+    done: std::sync::mpsc::Receiver<()>,
     /// A unix socket: Go writes the local form there.
     local: bool,
     /// The syslog facility bits: kern (0) for `remote_syslog`, daemon for `syslog`.
@@ -259,10 +267,57 @@ struct StreamSyslog {
 /// Lines queued for a stream syslog server; more are dropped until it catches up.
 const SYSLOG_QUEUE: usize = 4096;
 
+/// Bytes queued for a stream syslog server at most (trace lines can carry whole payloads).
+const SYSLOG_QUEUE_BYTES: usize = 4 << 20;
+
 /// Bound on one dial or write to a stream syslog server, and the least time between two
 /// dials (lines that come while it is away are dropped). Go's writer has no bound and dials
 /// again for every line.
 const SYSLOG_STREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Connects a unix stream socket with its connect bounded by `timeout` (SO_SNDTIMEO, which
+/// Linux applies to a unix connect: a listener with a full backlog would block it for good).
+fn connect_unix_bounded(
+    path: &std::path::Path,
+    timeout: std::time::Duration,
+) -> std::io::Result<std::os::unix::net::UnixStream> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "invalid unix socket path",
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, b) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *b as libc::c_char;
+    }
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new socket that nothing else owns; the stream closes it.
+    let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    stream.set_write_timeout(Some(timeout))?;
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
+    // SAFETY: `addr` is a valid sockaddr_un of at least `len` bytes, `fd` an open socket.
+    let r = unsafe {
+        libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_un).cast::<libc::sockaddr>(),
+            len as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stream)
+}
 
 impl StreamSyslog {
     fn dial(addr: &StreamAddr) -> std::io::Result<Box<dyn Write + Send>> {
@@ -272,11 +327,7 @@ impl StreamSyslog {
                 c.set_write_timeout(Some(SYSLOG_STREAM_TIMEOUT))?;
                 Box::new(c)
             }
-            StreamAddr::Unix(p) => {
-                let c = std::os::unix::net::UnixStream::connect(p)?;
-                c.set_write_timeout(Some(SYSLOG_STREAM_TIMEOUT))?;
-                Box::new(c)
-            }
+            StreamAddr::Unix(p) => Box::new(connect_unix_bounded(p, SYSLOG_STREAM_TIMEOUT)?),
         })
     }
 
@@ -291,11 +342,19 @@ impl StreamSyslog {
         let conn = Self::dial(&addr)?;
         let local = matches!(addr, StreamAddr::Unix(_));
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(SYSLOG_QUEUE);
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let q = queued.clone();
         std::thread::Builder::new()
             .name("syslog".into())
-            .spawn(move || Self::run(addr, conn, rx))?;
+            .spawn(move || {
+                Self::run(addr, conn, rx, &q);
+                drop(done_tx);
+            })?;
         Ok(StreamSyslog {
             tx,
+            queued,
+            done,
             local,
             facility,
         })
@@ -305,10 +364,16 @@ impl StreamSyslog {
     /// each line; a failed write dials again (at most once per [`SYSLOG_STREAM_TIMEOUT`])
     /// and retries the line once (Go log/syslog writeAndRetry). Errors are dropped, as Go's
     /// logger drops them.
-    fn run(addr: StreamAddr, conn: Box<dyn Write + Send>, rx: std::sync::mpsc::Receiver<Vec<u8>>) {
+    fn run(
+        addr: StreamAddr,
+        conn: Box<dyn Write + Send>,
+        rx: std::sync::mpsc::Receiver<Vec<u8>>,
+        queued: &AtomicUsize,
+    ) {
         let mut conn = Some(conn);
         let mut redial_at = std::time::Instant::now();
         for pkt in rx {
+            queued.fetch_sub(pkt.len(), Ordering::Relaxed);
             if let Some(c) = conn.as_mut() {
                 if c.write_all(&pkt).is_ok() {
                     continue;
@@ -330,9 +395,30 @@ impl StreamSyslog {
 
     /// Queues one line (dropped when the queue is full).
     fn send(&self, line: &[u8]) {
-        let _ = self
-            .tx
-            .try_send(syslog_packet(line, self.facility, !self.local));
+        let pkt = syslog_packet(line, self.facility, !self.local);
+        let n = pkt.len();
+        if self.queued.fetch_add(n, Ordering::Relaxed) + n > SYSLOG_QUEUE_BYTES
+            || self.tx.try_send(pkt).is_err()
+        {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends the queue and waits, at most `bound`, until the writer thread has sent it.
+    fn finish(self, bound: std::time::Duration) {
+        let StreamSyslog { tx, done, .. } = self;
+        drop(tx);
+        let _ = done.recv_timeout(bound);
+    }
+}
+
+/// Before the process exits: lines still queued for a stream syslog server go out (waiting
+/// at most `bound`), as Go's logger, which writes each line before it returns, has them out.
+/// Later lines go to standard error.
+pub fn flush(bound: std::time::Duration) {
+    let sink = SINK.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(Sink::RemoteSyslog(Remote::Stream(s))) = sink {
+        s.finish(bound);
     }
 }
 
@@ -463,7 +549,7 @@ pub enum LogError {
     RemoteScheme(String),
     /// log.Fatalf("error connecting to syslog: %q") in logger/syslog.go, with the text of
     /// Go's dial error (`dial tcp 127.0.0.1:514: connect: connection refused`).
-    #[error("error connecting to syslog: \"{0}\"")]
+    #[error("error connecting to syslog: {}", crate::server::auth::go_quote(.0))]
     Remote(String),
 }
 
@@ -520,11 +606,14 @@ fn open_remote(url: &str) -> Result<Sink, LogError> {
         "udp" | "tcp" => {
             let addrs: Vec<std::net::SocketAddr> =
                 std::net::ToSocketAddrs::to_socket_addrs(host_port)
-                    .map_err(|e| {
-                        LogError::Remote(format!("dial {scheme}: lookup {host_port}: {e}"))
+                    .map_err(|_| {
+                        // Go's net.DNSError for a name that does not resolve.
+                        let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+                        LogError::Remote(format!("dial {scheme}: lookup {host}: no such host"))
                     })?
                     .collect();
-            let mut last = None;
+            // Go's dialSerial reports the first address's error.
+            let mut first = None;
             let mut found = None;
             for a in addrs {
                 let opened = if scheme == "udp" {
@@ -544,10 +633,12 @@ fn open_remote(url: &str) -> Result<Sink, LogError> {
                         found = Some(r);
                         break;
                     }
-                    Err(e) => last = Some(dial_error(&a, &e)),
+                    Err(e) => {
+                        first.get_or_insert(dial_error(&a, &e));
+                    }
                 }
             }
-            match (found, last) {
+            match (found, first) {
                 (Some(r), _) => r,
                 (None, Some(e)) => return Err(e),
                 (None, None) => {
@@ -721,6 +812,9 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let s = StreamSyslog::connect(StreamAddr::Tcp(addr)).unwrap();
         let (first, _) = l.accept().unwrap();
+        first
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
         s.send(b"5one\n");
         let mut r = BufReader::new(first);
         let mut line = String::new();
@@ -755,7 +849,22 @@ mod tests {
         assert!(p.ends_with("]: oops\n"), "{p}");
         let p = String::from_utf8(syslog_packet(b"5hi\n", 0, true)).unwrap();
         assert!(p.starts_with("<5>"), "{p}");
-        assert!(p.contains("Z "), "{p}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let zone = rfc3339_zone(local_civil(now).offset);
+        assert!(p.contains(&format!("{zone} ")), "{p}");
         assert!(p.ends_with("]: hi\n"), "{p}");
+    }
+
+    /// Go's `Z07:00`: `Z` for UTC, else the offset in whole minutes with its sign.
+    #[test]
+    fn rfc3339_zones() {
+        assert_eq!(rfc3339_zone(0), "Z");
+        assert_eq!(rfc3339_zone(19_800), "+05:30");
+        assert_eq!(rfc3339_zone(-12_600), "-03:30");
+        assert_eq!(rfc3339_zone(-30), "+00:00");
+        assert_eq!(rfc3339_zone(3_600 + 59), "+01:00");
     }
 }

@@ -808,7 +808,8 @@ pub struct WsWriter<W> {
     ctrl: Arc<WsControl>,
     /// The CLOSE frame went out: nothing follows it.
     closed: bool,
-    /// A write failed or timed out, maybe inside a frame: no CLOSE frame may follow.
+    /// A write failed, timed out or was cancelled, maybe inside a frame: no CLOSE frame may
+    /// follow.
     broken: bool,
     /// Per-message deflate was negotiated: messages above 64 bytes go compressed.
     compress: bool,
@@ -919,10 +920,11 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
         off: &mut usize,
         deadline: Duration,
     ) -> (usize, WriteEnd) {
+        // Set while frames are being written: a write that fails, times out or is cancelled
+        // (a slow consumer cut) may leave a frame unfinished.
+        self.broken = true;
         let (n, end) = self.write_pending_frames(chunks, off, deadline).await;
-        if matches!(end, WriteEnd::Timeout | WriteEnd::Error) {
-            self.broken = true;
-        }
+        self.broken = !matches!(end, WriteEnd::Done);
         (n, end)
     }
 
