@@ -314,6 +314,22 @@ fn run_bounded(bin: &str, args: &[&str]) -> (Option<i32>, String) {
     (code, text)
 }
 
+/// One polled accept on a non-blocking listener: the connection, made blocking with a short
+/// read timeout, goes into `$stream`; without one, a short sleep. Evaluates to 0 (bytes read).
+macro_rules! accept_polled {
+    ($listener:expr, $stream:expr) => {{
+        if let Ok((c, _)) = $listener.accept() {
+            c.set_nonblocking(false).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            $stream = Some(Box::new(c));
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        0
+    }};
+}
+
 /// Where a `remote_syslog` scenario listens: a UDP socket, a TCP listener or a unix stream
 /// listener, as `-r` names them (logger/syslog.go getNetworkAndAddr).
 enum SyslogServer {
@@ -377,29 +393,8 @@ fn remote_syslog_scenario(bin: &str, scheme: &str) -> String {
             (SyslogServer::Udp(s), _) => s.recv(&mut buf).unwrap_or(0),
             (_, Some(r)) => r.read(&mut buf).unwrap_or(0),
             // Polled, so that a server that never dials fails the deadline above.
-            (SyslogServer::Tcp(l), None) => {
-                if let Ok((c, _)) = l.accept() {
-                    c.set_nonblocking(false).unwrap();
-                    c.set_read_timeout(Some(Duration::from_millis(200)))
-                        .unwrap();
-                    stream = Some(Box::new(c));
-                } else {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                0
-            }
-            // Polled, so that a server that never dials fails the deadline above.
-            (SyslogServer::Unix(l), None) => {
-                if let Ok((c, _)) = l.accept() {
-                    c.set_nonblocking(false).unwrap();
-                    c.set_read_timeout(Some(Duration::from_millis(200)))
-                        .unwrap();
-                    stream = Some(Box::new(c));
-                } else {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                0
-            }
+            (SyslogServer::Tcp(l), None) => accept_polled!(l, stream),
+            (SyslogServer::Unix(l), None) => accept_polled!(l, stream),
         };
         text.push_str(&String::from_utf8_lossy(&buf[..n]));
     };
