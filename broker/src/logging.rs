@@ -547,6 +547,9 @@ pub enum LogError {
     Syslog,
     #[error("error invalid network type: {0:?}")]
     RemoteScheme(String),
+    /// A `remote_syslog` that Go's url.Parse refuses (logger/syslog.go log.Fatal(err)).
+    #[error("{0}")]
+    Url(String),
     /// log.Fatalf("error connecting to syslog: %q") in logger/syslog.go, with the text of
     /// Go's dial error (`dial tcp 127.0.0.1:514: connect: connection refused`).
     #[error("error connecting to syslog: {}", crate::server::auth::go_quote(.0))]
@@ -593,16 +596,64 @@ fn open_local_syslog() -> Result<Sink, LogError> {
     Err(LogError::Syslog)
 }
 
+/// What logger/syslog.go getNetworkAndAddr takes from Go's url.Parse: the scheme in lower
+/// case, the host and the path, with url.Parse's refusals in its words. A bare `host:port`
+/// is refused as there: `127.0.0.1:514` does not parse, and in `localhost:514` the scheme is
+/// `localhost`.
+fn syslog_url(url: &str) -> Result<(String, &str, &str), LogError> {
+    let refused = |why: &str| {
+        LogError::Url(format!(
+            "parse {}: {why}",
+            crate::server::auth::go_quote(url)
+        ))
+    };
+    // url.go getScheme.
+    let (mut scheme, mut rest) = ("", url);
+    for (i, c) in url.bytes().enumerate() {
+        match c {
+            b'a'..=b'z' | b'A'..=b'Z' => {}
+            b'0'..=b'9' | b'+' | b'-' | b'.' if i > 0 => {}
+            b':' if i == 0 => return Err(refused("missing protocol scheme")),
+            b':' => {
+                (scheme, rest) = (&url[..i], &url[i + 1..]);
+                break;
+            }
+            _ => break,
+        }
+    }
+    if scheme.is_empty() && !rest.starts_with('/') {
+        let segment = rest.split('/').next().unwrap_or(rest);
+        if segment.contains(':') {
+            return Err(refused("first path segment in URL cannot contain colon"));
+        }
+    }
+    let (host, path) = match rest.strip_prefix("//") {
+        Some(after) => {
+            let end = after.find('/').unwrap_or(after.len());
+            let authority = &after[..end];
+            // Without the user information, as url.Parse keeps the host.
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            (host, &after[end..])
+        }
+        None => ("", rest),
+    };
+    Ok((scheme.to_ascii_lowercase(), host, path))
+}
+
 /// logger/syslog.go getNetworkAndAddr: `udp://host:port`, `tcp://host:port` or
-/// `unix:///path` (a stream socket); a plain `host:port` is taken as UDP. The server is
-/// dialled now: one that cannot be reached stops the start, as in nats-server.
+/// `unix:///path` (a stream socket). The server is dialled now: one that cannot be reached
+/// stops the start, as in nats-server.
 fn open_remote(url: &str) -> Result<Sink, LogError> {
-    let (scheme, addr) = url.split_once("://").unwrap_or(("udp", url));
-    let host_port = addr.split('/').next().unwrap_or(addr);
+    let (scheme, host_port, path) = syslog_url(url)?;
+    let scheme = scheme.as_str();
+    let addr = path;
     let dial_error = |to: &dyn std::fmt::Display, e: &std::io::Error| {
         LogError::Remote(format!("dial {scheme} {to}: {}", go_errno_text(e)))
     };
     let r = match scheme {
+        "udp" | "tcp" if host_port.is_empty() => {
+            return Err(LogError::Remote(format!("dial {scheme}: missing address")))
+        }
         "udp" | "tcp" => {
             let addrs: Vec<std::net::SocketAddr> =
                 std::net::ToSocketAddrs::to_socket_addrs(host_port)
@@ -795,6 +846,43 @@ mod tests {
             .map(|e| e.to_string());
         assert_eq!(e.as_deref(), Some("error invalid network type: \"foo\""));
         assert!(open_remote("udp://127.0.0.1:514").is_ok());
+        assert!(open_remote("UDP://127.0.0.1:514/x").is_ok());
+        // Bare forms, refused as url.Parse and getNetworkAndAddr refuse them.
+        let err = |u: &str| {
+            open_remote(u)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            err("127.0.0.1:514"),
+            "parse \"127.0.0.1:514\": first path segment in URL cannot contain colon"
+        );
+        assert_eq!(
+            err("localhost:514"),
+            "error invalid network type: \"localhost\""
+        );
+        assert_eq!(err("loghost"), "error invalid network type: \"\"");
+        assert_eq!(err("://x"), "parse \"://x\": missing protocol scheme");
+        assert_eq!(
+            err("udp:127.0.0.1:514"),
+            "error connecting to syslog: \"dial udp: missing address\""
+        );
+    }
+
+    #[test]
+    fn syslog_urls_split_as_go_url_parse() {
+        let parts = |u: &str| {
+            syslog_url(u)
+                .ok()
+                .map(|(s, h, p)| (s, h.to_string(), p.to_string()))
+        };
+        let p =
+            |s: &str, h: &str, path: &str| Some((s.to_string(), h.to_string(), path.to_string()));
+        assert_eq!(parts("udp://127.0.0.1:514"), p("udp", "127.0.0.1:514", ""));
+        assert_eq!(parts("tcp://u@h:1/x"), p("tcp", "h:1", "/x"));
+        assert_eq!(parts("unix:///dev/log"), p("unix", "", "/dev/log"));
+        assert_eq!(parts("Tcp://h:1"), p("tcp", "h:1", ""));
     }
 
     #[test]

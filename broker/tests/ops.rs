@@ -501,12 +501,35 @@ fn unreachable_remote_syslog_stops_the_start() {
             "smtp://127.0.0.1:25",
             "error invalid network type: \"smtp\"".to_string(),
         ),
+        // Bare forms: url.Parse refuses the first, reads `localhost` as the scheme of the
+        // second and no scheme at all in the third.
+        (
+            "127.0.0.1:5514",
+            "parse \"127.0.0.1:5514\": first path segment in URL cannot contain colon"
+                .to_string(),
+        ),
+        (
+            "localhost:5514",
+            "error invalid network type: \"localhost\"".to_string(),
+        ),
+        ("loghost", "error invalid network type: \"\"".to_string()),
     ];
-    // The message, without what comes before it (Go's log date, our program name).
+    // The message, without what comes before it: Go's log date (`2006/01/02 15:04:05 `) or
+    // our program name (`nats-server: `).
     let message = |err: &str| {
-        err.lines()
-            .find_map(|l| l.find("error ").map(|i| l[i..].to_string()))
-            .unwrap_or_default()
+        let line = err.lines().next().unwrap_or_default();
+        let dated = line.len() > 20
+            && line.as_bytes()[4] == b'/'
+            && line.as_bytes()[7] == b'/'
+            && line.as_bytes()[19] == b' ';
+        if dated {
+            line[20..].to_string()
+        } else {
+            match line.split_once(": ") {
+                Some((name, rest)) if !name.contains(' ') => rest.to_string(),
+                _ => line.to_string(),
+            }
+        }
     };
     for (url, want) in cases {
         let (code, err) = run_bounded(BIN, &["-a", "127.0.0.1", "-p", "-1", "-r", url]);
