@@ -520,18 +520,25 @@ fn syslog_packet(line: &[u8], facility: u8, remote: bool) -> Vec<u8> {
     v
 }
 
-/// logger/syslog.go GetSysLoggerTag: the program name without its path.
-fn syslog_tag() -> String {
-    std::env::args()
-        .next()
-        .and_then(|a| a.rsplit('/').next().map(str::to_string))
-        .unwrap_or_else(|| "broker".into())
+/// logger/syslog.go GetSysLoggerTag: the program name without its path (once per process).
+fn syslog_tag() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        std::env::args()
+            .next()
+            .and_then(|a| a.rsplit('/').next().map(str::to_string))
+            .unwrap_or_else(|| "broker".into())
+    })
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
+/// The host name, read once (Go log/syslog takes it when it dials).
+fn hostname() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into())
+    })
 }
 
 /// Errors setting up a log destination.

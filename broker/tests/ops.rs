@@ -365,16 +365,16 @@ fn remote_syslog_scenario(bin: &str, scheme: &str) -> String {
     };
     let port = free_port();
     // A zone away from UTC (when tzdata has it), so that the stamps' zone is compared too.
-    let mut cmd = Command::new(bin);
-    cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-r", &url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if Path::new("/usr/share/zoneinfo/Asia/Kolkata").exists() {
-        cmd.env("TZ", "Asia/Kolkata");
-    }
-    let mut p = Proc {
-        child: cmd.spawn().expect("spawn"),
+    let env: &[(&str, &str)] = if Path::new("/usr/share/zoneinfo/Asia/Kolkata").exists() {
+        &[("TZ", "Asia/Kolkata")]
+    } else {
+        &[]
     };
+    let mut p = Proc::spawn_env(
+        bin,
+        &["-a", "127.0.0.1", "-p", &port.to_string(), "-r", &url],
+        env,
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut text = String::new();
     let mut buf = [0u8; 2048];
@@ -556,15 +556,12 @@ fn log_time_stamps_are_local_time() {
         let dir = tmpdir(&format!("tz-{}", bin.rsplit('/').next().unwrap_or("x")));
         let log = dir.join("server.log");
         let port = free_port();
-        let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-l"])
-            .arg(&log)
-            .env("TZ", "Asia/Kolkata")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let mut p = Proc { child };
+        let log_arg = log.to_string_lossy().into_owned();
+        let mut p = Proc::spawn_env(
+            bin,
+            &["-a", "127.0.0.1", "-p", &port.to_string(), "-l", &log_arg],
+            &[("TZ", "Asia/Kolkata")],
+        );
         let text = wait_file(&log, "Server is ready", 0);
         let utc_now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

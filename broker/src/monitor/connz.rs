@@ -209,8 +209,9 @@ fn row(s: &ConnSnapshot, now: SystemTime, auth: bool) -> ConnInfo {
         version: s.version.clone(),
         tls_version: s.tls.as_ref().map(|t| t.0.clone()).unwrap_or_default(),
         tls_cipher_suite: s.tls.as_ref().map(|t| t.1.clone()).unwrap_or_default(),
+        // monitor.go makePeerCerts, when the request asks for auth.
         tls_peer_certs: if auth {
-            s.tls_peer_certs.clone()
+            crate::server::peer_cert::peer_certs(s.tls_peer_der.iter().map(Vec::as_slice))
         } else {
             Vec::new()
         },
@@ -252,9 +253,9 @@ fn open_row(state: &ServerState, c: &ClientShared, o: &ConnzOptions, now: System
 }
 
 fn closed_row(s: &ConnSnapshot, o: &ConnzOptions, now: SystemTime) -> ConnInfo {
+    // No peer certificates: closed snapshots keep none (server.go saveClosedClient fills the
+    // saved row with auth off).
     let mut r = row(s, now, o.auth);
-    // server.go saveClosedClient fills the saved row with auth off: no peer certificates.
-    r.tls_peer_certs.clear();
     // nats-server monitor.go Connz: a closed client's saved `SubDetail`s
     // (with the account) for `subs=detail`, their subjects for `subs=1`.
     match o.subs {
@@ -439,7 +440,7 @@ mod tests {
             lang: String::new(),
             version: String::new(),
             tls: None,
-            tls_peer_certs: Vec::new(),
+            tls_peer_der: Vec::new(),
             user: Some(format!("u{cid}")),
             token: None,
             nkey: None,

@@ -64,8 +64,9 @@ pub struct ConnMeta {
     pub connected: bool,
     /// TLS version and cipher suite in Go's words, for a client on the TLS port.
     pub tls: Option<(String, String)>,
-    /// The certificates the TLS client showed (/connz `tls_peer_certs` with `auth=true`).
-    pub tls_peer_certs: Vec<super::peer_cert::PeerCert>,
+    /// The certificates the TLS client showed, DER (/connz `tls_peer_certs` with
+    /// `auth=true` describes them when asked, as monitor.go does).
+    pub tls_peer_der: Vec<Vec<u8>>,
 }
 
 /// The part of a connection other tasks touch.
@@ -428,11 +429,11 @@ pub async fn run_tcp(srv: Arc<ServerState>, mut stream: tokio::net::TcpStream, p
     if let Some(t) = super::tls::log_established(&p, conn) {
         let certs = conn
             .peer_certificates()
-            .map(|c| super::peer_cert::peer_certs(c.iter().map(|d| d.as_ref())))
+            .map(|c| c.iter().map(|d| d.to_vec()).collect())
             .unwrap_or_default();
         let mut meta = lock(&shared.meta);
         meta.tls = Some(t);
-        meta.tls_peer_certs = certs;
+        meta.tls_peer_der = certs;
     }
     let (rd, wr) = super::io::Locked(stream).split_io();
     let writer = tokio::spawn(writer_loop(shared.clone(), wr, opts.write_deadline));

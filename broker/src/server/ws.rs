@@ -932,8 +932,42 @@ impl<W: AsyncWrite + Unpin + Send + 'static> ChunkSink for WsWriter<W> {
         self.ctrl.pending()
     }
 
+    /// The CLOSE frame the connection ends with, if one is owed.
     async fn finish(&mut self, reason: Option<ClosedState>) {
-        self.finish_frames(reason).await
+        use ClosedState::*;
+        if self.closed || self.broken {
+            return;
+        }
+        // client.go markConnAsClosed: these close without flushing, so without a CLOSE of
+        // their own. A framing error's CLOSE 1002 (`WsReader::framing_error`) is the
+        // exception: the writer mostly sends it after the data already pending, woken by the
+        // reader; if it is still queued here, it goes out alone, within the writer's bound.
+        let skip = matches!(
+            reason,
+            Some(ReadError | WriteError | SlowConsumerPendingBytes | SlowConsumerWriteDeadline)
+                | Some(TlsHandshakeError)
+        );
+        match reason {
+            Some(ReadError) => {}
+            _ if skip => return,
+            Some(r) => self
+                .ctrl
+                .queue_close(&close_payload(close_status(r), r.as_str())),
+            None => {}
+        }
+        let mut frames = if skip {
+            Vec::new()
+        } else {
+            self.ctrl.take_pongs()
+        };
+        if let Some(close) = self.ctrl.take_close() {
+            frames.extend_from_slice(&close);
+            self.closed = true;
+        }
+        if !frames.is_empty() {
+            let _ = self.inner.write_all(&frames).await;
+            let _ = self.inner.flush().await;
+        }
     }
 }
 
@@ -1022,46 +1056,6 @@ impl<W: AsyncWrite + Unpin + Send + 'static> WsWriter<W> {
             }
         }
         (n, end)
-    }
-
-    /// [`ChunkSink::finish`]: the CLOSE frame the connection ends with, if one is owed.
-    async fn finish_frames(&mut self, reason: Option<ClosedState>) {
-        use ClosedState::*;
-        // client.go markConnAsClosed: these close without flushing, so without a CLOSE.
-        let skip = matches!(
-            reason,
-            Some(ReadError | WriteError | SlowConsumerPendingBytes | SlowConsumerWriteDeadline)
-                | Some(TlsHandshakeError)
-        );
-        if self.closed || self.broken {
-            return;
-        }
-        if skip {
-            // A framing error queued a CLOSE 1002 (`WsReader::framing_error`). The writer
-            // mostly sends it after the data already pending, woken by the reader; if it is
-            // still queued here, it goes out alone, within the writer's bound.
-            if reason == Some(ReadError) {
-                if let Some(close) = self.ctrl.take_close() {
-                    self.closed = true;
-                    let _ = self.inner.write_all(&close).await;
-                    let _ = self.inner.flush().await;
-                }
-            }
-            return;
-        }
-        if let Some(r) = reason {
-            self.ctrl
-                .queue_close(&close_payload(close_status(r), r.as_str()));
-        }
-        let mut frames = self.ctrl.take_pongs();
-        if let Some(close) = self.ctrl.take_close() {
-            frames.extend_from_slice(&close);
-            self.closed = true;
-        }
-        if !frames.is_empty() {
-            let _ = self.inner.write_all(&frames).await;
-            let _ = self.inner.flush().await;
-        }
     }
 }
 

@@ -27,8 +27,14 @@ impl Drop for Proc {
 
 impl Proc {
     pub fn spawn(bin: &str, args: &[&str]) -> Proc {
+        Self::spawn_env(bin, args, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with environment variables `env` (name, value) added.
+    pub fn spawn_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let child = Command::new(bin)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -35,8 +35,8 @@ pub struct ConnSnapshot {
     pub version: String,
     /// TLS version and cipher suite (client TLS on the TCP port).
     pub tls: Option<(String, String)>,
-    /// The TLS client's certificates (monitor.go makePeerCerts).
-    pub tls_peer_certs: Vec<crate::server::peer_cert::PeerCert>,
+    /// The TLS client's certificates, DER.
+    pub tls_peer_der: Vec<Vec<u8>>,
     pub user: Option<String>,
     pub token: Option<String>,
     pub nkey: Option<String>,
@@ -74,7 +74,7 @@ impl ClientShared {
             lang: meta.lang,
             version: meta.version,
             tls: meta.tls,
-            tls_peer_certs: meta.tls_peer_certs,
+            tls_peer_der: meta.tls_peer_der,
             user: meta.user,
             token: meta.token,
             nkey: meta.nkey,
@@ -99,7 +99,7 @@ impl ClientShared {
         s.subs.sort_by(|a, b| a.sid.cmp(&b.sid));
         // Never shown for closed connections (server.go saveClosedClient fills them with auth
         // off): not kept.
-        s.tls_peer_certs = Vec::new();
+        s.tls_peer_der = Vec::new();
         s
     }
 }
