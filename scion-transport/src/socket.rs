@@ -1042,9 +1042,23 @@ impl ScionSocket {
         let Some(quoted) = report.quoted else {
             return;
         };
-        // Only SCMP about our own packets counts (SCMP is unauthenticated).
+        // SCMP is unauthenticated, so only what a border router on one of our paths could
+        // have sent counts: an error about our own packet ...
         if quoted.src != self.local {
             debug!(quoted = %quoted.src, "SCMP quoting someone else's packet ignored");
+            return;
+        }
+        let about = match &report.kind {
+            ScmpKind::ExternalInterfaceDown { ia, .. }
+            | ScmpKind::InternalConnectivityDown { ia, .. } => *ia,
+            other => {
+                debug!(kind = ?other, from = %report.from.0, "SCMP error");
+                return;
+            }
+        };
+        // ... sent from the AS whose interface it reports (a router speaks for its own AS) ...
+        if report.from.0 != about {
+            debug!(from = %report.from.0, %about, "SCMP about another AS's interface ignored");
             return;
         }
         let now = Instant::now();
@@ -1052,9 +1066,40 @@ impl ScionSocket {
         let Some(peer) = table.peers.get_mut(&quoted.dst) else {
             return;
         };
+        // ... quoting a packet that went over one of our paths to that peer (the same hop
+        // fields, MACs included) ...
+        let Some(hops) = quoted.path.hop_field_bytes() else {
+            return;
+        };
+        let via = peer
+            .routes
+            .iter()
+            .find(|(_, r)| r.data.hop_field_bytes() == Some(hops))
+            .map(|(fp, _)| *fp);
+        let via_reply = peer
+            .reply
+            .as_ref()
+            .is_some_and(|r| r.data.hop_field_bytes() == Some(hops));
+        if via.is_none() && !via_reply {
+            debug!(remote = %peer.remote, "SCMP quoting a packet on none of our paths ignored");
+            return;
+        }
         let Some(selector) = peer.selector.as_mut() else {
             return;
         };
+        // ... and naming an interface that path crosses.
+        if !scmp_names_a_hop_of(
+            &report.kind,
+            via.and_then(|fp| selector.path(&fp)),
+            &quoted.path,
+        ) {
+            debug!(
+                remote = %peer.remote,
+                "SCMP about an interface the quoted path does not cross ignored: {}",
+                scmp_down_text(&report.kind)
+            );
+            return;
+        }
         let before = selector.scmp_down_count();
         let marked = match &report.kind {
             ScmpKind::ExternalInterfaceDown { ia, ifid } => match u16::try_from(*ifid) {
@@ -1069,10 +1114,7 @@ impl ScionSocket {
                 (Ok(i), Ok(e)) => selector.on_scmp_internal_down(now, *ia, i, e),
                 _ => 0,
             },
-            other => {
-                debug!(kind = ?other, from = %report.from.0, "SCMP error");
-                0
-            }
+            _ => 0,
         };
         if marked > 0 {
             // Every probe on a path through a dead link draws another SCMP error: log the
@@ -1191,6 +1233,40 @@ fn probe_frame(kind: u8, seq: u64, token: u64) -> Bytes {
 }
 
 /// An SCMP down report in the operators' notation (`interface down 18-ffaa:0:1208#2`).
+/// Whether the interface (or the pair of interfaces) an SCMP error names lies on the path of
+/// the packet it quotes: checked against the path's metadata when it is one of our candidates,
+/// else (the reversed path a peer reached us on) against the interface ids in its hop fields.
+fn scmp_names_a_hop_of(
+    kind: &ScmpKind,
+    info: Option<&crate::path::PathInfo>,
+    path: &DataPath,
+) -> bool {
+    let crossed = |id: u16| {
+        id != 0
+            && path
+                .hop_interfaces()
+                .iter()
+                .any(|&(i, e)| i == id || e == id)
+    };
+    match *kind {
+        ScmpKind::ExternalInterfaceDown { ia, ifid } => match (u16::try_from(ifid), info) {
+            (Ok(ifid), Some(info)) => info.uses_interface(ia, ifid),
+            (Ok(ifid), None) => crossed(ifid),
+            (Err(_), _) => false,
+        },
+        ScmpKind::InternalConnectivityDown {
+            ia,
+            ingress,
+            egress,
+        } => match (u16::try_from(ingress), u16::try_from(egress), info) {
+            (Ok(i), Ok(e), Some(info)) => info.uses_internal(ia, i, e),
+            (Ok(i), Ok(e), None) => crossed(i) && crossed(e),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 fn scmp_down_text(kind: &ScmpKind) -> String {
     match kind {
         ScmpKind::ExternalInterfaceDown { ia, ifid } => format!("interface down {ia}#{ifid}"),

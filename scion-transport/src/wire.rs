@@ -71,6 +71,11 @@ pub enum BuildPathError {
     SegmentLength(usize),
 }
 
+/// Bytes of a standard path's meta header, of one info field and of one hop field.
+const PATH_META_LEN: usize = 4;
+const INFO_FIELD_LEN: usize = 8;
+const HOP_FIELD_LEN: usize = 12;
+
 /// An encoded SCION data-plane path (empty for AS-local traffic), opaque to the rest of the crate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DataPath(sp_path::DataPlanePath);
@@ -121,6 +126,20 @@ impl DataPath {
             }
             _ => (0, 0),
         }
+    }
+
+    /// The hop fields of a standard path as encoded, 12 bytes each, MACs included (None for
+    /// the empty path). Routers never rewrite hop fields in transit (only the path meta
+    /// header and the info fields' SegIDs change), so these bytes tell which of our paths a
+    /// packet quoted in an SCMP error took.
+    pub fn hop_field_bytes(&self) -> Option<&[u8]> {
+        let (infos, hops) = self.shape();
+        if hops == 0 {
+            return None;
+        }
+        let start = PATH_META_LEN + INFO_FIELD_LEN * usize::from(infos);
+        self.raw()
+            .get(start..start + HOP_FIELD_LEN * usize::from(hops))
     }
 
     /// Interface ids in travel order as (ingress, egress) pairs per hop field.
@@ -768,6 +787,36 @@ mod tests {
             two_segment_path().hop_interfaces(),
             vec![(0, 2), (1, 0), (0, 3), (4, 0)]
         );
+    }
+
+    #[test]
+    fn hop_field_bytes_are_the_encoded_hop_fields() {
+        let path = two_segment_path();
+        let hops = path.hop_field_bytes().expect("hop fields");
+        assert_eq!(hops.len(), 4 * HOP_FIELD_LEN);
+        // Meta header and two info fields come first; the hop fields end the path.
+        assert!(path.raw().ends_with(hops));
+        assert_eq!(
+            path.raw().len(),
+            PATH_META_LEN + 2 * INFO_FIELD_LEN + hops.len()
+        );
+        // The second hop field is cons ingress 0, cons egress 1 (after its flags and expiry;
+        // see `hop_interfaces_in_travel_order`).
+        assert_eq!(&hops[HOP_FIELD_LEN + 2..HOP_FIELD_LEN + 6], &[0, 0, 0, 1]);
+        // A packet carries them unchanged, and a different MAC gives different bytes.
+        let a = addr(IsdAsn::new(1, 0xff00_0000_0110), 1, 31000);
+        let b = addr(IsdAsn::new(1, 0xff00_0000_0111), 2, 31001);
+        let bytes = encode_udp(&a, &b, &path, Bytes::from_static(b"x")).expect("encode");
+        let Ok(Received::Udp(d)) = decode(Bytes::from(bytes)) else {
+            panic!("a UDP datagram")
+        };
+        assert_eq!(d.path.hop_field_bytes(), Some(hops));
+        let mut raw = path.raw().to_vec();
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        let other = DataPath::from_raw(Bytes::from(raw)).expect("path");
+        assert_ne!(other.hop_field_bytes(), Some(hops));
+        assert_eq!(DataPath::empty().hop_field_bytes(), None);
     }
 
     #[test]

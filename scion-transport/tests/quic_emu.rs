@@ -674,3 +674,174 @@ async fn wrong_as_and_unreachable_daemon_are_clear_errors() {
     let err = ScionEndpoint::bind(cfg).await.err().expect("must fail");
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }
+
+/// Sends `kind` as an SCMP error from `from` to `to`'s socket, quoting a packet from `to` to
+/// `dst` over `quoted_path`: what an off-path host can forge, since SCMP is unauthenticated.
+async fn forge_scmp(
+    from: IsdAsn,
+    to: ScionAddr,
+    dst: ScionAddr,
+    quoted_path: &scion_transport::wire::DataPath,
+    kind: scion_transport::wire::ScmpKind,
+) {
+    use scion_transport::wire;
+    let quote = wire::encode_udp(&to, &dst, quoted_path, bytes::Bytes::from_static(b"quic"))
+        .expect("quoted packet");
+    let back = quoted_path
+        .reversed()
+        .unwrap_or_else(|_| wire::DataPath::empty());
+    let scmp = wire::encode_scmp_error(
+        (from, "127.0.0.1".parse().expect("ip")),
+        (to.ia, to.ip),
+        &back,
+        &kind,
+        bytes::Bytes::from(quote),
+    )
+    .expect("scmp");
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    udp.send_to(&scmp, std::net::SocketAddr::new(to.ip, to.port))
+        .await
+        .expect("send");
+}
+
+/// SCMP errors are unauthenticated. One that no border router on our path could have sent
+/// (from another AS than the one it reports on, quoting a packet over hop fields we never used,
+/// or naming an interface the quoted path does not cross) moves nothing; the same error with
+/// the right sender, quote and interface marks the path down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_scmp_errors_move_no_path() {
+    use scion_transport::daemon::DaemonClient;
+    use scion_transport::path::PathState;
+    use scion_transport::wire::ScmpKind;
+    let n = net().await;
+    let server_addr = n.server.local_addr();
+    let client_addr = n.client.local_addr();
+    let server = tokio::spawn(async move {
+        let got = serve_and_check(&n.server).await;
+        (got, n.server)
+    });
+    let conn = timeout(
+        Duration::from_secs(10),
+        n.client.connect(server_addr, "server.test"),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    let mut send = conn.open_uni().await.expect("open");
+    let data: Vec<u8> = (0..4096u64).map(pattern).collect();
+    send.write_all(&data).await.expect("write");
+    let active = n
+        .client
+        .path_stats(server_addr)
+        .into_iter()
+        .find(|c| c.active)
+        .expect("an active path");
+    let daemon = DaemonClient::connect(
+        &n.emu
+            .daemon_addr(client_addr.ia)
+            .expect("daemon")
+            .to_string(),
+    )
+    .await
+    .expect("daemon");
+    let paths = daemon
+        .paths(client_addr.ia, server_addr.ia, false)
+        .await
+        .expect("paths");
+    let used = paths
+        .iter()
+        .find(|p| p.fingerprint == active.info.fingerprint.0)
+        .expect("the active path from the daemon");
+    let other = paths
+        .iter()
+        .find(|p| p.fingerprint != active.info.fingerprint.0)
+        .expect("a second path");
+    let first = active.info.interfaces[0];
+    assert!(
+        !other
+            .interfaces
+            .iter()
+            .any(|h| h.ia == first.ia && h.ifid == first.ifid),
+        "the two paths are disjoint"
+    );
+    let down = ScmpKind::ExternalInterfaceDown {
+        ia: first.ia,
+        ifid: first.ifid.into(),
+    };
+    // Hop fields we never sent on: the active path's with one MAC byte changed.
+    let mut raw = used.data.raw().to_vec();
+    let last = raw.len() - 1;
+    raw[last] ^= 0x5a;
+    let tampered =
+        scion_transport::wire::DataPath::from_raw(bytes::Bytes::from(raw)).expect("tampered");
+    forge_scmp(
+        server_addr.ia,
+        client_addr,
+        server_addr,
+        &used.data,
+        down.clone(),
+    )
+    .await;
+    forge_scmp(first.ia, client_addr, server_addr, &tampered, down.clone()).await;
+    forge_scmp(
+        first.ia,
+        client_addr,
+        server_addr,
+        &other.data,
+        down.clone(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let marked = |stats: &[scion_transport::path::CandidateView]| {
+        stats
+            .iter()
+            .filter(|c| c.state == PathState::Down)
+            .map(|c| c.reason.clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    let after = n.client.path_stats(server_addr);
+    assert!(
+        marked(&after).is_empty(),
+        "forged SCMP marked {:?}",
+        marked(&after)
+    );
+    assert!(
+        after
+            .iter()
+            .any(|c| c.active && c.info.fingerprint == active.info.fingerprint),
+        "the active path stayed"
+    );
+    // The control: from the AS it reports on, quoting our packet, naming an interface the
+    // path crosses. (Still forged, so the link is fine and probes bring the path back.)
+    forge_scmp(first.ia, client_addr, server_addr, &used.data, down).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = marked(&n.client.path_stats(server_addr));
+        if m.iter().any(|r| r.contains("SCMP")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a well-formed SCMP error is acted on: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The link was never down: probes answered over it bring the path back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = marked(&n.client.path_stats(server_addr));
+        if m.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the path comes back: {m:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send.finish().expect("finish");
+    let (got, _server) = timeout(Duration::from_secs(30), server)
+        .await
+        .expect("server finished")
+        .expect("join");
+    assert_eq!(got, data.len() as u64);
+}
