@@ -801,7 +801,8 @@ impl Mapper {
                 // A port the border router will not deliver to: said by -t too (and by
                 // the endpoint when it binds, which also knows a range only the daemon
                 // gives, and a port set on the command line).
-                if let (Some(ia), Some(range)) = (written, topo.dispatched_ports) {
+                if let Some(ia) = written {
+                    let range = topo.dispatched_ports;
                     let local = scion_transport::address::ScionAddr {
                         ia,
                         ip: *ip,

@@ -13,6 +13,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, warn};
 
 use crate::address::IsdAsn;
+use crate::topology::DispatchedPorts;
 use crate::wire::{self, ScionPath};
 
 /// Default daemon address of scionproto end hosts.
@@ -153,11 +154,38 @@ impl DaemonClient {
         })
     }
 
-    /// The local AS's dispatched port range (`PortRange` call), inclusive.
+    /// The underlay address of the border router behind each interface of the local AS
+    /// (`Interfaces` call). Entries whose address does not parse are left out.
+    pub async fn interfaces(
+        &self,
+    ) -> Result<std::collections::HashMap<u16, std::net::SocketAddr>, DaemonError> {
+        let answer = self
+            .client
+            .clone()
+            .interfaces(grpc::InterfacesRequest {})
+            .await
+            .map_err(|status| DaemonError::Call {
+                call: "Interfaces",
+                status: Box::new(status),
+            })?
+            .into_inner();
+        Ok(answer
+            .interfaces
+            .into_iter()
+            .filter_map(|(id, i)| {
+                let id = u16::try_from(id).ok()?;
+                let addr = i.address?.address.parse().ok()?;
+                Some((id, addr))
+            })
+            .collect())
+    }
+
+    /// The local AS's dispatched port range (`PortRange` call), inclusive; 0-0 is an AS that
+    /// dispatches no port (no `dispatched_ports` in its topology).
     ///
     /// `Ok(None)` when the daemon predates the call (it answers Unimplemented): the range is
     /// then unknown, which is not an error (topology.json may still name it).
-    pub async fn port_range(&self) -> Result<Option<(u16, u16)>, DaemonError> {
+    pub async fn port_range(&self) -> Result<Option<DispatchedPorts>, DaemonError> {
         let call_error = |status| DaemonError::Call {
             call: "PortRange",
             status: Box::new(status),
@@ -178,7 +206,8 @@ impl DaemonClient {
         };
         let (start, end) = (answer.dispatched_port_start, answer.dispatched_port_end);
         match (u16::try_from(start), u16::try_from(end)) {
-            (Ok(lo), Ok(hi)) if lo > 0 && lo <= hi => Ok(Some((lo, hi))),
+            (Ok(0), Ok(0)) => Ok(Some(DispatchedPorts::Nothing)),
+            (Ok(lo), Ok(hi)) if lo > 0 && lo <= hi => Ok(Some(DispatchedPorts::Range(lo, hi))),
             _ => Err(DaemonError::BadPortRange { start, end }),
         }
     }

@@ -24,7 +24,7 @@ use crate::address::ScionAddr;
 use crate::daemon::{resolve_daemon_address, DaemonClient, DaemonError};
 use crate::path::{CandidateView, SelectorConfig};
 use crate::socket::{PathError, PathEvent, ScionSocket};
-use crate::topology::{LocalTopology, TopologyFileError};
+use crate::topology::{DispatchedPorts, LocalTopology, TopologyFileError};
 
 /// ALPN of QUIC connections between nats-scion peers.
 pub const DEFAULT_ALPN: &[u8] = b"nats-scion";
@@ -705,10 +705,16 @@ impl ScionEndpoint {
         }
         // The dispatched range from topology.json, else from the daemon (`PortRange`; None
         // from a daemon too old to have the call).
-        let range = match topo.as_ref().and_then(|t| t.dispatched_ports) {
+        let range = match topo.as_ref().map(|t| t.dispatched_ports) {
             Some(range) => Some(range),
             None => daemon.port_range().await?,
         };
+        if range.is_none() {
+            warn!(
+                "the SCION daemon at {daemon_addr} has no PortRange call (scionproto before v0.12?) and no topology file names dispatched_ports: assuming {}-{}. This is a dispatcherless end host: in an AS that still runs a dispatcher nothing reaches it",
+                DEFAULT_DISPATCHED_PORTS.0, DEFAULT_DISPATCHED_PORTS.1
+            );
+        }
         let udp = bind_udp(config.local, range).await?;
         let port = udp
             .local_addr()
@@ -725,6 +731,24 @@ impl ScionEndpoint {
             warn!("{line}");
         }
         let local_mtu = topo.as_ref().and_then(|t| t.mtu).unwrap_or(as_info.mtu);
+        // Which border router serves each interface: needed to answer packets that a shim
+        // dispatcher hands over (ports outside the dispatched range).
+        let mut interface_addrs = topo
+            .as_ref()
+            .map(LocalTopology::interface_addrs)
+            .unwrap_or_default();
+        if interface_addrs.is_empty() {
+            match daemon.interfaces().await {
+                Ok(map) => interface_addrs = map,
+                Err(e) => debug!(error = %e, "no interface addresses from the SCION daemon"),
+            }
+        }
+        let behind_shim = range.is_some_and(|r| !r.contains(port));
+        if behind_shim && interface_addrs.is_empty() {
+            warn!(
+                "SCION port {port} of {local} comes through a shim dispatcher, but neither a topology file nor the daemon names the border routers' addresses: packets that arrive through the shim cannot be answered"
+            );
+        }
         let socket = Arc::new(
             ScionSocket::new(udp, local, config.selector.clone(), Some(daemon)).map_err(
                 |source| BindError::Bind {
@@ -733,6 +757,7 @@ impl ScionEndpoint {
                 },
             )?,
         );
+        socket.set_interface_addrs(interface_addrs);
         let server_config = if config.accept {
             // The endpoint-wide transport parameters only apply to connections accepted
             // without `ScionIncoming` (none are); each accept sets its own.
@@ -928,15 +953,22 @@ pub fn bind_udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(sock.into())
 }
 
-/// Binds the UDP socket; port 0 means "a free port in the dispatched range" when known.
-async fn bind_udp(local: ScionAddr, range: Option<(u16, u16)>) -> Result<UdpSocket, BindError> {
-    if local.port != 0 {
-        let addr = SocketAddr::new(local.ip, local.port);
-        return bind_udp_socket(addr).map_err(|source| BindError::Bind { addr, source });
-    }
-    let Some((lo, hi)) = range else {
-        let addr = SocketAddr::new(local.ip, 0);
-        return bind_udp_socket(addr).map_err(|source| BindError::Bind { addr, source });
+/// Binds the UDP socket; port 0 means "a free port in the dispatched range" (the default
+/// range when unknown; any free port when the AS dispatches none).
+async fn bind_udp(
+    local: ScionAddr,
+    range: Option<DispatchedPorts>,
+) -> Result<UdpSocket, BindError> {
+    let range = range.unwrap_or(DispatchedPorts::Range(
+        DEFAULT_DISPATCHED_PORTS.0,
+        DEFAULT_DISPATCHED_PORTS.1,
+    ));
+    let (lo, hi) = match (local.port, range) {
+        (0, DispatchedPorts::Range(lo, hi)) => (lo, hi),
+        _ => {
+            let addr = SocketAddr::new(local.ip, local.port);
+            return bind_udp_socket(addr).map_err(|source| BindError::Bind { addr, source });
+        }
     };
     // Start at a random offset so parallel endpoints do not race for the same ports.
     let span = (hi - lo) as u32 + 1;
@@ -959,20 +991,27 @@ const DEFAULT_DISPATCHED_PORTS: (u16, u16) = (31000, 32767);
 /// a shim dispatcher listens.
 pub fn port_range_warning(
     local: &ScionAddr,
-    known: Option<(u16, u16)>,
+    known: Option<DispatchedPorts>,
     origin: Option<&str>,
 ) -> Option<String> {
-    let ((lo, hi), whose) = match known {
+    let (range, whose) = match known {
         Some(r) => (r, "the AS's"),
-        None => (DEFAULT_DISPATCHED_PORTS, "the default (AS range unknown)"),
+        None => (
+            DispatchedPorts::Range(DEFAULT_DISPATCHED_PORTS.0, DEFAULT_DISPATCHED_PORTS.1),
+            "the default (AS range unknown)",
+        ),
     };
-    if (lo..=hi).contains(&local.port) {
+    if range.contains(local.port) {
         return None;
     }
     let origin = origin.map(|k| format!(" ({k})")).unwrap_or_default();
+    let outside = match range {
+        DispatchedPorts::Range(lo, hi) => format!("is outside {whose} dispatched range {lo}-{hi}"),
+        DispatchedPorts::Nothing => "is not dispatched (the AS's dispatched_ports is empty)".into(),
+    };
     Some(format!(
-        "SCION port {} of {}{} is outside {} dispatched range {}-{}: border routers will deliver to port 30041, so a shim dispatcher is needed",
-        local.port, local, origin, whose, lo, hi
+        "SCION port {} of {}{} {}: border routers will deliver to port 30041, so a shim dispatcher is needed",
+        local.port, local, origin, outside
     ))
 }
 
@@ -1057,11 +1096,12 @@ mod tests {
     #[test]
     fn port_range_warning_uses_known_range_else_default() {
         assert_eq!(
-            port_range_warning(&at(31500), Some((31000, 32767)), None),
+            port_range_warning(&at(31500), Some(DispatchedPorts::Range(31000, 32767)), None),
             None
         );
         assert_eq!(port_range_warning(&at(31500), None, None), None);
-        let w = port_range_warning(&at(40000), Some((30000, 30999)), None).unwrap();
+        let w = port_range_warning(&at(40000), Some(DispatchedPorts::Range(30000, 30999)), None)
+            .unwrap();
         assert!(
             w.contains("outside the AS's dispatched range 30000-30999"),
             "{w}"
@@ -1075,5 +1115,9 @@ mod tests {
         // The config key that set the address is named.
         let w = port_range_warning(&at(40000), None, Some("cluster.listen")).unwrap();
         assert!(w.contains(":40000 (cluster.listen) is outside"), "{w}");
+        // An AS that dispatches no port (scionproto: dispatched_ports absent or "-").
+        let w = port_range_warning(&at(31500), Some(DispatchedPorts::Nothing), None).unwrap();
+        assert!(w.contains("is not dispatched"), "{w}");
+        assert!(w.ends_with("so a shim dispatcher is needed"), "{w}");
     }
 }

@@ -38,6 +38,9 @@ mod batch;
 
 /// First byte of a probe frame; never the first byte of a QUIC packet.
 pub const PROBE_TAG: u8 = 0x00;
+/// The shim dispatcher's port (scionproto `underlay.EndhostPort`): border routers deliver
+/// packets for ports outside the AS's dispatched range there.
+pub const SHIM_DISPATCHER_PORT: u16 = 30041;
 const PROBE_REQUEST: u8 = 1;
 const PROBE_REPLY: u8 = 2;
 const PROBE_LEN: usize = 18;
@@ -411,6 +414,9 @@ pub struct ScionSocket {
     /// QUIC datagram sends: `sendmsg` calls and the datagrams they carried.
     sends: std::sync::atomic::AtomicU64,
     datagrams: std::sync::atomic::AtomicU64,
+    /// Border routers' underlay addresses by interface id, to answer packets a shim
+    /// dispatcher handed over (see [`Self::reply_hop`]).
+    interface_addrs: Mutex<HashMap<u16, SocketAddr>>,
 }
 
 /// How the QUIC datagrams of one endpoint left: `datagrams` in `sends` system calls (GSO).
@@ -463,7 +469,53 @@ impl ScionSocket {
             coalesce: std::sync::atomic::AtomicBool::new(false),
             sends: Default::default(),
             datagrams: Default::default(),
+            interface_addrs: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Tells the socket which border router serves each interface of the local AS (from
+    /// topology.json or the daemon), for packets that come through a shim dispatcher.
+    pub fn set_interface_addrs(&self, addrs: HashMap<u16, SocketAddr>) {
+        *self
+            .interface_addrs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = addrs;
+    }
+
+    /// Where to answer a datagram from SCION source `src` over `path_raw` that the kernel
+    /// got from `from`: `from` itself (the border router that delivered it, or a host of our
+    /// AS), unless `from` is a shim dispatcher, port 30041 on our address or on loopback, as
+    /// scionproto's snet recognises one. The shim forwards what a router delivered to a port
+    /// outside the dispatched range, and drops what is sent to it, so the answer goes to the
+    /// router of the interface the packet came in through, or, inside the AS, to the source
+    /// host's own port (snet `lastHop`).
+    pub(crate) fn reply_hop(
+        &self,
+        from: SocketAddr,
+        src: &ScionAddr,
+        path_raw: &[u8],
+    ) -> Option<SocketAddr> {
+        let shim = from.port() == SHIM_DISPATCHER_PORT
+            && (from.ip() == self.local.ip || from.ip().is_loopback());
+        if !shim {
+            return Some(from);
+        }
+        if path_raw.is_empty() {
+            return Some(SocketAddr::new(src.ip, src.port));
+        }
+        let ifid = DataPath::from_raw(Bytes::copy_from_slice(path_raw))
+            .ok()?
+            .arrival_interface()?;
+        let hop = self
+            .interface_addrs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ifid)
+            .copied();
+        if hop.is_none() {
+            debug!(%src, ifid, "no border router known for the interface a shim-forwarded packet came in through");
+        }
+        hop
     }
 
     pub fn local(&self) -> ScionAddr {
@@ -966,6 +1018,7 @@ impl ScionSocket {
         path_raw: &[u8],
         from: SocketAddr,
     ) -> Option<SocketAddr> {
+        let from = self.reply_hop(from, &src, path_raw)?;
         let mut table = self.table();
         let new_peer = !table.peers.contains_key(&src);
         let peer = match Self::peer_entry(&mut table, src, self.local.ia) {
@@ -1013,9 +1066,12 @@ impl ScionSocket {
                 let Ok(rev) = udp.path.reversed() else {
                     return;
                 };
+                let Some(hop) = self.reply_hop(from, &udp.src, udp.path.raw()) else {
+                    return;
+                };
                 let frame = probe_frame(PROBE_REPLY, seq, token);
                 if let Ok(pkt) = wire::encode_udp(&self.local, &udp.src, &rev, frame) {
-                    let _ = self.udp.try_send_to(&pkt, from);
+                    let _ = self.udp.try_send_to(&pkt, hop);
                 }
             }
             PROBE_REPLY if token == self.token => {

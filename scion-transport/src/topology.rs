@@ -23,7 +23,7 @@ pub enum TopologyFileError {
     Json(#[from] serde_json::Error),
     #[error("topology file: bad isd_as {0:?}")]
     IsdAs(String),
-    #[error("topology file: bad dispatched_ports {0:?} (expected \"LOW-HIGH\")")]
+    #[error("topology file: bad dispatched_ports {0:?} (expected \"LOW-HIGH\", \"all\" or \"-\")")]
     Ports(String),
     #[error("topology file: border router {router}: bad address {addr:?}")]
     Address { router: String, addr: String },
@@ -67,14 +67,55 @@ pub struct BorderRouter {
     pub interfaces: Vec<(u16, Option<IsdAsn>, Option<u16>)>,
 }
 
+/// The ports border routers deliver to directly (topology.json `dispatched_ports`, or the
+/// daemon's `PortRange`); packets for any other port go to the shim dispatcher on 30041.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchedPorts {
+    /// `LOW-HIGH`, inclusive (`all` is 1-65535).
+    Range(u16, u16),
+    /// No port: the key is absent, empty or `-` (the daemon answers 0-0).
+    Nothing,
+}
+
+impl DispatchedPorts {
+    /// Reads the topology.json value as scionproto's `validatePortRange` does.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "" | "-" => Some(DispatchedPorts::Nothing),
+            "all" | "ALL" => Some(DispatchedPorts::Range(1, u16::MAX)),
+            t => {
+                crate::emu::topo::parse_port_range(t).map(|(lo, hi)| DispatchedPorts::Range(lo, hi))
+            }
+        }
+    }
+
+    /// Whether routers deliver to `port` directly.
+    pub fn contains(&self, port: u16) -> bool {
+        match *self {
+            DispatchedPorts::Range(lo, hi) => (lo..=hi).contains(&port),
+            DispatchedPorts::Nothing => false,
+        }
+    }
+}
+
+impl std::fmt::Display for DispatchedPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DispatchedPorts::Range(lo, hi) => write!(f, "{lo}-{hi}"),
+            DispatchedPorts::Nothing => f.write_str("(none)"),
+        }
+    }
+}
+
 /// What the transport needs from topology.json.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalTopology {
     pub ia: IsdAsn,
     pub mtu: Option<u16>,
     pub core: bool,
-    /// Ports routers deliver to directly; None when the file does not say (pre-v0.12 ASes).
-    pub dispatched_ports: Option<(u16, u16)>,
+    /// Ports routers deliver to directly. Absent means none, as for scionproto: every port
+    /// then goes to 30041 (a shim dispatcher, or the dispatcher of a pre-v0.12 AS).
+    pub dispatched_ports: DispatchedPorts,
     pub border_routers: Vec<BorderRouter>,
 }
 
@@ -93,13 +134,9 @@ impl LocalTopology {
             .isd_as
             .parse()
             .map_err(|_| TopologyFileError::IsdAs(raw.isd_as.clone()))?;
-        let dispatched_ports = match raw.dispatched_ports.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(text) => Some(
-                crate::emu::topo::parse_port_range(text)
-                    .ok_or_else(|| TopologyFileError::Ports(text.to_string()))?,
-            ),
-        };
+        let text = raw.dispatched_ports.as_deref().unwrap_or("");
+        let dispatched_ports = DispatchedPorts::parse(text)
+            .ok_or_else(|| TopologyFileError::Ports(text.to_string()))?;
         let mut border_routers = Vec::new();
         for (name, r) in raw.border_routers {
             let internal_addr =
@@ -135,10 +172,17 @@ impl LocalTopology {
         })
     }
 
-    /// Whether routers deliver to `port` directly (true when the range is unknown).
+    /// The internal (host-facing) address of the border router behind each interface.
+    pub fn interface_addrs(&self) -> std::collections::HashMap<u16, std::net::SocketAddr> {
+        self.border_routers
+            .iter()
+            .flat_map(|r| r.interfaces.iter().map(|i| (i.0, r.internal_addr)))
+            .collect()
+    }
+
+    /// Whether routers deliver to `port` directly.
     pub fn port_is_dispatched(&self, port: u16) -> bool {
-        self.dispatched_ports
-            .is_none_or(|(lo, hi)| (lo..=hi).contains(&port))
+        self.dispatched_ports.contains(port)
     }
 }
 
@@ -173,12 +217,15 @@ mod tests {
         let t = LocalTopology::parse(SAMPLE).expect("parse");
         assert_eq!(t.ia.to_string(), "18-ffaa:1:10bf");
         assert_eq!(t.mtu, Some(1472));
-        assert_eq!(t.dispatched_ports, Some((31000, 32767)));
+        assert_eq!(t.dispatched_ports, DispatchedPorts::Range(31000, 32767));
         assert!(!t.core);
         assert_eq!(t.border_routers.len(), 1);
         assert_eq!(t.border_routers[0].internal_addr.port(), 31002);
         assert_eq!(t.border_routers[0].interfaces[0].0, 1);
         assert!(t.port_is_dispatched(31000) && !t.port_is_dispatched(4248));
+        let addrs = t.interface_addrs();
+        assert_eq!(addrs.len(), t.border_routers[0].interfaces.len());
+        assert_eq!(addrs.get(&1), Some(&t.border_routers[0].internal_addr));
     }
 
     #[test]
@@ -195,7 +242,28 @@ mod tests {
             LocalTopology::parse(r#"{"isd_as": "1-ff00:0:1", "dispatched_ports": "9-1"}"#),
             Err(TopologyFileError::Ports(_))
         ));
+        // scionproto's readings (private/topology validatePortRange): absent, "" and "-"
+        // dispatch nothing, "all" everything.
         let t = LocalTopology::parse(r#"{"isd_as": "1-ff00:0:1"}"#).expect("minimal");
-        assert!(t.dispatched_ports.is_none() && t.port_is_dispatched(1));
+        assert_eq!(t.dispatched_ports, DispatchedPorts::Nothing);
+        assert!(!t.port_is_dispatched(31000));
+        for (text, want) in [
+            ("", DispatchedPorts::Nothing),
+            ("-", DispatchedPorts::Nothing),
+            ("all", DispatchedPorts::Range(1, 65535)),
+            ("ALL", DispatchedPorts::Range(1, 65535)),
+            ("1024-65535", DispatchedPorts::Range(1024, 65535)),
+        ] {
+            let json = format!(r#"{{"isd_as": "1-ff00:0:1", "dispatched_ports": "{text}"}}"#);
+            let t = LocalTopology::parse(&json).expect(text);
+            assert_eq!(t.dispatched_ports, want, "{text:?}");
+        }
+        assert!(
+            LocalTopology::parse(r#"{"isd_as": "1-ff00:0:1", "dispatched_ports": "0-10"}"#)
+                .is_err()
+        );
+        assert!(
+            LocalTopology::parse(r#"{"isd_as": "1-ff00:0:1", "dispatched_ports": "All"}"#).is_err()
+        );
     }
 }

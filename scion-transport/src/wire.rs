@@ -142,6 +142,22 @@ impl DataPath {
             .get(start..start + HOP_FIELD_LEN * usize::from(hops))
     }
 
+    /// The interface through which a packet that arrived over this path entered our AS: the
+    /// current hop field's ingress in travel direction (the path as received, its pointers
+    /// on the last hop). scionproto's snet reads it the same way to find the border router
+    /// to answer through when a shim dispatcher handed the packet over.
+    pub fn arrival_interface(&self) -> Option<u16> {
+        match &self.0 {
+            sp_path::DataPlanePath::Standard(path) => {
+                let meta = path.meta_header();
+                let info = path.info_field(meta.info_field_index())?;
+                let hop = path.hop_fields().nth(meta.hop_field_index())?;
+                hop.ingress_interface(info).map(|i| i.get())
+            }
+            _ => None,
+        }
+    }
+
     /// Interface ids in travel order as (ingress, egress) pairs per hop field.
     ///
     /// Used to recognise which of our candidate paths a quoted or reflected packet used.

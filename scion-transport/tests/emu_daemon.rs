@@ -47,7 +47,12 @@ async fn daemon_port_range_places_daemon_only_endpoints_inside_it() {
         let daemon = DaemonClient::connect(&emu.daemon_addr(ia(as_)).expect("d").to_string())
             .await
             .expect("connect");
-        assert_eq!(daemon.port_range().await.expect("PortRange"), Some(range));
+        assert_eq!(
+            daemon.port_range().await.expect("PortRange"),
+            Some(scion_transport::topology::DispatchedPorts::Range(
+                range.0, range.1
+            ))
+        );
     }
     let tls = TlsConfig::self_signed(&["server.test"]).expect("cert");
     let endpoint = |as_: &str| {

@@ -243,7 +243,10 @@ async fn control_socket_takes_commands() {
     assert!(err.starts_with("error:"), "{err}");
     let json = emu.topology_json(ia("1-ff00:0:111")).expect("json");
     let local = scion_transport::topology::LocalTopology::parse(&json).expect("parse own json");
-    assert_eq!(local.dispatched_ports, Some((31000, 32767)));
+    assert_eq!(
+        local.dispatched_ports,
+        scion_transport::topology::DispatchedPorts::Range(31000, 32767)
+    );
     // What each neighbour is to 111 (scionproto's link_to): the core 110 is its parent,
     // 112 (as far from the core) a peer; to the core, 111 is a child.
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");

@@ -845,3 +845,97 @@ async fn forged_scmp_errors_move_no_path() {
         .expect("join");
     assert_eq!(got, data.len() as u64);
 }
+
+/// A host whose port is outside its AS's dispatched range gets its packets through a shim
+/// dispatcher on 30041, which drops what is sent back to it. So the host answers (handshake,
+/// data, probe echoes) through the border router of the interface each packet came in
+/// through, as scionproto's snet does; without that, the handshake or the dialer's probes are
+/// never answered. The border routers' addresses come from the daemon here (no topology file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_behind_a_shim_dispatcher_answers_through_the_border_router() {
+    use scion_transport::emu::shim::Shim;
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topo"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    // An address of its own, so no other test's shim holds ip:30041.
+    let ip: std::net::IpAddr = "127.0.0.77".parse().expect("ip");
+    let shim = Shim::start(ip).await.expect("shim");
+    let server_ia = ia("1-ff00:0:112");
+    let daemon = scion_transport::daemon::DaemonClient::connect(
+        &emu.daemon_addr(server_ia).expect("daemon").to_string(),
+    )
+    .await
+    .expect("daemon");
+    let range = daemon
+        .port_range()
+        .await
+        .expect("PortRange")
+        .expect("a range");
+    // A free port outside the dispatched range (the kernel's ephemeral ports are above it).
+    let port = std::net::UdpSocket::bind((ip, 0))
+        .expect("probe port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    assert!(!range.contains(port), "port {port} outside {range}");
+    let tls = TlsConfig::self_signed(&["server.test"]).expect("cert");
+    let mut cfg = TransportConfig::new(
+        ScionAddr {
+            ia: server_ia,
+            ip,
+            port,
+        },
+        tls.clone(),
+    );
+    cfg.daemon = Some(emu.daemon_addr(server_ia).expect("daemon").to_string());
+    let server = ScionEndpoint::bind(cfg)
+        .await
+        .expect("bind behind the shim");
+    let dir =
+        std::env::temp_dir().join(format!("scion-shim-{}-{}", std::process::id(), rand_u32()));
+    std::fs::create_dir_all(&dir).expect("tempdir");
+    let _dir = TempDir(dir.clone());
+    let client = endpoint(&emu, &dir, "1-ff00:0:111", &tls, |_| {}).await;
+    let server_addr = server.local_addr();
+    let serving = tokio::spawn(async move {
+        let got = serve_and_check(&server).await;
+        (got, server)
+    });
+    let conn = timeout(
+        Duration::from_secs(10),
+        client.connect(server_addr, "server.test"),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    let mut send = conn.open_uni().await.expect("open");
+    let data: Vec<u8> = (0..256 * 1024u64).map(pattern).collect();
+    send.write_all(&data).await.expect("write");
+    send.finish().expect("finish");
+    let (got, _server) = timeout(Duration::from_secs(20), serving)
+        .await
+        .expect("server finished")
+        .expect("join");
+    assert_eq!(got, data.len() as u64, "every byte through the shim");
+    // The dialer's probes reach the host through the shim; their echoes must come back.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = client.path_stats(server_addr);
+        if stats.iter().any(|c| c.probes_answered > 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no probe answered through the shim: {:?}",
+            stats
+                .iter()
+                .map(|c| (c.probes_sent, c.probes_answered, c.state))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(shim);
+}

@@ -285,7 +285,10 @@ mod tests {
             range: (40000, 40100),
         })
         .await;
-        assert_eq!(with.port_range().await.expect("call"), Some((40000, 40100)));
+        assert_eq!(
+            with.port_range().await.expect("call"),
+            Some(crate::topology::DispatchedPorts::Range(40000, 40100))
+        );
         // Other calls still reach the generated service.
         assert_eq!(with.local_as().await.expect("AS").ia, ia);
         // A daemon without the call (the generated service alone answers Unimplemented).

@@ -20,6 +20,7 @@ mod daemon;
 pub mod forward;
 pub mod paths;
 mod router;
+pub mod shim;
 pub mod topo;
 
 use std::collections::BTreeMap;

@@ -27,7 +27,7 @@ const MAX_QUEUE_DELAY: std::time::Duration = std::time::Duration::from_millis(20
 /// Largest SCMP message a router sends (scionproto's `slayers.MaxSCMPPacketLen`).
 const MAX_SCMP_PACKET: usize = 1232;
 /// Port of the shim dispatcher, for destinations outside the dispatched range.
-pub const SHIM_DISPATCHER_PORT: u16 = 30041;
+pub use crate::socket::SHIM_DISPATCHER_PORT;
 
 /// Maps looked up per packet: SipHash showed up in the forwarding profile.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
