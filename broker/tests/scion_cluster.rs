@@ -863,6 +863,67 @@ async fn paths_filtered_by_policy_are_logged_once() {
         logs()
     );
     assert_eq!(a.state.cluster.num_routes(), 0);
+    // The dial error counts the paths by state and says where the reasons are.
+    assert!(
+        logs()
+            .lines()
+            .any(|l| l.contains("Error trying to connect to route")
+                && l.contains(&target.to_string())
+                && l.contains("no usable path to")
+                && l.contains(" filtered; the \"path filtered\" log lines say why")),
+        "no dial error naming the filtered paths:\n{}",
+        logs()
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+/// The accepting side's ACL holds too: when it denies every path to the dialer, the broker
+/// refuses the connection and says why, instead of answering over the reverse of the
+/// dialer's path (which crosses what it denies), so the route does not come up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptor_policy_denying_every_path_refuses_the_route() {
+    capture_logs("info");
+    let emu = Emulator::start(Topology::from_toml(TOPO).unwrap(), EmuOptions::default())
+        .await
+        .unwrap();
+    let dir = temp_dir("acl-deny-acceptor");
+    let mut oa = node("a", &emu, &dir, AS_A, vec![], "latency");
+    if let Some(s) = oa.scion.as_mut() {
+        s.policy_acl = vec!["-".into()];
+    }
+    let a = start(oa).await.expect("start a");
+    let target = route_endpoint(&a);
+    let b = start(node(
+        "b",
+        &emu,
+        &dir,
+        AS_B,
+        vec![scion_route(target)],
+        "latency",
+    ))
+    .await
+    .expect("start b");
+    let refused = || {
+        logs().lines().any(|l| {
+            l.contains("WARN")
+                && l.contains("refusing the SCION connection from")
+                && l.contains(AS_B)
+                && l.contains("every path to it is filtered")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !refused() {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal logged by the acceptor:\n{}",
+            logs()
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(a.state.cluster.num_routes(), 0);
+    assert_eq!(b.state.cluster.num_routes(), 0);
     b.shutdown().await;
     a.shutdown().await;
 }

@@ -562,6 +562,19 @@ impl ScionIncoming {
                 }
             }
         }
+        // Our scion.policy (and the MTU bound) hold for the accepting side too: when it
+        // leaves none of our paths to the peer, the reverse of the peer's path, which we would
+        // answer over instead, is refused rather than used against it.
+        if let Some(remote) = remote {
+            if let Some(reasons) = self.socket.every_path_filtered(remote) {
+                warn!(
+                    "refusing the SCION connection from {remote}: every path to it is filtered ({}), and the reverse of its own path is not used instead",
+                    reasons.join("; ")
+                );
+                self.incoming.refuse();
+                return Err(quinn::ConnectionError::LocallyClosed);
+            }
+        }
         let budget = remote
             .and_then(|r| self.socket.max_payload(r, self.local_mtu))
             .unwrap_or(self.local_mtu.saturating_sub(WORST_HEADER_BUDGET));

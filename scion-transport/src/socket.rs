@@ -30,7 +30,8 @@ use tracing::{debug, info, warn};
 use crate::address::{IsdAsn, ScionAddr};
 use crate::daemon::DaemonClient;
 use crate::path::{
-    CandidateView, PathFingerprint, Selector, SelectorAction, SelectorConfig, SwitchCause,
+    CandidateView, PathFingerprint, PathState, Selector, SelectorAction, SelectorConfig,
+    SwitchCause,
 };
 use crate::wire::{self, DataPath, ScionPath, ScmpKind};
 
@@ -384,8 +385,15 @@ struct PeerTable {
 pub enum PathError {
     #[error("no path to {0}: the daemon returned none")]
     NoPaths(ScionAddr),
-    #[error("no usable path to {remote}: all {count} paths were filtered (scion.policy, MTU) or are down; the \"path filtered\" log lines say why")]
-    NoUsablePath { remote: ScionAddr, count: usize },
+    #[error("no usable path to {remote}: of {count} paths, {states}{hint}")]
+    NoUsablePath {
+        remote: ScionAddr,
+        count: usize,
+        /// How many are in which state ("2 filtered, 1 expired").
+        states: String,
+        /// What to look at for the states present.
+        hint: &'static str,
+    },
     #[error("cannot ask the SCION daemon for paths: {0}")]
     Daemon(#[from] crate::daemon::DaemonError),
     #[error("too many peers on one socket (limit {0})")]
@@ -471,6 +479,19 @@ impl ScionSocket {
             datagrams: Default::default(),
             interface_addrs: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The reasons, when the selector knows paths to `remote` and filtered every one of them
+    /// (scion.policy, MTU); None when some path is allowed or none is known.
+    pub fn every_path_filtered(&self, remote: ScionAddr) -> Option<Vec<String>> {
+        let stats = self.path_stats(remote);
+        if stats.is_empty() || stats.iter().any(|c| c.state != PathState::Filtered) {
+            return None;
+        }
+        let mut reasons: Vec<String> = stats.into_iter().filter_map(|c| c.reason).collect();
+        reasons.sort();
+        reasons.dedup();
+        Some(reasons)
     }
 
     /// Tells the socket which border router serves each interface of the local AS (from
@@ -803,7 +824,12 @@ impl ScionSocket {
                 Ok(s) => peer.selector = Some(s),
                 Err(e) => {
                     warn!(%remote, error = %e, "invalid selector configuration");
-                    return Err(PathError::NoUsablePath { remote, count });
+                    return Err(PathError::NoUsablePath {
+                        remote,
+                        count,
+                        states: "none usable".into(),
+                        hint: " (invalid selector configuration)",
+                    });
                 }
             }
         }
@@ -824,17 +850,25 @@ impl ScionSocket {
         peer.wants_paths = false;
         peer.loading = false;
         self.drive_peer(peer, now);
-        let usable = peer
-            .selector
-            .as_ref()
-            .map(|s| s.active().is_some())
-            .unwrap_or(false);
+        let (usable, states, hint) = match peer.selector.as_ref() {
+            Some(s) if s.active().is_some() => (true, String::new(), ""),
+            Some(s) => {
+                let (states, hint) = unusable_summary(&s.candidates());
+                (false, states, hint)
+            }
+            None => (false, "none usable".to_string(), ""),
+        };
         drop(table);
         self.wake.notify_one();
         if usable {
             Ok(count)
         } else {
-            Err(PathError::NoUsablePath { remote, count })
+            Err(PathError::NoUsablePath {
+                remote,
+                count,
+                states,
+                hint,
+            })
         }
     }
 
@@ -1106,15 +1140,16 @@ impl ScionSocket {
         }
         let about = match &report.kind {
             ScmpKind::ExternalInterfaceDown { ia, .. }
-            | ScmpKind::InternalConnectivityDown { ia, .. } => *ia,
+            | ScmpKind::InternalConnectivityDown { ia, .. } => Some(*ia),
+            ScmpKind::ParameterProblem { code, .. } if path_problem_text(*code).is_some() => None,
             other => {
                 debug!(kind = ?other, from = %report.from.0, "SCMP error");
                 return;
             }
         };
         // ... sent from the AS whose interface it reports (a router speaks for its own AS) ...
-        if report.from.0 != about {
-            debug!(from = %report.from.0, %about, "SCMP about another AS's interface ignored");
+        if about.is_some_and(|ia| ia != report.from.0) {
+            debug!(from = %report.from.0, ?about, "SCMP about another AS's interface ignored");
             return;
         }
         let now = Instant::now();
@@ -1143,6 +1178,23 @@ impl ScionSocket {
         let Some(selector) = peer.selector.as_mut() else {
             return;
         };
+        if let ScmpKind::ParameterProblem { code, .. } = report.kind {
+            // A router of an AS on one of our candidate paths refused that path's own fields.
+            let from = report.from.0;
+            let Some(fp) = via.filter(|fp| selector.path(fp).is_some_and(|p| p.crosses(from)))
+            else {
+                debug!(remote = %peer.remote, %from, code, "SCMP parameter problem from an AS off our path ignored");
+                return;
+            };
+            let what = path_problem_text(code).unwrap_or("path problem");
+            let why = format!("SCMP parameter problem from {from}: {what} (code {code})");
+            if selector.on_scmp_path_problem(now, fp, &why) > 0 {
+                info!(remote = %peer.remote, path = %fp, "{why}: path marked down, asking the daemon for fresh paths");
+                peer.wants_paths = true;
+                self.drive_peer(peer, now);
+            }
+            return;
+        }
         // ... and naming an interface that path crosses.
         if !scmp_names_a_hop_of(
             &report.kind,
@@ -1321,6 +1373,47 @@ fn scmp_names_a_hop_of(
         },
         _ => false,
     }
+}
+
+/// How many of `paths` are in which state, and a hint on what to check for the states present
+/// (for [`PathError::NoUsablePath`]).
+fn unusable_summary(paths: &[CandidateView]) -> (String, &'static str) {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for c in paths {
+        let name = c.state.to_string();
+        match counts.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, k)) => *k += 1,
+            None => counts.push((name, 1)),
+        }
+    }
+    let states = counts
+        .iter()
+        .map(|(n, k)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let has = |s: PathState| paths.iter().any(|c| c.state == s);
+    let hint = if has(PathState::Expired) {
+        "; expired paths carry hop fields past their expiry time: check this host's clock"
+    } else if has(PathState::Filtered) {
+        "; the \"path filtered\" log lines say why (scion.policy, MTU)"
+    } else {
+        ""
+    };
+    (states, hint)
+}
+
+/// What an SCMP Parameter Problem code about the path itself means (scionproto
+/// `slayers.SCMPCode*`, 48-53); None for codes about other headers.
+fn path_problem_text(code: u8) -> Option<&'static str> {
+    Some(match code {
+        48 => "invalid path",
+        49 => "unknown hop field ingress interface",
+        50 => "unknown hop field egress interface",
+        51 => "invalid hop field MAC",
+        52 => "path expired",
+        53 => "invalid segment change",
+        _ => return None,
+    })
 }
 
 fn scmp_down_text(kind: &ScmpKind) -> String {

@@ -706,144 +706,208 @@ async fn forge_scmp(
         .expect("send");
 }
 
+/// A client streaming to a server across the emulator, with the daemon's view of the
+/// client's active path (`used`) and of a second, disjoint one (`other`).
+struct Live {
+    _emu: EmuHandle,
+    client: ScionEndpoint,
+    client_addr: ScionAddr,
+    server_addr: ScionAddr,
+    serving: tokio::task::JoinHandle<(u64, ScionEndpoint)>,
+    _conn: quinn::Connection,
+    send: quinn::SendStream,
+    sent: u64,
+    used: scion_transport::wire::ScionPath,
+    other: scion_transport::wire::ScionPath,
+    _dir: TempDir,
+}
+
+impl Live {
+    async fn start() -> Live {
+        let Net {
+            emu,
+            client,
+            server,
+            _dir,
+        } = net().await;
+        let server_addr = server.local_addr();
+        let client_addr = client.local_addr();
+        let serving = tokio::spawn(async move {
+            let got = serve_and_check(&server).await;
+            (got, server)
+        });
+        let conn = timeout(
+            Duration::from_secs(10),
+            client.connect(server_addr, "server.test"),
+        )
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+        let mut send = conn.open_uni().await.expect("open");
+        let data: Vec<u8> = (0..4096u64).map(pattern).collect();
+        send.write_all(&data).await.expect("write");
+        let active = client
+            .path_stats(server_addr)
+            .into_iter()
+            .find(|c| c.active)
+            .expect("an active path");
+        let daemon = scion_transport::daemon::DaemonClient::connect(
+            &emu.daemon_addr(client_addr.ia).expect("daemon").to_string(),
+        )
+        .await
+        .expect("daemon");
+        let paths = daemon
+            .paths(client_addr.ia, server_addr.ia, false)
+            .await
+            .expect("paths");
+        let used = paths
+            .iter()
+            .find(|p| p.fingerprint == active.info.fingerprint.0)
+            .expect("the active path from the daemon")
+            .clone();
+        let other = paths
+            .iter()
+            .find(|p| p.fingerprint != active.info.fingerprint.0)
+            .expect("a second path")
+            .clone();
+        assert!(
+            !other.interfaces.iter().any(|h| used.interfaces.contains(h)),
+            "the two paths are disjoint"
+        );
+        Live {
+            _emu: emu,
+            client,
+            client_addr,
+            server_addr,
+            serving,
+            _conn: conn,
+            send,
+            sent: data.len() as u64,
+            used,
+            other,
+            _dir,
+        }
+    }
+
+    /// Sends `kind` from `from`, quoting our packet to the server over `path`.
+    async fn forge(
+        &self,
+        from: IsdAsn,
+        path: &scion_transport::wire::DataPath,
+        kind: scion_transport::wire::ScmpKind,
+    ) {
+        forge_scmp(from, self.client_addr, self.server_addr, path, kind).await;
+    }
+
+    /// The Down paths' reasons.
+    fn down(&self) -> Vec<String> {
+        self.client
+            .path_stats(self.server_addr)
+            .iter()
+            .filter(|c| c.state == scion_transport::path::PathState::Down)
+            .map(|c| c.reason.clone().unwrap_or_default())
+            .collect()
+    }
+
+    fn active_is(&self, path: &scion_transport::wire::ScionPath) -> bool {
+        self.client
+            .path_stats(self.server_addr)
+            .iter()
+            .any(|c| c.active && c.info.fingerprint.0 == path.fingerprint)
+    }
+
+    /// Waits (at most `secs`) until `done` holds.
+    async fn until(&self, secs: u64, what: &str, done: impl Fn(&Live) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "{what}: down {:?}", self.down());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Ends the stream and checks that the server got every byte.
+    async fn finish(mut self) {
+        self.send.finish().expect("finish");
+        let (got, _server) = timeout(Duration::from_secs(30), self.serving)
+            .await
+            .expect("server finished")
+            .expect("join");
+        assert_eq!(got, self.sent);
+    }
+}
+
 /// SCMP errors are unauthenticated. One that no border router on our path could have sent
 /// (from another AS than the one it reports on, quoting a packet over hop fields we never used,
 /// or naming an interface the quoted path does not cross) moves nothing; the same error with
 /// the right sender, quote and interface marks the path down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_scmp_errors_move_no_path() {
-    use scion_transport::daemon::DaemonClient;
-    use scion_transport::path::PathState;
     use scion_transport::wire::ScmpKind;
-    let n = net().await;
-    let server_addr = n.server.local_addr();
-    let client_addr = n.client.local_addr();
-    let server = tokio::spawn(async move {
-        let got = serve_and_check(&n.server).await;
-        (got, n.server)
-    });
-    let conn = timeout(
-        Duration::from_secs(10),
-        n.client.connect(server_addr, "server.test"),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
-    let mut send = conn.open_uni().await.expect("open");
-    let data: Vec<u8> = (0..4096u64).map(pattern).collect();
-    send.write_all(&data).await.expect("write");
-    let active = n
-        .client
-        .path_stats(server_addr)
-        .into_iter()
-        .find(|c| c.active)
-        .expect("an active path");
-    let daemon = DaemonClient::connect(
-        &n.emu
-            .daemon_addr(client_addr.ia)
-            .expect("daemon")
-            .to_string(),
-    )
-    .await
-    .expect("daemon");
-    let paths = daemon
-        .paths(client_addr.ia, server_addr.ia, false)
-        .await
-        .expect("paths");
-    let used = paths
-        .iter()
-        .find(|p| p.fingerprint == active.info.fingerprint.0)
-        .expect("the active path from the daemon");
-    let other = paths
-        .iter()
-        .find(|p| p.fingerprint != active.info.fingerprint.0)
-        .expect("a second path");
-    let first = active.info.interfaces[0];
-    assert!(
-        !other
-            .interfaces
-            .iter()
-            .any(|h| h.ia == first.ia && h.ifid == first.ifid),
-        "the two paths are disjoint"
-    );
+    let l = Live::start().await;
+    let first = l.used.interfaces[0];
     let down = ScmpKind::ExternalInterfaceDown {
         ia: first.ia,
         ifid: first.ifid.into(),
     };
     // Hop fields we never sent on: the active path's with one MAC byte changed.
-    let mut raw = used.data.raw().to_vec();
+    let mut raw = l.used.data.raw().to_vec();
     let last = raw.len() - 1;
     raw[last] ^= 0x5a;
     let tampered =
         scion_transport::wire::DataPath::from_raw(bytes::Bytes::from(raw)).expect("tampered");
-    forge_scmp(
-        server_addr.ia,
-        client_addr,
-        server_addr,
-        &used.data,
-        down.clone(),
-    )
-    .await;
-    forge_scmp(first.ia, client_addr, server_addr, &tampered, down.clone()).await;
-    forge_scmp(
-        first.ia,
-        client_addr,
-        server_addr,
-        &other.data,
-        down.clone(),
-    )
-    .await;
+    l.forge(l.server_addr.ia, &l.used.data, down.clone()).await;
+    l.forge(first.ia, &tampered, down.clone()).await;
+    l.forge(first.ia, &l.other.data, down.clone()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let marked = |stats: &[scion_transport::path::CandidateView]| {
-        stats
-            .iter()
-            .filter(|c| c.state == PathState::Down)
-            .map(|c| c.reason.clone().unwrap_or_default())
-            .collect::<Vec<_>>()
-    };
-    let after = n.client.path_stats(server_addr);
-    assert!(
-        marked(&after).is_empty(),
-        "forged SCMP marked {:?}",
-        marked(&after)
-    );
-    assert!(
-        after
-            .iter()
-            .any(|c| c.active && c.info.fingerprint == active.info.fingerprint),
-        "the active path stayed"
-    );
+    assert!(l.down().is_empty(), "forged SCMP marked {:?}", l.down());
+    assert!(l.active_is(&l.used), "the active path stayed");
     // The control: from the AS it reports on, quoting our packet, naming an interface the
     // path crosses. (Still forged, so the link is fine and probes bring the path back.)
-    forge_scmp(first.ia, client_addr, server_addr, &used.data, down).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let m = marked(&n.client.path_stats(server_addr));
-        if m.iter().any(|r| r.contains("SCMP")) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a well-formed SCMP error is acted on: {m:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // The link was never down: probes answered over it bring the path back.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = marked(&n.client.path_stats(server_addr));
-        if m.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the path comes back: {m:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    send.finish().expect("finish");
-    let (got, _server) = timeout(Duration::from_secs(30), server)
-        .await
-        .expect("server finished")
-        .expect("join");
-    assert_eq!(got, data.len() as u64);
+    l.forge(first.ia, &l.used.data, down).await;
+    l.until(5, "a well-formed SCMP error is acted on", |l| {
+        l.down().iter().any(|r| r.contains("SCMP"))
+    })
+    .await;
+    l.until(10, "the path comes back", |l| l.down().is_empty())
+        .await;
+    l.finish().await;
+}
+
+/// An SCMP Parameter Problem about the path itself (here: invalid hop field MAC, as a router
+/// sends after a key change) from an AS on our active path marks that path down and moves the
+/// stream to another one; one about another header field, or from an AS off the path, does
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scmp_parameter_problem_on_the_path_moves_the_stream() {
+    use scion_transport::wire::ScmpKind;
+    let l = Live::start().await;
+    let on_path = l.used.interfaces[0].ia;
+    let off_path = ia("1-ff00:0:999");
+    assert!(!l.used.interfaces.iter().any(|h| h.ia == off_path));
+    let mac = ScmpKind::ParameterProblem {
+        code: 51,
+        pointer: 0,
+    };
+    l.forge(off_path, &l.used.data, mac.clone()).await;
+    let size = ScmpKind::ParameterProblem {
+        code: 19,
+        pointer: 0,
+    };
+    l.forge(on_path, &l.used.data, size).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(l.down().is_empty(), "marked {:?}", l.down());
+    assert!(l.active_is(&l.used), "the active path stayed");
+    l.forge(on_path, &l.used.data, mac).await;
+    l.until(5, "the path is marked down and left", |l| {
+        l.down()
+            .iter()
+            .any(|r| r.contains("invalid hop field MAC (code 51)"))
+            && l.active_is(&l.other)
+    })
+    .await;
+    l.until(10, "the path comes back", |l| l.down().is_empty())
+        .await;
+    l.finish().await;
 }
 
 /// A host whose port is outside its AS's dispatched range gets its packets through a shim

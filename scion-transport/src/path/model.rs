@@ -303,6 +303,11 @@ impl PathInfo {
         self.shared_interfaces(other).is_empty()
     }
 
+    /// True when the path starts in, ends in or passes through AS `ia`.
+    pub fn crosses(&self, ia: IsdAsn) -> bool {
+        self.src == ia || self.dst == ia || self.interfaces.iter().any(|i| i.ia == ia)
+    }
+
     /// True when the path crosses interface `ifid` of AS `ia`.
     pub fn uses_interface(&self, ia: IsdAsn, ifid: u16) -> bool {
         self.interfaces.iter().any(|i| i.ia == ia && i.ifid == ifid)

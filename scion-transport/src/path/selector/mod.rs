@@ -229,6 +229,20 @@ impl Selector {
         self.mark_down_where(now, &why, |p| p.uses_interface(ia, ifid))
     }
 
+    /// SCMP Parameter Problem about one path's own fields (a hop field with a bad MAC or
+    /// expired, an unknown interface, an invalid path): that path is Down, as described by
+    /// `why`, until probes over it are answered again (the I/O side also asks for fresh
+    /// paths). Returns how many paths were affected (0 or 1).
+    pub fn on_scmp_path_problem(
+        &mut self,
+        now: Instant,
+        fingerprint: PathFingerprint,
+        why: &str,
+    ) -> usize {
+        self.touch(now);
+        self.mark_down_where(now, why, |p| p.fingerprint == fingerprint)
+    }
+
     /// SCMP Internal-Connectivity-Down inside `ia` between `ingress` and `egress`.
     pub fn on_scmp_internal_down(
         &mut self,
