@@ -134,12 +134,13 @@ async fn net_with(tune: fn(&mut TransportConfig)) -> Net {
 }
 
 async fn net_on(topo: &str, tune: fn(&mut TransportConfig)) -> Net {
-    let emu = Emulator::start(
-        Topology::from_toml(topo).expect("topo"),
-        EmuOptions::default(),
-    )
-    .await
-    .expect("emulator");
+    net_opts(topo, EmuOptions::default(), tune).await
+}
+
+async fn net_opts(topo: &str, options: EmuOptions, tune: fn(&mut TransportConfig)) -> Net {
+    let emu = Emulator::start(Topology::from_toml(topo).expect("topo"), options)
+        .await
+        .expect("emulator");
     let dir =
         std::env::temp_dir().join(format!("scion-quic-{}-{}", std::process::id(), rand_u32()));
     std::fs::create_dir_all(&dir).expect("tempdir");
@@ -1002,4 +1003,72 @@ async fn host_behind_a_shim_dispatcher_answers_through_the_border_router() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(shim);
+}
+
+/// SCIONLab routes outlive their hop fields (6 h at most), so paths are refreshed from the
+/// daemon under a live stream: here they live 337.5 s and come 30 s old, 7.5 s inside the
+/// selector's 5-minute refresh margin. The stream moves onto fresh hop fields twice, with
+/// every byte in order and no failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_survives_hop_field_refreshes() {
+    use scion_transport::emu::paths::HopLifetime;
+    captured_logs();
+    let options = EmuOptions {
+        hops: HopLifetime {
+            exp_time: 0,
+            age: Duration::from_secs(30),
+        },
+        ..EmuOptions::default()
+    };
+    let n = net_opts(TOPO, options, |_| {}).await;
+    let server_addr = n.server.local_addr();
+    let server = tokio::spawn(async move {
+        let got = serve_and_check(&n.server).await;
+        (got, n.server)
+    });
+    let conn = timeout(
+        Duration::from_secs(10),
+        n.client.connect(server_addr, "server.test"),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    let mut events = n.client.path_events();
+    let mut send = conn.open_uni().await.expect("open");
+    let mut sent = 0u64;
+    let mut expiries = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while expiries.len() < 3 && Instant::now() < deadline {
+        let data: Vec<u8> = (sent..sent + 1024).map(pattern).collect();
+        send.write_all(&data).await.expect("write");
+        sent += 1024;
+        let active = n
+            .client
+            .path_stats(server_addr)
+            .into_iter()
+            .find(|c| c.active);
+        if let Some(e) = active.map(|c| c.info.expiry_unix_secs) {
+            if expiries.last() != Some(&e) {
+                expiries.push(e);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    send.finish().expect("finish");
+    let (got, _server) = timeout(Duration::from_secs(30), server)
+        .await
+        .expect("server finished")
+        .expect("join");
+    assert_eq!(got, sent, "every byte arrived");
+    assert!(
+        expiries.len() >= 3 && expiries.windows(2).all(|w| w[0] < w[1]),
+        "the active path's hop fields were refreshed twice: expiries {expiries:?}"
+    );
+    let mut failovers = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if matches!(e.cause, SwitchCause::ScmpDown | SwitchCause::ProbeLoss) {
+            failovers.push(e);
+        }
+    }
+    assert!(failovers.is_empty(), "no failover: {failovers:?}");
 }

@@ -18,6 +18,7 @@ use crate::daemon::{PortRangeResponse, PORT_RANGE_PATH};
 pub(crate) struct EmuDaemon {
     pub ia: IsdAsn,
     pub shared: Arc<Shared>,
+    pub hops: paths::HopLifetime,
 }
 
 fn now_secs() -> u64 {
@@ -76,7 +77,13 @@ impl DaemonService for EmuDaemon {
         let now = now_secs();
         let mut out = Vec::new();
         for p in paths::enumerate(&self.shared.topo, src, dst) {
-            match paths::to_grpc(&self.shared.topo, &p, &params, router.internal_addr, now) {
+            match paths::to_grpc(
+                &self.shared.topo,
+                &p,
+                &params,
+                router.internal_addr,
+                self.hops.at(now),
+            ) {
                 Ok(g) => out.push(g),
                 Err(e) => tracing::debug!(?e, "skipping a path that does not fit SCION's format"),
             }
@@ -279,6 +286,7 @@ mod tests {
         let daemon = || EmuDaemon {
             ia,
             shared: bound.shared.clone(),
+            hops: paths::HopLifetime::default(),
         };
         let with = serve(WithPortRange {
             inner: DaemonServiceServer::new(daemon()),

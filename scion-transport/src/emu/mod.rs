@@ -56,6 +56,8 @@ pub struct EmuOptions {
     pub ip: IpAddr,
     /// Fixed control socket address (None = `ip` with an ephemeral port).
     pub control: Option<SocketAddr>,
+    /// Lifetime of the paths the daemons hand out.
+    pub hops: paths::HopLifetime,
 }
 
 impl Default for EmuOptions {
@@ -63,6 +65,7 @@ impl Default for EmuOptions {
         EmuOptions {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             control: None,
+            hops: paths::HopLifetime::default(),
         }
     }
 }
@@ -101,6 +104,7 @@ impl Emulator {
                 inner: DaemonServiceServer::new(daemon::EmuDaemon {
                     ia: spec.ia,
                     shared: shared.clone(),
+                    hops: options.hops,
                 }),
                 range: spec.dispatched_ports,
             };

@@ -16,6 +16,42 @@ use crate::wire::{self, HopSpec, SegmentSpec};
 
 /// Hop-field expiry: (63 + 1) × 24 h / 256 = 6 h, the usual beacon lifetime.
 pub const HOP_EXP_TIME: u8 = 63;
+
+/// How long the paths a daemon hands out live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HopLifetime {
+    /// SCION's expiry byte: hop fields live (exp_time + 1) × 337.5 s.
+    pub exp_time: u8,
+    /// Age of a path when handed out: its segments' timestamp lies this far in the past, as
+    /// for segments beaconed a while ago (with a small `exp_time`, paths then expire soon).
+    pub age: Duration,
+}
+
+impl Default for HopLifetime {
+    fn default() -> Self {
+        HopLifetime {
+            exp_time: HOP_EXP_TIME,
+            age: Duration::ZERO,
+        }
+    }
+}
+
+impl HopLifetime {
+    /// The hop fields for a path handed out at `now_secs`.
+    pub fn at(&self, now_secs: u64) -> Hops {
+        Hops {
+            exp_time: self.exp_time,
+            timestamp: now_secs.saturating_sub(self.age.as_secs()),
+        }
+    }
+}
+
+/// Expiry byte and segment timestamp (seconds since the Unix epoch) of one answer's paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hops {
+    pub exp_time: u8,
+    pub timestamp: u64,
+}
 /// Longest AS sequence the daemon offers.
 pub const MAX_PATH_ASES: usize = 8;
 /// Most paths one answer carries.
@@ -158,8 +194,9 @@ pub fn to_grpc(
     path: &AsPath,
     params: &[LinkParams],
     first_hop: SocketAddr,
-    now_secs: u64,
+    hops_at: Hops,
 ) -> Result<grpc::Path, wire::BuildPathError> {
+    let now_secs = hops_at.timestamp;
     let timestamp = now_secs as u32;
     let mut segments = Vec::new();
     for (index, (start, end, cons_dir)) in segment_ranges(topo, path).into_iter().enumerate() {
@@ -178,7 +215,7 @@ pub fn to_grpc(
                 HopSpec {
                     cons_ingress,
                     cons_egress,
-                    exp_time: HOP_EXP_TIME,
+                    exp_time: hops_at.exp_time,
                     key,
                 }
             })
@@ -246,7 +283,7 @@ pub fn to_grpc(
         }
     }
     let expiry = Duration::from_secs(timestamp as u64)
-        + Duration::from_secs_f64((HOP_EXP_TIME as f64 + 1.0) * 337.5);
+        + Duration::from_secs_f64((hops_at.exp_time as f64 + 1.0) * 337.5);
     Ok(grpc::Path {
         raw: data.raw().to_vec(),
         interface: Some(grpc::Interface {
@@ -326,13 +363,47 @@ mod tests {
     }
 
     #[test]
+    fn hop_lifetime_sets_expiry_and_age() {
+        let topo = Topology::from_toml(DIAMOND).expect("topo");
+        let params: Vec<_> = topo.links.iter().map(|l| l.params).collect();
+        let first_hop: SocketAddr = "127.0.0.1:30042".parse().expect("addr");
+        let now = 1_700_000_000;
+        let p = &enumerate(&topo, ia(1), ia(4))[0];
+        let expiry = |hops: HopLifetime| {
+            let g = to_grpc(&topo, p, &params, first_hop, hops.at(now)).expect("grpc");
+            let path = wire::path_from_daemon(g, ia(1), ia(4)).expect("convert");
+            path.expiry
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after the epoch")
+        };
+        // The default: 6 h from now.
+        assert_eq!(
+            expiry(HopLifetime::default()),
+            Duration::from_secs(now + 6 * 3600)
+        );
+        // The shortest lifetime (337.5 s), beaconed 30 s ago (the answer keeps whole seconds).
+        let short = HopLifetime {
+            exp_time: 0,
+            age: Duration::from_secs(30),
+        };
+        assert_eq!(expiry(short), Duration::from_secs(now - 30 + 337));
+    }
+
+    #[test]
     fn grpc_answer_converts_with_metadata() {
         let topo = Topology::from_toml(DIAMOND).expect("topo");
         let params: Vec<_> = topo.links.iter().map(|l| l.params).collect();
         let first_hop: SocketAddr = "127.0.0.1:30042".parse().expect("addr");
         let now = 1_700_000_000;
         for p in enumerate(&topo, ia(1), ia(4)) {
-            let g = to_grpc(&topo, &p, &params, first_hop, now).expect("grpc");
+            let g = to_grpc(
+                &topo,
+                &p,
+                &params,
+                first_hop,
+                HopLifetime::default().at(now),
+            )
+            .expect("grpc");
             let path = wire::path_from_daemon(g, ia(1), ia(4)).expect("convert");
             assert_eq!(path.interfaces.len(), 2 * (p.hops.len() - 1));
             assert_eq!(path.latency.len(), path.interfaces.len() - 1);
