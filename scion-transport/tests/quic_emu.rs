@@ -167,6 +167,27 @@ fn pattern(i: u64) -> u8 {
     (i.wrapping_mul(31) ^ (i >> 8)) as u8
 }
 
+/// Starts `server` accepting and checking one stream ([`serve_and_check`]) and dials it from
+/// `client`: the server's task (bytes received, and the endpoint) and the connection.
+async fn serve_and_dial(
+    server: ScionEndpoint,
+    client: &ScionEndpoint,
+) -> (
+    tokio::task::JoinHandle<(u64, ScionEndpoint)>,
+    quinn::Connection,
+) {
+    let addr = server.local_addr();
+    let serving = tokio::spawn(async move {
+        let got = serve_and_check(&server).await;
+        (got, server)
+    });
+    let conn = timeout(Duration::from_secs(10), client.connect(addr, "server.test"))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    (serving, conn)
+}
+
 /// Accepts one connection and one stream, reads it to the end, checks every byte.
 async fn serve_and_check(server: &ScionEndpoint) -> u64 {
     let incoming = timeout(Duration::from_secs(10), server.accept())
@@ -260,17 +281,7 @@ async fn failover(state: LinkState) -> Vec<scion_transport::socket::PathEvent> {
     captured_logs();
     let n = net().await;
     let server_addr = n.server.local_addr();
-    let server = tokio::spawn(async move {
-        let got = serve_and_check(&n.server).await;
-        (got, n.server)
-    });
-    let conn = timeout(
-        Duration::from_secs(10),
-        n.client.connect(server_addr, "server.test"),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
+    let (server, conn) = serve_and_dial(n.server, &n.client).await;
     let mut events = n.client.path_events();
     let mut send = conn.open_uni().await.expect("open");
     let mut sent = 0u64;
@@ -341,17 +352,7 @@ async fn latency_increase_moves_to_the_better_path() {
     })
     .await;
     let server_addr = n.server.local_addr();
-    let server = tokio::spawn(async move {
-        let got = serve_and_check(&n.server).await;
-        (got, n.server)
-    });
-    let conn = timeout(
-        Duration::from_secs(10),
-        n.client.connect(server_addr, "server.test"),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
+    let (server, conn) = serve_and_dial(n.server, &n.client).await;
     let before = n.client.path_stats(server_addr);
     let active = before.iter().find(|c| c.active).expect("active");
     assert_eq!(
@@ -406,17 +407,7 @@ async fn redundant_mode_sends_on_two_disjoint_paths_and_survives_a_blackhole() {
     })
     .await;
     let server_addr = n.server.local_addr();
-    let server = tokio::spawn(async move {
-        let got = serve_and_check(&n.server).await;
-        (got, n.server)
-    });
-    let conn = timeout(
-        Duration::from_secs(10),
-        n.client.connect(server_addr, "server.test"),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
+    let (server, conn) = serve_and_dial(n.server, &n.client).await;
     let stats = n.client.path_stats(server_addr);
     assert_eq!(
         stats.iter().filter(|c| c.in_active_set).count(),
@@ -466,18 +457,7 @@ async fn hosts_in_one_as_talk_over_the_empty_path() {
     let tls = TlsConfig::self_signed(&["server.test"]).expect("cert");
     let server = endpoint(&emu, &dir, "1-ff00:0:112", &tls, |_| {}).await;
     let client = endpoint(&emu, &dir, "1-ff00:0:112", &tls, |_| {}).await;
-    let server_addr = server.local_addr();
-    let serving = tokio::spawn(async move {
-        let got = serve_and_check(&server).await;
-        (got, server)
-    });
-    let conn = timeout(
-        Duration::from_secs(10),
-        client.connect(server_addr, "server.test"),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
+    let (serving, conn) = serve_and_dial(server, &client).await;
     let mut send = conn.open_uni().await.expect("open");
     let data: Vec<u8> = (0..100_000u64).map(pattern).collect();
     send.write_all(&data).await.expect("write");
@@ -733,17 +713,7 @@ impl Live {
         } = net().await;
         let server_addr = server.local_addr();
         let client_addr = client.local_addr();
-        let serving = tokio::spawn(async move {
-            let got = serve_and_check(&server).await;
-            (got, server)
-        });
-        let conn = timeout(
-            Duration::from_secs(10),
-            client.connect(server_addr, "server.test"),
-        )
-        .await
-        .expect("handshake in time")
-        .expect("handshake");
+        let (serving, conn) = serve_and_dial(server, &client).await;
         let mut send = conn.open_uni().await.expect("open");
         let data: Vec<u8> = (0..4096u64).map(pattern).collect();
         send.write_all(&data).await.expect("write");
@@ -965,17 +935,7 @@ async fn host_behind_a_shim_dispatcher_answers_through_the_border_router() {
     let _dir = TempDir(dir.clone());
     let client = endpoint(&emu, &dir, "1-ff00:0:111", &tls, |_| {}).await;
     let server_addr = server.local_addr();
-    let serving = tokio::spawn(async move {
-        let got = serve_and_check(&server).await;
-        (got, server)
-    });
-    let conn = timeout(
-        Duration::from_secs(10),
-        client.connect(server_addr, "server.test"),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
+    let (serving, conn) = serve_and_dial(server, &client).await;
     let mut send = conn.open_uni().await.expect("open");
     let data: Vec<u8> = (0..256 * 1024u64).map(pattern).collect();
     send.write_all(&data).await.expect("write");
@@ -1022,17 +982,7 @@ async fn stream_survives_hop_field_refreshes() {
     };
     let n = net_opts(TOPO, options, |_| {}).await;
     let server_addr = n.server.local_addr();
-    let server = tokio::spawn(async move {
-        let got = serve_and_check(&n.server).await;
-        (got, n.server)
-    });
-    let conn = timeout(
-        Duration::from_secs(10),
-        n.client.connect(server_addr, "server.test"),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
+    let (server, conn) = serve_and_dial(n.server, &n.client).await;
     let mut events = n.client.path_events();
     let mut send = conn.open_uni().await.expect("open");
     let mut sent = 0u64;
