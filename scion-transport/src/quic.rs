@@ -567,10 +567,15 @@ impl ScionIncoming {
         // answer over instead, is refused rather than used against it.
         if let Some(remote) = remote {
             if let Some(reasons) = self.socket.every_path_filtered(remote) {
-                warn!(
+                let line = format!(
                     "refusing the SCION connection from {remote}: every path to it is filtered ({}), and the reverse of its own path is not used instead",
                     reasons.join("; ")
                 );
+                if self.socket.first_refusal(remote) {
+                    warn!("{line}");
+                } else {
+                    debug!("{line}");
+                }
                 self.incoming.refuse();
                 return Err(quinn::ConnectionError::LocallyClosed);
             }

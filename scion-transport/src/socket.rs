@@ -278,6 +278,8 @@ struct Peer {
     load_failing: bool,
     /// Paths whose filtering (policy ACL, sequence, MTU) was logged already.
     filtered_logged: std::collections::HashSet<PathFingerprint>,
+    /// A connection from this peer was refused (every path filtered) and logged at warn.
+    refusal_logged: bool,
     wants_paths: bool,
     loading: bool,
     /// No daemon query before this time (back-off after a failed one).
@@ -481,6 +483,16 @@ impl ScionSocket {
         })
     }
 
+    /// Whether a refused connection from `remote` is the first since its peer entry was made
+    /// (the refusal is logged at warn once, then at debug on every redial).
+    pub fn first_refusal(&self, remote: ScionAddr) -> bool {
+        let mut table = self.table();
+        match table.peers.get_mut(&remote) {
+            Some(peer) => !std::mem::replace(&mut peer.refusal_logged, true),
+            None => true,
+        }
+    }
+
     /// The reasons, when the selector knows paths to `remote` and filtered every one of them
     /// (scion.policy, MTU); None when some path is allowed or none is known.
     pub fn every_path_filtered(&self, remote: ScionAddr) -> Option<Vec<String>> {
@@ -609,6 +621,7 @@ impl ScionSocket {
                     probe_fp: HashMap::new(),
                     last_probe_reply: HashMap::new(),
                     filtered_logged: Default::default(),
+                    refusal_logged: false,
                     load_failing: false,
                     wants_paths: !same_as,
                     loading: false,
@@ -1052,7 +1065,9 @@ impl ScionSocket {
         path_raw: &[u8],
         from: SocketAddr,
     ) -> Option<SocketAddr> {
-        let from = self.reply_hop(from, &src, path_raw)?;
+        // Without a known router for a shim-forwarded packet the datagram still counts;
+        // only answers over the reply path are lost (our own paths do not need it).
+        let from = self.reply_hop(from, &src, path_raw).unwrap_or(from);
         let mut table = self.table();
         let new_peer = !table.peers.contains_key(&src);
         let peer = match Self::peer_entry(&mut table, src, self.local.ia) {
@@ -1188,10 +1203,12 @@ impl ScionSocket {
             };
             let what = path_problem_text(code).unwrap_or("path problem");
             let why = format!("SCMP parameter problem from {from}: {what} (code {code})");
-            if selector.on_scmp_path_problem(now, fp, &why) > 0 {
+            if selector.on_scmp_path_problem(now, fp, &why) {
                 info!(remote = %peer.remote, path = %fp, "{why}: path marked down, asking the daemon for fresh paths");
                 peer.wants_paths = true;
                 self.drive_peer(peer, now);
+            } else {
+                debug!(remote = %peer.remote, path = %fp, "{why} (again)");
             }
             return;
         }
@@ -1349,6 +1366,8 @@ fn scmp_names_a_hop_of(
     info: Option<&crate::path::PathInfo>,
     path: &DataPath,
 ) -> bool {
+    // Without the path's metadata only interface ids can be checked, not their ASes; 0 is
+    // the ingress a router names for a packet of a host in its own AS.
     let crossed = |id: u16| {
         id != 0
             && path
@@ -1368,7 +1387,7 @@ fn scmp_names_a_hop_of(
             egress,
         } => match (u16::try_from(ingress), u16::try_from(egress), info) {
             (Ok(i), Ok(e), Some(info)) => info.uses_internal(ia, i, e),
-            (Ok(i), Ok(e), None) => crossed(i) && crossed(e),
+            (Ok(i), Ok(e), None) => (i == 0 || crossed(i)) && crossed(e),
             _ => false,
         },
         _ => false,

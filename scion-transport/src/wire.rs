@@ -836,6 +836,51 @@ mod tests {
     }
 
     #[test]
+    fn arrival_interface_is_the_last_hop_fields_travel_ingress() {
+        // The path as it arrives: its pointers on the last info and hop field.
+        let arrived = |path: &DataPath| {
+            let (infos, hops) = path.shape();
+            let mut raw = path.raw().to_vec();
+            raw[0] = ((infos - 1) << 6) | (hops - 1);
+            DataPath::from_raw(Bytes::from(raw)).expect("path")
+        };
+        // Up segment against construction, then a down segment: the last hop field is in
+        // construction direction, so its cons ingress (4) is where the packet came in.
+        let two = arrived(&two_segment_path());
+        assert_eq!(two.hop_interfaces().last(), Some(&(4, 0)));
+        assert_eq!(two.arrival_interface(), Some(4));
+        // One up segment (to the core AS that beaconed it), traversed against construction:
+        // the last hop field's cons egress (1) is the way in.
+        let key = [7u8; 16];
+        let up = build_standard_path(&[SegmentSpec {
+            cons_dir: false,
+            seg_id: 7,
+            timestamp: 1_700_000_000,
+            hops: vec![
+                HopSpec {
+                    cons_ingress: 0,
+                    cons_egress: 1,
+                    exp_time: 63,
+                    key,
+                },
+                HopSpec {
+                    cons_ingress: 5,
+                    cons_egress: 0,
+                    exp_time: 63,
+                    key,
+                },
+            ],
+        }])
+        .expect("up segment");
+        let up = arrived(&up);
+        assert_eq!(up.hop_interfaces().last(), Some(&(1, 0)));
+        assert_eq!(up.arrival_interface(), Some(1));
+        // A path not yet on its way starts in the source AS: no way in.
+        assert_eq!(two_segment_path().arrival_interface(), None);
+        assert_eq!(DataPath::empty().arrival_interface(), None);
+    }
+
+    #[test]
     fn oversized_payload_is_an_error_not_a_panic() {
         let a = addr(IsdAsn::new(1, 1), 1, 1);
         let big = Bytes::from(vec![0u8; 70_000]);
