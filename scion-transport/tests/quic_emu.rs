@@ -905,17 +905,19 @@ async fn scmp_parameter_problem_on_the_path_moves_the_stream() {
 /// never answered. The border routers' addresses come from the daemon here (no topology file).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_behind_a_shim_dispatcher_answers_through_the_border_router() {
-    use scion_transport::emu::shim::Shim;
     use scion_transport::topology::DispatchedPorts;
-    let emu = Emulator::start(
-        Topology::from_toml(TOPO).expect("topo"),
-        EmuOptions::default(),
-    )
-    .await
-    .expect("emulator");
     // An address of its own, so no other test's shim holds ip:30041.
     let ip: std::net::IpAddr = "127.0.0.77".parse().expect("ip");
-    let shim = Shim::start(ip).await.expect("shim");
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topo"),
+        EmuOptions {
+            shim: Some(ip),
+            ..EmuOptions::default()
+        },
+    )
+    .await
+    .expect("emulator with a shim");
+    assert_eq!(emu.shim_addr(), Some(std::net::SocketAddr::new(ip, 30041)));
     let server_ia = ia("1-ff00:0:112");
     let daemon = scion_transport::daemon::DaemonClient::connect(
         &emu.daemon_addr(server_ia).expect("daemon").to_string(),
@@ -984,7 +986,6 @@ async fn host_behind_a_shim_dispatcher_answers_through_the_border_router() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    drop(shim);
 }
 
 /// SCIONLab routes outlive their hop fields (6 h at most), so paths are refreshed from the

@@ -1,7 +1,7 @@
 //! `scion-emu`: run an emulated SCION network, or send it a control command.
 //!
 //! ```text
-//! scion-emu run <topology.toml> [--control 127.0.0.1:30999] [--ip 127.0.0.1] [--topology-dir DIR]
+//! scion-emu run <topology.toml> [--control 127.0.0.1:30999] [--ip 127.0.0.1] [--topology-dir DIR] [--shim IP]
 //! scion-emu ctl <control-addr> link 1-ff00:0:110#1 down|up|blackhole|latency <ms>|...
 //! scion-emu ctl <control-addr> show
 //! ```
@@ -17,9 +17,12 @@ use anyhow::Context;
 use scion_transport::emu::{self, EmuOptions, Topology};
 
 const USAGE: &str =
-    "usage: scion-emu run <topology.toml> [--control ADDR] [--ip IP] [--topology-dir DIR]
+    "usage: scion-emu run <topology.toml> [--control ADDR] [--ip IP] [--topology-dir DIR] [--shim IP]
        scion-emu ctl <control-addr> <command...>
        scion-emu --help
+
+--shim IP runs a shim dispatcher on IP:30041, as scionproto's dispatcher in shim mode: it hands
+hosts on IP the packets border routers deliver for ports outside the dispatched range.
 
 ctl commands (one link end, ISD-AS#ifid, names the link):
   show                                   links and their state
@@ -38,6 +41,7 @@ enum Cmd {
         control: Option<SocketAddr>,
         ip: Option<IpAddr>,
         dir: Option<PathBuf>,
+        shim: Option<IpAddr>,
     },
     Ctl {
         addr: SocketAddr,
@@ -78,10 +82,13 @@ fn parse_args(args: &[String]) -> Result<Cmd, UsageError> {
         None => Err(UsageError::NoCommand),
         Some("run") => {
             let file = args.get(1).ok_or(UsageError::Missing("run"))?;
-            let (mut control, mut ip, mut dir) = (None, None, None);
+            let (mut control, mut ip, mut dir, mut shim) = (None, None, None, None);
             let mut rest = args[2..].iter();
             while let Some(flag) = rest.next() {
-                let known = matches!(flag.as_str(), "--control" | "--ip" | "--topology-dir");
+                let known = matches!(
+                    flag.as_str(),
+                    "--control" | "--ip" | "--topology-dir" | "--shim"
+                );
                 if !known {
                     return Err(UsageError::UnknownFlag(flag.clone()));
                 }
@@ -89,6 +96,7 @@ fn parse_args(args: &[String]) -> Result<Cmd, UsageError> {
                 match flag.as_str() {
                     "--control" => control = Some(value.parse().map_err(|_| bad(flag, value))?),
                     "--ip" => ip = Some(value.parse().map_err(|_| bad(flag, value))?),
+                    "--shim" => shim = Some(value.parse().map_err(|_| bad(flag, value))?),
                     _ => dir = Some(PathBuf::from(value)),
                 }
             }
@@ -97,6 +105,7 @@ fn parse_args(args: &[String]) -> Result<Cmd, UsageError> {
                 control,
                 ip,
                 dir,
+                shim,
             })
         }
         Some("ctl") => {
@@ -124,12 +133,14 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             control,
             ip,
             dir,
+            shim,
         } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let topology = Topology::from_toml(&text)?;
             let mut options = EmuOptions {
                 control,
+                shim,
                 ..EmuOptions::default()
             };
             if let Some(ip) = ip {
@@ -187,14 +198,19 @@ mod tests {
         assert_eq!(parse_args(&args("run x.toml -h")), Ok(Cmd::Help));
         assert_eq!(parse_args(&[]), Err(UsageError::NoCommand));
         assert_eq!(
-            parse_args(&args("run t.toml --ip 127.0.0.2")),
+            parse_args(&args("run t.toml --ip 127.0.0.2 --shim 127.0.0.3")),
             Ok(Cmd::Run {
                 file: "t.toml".into(),
                 control: None,
                 ip: Some("127.0.0.2".parse().unwrap()),
                 dir: None,
+                shim: Some("127.0.0.3".parse().unwrap()),
             })
         );
+        assert!(matches!(
+            parse_args(&args("run t.toml --shim nope")),
+            Err(UsageError::BadValue { .. })
+        ));
         assert_eq!(
             parse_args(&args("run t.toml --bogus 1")),
             Err(UsageError::UnknownFlag("--bogus".into()))

@@ -58,6 +58,8 @@ pub struct EmuOptions {
     pub control: Option<SocketAddr>,
     /// Lifetime of the paths the daemons hand out.
     pub hops: paths::HopLifetime,
+    /// Run a shim dispatcher on this address, port 30041 (see [`shim`]).
+    pub shim: Option<IpAddr>,
 }
 
 impl Default for EmuOptions {
@@ -66,6 +68,7 @@ impl Default for EmuOptions {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             control: None,
             hops: paths::HopLifetime::default(),
+            shim: None,
         }
     }
 }
@@ -129,11 +132,19 @@ impl Emulator {
         tasks.push(tokio::spawn(async move {
             serve_control(control_sock, handle_shared, daemons_for_show).await
         }));
+        let shim = match options.shim {
+            Some(ip) => {
+                let routers = shared.routers.values().map(|r| r.internal_addr).collect();
+                Some(shim::Shim::start(ip, routers).await?)
+            }
+            None => None,
+        };
         Ok(EmuHandle {
             shared,
             daemons,
             control,
             tasks,
+            shim,
         })
     }
 }
@@ -144,6 +155,7 @@ pub struct EmuHandle {
     daemons: BTreeMap<IsdAsn, SocketAddr>,
     control: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
+    shim: Option<shim::Shim>,
 }
 
 impl Drop for EmuHandle {
@@ -168,6 +180,11 @@ impl EmuHandle {
     /// Address of the control socket.
     pub fn control_addr(&self) -> SocketAddr {
         self.control
+    }
+
+    /// Address of the shim dispatcher, when one runs.
+    pub fn shim_addr(&self) -> Option<SocketAddr> {
+        self.shim.as_ref().map(shim::Shim::addr)
     }
 
     pub fn topology(&self) -> &Topology {
@@ -398,6 +415,9 @@ pub async fn serve(
         }
     }
     println!("control {}", handle.control_addr());
+    if let Some(shim) = handle.shim_addr() {
+        println!("shim {shim}");
+    }
     print!("{}", handle.describe());
     use std::io::Write as _;
     let _ = std::io::stdout().flush();

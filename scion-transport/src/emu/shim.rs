@@ -3,7 +3,10 @@
 //! the AS's dispatched range and hands it to the port the packet names (SCION/UDP: the
 //! destination port; an SCMP error: the source port of the packet it quotes), from its own
 //! socket. Like scionproto's shim it forwards only packets whose SCION destination host is the
-//! address they were sent to, so what a host sends to the shim by mistake is dropped.
+//! address they were sent to. Hosts of different emulated ASes share one loopback address,
+//! where that check cannot tell a host's own packets from delivered ones, so this shim also
+//! takes packets only from the emulator's border routers: what a host sends to the shim by
+//! mistake is dropped, as it would be between real hosts.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -23,8 +26,9 @@ pub struct Shim {
 }
 
 impl Shim {
-    /// Binds `ip:30041` and starts forwarding.
-    pub async fn start(ip: IpAddr) -> io::Result<Shim> {
+    /// Binds `ip:30041` and starts forwarding what `routers` (border routers' internal
+    /// addresses) deliver there.
+    pub async fn start(ip: IpAddr, routers: Vec<SocketAddr>) -> io::Result<Shim> {
         let socket = UdpSocket::bind(SocketAddr::new(ip, SHIM_DISPATCHER_PORT)).await?;
         let addr = socket.local_addr()?;
         let task = tokio::spawn(async move {
@@ -33,6 +37,10 @@ impl Shim {
                 let Ok((n, from)) = socket.recv_from(&mut buf).await else {
                     continue;
                 };
+                if !routers.contains(&from) {
+                    debug!(%from, "shim: packet from a host, not a border router, dropped");
+                    continue;
+                }
                 let Some(to) = destination(ip, &buf[..n]) else {
                     debug!(%from, "shim: packet not for a host port here, dropped");
                     continue;
