@@ -14,7 +14,8 @@
 #     route must come up on both sides.
 #  C. Realistic ASes again, with a shim dispatcher on 127.0.0.1:30041 (what the warning asks
 #     for; scionproto's dispatcher in shim mode): the route must come up, and each broker's
-#     probes over its paths must be answered through the shim (/pathz shows alive paths).
+#     probes must be answered (/pathz shows alive paths): the answers to what arrived through
+#     the shim go back through the border router.
 #
 #   bash scripts/seed-check.sh [--no-build] [--release]
 # Exit status 0 = both checks passed. Logs are kept in a temporary folder printed on failure.
@@ -172,9 +173,11 @@ else
 fi
 
 echo "== C: verbatim seed configs, realistic dispatched range, a shim dispatcher on 127.0.0.1:30041"
-start_case C "$ROOT/configs/scionlab-demo.toml" --shim 127.0.0.1
-if ! wait_line 10 "$WORK/C/emu.out" "shim 127.0.0.1:30041"; then
-  fail "C: the emulator's shim dispatcher did not start (is 127.0.0.1:30041 taken?)"
+if ! command -v python3 >/dev/null; then
+  fail "C: python3 is needed to read /pathz"
+elif ! start_case C "$ROOT/configs/scionlab-demo.toml" --shim 127.0.0.1 ||
+     ! has "$WORK/C/emu.out" "shim 127.0.0.1:30041"; then
+  fail "C: the emulator with a shim dispatcher did not start (is UDP 127.0.0.1:30041 taken? see $WORK/C/emu.log)"
 else
   check_startup C "$WORK/C/s1.log" s1 server1.conf 4222 18-ffaa:1:10bf 4248
   check_startup C "$WORK/C/s2.log" s2 server2.conf 5222 18-ffaa:1:10a0 5248
@@ -189,17 +192,17 @@ else
   for pair in "s1 8222" "s2 8223"; do
     set -- $pair
     alive=0
-    for _ in $(seq 1 50); do
+    for _ in $(seq 1 20); do
       if python3 - "$2" <<'PY' 2>/dev/null
 import json, sys, urllib.request
-doc = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/pathz", timeout=2))
+doc = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/pathz", timeout=1))
 text = json.dumps(doc)
 sys.exit(0 if '"state": "alive"' in text else 1)
 PY
       then alive=1; break; fi
-      sleep 0.2
+      sleep 0.5
     done
-    if [ "$alive" = 1 ]; then ok "C $1: /pathz shows an alive path (probes answered through the shim)"; else fail "C $1: no alive path in /pathz after 10 s"; fi
+    if [ "$alive" = 1 ]; then ok "C $1: /pathz shows an alive path (probe answers came back through the border router)"; else fail "C $1: no alive path in /pathz within 10-30 s"; fi
   done
   stop_all
 fi

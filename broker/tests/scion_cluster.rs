@@ -921,7 +921,24 @@ async fn acceptor_policy_denying_every_path_refuses_the_route() {
         );
         sleep(Duration::from_millis(50)).await;
     }
-    sleep(Duration::from_secs(1)).await;
+    // The dialer hears the refusal (it goes back over the reverse of its path) and says so.
+    let dial = format!("dial scion {target}");
+    let told = || {
+        logs().lines().any(|l| {
+            l.contains("Error trying to connect to route")
+                && l.contains(&dial)
+                && l.contains("refused")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !told() {
+        assert!(
+            Instant::now() < deadline,
+            "the dialer did not log the refusal:\n{}",
+            logs()
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(a.state.cluster.num_routes(), 0);
     assert_eq!(b.state.cluster.num_routes(), 0);
     b.shutdown().await;

@@ -657,6 +657,8 @@ impl ScionSocket {
         if let Ok(p) = Self::peer_entry(&mut table, remote, self.local.ia) {
             if p.holds == 0 {
                 p.released_at = None;
+                // A link came up: a later refusal is a new episode, worth a warning again.
+                p.refusal_logged = false;
                 // The handshake just crossed the active path: what probes said while the
                 // peer was away (every path silent) is stale, and acting on it would read as
                 // a probe-loss failover of the new link.

@@ -188,6 +188,21 @@ async fn serve_and_dial(
     (serving, conn)
 }
 
+/// Ends the stream and waits for the server task of [`serve_and_dial`] to have received and
+/// checked all `sent` bytes.
+async fn finish_and_check(
+    send: &mut quinn::SendStream,
+    serving: tokio::task::JoinHandle<(u64, ScionEndpoint)>,
+    sent: u64,
+) {
+    send.finish().expect("finish");
+    let (got, _server) = timeout(Duration::from_secs(30), serving)
+        .await
+        .expect("server finished")
+        .expect("join");
+    assert_eq!(got, sent, "every byte arrived");
+}
+
 /// Accepts one connection and one stream, reads it to the end, checks every byte.
 async fn serve_and_check(server: &ScionEndpoint) -> u64 {
     let incoming = timeout(Duration::from_secs(10), server.accept())
@@ -301,12 +316,7 @@ async fn failover(state: LinkState) -> Vec<scion_transport::socket::PathEvent> {
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    send.finish().expect("finish");
-    let (got, _server) = timeout(Duration::from_secs(30), server)
-        .await
-        .expect("server finished")
-        .expect("join");
-    assert_eq!(got, sent, "every byte arrived");
+    finish_and_check(&mut send, server, sent).await;
     let mut seen = Vec::new();
     while let Ok(e) = events.try_recv() {
         seen.push(e);
@@ -800,12 +810,7 @@ impl Live {
 
     /// Ends the stream and checks that the server got every byte.
     async fn finish(mut self) {
-        self.send.finish().expect("finish");
-        let (got, _server) = timeout(Duration::from_secs(30), self.serving)
-            .await
-            .expect("server finished")
-            .expect("join");
-        assert_eq!(got, self.sent);
+        finish_and_check(&mut self.send, self.serving, self.sent).await;
     }
 }
 
@@ -1027,12 +1032,7 @@ async fn stream_survives_hop_field_refreshes() {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    send.finish().expect("finish");
-    let (got, _server) = timeout(Duration::from_secs(30), server)
-        .await
-        .expect("server finished")
-        .expect("join");
-    assert_eq!(got, sent, "every byte arrived");
+    finish_and_check(&mut send, server, sent).await;
     assert!(
         expiries.len() >= 3 && expiries.windows(2).all(|w| w[0] < w[1]),
         "the active path's hop fields were refreshed twice: expiries {expiries:?}"

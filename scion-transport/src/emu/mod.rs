@@ -81,6 +81,14 @@ impl Emulator {
     pub async fn start(topology: Topology, options: EmuOptions) -> Result<EmuHandle, EmuError> {
         let bound = router::bind(topology, options.ip).await?;
         let shared = bound.shared;
+        // Bound before any task starts, so a taken port stops nothing half-started.
+        let shim = match options.shim {
+            Some(ip) => {
+                let routers = shared.routers.values().map(|r| r.internal_addr).collect();
+                Some(shim::Shim::start(ip, routers).await?)
+            }
+            None => None,
+        };
         let mut tasks = Vec::new();
         for ia in shared.routers.keys() {
             tasks.push(tokio::spawn(router::run_socket(shared.clone(), *ia, 0)));
@@ -132,13 +140,6 @@ impl Emulator {
         tasks.push(tokio::spawn(async move {
             serve_control(control_sock, handle_shared, daemons_for_show).await
         }));
-        let shim = match options.shim {
-            Some(ip) => {
-                let routers = shared.routers.values().map(|r| r.internal_addr).collect();
-                Some(shim::Shim::start(ip, routers).await?)
-            }
-            None => None,
-        };
         Ok(EmuHandle {
             shared,
             daemons,

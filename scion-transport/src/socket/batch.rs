@@ -67,10 +67,10 @@ impl Peer {
             .iter()
             .filter_map(|f| self.routes.get(f))
             .collect();
-        // Before our own paths are known, or when they are all down, answer over the reverse
-        // of the peer's path; not when our policy (or MTU bound) filtered every path, which a
-        // connection accepted before the paths arrived would otherwise use for its whole life.
-        if routes.is_empty() && !self.selector.as_ref().is_some_and(|s| s.all_filtered()) {
+        // Before our own paths are known, or when none is usable, answer over the reverse of
+        // the peer's path. (When our policy filters every path, `ScionIncoming::accept`
+        // refuses the connection, and the refusal itself must still reach the peer this way.)
+        if routes.is_empty() {
             routes.extend(self.reply.as_ref());
         }
         let remote = self.remote;

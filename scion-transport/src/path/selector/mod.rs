@@ -232,8 +232,8 @@ impl Selector {
     /// SCMP Parameter Problem about one path's own fields (a hop field with a bad MAC or
     /// expired, an unknown interface, an invalid path): that path is Down, as described by
     /// `why`, until probes over it are answered again (the I/O side also asks for fresh
-    /// paths). True when the path was not Down before (every probe over a broken path draws
-    /// the same error again).
+    /// paths). True when SCMP had not marked the path Down already (every probe over a
+    /// broken path draws the same error again).
     pub fn on_scmp_path_problem(
         &mut self,
         now: Instant,
@@ -241,16 +241,10 @@ impl Selector {
         why: &str,
     ) -> bool {
         self.touch(now);
-        let was_down = self
-            .cands
-            .iter()
-            .any(|c| c.info.fingerprint == fingerprint && c.down.is_some());
+        let was_down = self.cands.iter().any(|c| {
+            c.info.fingerprint == fingerprint && matches!(c.down, Some((DownReason::Scmp(_), _)))
+        });
         self.mark_down_where(now, why, |p| p.fingerprint == fingerprint) > 0 && !was_down
-    }
-
-    /// True when paths are known and every one of them is filtered (scion.policy, MTU).
-    pub fn all_filtered(&self) -> bool {
-        !self.cands.is_empty() && self.cands.iter().all(|c| c.filtered.is_some())
     }
 
     /// SCMP Internal-Connectivity-Down inside `ia` between `ingress` and `egress`.
