@@ -729,8 +729,7 @@ impl ScionEndpoint {
         };
         if range.is_none() {
             warn!(
-                "the SCION daemon at {daemon_addr} has no PortRange call (scionproto before v0.12?) and no topology file names dispatched_ports: assuming {}-{}. This is a dispatcherless end host: in an AS that still runs a dispatcher nothing reaches it",
-                DEFAULT_DISPATCHED_PORTS.0, DEFAULT_DISPATCHED_PORTS.1
+                "the SCION daemon at {daemon_addr} has no PortRange call (scionproto before v0.12?) and no topology file names dispatched_ports: assuming {DEFAULT_DISPATCHED_PORTS}. This is a dispatcherless end host: in an AS that still runs a dispatcher nothing reaches it"
             );
         }
         let udp = bind_udp(config.local, range).await?;
@@ -977,11 +976,7 @@ async fn bind_udp(
     local: ScionAddr,
     range: Option<DispatchedPorts>,
 ) -> Result<UdpSocket, BindError> {
-    let range = range.unwrap_or(DispatchedPorts::Range(
-        DEFAULT_DISPATCHED_PORTS.0,
-        DEFAULT_DISPATCHED_PORTS.1,
-    ));
-    let (lo, hi) = match (local.port, range) {
+    let (lo, hi) = match (local.port, range.unwrap_or(DEFAULT_DISPATCHED_PORTS)) {
         (0, DispatchedPorts::Range(lo, hi)) => (lo, hi),
         _ => {
             let addr = SocketAddr::new(local.ip, local.port);
@@ -1002,7 +997,7 @@ async fn bind_udp(
 
 /// scionproto's default `dispatched_ports` (topology.json), assumed when neither the topology
 /// file nor the daemon tells the AS's real range.
-const DEFAULT_DISPATCHED_PORTS: (u16, u16) = (31000, 32767);
+const DEFAULT_DISPATCHED_PORTS: DispatchedPorts = DispatchedPorts::Range(31000, 32767);
 
 /// The one warning for a local port the border router will not deliver to: routers of a
 /// dispatcherless AS send packets for ports outside `dispatched_ports` to 30041, where only
@@ -1014,10 +1009,7 @@ pub fn port_range_warning(
 ) -> Option<String> {
     let (range, whose) = match known {
         Some(r) => (r, "the AS's"),
-        None => (
-            DispatchedPorts::Range(DEFAULT_DISPATCHED_PORTS.0, DEFAULT_DISPATCHED_PORTS.1),
-            "the default (AS range unknown)",
-        ),
+        None => (DEFAULT_DISPATCHED_PORTS, "the default (AS range unknown)"),
     };
     if range.contains(local.port) {
         return None;

@@ -426,7 +426,7 @@ pub struct ScionSocket {
     datagrams: std::sync::atomic::AtomicU64,
     /// Border routers' underlay addresses by interface id, to answer packets a shim
     /// dispatcher handed over (see [`Self::reply_hop`]).
-    interface_addrs: Mutex<HashMap<u16, SocketAddr>>,
+    interface_addrs: std::sync::OnceLock<HashMap<u16, SocketAddr>>,
 }
 
 /// How the QUIC datagrams of one endpoint left: `datagrams` in `sends` system calls (GSO).
@@ -479,7 +479,7 @@ impl ScionSocket {
             coalesce: std::sync::atomic::AtomicBool::new(false),
             sends: Default::default(),
             datagrams: Default::default(),
-            interface_addrs: Mutex::new(HashMap::new()),
+            interface_addrs: std::sync::OnceLock::new(),
         })
     }
 
@@ -507,12 +507,10 @@ impl ScionSocket {
     }
 
     /// Tells the socket which border router serves each interface of the local AS (from
-    /// topology.json or the daemon), for packets that come through a shim dispatcher.
+    /// topology.json or the daemon), for packets that come through a shim dispatcher. Set
+    /// once, at bind; later calls change nothing.
     pub fn set_interface_addrs(&self, addrs: HashMap<u16, SocketAddr>) {
-        *self
-            .interface_addrs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = addrs;
+        let _ = self.interface_addrs.set(addrs);
     }
 
     /// Where to answer a datagram from SCION source `src` over `path_raw` that the kernel
@@ -541,9 +539,8 @@ impl ScionSocket {
             .arrival_interface()?;
         let hop = self
             .interface_addrs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&ifid)
+            .get()
+            .and_then(|m| m.get(&ifid))
             .copied();
         if hop.is_none() {
             debug!(%src, ifid, "no border router known for the interface a shim-forwarded packet came in through");
@@ -1359,7 +1356,6 @@ fn probe_frame(kind: u8, seq: u64, token: u64) -> Bytes {
     Bytes::from(frame)
 }
 
-/// An SCMP down report in the operators' notation (`interface down 18-ffaa:0:1208#2`).
 /// Whether the interface (or the pair of interfaces) an SCMP error names lies on the path of
 /// the packet it quotes: checked against the path's metadata when it is one of our candidates,
 /// else (the reversed path a peer reached us on) against the interface ids in its hop fields.
@@ -1399,17 +1395,13 @@ fn scmp_names_a_hop_of(
 /// How many of `paths` are in which state, and a hint on what to check for the states present
 /// (for [`PathError::NoUsablePath`]).
 fn unusable_summary(paths: &[CandidateView]) -> (String, &'static str) {
-    let mut counts: Vec<(String, usize)> = Vec::new();
+    let mut counts = std::collections::BTreeMap::<PathState, usize>::new();
     for c in paths {
-        let name = c.state.to_string();
-        match counts.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, k)) => *k += 1,
-            None => counts.push((name, 1)),
-        }
+        *counts.entry(c.state).or_default() += 1;
     }
     let states = counts
         .iter()
-        .map(|(n, k)| format!("{k} {n}"))
+        .map(|(state, k)| format!("{k} {state}"))
         .collect::<Vec<_>>()
         .join(", ");
     let has = |s: PathState| paths.iter().any(|c| c.state == s);
@@ -1437,6 +1429,7 @@ fn path_problem_text(code: u8) -> Option<&'static str> {
     })
 }
 
+/// An SCMP down report in the operators' notation (`interface down 18-ffaa:0:1208#2`).
 fn scmp_down_text(kind: &ScmpKind) -> String {
     match kind {
         ScmpKind::ExternalInterfaceDown { ia, ifid } => format!("interface down {ia}#{ifid}"),
