@@ -12,7 +12,9 @@
 //! 2. failover gap: a 1 kHz sequenced stream across the SCION route while
 //!    the active link is cut, SCMP-signalled (`down`) and silently
 //!    (`blackhole`), repeated; p50/p99/max of the longest delivery gap, and
-//!    whether anything was lost or duplicated.
+//!    whether anything was lost or duplicated;
+//! 3. total outage: the same stream while every path is silently gone for 2 s, then back;
+//!    how soon after the paths' return the first message and the whole backlog arrive.
 //!
 //! CPU per message is this process's (brokers, emulator, kernel work on their sockets) and,
 //! separately, the xbench clients'; with both cores busy, throughput ratio ≈ inverse ratio of
@@ -253,6 +255,31 @@ async fn outage(
     emu: &EmuHandle,
     cut: &str,
 ) -> (Duration, bool) {
+    let r = stream(a, b, emu, 1000, &[(300, cut)]).await;
+    (r.gap, r.bad)
+}
+
+/// What one sequenced stream saw.
+struct StreamRun {
+    /// Longest time between two deliveries.
+    gap: Duration,
+    /// Something lost, duplicated or reordered.
+    bad: bool,
+    /// When each emulator command was sent.
+    commands_at: Vec<Instant>,
+    /// When each message arrived, by number (up to the first bad one).
+    arrivals: Vec<Instant>,
+}
+
+/// `n` sequenced messages at 1 kHz from A to B, each command of `script` sent just before
+/// the message whose number goes with it.
+async fn stream(
+    a: &ServerHandle,
+    b: &ServerHandle,
+    emu: &EmuHandle,
+    n: u32,
+    script: &[(u32, &str)],
+) -> StreamRun {
     let na = async_nats::connect(a.client_addr.to_string())
         .await
         .expect("connect a");
@@ -266,23 +293,26 @@ async fn outage(
         sleep(Duration::from_millis(5)).await;
     }
     let control = emu.control_addr();
-    let cut = cut.to_string();
-    let n = 1000u32;
+    let script: Vec<(u32, String)> = script.iter().map(|(i, c)| (*i, c.to_string())).collect();
     let publisher = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(1));
+        let mut commands_at = Vec::new();
         for i in 0..n {
             tick.tick().await;
-            if i == 300 {
-                let _ = send_control(control, &cut).await;
+            for (_, cmd) in script.iter().filter(|(at, _)| *at == i) {
+                let _ = send_control(control, cmd).await;
+                commands_at.push(Instant::now());
             }
             let _ = na.publish("gap", i.to_string().into()).await;
         }
         let _ = na.flush().await;
+        commands_at
     });
     let mut next = 0u32;
     let mut bad = false;
     let mut last = Instant::now();
     let mut gap = Duration::ZERO;
+    let mut arrivals = Vec::with_capacity(n as usize);
     while next < n {
         match timeout(Duration::from_secs(5), sub.next()).await {
             Ok(Some(m)) => {
@@ -297,6 +327,9 @@ async fn outage(
                 if next > 0 {
                     gap = gap.max(now - last);
                 }
+                if !bad {
+                    arrivals.push(now);
+                }
                 last = now;
                 next = v.saturating_add(1);
             }
@@ -306,8 +339,13 @@ async fn outage(
             }
         }
     }
-    let _ = publisher.await;
-    (gap, bad)
+    let commands_at = publisher.await.unwrap_or_default();
+    StreamRun {
+        gap,
+        bad,
+        commands_at,
+        arrivals,
+    }
 }
 
 /// Bench settings from the command line.
@@ -768,4 +806,62 @@ async fn main() {
             pct(&mut gaps, 1.0)
         );
     }
+
+    // Every path gone at once (both of A's links blackholed) for OUTAGE_MS, then back:
+    // nothing can fail over, and what matters is how soon the stream resumes once a path
+    // is back, and that nothing is lost.
+    println!();
+    println!("## Total outage across the SCION route (1 kHz stream, every path silently gone for {OUTAGE_MS} ms, {rounds} rounds)");
+    println!();
+    println!("| after the paths are back | p50 | p99 | max | rounds with loss/dup/reorder |");
+    println!("|---|---|---|---|---|");
+    let (mut first, mut backlog) = (Vec::new(), Vec::new());
+    let mut bad = 0;
+    let back = 300 + OUTAGE_MS;
+    for _ in 0..rounds {
+        let r = stream(
+            sa,
+            sb,
+            emu,
+            back + 500,
+            &[
+                (300, "link 1-ff00:0:111#2 blackhole"),
+                (300, "link 1-ff00:0:111#1 blackhole"),
+                (back, "link 1-ff00:0:111#2 up"),
+                (back, "link 1-ff00:0:111#1 up"),
+            ],
+        )
+        .await;
+        let restored = r.commands_at.get(3).copied();
+        let first_after =
+            restored.and_then(|t| r.arrivals.iter().find(|a| **a > t).map(|a| *a - t));
+        let backlog_after = restored.and_then(|t| {
+            r.arrivals
+                .get(back as usize)
+                .map(|a| a.saturating_duration_since(t))
+        });
+        match (first_after, backlog_after, r.bad) {
+            (Some(f), Some(b), false) => {
+                first.push(f.as_secs_f64() * 1e3);
+                backlog.push(b.as_secs_f64() * 1e3);
+            }
+            _ => bad += 1,
+        }
+        // Let both ends settle on the direct path again.
+        sleep(Duration::from_millis(3500)).await;
+    }
+    for (what, v) in [
+        ("first delivery", &mut first),
+        ("backlog delivered", &mut backlog),
+    ] {
+        println!(
+            "| {what} | {:.1} ms | {:.1} ms | {:.1} ms | {bad} |",
+            pct(v, 0.5),
+            pct(v, 0.99),
+            pct(v, 1.0)
+        );
+    }
 }
+
+/// Length of the total outage of the failover benchmark, in ms (= messages at 1 kHz).
+const OUTAGE_MS: u32 = 2000;

@@ -60,6 +60,9 @@ const SPARE_BUFFERS: usize = 16;
 const REPLAY_SCMP: Duration = Duration::from_millis(50);
 /// Upper bound of the replay window after a probe-loss switch.
 const REPLAY_MAX: Duration = Duration::from_millis(500);
+/// Datagrams re-sent when a path answers again after every path was down: the newest ones
+/// QUIC sent, whatever their age (see `Peer::track_outage`).
+const REPLAY_AFTER_OUTAGE: usize = 4;
 /// Peers without traffic this long are forgotten (QUIC keep-alives keep live ones fresh).
 const PEER_IDLE: Duration = Duration::from_secs(120);
 
@@ -115,19 +118,23 @@ impl Peer {
     /// Notes the start or end of a stretch with every usable path down, in the log (a
     /// warning each way: the failover lines only say where traffic moved, and with every
     /// path down it cannot move) and in the counts. Before the peer ever answered a probe
-    /// it is not an outage: the peer is not up yet (the dialler's error says so).
-    fn track_outage(&mut self, now: Instant) {
+    /// it is not an outage: the peer is not up yet (the dialler's error says so). True when
+    /// an outage ended: then the caller re-sends the newest datagrams. QUIC's own recovery
+    /// would wait for its next probe timeout, which doubles with each one lost, so it can
+    /// come as late again as the outage lasted; an ack-eliciting packet that arrives draws
+    /// the peer's ACK, and that ACK restarts QUIC's sending at once.
+    fn track_outage(&mut self, now: Instant) -> bool {
         let Some(selector) = self.selector.as_ref() else {
-            return;
+            return false;
         };
         // It starts when every usable path is down, and ends only when one answers (not
         // when a refresh brings paths nobody has probed yet).
         if self.outage_since.is_none() {
             let Some((n, reasons)) = selector.all_down() else {
-                return;
+                return false;
             };
             if self.last_probe_reply.is_empty() {
-                return;
+                return false;
             }
             self.outage_since = Some(now);
             self.outages += 1;
@@ -148,8 +155,10 @@ impl Peer {
                     self.remote,
                     fmt_gap(Some(d))
                 );
+                return true;
             }
         }
+        false
     }
 
     /// Closes a going outage because the last link to the peer closed (said once; what
@@ -315,6 +324,15 @@ pub struct OutageStats {
     pub total: Duration,
 }
 
+/// Which recent datagrams a replay re-sends.
+#[derive(Debug, Clone, Copy)]
+enum Replay {
+    /// Those sent within this long.
+    Window(Duration),
+    /// The newest this many, however old.
+    Newest(usize),
+}
+
 /// One GSO buffer, sent and kept for replay or waiting to be sent: datagrams of `stride`
 /// bytes (the last may be shorter), each `header` bytes of SCION/UDP header followed by a
 /// QUIC packet.
@@ -330,7 +348,7 @@ impl Sent {
         self.buf.len().div_ceil(self.stride.max(1))
     }
 
-    fn payloads(&self) -> impl Iterator<Item = &[u8]> {
+    fn payloads(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
         self.buf
             .chunks(self.stride.max(1))
             .filter_map(|d| d.get(self.header..))
@@ -338,10 +356,11 @@ impl Sent {
 }
 
 impl Peer {
-    /// Drops replay entries older than the longest replay window.
+    /// Drops replay entries older than the longest replay window, except the newest (for the
+    /// end of an outage, see `track_outage`).
     fn trim_recent(&mut self, now: Instant) {
         while let Some(front) = self.recent.front() {
-            if now.saturating_duration_since(front.at) <= REPLAY_MAX {
+            if self.recent.len() == 1 || now.saturating_duration_since(front.at) <= REPLAY_MAX {
                 break;
             }
             self.recent_segments -= front.segments();
@@ -977,7 +996,7 @@ impl ScionSocket {
                         _ => None,
                     };
                     if let Some(window) = window {
-                        self.replay(peer, now, window);
+                        self.replay(peer, now, Replay::Window(window));
                     }
                     let event = PathEvent {
                         remote: peer.remote,
@@ -1018,30 +1037,44 @@ impl ScionSocket {
                 peer.send_routes = None;
             }
         }
-        peer.track_outage(now);
+        if peer.track_outage(now) {
+            self.replay(peer, now, Replay::Newest(REPLAY_AFTER_OUTAGE));
+        }
     }
 
-    /// Re-sends the datagrams of the last `window` over the (new) active routes.
-    fn replay(&self, peer: &mut Peer, now: Instant, window: Duration) {
+    /// Re-sends recent datagrams over the (new) active routes.
+    fn replay(&self, peer: &mut Peer, now: Instant, which: Replay) {
         let routes = peer.send_routes(&self.local);
         let mut replayed = 0;
         let mut pkt = Vec::new();
         // Datagrams still waiting for the flusher were encoded for the old routes: they go
         // out over the new ones, after the recent ones.
         let waiting = self.take_waiting(peer.remote);
-        for sent in peer
-            .recent
-            .iter()
-            .filter(|s| now.saturating_duration_since(s.at) <= window)
-            .chain(waiting.as_ref())
-        {
-            for payload in sent.payloads() {
-                for route in routes.iter() {
-                    pkt.clear();
-                    if route.template.encode_into(&mut pkt, payload).is_ok() {
-                        let _ = self.udp.try_send_to(&pkt, route.next_hop);
-                        replayed += 1;
-                    }
+        let chosen: Vec<&[u8]> = match which {
+            Replay::Window(window) => peer
+                .recent
+                .iter()
+                .filter(|s| now.saturating_duration_since(s.at) <= window)
+                .chain(waiting.as_ref())
+                .flat_map(Sent::payloads)
+                .collect(),
+            Replay::Newest(n) => {
+                let mut newest: Vec<&[u8]> = waiting
+                    .iter()
+                    .chain(peer.recent.iter().rev())
+                    .flat_map(|s| s.payloads().rev())
+                    .take(n)
+                    .collect();
+                newest.reverse();
+                newest
+            }
+        };
+        for payload in chosen {
+            for route in routes.iter() {
+                pkt.clear();
+                if route.template.encode_into(&mut pkt, payload).is_ok() {
+                    let _ = self.udp.try_send_to(&pkt, route.next_hop);
+                    replayed += 1;
                 }
             }
         }
@@ -1049,7 +1082,7 @@ impl ScionSocket {
         if let Some(sent) = waiting {
             peer.remember(sent, &mut Vec::new());
         }
-        debug!(remote = %peer.remote, replayed, "replayed recent datagrams on the new path");
+        debug!(remote = %peer.remote, replayed, ?which, "replayed recent datagrams");
     }
 
     /// Waits until the socket takes datagrams again (after a send met WouldBlock).

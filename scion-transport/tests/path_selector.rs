@@ -601,6 +601,55 @@ fn all_paths_down_stays_keeps_probing_and_recovers() {
     assert_eq!(s.state(3), PathState::Alive);
 }
 
+/// Runs until the answer to the first probe over `id` sent after `t` (the links' 10 ms RTT)
+/// has just arrived; returns that time.
+fn run_past_first_answer_after(s: &mut Sim, id: u64, t: Duration) -> Duration {
+    for _ in 0..1000 {
+        if let Some(p) = s.probes.iter().find(|p| p.1 == fp(id) && p.0 > t) {
+            let answered = p.0 + MS * 10;
+            s.run_until(answered + MS);
+            return answered;
+        }
+        let next = s.at() + MS * 5;
+        s.run_until(next);
+    }
+    panic!("no probe over path {id} after {t:?}");
+}
+
+#[test]
+fn in_a_total_outage_the_first_answer_revives_a_path() {
+    // Every path down: the first answer is enough, there is nothing better to wait for.
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::new(cfg("latency"), paths);
+    s.run_until(MS * 1000);
+    let t = s.at();
+    s.set(1, Link::Blackhole);
+    s.set(2, Link::Blackhole);
+    s.run_until(t + MS * 2000);
+    let stuck_on = s.active();
+    let id = if stuck_on == fp(1) { 1 } else { 2 };
+    assert_eq!(s.state(id), PathState::Down);
+    let recover = s.at();
+    s.set(id, Link::Up { rtt: MS * 10 });
+    run_past_first_answer_after(&mut s, id, recover);
+    assert_eq!(s.state(id), PathState::Alive, "after one answer");
+
+    // With another path alive, a path that went down needs two answers in a row.
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::with_rtts(cfg("latency"), paths, &[10, 40]);
+    s.run_until(MS * 1000);
+    let t = s.at();
+    s.set(1, Link::Blackhole);
+    s.run_until(t + MS * 1500);
+    assert_eq!(s.state(1), PathState::Down);
+    let recover = s.at();
+    s.set(1, Link::Up { rtt: MS * 10 });
+    let answered = run_past_first_answer_after(&mut s, 1, recover);
+    assert_eq!(s.state(1), PathState::Down, "one answer is not enough");
+    run_past_first_answer_after(&mut s, 1, answered);
+    assert_eq!(s.state(1), PathState::Alive, "after two answers");
+}
+
 #[test]
 fn a_silent_peer_is_all_down_without_hopping_between_paths() {
     for phase in 0..10u32 {

@@ -306,7 +306,13 @@ impl Selector {
         let Some(&i) = self.index.get(&fingerprint) else {
             return false;
         };
-        let revive_after = self.cfg.revive_after_replies;
+        // With every usable path down there is nothing to prefer to a path that answers
+        // again: the first answer brings it back (waiting for more keeps the outage going).
+        let revive_after = if self.every_usable_down(now) {
+            1
+        } else {
+            self.cfg.revive_after_replies
+        };
         let c = &mut self.cands[i];
         let rtt = now.saturating_duration_since(p.sent_at);
         c.answered_sent_at = Some(c.answered_sent_at.map_or(p.sent_at, |t| t.max(p.sent_at)));
@@ -678,6 +684,13 @@ impl Selector {
             }
         }
         Some((ranking.len(), reasons))
+    }
+
+    /// Whether there are usable paths and every one is Down.
+    fn every_usable_down(&self, now: Instant) -> bool {
+        self.ranking(now)
+            .first()
+            .is_some_and(|&best| self.state_of(&self.cands[best], now) == PathState::Down)
     }
 
     /// Whether a usable path answers probes (Alive, or Suspect: answering if not every
