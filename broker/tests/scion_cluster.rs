@@ -1069,3 +1069,58 @@ async fn stream_survives_a_total_outage() {
         logs()
     );
 }
+
+/// A path that comes back for a moment inside an outage (every path down, one answers, then
+/// fails again within a second) does not end it: one outage is counted and its start is
+/// warned about once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_back_for_a_moment_does_not_end_the_outage() {
+    capture_logs("info");
+    let p = pair("latency").await;
+    let ep = route_scion_endpoint(&p.a);
+    let rb = route_endpoint(&p.b);
+    let na = async_nats::connect(p.a.client_addr.to_string())
+        .await
+        .unwrap();
+    // Traffic draws the SCMP that tells A its links are down.
+    let until = |want_outage: bool, what: &'static str| {
+        let na = na.clone();
+        let ep = ep.clone();
+        async move {
+            let deadline = Instant::now() + WAIT;
+            while ep.outage_stats(rb).current.is_some() != want_outage {
+                assert!(Instant::now() < deadline, "{what}\n{}", logs());
+                na.publish("x", "y".into()).await.unwrap();
+                sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let links = ["link 1-ff00:0:111#2", "link 1-ff00:0:111#1"];
+    for l in links {
+        p.emu.command(&format!("{l} down")).unwrap();
+    }
+    until(true, "no outage seen").await;
+    for l in links {
+        p.emu.command(&format!("{l} up")).unwrap();
+    }
+    until(false, "no path came back").await;
+    let back = Instant::now();
+    for l in links {
+        p.emu.command(&format!("{l} down")).unwrap();
+    }
+    until(true, "the links going down again went unnoticed").await;
+    assert!(
+        back.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        back.elapsed()
+    );
+    let o = ep.outage_stats(rb);
+    assert_eq!(o.count, 1, "one outage, not two: {o:?}");
+    for l in links {
+        p.emu.command(&format!("{l} up")).unwrap();
+    }
+    until(false, "the outage never ended").await;
+    let started = format!("SCION paths to {rb}: all 2 usable paths are down");
+    assert_eq!(logs().matches(&started).count(), 1, "{}", logs());
+    assert_eq!(ep.outage_stats(rb).count, 1);
+}

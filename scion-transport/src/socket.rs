@@ -63,6 +63,9 @@ const REPLAY_MAX: Duration = Duration::from_millis(500);
 /// Datagrams re-sent when a path answers again after every path was down: the newest ones
 /// QUIC sent, whatever their age (see `Peer::track_outage`).
 const REPLAY_AFTER_OUTAGE: usize = 4;
+/// An outage that starts again this soon after one ended continues it (a path revived by a
+/// single answer that fails again).
+const OUTAGE_FLAP: Duration = Duration::from_secs(1);
 /// Peers without traffic this long are forgotten (QUIC keep-alives keep live ones fresh).
 const PEER_IDLE: Duration = Duration::from_secs(120);
 
@@ -112,6 +115,9 @@ impl Peer {
             }
             self.last_probe_reply.clear();
             self.end_outage(now);
+            // Datagrams of a closed connection are nothing to replay for the next one.
+            self.recent.clear();
+            self.recent_segments = 0;
         }
     }
 
@@ -135,6 +141,20 @@ impl Peer {
             };
             if self.last_probe_reply.is_empty() {
                 return false;
+            }
+            // A path revived by one answer (see `Selector::on_probe_reply`) that fails again
+            // within OUTAGE_FLAP did not end the outage: it goes on, counted and logged once.
+            if let Some((started, ended, length)) = self.last_outage {
+                if now.saturating_duration_since(ended) < OUTAGE_FLAP {
+                    self.outage_since = Some(started);
+                    self.outage_time = self.outage_time.saturating_sub(length);
+                    debug!(
+                        "SCION paths to {}: all {n} usable paths are down again ({})",
+                        self.remote,
+                        reasons.join("; ")
+                    );
+                    return false;
+                }
             }
             self.outage_since = Some(now);
             self.outages += 1;
@@ -178,6 +198,7 @@ impl Peer {
         let since = self.outage_since.take()?;
         let d = now.saturating_duration_since(since);
         self.outage_time += d;
+        self.last_outage = Some((since, now, d));
         Some(d)
     }
 
@@ -311,6 +332,8 @@ struct Peer {
     /// Outages that ended, and their total length.
     outages: u64,
     outage_time: Duration,
+    /// The last outage that ended: its start, end and length.
+    last_outage: Option<(Instant, Instant, Duration)>,
 }
 
 /// A peer's outages: stretches with every usable path down.
@@ -348,6 +371,15 @@ impl Sent {
         self.buf.len().div_ceil(self.stride.max(1))
     }
 
+    /// Keeps only the last `n` datagrams, in a buffer of their size.
+    fn keep_last(&mut self, n: usize) {
+        let stride = self.stride.max(1);
+        let start = self.segments().saturating_sub(n) * stride;
+        if start > 0 || self.buf.capacity() > self.buf.len() * 2 {
+            self.buf = self.buf[start..].to_vec();
+        }
+    }
+
     fn payloads(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
         self.buf
             .chunks(self.stride.max(1))
@@ -365,6 +397,14 @@ impl Peer {
             }
             self.recent_segments -= front.segments();
             self.recent.pop_front();
+        }
+        // The one kept past the window needs only its last REPLAY_AFTER_OUTAGE datagrams, not
+        // a send buffer's whole capacity.
+        if let Some(last) = self.recent.back_mut() {
+            if now.saturating_duration_since(last.at) > REPLAY_MAX {
+                last.keep_last(REPLAY_AFTER_OUTAGE);
+                self.recent_segments = last.segments();
+            }
         }
     }
 
@@ -651,6 +691,7 @@ impl ScionSocket {
                     outage_since: None,
                     outages: 0,
                     outage_time: Duration::ZERO,
+                    last_outage: None,
                 },
             );
         }
@@ -948,6 +989,8 @@ impl ScionSocket {
             return;
         };
         let actions = selector.poll(now);
+        // The window of a failover's replay in this round, if one was made.
+        let mut replayed: Option<Duration> = None;
         for action in actions {
             match action {
                 SelectorAction::SendProbe { fingerprint, seq } => {
@@ -997,6 +1040,7 @@ impl ScionSocket {
                     };
                     if let Some(window) = window {
                         self.replay(peer, now, Replay::Window(window));
+                        replayed = Some(window);
                     }
                     let event = PathEvent {
                         remote: peer.remote,
@@ -1038,30 +1082,39 @@ impl ScionSocket {
             }
         }
         if peer.track_outage(now) {
-            self.replay(peer, now, Replay::Newest(REPLAY_AFTER_OUTAGE));
+            // Unless a failover to the revived path has just replayed the newest already.
+            let newest_sent = replayed.is_some_and(|w| {
+                peer.recent
+                    .back()
+                    .is_some_and(|s| now.saturating_duration_since(s.at) <= w)
+            });
+            if !newest_sent {
+                self.replay(peer, now, Replay::Newest(REPLAY_AFTER_OUTAGE));
+            }
         }
     }
 
     /// Re-sends recent datagrams over the (new) active routes.
     fn replay(&self, peer: &mut Peer, now: Instant, which: Replay) {
         let routes = peer.send_routes(&self.local);
+        if routes.is_empty() {
+            // Nowhere to send: what waits for the flusher stays there.
+            return;
+        }
         let mut replayed = 0;
         let mut pkt = Vec::new();
-        // Datagrams still waiting for the flusher were encoded for the old routes: they go
-        // out over the new ones, after the recent ones.
-        let waiting = self.take_waiting(peer.remote);
         let chosen: Vec<&[u8]> = match which {
             Replay::Window(window) => peer
                 .recent
                 .iter()
                 .filter(|s| now.saturating_duration_since(s.at) <= window)
-                .chain(waiting.as_ref())
                 .flat_map(Sent::payloads)
                 .collect(),
             Replay::Newest(n) => {
-                let mut newest: Vec<&[u8]> = waiting
+                let mut newest: Vec<&[u8]> = peer
+                    .recent
                     .iter()
-                    .chain(peer.recent.iter().rev())
+                    .rev()
                     .flat_map(|s| s.payloads().rev())
                     .take(n)
                     .collect();
@@ -1069,7 +1122,13 @@ impl ScionSocket {
                 newest
             }
         };
-        for payload in chosen {
+        // Datagrams still waiting for the flusher were encoded for the old routes: all of
+        // them go out over the new ones, after the recent ones.
+        let waiting = self.take_waiting(peer.remote);
+        for payload in chosen
+            .into_iter()
+            .chain(waiting.iter().flat_map(Sent::payloads))
+        {
             for route in routes.iter() {
                 pkt.clear();
                 if route.template.encode_into(&mut pkt, payload).is_ok() {
@@ -1555,6 +1614,52 @@ mod tests {
         assert_eq!(peer.recent_segments, 10);
         assert_eq!(spare.len(), 14.min(SPARE_BUFFERS));
         assert_eq!(peer.recent.front().map(|s| s.payloads().count()), Some(10));
+    }
+
+    #[test]
+    fn past_the_window_the_newest_datagrams_stay_in_a_small_buffer() {
+        let mut table = PeerTable::default();
+        let peer = test_peer(&mut table);
+        let mut spare = Vec::new();
+        let t0 = Instant::now();
+        // Three transmits of ten datagrams (the last one shorter); each datagram's bytes
+        // say which transmit and which datagram it is.
+        for n in 0..3u8 {
+            let mut buf = Vec::with_capacity(64 * 1024);
+            for d in 0..10u8 {
+                let len = if d == 9 { 60 } else { 100 };
+                buf.extend(std::iter::repeat_n(n * 16 + d, len));
+            }
+            peer.remember(
+                Sent {
+                    at: t0,
+                    buf,
+                    header: 40,
+                    stride: 100,
+                },
+                &mut spare,
+            );
+        }
+        peer.trim_recent(t0 + REPLAY_MAX / 2);
+        assert_eq!(peer.recent_segments, 30, "all inside the window");
+        peer.trim_recent(t0 + REPLAY_MAX * 4);
+        assert_eq!(peer.recent.len(), 1);
+        assert_eq!(peer.recent_segments, REPLAY_AFTER_OUTAGE);
+        let kept = peer.recent.back().expect("the newest");
+        let firsts: Vec<(u8, usize)> = kept.payloads().map(|p| (p[0], p.len())).collect();
+        assert_eq!(firsts, vec![(38, 60), (39, 60), (40, 60), (41, 20)]);
+        assert!(kept.buf.capacity() < 1024, "{}", kept.buf.capacity());
+        // The next transmit replaces it.
+        peer.remember(
+            Sent {
+                at: t0 + REPLAY_MAX * 4,
+                buf: vec![0u8; 1000],
+                header: 40,
+                stride: 100,
+            },
+            &mut spare,
+        );
+        assert_eq!(peer.recent_segments, 10);
     }
 
     #[test]
