@@ -581,7 +581,7 @@ impl ScionIncoming {
             }
         }
         let budget = remote
-            .and_then(|r| self.socket.max_payload(r, self.local_mtu))
+            .and_then(|r| self.socket.hold_link_payload(r, self.local_mtu))
             .unwrap_or(self.local_mtu.saturating_sub(WORST_HEADER_BUDGET));
         let mut server_config = self.server_config;
         server_config.transport_config(Arc::new(transport_config(&self.config, budget)));
@@ -841,7 +841,7 @@ impl ScionEndpoint {
         let synthetic = self.socket.synthetic_for(remote)?;
         let budget = self
             .socket
-            .max_payload(remote, self.local_mtu)
+            .hold_link_payload(remote, self.local_mtu)
             .unwrap_or(self.local_mtu.saturating_sub(WORST_HEADER_BUDGET));
         let mut client =
             quinn::ClientConfig::new(self.config.tls.client_crypto(&self.config.alpn)?);

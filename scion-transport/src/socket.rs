@@ -968,6 +968,24 @@ impl ScionSocket {
     /// (the reverse of the path the peer's packets came over has the same length). None when
     /// nothing about the peer is known yet.
     pub fn max_payload(&self, remote: ScionAddr, local_mtu: u16) -> Option<u16> {
+        self.payload_for(remote, local_mtu)
+    }
+
+    /// [`Self::max_payload`] for a link that starts now: the selector holds that size and
+    /// ranks paths too small for it last from now on (`Selector::hold_datagram_payload`).
+    pub fn hold_link_payload(&self, remote: ScionAddr, local_mtu: u16) -> Option<u16> {
+        if let Some(s) = self
+            .table()
+            .peers
+            .get_mut(&remote)
+            .and_then(|p| p.selector.as_mut())
+        {
+            s.hold_datagram_payload();
+        }
+        self.payload_for(remote, local_mtu)
+    }
+
+    fn payload_for(&self, remote: ScionAddr, local_mtu: u16) -> Option<u16> {
         if let Some(budget) = self.payload_budget(remote) {
             return Some(budget);
         }

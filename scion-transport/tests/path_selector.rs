@@ -1280,3 +1280,44 @@ fn start_over_forgets_probe_loss_but_not_scmp() {
     );
     assert_eq!(s.state(1), PathState::Alive);
 }
+
+#[test]
+fn paths_too_small_for_the_links_packets_are_used_only_when_nothing_else_works() {
+    // P1 is the better path (10 vs 40 ms); the link starts while both carry 1472 bytes.
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::with_rtts(cfg("latency"), paths.clone(), &[10, 40]);
+    s.run_until(MS * 1000);
+    assert_eq!(s.active(), fp(1));
+    let held = s.sel.hold_datagram_payload().expect("a size");
+    assert_eq!(held, s.sel.max_datagram_payload().unwrap());
+    // A refresh says P1's MTU shrank below what the link's QUIC already sends.
+    let mut smaller = paths.clone();
+    smaller[0].mtu = 1350;
+    let now = s.now;
+    s.sel
+        .set_paths(now, Duration::from_secs(UNIX_T0) + s.at(), smaller);
+    let t = s.at();
+    s.run_until(t + MS * 4000);
+    let sw = s.switches_after(t);
+    assert_eq!(sw.len(), 1, "{sw:?}");
+    assert_eq!((sw[0].1, sw[0].2), (fp(2), SwitchCause::Better));
+    // It stays on P2 although P1 is faster.
+    let t = s.at();
+    s.run_until(t + MS * 4000);
+    assert!(s.switches_after(t).is_empty());
+    // With P2 gone, P1 is still better than nothing.
+    s.set(2, Link::Blackhole);
+    let t = s.at();
+    s.run_until(t + MS * 1000);
+    assert_eq!(s.active(), fp(1));
+    // P2 back: the link returns to it.
+    s.set(2, Link::Up { rtt: MS * 40 });
+    let t = s.at();
+    s.run_until(t + MS * 5000);
+    assert_eq!(s.active(), fp(2));
+    // A new link (after the peer went quiet) starts over with what the paths carry now.
+    s.sel.start_over();
+    let now_held = s.sel.hold_datagram_payload().expect("a size");
+    assert!(now_held < held, "{now_held} vs {held}");
+    assert_eq!(Some(now_held), s.sel.max_datagram_payload());
+}

@@ -119,6 +119,9 @@ pub struct Selector {
     /// When the last survey probe went out.
     last_survey: Option<Instant>,
     last_now: Option<Instant>,
+    /// The UDP payload size the link's QUIC may grow to, held when the link started (see
+    /// [`Self::hold_datagram_payload`]): paths that carry less rank below those that do.
+    link_payload: Option<usize>,
 }
 
 impl Selector {
@@ -138,6 +141,7 @@ impl Selector {
             last_refresh_request: None,
             last_survey: None,
             last_now: None,
+            link_payload: None,
         })
     }
 
@@ -502,14 +506,19 @@ impl Selector {
         // either it is better by preference, or the active path keeps losing probes.
         let hold = self.cfg.failback_hold;
         let active_lossy = self.cands[ai].stats.is_lossy(self.cfg.lossy_threshold);
+        let active_small = self.too_small(&self.cands[ai]);
         let target = ranking.iter().copied().find_map(|i| {
             let c = &self.cands[i];
             let stable = i != ai
                 && self.state_of(c, now) == PathState::Alive
                 && c.alive_since
                     .is_some_and(|t| now.saturating_duration_since(t) >= hold);
-            if !stable {
+            let small = self.too_small(c);
+            if !stable || (small && !active_small) {
                 None
+            } else if active_small && !small {
+                // Back to a path that carries the link's packets, whatever the preference.
+                Some((i, SwitchCause::Better))
             } else if self.is_better(now, i, ai) {
                 Some((i, SwitchCause::Better))
             } else if active_lossy {
@@ -654,7 +663,25 @@ impl Selector {
         }
         self.pending.clear();
         self.last_survey = None;
+        self.link_payload = None;
         self.reset_switch_counts();
+    }
+
+    /// A link starts with QUIC's packet size capped at [`Self::max_datagram_payload`]: that
+    /// size is held, and from now on a path that cannot carry it (one that appears later, or
+    /// whose MTU shrinks) is used only when no path that can is alive, and is never chosen
+    /// over one as the better path. QUIC's packets would be lost on it until its black-hole
+    /// detection fell back to 1200 bytes. Returns the size held.
+    pub fn hold_datagram_payload(&mut self) -> Option<usize> {
+        let now = self.max_datagram_payload();
+        self.link_payload = self.link_payload.max(now);
+        self.link_payload
+    }
+
+    /// Whether `c` carries less than the held datagram size (see `hold_datagram_payload`).
+    fn too_small(&self, c: &Candidate) -> bool {
+        self.link_payload
+            .is_some_and(|held| c.info.max_payload(self.cfg.host_addr_bytes as usize) < held)
     }
 
     /// [`switch_count`](Self::switch_count) by cause (causes that never occurred are left out).

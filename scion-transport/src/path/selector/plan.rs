@@ -52,8 +52,12 @@ impl Selector {
     /// order within each class.
     pub(super) fn ranking(&self, now: Instant) -> Vec<usize> {
         let mut idx = self.preferred_order(now);
-        // Stable: keeps the preference order inside each class.
-        idx.sort_by_key(|&i| self.state_of(&self.cands[i], now));
+        // Stable: keeps the preference order inside each class; within a state, paths too
+        // small for the link's packets come last.
+        idx.sort_by_key(|&i| {
+            let c = &self.cands[i];
+            (self.state_of(c, now), self.too_small(c))
+        });
         idx
     }
 
