@@ -1124,3 +1124,22 @@ async fn a_path_back_for_a_moment_does_not_end_the_outage() {
     assert_eq!(logs().matches(&started).count(), 1, "{}", logs());
     assert_eq!(ep.outage_stats(rb).count, 1);
 }
+
+/// A route link holds the QUIC datagram size it started with (paths that turn up later too
+/// small for it rank last), on the dialing end and, with paths by then, on the accepting one;
+/// taking the link into use (its hold) does not forget it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_links_hold_the_datagram_size_they_started_with() {
+    let p = pair("latency").await;
+    let (ea, eb) = (route_scion_endpoint(&p.a), route_scion_endpoint(&p.b));
+    let (ra, rb) = (route_endpoint(&p.a), route_endpoint(&p.b));
+    for (ep, remote, end) in [(&eb, ra, "B"), (&ea, rb, "A")] {
+        let held = ep.held_link_payload(remote);
+        // two-paths.toml: 1472-byte MTU everywhere, less the SCION/UDP header of the
+        // longer path.
+        assert!(
+            held.is_some_and(|h| (1200..1472).contains(&h)),
+            "{end}: held {held:?}"
+        );
+    }
+}

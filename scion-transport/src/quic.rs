@@ -923,6 +923,11 @@ impl ScionEndpoint {
         self.socket.why_active(remote)
     }
 
+    /// The UDP payload size held for the links to `remote`: paths carrying less rank last.
+    pub fn held_link_payload(&self, remote: ScionAddr) -> Option<usize> {
+        self.socket.held_link_payload(remote)
+    }
+
     /// Stretches with every usable path toward `remote` down.
     pub fn outage_stats(&self, remote: ScionAddr) -> crate::socket::OutageStats {
         self.socket.outage_stats(remote)

@@ -112,6 +112,7 @@ impl Peer {
         if self.quiet(now) {
             if let Some(s) = self.selector.as_mut() {
                 s.start_over();
+                s.release_datagram_payload();
             }
             self.last_probe_reply.clear();
             self.end_outage(now);
@@ -983,6 +984,16 @@ impl ScionSocket {
             s.hold_datagram_payload();
         }
         self.payload_for(remote, local_mtu)
+    }
+
+    /// The datagram size the selector holds for the links to `remote` (see
+    /// [`Self::hold_link_payload`]).
+    pub fn held_link_payload(&self, remote: ScionAddr) -> Option<usize> {
+        self.table()
+            .peers
+            .get(&remote)
+            .and_then(|p| p.selector.as_ref())
+            .and_then(Selector::held_datagram_payload)
     }
 
     fn payload_for(&self, remote: ScionAddr, local_mtu: u16) -> Option<u16> {

@@ -1301,6 +1301,14 @@ fn paths_too_small_for_the_links_packets_are_used_only_when_nothing_else_works()
     let sw = s.switches_after(t);
     assert_eq!(sw.len(), 1, "{sw:?}");
     assert_eq!((sw[0].1, sw[0].2), (fp(2), SwitchCause::Better));
+    let why = s.sel.why_active().expect("why");
+    assert!(
+        why.ends_with(&format!(
+            "; too small for the link's {held} B datagrams, so ranked last: {}",
+            fp(1).short()
+        )),
+        "{why}"
+    );
     // It stays on P2 although P1 is faster.
     let t = s.at();
     s.run_until(t + MS * 4000);
@@ -1315,8 +1323,12 @@ fn paths_too_small_for_the_links_packets_are_used_only_when_nothing_else_works()
     let t = s.at();
     s.run_until(t + MS * 5000);
     assert_eq!(s.active(), fp(2));
-    // A new link (after the peer went quiet) starts over with what the paths carry now.
+    // A further link's start (its hold) keeps the size; once the peer went quiet, the next
+    // link holds what the paths carry then.
     s.sel.start_over();
+    assert_eq!(s.sel.held_datagram_payload(), Some(held));
+    s.sel.release_datagram_payload();
+    assert_eq!(s.sel.held_datagram_payload(), None);
     let now_held = s.sel.hold_datagram_payload().expect("a size");
     assert!(now_held < held, "{now_held} vs {held}");
     assert_eq!(Some(now_held), s.sel.max_datagram_payload());

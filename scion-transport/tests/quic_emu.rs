@@ -765,6 +765,17 @@ impl Live {
             !other.interfaces.iter().any(|h| used.interfaces.contains(h)),
             "the two paths are disjoint"
         );
+        // Both paths answering before anything is forged: with every path down, the first
+        // answer revives one, too soon for these tests to see it down.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !client
+            .path_stats(server_addr)
+            .iter()
+            .all(|c| c.state == scion_transport::path::PathState::Alive)
+        {
+            assert!(Instant::now() < deadline, "both paths alive");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Live {
             _emu: emu,
             client,

@@ -663,8 +663,18 @@ impl Selector {
         }
         self.pending.clear();
         self.last_survey = None;
-        self.link_payload = None;
         self.reset_switch_counts();
+    }
+
+    /// Forgets the held datagram size: the links that held it are gone (the peer went
+    /// quiet), and the next one holds its own.
+    pub fn release_datagram_payload(&mut self) {
+        self.link_payload = None;
+    }
+
+    /// The datagram size held for the peer's links, if any (see `hold_datagram_payload`).
+    pub fn held_datagram_payload(&self) -> Option<usize> {
+        self.link_payload
     }
 
     /// A link starts with QUIC's packet size capped at [`Self::max_datagram_payload`]: that

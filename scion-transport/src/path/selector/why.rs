@@ -35,7 +35,25 @@ fn value(key: PreferenceKey, m: &PathMetrics<'_>) -> String {
 
 impl Selector {
     /// Why the active path is active, at the time of the last input; `None` without one.
+    /// Paths too small for the link's datagrams are named after it (they rank last).
     pub fn why_active(&self) -> Option<String> {
+        let why = self.why_active_by_rank()?;
+        let small: Vec<String> = self
+            .cands
+            .iter()
+            .filter(|c| c.filtered.is_none() && self.too_small(c))
+            .map(|c| c.info.fingerprint.short())
+            .collect();
+        match (small.is_empty(), self.held_datagram_payload()) {
+            (false, Some(held)) => Some(format!(
+                "{why}; too small for the link's {held} B datagrams, so ranked last: {}",
+                small.join(", ")
+            )),
+            _ => Some(why),
+        }
+    }
+
+    fn why_active_by_rank(&self) -> Option<String> {
         let now = self.last_now?;
         let ai = self.active_index()?;
         let ranking = self.ranking(now);
