@@ -963,16 +963,7 @@ impl ScionSocket {
             .map(|v| v.min(u16::MAX as usize) as u16)
     }
 
-    /// Largest UDP payload toward `remote` that fits the path MTU: the smallest budget over
-    /// its usable candidate paths, or, before it has any (an AS-local peer, or an acceptor
-    /// whose path lookup has not finished), `local_mtu` minus the header of the reply path
-    /// (the reverse of the path the peer's packets came over has the same length). None when
-    /// nothing about the peer is known yet.
-    pub fn max_payload(&self, remote: ScionAddr, local_mtu: u16) -> Option<u16> {
-        self.payload_for(remote, local_mtu)
-    }
-
-    /// [`Self::max_payload`] for a link that starts now: the selector holds that size and
+    /// `max_payload` for a link that starts now: the selector holds that size and
     /// ranks paths too small for it last from now on (`Selector::hold_datagram_payload`).
     pub fn hold_link_payload(&self, remote: ScionAddr, local_mtu: u16) -> Option<u16> {
         if let Some(s) = self
@@ -983,7 +974,7 @@ impl ScionSocket {
         {
             s.hold_datagram_payload();
         }
-        self.payload_for(remote, local_mtu)
+        self.max_payload(remote, local_mtu)
     }
 
     /// The datagram size the selector holds for the links to `remote` (see
@@ -996,7 +987,12 @@ impl ScionSocket {
             .and_then(Selector::held_datagram_payload)
     }
 
-    fn payload_for(&self, remote: ScionAddr, local_mtu: u16) -> Option<u16> {
+    /// Largest UDP payload toward `remote` that fits the path MTU: the smallest budget over
+    /// its usable candidate paths, or, before it has any (an AS-local peer, or an acceptor
+    /// whose path lookup has not finished), `local_mtu` minus the header of the reply path
+    /// (the reverse of the path the peer's packets came over has the same length). None when
+    /// nothing about the peer is known yet.
+    fn max_payload(&self, remote: ScionAddr, local_mtu: u16) -> Option<u16> {
         if let Some(budget) = self.payload_budget(remote) {
             return Some(budget);
         }

@@ -679,7 +679,7 @@ impl Selector {
 
     /// A link starts with QUIC's packet size capped at [`Self::max_datagram_payload`]: that
     /// size is held, and from now on a path that cannot carry it (one that appears later, or
-    /// whose MTU shrinks) is used only when no path that can is alive, and is never chosen
+    /// whose MTU shrinks) ranks below the paths of its state that can, and is never chosen
     /// over one as the better path. QUIC's packets would be lost on it until its black-hole
     /// detection fell back to 1200 bytes. Returns the size held.
     pub fn hold_datagram_payload(&mut self) -> Option<usize> {
