@@ -114,6 +114,7 @@ impl Peer {
                 s.start_over();
                 s.release_datagram_payload();
             }
+            self.early_link_payload = None;
             self.last_probe_reply.clear();
             self.end_outage(now);
             // Datagrams of a closed connection are nothing to replay for the next one.
@@ -335,6 +336,9 @@ struct Peer {
     outage_time: Duration,
     /// The last outage that ended: its start, end and length.
     last_outage: Option<(Instant, Instant, Duration)>,
+    /// The packet size cap of a link that started before the peer had usable paths (an
+    /// acceptor's, from the reply path): the selector holds it once paths arrive.
+    early_link_payload: Option<usize>,
 }
 
 /// A peer's outages: stretches with every usable path down.
@@ -693,6 +697,7 @@ impl ScionSocket {
                     outages: 0,
                     outage_time: Duration::ZERO,
                     last_outage: None,
+                    early_link_payload: None,
                 },
             );
         }
@@ -908,6 +913,11 @@ impl ScionSocket {
         }
         if let Some(selector) = peer.selector.as_mut() {
             selector.set_paths(now, unix_now(), infos);
+            if let Some(cap) = peer.early_link_payload {
+                if selector.hold_datagram_payload_at_most(cap).is_some() {
+                    peer.early_link_payload = None;
+                }
+            }
             for c in selector.candidates() {
                 if let (crate::path::PathState::Filtered, Some(reason)) = (c.state, &c.reason) {
                     // Once per path: every redial reloads the paths, and an ACL that denies
@@ -965,16 +975,22 @@ impl ScionSocket {
 
     /// `max_payload` for a link that starts now: the selector holds that size and
     /// ranks paths too small for it last from now on (`Selector::hold_datagram_payload`).
+    /// A link that starts before the peer has usable paths (an acceptor whose path lookup
+    /// has not finished) is capped from the reply path; that cap is kept, and once paths
+    /// arrive the selector holds it, or what every usable path carries if that is less.
     pub fn hold_link_payload(&self, remote: ScionAddr, local_mtu: u16) -> Option<u16> {
-        if let Some(s) = self
-            .table()
-            .peers
-            .get_mut(&remote)
-            .and_then(|p| p.selector.as_mut())
-        {
-            s.hold_datagram_payload();
+        let size = self.max_payload(remote, local_mtu);
+        if let Some(p) = self.table().peers.get_mut(&remote) {
+            let held = p
+                .selector
+                .as_mut()
+                .and_then(Selector::hold_datagram_payload);
+            if held.is_none() {
+                let cap = size.map(usize::from);
+                p.early_link_payload = p.early_link_payload.max(cap);
+            }
         }
-        self.max_payload(remote, local_mtu)
+        size
     }
 
     /// The datagram size the selector holds for the links to `remote` (see

@@ -608,6 +608,108 @@ async fn acceptor_sends_packets_as_large_as_the_dialer() {
     );
 }
 
+/// A relay in front of a daemon that holds each answer back by `delay` (a slow daemon):
+/// its address, for `TransportConfig::daemon`. Loopback only; each connection's relay ends
+/// with the connection.
+async fn slow_daemon(daemon: &str, delay: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind relay");
+    let addr = listener.local_addr().expect("relay address").to_string();
+    let upstream = daemon.to_string();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut cr, &mut sw).await;
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The acceptor of a link whose daemon is slower than its wait for paths at accept starts
+/// the link without paths (answering over the reverse of the dialler's path), its packet
+/// size capped from that reply path. Once its paths arrive it holds the size the dialler
+/// holds over the same paths, so a path too small for its packets ranks last there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acceptor_without_paths_at_accept_holds_its_packet_size_once_they_arrive() {
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topo"),
+        EmuOptions::default(),
+    )
+    .await
+    .expect("emulator");
+    let dir =
+        std::env::temp_dir().join(format!("scion-quic-{}-{}", std::process::id(), rand_u32()));
+    std::fs::create_dir_all(&dir).expect("tempdir");
+    let tls = TlsConfig::self_signed(&["server.test"]).expect("cert");
+    let server = endpoint(&emu, &dir, "1-ff00:0:112", &tls, |_| {}).await;
+    let client = endpoint(&emu, &dir, "1-ff00:0:111", &tls, |_| {}).await;
+    drop(server);
+    // The acceptor waits 500 ms for paths at accept; each answer of its daemon takes 800 ms.
+    let daemon = emu
+        .daemon_addr(ia("1-ff00:0:112"))
+        .expect("daemon")
+        .to_string();
+    let slow = slow_daemon(&daemon, Duration::from_millis(800)).await;
+    let topo = dir.join("slow.json");
+    std::fs::write(&topo, emu.topology_json(ia("1-ff00:0:112")).expect("json")).expect("write");
+    let mut cfg = TransportConfig::new(
+        ScionAddr {
+            ia: ia("1-ff00:0:112"),
+            ip: "127.0.0.1".parse().expect("ip"),
+            port: 0,
+        },
+        tls.clone(),
+    );
+    cfg.daemon = Some(slow);
+    cfg.topology = Some(topo);
+    let server = timeout(Duration::from_secs(20), ScionEndpoint::bind(cfg))
+        .await
+        .expect("bind in time")
+        .expect("bind");
+    let n = Net {
+        emu,
+        client,
+        server,
+        _dir: TempDir(dir),
+    };
+    let c = carry(n, 64 << 10, true).await;
+    let (client, server) = (&c._net.0, &c._net.1);
+    let (client_addr, server_addr) = (client.local_addr(), server.local_addr());
+    let dialer_held = client.held_link_payload(server_addr);
+    // two-paths.toml: 1472-byte MTU everywhere, less the SCION/UDP header of the longer path.
+    assert!(
+        dialer_held.is_some_and(|h| (1200..1472).contains(&h)),
+        "dialer holds {dialer_held:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = server.held_link_payload(client_addr);
+    while held.is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        held = server.held_link_payload(client_addr);
+    }
+    assert_eq!(held, dialer_held, "acceptor holds what the dialer holds");
+}
+
 /// On 9000-byte links QUIC packets grow past quinn's Ethernet default of 1472 bytes: each
 /// endpoint advertises what its AS's MTU lets in (max_udp_payload_size), so MTU discovery
 /// on the other side can climb to the path's bound.

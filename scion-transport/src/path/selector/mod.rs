@@ -688,6 +688,18 @@ impl Selector {
         self.link_payload
     }
 
+    /// [`Self::hold_datagram_payload`] for a link that started before there were paths (an
+    /// acceptor's, capped at `cap` from the reply path): holds what every usable path
+    /// carries, as a dialler with these paths would, or `cap` if that is less. Its packets
+    /// can be larger when the reply path carries more than the smallest path (MTU discovery
+    /// ran there, up to `cap`); a path between the two sizes then counts as fitting. Returns
+    /// the size held; None (nothing held) without usable paths.
+    pub fn hold_datagram_payload_at_most(&mut self, cap: usize) -> Option<usize> {
+        let size = self.max_datagram_payload()?.min(cap);
+        self.link_payload = self.link_payload.max(Some(size));
+        self.link_payload
+    }
+
     /// Whether `c` carries less than the held datagram size (see `hold_datagram_payload`).
     fn too_small(&self, c: &Candidate) -> bool {
         self.link_payload
