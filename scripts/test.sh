@@ -17,6 +17,9 @@ command -v go >/dev/null 2>&1 || need+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/nats-io/nats-server ] || need+=(golang-github-nats-io-nats-server-dev)
 # A Go NATS client (broker/tests/go_client) is built from Debian's nats.go sources.
 [ -d /usr/share/gocode/src/github.com/nats-io/nats.go ] || need+=(golang-github-nats-io-go-nats-dev)
+# The IPv6 tests run in a private network namespace: `unshare -rn`, then `ip link set lo up`.
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   SUDO=""

@@ -118,17 +118,23 @@ async fn endpoint(
     tls: &TlsConfig,
     tune: fn(&mut TransportConfig),
 ) -> ScionEndpoint {
+    endpoint_at(emu, dir, as_, tls, tune, LOCALHOST).await
+}
+
+const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+async fn endpoint_at(
+    emu: &EmuHandle,
+    dir: &std::path::Path,
+    as_: &str,
+    tls: &TlsConfig,
+    tune: fn(&mut TransportConfig),
+    ip: std::net::IpAddr,
+) -> ScionEndpoint {
     let ia = ia(as_);
     let topo = dir.join(format!("{}.json", as_.replace(':', "_")));
     std::fs::write(&topo, emu.topology_json(ia).expect("json")).expect("write topology");
-    let mut cfg = TransportConfig::new(
-        ScionAddr {
-            ia,
-            ip: "127.0.0.1".parse().expect("ip"),
-            port: 0,
-        },
-        tls.clone(),
-    );
+    let mut cfg = TransportConfig::new(ScionAddr { ia, ip, port: 0 }, tls.clone());
     cfg.daemon = Some(emu.daemon_addr(ia).expect("daemon").to_string());
     cfg.topology = Some(topo);
     tune(&mut cfg);
@@ -148,6 +154,7 @@ async fn net_on(topo: &str, tune: fn(&mut TransportConfig)) -> Net {
 }
 
 async fn net_opts(topo: &str, options: EmuOptions, tune: fn(&mut TransportConfig)) -> Net {
+    let ip = options.ip;
     let emu = Emulator::start(Topology::from_toml(topo).expect("topo"), options)
         .await
         .expect("emulator");
@@ -155,8 +162,8 @@ async fn net_opts(topo: &str, options: EmuOptions, tune: fn(&mut TransportConfig
         std::env::temp_dir().join(format!("scion-quic-{}-{}", std::process::id(), rand_u32()));
     std::fs::create_dir_all(&dir).expect("tempdir");
     let tls = TlsConfig::self_signed(&["server.test"]).expect("cert");
-    let server = endpoint(&emu, &dir, "1-ff00:0:112", &tls, tune).await;
-    let client = endpoint(&emu, &dir, "1-ff00:0:111", &tls, tune).await;
+    let server = endpoint_at(&emu, &dir, "1-ff00:0:112", &tls, tune, ip).await;
+    let client = endpoint_at(&emu, &dir, "1-ff00:0:111", &tls, tune, ip).await;
     Net {
         emu,
         client,
@@ -303,8 +310,11 @@ async fn handshake_and_bulk_stream() {
 
 /// Streams paced data while `cut` breaks the active path; returns the path events seen.
 async fn failover(state: LinkState) -> Vec<scion_transport::socket::PathEvent> {
+    failover_on(net().await, state).await
+}
+
+async fn failover_on(n: Net, state: LinkState) -> Vec<scion_transport::socket::PathEvent> {
     captured_logs();
-    let n = net().await;
     let server_addr = n.server.local_addr();
     let (server, conn) = serve_and_dial(n.server, &n.client).await;
     let mut events = n.client.path_events();
@@ -332,6 +342,63 @@ async fn failover(state: LinkState) -> Vec<scion_transport::socket::PathEvent> {
         seen.push(e);
     }
     seen
+}
+
+/// Runs the test `name` of this binary alone, inside a network namespace of its own (`unshare
+/// -rn`: a new user and network namespace, no privileges needed) with only its loopback up:
+/// the IPv6 tests use `::1` there, never an address of the machine. True in the child, which
+/// then runs the test body; in the parent, asserts that the child passed.
+fn in_private_netns(name: &str) -> bool {
+    const MARK: &str = "SCION_TEST_PRIVATE_NETNS";
+    if std::env::var_os(MARK).is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new("unshare")
+        .args(["-rn", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .arg(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(MARK, "1")
+        .output()
+        .expect("unshare (util-linux) runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{name} in its namespace:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "{name} did not run in its namespace:\n{text}"
+    );
+    false
+}
+
+/// IPv6 end hosts over an IPv6 underlay (border routers, daemons, hosts all on `::1`, in a
+/// private network namespace): the SCION headers carry 16-byte host addresses, the UDP
+/// checksum covers them, and a stream crosses a cut of its active path (the SCMP error
+/// quotes our IPv6 packet) with every byte in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_hosts_fail_over_with_every_byte_in_order() {
+    if !in_private_netns("ipv6_hosts_fail_over_with_every_byte_in_order") {
+        return;
+    }
+    let v6 = std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    let options = EmuOptions {
+        ip: v6,
+        ..Default::default()
+    };
+    let n = net_opts(TOPO, options, |_| {}).await;
+    let (client, server) = (n.client.local_addr(), n.server.local_addr());
+    assert!(
+        client.ip.is_ipv6() && server.ip.is_ipv6(),
+        "{client} {server}"
+    );
+    let events = failover_on(n, LinkState::Down).await;
+    assert!(
+        events.iter().any(|e| e.cause == SwitchCause::ScmpDown),
+        "an SCMP-driven switch over IPv6, got {events:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
