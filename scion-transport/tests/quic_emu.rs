@@ -401,6 +401,69 @@ async fn ipv6_hosts_fail_over_with_every_byte_in_order() {
     );
 }
 
+/// An AS with IPv4 hosts talking to one with IPv6 hosts (in a private network namespace):
+/// the client in 1-ff00:0:111 and its border router's AS-internal socket are on 127.0.0.1,
+/// the server in 1-ff00:0:112 and its router on `::1`. The SCION headers carry a 4-byte and
+/// a 16-byte host address; data crosses both ways, the server runs its own path selection
+/// toward the IPv4 client, and the stream fails over on an SCMP-signalled cut (the error
+/// quotes the mixed packet) with every byte in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv4_and_ipv6_hosts_talk_across_ases() {
+    if !in_private_netns("ipv4_and_ipv6_hosts_talk_across_ases") {
+        return;
+    }
+    let v6 = std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    let options = EmuOptions {
+        ip: v6,
+        internal_ip: vec![(ia("1-ff00:0:111"), LOCALHOST)],
+        ..Default::default()
+    };
+    let emu = Emulator::start(Topology::from_toml(TOPO).expect("topo"), options)
+        .await
+        .expect("emulator");
+    let dir =
+        std::env::temp_dir().join(format!("scion-quic-{}-{}", std::process::id(), rand_u32()));
+    std::fs::create_dir_all(&dir).expect("tempdir");
+    let tls = TlsConfig::self_signed(&["server.test"]).expect("cert");
+    let server = endpoint_at(&emu, &dir, "1-ff00:0:112", &tls, |_| {}, v6).await;
+    let client = endpoint_at(&emu, &dir, "1-ff00:0:111", &tls, |_| {}, LOCALHOST).await;
+    let (client_addr, server_addr) = (client.local_addr(), server.local_addr());
+    assert!(client_addr.ip.is_ipv4() && server_addr.ip.is_ipv6());
+    let n = Net {
+        emu,
+        client,
+        server,
+        _dir: TempDir(dir),
+    };
+    // The acceptor sends: its packets go to the IPv4 host, sized for the mixed header.
+    let c = carry(n, 1 << 20, true).await;
+    let server = &c._net.1;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.path_stats(client_addr).iter().any(|p| p.active) {
+        assert!(
+            Instant::now() < deadline,
+            "the server never selected a path of its own to the IPv4 client"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Carried { _net, .. } = c;
+    let (client, server, emu, dir) = _net;
+    let events = failover_on(
+        Net {
+            emu,
+            client,
+            server,
+            _dir: dir,
+        },
+        LinkState::Down,
+    )
+    .await;
+    assert!(
+        events.iter().any(|e| e.cause == SwitchCause::ScmpDown),
+        "an SCMP-driven switch between IPv4 and IPv6 hosts, got {events:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scmp_signalled_cut_keeps_every_byte_in_order() {
     let events = failover(LinkState::Down).await;

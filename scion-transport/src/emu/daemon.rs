@@ -280,7 +280,7 @@ mod tests {
     async fn port_range_is_served_and_an_old_daemon_means_unknown() {
         let topo = Topology::from_toml(TOPO).expect("topo");
         let ia = topo.ases[0].ia;
-        let bound = router::bind(topo, IpAddr::V4(Ipv4Addr::LOCALHOST))
+        let bound = router::bind(topo, IpAddr::V4(Ipv4Addr::LOCALHOST), &[])
             .await
             .expect("bind");
         let daemon = || EmuDaemon {

@@ -60,6 +60,9 @@ pub struct EmuOptions {
     pub hops: paths::HopLifetime,
     /// Run a shim dispatcher on this address, port 30041 (see [`shim`]).
     pub shim: Option<IpAddr>,
+    /// AS-internal address of an AS's border router, where its hosts send their packets,
+    /// instead of `ip`: an AS with IPv6 hosts next to one with IPv4 hosts.
+    pub internal_ip: Vec<(crate::address::IsdAsn, IpAddr)>,
 }
 
 impl Default for EmuOptions {
@@ -69,6 +72,7 @@ impl Default for EmuOptions {
             control: None,
             hops: paths::HopLifetime::default(),
             shim: None,
+            internal_ip: Vec::new(),
         }
     }
 }
@@ -79,7 +83,7 @@ pub struct Emulator;
 impl Emulator {
     /// Binds every socket, then starts routers, daemons and the control socket.
     pub async fn start(topology: Topology, options: EmuOptions) -> Result<EmuHandle, EmuError> {
-        let bound = router::bind(topology, options.ip).await?;
+        let bound = router::bind(topology, options.ip, &options.internal_ip).await?;
         let shared = bound.shared;
         // Bound before any task starts, so a taken port stops nothing half-started.
         let shim = match options.shim {

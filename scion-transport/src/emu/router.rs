@@ -196,11 +196,17 @@ pub(crate) struct Bound {
     pub delay_rx: Vec<(LinkEnd, DelayRx)>,
 }
 
-/// Binds every router socket on `ip` (port 0) and wires interfaces to their peers.
-pub(crate) async fn bind(topo: Topology, ip: IpAddr) -> io::Result<Bound> {
+/// Binds every router socket on `ip` (port 0; an AS listed in `internal` has its AS-internal
+/// socket on that address instead) and wires interfaces to their peers.
+pub(crate) async fn bind(
+    topo: Topology,
+    ip: IpAddr,
+    internal: &[(IsdAsn, IpAddr)],
+) -> io::Result<Bound> {
     let mut routers = FastMap::default();
     for spec in &topo.ases {
-        let sock = RouterSocket::bind(SocketAddr::new(ip, 0))?;
+        let own = internal.iter().find(|(ia, _)| *ia == spec.ia).map(|e| e.1);
+        let sock = RouterSocket::bind(SocketAddr::new(own.unwrap_or(ip), 0))?;
         let addr = sock.addr;
         routers.insert(
             spec.ia,
