@@ -580,6 +580,9 @@ impl ScionIncoming {
                 return Err(quinn::ConnectionError::LocallyClosed);
             }
         }
+        if let Some(remote) = remote {
+            self.socket.wake_for_dial(remote);
+        }
         let budget = remote
             .and_then(|r| self.socket.hold_link_payload(r, self.local_mtu))
             .unwrap_or(self.local_mtu.saturating_sub(WORST_HEADER_BUDGET));

@@ -744,10 +744,11 @@ impl ScionSocket {
         }
     }
 
-    /// A dial to `remote` starts: a peer that was quiet (released by its last link, or
-    /// silent) is probed again at once, starting over (see `Selector::start_over`), instead
-    /// of sending the handshake over what it last knew and waking only after the release's
-    /// settle time.
+    /// A dial to `remote` starts, or a connection from it is accepted: a peer that was quiet
+    /// (released by its last link, or silent) is probed again at once, starting over (see
+    /// `Selector::start_over`), instead of sending the handshake over what it last knew and
+    /// waking only after the release's settle time. It is no longer quiet from now on, so
+    /// what the new link holds (`hold_link_payload`) is not started over by its next packet.
     pub fn wake_for_dial(&self, remote: ScionAddr) {
         let now = Instant::now();
         let mut table = self.table();
@@ -898,7 +899,12 @@ impl ScionSocket {
         peer.routes
             .retain(|fp, _| infos.iter().any(|i| i.fingerprint == *fp));
         if peer.selector.is_none() {
-            match Selector::new(self.selector_config.clone()) {
+            // The header's host addresses are ours and the peer's: 4 bytes each for IPv4, 16
+            // for IPv6 (an IPv4 host talking to an IPv6 one has 20).
+            let mut cfg = self.selector_config.clone();
+            let host_bytes = |ip: IpAddr| if ip.is_ipv4() { 4 } else { 16 };
+            cfg.host_addr_bytes = host_bytes(self.local.ip) + host_bytes(remote.ip);
+            match Selector::new(cfg) {
                 Ok(s) => peer.selector = Some(s),
                 Err(e) => {
                     warn!(%remote, error = %e, "invalid selector configuration");

@@ -1282,6 +1282,31 @@ fn start_over_forgets_probe_loss_but_not_scmp() {
 }
 
 #[test]
+fn a_link_that_started_before_the_paths_holds_the_smaller_of_its_cap_and_theirs() {
+    let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();
+    let mut s = Sim::with_rtts(cfg("latency"), paths.clone(), &[10, 40]);
+    s.run_until(MS * 1000);
+    let fit = s.sel.max_datagram_payload().expect("usable paths");
+    // A cap above what the paths carry: they bound the held size.
+    assert_eq!(s.sel.hold_datagram_payload_at_most(fit + 100), Some(fit));
+    // A later, smaller cap does not lower what is held.
+    assert_eq!(s.sel.hold_datagram_payload_at_most(fit - 100), Some(fit));
+    // A fresh selector with a cap below the paths holds the cap.
+    let mut t = Sim::with_rtts(cfg("latency"), paths, &[10, 40]);
+    t.run_until(MS * 1000);
+    assert_eq!(
+        t.sel.hold_datagram_payload_at_most(fit - 100),
+        Some(fit - 100)
+    );
+    assert_eq!(t.sel.held_datagram_payload(), Some(fit - 100));
+    // Without usable paths nothing is held.
+    let mut u = Sim::with_rtts(cfg("latency"), Vec::new(), &[]);
+    u.run_until(MS * 100);
+    assert_eq!(u.sel.hold_datagram_payload_at_most(1300), None);
+    assert_eq!(u.sel.held_datagram_payload(), None);
+}
+
+#[test]
 fn paths_too_small_for_the_links_packets_are_used_only_when_nothing_else_works() {
     // P1 is the better path (10 vs 40 ms); the link starts while both carry 1472 bytes.
     let paths: Vec<PathInfo> = topology().into_iter().take(2).collect();

@@ -13,6 +13,10 @@ use tokio::time::timeout;
 
 const TOPO: &str = include_str!("../emu/two-paths.toml");
 
+#[path = "support/netns.rs"]
+mod netns;
+use netns::in_private_netns;
+
 /// Everything logged by this test binary (a global subscriber: path switches are logged by
 /// the socket's driver task, on any runtime thread).
 fn captured_logs() -> &'static Mutex<Vec<u8>> {
@@ -344,36 +348,6 @@ async fn failover_on(n: Net, state: LinkState) -> Vec<scion_transport::socket::P
     seen
 }
 
-/// Runs the test `name` of this binary alone, inside a network namespace of its own (`unshare
-/// -rn`: a new user and network namespace, no privileges needed) with only its loopback up:
-/// the IPv6 tests use `::1` there, never an address of the machine. True in the child, which
-/// then runs the test body; in the parent, asserts that the child passed.
-fn in_private_netns(name: &str) -> bool {
-    const MARK: &str = "SCION_TEST_PRIVATE_NETNS";
-    if std::env::var_os(MARK).is_some() {
-        return true;
-    }
-    let exe = std::env::current_exe().expect("test binary");
-    let out = std::process::Command::new("unshare")
-        .args(["-rn", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
-        .arg(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(MARK, "1")
-        .output()
-        .expect("unshare (util-linux) runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{name} in its namespace:\n{text}");
-    assert!(
-        text.contains("1 passed"),
-        "{name} did not run in its namespace:\n{text}"
-    );
-    false
-}
-
 /// IPv6 end hosts over an IPv6 underlay (border routers, daemons, hosts all on `::1`, in a
 /// private network namespace): the SCION headers carry 16-byte host addresses, the UDP
 /// checksum covers them, and a stream crosses a cut of its active path (the SCMP error
@@ -446,6 +420,12 @@ async fn ipv4_and_ipv6_hosts_talk_across_ases() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Both ends size packets for the same header: 4 + 16 bytes of host addresses.
+    let held = (
+        server.held_link_payload(client_addr),
+        c._net.0.held_link_payload(server_addr),
+    );
+    assert!(held.0.is_some() && held.0 == held.1, "held sizes {held:?}");
     let Carried { _net, .. } = c;
     let (client, server, emu, dir) = _net;
     let events = failover_on(
@@ -794,12 +774,12 @@ async fn an_acceptor_without_paths_at_accept_holds_its_packet_size_once_they_arr
     let server = endpoint(&emu, &dir, "1-ff00:0:112", &tls, |_| {}).await;
     let client = endpoint(&emu, &dir, "1-ff00:0:111", &tls, |_| {}).await;
     drop(server);
-    // The acceptor waits 500 ms for paths at accept; each answer of its daemon takes 800 ms.
+    // The acceptor waits 500 ms for paths at accept; each answer of its daemon takes 2 s.
     let daemon = emu
         .daemon_addr(ia("1-ff00:0:112"))
         .expect("daemon")
         .to_string();
-    let slow = slow_daemon(&daemon, Duration::from_millis(800)).await;
+    let slow = slow_daemon(&daemon, Duration::from_secs(2)).await;
     let topo = dir.join("slow.json");
     std::fs::write(&topo, emu.topology_json(ia("1-ff00:0:112")).expect("json")).expect("write");
     let mut cfg = TransportConfig::new(
@@ -825,6 +805,11 @@ async fn an_acceptor_without_paths_at_accept_holds_its_packet_size_once_they_arr
     let c = carry(n, 64 << 10, true).await;
     let (client, server) = (&c._net.0, &c._net.1);
     let (client_addr, server_addr) = (client.local_addr(), server.local_addr());
+    assert_eq!(
+        server.held_link_payload(client_addr),
+        None,
+        "the acceptor had no paths yet when the link started and the data went across"
+    );
     let dialer_held = client.held_link_payload(server_addr);
     // two-paths.toml: 1472-byte MTU everywhere, less the SCION/UDP header of the longer path.
     assert!(
@@ -838,6 +823,49 @@ async fn an_acceptor_without_paths_at_accept_holds_its_packet_size_once_they_arr
         held = server.held_link_payload(client_addr);
     }
     assert_eq!(held, dialer_held, "acceptor holds what the dialer holds");
+}
+
+/// A link that comes in right after the last one to the same peer was released (a peer
+/// that restarted and dialled again within the release's 2 s settle time) keeps the packet
+/// size the acceptor holds for it: the accept wakes the peer, so the new link's later
+/// handshake packets do not start the peer over and drop the size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_right_after_a_release_keeps_the_acceptors_held_size() {
+    let n = net().await;
+    let (client_addr, server_addr) = (n.client.local_addr(), n.server.local_addr());
+    let first = carry(n, 64 << 10, true).await;
+    let Carried {
+        dialer,
+        acceptor,
+        _net,
+    } = first;
+    let (client, server, emu, dir) = _net;
+    // The first link held the peer (as the broker does for each link) and now closes.
+    drop(server.hold(client_addr));
+    dialer.close(0u32.into(), b"bye");
+    drop(acceptor);
+    let second = carry(
+        Net {
+            emu,
+            client,
+            server,
+            _dir: dir,
+        },
+        64 << 10,
+        true,
+    )
+    .await;
+    let (client, server) = (&second._net.0, &second._net.1);
+    let _hold = server.hold(client_addr);
+    assert!(
+        client.held_link_payload(server_addr).is_some(),
+        "the dialer holds a size"
+    );
+    assert_eq!(
+        server.held_link_payload(client_addr),
+        client.held_link_payload(server_addr),
+        "the acceptor still holds the second link's size"
+    );
 }
 
 /// On 9000-byte links QUIC packets grow past quinn's Ethernet default of 1472 bytes: each

@@ -9,8 +9,12 @@ mod go_client;
 mod pki;
 #[allow(unused_imports)]
 pub use go_client::{expect_go_client, go_client};
+#[path = "../../../scion-transport/tests/support/netns.rs"]
+mod netns;
 #[path = "../harness/ports.rs"]
 mod ports;
+#[allow(unused_imports)]
+pub use netns::in_private_netns;
 #[allow(unused_imports)]
 pub use pki::{capture_logs, logs, TestCa};
 
@@ -235,35 +239,4 @@ pub fn write_conf(emu: &EmuHandle, dir: &TempDir, as_: &str, body: &str) -> (Pat
     )
     .expect("conf");
     (conf, log)
-}
-
-/// Runs the test `name` of this binary alone, inside a network namespace of its own
-/// (`unshare -rn`: a new user and network namespace, no privileges needed) with only its
-/// loopback up, so IPv6 tests can use `::1` without touching the machine's addresses. True
-/// in the child, which then runs the test body; in the parent, asserts that the child ran
-/// the test and passed.
-pub fn in_private_netns(name: &str) -> bool {
-    const MARK: &str = "SCION_TEST_PRIVATE_NETNS";
-    if std::env::var_os(MARK).is_some() {
-        return true;
-    }
-    let exe = std::env::current_exe().expect("test binary");
-    let out = std::process::Command::new("unshare")
-        .args(["-rn", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
-        .arg(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(MARK, "1")
-        .output()
-        .expect("unshare (util-linux) runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{name} in its namespace:\n{text}");
-    assert!(
-        text.contains("1 passed"),
-        "{name} did not run in its namespace:\n{text}"
-    );
-    false
 }
