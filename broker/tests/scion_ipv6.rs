@@ -1,7 +1,9 @@
 //! IPv6 SCION end hosts (issue 5): two `broker` processes in two emulated ASes, every address
 //! IPv6 (border routers, daemons, SCION hosts, the TCP clients), configured in nats-server's
-//! syntax with the IPv6 forms of the SCION URLs. A stream published on A reaches a subscriber
-//! on B over the SCION route, in order, and /routez names the peer's IPv6 SCION address. The
+//! syntax with the IPv6 forms of the SCION URLs. A stream published on A reaches, over the
+//! SCION route and in order, a subscriber on B's TCP port and one that reaches B's SCION
+//! client listener through `broker proxy` (a client link from AS A over IPv6 SCION); /routez
+//! names the peer's IPv6 SCION address. The
 //! test runs in a private network namespace (`unshare -rn`) on its `::1`, never on an address
 //! of the machine; every wait is bounded.
 
@@ -83,7 +85,7 @@ async fn ipv6_hosts_carry_a_route_between_two_ases() {
         "b",
         AS_B,
         format!(
-            "port: {b_port}\nhttp_port: {b_http}\ncluster {{\n  name: c1\n  listen: \"[{AS_B},::1]:31002\"\n  routes: [\"nats-route://{AS_A},[::1]:{a_route}\"]\n}}"
+            "port: {b_port}\nhttp_port: {b_http}\nlisten: \"nats://{AS_B},[::1]:31003\"\ncluster {{\n  name: c1\n  listen: \"[{AS_B},::1]:31002\"\n  routes: [\"nats-route://{AS_A},[::1]:{a_route}\"]\n}}"
         ),
     );
     let _a = spawn_broker(BIN, &conf_a);
@@ -111,6 +113,43 @@ async fn ipv6_hosts_carry_a_route_between_two_ases() {
         "B's /routez names A's IPv6 SCION address: {routez}"
     );
 
+    // A proxy in AS A, its clients' links to B's SCION client listener over IPv6.
+    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
+    let proxy_port = 4303u16;
+    let _proxy = Proc(
+        std::process::Command::new(BIN)
+            .args(["proxy", "--listen", &format!("[::1]:{proxy_port}")])
+            .args(["--upstream", &format!("nats://{AS_B},[::1]:31003")])
+            .args(["--daemon", &daemon_a])
+            .arg("--topology")
+            .arg(&topo_a)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn proxy"),
+    );
+    let deadline = Instant::now() + WAIT;
+    let via_proxy = loop {
+        match async_nats::connect(format!("nats://[::1]:{proxy_port}")).await {
+            Ok(c) => break c,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "no client link via the proxy: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut proxied = via_proxy
+        .subscribe("time.system")
+        .await
+        .expect("subscribe via the proxy");
+    via_proxy.flush().await.expect("flush");
+    let connz = get(b_http, "/connz").await;
+    assert!(
+        connz.contains(&format!("\"remote\": \"[{AS_A},::1]:")),
+        "B's /connz names the proxied client's IPv6 SCION address: {connz}"
+    );
+
     let sub = async_nats::connect(format!("nats://[::1]:{b_port}"))
         .await
         .expect("subscriber on B");
@@ -135,6 +174,22 @@ async fn ipv6_hosts_carry_a_route_between_two_ases() {
         );
     };
     assert_eq!(&first.payload[..], b"probe");
+    // The proxied subscriber's interest reaches A too (bounded, as above).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        publ.publish("time.system", "probe".into())
+            .await
+            .expect("publish");
+        publ.flush().await.expect("flush");
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), proxied.next()).await
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached the proxied client"
+        );
+    }
     const N: u32 = 1000;
     for i in 0..N {
         publ.publish("time.system", i.to_string().into())
@@ -142,13 +197,20 @@ async fn ipv6_hosts_carry_a_route_between_two_ases() {
             .expect("publish");
     }
     publ.flush().await.expect("flush");
+    for (who, stream) in [("TCP", &mut stream), ("proxied", &mut proxied)] {
+        receive_in_order(who, stream, N).await;
+    }
+}
+
+/// Receives `n` messages "0".."n-1" in order on `stream` (probes skipped), bounded.
+async fn receive_in_order(who: &str, stream: &mut async_nats::Subscriber, n: u32) {
     let mut next = 0u32;
     let deadline = Instant::now() + WAIT;
-    while next < N {
+    while next < n {
         let left = deadline.saturating_duration_since(Instant::now());
         let m = tokio::time::timeout(left, stream.next())
             .await
-            .unwrap_or_else(|_| panic!("only {next} of {N} arrived"))
+            .unwrap_or_else(|_| panic!("{who}: only {next} of {n} arrived"))
             .expect("subscription open");
         if &m.payload[..] == b"probe" {
             continue;
@@ -156,7 +218,7 @@ async fn ipv6_hosts_carry_a_route_between_two_ases() {
         assert_eq!(
             std::str::from_utf8(&m.payload).ok(),
             Some(next.to_string().as_str()),
-            "in order"
+            "{who}: in order"
         );
         next += 1;
     }
