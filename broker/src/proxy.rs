@@ -112,7 +112,7 @@ Carries TCP NATS connections to a broker's SCION client listener over path-aware
                      [ISD-AS,IP]:port, ISD-AS,IP:port; repeat it (or list nats:// URLs
                      separated by commas) for more brokers, tried in order, then the
                      cluster's other SCION listeners learned from INFO
-  -D, -V, -DV        debug, trace (each client link opened and closed), both
+  -D, -V, -DV        debug (each client link opened and closed), trace, both
   --local            this host's SCION address (default: the daemon's ISD-AS and the IP
                      this host uses toward its AS's border router, or toward the daemon)
   --ca               PEM CA bundle: verify the broker's certificate (without it the link is
@@ -364,10 +364,19 @@ pub async fn resolve_local(
         Some(p) => Some(LocalTopology::load(p).map_err(|e| ProxyError::Local(e.to_string()))?),
         None => None,
     };
-    let router = topo
+    let mut router = topo
         .as_ref()
         .and_then(|t| t.border_routers.first())
         .map(|r| r.internal_addr.ip());
+    // Without topology.json the daemon names its AS's border routers (by interface).
+    if router.is_none() {
+        if let Ok(ifaces) = d.interfaces().await {
+            router = ifaces
+                .iter()
+                .min_by_key(|(ifid, _)| **ifid)
+                .map(|(_, a)| a.ip());
+        }
+    }
     let daemon_ip = daemon_host_ip(&addr);
     let ip = default_local_ip(router, daemon_ip).map_err(ProxyError::Local)?;
     Ok(ScionAddr { ia, ip, port: 0 })
@@ -676,11 +685,12 @@ impl Proxy {
     }
 
     /// Opens a link to the first configured upstream that answers now, so that
-    /// certificate or reachability problems show up as an error here (the last
-    /// upstream's, if none answers); the next TCP client gets this link instead of
-    /// dialing a new one.
+    /// certificate or reachability problems show up as an error here (if none answers:
+    /// the first error a later attempt cannot pass, such as a refused certificate, else
+    /// the last upstream's); the next TCP client gets this link instead of dialing a new
+    /// one.
     pub async fn prime(&self) -> Result<(), LinkError> {
-        let mut last = None;
+        let mut last: Option<LinkError> = None;
         for up in self.upstreams.configured.clone() {
             match open_link(&self.endpoint, up, &self.upstreams.server_name).await {
                 Ok(link) => {
@@ -689,7 +699,9 @@ impl Proxy {
                 }
                 Err(e) => {
                     self.upstreams.note_result(up, false);
-                    last = Some(e);
+                    if last.as_ref().is_none_or(LinkError::may_pass) {
+                        last = Some(e);
+                    }
                 }
             }
         }

@@ -209,6 +209,54 @@ async fn accepting_side_stops_probing_a_peer_whose_route_closed() {
     a.shutdown().await;
 }
 
+/// A switch that happened before anyone asked the monitoring port is shown: the server
+/// follows its links' path events from the start, not from the first /pathz or /metrics
+/// request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_before_the_first_monitoring_request_is_shown() {
+    let emu = emulator().await;
+    let dir = temp_dir("monscion-early");
+    let a = start(node(&emu, &dir, AS_A, vec![]))
+        .await
+        .expect("start a");
+    let ra = route_endpoint(&a);
+    let b = start(node(&emu, &dir, AS_B, vec![scion_route(ra)]))
+        .await
+        .expect("start b");
+    wait_routes(&b, 1).await;
+    let ep = route_scion_endpoint(&b);
+    // Both paths answer before the cut, so the SCMP error moves the route to the other one.
+    let deadline = Instant::now() + WAIT;
+    while ep.path_stats(ra).iter().filter(|c| c.rtt.is_some()).count() < 2 {
+        assert!(Instant::now() < deadline, "paths: {:?}", ep.path_stats(ra));
+        sleep(Duration::from_millis(20)).await;
+    }
+    let before = ep.switch_count(ra);
+    let r =
+        scion_transport::emu::send_control(emu.control_addr(), "link 1-ff00:0:111#2 down").await;
+    assert!(r.is_ok(), "control: {r:?}");
+    let deadline = Instant::now() + WAIT;
+    while ep.switch_count(ra) == before {
+        assert!(Instant::now() < deadline, "no switch after the cut");
+        sleep(Duration::from_millis(20)).await;
+    }
+    // The first request to B's monitoring port.
+    let mb = b.http_addr.expect("monitoring");
+    let (status, body) = get(mb, "/pathz").await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let sw = &v["destinations"][0]["last_switch"];
+    assert_eq!(sw["cause"], "scmp-down", "{v}");
+    assert!(sw["gap"].is_string(), "{sw}");
+    let (_, metrics) = get(mb, "/metrics").await;
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("nats_scion_path_last_switch_gap_seconds{link=\"route\"")
+            && l.contains("cause=\"scmp-down\"")),
+        "{metrics}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routez_pathz_metrics_over_scion() {
     let emu = emulator().await;

@@ -206,7 +206,7 @@ async fn api_errors_are_typed() {
     let ca = rcgen::generate_simple_self_signed(vec!["nats-scion".to_string()]).expect("cert");
     std::fs::write(&other, ca.cert.pem()).expect("write");
     let mut o = opts_b(&s);
-    o.ca = Some(other);
+    o.ca = Some(other.clone());
     let e = timeout(WAIT, connect(&s.upstream.to_string(), o))
         .await
         .expect("in time")
@@ -225,6 +225,25 @@ async fn api_errors_are_typed() {
         port: free_dispatched_port(),
         ..s.upstream
     };
+    // The untrusted broker first, then one that does not answer: the certificate error is
+    // the one reported (a later attempt cannot pass it), not the last upstream's timeout.
+    let mut o = opts_b(&s);
+    o.ca = Some(other);
+    let both = format!(
+        "nats://{},{}:{},nats://{},{}:{}",
+        s.upstream.ia, s.upstream.ip, s.upstream.port, nowhere.ia, nowhere.ip, nowhere.port
+    );
+    let e = timeout(WAIT, connect(&both, o))
+        .await
+        .expect("in time")
+        .expect_err("untrusted broker, then none");
+    assert!(
+        matches!(
+            e,
+            ScionClientError::Link(broker::proxy::LinkError::Untrusted { .. })
+        ),
+        "{e:?}"
+    );
     let e = timeout(WAIT, connect(&nowhere.to_string(), opts_b(&s)))
         .await
         .expect("in time")
@@ -306,4 +325,30 @@ async fn retry_on_initial_connect_waits_for_the_broker() {
     drop(nc);
     srv.shutdown().await;
     drop(dir);
+}
+
+/// Without topology.json (and without `--local`), the host address a proxy or API client puts
+/// in its SCION packets is the one facing its AS's border router, which the daemon names,
+/// not the one facing the daemon: here the router's AS-internal socket is on 127.0.0.2 and
+/// the daemon on 127.0.0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_ip_faces_the_border_router_the_daemon_names() {
+    let router_ip: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+    let emu = Emulator::start(
+        Topology::from_toml(TOPO).expect("topology"),
+        EmuOptions {
+            internal_ip: vec![(ia(AS_B), router_ip)],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("emulator");
+    let daemon = emu.daemon_addr(ia(AS_B)).expect("daemon").to_string();
+    assert!(daemon.starts_with("127.0.0.1:"), "{daemon}");
+    let local = timeout(WAIT, broker::proxy::resolve_local(Some(&daemon), None))
+        .await
+        .expect("in time")
+        .expect("local address");
+    assert_eq!(local.ia, ia(AS_B));
+    assert_eq!(local.ip, router_ip);
 }

@@ -105,6 +105,24 @@ impl Peer {
 }
 
 impl Peer {
+    /// A link holds the peer and no other does: it starts with a clean slate.
+    fn first_hold(&mut self) {
+        self.released_at = None;
+        // A link came up: a later refusal is a new episode, worth a warning again.
+        self.refusal_logged = false;
+        // The handshake just crossed the active path: what probes said while the peer was
+        // away (every path silent) is stale, and acting on it would read as a probe-loss
+        // failover of the new link.
+        if let Some(s) = self.selector.as_mut() {
+            s.start_over();
+        }
+        self.outage_since = None;
+        self.outages = 0;
+        self.outage_time = Duration::ZERO;
+        // An earlier link's outage is not one this link's first outage continues.
+        self.last_outage = None;
+    }
+
     /// A quiet peer becomes active again: what its probes said before and its switch history
     /// start over (`Selector::start_over`), and switches before the first answer again are
     /// logged as "no answer yet".
@@ -719,18 +737,7 @@ impl ScionSocket {
         let mut counted = false;
         if let Ok(p) = Self::peer_entry(&mut table, remote, self.local.ia) {
             if p.holds == 0 {
-                p.released_at = None;
-                // A link came up: a later refusal is a new episode, worth a warning again.
-                p.refusal_logged = false;
-                // The handshake just crossed the active path: what probes said while the
-                // peer was away (every path silent) is stale, and acting on it would read as
-                // a probe-loss failover of the new link.
-                if let Some(s) = p.selector.as_mut() {
-                    s.start_over();
-                }
-                p.outage_since = None;
-                p.outages = 0;
-                p.outage_time = Duration::ZERO;
+                p.first_hold();
             }
             p.holds += 1;
             counted = true;
@@ -1630,6 +1637,24 @@ mod tests {
         peer.released_at = Some(later);
         peer.holds = 1;
         assert!(!peer.quiet(later));
+    }
+
+    #[test]
+    fn a_new_link_does_not_continue_an_earlier_links_outage() {
+        let mut table = PeerTable::default();
+        let peer = test_peer(&mut table);
+        let t0 = peer.last_activity;
+        peer.outages = 1;
+        peer.outage_time = Duration::from_secs(3);
+        peer.last_outage = Some((t0, t0 + Duration::from_secs(3), Duration::from_secs(3)));
+        peer.released_at = Some(t0 + Duration::from_secs(4));
+        peer.first_hold();
+        assert_eq!((peer.outages, peer.outage_time), (0, Duration::ZERO));
+        assert!(
+            peer.last_outage.is_none(),
+            "would be continued within OUTAGE_FLAP"
+        );
+        assert!(peer.released_at.is_none());
     }
 
     #[test]

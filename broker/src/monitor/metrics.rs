@@ -62,12 +62,13 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// A per-route metric: name, type, help, value.
+/// A per-route metric: name, type, help, value (None: no sample, e.g. an RTT not measured
+/// yet).
 type PerRoute = (
     &'static str,
     &'static str,
     &'static str,
-    fn(&RouteInfo) -> f64,
+    fn(&RouteInfo) -> Option<f64>,
 );
 
 struct Out(String);
@@ -214,55 +215,56 @@ pub fn render(
             "nats_scion_route_rtt_seconds",
             "gauge",
             "Route round-trip time.",
-            |r| r.rtt.unwrap_or_default().as_secs_f64(),
+            |r| r.rtt.map(|d| d.as_secs_f64()),
         ),
         (
             "nats_scion_route_in_msgs",
             "counter",
             "Messages received on the route.",
-            |r| r.in_msgs as f64,
+            |r| Some(r.in_msgs as f64),
         ),
         (
             "nats_scion_route_out_msgs",
             "counter",
             "Messages sent on the route.",
-            |r| r.out_msgs as f64,
+            |r| Some(r.out_msgs as f64),
         ),
         (
             "nats_scion_route_in_bytes",
             "counter",
             "Payload bytes received on the route.",
-            |r| r.in_bytes as f64,
+            |r| Some(r.in_bytes as f64),
         ),
         (
             "nats_scion_route_out_bytes",
             "counter",
             "Payload bytes sent on the route.",
-            |r| r.out_bytes as f64,
+            |r| Some(r.out_bytes as f64),
         ),
         (
             "nats_scion_route_pending_bytes",
             "gauge",
             "Bytes queued to the route.",
-            |r| r.pending_size as f64,
+            |r| Some(r.pending_size as f64),
         ),
         (
             "nats_scion_route_subscriptions",
             "gauge",
             "Interest the peer registered.",
-            |r| r.num_subs as f64,
+            |r| Some(r.num_subs as f64),
         ),
     ];
     if !routes.is_empty() {
         for (name, kind, help, f) in per_route {
             o.head(name, kind, help);
             for r in routes {
+                let Some(v) = f(r) else { continue };
                 let _ = writeln!(
                     o.0,
                     "{name}{{rid=\"{}\",remote_id=\"{}\"}} {}",
                     r.rid,
                     label(&r.remote_id),
-                    num(f(r))
+                    num(v)
                 );
             }
         }
@@ -320,8 +322,17 @@ fn render_gaps(o: &mut Out, gaps: &[FailoverGaps]) {
     }
 }
 
-/// Per-destination and per-path SCION metrics (the /pathz numbers).
+/// Per-destination and per-path SCION metrics (the /pathz numbers). Links to one SCION
+/// peer share its paths and counts (the clients of one `broker proxy` come from one
+/// address), so each (link kind, peer) is listed once, under its oldest link's id: the
+/// series of a peer are not repeated per connection, and sums over them count each switch
+/// once.
 fn render_paths(o: &mut Out, dests: &[PathzDest]) {
+    let mut sorted: Vec<&PathzDest> = dests.iter().collect();
+    sorted.sort_by_key(|d| (d.link, &d.remote, !d.connected, d.id));
+    sorted.dedup_by(|b, a| a.link == b.link && a.remote == b.remote);
+    let dests: Vec<PathzDest> = sorted.into_iter().cloned().collect();
+    let dests = &dests[..];
     if dests.is_empty() {
         return;
     }
@@ -543,7 +554,7 @@ mod tests {
             reason: None,
         };
         let dest = PathzDest {
-            remote: "1-ff00:0:111,10.0.0.2:30555".into(),
+            remote: "[1-ff00:0:111,10.0.0.2]:30555".into(),
             link: "route",
             connected: true,
             id: 3,
@@ -585,10 +596,10 @@ mod tests {
         let mut h = GapHistogram::default();
         h.observe(Duration::from_millis(6));
         h.observe(Duration::from_millis(300));
-        let gaps = [("route", "1-ff00:0:111,10.0.0.2:30555".to_string(), h)];
-        let text = render(&v, 0.0, 0.0, &sl, &[], &[dest], &gaps);
+        let gaps = [("route", "[1-ff00:0:111,10.0.0.2]:30555".to_string(), h)];
+        let text = render(&v, 0.0, 0.0, &sl, &[], std::slice::from_ref(&dest), &gaps);
         let g = "nats_scion_path_failover_gap_seconds";
-        let gl = "link=\"route\",remote=\"1-ff00:0:111,10.0.0.2:30555\"";
+        let gl = "link=\"route\",remote=\"[1-ff00:0:111,10.0.0.2]:30555\"";
         assert!(text.contains(&format!("# TYPE {g} histogram\n")), "{text}");
         for (le, n) in [
             ("0.005", 0),
@@ -608,7 +619,7 @@ mod tests {
             text.contains(&format!("\n{g}_sum{{{gl}}} 0.306\n")),
             "{text}"
         );
-        let l = "link=\"route\",id=\"3\",remote=\"1-ff00:0:111,10.0.0.2:30555\"";
+        let l = "link=\"route\",id=\"3\",remote=\"[1-ff00:0:111,10.0.0.2]:30555\"";
         assert!(
             text.contains(&format!("\nnats_scion_path_switches{{{l}}} 2\n")),
             "{text}"
@@ -642,5 +653,65 @@ mod tests {
         assert!(text.contains(&format!("\nnats_scion_path_outages{{{l}}} 2\n")));
         assert!(text.contains(&format!("\nnats_scion_path_outage_seconds{{{l}}} 4.25\n")));
         assert!(text.contains(&format!("\nnats_scion_path_all_down{{{l}}} 1\n")));
+
+        // Three clients of one proxy (one SCION address, shared paths) and one of another:
+        // each peer's series once, under its oldest link's id.
+        let client = |id: u64, remote: &str| PathzDest {
+            link: "client",
+            id,
+            remote: remote.into(),
+            ..dest.clone()
+        };
+        let (p1, p2) = (
+            "[1-ff00:0:112,10.0.0.5]:31000",
+            "[1-ff00:0:112,10.0.0.6]:31000",
+        );
+        let dests = [client(9, p1), client(5, p1), client(7, p1), client(8, p2)];
+        let text = render(&v, 0.0, 0.0, &sl, &[], &dests, &[]);
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("nats_scion_path_switches{"))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                format!("nats_scion_path_switches{{link=\"client\",id=\"5\",remote=\"{p1}\"}} 2"),
+                format!("nats_scion_path_switches{{link=\"client\",id=\"8\",remote=\"{p2}\"}} 2"),
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_route_without_an_rtt_yet_has_no_rtt_sample() {
+        let v = varz(&Options::default(), Runtime::default());
+        let route = RouteInfo {
+            rid: 2,
+            remote_id: "NR".into(),
+            did_solicit: false,
+            is_configured: false,
+            ip: String::new(),
+            port: 0,
+            start: SystemTime::UNIX_EPOCH,
+            last_activity: SystemTime::UNIX_EPOCH,
+            rtt: None,
+            import: None,
+            export: None,
+            pending_size: 0,
+            in_msgs: 1,
+            out_msgs: 0,
+            in_bytes: 0,
+            out_bytes: 0,
+            num_subs: 0,
+            subs: Vec::new(),
+            scion: None,
+        };
+        let sl = StatsJson::from(&SublistStats::default());
+        let text = render(&v, 0.0, 0.0, &sl, &[route], &[], &[]);
+        assert!(text.contains("\nnats_scion_route_in_msgs{rid=\"2\",remote_id=\"NR\"} 1\n"));
+        assert!(
+            !text.contains("\nnats_scion_route_rtt_seconds{"),
+            "an unknown RTT is no sample, not 0: {text}"
+        );
     }
 }

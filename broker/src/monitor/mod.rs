@@ -81,7 +81,6 @@ struct Monitor {
     state: Arc<ServerState>,
     req_stats: Mutex<BTreeMap<String, u64>>,
     cpu: procstat::CpuSampler,
-    switches: scion_view::SwitchLog,
 }
 
 /// Serves the monitoring endpoints until the server shuts down.
@@ -96,7 +95,6 @@ pub async fn serve(
         state: state.clone(),
         req_stats: Mutex::new(BTreeMap::new()),
         cpu: procstat::CpuSampler::default(),
-        switches: scion_view::SwitchLog::default(),
     });
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
     // Dropping the set (when this task is aborted or returns) aborts every
@@ -381,14 +379,14 @@ impl Monitor {
                     start_secs,
                     &subsz::StatsJson::from(&sl),
                     &routes,
-                    &scion_view::pathz_dests(&self.state, &self.switches),
+                    &scion_view::pathz_dests(&self.state),
                     &scion_view::failover_gaps(&self.state),
                 );
                 Response::new(200, http::PROMETHEUS, text.into_bytes())
             }
             PATHZ => {
                 self.count(PATHZ);
-                let dests = scion_view::pathz_dests(&self.state, &self.switches);
+                let dests = scion_view::pathz_dests(&self.state);
                 respond(q, pretty(&pathz::pathz(&self.state.id, dests, now)))
             }
             // Parameters decoded as monitor.go does, for its 400s on bad values.

@@ -11,7 +11,7 @@
 //! ```json
 //! { "server_id": "N…", "now": "…Z", "num_destinations": 1,
 //!   "destinations": [ {
-//!     "remote": "1-ff00:0:111,10.0.0.2:30555", "link": "route", "connected": true, "id": 4,
+//!     "remote": "[1-ff00:0:111,10.0.0.2]:30555", "link": "route", "connected": true, "id": 4,
 //!     "remote_id": "N…", "path_switches": 2, "active": "ab12…",
 //!     "why_active": "latency: 4.1 ms vs 15.2 ms (preference latency) over cd34…; last switch: better",
 //!     "last_switch": { "cause": "better", "at": "…Z", "from": "cd34…", "to": "ab12…", "gap": "35ms" },
@@ -91,7 +91,7 @@ pub struct PathSwitch {
 /// Everything /pathz shows about one peer.
 #[derive(Debug, Clone, Serialize)]
 pub struct PathzDest {
-    /// Peer SCION address, `ISD-AS,IP:port`.
+    /// Peer SCION address, `[ISD-AS,IP]:port`.
     pub remote: String,
     /// `route` or `client`.
     pub link: &'static str,
@@ -258,7 +258,7 @@ mod tests {
 
     fn dest(paths: Vec<PathCandidate>) -> PathzDest {
         PathzDest {
-            remote: "1-ff00:0:111,10.0.0.2:30555".into(),
+            remote: "[1-ff00:0:111,10.0.0.2]:30555".into(),
             link: "route",
             connected: true,
             id: 4,

@@ -57,7 +57,7 @@ pub struct RouteInfo {
 /// /connz). Designed for issue 5's path observability.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScionLinkInfo {
-    /// Peer address as `ISD-AS,IP:port`.
+    /// Peer address as `[ISD-AS,IP]:port`.
     pub remote: String,
     /// The path in use, if one is selected.
     #[serde(skip_serializing_if = "Option::is_none")]

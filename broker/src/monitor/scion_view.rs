@@ -2,20 +2,17 @@
 //! /routez (`"scion"` of a route), /pathz and /metrics.
 //!
 //! Per peer the endpoint gives the candidate paths (`path_stats`) and the
-//! switch count; the last switch (cause, gap) comes from its event stream,
-//! which the monitor drains on each request ([`SwitchLog`]). Switches that
-//! happened before the first monitoring request are counted but their
-//! details are not known.
+//! switch count; the last switch (cause, gap) is what the server's follower of
+//! the endpoint's event stream kept since start (`ScionLinks::last_switch`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use scion_transport::address::ScionAddr;
 use scion_transport::path::CandidateView;
 use scion_transport::quic::ScionEndpoint;
 use scion_transport::socket::PathEvent;
-use tokio::sync::broadcast::{self, error::TryRecvError};
 
 use super::gofmt::{GoFloat, GoTime};
 use super::pathz::{bottleneck_kbps, total_latency, Outages, PathCandidate, PathSwitch, PathzDest};
@@ -91,42 +88,12 @@ pub fn link_info(ep: &ScionEndpoint, remote: ScionAddr) -> ScionLinkInfo {
     }
 }
 
-/// The last switch per peer, from the endpoints' event streams.
-#[derive(Default)]
-pub struct SwitchLog {
-    /// One receiver per endpoint, keyed by the endpoint's address.
-    receivers: Mutex<Vec<(usize, broadcast::Receiver<PathEvent>)>>,
-    last: Mutex<HashMap<ScionAddr, PathEvent>>,
-}
-
-impl SwitchLog {
-    /// Subscribes to `ep` once, then takes every queued event. A receiver
-    /// that fell behind skips to the oldest retained event.
-    pub fn refresh(&self, eps: &[Arc<ScionEndpoint>]) {
-        let mut rx = lock(&self.receivers);
-        for ep in eps {
-            let key = Arc::as_ptr(ep) as usize;
-            if !rx.iter().any(|(k, _)| *k == key) {
-                rx.push((key, ep.path_events()));
-            }
-        }
-        let mut last = lock(&self.last);
-        for (_, r) in rx.iter_mut() {
-            loop {
-                match r.try_recv() {
-                    Ok(e) => {
-                        last.insert(e.remote, e);
-                    }
-                    Err(TryRecvError::Lagged(_)) => continue,
-                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-                }
-            }
-        }
-    }
-
-    pub fn last(&self, remote: ScionAddr) -> Option<PathSwitch> {
-        lock(&self.last).get(&remote).map(switch)
-    }
+/// The last path switch toward `remote` over a `link` ("route" or "client") since start.
+fn last_switch(state: &ServerState, link: &'static str, remote: ScionAddr) -> Option<PathSwitch> {
+    lock(&state.scion)
+        .last_switch
+        .get(&(link, remote))
+        .map(switch)
 }
 
 /// Failover gap histograms per peer, for /metrics.
@@ -169,11 +136,11 @@ pub const SAME_AS: &str = "same AS: straight to the host, no inter-AS path neede
 
 /// What `ep` knows of `remote` as a connected /pathz destination (callers adjust the rest).
 fn dest(
+    state: &ServerState,
     ep: &ScionEndpoint,
     remote: ScionAddr,
     link: &'static str,
     id: u64,
-    log: &SwitchLog,
 ) -> PathzDest {
     PathzDest {
         remote: remote.to_string(),
@@ -189,7 +156,7 @@ fn dest(
         } else {
             ep.why_active(remote).unwrap_or_default()
         },
-        last_switch: log.last(remote),
+        last_switch: last_switch(state, link, remote),
         outages: {
             let o = ep.outage_stats(remote);
             Outages {
@@ -204,12 +171,10 @@ fn dest(
 
 /// /pathz destinations: one per route or client link carried over SCION
 /// (none when the server has no SCION endpoint).
-pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
-    let eps = endpoints(state);
-    if eps.is_empty() {
+pub fn pathz_dests(state: &ServerState) -> Vec<PathzDest> {
+    if endpoints(state).is_empty() {
         return Vec::new();
     }
-    log.refresh(&eps);
     let mut out = Vec::new();
     for r in state.cluster.routes() {
         let (peer, remote_id) = {
@@ -217,7 +182,7 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
             (m.scion.clone(), m.remote_id.clone())
         };
         let Some(peer) = peer else { continue };
-        let mut d = dest(&peer.endpoint, peer.remote, "route", r.shared.cid, log);
+        let mut d = dest(state, &peer.endpoint, peer.remote, "route", r.shared.cid);
         d.remote_id = remote_id;
         // Only this connection's: a switch of an earlier one is not its history.
         d.last_switch = d.last_switch.filter(|w| w.at.0 >= r.shared.start);
@@ -239,7 +204,7 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
             if out.iter().any(|d| d.link == "route" && d.remote == text) {
                 continue;
             }
-            let mut d = dest(&ep, remote, "route", 0, log);
+            let mut d = dest(state, &ep, remote, "route", 0);
             d.connected = false;
             out.push(d);
         }
@@ -255,7 +220,7 @@ pub fn pathz_dests(state: &ServerState, log: &SwitchLog) -> Vec<PathzDest> {
             let Some(remote) = c.label.as_deref().and_then(|l| l.parse::<ScionAddr>().ok()) else {
                 continue;
             };
-            let mut d = dest(&ep, remote, "client", c.cid, log);
+            let mut d = dest(state, &ep, remote, "client", c.cid);
             d.last_switch = d.last_switch.filter(|w| w.at.0 >= c.start);
             out.push(d);
         }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use scion_transport::address::{IsdAsn, ScionAddr};
 use scion_transport::path::{Acl, PathPolicy, PathPreference, SelectorConfig, Sequence};
 use scion_transport::quic::{ConnectError, ScionEndpoint, TlsConfig, TransportConfig};
+use scion_transport::socket::PathEvent;
 use tracing::{debug, error, info, warn};
 
 use super::route::{run_route_labeled, solicit_from_url, AfterClose, Solicit};
@@ -34,6 +35,9 @@ pub struct ScionLinks {
     pub client_endpoint: Option<Arc<ScionEndpoint>>,
     /// Failover gaps per (link kind, peer) since start, for /metrics.
     pub failover_gaps: std::collections::HashMap<(&'static str, ScionAddr), GapHistogram>,
+    /// The last path switch per (link kind, peer) since start, for /pathz and /metrics
+    /// (at most [`MAX_GAP_PEERS`]; the oldest switch goes first).
+    pub last_switch: std::collections::HashMap<(&'static str, ScionAddr), PathEvent>,
 }
 
 /// Most peers whose failover gaps are kept; beyond it the peer updated longest ago is
@@ -396,6 +400,18 @@ async fn follow_path_events(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, what:
             // The transport logs each switch itself (one line, for the broker and the
             // proxy alike); here only the path header tag follows the switch.
             Ok(ev) => {
+                {
+                    let mut links = lock(&srv.scion);
+                    let last = &mut links.last_switch;
+                    let key = (what, ev.remote);
+                    if last.len() >= MAX_GAP_PEERS && !last.contains_key(&key) {
+                        let oldest = last.iter().min_by_key(|(_, e)| e.at).map(|(k, _)| *k);
+                        if let Some(k) = oldest {
+                            last.remove(&k);
+                        }
+                    }
+                    last.insert(key, ev.clone());
+                }
                 if let (true, Some(gap)) = (ev.cause.is_failure(), ev.gap) {
                     let mut links = lock(&srv.scion);
                     let key = (what, ev.remote);
