@@ -66,6 +66,7 @@
             pkgs.go
             pkgs.python3
             pkgs.iproute2
+            pkgs.util-linux # unshare, for the IPv6 tests' network namespaces
           ] ++ nativeBuildInputs;
           LIBCLANG_PATH = "${pkgs.libclang.lib}/lib";
           shellHook = ''

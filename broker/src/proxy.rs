@@ -491,7 +491,7 @@ pub enum LinkError {
         "{remote}: the broker requires a client certificate ({reason}): pass --cert and --key"
     )]
     ClientCertRequired { remote: ScionAddr, reason: String },
-    #[error("{remote}: the broker opened no stream within {secs}s")]
+    #[error("{remote}: the broker opened no stream within {secs}s (is this its SCION client listener, `listen`, and not a route port, `cluster.listen`?)")]
     NoStream { remote: ScionAddr, secs: u64 },
     #[error("{remote}: {source}")]
     Stream {
