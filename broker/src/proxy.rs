@@ -830,11 +830,33 @@ async fn accept_loop(listener: TcpListener, ep: Arc<ScionEndpoint>, ups: Arc<Ups
     }
 }
 
+/// Whether the TCP client closed its connection (or it broke): a read would return at once
+/// with nothing. Bytes it may have sent stay queued (this only peeks).
+fn client_left(tcp: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    let mut buf = tokio::io::ReadBuf::new(&mut b);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    matches!(
+        tcp.poll_peek(&mut cx, &mut buf),
+        std::task::Poll::Ready(Ok(0) | Err(_))
+    )
+}
+
 async fn carry(tcp: TcpStream, peer: SocketAddr, ep: Arc<ScionEndpoint>, ups: Arc<Upstreams>) {
     let mut linked = ups.take_primed();
     let mut last_err = None;
     if linked.is_none() {
         for up in ups.candidates() {
+            // A NATS client waits for INFO before it sends anything, so a client that can be
+            // read from now has hung up (its connect timeout, usually 2 s, ran out): the
+            // next candidate would only hand the broker a connection that ends at once.
+            if last_err.is_some() && client_left(&tcp) {
+                debug!(
+                    "proxy: {}: the client left while upstreams were tried",
+                    peer
+                );
+                return;
+            }
             match open_link(&ep, up, &ups.server_name).await {
                 Ok(x) => {
                     ups.note_result(up, true);

@@ -207,6 +207,55 @@ async fn proxy_goes_to_the_next_configured_upstream() {
     srv.shutdown().await;
 }
 
+/// A TCP client that hangs up while the proxy is still trying upstreams (the first one
+/// does not answer; its handshake takes 3 s, longer than nats.go's 2 s connect timeout):
+/// the proxy stops there instead of linking the next upstream for a client that is gone,
+/// which the broker would see as a connection ending at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_left_while_upstreams_were_tried_links_none() {
+    let emu = emulator().await;
+    let dir = temp_dir("proxy-client-left");
+    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
+    let srv = client_listener_broker(&daemon_a, &topo_a).await;
+    let live = client_listener(&srv);
+    let absent = ScionAddr {
+        port: free_dispatched_port(),
+        ..live
+    };
+    let proxy = proxy_to(&emu, &dir, &[absent, live]).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.listen)
+        .await
+        .expect("connect to the proxy");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(tcp);
+    // The absent upstream's handshake times out after 3 s; give the proxy time to have
+    // dialled the live one, were it going to.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let total = srv
+        .state
+        .stats
+        .total_connections
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        total, 0,
+        "the live broker got a link for a client that had left"
+    );
+    // A client that stays gets the live upstream as before.
+    let nc = tokio::time::timeout(
+        WAIT,
+        async_nats::ConnectOptions::new()
+            .connection_timeout(WAIT)
+            .connect(proxy.listen.to_string()),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect through the second upstream");
+    nc.flush().await.expect("flush");
+    drop(nc);
+    drop(proxy);
+    srv.shutdown().await;
+}
+
 /// A broker behind the proxy shut down on purpose (SIGINT, SIGTERM, the end of lame duck
 /// mode): its client links close with the shutdown code, and the proxy's next client
 /// reaches the other upstream at once, within a NATS client's connect timeout (nats.go's
