@@ -1143,3 +1143,50 @@ async fn route_links_hold_the_datagram_size_they_started_with() {
         );
     }
 }
+
+/// A route the acceptor refuses (wrong cluster credentials) gets the acceptor's last words
+/// over SCION, as over TCP: `-ERR 'Authorization Violation'` reaches the dialer before the
+/// link closes (quinn drops unacknowledged stream data on close, so the closing side waits,
+/// bounded, for the peer to read to the end and close first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_route_hears_the_authorization_violation() {
+    capture_logs("info");
+    let emu = Emulator::start(Topology::from_toml(TOPO).unwrap(), EmuOptions::default())
+        .await
+        .unwrap();
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "broker-scion-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    )));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let mut oa = node("a", &emu, &dir, AS_A, vec![], "latency");
+    oa.cluster.username = Some("route".into());
+    oa.cluster.password = Some("right".into());
+    let a = start(oa).await.expect("start a");
+    let ra = route_endpoint(&a);
+    let mut url = scion_route(ra);
+    url.user = Some("route".into());
+    url.password = Some("wrong".into());
+    let b = start(node("b", &emu, &dir, AS_B, vec![url], "latency"))
+        .await
+        .expect("start b");
+    let prefix = format!("{ra}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let heard = logs()
+            .lines()
+            .any(|l| l.contains("Authorization Violation") && l.contains(&prefix));
+        if heard {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b never heard a's -ERR:\n{}",
+            logs()
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    b.shutdown().await;
+    a.shutdown().await;
+}

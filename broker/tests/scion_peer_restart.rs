@@ -133,6 +133,38 @@ async fn route_to_a_killed_and_restarted_peer_is_redialled_at_once() {
     b.shutdown().await;
 }
 
+/// A broker process that shuts down gracefully (SIGTERM) closes its SCION route links before
+/// it exits: its peer drops the route at once, as a nats-server peer sees the TCP close,
+/// instead of keeping a dead route (and its queue subscriptions) until QUIC's 30 s idle
+/// timeout. Nothing restarts on that address, so no stateless reset could tell the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_shuts_down_closes_the_route_before_it_exits() {
+    let Pair {
+        _emu, _dir, a, b, ..
+    } = a_and_b_routed("peer-shutdown").await;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(a.0.id() as i32, libc::SIGTERM);
+    }
+    let mut a = a;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.0.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "a did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let exited = Instant::now();
+    // Well below the 30 s idle timeout (and the 2 s keep-alive: no probe is needed).
+    while b.state.cluster.num_routes() != 0 {
+        assert!(
+            exited.elapsed() < Duration::from_secs(5),
+            "b still has its route to a {:?} after a exited",
+            exited.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.shutdown().await;
+}
+
 /// The other way round: the dialling side is killed and restarted (it dials from its
 /// cluster listen address). The acceptor must not keep the dead process's route next to
 /// the new one until the idle timeout.

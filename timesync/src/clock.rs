@@ -111,7 +111,8 @@ impl VirtualClock {
     fn at_raw(&self, raw: i64, st: &VirtualState) -> WallNs {
         let el = (raw - self.raw0) as f64;
         let corr = st.phase + st.freq * (raw - st.reference) as f64;
-        self.base + (el * (1.0 + self.fake_freq) + corr).round() as i64
+        self.base
+            .saturating_add((el * (1.0 + self.fake_freq) + corr).round() as i64)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VirtualState> {

@@ -200,6 +200,10 @@ pub async fn run_follow(
     status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut timer_at = now;
     let mut last_state = engine.discipline().state();
+    // A clock error ends the follower, after the clean-up below.
+    let mut failed: Option<FollowError> = None;
+    // Whether we set the clock's frequency (then we leave it at the estimate on exit).
+    let mut steered = false;
     let mut last_selected: Option<String> = None;
     let mut last_jumps = 0;
     let mut last_restarts: std::collections::HashMap<String, u64> = Default::default();
@@ -251,10 +255,17 @@ pub async fn run_follow(
                     if let ClockAction::Step { offset } = c {
                         info!(offset_s = offset, "stepping clock (startup)");
                     }
-                    clock.apply(c)?;
+                    steered |= matches!(c, ClockAction::SetFrequency { .. });
+                    if let Err(e) = clock.apply(c) {
+                        failed = Some(e.into());
+                        break;
+                    }
                 }
                 Action::SetTimer { at } => timer_at = at,
             }
+        }
+        if failed.is_some() {
+            break;
         }
         let state = engine.discipline().state();
         if state != last_state {
@@ -289,13 +300,23 @@ pub async fn run_follow(
     }
     // Leave a disciplined clock at the oscillator's estimated frequency error, without the
     // transient phase slew (up to 500 ppm) that would otherwise run on after we exit.
-    if clock.mode() == "discipline" && engine.discipline().state() != SyncState::Startup {
+    if clock.mode() == "discipline"
+        && (steered || engine.discipline().state() != SyncState::Startup)
+    {
         let freq = engine.discipline().estimated_frequency();
         info!(
             freq_ppm = freq * 1e6,
             "leaving the clock at the estimated oscillator frequency (phase slew removed)"
         );
-        clock.apply(ClockAction::SetFrequency { freq })?;
+        let left = clock.apply(ClockAction::SetFrequency { freq });
+        if failed.is_none() {
+            left?;
+        } else if let Err(e) = left {
+            warn!(%e, "could not leave the clock at the estimated frequency");
+        }
     }
-    Ok(())
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }

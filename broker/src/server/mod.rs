@@ -503,10 +503,19 @@ impl ServerHandle {
         // The SCION client links' closes (code 1: a proxy then tries other brokers first)
         // must leave before the process does: close what is left of the endpoint with that
         // code and give its packets a moment (bounded) to go out.
-        let client_ep = lock(&state.scion).client_endpoint.clone();
+        let (client_ep, route_ep) = {
+            let links = lock(&state.scion);
+            (links.client_endpoint.clone(), links.route_endpoint.clone())
+        };
         if let Some(ep) = client_ep {
             ep.quinn()
                 .close(scion::CLIENT_LINK_SHUTDOWN.into(), b"server shutdown");
+            let _ = tokio::time::timeout(Duration::from_millis(200), ep.quinn().wait_idle()).await;
+        }
+        // Likewise the route links' closes, so that peers drop their routes to us at once
+        // (as nats-server peers see the TCP close) instead of after QUIC's idle timeout.
+        if let Some(ep) = route_ep {
+            ep.quinn().close(0u32.into(), b"server shutdown");
             let _ = tokio::time::timeout(Duration::from_millis(200), ep.quinn().wait_idle()).await;
         }
         info!("Server Exiting..");

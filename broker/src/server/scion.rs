@@ -541,7 +541,7 @@ async fn accept_routes(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
             };
             let io = tokio::io::join(recv, send);
             run_route_labeled(
-                srv,
+                srv.clone(),
                 io,
                 host_sockaddr(&remote),
                 None,
@@ -551,10 +551,25 @@ async fn accept_routes(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
                 }),
             )
             .await;
-            conn.close(0u32.into(), b"route closed");
+            close_route_link(&srv, &conn).await;
         });
     }
 }
+
+/// Closes a route's QUIC connection once its route ended. Our end of the stream is finished,
+/// but its last bytes (RMSGs, RS-, a final -ERR) may not be acknowledged yet, and quinn drops
+/// them on close: the peer closes first once it has read them to the end, as a TCP peer
+/// reads to EOF (bounded). At shutdown the link closes at once (the server's shutdown then
+/// gives the endpoint's closes a moment to go out).
+async fn close_route_link(srv: &ServerState, conn: &quinn::Connection) {
+    if !srv.shutting_down.load(Ordering::Acquire) {
+        let _ = tokio::time::timeout(ROUTE_CLOSE_GRACE, conn.closed()).await;
+    }
+    conn.close(0u32.into(), b"route closed");
+}
+
+/// How long a finished SCION route link waits for the peer to close it.
+const ROUTE_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// A route's SCION side, for logs and monitoring.
 #[derive(Clone)]
@@ -625,6 +640,11 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                 // In TLS 1.3 a dialer's handshake is complete before the acceptor has checked
                 // our certificate, so a refusal ends the route instead of the connect: say why
                 // and keep backing off rather than redialling at once.
+                // As for an accepted route: the peer closes first once it has read our
+                // last bytes (bounded; at once when it already did, or at shutdown).
+                if !srv.shutting_down.load(Ordering::Acquire) {
+                    let _ = tokio::time::timeout(ROUTE_CLOSE_GRACE, conn.closed()).await;
+                }
                 let refused = conn
                     .close_reason()
                     .filter(scion_transport::quic::is_tls_failure);

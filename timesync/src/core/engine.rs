@@ -611,6 +611,17 @@ impl Engine {
             .into_iter()
             .map(Action::Clock)
             .collect();
+        if actions
+            .iter()
+            .any(|a| matches!(a, Action::Clock(ClockAction::Step { .. })))
+        {
+            // Exchanges in flight straddle the step (t1 before it, t4 read before or after
+            // it, the correction read after it): their samples would be off by the step.
+            // Their replies are dropped as late ones; the sources poll again.
+            for s in &mut self.sources {
+                s.pending.clear();
+            }
+        }
         // A sample the loop held back (an outlier) is no update: the bound keeps growing
         // from the last one used.
         if !self.discipline.holding() {
@@ -753,6 +764,98 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request in flight when the clock is stepped is dropped: its reply, read against the
+    /// stepped clock, would be a sample off by the whole step.
+    #[test]
+    fn an_exchange_in_flight_across_a_step_is_dropped() {
+        let mut e = Engine::new(
+            EngineConfig::default(),
+            vec![
+                SourceConfig {
+                    id: "a".into(),
+                    priority: 0,
+                },
+                SourceConfig {
+                    id: "b".into(),
+                    priority: 0,
+                },
+            ],
+            0,
+            0.0,
+            1,
+        );
+        let reply = |nonce, t1: i64, offset: i64| Reply {
+            times: ReplyTimes {
+                nonce,
+                t1_echo: t1,
+                t2: t1 + 1_000_000 + offset,
+                t3: t1 + 1_000_100 + offset,
+            },
+            stratum: 1,
+            leap: 0,
+            root_delay_ns: 0,
+            root_dispersion_ns: 0,
+            path: None,
+            request_path: None,
+            epoch: 1,
+        };
+        // Both sources agree the follower is 1 s behind; their startup bursts run side by
+        // side, one exchange at a time, 2 ms round trips, until the loop steps.
+        let mut now = 0i64;
+        let mut actions = e.handle_timer(now);
+        let mut stepped = false;
+        let mut held = None;
+        for _ in 0..200 {
+            if stepped {
+                break;
+            }
+            let sends: Vec<(String, u64)> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Send { source, nonce } => Some((source.clone(), *nonce)),
+                    _ => None,
+                })
+                .collect();
+            actions = Vec::new();
+            for (src, nonce) in sends {
+                let t1 = now;
+                e.handle_transmitted(&src, nonce, t1);
+                // Keep one of b's exchanges in flight for after the step.
+                if src == "b" && held.is_none() && nonce > 4 {
+                    held = Some((nonce, t1));
+                    continue;
+                }
+                now += 2_000_000;
+                let out = e
+                    .handle_reply(now, &src, nonce, reply(nonce, t1, 1_000_000_000), now)
+                    .expect("sample");
+                stepped |= out
+                    .iter()
+                    .any(|a| matches!(a, Action::Clock(ClockAction::Step { .. })));
+                actions.extend(out);
+            }
+            if actions.iter().all(|a| !matches!(a, Action::Send { .. })) {
+                now += 100_000_000;
+                actions.extend(e.handle_timer(now));
+            }
+        }
+        assert!(stepped, "the loop stepped");
+        let (nonce, t1) = held.expect("an exchange of b held in flight");
+        let b = |e: &Engine| e.tracking(0).sources[1].clone();
+        let (samples, rejected) = (b(&e).samples, b(&e).rejected);
+        // Its reply arrives after the step, read against the stepped clock.
+        now += 2_000_000;
+        let t4 = now + 1_000_000_000;
+        let out = e.handle_reply(now, "b", nonce, reply(nonce, t1, 1_000_000_000), t4);
+        assert!(out.is_ok(), "{out:?}");
+        assert_eq!(
+            b(&e).samples,
+            samples,
+            "no sample from the straddling exchange"
+        );
+        assert_eq!(b(&e).rejected, rejected + 1);
+    }
 
     /// A reply is matched to the request it answers (the driver knows which), and a reply
     /// that echoes another nonce is rejected as such, not taken for another request.

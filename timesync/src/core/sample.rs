@@ -14,6 +14,12 @@ use thiserror::Error;
 /// longer than this is useless for timekeeping anyway).
 pub const MAX_DELAY_NS: i128 = 16_000_000_000;
 
+/// Largest offset accepted, 50 years: a follower whose clock is that far off (an RTC
+/// reset to 1970 is 56 years) is not disciplined by this service, and larger values (a
+/// hostile or broken source's timestamps near the ends of i64) would overflow the clocks'
+/// arithmetic when applied.
+pub const MAX_OFFSET_NS: i128 = 50 * 365 * 86_400 * 1_000_000_000;
+
 /// What the follower recorded when it sent a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outstanding {
@@ -57,6 +63,8 @@ pub enum SampleError {
     OriginMismatch { want: WallNs, got: WallNs },
     #[error("source transmit time precedes its receive time (t3 < t2)")]
     SourceTimeReversed,
+    #[error("offset {offset_ns} ns is beyond 50 years: not a clock this follower can track")]
+    OffsetTooLarge { offset_ns: i128 },
     #[error("round-trip delay {delay_ns} ns is not positive")]
     NonPositiveDelay { delay_ns: i128 },
     #[error("round-trip delay {delay_ns} ns exceeds the 16 s limit")]
@@ -102,6 +110,11 @@ pub fn measure(
         return Err(SampleError::DelayTooLarge { delay_ns });
     }
     let offset2_ns = (t2 - t1) + (t3 - t4);
+    if offset2_ns.abs() > 2 * MAX_OFFSET_NS {
+        return Err(SampleError::OffsetTooLarge {
+            offset_ns: offset2_ns / 2,
+        });
+    }
     Ok(Sample {
         offset: offset2_ns as f64 / 2.0 / NS_PER_S,
         delay: delay_ns as f64 / NS_PER_S,
@@ -119,6 +132,30 @@ mod tests {
             nonce: 7,
             t1: 1_000_000_000,
         }
+    }
+
+    #[test]
+    fn timestamps_near_the_ends_of_i64_are_refused() {
+        let far = i64::MAX - 1_000_000_000;
+        let reply = ReplyTimes {
+            nonce: 7,
+            t1_echo: out().t1,
+            t2: far,
+            t3: far,
+        };
+        assert!(matches!(
+            measure(out(), reply, out().t1 + 1_000_000, 0, 0.0),
+            Err(SampleError::OffsetTooLarge { .. })
+        ));
+        // 49 years off is still a sample.
+        let t2 = out().t1 + 49 * 365 * 86_400 * 1_000_000_000;
+        let reply = ReplyTimes {
+            t2,
+            t3: t2,
+            ..reply
+        };
+        let s = measure(out(), reply, out().t1 + 1_000_000, 0, 0.0).expect("sample");
+        assert!(s.offset > 48.0 * 365.0 * 86_400.0, "{s:?}");
     }
 
     #[test]
