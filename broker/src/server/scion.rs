@@ -663,6 +663,11 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                         // duplicate, so this URL is dialled again once the server is no
                         // longer routed (route.go addRoute marks the kept route `retry` for
                         // the same reason).
+                        // An implicit (gossiped) route that turned out a duplicate ends here,
+                        // as in route.go ("Not attempting reconnect"): gossip starts another
+                        // one if the server is ever unrouted, and waiting instead would keep
+                        // one more dialer per gossiped INFO alive for good.
+                        AfterClose::Duplicate if !s.configured => return,
                         AfterClose::Duplicate => {
                             if !wait_while_routed(&srv, &remote_id).await {
                                 return;
