@@ -1151,15 +1151,8 @@ async fn route_links_hold_the_datagram_size_they_started_with() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_route_hears_the_authorization_violation() {
     capture_logs("info");
-    let emu = Emulator::start(Topology::from_toml(TOPO).unwrap(), EmuOptions::default())
-        .await
-        .unwrap();
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "broker-scion-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    )));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let emu = emulator().await;
+    let dir = temp_dir("scion-route-auth");
     let mut oa = node("a", &emu, &dir, AS_A, vec![], "latency");
     oa.cluster.username = Some("route".into());
     oa.cluster.password = Some("right".into());
