@@ -774,7 +774,7 @@ async fn an_acceptor_without_paths_at_accept_holds_its_packet_size_once_they_arr
     let server = endpoint(&emu, &dir, "1-ff00:0:112", &tls, |_| {}).await;
     let client = endpoint(&emu, &dir, "1-ff00:0:111", &tls, |_| {}).await;
     drop(server);
-    // The acceptor waits 500 ms for paths at accept; each answer of its daemon takes 2 s.
+    // The acceptor waits 500 ms for paths at accept; each chunk of its daemon's answers is held 2 s (much longer runs into the daemon client's 5 s limit).
     let daemon = emu
         .daemon_addr(ia("1-ff00:0:112"))
         .expect("daemon")

@@ -541,7 +541,7 @@ async fn accept_routes(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
             };
             let io = tokio::io::join(recv, send);
             run_route_labeled(
-                srv.clone(),
+                srv,
                 io,
                 host_sockaddr(&remote),
                 None,
@@ -551,25 +551,10 @@ async fn accept_routes(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
                 }),
             )
             .await;
-            close_route_link(&srv, &conn).await;
+            conn.close(0u32.into(), b"route closed");
         });
     }
 }
-
-/// Closes a route's QUIC connection once its route ended. Our end of the stream is finished,
-/// but its last bytes (RMSGs, RS-, a final -ERR) may not be acknowledged yet, and quinn drops
-/// them on close: the peer closes first once it has read them to the end, as a TCP peer
-/// reads to EOF (bounded). At shutdown the link closes at once (the server's shutdown then
-/// gives the endpoint's closes a moment to go out).
-async fn close_route_link(srv: &ServerState, conn: &quinn::Connection) {
-    if !srv.shutting_down.load(Ordering::Acquire) {
-        let _ = tokio::time::timeout(ROUTE_CLOSE_GRACE, conn.closed()).await;
-    }
-    conn.close(0u32.into(), b"route closed");
-}
-
-/// How long a finished SCION route link waits for the peer to close it.
-const ROUTE_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// A route's SCION side, for logs and monitoring.
 #[derive(Clone)]
@@ -640,11 +625,6 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                 // In TLS 1.3 a dialer's handshake is complete before the acceptor has checked
                 // our certificate, so a refusal ends the route instead of the connect: say why
                 // and keep backing off rather than redialling at once.
-                // As for an accepted route: the peer closes first once it has read our
-                // last bytes (bounded; at once when it already did, or at shutdown).
-                if !srv.shutting_down.load(Ordering::Acquire) {
-                    let _ = tokio::time::timeout(ROUTE_CLOSE_GRACE, conn.closed()).await;
-                }
                 let refused = conn
                     .close_reason()
                     .filter(scion_transport::quic::is_tls_failure);
@@ -663,11 +643,6 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                         // duplicate, so this URL is dialled again once the server is no
                         // longer routed (route.go addRoute marks the kept route `retry` for
                         // the same reason).
-                        // An implicit (gossiped) route that turned out a duplicate ends here,
-                        // as in route.go ("Not attempting reconnect"): gossip starts another
-                        // one if the server is ever unrouted, and waiting instead would keep
-                        // one more dialer per gossiped INFO alive for good.
-                        AfterClose::Duplicate if !s.configured => return,
                         AfterClose::Duplicate => {
                             if !wait_while_routed(&srv, &remote_id).await {
                                 return;

@@ -29,11 +29,15 @@ pub fn in_private_netns(name: &str) -> bool {
     ));
     let out = std::fs::File::create(&log).expect("child log");
     let err = out.try_clone().expect("child log");
+    use std::os::unix::process::CommandExt;
+    // Its own process group, so a child that runs over the limit is killed together with
+    // what it started (broker processes).
     let mut child = std::process::Command::new("unshare")
         .args(["-rn", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
         .arg(exe)
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(MARK, "1")
+        .process_group(0)
         .stdout(out)
         .stderr(err)
         .spawn()
@@ -44,6 +48,9 @@ pub fn in_private_netns(name: &str) -> bool {
             break Some(status);
         }
         if Instant::now() > deadline {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
             break None;

@@ -14,11 +14,10 @@ use thiserror::Error;
 /// longer than this is useless for timekeeping anyway).
 pub const MAX_DELAY_NS: i128 = 16_000_000_000;
 
-/// Largest offset accepted, 50 years: a follower whose clock is that far off (an RTC
-/// reset to 1970 is 56 years) is not disciplined by this service, and larger values (a
-/// hostile or broken source's timestamps near the ends of i64) would overflow the clocks'
-/// arithmetic when applied.
-pub const MAX_OFFSET_NS: i128 = 50 * 365 * 86_400 * 1_000_000_000;
+/// Largest offset accepted, 200 years: far more than any clock can be off (an RTC reset to
+/// 1970 is 56 years), while larger values (a hostile or broken source's timestamps near the
+/// ends of i64, which spans ±292 years) would overflow the clocks' arithmetic when applied.
+pub const MAX_OFFSET_NS: i128 = 200 * 365 * 86_400 * 1_000_000_000;
 
 /// What the follower recorded when it sent a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +62,7 @@ pub enum SampleError {
     OriginMismatch { want: WallNs, got: WallNs },
     #[error("source transmit time precedes its receive time (t3 < t2)")]
     SourceTimeReversed,
-    #[error("offset {offset_ns} ns is beyond 50 years: not a clock this follower can track")]
+    #[error("offset {offset_ns} ns is beyond 200 years: not a clock this follower can track")]
     OffsetTooLarge { offset_ns: i128 },
     #[error("round-trip delay {delay_ns} ns is not positive")]
     NonPositiveDelay { delay_ns: i128 },
@@ -147,15 +146,15 @@ mod tests {
             measure(out(), reply, out().t1 + 1_000_000, 0, 0.0),
             Err(SampleError::OffsetTooLarge { .. })
         ));
-        // 49 years off is still a sample.
-        let t2 = out().t1 + 49 * 365 * 86_400 * 1_000_000_000;
+        // A clock reset to 1970, 56 years behind, still gets a sample.
+        let t2 = out().t1 + 56 * 365 * 86_400 * 1_000_000_000;
         let reply = ReplyTimes {
             t2,
             t3: t2,
             ..reply
         };
         let s = measure(out(), reply, out().t1 + 1_000_000, 0, 0.0).expect("sample");
-        assert!(s.offset > 48.0 * 365.0 * 86_400.0, "{s:?}");
+        assert!(s.offset > 55.0 * 365.0 * 86_400.0, "{s:?}");
     }
 
     #[test]
