@@ -1146,8 +1146,8 @@ async fn route_links_hold_the_datagram_size_they_started_with() {
 
 /// A route the acceptor refuses (wrong cluster credentials) gets the acceptor's last words
 /// over SCION, as over TCP: `-ERR 'Authorization Violation'` reaches the dialer before the
-/// link closes (quinn drops unacknowledged stream data on close, so the closing side waits,
-/// bounded, for the peer to read to the end and close first).
+/// link closes (quinn drops stream data not yet sent when a connection closes, so a close
+/// must come after the last bytes left).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_route_hears_the_authorization_violation() {
     capture_logs("info");
