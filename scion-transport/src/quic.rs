@@ -696,7 +696,7 @@ impl ScionEndpoint {
     /// Connects to the daemon, checks the local AS, binds the UDP socket and starts QUIC.
     pub async fn bind(mut config: TransportConfig) -> Result<Self, BindError> {
         // Header size estimate for the MTU filter: both hosts in our address family.
-        config.selector.host_addr_bytes = if config.local.ip.is_ipv4() { 8 } else { 32 };
+        config.selector.host_addr_bytes = 2 * crate::wire::host_addr_len(config.local.ip) as u16;
         config.selector.validate()?;
         if config.local.ip.is_unspecified() {
             return Err(BindError::UnspecifiedIp(config.local));

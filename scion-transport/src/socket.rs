@@ -909,8 +909,8 @@ impl ScionSocket {
             // The header's host addresses are ours and the peer's: 4 bytes each for IPv4, 16
             // for IPv6 (an IPv4 host talking to an IPv6 one has 20).
             let mut cfg = self.selector_config.clone();
-            let host_bytes = |ip: IpAddr| if ip.is_ipv4() { 4 } else { 16 };
-            cfg.host_addr_bytes = host_bytes(self.local.ip) + host_bytes(remote.ip);
+            cfg.host_addr_bytes =
+                (wire::host_addr_len(self.local.ip) + wire::host_addr_len(remote.ip)) as u16;
             match Selector::new(cfg) {
                 Ok(s) => peer.selector = Some(s),
                 Err(e) => {

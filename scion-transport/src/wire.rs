@@ -260,10 +260,18 @@ impl ScionPath {
     }
 }
 
+/// Bytes a host address takes in the SCION address header: 4 for IPv4, 16 for IPv6.
+pub fn host_addr_len(ip: IpAddr) -> usize {
+    if ip.is_ipv4() {
+        4
+    } else {
+        16
+    }
+}
+
 /// Bytes of SCION common + address + path + UDP header for a packet over `path`.
 pub fn header_overhead(path: &DataPath, src: IpAddr, dst: IpAddr) -> usize {
-    let host = |ip: IpAddr| if ip.is_ipv4() { 4 } else { 16 };
-    12 + 16 + host(src) + host(dst) + path.raw().len() + UDP_HEADER_LEN
+    12 + 16 + host_addr_len(src) + host_addr_len(dst) + path.raw().len() + UDP_HEADER_LEN
 }
 
 fn proto_ia(ia: IsdAsn) -> sp_addr::IsdAsn {

@@ -331,8 +331,7 @@ fn render_paths(o: &mut Out, dests: &[PathzDest]) {
     let mut sorted: Vec<&PathzDest> = dests.iter().collect();
     sorted.sort_by_key(|d| (d.link, &d.remote, !d.connected, d.id));
     sorted.dedup_by(|b, a| a.link == b.link && a.remote == b.remote);
-    let dests: Vec<PathzDest> = sorted.into_iter().cloned().collect();
-    let dests = &dests[..];
+    let dests = &sorted[..];
     if dests.is_empty() {
         return;
     }

@@ -500,23 +500,21 @@ impl ServerHandle {
         while state.num_clients() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // The SCION client links' closes (code 1: a proxy then tries other brokers first)
-        // must leave before the process does: close what is left of the endpoint with that
-        // code and give its packets a moment (bounded) to go out.
+        // The SCION links' closes must leave before the process does: close what is left of
+        // each endpoint and give its packets a moment (bounded) to go out. Client links with
+        // code 1 (a proxy then tries other brokers first); route links so that peers drop
+        // their routes to us at once (as nats-server peers see the TCP close) instead of
+        // after QUIC's idle timeout.
         let (client_ep, route_ep) = {
             let links = lock(&state.scion);
             (links.client_endpoint.clone(), links.route_endpoint.clone())
         };
-        if let Some(ep) = client_ep {
-            ep.quinn()
-                .close(scion::CLIENT_LINK_SHUTDOWN.into(), b"server shutdown");
-            let _ = tokio::time::timeout(Duration::from_millis(200), ep.quinn().wait_idle()).await;
-        }
-        // Likewise the route links' closes, so that peers drop their routes to us at once
-        // (as nats-server peers see the TCP close) instead of after QUIC's idle timeout.
-        if let Some(ep) = route_ep {
-            ep.quinn().close(0u32.into(), b"server shutdown");
-            let _ = tokio::time::timeout(Duration::from_millis(200), ep.quinn().wait_idle()).await;
+        for (ep, code) in [(client_ep, scion::CLIENT_LINK_SHUTDOWN), (route_ep, 0)] {
+            if let Some(ep) = ep {
+                ep.quinn().close(code.into(), b"server shutdown");
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(200), ep.quinn().wait_idle()).await;
+            }
         }
         info!("Server Exiting..");
     }

@@ -402,27 +402,13 @@ async fn follow_path_events(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, what:
             Ok(ev) => {
                 {
                     let mut links = lock(&srv.scion);
-                    let last = &mut links.last_switch;
                     let key = (what, ev.remote);
-                    if last.len() >= MAX_GAP_PEERS && !last.contains_key(&key) {
-                        let oldest = last.iter().min_by_key(|(_, e)| e.at).map(|(k, _)| *k);
-                        if let Some(k) = oldest {
-                            last.remove(&k);
-                        }
+                    make_room(&mut links.last_switch, &key, |e| e.at);
+                    links.last_switch.insert(key, ev.clone());
+                    if let (true, Some(gap)) = (ev.cause.is_failure(), ev.gap) {
+                        make_room(&mut links.failover_gaps, &key, |h| h.last);
+                        links.failover_gaps.entry(key).or_default().observe(gap);
                     }
-                    last.insert(key, ev.clone());
-                }
-                if let (true, Some(gap)) = (ev.cause.is_failure(), ev.gap) {
-                    let mut links = lock(&srv.scion);
-                    let key = (what, ev.remote);
-                    let gaps = &mut links.failover_gaps;
-                    if gaps.len() >= MAX_GAP_PEERS && !gaps.contains_key(&key) {
-                        let oldest = gaps.iter().min_by_key(|(_, h)| h.last).map(|(k, _)| *k);
-                        if let Some(k) = oldest {
-                            gaps.remove(&k);
-                        }
-                    }
-                    gaps.entry(key).or_default().observe(gap);
                 }
                 if srv.opts().scion.as_ref().is_some_and(|s| s.path_header) {
                     let tag: Arc<str> = ev.to.short().to_string().into();
@@ -449,6 +435,21 @@ async fn follow_path_events(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, what:
                 }
             }
             Err(_) => return,
+        }
+    }
+}
+
+/// Before `key` is added to a per-peer map: when the map holds [`MAX_GAP_PEERS`] peers and
+/// not `key`, the peer updated longest ago (by `age`) is dropped.
+fn make_room<V, T: Ord>(
+    map: &mut std::collections::HashMap<(&'static str, ScionAddr), V>,
+    key: &(&'static str, ScionAddr),
+    age: impl Fn(&V) -> T,
+) {
+    if map.len() >= MAX_GAP_PEERS && !map.contains_key(key) {
+        let oldest = map.iter().min_by_key(|(_, v)| age(v)).map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            map.remove(&k);
         }
     }
 }

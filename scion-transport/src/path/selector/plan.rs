@@ -54,7 +54,7 @@ impl Selector {
         let mut idx = self.preferred_order(now);
         // Stable: keeps the preference order inside each class; within a state, paths too
         // small for the link's packets come last.
-        idx.sort_by_key(|&i| {
+        idx.sort_by_cached_key(|&i| {
             let c = &self.cands[i];
             (self.state_of(c, now), self.too_small(c))
         });
