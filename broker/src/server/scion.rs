@@ -540,9 +540,10 @@ async fn accept_routes(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
                 conn.close(0u32.into(), b"no stream");
                 return;
             };
-            let io = tokio::io::join(recv, send);
+            let ending = RouteEnding::new(&send);
+            let io = tokio::io::join(ending.watch(recv), send);
             run_route_labeled(
-                srv,
+                srv.clone(),
                 io,
                 host_sockaddr(&remote),
                 None,
@@ -552,8 +553,127 @@ async fn accept_routes(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
                 }),
             )
             .await;
-            conn.close(0u32.into(), b"route closed");
+            ending.close(&srv, &conn).await;
         });
+    }
+}
+
+/// How long a SCION route that ended first waits for the peer to have read its last bytes.
+const ROUTE_CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The end of a SCION route's QUIC connection. quinn's close discards stream data the peer
+/// has not read yet (a final `-ERR`, the messages queued before a route was removed), where
+/// a TCP route's close flushes them first (client.go flushAndClose). So the end that ends
+/// first finishes its stream, keeps reading (and discarding) the peer's, and closes once
+/// the peer has closed or finished its own stream; the peer ends its route when it reads
+/// our end, and closes at once. Two ends that end together both read the other's end, so
+/// neither waits out the grace. Stopping the read instead would make quinn send
+/// STOP_SENDING, and the peer's next write would fail before it had read everything.
+struct RouteEnding {
+    /// Resolves once our stream is acknowledged in full, stopped by the peer, or lost.
+    stopped: std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>>
+                + Send,
+        >,
+    >,
+    peer: Arc<Mutex<PeerSide>>,
+}
+
+/// What the route's reader left behind.
+#[derive(Default)]
+struct PeerSide {
+    /// The peer's stream reached its end or failed.
+    ended: bool,
+    /// The receive stream, handed back when the reader is dropped.
+    recv: Option<quinn::RecvStream>,
+}
+
+impl RouteEnding {
+    fn new(send: &quinn::SendStream) -> Self {
+        RouteEnding {
+            stopped: Box::pin(send.stopped()),
+            peer: Arc::default(),
+        }
+    }
+
+    /// `recv` for the route's reader, noting when the peer's stream ends.
+    fn watch(&self, recv: quinn::RecvStream) -> PeerEnd {
+        PeerEnd {
+            inner: Some(recv),
+            side: self.peer.clone(),
+        }
+    }
+
+    /// Closes `conn` once the route has ended (its stream finished): at once when the peer
+    /// ended first or the server is shutting down, else when the peer has closed, finished
+    /// its stream or stopped reading ours, within [`ROUTE_CLOSE_GRACE`].
+    async fn close(self, srv: &ServerState, conn: &quinn::Connection) {
+        let (ended, recv) = {
+            let mut side = lock(&self.peer);
+            (side.ended, side.recv.take())
+        };
+        if !ended && !srv.shutting_down.load(Ordering::Acquire) {
+            let stopped = async {
+                // Acknowledged is not read: the peer's close or end tells that.
+                if let Ok(None) = self.stopped.await {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let drained = async {
+                let Some(mut recv) = recv else {
+                    return std::future::pending::<()>().await;
+                };
+                // Ends on the peer's end of stream (Ok(None)) or on any error.
+                while let Ok(Some(_)) = recv.read_chunk(64 * 1024, true).await {}
+            };
+            let _ = tokio::time::timeout(ROUTE_CLOSE_GRACE, async {
+                tokio::select! {
+                    _ = conn.closed() => {}
+                    _ = stopped => {}
+                    _ = drained => {}
+                }
+            })
+            .await;
+        }
+        conn.close(0u32.into(), b"route closed");
+    }
+}
+
+/// A route's receive stream that notes its end (EOF or error) and, when dropped, hands the
+/// stream back to [`RouteEnding`] instead of stopping it.
+struct PeerEnd {
+    inner: Option<quinn::RecvStream>,
+    side: Arc<Mutex<PeerSide>>,
+}
+
+impl Drop for PeerEnd {
+    fn drop(&mut self) {
+        lock(&self.side).recv = self.inner.take();
+    }
+}
+
+impl tokio::io::AsyncRead for PeerEnd {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let Some(inner) = me.inner.as_mut() else {
+            return std::task::Poll::Ready(Ok(()));
+        };
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(inner).poll_read(cx, buf);
+        let end = match &r {
+            std::task::Poll::Ready(Ok(())) => buf.filled().len() == before && buf.remaining() > 0,
+            std::task::Poll::Ready(Err(_)) => true,
+            std::task::Poll::Pending => false,
+        };
+        if end {
+            lock(&me.side).ended = true;
+        }
+        r
     }
 }
 
@@ -600,9 +720,11 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
             Ok(Ok(conn)) => {
                 let hold = ep.hold(remote);
                 let mut remote_id = String::new();
+                let mut ending = None;
                 match conn.open_bi().await {
                     Ok((send, recv)) => {
-                        let io = tokio::io::join(recv, send);
+                        let end = RouteEnding::new(&send);
+                        let io = tokio::io::join(end.watch(recv), send);
                         // Its own task, like an accepted route: shutdown aborts this
                         // dialing task, and a route future dropped mid-run left the
                         // server waiting its whole 5 s drain bound when the peer was
@@ -618,6 +740,7 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                             }),
                         ));
                         remote_id = route.await.unwrap_or_default();
+                        ending = Some(end);
                     }
                     // A refusal of our certificate is reported below.
                     Err(e) if scion_transport::quic::is_tls_failure(&e) => {}
@@ -629,7 +752,10 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                 let refused = conn
                     .close_reason()
                     .filter(scion_transport::quic::is_tls_failure);
-                conn.close(0u32.into(), b"route closed");
+                match ending {
+                    Some(end) => end.close(&srv, &conn).await,
+                    None => conn.close(0u32.into(), b"route closed"),
+                }
                 drop(hold);
                 if let Some(e) = refused {
                     attempts += 1;
