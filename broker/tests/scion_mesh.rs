@@ -305,3 +305,63 @@ async fn tcp_duplicate_hands_its_url_to_the_kept_route() {
     kept_route_removed_then_restored(w, k).await;
     crosses(k, w, "takeover.tcp").await;
 }
+
+/// Gossip about a server not yet routed comes with every route INFO; each used to start one
+/// more SCION dialer for the same address (the extra ones, after losing the duplicate race,
+/// wait while the server is routed and all re-dial when it goes). One dialer per address
+/// runs for gossip, and none beside a configured route's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_starts_one_scion_dialer_per_address() {
+    use broker::server::route::Solicit;
+    use broker::server::scion::{dial_route_url, route_dialers};
+    capture_logs("info,broker=debug");
+    let emu = emulator().await;
+    let dir = temp_dir("scion-mesh-dialers");
+    // Nobody listens at these addresses, and A's links swallow every packet: each handshake
+    // waits its 5 s (a closed port could answer at once, and a gossiped dialer would end).
+    let taken = free_dispatched_port(&[]);
+    let nobody =
+        |port: u16| -> ScionAddr { format!("{AS_B},127.0.0.1:{port}").parse().expect("address") };
+    let (gossiped, configured) = (nobody(taken), nobody(free_dispatched_port(&[taken])));
+    for end in ["1-ff00:0:111#1", "1-ff00:0:111#2"] {
+        emu.command(&format!("link {end} blackhole"))
+            .expect("blackhole");
+    }
+    let a = start(scion_node(
+        "a",
+        &emu,
+        &dir,
+        AS_A,
+        0,
+        vec![scion_route(configured)],
+    ))
+    .await
+    .expect("start a");
+    let gossip = |to: ScionAddr| {
+        let url = scion_route(to);
+        let s = Solicit {
+            url: url.url.clone(),
+            user: None,
+            password: None,
+            configured: false,
+        };
+        dial_route_url(&a.state, &url, s);
+    };
+    for _ in 0..3 {
+        gossip(gossiped);
+        gossip(configured);
+    }
+    let counts = (
+        route_dialers(&a.state, gossiped),
+        route_dialers(&a.state, configured),
+    );
+    assert_eq!(counts, (1, 1), "dialers (gossiped, configured)\n{}", logs());
+    let state = a.state.clone();
+    a.shutdown().await;
+    // Shutdown ends the dialers, and their count with them.
+    let deadline = Instant::now() + WAIT;
+    while route_dialers(&state, gossiped) + route_dialers(&state, configured) != 0 {
+        assert!(Instant::now() < deadline, "dialers left after shutdown");
+        sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -146,7 +146,7 @@ async fn sighup_adds_and_removes_a_scion_route() {
 /// A SCION route that a reload removes delivers what it had queued before its QUIC
 /// connection closes, as a TCP route's close flushes it (client.go flushAndClose): quinn's
 /// close discards stream data the peer has not read. Every emulated link is slowed to
-/// 16 Mbit/s, so that most of the 512 KiB published just before the removal is still in
+/// 16 Mbit/s, so that most of the 500 KiB published just before the removal is still in
 /// flight when the route ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_scion_route_delivers_its_backlog_before_it_closes() {

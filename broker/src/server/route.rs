@@ -554,14 +554,15 @@ pub async fn run_route<S: SplitIo>(
 /// routes carried over QUIC/SCION (their dialling and reconnects are owned
 /// by `server::scion`). Returns the peer's server ID once the route has
 /// closed (empty if its INFO never came), so a SCION dialer can tell a
-/// duplicate or a route to itself as nats-server's closeConnection does.
+/// duplicate or a route to itself as nats-server's closeConnection does,
+/// and why it closed.
 pub async fn run_route_labeled<S: SplitIo>(
     srv: Arc<ServerState>,
     stream: S,
     peer: SocketAddr,
     solicit: Option<Solicit>,
     scion: Option<super::scion::ScionPeer>,
-) -> String {
+) -> (String, ClosedState) {
     let rid = srv.next_cid();
     serve_route(srv, stream, peer, solicit, scion, rid).await
 }
@@ -575,7 +576,7 @@ async fn serve_route<S: SplitIo>(
     solicit: Option<Solicit>,
     scion: Option<super::scion::ScionPeer>,
     rid: u64,
-) -> String {
+) -> (String, ClosedState) {
     let is_scion = scion.is_some();
     let opts = srv.opts();
     let label = scion.as_ref().map(|s| s.remote.to_string());
@@ -672,6 +673,9 @@ async fn serve_route<S: SplitIo>(
         warned_unindexable: false,
     };
     let reason = conn.read_loop(&mut rd).await;
+    // Done reading: a SCION route's receive stream goes back to its owner now, which keeps
+    // reading the peer's end while our writer flushes (`server::scion::RouteEnding`).
+    drop(rd);
     shared.out.close(reason);
     let _ = writer.await;
     conn.cleanup();
@@ -704,7 +708,7 @@ async fn serve_route<S: SplitIo>(
         (m.remote_id.clone(), m.retry.take())
     };
     if is_scion {
-        return remote_id;
+        return (remote_id, reason);
     }
     if let Some(s) = solicit.or(retry) {
         // An implicit (gossiped) route is retried too, with its bounded attempts
@@ -720,7 +724,7 @@ async fn serve_route<S: SplitIo>(
             tokio::spawn(reconnect(srv2, s));
         }
     }
-    remote_id
+    (remote_id, reason)
 }
 
 /// Sets a SCION route's `Nats-Scion-Path` tag to the path in use now (with

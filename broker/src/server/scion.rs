@@ -38,6 +38,9 @@ pub struct ScionLinks {
     /// The last path switch per (link kind, peer) since start, for /pathz and /metrics
     /// (at most [`MAX_GAP_PEERS`]; the oldest switch goes first).
     pub last_switch: std::collections::HashMap<(&'static str, ScionAddr), PathEvent>,
+    /// SCION route dialers running, per remote address (its own lock: a dialer's end may
+    /// come from a task dropped anywhere).
+    pub route_dialers: Arc<Mutex<std::collections::HashMap<ScionAddr, usize>>>,
 }
 
 /// Most peers whose failover gaps are kept; beyond it the peer updated longest ago is
@@ -294,7 +297,65 @@ pub fn dial_route_url(srv: &Arc<ServerState>, r: &RouteUrl, s: Solicit) {
             return;
         }
     };
-    tokio::spawn(dial_route(srv.clone(), ep, remote, s));
+    spawn_dialer(srv, ep, remote, s);
+}
+
+/// Starts a dialer for the SCION route to `remote`. A gossiped (implicit) one is not started
+/// while another dialer for that address runs: gossip about a server not yet routed comes
+/// with every route INFO, and each would start one more dialer, which after losing the
+/// duplicate race waits while the server is routed. (route.go ends such a dialer and
+/// re-dials through the kept route's `retry`; here the running dialer does it.) A
+/// configured one (at start, or added by a reload) always starts.
+fn spawn_dialer(
+    srv: &Arc<ServerState>,
+    ep: Arc<ScionEndpoint>,
+    remote: ScionAddr,
+    s: Solicit,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let dialers = lock(&srv.scion).route_dialers.clone();
+    {
+        let mut running = lock(&dialers);
+        let n = running.entry(remote).or_default();
+        if *n > 0 && !s.configured {
+            debug!(
+                "Not dialling gossiped SCION route {}: a dialer for {} runs",
+                s.url, remote
+            );
+            return None;
+        }
+        *n += 1;
+    }
+    let guard = Dialer { dialers, remote };
+    let srv = srv.clone();
+    Some(tokio::spawn(async move {
+        let _running = guard;
+        dial_route(srv, ep, remote, s).await
+    }))
+}
+
+/// Counts a running SCION route dialer while it lives.
+struct Dialer {
+    dialers: Arc<Mutex<std::collections::HashMap<ScionAddr, usize>>>,
+    remote: ScionAddr,
+}
+
+impl Drop for Dialer {
+    fn drop(&mut self) {
+        let mut running = lock(&self.dialers);
+        if let Some(n) = running.get_mut(&self.remote) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.remote);
+            }
+        }
+    }
+}
+
+/// How many SCION route dialers for `remote` run now (monitoring and tests).
+pub fn route_dialers(srv: &ServerState, remote: ScionAddr) -> usize {
+    let dialers = lock(&srv.scion).route_dialers.clone();
+    let n = lock(&dialers).get(&remote).copied().unwrap_or(0);
+    n
 }
 
 /// Binds the SCION endpoints the options ask for and starts serving them.
@@ -344,7 +405,7 @@ pub async fn start(
             };
             let remote = scion_addr("cluster.routes", isd_as, *ip, *port).map_err(err)?;
             let s = solicit_from_url(r, true);
-            tasks.push(tokio::spawn(dial_route(srv.clone(), ep, remote, s)));
+            tasks.extend(spawn_dialer(srv, ep, remote, s));
         }
     }
     lock(&srv.scion).route_endpoint = links.route_endpoint;
@@ -542,7 +603,7 @@ async fn accept_routes(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
             };
             let ending = RouteEnding::new(&send);
             let io = tokio::io::join(ending.watch(recv), send);
-            run_route_labeled(
+            let (_, reason) = run_route_labeled(
                 srv.clone(),
                 io,
                 host_sockaddr(&remote),
@@ -553,24 +614,27 @@ async fn accept_routes(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>) {
                 }),
             )
             .await;
-            ending.close(&srv, &conn).await;
+            ending.close(&srv, &conn, reason).await;
         });
     }
 }
 
-/// How long a SCION route that ended first waits for the peer to have read its last bytes.
+/// How long a SCION route that ended first waits, once its writer is done, for the peer to
+/// have read its last bytes.
 const ROUTE_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// The end of a SCION route's QUIC connection. quinn's close discards stream data the peer
 /// has not read yet (a final `-ERR`, the messages queued before a route was removed), where
 /// a TCP route's close flushes them first (client.go flushAndClose). So the end that ends
-/// first finishes its stream, keeps reading (and discarding) the peer's, and closes once
-/// the peer has closed or finished its own stream; the peer ends its route when it reads
-/// our end, and closes at once. Two ends that end together both read the other's end, so
-/// neither waits out the grace. Stopping the read instead would make quinn send
-/// STOP_SENDING, and the peer's next write would fail before it had read everything.
+/// first finishes its stream, keeps reading (and discarding) the peer's from the moment its
+/// reader stops, and closes once the peer has closed, finished its own stream or stopped
+/// ours; the peer ends its route when it reads our end, and closes at once. Two ends that
+/// end together both read the other's end, so neither waits out the grace. Stopping the
+/// read instead would make quinn send STOP_SENDING, and the peer's next write would fail
+/// before it had read everything.
 struct RouteEnding {
-    /// Resolves once our stream is acknowledged in full, stopped by the peer, or lost.
+    /// Resolves once our stream is acknowledged in full (or reset and acknowledged),
+    /// stopped by the peer, or lost.
     stopped: std::pin::Pin<
         Box<
             dyn std::future::Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>>
@@ -583,10 +647,11 @@ struct RouteEnding {
 /// What the route's reader left behind.
 #[derive(Default)]
 struct PeerSide {
-    /// The peer's stream reached its end or failed.
+    /// The peer's stream reached its end or failed while the route read it.
     ended: bool,
-    /// The receive stream, handed back when the reader is dropped.
-    recv: Option<quinn::RecvStream>,
+    /// Reads the rest of the peer's stream after the route's reader stopped; ends at the
+    /// peer's end of stream or on an error.
+    drain: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RouteEnding {
@@ -605,15 +670,30 @@ impl RouteEnding {
         }
     }
 
-    /// Closes `conn` once the route has ended (its stream finished): at once when the peer
-    /// ended first or the server is shutting down, else when the peer has closed, finished
-    /// its stream or stopped reading ours, within [`ROUTE_CLOSE_GRACE`].
-    async fn close(self, srv: &ServerState, conn: &quinn::Connection) {
-        let (ended, recv) = {
+    /// Closes `conn` once the route has ended (`reason`, its stream finished): at once when
+    /// the peer ended first, the server is shutting down, or the route was cut because the
+    /// peer does not read or answer (nats-server closes those without a flush); else when
+    /// the peer has closed, finished its stream or stopped ours, within
+    /// [`ROUTE_CLOSE_GRACE`].
+    async fn close(
+        self,
+        srv: &ServerState,
+        conn: &quinn::Connection,
+        reason: super::closed::ClosedState,
+    ) {
+        use super::closed::ClosedState as C;
+        let (ended, drain) = {
             let mut side = lock(&self.peer);
-            (side.ended, side.recv.take())
+            (side.ended, side.drain.take())
         };
-        if !ended && !srv.shutting_down.load(Ordering::Acquire) {
+        let cut = matches!(
+            reason,
+            C::SlowConsumerPendingBytes
+                | C::SlowConsumerWriteDeadline
+                | C::WriteError
+                | C::StaleConnection
+        );
+        if !ended && !cut && !srv.shutting_down.load(Ordering::Acquire) {
             let stopped = async {
                 // Acknowledged is not read: the peer's close or end tells that.
                 if let Ok(None) = self.stopped.await {
@@ -621,11 +701,12 @@ impl RouteEnding {
                 }
             };
             let drained = async {
-                let Some(mut recv) = recv else {
-                    return std::future::pending::<()>().await;
-                };
-                // Ends on the peer's end of stream (Ok(None)) or on any error.
-                while let Ok(Some(_)) = recv.read_chunk(64 * 1024, true).await {}
+                match drain {
+                    Some(task) => {
+                        let _ = task.await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
             };
             let _ = tokio::time::timeout(ROUTE_CLOSE_GRACE, async {
                 tokio::select! {
@@ -640,8 +721,8 @@ impl RouteEnding {
     }
 }
 
-/// A route's receive stream that notes its end (EOF or error) and, when dropped, hands the
-/// stream back to [`RouteEnding`] instead of stopping it.
+/// A route's receive stream that notes its end (EOF or error) and, when the route's reader
+/// drops it before that, keeps reading it in a task of its own instead of stopping it.
 struct PeerEnd {
     inner: Option<quinn::RecvStream>,
     side: Arc<Mutex<PeerSide>>,
@@ -649,7 +730,20 @@ struct PeerEnd {
 
 impl Drop for PeerEnd {
     fn drop(&mut self) {
-        lock(&self.side).recv = self.inner.take();
+        let Some(mut recv) = self.inner.take() else {
+            return;
+        };
+        let mut side = lock(&self.side);
+        if side.ended {
+            return;
+        }
+        // Outside a runtime (nothing here drops it there) the stream is simply stopped.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            side.drain = Some(rt.spawn(async move {
+                // Bounded by the connection: its close ends the read.
+                while let Ok(Some(_)) = recv.read_chunk(64 * 1024, true).await {}
+            }));
+        }
     }
 }
 
@@ -739,8 +833,11 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                                 endpoint: ep.clone(),
                             }),
                         ));
-                        remote_id = route.await.unwrap_or_default();
-                        ending = Some(end);
+                        let (id, reason) = route
+                            .await
+                            .unwrap_or((String::new(), super::closed::ClosedState::ClientClosed));
+                        remote_id = id;
+                        ending = Some((end, reason));
                     }
                     // A refusal of our certificate is reported below.
                     Err(e) if scion_transport::quic::is_tls_failure(&e) => {}
@@ -753,7 +850,7 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                     .close_reason()
                     .filter(scion_transport::quic::is_tls_failure);
                 match ending {
-                    Some(end) => end.close(&srv, &conn).await,
+                    Some((end, reason)) => end.close(&srv, &conn, reason).await,
                     None => conn.close(0u32.into(), b"route closed"),
                 }
                 drop(hold);
