@@ -541,6 +541,14 @@ fn describe_changes(cur: &Options, new: &Options, tls_changed: bool) -> Vec<Stri
         cur.ping_max != new.ping_max,
         format!("ping_max = {}", new.ping_max),
     );
+    line(
+        cur.connect_error_reports != new.connect_error_reports,
+        format!("connect_error_reports = {}", new.connect_error_reports),
+    );
+    line(
+        cur.reconnect_error_reports != new.reconnect_error_reports,
+        format!("reconnect_error_reports = {}", new.reconnect_error_reports),
+    );
     // Compared and shown after setBaselineOptions: 0 is the default.
     line(
         cur.client_auth_timeout() != new.client_auth_timeout(),

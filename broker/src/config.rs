@@ -18,8 +18,7 @@
 //! - notices (printed like warnings, but `-t` passes as with nats-server) and
 //!   ignored, because they only tune logging or profiling:
 //!   `disable_sublist_cache`, `log_size_limit`,
-//!   `prof_port`, `connect_error_reports`,
-//!   `reconnect_error_reports`, `server_tags`, `allow_non_tls`,
+//!   `prof_port`, `server_tags`, `allow_non_tls`,
 //!   `no_system_account`; `trace_verbose` sets `trace`.
 
 mod addr;
@@ -577,6 +576,16 @@ impl Mapper {
                     o.ping_max = v as u32;
                 }
             }
+            "connect_error_reports" => {
+                if let Some(v) = self.size(e, u32::MAX as u64) {
+                    o.connect_error_reports = v as u32;
+                }
+            }
+            "reconnect_error_reports" => {
+                if let Some(v) = self.size(e, u32::MAX as u64) {
+                    o.reconnect_error_reports = v as u32;
+                }
+            }
             "write_deadline" => {
                 if let Some(d) = self.duration(e) {
                     o.write_deadline = d;
@@ -666,8 +675,6 @@ impl Mapper {
             | "logfile_size_limit"
             | "log_size_limit"
             | "prof_port"
-            | "connect_error_reports"
-            | "reconnect_error_reports"
             | "server_tags"
             | "no_system_account"
             | "no_system"
@@ -940,6 +947,12 @@ pub fn finalize_defaults(o: &mut Options) {
     }
     if o.ping_max == 0 {
         o.ping_max = d::DEFAULT_PING_MAX;
+    }
+    if o.connect_error_reports == 0 {
+        o.connect_error_reports = d::DEFAULT_CONNECT_ERROR_REPORTS;
+    }
+    if o.reconnect_error_reports == 0 {
+        o.reconnect_error_reports = d::DEFAULT_RECONNECT_ERROR_REPORTS;
     }
     if o.write_deadline.is_zero() {
         o.write_deadline = d::DEFAULT_WRITE_DEADLINE;

@@ -21,6 +21,11 @@ pub const DEFAULT_MAX_CONNECTIONS: i64 = 64 * 1024;
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
 /// Default outstanding pings before a connection is stale (`DEFAULT_PING_MAX_OUT`).
 pub const DEFAULT_PING_MAX: u32 = 2;
+/// Route dial failures of a first connection are logged at error level on attempt 1 and
+/// then every this many (`DEFAULT_CONNECT_ERROR_REPORTS`).
+pub const DEFAULT_CONNECT_ERROR_REPORTS: u32 = 3600;
+/// The same for a reconnection (`DEFAULT_RECONNECT_ERROR_REPORTS`): every attempt.
+pub const DEFAULT_RECONNECT_ERROR_REPORTS: u32 = 1;
 /// Default auth timeout, 2 s (`AUTH_TIMEOUT`).
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default write deadline, 10 s (`DEFAULT_FLUSH_DEADLINE`).
@@ -235,6 +240,11 @@ pub struct Options {
     pub max_sub_tokens: u8,
     pub ping_interval: Duration,
     pub ping_max: u32,
+    /// `connect_error_reports`: a first route connection's dial failures are logged at
+    /// error level on attempt 1 and every this many (the rest at debug level).
+    pub connect_error_reports: u32,
+    /// `reconnect_error_reports`: the same for a route that had connected before.
+    pub reconnect_error_reports: u32,
     pub write_deadline: Duration,
     pub lame_duck_duration: Duration,
     pub lame_duck_grace_period: Duration,
@@ -290,6 +300,8 @@ impl Default for Options {
             max_sub_tokens: 0,
             ping_interval: DEFAULT_PING_INTERVAL,
             ping_max: DEFAULT_PING_MAX,
+            connect_error_reports: DEFAULT_CONNECT_ERROR_REPORTS,
+            reconnect_error_reports: DEFAULT_RECONNECT_ERROR_REPORTS,
             write_deadline: DEFAULT_WRITE_DEADLINE,
             lame_duck_duration: DEFAULT_LAME_DUCK_DURATION,
             lame_duck_grace_period: DEFAULT_LAME_DUCK_GRACE_PERIOD,

@@ -424,6 +424,8 @@ max_pending: 32MiB
 max_connections 100; max_subscriptions: 1000
 ping_interval: "30s"
 ping_max: 3
+connect_error_reports: 10
+reconnect_error_reports = 5
 write_deadline = "2.5s"
 lame_duck_duration: "45s"
 lame_duck_grace_period: "5s"
@@ -486,6 +488,10 @@ scion {
     assert_eq!((o.max_connections, o.max_subscriptions), (100, 1000));
     assert_eq!(o.ping_interval, Duration::from_secs(30));
     assert_eq!(o.ping_max, 3);
+    assert_eq!(
+        (o.connect_error_reports, o.reconnect_error_reports),
+        (10, 5)
+    );
     assert_eq!(o.write_deadline, Duration::from_millis(2500));
     assert_eq!(o.lame_duck_duration, Duration::from_secs(45));
     assert_eq!(o.lame_duck_grace_period, Duration::from_secs(5));

@@ -848,6 +848,52 @@ async fn scion_client_listener_is_announced_in_the_first_route_info() {
     }
 }
 
+/// A SCION route that cannot come up logs its dial failures at error level as the TCP
+/// dialer does (server.go shouldReportConnectErr): attempt 1 and every
+/// `connect_error_reports`, the others at debug level. An ACL that denies every path makes
+/// each attempt fail at once, about once a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scion_dial_failures_are_reported_as_connect_error_reports_says() {
+    capture_logs("info");
+    let emu = Emulator::start(Topology::from_toml(TOPO).unwrap(), EmuOptions::default())
+        .await
+        .unwrap();
+    let dir = temp_dir("connect-error-reports");
+    let a = start(node("a", &emu, &dir, AS_A, vec![], "latency"))
+        .await
+        .expect("start a");
+    let target = route_endpoint(&a);
+    let mut ob = node("b", &emu, &dir, AS_B, vec![scion_route(target)], "latency");
+    ob.connect_error_reports = 2;
+    if let Some(s) = ob.scion.as_mut() {
+        s.policy_acl = vec!["-".into()];
+    }
+    let b = start(ob).await.expect("start b");
+    let dial = format!("dial scion {target}");
+    let reported = |n: u32| {
+        let attempt = format!("(attempt {n})");
+        logs().lines().any(|l| {
+            l.contains("ERROR")
+                && l.contains("Error trying to connect to route")
+                && l.contains(&attempt)
+                && l.contains(&dial)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !reported(4) {
+        assert!(
+            Instant::now() < deadline,
+            "attempt 4 was not reported at error level:\n{}",
+            logs()
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reported(1) && reported(2), "attempts 1 and 2:\n{}", logs());
+    assert!(!reported(3), "attempt 3 at error level:\n{}", logs());
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
 /// An ACL that denies every path: the route cannot come up and is redialled about once a
 /// second; each filtered path is logged once (with its reason), not on every redial.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,11 +39,6 @@ pub(crate) const ROUTE_CONNECT_DELAY: Duration = Duration::from_secs(1);
 /// (`DEFAULT_ROUTE_RECONNECT`, route.go reConnectToRoute): a peer that refuses
 /// us (bad credentials, another cluster name) is not hammered.
 pub(crate) const ROUTE_RECONNECT_DELAY: Duration = Duration::from_secs(1);
-/// nats-server's `connect_error_reports` / `reconnect_error_reports` defaults
-/// (const.go): a first connection's failures are logged at attempt 1 and then
-/// every 3600th, a reconnection's every time.
-const CONNECT_ERROR_REPORTS: u32 = 3600;
-const RECONNECT_ERROR_REPORTS: u32 = 1;
 
 /// How a route came to be.
 #[derive(Clone, Debug)]
@@ -382,11 +377,12 @@ async fn dial_route(srv: Arc<ServerState>, s: Solicit, forever: bool, first: boo
                 // Go's net.OpError text: "dial tcp H:P: connect: connection refused".
                 let text = crate::conf::go_io_error("dial tcp", &hostport, &e);
                 let text = text.replacen(": ", ": connect: ", 1);
-                report_connect_err(first, attempts, &text);
+                report_connect_err(&srv, first, attempts, &text);
             }
             Err(_) => {
                 attempts += 1;
                 report_connect_err(
+                    &srv,
                     first,
                     attempts,
                     &format!("dial tcp {hostport}: i/o timeout"),
@@ -406,14 +402,22 @@ async fn dial_route(srv: Arc<ServerState>, s: Solicit, forever: bool, first: boo
     }
 }
 
-/// server.go shouldReportConnectErr with the default report rates.
-fn report_connect_err(first: bool, attempts: u32, err: &str) {
+/// server.go shouldReportConnectErr: a route dial failure is logged at error level on
+/// attempt 1 and every `connect_error_reports` (a first connection) or
+/// `reconnect_error_reports` (a route that had connected before) attempts; the others at
+/// debug level. TCP and SCION dialers both ask here.
+pub(crate) fn should_report_connect_err(srv: &ServerState, first: bool, attempts: u32) -> bool {
+    let opts = srv.opts();
     let every = if first {
-        CONNECT_ERROR_REPORTS
+        opts.connect_error_reports
     } else {
-        RECONNECT_ERROR_REPORTS
+        opts.reconnect_error_reports
     };
-    if attempts == 1 || attempts.is_multiple_of(every) {
+    attempts == 1 || attempts.is_multiple_of(every.max(1))
+}
+
+fn report_connect_err(srv: &ServerState, first: bool, attempts: u32, err: &str) {
+    if should_report_connect_err(srv, first, attempts) {
         error!(
             "Error trying to connect to route (attempt {}): {}",
             attempts, err

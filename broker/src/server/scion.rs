@@ -530,11 +530,11 @@ async fn wait_while_routed(srv: &ServerState, id: &str) -> bool {
     true
 }
 
-/// A failed route dial: at error level on the first attempt and every 60th (about once a
-/// minute at the 1 s retry), at debug level in between, so a peer that stays away does not
-/// flood the log.
-fn log_attempt(attempts: u32, msg: std::fmt::Arguments<'_>) {
-    if attempts == 1 || attempts.is_multiple_of(60) {
+/// A failed route dial, at error level as `connect_error_reports` (`first`: the dialer never
+/// had a connection) or `reconnect_error_reports` say, else at debug level (as the TCP
+/// dialer, server.go shouldReportConnectErr).
+fn log_attempt(srv: &ServerState, first: bool, attempts: u32, msg: std::fmt::Arguments<'_>) {
+    if super::route::should_report_connect_err(srv, first, attempts) {
         error!("{}", msg);
     } else {
         debug!("{}", msg);
@@ -793,6 +793,9 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
     // re-dialled several times a second, each time with a full QUIC/TLS handshake.
     let mut delay = super::route::ROUTE_CONNECT_DELAY;
     let mut attempts: u32 = 0;
+    // Until a connection is up, failures are a first connection's (route.go connectToRoute
+    // `firstConnect`), reported more rarely.
+    let mut first = true;
     loop {
         if srv.shutting_down.load(Ordering::Acquire) {
             return;
@@ -812,6 +815,7 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
         .await;
         match conn {
             Ok(Ok(conn)) => {
+                first = false;
                 let hold = ep.hold(remote);
                 let mut remote_id = String::new();
                 let mut ending = None;
@@ -857,6 +861,8 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                 if let Some(e) = refused {
                     attempts += 1;
                     log_attempt(
+                        &srv,
+                        first,
                         attempts,
                         format_args!("{} - TLS route handshake error: {}", remote, e),
                     );
@@ -890,6 +896,8 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                 // We refused the acceptor's certificate (or it refused us early).
                 attempts += 1;
                 log_attempt(
+                    &srv,
+                    first,
                     attempts,
                     format_args!("{} - TLS route handshake error: {}", remote, source),
                 );
@@ -897,6 +905,8 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
             Ok(Err(e)) => {
                 attempts += 1;
                 log_attempt(
+                    &srv,
+                    first,
                     attempts,
                     format_args!(
                         "Error trying to connect to route (attempt {}): dial scion {}: {}",
@@ -909,6 +919,8 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                 // did not finish within route_handshake_timeout.
                 attempts += 1;
                 log_attempt(
+                    &srv,
+                    first,
                     attempts,
                     format_args!(
                         "Error trying to connect to route (attempt {}): dial scion {}: i/o timeout",
