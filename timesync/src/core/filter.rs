@@ -95,12 +95,19 @@ impl PathFilter {
             .max(POP_MIN_S)
     }
 
-    /// The current best (minimum-delay) sample.
+    /// The current best sample: the lowest RFC 5905 clock-filter distance, half the delay
+    /// plus the dispersion a sample gathers with age (`PHI` per second, counted to the newest
+    /// sample). So an old low-delay sample gives way to fresh ones after a long gap (an
+    /// outage): its offset has drifted by up to `PHI` times its age, and without aging the
+    /// window would hold back every new sample until the old one fell out of it.
     pub fn best(&self) -> Option<Sample> {
+        let newest = self.window.back()?.mono;
+        let distance =
+            |s: &Sample| s.delay / 2.0 + super::PHI * super::ns_to_s(newest - s.mono).max(0.0);
         self.window
             .iter()
             .copied()
-            .min_by(|a, b| a.delay.total_cmp(&b.delay))
+            .min_by(|a, b| distance(a).total_cmp(&distance(b)))
     }
 
     /// RFC 5905 peer jitter: RMS difference of the window's offsets from the best sample's,
@@ -211,8 +218,28 @@ mod tests {
             assert_eq!(f.push(s(i, 0.0, 0.040)), FilterOutput::Held);
         }
         assert_eq!(f.len(), WINDOW);
-        // The 0.030 sample drops out; the best is now one of the 0.040 samples (the first).
-        assert!(matches!(f.push(s(8, 0.0, 0.041)), FilterOutput::Emit(x) if x.mono == 1));
+        // The 0.030 sample drops out; the best is now one of the 0.040 samples (the newest:
+        // an older one has gathered more dispersion).
+        assert!(matches!(f.push(s(8, 0.0, 0.041)), FilterOutput::Emit(x) if x.mono == 7));
+    }
+
+    #[test]
+    fn an_old_minimum_gives_way_to_fresh_samples_after_a_gap() {
+        const S: i64 = 1_000_000_000;
+        let mut f = PathFilter::new();
+        f.push(s(0, 0.0, 0.0100));
+        for i in 1..4 {
+            assert_eq!(f.push(s(i * S, 0.0, 0.0104)), FilterOutput::Held);
+        }
+        // 2 minutes without samples (an outage): 0.2 ms more delay is less than the 1.8 ms
+        // of dispersion (15 ppm x 120 s) the old minimum gathered meanwhile.
+        assert!(matches!(
+            f.push(s(124 * S, 0.0005, 0.0102)),
+            FilterOutput::Emit(x) if x.mono == 124 * S
+        ));
+        // A second later the fresh sample still wins over the old minimum.
+        assert_eq!(f.push(s(125 * S, 0.0, 0.0110)), FilterOutput::Held);
+        assert_eq!(f.best().map(|b| b.mono), Some(124 * S));
     }
 
     #[test]
