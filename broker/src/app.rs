@@ -541,14 +541,6 @@ fn describe_changes(cur: &Options, new: &Options, tls_changed: bool) -> Vec<Stri
         cur.ping_max != new.ping_max,
         format!("ping_max = {}", new.ping_max),
     );
-    line(
-        cur.connect_error_reports != new.connect_error_reports,
-        format!("connect_error_reports = {}", new.connect_error_reports),
-    );
-    line(
-        cur.reconnect_error_reports != new.reconnect_error_reports,
-        format!("reconnect_error_reports = {}", new.reconnect_error_reports),
-    );
     // Compared and shown after setBaselineOptions: 0 is the default.
     line(
         cur.client_auth_timeout() != new.client_auth_timeout(),
@@ -611,6 +603,15 @@ fn describe_changes(cur: &Options, new: &Options, tls_changed: bool) -> Vec<Stri
     line(
         cur.max_traced_msg_len != new.max_traced_msg_len,
         format!("max_traced_msg_len = {}", new.max_traced_msg_len),
+    );
+    // After MaxTracedMsgLen, as in nats-server's Options (the diff follows its fields).
+    line(
+        cur.connect_error_reports != new.connect_error_reports,
+        format!("connect_error_reports = {}", new.connect_error_reports),
+    );
+    line(
+        cur.reconnect_error_reports != new.reconnect_error_reports,
+        format!("reconnect_error_reports = {}", new.reconnect_error_reports),
     );
     v
 }

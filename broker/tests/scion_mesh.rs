@@ -309,7 +309,7 @@ async fn tcp_duplicate_hands_its_url_to_the_kept_route() {
 /// Gossip about a server not yet routed comes with every route INFO; each used to start one
 /// more SCION dialer for the same address (the extra ones, after losing the duplicate race,
 /// wait while the server is routed and all re-dial when it goes). One dialer per address
-/// runs for gossip, and none beside a configured route's.
+/// runs for gossip, and none beside a configured route's while that route is configured.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gossip_starts_one_scion_dialer_per_address() {
     use broker::server::route::Solicit;
@@ -356,6 +356,18 @@ async fn gossip_starts_one_scion_dialer_per_address() {
         route_dialers(&a.state, configured),
     );
     assert_eq!(counts, (1, 1), "dialers (gossiped, configured)\n{}", logs());
+    // A reload took the configured route out: its dialer, still in its handshake, stops at
+    // its next turn and does not stand for the address any more, so gossip dials it.
+    let mut opts = (*a.state.opts()).clone();
+    opts.cluster.routes.clear();
+    a.state.set_opts(opts);
+    gossip(configured);
+    assert_eq!(
+        route_dialers(&a.state, configured),
+        2,
+        "gossip beside a removed route's dialer\n{}",
+        logs()
+    );
     let state = a.state.clone();
     a.shutdown().await;
     // Shutdown ends the dialers, and their count with them.

@@ -38,9 +38,9 @@ pub struct ScionLinks {
     /// The last path switch per (link kind, peer) since start, for /pathz and /metrics
     /// (at most [`MAX_GAP_PEERS`]; the oldest switch goes first).
     pub last_switch: std::collections::HashMap<(&'static str, ScionAddr), PathEvent>,
-    /// SCION route dialers running, per remote address (its own lock: a dialer's end may
-    /// come from a task dropped anywhere).
-    pub route_dialers: Arc<Mutex<std::collections::HashMap<ScionAddr, usize>>>,
+    /// SCION route dialers running, per remote address: an id and what each dials (its own
+    /// lock: a dialer's end may come from a task dropped anywhere).
+    pub route_dialers: Arc<Mutex<RouteDialers>>,
 }
 
 /// Most peers whose failover gaps are kept; beyond it the peer updated longest ago is
@@ -300,32 +300,45 @@ pub fn dial_route_url(srv: &Arc<ServerState>, r: &RouteUrl, s: Solicit) {
     spawn_dialer(srv, ep, remote, s);
 }
 
+/// The SCION route dialers running, per remote address.
+pub type RouteDialers = std::collections::HashMap<ScionAddr, Vec<(u64, Solicit)>>;
+
 /// Starts a dialer for the SCION route to `remote`. A gossiped (implicit) one is not started
-/// while another dialer for that address runs: gossip about a server not yet routed comes
-/// with every route INFO, and each would start one more dialer, which after losing the
-/// duplicate race waits while the server is routed. (route.go ends such a dialer and
-/// re-dials through the kept route's `retry`; here the running dialer does it.) A
-/// configured one (at start, or added by a reload) always starts.
+/// while another gossiped dialer, or a configured one whose route is still in the
+/// configuration, runs for that address: gossip about a server not yet routed comes with
+/// every route INFO, and each would start one more dialer, which after losing the duplicate
+/// race waits while the server is routed. (route.go ends such a dialer and re-dials through
+/// the kept route's `retry`; here the running dialer does it.) A configured one (at start,
+/// or added by a reload) always starts.
 fn spawn_dialer(
     srv: &Arc<ServerState>,
     ep: Arc<ScionEndpoint>,
     remote: ScionAddr,
     s: Solicit,
 ) -> Option<tokio::task::JoinHandle<()>> {
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dialers = lock(&srv.scion).route_dialers.clone();
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     {
         let mut running = lock(&dialers);
-        let n = running.entry(remote).or_default();
-        if *n > 0 && !s.configured {
+        let here = running.entry(remote).or_default();
+        let covered = here
+            .iter()
+            .any(|(_, d)| !d.configured || super::route::route_still_valid(srv, d));
+        if covered && !s.configured {
             debug!(
                 "Not dialling gossiped SCION route {}: a dialer for {} runs",
                 s.url, remote
             );
             return None;
         }
-        *n += 1;
+        here.push((id, s.clone()));
     }
-    let guard = Dialer { dialers, remote };
+    let guard = Dialer {
+        dialers,
+        remote,
+        id,
+    };
     let srv = srv.clone();
     Some(tokio::spawn(async move {
         let _running = guard;
@@ -333,18 +346,19 @@ fn spawn_dialer(
     }))
 }
 
-/// Counts a running SCION route dialer while it lives.
+/// Lists a running SCION route dialer while it lives.
 struct Dialer {
-    dialers: Arc<Mutex<std::collections::HashMap<ScionAddr, usize>>>,
+    dialers: Arc<Mutex<RouteDialers>>,
     remote: ScionAddr,
+    id: u64,
 }
 
 impl Drop for Dialer {
     fn drop(&mut self) {
         let mut running = lock(&self.dialers);
-        if let Some(n) = running.get_mut(&self.remote) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(here) = running.get_mut(&self.remote) {
+            here.retain(|(id, _)| *id != self.id);
+            if here.is_empty() {
                 running.remove(&self.remote);
             }
         }
@@ -354,7 +368,7 @@ impl Drop for Dialer {
 /// How many SCION route dialers for `remote` run now (monitoring and tests).
 pub fn route_dialers(srv: &ServerState, remote: ScionAddr) -> usize {
     let dialers = lock(&srv.scion).route_dialers.clone();
-    let n = lock(&dialers).get(&remote).copied().unwrap_or(0);
+    let n = lock(&dialers).get(&remote).map_or(0, Vec::len);
     n
 }
 
@@ -672,7 +686,7 @@ impl RouteEnding {
 
     /// Closes `conn` once the route has ended (`reason`, its stream finished): at once when
     /// the peer ended first, the server is shutting down, or the route was cut because the
-    /// peer does not read or answer (nats-server closes those without a flush); else when
+    /// peer does not read (nats-server closes those without a flush); else when
     /// the peer has closed, finished its stream or stopped ours, within
     /// [`ROUTE_CLOSE_GRACE`].
     async fn close(
@@ -686,12 +700,11 @@ impl RouteEnding {
             let mut side = lock(&self.peer);
             (side.ended, side.drain.take())
         };
+        // client.go markConnAsClosed skips the flush for these (a stale route's
+        // `-ERR 'Stale Connection'` is flushed there, so it waits here too).
         let cut = matches!(
             reason,
-            C::SlowConsumerPendingBytes
-                | C::SlowConsumerWriteDeadline
-                | C::WriteError
-                | C::StaleConnection
+            C::SlowConsumerPendingBytes | C::SlowConsumerWriteDeadline | C::WriteError
         );
         if !ended && !cut && !srv.shutting_down.load(Ordering::Acquire) {
             let stopped = async {
@@ -860,12 +873,8 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
                 drop(hold);
                 if let Some(e) = refused {
                     attempts += 1;
-                    log_attempt(
-                        &srv,
-                        first,
-                        attempts,
-                        format_args!("{} - TLS route handshake error: {}", remote, e),
-                    );
+                    // Every time, as client.go doTLSHandshake does (no report rate).
+                    error!("{} - TLS route handshake error: {}", remote, e);
                 } else {
                     match super::route::after_close(&srv, &remote_id, &s.url) {
                         AfterClose::Stop => return,
@@ -895,12 +904,7 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
             {
                 // We refused the acceptor's certificate (or it refused us early).
                 attempts += 1;
-                log_attempt(
-                    &srv,
-                    first,
-                    attempts,
-                    format_args!("{} - TLS route handshake error: {}", remote, source),
-                );
+                error!("{} - TLS route handshake error: {}", remote, source);
             }
             Ok(Err(e)) => {
                 attempts += 1;

@@ -1,5 +1,6 @@
 //! Per-(source, path) sample filtering: a popcorn-spike filter on the delay followed by the
-//! minimum-delay ("clock filter") selection of RFC 5905 section 10 over an 8-sample window.
+//! minimum-distance ("clock filter") selection of RFC 5905 section 10 over an 8-sample window
+//! (distance: half the delay plus the dispersion a sample gathers with age).
 //!
 //! The pop filter drops a sample whose delay is far above the window's minimum (a queueing
 //! spike). A *persistent* delay increase (a new, longer path) would be dropped forever by a
@@ -24,9 +25,10 @@ pub const POP_MIN_S: f64 = 0.001;
 pub enum FilterOutput {
     /// The sample was a delay spike and is held back (it may still become part of a shift).
     Spike,
-    /// Accepted, but an older sample in the window still has the lowest delay.
+    /// Accepted, but an older sample in the window still has the lowest distance.
     Held,
-    /// Accepted and the window's minimum-delay sample is new: feed it to the discipline loop.
+    /// Accepted and the window's minimum-distance sample is new: feed it to the discipline
+    /// loop.
     Emit(Sample),
     /// A persistent delay change was accepted; the window restarted and this sample is emitted.
     Shift(Sample),
