@@ -221,11 +221,25 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
         if name == "h" || name == "help" {
             return Err(ProxyError::Help);
         }
-        // Boolean log flags, as nats-server spells them.
-        if inline.is_none() && matches!(name.as_str(), "D" | "V" | "DV" | "VD" | "debug" | "trace")
-        {
-            debug |= matches!(name.as_str(), "D" | "DV" | "VD" | "debug");
-            trace |= matches!(name.as_str(), "V" | "DV" | "VD" | "trace");
+        // Boolean log flags, as nats-server spells them; Go's flag package also takes
+        // `-D=true` / `-D=false` (strconv.ParseBool).
+        if matches!(name.as_str(), "D" | "V" | "DV" | "VD" | "debug" | "trace") {
+            let on = match inline.as_deref() {
+                None => true,
+                Some("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
+                Some("0" | "f" | "F" | "FALSE" | "false" | "False") => false,
+                Some(v) => {
+                    return Err(ProxyError::Usage(format!(
+                        "invalid boolean value {v:?} for -{name}: parse error\n{PROXY_USAGE}"
+                    )))
+                }
+            };
+            if matches!(name.as_str(), "D" | "DV" | "VD" | "debug") {
+                debug = on;
+            }
+            if matches!(name.as_str(), "V" | "DV" | "VD" | "trace") {
+                trace = on;
+            }
             i += 1;
             continue;
         }
@@ -280,6 +294,12 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
             "server-name" | "server_name" => {
                 if value.is_empty() {
                     return Err(ProxyError::Usage("--server-name must not be empty".into()));
+                }
+                // Checked now rather than on the first client's handshake.
+                if rustls::pki_types::ServerName::try_from(value.as_str()).is_err() {
+                    return Err(ProxyError::Usage(format!(
+                        "--server-name {value:?}: not a DNS name or an IP address"
+                    )));
                 }
                 tls.server_name = Some(value)
             }
@@ -1324,6 +1344,33 @@ mod tests {
         assert!(c.local.is_none());
         assert_eq!(c.tls.ca.as_deref(), Some(Path::new("/x/ca.pem")));
         assert_eq!(c.tls.server_name.as_deref(), Some("broker.example"));
+        // Go bool flags take an inline value: -D=true, -DV=false.
+        let base = [
+            "--listen",
+            "127.0.0.1:4222",
+            "--upstream",
+            "[1-ff00:0:1,127.0.0.1]:5",
+        ];
+        let with = |flags: &[&str]| {
+            let mut a: Vec<&str> = base.to_vec();
+            a.extend_from_slice(flags);
+            parse_args(&s(&a)).map(|c| (c.debug, c.trace))
+        };
+        assert_eq!(with(&["-D=true"]).unwrap(), (true, false));
+        assert_eq!(with(&["-DV", "-D=false"]).unwrap(), (false, true));
+        assert_eq!(with(&["-V=1", "-DV=F"]).unwrap(), (false, false));
+        let e = with(&["-D=yes"]).unwrap_err().to_string();
+        assert!(
+            e.contains("invalid boolean value \"yes\" for -D: parse error"),
+            "{e}"
+        );
+        let e = with(&["--server-name", "bad name"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--server-name \"bad name\": not a DNS name or an IP address"),
+            "{e}"
+        );
         assert!(matches!(parse_args(&s(&["--help"])), Err(ProxyError::Help)));
         assert!(matches!(parse_args(&s(&["-h"])), Err(ProxyError::Help)));
         assert!(parse_args(&s(&["--listen", "127.0.0.1:1"])).is_err());
