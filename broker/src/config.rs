@@ -576,14 +576,16 @@ impl Mapper {
                     o.ping_max = v as u32;
                 }
             }
+            // Any integer, as opts.go takes it: a negative N reports as |N| does (Go's
+            // `attempts % N`), 0 means the default.
             "connect_error_reports" => {
-                if let Some(v) = self.size(e, u32::MAX as u64) {
-                    o.connect_error_reports = v as u32;
+                if let Some(v) = self.int(e) {
+                    o.connect_error_reports = v.unsigned_abs().min(u32::MAX as u64) as u32;
                 }
             }
             "reconnect_error_reports" => {
-                if let Some(v) = self.size(e, u32::MAX as u64) {
-                    o.reconnect_error_reports = v as u32;
+                if let Some(v) = self.int(e) {
+                    o.reconnect_error_reports = v.unsigned_abs().min(u32::MAX as u64) as u32;
                 }
             }
             "write_deadline" => {

@@ -206,6 +206,8 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
     let mut listen = None;
     let mut upstreams: Vec<ScionAddr> = Vec::new();
     let (mut debug, mut trace) = (false, false);
+    // -DV (or -VD): debug and trace together, whatever -D and -V say.
+    let mut both = None;
     let mut local = None;
     let mut daemon = None;
     let mut topology = None;
@@ -234,11 +236,11 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
                     )))
                 }
             };
-            if matches!(name.as_str(), "D" | "DV" | "VD" | "debug") {
-                debug = on;
-            }
-            if matches!(name.as_str(), "V" | "DV" | "VD" | "trace") {
-                trace = on;
+            match name.as_str() {
+                "D" | "debug" => debug = on,
+                "V" | "trace" => trace = on,
+                // Applied after every other flag, as opts.go's fs.Visit does.
+                _ => both = Some(on),
             }
             i += 1;
             continue;
@@ -322,6 +324,9 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
         return Err(ProxyError::Usage(
             "--cert and --key go together (the client certificate and its key)".into(),
         ));
+    }
+    if let Some(on) = both {
+        (debug, trace) = (on, on);
     }
     Ok(ProxyArgs {
         listen: listen
@@ -1357,7 +1362,9 @@ mod tests {
             parse_args(&s(&a)).map(|c| (c.debug, c.trace))
         };
         assert_eq!(with(&["-D=true"]).unwrap(), (true, false));
-        assert_eq!(with(&["-DV", "-D=false"]).unwrap(), (false, true));
+        // -DV wins over -D and -V wherever it stands (opts.go applies it last).
+        assert_eq!(with(&["-DV", "-D=false"]).unwrap(), (true, true));
+        assert_eq!(with(&["-D=false", "-V"]).unwrap(), (false, true));
         assert_eq!(with(&["-V=1", "-DV=F"]).unwrap(), (false, false));
         let e = with(&["-D=yes"]).unwrap_err().to_string();
         assert!(

@@ -425,7 +425,7 @@ max_connections 100; max_subscriptions: 1000
 ping_interval: "30s"
 ping_max: 3
 connect_error_reports: 10
-reconnect_error_reports = 5
+reconnect_error_reports = -5
 write_deadline = "2.5s"
 lame_duck_duration: "45s"
 lame_duck_grace_period: "5s"

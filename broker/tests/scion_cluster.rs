@@ -848,6 +848,27 @@ async fn scion_client_listener_is_announced_in_the_first_route_info() {
     }
 }
 
+/// Broker a in AS A, and broker b in AS B with a SCION route to a and an ACL that denies
+/// every path (`tweak` adjusts b's options before it starts); returns both and a's route
+/// address.
+async fn dialer_with_every_path_denied(
+    emu: &EmuHandle,
+    dir: &TempDir,
+    tweak: impl FnOnce(&mut Options),
+) -> (ServerHandle, ServerHandle, ScionAddr) {
+    let a = start(node("a", emu, dir, AS_A, vec![], "latency"))
+        .await
+        .expect("start a");
+    let target = route_endpoint(&a);
+    let mut ob = node("b", emu, dir, AS_B, vec![scion_route(target)], "latency");
+    if let Some(s) = ob.scion.as_mut() {
+        s.policy_acl = vec!["-".into()];
+    }
+    tweak(&mut ob);
+    let b = start(ob).await.expect("start b");
+    (a, b, target)
+}
+
 /// A SCION route that cannot come up logs its dial failures at error level as the TCP
 /// dialer does (server.go shouldReportConnectErr): attempt 1 and every
 /// `connect_error_reports`, the others at debug level. An ACL that denies every path makes
@@ -859,16 +880,8 @@ async fn scion_dial_failures_are_reported_as_connect_error_reports_says() {
         .await
         .unwrap();
     let dir = temp_dir("connect-error-reports");
-    let a = start(node("a", &emu, &dir, AS_A, vec![], "latency"))
-        .await
-        .expect("start a");
-    let target = route_endpoint(&a);
-    let mut ob = node("b", &emu, &dir, AS_B, vec![scion_route(target)], "latency");
-    ob.connect_error_reports = 2;
-    if let Some(s) = ob.scion.as_mut() {
-        s.policy_acl = vec!["-".into()];
-    }
-    let b = start(ob).await.expect("start b");
+    let (a, b, target) =
+        dialer_with_every_path_denied(&emu, &dir, |o| o.connect_error_reports = 2).await;
     let dial = format!("dial scion {target}");
     let reported = |n: u32| {
         let attempt = format!("(attempt {n})");
@@ -903,15 +916,7 @@ async fn paths_filtered_by_policy_are_logged_once() {
         .await
         .unwrap();
     let dir = temp_dir("acl-deny-all");
-    let a = start(node("a", &emu, &dir, AS_A, vec![], "latency"))
-        .await
-        .expect("start a");
-    let target = route_endpoint(&a);
-    let mut ob = node("b", &emu, &dir, AS_B, vec![scion_route(target)], "latency");
-    if let Some(s) = ob.scion.as_mut() {
-        s.policy_acl = vec!["-".into()];
-    }
-    let b = start(ob).await.expect("start b");
+    let (a, b, target) = dialer_with_every_path_denied(&emu, &dir, |_| {}).await;
     let to_a = format!("remote={target}");
     let filtered = || {
         logs()

@@ -60,14 +60,10 @@ async fn wait_routes(h: &ServerHandle, n: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_adds_and_removes_a_scion_route() {
-    let emu = emulator().await;
-    let dir = temp_dir("scion-reload");
-
-    // A: in process, a SCION route listener in AS A, no routes.
-    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
-    let a = broker::server::start(Options {
+/// Broker A, in process: a SCION route listener in AS A, no routes.
+async fn start_a(emu: &scion_transport::emu::EmuHandle, dir: &TempDir) -> ServerHandle {
+    let (daemon, topology) = as_files(emu, dir, AS_A);
+    broker::server::start(Options {
         host: "127.0.0.1".into(),
         port: -1,
         cluster: ClusterOpts {
@@ -80,34 +76,45 @@ async fn sighup_adds_and_removes_a_scion_route() {
             ..Default::default()
         },
         scion: Some(ScionOpts {
-            daemon: Some(daemon_a),
-            topology: Some(topo_a),
+            daemon: Some(daemon),
+            topology: Some(topology),
             ..Default::default()
         }),
         ..Default::default()
     })
     .await
-    .expect("broker A");
-    let a_route: ScionAddr = a
-        .state
-        .scion
-        .lock()
-        .expect("lock")
-        .route_endpoint
-        .as_ref()
-        .expect("SCION route endpoint")
-        .local_addr();
+    .expect("broker A")
+}
 
-    // B: the binary, a SCION route listener in AS B, routes from its config file.
-    let (daemon_b, topo_b) = as_files(&emu, &dir, AS_B);
+/// Broker B's config file and log in `dir`, and the head of its config (client port
+/// `client_port`, the emulator's daemon and topology for AS B, an open `cluster {` block with
+/// a SCION listener): the caller adds `routes` and closes the block.
+fn b_conf_head(
+    emu: &scion_transport::emu::EmuHandle,
+    dir: &TempDir,
+    client_port: u16,
+) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let (daemon, topology) = as_files(emu, dir, AS_B);
     let (conf, log) = (dir.0.join("b.conf"), dir.0.join("b.log"));
     let head = format!(
-        "listen: 127.0.0.1:{}\nlog_file: \"{}\"\nscion {{\n  daemon: \"{daemon_b}\"\n  topology: \"{}\"\n}}\ncluster {{\n  name: c\n  listen: \"nats://{AS_B},127.0.0.1:{}\"\n",
-        free_tcp_port(),
+        "listen: 127.0.0.1:{client_port}\nlog_file: \"{}\"\nscion {{\n  daemon: \"{daemon}\"\n  topology: \"{}\"\n}}\ncluster {{\n  name: c\n  listen: \"nats://{AS_B},127.0.0.1:{}\"\n",
         log.display(),
-        topo_b.display(),
+        topology.display(),
         free_dispatched_port()
     );
+    (conf, log, head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_adds_and_removes_a_scion_route() {
+    let emu = emulator().await;
+    let dir = temp_dir("scion-reload");
+
+    let a = start_a(&emu, &dir).await;
+    let a_route: ScionAddr = route_endpoint(&a);
+
+    // B: the binary, a SCION route listener in AS B, routes from its config file.
+    let (conf, log, head) = b_conf_head(&emu, &dir, free_tcp_port());
     std::fs::write(&conf, format!("{head}}}\n")).expect("conf");
     let b = spawn_broker(BIN, &conf);
     wait_log(&log, "Server is ready", 0).await;
@@ -162,40 +169,12 @@ async fn a_removed_scion_route_delivers_its_backlog_before_it_closes() {
     let dir = temp_dir("scion-reload-backlog");
 
     // A: in process, the route listener and the subscriber.
-    let (daemon_a, topo_a) = as_files(&emu, &dir, AS_A);
-    let a = broker::server::start(Options {
-        host: "127.0.0.1".into(),
-        port: -1,
-        cluster: ClusterOpts {
-            name: Some("c".into()),
-            listen: Some(ListenAddr::Scion {
-                isd_as: AS_A.into(),
-                ip: localhost(),
-                port: 0,
-            }),
-            ..Default::default()
-        },
-        scion: Some(ScionOpts {
-            daemon: Some(daemon_a),
-            topology: Some(topo_a),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await
-    .expect("broker A");
+    let a = start_a(&emu, &dir).await;
     let a_route = route_endpoint(&a);
 
     // B: the binary, dialling A; the publisher's side.
-    let (daemon_b, topo_b) = as_files(&emu, &dir, AS_B);
-    let (conf, log) = (dir.0.join("b.conf"), dir.0.join("b.log"));
     let b_port = free_tcp_port();
-    let head = format!(
-        "listen: 127.0.0.1:{b_port}\nlog_file: \"{}\"\nscion {{\n  daemon: \"{daemon_b}\"\n  topology: \"{}\"\n}}\ncluster {{\n  name: c\n  listen: \"nats://{AS_B},127.0.0.1:{}\"\n",
-        log.display(),
-        topo_b.display(),
-        free_dispatched_port()
-    );
+    let (conf, log, head) = b_conf_head(&emu, &dir, b_port);
     std::fs::write(
         &conf,
         format!("{head}  routes: [\"nats-route://{a_route}\"]\n}}\n"),

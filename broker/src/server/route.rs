@@ -405,8 +405,8 @@ async fn dial_route(srv: Arc<ServerState>, s: Solicit, forever: bool, first: boo
 /// server.go shouldReportConnectErr: a route dial failure is logged at error level on
 /// attempt 1 and every `connect_error_reports` (a first connection) or
 /// `reconnect_error_reports` (a route that had connected before) attempts; the others at
-/// debug level. TCP and SCION dialers both ask here.
-pub(crate) fn should_report_connect_err(srv: &ServerState, first: bool, attempts: u32) -> bool {
+/// debug level.
+fn should_report_connect_err(srv: &ServerState, first: bool, attempts: u32) -> bool {
     let opts = srv.opts();
     let every = if first {
         opts.connect_error_reports
@@ -416,7 +416,8 @@ pub(crate) fn should_report_connect_err(srv: &ServerState, first: bool, attempts
     attempts == 1 || attempts.is_multiple_of(every.max(1))
 }
 
-fn report_connect_err(srv: &ServerState, first: bool, attempts: u32, err: &str) {
+/// Logs a failed route dial (TCP or SCION) as [`should_report_connect_err`] says.
+pub(crate) fn report_connect_err(srv: &ServerState, first: bool, attempts: u32, err: &str) {
     if should_report_connect_err(srv, first, attempts) {
         error!(
             "Error trying to connect to route (attempt {}): {}",

@@ -544,17 +544,6 @@ async fn wait_while_routed(srv: &ServerState, id: &str) -> bool {
     true
 }
 
-/// A failed route dial, at error level as `connect_error_reports` (`first`: the dialer never
-/// had a connection) or `reconnect_error_reports` say, else at debug level (as the TCP
-/// dialer, server.go shouldReportConnectErr).
-fn log_attempt(srv: &ServerState, first: bool, attempts: u32, msg: std::fmt::Arguments<'_>) {
-    if super::route::should_report_connect_err(srv, first, attempts) {
-        error!("{}", msg);
-    } else {
-        debug!("{}", msg);
-    }
-}
-
 /// Bound on a SCION route's QUIC/TLS handshake: `cluster.tls.timeout` (nats-server's TLS
 /// handshake timeout for routes; 0 means the default, as there), else 5 s (a first dial also
 /// waits for the daemon's paths).
@@ -908,29 +897,15 @@ async fn dial_route(srv: Arc<ServerState>, ep: Arc<ScionEndpoint>, remote: Scion
             }
             Ok(Err(e)) => {
                 attempts += 1;
-                log_attempt(
-                    &srv,
-                    first,
-                    attempts,
-                    format_args!(
-                        "Error trying to connect to route (attempt {}): dial scion {}: {}",
-                        attempts, remote, e
-                    ),
-                );
+                let err = format!("dial scion {remote}: {e}");
+                super::route::report_connect_err(&srv, first, attempts, &err);
             }
             Err(_) => {
                 // Like the TCP dialer's "i/o timeout": path lookup and QUIC/TLS handshake
                 // did not finish within route_handshake_timeout.
                 attempts += 1;
-                log_attempt(
-                    &srv,
-                    first,
-                    attempts,
-                    format_args!(
-                        "Error trying to connect to route (attempt {}): dial scion {}: i/o timeout",
-                        attempts, remote
-                    ),
-                );
+                let err = format!("dial scion {remote}: i/o timeout");
+                super::route::report_connect_err(&srv, first, attempts, &err);
             }
         }
         if !s.configured && attempts > 0 {
