@@ -541,6 +541,11 @@ impl Engine {
         let Some(sample) = self.sources[i].burst_best.take() else {
             return Vec::new();
         };
+        // Samples older than twice the window's reach in polls are stale after a gap.
+        let max_age = 2 * super::filter::WINDOW as i64 * self.cfg.poll_ns.max(1);
+        self.sources[i]
+            .filter
+            .expire_before(sample.mono.saturating_sub(max_age));
         let output = self.sources[i].filter.push(sample);
         let emitted = match output {
             FilterOutput::Emit(s) => Some(s),

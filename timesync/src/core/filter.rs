@@ -1,6 +1,5 @@
 //! Per-(source, path) sample filtering: a popcorn-spike filter on the delay followed by the
-//! minimum-distance ("clock filter") selection of RFC 5905 section 10 over an 8-sample window
-//! (distance: half the delay plus the dispersion a sample gathers with age).
+//! minimum-delay ("clock filter") selection of RFC 5905 section 10 over an 8-sample window.
 //!
 //! The pop filter drops a sample whose delay is far above the window's minimum (a queueing
 //! spike). A *persistent* delay increase (a new, longer path) would be dropped forever by a
@@ -25,10 +24,9 @@ pub const POP_MIN_S: f64 = 0.001;
 pub enum FilterOutput {
     /// The sample was a delay spike and is held back (it may still become part of a shift).
     Spike,
-    /// Accepted, but an older sample in the window still has the lowest distance.
+    /// Accepted, but an older sample in the window still has the lowest delay.
     Held,
-    /// Accepted and the window's minimum-distance sample is new: feed it to the discipline
-    /// loop.
+    /// Accepted and the window's minimum-delay sample is new: feed it to the discipline loop.
     Emit(Sample),
     /// A persistent delay change was accepted; the window restarted and this sample is emitted.
     Shift(Sample),
@@ -97,19 +95,12 @@ impl PathFilter {
             .max(POP_MIN_S)
     }
 
-    /// The current best sample: the lowest RFC 5905 clock-filter distance, half the delay
-    /// plus the dispersion a sample gathers with age (`PHI` per second, counted to the newest
-    /// sample). So an old low-delay sample gives way to fresh ones after a long gap (an
-    /// outage): its offset has drifted by up to `PHI` times its age, and without aging the
-    /// window would hold back every new sample until the old one fell out of it.
+    /// The current best (minimum-delay) sample.
     pub fn best(&self) -> Option<Sample> {
-        let newest = self.window.back()?.mono;
-        let distance =
-            |s: &Sample| s.delay / 2.0 + super::PHI * super::ns_to_s(newest - s.mono).max(0.0);
         self.window
             .iter()
             .copied()
-            .min_by(|a, b| distance(a).total_cmp(&distance(b)))
+            .min_by(|a, b| a.delay.total_cmp(&b.delay))
     }
 
     /// RFC 5905 peer jitter: RMS difference of the window's offsets from the best sample's,
@@ -132,6 +123,15 @@ impl PathFilter {
             })
             .sum();
         (sum / (self.window.len() - 1) as f64).sqrt()
+    }
+
+    /// Drops the samples taken before `mono` (ns), spikes held for a shift included. After a
+    /// gap (an outage) an old minimum-delay sample would otherwise hold back every fresh one
+    /// until it left the window, although its offset has drifted with the clock since; with
+    /// the window empty, the next sample is emitted at once.
+    pub fn expire_before(&mut self, mono: i64) {
+        self.window.retain(|s| s.mono >= mono);
+        self.high.retain(|s| s.mono >= mono);
     }
 
     /// Feed one validated sample.
@@ -220,26 +220,28 @@ mod tests {
             assert_eq!(f.push(s(i, 0.0, 0.040)), FilterOutput::Held);
         }
         assert_eq!(f.len(), WINDOW);
-        // The 0.030 sample drops out; the best is now one of the 0.040 samples (the newest:
-        // an older one has gathered more dispersion).
-        assert!(matches!(f.push(s(8, 0.0, 0.041)), FilterOutput::Emit(x) if x.mono == 7));
+        // The 0.030 sample drops out; the best is now one of the 0.040 samples (the first).
+        assert!(matches!(f.push(s(8, 0.0, 0.041)), FilterOutput::Emit(x) if x.mono == 1));
     }
 
     #[test]
-    fn an_old_minimum_gives_way_to_fresh_samples_after_a_gap() {
+    fn samples_older_than_the_bound_give_way_to_fresh_ones() {
         const S: i64 = 1_000_000_000;
         let mut f = PathFilter::new();
         f.push(s(0, 0.0, 0.0100));
         for i in 1..4 {
             assert_eq!(f.push(s(i * S, 0.0, 0.0104)), FilterOutput::Held);
         }
-        // 2 minutes without samples (an outage): 0.2 ms more delay is less than the 1.8 ms
-        // of dispersion (15 ppm x 120 s) the old minimum gathered meanwhile.
+        // Two minutes later (an outage), with samples older than 8 s expired: the fresh
+        // sample is emitted although its delay is above the old minimum's.
+        f.expire_before(116 * S);
+        assert!(f.is_empty());
         assert!(matches!(
             f.push(s(124 * S, 0.0005, 0.0102)),
             FilterOutput::Emit(x) if x.mono == 124 * S
         ));
-        // A second later the fresh sample still wins over the old minimum.
+        // Within the bound nothing is dropped: the window keeps its minimum.
+        f.expire_before(117 * S);
         assert_eq!(f.push(s(125 * S, 0.0, 0.0110)), FilterOutput::Held);
         assert_eq!(f.best().map(|b| b.mono), Some(124 * S));
     }

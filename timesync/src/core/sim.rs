@@ -547,6 +547,39 @@ mod tests {
         assert_eq!(sim.obs.last().unwrap().steps, 1);
     }
 
+    /// After a 2-minute outage the path comes back 0.3 ms slower each way (not enough for a
+    /// delay shift): the old minimum-delay samples are stale, and the first fresh sample is
+    /// used at once instead of after eight polls, when the last old one leaves the window.
+    #[test]
+    fn first_sample_after_an_outage_is_used_at_once() {
+        let link: Box<dyn Fn(f64) -> LinkState> = Box::new(|t| {
+            let slower = if t >= 420.0 { 0.0003 } else { 0.0 };
+            LinkState {
+                fwd: 0.010 + slower,
+                back: 0.010 + slower,
+                jitter: 0.0001,
+                up: !(300.0..420.0).contains(&t),
+            }
+        });
+        let mut sim = Sim::new(
+            0.3,
+            100e-6,
+            vec![source("a", 0, link)],
+            EngineConfig::default(),
+        );
+        sim.run_until(419.0);
+        assert_eq!(sim.obs.last().unwrap().state, SyncState::Holdover);
+        // Four polls after the return the loop has been fed again (it would wait for the
+        // eighth poll while the old minimum held the window).
+        sim.run_until(422.0);
+        let now = sim.clock.mono(422.0);
+        let since = sim.engine.tracking(now).since_update_ms;
+        assert!(
+            since.is_some_and(|ms| ms < 1500),
+            "last loop update {since:?} ms ago"
+        );
+    }
+
     #[test]
     fn lost_source_is_replaced_within_3s_without_step() {
         let a_link: Box<dyn Fn(f64) -> LinkState> = Box::new(|t| LinkState {
