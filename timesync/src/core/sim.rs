@@ -516,14 +516,22 @@ mod tests {
         assert!(worst < 0.0055, "overshoot to {worst}");
     }
 
+    /// 10 ms each way, down from 300 s to 420 s, and `slower` more each way once back.
+    fn link_down_300_to_420(slower: f64) -> Box<dyn Fn(f64) -> LinkState> {
+        Box::new(move |t| {
+            let extra = if t >= 420.0 { slower } else { 0.0 };
+            LinkState {
+                fwd: 0.010 + extra,
+                back: 0.010 + extra,
+                jitter: 0.0001,
+                up: !(300.0..420.0).contains(&t),
+            }
+        })
+    }
+
     #[test]
     fn holdover_for_120s_stays_within_max_error() {
-        let link: Box<dyn Fn(f64) -> LinkState> = Box::new(|t| LinkState {
-            fwd: 0.010,
-            back: 0.010,
-            jitter: 0.0001,
-            up: !(300.0..420.0).contains(&t),
-        });
+        let link = link_down_300_to_420(0.0);
         let mut sim = Sim::new(
             0.3,
             100e-6,
@@ -552,15 +560,7 @@ mod tests {
     /// used at once instead of after eight polls, when the last old one leaves the window.
     #[test]
     fn first_sample_after_an_outage_is_used_at_once() {
-        let link: Box<dyn Fn(f64) -> LinkState> = Box::new(|t| {
-            let slower = if t >= 420.0 { 0.0003 } else { 0.0 };
-            LinkState {
-                fwd: 0.010 + slower,
-                back: 0.010 + slower,
-                jitter: 0.0001,
-                up: !(300.0..420.0).contains(&t),
-            }
-        });
+        let link = link_down_300_to_420(0.0003);
         let mut sim = Sim::new(
             0.3,
             100e-6,
