@@ -478,8 +478,8 @@ fn scan(args: &[String]) -> Result<(Vec<Given>, Vec<String>), CliError> {
     Ok((given, args[i..].to_vec()))
 }
 
-/// Go `strconv.ParseBool`.
-fn parse_go_bool(s: &str) -> Option<bool> {
+/// Go `strconv.ParseBool` (command-line flags, monitoring query parameters).
+pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
     match s {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),

@@ -228,13 +228,11 @@ pub fn parse_args(args: &[String]) -> Result<ProxyArgs, ProxyError> {
         if matches!(name.as_str(), "D" | "V" | "DV" | "VD" | "debug" | "trace") {
             let on = match inline.as_deref() {
                 None => true,
-                Some("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
-                Some("0" | "f" | "F" | "FALSE" | "false" | "False") => false,
-                Some(v) => {
-                    return Err(ProxyError::Usage(format!(
+                Some(v) => crate::cli::parse_go_bool(v).ok_or_else(|| {
+                    ProxyError::Usage(format!(
                         "invalid boolean value {v:?} for -{name}: parse error\n{PROXY_USAGE}"
-                    )))
-                }
+                    ))
+                })?,
             };
             match name.as_str() {
                 "D" | "debug" => debug = on,

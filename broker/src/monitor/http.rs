@@ -439,22 +439,13 @@ fn reason(status: u16) -> &'static str {
 #[error("{0}")]
 pub struct ParamError(pub String);
 
-/// Go's `strconv.ParseBool`.
-fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
 /// nats-server `decodeBool`.
 pub fn decode_bool(q: &Query, param: &str) -> Result<bool, ParamError> {
     let s = q.get(param);
     if s.is_empty() {
         return Ok(false);
     }
-    parse_go_bool(s).ok_or_else(|| {
+    crate::cli::parse_go_bool(s).ok_or_else(|| {
         ParamError(format!(
             "Error decoding boolean for '{param}': strconv.ParseBool: parsing {}: invalid syntax",
             go_quote(s)

@@ -402,23 +402,18 @@ async fn dial_route(srv: Arc<ServerState>, s: Solicit, forever: bool, first: boo
     }
 }
 
-/// server.go shouldReportConnectErr: a route dial failure is logged at error level on
-/// attempt 1 and every `connect_error_reports` (a first connection) or
-/// `reconnect_error_reports` (a route that had connected before) attempts; the others at
+/// Logs a failed route dial (TCP or SCION) as server.go shouldReportConnectErr says: at
+/// error level on attempt 1 and every `connect_error_reports` (a first connection) or
+/// `reconnect_error_reports` (a route that had connected before) attempts, the others at
 /// debug level.
-fn should_report_connect_err(srv: &ServerState, first: bool, attempts: u32) -> bool {
+pub(crate) fn report_connect_err(srv: &ServerState, first: bool, attempts: u32, err: &str) {
     let opts = srv.opts();
     let every = if first {
         opts.connect_error_reports
     } else {
         opts.reconnect_error_reports
     };
-    attempts == 1 || attempts.is_multiple_of(every.max(1))
-}
-
-/// Logs a failed route dial (TCP or SCION) as [`should_report_connect_err`] says.
-pub(crate) fn report_connect_err(srv: &ServerState, first: bool, attempts: u32, err: &str) {
-    if should_report_connect_err(srv, first, attempts) {
+    if attempts == 1 || attempts.is_multiple_of(every.max(1)) {
         error!(
             "Error trying to connect to route (attempt {}): {}",
             attempts, err

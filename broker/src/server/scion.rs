@@ -638,14 +638,16 @@ const ROUTE_CLOSE_GRACE: Duration = Duration::from_secs(2);
 struct RouteEnding {
     /// Resolves once our stream is acknowledged in full (or reset and acknowledged),
     /// stopped by the peer, or lost.
-    stopped: std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>>
-                + Send,
-        >,
-    >,
+    stopped: Stopped,
     peer: Arc<Mutex<PeerSide>>,
 }
+
+/// `quinn::SendStream::stopped`, kept after the stream itself went to the route's writer.
+type Stopped = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>> + Send,
+    >,
+>;
 
 /// What the route's reader left behind.
 #[derive(Default)]
